@@ -1,0 +1,629 @@
+//! The module manifest (`module.yaml`), parsed into typed values.
+//!
+//! See `docs/module-manifest.md` for the format. Every constraint on a field
+//! is checked here, once, so the rest of the system works with values that
+//! are known to be valid.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Longest slug accepted.
+const MAX_SLUG_LEN: usize = 40;
+/// Longest identifier (feature, limit, table) accepted.
+const MAX_IDENT_LEN: usize = 63;
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The YAML did not parse, or a field had the wrong shape.
+    #[error("module.yaml is not valid: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// A field parsed but its value breaks a rule.
+    #[error("module.yaml field `{field}` is invalid: {reason}")]
+    Field {
+        /// The field path, e.g. `routes[2].path`.
+        field: String,
+        /// What rule the value breaks.
+        reason: String,
+    },
+}
+
+impl ManifestError {
+    fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ManifestError::Field {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A module slug: `[a-z][a-z0-9-]*`, no `--`, no trailing `-`, at most 40
+/// characters. Slugs map injectively onto SQL table prefixes
+/// ([`Slug::table_prefix`]), which is why the rules are this strict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slug(String);
+
+impl Slug {
+    /// Parses a slug.
+    ///
+    /// # Errors
+    /// Returns a message saying which rule the text breaks.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() || text.len() > MAX_SLUG_LEN {
+            return Err(format!("must be 1 to {MAX_SLUG_LEN} characters long"));
+        }
+        let mut chars = text.chars();
+        if !chars.next().is_some_and(|c| c.is_ascii_lowercase()) {
+            return Err("must start with a lowercase letter".into());
+        }
+        if !text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err("may contain only lowercase letters, digits and '-'".into());
+        }
+        if text.contains("--") || text.ends_with('-') {
+            return Err("must not contain \"--\" or end with '-'".into());
+        }
+        Ok(Slug(text.to_owned()))
+    }
+
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The prefix of this module's tables in a tenant database:
+    /// `digital-card` becomes `digital_card__`. Because slugs never contain
+    /// `--` nor end with `-`, the first `__` in a physical table name always
+    /// ends the prefix, so two modules can never map to the same table.
+    pub fn table_prefix(&self) -> String {
+        format!("{}__", self.0.replace('-', "_"))
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slug {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Slug::parse(&text).map_err(|e| serde::de::Error::custom(format!("slug {text:?} {e}")))
+    }
+}
+
+/// A table name a module uses: `[a-z][a-z0-9_]*` without `__`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableName(String);
+
+impl TableName {
+    /// Parses a table name (case-insensitive; stored lowercase).
+    ///
+    /// # Errors
+    /// Returns a message saying which rule the text breaks.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let lower = text.to_ascii_lowercase();
+        check_ident(&lower)?;
+        if lower.contains("__") {
+            return Err("must not contain \"__\" (reserved for module namespaces)".into());
+        }
+        Ok(TableName(lower))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn check_ident(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.len() > MAX_IDENT_LEN {
+        return Err(format!("must be 1 to {MAX_IDENT_LEN} characters long"));
+    }
+    if !text.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("must start with a lowercase letter".into());
+    }
+    if !text
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err("may contain only lowercase letters, digits and '_'".into());
+    }
+    Ok(())
+}
+
+/// The WIT API version a component targets (`wit/since_v<major.minor.patch>/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiVersion {
+    /// Major part.
+    pub major: u32,
+    /// Minor part.
+    pub minor: u32,
+    /// Patch part.
+    pub patch: u32,
+}
+
+impl ApiVersion {
+    /// The first released API.
+    pub const V0_1_0: ApiVersion = ApiVersion {
+        major: 0,
+        minor: 1,
+        patch: 0,
+    };
+
+    /// Parses `major.minor.patch`.
+    ///
+    /// # Errors
+    /// Returns a message when the text is not three dot-separated numbers.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let v = semver::Version::parse(text)
+            .map_err(|e| format!("{text:?} is not a version like 0.1.0: {e}"))?;
+        if !v.pre.is_empty() || !v.build.is_empty() {
+            return Err(format!("{text:?} must not carry a pre-release or build tag"));
+        }
+        let part = |n: u64| u32::try_from(n).map_err(|_| format!("{text:?} is too large"));
+        Ok(ApiVersion {
+            major: part(v.major)?,
+            minor: part(v.minor)?,
+            patch: part(v.patch)?,
+        })
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// A dependency on another module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// The module depended on.
+    pub slug: Slug,
+    /// The versions that satisfy the dependency.
+    pub requirement: semver::VersionReq,
+}
+
+/// A boolean capability the module can gate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureDecl {
+    /// `[a-z][a-z0-9_]*`.
+    pub key: String,
+    /// Shown to tenants and operators.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// How a limit is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitKind {
+    /// A standing quantity that is consumed and released.
+    Count,
+    /// A quantity per period, reset each period.
+    Meter,
+}
+
+/// A numeric limit the module can gate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitDecl {
+    /// `[a-z][a-z0-9_]*`.
+    pub key: String,
+    /// Shown to tenants and operators.
+    #[serde(default)]
+    pub description: String,
+    /// How it is counted.
+    pub kind: LimitKind,
+}
+
+/// One segment of a route pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+    Rest(String),
+}
+
+/// A route path pattern such as `/members/{id}` or `/files/{*rest}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+/// The result of matching a path against a [`RoutePattern`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    /// Named parameters captured from the path.
+    pub params: Vec<(String, String)>,
+}
+
+impl RoutePattern {
+    /// Parses a pattern.
+    ///
+    /// # Errors
+    /// Returns a message when the pattern does not start with `/`, has an
+    /// empty or malformed `{}` segment, or a `{*rest}` that is not last.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!("{text:?} must start with '/'"));
+        };
+        let mut segments = Vec::new();
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        for (i, part) in parts.iter().enumerate() {
+            let segment = if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                if let Some(name) = inner.strip_prefix('*') {
+                    if i + 1 != parts.len() {
+                        return Err(format!("{text:?}: {{*{name}}} must be the last segment"));
+                    }
+                    check_ident(name).map_err(|e| format!("{text:?}: parameter {name:?} {e}"))?;
+                    Segment::Rest(name.to_owned())
+                } else {
+                    check_ident(inner).map_err(|e| format!("{text:?}: parameter {inner:?} {e}"))?;
+                    Segment::Param(inner.to_owned())
+                }
+            } else {
+                if part.is_empty() || part.contains(['{', '}']) {
+                    return Err(format!("{text:?}: segment {part:?} is empty or malformed"));
+                }
+                Segment::Literal((*part).to_owned())
+            };
+            segments.push(segment);
+        }
+        Ok(RoutePattern {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    /// The pattern as written in the manifest.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Matches a request path (starting with `/`) against this pattern.
+    pub fn matches(&self, path: &str) -> Option<RouteMatch> {
+        let rest = path.strip_prefix('/')?;
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        let mut params = Vec::new();
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Literal(lit) => {
+                    if parts.get(i) != Some(&lit.as_str()) {
+                        return None;
+                    }
+                }
+                Segment::Param(name) => {
+                    let part = parts.get(i).filter(|p| !p.is_empty())?;
+                    params.push((name.clone(), (*part).to_owned()));
+                }
+                Segment::Rest(name) => {
+                    params.push((name.clone(), parts[i.min(parts.len())..].join("/")));
+                    return Some(RouteMatch { params });
+                }
+            }
+        }
+        (parts.len() == self.segments.len()).then_some(RouteMatch { params })
+    }
+}
+
+/// A route the host forwards to the module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// The path pattern.
+    pub path: RoutePattern,
+    /// The feature this route needs, if any.
+    pub feature: Option<String>,
+}
+
+/// A parsed, validated module manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Unique module identifier.
+    pub slug: Slug,
+    /// Display name.
+    pub name: String,
+    /// The version of this package.
+    pub version: semver::Version,
+    /// What the module does.
+    pub description: String,
+    /// Marketplace category.
+    pub category: String,
+    /// The WIT API version the component targets.
+    pub api: ApiVersion,
+    /// Modules this one needs, sorted by slug.
+    pub dependencies: Vec<Dependency>,
+    /// Tables dependants may read.
+    pub exports: Vec<TableName>,
+    /// Features the module can gate, sorted by key.
+    pub features: Vec<FeatureDecl>,
+    /// Limits the module can gate, sorted by key.
+    pub limits: Vec<LimitDecl>,
+    /// Routes the host forwards to the module.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    slug: Slug,
+    name: String,
+    version: String,
+    #[serde(default)]
+    description: String,
+    category: String,
+    api: String,
+    #[serde(default)]
+    dependencies: BTreeMap<String, String>,
+    #[serde(default)]
+    exports: Vec<String>,
+    #[serde(default)]
+    features: Vec<FeatureDecl>,
+    #[serde(default)]
+    limits: Vec<LimitDecl>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    method: String,
+    path: String,
+    #[serde(default)]
+    feature: Option<String>,
+}
+
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+impl Manifest {
+    /// Parses and validates `module.yaml` text.
+    ///
+    /// # Errors
+    /// [`ManifestError::Yaml`] when the YAML is malformed, has an unknown
+    /// field or a field of the wrong type; [`ManifestError::Field`] naming the
+    /// field when a value breaks a rule.
+    pub fn parse(yaml: &str) -> Result<Self, ManifestError> {
+        let raw: RawManifest = serde_yaml::from_str(yaml)?;
+        if raw.name.trim().is_empty() || raw.name.len() > 100 {
+            return Err(ManifestError::field("name", "must be 1 to 100 characters"));
+        }
+        let version = semver::Version::parse(&raw.version).map_err(|e| {
+            ManifestError::field("version", format!("{:?} is not semver: {e}", raw.version))
+        })?;
+        check_ident(&raw.category.replace('-', "_"))
+            .map_err(|e| ManifestError::field("category", e))?;
+        let api = ApiVersion::parse(&raw.api).map_err(|e| ManifestError::field("api", e))?;
+
+        let mut dependencies = Vec::new();
+        for (slug, range) in raw.dependencies {
+            let field = format!("dependencies.{slug}");
+            let slug = Slug::parse(&slug).map_err(|e| ManifestError::field(&field, e))?;
+            if slug == raw.slug {
+                return Err(ManifestError::field(field, "a module cannot depend on itself"));
+            }
+            let requirement = semver::VersionReq::parse(&range).map_err(|e| {
+                ManifestError::field(&field, format!("{range:?} is not a semver range: {e}"))
+            })?;
+            dependencies.push(Dependency { slug, requirement });
+        }
+
+        let mut exports = Vec::new();
+        for (i, table) in raw.exports.iter().enumerate() {
+            let name = TableName::parse(table)
+                .map_err(|e| ManifestError::field(format!("exports[{i}]"), e))?;
+            if exports.contains(&name) {
+                return Err(ManifestError::field(format!("exports[{i}]"), "is listed twice"));
+            }
+            exports.push(name);
+        }
+
+        let mut features = raw.features;
+        let mut keys = BTreeSet::new();
+        for (i, f) in features.iter().enumerate() {
+            check_ident(&f.key).map_err(|e| ManifestError::field(format!("features[{i}].key"), e))?;
+            if !keys.insert(f.key.clone()) {
+                return Err(ManifestError::field(
+                    format!("features[{i}].key"),
+                    format!("{:?} is declared twice", f.key),
+                ));
+            }
+        }
+        features.sort();
+        let mut limits = raw.limits;
+        for (i, l) in limits.iter().enumerate() {
+            check_ident(&l.key).map_err(|e| ManifestError::field(format!("limits[{i}].key"), e))?;
+            if !keys.insert(l.key.clone()) {
+                return Err(ManifestError::field(
+                    format!("limits[{i}].key"),
+                    format!("{:?} is already declared as a feature or limit", l.key),
+                ));
+            }
+        }
+        limits.sort();
+
+        let mut routes = Vec::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let method = r.method.to_ascii_uppercase();
+            if !METHODS.contains(&method.as_str()) {
+                return Err(ManifestError::field(
+                    format!("routes[{i}].method"),
+                    format!("{:?} is not one of {}", r.method, METHODS.join(", ")),
+                ));
+            }
+            let path = RoutePattern::parse(&r.path)
+                .map_err(|e| ManifestError::field(format!("routes[{i}].path"), e))?;
+            if let Some(feature) = &r.feature
+                && !features.iter().any(|f| &f.key == feature)
+            {
+                return Err(ManifestError::field(
+                    format!("routes[{i}].feature"),
+                    format!("{feature:?} is not declared under `features`"),
+                ));
+            }
+            if routes
+                .iter()
+                .any(|x: &Route| x.method == method && x.path.as_str() == path.as_str())
+            {
+                return Err(ManifestError::field(
+                    format!("routes[{i}]"),
+                    format!("{method} {} is declared twice", path.as_str()),
+                ));
+            }
+            routes.push(Route {
+                method,
+                path,
+                feature: r.feature,
+            });
+        }
+
+        Ok(Manifest {
+            slug: raw.slug,
+            name: raw.name,
+            version,
+            description: raw.description,
+            category: raw.category,
+            api,
+            dependencies,
+            exports,
+            features,
+            limits,
+            routes,
+        })
+    }
+
+    /// Finds the route for a request, if the manifest declares one.
+    ///
+    /// Returns `Err(())` when the path matches a route but not with this
+    /// method (a 405), `Ok(None)` when no route matches the path (a 404).
+    #[allow(clippy::result_unit_err)]
+    pub fn route_for(&self, method: &str, path: &str) -> Result<Option<(&Route, RouteMatch)>, ()> {
+        let mut path_known = false;
+        for route in &self.routes {
+            if let Some(m) = route.path.matches(path) {
+                if route.method == method || (method == "HEAD" && route.method == "GET") {
+                    return Ok(Some((route, m)));
+                }
+                path_known = true;
+            }
+        }
+        if path_known { Err(()) } else { Ok(None) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+slug: digital-card
+name: Digital Card
+version: 1.2.3
+description: Cards.
+category: community
+api: 0.1.0
+dependencies:
+  membership: ">=1.2, <2"
+exports: [cards]
+features:
+  - key: qr_code_generation
+    description: QR codes
+limits:
+  - key: max_cards
+    kind: count
+routes:
+  - method: get
+    path: /cards/{id}
+    feature: qr_code_generation
+  - method: POST
+    path: /cards
+  - method: GET
+    path: /files/{*rest}
+"#;
+
+    #[test]
+    fn parses_a_complete_manifest() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(m.slug.as_str(), "digital-card");
+        assert_eq!(m.slug.table_prefix(), "digital_card__");
+        assert_eq!(m.version, semver::Version::new(1, 2, 3));
+        assert_eq!(m.api, ApiVersion::V0_1_0);
+        assert_eq!(m.dependencies[0].slug.as_str(), "membership");
+        assert!(m.dependencies[0].requirement.matches(&semver::Version::new(1, 4, 0)));
+        assert!(!m.dependencies[0].requirement.matches(&semver::Version::new(2, 0, 0)));
+        assert_eq!(m.routes[0].method, "GET");
+    }
+
+    #[test]
+    fn routes_match_params_rest_and_methods() {
+        let m = Manifest::parse(GOOD).unwrap();
+        let (route, found) = m.route_for("GET", "/cards/42").unwrap().unwrap();
+        assert_eq!(route.feature.as_deref(), Some("qr_code_generation"));
+        assert_eq!(found.params, vec![("id".to_string(), "42".to_string())]);
+        assert!(m.route_for("DELETE", "/cards/42").is_err());
+        assert!(m.route_for("GET", "/cards/42/x").unwrap().is_none());
+        assert!(m.route_for("GET", "/cards/").unwrap().is_none());
+        let (_, found) = m.route_for("GET", "/files/a/b.png").unwrap().unwrap();
+        assert_eq!(found.params[0].1, "a/b.png");
+    }
+
+    fn error_of(yaml: &str) -> String {
+        Manifest::parse(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_bad_fields_naming_them() {
+        let e = error_of(&GOOD.replace("slug: digital-card", "slug: Digital--Card"));
+        assert!(e.contains("slug"), "{e}");
+        let e = error_of(&GOOD.replace("version: 1.2.3", "version: one"));
+        assert!(e.contains("`version`"), "{e}");
+        let e = error_of(&GOOD.replace(">=1.2, <2", "bananas"));
+        assert!(e.contains("dependencies.membership"), "{e}");
+        let e = error_of(&GOOD.replace("exports: [cards]", "exports: [a__b]"));
+        assert!(e.contains("exports[0]"), "{e}");
+        let e = error_of(&GOOD.replace("feature: qr_code_generation", "feature: nope"));
+        assert!(e.contains("routes[0].feature"), "{e}");
+        let e = error_of(&GOOD.replace("method: POST", "method: BREW"));
+        assert!(e.contains("routes[1].method"), "{e}");
+        let e = error_of(&GOOD.replace("/files/{*rest}", "/files/{*rest}/x"));
+        assert!(e.contains("routes[2].path"), "{e}");
+        let e = error_of(&format!("{GOOD}\nsurprise: 1\n"));
+        assert!(e.contains("surprise"), "{e}");
+        let e = error_of("slug: [");
+        assert!(e.contains("not valid"), "{e}");
+        let e = error_of(&GOOD.replace("api: 0.1.0", "api: banana"));
+        assert!(e.contains("`api`"), "{e}");
+    }
+
+    #[test]
+    fn slug_prefixes_are_injective() {
+        for bad in ["a--b", "a-", "-a", "1a", "a_b", "", "A"] {
+            assert!(Slug::parse(bad).is_err(), "{bad} accepted");
+        }
+        assert!(TableName::parse("x__y").is_err());
+    }
+}
