@@ -1,0 +1,96 @@
+//! The `context` host interface: who is calling, for which tenant and which
+//! module version. Modules receive the caller's identity, never a token.
+
+use souk_module_registry::Manifest;
+
+use crate::runtime::CallState;
+use crate::runtime::bindings::v0_1_0::souk::module::{context as wit, types};
+
+/// What kind of principal made a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerKind {
+    /// The operator (operator token or CLI).
+    Operator,
+    /// A tenant API token.
+    TenantToken,
+    /// The host itself.
+    System,
+}
+
+/// An authenticated principal, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Caller {
+    /// What kind of principal.
+    pub kind: CallerKind,
+    /// Stable id (token id, `operator`, `system`).
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+}
+
+impl Caller {
+    /// The operator acting through the CLI or the operator token.
+    pub fn operator() -> Self {
+        Caller {
+            kind: CallerKind::Operator,
+            id: "operator".into(),
+            name: "operator".into(),
+        }
+    }
+
+    /// The host acting on its own.
+    pub fn system() -> Self {
+        Caller {
+            kind: CallerKind::System,
+            id: "system".into(),
+            name: "souk".into(),
+        }
+    }
+}
+
+/// The context of one call into a module.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// Tenant id (empty for calls that touch no tenant).
+    pub tenant_id: String,
+    /// Module slug.
+    pub module_slug: String,
+    /// Module version.
+    pub module_version: String,
+    /// Who is calling.
+    pub caller: Caller,
+}
+
+impl CallContext {
+    /// The context of a host-internal call that touches no tenant (e.g.
+    /// reading a package's gates when it is loaded).
+    pub fn system(manifest: &Manifest) -> Self {
+        CallContext {
+            tenant_id: String::new(),
+            module_slug: manifest.slug.to_string(),
+            module_version: manifest.version.to_string(),
+            caller: Caller::system(),
+        }
+    }
+}
+
+impl wit::Host for CallState {
+    async fn current(&mut self) -> wasmtime::Result<types::CallContext> {
+        let c = &self.context;
+        Ok(types::CallContext {
+            tenant_id: c.tenant_id.clone(),
+            module_slug: c.module_slug.clone(),
+            module_version: c.module_version.clone(),
+            caller: types::Caller {
+                kind: match c.caller.kind {
+                    CallerKind::Operator => types::CallerKind::Operator,
+                    CallerKind::TenantToken => types::CallerKind::TenantToken,
+                    CallerKind::System => types::CallerKind::System,
+                },
+                id: c.caller.id.clone(),
+                name: c.caller.name.clone(),
+            },
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! Souk: a multi-tenant host for business modules that run as sandboxed
+//! WebAssembly components.
+//!
+//! The nouns of the system, one module each:
+//! - [`runtime`]: wasmtime engine, compile cache, limits, module calls;
+//! - [`db`], [`log`], [`context`]: the host interfaces modules import;
+//! - [`tenancy`]: tenants and their databases;
+//! - [`auth`]: operator and tenant tokens;
+//! - [`catalog`]: module versions available to install;
+//! - [`installer`]: install, upgrade and uninstall, atomically, with the
+//!   migration ledger and the audit log;
+//! - [`archive`]: the data export written before an uninstall;
+//! - [`dispatch`]: serving tenant requests with a module;
+//! - [`api`]: the HTTP API; [`cli`]: the `souk` command.
+
+pub mod api;
+pub mod archive;
+pub mod auth;
+pub mod catalog;
+pub mod cli;
+pub mod context;
+pub mod control_plane;
+pub mod db;
+pub mod dispatch;
+pub mod installer;
+pub mod log;
+pub mod runtime;
+pub mod secrets;
+pub mod souk;
+pub mod tenancy;
+
+// pub use souk::{Souk, SoukConfig};
