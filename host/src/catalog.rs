@@ -1,1 +1,325 @@
+//! The catalog: module versions this host can install.
+//!
+//! A version enters the catalog only after its package has been read within
+//! size limits, its manifest parsed, its component compiled and checked
+//! against the manifest (world, API version, gates). Versions are immutable:
+//! the same slug and version with different bytes is refused. Packages are
+//! stored content-addressed under the data directory.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use souk_module_registry::{Digest, Manifest, Package, PackageLimits};
+
+use crate::control_plane::{ControlPlane, now};
+use crate::runtime::{LoadedModule, Runtime};
+use crate::souk::SoukError;
+
+/// One available module version.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleVersion {
+    /// Module slug.
+    pub slug: String,
+    /// Version.
+    pub version: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Category.
+    pub category: String,
+    /// WIT API version.
+    pub api: String,
+    /// Package digest (`sha256:...`).
+    pub digest: String,
+    /// Dependencies as `slug -> range`.
+    pub dependencies: BTreeMap<String, String>,
+    /// When it was added.
+    pub added_at: String,
+    /// Whether this call added it (false when it was already known).
+    #[serde(skip)]
+    pub newly_added: bool,
+}
+
+/// A module with its available versions, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleListing {
+    /// Slug.
+    pub slug: String,
+    /// Display name (of the newest version).
+    pub name: String,
+    /// Description (of the newest version).
+    pub description: String,
+    /// Category.
+    pub category: String,
+    /// The newest version.
+    pub latest: String,
+    /// All versions, newest first.
+    pub versions: Vec<ModuleVersion>,
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    slug: String,
+    version: String,
+    name: String,
+    description: String,
+    category: String,
+    api: String,
+    digest: String,
+    manifest: String,
+    package_path: String,
+    added_at: String,
+}
+
+impl VersionRow {
+    fn manifest(&self) -> Result<Manifest, SoukError> {
+        Manifest::parse(&self.manifest).map_err(|e| {
+            SoukError::Internal(anyhow::anyhow!("stored manifest of {} {} no longer parses: {e}", self.slug, self.version))
+        })
+    }
+
+    fn into_version(self) -> Result<ModuleVersion, SoukError> {
+        let manifest = self.manifest()?;
+        Ok(ModuleVersion {
+            dependencies: manifest
+                .dependencies
+                .iter()
+                .map(|d| (d.slug.to_string(), d.requirement.to_string()))
+                .collect(),
+            slug: self.slug,
+            version: self.version,
+            name: self.name,
+            description: self.description,
+            category: self.category,
+            api: self.api,
+            digest: self.digest,
+            added_at: self.added_at,
+            newly_added: false,
+        })
+    }
+}
+
+/// A resolved module version: its manifest and where its package lives.
+#[derive(Debug, Clone)]
+pub struct ResolvedVersion {
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// The package digest.
+    pub digest: String,
+    package_path: PathBuf,
+}
+
+/// The catalog of module versions.
+pub struct Catalog {
+    control: ControlPlane,
+    dir: PathBuf,
+    limits: PackageLimits,
+    loaded: Mutex<HashMap<String, LoadedModule>>,
+}
+
+const VERSION_COLUMNS: &str =
+    "slug, version, name, description, category, api, digest, manifest, package_path, added_at";
+
+impl Catalog {
+    /// A catalog recorded in `control`, with packages stored in `dir`.
+    pub fn new(control: ControlPlane, dir: PathBuf) -> Self {
+        Catalog {
+            control,
+            dir,
+            limits: PackageLimits::default(),
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads, validates and adds a package. Adding a package whose digest is
+    /// already known is a no-op that returns the existing version.
+    ///
+    /// # Errors
+    /// [`SoukError::PackageRefused`] saying what is wrong with the package;
+    /// [`SoukError::Conflict`] when the version exists with other bytes.
+    pub async fn add_package(&self, runtime: &Runtime, bytes: &[u8]) -> Result<ModuleVersion, SoukError> {
+        let package = Package::read(bytes, self.limits)
+            .map_err(|e| SoukError::PackageRefused(format!("package refused: {e}")))?;
+        let digest = package.digest.to_string();
+        let slug = package.manifest.slug.to_string();
+        let version = package.manifest.version.to_string();
+        if let Some(existing) = self.find(&slug, &version).await? {
+            if existing.digest == digest {
+                return existing.into_version();
+            }
+            return Err(SoukError::Conflict(format!(
+                "{slug} {version} already exists with digest {}; versions are immutable, \
+                 publish this package under a new version",
+                existing.digest
+            )));
+        }
+        let loaded = runtime
+            .load(&package)
+            .await
+            .map_err(|e| SoukError::PackageRefused(format!("package refused: {e}")))?;
+
+        std::fs::create_dir_all(&self.dir).map_err(|e| SoukError::Internal(e.into()))?;
+        let path = self.dir.join(format!("{}.souk", package.digest.hex()));
+        let tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| SoukError::Internal(e.into()))?;
+        std::fs::write(tmp.path(), bytes).map_err(|e| SoukError::Internal(e.into()))?;
+        tmp.persist(&path).map_err(|e| SoukError::Internal(e.error.into()))?;
+
+        let m = &package.manifest;
+        let added_at = now();
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO module_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&slug)
+        .bind(&version)
+        .bind(&m.name)
+        .bind(&m.description)
+        .bind(&m.category)
+        .bind(m.api.to_string())
+        .bind(&digest)
+        .bind(&package.manifest_text)
+        .bind(path.to_string_lossy().as_ref())
+        .bind(&added_at)
+        .execute(self.control.pool())
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(SoukError::Conflict(format!("{slug} {version} was added concurrently")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.loaded.lock().map_err(|_| poisoned())?.insert(digest.clone(), loaded);
+        let mut added = self
+            .find(&slug, &version)
+            .await?
+            .ok_or_else(|| SoukError::Internal(anyhow::anyhow!("{slug} {version} vanished")))?
+            .into_version()?;
+        added.newly_added = true;
+        Ok(added)
+    }
+
+    async fn find(&self, slug: &str, version: &str) -> Result<Option<VersionRow>, SoukError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {VERSION_COLUMNS} FROM module_versions WHERE slug = ? AND version = ?"
+        ))
+        .bind(slug)
+        .bind(version)
+        .fetch_optional(self.control.pool())
+        .await?)
+    }
+
+    async fn versions_of(&self, slug: &str) -> Result<Vec<VersionRow>, SoukError> {
+        let mut rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "SELECT {VERSION_COLUMNS} FROM module_versions WHERE slug = ?"
+        ))
+        .bind(slug)
+        .fetch_all(self.control.pool())
+        .await?;
+        sort_newest_first(&mut rows);
+        Ok(rows)
+    }
+
+    /// Every module with its versions, by slug.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list(&self) -> Result<Vec<ModuleListing>, SoukError> {
+        let rows: Vec<VersionRow> =
+            sqlx::query_as(&format!("SELECT {VERSION_COLUMNS} FROM module_versions ORDER BY slug"))
+                .fetch_all(self.control.pool())
+                .await?;
+        let mut by_slug: BTreeMap<String, Vec<VersionRow>> = BTreeMap::new();
+        for row in rows {
+            by_slug.entry(row.slug.clone()).or_default().push(row);
+        }
+        let mut out = Vec::new();
+        for (slug, mut rows) in by_slug {
+            sort_newest_first(&mut rows);
+            let versions = rows
+                .into_iter()
+                .map(VersionRow::into_version)
+                .collect::<Result<Vec<_>, _>>()?;
+            let newest = &versions[0];
+            out.push(ModuleListing {
+                slug,
+                name: newest.name.clone(),
+                description: newest.description.clone(),
+                category: newest.category.clone(),
+                latest: newest.version.clone(),
+                versions,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Resolves `slug` at `version`, or at its newest version.
+    ///
+    /// # Errors
+    /// [`SoukError::NotFound`] when the module or version does not exist.
+    pub async fn resolve(&self, slug: &str, version: Option<&str>) -> Result<ResolvedVersion, SoukError> {
+        let row = match version {
+            Some(v) => self.find(slug, v).await?.ok_or_else(|| {
+                SoukError::NotFound(format!("module {slug:?} has no version {v:?}"))
+            })?,
+            None => self
+                .versions_of(slug)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| SoukError::NotFound(format!("no module {slug:?} is available")))?,
+        };
+        Ok(ResolvedVersion {
+            manifest: row.manifest()?,
+            digest: row.digest,
+            package_path: PathBuf::from(row.package_path),
+        })
+    }
+
+    /// The loaded (compiled, prepared) module for a resolved version; loads
+    /// it from its package and the compile cache on first use.
+    ///
+    /// # Errors
+    /// When the stored package no longer verifies or loads.
+    pub async fn load(&self, runtime: &Runtime, version: &ResolvedVersion) -> Result<LoadedModule, SoukError> {
+        if let Some(loaded) = self.loaded.lock().map_err(|_| poisoned())?.get(&version.digest) {
+            return Ok(loaded.clone());
+        }
+        let bytes = std::fs::read(&version.package_path).map_err(|e| {
+            SoukError::Internal(anyhow::anyhow!("package {}: {e}", version.package_path.display()))
+        })?;
+        let package = Package::read(&bytes, self.limits)
+            .map_err(|e| SoukError::Internal(anyhow::anyhow!("stored package is invalid: {e}")))?;
+        let expected = Digest::parse(&version.digest).map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?;
+        if package.digest != expected {
+            return Err(SoukError::Internal(anyhow::anyhow!(
+                "stored package {} does not match its digest {}; refusing to run it",
+                version.package_path.display(),
+                version.digest
+            )));
+        }
+        let loaded = runtime
+            .load(&package)
+            .await
+            .map_err(|e| SoukError::Internal(anyhow::anyhow!("{e}")))?;
+        self.loaded
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(version.digest.clone(), loaded.clone());
+        Ok(loaded)
+    }
+}
+
+fn sort_newest_first(rows: &mut [VersionRow]) {
+    rows.sort_by(|a, b| {
+        let va = semver::Version::parse(&a.version).ok();
+        let vb = semver::Version::parse(&b.version).ok();
+        vb.cmp(&va)
+    });
+}
+
+fn poisoned() -> SoukError {
+    SoukError::Internal(anyhow::anyhow!("module cache poisoned"))
+}

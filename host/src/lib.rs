@@ -29,4 +29,4 @@ pub mod secrets;
 pub mod souk;
 pub mod tenancy;
 
-// pub use souk::{Souk, SoukConfig};
+pub use souk::{Souk, SoukConfig};

@@ -1,1 +1,156 @@
+//! [`Souk`]: the host's capabilities wired together, shared by the HTTP API
+//! and the CLI so both run the same code paths.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::catalog::Catalog;
+use crate::control_plane::ControlPlane;
+use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
+use crate::tenancy::Tenancy;
+
+/// How a host is configured.
+#[derive(Debug, Clone)]
+pub struct SoukConfig {
+    /// Where all state lives: the control plane, tenant databases, packages,
+    /// the compile cache, archives and the operator token.
+    pub data_dir: PathBuf,
+    /// A directory of `.souk` packages made available at start (the
+    /// first-party modules). Missing is not an error.
+    pub modules_dir: Option<PathBuf>,
+    /// Limits applied to module calls.
+    pub limits: RuntimeLimits,
+}
+
+impl SoukConfig {
+    /// A configuration with default limits.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        SoukConfig {
+            data_dir: data_dir.into(),
+            modules_dir: None,
+            limits: RuntimeLimits::default(),
+        }
+    }
+}
+
+/// An error a user of the host can meet, with a stable kind for the API's
+/// problem documents.
+#[derive(Debug, thiserror::Error)]
+pub enum SoukError {
+    /// The thing asked for does not exist (or is not visible to the caller).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The input is malformed or breaks a rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// A package was refused.
+    #[error("{0}")]
+    PackageRefused(String),
+    /// A dependency is missing or incompatible.
+    #[error("{0}")]
+    Dependency(String),
+    /// A module's migration or lifecycle hook failed; nothing was changed.
+    #[error("{0}")]
+    LifecycleFailed(String),
+    /// No credentials, or credentials that are not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials that do not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// An unexpected failure inside the host.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for SoukError {
+    fn from(e: sqlx::Error) -> Self {
+        SoukError::Internal(e.into())
+    }
+}
+
+/// The host.
+pub struct Souk {
+    /// Host configuration.
+    pub config: SoukConfig,
+    /// The control-plane database.
+    pub control: ControlPlane,
+    /// The WebAssembly runtime.
+    pub runtime: Runtime,
+    /// Tenants and their databases.
+    pub tenancy: Tenancy,
+    /// Tokens.
+    pub auth: Auth,
+    /// Module versions available to install.
+    pub catalog: Catalog,
+}
+
+impl Souk {
+    /// Opens the host's state in `config.data_dir` (creating it on first
+    /// use) and makes the packages in `config.modules_dir` available.
+    ///
+    /// # Errors
+    /// When the data directory, the control plane or the engine cannot be
+    /// set up, or a bundled package is refused.
+    pub async fn open(config: SoukConfig) -> anyhow::Result<Arc<Souk>> {
+        let data = &config.data_dir;
+        std::fs::create_dir_all(data)?;
+        let control = ControlPlane::open(&data.join("control.sqlite")).await?;
+        let cache = ComponentCache::open(&data.join("compiled"))?;
+        let runtime = Runtime::new(config.limits.clone(), cache)?;
+        let tenancy = Tenancy::new(control.clone(), data.join("tenants"));
+        let auth = Auth::new(control.clone(), data);
+        let catalog = Catalog::new(control.clone(), data.join("packages"));
+        let souk = Arc::new(Souk {
+            config,
+            control,
+            runtime,
+            tenancy,
+            auth,
+            catalog,
+        });
+        if let Some(dir) = souk.config.modules_dir.clone() {
+            souk.import_modules_dir(&dir).await?;
+        }
+        Ok(souk)
+    }
+
+    /// Makes every `.souk` package in `dir` available (idempotent: a
+    /// package already known by digest is skipped).
+    ///
+    /// # Errors
+    /// When a package is refused; the message names the file.
+    pub async fn import_modules_dir(&self, dir: &Path) -> anyhow::Result<usize> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %dir.display(), "modules directory does not exist; no bundled modules");
+                return Ok(0);
+            }
+            Err(e) => return Err(anyhow::anyhow!("{}: {e}", dir.display())),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "souk"))
+            .collect();
+        paths.sort();
+        let mut added = 0;
+        for path in paths {
+            let bytes = std::fs::read(&path)?;
+            let version = self
+                .catalog
+                .add_package(&self.runtime, &bytes)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if version.newly_added {
+                added += 1;
+                tracing::info!(module = %version.slug, version = %version.version, digest = %version.digest, "module available");
+            }
+        }
+        Ok(added)
+    }
+}
