@@ -190,13 +190,23 @@ pub enum ValueError {
         /// The integer that was found.
         value: i64,
     },
+    /// The value has a fitting storage class but is not a valid `expected`:
+    /// for a module's own [`FromValue`] types (e.g. a status stored as text).
+    #[error("expected {expected}, found {reason}")]
+    Invalid {
+        /// The type that was requested.
+        expected: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
 }
 
 /// A Rust type a single SQL value decodes into.
 ///
 /// Implemented for `i64`, `i32`, `u32`, `f64`, `bool`, `String`, `Vec<u8>`,
 /// [`Value`] itself, and `Option<T>` (which maps `NULL` to `None`; every
-/// other type refuses `NULL`).
+/// other type refuses `NULL`). Implement it for a module's own column types
+/// (a status enum stored as text, say) to read them with [`Row::get`].
 pub trait FromValue: Sized {
     /// Decodes `value`.
     ///
