@@ -1,1 +1,428 @@
+//! The `souk` command. Every subcommand opens the same [`Souk`] the HTTP
+//! API uses and calls the same functions, so the CLI and the API cannot
+//! drift apart.
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use souk_module_registry::Package;
+
+use crate::auth::Principal;
+use crate::runtime::RuntimeLimits;
+use crate::souk::{Souk, SoukConfig, SoukError};
+use crate::{api, installer};
+
+/// Souk: a multi-tenant host for business modules that run as sandboxed
+/// WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "souk", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalOptions {
+    /// Where all state lives (control plane, tenant databases, packages,
+    /// compile cache, archives, operator token).
+    #[arg(long, global = true, env = "SOUK_DATA_DIR", default_value = ".souk")]
+    data_dir: PathBuf,
+    /// Directory of `.souk` packages made available at start (the bundled
+    /// first-party modules). Default: `souk-modules` next to the directory
+    /// holding the `souk` binary (for `target/debug/souk`, `target/souk-modules`).
+    #[arg(long, global = true, env = "SOUK_MODULES_DIR")]
+    modules_dir: Option<PathBuf>,
+    /// Wall-clock budget of one module call, in milliseconds.
+    #[arg(long, global = true, env = "SOUK_CALL_TIMEOUT_MS", default_value_t = 1000)]
+    call_timeout_ms: u64,
+    /// Linear-memory cap per module instance, in MiB.
+    #[arg(long, global = true, env = "SOUK_MEMORY_MIB", default_value_t = 64)]
+    memory_mib: usize,
+    /// Instances that may run at once (sizes the pooling allocator).
+    #[arg(long, global = true, env = "SOUK_MAX_INSTANCES", default_value_t = 128)]
+    max_instances: u32,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve {
+        /// Address to listen on (`127.0.0.1:0` picks a free port).
+        #[arg(long, env = "SOUK_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Log format.
+        #[arg(long, env = "SOUK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
+    },
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage modules and installations.
+    #[command(subcommand)]
+    Module(ModuleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// URL identifier: lowercase letters, digits, '-'.
+        slug: String,
+        /// Display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tenants.
+    List,
+    /// Manage a tenant's API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once and never stored.
+    Create {
+        /// Tenant slug.
+        tenant: String,
+        /// What the token is for.
+        #[arg(long)]
+        name: String,
+    },
+    /// List a tenant's tokens (never their secrets).
+    List {
+        /// Tenant slug.
+        tenant: String,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// Tenant slug.
+        tenant: String,
+        /// Token id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModuleCommand {
+    /// List modules available to install.
+    List,
+    /// Make a package available to install.
+    Add {
+        /// The `.souk` package file.
+        package: PathBuf,
+    },
+    /// Build a package from a manifest and a compiled component.
+    Pack {
+        /// The `module.yaml`.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The component (`.wasm` built for wasm32-wasip2).
+        #[arg(long)]
+        component: PathBuf,
+        /// Output file (default: `<slug>-<version>.souk` in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Install a module for a tenant.
+    Install {
+        /// Tenant slug.
+        tenant: String,
+        /// Module slug.
+        module: String,
+        /// Version (default: the newest).
+        #[arg(long)]
+        version: Option<String>,
+        /// Restore the data of an archive written by an uninstall.
+        #[arg(long)]
+        restore: Option<String>,
+    },
+    /// Upgrade a module for a tenant.
+    Upgrade {
+        /// Tenant slug.
+        tenant: String,
+        /// Module slug.
+        module: String,
+        /// Version (default: the newest).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Uninstall a module for a tenant (its data is archived first).
+    Uninstall {
+        /// Tenant slug.
+        tenant: String,
+        /// Module slug.
+        module: String,
+    },
+    /// List a tenant's installed modules.
+    Installed {
+        /// Tenant slug.
+        tenant: String,
+    },
+}
+
+/// Runs the CLI; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("souk: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("souk: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_modules_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join("souk-modules"))
+}
+
+fn config(global: &GlobalOptions) -> SoukConfig {
+    SoukConfig {
+        data_dir: global.data_dir.clone(),
+        modules_dir: global.modules_dir.clone().or_else(default_modules_dir),
+        limits: RuntimeLimits {
+            call_timeout: Duration::from_millis(global.call_timeout_ms.max(1)),
+            memory_bytes: global.memory_mib.max(1) * 1024 * 1024,
+            max_instances: global.max_instances.max(1),
+            ..RuntimeLimits::default()
+        },
+    }
+}
+
+fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, value)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}", text(value))?;
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.global.json;
+    if let Command::Module(ModuleCommand::Pack { manifest, component, out }) = &cli.command {
+        return pack(manifest, component, out.as_ref(), json);
+    }
+    if let Command::Serve { listen, log_format } = &cli.command {
+        init_tracing(log_format);
+        let souk = Souk::open(config(&cli.global)).await?;
+        return serve(souk, *listen).await;
+    }
+    init_tracing("text");
+    let souk = Souk::open(config(&cli.global)).await?;
+    let operator = Principal::Operator;
+    match cli.command {
+        Command::Serve { .. } | Command::Module(ModuleCommand::Pack { .. }) => unreachable_command(),
+        Command::Tenant(TenantCommand::Create { slug, name }) => {
+            let name = name.unwrap_or_else(|| slug.clone());
+            let tenant = souk.tenancy.create(&slug, &name).await?;
+            print(json, &tenant, |t| format!("created tenant {} ({})", t.slug, t.name))
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let tenants = souk.tenancy.list().await?;
+            print(json, &tenants, |ts| {
+                ts.iter()
+                    .map(|t| format!("{}\t{}\t{}", t.slug, t.name, t.created_at))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Tenant(TenantCommand::Token(TokenCommand::Create { tenant, name })) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let (info, token) = souk.auth.create_token(&tenant, &name).await?;
+            let value = serde_json::json!({"id": info.id, "name": info.name, "token": token});
+            print(json, &value, |_| token.clone())
+        }
+        Command::Tenant(TenantCommand::Token(TokenCommand::List { tenant })) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let tokens = souk.auth.list_tokens(&tenant).await?;
+            print(json, &tokens, |ts| {
+                ts.iter()
+                    .map(|t| {
+                        format!(
+                            "{}\t{}\t{}",
+                            t.id,
+                            t.name,
+                            t.revoked_at.as_deref().map_or("active".into(), |r| format!("revoked {r}"))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Tenant(TenantCommand::Token(TokenCommand::Revoke { tenant, id })) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let info = souk.auth.revoke_token(&tenant, &id).await?;
+            print(json, &info, |t| format!("revoked token {} ({})", t.id, t.name))
+        }
+        Command::Module(ModuleCommand::List) => {
+            let modules = souk.catalog.list().await?;
+            print(json, &modules, |ms| {
+                ms.iter()
+                    .map(|m| {
+                        let versions: Vec<&str> = m.versions.iter().map(|v| v.version.as_str()).collect();
+                        format!("{}\t{}\t{}\t{}", m.slug, m.latest, m.name, versions.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Module(ModuleCommand::Add { package }) => {
+            let bytes = std::fs::read(&package).with_context(|| format!("reading {}", package.display()))?;
+            let version = souk.catalog.add_package(&souk.runtime, &bytes).await?;
+            print(json, &version, |v| format!("{} {} available ({})", v.slug, v.version, v.digest))
+        }
+        Command::Module(ModuleCommand::Install { tenant, module, version, restore }) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let request = installer::InstallRequest {
+                module,
+                version,
+                restore_archive: restore,
+            };
+            let report = installer::install(&souk, &operator, &tenant, &request).await?;
+            print(json, &report, |r| {
+                format!(
+                    "installed {} {} for {} (migrations: {})",
+                    r.installation.module,
+                    r.installation.version,
+                    tenant.slug,
+                    r.applied_migrations.join(", ")
+                )
+            })
+        }
+        Command::Module(ModuleCommand::Upgrade { tenant, module, version }) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let report = installer::upgrade(&souk, &operator, &tenant, &module, version.as_deref()).await?;
+            print(json, &report, |r| {
+                format!(
+                    "upgraded {} to {} for {} (new migrations: {})",
+                    r.installation.module,
+                    r.installation.version,
+                    tenant.slug,
+                    if r.applied_migrations.is_empty() { "none".into() } else { r.applied_migrations.join(", ") }
+                )
+            })
+        }
+        Command::Module(ModuleCommand::Uninstall { tenant, module }) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let report = installer::uninstall(&souk, &operator, &tenant, &module).await?;
+            print(json, &report, |r| {
+                format!(
+                    "uninstalled {} {} from {}; data archived as {} at {}",
+                    r.module, r.version, tenant.slug, r.archive.id, r.archive.path
+                )
+            })
+        }
+        Command::Module(ModuleCommand::Installed { tenant }) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let list = installer::list(&souk, &tenant).await?;
+            print(json, &list, |l| {
+                l.iter()
+                    .map(|i| format!("{}\t{}\t{}", i.module, i.version, i.digest))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+    }
+}
+
+fn unreachable_command() -> anyhow::Result<()> {
+    Err(anyhow::anyhow!("command handled earlier"))
+}
+
+fn pack(manifest: &PathBuf, component: &PathBuf, out: Option<&PathBuf>, json: bool) -> anyhow::Result<()> {
+    let manifest_text =
+        std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let component_bytes = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let bytes = Package::build(&manifest_text, &component_bytes)?;
+    let package = Package::read(&bytes, Default::default())?;
+    let out = out.cloned().unwrap_or_else(|| {
+        PathBuf::from(format!("{}-{}.souk", package.manifest.slug, package.manifest.version))
+    });
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    let value = serde_json::json!({
+        "path": out.display().to_string(),
+        "slug": package.manifest.slug.to_string(),
+        "version": package.manifest.version.to_string(),
+        "digest": package.digest.to_string(),
+    });
+    print(json, &value, |_| format!("packed {} ({})", out.display(), package.digest))
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn serve(souk: Arc<Souk>, listen: SocketAddr) -> anyhow::Result<()> {
+    if souk.auth.ensure_operator_token().map_err(|e: SoukError| anyhow::anyhow!(e))? {
+        println!(
+            "souk: created the operator token in {} (mode 0600); keep it secret",
+            souk.auth.operator_token_path().display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    println!("souk: listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, data_dir = %souk.config.data_dir.display(), "serving");
+    axum::serve(listener, api::router(souk))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

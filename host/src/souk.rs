@@ -62,6 +62,13 @@ pub enum SoukError {
     /// Valid credentials that do not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// The module failed while serving a request (trap, timeout, oversized
+    /// response); the host and other tenants are unaffected.
+    #[error("{0}")]
+    Module(#[from] crate::runtime::CallError),
+    /// The module has no route for this method (but has one for the path).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// An unexpected failure inside the host.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
