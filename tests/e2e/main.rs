@@ -1,0 +1,13 @@
+//! End-to-end tests: each test starts the real `souk` binary on loopback
+//! with its own data directory and drives it over HTTP (and the CLI).
+//!
+//! The guest components must be built first (`scripts/build-modules`; the
+//! README's test command does it).
+
+mod support;
+
+mod lifecycle;
+mod packages;
+mod sandbox;
+mod sql_scope;
+mod tenancy;
