@@ -54,7 +54,12 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Problem {
             status,
             kind,
@@ -64,7 +69,12 @@ impl Problem {
     }
 
     fn bad_request(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        )
     }
 }
 
@@ -97,31 +107,55 @@ impl From<SoukError> for Problem {
         match e {
             SoukError::NotFound(_) => Problem::new(S::NOT_FOUND, "not-found", "Not found", detail),
             SoukError::Conflict(_) => Problem::new(S::CONFLICT, "conflict", "Conflict", detail),
-            SoukError::Invalid(_) => Problem::new(S::UNPROCESSABLE_ENTITY, "invalid-input", "Invalid input", detail),
-            SoukError::PackageRefused(_) => {
-                Problem::new(S::UNPROCESSABLE_ENTITY, "package-refused", "Package refused", detail)
-            }
-            SoukError::Dependency(_) => {
-                Problem::new(S::CONFLICT, "dependency-unsatisfied", "Dependency not satisfied", detail)
-            }
+            SoukError::Invalid(_) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-input",
+                "Invalid input",
+                detail,
+            ),
+            SoukError::PackageRefused(_) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "package-refused",
+                "Package refused",
+                detail,
+            ),
+            SoukError::Dependency(_) => Problem::new(
+                S::CONFLICT,
+                "dependency-unsatisfied",
+                "Dependency not satisfied",
+                detail,
+            ),
             SoukError::LifecycleFailed(_) => Problem::new(
                 S::UNPROCESSABLE_ENTITY,
                 "lifecycle-failed",
                 "Module lifecycle step failed; nothing was changed",
                 detail,
             ),
-            SoukError::Unauthorized(_) => Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", detail),
+            SoukError::Unauthorized(_) => {
+                Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+            }
             SoukError::Forbidden(_) => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail),
-            SoukError::MethodNotAllowed(_) => {
-                Problem::new(S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", detail)
+            SoukError::MethodNotAllowed(_) => Problem::new(
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                detail,
+            ),
+            SoukError::Module(CallError::Timeout(_)) => Problem::new(
+                S::GATEWAY_TIMEOUT,
+                "module-timeout",
+                "Module timed out",
+                detail,
+            ),
+            SoukError::Module(CallError::Capacity) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "host-at-capacity",
+                "Host at capacity",
+                detail,
+            ),
+            SoukError::Module(_) => {
+                Problem::new(S::BAD_GATEWAY, "module-failed", "Module failed", detail)
             }
-            SoukError::Module(CallError::Timeout(_)) => {
-                Problem::new(S::GATEWAY_TIMEOUT, "module-timeout", "Module timed out", detail)
-            }
-            SoukError::Module(CallError::Capacity) => {
-                Problem::new(S::SERVICE_UNAVAILABLE, "host-at-capacity", "Host at capacity", detail)
-            }
-            SoukError::Module(_) => Problem::new(S::BAD_GATEWAY, "module-failed", "Module failed", detail),
             SoukError::Internal(ref inner) => {
                 tracing::error!(error = %format!("{inner:#}"), "internal error");
                 Problem::new(
@@ -146,12 +180,21 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/v1/tenants/{tenant}", get(show_tenant))
-        .route("/v1/tenants/{tenant}/tokens", get(list_tokens).post(create_token))
+        .route(
+            "/v1/tenants/{tenant}/tokens",
+            get(list_tokens).post(create_token),
+        )
         .route("/v1/tenants/{tenant}/tokens/{id}", delete(revoke_token))
         .route("/v1/modules", get(list_modules))
-        .route("/v1/tenants/{tenant}/modules", get(list_installed).post(install))
+        .route(
+            "/v1/tenants/{tenant}/modules",
+            get(list_installed).post(install),
+        )
         .route("/v1/tenants/{tenant}/modules/{module}", delete(uninstall))
-        .route("/v1/tenants/{tenant}/modules/{module}/upgrade", post(upgrade))
+        .route(
+            "/v1/tenants/{tenant}/modules/{module}/upgrade",
+            post(upgrade),
+        )
         .route("/v1/tenants/{tenant}/audit", get(audit_log))
         .route("/v1/tenants/{tenant}/archives", get(list_archives))
         .route("/t/{tenant}/m/{module}", any(module_root))
@@ -159,7 +202,12 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(packages)
         .fallback(|| async {
-            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such endpoint")
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                "no such endpoint",
+            )
         })
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(souk)
@@ -188,7 +236,12 @@ async fn visible_tenant(souk: &Souk, principal: &Principal, slug: &str) -> ApiRe
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large", e.body_text())
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                e.body_text(),
+            )
         } else {
             Problem::bad_request(e.body_text())
         }
@@ -201,7 +254,8 @@ fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiRe
     if bytes.is_empty() {
         return Err(Problem::bad_request("a JSON body is required"));
     }
-    serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -212,7 +266,11 @@ struct NewTenant {
     name: Option<String>,
 }
 
-async fn create_tenant(State(souk): State<Arc<Souk>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+async fn create_tenant(
+    State(souk): State<Arc<Souk>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     operator(&souk, &headers).await?;
     let new: NewTenant = parse_json(body)?;
     let name = new.name.unwrap_or_else(|| new.slug.clone());
@@ -225,7 +283,11 @@ async fn list_tenants(State(souk): State<Arc<Souk>>, headers: HeaderMap) -> ApiR
     Ok(Json(souk.tenancy.list().await?).into_response())
 }
 
-async fn show_tenant(State(souk): State<Arc<Souk>>, headers: HeaderMap, Path(tenant): Path<String>) -> ApiResult<Response> {
+async fn show_tenant(
+    State(souk): State<Arc<Souk>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> ApiResult<Response> {
     let p = principal(&souk, &headers).await?;
     Ok(Json(visible_tenant(&souk, &p, &tenant).await?).into_response())
 }
@@ -246,11 +308,16 @@ async fn create_token(
     let tenant = visible_tenant(&souk, &p, &tenant).await?;
     let new: NewToken = parse_json(body)?;
     let (info, token) = souk.auth.create_token(&tenant, &new.name).await?;
-    let body = json!({"id": info.id, "name": info.name, "created_at": info.created_at, "token": token});
+    let body =
+        json!({"id": info.id, "name": info.name, "created_at": info.created_at, "token": token});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn list_tokens(State(souk): State<Arc<Souk>>, headers: HeaderMap, Path(tenant): Path<String>) -> ApiResult<Response> {
+async fn list_tokens(
+    State(souk): State<Arc<Souk>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> ApiResult<Response> {
     let p = operator(&souk, &headers).await?;
     let tenant = visible_tenant(&souk, &p, &tenant).await?;
     Ok(Json(souk.auth.list_tokens(&tenant).await?).into_response())
@@ -271,15 +338,27 @@ async fn list_modules(State(souk): State<Arc<Souk>>, headers: HeaderMap) -> ApiR
     Ok(Json(souk.catalog.list().await?).into_response())
 }
 
-async fn add_module(State(souk): State<Arc<Souk>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+async fn add_module(
+    State(souk): State<Arc<Souk>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     operator(&souk, &headers).await?;
     let bytes = body_bytes(body)?;
     let version = souk.catalog.add_package(&souk.runtime, &bytes).await?;
-    let status = if version.newly_added { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if version.newly_added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(version)).into_response())
 }
 
-async fn list_installed(State(souk): State<Arc<Souk>>, headers: HeaderMap, Path(tenant): Path<String>) -> ApiResult<Response> {
+async fn list_installed(
+    State(souk): State<Arc<Souk>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> ApiResult<Response> {
     let p = principal(&souk, &headers).await?;
     let tenant = visible_tenant(&souk, &p, &tenant).await?;
     Ok(Json(installer::list(&souk, &tenant).await?).into_response())
@@ -317,9 +396,11 @@ async fn upgrade(
     let request: UpgradeRequest = if bytes.is_empty() {
         UpgradeRequest::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
     };
-    let report = installer::upgrade(&souk, &p, &tenant, &module, request.version.as_deref()).await?;
+    let report =
+        installer::upgrade(&souk, &p, &tenant, &module, request.version.as_deref()).await?;
     Ok(Json(report).into_response())
 }
 
@@ -333,13 +414,21 @@ async fn uninstall(
     Ok(Json(installer::uninstall(&souk, &p, &tenant, &module).await?).into_response())
 }
 
-async fn audit_log(State(souk): State<Arc<Souk>>, headers: HeaderMap, Path(tenant): Path<String>) -> ApiResult<Response> {
+async fn audit_log(
+    State(souk): State<Arc<Souk>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> ApiResult<Response> {
     let p = principal(&souk, &headers).await?;
     let tenant = visible_tenant(&souk, &p, &tenant).await?;
     Ok(Json(installer::audit_log(&souk, &tenant).await?).into_response())
 }
 
-async fn list_archives(State(souk): State<Arc<Souk>>, headers: HeaderMap, Path(tenant): Path<String>) -> ApiResult<Response> {
+async fn list_archives(
+    State(souk): State<Arc<Souk>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> ApiResult<Response> {
     let p = principal(&souk, &headers).await?;
     let tenant = visible_tenant(&souk, &p, &tenant).await?;
     Ok(Json(archive::list(&souk.control, &tenant).await?).into_response())
@@ -353,7 +442,17 @@ async fn module_root(
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    serve_module(&souk, method, headers, tenant, module, String::new(), query, body).await
+    serve_module(
+        &souk,
+        method,
+        headers,
+        tenant,
+        module,
+        String::new(),
+        query,
+        body,
+    )
+    .await
 }
 
 async fn module_route(
@@ -386,7 +485,11 @@ async fn serve_module(
         query: query.unwrap_or_default(),
         headers: headers
             .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_owned(), v.to_owned()))
+            })
             .collect(),
         body: body.to_vec(),
     };
@@ -394,10 +497,16 @@ async fn serve_module(
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out = Response::builder().status(status);
     for (name, value) in &response.headers {
-        let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) else {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) else {
             continue;
         };
-        if matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection" | "set-cookie") {
+        if matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection" | "set-cookie"
+        ) {
             continue;
         }
         out = out.header(name, value);

@@ -72,7 +72,9 @@ impl From<SqlValue> for ArchivedValue {
             SqlValue::Integer(i) => ArchivedValue::Integer(i),
             SqlValue::Real(r) => ArchivedValue::Real(r),
             SqlValue::Text(t) => ArchivedValue::Text(t),
-            SqlValue::Blob(b) => ArchivedValue::Blob(base64::engine::general_purpose::STANDARD.encode(b)),
+            SqlValue::Blob(b) => {
+                ArchivedValue::Blob(base64::engine::general_purpose::STANDARD.encode(b))
+            }
         }
     }
 }
@@ -110,7 +112,10 @@ pub struct ArchiveInfo {
 }
 
 /// The physical tables of the module with `prefix` in a tenant database.
-pub async fn module_tables(tx: &mut Transaction<'static, Sqlite>, prefix: &str) -> Result<Vec<String>, SoukError> {
+pub async fn module_tables(
+    tx: &mut Transaction<'static, Sqlite>,
+    prefix: &str,
+) -> Result<Vec<String>, SoukError> {
     let names: Vec<(String,)> = sqlx::query_as(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ? ORDER BY name",
     )
@@ -153,7 +158,8 @@ pub async fn export(
         };
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let values = decode_row(row).map_err(|e| SoukError::Internal(anyhow::anyhow!("{e}")))?;
+            let values =
+                decode_row(row).map_err(|e| SoukError::Internal(anyhow::anyhow!("{e}")))?;
             out.push(values.into_iter().map(ArchivedValue::from).collect());
         }
         tables.push(ArchivedTable {
@@ -173,7 +179,9 @@ pub async fn export(
         tables,
     };
     let id = format!("arc_{}", hex::encode(rand::random::<[u8; 8]>()));
-    let path: PathBuf = dir.join(&tenant.id).join(format!("{module}-{version}-{id}.json"));
+    let path: PathBuf = dir
+        .join(&tenant.id)
+        .join(format!("{module}-{version}-{id}.json"));
     let json = serde_json::to_vec_pretty(&archive).map_err(|e| SoukError::Internal(e.into()))?;
     write_private_file(&path, &json).map_err(|e| SoukError::Internal(e.into()))?;
     let info = ArchiveInfo {
@@ -195,7 +203,10 @@ pub async fn export(
     Ok(info)
 }
 
-async fn table_columns(tx: &mut Transaction<'static, Sqlite>, physical: &str) -> Result<Vec<String>, SoukError> {
+async fn table_columns(
+    tx: &mut Transaction<'static, Sqlite>,
+    physical: &str,
+) -> Result<Vec<String>, SoukError> {
     let rows = sqlx::query("SELECT name FROM pragma_table_info(?) ORDER BY cid")
         .bind(physical)
         .fetch_all(&mut **tx)
@@ -210,7 +221,11 @@ async fn table_columns(tx: &mut Transaction<'static, Sqlite>, physical: &str) ->
 /// # Errors
 /// [`SoukError::NotFound`] when the tenant has no such archive;
 /// [`SoukError::Invalid`] when the file does not parse.
-pub async fn load(control: &ControlPlane, tenant: &Tenant, id: &str) -> Result<ModuleArchive, SoukError> {
+pub async fn load(
+    control: &ControlPlane,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<ModuleArchive, SoukError> {
     let info: Option<ArchiveInfo> = sqlx::query_as(
         "SELECT id, module_slug, version, path, created_at FROM archives WHERE id = ? AND tenant_id = ?",
     )
@@ -218,13 +233,18 @@ pub async fn load(control: &ControlPlane, tenant: &Tenant, id: &str) -> Result<M
     .bind(&tenant.id)
     .fetch_optional(control.pool())
     .await?;
-    let info = info.ok_or_else(|| SoukError::NotFound(format!("tenant {} has no archive {id:?}", tenant.slug)))?;
+    let info = info.ok_or_else(|| {
+        SoukError::NotFound(format!("tenant {} has no archive {id:?}", tenant.slug))
+    })?;
     let bytes = std::fs::read(&info.path)
         .map_err(|e| SoukError::Internal(anyhow::anyhow!("archive {}: {e}", info.path)))?;
     let archive: ModuleArchive = serde_json::from_slice(&bytes)
         .map_err(|e| SoukError::Invalid(format!("archive {id} is not readable: {e}")))?;
     if archive.format != FORMAT {
-        return Err(SoukError::Invalid(format!("archive {id} has unknown format {:?}", archive.format)));
+        return Err(SoukError::Invalid(format!(
+            "archive {id} has unknown format {:?}",
+            archive.format
+        )));
     }
     Ok(archive)
 }
@@ -247,7 +267,11 @@ pub async fn list(control: &ControlPlane, tenant: &Tenant) -> Result<Vec<Archive
 /// # Errors
 /// [`SoukError::Invalid`] when a table or column in the archive does not fit
 /// the schema; nothing is kept because the caller rolls `tx` back.
-pub async fn restore(tx: &mut Transaction<'static, Sqlite>, prefix: &str, archive: ModuleArchive) -> Result<u64, SoukError> {
+pub async fn restore(
+    tx: &mut Transaction<'static, Sqlite>,
+    prefix: &str,
+    archive: ModuleArchive,
+) -> Result<u64, SoukError> {
     let mut restored = 0;
     for table in archive.tables {
         let name = TableName::parse(&table.name)
@@ -272,11 +296,16 @@ pub async fn restore(tx: &mut Transaction<'static, Sqlite>, prefix: &str, archiv
                     columns.len()
                 )));
             }
-            let values = row.into_iter().map(ArchivedValue::into_sql).collect::<Result<Vec<_>, _>>()?;
+            let values = row
+                .into_iter()
+                .map(ArchivedValue::into_sql)
+                .collect::<Result<Vec<_>, _>>()?;
             sqlx::query_with(&sql, crate::db::bind(values))
                 .execute(&mut **tx)
                 .await
-                .map_err(|e| SoukError::Invalid(format!("restoring table {name}: {}", map_error(e))))?;
+                .map_err(|e| {
+                    SoukError::Invalid(format!("restoring table {name}: {}", map_error(e)))
+                })?;
             restored += 1;
         }
     }

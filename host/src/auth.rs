@@ -72,7 +72,8 @@ impl Principal {
         match self {
             Principal::Operator => Ok(()),
             Principal::Tenant { .. } => Err(SoukError::Forbidden(
-                "this needs the operator token; tenant tokens reach only their tenant's modules".into(),
+                "this needs the operator token; tenant tokens reach only their tenant's modules"
+                    .into(),
             )),
         }
     }
@@ -143,7 +144,10 @@ impl Auth {
                 "a valid token is required: send `Authorization: Bearer <token>`".into(),
             )
         };
-        let token = bearer.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(refused)?;
+        let token = bearer
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(refused)?;
         let hash = token_hash(token);
         if token.starts_with(OPERATOR_PREFIX) {
             let expected = self.operator_token_hash().ok_or_else(refused)?;
@@ -155,7 +159,11 @@ impl Auth {
                     .zip(hash.bytes())
                     .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                     == 0;
-            return if same { Ok(Principal::Operator) } else { Err(refused()) };
+            return if same {
+                Ok(Principal::Operator)
+            } else {
+                Err(refused())
+            };
         }
         if !token.starts_with(TENANT_PREFIX) {
             return Err(refused());
@@ -178,10 +186,16 @@ impl Auth {
     ///
     /// # Errors
     /// [`SoukError::Invalid`] for a bad name.
-    pub async fn create_token(&self, tenant: &Tenant, name: &str) -> Result<(TokenInfo, String), SoukError> {
+    pub async fn create_token(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> Result<(TokenInfo, String), SoukError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
-            return Err(SoukError::Invalid("token name must be 1 to 100 characters".into()));
+            return Err(SoukError::Invalid(
+                "token name must be 1 to 100 characters".into(),
+            ));
         }
         let secret = format!("{TENANT_PREFIX}{}", random_secret());
         let info = TokenInfo {
@@ -218,7 +232,11 @@ impl Auth {
     ///
     /// # Errors
     /// [`SoukError::NotFound`] when the tenant has no such token.
-    pub async fn revoke_token(&self, tenant: &Tenant, token_id: &str) -> Result<TokenInfo, SoukError> {
+    pub async fn revoke_token(
+        &self,
+        tenant: &Tenant,
+        token_id: &str,
+    ) -> Result<TokenInfo, SoukError> {
         let done = sqlx::query(
             "UPDATE tenant_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant_id = ?",
         )
@@ -228,11 +246,16 @@ impl Auth {
         .execute(self.control.pool())
         .await?;
         if done.rows_affected() == 0 {
-            return Err(SoukError::NotFound(format!("tenant {} has no token {token_id:?}", tenant.slug)));
+            return Err(SoukError::NotFound(format!(
+                "tenant {} has no token {token_id:?}",
+                tenant.slug
+            )));
         }
-        Ok(sqlx::query_as("SELECT id, name, created_at, revoked_at FROM tenant_tokens WHERE id = ?")
-            .bind(token_id)
-            .fetch_one(self.control.pool())
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT id, name, created_at, revoked_at FROM tenant_tokens WHERE id = ?",
+        )
+        .bind(token_id)
+        .fetch_one(self.control.pool())
+        .await?)
     }
 }

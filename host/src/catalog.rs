@@ -77,7 +77,11 @@ struct VersionRow {
 impl VersionRow {
     fn manifest(&self) -> Result<Manifest, SoukError> {
         Manifest::parse(&self.manifest).map_err(|e| {
-            SoukError::Internal(anyhow::anyhow!("stored manifest of {} {} no longer parses: {e}", self.slug, self.version))
+            SoukError::Internal(anyhow::anyhow!(
+                "stored manifest of {} {} no longer parses: {e}",
+                self.slug,
+                self.version
+            ))
         })
     }
 
@@ -140,7 +144,11 @@ impl Catalog {
     /// # Errors
     /// [`SoukError::PackageRefused`] saying what is wrong with the package;
     /// [`SoukError::Conflict`] when the version exists with other bytes.
-    pub async fn add_package(&self, runtime: &Runtime, bytes: &[u8]) -> Result<ModuleVersion, SoukError> {
+    pub async fn add_package(
+        &self,
+        runtime: &Runtime,
+        bytes: &[u8],
+    ) -> Result<ModuleVersion, SoukError> {
         let package = Package::read(bytes, self.limits)
             .map_err(|e| SoukError::PackageRefused(format!("package refused: {e}")))?;
         let digest = package.digest.to_string();
@@ -163,9 +171,11 @@ impl Catalog {
 
         std::fs::create_dir_all(&self.dir).map_err(|e| SoukError::Internal(e.into()))?;
         let path = self.dir.join(format!("{}.souk", package.digest.hex()));
-        let tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| SoukError::Internal(e.into()))?;
+        let tmp = tempfile::NamedTempFile::new_in(&self.dir)
+            .map_err(|e| SoukError::Internal(e.into()))?;
         std::fs::write(tmp.path(), bytes).map_err(|e| SoukError::Internal(e.into()))?;
-        tmp.persist(&path).map_err(|e| SoukError::Internal(e.error.into()))?;
+        tmp.persist(&path)
+            .map_err(|e| SoukError::Internal(e.error.into()))?;
 
         let m = &package.manifest;
         let added_at = now();
@@ -187,11 +197,16 @@ impl Catalog {
         match inserted {
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(SoukError::Conflict(format!("{slug} {version} was added concurrently")));
+                return Err(SoukError::Conflict(format!(
+                    "{slug} {version} was added concurrently"
+                )));
             }
             Err(e) => return Err(e.into()),
         }
-        self.loaded.lock().map_err(|_| poisoned())?.insert(digest.clone(), loaded);
+        self.loaded
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(digest.clone(), loaded);
         let mut added = self
             .find(&slug, &version)
             .await?
@@ -227,10 +242,11 @@ impl Catalog {
     /// # Errors
     /// Database errors.
     pub async fn list(&self) -> Result<Vec<ModuleListing>, SoukError> {
-        let rows: Vec<VersionRow> =
-            sqlx::query_as(&format!("SELECT {VERSION_COLUMNS} FROM module_versions ORDER BY slug"))
-                .fetch_all(self.control.pool())
-                .await?;
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "SELECT {VERSION_COLUMNS} FROM module_versions ORDER BY slug"
+        ))
+        .fetch_all(self.control.pool())
+        .await?;
         let mut by_slug: BTreeMap<String, Vec<VersionRow>> = BTreeMap::new();
         for row in rows {
             by_slug.entry(row.slug.clone()).or_default().push(row);
@@ -259,7 +275,11 @@ impl Catalog {
     ///
     /// # Errors
     /// [`SoukError::NotFound`] when the module or version does not exist.
-    pub async fn resolve(&self, slug: &str, version: Option<&str>) -> Result<ResolvedVersion, SoukError> {
+    pub async fn resolve(
+        &self,
+        slug: &str,
+        version: Option<&str>,
+    ) -> Result<ResolvedVersion, SoukError> {
         let row = match version {
             Some(v) => self.find(slug, v).await?.ok_or_else(|| {
                 SoukError::NotFound(format!("module {slug:?} has no version {v:?}"))
@@ -283,16 +303,29 @@ impl Catalog {
     ///
     /// # Errors
     /// When the stored package no longer verifies or loads.
-    pub async fn load(&self, runtime: &Runtime, version: &ResolvedVersion) -> Result<LoadedModule, SoukError> {
-        if let Some(loaded) = self.loaded.lock().map_err(|_| poisoned())?.get(&version.digest) {
+    pub async fn load(
+        &self,
+        runtime: &Runtime,
+        version: &ResolvedVersion,
+    ) -> Result<LoadedModule, SoukError> {
+        if let Some(loaded) = self
+            .loaded
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&version.digest)
+        {
             return Ok(loaded.clone());
         }
         let bytes = std::fs::read(&version.package_path).map_err(|e| {
-            SoukError::Internal(anyhow::anyhow!("package {}: {e}", version.package_path.display()))
+            SoukError::Internal(anyhow::anyhow!(
+                "package {}: {e}",
+                version.package_path.display()
+            ))
         })?;
         let package = Package::read(&bytes, self.limits)
             .map_err(|e| SoukError::Internal(anyhow::anyhow!("stored package is invalid: {e}")))?;
-        let expected = Digest::parse(&version.digest).map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?;
+        let expected =
+            Digest::parse(&version.digest).map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?;
         if package.digest != expected {
             return Err(SoukError::Internal(anyhow::anyhow!(
                 "stored package {} does not match its digest {}; refusing to run it",

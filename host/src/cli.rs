@@ -42,7 +42,12 @@ struct GlobalOptions {
     #[arg(long, global = true, env = "SOUK_MODULES_DIR")]
     modules_dir: Option<PathBuf>,
     /// Wall-clock budget of one module call, in milliseconds.
-    #[arg(long, global = true, env = "SOUK_CALL_TIMEOUT_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_CALL_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
     call_timeout_ms: u64,
     /// Linear-memory cap per module instance, in MiB.
     #[arg(long, global = true, env = "SOUK_MEMORY_MIB", default_value_t = 64)]
@@ -176,7 +181,10 @@ enum ModuleCommand {
 /// Runs the CLI; the binary's `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("souk: cannot start the async runtime: {e}");
@@ -210,7 +218,11 @@ fn config(global: &GlobalOptions) -> SoukConfig {
     }
 }
 
-fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -> anyhow::Result<()> {
+fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, value)?;
@@ -223,7 +235,12 @@ fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.global.json;
-    if let Command::Module(ModuleCommand::Pack { manifest, component, out }) = &cli.command {
+    if let Command::Module(ModuleCommand::Pack {
+        manifest,
+        component,
+        out,
+    }) = &cli.command
+    {
         return pack(manifest, component, out.as_ref(), json);
     }
     if let Command::Serve { listen, log_format } = &cli.command {
@@ -235,11 +252,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let souk = Souk::open(config(&cli.global)).await?;
     let operator = Principal::Operator;
     match cli.command {
-        Command::Serve { .. } | Command::Module(ModuleCommand::Pack { .. }) => unreachable_command(),
+        Command::Serve { .. } | Command::Module(ModuleCommand::Pack { .. }) => {
+            unreachable_command()
+        }
         Command::Tenant(TenantCommand::Create { slug, name }) => {
             let name = name.unwrap_or_else(|| slug.clone());
             let tenant = souk.tenancy.create(&slug, &name).await?;
-            print(json, &tenant, |t| format!("created tenant {} ({})", t.slug, t.name))
+            print(json, &tenant, |t| {
+                format!("created tenant {} ({})", t.slug, t.name)
+            })
         }
         Command::Tenant(TenantCommand::List) => {
             let tenants = souk.tenancy.list().await?;
@@ -266,7 +287,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             "{}\t{}\t{}",
                             t.id,
                             t.name,
-                            t.revoked_at.as_deref().map_or("active".into(), |r| format!("revoked {r}"))
+                            t.revoked_at
+                                .as_deref()
+                                .map_or("active".into(), |r| format!("revoked {r}"))
                         )
                     })
                     .collect::<Vec<_>>()
@@ -276,26 +299,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(TenantCommand::Token(TokenCommand::Revoke { tenant, id })) => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
             let info = souk.auth.revoke_token(&tenant, &id).await?;
-            print(json, &info, |t| format!("revoked token {} ({})", t.id, t.name))
+            print(json, &info, |t| {
+                format!("revoked token {} ({})", t.id, t.name)
+            })
         }
         Command::Module(ModuleCommand::List) => {
             let modules = souk.catalog.list().await?;
             print(json, &modules, |ms| {
                 ms.iter()
                     .map(|m| {
-                        let versions: Vec<&str> = m.versions.iter().map(|v| v.version.as_str()).collect();
-                        format!("{}\t{}\t{}\t{}", m.slug, m.latest, m.name, versions.join(", "))
+                        let versions: Vec<&str> =
+                            m.versions.iter().map(|v| v.version.as_str()).collect();
+                        format!(
+                            "{}\t{}\t{}\t{}",
+                            m.slug,
+                            m.latest,
+                            m.name,
+                            versions.join(", ")
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
         }
         Command::Module(ModuleCommand::Add { package }) => {
-            let bytes = std::fs::read(&package).with_context(|| format!("reading {}", package.display()))?;
+            let bytes = std::fs::read(&package)
+                .with_context(|| format!("reading {}", package.display()))?;
             let version = souk.catalog.add_package(&souk.runtime, &bytes).await?;
-            print(json, &version, |v| format!("{} {} available ({})", v.slug, v.version, v.digest))
+            print(json, &version, |v| {
+                format!("{} {} available ({})", v.slug, v.version, v.digest)
+            })
         }
-        Command::Module(ModuleCommand::Install { tenant, module, version, restore }) => {
+        Command::Module(ModuleCommand::Install {
+            tenant,
+            module,
+            version,
+            restore,
+        }) => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
             let request = installer::InstallRequest {
                 module,
@@ -313,16 +353,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Module(ModuleCommand::Upgrade { tenant, module, version }) => {
+        Command::Module(ModuleCommand::Upgrade {
+            tenant,
+            module,
+            version,
+        }) => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let report = installer::upgrade(&souk, &operator, &tenant, &module, version.as_deref()).await?;
+            let report =
+                installer::upgrade(&souk, &operator, &tenant, &module, version.as_deref()).await?;
             print(json, &report, |r| {
                 format!(
                     "upgraded {} to {} for {} (new migrations: {})",
                     r.installation.module,
                     r.installation.version,
                     tenant.slug,
-                    if r.applied_migrations.is_empty() { "none".into() } else { r.applied_migrations.join(", ") }
+                    if r.applied_migrations.is_empty() {
+                        "none".into()
+                    } else {
+                        r.applied_migrations.join(", ")
+                    }
                 )
             })
         }
@@ -353,14 +402,23 @@ fn unreachable_command() -> anyhow::Result<()> {
     Err(anyhow::anyhow!("command handled earlier"))
 }
 
-fn pack(manifest: &PathBuf, component: &PathBuf, out: Option<&PathBuf>, json: bool) -> anyhow::Result<()> {
-    let manifest_text =
-        std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let component_bytes = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+fn pack(
+    manifest: &PathBuf,
+    component: &PathBuf,
+    out: Option<&PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let manifest_text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let component_bytes =
+        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
     let bytes = Package::build(&manifest_text, &component_bytes)?;
     let package = Package::read(&bytes, Default::default())?;
     let out = out.cloned().unwrap_or_else(|| {
-        PathBuf::from(format!("{}-{}.souk", package.manifest.slug, package.manifest.version))
+        PathBuf::from(format!(
+            "{}-{}.souk",
+            package.manifest.slug, package.manifest.version
+        ))
     });
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -372,13 +430,18 @@ fn pack(manifest: &PathBuf, component: &PathBuf, out: Option<&PathBuf>, json: bo
         "version": package.manifest.version.to_string(),
         "digest": package.digest.to_string(),
     });
-    print(json, &value, |_| format!("packed {} ({})", out.display(), package.digest))
+    print(json, &value, |_| {
+        format!("packed {} ({})", out.display(), package.digest)
+    })
 }
 
 fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {
@@ -387,7 +450,11 @@ fn init_tracing(format: &str) {
 }
 
 async fn serve(souk: Arc<Souk>, listen: SocketAddr) -> anyhow::Result<()> {
-    if souk.auth.ensure_operator_token().map_err(|e: SoukError| anyhow::anyhow!(e))? {
+    if souk
+        .auth
+        .ensure_operator_token()
+        .map_err(|e: SoukError| anyhow::anyhow!(e))?
+    {
         println!(
             "souk: created the operator token in {} (mode 0600); keep it secret",
             souk.auth.operator_token_path().display()
@@ -410,13 +477,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

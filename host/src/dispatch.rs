@@ -18,7 +18,12 @@ use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
 use crate::souk::{Souk, SoukError};
 
 /// Request headers never forwarded to modules.
-const PRIVATE_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-souk-operator"];
+const PRIVATE_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-souk-operator",
+];
 
 /// Serves `request` for `tenant_slug` with `module`.
 ///
@@ -37,8 +42,15 @@ pub async fn dispatch(
     principal.check_tenant(&tenant)?;
     let installation = installer::find(souk, &tenant, module)
         .await?
-        .ok_or_else(|| SoukError::NotFound(format!("module {module:?} is not installed for this tenant")))?;
-    let resolved = souk.catalog.resolve(module, Some(&installation.version)).await?;
+        .ok_or_else(|| {
+            SoukError::NotFound(format!(
+                "module {module:?} is not installed for this tenant"
+            ))
+        })?;
+    let resolved = souk
+        .catalog
+        .resolve(module, Some(&installation.version))
+        .await?;
     let manifest = &resolved.manifest;
     match manifest.route_for(&request.method, &request.path) {
         Ok(Some(_)) => {}
@@ -76,7 +88,11 @@ pub async fn dispatch(
         module_version: manifest.version.to_string(),
         caller: principal.caller(),
     };
-    let state = CallState::new(ctx, ModuleDb::new(scope, tx, limits.call_timeout), limits.memory_bytes);
+    let state = CallState::new(
+        ctx,
+        ModuleDb::new(scope, tx, limits.call_timeout),
+        limits.memory_bytes,
+    );
     let mut call = loaded.instantiate(state).await?;
     let result = call.handle(request).await;
     let mut state = call.into_state();

@@ -94,7 +94,11 @@ pub async fn list(souk: &Souk, tenant: &Tenant) -> Result<Vec<Installation>, Sou
 ///
 /// # Errors
 /// Database errors.
-pub async fn find(souk: &Souk, tenant: &Tenant, module: &str) -> Result<Option<Installation>, SoukError> {
+pub async fn find(
+    souk: &Souk,
+    tenant: &Tenant,
+    module: &str,
+) -> Result<Option<Installation>, SoukError> {
     Ok(sqlx::query_as(
         "SELECT module_slug AS module, version, digest, installed_at, updated_at \
          FROM installations WHERE tenant_id = ? AND module_slug = ?",
@@ -110,18 +114,31 @@ pub async fn find(souk: &Souk, tenant: &Tenant, module: &str) -> Result<Option<I
 ///
 /// # Errors
 /// Database errors.
-pub async fn scope_for(souk: &Souk, tenant: &Tenant, manifest: &Manifest) -> Result<SqlScope, SoukError> {
+pub async fn scope_for(
+    souk: &Souk,
+    tenant: &Tenant,
+    manifest: &Manifest,
+) -> Result<SqlScope, SoukError> {
     let mut deps = Vec::new();
     for dep in &manifest.dependencies {
         if let Some(installed) = find(souk, tenant, dep.slug.as_str()).await? {
-            deps.push(souk.catalog.resolve(dep.slug.as_str(), Some(&installed.version)).await?.manifest);
+            deps.push(
+                souk.catalog
+                    .resolve(dep.slug.as_str(), Some(&installed.version))
+                    .await?
+                    .manifest,
+            );
         }
     }
     Ok(SqlScope::new(manifest, deps.iter()))
 }
 
 /// Checks every dependency of `manifest` is installed in a compatible version.
-async fn check_dependencies(souk: &Souk, tenant: &Tenant, manifest: &Manifest) -> Result<(), SoukError> {
+async fn check_dependencies(
+    souk: &Souk,
+    tenant: &Tenant,
+    manifest: &Manifest,
+) -> Result<(), SoukError> {
     let mut problems = Vec::new();
     for dep in &manifest.dependencies {
         match find(souk, tenant, dep.slug.as_str()).await? {
@@ -136,7 +153,12 @@ async fn check_dependencies(souk: &Souk, tenant: &Tenant, manifest: &Manifest) -
                 if !ok {
                     problems.push(format!(
                         "{} {} needs {} {}, but this tenant has {} {} installed",
-                        manifest.slug, manifest.version, dep.slug, dep.requirement, dep.slug, installed.version
+                        manifest.slug,
+                        manifest.version,
+                        dep.slug,
+                        dep.requirement,
+                        dep.slug,
+                        installed.version
                     ));
                 }
             }
@@ -150,14 +172,26 @@ async fn check_dependencies(souk: &Souk, tenant: &Tenant, manifest: &Manifest) -
 }
 
 /// Installed modules whose manifests depend on `module`: (manifest, installed version).
-async fn dependants(souk: &Souk, tenant: &Tenant, module: &str) -> Result<Vec<Manifest>, SoukError> {
+async fn dependants(
+    souk: &Souk,
+    tenant: &Tenant,
+    module: &str,
+) -> Result<Vec<Manifest>, SoukError> {
     let mut out = Vec::new();
     for installation in list(souk, tenant).await? {
         if installation.module == module {
             continue;
         }
-        let resolved = souk.catalog.resolve(&installation.module, Some(&installation.version)).await?;
-        if resolved.manifest.dependencies.iter().any(|d| d.slug.as_str() == module) {
+        let resolved = souk
+            .catalog
+            .resolve(&installation.module, Some(&installation.version))
+            .await?;
+        if resolved
+            .manifest
+            .dependencies
+            .iter()
+            .any(|d| d.slug.as_str() == module)
+        {
             out.push(resolved.manifest);
         }
     }
@@ -173,17 +207,33 @@ fn context(tenant: &Tenant, manifest: &Manifest, caller: &Caller) -> CallContext
     }
 }
 
-async fn migrations_of(souk: &Souk, loaded: &LoadedModule, ctx: CallContext) -> Result<Vec<Migration>, SoukError> {
-    let state = CallState::new(ctx, ModuleDb::detached(), souk.runtime.limits().memory_bytes);
-    let mut call = loaded.instantiate(state).await.map_err(lifecycle("migrations()"))?;
+async fn migrations_of(
+    souk: &Souk,
+    loaded: &LoadedModule,
+    ctx: CallContext,
+) -> Result<Vec<Migration>, SoukError> {
+    let state = CallState::new(
+        ctx,
+        ModuleDb::detached(),
+        souk.runtime.limits().memory_bytes,
+    );
+    let mut call = loaded
+        .instantiate(state)
+        .await
+        .map_err(lifecycle("migrations()"))?;
     let migrations = call.migrations().await.map_err(lifecycle("migrations()"))?;
     let mut seen = std::collections::HashSet::new();
     for m in &migrations {
         if m.id.trim().is_empty() || m.id.len() > 200 {
-            return Err(SoukError::LifecycleFailed("a migration has an empty or overlong id".into()));
+            return Err(SoukError::LifecycleFailed(
+                "a migration has an empty or overlong id".into(),
+            ));
         }
         if !seen.insert(m.id.clone()) {
-            return Err(SoukError::LifecycleFailed(format!("migration id {:?} appears twice", m.id)));
+            return Err(SoukError::LifecycleFailed(format!(
+                "migration id {:?} appears twice",
+                m.id
+            )));
         }
     }
     Ok(migrations)
@@ -205,16 +255,23 @@ async fn run_migration_sql(
     direction: &str,
     sql: &str,
 ) -> Result<(), SoukError> {
-    let statements = scope.rewrite(sql, StatementSource::Migration).map_err(|e| {
-        SoukError::LifecycleFailed(format!("migration {migration} ({direction}) was refused: {e}"))
-    })?;
-    for statement in statements {
-        sqlx::query(&statement.sql).execute(&mut **tx).await.map_err(|e| {
+    let statements = scope
+        .rewrite(sql, StatementSource::Migration)
+        .map_err(|e| {
             SoukError::LifecycleFailed(format!(
-                "migration {migration} ({direction}) failed: {}",
-                crate::db::map_error(e)
+                "migration {migration} ({direction}) was refused: {e}"
             ))
         })?;
+    for statement in statements {
+        sqlx::query(&statement.sql)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| {
+                SoukError::LifecycleFailed(format!(
+                    "migration {migration} ({direction}) failed: {}",
+                    crate::db::map_error(e)
+                ))
+            })?;
     }
     Ok(())
 }
@@ -236,9 +293,16 @@ async fn run_hook(
     hook: Hook<'_>,
 ) -> Result<Transaction<'static, Sqlite>, SoukError> {
     let limits = souk.runtime.limits();
-    let state = CallState::new(ctx, ModuleDb::new(scope, tx, limits.call_timeout), limits.memory_bytes);
+    let state = CallState::new(
+        ctx,
+        ModuleDb::new(scope, tx, limits.call_timeout),
+        limits.memory_bytes,
+    );
     let (name, outcome, call) = {
-        let mut call = loaded.instantiate(state).await.map_err(lifecycle("the module"))?;
+        let mut call = loaded
+            .instantiate(state)
+            .await
+            .map_err(lifecycle("the module"))?;
         let (name, outcome) = match hook {
             Hook::Install => ("install", call.install().await),
             Hook::Uninstall => ("uninstall", call.uninstall().await),
@@ -249,9 +313,15 @@ async fn run_hook(
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(message)) => {
-            return Err(SoukError::LifecycleFailed(format!("the {name} hook refused: {message}")));
+            return Err(SoukError::LifecycleFailed(format!(
+                "the {name} hook refused: {message}"
+            )));
         }
-        Err(e) => return Err(SoukError::LifecycleFailed(format!("the {name} hook failed: {e}"))),
+        Err(e) => {
+            return Err(SoukError::LifecycleFailed(format!(
+                "the {name} hook failed: {e}"
+            )));
+        }
     }
     let mut state = call.into_state();
     state
@@ -260,15 +330,20 @@ async fn run_hook(
         .ok_or_else(|| SoukError::Internal(anyhow::anyhow!("the {name} hook lost its transaction")))
 }
 
+/// One audit event to record.
+struct AuditEntry<'a> {
+    module: &'a str,
+    action: &'a str,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    detail: Option<String>,
+}
+
 async fn audit(
     cp: &mut Transaction<'static, Sqlite>,
     tenant: &Tenant,
-    module: &str,
-    action: &str,
-    from: Option<&str>,
-    to: Option<&str>,
     caller: &Caller,
-    detail: Option<String>,
+    entry: AuditEntry<'_>,
 ) -> Result<(), SoukError> {
     sqlx::query(
         "INSERT INTO audit_events (at, tenant_id, module_slug, action, from_version, to_version, \
@@ -276,14 +351,18 @@ async fn audit(
     )
     .bind(now())
     .bind(&tenant.id)
-    .bind(module)
-    .bind(action)
-    .bind(from)
-    .bind(to)
-    .bind(serde_json::to_value(caller.kind).ok().and_then(|v| v.as_str().map(str::to_owned)))
+    .bind(entry.module)
+    .bind(entry.action)
+    .bind(entry.from)
+    .bind(entry.to)
+    .bind(
+        serde_json::to_value(caller.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned)),
+    )
     .bind(&caller.id)
     .bind(&caller.name)
-    .bind(detail)
+    .bind(entry.detail)
     .execute(&mut **cp)
     .await?;
     Ok(())
@@ -346,7 +425,12 @@ async fn commit_both(
 /// [`SoukError::Conflict`] (already installed), [`SoukError::Dependency`],
 /// [`SoukError::LifecycleFailed`] (a migration or the install hook failed;
 /// nothing was kept).
-pub async fn install(souk: &Souk, principal: &Principal, tenant: &Tenant, request: &InstallRequest) -> Result<InstallReport, SoukError> {
+pub async fn install(
+    souk: &Souk,
+    principal: &Principal,
+    tenant: &Tenant,
+    request: &InstallRequest,
+) -> Result<InstallReport, SoukError> {
     principal.check_tenant(tenant)?;
     let caller = principal.caller();
     if let Some(existing) = find(souk, tenant, &request.module).await? {
@@ -373,9 +457,15 @@ pub async fn install(souk: &Souk, principal: &Principal, tenant: &Tenant, reques
     if let Some(a) = &archive
         && a.module != request.module
     {
-        return Err(SoukError::Invalid(format!("archive holds data of module {}, not {}", a.module, request.module)));
+        return Err(SoukError::Invalid(format!(
+            "archive holds data of module {}, not {}",
+            a.module, request.module
+        )));
     }
-    let resolved: ResolvedVersion = souk.catalog.resolve(&request.module, version.as_deref()).await?;
+    let resolved: ResolvedVersion = souk
+        .catalog
+        .resolve(&request.module, version.as_deref())
+        .await?;
     let manifest = &resolved.manifest;
     check_dependencies(souk, tenant, manifest).await?;
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
@@ -423,13 +513,35 @@ pub async fn install(souk: &Souk, principal: &Principal, tenant: &Tenant, reques
     .await?;
     record_ledger(&mut cp, tenant, manifest, &migrations, &applied).await?;
     let (action, detail) = match (&request.restore_archive, restored_rows) {
-        (Some(id), Some(rows)) => ("restore", Some(format!("restored {rows} rows from archive {id}"))),
+        (Some(id), Some(rows)) => (
+            "restore",
+            Some(format!("restored {rows} rows from archive {id}")),
+        ),
         _ => ("install", None),
     };
-    audit(&mut cp, tenant, manifest.slug.as_str(), action, None, Some(&manifest.version.to_string()), &caller, detail).await?;
+    let to = manifest.version.to_string();
+    audit(
+        &mut cp,
+        tenant,
+        &caller,
+        AuditEntry {
+            module: manifest.slug.as_str(),
+            action,
+            from: None,
+            to: Some(&to),
+            detail,
+        },
+    )
+    .await?;
     let undo = [
-        ("DELETE FROM migration_ledger WHERE tenant_id = ? AND module_slug = ?", vec![tenant.id.clone(), manifest.slug.to_string()]),
-        ("DELETE FROM installations WHERE tenant_id = ? AND module_slug = ?", vec![tenant.id.clone(), manifest.slug.to_string()]),
+        (
+            "DELETE FROM migration_ledger WHERE tenant_id = ? AND module_slug = ?",
+            vec![tenant.id.clone(), manifest.slug.to_string()],
+        ),
+        (
+            "DELETE FROM installations WHERE tenant_id = ? AND module_slug = ?",
+            vec![tenant.id.clone(), manifest.slug.to_string()],
+        ),
     ];
     commit_both(souk, cp, tx, &undo).await?;
     tracing::info!(tenant = %tenant.slug, module = %manifest.slug, version = %manifest.version, "installed");
@@ -464,15 +576,24 @@ async fn ledger(souk: &Souk, tenant: &Tenant, module: &str) -> Result<Vec<String
 /// [`SoukError::NotFound`] (not installed, no such version),
 /// [`SoukError::Conflict`] (not newer; dependants would break),
 /// [`SoukError::Dependency`], [`SoukError::LifecycleFailed`].
-pub async fn upgrade(souk: &Souk, principal: &Principal, tenant: &Tenant, module: &str, version: Option<&str>) -> Result<InstallReport, SoukError> {
+pub async fn upgrade(
+    souk: &Souk,
+    principal: &Principal,
+    tenant: &Tenant,
+    module: &str,
+    version: Option<&str>,
+) -> Result<InstallReport, SoukError> {
     principal.check_tenant(tenant)?;
     let caller = principal.caller();
-    let current = find(souk, tenant, module)
-        .await?
-        .ok_or_else(|| SoukError::NotFound(format!("module {module:?} is not installed for this tenant")))?;
+    let current = find(souk, tenant, module).await?.ok_or_else(|| {
+        SoukError::NotFound(format!(
+            "module {module:?} is not installed for this tenant"
+        ))
+    })?;
     let resolved = souk.catalog.resolve(module, version).await?;
     let manifest = &resolved.manifest;
-    let from = semver::Version::parse(&current.version).map_err(|e| SoukError::Internal(e.into()))?;
+    let from =
+        semver::Version::parse(&current.version).map_err(|e| SoukError::Internal(e.into()))?;
     if manifest.version <= from {
         return Err(SoukError::Conflict(format!(
             "{module} {from} is installed; {} is not newer (downgrades are not supported)",
@@ -481,7 +602,10 @@ pub async fn upgrade(souk: &Souk, principal: &Principal, tenant: &Tenant, module
     }
     check_dependencies(souk, tenant, manifest).await?;
     for dependant in dependants(souk, tenant, module).await? {
-        if let Some(dep) = dependant.dependencies.iter().find(|d| d.slug.as_str() == module)
+        if let Some(dep) = dependant
+            .dependencies
+            .iter()
+            .find(|d| d.slug.as_str() == module)
             && !dep.requirement.matches(&manifest.version)
         {
             return Err(SoukError::Conflict(format!(
@@ -494,14 +618,20 @@ pub async fn upgrade(souk: &Souk, principal: &Principal, tenant: &Tenant, module
     let ctx = context(tenant, manifest, &caller);
     let migrations = migrations_of(souk, &loaded, ctx.clone()).await?;
     let done = ledger(souk, tenant, module).await?;
-    if let Some(missing) = done.iter().find(|id| !migrations.iter().any(|m| &m.id == *id)) {
+    if let Some(missing) = done
+        .iter()
+        .find(|id| !migrations.iter().any(|m| &m.id == *id))
+    {
         return Err(SoukError::LifecycleFailed(format!(
             "{module} {} no longer contains migration {missing:?}, which is applied for this tenant; \
              a new version must keep every earlier migration",
             manifest.version
         )));
     }
-    let pending: Vec<&Migration> = migrations.iter().filter(|m| !done.contains(&m.id)).collect();
+    let pending: Vec<&Migration> = migrations
+        .iter()
+        .filter(|m| !done.contains(&m.id))
+        .collect();
     let scope = scope_for(souk, tenant, manifest).await?;
 
     let pool = souk.tenancy.database(tenant).await?;
@@ -524,10 +654,29 @@ pub async fn upgrade(souk: &Souk, principal: &Principal, tenant: &Tenant, module
         .execute(&mut *cp)
         .await?;
     record_ledger(&mut cp, tenant, manifest, &migrations, &applied).await?;
-    audit(&mut cp, tenant, module, "upgrade", Some(&from_text), Some(&manifest.version.to_string()), &caller, None).await?;
+    let to = manifest.version.to_string();
+    audit(
+        &mut cp,
+        tenant,
+        &caller,
+        AuditEntry {
+            module,
+            action: "upgrade",
+            from: Some(&from_text),
+            to: Some(&to),
+            detail: None,
+        },
+    )
+    .await?;
     let mut undo = vec![(
         "UPDATE installations SET version = ?, digest = ?, updated_at = ? WHERE tenant_id = ? AND module_slug = ?",
-        vec![current.version.clone(), current.digest.clone(), current.updated_at.clone(), tenant.id.clone(), module.to_owned()],
+        vec![
+            current.version.clone(),
+            current.digest.clone(),
+            current.updated_at.clone(),
+            tenant.id.clone(),
+            module.to_owned(),
+        ],
     )];
     for id in &applied {
         undo.push((
@@ -557,15 +706,25 @@ pub async fn upgrade(souk: &Souk, principal: &Principal, tenant: &Tenant, module
 /// # Errors
 /// [`SoukError::NotFound`] (not installed), [`SoukError::Conflict`] (another
 /// installed module depends on it), [`SoukError::LifecycleFailed`].
-pub async fn uninstall(souk: &Souk, principal: &Principal, tenant: &Tenant, module: &str) -> Result<UninstallReport, SoukError> {
+pub async fn uninstall(
+    souk: &Souk,
+    principal: &Principal,
+    tenant: &Tenant,
+    module: &str,
+) -> Result<UninstallReport, SoukError> {
     principal.check_tenant(tenant)?;
     let caller = principal.caller();
-    let current = find(souk, tenant, module)
-        .await?
-        .ok_or_else(|| SoukError::NotFound(format!("module {module:?} is not installed for this tenant")))?;
+    let current = find(souk, tenant, module).await?.ok_or_else(|| {
+        SoukError::NotFound(format!(
+            "module {module:?} is not installed for this tenant"
+        ))
+    })?;
     let dependants = dependants(souk, tenant, module).await?;
     if !dependants.is_empty() {
-        let names: Vec<String> = dependants.iter().map(|m| format!("{} {}", m.slug, m.version)).collect();
+        let names: Vec<String> = dependants
+            .iter()
+            .map(|m| format!("{} {}", m.slug, m.version))
+            .collect();
         return Err(SoukError::Conflict(format!(
             "cannot uninstall {module}: {} depend{} on it; uninstall {} first",
             names.join(", "),
@@ -603,7 +762,9 @@ pub async fn uninstall(souk: &Souk, principal: &Principal, tenant: &Tenant, modu
                 run_migration_sql(&scope, &mut tx, &m.id, "down", &m.down).await?;
                 reverted.push(m.id.clone());
             }
-            None => tracing::warn!(module, migration = %id, "applied migration missing from the module; its tables are dropped below"),
+            None => {
+                tracing::warn!(module, migration = %id, "applied migration missing from the module; its tables are dropped below")
+            }
         }
     }
     for table in archive::module_tables(&mut tx, &prefix).await? {
@@ -624,12 +785,31 @@ pub async fn uninstall(souk: &Souk, principal: &Principal, tenant: &Tenant, modu
         .bind(module)
         .execute(&mut *cp)
         .await?;
-    audit(&mut cp, tenant, module, "uninstall", Some(&current.version), None, &caller, Some(format!("archived to {}", archive.id))).await?;
+    audit(
+        &mut cp,
+        tenant,
+        &caller,
+        AuditEntry {
+            module,
+            action: "uninstall",
+            from: Some(&current.version),
+            to: None,
+            detail: Some(format!("archived to {}", archive.id)),
+        },
+    )
+    .await?;
     // If the tenant commit fails the module is still fully installed there;
     // put its control-plane rows back.
     let mut undo = vec![(
         "INSERT INTO installations (tenant_id, module_slug, version, digest, installed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-        vec![tenant.id.clone(), module.to_owned(), current.version.clone(), current.digest.clone(), current.installed_at.clone(), current.updated_at.clone()],
+        vec![
+            tenant.id.clone(),
+            module.to_owned(),
+            current.version.clone(),
+            current.digest.clone(),
+            current.installed_at.clone(),
+            current.updated_at.clone(),
+        ],
     )];
     for (position, id) in done.iter().enumerate() {
         undo.push((

@@ -28,11 +28,17 @@ impl wit::Host for CallState {
         let tenant = self.context.tenant_id.as_str();
         let module = self.context.module_slug.as_str();
         match level {
-            wit::Level::Trace => tracing::trace!(target: "souk::module", tenant, module, "{message}"),
-            wit::Level::Debug => tracing::debug!(target: "souk::module", tenant, module, "{message}"),
+            wit::Level::Trace => {
+                tracing::trace!(target: "souk::module", tenant, module, "{message}")
+            }
+            wit::Level::Debug => {
+                tracing::debug!(target: "souk::module", tenant, module, "{message}")
+            }
             wit::Level::Info => tracing::info!(target: "souk::module", tenant, module, "{message}"),
             wit::Level::Warn => tracing::warn!(target: "souk::module", tenant, module, "{message}"),
-            wit::Level::Error => tracing::error!(target: "souk::module", tenant, module, "{message}"),
+            wit::Level::Error => {
+                tracing::error!(target: "souk::module", tenant, module, "{message}")
+            }
         }
         Ok(())
     }

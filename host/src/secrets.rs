@@ -18,7 +18,9 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("secret")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret")
     ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -56,7 +56,9 @@ impl Tenancy {
             .map_err(|e| SoukError::Invalid(format!("tenant slug {slug:?} {e}")))?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(SoukError::Invalid("tenant name must be 1 to 200 characters".into()));
+            return Err(SoukError::Invalid(
+                "tenant name must be 1 to 200 characters".into(),
+            ));
         }
         let tenant = Tenant {
             id: format!("t_{}", hex::encode(rand::random::<[u8; 8]>())),
@@ -64,17 +66,20 @@ impl Tenancy {
             name: name.to_owned(),
             created_at: now(),
         };
-        let result = sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&tenant.id)
-            .bind(&tenant.slug)
-            .bind(&tenant.name)
-            .bind(&tenant.created_at)
-            .execute(self.control.pool())
-            .await;
+        let result =
+            sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&tenant.id)
+                .bind(&tenant.slug)
+                .bind(&tenant.name)
+                .bind(&tenant.created_at)
+                .execute(self.control.pool())
+                .await;
         match result {
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(SoukError::Conflict(format!("a tenant with slug {slug:?} already exists")));
+                return Err(SoukError::Conflict(format!(
+                    "a tenant with slug {slug:?} already exists"
+                )));
             }
             Err(e) => return Err(e.into()),
         }
@@ -89,9 +94,11 @@ impl Tenancy {
     /// # Errors
     /// Database errors.
     pub async fn list(&self) -> Result<Vec<Tenant>, SoukError> {
-        Ok(sqlx::query_as("SELECT id, slug, name, created_at FROM tenants ORDER BY created_at, slug")
-            .fetch_all(self.control.pool())
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT id, slug, name, created_at FROM tenants ORDER BY created_at, slug",
+        )
+        .fetch_all(self.control.pool())
+        .await?)
     }
 
     /// The tenant with `slug`.

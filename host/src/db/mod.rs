@@ -101,7 +101,10 @@ impl ModuleDb {
         self.tx.take()
     }
 
-    fn prepare(&mut self, sql: &str) -> Result<(RewrittenStatement, &mut Transaction<'static, Sqlite>), DbFailure> {
+    fn prepare(
+        &mut self,
+        sql: &str,
+    ) -> Result<(RewrittenStatement, &mut Transaction<'static, Sqlite>), DbFailure> {
         let (Some(scope), Some(tx)) = (&self.scope, &mut self.tx) else {
             return Err(DbFailure::Unavailable);
         };
@@ -143,7 +146,11 @@ impl ModuleDb {
     ///
     /// # Errors
     /// See [`DbFailure`].
-    pub async fn execute(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<(u64, Option<i64>), DbFailure> {
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        params: Vec<SqlValue>,
+    ) -> Result<(u64, Option<i64>), DbFailure> {
         let timeout = self.timeout;
         let (statement, tx) = self.prepare(sql)?;
         let query = sqlx::query_with(&statement.sql, bind(params));
@@ -239,7 +246,9 @@ fn failure_to_wit(failure: DbFailure) -> wit::DbError {
     let kind = match &failure {
         DbFailure::Refused(SqlRefusal::Syntax(_)) => wit::ErrorKind::Syntax,
         DbFailure::Refused(SqlRefusal::Forbidden(_)) => wit::ErrorKind::Forbidden,
-        DbFailure::Refused(SqlRefusal::DdlOutsideMigration(_)) => wit::ErrorKind::DdlOutsideMigration,
+        DbFailure::Refused(SqlRefusal::DdlOutsideMigration(_)) => {
+            wit::ErrorKind::DdlOutsideMigration
+        }
         DbFailure::Constraint(_) => wit::ErrorKind::Constraint,
         _ => wit::ErrorKind::Other,
     };

@@ -68,12 +68,21 @@ const MAX_SQL_BYTES: usize = 64 * 1024;
 impl SqlScope {
     /// The scope of `manifest`'s module, given the manifests of the installed
     /// modules it depends on.
-    pub fn new<'a>(manifest: &Manifest, dependencies: impl IntoIterator<Item = &'a Manifest>) -> Self {
+    pub fn new<'a>(
+        manifest: &Manifest,
+        dependencies: impl IntoIterator<Item = &'a Manifest>,
+    ) -> Self {
         let mut readable = BTreeMap::new();
         for dep in dependencies {
             let tables = dep.exports.clone();
-            readable.insert(dep.slug.as_str().to_owned(), (dep.slug.clone(), tables.clone()));
-            readable.insert(dep.slug.as_str().replace('-', "_"), (dep.slug.clone(), tables));
+            readable.insert(
+                dep.slug.as_str().to_owned(),
+                (dep.slug.clone(), tables.clone()),
+            );
+            readable.insert(
+                dep.slug.as_str().replace('-', "_"),
+                (dep.slug.clone(), tables),
+            );
         }
         SqlScope {
             prefix: manifest.slug.table_prefix(),
@@ -97,7 +106,11 @@ impl SqlScope {
     ///
     /// # Errors
     /// A [`SqlRefusal`] naming the table and the rule it breaks.
-    pub fn rewrite(&self, sql: &str, source: StatementSource) -> Result<Vec<RewrittenStatement>, SqlRefusal> {
+    pub fn rewrite(
+        &self,
+        sql: &str,
+        source: StatementSource,
+    ) -> Result<Vec<RewrittenStatement>, SqlRefusal> {
         if sql.len() > MAX_SQL_BYTES {
             return Err(SqlRefusal::Syntax(format!(
                 "statement is longer than {MAX_SQL_BYTES} bytes"
@@ -120,7 +133,11 @@ impl SqlScope {
             .collect()
     }
 
-    fn rewrite_statement(&self, mut statement: Statement, source: StatementSource) -> Result<RewrittenStatement, SqlRefusal> {
+    fn rewrite_statement(
+        &self,
+        mut statement: Statement,
+        source: StatementSource,
+    ) -> Result<RewrittenStatement, SqlRefusal> {
         let kind = classify(&statement);
         match (kind, source) {
             (Kind::Read | Kind::Write, _) | (Kind::Ddl, StatementSource::Migration) => {}
@@ -177,7 +194,8 @@ impl SqlScope {
             && let Some(target) = target_name(&statement)
         {
             let target_physical = object_text(&target);
-            if let Some((_, display)) = dependency_reads.iter().find(|(p, _)| *p == target_physical) {
+            if let Some((_, display)) = dependency_reads.iter().find(|(p, _)| *p == target_physical)
+            {
                 return Err(SqlRefusal::Forbidden(format!(
                     "table {display} belongs to another module and is read-only here: \
                      modules may read a dependency's exported tables but never write them"
@@ -193,8 +211,9 @@ impl SqlScope {
     fn own(&self, name: &ObjectName, what: &str) -> Result<String, SqlRefusal> {
         match parts(name)?.as_slice() {
             [table] => {
-                let table = TableName::parse(&table.value)
-                    .map_err(|e| SqlRefusal::Forbidden(format!("{what} name {:?} {e}", table.value)))?;
+                let table = TableName::parse(&table.value).map_err(|e| {
+                    SqlRefusal::Forbidden(format!("{what} name {:?} {e}", table.value))
+                })?;
                 Ok(self.physical(&table))
             }
             _ => Err(SqlRefusal::Forbidden(format!(
@@ -217,9 +236,12 @@ impl SqlScope {
             [schema, table] => {
                 let schema_text = schema.value.to_ascii_lowercase();
                 let table_text = table.value.to_ascii_lowercase();
-                if schema_text == self.slug.as_str() || schema_text == self.slug.as_str().replace('-', "_") {
-                    let table = TableName::parse(&table_text)
-                        .map_err(|e| SqlRefusal::Forbidden(format!("table name {table_text:?} {e}")))?;
+                if schema_text == self.slug.as_str()
+                    || schema_text == self.slug.as_str().replace('-', "_")
+                {
+                    let table = TableName::parse(&table_text).map_err(|e| {
+                        SqlRefusal::Forbidden(format!("table name {table_text:?} {e}"))
+                    })?;
                     return Ok(Resolved::Own(self.physical(&table)));
                 }
                 let display = format!("{schema_text}.{table_text}");
@@ -252,7 +274,9 @@ impl SqlScope {
         match statement {
             Statement::CreateTable(create) => {
                 if create.temporary {
-                    return Err(SqlRefusal::Forbidden("temporary tables are not supported".into()));
+                    return Err(SqlRefusal::Forbidden(
+                        "temporary tables are not supported".into(),
+                    ));
                 }
                 if create.query.is_some() || create.like.is_some() || create.clone.is_some() {
                     return Err(SqlRefusal::Forbidden(
@@ -262,19 +286,23 @@ impl SqlScope {
                 for column in &mut create.columns {
                     for option in &mut column.options {
                         if let ColumnOption::ForeignKey { foreign_table, .. } = &mut option.option {
-                            *foreign_table = physical_name(self.own(foreign_table, "foreign key target")?);
+                            *foreign_table =
+                                physical_name(self.own(foreign_table, "foreign key target")?);
                         }
                     }
                 }
                 for constraint in &mut create.constraints {
                     if let TableConstraint::ForeignKey { foreign_table, .. } = constraint {
-                        *foreign_table = physical_name(self.own(foreign_table, "foreign key target")?);
+                        *foreign_table =
+                            physical_name(self.own(foreign_table, "foreign key target")?);
                     }
                 }
             }
             Statement::CreateIndex(index) => {
                 let Some(name) = &mut index.name else {
-                    return Err(SqlRefusal::Forbidden("CREATE INDEX needs an index name".into()));
+                    return Err(SqlRefusal::Forbidden(
+                        "CREATE INDEX needs an index name".into(),
+                    ));
                 };
                 *name = physical_name(self.own(name, "index")?);
             }
@@ -283,15 +311,20 @@ impl SqlScope {
                     match operation {
                         AlterTableOperation::AddColumn { column_def, .. } => {
                             for option in &mut column_def.options {
-                                if let ColumnOption::ForeignKey { foreign_table, .. } = &mut option.option {
-                                    *foreign_table = physical_name(self.own(foreign_table, "foreign key target")?);
+                                if let ColumnOption::ForeignKey { foreign_table, .. } =
+                                    &mut option.option
+                                {
+                                    *foreign_table = physical_name(
+                                        self.own(foreign_table, "foreign key target")?,
+                                    );
                                 }
                             }
                         }
                         AlterTableOperation::DropColumn { .. }
                         | AlterTableOperation::RenameColumn { .. } => {}
                         AlterTableOperation::RenameTable { table_name } => {
-                            let (RenameTableNameKind::As(name) | RenameTableNameKind::To(name)) = table_name;
+                            let (RenameTableNameKind::As(name) | RenameTableNameKind::To(name)) =
+                                table_name;
                             *name = physical_name(self.own(name, "table")?);
                         }
                         other => {
@@ -309,7 +342,9 @@ impl SqlScope {
                     ObjectType::Table => "table",
                     ObjectType::Index => "index",
                     other => {
-                        return Err(SqlRefusal::Forbidden(format!("DROP {other} is not supported")));
+                        return Err(SqlRefusal::Forbidden(format!(
+                            "DROP {other} is not supported"
+                        )));
                     }
                 };
                 for name in names {
@@ -368,9 +403,9 @@ fn parts(name: &ObjectName) -> Result<Vec<&Ident>, SqlRefusal> {
         .iter()
         .map(|part| match part {
             ObjectNamePart::Identifier(ident) => Ok(ident),
-            ObjectNamePart::Function(_) => Err(SqlRefusal::Forbidden(format!(
-                "{name} is not a table name"
-            ))),
+            ObjectNamePart::Function(_) => {
+                Err(SqlRefusal::Forbidden(format!("{name} is not a table name")))
+            }
         })
         .collect()
 }
@@ -396,7 +431,9 @@ fn write_target(statement: &Statement) -> Result<Option<ObjectName>, SqlRefusal>
         Statement::Insert(insert) => match &insert.table {
             TableObject::TableName(name) => Some(name.clone()),
             TableObject::TableFunction(_) => {
-                return Err(SqlRefusal::Forbidden("INSERT INTO a function is not allowed".into()));
+                return Err(SqlRefusal::Forbidden(
+                    "INSERT INTO a function is not allowed".into(),
+                ));
             }
         },
         Statement::Update { table, .. } => match &table.relation {
@@ -405,7 +442,9 @@ fn write_target(statement: &Statement) -> Result<Option<ObjectName>, SqlRefusal>
         },
         Statement::Delete(delete) => {
             if !delete.tables.is_empty() {
-                return Err(SqlRefusal::Forbidden("multi-table DELETE is not allowed".into()));
+                return Err(SqlRefusal::Forbidden(
+                    "multi-table DELETE is not allowed".into(),
+                ));
             }
             let from = match &delete.from {
                 FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
@@ -415,7 +454,11 @@ fn write_target(statement: &Statement) -> Result<Option<ObjectName>, SqlRefusal>
                     TableFactor::Table { name, .. } => Some(name.clone()),
                     _ => return Err(SqlRefusal::Forbidden("DELETE must name a table".into())),
                 },
-                _ => return Err(SqlRefusal::Forbidden("DELETE must name exactly one table".into())),
+                _ => {
+                    return Err(SqlRefusal::Forbidden(
+                        "DELETE must name exactly one table".into(),
+                    ));
+                }
             }
         }
         _ => None,
@@ -500,7 +543,9 @@ mod tests {
 
     #[test]
     fn own_tables_are_namespaced() {
-        let sql = run("SELECT c.id FROM cards c JOIN templates t ON t.id = c.template WHERE c.id = ?1").unwrap();
+        let sql =
+            run("SELECT c.id FROM cards c JOIN templates t ON t.id = c.template WHERE c.id = ?1")
+                .unwrap();
         assert!(sql.contains("\"digital_card__cards\""), "{sql}");
         assert!(sql.contains("\"digital_card__templates\""), "{sql}");
         let sql = run("INSERT INTO cards (id) VALUES (?) RETURNING id").unwrap();
@@ -552,13 +597,30 @@ mod tests {
 
     #[test]
     fn runtime_refuses_ddl_and_other_statements() {
-        for sql in ["CREATE TABLE x (a INT)", "DROP TABLE cards", "ALTER TABLE cards ADD COLUMN y INT", "CREATE INDEX i ON cards (a)"] {
-            assert!(matches!(run(sql), Err(SqlRefusal::DdlOutsideMigration(_))), "{sql}");
+        for sql in [
+            "CREATE TABLE x (a INT)",
+            "DROP TABLE cards",
+            "ALTER TABLE cards ADD COLUMN y INT",
+            "CREATE INDEX i ON cards (a)",
+        ] {
+            assert!(
+                matches!(run(sql), Err(SqlRefusal::DdlOutsideMigration(_))),
+                "{sql}"
+            );
         }
-        for sql in ["PRAGMA table_info(cards)", "ATTACH DATABASE 'x' AS y", "VACUUM", "BEGIN", "COMMIT"] {
+        for sql in [
+            "PRAGMA table_info(cards)",
+            "ATTACH DATABASE 'x' AS y",
+            "VACUUM",
+            "BEGIN",
+            "COMMIT",
+        ] {
             assert!(run(sql).is_err(), "{sql}");
         }
-        assert!(matches!(run("SELECT 1; SELECT 2"), Err(SqlRefusal::Syntax(_))));
+        assert!(matches!(
+            run("SELECT 1; SELECT 2"),
+            Err(SqlRefusal::Syntax(_))
+        ));
         assert!(matches!(run("SELEKT"), Err(SqlRefusal::Syntax(_))));
     }
 
@@ -572,8 +634,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.len(), 5);
-        assert!(out[0].contains("\"digital_card__cards\"") && out[0].contains("\"digital_card__templates\""), "{}", out[0]);
-        assert!(out[1].contains("\"digital_card__cards_t\"") && out[1].contains("ON \"digital_card__cards\""), "{}", out[1]);
+        assert!(
+            out[0].contains("\"digital_card__cards\"")
+                && out[0].contains("\"digital_card__templates\""),
+            "{}",
+            out[0]
+        );
+        assert!(
+            out[1].contains("\"digital_card__cards_t\"")
+                && out[1].contains("ON \"digital_card__cards\""),
+            "{}",
+            out[1]
+        );
         assert!(out[2].contains("\"digital_card__cards2\""), "{}", out[2]);
         assert!(out[3].contains("\"digital_card__cards_t\""), "{}", out[3]);
         assert!(out[4].contains("\"digital_card__cards2\""), "{}", out[4]);

@@ -101,7 +101,12 @@ impl ComponentCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(LoadError::Cache(format!("{}: {e}", path.display()))),
         };
-        if bytes.len() < TAG_LEN || self.tag(&bytes[TAG_LEN..]).verify_slice(&bytes[..TAG_LEN]).is_err() {
+        if bytes.len() < TAG_LEN
+            || self
+                .tag(&bytes[TAG_LEN..])
+                .verify_slice(&bytes[..TAG_LEN])
+                .is_err()
+        {
             tracing::warn!(path = %path.display(), "discarding compiled component that fails authentication");
             let _ = std::fs::remove_file(&path);
             return Ok(None);
@@ -124,7 +129,12 @@ impl ComponentCache {
     ///
     /// # Errors
     /// [`LoadError::Cache`] on I/O or serialization failure.
-    pub fn put(&self, engine: &Engine, digest: &Digest, component: &Component) -> Result<(), LoadError> {
+    pub fn put(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        component: &Component,
+    ) -> Result<(), LoadError> {
         let artifact = component
             .serialize()
             .map_err(|e| LoadError::Cache(format!("serialize: {e:#}")))?;

@@ -272,15 +272,17 @@ fn detect_api(engine: &Engine, component: &Component) -> Result<ApiVersion, Load
     for (name, _) in ty.exports(engine) {
         found.push(name.to_owned());
         if let Some(version) = name.strip_prefix("souk:module/guest@") {
-            return ApiVersion::parse(version).map_err(LoadError::WrongWorld).and_then(|v| {
-                if v == ApiVersion::V0_1_0 {
-                    Ok(v)
-                } else {
-                    Err(LoadError::WrongWorld(format!(
-                        "it exports souk:module/guest@{v}, which this host does not know"
-                    )))
-                }
-            });
+            return ApiVersion::parse(version)
+                .map_err(LoadError::WrongWorld)
+                .and_then(|v| {
+                    if v == ApiVersion::V0_1_0 {
+                        Ok(v)
+                    } else {
+                        Err(LoadError::WrongWorld(format!(
+                            "it exports souk:module/guest@{v}, which this host does not know"
+                        )))
+                    }
+                });
         }
     }
     Err(LoadError::WrongWorld(format!(
@@ -475,10 +477,14 @@ fn compare_keys<T>(
     }
     let mut parts = Vec::new();
     if !extra.is_empty() {
-        parts.push(format!("module.yaml declares {what} {extra:?} that the component does not"));
+        parts.push(format!(
+            "module.yaml declares {what} {extra:?} that the component does not"
+        ));
     }
     if !missing.is_empty() {
-        parts.push(format!("the component declares {what} {missing:?} that module.yaml does not"));
+        parts.push(format!(
+            "the component declares {what} {missing:?} that module.yaml does not"
+        ));
     }
     Err(LoadError::ManifestMismatch(parts.join("; ")))
 }
