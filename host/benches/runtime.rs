@@ -205,9 +205,14 @@ fn request(method: &str, path: &str, body: Vec<u8>) -> ModuleRequest {
 
 /// A host with the Membership package, tenant `bench` with it installed
 /// and [`SEEDED_MEMBERS`] members, and a tenant token's principal.
-async fn seeded_host(data_dir: &Path, package_bytes: &[u8]) -> anyhow::Result<(std::sync::Arc<Souk>, Principal)> {
+async fn seeded_host(
+    data_dir: &Path,
+    package_bytes: &[u8],
+) -> anyhow::Result<(std::sync::Arc<Souk>, Principal)> {
     let souk = Souk::open(SoukConfig::new(data_dir)).await?;
-    souk.catalog.add_package(&souk.runtime, package_bytes).await?;
+    souk.catalog
+        .add_package(&souk.runtime, package_bytes)
+        .await?;
     let tenant = souk.tenancy.create("bench", "Benchmark Club").await?;
     let install = InstallRequest {
         module: "membership".to_owned(),
@@ -272,7 +277,11 @@ fn bench_requests(
         "membership",
         request("GET", &member_path, Vec::new()),
     ))?;
-    ensure!(one.status == 200, "GET {member_path}: status {}", one.status);
+    ensure!(
+        one.status == 200,
+        "GET {member_path}: status {}",
+        one.status
+    );
 
     let mut group = criterion.benchmark_group("request");
     for (name, path) in [

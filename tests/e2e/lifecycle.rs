@@ -27,7 +27,11 @@ fn install_rolls_back_when_a_migration_fails_midway() {
     assert_eq!(a.status, 422, "{a:?}");
     assert_eq!(a.body["type"], "https://souk.dev/problems/lifecycle-failed");
     assert!(a.detail().contains("0002_broken"), "{a:?}");
-    assert!(host.tenant_tables("acme").is_empty(), "tables left: {:?}", host.tenant_tables("acme"));
+    assert!(
+        host.tenant_tables("acme").is_empty(),
+        "tables left: {:?}",
+        host.tenant_tables("acme")
+    );
     assert_eq!(host.get("/v1/tenants/acme/modules", &token).body, json!([]));
     assert_eq!(host.get("/v1/tenants/acme/audit", &token).body, json!([]));
     assert_eq!(ledger(&host, "acme"), 0);
@@ -51,7 +55,10 @@ fn install_needs_dependencies_and_uninstall_refuses_to_break_dependants() {
     let token = host.tenant("acme");
     let a = host.install("acme", &token, "sql-console");
     assert_eq!(a.status, 409, "{a:?}");
-    assert!(a.detail().contains("membership") && a.detail().contains("install membership first"), "{a:?}");
+    assert!(
+        a.detail().contains("membership") && a.detail().contains("install membership first"),
+        "{a:?}"
+    );
 
     host.install_ok("acme", &token, "membership");
     host.install_ok("acme", &token, "sql-console");
@@ -79,33 +86,60 @@ fn uninstall_archives_then_drops_and_the_archive_restores() {
         json!({"number": "M-7", "name": "Maya", "email": "maya@example.org"}),
     );
     assert_eq!(a.status, 201, "{a:?}");
-    assert!(host.tenant_tables("acme").iter().any(|t| t == "membership__members"));
+    assert!(
+        host.tenant_tables("acme")
+            .iter()
+            .any(|t| t == "membership__members")
+    );
 
     let a = host.delete("/v1/tenants/acme/modules/membership", &token);
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(a.body["reverted_migrations"], json!(["0002_member_notes", "0001_members"]));
+    assert_eq!(
+        a.body["reverted_migrations"],
+        json!(["0002_member_notes", "0001_members"])
+    );
     let archive_id = a.body["archive"]["id"].as_str().unwrap().to_owned();
     let archive_path = a.body["archive"]["path"].as_str().unwrap().to_owned();
     let archived = std::fs::read_to_string(&archive_path).unwrap();
-    assert!(archived.contains("Maya"), "archive lacks the member: {archived}");
+    assert!(
+        archived.contains("Maya"),
+        "archive lacks the member: {archived}"
+    );
     let tables = host.tenant_tables("acme");
-    assert!(!tables.iter().any(|t| t.starts_with("membership__")), "{tables:?}");
+    assert!(
+        !tables.iter().any(|t| t.starts_with("membership__")),
+        "{tables:?}"
+    );
     assert_eq!(ledger(&host, "acme"), 0);
     assert_eq!(host.get("/t/acme/m/membership/members", &token).status, 404);
 
-    let a = host.post("/v1/tenants/acme/modules", &token, json!({"module": "membership", "restore_archive": archive_id}));
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &token,
+        json!({"module": "membership", "restore_archive": archive_id}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     let a = host.get("/t/acme/m/membership/members/M-7", &token);
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["name"], "Maya");
 
     let audit = host.get("/v1/tenants/acme/audit", &token);
-    let actions: Vec<&str> = audit.body.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = audit
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, vec!["install", "uninstall", "restore"]);
     assert_eq!(audit.body[0]["actor_kind"], "tenant_token");
     assert!(audit.body[0]["at"].as_str().unwrap().starts_with("20"));
 
-    let a = host.post("/v1/tenants/acme/modules", &token, json!({"module": "membership", "restore_archive": "arc_nope"}));
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &token,
+        json!({"module": "membership", "restore_archive": "arc_nope"}),
+    );
     assert_eq!(a.status, 409, "already installed is checked first: {a:?}");
 }
 
@@ -113,37 +147,79 @@ fn uninstall_archives_then_drops_and_the_archive_restores() {
 fn upgrade_runs_only_the_new_migrations_then_the_hook() {
     let host = Host::start(&["membership-1.0", "membership", "notes-v1", "notes-v2"]);
     let token = host.tenant("acme");
-    let a = host.post("/v1/tenants/acme/modules", &token, json!({"module": "membership", "version": "1.0.0"}));
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &token,
+        json!({"module": "membership", "version": "1.0.0"}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.body["applied_migrations"], json!(["0001_members"]));
-    let a = host.post("/t/acme/m/membership/members", &token, json!({"number": "M-1", "name": "Nima", "email": "n@example.org"}));
+    let a = host.post(
+        "/t/acme/m/membership/members",
+        &token,
+        json!({"number": "M-1", "name": "Nima", "email": "n@example.org"}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     // The 1.1.0 routes do not exist in 1.0.0.
-    assert_eq!(host.get("/t/acme/m/membership/members/M-1/notes", &token).status, 404);
+    assert_eq!(
+        host.get("/t/acme/m/membership/members/M-1/notes", &token)
+            .status,
+        404
+    );
 
-    let a = host.post("/v1/tenants/acme/modules/membership/upgrade", &token, json!({}));
+    let a = host.post(
+        "/v1/tenants/acme/modules/membership/upgrade",
+        &token,
+        json!({}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["installation"]["version"], "1.1.0");
     assert_eq!(a.body["applied_migrations"], json!(["0002_member_notes"]));
-    assert_eq!(host.get("/t/acme/m/membership/members/M-1", &token).body["name"], "Nima");
+    assert_eq!(
+        host.get("/t/acme/m/membership/members/M-1", &token).body["name"],
+        "Nima"
+    );
     assert_eq!(ledger(&host, "acme"), 2);
 
-    let a = host.post("/v1/tenants/acme/modules/membership/upgrade", &token, json!({"version": "1.0.0"}));
+    let a = host.post(
+        "/v1/tenants/acme/modules/membership/upgrade",
+        &token,
+        json!({"version": "1.0.0"}),
+    );
     assert_eq!(a.status, 409, "downgrade: {a:?}");
 
-    host.post("/v1/tenants/acme/modules", &token, json!({"module": "notes", "version": "1.0.0"}));
+    host.post(
+        "/v1/tenants/acme/modules",
+        &token,
+        json!({"module": "notes", "version": "1.0.0"}),
+    );
     let a = host.post("/t/acme/m/notes/notes", &token, json!({"body": "kept"}));
     assert_eq!(a.status, 201, "{a:?}");
-    let a = host.post("/v1/tenants/acme/modules/notes/upgrade", &token, json!({"version": "2.0.0"}));
+    let a = host.post(
+        "/v1/tenants/acme/modules/notes/upgrade",
+        &token,
+        json!({"version": "2.0.0"}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["applied_migrations"], json!(["0002_tags"]));
     let upgrades = host.get("/t/acme/m/notes/upgrades", &token);
     let text = upgrades.body.to_string();
     assert!(text.contains("1.0.0") && text.contains("2.0.0"), "{text}");
-    assert!(host.get("/t/acme/m/notes/notes", &token).body.to_string().contains("kept"));
+    assert!(
+        host.get("/t/acme/m/notes/notes", &token)
+            .body
+            .to_string()
+            .contains("kept")
+    );
 
     let audit = host.get("/v1/tenants/acme/audit", &token);
-    let upgrades: Vec<_> = audit.body.as_array().unwrap().iter().filter(|e| e["action"] == "upgrade").collect();
+    let upgrades: Vec<_> = audit
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "upgrade")
+        .collect();
     assert_eq!(upgrades.len(), 2);
     assert_eq!(upgrades[0]["from_version"], "1.0.0");
     assert_eq!(upgrades[0]["to_version"], "1.1.0");
@@ -154,7 +230,11 @@ fn a_restart_keeps_all_state_and_reuses_the_compile_cache() {
     let mut host = Host::start(&["membership"]);
     let token = host.tenant("acme");
     host.install_ok("acme", &token, "membership");
-    let a = host.post("/t/acme/m/membership/members", &token, json!({"number": "R-1", "name": "Ram", "email": "r@example.org"}));
+    let a = host.post(
+        "/t/acme/m/membership/members",
+        &token,
+        json!({"number": "R-1", "name": "Ram", "email": "r@example.org"}),
+    );
     assert_eq!(a.status, 201);
     let compiled = host.data_dir().join("compiled");
     let snapshot = |dir: &std::path::Path| {
@@ -162,7 +242,12 @@ fn a_restart_keeps_all_state_and_reuses_the_compile_cache() {
             .unwrap()
             .map(|e| e.unwrap())
             .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().modified().unwrap()))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().modified().unwrap(),
+                )
+            })
             .collect();
         files.sort();
         files
@@ -171,8 +256,15 @@ fn a_restart_keeps_all_state_and_reuses_the_compile_cache() {
     assert_eq!(before.len(), 1, "one compiled component: {before:?}");
 
     host.restart();
-    assert_eq!(host.get("/t/acme/m/membership/members/R-1", &token).body["name"], "Ram");
-    assert_eq!(snapshot(&compiled), before, "the restart recompiled instead of reusing the cache");
+    assert_eq!(
+        host.get("/t/acme/m/membership/members/R-1", &token).body["name"],
+        "Ram"
+    );
+    assert_eq!(
+        snapshot(&compiled),
+        before,
+        "the restart recompiled instead of reusing the cache"
+    );
 
     // A tampered cache entry is discarded and recompiled, never loaded.
     let path = compiled.join(&before[0].0);
@@ -181,6 +273,13 @@ fn a_restart_keeps_all_state_and_reuses_the_compile_cache() {
     bytes[last] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     host.restart();
-    assert_eq!(host.get("/t/acme/m/membership/members/R-1", &token).body["name"], "Ram");
-    assert_ne!(std::fs::read(&path).unwrap(), bytes, "tampered artifact was kept");
+    assert_eq!(
+        host.get("/t/acme/m/membership/members/R-1", &token).body["name"],
+        "Ram"
+    );
+    assert_ne!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "tampered artifact was kept"
+    );
 }

@@ -11,34 +11,65 @@ fn setup() -> (Host, String) {
     host.install_ok("acme", &token, "membership");
     host.install_ok("acme", &token, "sql-console");
     host.install_ok("acme", &token, "notes");
-    let a = host.post("/t/acme/m/membership/members", &token, json!({"number": "S-1", "name": "Sunita", "email": "s@example.org"}));
+    let a = host.post(
+        "/t/acme/m/membership/members",
+        &token,
+        json!({"number": "S-1", "name": "Sunita", "email": "s@example.org"}),
+    );
     assert_eq!(a.status, 201);
-    let a = host.post("/t/acme/m/notes/notes", &token, json!({"body": "private note"}));
+    let a = host.post(
+        "/t/acme/m/notes/notes",
+        &token,
+        json!({"body": "private note"}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     (host, token)
 }
 
 fn sql(host: &Host, token: &str, route: &str, sql: &str, params: Value) -> crate::support::Answer {
-    host.post(&format!("/t/acme/m/sql-console/{route}"), token, json!({"sql": sql, "params": params}))
+    host.post(
+        &format!("/t/acme/m/sql-console/{route}"),
+        token,
+        json!({"sql": sql, "params": params}),
+    )
 }
 
 fn refused(a: &crate::support::Answer, kind: &str, needle: &str) {
     assert_eq!(a.status, 400, "{a:?}");
     assert_eq!(a.body["error_kind"], kind, "{a:?}");
     let message = a.body["message"].as_str().unwrap_or_default();
-    assert!(message.contains(needle), "message {message:?} should name {needle:?}");
+    assert!(
+        message.contains(needle),
+        "message {message:?} should name {needle:?}"
+    );
 }
 
 #[test]
 fn a_module_uses_its_own_tables_and_reads_exported_ones() {
     let (host, token) = setup();
-    let a = sql(&host, &token, "execute", "INSERT INTO notes (body) VALUES (?1)", json!(["mine"]));
+    let a = sql(
+        &host,
+        &token,
+        "execute",
+        "INSERT INTO notes (body) VALUES (?1)",
+        json!(["mine"]),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     let a = sql(&host, &token, "query", "SELECT body FROM notes", json!([]));
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(a.body["rows"], json!([["mine"]]), "sql-console's own notes, not the notes module's");
+    assert_eq!(
+        a.body["rows"],
+        json!([["mine"]]),
+        "sql-console's own notes, not the notes module's"
+    );
 
-    let a = sql(&host, &token, "query", "SELECT m.name FROM membership.members m WHERE m.number = ?", json!(["S-1"]));
+    let a = sql(
+        &host,
+        &token,
+        "query",
+        "SELECT m.name FROM membership.members m WHERE m.number = ?",
+        json!(["S-1"]),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["rows"], json!([["Sunita"]]));
 }
@@ -51,9 +82,16 @@ fn a_module_cannot_write_a_dependencys_tables() {
         "UPDATE membership.members SET name = 'pwned'",
         "DELETE FROM membership.members",
     ] {
-        refused(&sql(&host, &token, "execute", statement, json!([])), "forbidden", "membership.members");
+        refused(
+            &sql(&host, &token, "execute", statement, json!([])),
+            "forbidden",
+            "membership.members",
+        );
     }
-    assert_eq!(host.get("/t/acme/m/membership/members/S-1", &token).body["name"], "Sunita");
+    assert_eq!(
+        host.get("/t/acme/m/membership/members/S-1", &token).body["name"],
+        "Sunita"
+    );
 }
 
 #[test]
@@ -61,22 +99,48 @@ fn a_module_cannot_reach_other_modules_tables() {
     let (host, token) = setup();
     for (statement, needle) in [
         ("SELECT * FROM notes.notes", "notes.notes"),
-        ("SELECT * FROM membership.member_notes", "membership.member_notes"),
+        (
+            "SELECT * FROM membership.member_notes",
+            "membership.member_notes",
+        ),
         ("SELECT * FROM main.notes__notes", "main.notes__notes"),
         ("SELECT * FROM notes__notes", "notes__notes"),
-        ("SELECT * FROM \"membership__members\"", "membership__members"),
-        ("WITH notes__notes AS (SELECT 1) SELECT * FROM notes__notes", "notes__notes"),
+        (
+            "SELECT * FROM \"membership__members\"",
+            "membership__members",
+        ),
+        (
+            "WITH notes__notes AS (SELECT 1) SELECT * FROM notes__notes",
+            "notes__notes",
+        ),
     ] {
-        refused(&sql(&host, &token, "query", statement, json!([])), "forbidden", needle);
+        refused(
+            &sql(&host, &token, "query", statement, json!([])),
+            "forbidden",
+            needle,
+        );
     }
     // System tables resolve inside the module's namespace, where they do not exist.
-    let a = sql(&host, &token, "query", "SELECT name FROM sqlite_master", json!([]));
+    let a = sql(
+        &host,
+        &token,
+        "query",
+        "SELECT name FROM sqlite_master",
+        json!([]),
+    );
     assert_eq!(a.status, 400, "{a:?}");
     assert!(!a.body.to_string().contains("notes__notes"));
-    for statement in ["ATTACH DATABASE '/tmp/x.db' AS x", "PRAGMA table_list", "VACUUM"] {
+    for statement in [
+        "ATTACH DATABASE '/tmp/x.db' AS x",
+        "PRAGMA table_list",
+        "VACUUM",
+    ] {
         let a = sql(&host, &token, "execute", statement, json!([]));
         assert_eq!(a.status, 400, "{statement}: {a:?}");
-        assert_ne!(a.body["error_kind"], "other", "{statement} reached the database: {a:?}");
+        assert_ne!(
+            a.body["error_kind"], "other",
+            "{statement} reached the database: {a:?}"
+        );
     }
     let notes = host.get("/t/acme/m/notes/notes", &token);
     assert!(notes.body.to_string().contains("private note"));
@@ -91,19 +155,38 @@ fn ddl_is_refused_outside_migrations() {
         "ALTER TABLE notes ADD COLUMN x INT",
         "CREATE INDEX i ON notes (body)",
     ] {
-        refused(&sql(&host, &token, "execute", statement, json!([])), "ddl-outside-migration", "only allowed in migrations");
+        refused(
+            &sql(&host, &token, "execute", statement, json!([])),
+            "ddl-outside-migration",
+            "only allowed in migrations",
+        );
     }
     let tables = host.tenant_tables("acme");
     assert!(!tables.iter().any(|t| t.contains("sneaky")), "{tables:?}");
-    assert!(tables.iter().any(|t| t == "sql_console__notes"), "{tables:?}");
+    assert!(
+        tables.iter().any(|t| t == "sql_console__notes"),
+        "{tables:?}"
+    );
 }
 
 #[test]
 fn parameters_are_bound_never_spliced() {
     let (host, token) = setup();
     let hostile = "x'); DROP TABLE notes; --";
-    let a = sql(&host, &token, "execute", "INSERT INTO notes (body) VALUES (?1)", json!([hostile]));
+    let a = sql(
+        &host,
+        &token,
+        "execute",
+        "INSERT INTO notes (body) VALUES (?1)",
+        json!([hostile]),
+    );
     assert_eq!(a.status, 200, "{a:?}");
-    let a = sql(&host, &token, "query", "SELECT body FROM notes WHERE body = ?1", json!([hostile]));
+    let a = sql(
+        &host,
+        &token,
+        "query",
+        "SELECT body FROM notes WHERE body = ?1",
+        json!([hostile]),
+    );
     assert_eq!(a.body["rows"], json!([[hostile]]));
 }

@@ -15,18 +15,27 @@ pub fn module_files(name: &str) -> (PathBuf, PathBuf) {
     let root = workspace_root();
     let (manifest, crate_file) = match name {
         "membership" => ("plugins/membership/module.yaml", "souk_membership"),
-        "membership-1.0" => ("tests/modules/membership-v1_0/module.yaml", "souk_test_membership_v1_0"),
+        "membership-1.0" => (
+            "tests/modules/membership-v1_0/module.yaml",
+            "souk_test_membership_v1_0",
+        ),
         other => {
             let dir = format!("tests/modules/{other}/module.yaml");
             let file = format!("souk_test_{}", other.replace('-', "_"));
             return (root.join(dir), wasm_dir().join(format!("{file}.wasm")));
         }
     };
-    (root.join(manifest), wasm_dir().join(format!("{crate_file}.wasm")))
+    (
+        root.join(manifest),
+        wasm_dir().join(format!("{crate_file}.wasm")),
+    )
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host has a parent")
+        .to_owned()
 }
 
 fn wasm_dir() -> PathBuf {
@@ -39,9 +48,13 @@ fn wasm_dir() -> PathBuf {
 /// Package bytes for a test module, from its manifest (optionally edited).
 pub fn package(name: &str, edit_manifest: impl FnOnce(String) -> String) -> Vec<u8> {
     let (manifest, component) = module_files(name);
-    let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
     let wasm = std::fs::read(&component).unwrap_or_else(|e| {
-        panic!("{}: {e}; run scripts/build-modules first", component.display())
+        panic!(
+            "{}: {e}; run scripts/build-modules first",
+            component.display()
+        )
     });
     raw_package(&edit_manifest(text), &wasm)
 }
@@ -50,11 +63,16 @@ pub fn package(name: &str, edit_manifest: impl FnOnce(String) -> String) -> Vec<
 /// packages that the `souk module pack` command would refuse to make.
 pub fn raw_package(manifest: &str, component: &[u8]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
-    for (name, bytes) in [("module.yaml", manifest.as_bytes()), ("module.wasm", component)] {
+    for (name, bytes) in [
+        ("module.yaml", manifest.as_bytes()),
+        ("module.wasm", component),
+    ] {
         let mut header = tar::Header::new_ustar();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
-        builder.append_data(&mut header, name, bytes).expect("tar entry");
+        builder
+            .append_data(&mut header, name, bytes)
+            .expect("tar entry");
     }
     builder.into_inner().expect("tar")
 }
@@ -96,13 +114,17 @@ impl Host {
         let mods = dir.path().join("modules");
         std::fs::create_dir_all(&mods).expect("modules dir");
         for name in modules {
-            std::fs::write(mods.join(format!("{name}.souk")), package(name, |m| m)).expect("write package");
+            std::fs::write(mods.join(format!("{name}.souk")), package(name, |m| m))
+                .expect("write package");
         }
         let mut host = Host {
             dir,
             child: None,
             base: String::new(),
-            client: Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
             operator: String::new(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
         };
@@ -137,7 +159,11 @@ impl Host {
             .arg(self.data_dir())
             .arg("--modules-dir")
             .arg(self.dir.path().join("modules"))
-            .args(["--max-instances", "32"])
+            .args(if self.extra_args.iter().any(|a| a == "--max-instances") {
+                &[][..]
+            } else {
+                &["--max-instances", "32"][..]
+            })
             .args(&self.extra_args)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
@@ -158,7 +184,7 @@ impl Host {
             Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
-                panic!("souk serve did not start within 120 s");
+                panic!("souk serve exited or did not start within 120 s (its stderr is above)");
             }
         };
         self.child = Some(child);
@@ -183,9 +209,17 @@ impl Host {
         }
     }
 
-    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Answer {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -215,7 +249,12 @@ impl Host {
     }
 
     pub fn post(&self, path: &str, token: &str, body: Value) -> Answer {
-        self.request("POST", path, Some(token), Some(body.to_string().into_bytes()))
+        self.request(
+            "POST",
+            path,
+            Some(token),
+            Some(body.to_string().into_bytes()),
+        )
     }
 
     pub fn delete(&self, path: &str, token: &str) -> Answer {
@@ -224,15 +263,27 @@ impl Host {
 
     /// Creates a tenant and a token for it; returns the token.
     pub fn tenant(&self, slug: &str) -> String {
-        let a = self.post("/v1/tenants", &self.operator, serde_json::json!({"slug": slug, "name": slug}));
+        let a = self.post(
+            "/v1/tenants",
+            &self.operator,
+            serde_json::json!({"slug": slug, "name": slug}),
+        );
         assert_eq!(a.status, 201, "create tenant: {a:?}");
-        let a = self.post(&format!("/v1/tenants/{slug}/tokens"), &self.operator, serde_json::json!({"name": "admin"}));
+        let a = self.post(
+            &format!("/v1/tenants/{slug}/tokens"),
+            &self.operator,
+            serde_json::json!({"name": "admin"}),
+        );
         assert_eq!(a.status, 201, "create token: {a:?}");
         a.body["token"].as_str().expect("token").to_owned()
     }
 
     pub fn install(&self, tenant: &str, token: &str, module: &str) -> Answer {
-        self.post(&format!("/v1/tenants/{tenant}/modules"), token, serde_json::json!({"module": module}))
+        self.post(
+            &format!("/v1/tenants/{tenant}/modules"),
+            token,
+            serde_json::json!({"module": module}),
+        )
     }
 
     pub fn install_ok(&self, tenant: &str, token: &str, module: &str) {
@@ -265,7 +316,8 @@ impl Host {
         let a = self.get(&format!("/v1/tenants/{tenant}"), &self.operator);
         let id = a.body["id"].as_str().expect("tenant id");
         let path = self.data_dir().join("tenants").join(format!("{id}.sqlite"));
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open tenant db")
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open tenant db")
     }
 
     /// Table names in the tenant database.

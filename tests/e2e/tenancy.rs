@@ -64,12 +64,20 @@ fn another_tenants_token_gets_404_indistinguishable_from_no_tenant() {
     assert_eq!(missing.status, 404);
     assert_eq!(foreign.body["type"], missing.body["type"]);
     assert!(!foreign.bytes.windows(3).any(|w| w == b"A-1"));
-    for path in ["/v1/tenants/acme", "/v1/tenants/acme/modules", "/v1/tenants/acme/audit"] {
+    for path in [
+        "/v1/tenants/acme",
+        "/v1/tenants/acme/modules",
+        "/v1/tenants/acme/audit",
+    ] {
         assert_eq!(host.get(path, &beta).status, 404, "{path}");
     }
     let a = host.install("acme", &beta, "membership");
     assert_eq!(a.status, 404, "{a:?}");
-    assert_eq!(host.delete("/v1/tenants/acme/modules/membership", &beta).status, 404);
+    assert_eq!(
+        host.delete("/v1/tenants/acme/modules/membership", &beta)
+            .status,
+        404
+    );
     // Still installed and intact for its owner.
     assert_eq!(member_numbers(&host, "acme", &acme), vec!["A-1".to_owned()]);
 }
@@ -84,8 +92,16 @@ fn requests_without_a_valid_token_are_refused() {
     assert_eq!(none.status, 401);
     assert_eq!(none.content_type, "application/problem+json");
     assert_eq!(none.body["type"], "https://souk.dev/problems/unauthorized");
-    assert_eq!(host.get("/t/acme/m/membership/members", "souk_tk_made-up").status, 401);
-    assert_eq!(host.get("/t/acme/m/membership/members", "souk_op_made-up").status, 401);
+    assert_eq!(
+        host.get("/t/acme/m/membership/members", "souk_tk_made-up")
+            .status,
+        401
+    );
+    assert_eq!(
+        host.get("/t/acme/m/membership/members", "souk_op_made-up")
+            .status,
+        401
+    );
     assert_eq!(host.request("GET", "/v1/tenants", None, None).status, 401);
 
     // Tenant tokens do not reach operator endpoints.
@@ -109,12 +125,18 @@ fn operator_token_file_is_private_and_tokens_are_stored_hashed() {
     use std::os::unix::fs::PermissionsExt;
     let host = Host::start(&[]);
     let token = host.tenant("acme");
-    let mode = std::fs::metadata(host.data_dir().join("operator-token")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(host.data_dir().join("operator-token"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let control = std::fs::read(host.data_dir().join("control.sqlite")).unwrap();
     let wal = std::fs::read(host.data_dir().join("control.sqlite-wal")).unwrap_or_default();
     for bytes in [control, wal] {
-        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "token stored in clear");
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token stored in clear"
+        );
     }
 }
 
@@ -127,14 +149,25 @@ fn malformed_api_input_gets_a_4xx_problem_never_a_500() {
         ("POST", "/v1/tenants", Some(b"")),
         ("POST", "/v1/tenants", Some(b"{\"slug\": 5}")),
         ("POST", "/v1/tenants", Some(b"{\"slug\": \"Bad Slug!\"}")),
-        ("POST", "/v1/tenants", Some(b"{\"slug\": \"ok\", \"surprise\": 1}")),
-        ("POST", "/v1/tenants/nobody/modules", Some(b"{\"module\": \"membership\"}")),
+        (
+            "POST",
+            "/v1/tenants",
+            Some(b"{\"slug\": \"ok\", \"surprise\": 1}"),
+        ),
+        (
+            "POST",
+            "/v1/tenants/nobody/modules",
+            Some(b"{\"module\": \"membership\"}"),
+        ),
         ("GET", "/v1/nothing-here", None),
     ];
     for (method, path, body) in cases {
         let a = host.request(method, path, Some(&op), body.map(<[u8]>::to_vec));
         assert!((400..500).contains(&a.status), "{method} {path}: {a:?}");
-        assert_eq!(a.content_type, "application/problem+json", "{method} {path}");
+        assert_eq!(
+            a.content_type, "application/problem+json",
+            "{method} {path}"
+        );
         assert!(!a.detail().is_empty(), "{method} {path}: {a:?}");
     }
     let a = host.post("/v1/tenants", &op, json!({"slug": "dup"}));
@@ -146,7 +179,12 @@ fn malformed_api_input_gets_a_4xx_problem_never_a_500() {
     let token = host.tenant("acme");
     host.install_ok("acme", &token, "membership");
     let big = vec![b'x'; 2 * 1024 * 1024];
-    let a = host.request("POST", "/t/acme/m/membership/members", Some(&token), Some(big));
+    let a = host.request(
+        "POST",
+        "/t/acme/m/membership/members",
+        Some(&token),
+        Some(big),
+    );
     assert_eq!(a.status, 413, "{a:?}");
 }
 
@@ -159,8 +197,14 @@ fn modules_receive_the_callers_identity_never_the_token() {
     assert_eq!(a.status, 200, "{a:?}");
     let text = String::from_utf8_lossy(&a.bytes).into_owned();
     assert!(!text.contains(&token), "the module saw the token: {text}");
-    assert!(!text.to_ascii_lowercase().contains("authorization"), "{text}");
-    assert!(text.contains("tenant-token") || text.contains("tenant_token"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("authorization"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tenant-token") || text.contains("tenant_token"),
+        "{text}"
+    );
     assert!(text.contains("tok_"), "caller id missing: {text}");
     assert!(text.contains("1.0.0"), "module version missing: {text}");
 }

@@ -507,11 +507,10 @@ fn classify(error: wasmtime::Error, timeout: Duration) -> CallError {
             other => CallError::Trap(other.to_string()),
         };
     }
-    let text = format!("{error:#}");
-    if text.contains("maximum concurrent") || text.contains("pooling") {
+    if error.is::<wasmtime::PoolConcurrencyLimitError>() {
         return CallError::Capacity;
     }
-    CallError::Trap(text)
+    CallError::Trap(format!("{error:#}"))
 }
 
 impl Call {
