@@ -255,9 +255,21 @@ impl Response {
             .with_body(problem.to_json().into_bytes())
     }
 
-    /// Adds a header.
+    /// Sets a header, replacing any header of the same name (compared
+    /// case-insensitively), e.g. to turn [`Response::text`] into CSV.
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.headers
+            .retain(|(existing, _)| !existing.eq_ignore_ascii_case(&name));
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Adds a header, keeping any others of the same name (for headers that
+    /// may repeat, such as `set-cookie`).
+    #[must_use]
+    pub fn append_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -305,7 +317,7 @@ impl Response {
 /// The generic constructors ([`Problem::not_found`], ...) use the type
 /// `about:blank` with the status phrase as title, as RFC 9457 recommends;
 /// a module's own problems should get their own type with [`Problem::new`],
-/// e.g. `urn:souk:membership:duplicate-member-number`.
+/// e.g. `https://souk.dev/problems/membership/duplicate-member-number`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     problem_type: String,
@@ -665,6 +677,16 @@ mod tests {
         let empty = Response::no_content();
         assert_eq!(empty.status(), 204);
         assert!(empty.body().is_empty());
+
+        let csv = Response::text(200, "a,b").with_header("Content-Type", "text/csv");
+        assert_eq!(
+            csv.headers(),
+            &[("Content-Type".to_owned(), "text/csv".to_owned())]
+        );
+        let cookies = Response::no_content()
+            .append_header("set-cookie", "a=1")
+            .append_header("set-cookie", "b=2");
+        assert_eq!(cookies.headers().len(), 2);
 
         let result: Result<Response, Problem> = Err(Problem::conflict("taken"));
         assert_eq!(result.into_response().status(), 409);

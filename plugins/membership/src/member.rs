@@ -422,7 +422,7 @@ pub fn invalid_member(errors: Vec<FieldError>) -> Problem {
     };
     Problem::new(
         422,
-        "urn:souk:membership:invalid-member",
+        "https://souk.dev/problems/membership/invalid-member",
         "Invalid member data",
     )
     .with_detail(detail)
@@ -433,7 +433,7 @@ pub fn invalid_member(errors: Vec<FieldError>) -> Problem {
 pub fn member_not_found(number: &str) -> Problem {
     Problem::new(
         404,
-        "urn:souk:membership:member-not-found",
+        "https://souk.dev/problems/membership/member-not-found",
         "No such member",
     )
     .with_detail(format!("no member has the number `{number}`"))
@@ -444,7 +444,7 @@ pub fn member_not_found(number: &str) -> Problem {
 pub fn duplicate_number(number: &str) -> Problem {
     Problem::new(
         409,
-        "urn:souk:membership:duplicate-member-number",
+        "https://souk.dev/problems/membership/duplicate-member-number",
         "Member number already taken",
     )
     .with_detail(format!(

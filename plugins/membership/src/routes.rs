@@ -226,7 +226,7 @@ fn next_free_number() -> Result<MemberNumber, Problem> {
     }
     Err(Problem::new(
         409,
-        "urn:souk:membership:no-free-member-number",
+        "https://souk.dev/problems/membership/no-free-member-number",
         "No free member number",
     )
     .with_detail(format!(
