@@ -122,6 +122,9 @@ pub struct Catalog {
     dir: PathBuf,
     limits: PackageLimits,
     loaded: Mutex<HashMap<String, LoadedModule>>,
+    /// Versions are immutable, so a resolved (slug, version) never changes:
+    /// cached here, the request path parses no YAML.
+    resolved: Mutex<HashMap<(String, String), ResolvedVersion>>,
 }
 
 const VERSION_COLUMNS: &str =
@@ -135,6 +138,7 @@ impl Catalog {
             dir,
             limits: PackageLimits::default(),
             loaded: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
         }
     }
 
@@ -280,6 +284,15 @@ impl Catalog {
         slug: &str,
         version: Option<&str>,
     ) -> Result<ResolvedVersion, SoukError> {
+        if let Some(v) = version
+            && let Some(hit) = self
+                .resolved
+                .lock()
+                .map_err(|_| poisoned())?
+                .get(&(slug.to_owned(), v.to_owned()))
+        {
+            return Ok(hit.clone());
+        }
         let row = match version {
             Some(v) => self.find(slug, v).await?.ok_or_else(|| {
                 SoukError::NotFound(format!("module {slug:?} has no version {v:?}"))
@@ -291,11 +304,16 @@ impl Catalog {
                 .next()
                 .ok_or_else(|| SoukError::NotFound(format!("no module {slug:?} is available")))?,
         };
-        Ok(ResolvedVersion {
+        let resolved = ResolvedVersion {
             manifest: row.manifest()?,
             digest: row.digest,
             package_path: PathBuf::from(row.package_path),
-        })
+        };
+        self.resolved
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert((row.slug, row.version), resolved.clone());
+        Ok(resolved)
     }
 
     /// The loaded (compiled, prepared) module for a resolved version; loads

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::control_plane::ControlPlane;
@@ -103,9 +105,14 @@ impl Souk {
     /// # Errors
     /// When the data directory, the control plane or the engine cannot be
     /// set up, or a bundled package is refused.
-    pub async fn open(config: SoukConfig) -> anyhow::Result<Arc<Souk>> {
+    pub async fn open(mut config: SoukConfig) -> anyhow::Result<Arc<Souk>> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+        // Absolute, so paths the host records (archives, packages) stay
+        // valid whatever the working directory of a later command.
+        config.data_dir = std::fs::canonicalize(&config.data_dir)?;
         let data = &config.data_dir;
-        std::fs::create_dir_all(data)?;
         let control = ControlPlane::open(&data.join("control.sqlite")).await?;
         let cache = ComponentCache::open(&data.join("compiled"))?;
         let runtime = Runtime::new(config.limits.clone(), cache)?;

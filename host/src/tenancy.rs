@@ -78,7 +78,8 @@ impl Tenancy {
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(SoukError::Conflict(format!(
-                    "a tenant with slug {slug:?} already exists"
+                    "a tenant with slug {:?} already exists",
+                    slug.as_str()
                 )));
             }
             Err(e) => return Err(e.into()),

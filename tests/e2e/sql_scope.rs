@@ -62,6 +62,19 @@ fn a_module_uses_its_own_tables_and_reads_exported_ones() {
         json!([["mine"]]),
         "sql-console's own notes, not the notes module's"
     );
+    let a = sql(
+        &host,
+        &token,
+        "query",
+        "SELECT id, body FROM notes WHERE 0",
+        json!([]),
+    );
+    assert_eq!(
+        a.body["columns"],
+        json!(["id", "body"]),
+        "empty results keep their columns: {a:?}"
+    );
+    assert_eq!(a.body["rows"], json!([]));
 
     let a = sql(
         &host,
@@ -189,4 +202,46 @@ fn parameters_are_bound_never_spliced() {
         json!([hostile]),
     );
     assert_eq!(a.body["rows"], json!([[hostile]]));
+}
+
+#[test]
+fn a_runaway_statement_is_interrupted_and_the_database_stays_usable() {
+    let (host, token) = setup();
+    // More runaways than the tenant pool has connections: if any statement
+    // kept running after its deadline, the pool would be exhausted below.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let a = sql(
+            &host,
+            &token,
+            "query",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+            json!([]),
+        );
+        assert!(a.status == 400 || a.status == 504, "{a:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Every pooled connection still works.
+    for _ in 0..8 {
+        let a = sql(
+            &host,
+            &token,
+            "query",
+            "SELECT count(*) FROM notes",
+            json!([]),
+        );
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    let a = sql(
+        &host,
+        &token,
+        "query",
+        "SELECT load_extension('/tmp/evil.so')",
+        json!([]),
+    );
+    assert_eq!(a.status, 400, "{a:?}");
 }

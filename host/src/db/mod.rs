@@ -9,7 +9,7 @@
 
 pub mod scoped_sql;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Column, Row, Sqlite, Transaction, TypeInfo, ValueRef};
@@ -18,6 +18,9 @@ pub use scoped_sql::{RewrittenStatement, SqlRefusal, SqlScope, StatementSource};
 
 use crate::runtime::CallState;
 use crate::runtime::bindings::v0_1_0::souk::module::{db as wit, types};
+
+/// SQLite virtual-machine steps between deadline checks.
+const PROGRESS_OPS: i32 = 10_000;
 
 /// Most rows one query may return to a module.
 pub const MAX_ROWS: usize = 10_000;
@@ -113,6 +116,39 @@ impl ModuleDb {
         Ok((statement, tx))
     }
 
+    /// Arms SQLite's progress handler so a statement still running at the
+    /// deadline is interrupted inside SQLite (a timed-out future alone would
+    /// leave a runaway statement, e.g. an endless recursive CTE, holding the
+    /// connection).
+    async fn arm_deadline(
+        tx: &mut Transaction<'static, Sqlite>,
+        timeout: Duration,
+    ) -> Result<Instant, DbFailure> {
+        let deadline = Instant::now() + timeout;
+        let mut handle = tx.lock_handle().await.map_err(map_error)?;
+        handle.set_progress_handler(PROGRESS_OPS, move || Instant::now() < deadline);
+        Ok(deadline)
+    }
+
+    /// Reports an error that happened at or after the deadline as a timeout
+    /// (SQLite says "interrupted").
+    fn timed<T>(
+        result: Result<T, DbFailure>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<T, DbFailure> {
+        match result {
+            Err(_) if Instant::now() >= deadline => Err(DbFailure::Timeout(timeout)),
+            other => other,
+        }
+    }
+
+    async fn disarm_deadline(tx: &mut Transaction<'static, Sqlite>) {
+        if let Ok(mut handle) = tx.lock_handle().await {
+            handle.remove_progress_handler();
+        }
+    }
+
     /// Runs a query and returns its rows.
     ///
     /// # Errors
@@ -120,6 +156,18 @@ impl ModuleDb {
     pub async fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<Rows, DbFailure> {
         let timeout = self.timeout;
         let (statement, tx) = self.prepare(sql)?;
+        let deadline = Self::arm_deadline(tx, timeout).await?;
+        let result = Self::fetch_rows(tx, &statement, params, timeout).await;
+        Self::disarm_deadline(tx).await;
+        Self::timed(result, deadline, timeout)
+    }
+
+    async fn fetch_rows(
+        tx: &mut Transaction<'static, Sqlite>,
+        statement: &RewrittenStatement,
+        params: Vec<SqlValue>,
+        timeout: Duration,
+    ) -> Result<Rows, DbFailure> {
         let query = sqlx::query_with(&statement.sql, bind(params));
         let mut stream = query.fetch(&mut **tx);
         let work = async {
@@ -137,9 +185,24 @@ impl ModuleDb {
             }
             Ok(rows)
         };
-        tokio::time::timeout(timeout, work)
+        let mut rows = tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| DbFailure::Timeout(timeout))?
+            .map_err(|_| DbFailure::Timeout(timeout))??;
+        drop(stream);
+        if rows.columns.is_empty() {
+            // No row to read names from: ask the prepared statement.
+            use sqlx::{Executor, Statement};
+            let prepared = (&mut **tx)
+                .prepare(&statement.sql)
+                .await
+                .map_err(map_error)?;
+            rows.columns = prepared
+                .columns()
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect();
+        }
+        Ok(rows)
     }
 
     /// Runs a statement that changes data.
@@ -153,11 +216,14 @@ impl ModuleDb {
     ) -> Result<(u64, Option<i64>), DbFailure> {
         let timeout = self.timeout;
         let (statement, tx) = self.prepare(sql)?;
+        let deadline = Self::arm_deadline(tx, timeout).await?;
         let query = sqlx::query_with(&statement.sql, bind(params));
-        let result = tokio::time::timeout(timeout, query.execute(&mut **tx))
-            .await
+        let result = tokio::time::timeout(timeout, query.execute(&mut **tx)).await;
+        Self::disarm_deadline(tx).await;
+        let result = result
             .map_err(|_| DbFailure::Timeout(timeout))?
-            .map_err(map_error)?;
+            .map_err(map_error);
+        let result = Self::timed(result, deadline, timeout)?;
         let last = statement.is_insert.then(|| result.last_insert_rowid());
         Ok((result.rows_affected(), last))
     }
