@@ -170,7 +170,9 @@ impl ApiVersion {
         let v = semver::Version::parse(text)
             .map_err(|e| format!("{text:?} is not a version like 0.1.0: {e}"))?;
         if !v.pre.is_empty() || !v.build.is_empty() {
-            return Err(format!("{text:?} must not carry a pre-release or build tag"));
+            return Err(format!(
+                "{text:?} must not carry a pre-release or build tag"
+            ));
         }
         let part = |n: u64| u32::try_from(n).map_err(|_| format!("{text:?} is too large"));
         Ok(ApiVersion {
@@ -269,7 +271,9 @@ impl RoutePattern {
             rest.split('/').collect()
         };
         for (i, part) in parts.iter().enumerate() {
-            let segment = if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            let segment = if let Some(inner) =
+                part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
+            {
                 if let Some(name) = inner.strip_prefix('*') {
                     if i + 1 != parts.len() {
                         return Err(format!("{text:?}: {{*{name}}} must be the last segment"));
@@ -424,7 +428,10 @@ impl Manifest {
             let field = format!("dependencies.{slug}");
             let slug = Slug::parse(&slug).map_err(|e| ManifestError::field(&field, e))?;
             if slug == raw.slug {
-                return Err(ManifestError::field(field, "a module cannot depend on itself"));
+                return Err(ManifestError::field(
+                    field,
+                    "a module cannot depend on itself",
+                ));
             }
             let requirement = semver::VersionReq::parse(&range).map_err(|e| {
                 ManifestError::field(&field, format!("{range:?} is not a semver range: {e}"))
@@ -437,7 +444,10 @@ impl Manifest {
             let name = TableName::parse(table)
                 .map_err(|e| ManifestError::field(format!("exports[{i}]"), e))?;
             if exports.contains(&name) {
-                return Err(ManifestError::field(format!("exports[{i}]"), "is listed twice"));
+                return Err(ManifestError::field(
+                    format!("exports[{i}]"),
+                    "is listed twice",
+                ));
             }
             exports.push(name);
         }
@@ -445,7 +455,8 @@ impl Manifest {
         let mut features = raw.features;
         let mut keys = BTreeSet::new();
         for (i, f) in features.iter().enumerate() {
-            check_ident(&f.key).map_err(|e| ManifestError::field(format!("features[{i}].key"), e))?;
+            check_ident(&f.key)
+                .map_err(|e| ManifestError::field(format!("features[{i}].key"), e))?;
             if !keys.insert(f.key.clone()) {
                 return Err(ManifestError::field(
                     format!("features[{i}].key"),
@@ -573,8 +584,16 @@ routes:
         assert_eq!(m.version, semver::Version::new(1, 2, 3));
         assert_eq!(m.api, ApiVersion::V0_1_0);
         assert_eq!(m.dependencies[0].slug.as_str(), "membership");
-        assert!(m.dependencies[0].requirement.matches(&semver::Version::new(1, 4, 0)));
-        assert!(!m.dependencies[0].requirement.matches(&semver::Version::new(2, 0, 0)));
+        assert!(
+            m.dependencies[0]
+                .requirement
+                .matches(&semver::Version::new(1, 4, 0))
+        );
+        assert!(
+            !m.dependencies[0]
+                .requirement
+                .matches(&semver::Version::new(2, 0, 0))
+        );
         assert_eq!(m.routes[0].method, "GET");
     }
 

@@ -167,7 +167,11 @@ impl Package {
                 .to_string_lossy()
                 .into_owned();
             let (slot, file, limit) = match path.as_str() {
-                MANIFEST_FILE => (&mut manifest_bytes, MANIFEST_FILE, limits.max_manifest_bytes),
+                MANIFEST_FILE => (
+                    &mut manifest_bytes,
+                    MANIFEST_FILE,
+                    limits.max_manifest_bytes,
+                ),
                 COMPONENT_FILE => (&mut component, COMPONENT_FILE, limits.max_component_bytes),
                 other => {
                     return Err(PackageError::Format(format!(
@@ -178,7 +182,10 @@ impl Package {
             if slot.is_some() {
                 return Err(PackageError::Format(format!("{file} appears twice")));
             }
-            let size = entry.header().size().map_err(|e| PackageError::Format(e.to_string()))?;
+            let size = entry
+                .header()
+                .size()
+                .map_err(|e| PackageError::Format(e.to_string()))?;
             if size > limit {
                 return Err(PackageError::TooLarge { file, limit });
             }
@@ -215,8 +222,7 @@ impl Package {
 mod tests {
     use super::*;
 
-    const MANIFEST: &str =
-        "slug: demo\nname: Demo\nversion: 1.0.0\ncategory: tools\napi: 0.1.0\n";
+    const MANIFEST: &str = "slug: demo\nname: Demo\nversion: 1.0.0\ncategory: tools\napi: 0.1.0\n";
     const WASM: &[u8] = b"\0asm\x0d\0\x01\0";
 
     #[test]
@@ -249,7 +255,10 @@ mod tests {
         };
         assert!(matches!(
             Package::read(&bytes, limits),
-            Err(PackageError::TooLarge { file: COMPONENT_FILE, .. })
+            Err(PackageError::TooLarge {
+                file: COMPONENT_FILE,
+                ..
+            })
         ));
     }
 
@@ -259,7 +268,9 @@ mod tests {
         let mut header = tar::Header::new_ustar();
         header.set_size(3);
         header.set_mode(0o644);
-        builder.append_data(&mut header, "evil.sh", &b"abc"[..]).unwrap();
+        builder
+            .append_data(&mut header, "evil.sh", &b"abc"[..])
+            .unwrap();
         let bytes = builder.into_inner().unwrap();
         let err = Package::read(&bytes, PackageLimits::default()).unwrap_err();
         assert!(err.to_string().contains("evil.sh"), "{err}");
