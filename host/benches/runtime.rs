@@ -11,6 +11,8 @@
 //!   `request/membership_get_member`: `dispatch::dispatch` of
 //!   `GET /members` and `GET /members/M-0042` for a tenant with 100
 //!   members, the whole per-request path except HTTP and authentication.
+//! - `request_parts/*`: pieces of that path alone (control-plane lookups,
+//!   instantiating the module), to show where a request's time goes.
 //!
 //! Every load gets a fresh `Runtime`, created and dropped outside the timed
 //! section: creating one reserves the pooling allocator's address space and
@@ -26,9 +28,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use criterion::{Criterion, SamplingMode};
 use souk_host::auth::Principal;
+use souk_host::context::CallContext;
+use souk_host::db::ModuleDb;
 use souk_host::dispatch;
 use souk_host::installer::{self, InstallRequest};
-use souk_host::runtime::{ComponentCache, ModuleRequest, Runtime, RuntimeLimits};
+use souk_host::runtime::{CallState, ComponentCache, ModuleRequest, Runtime, RuntimeLimits};
 use souk_host::{Souk, SoukConfig};
 use souk_module_registry::{Package, PackageLimits};
 
@@ -308,6 +312,73 @@ fn bench_requests(
             });
         });
     }
+    group.finish();
+
+    bench_request_parts(criterion, tokio, &souk)?;
+    Ok(())
+}
+
+/// Pieces of the request path, timed alone to show where a request's time
+/// goes: the control-plane lookups `dispatch` makes before calling the
+/// module, and instantiating the module in a fresh store.
+fn bench_request_parts(
+    criterion: &mut Criterion,
+    tokio: &tokio::runtime::Runtime,
+    souk: &Souk,
+) -> anyhow::Result<()> {
+    let tenant = tokio.block_on(souk.tenancy.by_slug("bench"))?;
+    let installation = tokio
+        .block_on(installer::find(souk, &tenant, "membership"))?
+        .context("membership is not installed for the benchmark tenant")?;
+    let resolved = tokio.block_on(
+        souk.catalog
+            .resolve("membership", Some(&installation.version)),
+    )?;
+    let loaded = tokio.block_on(souk.catalog.load(&souk.runtime, &resolved))?;
+
+    let mut group = criterion.benchmark_group("request_parts");
+    group.bench_function("tenant_by_slug", |b| {
+        b.iter_custom(|iters| {
+            tokio.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(or_exit(
+                        souk.tenancy.by_slug("bench").await.map_err(Into::into),
+                    ));
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("installation_find", |b| {
+        b.iter_custom(|iters| {
+            tokio.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let found = installer::find(souk, &tenant, "membership").await;
+                    black_box(or_exit(found.map_err(Into::into)));
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("instantiate", |b| {
+        b.iter_custom(|iters| {
+            tokio.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let state = CallState::new(
+                        CallContext::system(&resolved.manifest),
+                        ModuleDb::detached(),
+                        souk.runtime.limits().memory_bytes,
+                    );
+                    let call = loaded.instantiate(state).await;
+                    drop(black_box(or_exit(call.map_err(Into::into))));
+                }
+                start.elapsed()
+            })
+        });
+    });
     group.finish();
     Ok(())
 }

@@ -20,11 +20,13 @@
 //! | GET | `/v1/tenants/{tenant}/audit`, `/v1/tenants/{tenant}/archives` | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
@@ -221,16 +223,52 @@ async fn principal(souk: &Souk, headers: &HeaderMap) -> ApiResult<Principal> {
     Ok(souk.auth.authenticate(bearer).await?)
 }
 
-async fn operator(souk: &Souk, headers: &HeaderMap) -> ApiResult<Principal> {
-    let p = principal(souk, headers).await?;
-    p.require_operator()?;
-    Ok(p)
+/// Extractor: any authenticated caller.
+struct Authenticated(Principal);
+
+impl FromRequestParts<Arc<Souk>> for Authenticated {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
+        Ok(Authenticated(principal(souk, &parts.headers).await?))
+    }
 }
 
-async fn visible_tenant(souk: &Souk, principal: &Principal, slug: &str) -> ApiResult<Tenant> {
-    let tenant = souk.tenancy.by_slug(slug).await?;
-    principal.check_tenant(&tenant)?;
-    Ok(tenant)
+/// Extractor: the operator, and nobody else.
+struct Operator;
+
+impl FromRequestParts<Arc<Souk>> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
+        principal(souk, &parts.headers).await?.require_operator()?;
+        Ok(Operator)
+    }
+}
+
+/// Extractor: the tenant named by the `{tenant}` path segment, which the
+/// authenticated caller may act for. A tenant the caller may not see is
+/// answered exactly like one that does not exist.
+struct TenantAccess {
+    principal: Principal,
+    tenant: Tenant,
+}
+
+impl FromRequestParts<Arc<Souk>> for TenantAccess {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
+        let principal = principal(souk, &parts.headers).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, souk)
+            .await
+            .map_err(|e| Problem::bad_request(e.body_text()))?;
+        let slug = params
+            .get("tenant")
+            .ok_or_else(|| Problem::bad_request("the path names no tenant"))?;
+        let tenant = souk.tenancy.by_slug(slug).await?;
+        principal.check_tenant(&tenant)?;
+        Ok(TenantAccess { principal, tenant })
+    }
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
@@ -268,28 +306,21 @@ struct NewTenant {
 
 async fn create_tenant(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
+    _: Operator,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    operator(&souk, &headers).await?;
     let new: NewTenant = parse_json(body)?;
     let name = new.name.unwrap_or_else(|| new.slug.clone());
     let tenant = souk.tenancy.create(&new.slug, &name).await?;
     Ok((StatusCode::CREATED, Json(tenant)).into_response())
 }
 
-async fn list_tenants(State(souk): State<Arc<Souk>>, headers: HeaderMap) -> ApiResult<Response> {
-    operator(&souk, &headers).await?;
+async fn list_tenants(State(souk): State<Arc<Souk>>, _: Operator) -> ApiResult<Response> {
     Ok(Json(souk.tenancy.list().await?).into_response())
 }
 
-async fn show_tenant(
-    State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
-) -> ApiResult<Response> {
-    let p = principal(&souk, &headers).await?;
-    Ok(Json(visible_tenant(&souk, &p, &tenant).await?).into_response())
+async fn show_tenant(access: TenantAccess) -> ApiResult<Response> {
+    Ok(Json(access.tenant).into_response())
 }
 
 #[derive(Deserialize)]
@@ -300,14 +331,12 @@ struct NewToken {
 
 async fn create_token(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
+    _: Operator,
+    access: TenantAccess,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let p = operator(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
     let new: NewToken = parse_json(body)?;
-    let (info, token) = souk.auth.create_token(&tenant, &new.name).await?;
+    let (info, token) = souk.auth.create_token(&access.tenant, &new.name).await?;
     let body =
         json!({"id": info.id, "name": info.name, "created_at": info.created_at, "token": token});
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -315,35 +344,30 @@ async fn create_token(
 
 async fn list_tokens(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
+    _: Operator,
+    access: TenantAccess,
 ) -> ApiResult<Response> {
-    let p = operator(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
-    Ok(Json(souk.auth.list_tokens(&tenant).await?).into_response())
+    Ok(Json(souk.auth.list_tokens(&access.tenant).await?).into_response())
 }
 
 async fn revoke_token(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path((tenant, id)): Path<(String, String)>,
+    _: Operator,
+    access: TenantAccess,
+    Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let p = operator(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
-    Ok(Json(souk.auth.revoke_token(&tenant, &id).await?).into_response())
+    Ok(Json(souk.auth.revoke_token(&access.tenant, &id).await?).into_response())
 }
 
-async fn list_modules(State(souk): State<Arc<Souk>>, headers: HeaderMap) -> ApiResult<Response> {
-    principal(&souk, &headers).await?;
+async fn list_modules(State(souk): State<Arc<Souk>>, _: Authenticated) -> ApiResult<Response> {
     Ok(Json(souk.catalog.list().await?).into_response())
 }
 
 async fn add_module(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
+    _: Operator,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    operator(&souk, &headers).await?;
     let bytes = body_bytes(body)?;
     let version = souk.catalog.add_package(&souk.runtime, &bytes).await?;
     let status = if version.newly_added {
@@ -356,24 +380,18 @@ async fn add_module(
 
 async fn list_installed(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
+    access: TenantAccess,
 ) -> ApiResult<Response> {
-    let p = principal(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
-    Ok(Json(installer::list(&souk, &tenant).await?).into_response())
+    Ok(Json(installer::list(&souk, &access.tenant).await?).into_response())
 }
 
 async fn install(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
+    access: TenantAccess,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let p = principal(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
     let request: installer::InstallRequest = parse_json(body)?;
-    let report = installer::install(&souk, &p, &tenant, &request).await?;
+    let report = installer::install(&souk, &access.principal, &access.tenant, &request).await?;
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }
 
@@ -386,12 +404,10 @@ struct UpgradeRequest {
 
 async fn upgrade(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path((tenant, module)): Path<(String, String)>,
+    access: TenantAccess,
+    Path((_, module)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let p = principal(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
     let bytes = body_bytes(body)?;
     let request: UpgradeRequest = if bytes.is_empty() {
         UpgradeRequest::default()
@@ -399,87 +415,65 @@ async fn upgrade(
         serde_json::from_slice(&bytes)
             .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
     };
+    let version = request.version.as_deref();
     let report =
-        installer::upgrade(&souk, &p, &tenant, &module, request.version.as_deref()).await?;
+        installer::upgrade(&souk, &access.principal, &access.tenant, &module, version).await?;
     Ok(Json(report).into_response())
 }
 
 async fn uninstall(
     State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path((tenant, module)): Path<(String, String)>,
+    access: TenantAccess,
+    Path((_, module)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let p = principal(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
-    Ok(Json(installer::uninstall(&souk, &p, &tenant, &module).await?).into_response())
+    let report = installer::uninstall(&souk, &access.principal, &access.tenant, &module).await?;
+    Ok(Json(report).into_response())
 }
 
-async fn audit_log(
-    State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
-) -> ApiResult<Response> {
-    let p = principal(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
-    Ok(Json(installer::audit_log(&souk, &tenant).await?).into_response())
+async fn audit_log(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
+    Ok(Json(installer::audit_log(&souk, &access.tenant).await?).into_response())
 }
 
-async fn list_archives(
-    State(souk): State<Arc<Souk>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
-) -> ApiResult<Response> {
-    let p = principal(&souk, &headers).await?;
-    let tenant = visible_tenant(&souk, &p, &tenant).await?;
-    Ok(Json(archive::list(&souk.control, &tenant).await?).into_response())
+async fn list_archives(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
+    Ok(Json(archive::list(&souk.control, &access.tenant).await?).into_response())
 }
 
 async fn module_root(
     State(souk): State<Arc<Souk>>,
+    Authenticated(principal): Authenticated,
     method: Method,
     headers: HeaderMap,
     Path((tenant, module)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    serve_module(
-        &souk,
-        method,
-        headers,
-        tenant,
-        module,
-        String::new(),
-        query,
-        body,
-    )
-    .await
+    let request = module_request(method, &headers, String::new(), query, body)?;
+    serve_module(&souk, &principal, &tenant, &module, request).await
 }
 
 async fn module_route(
     State(souk): State<Arc<Souk>>,
+    Authenticated(principal): Authenticated,
     method: Method,
     headers: HeaderMap,
     Path((tenant, module, path)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    serve_module(&souk, method, headers, tenant, module, path, query, body).await
+    let request = module_request(method, &headers, path, query, body)?;
+    serve_module(&souk, &principal, &tenant, &module, request).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve_module(
-    souk: &Souk,
+/// The request as a module sees it (private headers are removed later, by
+/// the dispatcher).
+fn module_request(
     method: Method,
-    headers: HeaderMap,
-    tenant: String,
-    module: String,
+    headers: &HeaderMap,
     path: String,
     query: Option<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let p = principal(souk, &headers).await?;
-    let body = body_bytes(body)?;
-    let request = ModuleRequest {
+) -> ApiResult<ModuleRequest> {
+    Ok(ModuleRequest {
         method: method.as_str().to_owned(),
         path: format!("/{path}"),
         query: query.unwrap_or_default(),
@@ -491,9 +485,18 @@ async fn serve_module(
                     .map(|v| (k.as_str().to_owned(), v.to_owned()))
             })
             .collect(),
-        body: body.to_vec(),
-    };
-    let response = dispatch::dispatch(souk, &p, &tenant, &module, request).await?;
+        body: body_bytes(body)?.to_vec(),
+    })
+}
+
+async fn serve_module(
+    souk: &Souk,
+    principal: &Principal,
+    tenant: &str,
+    module: &str,
+    request: ModuleRequest,
+) -> ApiResult<Response> {
+    let response = dispatch::dispatch(souk, principal, tenant, module, request).await?;
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out = Response::builder().status(status);
     for (name, value) in &response.headers {
