@@ -76,15 +76,17 @@ pub struct UninstallReport {
     pub archive: ArchiveInfo,
 }
 
+const SELECT_INSTALLATION: &str =
+    "SELECT module_slug AS module, version, digest, installed_at, updated_at FROM installations";
+
 /// A tenant's installations.
 ///
 /// # Errors
 /// Database errors.
 pub async fn list(souk: &Souk, tenant: &Tenant) -> Result<Vec<Installation>, SoukError> {
-    Ok(sqlx::query_as(
-        "SELECT module_slug AS module, version, digest, installed_at, updated_at \
-         FROM installations WHERE tenant_id = ? ORDER BY module_slug",
-    )
+    Ok(sqlx::query_as(&format!(
+        "{SELECT_INSTALLATION} WHERE tenant_id = ? ORDER BY module_slug"
+    ))
     .bind(&tenant.id)
     .fetch_all(souk.control.pool())
     .await?)
@@ -99,10 +101,9 @@ pub async fn find(
     tenant: &Tenant,
     module: &str,
 ) -> Result<Option<Installation>, SoukError> {
-    Ok(sqlx::query_as(
-        "SELECT module_slug AS module, version, digest, installed_at, updated_at \
-         FROM installations WHERE tenant_id = ? AND module_slug = ?",
-    )
+    Ok(sqlx::query_as(&format!(
+        "{SELECT_INSTALLATION} WHERE tenant_id = ? AND module_slug = ?"
+    ))
     .bind(&tenant.id)
     .bind(module)
     .fetch_optional(souk.control.pool())
