@@ -10,11 +10,28 @@
 //! implements what its manifest claims is the host's job, because only the
 //! host can load the component.
 
+pub mod canonical;
+pub mod keys;
 pub mod manifest;
 pub mod package;
+pub mod records;
+pub mod snapshot;
+pub mod trust;
 
+pub use canonical::{CanonicalError, SignatureDomain};
+pub use keys::{KeyError, KeyId, KeyPair, PublicKey, Signature};
 pub use manifest::{
     ApiVersion, Dependency, FeatureDecl, LimitDecl, LimitKind, Manifest, ManifestError, Route,
     RouteMatch, RoutePattern, Slug, TableName,
 };
 pub use package::{Digest, Package, PackageError, PackageLimits};
+pub use records::{
+    Deprecate, DeprecatedVersions, Deprecation, EntryHash, EntryRejection, LogError, ModuleAction,
+    ModuleEntry, ModuleLog, Publish, PublishedVersion, Revoke, SignedEntry, VersionState,
+    VersionStatus, Yank,
+};
+pub use snapshot::{SignedSnapshot, Snapshot, SnapshotError, SnapshotGuard};
+pub use trust::{
+    KeySet, KeySignature, ModulePattern, PublisherGrant, SignedTrustRoot, TrustError, TrustRoot,
+    TrustState,
+};
