@@ -15,6 +15,7 @@ pub mod keys;
 pub mod manifest;
 pub mod package;
 pub mod records;
+pub mod resolve;
 pub mod snapshot;
 pub mod trust;
 
@@ -29,6 +30,11 @@ pub use records::{
     Deprecate, DeprecatedVersions, Deprecation, EntryHash, EntryRejection, LogError, ModuleAction,
     ModuleEntry, ModuleLog, Publish, PublishedVersion, Revoke, SignedEntry, VersionState,
     VersionStatus, Yank,
+};
+pub use resolve::{
+    Conflict, DuplicateVersion, InstallPlan, InstalledModule, LockedModule, Lockfile,
+    LockfileError, LockfileRefusal, OfferedVersion, PlannedModule, RegistryIndex, RequestedModule,
+    ResolveError, UnsupportedComparator, requirement_range, resolve_install, resolve_lockfile,
 };
 pub use snapshot::{SignedSnapshot, Snapshot, SnapshotError, SnapshotGuard};
 pub use trust::{
