@@ -505,7 +505,7 @@ fn read_key_file(path: &Path) -> Result<String, KeyError> {
 
 /// A fresh temporary name in the same directory as `path`, so the final
 /// rename or link stays on one file system.
-pub(crate) fn temp_path_beside(path: &Path) -> PathBuf {
+fn temp_path_beside(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -6,6 +6,13 @@
 //! ([`Package`]): a deterministic tar archive of the manifest and the compiled
 //! component, addressed by its sha256 [`Digest`].
 //!
+//! It also owns registry trust: ed25519 keys ([`keys`]), the canonical bytes
+//! every signature covers ([`canonical`]), the operator's trust root and its
+//! rotations ([`trust`]), each module's signed, hash-chained history
+//! ([`records`]), the signed snapshot that exposes rollback, freeze and
+//! mix-and-match ([`snapshot`]), and the registry's on-disk store
+//! ([`store`]).
+//!
 //! It has no knowledge of wasmtime: checking that a component really
 //! implements what its manifest claims is the host's job, because only the
 //! host can load the component.
@@ -17,6 +24,7 @@ pub mod package;
 pub mod records;
 pub mod resolve;
 pub mod snapshot;
+pub mod store;
 pub mod trust;
 
 pub use canonical::{CanonicalError, SignatureDomain};
@@ -37,6 +45,7 @@ pub use resolve::{
     ResolveError, UnsupportedComparator, requirement_range, resolve_install, resolve_lockfile,
 };
 pub use snapshot::{SignedSnapshot, Snapshot, SnapshotError, SnapshotGuard};
+pub use store::{RegistryStore, StoreError, StoreLimits};
 pub use trust::{
     KeySet, KeySignature, ModulePattern, PublisherGrant, SignedTrustRoot, TrustError, TrustRoot,
     TrustState,
