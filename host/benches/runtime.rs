@@ -288,6 +288,8 @@ fn bench_requests(
     );
 
     let mut group = criterion.benchmark_group("request");
+    // 100 samples of a ~1 ms request need more than Criterion's default 5 s.
+    group.measurement_time(Duration::from_secs(10));
     for (name, path) in [
         ("membership_get_members", "/members"),
         ("membership_get_member", member_path.as_str()),
