@@ -18,6 +18,7 @@
 //! host can load the component.
 
 pub mod canonical;
+pub mod http;
 pub mod keys;
 pub mod manifest;
 pub mod package;
