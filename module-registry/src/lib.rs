@@ -10,14 +10,16 @@
 //! every signature covers ([`canonical`]), the operator's trust root and its
 //! rotations ([`trust`]), each module's signed, hash-chained history
 //! ([`records`]), the signed snapshot that exposes rollback, freeze and
-//! mix-and-match ([`snapshot`]), and the registry's on-disk store
-//! ([`store`]).
+//! mix-and-match ([`snapshot`]), the registry's on-disk store
+//! ([`store`]), its HTTP API ([`http`]) and the verifying client a host
+//! uses to download from it ([`client`]).
 //!
 //! It has no knowledge of wasmtime: checking that a component really
 //! implements what its manifest claims is the host's job, because only the
 //! host can load the component.
 
 pub mod canonical;
+pub mod client;
 pub mod http;
 pub mod keys;
 pub mod manifest;
