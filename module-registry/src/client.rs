@@ -438,7 +438,7 @@ impl RegistryClient {
                 source,
             })?;
         let cache = Cache::open(cache_dir)?;
-        let trust = cache.trust_from(&pinned)?;
+        let trust = cache.trust_from(&pinned, options.max_metadata_bytes)?;
         let guard = match cache.read_snapshot(options.max_metadata_bytes)? {
             Some(signed) => {
                 signed
@@ -611,8 +611,8 @@ impl RegistryClient {
     /// [`ClientError::CacheIo`].
     pub async fn offline_index(&self) -> Result<VerifiedIndex, ClientError> {
         let mut verified = self.verified.lock().await;
-        let trust = self.cache.trust_from(&self.pinned)?;
         let max = self.options.max_metadata_bytes;
+        let trust = self.cache.trust_from(&self.pinned, max)?;
         let signed = self
             .cache
             .read_snapshot(max)?
@@ -1053,7 +1053,7 @@ impl Cache {
 
     /// The trust reached from `pinned` through the cached roots; a cached
     /// chain that does not verify from `pinned` is corrupt.
-    fn trust_from(&self, pinned: &SignedTrustRoot) -> Result<TrustState, ClientError> {
+    fn trust_from(&self, pinned: &SignedTrustRoot, limit: u64) -> Result<TrustState, ClientError> {
         let mut trust = TrustState::pin(pinned.clone())?;
         let dir = self.trust_dir();
         let mut roots = Vec::new();
@@ -1071,7 +1071,7 @@ impl Cache {
         roots.sort();
         let mut chain = Vec::new();
         for (_, path) in &roots {
-            chain.push(read_json::<SignedTrustRoot>(path, 16 * 1024 * 1024)?);
+            chain.push(read_json::<SignedTrustRoot>(path, limit)?);
         }
         trust
             .follow(&chain)
