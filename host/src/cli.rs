@@ -77,6 +77,89 @@ enum Command {
     /// Manage modules and installations.
     #[command(subcommand)]
     Module(ModuleCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run or set up a signed module registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Sign a package and upload it to a registry.
+    Publish {
+        /// The `.souk` package.
+        package: PathBuf,
+        /// Registry base URL, e.g. `http://127.0.0.1:8090`.
+        #[arg(long, env = "SOUK_REGISTRY")]
+        registry: String,
+        /// The registry's trust root (`trust/1.root.json` of its store), to
+        /// verify the registry before publishing to it.
+        #[arg(long, env = "SOUK_TRUST_ROOT")]
+        trust_root: PathBuf,
+        /// The publisher's private key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Generate an ed25519 key pair: `<out>/<name>.key` (mode 0600, never
+    /// printed) and `<out>/<name>.pub`.
+    Generate {
+        /// Directory for the key files.
+        #[arg(long, default_value = "keys")]
+        out: PathBuf,
+        /// File name stem of the key files.
+        #[arg(long, default_value = "publisher")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Create a registry store with trust root version 1.
+    Init {
+        /// The store directory (created).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Private key that signs trust roots.
+        #[arg(long)]
+        root_key: PathBuf,
+        /// Public key that signs snapshots (default: the root key's).
+        #[arg(long)]
+        snapshot_key: Option<PathBuf>,
+        /// A publisher: `<public key file>=<module pattern>[,<pattern>...]`,
+        /// where a pattern is `*`, `acme-*` or a module slug. Repeatable.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+    },
+    /// Serve a registry store over HTTP (its own process).
+    Serve {
+        /// The store directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Private key that signs snapshots (listed in the trust root).
+        #[arg(long)]
+        snapshot_key: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
+    /// Verify a registry and make its modules available on this host: the
+    /// named ones (`membership` or `membership@1.2.0`), or the newest
+    /// installable version of every module.
+    Pull {
+        /// Registry base URL.
+        #[arg(long, env = "SOUK_REGISTRY")]
+        registry: String,
+        /// The trust root this host pins.
+        #[arg(long, env = "SOUK_TRUST_ROOT")]
+        trust_root: PathBuf,
+        /// Use only what an earlier pull verified and cached.
+        #[arg(long)]
+        offline: bool,
+        /// Modules to pull.
+        modules: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +326,75 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         return pack(manifest, component, out.as_ref(), json);
     }
+    if let Command::Keys(KeysCommand::Generate { out, name }) = &cli.command {
+        let files = crate::registry::generate_key_pair(out, name)?;
+        return print(json, &files, |f| {
+            format!(
+                "generated key {}\n  private key: {} (mode 0600; keep it secret)\n  public key:  {}",
+                f.id,
+                f.private_key.display(),
+                f.public_key.display()
+            )
+        });
+    }
+    if let Command::Registry(RegistryCommand::Init {
+        dir,
+        root_key,
+        snapshot_key,
+        grants,
+    }) = &cli.command
+    {
+        let root = souk_module_registry::KeyPair::read_private_key(root_key)?;
+        let snapshot = match snapshot_key {
+            Some(path) => souk_module_registry::PublicKey::read(path)?,
+            None => root.public(),
+        };
+        let grants = grants
+            .iter()
+            .map(|g| crate::registry::parse_grant(g))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        crate::registry::init_store(dir, &root, &snapshot, grants, crate::registry::unix_now())?;
+        let value = serde_json::json!({"dir": dir.display().to_string(), "trust_root_version": 1});
+        return print(json, &value, |_| {
+            format!(
+                "created registry store {} with trust root version 1",
+                dir.display()
+            )
+        });
+    }
+    if let Command::Registry(RegistryCommand::Serve {
+        dir,
+        snapshot_key,
+        listen,
+    }) = &cli.command
+    {
+        init_tracing("text");
+        let key = souk_module_registry::KeyPair::read_private_key(snapshot_key)?;
+        return crate::registry::serve_store(dir, key, *listen, config(&cli.global).limits).await;
+    }
+    if let Command::Publish {
+        package,
+        registry,
+        trust_root,
+        key,
+    } = &cli.command
+    {
+        let key = souk_module_registry::KeyPair::read_private_key(key)?;
+        let bytes =
+            std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
+        let mut bar = ProgressBar::new("uploading");
+        let receipt = crate::registry::publish(registry, trust_root, &key, bytes, |sent, total| {
+            bar.draw(sent, total)
+        })
+        .await?;
+        bar.finish();
+        return print(json, &receipt, |r| {
+            format!(
+                "published {} (log head {}, snapshot {:?})",
+                r.module, r.head, r.snapshot_version
+            )
+        });
+    }
     if let Command::Serve { listen, log_format } = &cli.command {
         init_tracing(log_format);
         let souk = Souk::open(config(&cli.global)).await?;
@@ -252,8 +404,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let souk = Souk::open(config(&cli.global)).await?;
     let operator = Principal::Operator;
     match cli.command {
-        Command::Serve { .. } | Command::Module(ModuleCommand::Pack { .. }) => {
+        Command::Serve { .. }
+        | Command::Module(ModuleCommand::Pack { .. })
+        | Command::Keys(_)
+        | Command::Publish { .. }
+        | Command::Registry(RegistryCommand::Init { .. } | RegistryCommand::Serve { .. }) => {
             unreachable_command()
+        }
+        Command::Registry(RegistryCommand::Pull {
+            registry,
+            trust_root,
+            offline,
+            modules,
+        }) => {
+            let pulled =
+                crate::registry::pull(&souk, &registry, &trust_root, &modules, offline).await?;
+            print(json, &pulled, |ps| {
+                ps.iter()
+                    .map(|p| {
+                        format!(
+                            "verified and available: {} {} ({}, signed by {})",
+                            p.module, p.version, p.digest, p.signer
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
         }
         Command::Tenant(TenantCommand::Create { slug, name }) => {
             let name = name.unwrap_or_else(|| slug.clone());
@@ -394,6 +570,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join("\n")
             })
+        }
+    }
+}
+
+/// A one-line progress bar on standard error.
+struct ProgressBar {
+    label: &'static str,
+    drawn: bool,
+}
+
+impl ProgressBar {
+    fn new(label: &'static str) -> Self {
+        ProgressBar {
+            label,
+            drawn: false,
+        }
+    }
+
+    fn draw(&mut self, done: u64, total: u64) {
+        const WIDTH: u64 = 30;
+        let total = total.max(1);
+        let filled = (done.min(total) * WIDTH / total) as usize;
+        let bar = format!(
+            "{}{}",
+            "#".repeat(filled),
+            ".".repeat(WIDTH as usize - filled)
+        );
+        eprint!(
+            "\r{} [{bar}] {:>3}% {:.1}/{:.1} KiB",
+            self.label,
+            done.min(total) * 100 / total,
+            done as f64 / 1024.0,
+            total as f64 / 1024.0
+        );
+        self.drawn = true;
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
         }
     }
 }

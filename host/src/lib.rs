@@ -24,6 +24,7 @@ pub mod db;
 pub mod dispatch;
 pub mod installer;
 pub mod log;
+pub mod registry;
 pub mod runtime;
 pub mod secrets;
 pub mod souk;

@@ -8,6 +8,7 @@ mod support;
 
 mod lifecycle;
 mod packages;
+mod registry;
 mod sandbox;
 mod sql_scope;
 mod tenancy;

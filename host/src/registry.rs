@@ -1,0 +1,285 @@
+//! The host's side of the signed module registry: operator key files and
+//! the creation of a registry store with its first trust root. The format,
+//! signing, verification and resolution rules live in
+//! `souk_module_registry`; this module only turns operator intent (CLI
+//! arguments) into calls on it.
+
+use std::path::{Path, PathBuf};
+
+use souk_module_registry::{
+    KeyPair, KeySet, ModulePattern, PublicKey, PublisherGrant, RegistryStore, StoreLimits,
+    TrustRoot,
+};
+
+/// Default lifetime of a trust root: one year. Rotate before it ends.
+pub const ROOT_LIFETIME_SECS: u64 = 365 * 24 * 60 * 60;
+
+/// Key files written by [`generate_key_pair`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyFiles {
+    /// The key id (`ed25519:<hex>`).
+    pub id: String,
+    /// The private key file (mode 0600).
+    pub private_key: PathBuf,
+    /// The public key file.
+    pub public_key: PathBuf,
+}
+
+/// Generates an ed25519 key pair and writes `<dir>/<name>.key` (0600) and
+/// `<dir>/<name>.pub`. Refuses to overwrite an existing key.
+///
+/// # Errors
+/// When the files exist or cannot be written.
+pub fn generate_key_pair(dir: &Path, name: &str) -> anyhow::Result<KeyFiles> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        anyhow::bail!("key name {name:?} may contain only letters, digits, '-' and '_'");
+    }
+    std::fs::create_dir_all(dir)?;
+    let private_key = dir.join(format!("{name}.key"));
+    let public_key = dir.join(format!("{name}.pub"));
+    if public_key.exists() {
+        anyhow::bail!(
+            "{} already exists; refusing to overwrite a key",
+            public_key.display()
+        );
+    }
+    let pair = KeyPair::generate();
+    pair.write_private_key(&private_key)?;
+    pair.public().write(&public_key)?;
+    Ok(KeyFiles {
+        id: pair.id().to_string(),
+        private_key,
+        public_key,
+    })
+}
+
+/// A publisher grant as given on the command line: `<public key file>=<pattern>[,<pattern>...]`.
+pub fn parse_grant(text: &str) -> anyhow::Result<PublisherGrant> {
+    let (path, patterns) = text.split_once('=').ok_or_else(|| {
+        anyhow::anyhow!("grant {text:?} must look like <public key file>=<module pattern>")
+    })?;
+    let key = PublicKey::read(Path::new(path))?;
+    let modules = patterns
+        .split(',')
+        .map(ModulePattern::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PublisherGrant { key, modules })
+}
+
+/// Creates a registry store in `dir` with trust root version 1, signed by
+/// `root_key`, listing `snapshot_key` as the snapshot signer and `grants`
+/// as publishers.
+///
+/// # Errors
+/// When the store exists already or the root does not verify.
+pub fn init_store(
+    dir: &Path,
+    root_key: &KeyPair,
+    snapshot_key: &PublicKey,
+    grants: Vec<PublisherGrant>,
+    now: u64,
+) -> anyhow::Result<RegistryStore> {
+    let root = TrustRoot {
+        version: 1,
+        expires: now + ROOT_LIFETIME_SECS,
+        root: KeySet::single(root_key.public()),
+        snapshot: KeySet::single(*snapshot_key),
+        publishers: grants,
+        revoked: Default::default(),
+    };
+    root.check()?;
+    let signed = root.sign(&[root_key])?;
+    Ok(RegistryStore::create(dir, signed, StoreLimits::default())?)
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Serves a registry store over HTTP until shutdown. Packages are checked
+/// with this host's runtime before they are accepted: a package that is
+/// not a valid component for a supported WIT version, or whose manifest
+/// disagrees with its component, is refused.
+///
+/// # Errors
+/// When the store cannot be opened, the engine cannot start, or the
+/// address cannot be bound.
+pub async fn serve_store(
+    dir: &Path,
+    snapshot_key: KeyPair,
+    listen: std::net::SocketAddr,
+    limits: crate::runtime::RuntimeLimits,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use souk_module_registry::http::{RegistryService, router};
+
+    let store = RegistryStore::open(dir, StoreLimits::default())?;
+    let cache = crate::runtime::ComponentCache::open(&dir.join("compiled"))?;
+    let runtime = Arc::new(crate::runtime::Runtime::new(limits, cache)?);
+    let handle = tokio::runtime::Handle::current();
+    let validator: souk_module_registry::http::PackageValidator = Arc::new(move |package| {
+        let runtime = runtime.clone();
+        // Called on the blocking pool, where waiting on the runtime is allowed.
+        handle
+            .block_on(async move { runtime.load(package).await.map(|_| ()) })
+            .map_err(|e| e.to_string())
+    });
+    let service =
+        Arc::new(RegistryService::new(store, vec![snapshot_key]).with_validator(validator));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    println!("souk registry: listening on http://{addr}");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    axum::serve(listener, router(service)).await?;
+    Ok(())
+}
+
+/// Signs and uploads a package to a registry, after verifying the
+/// registry's metadata against the trust root the publisher holds.
+/// `progress` is called with (bytes sent, total bytes).
+///
+/// # Errors
+/// When the package is invalid, the registry does not verify, or it
+/// refuses the publish (the error carries its problem document).
+pub async fn publish(
+    registry: &str,
+    trust_root: &Path,
+    key: &KeyPair,
+    package_bytes: Vec<u8>,
+    progress: impl FnMut(u64, u64),
+) -> anyhow::Result<souk_module_registry::http::AppendReceipt> {
+    use souk_module_registry::client::{ClientOptions, RegistryClient};
+    use souk_module_registry::{ModuleAction, Package, PackageLimits, Publish, SignedEntry};
+
+    let package = Package::read(&package_bytes, PackageLimits::default())?;
+    let cache = tempfile::tempdir()?;
+    let client = RegistryClient::from_root_file(
+        registry,
+        cache.path(),
+        trust_root,
+        ClientOptions::default(),
+    )?;
+    let index = client.refresh(unix_now()).await?;
+    let prev = index.log(&package.manifest.slug).and_then(|log| log.head());
+    let m = &package.manifest;
+    let action = ModuleAction::Publish(Publish {
+        module: m.slug.clone(),
+        version: m.version.clone(),
+        digest: package.digest,
+        dependencies: m
+            .dependencies
+            .iter()
+            .map(|d| (d.slug.clone(), d.requirement.clone()))
+            .collect(),
+        api: m.api,
+        published_at: unix_now(),
+    });
+    let entry = SignedEntry::sign(prev, action, key)?;
+    Ok(client.publish(&entry, package_bytes, progress).await?)
+}
+
+/// What [`pull`] made available.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PulledVersion {
+    /// Module slug.
+    pub module: String,
+    /// Version.
+    pub version: String,
+    /// Package digest.
+    pub digest: String,
+    /// The key that signed its publish record.
+    pub signer: String,
+}
+
+/// Verifies a registry (trust chain from the pinned root, snapshot,
+/// module logs), downloads the requested modules — or the newest choosable
+/// version of every module — checks each package's sha256 against its
+/// signed record, and adds them to this host's catalog. With `offline`,
+/// answers only from what an earlier pull verified and cached.
+///
+/// # Errors
+/// Any verification failure; nothing unverified is added.
+pub async fn pull(
+    souk: &crate::Souk,
+    registry: &str,
+    trust_root: &Path,
+    requests: &[String],
+    offline: bool,
+) -> anyhow::Result<Vec<PulledVersion>> {
+    use souk_module_registry::Slug;
+    use souk_module_registry::client::{ClientOptions, RegistryClient};
+
+    let cache = souk.config.data_dir.join("registry-cache");
+    let client =
+        RegistryClient::from_root_file(registry, &cache, trust_root, ClientOptions::default())?;
+    let index = if offline {
+        client.offline_index().await?
+    } else {
+        client.refresh(unix_now()).await?
+    };
+    let mut wanted = Vec::new();
+    if requests.is_empty() {
+        for module in index.modules() {
+            if let Some(newest) = index
+                .choosable_versions(module)
+                .into_iter()
+                .max_by(|a, b| a.version.cmp(&b.version))
+            {
+                wanted.push((module.clone(), newest.version.clone()));
+            }
+        }
+    } else {
+        for request in requests {
+            let (slug, version) = match request.split_once('@') {
+                Some((s, v)) => (s, Some(v)),
+                None => (request.as_str(), None),
+            };
+            let slug = Slug::parse(slug).map_err(|e| anyhow::anyhow!("module {slug:?} {e}"))?;
+            let version = match version {
+                Some(v) => semver::Version::parse(v)?,
+                None => index
+                    .choosable_versions(&slug)
+                    .into_iter()
+                    .map(|p| p.version.clone())
+                    .max()
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("the registry offers no installable version of {slug}")
+                    })?,
+            };
+            wanted.push((slug, version));
+        }
+    }
+    let mut pulled = Vec::new();
+    for (slug, version) in wanted {
+        let verified = if offline {
+            client.offline_package(&slug, &version).await?
+        } else {
+            client.fetch_package(&slug, &version).await?
+        };
+        let signer = index
+            .log(&slug)
+            .and_then(|log| log.entries().iter().find(|e| matches!(&e.entry.action, souk_module_registry::ModuleAction::Publish(p) if p.version == version)).map(|e| e.entry.signer.to_string()))
+            .unwrap_or_default();
+        let bytes = std::fs::read(&verified.path)?;
+        let added = souk
+            .catalog
+            .add_package(&souk.runtime, &bytes)
+            .await
+            .map_err(|e| anyhow::anyhow!("{slug} {version}: {e}"))?;
+        pulled.push(PulledVersion {
+            module: added.slug,
+            version: added.version,
+            digest: added.digest,
+            signer,
+        });
+    }
+    Ok(pulled)
+}

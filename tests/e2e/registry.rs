@@ -1,0 +1,246 @@
+//! Operator keys and registry stores, through the real `souk` binary.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+fn souk(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_souk"))
+        .args(args)
+        .output()
+        .expect("run souk");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keys_generate_writes_a_private_key_only_the_owner_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keys");
+    let out_text = out.to_str().unwrap();
+    let (ok, stdout, stderr) = souk(&["keys", "generate", "--out", out_text, "--name", "operator"]);
+    assert!(ok, "{stderr}");
+    let private = std::fs::read_to_string(out.join("operator.key")).unwrap();
+    let mode = std::fs::metadata(out.join("operator.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(stdout.contains("ed25519:"), "{stdout}");
+    // The secret never reaches the terminal.
+    let secret = private.trim().rsplit(':').next().unwrap();
+    assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    // Never overwritten.
+    let (ok, _, stderr) = souk(&["keys", "generate", "--out", out_text, "--name", "operator"]);
+    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("operator.key")).unwrap(),
+        private
+    );
+}
+
+#[test]
+fn registry_init_creates_a_signed_trust_root_and_refuses_bad_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let keys_text = keys.to_str().unwrap();
+    for name in ["root", "publisher"] {
+        let (ok, _, stderr) = souk(&["keys", "generate", "--out", keys_text, "--name", name]);
+        assert!(ok, "{stderr}");
+    }
+    let store = dir.path().join("store");
+    let root_key = keys.join("root.key");
+    let grant = format!("{}=membership,acme-*", keys.join("publisher.pub").display());
+    let (ok, stdout, stderr) = souk(&[
+        "registry",
+        "init",
+        "--dir",
+        store.to_str().unwrap(),
+        "--root-key",
+        root_key.to_str().unwrap(),
+        "--grant",
+        &grant,
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let root = std::fs::read_to_string(store.join("trust/1.root.json")).unwrap();
+    assert!(
+        root.contains("signatures") || root.contains("signature"),
+        "{root}"
+    );
+
+    let (ok, _, stderr) = souk(&[
+        "registry",
+        "init",
+        "--dir",
+        store.to_str().unwrap(),
+        "--root-key",
+        root_key.to_str().unwrap(),
+    ]);
+    assert!(!ok, "initialising twice must fail");
+    assert!(!stderr.is_empty());
+
+    let bad = format!("{}=Not A Slug", keys.join("publisher.pub").display());
+    let other = dir.path().join("store2");
+    let (ok, _, stderr) = souk(&[
+        "registry",
+        "init",
+        "--dir",
+        other.to_str().unwrap(),
+        "--root-key",
+        root_key.to_str().unwrap(),
+        "--grant",
+        &bad,
+    ]);
+    assert!(!ok, "a bad module pattern must be refused");
+    assert!(
+        stderr.to_lowercase().contains("not a slug")
+            || stderr.contains("pattern")
+            || stderr.contains("slug"),
+        "{stderr}"
+    );
+}
+
+/// A registry running as its own process.
+struct RegistryProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl RegistryProcess {
+    fn start(store: &std::path::Path, snapshot_key: &std::path::Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_souk"))
+            .args(["registry", "serve", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(store)
+            .arg("--snapshot-key")
+            .arg(snapshot_key)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn registry");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("souk registry: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        RegistryProcess { child, url }
+    }
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifying() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let keys_text = keys.to_str().unwrap();
+    for name in ["root", "publisher", "stranger"] {
+        let (ok, _, stderr) = souk(&["keys", "generate", "--out", keys_text, "--name", name]);
+        assert!(ok, "{stderr}");
+    }
+    let store = dir.path().join("store");
+    let grant = format!("{}=membership", keys.join("publisher.pub").display());
+    let (ok, _, stderr) = souk(&[
+        "registry",
+        "init",
+        "--dir",
+        store.to_str().unwrap(),
+        "--root-key",
+        keys.join("root.key").to_str().unwrap(),
+        "--grant",
+        &grant,
+    ]);
+    assert!(ok, "{stderr}");
+    let registry = RegistryProcess::start(&store, &keys.join("root.key"));
+    let root_file = store.join("trust/1.root.json");
+
+    let package = dir.path().join("membership.souk");
+    std::fs::write(&package, crate::support::package("membership", |m| m)).unwrap();
+    let publish = |key: &str, package: &std::path::Path| {
+        souk(&[
+            "publish",
+            package.to_str().unwrap(),
+            "--registry",
+            &registry.url,
+            "--trust-root",
+            root_file.to_str().unwrap(),
+            "--key",
+            keys.join(key).to_str().unwrap(),
+        ])
+    };
+    let (ok, stdout, stderr) = publish("stranger.key", &package);
+    assert!(!ok, "a key not in the trust root published: {stdout}");
+    assert!(
+        stderr.contains("(403)") && stderr.contains("not a publisher key"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = publish("publisher.key", &package);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("published membership"), "{stdout}");
+    assert!(stderr.contains("100%"), "no progress shown: {stderr}");
+    let (ok, _, stderr) = publish("publisher.key", &package);
+    assert!(
+        !ok && stderr.contains("(409)"),
+        "republishing must fail: {stderr}"
+    );
+    // A core module is not a component for a supported WIT version.
+    let manifest = std::fs::read_to_string(crate::support::module_files("membership").0).unwrap();
+    let core = crate::support::raw_package(&manifest.replace("1.1.0", "1.1.1"), b"\0asm\x01\0\0\0");
+    let core_path = dir.path().join("core.souk");
+    std::fs::write(&core_path, core).unwrap();
+    let (ok, _, stderr) = publish("publisher.key", &core_path);
+    assert!(
+        !ok && stderr.contains("(422)") && stderr.contains("component"),
+        "{stderr}"
+    );
+
+    // A host with no modules pulls membership from the registry, verifying
+    // trust root, snapshot, log signatures and the package digest.
+    let host = crate::support::Host::start(&[]);
+    let (ok, stdout, stderr) = host.cli(&[
+        "registry",
+        "pull",
+        "--registry",
+        &registry.url,
+        "--trust-root",
+        root_file.to_str().unwrap(),
+        "membership",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("membership 1.1.0") && stdout.contains("signed by ed25519:"),
+        "{stdout}"
+    );
+    let token = host.tenant("acme");
+    host.install_ok("acme", &token, "membership");
+    let a = host.post(
+        "/t/acme/m/membership/members",
+        &token,
+        serde_json::json!({"number": "P-1", "name": "Pema", "email": "p@example.org"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+
+    // With the registry gone, the host still pulls from its verified cache.
+    drop(registry);
+    let (ok, stdout, stderr) = host.cli(&[
+        "registry",
+        "pull",
+        "--registry",
+        "http://127.0.0.1:9",
+        "--offline",
+        "--trust-root",
+        root_file.to_str().unwrap(),
+        "membership",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+}
