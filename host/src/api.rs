@@ -137,6 +137,12 @@ impl From<SoukError> for Problem {
                 Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
             }
             SoukError::Forbidden(_) => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail),
+            SoukError::Revoked(_) => Problem::new(
+                S::FORBIDDEN,
+                "module-revoked",
+                "Module version revoked",
+                detail,
+            ),
             SoukError::MethodNotAllowed(_) => Problem::new(
                 S::METHOD_NOT_ALLOWED,
                 "method-not-allowed",

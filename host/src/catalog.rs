@@ -38,6 +38,14 @@ pub struct ModuleVersion {
     pub dependencies: BTreeMap<String, String>,
     /// When it was added.
     pub added_at: String,
+    /// The registry key that signed it, when it came from a registry.
+    pub signer: Option<String>,
+    /// Why its publisher yanked it (not chosen for new installs).
+    pub yanked: Option<String>,
+    /// Why its publisher deprecated it.
+    pub deprecated: Option<String>,
+    /// Why its publisher revoked it (it will not run).
+    pub revoked: Option<String>,
     /// Whether this call added it (false when it was already known).
     #[serde(skip)]
     pub newly_added: bool,
@@ -72,6 +80,10 @@ struct VersionRow {
     manifest: String,
     package_path: String,
     added_at: String,
+    signer: Option<String>,
+    yanked_reason: Option<String>,
+    deprecated_reason: Option<String>,
+    revoked_reason: Option<String>,
 }
 
 impl VersionRow {
@@ -101,6 +113,10 @@ impl VersionRow {
             api: self.api,
             digest: self.digest,
             added_at: self.added_at,
+            signer: self.signer,
+            yanked: self.yanked_reason,
+            deprecated: self.deprecated_reason,
+            revoked: self.revoked_reason,
             newly_added: false,
         })
     }
@@ -127,8 +143,8 @@ pub struct Catalog {
     resolved: Mutex<HashMap<(String, String), ResolvedVersion>>,
 }
 
-const VERSION_COLUMNS: &str =
-    "slug, version, name, description, category, api, digest, manifest, package_path, added_at";
+const VERSION_COLUMNS: &str = "slug, version, name, description, category, api, digest, manifest, \
+     package_path, added_at, signer, yanked_reason, deprecated_reason, revoked_reason";
 
 impl Catalog {
     /// A catalog recorded in `control`, with packages stored in `dir`.
@@ -184,7 +200,7 @@ impl Catalog {
         let m = &package.manifest;
         let added_at = now();
         let inserted = sqlx::query(&format!(
-            "INSERT INTO module_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO module_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)"
         ))
         .bind(&slug)
         .bind(&version)
@@ -301,7 +317,7 @@ impl Catalog {
                 .versions_of(slug)
                 .await?
                 .into_iter()
-                .next()
+                .find(|v| v.yanked_reason.is_none() && v.revoked_reason.is_none())
                 .ok_or_else(|| SoukError::NotFound(format!("no module {slug:?} is available")))?,
         };
         let resolved = ResolvedVersion {
@@ -360,6 +376,60 @@ impl Catalog {
             .map_err(|_| poisoned())?
             .insert(version.digest.clone(), loaded.clone());
         Ok(loaded)
+    }
+}
+
+impl Catalog {
+    /// Records what the registry says about a version this host has: its
+    /// signer and whether it is yanked, deprecated or revoked.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn record_registry_status(
+        &self,
+        slug: &str,
+        version: &str,
+        signer: &str,
+        yanked: Option<&str>,
+        deprecated: Option<&str>,
+        revoked: Option<&str>,
+    ) -> Result<bool, SoukError> {
+        let done = sqlx::query(
+            "UPDATE module_versions SET signer = ?, yanked_reason = ?, deprecated_reason = ?, \
+             revoked_reason = ? WHERE slug = ? AND version = ?",
+        )
+        .bind(signer)
+        .bind(yanked)
+        .bind(deprecated)
+        .bind(revoked)
+        .bind(slug)
+        .bind(version)
+        .execute(self.control.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Refuses a revoked version. Read from the database on every call, not
+    /// cached, so a revocation recorded by another process (`souk registry
+    /// pull`) takes effect at once.
+    ///
+    /// # Errors
+    /// [`SoukError::Revoked`] when the version was revoked.
+    pub async fn ensure_not_revoked(&self, slug: &str, version: &str) -> Result<(), SoukError> {
+        let reason: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT revoked_reason FROM module_versions WHERE slug = ? AND version = ?",
+        )
+        .bind(slug)
+        .bind(version)
+        .fetch_optional(self.control.pool())
+        .await?;
+        match reason {
+            Some((Some(reason),)) => Err(SoukError::Revoked(format!(
+                "{slug} {version} was revoked by its publisher ({reason}); the host will not run it. \
+                 Upgrade to a version that is not revoked, or uninstall it"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 

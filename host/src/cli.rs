@@ -144,6 +144,19 @@ enum RegistryCommand {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
     },
+    /// Yank a version: not chosen for new installs; existing installs and
+    /// lockfiles keep working.
+    Yank(StateArgs),
+    /// Deprecate a version, optionally naming a replacement module.
+    Deprecate {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The module to use instead.
+        #[arg(long)]
+        replacement: Option<String>,
+    },
+    /// Revoke a version (malicious or broken): hosts refuse to run it.
+    Revoke(StateArgs),
     /// Verify a registry and make its modules available on this host: the
     /// named ones (`membership` or `membership@1.2.0`), or the newest
     /// installable version of every module.
@@ -201,6 +214,27 @@ enum TokenCommand {
         /// Token id.
         id: String,
     },
+}
+
+/// Which version to change, why, and with whose key.
+#[derive(Debug, Args)]
+struct StateArgs {
+    /// Module slug.
+    module: String,
+    /// Version.
+    version: String,
+    /// Why (shown to operators and tenants).
+    #[arg(long)]
+    reason: String,
+    /// Registry base URL.
+    #[arg(long, env = "SOUK_REGISTRY")]
+    registry: String,
+    /// The registry's trust root.
+    #[arg(long, env = "SOUK_TRUST_ROOT")]
+    trust_root: PathBuf,
+    /// Private key of a publisher granted the module.
+    #[arg(long)]
+    key: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -395,6 +429,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
         });
     }
+    if let Command::Registry(
+        RegistryCommand::Yank(state)
+        | RegistryCommand::Revoke(state)
+        | RegistryCommand::Deprecate { state, .. },
+    ) = &cli.command
+    {
+        let change = match &cli.command {
+            Command::Registry(RegistryCommand::Yank(_)) => crate::registry::StateChange::Yank,
+            Command::Registry(RegistryCommand::Revoke(_)) => crate::registry::StateChange::Revoke,
+            Command::Registry(RegistryCommand::Deprecate { replacement, .. }) => {
+                crate::registry::StateChange::Deprecate {
+                    replacement: replacement
+                        .as_deref()
+                        .map(souk_module_registry::Slug::parse)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("replacement {e}"))?,
+                }
+            }
+            _ => return unreachable_command(),
+        };
+        let key = souk_module_registry::KeyPair::read_private_key(&state.key)?;
+        let receipt = crate::registry::change_state(
+            &state.registry,
+            &state.trust_root,
+            &key,
+            &state.module,
+            &state.version,
+            &state.reason,
+            change,
+        )
+        .await?;
+        return print(json, &receipt, |r| {
+            format!("recorded for {} (log head {})", r.module, r.head)
+        });
+    }
     if let Command::Serve { listen, log_format } = &cli.command {
         init_tracing(log_format);
         let souk = Souk::open(config(&cli.global)).await?;
@@ -408,25 +477,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Module(ModuleCommand::Pack { .. })
         | Command::Keys(_)
         | Command::Publish { .. }
-        | Command::Registry(RegistryCommand::Init { .. } | RegistryCommand::Serve { .. }) => {
-            unreachable_command()
-        }
+        | Command::Registry(
+            RegistryCommand::Init { .. }
+            | RegistryCommand::Serve { .. }
+            | RegistryCommand::Yank(_)
+            | RegistryCommand::Deprecate { .. }
+            | RegistryCommand::Revoke(_),
+        ) => unreachable_command(),
         Command::Registry(RegistryCommand::Pull {
             registry,
             trust_root,
             offline,
             modules,
         }) => {
-            let pulled =
+            let report =
                 crate::registry::pull(&souk, &registry, &trust_root, &modules, offline).await?;
-            print(json, &pulled, |ps| {
-                ps.iter()
-                    .map(|p| {
+            print(json, &report, |r| {
+                r.revoked_installs
+                    .iter()
+                    .map(|x| {
+                        format!(
+                            "REVOKED: {} {} ({}) is installed for tenants {}; it will not run for them",
+                            x.module,
+                            x.version,
+                            x.reason,
+                            x.tenants.join(", ")
+                        )
+                    })
+                    .chain(r.pulled.iter().map(|p| {
                         format!(
                             "verified and available: {} {} ({}, signed by {})",
                             p.module, p.version, p.digest, p.signer
                         )
-                    })
+                    }))
                     .collect::<Vec<_>>()
                     .join("\n")
             })

@@ -51,6 +51,9 @@ pub async fn dispatch(
         .catalog
         .resolve(module, Some(&installation.version))
         .await?;
+    souk.catalog
+        .ensure_not_revoked(module, &installation.version)
+        .await?;
     let manifest = &resolved.manifest;
     match manifest.route_for(&request.method, &request.path) {
         Ok(Some(_)) => {}

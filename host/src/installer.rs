@@ -468,6 +468,9 @@ pub async fn install(
         .resolve(&request.module, version.as_deref())
         .await?;
     let manifest = &resolved.manifest;
+    souk.catalog
+        .ensure_not_revoked(&request.module, &manifest.version.to_string())
+        .await?;
     check_dependencies(souk, tenant, manifest).await?;
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
     let ctx = context(tenant, manifest, &caller);
@@ -593,6 +596,9 @@ pub async fn upgrade(
     })?;
     let resolved = souk.catalog.resolve(module, version).await?;
     let manifest = &resolved.manifest;
+    souk.catalog
+        .ensure_not_revoked(module, &manifest.version.to_string())
+        .await?;
     let from =
         semver::Version::parse(&current.version).map_err(|e| SoukError::Internal(e.into()))?;
     if manifest.version <= from {

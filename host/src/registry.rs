@@ -213,7 +213,7 @@ pub async fn pull(
     trust_root: &Path,
     requests: &[String],
     offline: bool,
-) -> anyhow::Result<Vec<PulledVersion>> {
+) -> anyhow::Result<PullReport> {
     use souk_module_registry::Slug;
     use souk_module_registry::client::{ClientOptions, RegistryClient};
 
@@ -225,6 +225,7 @@ pub async fn pull(
     } else {
         client.refresh(unix_now()).await?
     };
+    let revoked_installs = record_statuses(souk, &index).await?;
     let mut wanted = Vec::new();
     if requests.is_empty() {
         for module in index.modules() {
@@ -259,6 +260,14 @@ pub async fn pull(
     }
     let mut pulled = Vec::new();
     for (slug, version) in wanted {
+        if index
+            .status(&slug, &version)
+            .is_some_and(|s| s.revoked.is_some())
+        {
+            anyhow::bail!(
+                "{slug} {version} is revoked by its publisher; it will not be made available"
+            );
+        }
         let verified = if offline {
             client.offline_package(&slug, &version).await?
         } else {
@@ -281,5 +290,153 @@ pub async fn pull(
             signer,
         });
     }
-    Ok(pulled)
+    // Versions added just now get their registry status too.
+    record_statuses(souk, &index).await?;
+    Ok(PullReport {
+        pulled,
+        revoked_installs,
+    })
+}
+
+/// The outcome of [`pull`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PullReport {
+    /// Versions verified and made available.
+    pub pulled: Vec<PulledVersion>,
+    /// Revoked versions still installed for tenants.
+    pub revoked_installs: Vec<RevokedInstall>,
+}
+
+/// A revoked version some tenants still have installed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RevokedInstall {
+    /// Module slug.
+    pub module: String,
+    /// Revoked version.
+    pub version: String,
+    /// Why it was revoked.
+    pub reason: String,
+    /// Tenants (slugs) that have it installed; the host refuses to run it for them.
+    pub tenants: Vec<String>,
+}
+
+/// Records the registry's verdict (signer, yanked, deprecated, revoked) on
+/// every version this host knows, and reports revoked versions that
+/// tenants still have installed.
+async fn record_statuses(
+    souk: &crate::Souk,
+    index: &souk_module_registry::client::VerifiedIndex,
+) -> anyhow::Result<Vec<RevokedInstall>> {
+    let mut revoked = Vec::new();
+    for module in index.modules() {
+        let Some(log) = index.log(module) else {
+            continue;
+        };
+        for entry in log.entries() {
+            let souk_module_registry::ModuleAction::Publish(publish) = &entry.entry.action else {
+                continue;
+            };
+            let Some(status) = index.status(module, &publish.version) else {
+                continue;
+            };
+            let version = publish.version.to_string();
+            let known = souk
+                .catalog
+                .record_registry_status(
+                    module.as_str(),
+                    &version,
+                    entry.entry.signer.as_str(),
+                    status.yanked.as_deref(),
+                    status.deprecated.as_ref().map(|d| d.reason.as_str()),
+                    status.revoked.as_deref(),
+                )
+                .await?;
+            if let (true, Some(reason)) = (known, &status.revoked) {
+                let tenants: Vec<(String,)> = sqlx::query_as(
+                    "SELECT t.slug FROM installations i JOIN tenants t ON t.id = i.tenant_id \
+                     WHERE i.module_slug = ? AND i.version = ? ORDER BY t.slug",
+                )
+                .bind(module.as_str())
+                .bind(&version)
+                .fetch_all(souk.control.pool())
+                .await?;
+                if !tenants.is_empty() {
+                    revoked.push(RevokedInstall {
+                        module: module.to_string(),
+                        version,
+                        reason: reason.clone(),
+                        tenants: tenants.into_iter().map(|(t,)| t).collect(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(revoked)
+}
+
+/// A state change an operator or publisher makes to a published version.
+#[derive(Debug, Clone)]
+pub enum StateChange {
+    /// Not chosen for new installs; existing installs keep working.
+    Yank,
+    /// Still usable; the marketplace warns and may name a replacement.
+    Deprecate {
+        /// The module to use instead.
+        replacement: Option<souk_module_registry::Slug>,
+    },
+    /// Malicious or broken: hosts refuse to run it.
+    Revoke,
+}
+
+/// Signs a state change for `module` `version` and appends it to the
+/// registry's log of that module.
+///
+/// # Errors
+/// When the registry does not verify or refuses the entry.
+pub async fn change_state(
+    registry: &str,
+    trust_root: &Path,
+    key: &KeyPair,
+    module: &str,
+    version: &str,
+    reason: &str,
+    change: StateChange,
+) -> anyhow::Result<souk_module_registry::http::AppendReceipt> {
+    use souk_module_registry::client::{ClientOptions, RegistryClient};
+    use souk_module_registry::{
+        Deprecate, DeprecatedVersions, ModuleAction, Revoke, SignedEntry, Slug, Yank,
+    };
+
+    let module = Slug::parse(module).map_err(|e| anyhow::anyhow!("module {module:?} {e}"))?;
+    let version = semver::Version::parse(version)?;
+    let cache = tempfile::tempdir()?;
+    let client = RegistryClient::from_root_file(
+        registry,
+        cache.path(),
+        trust_root,
+        ClientOptions::default(),
+    )?;
+    let index = client.refresh(unix_now()).await?;
+    let prev = index.log(&module).and_then(|log| log.head());
+    let reason = reason.to_owned();
+    let action = match change {
+        StateChange::Yank => ModuleAction::Yank(Yank {
+            module,
+            version,
+            reason,
+        }),
+        StateChange::Deprecate { replacement } => ModuleAction::Deprecate(Deprecate {
+            module,
+            version: DeprecatedVersions::Version(version),
+            reason,
+            replacement,
+        }),
+        StateChange::Revoke => ModuleAction::Revoke(Revoke {
+            module,
+            version,
+            reason,
+        }),
+    };
+    let entry = SignedEntry::sign(prev, action, key)?;
+    Ok(client.append_state(&entry).await?)
 }

@@ -68,6 +68,9 @@ pub enum SoukError {
     /// response); the host and other tenants are unaffected.
     #[error("{0}")]
     Module(#[from] crate::runtime::CallError),
+    /// The module version was revoked by its publisher and will not run.
+    #[error("{0}")]
+    Revoked(String),
     /// The module has no route for this method (but has one for the path).
     #[error("{0}")]
     MethodNotAllowed(String),

@@ -230,6 +230,66 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
     );
     assert_eq!(a.status, 201, "{a:?}");
 
+    // Yank: existing installs keep working.
+    let state = |verb: &str, key: &str| {
+        souk(&[
+            "registry",
+            verb,
+            "membership",
+            "1.1.0",
+            "--reason",
+            "test",
+            "--registry",
+            &registry.url,
+            "--trust-root",
+            root_file.to_str().unwrap(),
+            "--key",
+            keys.join(key).to_str().unwrap(),
+        ])
+    };
+    let (ok, _, stderr) = state("yank", "stranger.key");
+    assert!(!ok && stderr.contains("(403)"), "{stderr}");
+    let (ok, stdout, stderr) = state("yank", "publisher.key");
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, stderr) = host.cli(&[
+        "registry",
+        "pull",
+        "--registry",
+        &registry.url,
+        "--trust-root",
+        root_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let modules = host.get("/v1/modules", &token);
+    assert_eq!(
+        modules.body[0]["versions"][0]["yanked"], "test",
+        "{modules:?}"
+    );
+    assert_eq!(
+        host.get("/t/acme/m/membership/members/P-1", &token).status,
+        200
+    );
+
+    // Revoke: the host refuses to run it and reports who has it installed.
+    let (ok, stdout, stderr) = state("revoke", "publisher.key");
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, stderr) = host.cli(&[
+        "registry",
+        "pull",
+        "--registry",
+        &registry.url,
+        "--trust-root",
+        root_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("REVOKED: membership 1.1.0") && stdout.contains("acme"),
+        "{stdout}"
+    );
+    let a = host.get("/t/acme/m/membership/members/P-1", &token);
+    assert_eq!(a.status, 403, "{a:?}");
+    assert_eq!(a.body["type"], "https://souk.dev/problems/module-revoked");
+
     // With the registry gone, the host still pulls from its verified cache.
     drop(registry);
     let (ok, stdout, stderr) = host.cli(&[
@@ -240,7 +300,18 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
         "--offline",
         "--trust-root",
         root_file.to_str().unwrap(),
-        "membership",
     ]);
-    assert!(ok, "{stdout}{stderr}");
+    assert!(ok, "offline pull from the verified cache: {stdout}{stderr}");
+    assert!(stdout.contains("REVOKED: membership 1.1.0"), "{stdout}");
+    let (ok, _, stderr) = host.cli(&[
+        "registry",
+        "pull",
+        "--registry",
+        "http://127.0.0.1:9",
+        "--offline",
+        "--trust-root",
+        root_file.to_str().unwrap(),
+        "membership@1.1.0",
+    ]);
+    assert!(!ok && stderr.contains("revoked"), "{stderr}");
 }
