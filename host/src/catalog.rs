@@ -409,6 +409,26 @@ impl Catalog {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Versions no registry key has signed yet: (slug, version, package bytes).
+    ///
+    /// # Errors
+    /// Database or I/O errors.
+    pub async fn unsigned_versions(&self) -> Result<Vec<(String, String, Vec<u8>)>, SoukError> {
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "SELECT {VERSION_COLUMNS} FROM module_versions WHERE signer IS NULL ORDER BY slug, added_at"
+        ))
+        .fetch_all(self.control.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let bytes = std::fs::read(&row.package_path).map_err(|e| {
+                    SoukError::Internal(anyhow::anyhow!("package {}: {e}", row.package_path))
+                })?;
+                Ok((row.slug, row.version, bytes))
+            })
+            .collect()
+    }
+
     /// Refuses a revoked version. Read from the database on every call, not
     /// cached, so a revocation recorded by another process (`souk registry
     /// pull`) takes effect at once.

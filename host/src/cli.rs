@@ -766,7 +766,9 @@ async fn serve(souk: Arc<Souk>, listen: SocketAddr) -> anyhow::Result<()> {
     println!("souk: listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %souk.config.data_dir.display(), "serving");
-    axum::serve(listener, api::router(souk))
+    let registry = crate::registry::embedded(&souk).await?;
+    let app = api::router(souk).merge(souk_module_registry::http::router(registry));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())

@@ -440,3 +440,86 @@ pub async fn change_state(
     let entry = SignedEntry::sign(prev, action, key)?;
     Ok(client.append_state(&entry).await?)
 }
+
+/// The registry `souk serve` embeds by default: a store under
+/// `<data>/registry/store` whose trust root, snapshots and publish records
+/// are signed by a development key created on first run
+/// (`<data>/registry/dev.key`, mode 0600). Every module version the host
+/// has that no key has signed yet (the bundled first-party modules) is
+/// published into it, so the marketplace lists them as signed and other
+/// hosts can pull them (`<data>/registry/store/trust/1.root.json` is the
+/// root to pin).
+///
+/// # Errors
+/// When the key or store cannot be created, or a publish is refused.
+pub async fn embedded(
+    souk: &crate::Souk,
+) -> anyhow::Result<std::sync::Arc<souk_module_registry::http::RegistryService>> {
+    use souk_module_registry::{ModuleAction, Package, PackageLimits, Publish, SignedEntry};
+
+    let dir = souk.config.data_dir.join("registry");
+    let key_path = dir.join("dev.key");
+    std::fs::create_dir_all(&dir)?;
+    let key = if key_path.exists() {
+        KeyPair::read_private_key(&key_path)?
+    } else {
+        let key = KeyPair::generate();
+        key.write_private_key(&key_path)?;
+        tracing::info!(key = %key.id(), path = %key_path.display(), "created the development registry key");
+        key
+    };
+    let store_dir = dir.join("store");
+    let store = match RegistryStore::open(&store_dir, StoreLimits::default()) {
+        Ok(store) => store,
+        Err(souk_module_registry::StoreError::NotInitialised { .. }) => {
+            let grant = PublisherGrant {
+                key: key.public(),
+                modules: vec![ModulePattern::Any],
+            };
+            init_store(&store_dir, &key, &key.public(), vec![grant], unix_now())?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for (slug, version, bytes) in souk.catalog.unsigned_versions().await? {
+        let package = Package::read(&bytes, PackageLimits::default())?;
+        let m = &package.manifest;
+        let known = store.modules()?.contains(&m.slug);
+        let log = if known {
+            Some(store.module_log(&m.slug)?)
+        } else {
+            None
+        };
+        if log
+            .as_ref()
+            .is_some_and(|l| l.version(&m.version).is_some())
+        {
+            // Already published by an earlier run; just record the signer.
+        } else {
+            let entry = SignedEntry::sign(
+                log.as_ref().and_then(|l| l.head()),
+                ModuleAction::Publish(Publish {
+                    module: m.slug.clone(),
+                    version: m.version.clone(),
+                    digest: package.digest,
+                    dependencies: m
+                        .dependencies
+                        .iter()
+                        .map(|d| (d.slug.clone(), d.requirement.clone()))
+                        .collect(),
+                    api: m.api,
+                    published_at: unix_now(),
+                }),
+                &key,
+            )?;
+            // The catalog validated the component when it accepted it.
+            store.publish(entry, &bytes, |_| Ok(()))?;
+        }
+        souk.catalog
+            .record_registry_status(&slug, &version, key.id().as_str(), None, None, None)
+            .await?;
+        tracing::info!(module = %slug, version = %version, key = %key.id(), "signed into the embedded registry");
+    }
+    Ok(std::sync::Arc::new(
+        souk_module_registry::http::RegistryService::new(store, vec![key]),
+    ))
+}

@@ -315,3 +315,43 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
     ]);
     assert!(!ok && stderr.contains("revoked"), "{stderr}");
 }
+
+#[test]
+fn first_party_modules_are_signed_by_the_embedded_registry_and_pullable() {
+    let first = crate::support::Host::start(&["membership"]);
+    let modules = first.get("/v1/modules", &first.operator);
+    let signer = modules.body[0]["versions"][0]["signer"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        signer.starts_with("ed25519:"),
+        "not listed as signed: {modules:?}"
+    );
+    let key = first.data_dir().join("registry/dev.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Another host pins the first host's root and pulls from its embedded registry.
+    let root = first.data_dir().join("registry/store/trust/1.root.json");
+    let second = crate::support::Host::start(&[]);
+    let (ok, stdout, stderr) = second.cli(&[
+        "registry",
+        "pull",
+        "--registry",
+        &first.base,
+        "--trust-root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("membership 1.1.0")) && stdout.contains(&signer),
+        "{stdout}"
+    );
+
+    // A restart neither re-signs nor duplicates anything.
+    let mut first = first;
+    first.restart();
+    let again = first.get("/v1/modules", &first.operator);
+    assert_eq!(again.body[0]["versions"][0]["signer"], signer.as_str());
+}
