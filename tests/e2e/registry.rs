@@ -345,7 +345,7 @@ fn first_party_modules_are_signed_by_the_embedded_registry_and_pullable() {
     ]);
     assert!(ok, "{stdout}{stderr}");
     assert!(
-        stdout.contains(&format!("membership 1.1.0")) && stdout.contains(&signer),
+        stdout.contains("membership 1.1.0") && stdout.contains(&signer),
         "{stdout}"
     );
 
