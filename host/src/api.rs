@@ -18,6 +18,7 @@
 //! | POST | `/v1/tenants/{tenant}/modules/{module}/upgrade` | operator, the tenant |
 //! | DELETE | `/v1/tenants/{tenant}/modules/{module}` | operator, the tenant |
 //! | GET | `/v1/tenants/{tenant}/audit`, `/v1/tenants/{tenant}/archives` | operator, the tenant |
+//! | GET, POST | `/v1/tenants/{tenant}/lockfile` | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
 
 use std::collections::HashMap;
@@ -205,6 +206,10 @@ pub fn router(souk: Arc<Souk>) -> Router {
         )
         .route("/v1/tenants/{tenant}/audit", get(audit_log))
         .route("/v1/tenants/{tenant}/archives", get(list_archives))
+        .route(
+            "/v1/tenants/{tenant}/lockfile",
+            get(show_lockfile).post(install_lockfile),
+        )
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -442,6 +447,24 @@ async fn audit_log(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiRe
 
 async fn list_archives(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
     Ok(Json(archive::list(&souk.control, &access.tenant).await?).into_response())
+}
+
+async fn show_lockfile(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
+    let lock = installer::lockfile(&souk, &access.tenant).await?;
+    Ok(([(header::CONTENT_TYPE, "application/toml")], lock.to_toml()).into_response())
+}
+
+async fn install_lockfile(
+    State(souk): State<Arc<Souk>>,
+    access: TenantAccess,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body_bytes(body)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Problem::bad_request("the lockfile is not UTF-8 text"))?;
+    let installed =
+        installer::install_lockfile(&souk, &access.principal, &access.tenant, text).await?;
+    Ok(Json(json!({ "installed": installed })).into_response())
 }
 
 async fn module_root(

@@ -409,6 +409,38 @@ impl Catalog {
         Ok(done.rows_affected() > 0)
     }
 
+    /// What this host offers, for the resolver: every version that is not
+    /// revoked, with its dependencies, digest and whether it is yanked.
+    ///
+    /// # Errors
+    /// Database errors, or a stored manifest that no longer parses.
+    pub async fn registry_index(&self) -> Result<souk_module_registry::RegistryIndex, SoukError> {
+        use souk_module_registry::{OfferedVersion, RegistryIndex};
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "SELECT {VERSION_COLUMNS} FROM module_versions WHERE revoked_reason IS NULL"
+        ))
+        .fetch_all(self.control.pool())
+        .await?;
+        let mut index = RegistryIndex::new();
+        for row in rows {
+            let manifest = row.manifest()?;
+            let digest =
+                Digest::parse(&row.digest).map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?;
+            index
+                .offer(
+                    manifest.slug.clone(),
+                    OfferedVersion {
+                        version: manifest.version.clone(),
+                        dependencies: manifest.dependencies.clone(),
+                        digest,
+                        yanked: row.yanked_reason.is_some(),
+                    },
+                )
+                .map_err(|e| SoukError::Internal(anyhow::anyhow!("{e}")))?;
+        }
+        Ok(index)
+    }
+
     /// Versions no registry key has signed yet: (slug, version, package bytes).
     ///
     /// # Errors

@@ -61,6 +61,9 @@ pub struct InstallReport {
     /// Rows restored from an archive, if restoring.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restored_rows: Option<u64>,
+    /// Dependencies this install added first, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_installed: Vec<Installation>,
 }
 
 /// The outcome of an uninstall.
@@ -432,7 +435,177 @@ pub async fn install(
     tenant: &Tenant,
     request: &InstallRequest,
 ) -> Result<InstallReport, SoukError> {
+    use souk_module_registry::{RequestedModule, Slug, resolve_install};
+
     principal.check_tenant(tenant)?;
+    if request.restore_archive.is_some() {
+        // A restore installs exactly the archive's version.
+        return install_one(souk, principal, tenant, request).await;
+    }
+    if let Some(existing) = find(souk, tenant, &request.module).await? {
+        return Err(SoukError::Conflict(format!(
+            "{} {} is already installed for this tenant; upgrade it instead",
+            existing.module, existing.version
+        )));
+    }
+    let slug = Slug::parse(&request.module).map_err(|e| {
+        SoukError::NotFound(format!("no module {:?} is available ({e})", request.module))
+    })?;
+    let requirement = match &request.version {
+        None => None,
+        Some(text) => Some(
+            match semver::Version::parse(text) {
+                Ok(exact) => semver::VersionReq::parse(&format!("={exact}")),
+                Err(_) => semver::VersionReq::parse(text),
+            }
+            .map_err(|e| {
+                SoukError::Invalid(format!(
+                    "version {text:?} is neither a version nor a range: {e}"
+                ))
+            })?,
+        ),
+    };
+    let index = souk.catalog.registry_index().await?;
+    if index.versions(&slug).next().is_none() {
+        return Err(SoukError::NotFound(format!(
+            "no module {slug:?} is available"
+        )));
+    }
+    let installed = installed_modules(souk, tenant).await?;
+    let plan = resolve_install(
+        &index,
+        &installed,
+        &[RequestedModule {
+            slug: slug.clone(),
+            requirement,
+        }],
+    )
+    .map_err(|e| SoukError::Dependency(e.to_string()))?;
+    let reports = install_in_order(souk, principal, tenant, plan).await?;
+    let (mut main, also): (Vec<InstallReport>, Vec<InstallReport>) = reports
+        .into_iter()
+        .partition(|r| r.installation.module == slug.as_str());
+    let mut report = main.pop().ok_or_else(|| {
+        SoukError::Internal(anyhow::anyhow!("the install plan did not contain {slug}"))
+    })?;
+    report.also_installed = also.into_iter().map(|r| r.installation).collect();
+    Ok(report)
+}
+
+/// Installs every module of `plan` in order (dependencies first). If one
+/// fails, the modules this call installed are uninstalled again, so the
+/// tenant ends as it started.
+async fn install_in_order(
+    souk: &Souk,
+    principal: &Principal,
+    tenant: &Tenant,
+    plan: souk_module_registry::InstallPlan,
+) -> Result<Vec<InstallReport>, SoukError> {
+    let mut done: Vec<InstallReport> = Vec::new();
+    for planned in plan.modules {
+        let request = InstallRequest {
+            module: planned.slug.to_string(),
+            version: Some(planned.version.to_string()),
+            restore_archive: None,
+        };
+        match install_one(souk, principal, tenant, &request).await {
+            Ok(report) => done.push(report),
+            Err(error) => {
+                for report in done.iter().rev() {
+                    let module = &report.installation.module;
+                    if let Err(undo) = uninstall(souk, principal, tenant, module).await {
+                        tracing::error!(module, error = %undo, "could not undo a partial install");
+                    }
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The tenant's installed modules, as the resolver sees them.
+async fn installed_modules(
+    souk: &Souk,
+    tenant: &Tenant,
+) -> Result<Vec<souk_module_registry::InstalledModule>, SoukError> {
+    let mut out = Vec::new();
+    for installation in list(souk, tenant).await? {
+        let resolved = souk
+            .catalog
+            .resolve(&installation.module, Some(&installation.version))
+            .await?;
+        out.push(souk_module_registry::InstalledModule {
+            slug: resolved.manifest.slug.clone(),
+            version: resolved.manifest.version.clone(),
+            digest: souk_module_registry::Digest::parse(&installation.digest)
+                .map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?,
+            dependencies: resolved.manifest.dependencies.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The tenant's lockfile: every installed module with its exact version
+/// and package digest. Installing from it gives the same bytes.
+///
+/// # Errors
+/// Database errors.
+pub async fn lockfile(
+    souk: &Souk,
+    tenant: &Tenant,
+) -> Result<souk_module_registry::Lockfile, SoukError> {
+    let locked = list(souk, tenant)
+        .await?
+        .into_iter()
+        .map(|i| {
+            Ok(souk_module_registry::LockedModule {
+                slug: souk_module_registry::Slug::parse(&i.module)
+                    .map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?,
+                version: semver::Version::parse(&i.version)
+                    .map_err(|e| SoukError::Internal(e.into()))?,
+                digest: souk_module_registry::Digest::parse(&i.digest)
+                    .map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?,
+            })
+        })
+        .collect::<Result<Vec<_>, SoukError>>()?;
+    souk_module_registry::Lockfile::new(locked)
+        .map_err(|e| SoukError::Internal(anyhow::anyhow!("{e}")))
+}
+
+/// Installs exactly what a lockfile names (yanked versions included; the
+/// digests must match), skipping modules already installed at the locked
+/// version.
+///
+/// # Errors
+/// [`SoukError::Invalid`] for a lockfile that does not parse;
+/// [`SoukError::Dependency`] when it cannot be satisfied (missing version,
+/// digest mismatch, installed version differs).
+pub async fn install_lockfile(
+    souk: &Souk,
+    principal: &Principal,
+    tenant: &Tenant,
+    text: &str,
+) -> Result<Vec<Installation>, SoukError> {
+    principal.check_tenant(tenant)?;
+    let lock = souk_module_registry::Lockfile::parse(text)
+        .map_err(|e| SoukError::Invalid(format!("lockfile: {e}")))?;
+    let index = souk.catalog.registry_index().await?;
+    let installed = installed_modules(souk, tenant).await?;
+    let plan = souk_module_registry::resolve_lockfile(&index, &installed, &lock)
+        .map_err(|e| SoukError::Dependency(e.to_string()))?;
+    let reports = install_in_order(souk, principal, tenant, plan).await?;
+    Ok(reports.into_iter().map(|r| r.installation).collect())
+}
+
+/// Installs one module at an exact (or the newest) version whose
+/// dependencies are already installed.
+async fn install_one(
+    souk: &Souk,
+    principal: &Principal,
+    tenant: &Tenant,
+    request: &InstallRequest,
+) -> Result<InstallReport, SoukError> {
     let caller = principal.caller();
     if let Some(existing) = find(souk, tenant, &request.module).await? {
         return Err(SoukError::Conflict(format!(
@@ -559,6 +732,7 @@ pub async fn install(
         },
         applied_migrations: applied,
         restored_rows,
+        also_installed: Vec::new(),
     })
 }
 
@@ -703,6 +877,7 @@ pub async fn upgrade(
         },
         applied_migrations: applied,
         restored_rows: None,
+        also_installed: Vec::new(),
     })
 }
 

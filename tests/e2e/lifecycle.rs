@@ -50,18 +50,15 @@ fn install_rolls_back_when_the_install_hook_fails() {
 }
 
 #[test]
-fn install_needs_dependencies_and_uninstall_refuses_to_break_dependants() {
-    let host = Host::start(&["membership", "sql-console"]);
+fn install_resolves_dependencies_and_uninstall_refuses_to_break_dependants() {
+    let host = Host::start(&["membership-1.0", "membership", "sql-console"]);
     let token = host.tenant("acme");
+    // sql-console needs membership >=1.0, <2: the newest fitting version is
+    // installed first, then sql-console.
     let a = host.install("acme", &token, "sql-console");
-    assert_eq!(a.status, 409, "{a:?}");
-    assert!(
-        a.detail().contains("membership") && a.detail().contains("install membership first"),
-        "{a:?}"
-    );
-
-    host.install_ok("acme", &token, "membership");
-    host.install_ok("acme", &token, "sql-console");
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body["also_installed"][0]["module"], "membership");
+    assert_eq!(a.body["also_installed"][0]["version"], "1.1.0");
     let again = host.install("acme", &token, "membership");
     assert_eq!(again.status, 409, "{again:?}");
 
@@ -73,6 +70,108 @@ fn install_needs_dependencies_and_uninstall_refuses_to_break_dependants() {
     assert_eq!(a.status, 200, "{a:?}");
     let a = host.delete("/v1/tenants/acme/modules/membership", &token);
     assert_eq!(a.status, 200, "{a:?}");
+}
+
+#[test]
+fn a_dependency_conflict_is_explained_and_changes_nothing() {
+    let host = Host::start(&["membership-1.0", "membership"]);
+    // A module that needs membership 2.x, which does not exist here.
+    let needs_two = crate::support::package("sql-console", |m| m.replace(">=1.0, <2", ">=2.0"));
+    assert_eq!(host.add_package(needs_two).status, 201);
+    let token = host.tenant("acme");
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &token,
+        json!({"module": "membership", "version": "1.0.0"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = host.install("acme", &token, "sql-console");
+    assert_eq!(a.status, 409, "{a:?}");
+    assert_eq!(
+        a.body["type"],
+        "https://souk.dev/problems/dependency-unsatisfied"
+    );
+    let detail = a.detail();
+    assert!(
+        detail.contains("sql-console") && detail.contains("membership") && detail.contains("1.0.0"),
+        "{detail}"
+    );
+    let installed = host.get("/v1/tenants/acme/modules", &token);
+    assert_eq!(installed.body.as_array().unwrap().len(), 1, "{installed:?}");
+}
+
+#[test]
+fn a_lockfile_reinstalls_the_same_versions_and_bytes() {
+    let host = Host::start(&["membership-1.0", "membership", "sql-console"]);
+    let acme = host.tenant("acme");
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &acme,
+        json!({"module": "membership", "version": "1.0.0"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    host.install_ok("acme", &acme, "sql-console");
+    let lock = host.get("/v1/tenants/acme/lockfile", &acme);
+    assert_eq!(lock.status, 200);
+    let text = String::from_utf8(lock.bytes.clone()).unwrap();
+    assert!(text.contains("1.0.0") && text.contains("sha256:"), "{text}");
+
+    let beta = host.tenant("beta");
+    let a = host.request(
+        "POST",
+        "/v1/tenants/beta/lockfile",
+        Some(&beta),
+        Some(text.clone().into_bytes()),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let installed = host.get("/v1/tenants/beta/modules", &beta);
+    let versions: Vec<(String, String)> = installed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["module"].as_str().unwrap().to_owned(),
+                i["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        versions.contains(&("membership".into(), "1.0.0".into())),
+        "{versions:?}"
+    );
+    let beta_lock = host.get("/v1/tenants/beta/lockfile", &beta);
+    assert_eq!(
+        String::from_utf8(beta_lock.bytes).unwrap(),
+        text,
+        "same versions and digests"
+    );
+
+    // A lockfile naming bytes this host does not have is refused, changing nothing.
+    let gamma = host.tenant("gamma");
+    let at = text.find("sha256:").unwrap() + "sha256:".len();
+    let flipped = if &text[at..=at] == "0" { "1" } else { "0" };
+    let mut forged = text.clone();
+    forged.replace_range(at..=at, flipped);
+    let a = host.request(
+        "POST",
+        "/v1/tenants/gamma/lockfile",
+        Some(&gamma),
+        Some(forged.into_bytes()),
+    );
+    assert_eq!(a.status, 409, "{a:?}");
+    assert_eq!(
+        host.get("/v1/tenants/gamma/modules", &gamma).body,
+        json!([])
+    );
+    let a = host.request(
+        "POST",
+        "/v1/tenants/gamma/lockfile",
+        Some(&gamma),
+        Some(b"not = [a lockfile".to_vec()),
+    );
+    assert_eq!(a.status, 422, "{a:?}");
 }
 
 #[test]

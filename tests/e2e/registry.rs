@@ -270,6 +270,20 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
         200
     );
 
+    // A yanked version is skipped for new installs, but a lockfile still installs it.
+    let beta = host.tenant("beta");
+    let a = host.install("beta", &beta, "membership");
+    assert_eq!(a.status, 409, "{a:?}");
+    assert!(a.detail().contains("yanked"), "{a:?}");
+    let lock = host.get("/v1/tenants/acme/lockfile", &token);
+    let a = host.request(
+        "POST",
+        "/v1/tenants/beta/lockfile",
+        Some(&beta),
+        Some(lock.bytes),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+
     // Revoke: the host refuses to run it and reports who has it installed.
     let (ok, stdout, stderr) = state("revoke", "publisher.key");
     assert!(ok, "{stdout}{stderr}");
@@ -283,7 +297,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
     ]);
     assert!(ok, "{stdout}{stderr}");
     assert!(
-        stdout.contains("REVOKED: membership 1.1.0") && stdout.contains("acme"),
+        stdout.contains("REVOKED: membership 1.1.0") && stdout.contains("acme, beta"),
         "{stdout}"
     );
     let a = host.get("/t/acme/m/membership/members/P-1", &token);
