@@ -132,6 +132,26 @@ enum RegistryCommand {
         #[arg(long = "grant")]
         grants: Vec<String>,
     },
+    /// Issue the next trust root: rotate the root key, grant publishers,
+    /// revoke keys. Signed by the current and the new root key, so hosts
+    /// follow from the root they pinned.
+    Rotate {
+        /// The store directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The current root's private key.
+        #[arg(long)]
+        root_key: PathBuf,
+        /// The new root private key (omit to keep the current one).
+        #[arg(long)]
+        new_root_key: Option<PathBuf>,
+        /// Grant a publisher: `<public key file>=<pattern>[,<pattern>...]`. Repeatable.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Revoke a key id (`ed25519:...`). Repeatable.
+        #[arg(long = "revoke")]
+        revoke: Vec<String>,
+    },
     /// Serve a registry store over HTTP (its own process).
     Serve {
         /// The store directory.
@@ -396,6 +416,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
         });
     }
+    if let Command::Registry(RegistryCommand::Rotate {
+        dir,
+        root_key,
+        new_root_key,
+        grants,
+        revoke,
+    }) = &cli.command
+    {
+        let current = souk_module_registry::KeyPair::read_private_key(root_key)?;
+        let rotation = crate::registry::Rotation {
+            new_root_key: new_root_key
+                .as_deref()
+                .map(souk_module_registry::KeyPair::read_private_key)
+                .transpose()?,
+            grant: grants
+                .iter()
+                .map(|g| crate::registry::parse_grant(g))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            revoke: revoke
+                .iter()
+                .map(|k| souk_module_registry::KeyId::parse(k))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let version =
+            crate::registry::rotate(dir, &current, rotation, crate::registry::unix_now())?;
+        let value = serde_json::json!({"trust_root_version": version});
+        return print(json, &value, |_| {
+            format!("issued trust root version {version}")
+        });
+    }
     if let Command::Registry(RegistryCommand::Serve {
         dir,
         snapshot_key,
@@ -479,6 +529,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Publish { .. }
         | Command::Registry(
             RegistryCommand::Init { .. }
+            | RegistryCommand::Rotate { .. }
             | RegistryCommand::Serve { .. }
             | RegistryCommand::Yank(_)
             | RegistryCommand::Deprecate { .. }

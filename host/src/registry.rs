@@ -523,3 +523,52 @@ pub async fn embedded(
         souk_module_registry::http::RegistryService::new(store, vec![key]),
     ))
 }
+
+/// What a trust-root rotation changes.
+#[derive(Debug, Clone, Default)]
+pub struct Rotation {
+    /// The new root key (signs this and later roots); `None` keeps the current.
+    pub new_root_key: Option<KeyPair>,
+    /// Publisher grants to add.
+    pub grant: Vec<PublisherGrant>,
+    /// Keys to revoke (publisher or snapshot keys; nothing they sign is trusted again).
+    pub revoke: Vec<souk_module_registry::KeyId>,
+}
+
+/// Issues the next trust root of the store in `dir`: version + 1, signed by
+/// the current root key and (when it changes) the new one, so hosts that
+/// pinned an older root follow the chain. Revoked keys lose their grants.
+///
+/// # Errors
+/// When the store or keys cannot be read, or the new root is refused.
+pub fn rotate(
+    dir: &Path,
+    current_root_key: &KeyPair,
+    rotation: Rotation,
+    now: u64,
+) -> anyhow::Result<u64> {
+    let store = RegistryStore::open(dir, StoreLimits::default())?;
+    let current = store.trust()?;
+    let mut next: TrustRoot = current.root().clone();
+    next.version += 1;
+    next.expires = now + ROOT_LIFETIME_SECS;
+    if let Some(new_key) = &rotation.new_root_key {
+        next.root = KeySet::single(new_key.public());
+    }
+    for key in &rotation.revoke {
+        next.revoked.insert(key.clone());
+        next.publishers.retain(|g| &g.key.id() != key);
+    }
+    for grant in rotation.grant {
+        match next.publishers.iter_mut().find(|g| g.key == grant.key) {
+            Some(existing) => existing.modules.extend(grant.modules),
+            None => next.publishers.push(grant),
+        }
+    }
+    let mut signers = vec![current_root_key];
+    if let Some(new_key) = &rotation.new_root_key {
+        signers.push(new_key);
+    }
+    let signed = next.sign(&signers)?;
+    Ok(store.rotate_trust_root(signed)?)
+}

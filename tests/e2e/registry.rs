@@ -369,3 +369,123 @@ fn first_party_modules_are_signed_by_the_embedded_registry_and_pullable() {
     let again = first.get("/v1/modules", &first.operator);
     assert_eq!(again.body[0]["versions"][0]["signer"], signer.as_str());
 }
+
+#[test]
+fn a_host_pinned_to_the_first_root_follows_two_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let keys_text = keys.to_str().unwrap();
+    for name in ["root1", "root2", "root3", "publisher", "second"] {
+        let (ok, _, stderr) = souk(&["keys", "generate", "--out", keys_text, "--name", name]);
+        assert!(ok, "{stderr}");
+    }
+    let key = |name: &str| keys.join(name).to_str().unwrap().to_owned();
+    let store = dir.path().join("store");
+    let store_text = store.to_str().unwrap();
+    let grant = format!("{}=membership", key("publisher.pub"));
+    let (ok, _, stderr) = souk(&[
+        "registry",
+        "init",
+        "--dir",
+        store_text,
+        "--root-key",
+        &key("root1.key"),
+        "--grant",
+        &grant,
+    ]);
+    assert!(ok, "{stderr}");
+    let registry = RegistryProcess::start(&store, &keys.join("root1.key"));
+    let pinned = store.join("trust/1.root.json");
+    let package = dir.path().join("membership.souk");
+    std::fs::write(&package, crate::support::package("membership", |m| m)).unwrap();
+    let (ok, _, stderr) = souk(&[
+        "publish",
+        package.to_str().unwrap(),
+        "--registry",
+        &registry.url,
+        "--trust-root",
+        pinned.to_str().unwrap(),
+        "--key",
+        &key("publisher.key"),
+    ]);
+    assert!(ok, "{stderr}");
+
+    // A rotation signed only by a key that is not the current root is refused.
+    let (ok, _, stderr) = souk(&[
+        "registry",
+        "rotate",
+        "--dir",
+        store_text,
+        "--root-key",
+        &key("root2.key"),
+        "--new-root-key",
+        &key("root2.key"),
+    ]);
+    assert!(
+        !ok,
+        "a rotation without the old root's signature was accepted"
+    );
+    assert!(!stderr.is_empty());
+
+    // v2: new root key; v3: another root key and a second publisher.
+    let (ok, _, stderr) = souk(&[
+        "registry",
+        "rotate",
+        "--dir",
+        store_text,
+        "--root-key",
+        &key("root1.key"),
+        "--new-root-key",
+        &key("root2.key"),
+    ]);
+    assert!(ok, "{stderr}");
+    let second = format!("{}=membership", key("second.pub"));
+    let (ok, stdout, stderr) = souk(&[
+        "registry",
+        "rotate",
+        "--dir",
+        store_text,
+        "--root-key",
+        &key("root2.key"),
+        "--new-root-key",
+        &key("root3.key"),
+        "--grant",
+        &second,
+    ]);
+    assert!(ok && stdout.contains("version 3"), "{stdout}{stderr}");
+
+    // The second publisher, granted only by root 3, publishes 1.1.1.
+    let next = dir.path().join("membership-1.1.1.souk");
+    std::fs::write(
+        &next,
+        crate::support::package("membership", |m| {
+            m.replace("version: 1.1.0", "version: 1.1.1")
+        }),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = souk(&[
+        "publish",
+        next.to_str().unwrap(),
+        "--registry",
+        &registry.url,
+        "--trust-root",
+        pinned.to_str().unwrap(),
+        "--key",
+        &key("second.key"),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+
+    // A host that pinned root 1 follows 1 -> 2 -> 3 and accepts 1.1.1.
+    let host = crate::support::Host::start(&[]);
+    let (ok, stdout, stderr) = host.cli(&[
+        "registry",
+        "pull",
+        "--registry",
+        &registry.url,
+        "--trust-root",
+        pinned.to_str().unwrap(),
+        "membership",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("membership 1.1.1"), "{stdout}");
+}
