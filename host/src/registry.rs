@@ -340,6 +340,10 @@ async fn record_statuses(
                 continue;
             };
             let version = publish.version.to_string();
+            let deprecated = status.deprecated.as_ref().map(|d| match &d.replacement {
+                Some(replacement) => format!("{} (use {replacement} instead)", d.reason),
+                None => d.reason.clone(),
+            });
             let known = souk
                 .catalog
                 .record_registry_status(
@@ -347,7 +351,7 @@ async fn record_statuses(
                     &version,
                     entry.entry.signer.as_str(),
                     status.yanked.as_deref(),
-                    status.deprecated.as_ref().map(|d| d.reason.as_str()),
+                    deprecated.as_deref(),
                     status.revoked.as_deref(),
                 )
                 .await?;

@@ -230,6 +230,39 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
     );
     assert_eq!(a.status, 201, "{a:?}");
 
+    // Deprecate with a replacement: the marketplace says so.
+    let (ok, stdout, stderr) = souk(&[
+        "registry",
+        "deprecate",
+        "membership",
+        "1.1.0",
+        "--reason",
+        "superseded",
+        "--replacement",
+        "membership-plus",
+        "--registry",
+        &registry.url,
+        "--trust-root",
+        root_file.to_str().unwrap(),
+        "--key",
+        keys.join("publisher.key").to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, stderr) = host.cli(&[
+        "registry",
+        "pull",
+        "--registry",
+        &registry.url,
+        "--trust-root",
+        root_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let modules = host.get("/v1/modules", &token);
+    assert_eq!(
+        modules.body[0]["versions"][0]["deprecated"], "superseded (use membership-plus instead)",
+        "{modules:?}"
+    );
+
     // Yank: existing installs keep working.
     let state = |verb: &str, key: &str| {
         souk(&[
