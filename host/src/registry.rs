@@ -156,21 +156,19 @@ pub async fn publish(
     package_bytes: Vec<u8>,
     progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<souk_module_registry::http::AppendReceipt> {
-    use souk_module_registry::client::{ClientOptions, RegistryClient};
-    use souk_module_registry::{ModuleAction, Package, PackageLimits, Publish, SignedEntry};
+    use souk_module_registry::{Package, PackageLimits, SignedEntry};
 
     let package = Package::read(&package_bytes, PackageLimits::default())?;
-    let cache = tempfile::tempdir()?;
-    let client = RegistryClient::from_root_file(
-        registry,
-        cache.path(),
-        trust_root,
-        ClientOptions::default(),
-    )?;
-    let index = client.refresh(unix_now()).await?;
-    let prev = index.log(&package.manifest.slug).and_then(|log| log.head());
+    let (client, prev, _cache) =
+        verified_head(registry, trust_root, &package.manifest.slug).await?;
+    let entry = SignedEntry::sign(prev, publish_record(&package), key)?;
+    Ok(client.publish(&entry, package_bytes, progress).await?)
+}
+
+/// The publish record of a package: what the publisher signs.
+fn publish_record(package: &souk_module_registry::Package) -> souk_module_registry::ModuleAction {
     let m = &package.manifest;
-    let action = ModuleAction::Publish(Publish {
+    souk_module_registry::ModuleAction::Publish(souk_module_registry::Publish {
         module: m.slug.clone(),
         version: m.version.clone(),
         digest: package.digest,
@@ -181,9 +179,31 @@ pub async fn publish(
             .collect(),
         api: m.api,
         published_at: unix_now(),
-    });
-    let entry = SignedEntry::sign(prev, action, key)?;
-    Ok(client.publish(&entry, package_bytes, progress).await?)
+    })
+}
+
+/// A client for a registry verified against `trust_root`, with a throwaway
+/// cache (publishers keep no state), and the head of `module`'s log.
+async fn verified_head(
+    registry: &str,
+    trust_root: &Path,
+    module: &souk_module_registry::Slug,
+) -> anyhow::Result<(
+    souk_module_registry::client::RegistryClient,
+    Option<souk_module_registry::EntryHash>,
+    tempfile::TempDir,
+)> {
+    use souk_module_registry::client::{ClientOptions, RegistryClient};
+    let cache = tempfile::tempdir()?;
+    let client = RegistryClient::from_root_file(
+        registry,
+        cache.path(),
+        trust_root,
+        ClientOptions::default(),
+    )?;
+    let index = client.refresh(unix_now()).await?;
+    let head = index.log(module).and_then(|log| log.head());
+    Ok((client, head, cache))
 }
 
 /// What [`pull`] made available.
@@ -406,22 +426,13 @@ pub async fn change_state(
     reason: &str,
     change: StateChange,
 ) -> anyhow::Result<souk_module_registry::http::AppendReceipt> {
-    use souk_module_registry::client::{ClientOptions, RegistryClient};
     use souk_module_registry::{
         Deprecate, DeprecatedVersions, ModuleAction, Revoke, SignedEntry, Slug, Yank,
     };
 
     let module = Slug::parse(module).map_err(|e| anyhow::anyhow!("module {module:?} {e}"))?;
     let version = semver::Version::parse(version)?;
-    let cache = tempfile::tempdir()?;
-    let client = RegistryClient::from_root_file(
-        registry,
-        cache.path(),
-        trust_root,
-        ClientOptions::default(),
-    )?;
-    let index = client.refresh(unix_now()).await?;
-    let prev = index.log(&module).and_then(|log| log.head());
+    let (client, prev, _cache) = verified_head(registry, trust_root, &module).await?;
     let reason = reason.to_owned();
     let action = match change {
         StateChange::Yank => ModuleAction::Yank(Yank {
@@ -459,7 +470,7 @@ pub async fn change_state(
 pub async fn embedded(
     souk: &crate::Souk,
 ) -> anyhow::Result<std::sync::Arc<souk_module_registry::http::RegistryService>> {
-    use souk_module_registry::{ModuleAction, Package, PackageLimits, Publish, SignedEntry};
+    use souk_module_registry::{Package, PackageLimits, SignedEntry};
 
     let dir = souk.config.data_dir.join("registry");
     let key_path = dir.join("dev.key");
@@ -501,18 +512,7 @@ pub async fn embedded(
         } else {
             let entry = SignedEntry::sign(
                 log.as_ref().and_then(|l| l.head()),
-                ModuleAction::Publish(Publish {
-                    module: m.slug.clone(),
-                    version: m.version.clone(),
-                    digest: package.digest,
-                    dependencies: m
-                        .dependencies
-                        .iter()
-                        .map(|d| (d.slug.clone(), d.requirement.clone()))
-                        .collect(),
-                    api: m.api,
-                    published_at: unix_now(),
-                }),
+                publish_record(&package),
                 &key,
             )?;
             // The catalog validated the component when it accepted it.
