@@ -22,6 +22,7 @@ pub mod context;
 pub mod control_plane;
 pub mod db;
 pub mod dispatch;
+pub mod entitlements;
 pub mod installer;
 pub mod log;
 pub mod registry;
