@@ -1,0 +1,89 @@
+//! Benchmarks of the in-process entitlements engine, run with
+//! `cargo bench -p souk-host --bench entitlements`.
+//!
+//! - `entitlements/check_feature_cached`: `check_feature` of a granted
+//!   feature for one of 1,000 cached (tenant, module) grants — the cost of
+//!   the check every gated request and module call pays.
+//! - `entitlements/check_limit_cached`: `check_limit` of a count limit.
+//! - `entitlements/consume_release`: a consume and a release of one unit.
+//! - `entitlements/record_usage`: one metering event with a fresh
+//!   idempotency key (throughput reported as events per second). Keys are
+//!   bounded per period, so the run also covers evicting the oldest key.
+
+use std::collections::{HashMap, HashSet};
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput};
+use souk_host::entitlements::{
+    AccessState, EntitlementEngine, Grant, InMemoryUsageStore, MeterAllowance, Period,
+    ResetInterval,
+};
+use time::OffsetDateTime;
+
+const TENANTS: usize = 1_000;
+const MODULE: &str = "digital-card";
+
+fn grant(period: Period) -> Grant {
+    let mut grant = Grant::new(AccessState::Active, Some("pro"));
+    grant.features = HashSet::from([
+        "create_cards".to_owned(),
+        "qr_codes".to_owned(),
+        "custom_branding".to_owned(),
+    ]);
+    grant.limits = HashMap::from([("max_cards".to_owned(), Some(u64::MAX))]);
+    grant.meters = HashMap::from([(
+        "qr_scans_per_month".to_owned(),
+        MeterAllowance {
+            per_period: Some(10_000),
+            period,
+            interval: ResetInterval::Month,
+        },
+    )]);
+    grant
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    let now = OffsetDateTime::now_utc();
+    let period = Period {
+        start: now - Duration::from_secs(86_400),
+        end: now + Duration::from_secs(30 * 86_400),
+    };
+    let engine = EntitlementEngine::new(Box::new(InMemoryUsageStore::new()));
+    let tenants: Vec<String> = (0..TENANTS).map(|i| format!("tenant-{i}")).collect();
+    for tenant in &tenants {
+        if let Err(error) = engine.replace_grant(tenant, MODULE, grant(period)) {
+            eprintln!("cannot install a grant: {error}");
+            std::process::exit(1);
+        }
+    }
+    let tenant = &tenants[TENANTS / 2];
+
+    let mut group = criterion.benchmark_group("entitlements");
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function("check_feature_cached", |b| {
+        b.iter(|| engine.check_feature(black_box(tenant), MODULE, black_box("custom_branding")))
+    });
+    group.bench_function("check_limit_cached", |b| {
+        b.iter(|| engine.check_limit(black_box(tenant), MODULE, black_box("max_cards"), 50))
+    });
+    group.bench_function("consume_release", |b| {
+        b.iter(|| {
+            let taken = engine.consume(tenant, MODULE, "max_cards", 1, None);
+            let given = engine.release(tenant, MODULE, "max_cards", 1, None);
+            black_box((taken.is_ok(), given.is_ok()))
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    let mut next_key: u64 = 0;
+    group.bench_function("record_usage", |b| {
+        b.iter(|| {
+            next_key += 1;
+            let key = next_key.to_string();
+            black_box(engine.record_usage(tenant, MODULE, "qr_scans_per_month", 1, &key, now))
+        })
+    });
+    group.finish();
+    criterion.final_summary();
+}
