@@ -16,6 +16,7 @@
 pub mod api;
 pub mod archive;
 pub mod auth;
+pub mod billing;
 pub mod catalog;
 pub mod cli;
 pub mod context;

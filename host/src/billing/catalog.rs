@@ -1,0 +1,785 @@
+//! The operator's plan catalog: what each plan of each module grants and what
+//! it costs, and the bundles that sell several modules together.
+//!
+//! A catalog is YAML (see `catalog/digital-card.yaml`):
+//!
+//! ```yaml
+//! modules:
+//!   digital-card:
+//!     plans:
+//!       - slug: free
+//!         name: Free
+//!         free: true            # a free plan has no prices and no trial
+//!         interval: monthly     # monthly | yearly
+//!         features: [card_creation]
+//!         limits: { max_cards: 100, max_templates: unlimited }
+//!         meters: { qr_scans_per_month: { amount: 1000, reset: monthly } }
+//!       - slug: pro
+//!         name: Pro
+//!         prices: { NPR: 49900 } # integer minor units: NPR 499.00
+//!         interval: monthly
+//!         trial_days: 30
+//! bundles:
+//!   - slug: party-starter
+//!     name: Political Party Starter
+//!     discount_bps: 1500        # 15.00 %
+//!     plans: { membership: free, digital-card: pro }
+//! ```
+//!
+//! [`Catalog::parse`] checks everything that can be checked from the catalog
+//! alone; [`Catalog::check_module`] checks one module's plans against what its
+//! [`Manifest`] declares it can gate, because a plan that grants a feature the
+//! module cannot enforce would sell something that does not exist.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Deserialize;
+use souk_module_registry::{LimitKind, Manifest, Slug};
+
+/// Why a catalog was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The YAML did not parse, or a field had the wrong shape or is unknown.
+    #[error("catalog is not valid YAML for a catalog: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// A field parsed but its value breaks a rule; fix the named field.
+    #[error("catalog field `{field}` is invalid: {reason}")]
+    Field {
+        /// The field path, e.g. `modules.digital-card.plans[1].features[3]`.
+        field: String,
+        /// What rule the value breaks.
+        reason: String,
+    },
+}
+
+impl CatalogError {
+    fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        CatalogError::Field {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// An ISO 4217 currency code: three uppercase ASCII letters, e.g. `NPR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// Parses a currency code.
+    ///
+    /// # Errors
+    /// A message when the text is not three uppercase ASCII letters.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.as_bytes() {
+            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => {
+                Ok(Currency([*a, *b, *c]))
+            }
+            _ => Err(format!(
+                "{text:?} is not a currency code (three uppercase letters, e.g. NPR)"
+            )),
+        }
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII uppercase letters are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How often a plan is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BillingInterval {
+    /// Every calendar month from the anchor date.
+    Monthly,
+    /// Every twelve calendar months from the anchor date.
+    Yearly,
+}
+
+impl BillingInterval {
+    /// The length of one period in calendar months.
+    pub fn months(self) -> u32 {
+        match self {
+            BillingInterval::Monthly => 1,
+            BillingInterval::Yearly => 12,
+        }
+    }
+}
+
+/// How often a metered allowance starts again from zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetPeriod {
+    /// Every calendar month from the subscription's anchor date.
+    Monthly,
+}
+
+/// A quantity a plan allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Allowance {
+    /// At most this many.
+    Finite(u64),
+    /// No upper bound (written `unlimited`).
+    Unlimited,
+}
+
+impl Allowance {
+    /// Whether `quantity` fits within the allowance.
+    pub fn allows(self, quantity: u64) -> bool {
+        match self {
+            Allowance::Finite(max) => quantity <= max,
+            Allowance::Unlimited => true,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Allowance {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Allowance::Finite(n)),
+            Raw::Word(w) if w == "unlimited" => Ok(Allowance::Unlimited),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "{w:?} is not an allowance: write a whole number or `unlimited`"
+            ))),
+        }
+    }
+}
+
+/// A metered allowance: how much may be used per reset period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterAllowance {
+    /// The amount per period.
+    pub amount: Allowance,
+    /// When usage starts again from zero.
+    pub reset: ResetPeriod,
+}
+
+/// One plan of one module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Identifies the plan within its module, `[a-z][a-z0-9-]*`.
+    pub slug: String,
+    /// Shown to tenants.
+    pub name: String,
+    /// Whether the plan costs nothing; a free plan has no prices and no trial.
+    pub free: bool,
+    /// The price of one period per currency, in integer minor units.
+    pub prices: BTreeMap<Currency, u64>,
+    /// How often the plan is billed.
+    pub interval: BillingInterval,
+    /// Days of free trial before the first payment; 0 for none.
+    pub trial_days: u32,
+    /// Feature keys the plan grants.
+    pub features: BTreeSet<String>,
+    /// Count limits (standing quantities) the plan allows.
+    pub limits: BTreeMap<String, Allowance>,
+    /// Meter limits (quantities per period) the plan allows.
+    pub meters: BTreeMap<String, MeterAllowance>,
+}
+
+impl Plan {
+    /// The price of one period in `currency`, if the plan is sold in it;
+    /// `Some(0)` for a free plan in any currency.
+    pub fn price(&self, currency: Currency) -> Option<u64> {
+        if self.free {
+            Some(0)
+        } else {
+            self.prices.get(&currency).copied()
+        }
+    }
+}
+
+/// The plans of one module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModulePlans {
+    /// The module these plans sell.
+    pub module: Slug,
+    /// Its plans, in catalog order (cheapest first by convention).
+    pub plans: Vec<Plan>,
+}
+
+impl ModulePlans {
+    /// The plan called `slug`, if any.
+    pub fn plan(&self, slug: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.slug == slug)
+    }
+}
+
+/// Several modules sold together at given plans, at a discount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// Identifies the bundle, `[a-z][a-z0-9-]*`.
+    pub slug: String,
+    /// Shown to tenants.
+    pub name: String,
+    /// The discount on the sum of the plans' prices, in basis points
+    /// (1/100 of a percent; 1500 is 15 %), at most 10000.
+    pub discount_bps: u16,
+    /// The plan of each module in the bundle.
+    pub plans: BTreeMap<Slug, String>,
+}
+
+/// A parsed, self-consistent catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// Plans per module, sorted by module slug.
+    pub modules: Vec<ModulePlans>,
+    /// Bundles, in catalog order.
+    pub bundles: Vec<Bundle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    #[serde(default)]
+    modules: BTreeMap<String, RawModule>,
+    #[serde(default)]
+    bundles: Vec<RawBundle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    plans: Vec<RawPlan>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    slug: String,
+    name: String,
+    #[serde(default)]
+    free: bool,
+    #[serde(default)]
+    prices: BTreeMap<String, u64>,
+    interval: BillingInterval,
+    #[serde(default)]
+    trial_days: u32,
+    #[serde(default)]
+    features: Vec<String>,
+    #[serde(default)]
+    limits: BTreeMap<String, Allowance>,
+    #[serde(default)]
+    meters: BTreeMap<String, MeterAllowance>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBundle {
+    slug: String,
+    name: String,
+    discount_bps: u16,
+    plans: BTreeMap<String, String>,
+}
+
+fn check_plan_slug(text: &str) -> Result<(), String> {
+    let mut chars = text.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !first_ok
+        || text.len() > 40
+        || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(format!(
+            "{text:?} is not a slug: [a-z][a-z0-9-]*, at most 40 characters"
+        ));
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// Parses and checks catalog YAML.
+    ///
+    /// # Errors
+    /// [`CatalogError::Yaml`] when the YAML is malformed, has an unknown field
+    /// or a field of the wrong type; [`CatalogError::Field`] naming the field
+    /// when a value breaks a rule: a bad slug or currency, a plan slug used
+    /// twice, a free plan with prices or a trial, a paid plan without prices
+    /// or with a zero price, a bundle naming a module or plan the catalog
+    /// does not have, or a discount above 10000 basis points.
+    pub fn parse(yaml: &str) -> Result<Self, CatalogError> {
+        let raw: RawCatalog = serde_yaml::from_str(yaml)?;
+        let mut modules = Vec::new();
+        for (module, raw_module) in raw.modules {
+            let at = format!("modules.{module}");
+            let slug = Slug::parse(&module).map_err(|e| CatalogError::field(&at, e))?;
+            if raw_module.plans.is_empty() {
+                return Err(CatalogError::field(
+                    format!("{at}.plans"),
+                    "a module needs at least one plan",
+                ));
+            }
+            let mut plans: Vec<Plan> = Vec::new();
+            for (i, p) in raw_module.plans.into_iter().enumerate() {
+                let at = format!("{at}.plans[{i}]");
+                plans.push(parse_plan(&at, p, &plans)?);
+            }
+            modules.push(ModulePlans {
+                module: slug,
+                plans,
+            });
+        }
+
+        let mut bundles: Vec<Bundle> = Vec::new();
+        for (i, b) in raw.bundles.into_iter().enumerate() {
+            let at = format!("bundles[{i}]");
+            check_plan_slug(&b.slug).map_err(|e| CatalogError::field(format!("{at}.slug"), e))?;
+            if bundles.iter().any(|x| x.slug == b.slug) {
+                return Err(CatalogError::field(
+                    format!("{at}.slug"),
+                    format!("bundle {:?} is defined twice", b.slug),
+                ));
+            }
+            if b.discount_bps > 10_000 {
+                return Err(CatalogError::field(
+                    format!("{at}.discount_bps"),
+                    format!("{} basis points is more than 100 % (10000)", b.discount_bps),
+                ));
+            }
+            if b.plans.len() < 2 {
+                return Err(CatalogError::field(
+                    format!("{at}.plans"),
+                    "a bundle needs at least two modules",
+                ));
+            }
+            let mut plans = BTreeMap::new();
+            for (module, plan) in b.plans {
+                let field = format!("{at}.plans.{module}");
+                let slug = Slug::parse(&module).map_err(|e| CatalogError::field(&field, e))?;
+                let Some(m) = modules.iter().find(|m| m.module == slug) else {
+                    return Err(CatalogError::field(
+                        field,
+                        format!(
+                            "bundle {:?}: module {module:?} has no plans in this catalog",
+                            b.slug
+                        ),
+                    ));
+                };
+                if m.plan(&plan).is_none() {
+                    return Err(CatalogError::field(
+                        field,
+                        format!(
+                            "bundle {:?}: module {module:?} has no plan {plan:?}",
+                            b.slug
+                        ),
+                    ));
+                }
+                plans.insert(slug, plan);
+            }
+            bundles.push(Bundle {
+                slug: b.slug,
+                name: b.name,
+                discount_bps: b.discount_bps,
+                plans,
+            });
+        }
+        Ok(Catalog { modules, bundles })
+    }
+
+    /// The plans of `module`, if the catalog sells it.
+    pub fn module(&self, module: &Slug) -> Option<&ModulePlans> {
+        self.modules.iter().find(|m| &m.module == module)
+    }
+
+    /// Checks the catalog's plans for `manifest`'s module against what the
+    /// module declares it can gate.
+    ///
+    /// # Errors
+    /// [`CatalogError::Field`] when the catalog has no plans for the module,
+    /// when a plan grants a feature the module does not declare, sets a
+    /// numeric limit that is not a declared `count` limit, or sets a metered
+    /// allowance that is not a declared `meter` limit. The message names the
+    /// plan and the key.
+    pub fn check_module(&self, manifest: &Manifest) -> Result<(), CatalogError> {
+        let at = format!("modules.{}", manifest.slug);
+        let Some(module) = self.module(&manifest.slug) else {
+            return Err(CatalogError::field(
+                at,
+                format!(
+                    "the catalog has no plans for module {:?}",
+                    manifest.slug.as_str()
+                ),
+            ));
+        };
+        let features: BTreeSet<&str> = manifest.features.iter().map(|f| f.key.as_str()).collect();
+        let kind_of = |key: &str| {
+            manifest
+                .limits
+                .iter()
+                .find(|l| l.key == key)
+                .map(|l| l.kind)
+        };
+        for (i, plan) in module.plans.iter().enumerate() {
+            let at = format!("{at}.plans[{i}]");
+            for feature in &plan.features {
+                if !features.contains(feature.as_str()) {
+                    return Err(CatalogError::field(
+                        format!("{at}.features"),
+                        format!(
+                            "plan {:?} grants feature {feature:?}, which module {:?} does not declare",
+                            plan.slug,
+                            manifest.slug.as_str()
+                        ),
+                    ));
+                }
+            }
+            for key in plan.limits.keys() {
+                if kind_of(key) != Some(LimitKind::Count) {
+                    return Err(CatalogError::field(
+                        format!("{at}.limits.{key}"),
+                        format!(
+                            "plan {:?} sets limit {key:?}, which module {:?} does not declare as a `count` limit",
+                            plan.slug,
+                            manifest.slug.as_str()
+                        ),
+                    ));
+                }
+            }
+            for key in plan.meters.keys() {
+                if kind_of(key) != Some(LimitKind::Meter) {
+                    return Err(CatalogError::field(
+                        format!("{at}.meters.{key}"),
+                        format!(
+                            "plan {:?} sets meter {key:?}, which module {:?} does not declare as a `meter` limit",
+                            plan.slug,
+                            manifest.slug.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogError> {
+    check_plan_slug(&p.slug).map_err(|e| CatalogError::field(format!("{at}.slug"), e))?;
+    if earlier.iter().any(|x| x.slug == p.slug) {
+        return Err(CatalogError::field(
+            format!("{at}.slug"),
+            format!("plan {:?} is defined twice", p.slug),
+        ));
+    }
+    if p.name.trim().is_empty() {
+        return Err(CatalogError::field(
+            format!("{at}.name"),
+            "must not be empty",
+        ));
+    }
+    let mut prices = BTreeMap::new();
+    for (code, amount) in p.prices {
+        let field = format!("{at}.prices.{code}");
+        let currency = Currency::parse(&code).map_err(|e| CatalogError::field(&field, e))?;
+        if amount == 0 {
+            return Err(CatalogError::field(
+                field,
+                format!(
+                    "plan {:?} has a zero price; mark a plan that costs nothing `free: true`",
+                    p.slug
+                ),
+            ));
+        }
+        prices.insert(currency, amount);
+    }
+    if p.free && !prices.is_empty() {
+        return Err(CatalogError::field(
+            format!("{at}.prices"),
+            format!("plan {:?} is free and must not have prices", p.slug),
+        ));
+    }
+    if !p.free && prices.is_empty() {
+        return Err(CatalogError::field(
+            format!("{at}.prices"),
+            format!(
+                "plan {:?} is paid and needs at least one price (or mark it `free: true`)",
+                p.slug
+            ),
+        ));
+    }
+    if p.free && p.trial_days > 0 {
+        return Err(CatalogError::field(
+            format!("{at}.trial_days"),
+            format!("plan {:?} is free; only paid plans have trials", p.slug),
+        ));
+    }
+    let mut features = BTreeSet::new();
+    for (i, f) in p.features.into_iter().enumerate() {
+        if !features.insert(f.clone()) {
+            return Err(CatalogError::field(
+                format!("{at}.features[{i}]"),
+                format!("plan {:?} lists feature {f:?} twice", p.slug),
+            ));
+        }
+    }
+    Ok(Plan {
+        slug: p.slug,
+        name: p.name,
+        free: p.free,
+        prices,
+        interval: p.interval,
+        trial_days: p.trial_days,
+        features,
+        limits: p.limits,
+        meters: p.meters,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGITAL_CARD_CATALOG: &str = include_str!("../../../catalog/digital-card.yaml");
+
+    const DIGITAL_CARD_MANIFEST: &str = r#"
+slug: digital-card
+name: Digital Card
+version: 0.1.0
+description: Membership cards with QR codes.
+category: community
+api: 0.1.0
+dependencies:
+  membership: ">=1.0, <2"
+features:
+  - key: card_creation
+  - key: basic_templates
+  - key: qr_code_generation
+  - key: share_links
+  - key: advanced_templates
+  - key: custom_branding
+  - key: batch_generation
+  - key: basic_analytics
+  - key: premium_templates
+  - key: white_label
+  - key: api_access
+  - key: advanced_analytics
+  - key: webhooks
+limits:
+  - key: max_cards
+    kind: count
+  - key: max_templates
+    kind: count
+  - key: qr_scans_per_month
+    kind: meter
+"#;
+
+    fn manifest() -> Manifest {
+        Manifest::parse(DIGITAL_CARD_MANIFEST).expect("test manifest parses")
+    }
+
+    fn one_plan(plan: &str) -> String {
+        format!("modules:\n  digital-card:\n    plans:\n{plan}")
+    }
+
+    fn field_error(result: Result<impl fmt::Debug, CatalogError>) -> (String, String) {
+        match result {
+            Err(CatalogError::Field { field, reason }) => (field, reason),
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shipped_digital_card_catalog_validates_against_its_manifest() {
+        let catalog = Catalog::parse(DIGITAL_CARD_CATALOG).expect("catalog parses");
+        catalog
+            .check_module(&manifest())
+            .expect("catalog matches manifest");
+        let module = catalog
+            .module(&Slug::parse("digital-card").unwrap())
+            .expect("digital-card plans");
+        let slugs: Vec<&str> = module.plans.iter().map(|p| p.slug.as_str()).collect();
+        assert_eq!(slugs, ["free", "pro", "business"]);
+    }
+
+    #[test]
+    fn shipped_digital_card_plans_have_the_prices_trials_and_limits_sold() {
+        let catalog = Catalog::parse(DIGITAL_CARD_CATALOG).unwrap();
+        let m = catalog
+            .module(&Slug::parse("digital-card").unwrap())
+            .unwrap();
+        let npr = Currency::parse("NPR").unwrap();
+        let (free, pro, business) = (
+            m.plan("free").unwrap(),
+            m.plan("pro").unwrap(),
+            m.plan("business").unwrap(),
+        );
+        assert!(free.free && free.prices.is_empty() && free.trial_days == 0);
+        assert_eq!(free.price(npr), Some(0));
+        assert_eq!(pro.price(npr), Some(49_900));
+        assert_eq!(business.price(npr), Some(149_900));
+        assert_eq!((pro.trial_days, business.trial_days), (30, 30));
+        for p in [free, pro, business] {
+            assert_eq!(p.interval, BillingInterval::Monthly);
+        }
+        let limit = |p: &Plan, k: &str| p.limits[k];
+        assert_eq!(limit(free, "max_cards"), Allowance::Finite(100));
+        assert_eq!(limit(free, "max_templates"), Allowance::Finite(3));
+        assert_eq!(limit(pro, "max_cards"), Allowance::Finite(1_000));
+        assert_eq!(limit(pro, "max_templates"), Allowance::Finite(20));
+        assert_eq!(limit(business, "max_cards"), Allowance::Finite(10_000));
+        assert_eq!(limit(business, "max_templates"), Allowance::Unlimited);
+        let scans = |p: &Plan| p.meters["qr_scans_per_month"];
+        assert_eq!(scans(free).amount, Allowance::Finite(1_000));
+        assert_eq!(scans(pro).amount, Allowance::Finite(10_000));
+        assert_eq!(scans(business).amount, Allowance::Finite(100_000));
+        assert_eq!(scans(business).reset, ResetPeriod::Monthly);
+        assert!(free.features.contains("qr_code_generation"));
+        assert!(pro.features.contains("custom_branding"));
+        assert!(!free.features.contains("custom_branding"));
+        assert!(business.features.contains("white_label"));
+        assert!(!pro.features.contains("white_label"));
+    }
+
+    #[test]
+    fn plan_granting_an_undeclared_feature_names_plan_and_feature() {
+        let yaml = one_plan(
+            "      - { slug: free, name: Free, free: true, interval: monthly, features: [teleportation] }\n",
+        );
+        let catalog = Catalog::parse(&yaml).unwrap();
+        let (field, reason) = field_error(catalog.check_module(&manifest()));
+        assert_eq!(field, "modules.digital-card.plans[0].features");
+        assert!(
+            reason.contains("\"free\"") && reason.contains("\"teleportation\""),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn numeric_limit_must_be_a_declared_count_limit() {
+        let meter_as_limit = one_plan(
+            "      - { slug: free, name: Free, free: true, interval: monthly, limits: { qr_scans_per_month: 5 } }\n",
+        );
+        let (field, reason) = field_error(
+            Catalog::parse(&meter_as_limit)
+                .unwrap()
+                .check_module(&manifest()),
+        );
+        assert_eq!(
+            field,
+            "modules.digital-card.plans[0].limits.qr_scans_per_month"
+        );
+        assert!(reason.contains("`count`"), "{reason}");
+
+        let unknown = one_plan(
+            "      - { slug: free, name: Free, free: true, interval: monthly, limits: { max_widgets: 5 } }\n",
+        );
+        let (field, _) = field_error(Catalog::parse(&unknown).unwrap().check_module(&manifest()));
+        assert_eq!(field, "modules.digital-card.plans[0].limits.max_widgets");
+    }
+
+    #[test]
+    fn metered_allowance_must_be_a_declared_meter_limit() {
+        let yaml = one_plan(
+            "      - { slug: free, name: Free, free: true, interval: monthly, meters: { max_cards: { amount: 5, reset: monthly } } }\n",
+        );
+        let (field, reason) = field_error(Catalog::parse(&yaml).unwrap().check_module(&manifest()));
+        assert_eq!(field, "modules.digital-card.plans[0].meters.max_cards");
+        assert!(reason.contains("`meter`"), "{reason}");
+    }
+
+    #[test]
+    fn free_plan_with_a_price_is_refused() {
+        let yaml = one_plan(
+            "      - { slug: free, name: Free, free: true, interval: monthly, prices: { NPR: 100 } }\n",
+        );
+        let (field, reason) = field_error(Catalog::parse(&yaml));
+        assert_eq!(field, "modules.digital-card.plans[0].prices");
+        assert!(reason.contains("free"), "{reason}");
+    }
+
+    #[test]
+    fn paid_plan_without_a_price_is_refused() {
+        let yaml = one_plan("      - { slug: pro, name: Pro, interval: monthly }\n");
+        let (field, reason) = field_error(Catalog::parse(&yaml));
+        assert_eq!(field, "modules.digital-card.plans[0].prices");
+        assert!(reason.contains("at least one price"), "{reason}");
+    }
+
+    #[test]
+    fn trial_on_a_free_plan_is_refused() {
+        let yaml = one_plan(
+            "      - { slug: free, name: Free, free: true, interval: monthly, trial_days: 14 }\n",
+        );
+        let (field, _) = field_error(Catalog::parse(&yaml));
+        assert_eq!(field, "modules.digital-card.plans[0].trial_days");
+    }
+
+    #[test]
+    fn bad_currency_and_zero_price_are_refused() {
+        let yaml =
+            one_plan("      - { slug: pro, name: Pro, interval: monthly, prices: { npr: 100 } }\n");
+        let (field, _) = field_error(Catalog::parse(&yaml));
+        assert_eq!(field, "modules.digital-card.plans[0].prices.npr");
+        let yaml =
+            one_plan("      - { slug: pro, name: Pro, interval: monthly, prices: { NPR: 0 } }\n");
+        let (field, _) = field_error(Catalog::parse(&yaml));
+        assert_eq!(field, "modules.digital-card.plans[0].prices.NPR");
+    }
+
+    #[test]
+    fn duplicate_plan_slug_is_refused() {
+        let yaml = one_plan(
+            "      - { slug: free, name: Free, free: true, interval: monthly }\n      - { slug: free, name: Again, free: true, interval: monthly }\n",
+        );
+        let (field, _) = field_error(Catalog::parse(&yaml));
+        assert_eq!(field, "modules.digital-card.plans[1].slug");
+    }
+
+    #[test]
+    fn allowance_must_be_a_number_or_unlimited() {
+        let yaml = one_plan(
+            "      - { slug: free, name: Free, free: true, interval: monthly, limits: { max_cards: lots } }\n",
+        );
+        assert!(matches!(Catalog::parse(&yaml), Err(CatalogError::Yaml(_))));
+    }
+
+    #[test]
+    fn bundle_naming_a_missing_plan_or_module_is_refused() {
+        let plans = "modules:\n  membership:\n    plans:\n      - { slug: free, name: Free, free: true, interval: monthly }\n  digital-card:\n    plans:\n      - { slug: pro, name: Pro, interval: monthly, prices: { NPR: 49900 } }\n";
+        let ok = format!(
+            "{plans}bundles:\n  - {{ slug: starter, name: Starter, discount_bps: 1500, plans: {{ membership: free, digital-card: pro }} }}\n"
+        );
+        let catalog = Catalog::parse(&ok).expect("valid bundle");
+        assert_eq!(catalog.bundles[0].discount_bps, 1500);
+
+        let missing_plan = format!(
+            "{plans}bundles:\n  - {{ slug: starter, name: Starter, discount_bps: 1500, plans: {{ membership: gold, digital-card: pro }} }}\n"
+        );
+        let (field, reason) = field_error(Catalog::parse(&missing_plan));
+        assert_eq!(field, "bundles[0].plans.membership");
+        assert!(reason.contains("\"gold\""), "{reason}");
+
+        let missing_module = format!(
+            "{plans}bundles:\n  - {{ slug: starter, name: Starter, discount_bps: 1500, plans: {{ forum: free, digital-card: pro }} }}\n"
+        );
+        let (field, _) = field_error(Catalog::parse(&missing_module));
+        assert_eq!(field, "bundles[0].plans.forum");
+
+        let too_generous = format!(
+            "{plans}bundles:\n  - {{ slug: starter, name: Starter, discount_bps: 10001, plans: {{ membership: free, digital-card: pro }} }}\n"
+        );
+        let (field, _) = field_error(Catalog::parse(&too_generous));
+        assert_eq!(field, "bundles[0].discount_bps");
+    }
+
+    #[test]
+    fn catalog_without_plans_for_the_module_is_refused() {
+        let yaml = "modules:\n  forum:\n    plans:\n      - { slug: free, name: Free, free: true, interval: monthly }\n";
+        let (field, _) = field_error(Catalog::parse(yaml).unwrap().check_module(&manifest()));
+        assert_eq!(field, "modules.digital-card");
+    }
+}
