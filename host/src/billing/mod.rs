@@ -8,3 +8,4 @@
 //! Both are pure: no I/O, no database, time comes from a [`subscription::Clock`].
 
 pub mod catalog;
+pub mod subscription;
