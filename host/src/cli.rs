@@ -474,8 +474,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bar.finish();
         return print(json, &receipt, |r| {
             format!(
-                "published {} (log head {}, snapshot {:?})",
-                r.module, r.head, r.snapshot_version
+                "published {} (log head {}, snapshot {})",
+                r.module,
+                r.head,
+                r.snapshot_version
+                    .map_or_else(|| "not yet issued".to_owned(), |v| v.to_string())
             )
         });
     }
