@@ -201,8 +201,10 @@ impl Runtime {
     /// it implements a supported world and that its gates match the
     /// manifest, and prepares it for instantiation.
     ///
-    /// Cost: a cold compile of a ~100 KB component takes tens of
-    /// milliseconds; a cached load well under one.
+    /// Cost (measured on 2 cores, see BENCHMARKS.md): a cold compile of the
+    /// Membership component (~255 KB of code) takes about 185 ms; a load
+    /// from the compile cache about 1.5–2 ms, most of it the instantiation
+    /// and `gates()` call that check the component against its manifest.
     ///
     /// # Errors
     /// See [`LoadError`]; each variant says what is wrong with the package.
