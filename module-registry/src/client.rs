@@ -41,7 +41,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::StreamExt as _;
-use semver::{Version, VersionReq};
+use semver::Version;
 use serde::de::DeserializeOwned;
 
 use crate::http::{API_PREFIX, AppendReceipt, ENTRY_HEADER, ProblemDocument};
@@ -259,6 +259,16 @@ pub enum ClientError {
 impl From<LogError> for ClientError {
     fn from(e: LogError) -> Self {
         ClientError::Log(Box::new(e))
+    }
+}
+
+impl From<crate::records::ManifestMismatch> for ClientError {
+    fn from(m: crate::records::ManifestMismatch) -> Self {
+        ClientError::PackageMismatch {
+            field: m.field,
+            record: m.record,
+            package: m.package,
+        }
     }
 }
 
@@ -781,7 +791,7 @@ impl RegistryClient {
             });
         }
         let package = Package::read(bytes, self.options.package_limits)?;
-        check_manifest(publish, &package)?;
+        publish.check_package(&package)?;
         Ok(package)
     }
 
@@ -929,50 +939,6 @@ async fn read_limited(
         return Err(truncated(bytes.len()));
     }
     Ok(bytes)
-}
-
-/// Checks that a package's manifest says what the signed record says.
-fn check_manifest(record: &Publish, package: &Package) -> Result<(), ClientError> {
-    let manifest = &package.manifest;
-    let mismatch = |field, record: String, package: String| {
-        Err(ClientError::PackageMismatch {
-            field,
-            record,
-            package,
-        })
-    };
-    if manifest.slug != record.module {
-        return mismatch("slug", record.module.to_string(), manifest.slug.to_string());
-    }
-    if manifest.version != record.version {
-        return mismatch(
-            "version",
-            record.version.to_string(),
-            manifest.version.to_string(),
-        );
-    }
-    if manifest.api != record.api {
-        return mismatch("api", record.api.to_string(), manifest.api.to_string());
-    }
-    let dependencies: BTreeMap<Slug, VersionReq> = manifest
-        .dependencies
-        .iter()
-        .map(|d| (d.slug.clone(), d.requirement.clone()))
-        .collect();
-    if dependencies != record.dependencies {
-        let show = |deps: &BTreeMap<Slug, VersionReq>| {
-            deps.iter()
-                .map(|(s, r)| format!("{s} {r}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        return mismatch(
-            "dependencies",
-            show(&record.dependencies),
-            show(&dependencies),
-        );
-    }
-    Ok(())
 }
 
 fn cache_io(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {

@@ -99,6 +99,72 @@ pub struct Publish {
     pub published_at: u64,
 }
 
+/// How a package's manifest disagrees with the signed publish record it
+/// was served under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestMismatch {
+    /// The field that differs (`slug`, `version`, `api`, `dependencies`).
+    pub field: &'static str,
+    /// The record's value.
+    pub record: String,
+    /// The manifest's value.
+    pub package: String,
+}
+
+impl Publish {
+    /// Checks that `package`'s manifest says what this signed record says:
+    /// slug, version, WIT API version and dependencies.
+    ///
+    /// # Errors
+    /// The first [`ManifestMismatch`] found.
+    pub fn check_package(&self, package: &crate::package::Package) -> Result<(), ManifestMismatch> {
+        let manifest = &package.manifest;
+        let mismatch = |field, record: String, package: String| {
+            Err(ManifestMismatch {
+                field,
+                record,
+                package,
+            })
+        };
+        if manifest.slug != self.module {
+            return mismatch("slug", self.module.to_string(), manifest.slug.to_string());
+        }
+        if manifest.version != self.version {
+            return mismatch(
+                "version",
+                self.version.to_string(),
+                manifest.version.to_string(),
+            );
+        }
+        if manifest.api != self.api {
+            return mismatch("api", self.api.to_string(), manifest.api.to_string());
+        }
+        let dependencies: BTreeMap<Slug, VersionReq> = manifest
+            .dependencies
+            .iter()
+            .map(|d| (d.slug.clone(), d.requirement.clone()))
+            .collect();
+        if dependencies != self.dependencies {
+            return mismatch(
+                "dependencies",
+                show_dependencies(&self.dependencies),
+                show_dependencies(&dependencies),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn show_dependencies(deps: &BTreeMap<Slug, VersionReq>) -> String {
+    if deps.is_empty() {
+        return "(none)".into();
+    }
+    deps.iter()
+        .map(|(slug, req)| format!("{slug} {req}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A version is no longer chosen for new installs; existing installs and
 /// lockfiles keep working.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use semver::{Version, VersionReq};
+use semver::Version;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -36,7 +36,7 @@ use crate::canonical::CanonicalError;
 use crate::keys::KeyPair;
 use crate::manifest::Slug;
 use crate::package::{Digest, Package, PackageError, PackageLimits};
-use crate::records::{EntryHash, LogError, ModuleAction, ModuleLog, Publish, SignedEntry};
+use crate::records::{EntryHash, LogError, ModuleAction, ModuleLog, SignedEntry};
 use crate::snapshot::{SignedSnapshot, Snapshot, SnapshotError};
 use crate::trust::{SignedTrustRoot, TrustError, TrustState};
 
@@ -464,7 +464,7 @@ impl RegistryStore {
             });
         }
         let package = Package::read(package_bytes, self.limits.package)?;
-        check_package_matches(&record, &package)?;
+        record.check_package(&package)?;
         validate(&package).map_err(|reason| StoreError::Rejected {
             module: record.module.clone(),
             version: record.version.clone(),
@@ -825,58 +825,21 @@ fn kind_of(action: &ModuleAction) -> &'static str {
     }
 }
 
-/// Checks that a package's manifest says what the signed record says.
-fn check_package_matches(record: &Publish, package: &Package) -> Result<(), StoreError> {
-    let manifest = &package.manifest;
-    let mismatch = |field, record: String, package: String| {
-        Err(StoreError::PackageMismatch {
-            field,
-            record,
-            package,
-        })
-    };
-    if manifest.slug != record.module {
-        return mismatch("slug", record.module.to_string(), manifest.slug.to_string());
+impl From<crate::records::ManifestMismatch> for StoreError {
+    fn from(m: crate::records::ManifestMismatch) -> Self {
+        StoreError::PackageMismatch {
+            field: m.field,
+            record: m.record,
+            package: m.package,
+        }
     }
-    if manifest.version != record.version {
-        return mismatch(
-            "version",
-            record.version.to_string(),
-            manifest.version.to_string(),
-        );
-    }
-    if manifest.api != record.api {
-        return mismatch("api", record.api.to_string(), manifest.api.to_string());
-    }
-    let dependencies: BTreeMap<Slug, VersionReq> = manifest
-        .dependencies
-        .iter()
-        .map(|d| (d.slug.clone(), d.requirement.clone()))
-        .collect();
-    if dependencies != record.dependencies {
-        return mismatch(
-            "dependencies",
-            show_dependencies(&record.dependencies),
-            show_dependencies(&dependencies),
-        );
-    }
-    Ok(())
-}
-
-fn show_dependencies(deps: &BTreeMap<Slug, VersionReq>) -> String {
-    if deps.is_empty() {
-        return "(none)".into();
-    }
-    deps.iter()
-        .map(|(slug, req)| format!("{slug} {req}"))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::manifest::ApiVersion;
+    use crate::records::Publish;
     use crate::records::tests::slug;
     use crate::records::{Revoke, VersionState, Yank};
     use crate::snapshot::SnapshotGuard;
