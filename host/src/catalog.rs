@@ -476,13 +476,18 @@ impl Catalog {
         .fetch_optional(self.control.pool())
         .await?;
         match reason {
-            Some((Some(reason),)) => Err(SoukError::Revoked(format!(
-                "{slug} {version} was revoked by its publisher ({reason}); the host will not run it. \
-                 Upgrade to a version that is not revoked, or uninstall it"
-            ))),
+            Some((Some(reason),)) => Err(revoked(slug, version, &reason)),
             _ => Ok(()),
         }
     }
+}
+
+/// The error for running or installing a revoked version.
+pub fn revoked(slug: &str, version: &str, reason: &str) -> SoukError {
+    SoukError::Revoked(format!(
+        "{slug} {version} was revoked by its publisher ({reason}); the host will not run it. \
+         Upgrade to a version that is not revoked, or uninstall it"
+    ))
 }
 
 fn sort_newest_first(rows: &mut [VersionRow]) {

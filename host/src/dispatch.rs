@@ -47,12 +47,19 @@ pub async fn dispatch(
                 "module {module:?} is not installed for this tenant"
             ))
         })?;
+    // The installation row carries its version's revocation (one query):
+    // read fresh on every request, so a revocation recorded by another
+    // process takes effect at once.
+    if let Some(reason) = &installation.revoked {
+        return Err(crate::catalog::revoked(
+            module,
+            &installation.version,
+            reason,
+        ));
+    }
     let resolved = souk
         .catalog
         .resolve(module, Some(&installation.version))
-        .await?;
-    souk.catalog
-        .ensure_not_revoked(module, &installation.version)
         .await?;
     let manifest = &resolved.manifest;
     match manifest.route_for(&request.method, &request.path) {

@@ -35,6 +35,10 @@ pub struct Installation {
     pub installed_at: String,
     /// Last changed (install or upgrade).
     pub updated_at: String,
+    /// Why the installed version was revoked by its publisher, if it was:
+    /// the host refuses to run it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
 }
 
 /// What to install.
@@ -79,8 +83,11 @@ pub struct UninstallReport {
     pub archive: ArchiveInfo,
 }
 
-const SELECT_INSTALLATION: &str =
-    "SELECT module_slug AS module, version, digest, installed_at, updated_at FROM installations";
+/// Installations with the revocation status of their version, in one
+/// query, because the request path needs both.
+const SELECT_INSTALLATION: &str = "SELECT i.module_slug AS module, i.version, i.digest, \
+     i.installed_at, i.updated_at, v.revoked_reason AS revoked FROM installations i \
+     LEFT JOIN module_versions v ON v.slug = i.module_slug AND v.version = i.version";
 
 /// A tenant's installations.
 ///
@@ -88,7 +95,7 @@ const SELECT_INSTALLATION: &str =
 /// Database errors.
 pub async fn list(souk: &Souk, tenant: &Tenant) -> Result<Vec<Installation>, SoukError> {
     Ok(sqlx::query_as(&format!(
-        "{SELECT_INSTALLATION} WHERE tenant_id = ? ORDER BY module_slug"
+        "{SELECT_INSTALLATION} WHERE i.tenant_id = ? ORDER BY i.module_slug"
     ))
     .bind(&tenant.id)
     .fetch_all(souk.control.pool())
@@ -105,7 +112,7 @@ pub async fn find(
     module: &str,
 ) -> Result<Option<Installation>, SoukError> {
     Ok(sqlx::query_as(&format!(
-        "{SELECT_INSTALLATION} WHERE tenant_id = ? AND module_slug = ?"
+        "{SELECT_INSTALLATION} WHERE i.tenant_id = ? AND i.module_slug = ?"
     ))
     .bind(&tenant.id)
     .bind(module)
@@ -729,6 +736,7 @@ async fn install_one(
             digest: resolved.digest.clone(),
             installed_at: at.clone(),
             updated_at: at,
+            revoked: None,
         },
         applied_migrations: applied,
         restored_rows,
@@ -874,6 +882,7 @@ pub async fn upgrade(
             digest: resolved.digest.clone(),
             installed_at: current.installed_at,
             updated_at: at,
+            revoked: None,
         },
         applied_migrations: applied,
         restored_rows: None,
