@@ -342,6 +342,13 @@ pub struct Route {
     pub path: RoutePattern,
     /// The feature this route needs, if any.
     pub feature: Option<String>,
+    /// A count limit (`kind: count`) that must have room for one more unit
+    /// before the module runs (the module consumes it itself).
+    pub limit: Option<String>,
+    /// A meter (`kind: meter`) charged one unit for every successful (2xx)
+    /// answer; refused before the module runs once the period's allowance is
+    /// used up.
+    pub meter: Option<String>,
 }
 
 /// A parsed, validated module manifest.
@@ -400,6 +407,10 @@ struct RawRoute {
     path: String,
     #[serde(default)]
     feature: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    meter: Option<String>,
 }
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -496,6 +507,23 @@ impl Manifest {
                     format!("{feature:?} is not declared under `features`"),
                 ));
             }
+            for (field, key, kind) in [
+                ("limit", &r.limit, LimitKind::Count),
+                ("meter", &r.meter, LimitKind::Meter),
+            ] {
+                if let Some(key) = key
+                    && !limits.iter().any(|l| &l.key == key && l.kind == kind)
+                {
+                    let kind = match kind {
+                        LimitKind::Count => "count",
+                        LimitKind::Meter => "meter",
+                    };
+                    return Err(ManifestError::field(
+                        format!("routes[{i}].{field}"),
+                        format!("{key:?} is not declared under `limits` with `kind: {kind}`"),
+                    ));
+                }
+            }
             if routes
                 .iter()
                 .any(|x: &Route| x.method == method && x.path.as_str() == path.as_str())
@@ -509,6 +537,8 @@ impl Manifest {
                 method,
                 path,
                 feature: r.feature,
+                limit: r.limit,
+                meter: r.meter,
             });
         }
 
@@ -566,12 +596,16 @@ features:
 limits:
   - key: max_cards
     kind: count
+  - key: qr_scans_per_month
+    kind: meter
 routes:
   - method: get
     path: /cards/{id}
     feature: qr_code_generation
+    meter: qr_scans_per_month
   - method: POST
     path: /cards
+    limit: max_cards
   - method: GET
     path: /files/{*rest}
 "#;
@@ -602,6 +636,9 @@ routes:
         let m = Manifest::parse(GOOD).unwrap();
         let (route, found) = m.route_for("GET", "/cards/42").unwrap().unwrap();
         assert_eq!(route.feature.as_deref(), Some("qr_code_generation"));
+        assert_eq!(route.meter.as_deref(), Some("qr_scans_per_month"));
+        let (route, _) = m.route_for("POST", "/cards").unwrap().unwrap();
+        assert_eq!(route.limit.as_deref(), Some("max_cards"));
         assert_eq!(found.params, vec![("id".to_string(), "42".to_string())]);
         assert!(m.route_for("DELETE", "/cards/42").is_err());
         assert!(m.route_for("GET", "/cards/42/x").unwrap().is_none());
@@ -626,6 +663,12 @@ routes:
         assert!(e.contains("exports[0]"), "{e}");
         let e = error_of(&GOOD.replace("feature: qr_code_generation", "feature: nope"));
         assert!(e.contains("routes[0].feature"), "{e}");
+        let e = error_of(&GOOD.replace("limit: max_cards", "limit: qr_scans_per_month"));
+        assert!(e.contains("routes[1].limit") && e.contains("kind: count"), "{e}");
+        let e = error_of(&GOOD.replace("meter: qr_scans_per_month", "meter: max_cards"));
+        assert!(e.contains("routes[0].meter") && e.contains("kind: meter"), "{e}");
+        let e = error_of(&GOOD.replace("limit: max_cards", "limit: nope"));
+        assert!(e.contains("routes[1].limit"), "{e}");
         let e = error_of(&GOOD.replace("method: POST", "method: BREW"));
         assert!(e.contains("routes[1].method"), "{e}");
         let e = error_of(&GOOD.replace("/files/{*rest}", "/files/{*rest}/x"));
