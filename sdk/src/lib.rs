@@ -1,7 +1,7 @@
 //! Write Souk modules in Rust.
 //!
 //! A Souk module is a WebAssembly component that targets the module API
-//! (`wit/since_v0.1.0/module.wit`). This crate owns everything between a
+//! (`wit/since_v0.2.0/module.wit`). This crate owns everything between a
 //! module author and that API: the generated bindings stay private, and an
 //! author implements one trait, [`Module`], and exports it with
 //! [`export_module!`]:
@@ -37,19 +37,25 @@
 //!   RFC 9457 problem documents for errors.
 //! - [`context()`]: the tenant, module and caller of the call being served.
 //! - [`log`]: structured logging into the host's log.
+//! - [`entitlements`]: what the tenant's plan allows — feature checks, count
+//!   limits ([`entitlements::consume`], [`entitlements::release`]) and meters
+//!   ([`entitlements::record_usage`]); a [`entitlements::Denial`] converts into
+//!   the same problem response the host's route gate sends.
 //!
 //! # Native builds
 //!
 //! The crate compiles for the host target too, so module crates can be
 //! unit-tested and linted natively. Outside a component there is no host to
 //! talk to: [`db`] functions return a [`db::DbError`] of kind
-//! [`db::DbErrorKind::Other`], [`log`] writes to standard error, and
+//! [`db::DbErrorKind::Other`], [`log`] writes to standard error,
+//! [`entitlements`] answers as for a call without a subscription, and
 //! [`context()`] panics.
 
 #![warn(missing_docs)]
 
 mod context;
 pub mod db;
+pub mod entitlements;
 mod http;
 pub mod log;
 mod module;

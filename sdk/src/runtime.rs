@@ -1,6 +1,6 @@
 //! The only place that touches the generated bindings of the module API:
-//! the host calls behind [`crate::db`], [`crate::log`] and
-//! [`crate::context()`], and the adapter that exports a [`Module`] as the
+//! the host calls behind [`crate::db`], [`crate::log`],
+//! [`crate::context()`] and [`crate::entitlements`], and the adapter that exports a [`Module`] as the
 //! `guest` interface.
 //!
 //! On targets other than `wasm32` there is no host: the calls fall back to
@@ -15,7 +15,7 @@ use crate::http::Request;
 use crate::log::Level;
 use crate::module::LimitKind;
 
-/// Bindings of `wit/since_v0.1.0/module.wit`, world `module`.
+/// Bindings of `wit/since_v0.2.0/module.wit`, world `module`.
 ///
 /// The SQL value, row set and exec result map onto the SDK's own
 /// [`Value`], [`Rows`] and [`Changes`], which have the same shape, so rows
@@ -23,14 +23,14 @@ use crate::module::LimitKind;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/since_v0.1.0",
+        path: "../wit/since_v0.2.0",
         world: "module",
         pub_export_macro: true,
         export_macro_name: "__export_module_world",
         with: {
-            "souk:module/types@0.1.0/value": crate::db::Value,
-            "souk:module/db@0.1.0/row-set": crate::db::Rows,
-            "souk:module/db@0.1.0/exec-result": crate::db::Changes,
+            "souk:module/types@0.2.0/value": crate::db::Value,
+            "souk:module/db@0.2.0/row-set": crate::db::Rows,
+            "souk:module/db@0.2.0/exec-result": crate::db::Changes,
         },
     });
 }
@@ -194,3 +194,126 @@ pub(crate) fn current_context() -> CallContext {
 pub(crate) fn current_context() -> CallContext {
     panic!("souk_sdk::context() has no call to describe outside a wasm32 component")
 }
+
+#[cfg(target_arch = "wasm32")]
+mod entitlement_calls {
+    use super::bindings::souk::module::entitlements as wit;
+    use crate::entitlements::{Denial, DenialReason, EntitlementError, Usage};
+
+    fn denial(denial: wit::Denial) -> Denial {
+        Denial {
+            // A 0.2.0 host sends only the six codes; anything else is read
+            // as a refusal that payment would not lift.
+            reason: DenialReason::from_code(&denial.reason)
+                .unwrap_or(DenialReason::FeatureNotInPlan),
+            key: denial.key,
+            plan: denial.plan,
+            upgrade_plan: denial.upgrade_plan,
+            used: denial.used,
+            limit: denial.limit,
+        }
+    }
+
+    fn usage(usage: wit::Usage) -> Usage {
+        Usage {
+            used: usage.used,
+            limit: usage.limit,
+        }
+    }
+
+    fn counted(result: Result<wit::Usage, wit::UsageError>) -> Result<Usage, EntitlementError> {
+        result.map(usage).map_err(|error| match error {
+            wit::UsageError::Denied(d) => EntitlementError::Denied(denial(d)),
+            wit::UsageError::UnknownKey(message) => EntitlementError::UnknownKey(message),
+        })
+    }
+
+    pub(crate) fn check_feature(key: &str) -> Result<(), Denial> {
+        wit::check_feature(key).map_err(denial)
+    }
+
+    pub(crate) fn check_limit(key: &str, quantity: u64) -> Result<(), Denial> {
+        wit::check_limit(key, quantity).map_err(denial)
+    }
+
+    pub(crate) fn usage_of(key: &str) -> Option<Usage> {
+        wit::current_usage(key).map(usage)
+    }
+
+    pub(crate) fn consume(
+        key: &str,
+        quantity: u64,
+        idempotency_key: Option<&str>,
+    ) -> Result<Usage, EntitlementError> {
+        counted(wit::consume(key, quantity, idempotency_key))
+    }
+
+    pub(crate) fn release(
+        key: &str,
+        quantity: u64,
+        idempotency_key: Option<&str>,
+    ) -> Result<Usage, EntitlementError> {
+        counted(wit::release(key, quantity, idempotency_key))
+    }
+
+    pub(crate) fn record_usage(
+        meter: &str,
+        amount: u64,
+        idempotency_key: &str,
+    ) -> Result<Usage, EntitlementError> {
+        counted(wit::record_usage(meter, amount, idempotency_key))
+    }
+}
+
+/// Outside a component: the answers the host gives a call that runs
+/// without a subscription (see [`crate::entitlements`]).
+#[cfg(not(target_arch = "wasm32"))]
+mod entitlement_calls {
+    use crate::entitlements::{Denial, DenialReason, EntitlementError, Usage};
+
+    fn no_subscription(key: &str) -> Denial {
+        Denial::new(DenialReason::NoSubscription, key)
+    }
+
+    pub(crate) fn check_feature(key: &str) -> Result<(), Denial> {
+        Err(no_subscription(key))
+    }
+
+    pub(crate) fn check_limit(key: &str, _quantity: u64) -> Result<(), Denial> {
+        Err(no_subscription(key))
+    }
+
+    pub(crate) fn usage_of(_key: &str) -> Option<Usage> {
+        None
+    }
+
+    pub(crate) fn consume(
+        key: &str,
+        _quantity: u64,
+        _idempotency_key: Option<&str>,
+    ) -> Result<Usage, EntitlementError> {
+        Err(EntitlementError::Denied(no_subscription(key)))
+    }
+
+    pub(crate) fn release(
+        key: &str,
+        _quantity: u64,
+        _idempotency_key: Option<&str>,
+    ) -> Result<Usage, EntitlementError> {
+        Err(EntitlementError::UnknownKey(format!(
+            "`{key}`: there is no subscription outside a wasm32 component"
+        )))
+    }
+
+    pub(crate) fn record_usage(
+        meter: &str,
+        _amount: u64,
+        _idempotency_key: &str,
+    ) -> Result<Usage, EntitlementError> {
+        Err(EntitlementError::Denied(no_subscription(meter)))
+    }
+}
+
+pub(crate) use entitlement_calls::{
+    check_feature, check_limit, consume, record_usage, release, usage_of as usage,
+};

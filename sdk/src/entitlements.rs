@@ -1,0 +1,535 @@
+//! What the tenant's subscription allows: features, count limits and metered
+//! allowances, answered by the host from memory (no database round trip).
+//!
+//! A module declares what it can gate in [`crate::Module::gates`]; the
+//! operator's plans decide what each tenant gets. The host already refuses
+//! requests to routes whose manifest entry names a `feature`, `limit` or
+//! `meter`; this module is for the checks a route makes itself:
+//!
+//! ```
+//! use souk_sdk::{Request, Response, entitlements};
+//!
+//! fn create_card(request: &Request) -> Response {
+//!     // Takes one unit of `max_cards`, or refuses with the plan's answer.
+//!     let usage = match entitlements::consume("max_cards", 1) {
+//!         Ok(usage) => usage,
+//!         Err(error) => return error.into(),
+//!     };
+//!     Response::json(201, &usage)
+//! }
+//! # let _ = create_card;
+//! ```
+//!
+//! A refusal is a [`Denial`]; turned into a [`Response`] (with `into()` or
+//! [`crate::IntoResponse`]) it is the very problem document the host sends
+//! when it refuses a route itself, so a tenant sees one format either way.
+//!
+//! # Count limits and meters
+//! - A **count limit** (`max_cards`) is a standing quantity: [`consume`] takes
+//!   units when something is created, [`release`] gives them back when it is
+//!   deleted. Usage never goes past the limit, even under concurrent calls.
+//! - A **meter** (`qr_scans_per_month`) counts events per period:
+//!   [`record_usage`] adds to this period's sum and is refused once the
+//!   period's allowance would be exceeded.
+//!
+//! Retried requests should pass an idempotency key ([`consume_once`],
+//! [`release_once`], [`record_usage`]): the same key twice counts once.
+//!
+//! # Native builds
+//! Outside a wasm32 component there is no subscription to ask: the checks,
+//! [`consume`] and [`record_usage`] refuse with
+//! [`DenialReason::NoSubscription`], [`has_feature`] is `false`, [`usage`] is
+//! `None` and [`release`] answers [`EntitlementError::UnknownKey`] — the same
+//! answers the host gives a call that runs without a subscription (lifecycle
+//! hooks).
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::http::{IntoResponse, Problem, Response};
+use crate::runtime;
+
+/// The problem `type` of a refusal by the tenant's plan, shared with the
+/// host's own route gate.
+pub const DENIAL_PROBLEM_TYPE: &str = "https://souk.dev/problems/entitlement-denied";
+
+/// The problem `title` of a refusal by the tenant's plan.
+pub const DENIAL_PROBLEM_TITLE: &str = "Not included in your plan";
+
+/// Why the plan refused a check. API 0.2.0 fixes these six codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenialReason {
+    /// The tenant has no subscription to the module (or the call runs
+    /// without one, as lifecycle hooks do).
+    NoSubscription,
+    /// The plan does not include the feature, limit or meter.
+    FeatureNotInPlan,
+    /// The request would take usage past the limit or the period's
+    /// allowance.
+    LimitReached,
+    /// The trial ended without payment.
+    TrialEnded,
+    /// A renewal failed and the grace period is over.
+    PastDue,
+    /// The subscription ended.
+    Expired,
+}
+
+impl DenialReason {
+    /// Reads a stable code (`limit_reached`); `None` for a code API 0.2.0
+    /// does not define.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "no_subscription" => Self::NoSubscription,
+            "feature_not_in_plan" => Self::FeatureNotInPlan,
+            "limit_reached" => Self::LimitReached,
+            "trial_ended" => Self::TrialEnded,
+            "past_due" => Self::PastDue,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+
+    /// The stable snake_case code, e.g. `limit_reached`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NoSubscription => "no_subscription",
+            Self::FeatureNotInPlan => "feature_not_in_plan",
+            Self::LimitReached => "limit_reached",
+            Self::TrialEnded => "trial_ended",
+            Self::PastDue => "past_due",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Whether paying (subscribing, renewing, settling a failed payment)
+    /// would lift the refusal: the subscription itself is missing or not in
+    /// good standing.
+    pub fn is_payment_required(self) -> bool {
+        matches!(
+            self,
+            Self::NoSubscription | Self::TrialEnded | Self::PastDue | Self::Expired
+        )
+    }
+
+    /// A short human phrase for the reason, used in problem details.
+    fn phrase(self) -> &'static str {
+        match self {
+            Self::NoSubscription => "there is no subscription to this module",
+            Self::FeatureNotInPlan => "the plan does not include it",
+            Self::LimitReached => "the plan's limit is reached",
+            Self::TrialEnded => "the trial has ended",
+            Self::PastDue => "the subscription is past due",
+            Self::Expired => "the subscription has expired",
+        }
+    }
+}
+
+impl fmt::Display for DenialReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A check the tenant's plan refused: why, for which key, and what would
+/// allow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// Why the check was refused.
+    pub reason: DenialReason,
+    /// The feature, limit or meter key asked about.
+    pub key: String,
+    /// The tenant's current plan, if any.
+    pub plan: Option<String>,
+    /// The plan that would allow the request, if one does.
+    pub upgrade_plan: Option<String>,
+    /// For limits and meters: usage at the time of the check.
+    pub used: Option<u64>,
+    /// For limits and meters: the limit or the period's allowance.
+    pub limit: Option<u64>,
+}
+
+impl Denial {
+    /// A denial for `key` with only a reason (no plan, no usage).
+    pub fn new(reason: DenialReason, key: impl Into<String>) -> Self {
+        Self {
+            reason,
+            key: key.into(),
+            plan: None,
+            upgrade_plan: None,
+            used: None,
+            limit: None,
+        }
+    }
+
+    /// The HTTP status of the refusal: `402 Payment Required` when paying
+    /// would lift it (an upgrade plan is named, or the subscription is
+    /// missing, ended or unpaid), `403 Forbidden` otherwise.
+    pub fn status(&self) -> u16 {
+        if self.upgrade_plan.is_some() || self.reason.is_payment_required() {
+            402
+        } else {
+            403
+        }
+    }
+
+    /// A human sentence naming the key, the reason, the usage and the plan
+    /// that would allow it, e.g. ``"`max_cards` is not available: the plan's
+    /// limit is reached (3 of 3 used); plan `pro` allows it."``
+    pub fn detail(&self) -> String {
+        let mut detail = format!("`{}` is not available: {}", self.key, self.reason.phrase());
+        match (self.used, self.limit) {
+            (Some(used), Some(limit)) => detail.push_str(&format!(" ({used} of {limit} used)")),
+            (Some(used), None) => detail.push_str(&format!(" ({used} used)")),
+            _ => {}
+        }
+        if let Some(plan) = &self.upgrade_plan {
+            detail.push_str(&format!("; plan `{plan}` allows it"));
+        }
+        detail.push('.');
+        detail
+    }
+
+    /// The refusal as an RFC 9457 problem document, with the denial's
+    /// fields as extension members (`feature`, `reason`, `plan`,
+    /// `upgrade_plan`, `used`, `limit`).
+    pub fn to_problem(&self) -> Problem {
+        Problem::new(self.status(), DENIAL_PROBLEM_TYPE, DENIAL_PROBLEM_TITLE)
+            .with_detail(self.detail())
+            .with_extension("feature", self.key.clone().into())
+            .with_extension("reason", self.reason.code().into())
+            .with_extension("plan", self.plan.clone().into())
+            .with_extension("upgrade_plan", self.upgrade_plan.clone().into())
+            .with_extension("used", self.used.into())
+            .with_extension("limit", self.limit.into())
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail())
+    }
+}
+
+impl std::error::Error for Denial {}
+
+impl From<Denial> for Problem {
+    fn from(denial: Denial) -> Self {
+        denial.to_problem()
+    }
+}
+
+/// The refusal as the host's route gate answers it: see
+/// [`Denial::to_problem`] and [`Denial::status`].
+impl From<Denial> for Response {
+    fn from(denial: Denial) -> Self {
+        Response::problem(&denial.to_problem())
+    }
+}
+
+impl IntoResponse for Denial {
+    fn into_response(self) -> Response {
+        self.into()
+    }
+}
+
+/// The usage of a count limit or a meter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Usage {
+    /// Units in use (count limit) or used this period (meter).
+    pub used: u64,
+    /// The limit or the period's allowance; `None` means unlimited.
+    pub limit: Option<u64>,
+}
+
+impl Usage {
+    /// Units still available; `None` means unlimited.
+    pub fn remaining(&self) -> Option<u64> {
+        self.limit.map(|limit| limit.saturating_sub(self.used))
+    }
+}
+
+/// Why [`consume`], [`release`] or [`record_usage`] did not count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntitlementError {
+    /// The tenant's plan refused.
+    #[error("{0}")]
+    Denied(Denial),
+    /// The key is not a count limit or meter the module declared: a bug in
+    /// the module, not a caller error.
+    #[error("unknown entitlement key: {0}")]
+    UnknownKey(String),
+}
+
+/// A denial is the plan's answer ([`Denial::to_problem`]); an unknown key is
+/// the module's failure (500).
+impl From<EntitlementError> for Problem {
+    fn from(error: EntitlementError) -> Self {
+        match error {
+            EntitlementError::Denied(denial) => denial.to_problem(),
+            EntitlementError::UnknownKey(_) => Problem::internal(error.to_string()),
+        }
+    }
+}
+
+/// See `From<EntitlementError> for Problem`.
+impl From<EntitlementError> for Response {
+    fn from(error: EntitlementError) -> Self {
+        Response::problem(&Problem::from(error))
+    }
+}
+
+impl IntoResponse for EntitlementError {
+    fn into_response(self) -> Response {
+        self.into()
+    }
+}
+
+/// Whether the plan includes the feature `key`.
+///
+/// # Errors
+/// The [`Denial`] when it does not (or the subscription gives no access).
+pub fn check_feature(key: &str) -> Result<(), Denial> {
+    runtime::check_feature(key)
+}
+
+/// `true` when the plan includes the feature `key`.
+pub fn has_feature(key: &str) -> bool {
+    check_feature(key).is_ok()
+}
+
+/// Whether `quantity` more units of the count limit or meter `key` fit,
+/// without taking them.
+///
+/// # Errors
+/// The [`Denial`] when they do not.
+pub fn check_limit(key: &str, quantity: u64) -> Result<(), Denial> {
+    runtime::check_limit(key, quantity)
+}
+
+/// The current usage and limit of the count limit or meter `key`; `None`
+/// when the plan has no such key.
+pub fn usage(key: &str) -> Option<Usage> {
+    runtime::usage(key)
+}
+
+/// Takes `quantity` units of the count limit `key`, all or none.
+///
+/// # Errors
+/// [`EntitlementError::Denied`] when they do not fit the plan;
+/// [`EntitlementError::UnknownKey`] when `key` is not a declared count limit.
+pub fn consume(key: &str, quantity: u64) -> Result<Usage, EntitlementError> {
+    runtime::consume(key, quantity, None)
+}
+
+/// Like [`consume`], but a second call with the same `idempotency_key`
+/// counts nothing and answers the current usage (for retried requests).
+///
+/// # Errors
+/// As [`consume`].
+pub fn consume_once(
+    key: &str,
+    quantity: u64,
+    idempotency_key: &str,
+) -> Result<Usage, EntitlementError> {
+    runtime::consume(key, quantity, Some(idempotency_key))
+}
+
+/// Gives `quantity` units of the count limit `key` back (usage never goes
+/// below zero). Allowed whatever state the subscription is in.
+///
+/// # Errors
+/// [`EntitlementError::UnknownKey`] when `key` is not a declared count limit.
+pub fn release(key: &str, quantity: u64) -> Result<Usage, EntitlementError> {
+    runtime::release(key, quantity, None)
+}
+
+/// Like [`release`], but a second call with the same `idempotency_key`
+/// gives nothing back.
+///
+/// # Errors
+/// As [`release`].
+pub fn release_once(
+    key: &str,
+    quantity: u64,
+    idempotency_key: &str,
+) -> Result<Usage, EntitlementError> {
+    runtime::release(key, quantity, Some(idempotency_key))
+}
+
+/// Records `amount` units of the meter `meter` for this period; an event
+/// with an `idempotency_key` already counted this period counts nothing.
+///
+/// # Errors
+/// [`EntitlementError::Denied`] (reason [`DenialReason::LimitReached`])
+/// when the period's allowance would be exceeded;
+/// [`EntitlementError::UnknownKey`] when `meter` is not a declared meter.
+pub fn record_usage(
+    meter: &str,
+    amount: u64,
+    idempotency_key: &str,
+) -> Result<Usage, EntitlementError> {
+    runtime::record_usage(meter, amount, idempotency_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(response: &Response) -> serde_json::Value {
+        serde_json::from_slice(response.body()).unwrap()
+    }
+
+    #[test]
+    fn a_limit_denial_with_an_upgrade_is_a_402_problem() {
+        let denial = Denial {
+            reason: DenialReason::LimitReached,
+            key: "max_cards".into(),
+            plan: Some("free".into()),
+            upgrade_plan: Some("pro".into()),
+            used: Some(3),
+            limit: Some(3),
+        };
+        let response = Response::from(denial);
+        assert_eq!(response.status(), 402);
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(
+            body(&response),
+            serde_json::json!({
+                "type": "https://souk.dev/problems/entitlement-denied",
+                "title": "Not included in your plan",
+                "status": 402,
+                "detail": "`max_cards` is not available: the plan's limit is reached (3 of 3 used); plan `pro` allows it.",
+                "feature": "max_cards",
+                "reason": "limit_reached",
+                "plan": "free",
+                "upgrade_plan": "pro",
+                "used": 3,
+                "limit": 3,
+            })
+        );
+    }
+
+    #[test]
+    fn a_feature_denial_without_an_upgrade_is_a_403_with_nulls() {
+        let denial = Denial {
+            plan: Some("free".into()),
+            ..Denial::new(DenialReason::FeatureNotInPlan, "white_label")
+        };
+        let response = denial.into_response();
+        assert_eq!(response.status(), 403);
+        let body = body(&response);
+        assert_eq!(body["status"], 403);
+        assert_eq!(body["reason"], "feature_not_in_plan");
+        assert_eq!(body["feature"], "white_label");
+        assert_eq!(body["plan"], "free");
+        assert!(body["upgrade_plan"].is_null());
+        assert!(body["used"].is_null());
+        assert!(body["limit"].is_null());
+        assert_eq!(
+            body["detail"],
+            "`white_label` is not available: the plan does not include it."
+        );
+    }
+
+    #[test]
+    fn access_state_denials_are_402_even_without_an_upgrade() {
+        for reason in [
+            DenialReason::NoSubscription,
+            DenialReason::TrialEnded,
+            DenialReason::PastDue,
+            DenialReason::Expired,
+        ] {
+            assert_eq!(Denial::new(reason, "k").status(), 402, "{reason}");
+        }
+        assert_eq!(Denial::new(DenialReason::LimitReached, "k").status(), 403);
+        assert_eq!(
+            Denial::new(DenialReason::FeatureNotInPlan, "k").status(),
+            403
+        );
+    }
+
+    #[test]
+    fn reason_codes_round_trip() {
+        for code in [
+            "no_subscription",
+            "feature_not_in_plan",
+            "limit_reached",
+            "trial_ended",
+            "past_due",
+            "expired",
+        ] {
+            assert_eq!(
+                DenialReason::from_code(code).map(DenialReason::code),
+                Some(code)
+            );
+        }
+        assert_eq!(DenialReason::from_code("something_new"), None);
+    }
+
+    #[test]
+    fn an_unknown_key_is_the_module_s_failure() {
+        let response = Response::from(EntitlementError::UnknownKey("no limit `x`".into()));
+        assert_eq!(response.status(), 500);
+        let denied = EntitlementError::Denied(Denial::new(DenialReason::Expired, "k"));
+        assert_eq!(Problem::from(denied).status(), 402);
+    }
+
+    #[test]
+    fn usage_reports_what_remains() {
+        let usage = Usage {
+            used: 2,
+            limit: Some(5),
+        };
+        assert_eq!(usage.remaining(), Some(3));
+        assert_eq!(
+            Usage {
+                used: 7,
+                limit: None
+            }
+            .remaining(),
+            None
+        );
+        assert_eq!(
+            serde_json::to_value(usage).unwrap(),
+            serde_json::json!({"used": 2, "limit": 5})
+        );
+    }
+
+    #[test]
+    fn natively_there_is_no_subscription() {
+        let denial = check_feature("card_creation").unwrap_err();
+        assert_eq!(denial.reason, DenialReason::NoSubscription);
+        assert_eq!(denial.key, "card_creation");
+        assert!(!has_feature("card_creation"));
+        assert_eq!(
+            check_limit("max_cards", 1).unwrap_err().reason,
+            DenialReason::NoSubscription
+        );
+        assert_eq!(usage("max_cards"), None);
+        assert!(matches!(
+            consume("max_cards", 1),
+            Err(EntitlementError::Denied(d)) if d.reason == DenialReason::NoSubscription
+        ));
+        assert!(matches!(
+            consume_once("max_cards", 1, "k"),
+            Err(EntitlementError::Denied(_))
+        ));
+        assert!(matches!(
+            record_usage("qr_scans_per_month", 1, "scan-1"),
+            Err(EntitlementError::Denied(d)) if d.key == "qr_scans_per_month"
+        ));
+        assert!(matches!(
+            release("max_cards", 1),
+            Err(EntitlementError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            release_once("max_cards", 1, "k"),
+            Err(EntitlementError::UnknownKey(_))
+        ));
+    }
+}
