@@ -54,6 +54,8 @@ pub struct Problem {
     kind: &'static str,
     title: &'static str,
     detail: String,
+    /// Extension members (RFC 9457 section 3.2), merged into the body.
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -68,7 +70,40 @@ impl Problem {
             kind,
             title,
             detail: detail.into(),
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// The problem for a refused entitlement: 402 when paying (an upgrade,
+    /// or settling the subscription) would allow it, 403 when no plan does.
+    /// Its body names the feature, the reason and the upgrade option — the
+    /// same body the SDK builds for a module's own denials.
+    pub fn denied(denial: &crate::entitlements::Denial) -> Self {
+        use crate::entitlements::DenialReason as R;
+        let payable = denial.upgrade_plan.is_some()
+            || matches!(
+                denial.reason,
+                R::NoSubscription | R::TrialEnded | R::PastDue | R::Expired
+            );
+        let status = if payable {
+            StatusCode::PAYMENT_REQUIRED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        let mut problem = Problem::new(
+            status,
+            "entitlement-denied",
+            "Not included in your plan",
+            denial.to_string(),
+        );
+        let extra = &mut problem.extra;
+        extra.insert("feature".into(), json!(denial.key));
+        extra.insert("reason".into(), json!(denial.reason.code()));
+        extra.insert("plan".into(), json!(denial.plan));
+        extra.insert("upgrade_plan".into(), json!(denial.upgrade_plan));
+        extra.insert("used".into(), json!(denial.used));
+        extra.insert("limit".into(), json!(denial.limit));
+        problem
     }
 
     fn bad_request(detail: impl Into<String>) -> Self {
@@ -83,12 +118,15 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "type": format!("https://souk.dev/problems/{}", self.kind),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
+        if let Some(members) = body.as_object_mut() {
+            members.extend(self.extra);
+        }
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -148,6 +186,13 @@ impl From<SoukError> for Problem {
                 S::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
+                detail,
+            ),
+            SoukError::Denied(denial) => Problem::denied(&denial),
+            SoukError::PaymentRequired(_) => Problem::new(
+                S::PAYMENT_REQUIRED,
+                "payment-required",
+                "Payment required",
                 detail,
             ),
             SoukError::Module(CallError::Timeout(_)) => Problem::new(

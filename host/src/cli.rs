@@ -55,9 +55,29 @@ struct GlobalOptions {
     /// Instances that may run at once (sizes the pooling allocator).
     #[arg(long, global = true, env = "SOUK_MAX_INSTANCES", default_value_t = 128)]
     max_instances: u32,
+    /// The operator's plan catalog: a YAML file, or a directory of YAML
+    /// files merged in name order. Without one no module is priced: every
+    /// module is free to install and fully entitled.
+    #[arg(long, global = true, env = "SOUK_PLANS")]
+    plans: Option<PathBuf>,
+    /// Currency subscriptions are priced in unless a tenant asks for
+    /// another (ISO 4217).
+    #[arg(long, global = true, env = "SOUK_CURRENCY", default_value = "NPR")]
+    currency: String,
+    /// Run on a manual clock starting at this RFC 3339 instant instead of
+    /// the system clock, for rehearsing billing over months (`serve`: the
+    /// operator moves it with `POST /v1/clock`; `maintenance run`: the
+    /// instant the step runs at).
+    #[arg(long, global = true, env = "SOUK_MANUAL_CLOCK", value_parser = parse_instant)]
+    manual_clock: Option<time::OffsetDateTime>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+}
+
+fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 instant (e.g. 2026-01-01T00:00:00Z): {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -352,6 +372,9 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_instances: global.max_instances.max(1),
             ..RuntimeLimits::default()
         },
+        plans: global.plans.clone(),
+        currency: global.currency.clone(),
+        manual_clock: global.manual_clock,
     }
 }
 

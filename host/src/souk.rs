@@ -7,6 +7,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::auth::Auth;
+use crate::billing::catalog::{Catalog as PlanCatalog, Currency};
+use crate::billing::service::Billing;
+use crate::billing::subscription::{Clock, ManualClock, SystemClock};
 use crate::catalog::Catalog;
 use crate::control_plane::ControlPlane;
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
@@ -23,6 +26,17 @@ pub struct SoukConfig {
     pub modules_dir: Option<PathBuf>,
     /// Limits applied to module calls.
     pub limits: RuntimeLimits,
+    /// The operator's plan catalog: a YAML file or a directory of them.
+    /// `None`: no module is priced (every module is free to install and
+    /// fully entitled).
+    pub plans: Option<PathBuf>,
+    /// The currency subscriptions are priced in unless a tenant asks for
+    /// another (ISO 4217, e.g. `NPR`).
+    pub currency: String,
+    /// Run on a manual clock starting at this instant instead of the system
+    /// clock (rehearsing billing over months; tests). The operator moves it
+    /// with `POST /v1/clock`.
+    pub manual_clock: Option<time::OffsetDateTime>,
 }
 
 impl SoukConfig {
@@ -32,6 +46,9 @@ impl SoukConfig {
             data_dir: data_dir.into(),
             modules_dir: None,
             limits: RuntimeLimits::default(),
+            plans: None,
+            currency: "NPR".to_owned(),
+            manual_clock: None,
         }
     }
 }
@@ -74,6 +91,13 @@ pub enum SoukError {
     /// The module has no route for this method (but has one for the path).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The tenant's plan does not allow this (route gate or entitlement
+    /// check); carries the feature, the reason and the upgrade option.
+    #[error("{0}")]
+    Denied(Box<crate::entitlements::Denial>),
+    /// The action needs a payment first (a paid plan, an upgrade).
+    #[error("{0}")]
+    PaymentRequired(String),
     /// An unexpected failure inside the host.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -99,6 +123,10 @@ pub struct Souk {
     pub auth: Auth,
     /// Module versions available to install.
     pub catalog: Catalog,
+    /// Plans, subscriptions and the entitlements they grant.
+    pub billing: Billing,
+    /// The manual clock, when the host runs on one.
+    pub manual_clock: Option<Arc<ManualClock>>,
 }
 
 impl Souk {
@@ -122,6 +150,21 @@ impl Souk {
         let tenancy = Tenancy::new(control.clone(), data.join("tenants"));
         let auth = Auth::new(control.clone(), data);
         let catalog = Catalog::new(control.clone(), data.join("packages"));
+        let plans = match &config.plans {
+            Some(path) => crate::billing::catalog::load(path)?,
+            None => PlanCatalog {
+                modules: Vec::new(),
+                bundles: Vec::new(),
+            },
+        };
+        let currency = Currency::parse(&config.currency)
+            .map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
+        let manual_clock = config.manual_clock.map(|at| Arc::new(ManualClock::new(at)));
+        let clock: Arc<dyn Clock> = match &manual_clock {
+            Some(manual) => manual.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let billing = Billing::new(control.clone(), plans, clock, currency);
         let souk = Arc::new(Souk {
             config,
             control,
@@ -129,11 +172,38 @@ impl Souk {
             tenancy,
             auth,
             catalog,
+            billing,
+            manual_clock,
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
             souk.import_modules_dir(&dir).await?;
         }
+        souk.check_plans().await?;
         Ok(souk)
+    }
+
+    /// Checks every priced module's plans against the manifest of its
+    /// newest available version (a plan granting an undeclared feature is an
+    /// error that names it), and logs modules that are not priced.
+    ///
+    /// # Errors
+    /// The first plan that does not fit its module.
+    pub async fn check_plans(&self) -> anyhow::Result<()> {
+        let plans = self.billing.plans();
+        for listing in self.catalog.list().await? {
+            let slug = listing.slug.clone();
+            let Ok(resolved) = self.catalog.resolve(&slug, None).await else {
+                continue;
+            };
+            if plans.module(&resolved.manifest.slug).is_some() {
+                plans
+                    .check_module(&resolved.manifest)
+                    .map_err(|e| anyhow::anyhow!("plan catalog: {e}"))?;
+            } else if self.config.plans.is_some() {
+                tracing::info!(module = %slug, "module has no plans in the catalog: free to install, fully entitled");
+            }
+        }
+        Ok(())
     }
 
     /// Makes every `.souk` package in `dir` available (idempotent: a

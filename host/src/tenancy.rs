@@ -128,6 +128,8 @@ impl Tenancy {
             .max_connections(4)
             .connect_with(sqlite_options(&path))
             .await?;
+        // The host's own usage tables live beside the module data they count.
+        crate::entitlements::usage_db::ensure_schema(&pool).await?;
         let mut pools = self.pools.lock().map_err(|_| poisoned())?;
         Ok(pools.entry(tenant.id.clone()).or_insert(pool).clone())
     }

@@ -467,6 +467,54 @@ impl Catalog {
     }
 }
 
+/// Loads the operator's catalog from `path`: one YAML file, or a directory
+/// whose `*.yaml` / `*.yml` files are read in name order and merged (each
+/// file parsed and checked on its own; a module priced in two files is an
+/// error naming both).
+///
+/// # Errors
+/// A file that cannot be read or does not parse (the message names the file
+/// and the field), or a module priced twice.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Catalog> {
+    let files = if path.is_dir() {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| anyhow::anyhow!("catalog {}: {e}", path.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut merged = Catalog {
+        modules: Vec::new(),
+        bundles: Vec::new(),
+    };
+    let mut origin: BTreeMap<Slug, std::path::PathBuf> = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| anyhow::anyhow!("catalog {}: {e}", file.display()))?;
+        let catalog =
+            Catalog::parse(&text).map_err(|e| anyhow::anyhow!("catalog {}: {e}", file.display()))?;
+        for module in catalog.modules {
+            if let Some(first) = origin.get(&module.module) {
+                anyhow::bail!(
+                    "catalog {}: module {:?} is already priced in {}",
+                    file.display(),
+                    module.module.as_str(),
+                    first.display()
+                );
+            }
+            origin.insert(module.module.clone(), file.clone());
+            merged.modules.push(module);
+        }
+        merged.bundles.extend(catalog.bundles);
+    }
+    merged.modules.sort_by(|a, b| a.module.cmp(&b.module));
+    Ok(merged)
+}
+
 fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogError> {
     check_plan_slug(&p.slug).map_err(|e| CatalogError::field(format!("{at}.slug"), e))?;
     if earlier.iter().any(|x| x.slug == p.slug) {

@@ -3,9 +3,14 @@
 //! - [`catalog`]: plans and bundles parsed from the operator's YAML and
 //!   checked against what each module declares it can gate;
 //! - [`subscription`]: one subscription per tenant per module, its state
-//!   machine, billing periods, grace, and the cost of plan changes.
-//!
-//! Both are pure: no I/O, no database, time comes from a [`subscription::Clock`].
+//!   machine, billing periods, grace, and the cost of plan changes (pure: no
+//!   I/O; time comes from a [`subscription::Clock`]);
+//! - [`store`]: subscriptions, their history and the notification outbox in
+//!   the control-plane database;
+//! - [`service`]: [`service::Billing`], which ties them together with the
+//!   entitlements engine and runs the time-driven maintenance step.
 
 pub mod catalog;
+pub mod service;
+pub mod store;
 pub mod subscription;

@@ -16,9 +16,6 @@ use sqlx::{Column, Row, Sqlite, Transaction, TypeInfo, ValueRef};
 
 pub use scoped_sql::{RewrittenStatement, SqlRefusal, SqlScope, StatementSource};
 
-use crate::runtime::CallState;
-use crate::runtime::bindings::v0_1_0::souk::module::{db as wit, types};
-
 /// SQLite virtual-machine steps between deadline checks.
 const PROGRESS_OPS: i32 = 10_000;
 
@@ -97,6 +94,13 @@ impl ModuleDb {
             tx: Some(tx),
             timeout,
         }
+    }
+
+    /// The call's transaction for the host's own bookkeeping (usage
+    /// counters) in the same transaction as the module's writes; unscoped,
+    /// so never handed to module code. `None` for a detached handle.
+    pub fn host_connection(&mut self) -> Option<&mut sqlx::SqliteConnection> {
+        self.tx.as_deref_mut()
     }
 
     /// Takes the transaction back (to commit, roll back or continue with it).
@@ -288,82 +292,98 @@ pub fn map_error(error: sqlx::Error) -> DbFailure {
     }
 }
 
-fn from_wit(value: types::Value) -> SqlValue {
-    match value {
-        types::Value::Null => SqlValue::Null,
-        types::Value::Integer(v) => SqlValue::Integer(v),
-        types::Value::Real(v) => SqlValue::Real(v),
-        types::Value::Text(v) => SqlValue::Text(v),
-        types::Value::Blob(v) => SqlValue::Blob(v),
-    }
-}
+/// Implements the `db` interface (and the empty `types` one) of one API
+/// version over that version's generated types; the logic is shared, only
+/// the types differ between versions.
+macro_rules! db_host {
+    ($version:ident) => {
+        mod $version {
+            use super::{DbFailure, SqlRefusal, SqlValue};
+            use crate::runtime::CallState;
+            use crate::runtime::bindings::$version::souk::module::{db as wit, types};
 
-fn to_wit(value: SqlValue) -> types::Value {
-    match value {
-        SqlValue::Null => types::Value::Null,
-        SqlValue::Integer(v) => types::Value::Integer(v),
-        SqlValue::Real(v) => types::Value::Real(v),
-        SqlValue::Text(v) => types::Value::Text(v),
-        SqlValue::Blob(v) => types::Value::Blob(v),
-    }
-}
+            fn from_wit(value: types::Value) -> SqlValue {
+                match value {
+                    types::Value::Null => SqlValue::Null,
+                    types::Value::Integer(v) => SqlValue::Integer(v),
+                    types::Value::Real(v) => SqlValue::Real(v),
+                    types::Value::Text(v) => SqlValue::Text(v),
+                    types::Value::Blob(v) => SqlValue::Blob(v),
+                }
+            }
 
-fn failure_to_wit(failure: DbFailure) -> wit::DbError {
-    let kind = match &failure {
-        DbFailure::Refused(SqlRefusal::Syntax(_)) => wit::ErrorKind::Syntax,
-        DbFailure::Refused(SqlRefusal::Forbidden(_)) => wit::ErrorKind::Forbidden,
-        DbFailure::Refused(SqlRefusal::DdlOutsideMigration(_)) => {
-            wit::ErrorKind::DdlOutsideMigration
+            fn to_wit(value: SqlValue) -> types::Value {
+                match value {
+                    SqlValue::Null => types::Value::Null,
+                    SqlValue::Integer(v) => types::Value::Integer(v),
+                    SqlValue::Real(v) => types::Value::Real(v),
+                    SqlValue::Text(v) => types::Value::Text(v),
+                    SqlValue::Blob(v) => types::Value::Blob(v),
+                }
+            }
+
+            fn failure_to_wit(failure: DbFailure) -> wit::DbError {
+                let kind = match &failure {
+                    DbFailure::Refused(SqlRefusal::Syntax(_)) => wit::ErrorKind::Syntax,
+                    DbFailure::Refused(SqlRefusal::Forbidden(_)) => wit::ErrorKind::Forbidden,
+                    DbFailure::Refused(SqlRefusal::DdlOutsideMigration(_)) => {
+                        wit::ErrorKind::DdlOutsideMigration
+                    }
+                    DbFailure::Constraint(_) => wit::ErrorKind::Constraint,
+                    _ => wit::ErrorKind::Other,
+                };
+                wit::DbError {
+                    kind,
+                    message: failure.to_string(),
+                }
+            }
+
+            impl types::Host for CallState {}
+
+            impl wit::Host for CallState {
+                async fn query(
+                    &mut self,
+                    sql: String,
+                    params: Vec<types::Value>,
+                ) -> wasmtime::Result<Result<wit::RowSet, wit::DbError>> {
+                    let params = params.into_iter().map(from_wit).collect();
+                    let result = self.db.query(&sql, params).await;
+                    if let Err(e) = &result {
+                        tracing::debug!(tenant = %self.context.tenant_id, module = %self.context.module_slug, error = %e, "module query failed");
+                    }
+                    Ok(result
+                        .map(|rows| wit::RowSet {
+                            columns: rows.columns,
+                            rows: rows
+                                .rows
+                                .into_iter()
+                                .map(|r| r.into_iter().map(to_wit).collect())
+                                .collect(),
+                        })
+                        .map_err(failure_to_wit))
+                }
+
+                async fn execute(
+                    &mut self,
+                    sql: String,
+                    params: Vec<types::Value>,
+                ) -> wasmtime::Result<Result<wit::ExecResult, wit::DbError>> {
+                    let params = params.into_iter().map(from_wit).collect();
+                    let result = self.db.execute(&sql, params).await;
+                    if let Err(e) = &result {
+                        tracing::debug!(tenant = %self.context.tenant_id, module = %self.context.module_slug, error = %e, "module statement failed");
+                    }
+                    Ok(result
+                        .map(|(rows_affected, last_insert_id)| wit::ExecResult {
+                            rows_affected,
+                            last_insert_id,
+                        })
+                        .map_err(failure_to_wit))
+                }
+            }
         }
-        DbFailure::Constraint(_) => wit::ErrorKind::Constraint,
-        _ => wit::ErrorKind::Other,
     };
-    wit::DbError {
-        kind,
-        message: failure.to_string(),
-    }
 }
 
-impl types::Host for CallState {}
-
-impl wit::Host for CallState {
-    async fn query(
-        &mut self,
-        sql: String,
-        params: Vec<types::Value>,
-    ) -> wasmtime::Result<Result<wit::RowSet, wit::DbError>> {
-        let params = params.into_iter().map(from_wit).collect();
-        let result = self.db.query(&sql, params).await;
-        if let Err(e) = &result {
-            tracing::debug!(tenant = %self.context.tenant_id, module = %self.context.module_slug, error = %e, "module query failed");
-        }
-        Ok(result
-            .map(|rows| wit::RowSet {
-                columns: rows.columns,
-                rows: rows
-                    .rows
-                    .into_iter()
-                    .map(|r| r.into_iter().map(to_wit).collect())
-                    .collect(),
-            })
-            .map_err(failure_to_wit))
-    }
-
-    async fn execute(
-        &mut self,
-        sql: String,
-        params: Vec<types::Value>,
-    ) -> wasmtime::Result<Result<wit::ExecResult, wit::DbError>> {
-        let params = params.into_iter().map(from_wit).collect();
-        let result = self.db.execute(&sql, params).await;
-        if let Err(e) = &result {
-            tracing::debug!(tenant = %self.context.tenant_id, module = %self.context.module_slug, error = %e, "module statement failed");
-        }
-        Ok(result
-            .map(|(rows_affected, last_insert_id)| wit::ExecResult {
-                rows_affected,
-                last_insert_id,
-            })
-            .map_err(failure_to_wit))
-    }
-}
+db_host!(v0_1_0);
+db_host!(v0_2_0);

@@ -22,8 +22,10 @@
 //! a retried consume applies once. Each meter has its own mutex (a usage event
 //! updates a sum, its period and its idempotency keys together).
 
+pub mod call;
 mod period;
 mod store;
+pub mod usage_db;
 #[cfg(test)]
 mod tests;
 
@@ -336,7 +338,9 @@ type Shard = RwLock<HashMap<String, HashMap<String, RwLock<Slot>>>>;
 pub struct EntitlementEngine {
     shards: Box<[Shard]>,
     hasher: RandomState,
-    store: Box<dyn UsageStore>,
+    /// `None` when the caller persists usage itself (see
+    /// [`EntitlementEngine::without_store`]).
+    store: Option<Box<dyn UsageStore>>,
     max_seen_keys: usize,
 }
 
@@ -373,12 +377,146 @@ impl EntitlementEngine {
     /// bound (at least 1). Beyond the bound the oldest key is forgotten, so a
     /// retry older than the last `max_seen_keys` events counts again.
     pub fn with_max_seen_keys(store: Box<dyn UsageStore>, max_seen_keys: usize) -> Self {
+        Self::build(Some(store), max_seen_keys)
+    }
+
+    /// An engine whose caller persists usage itself, as the host does: it
+    /// loads a pair's usage asynchronously and hands it over with
+    /// [`EntitlementEngine::replace_grant_with_usage`], and writes every
+    /// change through to the tenant database in the same transaction as the
+    /// module's own writes. [`EntitlementEngine::flush`] and
+    /// [`EntitlementEngine::invalidate`] then save nothing.
+    pub fn without_store() -> Self {
+        Self::build(None, DEFAULT_MAX_SEEN_KEYS)
+    }
+
+    fn build(store: Option<Box<dyn UsageStore>>, max_seen_keys: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             store,
             max_seen_keys: max_seen_keys.max(1),
         }
+    }
+
+    /// Whether the engine holds a grant (and usage) for the pair.
+    pub fn has_grant(&self, tenant: &str, module: &str) -> bool {
+        self.with_slot(tenant, module, |_| ()).is_some()
+    }
+
+    /// Whether `key` is a count limit or a meter of the pair's current grant.
+    pub fn kind_of(&self, tenant: &str, module: &str, key: &str) -> Option<UsageKind> {
+        self.with_slot(tenant, module, |slot| {
+            if slot.grant.limits.contains_key(key) {
+                Some(UsageKind::Count)
+            } else if slot.grant.meters.contains_key(key) {
+                Some(UsageKind::Meter)
+            } else {
+                None
+            }
+        })
+        .flatten()
+    }
+
+    /// The grant the engine holds for the pair.
+    pub fn grant(&self, tenant: &str, module: &str) -> Option<Grant> {
+        self.with_slot(tenant, module, |slot| slot.grant.clone())
+    }
+
+    /// Like [`EntitlementEngine::replace_grant`], for callers that load usage
+    /// themselves: when the pair is not cached yet, `usage` seeds it (and the
+    /// store is not read); when it is cached, `usage` is ignored and the
+    /// cached usage kept.
+    pub fn replace_grant_with_usage(
+        &self,
+        tenant: &str,
+        module: &str,
+        grant: Grant,
+        usage: StoredUsage,
+    ) {
+        let mut shard = write(self.shard(tenant));
+        let modules = shard.entry(tenant.to_owned()).or_default();
+        match modules.get(module) {
+            Some(existing) => self.apply_grant(&mut write(existing), grant),
+            None => {
+                let mut slot = self.slot_from_store(usage);
+                self.apply_grant(&mut slot, grant);
+                modules.insert(module.to_owned(), RwLock::new(slot));
+            }
+        }
+    }
+
+    /// Drops the pair from memory without saving anything: the next grant
+    /// starts from the usage its caller loads. Used after an uninstall has
+    /// cleared the pair's counters.
+    pub fn forget(&self, tenant: &str, module: &str) {
+        let mut shard = write(self.shard(tenant));
+        if let Some(modules) = shard.get_mut(tenant) {
+            modules.remove(module);
+            if modules.is_empty() {
+                shard.remove(tenant);
+            }
+        }
+    }
+
+    /// Undoes a [`EntitlementEngine::consume`] (positive `delta` given back)
+    /// or a [`EntitlementEngine::release`] (negative `delta` taken again)
+    /// whose surrounding transaction rolled back. No limit check: the units
+    /// were held before. Forgets `idempotency_key` so a retry applies again.
+    pub fn undo_counter(
+        &self,
+        tenant: &str,
+        module: &str,
+        key: &str,
+        delta: i64,
+        idempotency_key: Option<&str>,
+    ) {
+        self.with_slot(tenant, module, |slot| {
+            let Some(counter) = slot.counters.get(key) else {
+                return;
+            };
+            let mut keys = lock(&counter.keys);
+            let amount = delta.unsigned_abs();
+            let _ = counter
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                    Some(if delta >= 0 {
+                        used.saturating_sub(amount)
+                    } else {
+                        used.saturating_add(amount)
+                    })
+                });
+            if let Some(idempotency_key) = idempotency_key {
+                if delta >= 0 {
+                    keys.consumed.remove(idempotency_key);
+                } else {
+                    keys.released.remove(idempotency_key);
+                }
+            }
+        });
+    }
+
+    /// Undoes a [`EntitlementEngine::record_usage`] that was counted in
+    /// `period` but whose surrounding transaction rolled back (or whose key
+    /// the durable store had already seen). A no-op once the meter moved on
+    /// to a later period.
+    pub fn undo_usage(
+        &self,
+        tenant: &str,
+        module: &str,
+        meter: &str,
+        amount: u64,
+        period: Period,
+        idempotency_key: &str,
+    ) {
+        self.with_slot(tenant, module, |slot| {
+            if let Some(state) = slot.meters.get(meter) {
+                let mut state = lock(state);
+                if state.period == period && state.seen.remove(idempotency_key) {
+                    state.used = state.used.saturating_sub(amount);
+                }
+            }
+        });
     }
 
     fn shard(&self, tenant: &str) -> &Shard {
@@ -421,7 +559,10 @@ impl EntitlementEngine {
                 return Ok(());
             }
         }
-        let stored = self.store.load(tenant, module)?;
+        let stored = match &self.store {
+            Some(store) => store.load(tenant, module)?,
+            None => StoredUsage::default(),
+        };
         let mut slot = self.slot_from_store(stored);
         let mut shard = write(shard_lock);
         let modules = shard.entry(tenant.to_owned()).or_default();
@@ -535,8 +676,9 @@ impl EntitlementEngine {
             return Ok(());
         };
         if let Some(slot) = modules.get(module) {
-            let snapshot = snapshot_of(&read(slot));
-            self.store.save(tenant, module, &snapshot)?;
+            if let Some(store) = &self.store {
+                store.save(tenant, module, &snapshot_of(&read(slot)))?;
+            }
             modules.remove(module);
         }
         if modules.is_empty() {
@@ -552,9 +694,9 @@ impl EntitlementEngine {
     /// # Errors
     /// [`UsageStoreError`] if the store cannot be written.
     pub fn flush(&self, tenant: &str, module: &str) -> Result<(), UsageStoreError> {
-        match self.snapshot(tenant, module) {
-            Some(snapshot) => self.store.save(tenant, module, &snapshot),
-            None => Ok(()),
+        match (&self.store, self.snapshot(tenant, module)) {
+            (Some(store), Some(snapshot)) => store.save(tenant, module, &snapshot),
+            _ => Ok(()),
         }
     }
 

@@ -155,6 +155,17 @@ impl SeenKeys {
         true
     }
 
+    /// Forgets `key`; returns whether it was remembered.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        if !self.set.remove(key) {
+            return false;
+        }
+        if let Some(at) = self.order.iter().position(|k| k == key) {
+            self.order.remove(at);
+        }
+        true
+    }
+
     pub(crate) fn clear(&mut self) {
         self.set.clear();
         self.order.clear();

@@ -1,0 +1,422 @@
+//! Subscriptions in the control-plane database: the row of each (tenant,
+//! module) subscription, its history, and the notification outbox.
+//!
+//! A subscription is stored as JSON (`data`) beside the columns maintenance
+//! queries (`state`, `period_end`); both are written in one statement, and
+//! every write bumps `revision`, which the dispatch path reads with the
+//! installation so a change made by another process reaches a server's
+//! entitlement cache at once.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+use time::{Duration, OffsetDateTime};
+
+use super::catalog::{BillingInterval, Currency};
+use super::subscription::{Subscription, SubscriptionState};
+use crate::souk::SoukError;
+
+/// A subscription with the bookkeeping the host keeps around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    /// The subscription itself (state machine, periods, plan, price).
+    pub subscription: Subscription,
+    /// Periods paid for ahead (operator grants and extensions; confirmed
+    /// payments once the payments integration lands). Maintenance uses one
+    /// at each renewal moment; with none left the renewal fails.
+    pub prepaid_periods: u32,
+    /// The subscription reached `past_due` because a trial ended unpaid;
+    /// denials then say `trial_ended` rather than `past_due`.
+    pub trial_unpaid: bool,
+    /// Bumped on every write.
+    pub revision: i64,
+}
+
+impl SubscriptionRecord {
+    /// A new record around `subscription`.
+    pub fn new(subscription: Subscription) -> Self {
+        SubscriptionRecord {
+            subscription,
+            prepaid_periods: 0,
+            trial_unpaid: false,
+            revision: 0,
+        }
+    }
+}
+
+/// The stable lower-case name of a state, as stored and shown by the API.
+pub fn state_name(state: SubscriptionState) -> &'static str {
+    match state {
+        SubscriptionState::Trialing => "trialing",
+        SubscriptionState::Active => "active",
+        SubscriptionState::PastDue => "past_due",
+        SubscriptionState::Canceled => "canceled",
+        SubscriptionState::Expired => "expired",
+    }
+}
+
+fn parse_state(text: &str) -> Option<SubscriptionState> {
+    Some(match text {
+        "trialing" => SubscriptionState::Trialing,
+        "active" => SubscriptionState::Active,
+        "past_due" => SubscriptionState::PastDue,
+        "canceled" => SubscriptionState::Canceled,
+        "expired" => SubscriptionState::Expired,
+        _ => return None,
+    })
+}
+
+/// The JSON shape of `subscriptions.data`. Instants are unix seconds.
+#[derive(Serialize, Deserialize)]
+struct Data {
+    plan: String,
+    price: u64,
+    currency: String,
+    interval: String,
+    state: String,
+    anchor: i64,
+    period_index: u32,
+    period_start: i64,
+    period_end: i64,
+    grace_seconds: i64,
+    grace_ends: Option<i64>,
+    scheduled: Option<(String, u64)>,
+    prepaid_periods: u32,
+    trial_unpaid: bool,
+}
+
+fn unix(at: OffsetDateTime) -> i64 {
+    at.unix_timestamp()
+}
+
+fn instant(seconds: i64) -> Result<OffsetDateTime, SoukError> {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|e| SoukError::Internal(anyhow::anyhow!("stored instant {seconds}: {e}")))
+}
+
+fn encode(record: &SubscriptionRecord) -> Result<String, SoukError> {
+    let s = &record.subscription;
+    let data = Data {
+        plan: s.plan.clone(),
+        price: s.price,
+        currency: s.currency.as_str().to_owned(),
+        interval: match s.interval {
+            BillingInterval::Monthly => "monthly",
+            BillingInterval::Yearly => "yearly",
+        }
+        .to_owned(),
+        state: state_name(s.state).to_owned(),
+        anchor: unix(s.anchor),
+        period_index: s.period_index,
+        period_start: unix(s.period_start),
+        period_end: unix(s.period_end),
+        grace_seconds: s.grace.whole_seconds(),
+        grace_ends: s.grace_ends.map(unix),
+        scheduled: s.scheduled.clone(),
+        prepaid_periods: record.prepaid_periods,
+        trial_unpaid: record.trial_unpaid,
+    };
+    serde_json::to_string(&data).map_err(|e| SoukError::Internal(e.into()))
+}
+
+fn decode(
+    tenant: &str,
+    module: &str,
+    json: &str,
+    revision: i64,
+) -> Result<SubscriptionRecord, SoukError> {
+    let corrupt = |what: String| {
+        SoukError::Internal(anyhow::anyhow!(
+            "subscription of tenant {tenant} to {module} is corrupt: {what}"
+        ))
+    };
+    let data: Data = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+    let subscription = Subscription {
+        tenant: tenant.to_owned(),
+        module: module.to_owned(),
+        plan: data.plan,
+        price: data.price,
+        currency: Currency::parse(&data.currency).map_err(corrupt)?,
+        interval: match data.interval.as_str() {
+            "monthly" => BillingInterval::Monthly,
+            "yearly" => BillingInterval::Yearly,
+            other => return Err(corrupt(format!("interval {other:?}"))),
+        },
+        state: parse_state(&data.state).ok_or_else(|| corrupt(format!("state {:?}", data.state)))?,
+        anchor: instant(data.anchor)?,
+        period_index: data.period_index,
+        period_start: instant(data.period_start)?,
+        period_end: instant(data.period_end)?,
+        grace: Duration::seconds(data.grace_seconds),
+        grace_ends: data.grace_ends.map(instant).transpose()?,
+        scheduled: data.scheduled,
+    };
+    Ok(SubscriptionRecord {
+        subscription,
+        prepaid_periods: data.prepaid_periods,
+        trial_unpaid: data.trial_unpaid,
+        revision,
+    })
+}
+
+/// Reads the subscription of `tenant_id` to `module`, if any.
+///
+/// # Errors
+/// Database failures; a row that does not parse.
+pub async fn load(
+    conn: &mut SqliteConnection,
+    tenant_id: &str,
+    module: &str,
+) -> Result<Option<SubscriptionRecord>, SoukError> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT data, revision FROM subscriptions WHERE tenant_id = ? AND module_slug = ?",
+    )
+    .bind(tenant_id)
+    .bind(module)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|(data, revision)| decode(tenant_id, module, &data, revision))
+        .transpose()
+}
+
+/// Every subscription of `tenant_id`, by module.
+///
+/// # Errors
+/// Database failures; a row that does not parse.
+pub async fn list(
+    conn: &mut SqliteConnection,
+    tenant_id: &str,
+) -> Result<Vec<SubscriptionRecord>, SoukError> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT module_slug, data, revision FROM subscriptions WHERE tenant_id = ? ORDER BY module_slug",
+    )
+    .bind(tenant_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(module, data, revision)| decode(tenant_id, &module, &data, revision))
+        .collect()
+}
+
+/// (tenant id, module) of every subscription maintenance may have to act on
+/// at `now`: whose `period_end` has come, or that is past due (grace), or
+/// trialing within `notice` of its end (the "trial ending" notification).
+///
+/// # Errors
+/// Database failures.
+pub async fn due(
+    conn: &mut SqliteConnection,
+    now: OffsetDateTime,
+    notice: Duration,
+) -> Result<Vec<(String, String)>, SoukError> {
+    Ok(sqlx::query_as(
+        "SELECT tenant_id, module_slug FROM subscriptions \
+         WHERE state != 'expired' AND (period_end <= ? OR state = 'past_due' \
+            OR (state = 'trialing' AND period_end <= ?)) \
+         ORDER BY tenant_id, module_slug",
+    )
+    .bind(unix(now))
+    .bind(unix(now + notice))
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Who made a change, and why, for the subscription's history.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    /// What happened: `subscribed`, `trial_started`, `granted`, `extended`,
+    /// `plan_changed`, `canceled`, `trial_ended`, `renewed`, `expired`, ...
+    pub action: &'a str,
+    /// `operator`, `tenant:<slug>`, or `maintenance`.
+    pub actor: &'a str,
+    /// Free text (amounts of a plan change, ...).
+    pub detail: Option<String>,
+    /// When, by the host's clock.
+    pub at: OffsetDateTime,
+}
+
+/// Writes `record` (insert or update, bumping its revision) and appends the
+/// change to the history, inside `tx`.
+///
+/// # Errors
+/// Database failures; [`SoukError::Conflict`] when the row changed since it
+/// was read (another process wrote it first; retry).
+pub async fn save(
+    tx: &mut Transaction<'_, Sqlite>,
+    record: &mut SubscriptionRecord,
+    from: Option<SubscriptionState>,
+    change: &Change<'_>,
+) -> Result<(), SoukError> {
+    let s = &record.subscription;
+    let data = encode(record)?;
+    let at = rfc3339(change.at);
+    let updated = if record.revision == 0 {
+        sqlx::query(
+            "INSERT INTO subscriptions (tenant_id, module_slug, plan, state, period_end, data, revision, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&s.tenant)
+        .bind(&s.module)
+        .bind(&s.plan)
+        .bind(state_name(s.state))
+        .bind(unix(s.period_end))
+        .bind(&data)
+        .bind(&at)
+        .bind(&at)
+        .execute(&mut **tx)
+        .await?
+    } else {
+        sqlx::query(
+            "UPDATE subscriptions SET plan = ?, state = ?, period_end = ?, data = ?, revision = revision + 1, updated_at = ? \
+             WHERE tenant_id = ? AND module_slug = ? AND revision = ?",
+        )
+        .bind(&s.plan)
+        .bind(state_name(s.state))
+        .bind(unix(s.period_end))
+        .bind(&data)
+        .bind(&at)
+        .bind(&s.tenant)
+        .bind(&s.module)
+        .bind(record.revision)
+        .execute(&mut **tx)
+        .await?
+    };
+    if updated.rows_affected() != 1 {
+        return Err(SoukError::Conflict(format!(
+            "the subscription to {} changed while this request was handled; retry",
+            s.module
+        )));
+    }
+    record.revision += 1;
+    sqlx::query(
+        "INSERT INTO subscription_events (at, tenant_id, module_slug, action, from_state, to_state, plan, actor, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&at)
+    .bind(&s.tenant)
+    .bind(&s.module)
+    .bind(change.action)
+    .bind(from.map(state_name))
+    .bind(state_name(s.state))
+    .bind(&s.plan)
+    .bind(change.actor)
+    .bind(&change.detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One line of a subscription's history.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct HistoryEntry {
+    /// When (host clock), RFC 3339.
+    pub at: String,
+    /// What happened.
+    pub action: String,
+    /// State before, if there was a subscription.
+    pub from_state: Option<String>,
+    /// State after.
+    pub to_state: String,
+    /// Plan after.
+    pub plan: String,
+    /// Who.
+    pub actor: String,
+    /// Details.
+    pub detail: Option<String>,
+}
+
+/// The history of `tenant_id`'s subscription to `module`, oldest first.
+///
+/// # Errors
+/// Database failures.
+pub async fn history(
+    conn: &mut SqliteConnection,
+    tenant_id: &str,
+    module: &str,
+) -> Result<Vec<HistoryEntry>, SoukError> {
+    Ok(sqlx::query_as(
+        "SELECT at, action, from_state, to_state, plan, actor, detail FROM subscription_events \
+         WHERE tenant_id = ? AND module_slug = ? ORDER BY id",
+    )
+    .bind(tenant_id)
+    .bind(module)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// A notification waiting in the outbox.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct OutboxEvent {
+    /// Position in the outbox.
+    pub id: i64,
+    /// When it was written (host clock), RFC 3339.
+    pub created_at: String,
+    /// `trial_ending`, `trial_ended`, `payment_due`, `renewed`, `expired`,
+    /// `downgraded`.
+    pub kind: String,
+    /// The tenant's internal id.
+    pub tenant_id: String,
+    /// The module.
+    pub module_slug: String,
+    /// Event details as JSON text.
+    pub payload: String,
+    /// When a notifier marked it delivered.
+    pub delivered_at: Option<String>,
+}
+
+/// Appends an event unless one with `dedupe_key` exists; returns whether it
+/// was added.
+///
+/// # Errors
+/// Database failures.
+pub async fn push_outbox(
+    tx: &mut Transaction<'_, Sqlite>,
+    at: OffsetDateTime,
+    kind: &str,
+    tenant_id: &str,
+    module: &str,
+    dedupe_key: &str,
+    payload: &serde_json::Value,
+) -> Result<bool, SoukError> {
+    let done = sqlx::query(
+        "INSERT INTO outbox (created_at, kind, tenant_id, module_slug, dedupe_key, payload) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(rfc3339(at))
+    .bind(kind)
+    .bind(tenant_id)
+    .bind(module)
+    .bind(dedupe_key)
+    .bind(payload.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Outbox events after `after` (exclusive), oldest first, at most `limit`;
+/// only those of `tenant_id` when given.
+///
+/// # Errors
+/// Database failures.
+pub async fn outbox(
+    conn: &mut SqliteConnection,
+    tenant_id: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<OutboxEvent>, SoukError> {
+    Ok(sqlx::query_as(
+        "SELECT id, created_at, kind, tenant_id, module_slug, payload, delivered_at FROM outbox \
+         WHERE id > ? AND (? IS NULL OR tenant_id = ?) ORDER BY id LIMIT ?",
+    )
+    .bind(after)
+    .bind(tenant_id)
+    .bind(tenant_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// RFC 3339 text of `at`.
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}

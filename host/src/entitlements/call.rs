@@ -1,0 +1,335 @@
+//! Entitlements as one module call sees them: the checks of the
+//! `entitlements` import (API 0.2.0), answered from the engine, and the
+//! usage changes it makes, written through to the tenant database in the
+//! call's own transaction and undone in the engine if that transaction rolls
+//! back.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::{
+    Decision, Denial, EntitlementEngine, Period, Usage, UsageError, UsageKind, usage_db,
+};
+use crate::db::ModuleDb;
+
+/// Why a usage change from a module call did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CallUsageError {
+    /// The plan refuses it (the module sees the denial).
+    #[error("{0}")]
+    Denied(Denial),
+    /// The key is not a count limit or meter of the module's plan.
+    #[error("{0}")]
+    UnknownKey(String),
+    /// The host could not record it; the call is trapped and rolled back.
+    #[error("{0:#}")]
+    Host(anyhow::Error),
+}
+
+enum Undo {
+    Counter {
+        key: String,
+        delta: i64,
+        idempotency_key: Option<String>,
+    },
+    Meter {
+        meter: String,
+        amount: u64,
+        period: Period,
+        idempotency_key: String,
+    },
+}
+
+/// One call's view of the entitlements of (tenant, module).
+pub struct CallEntitlements {
+    engine: Arc<EntitlementEngine>,
+    tenant: String,
+    module: String,
+    now: OffsetDateTime,
+    undo: Vec<Undo>,
+}
+
+impl std::fmt::Debug for CallEntitlements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallEntitlements")
+            .field("tenant", &self.tenant)
+            .field("module", &self.module)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unknown(error: UsageError) -> CallUsageError {
+    CallUsageError::UnknownKey(error.to_string())
+}
+
+fn host(error: sqlx::Error) -> CallUsageError {
+    CallUsageError::Host(error.into())
+}
+
+impl CallEntitlements {
+    /// The view of `tenant_id`'s grant for `module`, at `now` (the host
+    /// clock's time when the call started).
+    pub fn new(
+        engine: Arc<EntitlementEngine>,
+        tenant_id: &str,
+        module: &str,
+        now: OffsetDateTime,
+    ) -> Self {
+        CallEntitlements {
+            engine,
+            tenant: tenant_id.to_owned(),
+            module: module.to_owned(),
+            now,
+            undo: Vec::new(),
+        }
+    }
+
+    /// May the tenant use feature `key`?
+    pub fn check_feature(&self, key: &str) -> Decision {
+        self.engine.check_feature(&self.tenant, &self.module, key)
+    }
+
+    /// Do `quantity` more units of count limit or meter `key` fit?
+    pub fn check_limit(&self, key: &str, quantity: u64) -> Decision {
+        match self.engine.kind_of(&self.tenant, &self.module, key) {
+            Some(UsageKind::Meter) => {
+                self.engine
+                    .check_meter(&self.tenant, &self.module, key, quantity, self.now)
+            }
+            _ => self
+                .engine
+                .check_limit(&self.tenant, &self.module, key, quantity),
+        }
+    }
+
+    /// Usage and limit of count limit or meter `key` (meters: this period).
+    pub fn usage(&self, key: &str) -> Option<Usage> {
+        self.engine
+            .usage_view(&self.tenant, &self.module, self.now)?
+            .into_iter()
+            .find(|line| line.key == key)
+            .map(|line| Usage {
+                used: line.used,
+                limit: line.limit,
+            })
+    }
+
+    /// Takes `quantity` units of count limit `key`, never past the limit;
+    /// with an `idempotency_key` already applied, nothing changes.
+    ///
+    /// # Errors
+    /// [`CallUsageError::Denied`] when the plan refuses it,
+    /// [`CallUsageError::Host`] when the tenant database fails.
+    pub async fn consume(
+        &mut self,
+        db: &mut ModuleDb,
+        key: &str,
+        quantity: u64,
+        idempotency_key: Option<&str>,
+    ) -> Result<Usage, CallUsageError> {
+        self.change_counter(db, key, quantity, idempotency_key, true)
+            .await
+    }
+
+    /// Gives back `quantity` units of count limit `key`, never below zero;
+    /// allowed in any subscription state.
+    ///
+    /// # Errors
+    /// [`CallUsageError::UnknownKey`] for a key the module never had,
+    /// [`CallUsageError::Host`] when the tenant database fails.
+    pub async fn release(
+        &mut self,
+        db: &mut ModuleDb,
+        key: &str,
+        quantity: u64,
+        idempotency_key: Option<&str>,
+    ) -> Result<Usage, CallUsageError> {
+        self.change_counter(db, key, quantity, idempotency_key, false)
+            .await
+    }
+
+    async fn change_counter(
+        &mut self,
+        db: &mut ModuleDb,
+        key: &str,
+        quantity: u64,
+        idempotency_key: Option<&str>,
+        consume: bool,
+    ) -> Result<Usage, CallUsageError> {
+        let conn = db
+            .host_connection()
+            .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))?;
+        let direction = if consume { "consume" } else { "release" };
+        if let Some(idem) = idempotency_key
+            && usage_db::key_applied(conn, &self.module, key, direction, idem)
+                .await
+                .map_err(host)?
+        {
+            return self
+                .usage(key)
+                .ok_or_else(|| CallUsageError::UnknownKey(format!("`{key}` is not a count limit")));
+        }
+        let (usage, delta) = if consume {
+            let usage = self
+                .engine
+                .consume(&self.tenant, &self.module, key, quantity, idempotency_key)
+                .map_err(CallUsageError::Denied)?;
+            (usage, i64::try_from(quantity).unwrap_or(i64::MAX))
+        } else {
+            let usage = self
+                .engine
+                .release(&self.tenant, &self.module, key, quantity, idempotency_key)
+                .map_err(unknown)?;
+            (usage, -i64::try_from(quantity).unwrap_or(i64::MAX))
+        };
+        self.undo.push(Undo::Counter {
+            key: key.to_owned(),
+            delta,
+            idempotency_key: idempotency_key.map(str::to_owned),
+        });
+        usage_db::apply_counter(conn, &self.module, key, delta, idempotency_key, self.now)
+            .await
+            .map_err(host)?;
+        Ok(usage)
+    }
+
+    /// Records `amount` of meter `meter`, counted once per
+    /// `idempotency_key` in a period; refused when the period's allowance
+    /// would be exceeded.
+    ///
+    /// # Errors
+    /// [`CallUsageError::Denied`] (allowance used up, or no access),
+    /// [`CallUsageError::UnknownKey`], [`CallUsageError::Host`].
+    pub async fn record_usage(
+        &mut self,
+        db: &mut ModuleDb,
+        meter: &str,
+        amount: u64,
+        idempotency_key: &str,
+    ) -> Result<Usage, CallUsageError> {
+        if let Decision::Denied(denial) =
+            self.engine
+                .check_meter(&self.tenant, &self.module, meter, amount, self.now)
+        {
+            return Err(CallUsageError::Denied(denial));
+        }
+        let conn = db
+            .host_connection()
+            .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))?;
+        let reading = record(
+            &self.engine,
+            conn,
+            &self.tenant,
+            &self.module,
+            meter,
+            amount,
+            idempotency_key,
+            self.now,
+        )
+        .await?;
+        if reading.counted {
+            self.undo.push(Undo::Meter {
+                meter: meter.to_owned(),
+                amount,
+                period: reading.period,
+                idempotency_key: idempotency_key.to_owned(),
+            });
+        }
+        Ok(Usage {
+            used: reading.used,
+            limit: reading.allowance,
+        })
+    }
+
+    /// Whether this call changed any usage.
+    pub fn changed(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    /// The call's transaction rolled back: undoes every usage change it
+    /// made in the engine (the database rolled back with the transaction).
+    pub fn rollback(mut self) {
+        while let Some(undo) = self.undo.pop() {
+            match undo {
+                Undo::Counter {
+                    key,
+                    delta,
+                    idempotency_key,
+                } => self.engine.undo_counter(
+                    &self.tenant,
+                    &self.module,
+                    &key,
+                    delta,
+                    idempotency_key.as_deref(),
+                ),
+                Undo::Meter {
+                    meter,
+                    amount,
+                    period,
+                    idempotency_key,
+                } => self.engine.undo_usage(
+                    &self.tenant,
+                    &self.module,
+                    &meter,
+                    amount,
+                    period,
+                    &idempotency_key,
+                ),
+            }
+        }
+    }
+}
+
+/// Records a metered event in the engine and in the tenant database
+/// (`conn`, inside the caller's transaction). The database's record of keys
+/// is unbounded, the engine's is not: an event the engine took for new but
+/// the database had seen is taken back out of the engine.
+///
+/// # Errors
+/// [`CallUsageError::UnknownKey`] for a meter the plan lacks;
+/// [`CallUsageError::Host`] for database failures (the engine is restored).
+#[allow(clippy::too_many_arguments)]
+pub async fn record(
+    engine: &EntitlementEngine,
+    conn: &mut sqlx::SqliteConnection,
+    tenant_id: &str,
+    module: &str,
+    meter: &str,
+    amount: u64,
+    idempotency_key: &str,
+    at: OffsetDateTime,
+) -> Result<super::MeterReading, CallUsageError> {
+    let mut reading = engine
+        .record_usage(tenant_id, module, meter, amount, idempotency_key, at)
+        .map_err(unknown)?;
+    if !reading.counted {
+        return Ok(reading);
+    }
+    let undo = || {
+        engine.undo_usage(
+            tenant_id,
+            module,
+            meter,
+            amount,
+            reading.period,
+            idempotency_key,
+        );
+    };
+    match usage_db::record_event(conn, module, meter, reading.period, idempotency_key, amount, at)
+        .await
+    {
+        Ok(true) => Ok(reading),
+        Ok(false) => {
+            undo();
+            reading.counted = false;
+            reading.used = reading.used.saturating_sub(amount);
+            Ok(reading)
+        }
+        Err(e) => {
+            undo();
+            Err(host(e))
+        }
+    }
+}
