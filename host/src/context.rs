@@ -3,9 +3,6 @@
 
 use souk_module_registry::Manifest;
 
-use crate::runtime::CallState;
-use crate::runtime::bindings::v0_1_0::souk::module::{context as wit, types};
-
 /// What kind of principal made a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,22 +72,37 @@ impl CallContext {
     }
 }
 
-impl wit::Host for CallState {
-    async fn current(&mut self) -> wasmtime::Result<types::CallContext> {
-        let c = &self.context;
-        Ok(types::CallContext {
-            tenant_id: c.tenant_id.clone(),
-            module_slug: c.module_slug.clone(),
-            module_version: c.module_version.clone(),
-            caller: types::Caller {
-                kind: match c.caller.kind {
-                    CallerKind::Operator => types::CallerKind::Operator,
-                    CallerKind::TenantToken => types::CallerKind::TenantToken,
-                    CallerKind::System => types::CallerKind::System,
-                },
-                id: c.caller.id.clone(),
-                name: c.caller.name.clone(),
-            },
-        })
-    }
+/// Implements the `context` interface of one API version (the same logic
+/// over each version's generated types).
+macro_rules! context_host {
+    ($version:ident) => {
+        mod $version {
+            use super::CallerKind;
+            use crate::runtime::CallState;
+            use crate::runtime::bindings::$version::souk::module::{context as wit, types};
+
+            impl wit::Host for CallState {
+                async fn current(&mut self) -> wasmtime::Result<types::CallContext> {
+                    let c = &self.context;
+                    Ok(types::CallContext {
+                        tenant_id: c.tenant_id.clone(),
+                        module_slug: c.module_slug.clone(),
+                        module_version: c.module_version.clone(),
+                        caller: types::Caller {
+                            kind: match c.caller.kind {
+                                CallerKind::Operator => types::CallerKind::Operator,
+                                CallerKind::TenantToken => types::CallerKind::TenantToken,
+                                CallerKind::System => types::CallerKind::System,
+                            },
+                            id: c.caller.id.clone(),
+                            name: c.caller.name.clone(),
+                        },
+                    })
+                }
+            }
+        }
+    };
 }
+
+context_host!(v0_1_0);
+context_host!(v0_2_0);

@@ -162,6 +162,31 @@ impl ApiVersion {
         patch: 0,
     };
 
+    /// The second released API: 0.1.0 plus the `entitlements` interface.
+    pub const V0_2_0: ApiVersion = ApiVersion {
+        major: 0,
+        minor: 2,
+        patch: 0,
+    };
+
+    /// Every API version a module may target, oldest first. The host links
+    /// each of them (`wit/since_v<version>/`).
+    pub const SUPPORTED: [ApiVersion; 2] = [Self::V0_1_0, Self::V0_2_0];
+
+    /// Whether this version is one of [`ApiVersion::SUPPORTED`].
+    pub fn is_supported(self) -> bool {
+        Self::SUPPORTED.contains(&self)
+    }
+
+    /// [`ApiVersion::SUPPORTED`] as text, e.g. `0.1.0, 0.2.0`.
+    pub fn supported_list() -> String {
+        Self::SUPPORTED
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Parses `major.minor.patch`.
     ///
     /// # Errors
@@ -433,6 +458,15 @@ impl Manifest {
         check_ident(&raw.category.replace('-', "_"))
             .map_err(|e| ManifestError::field("category", e))?;
         let api = ApiVersion::parse(&raw.api).map_err(|e| ManifestError::field("api", e))?;
+        if !api.is_supported() {
+            return Err(ManifestError::field(
+                "api",
+                format!(
+                    "{api} is not a module API version this release supports (supported: {})",
+                    ApiVersion::supported_list()
+                ),
+            ));
+        }
 
         let mut dependencies = Vec::new();
         for (slug, range) in raw.dependencies {
@@ -679,6 +713,17 @@ routes:
         assert!(e.contains("not valid"), "{e}");
         let e = error_of(&GOOD.replace("api: 0.1.0", "api: banana"));
         assert!(e.contains("`api`"), "{e}");
+    }
+
+    #[test]
+    fn only_supported_api_versions_are_accepted() {
+        let m = Manifest::parse(&GOOD.replace("api: 0.1.0", "api: 0.2.0")).unwrap();
+        assert_eq!(m.api, ApiVersion::V0_2_0);
+        for unsupported in ["0.3.0", "1.0.0", "0.1.1"] {
+            let e = error_of(&GOOD.replace("api: 0.1.0", &format!("api: {unsupported}")));
+            assert!(e.contains("`api`"), "{e}");
+            assert!(e.contains("supported: 0.1.0, 0.2.0"), "{e}");
+        }
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn a_manifest_that_disagrees_with_its_component_is_refused() {
     );
     refused(
         &host,
-        package("membership", |m| m.replace("api: 0.1.0", "api: 0.2.0")),
+        package("membership", |m| m.replace("api: 0.2.0", "api: 0.1.0")),
         "api",
     );
 }

@@ -4,11 +4,20 @@
 //! version) that run each call in a fresh, limited [`Store`].
 //!
 //! What a module may touch is decided by the host interfaces linked here
-//! ([`crate::db`], [`crate::log`], [`crate::context`]) and by a WASI context
-//! that grants no filesystem, socket, network-lookup or environment access.
+//! ([`crate::db`], [`crate::log`], [`crate::context`] and, from API 0.2.0,
+//! `entitlements`) and by a WASI context that grants no filesystem, socket,
+//! network-lookup or environment access.
+//!
+//! Every supported module API version ([`ApiVersion::SUPPORTED`]) is linked
+//! into the one [`Linker`]; a component is matched to its version by the
+//! `souk:module/guest@<version>` interface it exports, and a [`Call`] speaks
+//! to it through that version's bindings.
 
 pub mod bindings;
 mod cache;
+mod entitlements;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +36,7 @@ pub use cache::ComponentCache;
 
 use crate::context::CallContext;
 use crate::db::ModuleDb;
-use bindings::v0_1_0 as v1;
+use crate::entitlements::call::CallEntitlements;
 
 /// How often the epoch ticker advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -71,7 +80,7 @@ pub enum LoadError {
     /// The component does not target a world this host supports.
     #[error(
         "the component does not implement a Souk module world this host supports \
-         (supported: souk:module@0.1.0); {0}"
+         (supported: souk:module@0.1.0, souk:module@0.2.0); {0}"
     )]
     WrongWorld(String),
     /// The manifest disagrees with the component.
@@ -174,8 +183,16 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-        v1::Module::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        bindings::v0_1_0::Module::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        bindings::v0_2_0::Module::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let ticker = Some(EpochTicker::start(engine.clone()));
         Ok(Runtime {
@@ -221,7 +238,12 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = v1::ModulePre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld(format!("{e:#}"));
+        let pre = if api == ApiVersion::V0_1_0 {
+            GuestPre::V0_1_0(bindings::v0_1_0::ModulePre::new(pre).map_err(wrong_world)?)
+        } else {
+            GuestPre::V0_2_0(bindings::v0_2_0::ModulePre::new(pre).map_err(wrong_world)?)
+        };
         let module = LoadedModule {
             inner: Arc::new(LoadedInner {
                 engine: self.engine.clone(),
@@ -277,7 +299,7 @@ fn detect_api(engine: &Engine, component: &Component) -> Result<ApiVersion, Load
             return ApiVersion::parse(version)
                 .map_err(LoadError::WrongWorld)
                 .and_then(|v| {
-                    if v == ApiVersion::V0_1_0 {
+                    if v.is_supported() {
                         Ok(v)
                     } else {
                         Err(LoadError::WrongWorld(format!(
@@ -298,8 +320,8 @@ fn detect_api(engine: &Engine, component: &Component) -> Result<ApiVersion, Load
 }
 
 /// Per-call state held by a [`Store`]: the sandbox's WASI context (no
-/// capabilities), memory limits, the call context, and the module's scoped
-/// database handle.
+/// capabilities), memory limits, the call context, the module's scoped
+/// database handle and, for requests, what the tenant's subscription allows.
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -310,6 +332,11 @@ pub struct CallState {
     pub db: ModuleDb,
     /// Log lines written during this call.
     pub log_lines: u32,
+    /// What the tenant's subscription allows during this call; `None` when
+    /// the call runs without a subscription context (lifecycle hooks), in
+    /// which case the module's entitlement checks are refused with
+    /// `no_subscription`.
+    pub entitlements: Option<CallEntitlements>,
 }
 
 impl CallState {
@@ -331,7 +358,16 @@ impl CallState {
             context,
             db,
             log_lines: 0,
+            entitlements: None,
         }
+    }
+
+    /// Gives the call a subscription context for the module's
+    /// `entitlements` imports.
+    #[must_use]
+    pub fn with_entitlements(mut self, entitlements: CallEntitlements) -> Self {
+        self.entitlements = Some(entitlements);
+        self
     }
 }
 
@@ -352,9 +388,44 @@ pub struct LoadedModule {
 
 struct LoadedInner {
     engine: Engine,
-    pre: v1::ModulePre<CallState>,
+    pre: GuestPre,
     limits: RuntimeLimits,
     api: ApiVersion,
+}
+
+/// A component prepared for instantiation, through the bindings of the API
+/// version it implements.
+enum GuestPre {
+    V0_1_0(bindings::v0_1_0::ModulePre<CallState>),
+    V0_2_0(bindings::v0_2_0::ModulePre<CallState>),
+}
+
+/// A live instance, through the bindings of the API version it implements.
+enum GuestInstance {
+    V0_1_0(bindings::v0_1_0::Module),
+    V0_2_0(bindings::v0_2_0::Module),
+}
+
+/// Runs `$body` once per API version: `$guest` is the instance's `guest`
+/// export and `$api` that version's bindings module, so one body converts
+/// either version's types (they have the same shape and names).
+macro_rules! with_guest {
+    ($call:ident, |$guest:ident, $api:ident| $body:expr) => {
+        match &$call.instance {
+            GuestInstance::V0_1_0(instance) => {
+                #[allow(unused_imports)]
+                use bindings::v0_1_0 as $api;
+                let $guest = instance.souk_module_guest().clone();
+                $body
+            }
+            GuestInstance::V0_2_0(instance) => {
+                #[allow(unused_imports)]
+                use bindings::v0_2_0 as $api;
+                let $guest = instance.souk_module_guest().clone();
+                $body
+            }
+        }
+    };
 }
 
 /// One migration as a module declares it.
@@ -397,7 +468,7 @@ pub struct ModuleResponse {
 /// A running call: the store and the instance's exports.
 pub struct Call {
     store: Store<CallState>,
-    instance: v1::Module,
+    instance: GuestInstance,
     timeout: Duration,
     max_response_bytes: usize,
 }
@@ -420,11 +491,17 @@ impl LoadedModule {
         let ticks = ticks_for(inner.limits.call_timeout);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        let instance = inner
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify(e, inner.limits.call_timeout))?;
+        let instance = match &inner.pre {
+            GuestPre::V0_1_0(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(GuestInstance::V0_1_0),
+            GuestPre::V0_2_0(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(GuestInstance::V0_2_0),
+        }
+        .map_err(|e| classify(e, inner.limits.call_timeout))?;
         Ok(Call {
             store,
             instance,
@@ -516,10 +593,6 @@ fn classify(error: wasmtime::Error, timeout: Duration) -> CallError {
 }
 
 impl Call {
-    fn guest(&self) -> &v1::exports::souk::module::guest::Guest {
-        self.instance.souk_module_guest()
-    }
-
     /// Consumes the call and returns its state (to commit or roll back the
     /// database work it did).
     pub fn into_state(self) -> CallState {
@@ -531,18 +604,18 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn migrations(&mut self) -> Result<Vec<Migration>, CallError> {
-        let guest = self.guest().clone();
-        let list = guest
+        let list = with_guest!(self, |guest, api| guest
             .call_migrations(&mut self.store)
             .await
-            .map_err(|e| classify(e, self.timeout))?;
+            .map(|list| {
+                list.into_iter()
+                    .map(|m| (m.id, m.up, m.down))
+                    .collect::<Vec<_>>()
+            }))
+        .map_err(|e| classify(e, self.timeout))?;
         Ok(list
             .into_iter()
-            .map(|m| Migration {
-                id: m.id,
-                up: m.up,
-                down: m.down,
-            })
+            .map(|(id, up, down)| Migration { id, up, down })
             .collect())
     }
 
@@ -551,32 +624,34 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn gates(&mut self) -> Result<(Vec<FeatureDecl>, Vec<LimitDecl>), CallError> {
-        let guest = self.guest().clone();
-        let gates = guest
-            .call_gates(&mut self.store)
-            .await
-            .map_err(|e| classify(e, self.timeout))?;
-        let features = gates
-            .features
-            .into_iter()
-            .map(|f| FeatureDecl {
-                key: f.key,
-                description: f.description,
-            })
-            .collect();
-        let limits = gates
-            .limits
-            .into_iter()
-            .map(|l| LimitDecl {
-                key: l.key,
-                description: l.description,
-                kind: match l.kind {
-                    v1::exports::souk::module::guest::LimitKind::Count => LimitKind::Count,
-                    v1::exports::souk::module::guest::LimitKind::Meter => LimitKind::Meter,
-                },
-            })
-            .collect();
-        Ok((features, limits))
+        with_guest!(self, |guest, api| {
+            use api::exports::souk::module::guest::LimitKind as GuestLimitKind;
+            let gates = guest
+                .call_gates(&mut self.store)
+                .await
+                .map_err(|e| classify(e, self.timeout))?;
+            let features = gates
+                .features
+                .into_iter()
+                .map(|f| FeatureDecl {
+                    key: f.key,
+                    description: f.description,
+                })
+                .collect();
+            let limits = gates
+                .limits
+                .into_iter()
+                .map(|l| LimitDecl {
+                    key: l.key,
+                    description: l.description,
+                    kind: match l.kind {
+                        GuestLimitKind::Count => LimitKind::Count,
+                        GuestLimitKind::Meter => LimitKind::Meter,
+                    },
+                })
+                .collect();
+            Ok((features, limits))
+        })
     }
 
     /// Runs the install hook. `Ok(Err(message))` is the module refusing.
@@ -584,10 +659,7 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn install(&mut self) -> Result<Result<(), String>, CallError> {
-        let guest = self.guest().clone();
-        guest
-            .call_install(&mut self.store)
-            .await
+        with_guest!(self, |guest, api| guest.call_install(&mut self.store).await)
             .map_err(|e| classify(e, self.timeout))
     }
 
@@ -596,11 +668,10 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn uninstall(&mut self) -> Result<Result<(), String>, CallError> {
-        let guest = self.guest().clone();
-        guest
+        with_guest!(self, |guest, api| guest
             .call_uninstall(&mut self.store)
-            .await
-            .map_err(|e| classify(e, self.timeout))
+            .await)
+        .map_err(|e| classify(e, self.timeout))
     }
 
     /// Runs the upgrade hook.
@@ -608,11 +679,10 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn upgrade(&mut self, from: &str) -> Result<Result<(), String>, CallError> {
-        let guest = self.guest().clone();
-        guest
+        with_guest!(self, |guest, api| guest
             .call_upgrade(&mut self.store, from)
-            .await
-            .map_err(|e| classify(e, self.timeout))
+            .await)
+        .map_err(|e| classify(e, self.timeout))
     }
 
     /// Serves a request.
@@ -620,28 +690,30 @@ impl Call {
     /// # Errors
     /// Any [`CallError`], including a response over the size limit.
     pub async fn handle(&mut self, request: ModuleRequest) -> Result<ModuleResponse, CallError> {
-        let guest = self.guest().clone();
-        let request = v1::exports::souk::module::guest::Request {
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            body: request.body,
-        };
-        let response = guest
-            .call_handle(&mut self.store, &request)
-            .await
-            .map_err(|e| classify(e, self.timeout))?;
+        let response = with_guest!(self, |guest, api| {
+            let request = api::exports::souk::module::guest::Request {
+                method: request.method,
+                path: request.path,
+                query: request.query,
+                headers: request.headers,
+                body: request.body,
+            };
+            guest
+                .call_handle(&mut self.store, &request)
+                .await
+                .map(|r| ModuleResponse {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                })
+        })
+        .map_err(|e| classify(e, self.timeout))?;
         if response.body.len() > self.max_response_bytes {
             return Err(CallError::ResponseTooLarge {
                 size: response.body.len(),
                 limit: self.max_response_bytes,
             });
         }
-        Ok(ModuleResponse {
-            status: response.status,
-            headers: response.headers,
-            body: response.body,
-        })
+        Ok(response)
     }
 }
