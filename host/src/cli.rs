@@ -90,7 +90,18 @@ enum Command {
         /// Log format.
         #[arg(long, env = "SOUK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
+        /// Seconds between runs of the subscription maintenance step (trial
+        /// ends, renewals, grace, expiry, notifications); 0 turns the
+        /// schedule off (run `souk maintenance run` from cron instead).
+        #[arg(long, env = "SOUK_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
+        maintenance_interval_secs: u64,
     },
+    /// Time-driven subscription work.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
+    /// Manage tenants' subscriptions (operator).
+    #[command(subcommand)]
+    Subscription(SubscriptionCommand),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -212,6 +223,52 @@ enum RegistryCommand {
         offline: bool,
         /// Modules to pull.
         modules: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MaintenanceCommand {
+    /// Run the maintenance step once, now (or at `--manual-clock`): end
+    /// trials, renew or mark renewals past due, expire after grace and move
+    /// to the free plan, write notifications. Running it twice changes
+    /// nothing the second time.
+    Run,
+}
+
+#[derive(Debug, Subcommand)]
+enum SubscriptionCommand {
+    /// List a tenant's subscriptions.
+    List {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Put a tenant on a plan, active now, with periods paid by the operator.
+    Grant {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Module slug.
+        #[arg(long)]
+        module: String,
+        /// Plan slug.
+        #[arg(long)]
+        plan: String,
+        /// Periods paid (at least 1).
+        #[arg(long, default_value_t = 1)]
+        periods: u32,
+    },
+    /// Add paid periods to a tenant's subscription.
+    Extend {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Module slug.
+        #[arg(long)]
+        module: String,
+        /// Periods to add.
+        #[arg(long)]
+        periods: u32,
     },
 }
 
@@ -540,10 +597,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format!("recorded for {} (log head {})", r.module, r.head)
         });
     }
-    if let Command::Serve { listen, log_format } = &cli.command {
+    if let Command::Serve {
+        listen,
+        log_format,
+        maintenance_interval_secs,
+    } = &cli.command
+    {
         init_tracing(log_format);
         let souk = Souk::open(config(&cli.global)).await?;
-        return serve(souk, *listen).await;
+        return serve(souk, *listen, *maintenance_interval_secs).await;
     }
     init_tracing("text");
     let souk = Souk::open(config(&cli.global)).await?;
@@ -589,6 +651,70 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }))
                     .collect::<Vec<_>>()
                     .join("\n")
+            })
+        }
+        Command::Maintenance(MaintenanceCommand::Run) => {
+            let report = souk.billing.run_maintenance().await?;
+            print(json, &report, |r| {
+                let mut text = format!(
+                    "maintenance at {}: {} subscription(s) examined, {} change(s), {} notification(s)",
+                    r.at,
+                    r.examined,
+                    r.changes.len(),
+                    r.notifications
+                );
+                for change in &r.changes {
+                    text.push_str("\n  ");
+                    text.push_str(change);
+                }
+                text
+            })
+        }
+        Command::Subscription(SubscriptionCommand::List { tenant }) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let list = souk.billing.list(&tenant).await?;
+            print(json, &list, |list| {
+                list.iter()
+                    .map(|s| {
+                        format!(
+                            "{}\t{}\t{}\tuntil {}",
+                            s.module, s.plan, s.state, s.period_end
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Subscription(SubscriptionCommand::Grant {
+            tenant,
+            module,
+            plan,
+            periods,
+        }) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let view = souk
+                .billing
+                .grant(&tenant, &module, &plan, periods, None)
+                .await?;
+            print(json, &view, |s| {
+                format!(
+                    "{} is on {} {} ({}) until {}",
+                    tenant.slug, s.module, s.plan, s.state, s.period_end
+                )
+            })
+        }
+        Command::Subscription(SubscriptionCommand::Extend {
+            tenant,
+            module,
+            periods,
+        }) => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let view = souk.billing.extend(&tenant, &module, periods).await?;
+            print(json, &view, |s| {
+                format!(
+                    "{} {} {}: {} ({} period(s) prepaid)",
+                    tenant.slug, s.module, s.plan, s.state, s.prepaid_periods
+                )
             })
         }
         Command::Tenant(TenantCommand::Create { slug, name }) => {
@@ -825,7 +951,11 @@ fn init_tracing(format: &str) {
     };
 }
 
-async fn serve(souk: Arc<Souk>, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    souk: Arc<Souk>,
+    listen: SocketAddr,
+    maintenance_interval_secs: u64,
+) -> anyhow::Result<()> {
     if souk
         .auth
         .ensure_operator_token()
@@ -844,11 +974,39 @@ async fn serve(souk: Arc<Souk>, listen: SocketAddr) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %souk.config.data_dir.display(), "serving");
     let registry = crate::registry::embedded(&souk).await?;
+    if maintenance_interval_secs > 0 {
+        tokio::spawn(maintenance_loop(
+            souk.clone(),
+            Duration::from_secs(maintenance_interval_secs),
+        ));
+    }
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// Runs the maintenance step every `every`, logging what it did; a failed
+/// run is logged and retried at the next tick (the step is idempotent).
+async fn maintenance_loop(souk: Arc<Souk>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match souk.billing.run_maintenance().await {
+            Ok(report) if !report.changes.is_empty() || report.notifications > 0 => {
+                tracing::info!(
+                    examined = report.examined,
+                    changes = ?report.changes,
+                    notifications = report.notifications,
+                    "maintenance"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "maintenance run failed; retrying next tick"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -7,13 +7,25 @@
 //! handle. The request's statements run in one transaction, committed when
 //! the module answers with a status below 500 and rolled back otherwise —
 //! so a module that traps half-way leaves no partial writes.
+//!
+//! Entitlements are enforced before the module runs (the route gate): the
+//! route's `feature`, room for one more unit of its `limit`, and allowance
+//! left on its `meter`. A refused request gets a 402/403 problem naming the
+//! feature, the reason and the upgrade; the module never sees it. Usage the
+//! module changes through the `entitlements` import is written in the same
+//! transaction as its data and undone in memory if that rolls back; a
+//! route's `meter` is charged one unit when the answer is a 2xx.
 
 use sqlx::{Sqlite, Transaction};
 
 use crate::auth::Principal;
 use crate::context::CallContext;
 use crate::db::ModuleDb;
-use crate::installer;
+use crate::entitlements::call::{self, CallEntitlements};
+use crate::entitlements::{Decision, usage_db};
+use crate::installer::{self, Installation};
+use crate::tenancy::Tenant;
+use souk_module_registry::Manifest;
 use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
 use crate::souk::{Souk, SoukError};
 
@@ -62,8 +74,8 @@ pub async fn dispatch(
         .resolve(module, Some(&installation.version))
         .await?;
     let manifest = &resolved.manifest;
-    match manifest.route_for(&request.method, &request.path) {
-        Ok(Some(_)) => {}
+    let route = match manifest.route_for(&request.method, &request.path) {
+        Ok(Some((route, _))) => route,
         Ok(None) => {
             return Err(SoukError::NotFound(format!(
                 "module {module} has no route for {}",
@@ -76,14 +88,38 @@ pub async fn dispatch(
                 request.method, request.path
             )));
         }
+    };
+    let pool = souk.tenancy.database(&tenant).await?;
+    let billing = &souk.billing;
+    ensure_grant(souk, &tenant, &installation, manifest).await?;
+    let now = billing.clock().now();
+    let engine = billing.engine();
+    let gate = [
+        route
+            .feature
+            .as_deref()
+            .map(|key| engine.check_feature(&tenant.id, module, key)),
+        route
+            .limit
+            .as_deref()
+            .map(|key| engine.check_limit(&tenant.id, module, key, 1)),
+        route
+            .meter
+            .as_deref()
+            .map(|key| engine.check_meter(&tenant.id, module, key, 1, now)),
+    ];
+    for decision in gate.into_iter().flatten() {
+        if let Decision::Denied(denial) = decision {
+            return Err(SoukError::Denied(Box::new(denial)));
+        }
     }
+    let meter = route.meter.clone();
     request
         .headers
         .retain(|(name, _)| !PRIVATE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
 
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
     let scope = installer::scope_for(souk, &tenant, manifest).await?;
-    let pool = souk.tenancy.database(&tenant).await?;
     // Reads take a deferred transaction; writes take the write lock up
     // front, so two writers queue instead of failing on lock upgrade.
     let tx: Transaction<'static, Sqlite> = if matches!(request.method.as_str(), "GET" | "HEAD") {
@@ -102,19 +138,45 @@ pub async fn dispatch(
         ctx,
         ModuleDb::new(scope, tx, limits.call_timeout),
         limits.memory_bytes,
-    );
+    )
+    .with_entitlements(CallEntitlements::new(engine.clone(), &tenant.id, module, now));
     let mut call = loaded.instantiate(state).await?;
     let result = call.handle(request).await;
     let mut state = call.into_state();
+    let entitlements = state.entitlements.take();
     let tx = state.db.take_transaction();
+    let rollback = |entitlements: Option<CallEntitlements>| {
+        if let Some(entitlements) = entitlements {
+            entitlements.rollback();
+        }
+    };
     match result {
         Ok(response) if response.status < 500 => {
-            if let Some(tx) = tx {
-                tx.commit().await?;
+            let Some(mut tx) = tx else {
+                return Ok(response);
+            };
+            if let Some(meter) = meter.as_deref()
+                && (200..300).contains(&response.status)
+            {
+                // One unit per answered request; the key only has to be
+                // unique, the request is never retried under it.
+                let key = format!("request-{}", uuid_like(now));
+                if let Err(e) =
+                    call::record(engine, &mut tx, &tenant.id, module, meter, 1, &key, now).await
+                {
+                    tx.rollback().await?;
+                    rollback(entitlements);
+                    return Err(SoukError::Internal(anyhow::anyhow!("metering {meter}: {e}")));
+                }
+            }
+            if let Err(e) = tx.commit().await {
+                rollback(entitlements);
+                return Err(e.into());
             }
             Ok(response)
         }
         Ok(response) => {
+            rollback(entitlements);
             if let Some(tx) = tx {
                 tx.rollback().await?;
             }
@@ -122,10 +184,50 @@ pub async fn dispatch(
         }
         Err(e) => {
             tracing::warn!(tenant = %tenant.slug, module, error = %e, "module call failed");
+            rollback(entitlements);
             if let Some(tx) = tx {
                 tx.rollback().await?;
             }
             Err(e.into())
         }
     }
+}
+
+/// Makes sure the entitlements engine holds the current grant of
+/// `tenant` for the installed module (`manifest`), loading its saved usage
+/// from the tenant database the first time. One map lookup when nothing
+/// changed.
+///
+/// # Errors
+/// Database failures.
+pub async fn ensure_grant(
+    souk: &Souk,
+    tenant: &Tenant,
+    installation: &Installation,
+    manifest: &Manifest,
+) -> Result<(), SoukError> {
+    let module = manifest.slug.as_str();
+    souk.billing
+        .ensure_grant(
+            tenant,
+            manifest,
+            installation.subscription_revision,
+            |grant| async move {
+                let pool = souk.tenancy.database(tenant).await?;
+                usage_db::load(&pool, module, &grant).await
+            },
+        )
+        .await
+}
+
+/// A key unique to this process and request: the time and a counter.
+fn uuid_like(now: time::OffsetDateTime) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        now.unix_timestamp_nanos(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

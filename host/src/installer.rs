@@ -14,6 +14,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::archive::{self, ArchiveInfo};
 use crate::auth::Principal;
+use crate::billing::service::Actor;
 use crate::catalog::ResolvedVersion;
 use crate::context::{CallContext, Caller};
 use crate::control_plane::now;
@@ -39,6 +40,11 @@ pub struct Installation {
     /// the host refuses to run it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked: Option<String>,
+    /// Revision of the tenant's subscription to the module (none without
+    /// one): read with the installation so the request path notices a
+    /// subscription change made by any process without another query.
+    #[serde(skip)]
+    pub subscription_revision: Option<i64>,
 }
 
 /// What to install.
@@ -86,8 +92,10 @@ pub struct UninstallReport {
 /// Installations with the revocation status of their version, in one
 /// query, because the request path needs both.
 const SELECT_INSTALLATION: &str = "SELECT i.module_slug AS module, i.version, i.digest, \
-     i.installed_at, i.updated_at, v.revoked_reason AS revoked FROM installations i \
-     LEFT JOIN module_versions v ON v.slug = i.module_slug AND v.version = i.version";
+     i.installed_at, i.updated_at, v.revoked_reason AS revoked, s.revision AS subscription_revision \
+     FROM installations i \
+     LEFT JOIN module_versions v ON v.slug = i.module_slug AND v.version = i.version \
+     LEFT JOIN subscriptions s ON s.tenant_id = i.tenant_id AND s.module_slug = i.module_slug";
 
 /// A tenant's installations.
 ///
@@ -100,6 +108,14 @@ pub async fn list(souk: &Souk, tenant: &Tenant) -> Result<Vec<Installation>, Sou
     .bind(&tenant.id)
     .fetch_all(souk.control.pool())
     .await?)
+}
+
+/// Who an install is made by, for the subscription it may start.
+fn actor_of<'a>(principal: &Principal, tenant: &'a Tenant) -> Actor<'a> {
+    match principal {
+        Principal::Operator => Actor::Operator,
+        Principal::Tenant { .. } => Actor::Tenant(&tenant.slug),
+    }
 }
 
 /// The tenant's installation of `module`, if any.
@@ -652,6 +668,9 @@ async fn install_one(
         .ensure_not_revoked(&request.module, &manifest.version.to_string())
         .await?;
     check_dependencies(souk, tenant, manifest).await?;
+    souk.billing
+        .authorize_install(tenant, manifest, actor_of(principal, tenant))
+        .await?;
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
     let ctx = context(tenant, manifest, &caller);
     let migrations = migrations_of(souk, &loaded, ctx.clone()).await?;
@@ -737,6 +756,7 @@ async fn install_one(
             installed_at: at.clone(),
             updated_at: at,
             revoked: None,
+            subscription_revision: None,
         },
         applied_migrations: applied,
         restored_rows,
@@ -883,6 +903,7 @@ pub async fn upgrade(
             installed_at: current.installed_at,
             updated_at: at,
             revoked: None,
+            subscription_revision: None,
         },
         applied_migrations: applied,
         restored_rows: None,
@@ -964,6 +985,8 @@ pub async fn uninstall(
             .execute(&mut *tx)
             .await?;
     }
+    // What the count limits counted is gone with the tables.
+    crate::entitlements::usage_db::clear_counters(&mut tx, module).await?;
 
     let mut cp = souk.control.pool().begin().await?;
     sqlx::query("DELETE FROM migration_ledger WHERE tenant_id = ? AND module_slug = ?")
@@ -1009,6 +1032,7 @@ pub async fn uninstall(
         ));
     }
     commit_both(souk, cp, tx, &undo).await?;
+    souk.billing.forget(tenant, module);
     tracing::info!(tenant = %tenant.slug, module, archive = %archive.id, "uninstalled");
     Ok(UninstallReport {
         module: module.to_owned(),

@@ -203,14 +203,14 @@ pub async fn record_event(
 ///
 /// # Errors
 /// Database failures.
-pub async fn clear_counters(pool: &SqlitePool, module: &str) -> Result<(), sqlx::Error> {
+pub async fn clear_counters(conn: &mut SqliteConnection, module: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM _souk_usage_counters WHERE module = ?")
         .bind(module)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     sqlx::query("DELETE FROM _souk_usage_keys WHERE module = ?")
         .bind(module)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

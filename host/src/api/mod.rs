@@ -1,0 +1,596 @@
+//! The HTTP API (axum, JSON).
+//!
+//! Errors are RFC 9457 problem documents (`application/problem+json`) with a
+//! stable `type` URI per kind and a human `detail`. Bodies are read as bytes
+//! under a size limit and parsed here, at the boundary, so malformed input
+//! gets a 4xx that says what is wrong.
+//!
+//! | method | path | who |
+//! | --- | --- | --- |
+//! | GET | `/healthz` | anyone |
+//! | GET, POST | `/v1/tenants` | operator |
+//! | GET | `/v1/tenants/{tenant}` | operator, the tenant |
+//! | GET, POST | `/v1/tenants/{tenant}/tokens` | operator |
+//! | DELETE | `/v1/tenants/{tenant}/tokens/{id}` | operator |
+//! | GET | `/v1/modules` | operator, tenants |
+//! | POST | `/v1/modules` (package bytes) | operator |
+//! | GET, POST | `/v1/tenants/{tenant}/modules` | operator, the tenant |
+//! | POST | `/v1/tenants/{tenant}/modules/{module}/upgrade` | operator, the tenant |
+//! | DELETE | `/v1/tenants/{tenant}/modules/{module}` | operator, the tenant |
+//! | GET | `/v1/tenants/{tenant}/audit`, `/v1/tenants/{tenant}/archives` | operator, the tenant |
+//! | GET, POST | `/v1/tenants/{tenant}/lockfile` | operator, the tenant |
+//! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::auth::Principal;
+use crate::runtime::{CallError, ModuleRequest};
+use crate::souk::{Souk, SoukError};
+use crate::tenancy::Tenant;
+use crate::{archive, dispatch, installer};
+
+mod billing;
+
+/// Largest JSON or module request body. Default 1 MiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest package upload. 40 MiB (a package holds at most a 32 MiB component).
+pub const MAX_PACKAGE_BYTES: usize = 40 * 1024 * 1024;
+
+/// An RFC 9457 problem document.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+    /// Extension members (RFC 9457 section 3.2), merged into the body.
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Problem {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// The problem for a refused entitlement: 402 when paying (an upgrade,
+    /// or settling the subscription) would allow it, 403 when no plan does.
+    /// Its body names the feature, the reason and the upgrade option — the
+    /// same body the SDK builds for a module's own denials.
+    pub fn denied(denial: &crate::entitlements::Denial) -> Self {
+        use crate::entitlements::DenialReason as R;
+        let payable = denial.upgrade_plan.is_some()
+            || matches!(
+                denial.reason,
+                R::NoSubscription | R::TrialEnded | R::PastDue | R::Expired
+            );
+        let status = if payable {
+            StatusCode::PAYMENT_REQUIRED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        let mut problem = Problem::new(
+            status,
+            "entitlement-denied",
+            "Not included in your plan",
+            denial.to_string(),
+        );
+        let extra = &mut problem.extra;
+        extra.insert("feature".into(), json!(denial.key));
+        extra.insert("reason".into(), json!(denial.reason.code()));
+        extra.insert("plan".into(), json!(denial.plan));
+        extra.insert("upgrade_plan".into(), json!(denial.upgrade_plan));
+        extra.insert("used".into(), json!(denial.used));
+        extra.insert("limit".into(), json!(denial.limit));
+        problem
+    }
+
+    fn bad_request(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": format!("https://souk.dev/problems/{}", self.kind),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(members) = body.as_object_mut() {
+            members.extend(self.extra);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<SoukError> for Problem {
+    fn from(e: SoukError) -> Self {
+        use StatusCode as S;
+        let detail = e.to_string();
+        match e {
+            SoukError::NotFound(_) => Problem::new(S::NOT_FOUND, "not-found", "Not found", detail),
+            SoukError::Conflict(_) => Problem::new(S::CONFLICT, "conflict", "Conflict", detail),
+            SoukError::Invalid(_) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-input",
+                "Invalid input",
+                detail,
+            ),
+            SoukError::PackageRefused(_) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "package-refused",
+                "Package refused",
+                detail,
+            ),
+            SoukError::Dependency(_) => Problem::new(
+                S::CONFLICT,
+                "dependency-unsatisfied",
+                "Dependency not satisfied",
+                detail,
+            ),
+            SoukError::LifecycleFailed(_) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "lifecycle-failed",
+                "Module lifecycle step failed; nothing was changed",
+                detail,
+            ),
+            SoukError::Unauthorized(_) => {
+                Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+            }
+            SoukError::Forbidden(_) => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail),
+            SoukError::Revoked(_) => Problem::new(
+                S::FORBIDDEN,
+                "module-revoked",
+                "Module version revoked",
+                detail,
+            ),
+            SoukError::MethodNotAllowed(_) => Problem::new(
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                detail,
+            ),
+            SoukError::Denied(denial) => Problem::denied(&denial),
+            SoukError::PaymentRequired(_) => Problem::new(
+                S::PAYMENT_REQUIRED,
+                "payment-required",
+                "Payment required",
+                detail,
+            ),
+            SoukError::Module(CallError::Timeout(_)) => Problem::new(
+                S::GATEWAY_TIMEOUT,
+                "module-timeout",
+                "Module timed out",
+                detail,
+            ),
+            SoukError::Module(CallError::Capacity) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "host-at-capacity",
+                "Host at capacity",
+                detail,
+            ),
+            SoukError::Module(_) => {
+                Problem::new(S::BAD_GATEWAY, "module-failed", "Module failed", detail)
+            }
+            SoukError::Internal(ref inner) => {
+                tracing::error!(error = %format!("{inner:#}"), "internal error");
+                Problem::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "the host failed unexpectedly; the operator's log has the details",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, Problem>;
+
+/// Builds the router.
+pub fn router(souk: Arc<Souk>) -> Router {
+    let packages = Router::new()
+        .route("/v1/modules", post(add_module))
+        .layer(DefaultBodyLimit::max(MAX_PACKAGE_BYTES));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/v1/tenants", get(list_tenants).post(create_tenant))
+        .route("/v1/tenants/{tenant}", get(show_tenant))
+        .route(
+            "/v1/tenants/{tenant}/tokens",
+            get(list_tokens).post(create_token),
+        )
+        .route("/v1/tenants/{tenant}/tokens/{id}", delete(revoke_token))
+        .route("/v1/modules", get(list_modules))
+        .route(
+            "/v1/tenants/{tenant}/modules",
+            get(list_installed).post(install),
+        )
+        .route("/v1/tenants/{tenant}/modules/{module}", delete(uninstall))
+        .route(
+            "/v1/tenants/{tenant}/modules/{module}/upgrade",
+            post(upgrade),
+        )
+        .route("/v1/tenants/{tenant}/audit", get(audit_log))
+        .route("/v1/tenants/{tenant}/archives", get(list_archives))
+        .route(
+            "/v1/tenants/{tenant}/lockfile",
+            get(show_lockfile).post(install_lockfile),
+        )
+        .merge(billing::routes())
+        .route("/t/{tenant}/m/{module}", any(module_root))
+        .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(packages)
+        .fallback(|| async {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                "no such endpoint",
+            )
+        })
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(souk)
+}
+
+async fn principal(souk: &Souk, headers: &HeaderMap) -> ApiResult<Principal> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    Ok(souk.auth.authenticate(bearer).await?)
+}
+
+/// Extractor: any authenticated caller.
+struct Authenticated(Principal);
+
+impl FromRequestParts<Arc<Souk>> for Authenticated {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
+        Ok(Authenticated(principal(souk, &parts.headers).await?))
+    }
+}
+
+/// Extractor: the operator, and nobody else.
+struct Operator;
+
+impl FromRequestParts<Arc<Souk>> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
+        principal(souk, &parts.headers).await?.require_operator()?;
+        Ok(Operator)
+    }
+}
+
+/// Extractor: the tenant named by the `{tenant}` path segment, which the
+/// authenticated caller may act for. A tenant the caller may not see is
+/// answered exactly like one that does not exist.
+struct TenantAccess {
+    principal: Principal,
+    tenant: Tenant,
+}
+
+impl FromRequestParts<Arc<Souk>> for TenantAccess {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
+        let principal = principal(souk, &parts.headers).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, souk)
+            .await
+            .map_err(|e| Problem::bad_request(e.body_text()))?;
+        let slug = params
+            .get("tenant")
+            .ok_or_else(|| Problem::bad_request("the path names no tenant"))?;
+        let tenant = souk.tenancy.by_slug(slug).await?;
+        principal.check_tenant(&tenant)?;
+        Ok(TenantAccess { principal, tenant })
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                e.body_text(),
+            )
+        } else {
+            Problem::bad_request(e.body_text())
+        }
+    })
+}
+
+/// Parses a JSON body, naming what is wrong when it does not fit `T`.
+fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let bytes = body_bytes(body)?;
+    if bytes.is_empty() {
+        return Err(Problem::bad_request("a JSON body is required"));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    slug: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn create_tenant(
+    State(souk): State<Arc<Souk>>,
+    _: Operator,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let new: NewTenant = parse_json(body)?;
+    let name = new.name.unwrap_or_else(|| new.slug.clone());
+    let tenant = souk.tenancy.create(&new.slug, &name).await?;
+    Ok((StatusCode::CREATED, Json(tenant)).into_response())
+}
+
+async fn list_tenants(State(souk): State<Arc<Souk>>, _: Operator) -> ApiResult<Response> {
+    Ok(Json(souk.tenancy.list().await?).into_response())
+}
+
+async fn show_tenant(access: TenantAccess) -> ApiResult<Response> {
+    Ok(Json(access.tenant).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+}
+
+async fn create_token(
+    State(souk): State<Arc<Souk>>,
+    _: Operator,
+    access: TenantAccess,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let new: NewToken = parse_json(body)?;
+    let (info, token) = souk.auth.create_token(&access.tenant, &new.name).await?;
+    let body =
+        json!({"id": info.id, "name": info.name, "created_at": info.created_at, "token": token});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list_tokens(
+    State(souk): State<Arc<Souk>>,
+    _: Operator,
+    access: TenantAccess,
+) -> ApiResult<Response> {
+    Ok(Json(souk.auth.list_tokens(&access.tenant).await?).into_response())
+}
+
+async fn revoke_token(
+    State(souk): State<Arc<Souk>>,
+    _: Operator,
+    access: TenantAccess,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(souk.auth.revoke_token(&access.tenant, &id).await?).into_response())
+}
+
+async fn list_modules(State(souk): State<Arc<Souk>>, _: Authenticated) -> ApiResult<Response> {
+    Ok(Json(souk.catalog.list().await?).into_response())
+}
+
+async fn add_module(
+    State(souk): State<Arc<Souk>>,
+    _: Operator,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body_bytes(body)?;
+    let version = souk.catalog.add_package(&souk.runtime, &bytes).await?;
+    let status = if version.newly_added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(version)).into_response())
+}
+
+async fn list_installed(
+    State(souk): State<Arc<Souk>>,
+    access: TenantAccess,
+) -> ApiResult<Response> {
+    Ok(Json(installer::list(&souk, &access.tenant).await?).into_response())
+}
+
+async fn install(
+    State(souk): State<Arc<Souk>>,
+    access: TenantAccess,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: installer::InstallRequest = parse_json(body)?;
+    let report = installer::install(&souk, &access.principal, &access.tenant, &request).await?;
+    Ok((StatusCode::CREATED, Json(report)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UpgradeRequest {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+async fn upgrade(
+    State(souk): State<Arc<Souk>>,
+    access: TenantAccess,
+    Path((_, module)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body_bytes(body)?;
+    let request: UpgradeRequest = if bytes.is_empty() {
+        UpgradeRequest::default()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let version = request.version.as_deref();
+    let report =
+        installer::upgrade(&souk, &access.principal, &access.tenant, &module, version).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn uninstall(
+    State(souk): State<Arc<Souk>>,
+    access: TenantAccess,
+    Path((_, module)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let report = installer::uninstall(&souk, &access.principal, &access.tenant, &module).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn audit_log(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
+    Ok(Json(installer::audit_log(&souk, &access.tenant).await?).into_response())
+}
+
+async fn list_archives(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
+    Ok(Json(archive::list(&souk.control, &access.tenant).await?).into_response())
+}
+
+async fn show_lockfile(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
+    let lock = installer::lockfile(&souk, &access.tenant).await?;
+    Ok(([(header::CONTENT_TYPE, "application/toml")], lock.to_toml()).into_response())
+}
+
+async fn install_lockfile(
+    State(souk): State<Arc<Souk>>,
+    access: TenantAccess,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body_bytes(body)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Problem::bad_request("the lockfile is not UTF-8 text"))?;
+    let installed =
+        installer::install_lockfile(&souk, &access.principal, &access.tenant, text).await?;
+    Ok(Json(json!({ "installed": installed })).into_response())
+}
+
+async fn module_root(
+    State(souk): State<Arc<Souk>>,
+    Authenticated(principal): Authenticated,
+    method: Method,
+    headers: HeaderMap,
+    Path((tenant, module)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request = module_request(method, &headers, String::new(), query, body)?;
+    serve_module(&souk, &principal, &tenant, &module, request).await
+}
+
+async fn module_route(
+    State(souk): State<Arc<Souk>>,
+    Authenticated(principal): Authenticated,
+    method: Method,
+    headers: HeaderMap,
+    Path((tenant, module, path)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request = module_request(method, &headers, path, query, body)?;
+    serve_module(&souk, &principal, &tenant, &module, request).await
+}
+
+/// The request as a module sees it (private headers are removed later, by
+/// the dispatcher).
+fn module_request(
+    method: Method,
+    headers: &HeaderMap,
+    path: String,
+    query: Option<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<ModuleRequest> {
+    Ok(ModuleRequest {
+        method: method.as_str().to_owned(),
+        path: format!("/{path}"),
+        query: query.unwrap_or_default(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_owned(), v.to_owned()))
+            })
+            .collect(),
+        body: body_bytes(body)?.to_vec(),
+    })
+}
+
+async fn serve_module(
+    souk: &Souk,
+    principal: &Principal,
+    tenant: &str,
+    module: &str,
+    request: ModuleRequest,
+) -> ApiResult<Response> {
+    let response = dispatch::dispatch(souk, principal, tenant, module, request).await?;
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut out = Response::builder().status(status);
+    for (name, value) in &response.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) else {
+            continue;
+        };
+        if matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection" | "set-cookie"
+        ) {
+            continue;
+        }
+        out = out.header(name, value);
+    }
+    out.body(Body::from(response.body))
+        .map_err(|e| Problem::from(SoukError::Internal(e.into())))
+}
