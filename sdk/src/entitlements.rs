@@ -112,18 +112,6 @@ impl DenialReason {
             Self::NoSubscription | Self::TrialEnded | Self::PastDue | Self::Expired
         )
     }
-
-    /// A short human phrase for the reason, used in problem details.
-    fn phrase(self) -> &'static str {
-        match self {
-            Self::NoSubscription => "there is no subscription to this module",
-            Self::FeatureNotInPlan => "the plan does not include it",
-            Self::LimitReached => "the plan's limit is reached",
-            Self::TrialEnded => "the trial has ended",
-            Self::PastDue => "the subscription is past due",
-            Self::Expired => "the subscription has expired",
-        }
-    }
 }
 
 impl fmt::Display for DenialReason {
@@ -174,20 +162,17 @@ impl Denial {
         }
     }
 
-    /// A human sentence naming the key, the reason, the usage and the plan
-    /// that would allow it, e.g. ``"`max_cards` is not available: the plan's
-    /// limit is reached (3 of 3 used); plan `pro` allows it."``
+    /// A sentence naming the key, the reason code, the usage and the plan
+    /// that would allow it, worded exactly as the host's own denials, e.g.
+    /// ``"`max_cards` denied: limit_reached (3 of 3 used); plan `pro` allows it"``.
     pub fn detail(&self) -> String {
-        let mut detail = format!("`{}` is not available: {}", self.key, self.reason.phrase());
-        match (self.used, self.limit) {
-            (Some(used), Some(limit)) => detail.push_str(&format!(" ({used} of {limit} used)")),
-            (Some(used), None) => detail.push_str(&format!(" ({used} used)")),
-            _ => {}
+        let mut detail = format!("`{}` denied: {}", self.key, self.reason.code());
+        if let (Some(used), Some(limit)) = (self.used, self.limit) {
+            detail.push_str(&format!(" ({used} of {limit} used)"));
         }
         if let Some(plan) = &self.upgrade_plan {
             detail.push_str(&format!("; plan `{plan}` allows it"));
         }
-        detail.push('.');
         detail
     }
 
@@ -403,7 +388,7 @@ mod tests {
                 "type": "https://souk.dev/problems/entitlement-denied",
                 "title": "Not included in your plan",
                 "status": 402,
-                "detail": "`max_cards` is not available: the plan's limit is reached (3 of 3 used); plan `pro` allows it.",
+                "detail": "`max_cards` denied: limit_reached (3 of 3 used); plan `pro` allows it",
                 "feature": "max_cards",
                 "reason": "limit_reached",
                 "plan": "free",
@@ -430,10 +415,7 @@ mod tests {
         assert!(body["upgrade_plan"].is_null());
         assert!(body["used"].is_null());
         assert!(body["limit"].is_null());
-        assert_eq!(
-            body["detail"],
-            "`white_label` is not available: the plan does not include it."
-        );
+        assert_eq!(body["detail"], "`white_label` denied: feature_not_in_plan");
     }
 
     #[test]
