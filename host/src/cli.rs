@@ -76,8 +76,9 @@ struct GlobalOptions {
 }
 
 fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("{text:?} is not an RFC 3339 instant (e.g. 2026-01-01T00:00:00Z): {e}"))
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        format!("{text:?} is not an RFC 3339 instant (e.g. 2026-01-01T00:00:00Z): {e}")
+    })
 }
 
 #[derive(Debug, Subcommand)]

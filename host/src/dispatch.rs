@@ -24,10 +24,10 @@ use crate::db::ModuleDb;
 use crate::entitlements::call::{self, CallEntitlements};
 use crate::entitlements::{Decision, usage_db};
 use crate::installer::{self, Installation};
-use crate::tenancy::Tenant;
-use souk_module_registry::Manifest;
 use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
 use crate::souk::{Souk, SoukError};
+use crate::tenancy::Tenant;
+use souk_module_registry::Manifest;
 
 /// Request headers never forwarded to modules.
 const PRIVATE_HEADERS: [&str; 4] = [
@@ -95,6 +95,7 @@ pub async fn dispatch(
     let now = billing.clock().now();
     let engine = billing.engine();
     let gate = [
+        Some(engine.check_access(&tenant.id, module)),
         route
             .feature
             .as_deref()
@@ -139,7 +140,12 @@ pub async fn dispatch(
         ModuleDb::new(scope, tx, limits.call_timeout),
         limits.memory_bytes,
     )
-    .with_entitlements(CallEntitlements::new(engine.clone(), &tenant.id, module, now));
+    .with_entitlements(CallEntitlements::new(
+        engine.clone(),
+        &tenant.id,
+        module,
+        now,
+    ));
     let mut call = loaded.instantiate(state).await?;
     let result = call.handle(request).await;
     let mut state = call.into_state();
@@ -166,7 +172,9 @@ pub async fn dispatch(
                 {
                     tx.rollback().await?;
                     rollback(entitlements);
-                    return Err(SoukError::Internal(anyhow::anyhow!("metering {meter}: {e}")));
+                    return Err(SoukError::Internal(anyhow::anyhow!(
+                        "metering {meter}: {e}"
+                    )));
                 }
             }
             if let Err(e) = tx.commit().await {

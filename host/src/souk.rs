@@ -103,6 +103,30 @@ pub enum SoukError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Where the manual clock's current instant is kept between runs.
+const MANUAL_CLOCK_FILE: &str = "manual-clock";
+
+/// The instant a manual clock starts at: `start`, or the instant recorded
+/// by an earlier run in the same data directory when that is later.
+fn resume_manual_clock(
+    data_dir: &Path,
+    start: time::OffsetDateTime,
+) -> anyhow::Result<time::OffsetDateTime> {
+    let path = data_dir.join(MANUAL_CLOCK_FILE);
+    let recorded = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(
+            time::OffsetDateTime::parse(
+                text.trim(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .with_context(|| format!("{} is not an RFC 3339 instant", path.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
+    };
+    Ok(recorded.map_or(start, |recorded| recorded.max(start)))
+}
+
 impl From<sqlx::Error> for SoukError {
     fn from(e: sqlx::Error) -> Self {
         SoukError::Internal(e.into())
@@ -157,9 +181,12 @@ impl Souk {
                 bundles: Vec::new(),
             },
         };
-        let currency = Currency::parse(&config.currency)
-            .map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
-        let manual_clock = config.manual_clock.map(|at| Arc::new(ManualClock::new(at)));
+        let currency =
+            Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
+        let manual_clock = match config.manual_clock {
+            Some(at) => Some(Arc::new(ManualClock::new(resume_manual_clock(data, at)?))),
+            None => None,
+        };
         let clock: Arc<dyn Clock> = match &manual_clock {
             Some(manual) => manual.clone(),
             None => Arc::new(SystemClock),
@@ -180,6 +207,34 @@ impl Souk {
         }
         souk.check_plans().await?;
         Ok(souk)
+    }
+
+    /// Moves the manual clock to `at` and records it, so a restart resumes
+    /// from there (time never runs backwards under a subscription).
+    ///
+    /// # Errors
+    /// [`SoukError::Conflict`] on the system clock; [`SoukError::Invalid`]
+    /// for an instant before the current one.
+    pub fn set_manual_clock(&self, at: time::OffsetDateTime) -> Result<(), SoukError> {
+        let Some(clock) = &self.manual_clock else {
+            return Err(SoukError::Conflict(
+                "the host runs on the system clock; start it with --manual-clock to move time"
+                    .to_owned(),
+            ));
+        };
+        let now = clock.now();
+        if at < now {
+            return Err(SoukError::Invalid(format!(
+                "the clock only moves forward (now {}, asked for {})",
+                crate::billing::store::rfc3339(now),
+                crate::billing::store::rfc3339(at)
+            )));
+        }
+        let path = self.config.data_dir.join(MANUAL_CLOCK_FILE);
+        std::fs::write(&path, crate::billing::store::rfc3339(at))
+            .map_err(|e| SoukError::Internal(anyhow::anyhow!("{}: {e}", path.display())))?;
+        clock.set(at);
+        Ok(())
     }
 
     /// Checks every priced module's plans against the manifest of its

@@ -698,9 +698,15 @@ routes:
         let e = error_of(&GOOD.replace("feature: qr_code_generation", "feature: nope"));
         assert!(e.contains("routes[0].feature"), "{e}");
         let e = error_of(&GOOD.replace("limit: max_cards", "limit: qr_scans_per_month"));
-        assert!(e.contains("routes[1].limit") && e.contains("kind: count"), "{e}");
+        assert!(
+            e.contains("routes[1].limit") && e.contains("kind: count"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("meter: qr_scans_per_month", "meter: max_cards"));
-        assert!(e.contains("routes[0].meter") && e.contains("kind: meter"), "{e}");
+        assert!(
+            e.contains("routes[0].meter") && e.contains("kind: meter"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("limit: max_cards", "limit: nope"));
         assert!(e.contains("routes[1].limit"), "{e}");
         let e = error_of(&GOOD.replace("method: POST", "method: BREW"));

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod billing;
 mod lifecycle;
 mod packages;
 mod registry;

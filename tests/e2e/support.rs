@@ -320,11 +320,15 @@ impl Host {
             .expect("open tenant db")
     }
 
-    /// Table names in the tenant database.
+    /// Table names in the tenant database (modules' tables; the host's own
+    /// `_souk_*` usage tables left out).
     pub fn tenant_tables(&self, tenant: &str) -> Vec<String> {
         let db = self.tenant_db(tenant);
         let mut stmt = db
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE '\\_souk\\_%' ESCAPE '\\' ORDER BY name",
+            )
             .expect("prepare");
         stmt.query_map([], |r| r.get::<_, String>(0))
             .expect("query")

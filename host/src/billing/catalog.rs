@@ -495,8 +495,8 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Catalog> {
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| anyhow::anyhow!("catalog {}: {e}", file.display()))?;
-        let catalog =
-            Catalog::parse(&text).map_err(|e| anyhow::anyhow!("catalog {}: {e}", file.display()))?;
+        let catalog = Catalog::parse(&text)
+            .map_err(|e| anyhow::anyhow!("catalog {}: {e}", file.display()))?;
         for module in catalog.modules {
             if let Some(first) = origin.get(&module.module) {
                 anyhow::bail!(

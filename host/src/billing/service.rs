@@ -289,8 +289,9 @@ impl Billing {
     fn currency_or_default(&self, currency: Option<&str>) -> Result<Currency, SoukError> {
         match currency {
             None => Ok(self.currency),
-            Some(text) => Currency::parse(text)
-                .map_err(|e| SoukError::Invalid(format!("`currency`: {e}"))),
+            Some(text) => {
+                Currency::parse(text).map_err(|e| SoukError::Invalid(format!("`currency`: {e}")))
+            }
         }
     }
 
@@ -325,8 +326,10 @@ impl Billing {
         store::save(&mut tx, record, from, &change).await?;
         tx.commit().await?;
         // The grant is rebuilt on the next request (the revision moved).
-        self.fresh_map()
-            .remove(&(record.subscription.tenant.clone(), record.subscription.module.clone()));
+        self.fresh_map().remove(&(
+            record.subscription.tenant.clone(),
+            record.subscription.module.clone(),
+        ));
         Ok(())
     }
 
@@ -354,8 +357,10 @@ impl Billing {
         let clock = self.clock.as_ref();
         if let Some(record) = &existing {
             let s = &record.subscription;
-            let free_now = s.price == 0 && s.state == SubscriptionState::Active;
-            if s.has_access(now) && !(free_now && !plan.free) {
+            // Leaving the free plan for a paid one (its trial) is the one
+            // subscribe allowed over a subscription that gives access.
+            let leaving_free = s.price == 0 && s.state == SubscriptionState::Active && !plan.free;
+            if s.has_access(now) && !leaving_free {
                 return Err(SoukError::Conflict(format!(
                     "tenant already subscribes to {module} (plan {}, {}); change the plan instead",
                     s.plan,
@@ -435,18 +440,34 @@ impl Billing {
         } else {
             to.trial_days
         };
+        // Leaving the free plan for a plan with a trial left starts the
+        // trial (as `subscribe` does), so it is quoted as one.
+        let trial_from_free = |record: &SubscriptionRecord| {
+            record.subscription.price == 0 && !to.free && trial_days > 0
+        };
         match existing {
-            Some(record) if record.subscription.state == SubscriptionState::Active => {
+            Some(record)
+                if record.subscription.state == SubscriptionState::Active
+                    && !trial_from_free(&record) =>
+            {
                 let s = &record.subscription;
                 let quote = s.quote(PlanChange { to: &to }, now).map_err(conflict)?;
-                Ok(quote_view(module, Some(&s.plan), &to, s.currency, &quote, s.price, 0))
+                Ok(quote_view(
+                    module,
+                    Some(&s.plan),
+                    &to,
+                    s.currency,
+                    &quote,
+                    s.price,
+                    0,
+                ))
             }
-            Some(record) if record.subscription.has_access(now) => Err(SoukError::Conflict(
-                format!(
+            Some(record) if record.subscription.has_access(now) && !trial_from_free(&record) => {
+                Err(SoukError::Conflict(format!(
                     "the subscription to {module} is {}; plan changes need an active subscription",
                     state_name(record.subscription.state)
-                ),
-            )),
+                )))
+            }
             existing => {
                 let currency = existing.map_or(self.currency, |r| r.subscription.currency);
                 let price = to.price(currency).ok_or_else(|| {
@@ -526,7 +547,15 @@ impl Billing {
         self.save(&mut record, from, "plan_changed", actor, Some(detail))
             .await?;
         let currency = record.subscription.currency;
-        let quote = quote_view(module, Some(&old_plan), &to, currency, &applied, old_price, 0);
+        let quote = quote_view(
+            module,
+            Some(&old_plan),
+            &to,
+            currency,
+            &applied,
+            old_price,
+            0,
+        );
         Ok((view(&record, now), quote))
     }
 
@@ -699,7 +728,8 @@ impl Billing {
             return Ok(());
         }
         if let Some(free) = plans.plans.iter().find(|p| p.free) {
-            self.subscribe(tenant, module, &free.slug, None, actor).await?;
+            self.subscribe(tenant, module, &free.slug, None, actor)
+                .await?;
             return Ok(());
         }
         let offers: Vec<String> = plans
@@ -872,8 +902,16 @@ impl Billing {
                     let paid = record.prepaid_periods > 0;
                     (
                         SubscriptionEvent::TrialEnded { paid },
-                        if paid { "trial_converted" } else { "trial_ended" },
-                        Some(if paid { "trial_converted" } else { "trial_ended" }),
+                        if paid {
+                            "trial_converted"
+                        } else {
+                            "trial_ended"
+                        },
+                        Some(if paid {
+                            "trial_converted"
+                        } else {
+                            "trial_ended"
+                        }),
                     )
                 }
                 SubscriptionState::Trialing => {
@@ -902,14 +940,20 @@ impl Billing {
                     if s.price == 0 {
                         (SubscriptionEvent::PeriodEnded, "renewed", None)
                     } else if record.prepaid_periods > 0 {
-                        (SubscriptionEvent::PaymentSucceeded, "renewed", Some("renewed"))
+                        (
+                            SubscriptionEvent::PaymentSucceeded,
+                            "renewed",
+                            Some("renewed"),
+                        )
                     } else {
-                        (SubscriptionEvent::PaymentFailed, "payment_failed", Some("payment_due"))
+                        (
+                            SubscriptionEvent::PaymentFailed,
+                            "payment_failed",
+                            Some("payment_due"),
+                        )
                     }
                 }
-                SubscriptionState::PastDue
-                    if s.grace_ends.is_some_and(|end| now >= end) =>
-                {
+                SubscriptionState::PastDue if s.grace_ends.is_some_and(|end| now >= end) => {
                     (SubscriptionEvent::GraceExpired, "expired", Some("expired"))
                 }
                 SubscriptionState::Canceled if now >= s.period_end => {
@@ -918,10 +962,9 @@ impl Billing {
                 _ => break,
             };
             let period_end = record.subscription.period_end;
-            record
-                .subscription
-                .apply(event, &clock)
-                .map_err(|e| SoukError::Internal(anyhow::anyhow!("maintenance of {tenant_id}/{module}: {e}")))?;
+            record.subscription.apply(event, &clock).map_err(|e| {
+                SoukError::Internal(anyhow::anyhow!("maintenance of {tenant_id}/{module}: {e}"))
+            })?;
             match event {
                 SubscriptionEvent::TrialEnded { paid: true }
                 | SubscriptionEvent::PaymentSucceeded => record.prepaid_periods -= 1,
@@ -935,14 +978,15 @@ impl Billing {
                 at: now,
             };
             store::save(&mut tx, &mut record, Some(from), &change).await?;
-            report.changes.push(format!("{tenant_id}/{module}: {action}"));
+            report
+                .changes
+                .push(format!("{tenant_id}/{module}: {action}"));
             if let Some(kind) = notify {
                 let key = format!(
                     "{tenant_id}/{module}/{kind}/{}",
                     period_end.unix_timestamp()
                 );
-                if store::push_outbox(&mut tx, now, kind, tenant_id, module, &key, &payload)
-                    .await?
+                if store::push_outbox(&mut tx, now, kind, tenant_id, module, &key, &payload).await?
                 {
                     report.notifications += 1;
                 }
@@ -979,10 +1023,21 @@ impl Billing {
                 report
                     .changes
                     .push(format!("{tenant_id}/{module}: downgraded to {}", free.slug));
-                let key = format!("{tenant_id}/{module}/downgraded/{}", period_end.unix_timestamp());
+                let key = format!(
+                    "{tenant_id}/{module}/downgraded/{}",
+                    period_end.unix_timestamp()
+                );
                 let payload = serde_json::json!({"module": module, "plan": free.slug});
-                if store::push_outbox(&mut tx, now, "downgraded", tenant_id, module, &key, &payload)
-                    .await?
+                if store::push_outbox(
+                    &mut tx,
+                    now,
+                    "downgraded",
+                    tenant_id,
+                    module,
+                    &key,
+                    &payload,
+                )
+                .await?
                 {
                     report.notifications += 1;
                 }
@@ -1100,7 +1155,11 @@ fn monthly_period(anchor: OffsetDateTime, now: OffsetDateTime) -> Period {
 
 /// For each key the plans sell, the cheapest plan (in `currency`) that
 /// grants it, or grants more of it than `current`.
-fn upgrades(plans: &ModulePlans, current: Option<&Plan>, currency: Currency) -> HashMap<String, String> {
+fn upgrades(
+    plans: &ModulePlans,
+    current: Option<&Plan>,
+    currency: Currency,
+) -> HashMap<String, String> {
     let mut ordered: Vec<&Plan> = plans.plans.iter().collect();
     ordered.sort_by_key(|p| p.price(currency).unwrap_or(u64::MAX));
     let more = |ours: Option<Allowance>, theirs: Allowance| match (ours, theirs) {
@@ -1116,7 +1175,8 @@ fn upgrades(plans: &ModulePlans, current: Option<&Plan>, currency: Currency) -> 
         }
         for feature in &plan.features {
             if !current.is_some_and(|c| c.features.contains(feature)) {
-                out.entry(feature.clone()).or_insert_with(|| plan.slug.clone());
+                out.entry(feature.clone())
+                    .or_insert_with(|| plan.slug.clone());
             }
         }
         for (key, allowance) in &plan.limits {
@@ -1125,7 +1185,10 @@ fn upgrades(plans: &ModulePlans, current: Option<&Plan>, currency: Currency) -> 
             }
         }
         for (key, meter) in &plan.meters {
-            if more(current.and_then(|c| c.meters.get(key).map(|m| m.amount)), meter.amount) {
+            if more(
+                current.and_then(|c| c.meters.get(key).map(|m| m.amount)),
+                meter.amount,
+            ) {
                 out.entry(key.clone()).or_insert_with(|| plan.slug.clone());
             }
         }

@@ -141,7 +141,8 @@ fn decode(
             "yearly" => BillingInterval::Yearly,
             other => return Err(corrupt(format!("interval {other:?}"))),
         },
-        state: parse_state(&data.state).ok_or_else(|| corrupt(format!("state {:?}", data.state)))?,
+        state: parse_state(&data.state)
+            .ok_or_else(|| corrupt(format!("state {:?}", data.state)))?,
         anchor: instant(data.anchor)?,
         period_index: data.period_index,
         period_start: instant(data.period_start)?,

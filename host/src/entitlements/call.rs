@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{
-    Decision, Denial, EntitlementEngine, Period, Usage, UsageError, UsageKind, usage_db,
-};
+use super::{Decision, Denial, EntitlementEngine, Period, Usage, UsageError, UsageKind, usage_db};
 use crate::db::ModuleDb;
 
 /// Why a usage change from a module call did not happen.
@@ -167,9 +165,9 @@ impl CallEntitlements {
                 .await
                 .map_err(host)?
         {
-            return self
-                .usage(key)
-                .ok_or_else(|| CallUsageError::UnknownKey(format!("`{key}` is not a count limit")));
+            return self.usage(key).ok_or_else(|| {
+                CallUsageError::UnknownKey(format!("`{key}` is not a count limit"))
+            });
         }
         let (usage, delta) = if consume {
             let usage = self
@@ -317,8 +315,16 @@ pub async fn record(
             idempotency_key,
         );
     };
-    match usage_db::record_event(conn, module, meter, reading.period, idempotency_key, amount, at)
-        .await
+    match usage_db::record_event(
+        conn,
+        module,
+        meter,
+        reading.period,
+        idempotency_key,
+        amount,
+        at,
+    )
+    .await
     {
         Ok(true) => Ok(reading),
         Ok(false) => {

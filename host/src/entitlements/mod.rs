@@ -25,9 +25,9 @@
 pub mod call;
 mod period;
 mod store;
-pub mod usage_db;
 #[cfg(test)]
 mod tests;
+pub mod usage_db;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -703,6 +703,28 @@ impl EntitlementEngine {
     /// The pair's usage as it would be saved, or `None` without a grant.
     pub fn snapshot(&self, tenant: &str, module: &str) -> Option<StoredUsage> {
         self.with_slot(tenant, module, snapshot_of)
+    }
+
+    /// May the tenant use `module` at all? Refused when the subscription
+    /// gives no access (none, trial ended, past due after grace, expired):
+    /// the module stays installed with its data, but gated. The denial's key
+    /// is the module's slug; its upgrade option is the plan to restore.
+    pub fn check_access(&self, tenant: &str, module: &str) -> Decision {
+        self.with_slot(tenant, module, |slot| {
+            let grant = &slot.grant;
+            match grant.state.denial_reason() {
+                None => Decision::Allowed,
+                Some(reason) => Decision::Denied(Denial {
+                    reason,
+                    key: module.to_owned(),
+                    plan: grant.plan.clone(),
+                    upgrade_plan: grant.plan.clone(),
+                    used: None,
+                    limit: None,
+                }),
+            }
+        })
+        .unwrap_or_else(|| Decision::Denied(no_subscription(module)))
     }
 
     /// May the tenant use boolean feature `key` of `module`?

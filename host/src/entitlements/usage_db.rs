@@ -50,7 +50,11 @@ fn unsigned(value: i64) -> u64 {
 ///
 /// # Errors
 /// Database failures.
-pub async fn load(pool: &SqlitePool, module: &str, grant: &Grant) -> Result<StoredUsage, SoukError> {
+pub async fn load(
+    pool: &SqlitePool,
+    module: &str,
+    grant: &Grant,
+) -> Result<StoredUsage, SoukError> {
     let mut usage = StoredUsage::default();
     let counters: Vec<(String, i64)> =
         sqlx::query_as("SELECT key, used FROM _souk_usage_counters WHERE module = ?")
