@@ -1275,3 +1275,243 @@ fn quote_view(
         trial_days,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::subscription::ManualClock;
+    use crate::entitlements::DenialReason;
+
+    fn at(text: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    fn npr() -> Currency {
+        Currency::parse("NPR").unwrap()
+    }
+
+    fn digital_card() -> ModulePlans {
+        let catalog =
+            PlanCatalog::parse(include_str!("../../../catalog/digital-card.yaml")).unwrap();
+        catalog.modules[0].clone()
+    }
+
+    const MANIFEST: &str = "slug: digital-card\nname: Digital Card\nversion: 1.0.0\n\
+        description: Cards.\ncategory: community\napi: 0.2.0\n\
+        features:\n  - key: card_creation\n  - key: premium_templates\n\
+        limits:\n  - key: max_cards\n    kind: count\n  - key: qr_scans_per_month\n    kind: meter\n";
+
+    #[test]
+    fn upgrades_name_the_cheapest_plan_that_grants_more() {
+        let plans = digital_card();
+        let free = plans.plan("free").unwrap();
+        let from_free = upgrades(&plans, Some(free), npr());
+        assert_eq!(from_free["batch_generation"], "pro");
+        assert_eq!(from_free["premium_templates"], "business");
+        assert_eq!(from_free["max_cards"], "pro");
+        assert_eq!(from_free["qr_scans_per_month"], "pro");
+        assert!(
+            !from_free.contains_key("card_creation"),
+            "free already has it"
+        );
+        let pro = plans.plan("pro").unwrap();
+        let from_pro = upgrades(&plans, Some(pro), npr());
+        assert_eq!(from_pro["max_cards"], "business");
+        assert!(!from_pro.contains_key("batch_generation"));
+        let business = plans.plan("business").unwrap();
+        assert!(upgrades(&plans, Some(business), npr()).is_empty());
+        // Without a subscription every key names its cheapest plan.
+        assert_eq!(upgrades(&plans, None, npr())["card_creation"], "free");
+    }
+
+    #[test]
+    fn meter_periods_are_months_from_the_anchor_clamped_to_short_months() {
+        let anchor = at("2026-01-31T09:00:00Z");
+        let p = monthly_period(anchor, at("2026-03-01T00:00:00Z"));
+        assert_eq!(
+            (p.start, p.end),
+            (at("2026-02-28T09:00:00Z"), at("2026-03-31T09:00:00Z"))
+        );
+        let p = monthly_period(anchor, anchor);
+        assert_eq!((p.start, p.end), (anchor, at("2026-02-28T09:00:00Z")));
+        let p = monthly_period(anchor, at("2026-01-01T00:00:00Z"));
+        assert_eq!(p.end, anchor);
+    }
+
+    #[test]
+    fn access_follows_state_grace_and_period() {
+        let plans = digital_card();
+        let clock = ManualClock::new(at("2026-01-01T00:00:00Z"));
+        let pro = plans.plan("pro").unwrap();
+        let mut record = SubscriptionRecord::new(
+            Subscription::start_new_trial("t", "digital-card", pro, npr(), &clock).unwrap(),
+        );
+        assert_eq!(access_state(&record, clock.now()), AccessState::Trialing);
+        clock.set(at("2026-01-31T00:00:00Z"));
+        record
+            .subscription
+            .apply(SubscriptionEvent::TrialEnded { paid: false }, &clock)
+            .unwrap();
+        record.trial_unpaid = true;
+        assert_eq!(
+            access_state(&record, clock.now()),
+            AccessState::PastDueInGrace
+        );
+        assert_eq!(
+            next_access_change(&record, clock.now()),
+            Some(at("2026-02-07T00:00:00Z"))
+        );
+        assert_eq!(
+            access_state(&record, at("2026-02-07T00:00:00Z")),
+            AccessState::TrialEnded
+        );
+        record.trial_unpaid = false;
+        assert_eq!(
+            access_state(&record, at("2026-02-07T00:00:00Z")),
+            AccessState::PastDue
+        );
+    }
+
+    #[test]
+    fn an_unpriced_module_gets_everything_it_declares_without_limits() {
+        let manifest = Manifest::parse(MANIFEST).unwrap();
+        let grant = unpriced_grant(&manifest, at("2026-05-17T12:00:00Z"));
+        assert_eq!(grant.state, AccessState::Active);
+        assert!(grant.features.contains("premium_templates"));
+        assert_eq!(grant.limits["max_cards"], None);
+        let meter = grant.meters["qr_scans_per_month"];
+        assert_eq!(meter.per_period, None);
+        assert_eq!(meter.period.start, at("2026-05-01T00:00:00Z"));
+        assert_eq!(meter.period.end, at("2026-06-01T00:00:00Z"));
+    }
+
+    async fn billing(clock: Arc<ManualClock>) -> (Billing, Tenant) {
+        let control = ControlPlane::in_memory().await.unwrap();
+        sqlx::query(
+            "INSERT INTO tenants (id, slug, name, created_at) VALUES ('t1', 'acme', 'Acme', 'now')",
+        )
+        .execute(control.pool())
+        .await
+        .unwrap();
+        let catalog =
+            PlanCatalog::parse(include_str!("../../../catalog/digital-card.yaml")).unwrap();
+        let billing = Billing::new(control, catalog, clock, npr());
+        let tenant = Tenant {
+            id: "t1".into(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            created_at: "now".into(),
+        };
+        (billing, tenant)
+    }
+
+    #[tokio::test]
+    async fn maintenance_walks_a_trial_to_the_free_plan_and_repeats_nothing() {
+        let clock = Arc::new(ManualClock::new(at("2026-01-01T00:00:00Z")));
+        let (billing, tenant) = billing(clock.clone()).await;
+        let tenant_actor = Actor::Tenant("acme");
+        billing
+            .subscribe(&tenant, "digital-card", "pro", None, tenant_actor)
+            .await
+            .unwrap();
+        // A second trial is refused while the first gives access.
+        let again = billing
+            .subscribe(&tenant, "digital-card", "business", None, tenant_actor)
+            .await;
+        assert!(matches!(again, Err(SoukError::Conflict(_))), "{again:?}");
+        let mut notices = 0;
+        for (day, state) in [
+            ("2026-01-20T00:00:00Z", "trialing"),
+            ("2026-01-29T00:00:00Z", "trialing"),
+            ("2026-01-31T00:00:00Z", "past_due"),
+            ("2026-02-07T00:00:00Z", "active"),
+        ] {
+            clock.set(at(day));
+            let first = billing.run_maintenance().await.unwrap();
+            let second = billing.run_maintenance().await.unwrap();
+            assert!(second.changes.is_empty(), "{day}: {second:?}");
+            assert_eq!(second.notifications, 0, "{day}: {second:?}");
+            notices += first.notifications;
+            let view = billing.show(&tenant, "digital-card").await.unwrap();
+            assert_eq!(view.state, state, "{day}");
+        }
+        let view = billing.show(&tenant, "digital-card").await.unwrap();
+        assert_eq!(view.plan, "free");
+        let kinds: Vec<String> = billing
+            .outbox(Some(&tenant), 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["trial_ending", "trial_ended", "expired", "downgraded"]
+        );
+        assert_eq!(notices, 4);
+        // The grant on the free plan names the upgrade for a pro feature.
+        let manifest = Manifest::parse(MANIFEST).unwrap();
+        let record = billing.get(&tenant, "digital-card").await.unwrap();
+        let grant = billing.grant_for(&manifest, record.as_ref(), clock.now());
+        assert_eq!(grant.plan.as_deref(), Some("free"));
+        assert_eq!(grant.limits["max_cards"], Some(100));
+        assert_eq!(grant.upgrades["premium_templates"], "business");
+        let engine = EntitlementEngine::without_store();
+        engine.replace_grant("t1", "digital-card", grant).unwrap();
+        match engine.check_feature("t1", "digital-card", "premium_templates") {
+            crate::entitlements::Decision::Denied(d) => {
+                assert_eq!(d.reason, DenialReason::FeatureNotInPlan);
+                assert_eq!(d.upgrade_plan.as_deref(), Some("business"));
+            }
+            allowed => panic!("{allowed:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trial_converts_when_a_period_was_prepaid() {
+        let clock = Arc::new(ManualClock::new(at("2026-01-01T00:00:00Z")));
+        let (billing, tenant) = billing(clock.clone()).await;
+        billing
+            .subscribe(&tenant, "digital-card", "pro", None, Actor::Operator)
+            .await
+            .unwrap();
+        let view = billing.extend(&tenant, "digital-card", 1).await.unwrap();
+        assert_eq!((view.state, view.prepaid_periods), ("trialing", 1));
+        clock.set(at("2026-01-31T00:00:00Z"));
+        let report = billing.run_maintenance().await.unwrap();
+        assert_eq!(report.changes, ["t1/digital-card: trial_converted"]);
+        let view = billing.show(&tenant, "digital-card").await.unwrap();
+        assert_eq!((view.state, view.prepaid_periods), ("active", 0));
+        assert_eq!(view.period_end, "2026-02-28T00:00:00Z");
+        // Quotes and changes agree; a tenant's paid upgrade needs payment.
+        clock.set(at("2026-02-14T00:00:00Z"));
+        let quote = billing
+            .quote(&tenant, "digital-card", "business")
+            .await
+            .unwrap();
+        assert_eq!(quote.kind, "upgrade");
+        let refused = billing
+            .change_plan(&tenant, "digital-card", "business", Actor::Tenant("acme"))
+            .await;
+        assert!(
+            matches!(refused, Err(SoukError::PaymentRequired(_))),
+            "{refused:?}"
+        );
+        let (view, charged) = billing
+            .change_plan(&tenant, "digital-card", "business", Actor::Operator)
+            .await
+            .unwrap();
+        assert_eq!(view.plan, "business");
+        assert_eq!(charged.amount_due_now, quote.amount_due_now);
+        assert_eq!(charged.credit, quote.credit);
+        // A downgrade waits for the period end.
+        let (view, _) = billing
+            .change_plan(&tenant, "digital-card", "pro", Actor::Tenant("acme"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (view.plan.as_str(), view.scheduled_plan.as_deref()),
+            ("business", Some("pro"))
+        );
+    }
+}

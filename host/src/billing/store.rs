@@ -421,3 +421,145 @@ pub fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::catalog::Catalog;
+    use crate::billing::subscription::ManualClock;
+    use crate::control_plane::ControlPlane;
+    use souk_module_registry::Slug;
+
+    fn at(text: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    async fn control_with_tenant() -> ControlPlane {
+        let control = ControlPlane::in_memory().await.unwrap();
+        sqlx::query(
+            "INSERT INTO tenants (id, slug, name, created_at) VALUES ('t1', 'acme', 'Acme', 'now')",
+        )
+        .execute(control.pool())
+        .await
+        .unwrap();
+        control
+    }
+
+    fn pro_trial() -> SubscriptionRecord {
+        let catalog = Catalog::parse(include_str!("../../../catalog/digital-card.yaml")).unwrap();
+        let plans = catalog
+            .module(&Slug::parse("digital-card").unwrap())
+            .unwrap();
+        let clock = ManualClock::new(at("2026-01-31T10:00:00Z"));
+        let subscription = Subscription::start_new_trial(
+            "t1",
+            "digital-card",
+            plans.plan("pro").unwrap(),
+            Currency::parse("NPR").unwrap(),
+            &clock,
+        )
+        .unwrap();
+        let mut record = SubscriptionRecord::new(subscription);
+        record.prepaid_periods = 2;
+        record.subscription.scheduled = Some(("free".into(), 0));
+        record.subscription.grace_ends = Some(at("2026-03-07T10:00:00Z"));
+        record
+    }
+
+    fn change(action: &'static str) -> Change<'static> {
+        Change {
+            action,
+            actor: "operator",
+            detail: None,
+            at: at("2026-01-31T10:00:00Z"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_survives_the_database_unchanged() {
+        let control = control_with_tenant().await;
+        let mut record = pro_trial();
+        let mut tx = control.pool().begin().await.unwrap();
+        save(&mut tx, &mut record, None, &change("trial_started"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(record.revision, 1);
+        let mut conn = control.pool().acquire().await.unwrap();
+        let loaded = load(&mut conn, "t1", "digital-card")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded, record);
+        let history = history(&mut conn, "t1", "digital-card").await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].to_state, "trialing");
+        assert_eq!(history[0].from_state, None);
+    }
+
+    #[tokio::test]
+    async fn a_write_based_on_a_stale_read_is_refused() {
+        let control = control_with_tenant().await;
+        let mut first = pro_trial();
+        let mut tx = control.pool().begin().await.unwrap();
+        save(&mut tx, &mut first, None, &change("trial_started"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut stale = first.clone();
+        let mut tx = control.pool().begin().await.unwrap();
+        save(&mut tx, &mut first, None, &change("extended"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = control.pool().begin().await.unwrap();
+        let refused = save(&mut tx, &mut stale, None, &change("extended")).await;
+        assert!(
+            matches!(refused, Err(SoukError::Conflict(_))),
+            "{refused:?}"
+        );
+        // A second insert of a new record for the same pair is refused too.
+        let mut fresh = pro_trial();
+        let refused = save(&mut tx, &mut fresh, None, &change("subscribed")).await;
+        assert!(
+            matches!(refused, Err(SoukError::Conflict(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn outbox_events_are_written_once_per_key() {
+        let control = control_with_tenant().await;
+        let mut tx = control.pool().begin().await.unwrap();
+        let now = at("2026-01-31T10:00:00Z");
+        let payload = serde_json::json!({"plan": "pro"});
+        assert!(
+            push_outbox(&mut tx, now, "trial_ending", "t1", "m", "k1", &payload)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !push_outbox(&mut tx, now, "trial_ending", "t1", "m", "k1", &payload)
+                .await
+                .unwrap()
+        );
+        assert!(
+            push_outbox(&mut tx, now, "expired", "t1", "m", "k2", &payload)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        let mut conn = control.pool().acquire().await.unwrap();
+        let all = outbox(&mut conn, None, 0, 10).await.unwrap();
+        assert_eq!(all.len(), 2);
+        let after = outbox(&mut conn, Some("t1"), all[0].id, 10).await.unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].kind, "expired");
+        assert!(
+            outbox(&mut conn, Some("other"), 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -687,3 +687,121 @@ fn denial_message_names_usage_and_upgrade() {
         "`max_cards` denied: limit_reached (100 of 100 used); plan `pro` allows it"
     );
 }
+
+#[test]
+fn undo_restores_usage_and_forgets_the_idempotency_key() {
+    let engine = EntitlementEngine::without_store();
+    engine.replace_grant_with_usage(
+        "acme",
+        "cards",
+        free(AccessState::Active),
+        StoredUsage::default(),
+    );
+    engine
+        .consume("acme", "cards", "max_cards", 5, Some("k1"))
+        .unwrap();
+    engine.undo_counter("acme", "cards", "max_cards", 5, Some("k1"));
+    let usage = engine
+        .consume("acme", "cards", "max_cards", 1, Some("k1"))
+        .unwrap();
+    assert_eq!(usage.used, 1, "the key applies again after the undo");
+    engine
+        .release("acme", "cards", "max_cards", 1, Some("r1"))
+        .unwrap();
+    engine.undo_counter("acme", "cards", "max_cards", -1, Some("r1"));
+    assert_eq!(
+        engine.check_limit("acme", "cards", "max_cards", 99),
+        Decision::Allowed
+    );
+    assert!(
+        !engine
+            .check_limit("acme", "cards", "max_cards", 100)
+            .is_allowed()
+    );
+
+    let at = march().start + Duration::days(2);
+    let reading = engine
+        .record_usage("acme", "cards", "qr_scans_per_month", 7, "scan", at)
+        .unwrap();
+    engine.undo_usage(
+        "acme",
+        "cards",
+        "qr_scans_per_month",
+        7,
+        reading.period,
+        "scan",
+    );
+    let again = engine
+        .record_usage("acme", "cards", "qr_scans_per_month", 7, "scan", at)
+        .unwrap();
+    assert!(again.counted);
+    assert_eq!(again.used, 7);
+}
+
+#[test]
+fn a_caller_loaded_usage_seeds_the_first_grant_only() {
+    let engine = EntitlementEngine::without_store();
+    let mut saved = StoredUsage::default();
+    saved.counters.insert(
+        "max_cards".into(),
+        StoredCounter {
+            used: 99,
+            consumed_keys: vec!["old".into()],
+            released_keys: Vec::new(),
+        },
+    );
+    engine.replace_grant_with_usage("acme", "cards", free(AccessState::Active), saved.clone());
+    assert!(engine.has_grant("acme", "cards"));
+    assert_eq!(
+        engine
+            .consume("acme", "cards", "max_cards", 1, Some("old"))
+            .unwrap()
+            .used,
+        99
+    );
+    assert!(
+        !engine
+            .check_limit("acme", "cards", "max_cards", 2)
+            .is_allowed()
+    );
+    // Cached: a second seed is ignored, the plan still changes.
+    engine.replace_grant_with_usage(
+        "acme",
+        "cards",
+        pro(AccessState::Active),
+        StoredUsage::default(),
+    );
+    assert_eq!(
+        engine.check_limit("acme", "cards", "max_cards", 2),
+        Decision::Allowed
+    );
+    assert_eq!(
+        engine.kind_of("acme", "cards", "max_cards"),
+        Some(UsageKind::Count)
+    );
+    assert_eq!(
+        engine.kind_of("acme", "cards", "qr_scans_per_month"),
+        Some(UsageKind::Meter)
+    );
+    assert_eq!(engine.kind_of("acme", "cards", "qr_codes"), None);
+    engine.forget("acme", "cards");
+    assert!(!engine.has_grant("acme", "cards"));
+}
+
+#[test]
+fn access_check_gates_the_whole_module_when_the_subscription_lapses() {
+    let engine = engine();
+    engine
+        .replace_grant("acme", "cards", free(AccessState::Active))
+        .unwrap();
+    assert_eq!(engine.check_access("acme", "cards"), Decision::Allowed);
+    engine
+        .replace_grant("acme", "cards", pro(AccessState::Expired))
+        .unwrap();
+    let denied = denial_of(engine.check_access("acme", "cards"));
+    assert_eq!(denied.reason, DenialReason::Expired);
+    assert_eq!(denied.key, "cards");
+    assert_eq!(denied.upgrade_plan.as_deref(), Some("pro"));
+    let denied = denial_of(engine.check_access("beta", "cards"));
+    assert_eq!(denied.reason, DenialReason::NoSubscription);
+}
