@@ -9,6 +9,10 @@
 //! - `entitlements/record_usage`: one metering event with a fresh
 //!   idempotency key (throughput reported as events per second). Keys are
 //!   bounded per period, so the run also covers evicting the oldest key.
+//! - `entitlements/record_usage_durable`: the same event as the usage-events
+//!   API records it — engine plus an idempotent insert into the tenant's
+//!   SQLite database (WAL, `synchronous = NORMAL`), one `BEGIN IMMEDIATE`
+//!   transaction per event — without HTTP.
 
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
@@ -17,7 +21,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use souk_host::entitlements::{
     AccessState, EntitlementEngine, Grant, InMemoryUsageStore, MeterAllowance, Period,
-    ResetInterval,
+    ResetInterval, call, usage_db,
 };
 use time::OffsetDateTime;
 
@@ -84,6 +88,67 @@ fn main() {
             black_box(engine.record_usage(tenant, MODULE, "qr_scans_per_month", 1, &key, now))
         })
     });
+    record_usage_durable(&mut group, &engine, tenant, now);
     group.finish();
     criterion.final_summary();
+}
+
+fn record_usage_durable(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    engine: &EntitlementEngine,
+    tenant: &str,
+    now: OffsetDateTime,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start a runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    let path = std::env::temp_dir().join(format!("souk-bench-usage-{}.sqlite", std::process::id()));
+    let pool = runtime.block_on(async {
+        let pool =
+            sqlx::SqlitePool::connect_with(souk_host::control_plane::sqlite_options(&path)).await?;
+        usage_db::ensure_schema(&pool).await?;
+        Ok::<_, sqlx::Error>(pool)
+    });
+    let pool = match pool {
+        Ok(pool) => pool,
+        Err(error) => {
+            eprintln!("cannot open {}: {error}", path.display());
+            std::process::exit(1);
+        }
+    };
+    let mut next_key: u64 = 0;
+    group.bench_function("record_usage_durable", |b| {
+        b.iter(|| {
+            next_key += 1;
+            let key = format!("durable-{next_key}");
+            runtime.block_on(async {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.ok()?;
+                let reading = call::record(
+                    engine,
+                    &mut tx,
+                    tenant,
+                    MODULE,
+                    "qr_scans_per_month",
+                    1,
+                    &key,
+                    now,
+                )
+                .await
+                .ok()?;
+                tx.commit().await.ok()?;
+                Some(black_box(reading.used))
+            })
+        })
+    });
+    runtime.block_on(pool.close());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }

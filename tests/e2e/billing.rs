@@ -594,6 +594,39 @@ fn parallel_requests_racing_for_the_last_unit_never_exceed_the_limit() {
 }
 
 #[test]
+fn usage_taken_by_a_failing_request_is_rolled_back_with_its_data() {
+    let host = start(&["cards"]);
+    let token = host.tenant("acme");
+    host.install_ok("acme", &token, "cards");
+    assert_eq!(create_card(&host, "acme", &token, "kept").status, 201);
+    let a = host.post("/t/acme/m/cards/cards/doomed", &token, json!({}));
+    assert_eq!(a.status, 500, "{a:?}");
+    assert_eq!(card_count(&host, "acme", &token), 1);
+    assert_eq!(usage_of(&host, "acme", &token, "max_cards")["used"], 1);
+    assert_eq!(
+        usage_of(&host, "acme", &token, "qr_scans_per_month")["used"],
+        0
+    );
+    // The same idempotency key counts when retried after the rollback.
+    let a = host.post(
+        "/t/acme/m/cards/scans",
+        &token,
+        json!({"key": "doomed-scan"}),
+    );
+    assert_eq!(a.body, json!({"used": 1, "limit": 5}), "{a:?}");
+    // And nothing of it reached the tenant database either.
+    let db = host.tenant_db("acme");
+    let used: i64 = db
+        .query_row(
+            "SELECT used FROM _souk_usage_counters WHERE module = 'cards' AND key = 'max_cards'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("counter row");
+    assert_eq!(used, 1);
+}
+
+#[test]
 fn plan_changes_reach_the_cache_at_once_even_from_another_process() {
     let host = start(&["cards"]);
     let token = host.tenant("acme");

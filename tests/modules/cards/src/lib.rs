@@ -97,6 +97,7 @@ impl Module for Cards {
             .get("/cards", list_cards)
             .post("/cards", create_card)
             .post("/cards/batch", create_batch)
+            .post("/cards/doomed", create_doomed)
             .delete("/cards/{id}", delete_card)
             .get("/cards/{id}/qr", card_qr)
             .post("/scans", record_scan)
@@ -219,6 +220,15 @@ fn create_batch(request: &Request) -> Result<Response, Problem> {
         201,
         &json!({ "cards": cards, "usage": usage }),
     ))
+}
+
+/// Takes a unit and inserts a card, then fails with a 500 without giving
+/// anything back: the host must roll back both the row and the unit.
+fn create_doomed(_request: &Request) -> Result<Response, Problem> {
+    entitlements::consume(MAX_CARDS, 1)?;
+    insert_card("doomed")?;
+    entitlements::record_usage(QR_SCANS, 1, "doomed-scan")?;
+    Err(Problem::internal("failing on purpose after taking a unit"))
 }
 
 /// Returns units taken for work that then failed (best effort: the failure
