@@ -169,7 +169,7 @@ impl Billing {
         Billing {
             control,
             plans: RwLock::new(Arc::new(plans)),
-            clock,
+            clock: Arc::new(WholeSeconds(clock)),
             engine: Arc::new(EntitlementEngine::without_store()),
             currency,
             fresh: Mutex::new(HashMap::new()),
@@ -1061,6 +1061,17 @@ impl Billing {
     ) -> Result<Vec<store::OutboxEvent>, SoukError> {
         let mut conn = self.control.pool().acquire().await?;
         store::outbox(&mut conn, tenant.map(|t| t.id.as_str()), after, limit).await
+    }
+}
+
+/// Billing's view of a clock: whole seconds, the precision subscriptions
+/// are stored with, so an instant read back equals the one written.
+struct WholeSeconds(Arc<dyn Clock>);
+
+impl Clock for WholeSeconds {
+    fn now(&self) -> OffsetDateTime {
+        let now = self.0.now();
+        now.replace_nanosecond(0).unwrap_or(now)
     }
 }
 
