@@ -729,6 +729,43 @@ fn maintenance_from_the_cli_is_idempotent_and_the_clock_only_moves_forward() {
 }
 
 #[test]
+fn tenants_using_a_module_before_it_was_priced_move_to_its_free_plan() {
+    let mut host = Host::start(&["cards"]);
+    let token = host.tenant("acme");
+    host.install_ok("acme", &token, "cards");
+    // Unpriced: everything the module declares, without limits.
+    for n in 0..4 {
+        assert_eq!(
+            create_card(&host, "acme", &token, &format!("c{n}")).status,
+            201
+        );
+    }
+    assert_eq!(
+        host.get("/t/acme/m/cards/templates/premium", &token).status,
+        200
+    );
+    let plans = workspace_root().join("tests/e2e/plans");
+    host.restart_with(&["--plans", plans.to_str().expect("utf-8 path")]);
+    // Priced now: the first request puts the tenant on the free plan.
+    let a = host.get("/t/acme/m/cards/templates/premium", &token);
+    assert_denied(
+        &a,
+        402,
+        "premium_templates",
+        "feature_not_in_plan",
+        Some("business"),
+    );
+    let s = subscription(&host, "acme", &token);
+    assert_eq!(
+        (s["plan"].as_str(), s["state"].as_str()),
+        (Some("free"), Some("active"))
+    );
+    assert_eq!(card_count(&host, "acme", &token), 4);
+    let a = create_card(&host, "acme", &token, "over");
+    assert_denied(&a, 402, "max_cards", "limit_reached", Some("pro"));
+}
+
+#[test]
 fn a_catalog_granting_an_undeclared_feature_is_refused_at_start() {
     let host = start(&["cards"]);
     let bad = host.dir.path().join("bad.yaml");

@@ -202,6 +202,12 @@ impl Host {
         self.spawn();
     }
 
+    /// Restarts with different extra global CLI arguments.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -776,7 +776,25 @@ impl Billing {
             return Ok(());
         }
         let record = match self.module_plans(module) {
-            Some(_) => self.get(tenant, module).await?,
+            Some(plans) => match self.get(tenant, module).await? {
+                Some(record) => Some(record),
+                // Installed before the module was priced: put the tenant on
+                // the free plan, as an install today would (once; a
+                // concurrent request doing the same wins harmlessly).
+                None => match plans.plans.iter().find(|p| p.free) {
+                    Some(free) => {
+                        match self
+                            .subscribe(tenant, module, &free.slug, None, Actor::Maintenance)
+                            .await
+                        {
+                            Ok(_) | Err(SoukError::Conflict(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                        self.get(tenant, module).await?
+                    }
+                    None => None,
+                },
+            },
             None => None,
         };
         let grant = self.grant_for(manifest, record.as_ref(), now);
