@@ -13,6 +13,8 @@
 //!   API records it — engine plus an idempotent insert into the tenant's
 //!   SQLite database (WAL, `synchronous = NORMAL`), one `BEGIN IMMEDIATE`
 //!   transaction per event — without HTTP.
+//! - `entitlements/record_usage_durable_batch100`: 100 such events in one
+//!   transaction, as a `{"events": [...]}` request records them.
 
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
@@ -144,6 +146,34 @@ fn record_usage_durable(
                 .ok()?;
                 tx.commit().await.ok()?;
                 Some(black_box(reading.used))
+            })
+        })
+    });
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("record_usage_durable_batch100", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.ok()?;
+                let mut used = 0;
+                for _ in 0..100 {
+                    next_key += 1;
+                    let key = format!("durable-{next_key}");
+                    let reading = call::record(
+                        engine,
+                        &mut tx,
+                        tenant,
+                        MODULE,
+                        "qr_scans_per_month",
+                        1,
+                        &key,
+                        now,
+                    )
+                    .await
+                    .ok()?;
+                    used = reading.used;
+                }
+                tx.commit().await.ok()?;
+                Some(black_box(used))
             })
         })
     });

@@ -549,6 +549,57 @@ fn usage_events_are_idempotent_and_counted_per_period() {
 }
 
 #[test]
+fn usage_event_batches_are_all_or_nothing() {
+    let host = start(&["cards"]);
+    let token = host.tenant("acme");
+    host.install_ok("acme", &token, "cards");
+    let event = |key: &str| json!({"module": "cards", "meter": "qr_scans_per_month", "idempotency_key": key});
+    let a = host.post(
+        "/v1/tenants/acme/usage-events",
+        &token,
+        json!({"events": [event("a"), event("b"), event("a")]}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let counted: Vec<bool> = a.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["counted"].as_bool().expect("counted"))
+        .collect();
+    assert_eq!(counted, [true, true, false]);
+    // One bad event refuses the whole batch, naming it.
+    let bad = json!({"module": "cards", "meter": "nope", "idempotency_key": "d"});
+    let a = host.post(
+        "/v1/tenants/acme/usage-events",
+        &token,
+        json!({"events": [event("c"), bad]}),
+    );
+    assert_eq!(a.status, 422, "{a:?}");
+    assert!(a.detail().starts_with("events[1]"), "{a:?}");
+    assert_eq!(
+        usage_of(&host, "acme", &token, "qr_scans_per_month")["used"],
+        2
+    );
+    // "c" was not counted: it counts now.
+    let a = host.post("/v1/tenants/acme/usage-events", &token, event("c"));
+    assert_eq!(a.status, 201, "{a:?}");
+    for body in [
+        json!({"events": []}),
+        json!({"events": [event("x")], "extra": 1}),
+    ] {
+        let a = host.post("/v1/tenants/acme/usage-events", &token, body.clone());
+        assert!(a.status == 400 || a.status == 422, "{body}: {a:?}");
+    }
+    let a = host.post(
+        "/v1/tenants/acme/usage-events",
+        &token,
+        json!({"module": "cards", "meter": "qr_scans_per_month", "idempotency_key": "k", "amout": 2}),
+    );
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(a.detail().contains("amout"), "{a:?}");
+}
+
+#[test]
 fn parallel_requests_racing_for_the_last_unit_never_exceed_the_limit() {
     let host = start(&["cards"]);
     let token = host.tenant("acme");

@@ -423,55 +423,87 @@ fn one_unit() -> u64 {
     1
 }
 
+/// Most events one request may carry.
+const MAX_EVENTS_PER_REQUEST: usize = 1000;
+
+/// `{"events": [...]}`: several events recorded in one transaction.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageBatch {
+    events: Vec<UsageEvent>,
+}
+
+/// Records metered usage: one event (201 when counted, 200 when its key
+/// was already counted in its period) or a batch (200, one result per event,
+/// in order). A batch is all or nothing: an invalid event (named by its
+/// index) leaves every event of the request uncounted.
 async fn usage_event(
     State(souk): State<Arc<Souk>>,
     access: TenantAccess,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let event: UsageEvent = parse_json(body)?;
-    if event.idempotency_key.is_empty() || event.idempotency_key.len() > 200 {
-        return Err(
-            SoukError::Invalid("`idempotency_key` must be 1 to 200 characters".to_owned()).into(),
-        );
+    let value: serde_json::Value = parse_json(body)?;
+    let batch = value.get("events").is_some();
+    let invalid = |e: serde_json::Error| Problem::bad_request(format!("invalid JSON body: {e}"));
+    let events = if batch {
+        serde_json::from_value::<UsageBatch>(value)
+            .map_err(invalid)?
+            .events
+    } else {
+        vec![serde_json::from_value::<UsageEvent>(value).map_err(invalid)?]
+    };
+    if events.is_empty() || events.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(SoukError::Invalid(format!(
+            "`events` must hold 1 to {MAX_EVENTS_PER_REQUEST} events"
+        ))
+        .into());
+    }
+    let at = |i: usize| {
+        if batch {
+            format!("events[{i}]: ")
+        } else {
+            String::new()
+        }
+    };
+    for (i, event) in events.iter().enumerate() {
+        if event.idempotency_key.is_empty() || event.idempotency_key.len() > 200 {
+            return Err(SoukError::Invalid(format!(
+                "{}`idempotency_key` must be 1 to 200 characters",
+                at(i)
+            ))
+            .into());
+        }
     }
     let tenant = &access.tenant;
-    let installation = installer::find(&souk, tenant, &event.module)
-        .await?
-        .ok_or_else(|| {
-            SoukError::NotFound(format!(
-                "module {:?} is not installed for this tenant",
-                event.module
-            ))
-        })?;
-    let resolved = souk
-        .catalog
-        .resolve(&installation.module, Some(&installation.version))
-        .await?;
-    dispatch::ensure_grant(&souk, tenant, &installation, &resolved.manifest).await?;
+    let mut modules: Vec<&str> = events.iter().map(|e| e.module.as_str()).collect();
+    modules.sort_unstable();
+    modules.dedup();
+    for module in modules {
+        let installation = installer::find(&souk, tenant, module)
+            .await?
+            .ok_or_else(|| {
+                SoukError::NotFound(format!(
+                    "module {module:?} is not installed for this tenant"
+                ))
+            })?;
+        let resolved = souk
+            .catalog
+            .resolve(&installation.module, Some(&installation.version))
+            .await?;
+        dispatch::ensure_grant(&souk, tenant, &installation, &resolved.manifest).await?;
+    }
     let now = souk.billing.clock().now();
+    let engine = souk.billing.engine();
     let pool = souk.tenancy.database(tenant).await?;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(SoukError::from)?;
-    let reading = call::record(
-        souk.billing.engine(),
-        &mut tx,
-        &tenant.id,
-        &event.module,
-        &event.meter,
-        event.amount,
-        &event.idempotency_key,
-        now,
-    )
-    .await
-    .map_err(|e| match e {
-        call::CallUsageError::UnknownKey(message) => SoukError::Invalid(message),
-        other => SoukError::Internal(anyhow::anyhow!("{other}")),
-    })?;
-    if let Err(e) = tx.commit().await {
-        if reading.counted {
-            souk.billing.engine().undo_usage(
+    let mut readings = Vec::with_capacity(events.len());
+    let undo = |readings: &[(usize, crate::entitlements::MeterReading)]| {
+        for (i, reading) in readings.iter().filter(|(_, r)| r.counted) {
+            let event = &events[*i];
+            engine.undo_usage(
                 &tenant.id,
                 &event.module,
                 &event.meter,
@@ -480,22 +512,66 @@ async fn usage_event(
                 &event.idempotency_key,
             );
         }
+    };
+    for (i, event) in events.iter().enumerate() {
+        let recorded = call::record(
+            engine,
+            &mut tx,
+            &tenant.id,
+            &event.module,
+            &event.meter,
+            event.amount,
+            &event.idempotency_key,
+            now,
+        )
+        .await;
+        match recorded {
+            Ok(reading) => readings.push((i, reading)),
+            Err(e) => {
+                undo(&readings);
+                return Err(match e {
+                    call::CallUsageError::UnknownKey(message) => {
+                        SoukError::Invalid(format!("{}{message}", at(i)))
+                    }
+                    other => SoukError::Internal(anyhow::anyhow!("{other}")),
+                }
+                .into());
+            }
+        }
+    }
+    if let Err(e) = tx.commit().await {
+        undo(&readings);
         return Err(SoukError::from(e).into());
     }
-    let status = if reading.counted {
+    let results: Vec<serde_json::Value> = readings
+        .iter()
+        .map(|(i, reading)| {
+            let event = &events[*i];
+            json!({
+                "module": event.module,
+                "meter": event.meter,
+                "idempotency_key": event.idempotency_key,
+                "counted": reading.counted,
+                "used": reading.used,
+                "limit": reading.allowance,
+                "period_start": rfc3339(reading.period.start),
+                "period_end": rfc3339(reading.period.end),
+            })
+        })
+        .collect();
+    if batch {
+        return Ok(Json(json!({ "events": results })).into_response());
+    }
+    let counted = readings[0].1.counted;
+    let status = if counted {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let body = json!({
-        "module": event.module,
-        "meter": event.meter,
-        "counted": reading.counted,
-        "used": reading.used,
-        "limit": reading.allowance,
-        "period_start": rfc3339(reading.period.start),
-        "period_end": rfc3339(reading.period.end),
-    });
+    let mut body = results.into_iter().next().unwrap_or_default();
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("idempotency_key");
+    }
     Ok((status, Json(body)).into_response())
 }
 
