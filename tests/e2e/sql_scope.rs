@@ -245,3 +245,42 @@ fn a_runaway_statement_is_interrupted_and_the_database_stays_usable() {
     );
     assert_eq!(a.status, 400, "{a:?}");
 }
+
+#[test]
+fn the_hosts_usage_tables_are_out_of_every_modules_reach() {
+    let (host, token) = setup();
+    // The usage tables exist in the tenant database (membership counts
+    // nothing, but the host creates them with the database).
+    let tables: Vec<String> = {
+        let db = host.tenant_db("acme");
+        let mut stmt = db
+            .prepare("SELECT name FROM sqlite_master WHERE name LIKE '\\_souk\\_%' ESCAPE '\\'")
+            .expect("prepare");
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    assert!(
+        tables.contains(&"_souk_usage_counters".to_owned()),
+        "{tables:?}"
+    );
+    for statement in [
+        "SELECT * FROM _souk_usage_counters",
+        "SELECT * FROM \"_souk_usage_counters\"",
+        "SELECT * FROM main._souk_usage_counters",
+        "SELECT * FROM main.\"_souk_usage_events\"",
+        "UPDATE _souk_usage_counters SET used = 0",
+        "INSERT INTO _souk_usage_events (module, meter, period_start, idempotency_key, amount, at) VALUES ('cards', 'm', 0, 'k', -5, 0)",
+        "DELETE FROM main._souk_usage_keys",
+        "SELECT * FROM sqlite_master WHERE name LIKE '_souk%'",
+    ] {
+        let route = if statement.starts_with("SELECT") {
+            "query"
+        } else {
+            "execute"
+        };
+        let a = sql(&host, &token, route, statement, json!([]));
+        assert_eq!(a.status, 400, "{statement}: {a:?}");
+    }
+}

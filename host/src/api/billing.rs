@@ -466,10 +466,13 @@ async fn usage_event(
         }
     };
     for (i, event) in events.iter().enumerate() {
-        if event.idempotency_key.is_empty() || event.idempotency_key.len() > 200 {
+        if event.idempotency_key.is_empty()
+            || event.idempotency_key.len() > call::MAX_IDEMPOTENCY_KEY
+        {
             return Err(SoukError::Invalid(format!(
-                "{}`idempotency_key` must be 1 to 200 characters",
-                at(i)
+                "{}`idempotency_key` must be 1 to {} bytes",
+                at(i),
+                call::MAX_IDEMPOTENCY_KEY
             ))
             .into());
         }

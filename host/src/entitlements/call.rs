@@ -58,6 +58,21 @@ impl std::fmt::Debug for CallEntitlements {
     }
 }
 
+/// Longest idempotency key a module may pass (keys are stored per event).
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+fn check_key(idempotency_key: Option<&str>) -> Result<(), CallUsageError> {
+    match idempotency_key {
+        Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
+            Err(CallUsageError::UnknownKey(format!(
+                "an idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} bytes, not {}",
+                key.len()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn unknown(error: UsageError) -> CallUsageError {
     CallUsageError::UnknownKey(error.to_string())
 }
@@ -156,6 +171,7 @@ impl CallEntitlements {
         idempotency_key: Option<&str>,
         consume: bool,
     ) -> Result<Usage, CallUsageError> {
+        check_key(idempotency_key)?;
         let conn = db
             .host_connection()
             .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))?;
@@ -207,6 +223,7 @@ impl CallEntitlements {
         amount: u64,
         idempotency_key: &str,
     ) -> Result<Usage, CallUsageError> {
+        check_key(Some(idempotency_key))?;
         if let Decision::Denied(denial) =
             self.engine
                 .check_meter(&self.tenant, &self.module, meter, amount, self.now)
