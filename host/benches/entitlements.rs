@@ -135,12 +135,15 @@ fn record_usage_durable(
                 let reading = call::record(
                     engine,
                     &mut tx,
-                    tenant,
-                    MODULE,
-                    "qr_scans_per_month",
-                    1,
-                    &key,
-                    now,
+                    call::MeterEvent {
+                        tenant_id: tenant,
+                        module: MODULE,
+                        meter: "qr_scans_per_month",
+                        amount: 1,
+                        idempotency_key: &key,
+                        at: now,
+                    },
+                    false,
                 )
                 .await
                 .ok()?;
@@ -161,12 +164,15 @@ fn record_usage_durable(
                     let reading = call::record(
                         engine,
                         &mut tx,
-                        tenant,
-                        MODULE,
-                        "qr_scans_per_month",
-                        1,
-                        &key,
-                        now,
+                        call::MeterEvent {
+                            tenant_id: tenant,
+                            module: MODULE,
+                            meter: "qr_scans_per_month",
+                            amount: 1,
+                            idempotency_key: &key,
+                            at: now,
+                        },
+                        false,
                     )
                     .await
                     .ok()?;

@@ -104,26 +104,47 @@ pub async fn dispatch(
             .limit
             .as_deref()
             .map(|key| engine.check_limit(&tenant.id, module, key, 1)),
-        route
-            .meter
-            .as_deref()
-            .map(|key| engine.check_meter(&tenant.id, module, key, 1, now)),
     ];
     for decision in gate.into_iter().flatten() {
         if let Decision::Denied(denial) = decision {
             return Err(SoukError::Denied(Box::new(denial)));
         }
     }
-    let meter = route.meter.clone();
+    // A metered route takes its unit before the module runs (atomically
+    // against the allowance, so concurrent requests never exceed it), is
+    // written with the answer if that is a 2xx, and is given back otherwise.
+    let meter_key = format!("request-{}", request_key(now));
+    let mut meter = match route.meter.as_deref() {
+        None => None,
+        Some(key) => {
+            let event = call::MeterEvent {
+                tenant_id: &tenant.id,
+                module,
+                meter: key,
+                amount: 1,
+                idempotency_key: &meter_key,
+                at: now,
+            };
+            match call::MeterHold::take(engine, event) {
+                Ok(hold) => Some(hold),
+                Err(call::CallUsageError::Denied(denial)) => {
+                    return Err(SoukError::Denied(Box::new(denial)));
+                }
+                Err(e) => return Err(SoukError::Internal(anyhow::anyhow!("metering {key}: {e}"))),
+            }
+        }
+    };
     request
         .headers
         .retain(|(name, _)| !PRIVATE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
 
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
     let scope = installer::scope_for(souk, &tenant, manifest).await?;
-    // Reads take a deferred transaction; writes take the write lock up
-    // front, so two writers queue instead of failing on lock upgrade.
-    let tx: Transaction<'static, Sqlite> = if matches!(request.method.as_str(), "GET" | "HEAD") {
+    // Reads take a deferred transaction; writes — and metered routes, which
+    // write their usage event — take the write lock up front, so two
+    // writers queue instead of failing on lock upgrade.
+    let reads_only = matches!(request.method.as_str(), "GET" | "HEAD") && meter.is_none();
+    let tx: Transaction<'static, Sqlite> = if reads_only {
         pool.begin().await?
     } else {
         pool.begin_with("BEGIN IMMEDIATE").await?
@@ -151,6 +172,7 @@ pub async fn dispatch(
     let mut state = call.into_state();
     let entitlements = state.entitlements.take();
     let tx = state.db.take_transaction();
+    // Dropping `meter` without committing gives its unit back.
     let rollback = |entitlements: Option<CallEntitlements>| {
         if let Some(entitlements) = entitlements {
             entitlements.rollback();
@@ -161,25 +183,22 @@ pub async fn dispatch(
             let Some(mut tx) = tx else {
                 return Ok(response);
             };
-            if let Some(meter) = meter.as_deref()
-                && (200..300).contains(&response.status)
+            if !(200..300).contains(&response.status) {
+                meter = None;
+            }
+            if let Some(hold) = meter.as_mut()
+                && let Err(e) = hold.write(&mut tx).await
             {
-                // One unit per answered request; the key only has to be
-                // unique, the request is never retried under it.
-                let key = format!("request-{}", uuid_like(now));
-                if let Err(e) =
-                    call::record(engine, &mut tx, &tenant.id, module, meter, 1, &key, now).await
-                {
-                    tx.rollback().await?;
-                    rollback(entitlements);
-                    return Err(SoukError::Internal(anyhow::anyhow!(
-                        "metering {meter}: {e}"
-                    )));
-                }
+                tx.rollback().await?;
+                rollback(entitlements);
+                return Err(SoukError::Internal(anyhow::anyhow!("metering: {e}")));
             }
             if let Err(e) = tx.commit().await {
                 rollback(entitlements);
                 return Err(e.into());
+            }
+            if let Some(hold) = meter {
+                hold.commit();
             }
             Ok(response)
         }
@@ -229,7 +248,7 @@ pub async fn ensure_grant(
 }
 
 /// A key unique to this process and request: the time and a counter.
-fn uuid_like(now: time::OffsetDateTime) -> String {
+fn request_key(now: time::OffsetDateTime) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(

@@ -678,6 +678,45 @@ fn usage_taken_by_a_failing_request_is_rolled_back_with_its_data() {
 }
 
 #[test]
+fn parallel_requests_on_a_metered_route_never_exceed_the_allowance() {
+    let host = start(&["cards"]);
+    let token = host.tenant("acme");
+    host.install_ok("acme", &token, "cards");
+    assert_eq!(create_card(&host, "acme", &token, "c").status, 201);
+    // The free plan allows 5 scans a month; 20 requests race for them.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                let host = &host;
+                let token = &token;
+                scope.spawn(move || host.get("/t/acme/m/cards/cards/1/qr", token).status)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 402).count(),
+        15,
+        "{statuses:?}"
+    );
+    let line = usage_of(&host, "acme", &token, "qr_scans_per_month");
+    assert_eq!(line["used"], 5, "{line}");
+    let db = host.tenant_db("acme");
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM _souk_usage_events", [], |r| r.get(0))
+        .expect("events");
+    assert_eq!(rows, 5);
+}
+
+#[test]
 fn plan_changes_reach_the_cache_at_once_even_from_another_process() {
     let host = start(&["cards"]);
     let token = host.tenant("acme");

@@ -520,12 +520,15 @@ async fn usage_event(
         let recorded = call::record(
             engine,
             &mut tx,
-            &tenant.id,
-            &event.module,
-            &event.meter,
-            event.amount,
-            &event.idempotency_key,
-            now,
+            call::MeterEvent {
+                tenant_id: &tenant.id,
+                module: &event.module,
+                meter: &event.meter,
+                amount: event.amount,
+                idempotency_key: &event.idempotency_key,
+                at: now,
+            },
+            false,
         )
         .await;
         match recorded {

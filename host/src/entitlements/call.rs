@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{Decision, Denial, EntitlementEngine, Period, Usage, UsageError, UsageKind, usage_db};
+use super::{
+    Decision, Denial, EntitlementEngine, MeterReading, MeterRefusal, Period, Usage, UsageError,
+    UsageKind, usage_db,
+};
 use crate::db::ModuleDb;
 
 /// Why a usage change from a module call did not happen.
@@ -224,26 +227,18 @@ impl CallEntitlements {
         idempotency_key: &str,
     ) -> Result<Usage, CallUsageError> {
         check_key(Some(idempotency_key))?;
-        if let Decision::Denied(denial) =
-            self.engine
-                .check_meter(&self.tenant, &self.module, meter, amount, self.now)
-        {
-            return Err(CallUsageError::Denied(denial));
-        }
         let conn = db
             .host_connection()
             .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))?;
-        let reading = record(
-            &self.engine,
-            conn,
-            &self.tenant,
-            &self.module,
+        let event = MeterEvent {
+            tenant_id: &self.tenant,
+            module: &self.module,
             meter,
             amount,
             idempotency_key,
-            self.now,
-        )
-        .await?;
+            at: self.now,
+        };
+        let reading = record(&self.engine, conn, event, true).await?;
         if reading.counted {
             self.undo.push(Undo::Meter {
                 meter: meter.to_owned(),
@@ -297,49 +292,92 @@ impl CallEntitlements {
     }
 }
 
-/// Records a metered event in the engine and in the tenant database
-/// (`conn`, inside the caller's transaction). The database's record of keys
-/// is unbounded, the engine's is not: an event the engine took for new but
-/// the database had seen is taken back out of the engine.
+/// A metered event to record: which meter, how much, under which key, when.
+#[derive(Debug, Clone, Copy)]
+pub struct MeterEvent<'a> {
+    /// The tenant's internal id.
+    pub tenant_id: &'a str,
+    /// The module.
+    pub module: &'a str,
+    /// The meter key.
+    pub meter: &'a str,
+    /// Units.
+    pub amount: u64,
+    /// Counted once per key per period.
+    pub idempotency_key: &'a str,
+    /// When it happened.
+    pub at: OffsetDateTime,
+}
+
+/// Records `event` in the engine only, first: with `enforce`, refused
+/// atomically when access is lost or the allowance would be exceeded
+/// (module calls, metered routes); without, recorded as a fact (reported
+/// usage). Follow with [`persist`] in the caller's transaction, or undo.
 ///
 /// # Errors
-/// [`CallUsageError::UnknownKey`] for a meter the plan lacks;
-/// [`CallUsageError::Host`] for database failures (the engine is restored).
-#[allow(clippy::too_many_arguments)]
-pub async fn record(
+/// [`CallUsageError::Denied`] (enforced), [`CallUsageError::UnknownKey`].
+pub fn reserve(
+    engine: &EntitlementEngine,
+    event: MeterEvent<'_>,
+    enforce: bool,
+) -> Result<MeterReading, CallUsageError> {
+    let MeterEvent {
+        tenant_id,
+        module,
+        meter,
+        amount,
+        idempotency_key,
+        at,
+    } = event;
+    if enforce {
+        engine
+            .record_usage_within_allowance(tenant_id, module, meter, amount, idempotency_key, at)
+            .map_err(|refusal| match refusal {
+                MeterRefusal::Denied(denial) => CallUsageError::Denied(denial),
+                MeterRefusal::Usage(error) => unknown(error),
+            })
+    } else {
+        engine
+            .record_usage(tenant_id, module, meter, amount, idempotency_key, at)
+            .map_err(unknown)
+    }
+}
+
+/// Writes an event [`reserve`] counted to the tenant database (`conn`,
+/// inside the caller's transaction). The database's record of keys is
+/// unbounded, the engine's is not: an event the engine took for new but the
+/// database had seen is taken back out of the engine and reported as not
+/// counted. On a database failure the engine is restored too.
+///
+/// # Errors
+/// [`CallUsageError::Host`] for database failures.
+pub async fn persist(
     engine: &EntitlementEngine,
     conn: &mut sqlx::SqliteConnection,
-    tenant_id: &str,
-    module: &str,
-    meter: &str,
-    amount: u64,
-    idempotency_key: &str,
-    at: OffsetDateTime,
-) -> Result<super::MeterReading, CallUsageError> {
-    let mut reading = engine
-        .record_usage(tenant_id, module, meter, amount, idempotency_key, at)
-        .map_err(unknown)?;
+    event: MeterEvent<'_>,
+    mut reading: MeterReading,
+) -> Result<MeterReading, CallUsageError> {
     if !reading.counted {
         return Ok(reading);
     }
     let undo = || {
         engine.undo_usage(
-            tenant_id,
-            module,
-            meter,
-            amount,
+            event.tenant_id,
+            event.module,
+            event.meter,
+            event.amount,
             reading.period,
-            idempotency_key,
+            event.idempotency_key,
         );
     };
     match usage_db::record_event(
         conn,
-        module,
-        meter,
+        event.module,
+        event.meter,
         reading.period,
-        idempotency_key,
-        amount,
-        at,
+        event.idempotency_key,
+        event.amount,
+        event.at,
     )
     .await
     {
@@ -347,7 +385,7 @@ pub async fn record(
         Ok(false) => {
             undo();
             reading.counted = false;
-            reading.used = reading.used.saturating_sub(amount);
+            reading.used = reading.used.saturating_sub(event.amount);
             Ok(reading)
         }
         Err(e) => {
@@ -355,4 +393,79 @@ pub async fn record(
             Err(host(e))
         }
     }
+}
+
+/// A unit of a metered route taken before the request runs. Dropped
+/// without [`MeterHold::commit`], it is given back to the engine, so every
+/// early return (a failed instantiation, a module error, a non-2xx answer, a
+/// failed commit) leaves the allowance as it was.
+pub struct MeterHold<'a> {
+    engine: &'a EntitlementEngine,
+    event: MeterEvent<'a>,
+    reading: MeterReading,
+    kept: bool,
+}
+
+impl<'a> MeterHold<'a> {
+    /// Takes `event` from the allowance (enforced, atomically).
+    ///
+    /// # Errors
+    /// As for [`reserve`] with enforcement.
+    pub fn take(
+        engine: &'a EntitlementEngine,
+        event: MeterEvent<'a>,
+    ) -> Result<Self, CallUsageError> {
+        let reading = reserve(engine, event, true)?;
+        Ok(MeterHold {
+            engine,
+            event,
+            reading,
+            kept: false,
+        })
+    }
+
+    /// Writes the unit into the request's transaction (`conn`); still given
+    /// back on drop unless [`MeterHold::commit`] follows.
+    ///
+    /// # Errors
+    /// As for [`persist`].
+    pub async fn write(&mut self, conn: &mut sqlx::SqliteConnection) -> Result<(), CallUsageError> {
+        self.reading = persist(self.engine, conn, self.event, self.reading).await?;
+        Ok(())
+    }
+
+    /// The transaction holding the unit committed: keep it.
+    pub fn commit(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for MeterHold<'_> {
+    fn drop(&mut self) {
+        if !self.kept && self.reading.counted {
+            self.engine.undo_usage(
+                self.event.tenant_id,
+                self.event.module,
+                self.event.meter,
+                self.event.amount,
+                self.reading.period,
+                self.event.idempotency_key,
+            );
+        }
+    }
+}
+
+/// [`reserve`] then [`persist`]: records `event` in the engine and the
+/// tenant database.
+///
+/// # Errors
+/// As for both.
+pub async fn record(
+    engine: &EntitlementEngine,
+    conn: &mut sqlx::SqliteConnection,
+    event: MeterEvent<'_>,
+    enforce: bool,
+) -> Result<MeterReading, CallUsageError> {
+    let reading = reserve(engine, event, enforce)?;
+    persist(engine, conn, event, reading).await
 }

@@ -957,35 +957,39 @@ impl EntitlementEngine {
         at: OffsetDateTime,
     ) -> Result<MeterReading, UsageError> {
         self.with_slot(tenant, module, |slot| {
-            let unknown = || UsageError::UnknownKey {
-                key: meter.to_owned(),
-            };
-            let allowance = slot.grant.meters.get(meter).ok_or_else(unknown)?;
-            let mut state = lock(slot.meters.get(meter).ok_or_else(unknown)?);
-            let period = state.clock.roll_to(state.period, at).ok_or_else(|| {
-                UsageError::BeforeCurrentPeriod {
-                    meter: meter.to_owned(),
-                    at,
-                    period_start: state.period.start,
-                }
-            })?;
-            if period != state.period {
-                state.period = period;
-                state.used = 0;
-                state.seen.clear();
-            }
-            let counted = state.seen.insert(idempotency_key);
-            if counted {
-                state.used = state.used.saturating_add(amount);
-            }
-            Ok(MeterReading {
-                used: state.used,
-                allowance: allowance.per_period,
-                period: state.period,
-                counted,
+            record_in(slot, meter, amount, idempotency_key, at, false).map_err(|e| match e {
+                MeterRefusal::Usage(e) => e,
+                // Unreachable without enforcement; stay total.
+                MeterRefusal::Denied(d) => UsageError::UnknownKey { key: d.key },
             })
         })
         .unwrap_or_else(|| Err(no_grant(tenant, module)))
+    }
+
+    /// Like [`EntitlementEngine::record_usage`], but refused — atomically,
+    /// under the meter's lock — when the subscription gives no access or
+    /// the event would take the period past its allowance. Concurrent
+    /// callers racing for the last units of a period never exceed it. An
+    /// event whose key was already counted is answered as such (not
+    /// refused), whatever the allowance.
+    ///
+    /// # Errors
+    /// [`MeterRefusal::Denied`] (no access, meter not in the plan, allowance
+    /// used up); [`MeterRefusal::Usage`] for an event before the current
+    /// period or without a grant.
+    pub fn record_usage_within_allowance(
+        &self,
+        tenant: &str,
+        module: &str,
+        meter: &str,
+        amount: u64,
+        idempotency_key: &str,
+        at: OffsetDateTime,
+    ) -> Result<MeterReading, MeterRefusal> {
+        self.with_slot(tenant, module, |slot| {
+            record_in(slot, meter, amount, idempotency_key, at, true)
+        })
+        .unwrap_or_else(|| Err(MeterRefusal::Denied(no_subscription(meter))))
     }
 
     /// The tenant's usage dashboard for `module` as of `now`: one line per
@@ -1038,6 +1042,87 @@ impl EntitlementEngine {
             lines
         })
     }
+}
+
+/// Why [`EntitlementEngine::record_usage_within_allowance`] refused an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeterRefusal {
+    /// The plan refuses it.
+    Denied(Denial),
+    /// The event cannot be recorded at all.
+    Usage(UsageError),
+}
+
+/// Records an event on `meter` of `slot`; with `enforce`, refuses it when
+/// access is lost or the allowance would be exceeded (checked under the
+/// meter's lock, so the check and the record are one step).
+fn record_in(
+    slot: &Slot,
+    meter: &str,
+    amount: u64,
+    idempotency_key: &str,
+    at: OffsetDateTime,
+    enforce: bool,
+) -> Result<MeterReading, MeterRefusal> {
+    let grant = &slot.grant;
+    if enforce && let Some(reason) = grant.state.denial_reason() {
+        return Err(MeterRefusal::Denied(denial(
+            grant, meter, reason, None, None,
+        )));
+    }
+    let unknown = || {
+        if enforce {
+            MeterRefusal::Denied(denial(
+                grant,
+                meter,
+                DenialReason::FeatureNotInPlan,
+                None,
+                None,
+            ))
+        } else {
+            MeterRefusal::Usage(UsageError::UnknownKey {
+                key: meter.to_owned(),
+            })
+        }
+    };
+    let allowance = grant.meters.get(meter).ok_or_else(unknown)?;
+    let mut state = lock(slot.meters.get(meter).ok_or_else(unknown)?);
+    let period = state.clock.roll_to(state.period, at).ok_or_else(|| {
+        MeterRefusal::Usage(UsageError::BeforeCurrentPeriod {
+            meter: meter.to_owned(),
+            at,
+            period_start: state.period.start,
+        })
+    })?;
+    if period != state.period {
+        state.period = period;
+        state.used = 0;
+        state.seen.clear();
+    }
+    let reading = |state: &MeterState, counted| MeterReading {
+        used: state.used,
+        allowance: allowance.per_period,
+        period: state.period,
+        counted,
+    };
+    if state.seen.contains(idempotency_key) {
+        return Ok(reading(&state, false));
+    }
+    if enforce
+        && let Some(limit) = allowance.per_period
+        && state.used.saturating_add(amount) > limit
+    {
+        return Err(MeterRefusal::Denied(denial(
+            grant,
+            meter,
+            DenialReason::LimitReached,
+            Some(state.used),
+            Some(limit),
+        )));
+    }
+    state.seen.insert(idempotency_key);
+    state.used = state.used.saturating_add(amount);
+    Ok(reading(&state, true))
 }
 
 fn percent(used: u64, limit: Option<u64>) -> Option<f64> {

@@ -805,3 +805,59 @@ fn access_check_gates_the_whole_module_when_the_subscription_lapses() {
     let denied = denial_of(engine.check_access("beta", "cards"));
     assert_eq!(denied.reason, DenialReason::NoSubscription);
 }
+
+#[test]
+fn parallel_metered_events_never_exceed_the_allowance() {
+    let engine = Arc::new(engine());
+    engine
+        .replace_grant("acme", "cards", free(AccessState::Active))
+        .unwrap();
+    let at = march().start + Duration::days(1);
+    let counted = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        for thread in 0..8 {
+            let engine = engine.clone();
+            let counted = counted.clone();
+            scope.spawn(move || {
+                for n in 0..500 {
+                    let key = format!("{thread}-{n}");
+                    if engine
+                        .record_usage_within_allowance(
+                            "acme",
+                            "cards",
+                            "qr_scans_per_month",
+                            1,
+                            &key,
+                            at,
+                        )
+                        .is_ok()
+                    {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(counted.load(std::sync::atomic::Ordering::Relaxed), 1_000);
+    match engine.record_usage_within_allowance("acme", "cards", "qr_scans_per_month", 1, "late", at)
+    {
+        Err(MeterRefusal::Denied(denial)) => {
+            assert_eq!(denial.reason, DenialReason::LimitReached);
+            assert_eq!((denial.used, denial.limit), (Some(1_000), Some(1_000)));
+            assert_eq!(denial.upgrade_plan.as_deref(), Some("pro"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A key already counted is answered, not refused.
+    let again = engine
+        .record_usage_within_allowance("acme", "cards", "qr_scans_per_month", 1, "0-0", at)
+        .unwrap();
+    assert!(!again.counted);
+    // Lost access refuses before the allowance is looked at.
+    engine
+        .replace_grant("acme", "cards", free(AccessState::Expired))
+        .unwrap();
+    let refused =
+        engine.record_usage_within_allowance("acme", "cards", "qr_scans_per_month", 1, "x", at);
+    assert!(matches!(refused, Err(MeterRefusal::Denied(d)) if d.reason == DenialReason::Expired));
+}
