@@ -184,6 +184,9 @@ impl Catalog {
                 existing.digest
             )));
         }
+        crate::billing::catalog::suggested(&package.manifest).map_err(|e| {
+            SoukError::PackageRefused(format!("package refused: suggested plans: {e}"))
+        })?;
         let loaded = runtime
             .load(&package)
             .await

@@ -151,6 +151,8 @@ pub struct Souk {
     pub billing: Billing,
     /// The manual clock, when the host runs on one.
     pub manual_clock: Option<Arc<ManualClock>>,
+    /// The operator's plan catalog as loaded (`--plans`).
+    operator_plans: PlanCatalog,
 }
 
 impl Souk {
@@ -191,7 +193,7 @@ impl Souk {
             Some(manual) => manual.clone(),
             None => Arc::new(SystemClock),
         };
-        let billing = Billing::new(control.clone(), plans, clock, currency);
+        let billing = Billing::new(control.clone(), plans.clone(), clock, currency);
         let souk = Arc::new(Souk {
             config,
             control,
@@ -200,12 +202,15 @@ impl Souk {
             auth,
             catalog,
             billing,
+            operator_plans: plans,
             manual_clock,
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
             souk.import_modules_dir(&dir).await?;
         }
-        souk.check_plans().await?;
+        souk.refresh_plans()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(souk)
     }
 
@@ -237,27 +242,45 @@ impl Souk {
         Ok(())
     }
 
-    /// Checks every priced module's plans against the manifest of its
-    /// newest available version (a plan granting an undeclared feature is an
-    /// error that names it), and logs modules that are not priced.
+    /// Builds the plan catalog in effect — the operator's plans, plus the
+    /// plans a module suggests in its manifest when the operator does not
+    /// price it — and hands it to billing. Each operator-priced module's
+    /// plans are checked against the manifest of its newest available
+    /// version (a plan granting an undeclared feature is an error that names
+    /// it). Called at start and whenever a new version becomes available.
     ///
     /// # Errors
-    /// The first plan that does not fit its module.
-    pub async fn check_plans(&self) -> anyhow::Result<()> {
-        let plans = self.billing.plans();
+    /// The first operator plan that does not fit its module.
+    pub async fn refresh_plans(&self) -> Result<(), SoukError> {
+        let mut plans = self.operator_plans.clone();
         for listing in self.catalog.list().await? {
             let slug = listing.slug.clone();
             let Ok(resolved) = self.catalog.resolve(&slug, None).await else {
                 continue;
             };
-            if plans.module(&resolved.manifest.slug).is_some() {
+            let manifest = &resolved.manifest;
+            if plans.module(&manifest.slug).is_some() {
                 plans
-                    .check_module(&resolved.manifest)
-                    .map_err(|e| anyhow::anyhow!("plan catalog: {e}"))?;
-            } else if self.config.plans.is_some() {
-                tracing::info!(module = %slug, "module has no plans in the catalog: free to install, fully entitled");
+                    .check_module(manifest)
+                    .map_err(|e| SoukError::Invalid(format!("plan catalog: {e}")))?;
+                continue;
+            }
+            match crate::billing::catalog::suggested(manifest) {
+                Ok(Some(suggested)) => {
+                    tracing::info!(module = %slug, "priced by the plans its manifest suggests");
+                    plans.modules.push(suggested);
+                }
+                Ok(None) if self.config.plans.is_some() => {
+                    tracing::info!(module = %slug, "module has no plans: free to install, fully entitled");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(module = %slug, error = %e, "ignoring the module's suggested plans");
+                }
             }
         }
+        plans.modules.sort_by(|a, b| a.module.cmp(&b.module));
+        self.billing.set_plans(plans);
         Ok(())
     }
 

@@ -401,6 +401,11 @@ pub struct Manifest {
     pub limits: Vec<LimitDecl>,
     /// Routes the host forwards to the module.
     pub routes: Vec<Route>,
+    /// Plans the module suggests (`plans:`, the shape of one module's
+    /// `plans` in the operator's catalog), kept as YAML text: the host
+    /// parses and checks them and uses them for a module its operator has
+    /// not priced. `None` when the manifest suggests none.
+    pub suggested_plans: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -423,6 +428,8 @@ struct RawManifest {
     limits: Vec<LimitDecl>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    plans: Option<serde_yaml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -576,6 +583,20 @@ impl Manifest {
             });
         }
 
+        let suggested_plans = match raw.plans {
+            None => None,
+            Some(plans @ serde_yaml::Value::Sequence(_)) => Some(
+                serde_yaml::to_string(&plans)
+                    .map_err(|e| ManifestError::field("plans", e.to_string()))?,
+            ),
+            Some(_) => {
+                return Err(ManifestError::field(
+                    "plans",
+                    "must be a list of plans, as under `modules.<slug>.plans` in a plan catalog",
+                ));
+            }
+        };
+
         Ok(Manifest {
             slug: raw.slug,
             name: raw.name,
@@ -588,6 +609,7 @@ impl Manifest {
             features,
             limits,
             routes,
+            suggested_plans,
         })
     }
 
@@ -713,6 +735,13 @@ routes:
         assert!(e.contains("routes[1].method"), "{e}");
         let e = error_of(&GOOD.replace("/files/{*rest}", "/files/{*rest}/x"));
         assert!(e.contains("routes[2].path"), "{e}");
+        let e = error_of(&format!("{GOOD}\nplans: free\n"));
+        assert!(e.contains("`plans`"), "{e}");
+        let m = Manifest::parse(&format!(
+            "{GOOD}\nplans:\n  - slug: free\n    name: Free\n    free: true\n    interval: monthly\n"
+        ))
+        .unwrap();
+        assert!(m.suggested_plans.unwrap().contains("slug: free"));
         let e = error_of(&format!("{GOOD}\nsurprise: 1\n"));
         assert!(e.contains("surprise"), "{e}");
         let e = error_of("slug: [");

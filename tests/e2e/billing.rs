@@ -855,6 +855,78 @@ fn tenants_using_a_module_before_it_was_priced_move_to_its_free_plan() {
     assert_denied(&a, 402, "max_cards", "limit_reached", Some("pro"));
 }
 
+const SUGGESTED_PLANS: &str = "plans:
+  - slug: starter
+    name: Starter
+    free: true
+    interval: monthly
+    features: [card_creation]
+    limits: { max_cards: 2 }
+  - slug: plus
+    name: Plus
+    prices: { NPR: 19900 }
+    interval: monthly
+    trial_days: 7
+    features: [card_creation, premium_templates]
+    limits: { max_cards: 50 }
+";
+
+#[test]
+fn a_module_suggests_the_plans_an_operator_has_not_set() {
+    let mut host = Host::start(&[]);
+    let token = host.tenant("acme");
+    // A suggestion that grants an undeclared feature refuses the package.
+    let bad = crate::support::package("cards", |m| {
+        format!(
+            "{m}{}",
+            SUGGESTED_PLANS.replace("premium_templates", "teleportation")
+        )
+    });
+    let a = host.add_package(bad);
+    assert_eq!(a.status, 422, "{a:?}");
+    assert!(a.detail().contains("teleportation"), "{a:?}");
+    let a = host.add_package(crate::support::package("cards", |m| {
+        format!("{m}{SUGGESTED_PLANS}")
+    }));
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = host.get("/v1/plans", &token);
+    let cards = &a.body["modules"][0];
+    assert_eq!(
+        (cards["module"].as_str(), cards["source"].as_str()),
+        (Some("cards"), Some("module")),
+        "{a:?}"
+    );
+    assert_eq!(cards["plans"][1]["trial_days"], 7);
+    // The suggested free plan starts on install and is enforced.
+    host.install_ok("acme", &token, "cards");
+    let s = subscription(&host, "acme", &token);
+    assert_eq!(s["plan"], "starter", "{s}");
+    let a = host.get("/t/acme/m/cards/templates/premium", &token);
+    assert_denied(
+        &a,
+        402,
+        "premium_templates",
+        "feature_not_in_plan",
+        Some("plus"),
+    );
+    assert_eq!(create_card(&host, "acme", &token, "1").status, 201);
+    assert_eq!(create_card(&host, "acme", &token, "2").status, 201);
+    let a = create_card(&host, "acme", &token, "3");
+    assert_denied(&a, 402, "max_cards", "limit_reached", Some("plus"));
+    // The operator's catalog, once given, takes precedence.
+    let plans = workspace_root().join("tests/e2e/plans");
+    host.restart_with(&["--plans", plans.to_str().expect("utf-8 path")]);
+    let a = host.get("/v1/plans", &token);
+    let cards = a.body["modules"]
+        .as_array()
+        .expect("modules")
+        .iter()
+        .find(|m| m["module"] == "cards")
+        .cloned()
+        .expect("cards priced");
+    assert_eq!(cards["source"], "operator", "{cards}");
+}
+
 #[test]
 fn a_catalog_granting_an_undeclared_feature_is_refused_at_start() {
     let host = start(&["cards"]);

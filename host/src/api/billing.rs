@@ -137,7 +137,8 @@ async fn list_plans(State(souk): State<Arc<Souk>>) -> ApiResult<Response> {
                     })
                 })
                 .collect();
-            json!({"module": m.module.as_str(), "plans": plans})
+            let source = if m.suggested { "module" } else { "operator" };
+            json!({"module": m.module.as_str(), "source": source, "plans": plans})
         })
         .collect();
     let bundles: Vec<_> = plans

@@ -429,6 +429,11 @@ async fn add_module(
 ) -> ApiResult<Response> {
     let bytes = body_bytes(body)?;
     let version = souk.catalog.add_package(&souk.runtime, &bytes).await?;
+    if version.newly_added {
+        // A new version may suggest plans for a module the operator does
+        // not price.
+        souk.refresh_plans().await?;
+    }
     let status = if version.newly_added {
         StatusCode::CREATED
     } else {

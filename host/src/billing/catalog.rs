@@ -212,6 +212,9 @@ pub struct ModulePlans {
     pub module: Slug,
     /// Its plans, in catalog order (cheapest first by convention).
     pub plans: Vec<Plan>,
+    /// The plans come from the module's own manifest (`plans:`), not from
+    /// the operator's catalog.
+    pub suggested: bool,
 }
 
 impl ModulePlans {
@@ -330,6 +333,7 @@ impl Catalog {
                 plans.push(parse_plan(&at, p, &plans)?);
             }
             modules.push(ModulePlans {
+                suggested: false,
                 module: slug,
                 plans,
             });
@@ -465,6 +469,34 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+/// The plans `manifest` suggests (its `plans:`), parsed and checked like an
+/// operator's catalog entry for the module, and against what the module
+/// declares. `None` when it suggests none.
+///
+/// # Errors
+/// [`CatalogError`] naming the field (under `modules.<slug>.plans`) when a
+/// suggested plan is malformed or grants what the module does not declare.
+pub fn suggested(manifest: &Manifest) -> Result<Option<ModulePlans>, CatalogError> {
+    let Some(text) = &manifest.suggested_plans else {
+        return Ok(None);
+    };
+    let plans: serde_yaml::Value = serde_yaml::from_str(text)?;
+    let mut module = serde_yaml::Mapping::new();
+    module.insert("plans".into(), plans);
+    let mut modules = serde_yaml::Mapping::new();
+    modules.insert(manifest.slug.as_str().into(), module.into());
+    let mut root = serde_yaml::Mapping::new();
+    root.insert("modules".into(), modules.into());
+    let yaml =
+        serde_yaml::to_string(&root).map_err(|e| CatalogError::field("plans", e.to_string()))?;
+    let catalog = Catalog::parse(&yaml)?;
+    catalog.check_module(manifest)?;
+    Ok(catalog.modules.into_iter().next().map(|mut plans| {
+        plans.suggested = true;
+        plans
+    }))
 }
 
 /// Loads the operator's catalog from `path`: one YAML file, or a directory
