@@ -34,6 +34,11 @@ pub struct ModuleArchive {
     pub created_at: String,
     /// One entry per table, by the module's own (unprefixed) table name.
     pub tables: Vec<ArchivedTable>,
+    /// Units held of each count limit (`max_cards`) when archived, restored
+    /// with the rows that hold them. Absent in archives written before
+    /// entitlements existed.
+    #[serde(default)]
+    pub usage: std::collections::BTreeMap<String, u64>,
 }
 
 /// One table's rows.
@@ -168,6 +173,7 @@ pub async fn export(
             rows: out,
         });
     }
+    let usage = crate::entitlements::usage_db::counters(tx, module).await?;
     let created_at = now();
     let archive = ModuleArchive {
         format: FORMAT.into(),
@@ -177,6 +183,7 @@ pub async fn export(
         migrations,
         created_at: created_at.clone(),
         tables,
+        usage,
     };
     let id = format!("arc_{}", hex::encode(rand::random::<[u8; 8]>()));
     let path: PathBuf = dir
@@ -273,6 +280,7 @@ pub async fn restore(
     archive: ModuleArchive,
 ) -> Result<u64, SoukError> {
     let mut restored = 0;
+    crate::entitlements::usage_db::set_counters(tx, &archive.module, &archive.usage).await?;
     for table in archive.tables {
         let name = TableName::parse(&table.name)
             .map_err(|e| SoukError::Invalid(format!("archive table {:?} {e}", table.name)))?;

@@ -717,6 +717,44 @@ fn parallel_requests_on_a_metered_route_never_exceed_the_allowance() {
 }
 
 #[test]
+fn usage_goes_with_the_data_through_uninstall_and_restore() {
+    let host = start(&["cards"]);
+    let token = host.tenant("acme");
+    host.install_ok("acme", &token, "cards");
+    for n in 0..3 {
+        assert_eq!(
+            create_card(&host, "acme", &token, &format!("c{n}")).status,
+            201
+        );
+    }
+    let a = host.delete("/v1/tenants/acme/modules/cards", &token);
+    assert_eq!(a.status, 200, "{a:?}");
+    let archive = a.body["archive"]["id"]
+        .as_str()
+        .expect("archive id")
+        .to_owned();
+    // A fresh install starts from zero: the cards are gone.
+    host.install_ok("acme", &token, "cards");
+    assert_eq!(usage_of(&host, "acme", &token, "max_cards")["used"], 0);
+    assert_eq!(
+        host.delete("/v1/tenants/acme/modules/cards", &token).status,
+        200
+    );
+    // Restoring the archive brings the cards back, and the units they hold:
+    // uninstall-and-restore is no way around a limit.
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &token,
+        json!({"module": "cards", "restore_archive": archive}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(card_count(&host, "acme", &token), 3);
+    assert_eq!(usage_of(&host, "acme", &token, "max_cards")["used"], 3);
+    let a = create_card(&host, "acme", &token, "c4");
+    assert_denied(&a, 402, "max_cards", "limit_reached", Some("pro"));
+}
+
+#[test]
 fn plan_changes_reach_the_cache_at_once_even_from_another_process() {
     let host = start(&["cards"]);
     let token = host.tenant("acme");

@@ -201,6 +201,49 @@ pub async fn record_event(
     Ok(done.rows_affected() == 1)
 }
 
+/// The count limits of `module` as they stand (`max_cards` -> units held).
+///
+/// # Errors
+/// Database failures.
+pub async fn counters(
+    conn: &mut SqliteConnection,
+    module: &str,
+) -> Result<std::collections::BTreeMap<String, u64>, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT key, used FROM _souk_usage_counters WHERE module = ? ORDER BY key")
+            .bind(module)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, used)| (key, unsigned(used)))
+        .collect())
+}
+
+/// Sets the count limits of `module` to `counters` (restoring an archive:
+/// the units its rows held come back with them).
+///
+/// # Errors
+/// Database failures.
+pub async fn set_counters(
+    conn: &mut SqliteConnection,
+    module: &str,
+    counters: &std::collections::BTreeMap<String, u64>,
+) -> Result<(), sqlx::Error> {
+    for (key, used) in counters {
+        sqlx::query(
+            "INSERT INTO _souk_usage_counters (module, key, used) VALUES (?, ?, ?) \
+             ON CONFLICT (module, key) DO UPDATE SET used = excluded.used",
+        )
+        .bind(module)
+        .bind(key)
+        .bind(signed(*used))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Forgets the count limits of `module` (an uninstall removed what they
 /// counted). Metered events are kept: a reinstall does not refill a
 /// period's allowance.
