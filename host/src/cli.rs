@@ -103,6 +103,9 @@ enum Command {
     /// Manage tenants' subscriptions (operator).
     #[command(subcommand)]
     Subscription(SubscriptionCommand),
+    /// The plan catalog.
+    #[command(subcommand)]
+    Plans(PlansCommand),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -234,6 +237,15 @@ enum MaintenanceCommand {
     /// to the free plan, write notifications. Running it twice changes
     /// nothing the second time.
     Run,
+}
+
+#[derive(Debug, Subcommand)]
+enum PlansCommand {
+    /// Check the catalog given with `--plans` (and the plans modules
+    /// suggest) against the modules available in the data directory, and
+    /// print the plans in effect. Exits non-zero, naming the file, plan and
+    /// key, when a plan does not fit its module.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -650,6 +662,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             p.module, p.version, p.digest, p.signer
                         )
                     }))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Plans(PlansCommand::Check) => {
+            // `Souk::open` has loaded and checked the catalog already.
+            let plans = souk.billing.plans();
+            let summary: Vec<serde_json::Value> = plans
+                .modules
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "module": m.module.as_str(),
+                        "source": if m.suggested { "module" } else { "operator" },
+                        "plans": m.plans.iter().map(|p| p.slug.clone()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            print(json, &summary, |modules| {
+                if modules.is_empty() {
+                    return "no module is priced: every module is free to install and fully entitled".to_owned();
+                }
+                modules
+                    .iter()
+                    .map(|m| {
+                        let plans: Vec<&str> = m["plans"]
+                            .as_array()
+                            .map(|p| p.iter().filter_map(|p| p.as_str()).collect())
+                            .unwrap_or_default();
+                        format!(
+                            "{}\t{}\t({})",
+                            m["module"].as_str().unwrap_or_default(),
+                            plans.join(", "),
+                            m["source"].as_str().unwrap_or_default()
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })

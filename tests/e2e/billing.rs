@@ -985,6 +985,17 @@ fn a_catalog_granting_an_undeclared_feature_is_refused_at_start() {
         err.contains("teleportation") && err.contains("free"),
         "{err}"
     );
+    // `souk plans check` says the same before anything is served, and
+    // lists the plans in effect when they fit.
+    let (ok, _, err) = host.cli(&["--plans", bad.to_str().expect("utf-8"), "plans", "check"]);
+    assert!(!ok && err.contains("teleportation"), "{err}");
+    let plans = workspace_root().join("tests/e2e/plans");
+    let (ok, out, err) = host.cli(&["--plans", plans.to_str().expect("utf-8"), "plans", "check"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("cards\tfree, pro, business\t(operator)"),
+        "{out}"
+    );
 }
 
 #[test]
