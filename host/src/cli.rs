@@ -703,14 +703,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Maintenance(MaintenanceCommand::Run) => {
-            let report = souk.billing.run_maintenance().await?;
+            let report = souk.run_maintenance().await?;
             print(json, &report, |r| {
                 let mut text = format!(
-                    "maintenance at {}: {} subscription(s) examined, {} change(s), {} notification(s)",
+                    "maintenance at {}: {} subscription(s) examined, {} change(s), {} notification(s), {} metering period(s) closed",
                     r.at,
                     r.examined,
                     r.changes.len(),
-                    r.notifications
+                    r.notifications,
+                    r.periods_closed
                 );
                 for change in &r.changes {
                     text.push_str("\n  ");
@@ -1043,7 +1044,7 @@ async fn maintenance_loop(souk: Arc<Souk>, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match souk.billing.run_maintenance().await {
+        match souk.run_maintenance().await {
             Ok(report) if !report.changes.is_empty() || report.notifications > 0 => {
                 tracing::info!(
                     examined = report.examined,

@@ -214,6 +214,31 @@ impl Souk {
         Ok(souk)
     }
 
+    /// The time-driven step: subscriptions (see
+    /// [`Billing::run_maintenance`](crate::billing::service::Billing::run_maintenance)),
+    /// then metering periods that ended (totals read from each tenant's
+    /// database). Idempotent.
+    ///
+    /// # Errors
+    /// Database failures; the next run continues from where this one stopped.
+    pub async fn run_maintenance(
+        &self,
+    ) -> Result<crate::billing::service::MaintenanceReport, SoukError> {
+        let mut report = self.billing.run_maintenance().await?;
+        self.billing
+            .close_meter_periods(&mut report, |tenant_id, module, meter, period| async move {
+                let tenant = self.tenancy.by_id(&tenant_id).await?;
+                let pool = self.tenancy.database(&tenant).await?;
+                let mut conn = pool.acquire().await?;
+                Ok(
+                    crate::entitlements::usage_db::period_total(&mut conn, &module, &meter, period)
+                        .await?,
+                )
+            })
+            .await?;
+        Ok(report)
+    }
+
     /// Moves the manual clock to `at` and records it, so a restart resumes
     /// from there (time never runs backwards under a subscription).
     ///

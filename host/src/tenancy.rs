@@ -114,6 +114,18 @@ impl Tenancy {
             .ok_or_else(|| tenant_not_found(slug))
     }
 
+    /// The tenant with internal id `id`.
+    ///
+    /// # Errors
+    /// [`SoukError::NotFound`] when there is none.
+    pub async fn by_id(&self, id: &str) -> Result<Tenant, SoukError> {
+        sqlx::query_as("SELECT id, slug, name, created_at FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.control.pool())
+            .await?
+            .ok_or_else(|| SoukError::NotFound(format!("no tenant with id {id:?}")))
+    }
+
     /// The tenant's database pool (opened on first use).
     ///
     /// # Errors

@@ -514,6 +514,24 @@ fn usage_events_are_idempotent_and_counted_per_period() {
     let line = usage_of(&host, "acme", &token, "qr_scans_per_month");
     assert_eq!(line["used"], 0, "{line}");
     assert_eq!(line["period_start"], "2026-02-01T00:00:00Z", "{line}");
+    // Maintenance closes January: its total goes to the outbox, once.
+    let report = maintain(&host);
+    assert_eq!(report["periods_closed"], 1, "{report}");
+    assert_eq!(maintain(&host)["periods_closed"], 0);
+    let a = host.get("/v1/tenants/acme/notifications", &token);
+    let closed = a.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "usage_period_closed")
+        .cloned()
+        .unwrap_or_else(|| panic!("no usage_period_closed: {a:?}"));
+    let payload: Value =
+        serde_json::from_str(closed["payload"].as_str().expect("payload")).expect("json");
+    assert_eq!(payload["meter"], "qr_scans_per_month");
+    assert_eq!(payload["used"], 6, "{payload}");
+    assert_eq!(payload["allowance"], 5, "{payload}");
+    assert_eq!(payload["period_start"], START, "{payload}");
     assert_eq!(event("scan-1", 1).status, 201);
     // Usage survives a restart (it lives in the tenant database).
     let mut host = host;
@@ -839,7 +857,10 @@ fn maintenance_from_the_cli_is_idempotent_and_the_clock_only_moves_forward() {
     assert!(out.contains("trial_ended"), "{out}");
     let (ok, out, err) = host.cli(&args);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("0 change(s), 0 notification(s)"), "{out}");
+    assert!(
+        out.contains("0 change(s), 0 notification(s), 0 metering period(s) closed"),
+        "{out}"
+    );
     let a = host.post(
         "/v1/clock",
         &host.operator,

@@ -624,7 +624,7 @@ async fn tenant_outbox(
 }
 
 async fn run_maintenance(State(souk): State<Arc<Souk>>, _: Operator) -> ApiResult<Response> {
-    let report = souk.billing.run_maintenance().await?;
+    let report = souk.run_maintenance().await?;
     Ok(Json(report).into_response())
 }
 

@@ -124,6 +124,9 @@ pub struct MaintenanceReport {
     pub changes: Vec<String>,
     /// Notifications written to the outbox.
     pub notifications: usize,
+    /// Metering periods that ended since the last run and were closed
+    /// (their total written to the outbox as `usage_period_closed`).
+    pub periods_closed: usize,
 }
 
 /// Cached knowledge that the engine's grant for a pair is current: the
@@ -1064,6 +1067,96 @@ impl Billing {
         tx.commit().await?;
         self.fresh_map()
             .remove(&(tenant_id.to_owned(), module.to_owned()));
+        Ok(())
+    }
+
+    /// Closes the metering periods that ended: for every subscription whose
+    /// plan has meters, the period before the current one gets a
+    /// `usage_period_closed` outbox event with its total (read through
+    /// `used`), once. The engine and the database start the new period from
+    /// zero on their own (usage is keyed by period), so closing is about
+    /// telling the tenant, and it is idempotent like the rest.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn close_meter_periods<F, Fut>(
+        &self,
+        report: &mut MaintenanceReport,
+        used: F,
+    ) -> Result<(), SoukError>
+    where
+        F: Fn(String, String, String, Period) -> Fut,
+        Fut: std::future::Future<Output = Result<u64, SoukError>>,
+    {
+        let now = self.clock.now();
+        let all: Vec<(String, String)> = sqlx::query_as(
+            "SELECT tenant_id, module_slug FROM subscriptions ORDER BY tenant_id, module_slug",
+        )
+        .fetch_all(self.control.pool())
+        .await?;
+        for (tenant_id, module) in all {
+            let Some(plans) = self.module_plans(&module) else {
+                continue;
+            };
+            let record = {
+                let mut conn = self.control.pool().acquire().await?;
+                store::load(&mut conn, &tenant_id, &module).await?
+            };
+            let Some(record) = record else { continue };
+            let s = &record.subscription;
+            let Some(plan) = plans.plan(&s.plan) else {
+                continue;
+            };
+            if plan.meters.is_empty() {
+                continue;
+            }
+            let current = monthly_period(s.anchor, now);
+            if current.start <= s.anchor {
+                continue;
+            }
+            let previous = monthly_period(s.anchor, current.start - Duration::seconds(1));
+            for (meter, allowance) in &plan.meters {
+                let key = format!(
+                    "{tenant_id}/{module}/usage_period_closed/{meter}/{}",
+                    previous.start.unix_timestamp()
+                );
+                let seen: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM outbox WHERE dedupe_key = ?")
+                        .bind(&key)
+                        .fetch_optional(self.control.pool())
+                        .await?;
+                if seen.is_some() {
+                    continue;
+                }
+                let total =
+                    used(tenant_id.clone(), module.clone(), meter.clone(), previous).await?;
+                let payload = serde_json::json!({
+                    "module": module,
+                    "meter": meter,
+                    "plan": s.plan,
+                    "period_start": rfc3339(previous.start),
+                    "period_end": rfc3339(previous.end),
+                    "used": total,
+                    "allowance": finite(allowance.amount),
+                });
+                let mut tx = self.control.pool().begin().await?;
+                let added = store::push_outbox(
+                    &mut tx,
+                    now,
+                    "usage_period_closed",
+                    &tenant_id,
+                    &module,
+                    &key,
+                    &payload,
+                )
+                .await?;
+                tx.commit().await?;
+                if added {
+                    report.periods_closed += 1;
+                    report.notifications += 1;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -244,6 +244,28 @@ pub async fn set_counters(
     Ok(())
 }
 
+/// The total of `meter` in the period starting at `period.start`.
+///
+/// # Errors
+/// Database failures.
+pub async fn period_total(
+    conn: &mut SqliteConnection,
+    module: &str,
+    meter: &str,
+    period: Period,
+) -> Result<u64, sqlx::Error> {
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(amount), 0) FROM _souk_usage_events \
+         WHERE module = ? AND meter = ? AND period_start = ?",
+    )
+    .bind(module)
+    .bind(meter)
+    .bind(period.start.unix_timestamp())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(unsigned(total))
+}
+
 /// Forgets the count limits of `module` (an uninstall removed what they
 /// counted). Metered events are kept: a reinstall does not refill a
 /// period's allowance.
