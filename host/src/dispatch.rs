@@ -19,6 +19,7 @@
 use sqlx::{Sqlite, Transaction};
 
 use crate::auth::Principal;
+use crate::catalog::ResolvedVersion;
 use crate::context::CallContext;
 use crate::db::ModuleDb;
 use crate::entitlements::call::{self, CallEntitlements};
@@ -27,7 +28,6 @@ use crate::installer::{self, Installation};
 use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
 use crate::souk::{Souk, SoukError};
 use crate::tenancy::Tenant;
-use souk_module_registry::Manifest;
 
 /// Request headers never forwarded to modules.
 const PRIVATE_HEADERS: [&str; 4] = [
@@ -52,13 +52,7 @@ pub async fn dispatch(
 ) -> Result<ModuleResponse, SoukError> {
     let tenant = souk.tenancy.by_slug(tenant_slug).await?;
     principal.check_tenant(&tenant)?;
-    let installation = installer::find(souk, &tenant, module)
-        .await?
-        .ok_or_else(|| {
-            SoukError::NotFound(format!(
-                "module {module:?} is not installed for this tenant"
-            ))
-        })?;
+    let installation = installer::require(souk, &tenant, module).await?;
     // The installation row carries its version's revocation (one query):
     // read fresh on every request, so a revocation recorded by another
     // process takes effect at once.
@@ -69,10 +63,7 @@ pub async fn dispatch(
             reason,
         ));
     }
-    let resolved = souk
-        .catalog
-        .resolve(module, Some(&installation.version))
-        .await?;
+    let resolved = ensure_grant(souk, &tenant, &installation).await?;
     let manifest = &resolved.manifest;
     let route = match manifest.route_for(&request.method, &request.path) {
         Ok(Some((route, _))) => route,
@@ -90,10 +81,8 @@ pub async fn dispatch(
         }
     };
     let pool = souk.tenancy.database(&tenant).await?;
-    let billing = &souk.billing;
-    ensure_grant(souk, &tenant, &installation, manifest).await?;
-    let now = billing.clock().now();
-    let engine = billing.engine();
+    let now = souk.billing.clock().now();
+    let engine = souk.billing.engine();
     let gate = [
         Some(engine.check_access(&tenant.id, module)),
         route
@@ -113,10 +102,12 @@ pub async fn dispatch(
     // A metered route takes its unit before the module runs (atomically
     // against the allowance, so concurrent requests never exceed it), is
     // written with the answer if that is a 2xx, and is given back otherwise.
-    let meter_key = format!("request-{}", request_key(now));
+    let meter_key: String;
     let mut meter = match route.meter.as_deref() {
         None => None,
         Some(key) => {
+            // Only has to be unique: the request is never retried under it.
+            meter_key = format!("request-{}", hex::encode(rand::random::<[u8; 16]>()));
             let event = call::MeterEvent {
                 tenant_id: &tenant.id,
                 module,
@@ -125,7 +116,7 @@ pub async fn dispatch(
                 idempotency_key: &meter_key,
                 at: now,
             };
-            match call::MeterHold::take(engine, event) {
+            match call::MeterHold::take(engine, event, true) {
                 Ok(hold) => Some(hold),
                 Err(call::CallUsageError::Denied(denial)) => {
                     return Err(SoukError::Denied(Box::new(denial)));
@@ -220,41 +211,33 @@ pub async fn dispatch(
     }
 }
 
-/// Makes sure the entitlements engine holds the current grant of
-/// `tenant` for the installed module (`manifest`), loading its saved usage
-/// from the tenant database the first time. One map lookup when nothing
-/// changed.
+/// Resolves the installed version of `installation` and makes sure the
+/// entitlements engine holds `tenant`'s current grant for it, loading the
+/// module's saved usage from the tenant database the first time. One map
+/// lookup beyond the resolution when nothing changed.
 ///
 /// # Errors
-/// Database failures.
+/// Database failures; the installed version missing from the catalog.
 pub async fn ensure_grant(
     souk: &Souk,
     tenant: &Tenant,
     installation: &Installation,
-    manifest: &Manifest,
-) -> Result<(), SoukError> {
-    let module = manifest.slug.as_str();
+) -> Result<ResolvedVersion, SoukError> {
+    let module = installation.module.as_str();
+    let resolved = souk
+        .catalog
+        .resolve(module, Some(&installation.version))
+        .await?;
     souk.billing
         .ensure_grant(
             tenant,
-            manifest,
+            &resolved.manifest,
             installation.subscription_revision,
             |grant| async move {
                 let pool = souk.tenancy.database(tenant).await?;
                 usage_db::load(&pool, module, &grant).await
             },
         )
-        .await
-}
-
-/// A key unique to this process and request: the time and a counter.
-fn request_key(now: time::OffsetDateTime) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}-{}",
-        now.unix_timestamp_nanos(),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+        .await?;
+    Ok(resolved)
 }

@@ -136,6 +136,22 @@ pub async fn find(
     .await?)
 }
 
+/// The tenant's installation of `module`.
+///
+/// # Errors
+/// [`SoukError::NotFound`] when it is not installed; database errors.
+pub async fn require(
+    souk: &Souk,
+    tenant: &Tenant,
+    module: &str,
+) -> Result<Installation, SoukError> {
+    find(souk, tenant, module).await?.ok_or_else(|| {
+        SoukError::NotFound(format!(
+            "module {module:?} is not installed for this tenant"
+        ))
+    })
+}
+
 /// The SQL scope of `manifest` for `tenant`: its own tables plus the
 /// exports of the installed versions of its dependencies.
 ///
@@ -791,11 +807,7 @@ pub async fn upgrade(
 ) -> Result<InstallReport, SoukError> {
     principal.check_tenant(tenant)?;
     let caller = principal.caller();
-    let current = find(souk, tenant, module).await?.ok_or_else(|| {
-        SoukError::NotFound(format!(
-            "module {module:?} is not installed for this tenant"
-        ))
-    })?;
+    let current = require(souk, tenant, module).await?;
     let resolved = souk.catalog.resolve(module, version).await?;
     let manifest = &resolved.manifest;
     souk.catalog
@@ -926,11 +938,7 @@ pub async fn uninstall(
 ) -> Result<UninstallReport, SoukError> {
     principal.check_tenant(tenant)?;
     let caller = principal.caller();
-    let current = find(souk, tenant, module).await?.ok_or_else(|| {
-        SoukError::NotFound(format!(
-            "module {module:?} is not installed for this tenant"
-        ))
-    })?;
+    let current = require(souk, tenant, module).await?;
     let dependants = dependants(souk, tenant, module).await?;
     if !dependants.is_empty() {
         let names: Vec<String> = dependants

@@ -67,6 +67,22 @@ fn usage_of(host: &Host, tenant: &str, token: &str, key: &str) -> Value {
         .unwrap_or_else(|| panic!("no usage line {key}: {a:?}"))
 }
 
+/// Runs `request(0..n)` on `n` threads at once; the answers' statuses, in order.
+fn race(n: usize, request: impl Fn(usize) -> u16 + Sync) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let request = &request;
+                scope.spawn(move || request(i))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    })
+}
+
 fn assert_denied(a: &Answer, status: u16, feature: &str, reason: &str, upgrade: Option<&str>) {
     assert_eq!(a.status, status, "{a:?}");
     assert_eq!(a.content_type, "application/problem+json", "{a:?}");
@@ -635,18 +651,8 @@ fn parallel_requests_racing_for_the_last_unit_never_exceed_the_limit() {
         );
     }
     // Two units left, 24 requests race for them.
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..24)
-            .map(|n| {
-                let host = &host;
-                let token = &token;
-                scope.spawn(move || create_card(host, "acme", token, &format!("race {n}")).status)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
+    let statuses = race(24, |n| {
+        create_card(&host, "acme", &token, &format!("race {n}")).status
     });
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
@@ -702,18 +708,8 @@ fn parallel_requests_on_a_metered_route_never_exceed_the_allowance() {
     host.install_ok("acme", &token, "cards");
     assert_eq!(create_card(&host, "acme", &token, "c").status, 201);
     // The free plan allows 5 scans a month; 20 requests race for them.
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..20)
-            .map(|_| {
-                let host = &host;
-                let token = &token;
-                scope.spawn(move || host.get("/t/acme/m/cards/cards/1/qr", token).status)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
+    let statuses = race(20, |_| {
+        host.get("/t/acme/m/cards/cards/1/qr", &token).status
     });
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),

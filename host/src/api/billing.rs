@@ -106,18 +106,13 @@ async fn list_plans(State(souk): State<Arc<Souk>>) -> ApiResult<Response> {
                         .iter()
                         .map(|(currency, price)| (currency.to_string(), json!(price)))
                         .collect();
-                    let limits: serde_json::Map<String, serde_json::Value> = p
-                        .limits
-                        .iter()
-                        .map(|(key, allowance)| (key.clone(), allowance_json(*allowance)))
-                        .collect();
                     let meters: serde_json::Map<String, serde_json::Value> = p
                         .meters
                         .iter()
                         .map(|(key, meter)| {
                             (
                                 key.clone(),
-                                json!({"per_period": allowance_json(meter.amount), "reset": "monthly"}),
+                                json!({"per_period": meter.amount, "reset": "monthly"}),
                             )
                         })
                         .collect();
@@ -126,13 +121,10 @@ async fn list_plans(State(souk): State<Arc<Souk>>) -> ApiResult<Response> {
                         "name": p.name,
                         "free": p.free,
                         "prices": prices,
-                        "interval": match p.interval {
-                            crate::billing::catalog::BillingInterval::Monthly => "monthly",
-                            crate::billing::catalog::BillingInterval::Yearly => "yearly",
-                        },
+                        "interval": p.interval,
                         "trial_days": p.trial_days,
                         "features": p.features,
-                        "limits": limits,
+                        "limits": p.limits,
                         "meters": meters,
                     })
                 })
@@ -154,13 +146,6 @@ async fn list_plans(State(souk): State<Arc<Souk>>) -> ApiResult<Response> {
         })
         .collect();
     Ok(Json(json!({"modules": modules, "bundles": bundles})).into_response())
-}
-
-fn allowance_json(allowance: crate::billing::catalog::Allowance) -> serde_json::Value {
-    match allowance {
-        crate::billing::catalog::Allowance::Finite(n) => json!(n),
-        crate::billing::catalog::Allowance::Unlimited => json!("unlimited"),
-    }
 }
 
 async fn list_subscriptions(
@@ -375,13 +360,8 @@ async fn usage(
     let now = souk.billing.clock().now();
     let mut modules = Vec::new();
     for installation in installations {
-        let resolved = souk
-            .catalog
-            .resolve(&installation.module, Some(&installation.version))
-            .await?;
-        dispatch::ensure_grant(&souk, tenant, &installation, &resolved.manifest).await?;
+        dispatch::ensure_grant(&souk, tenant, &installation).await?;
         let engine = souk.billing.engine();
-        let grant = engine.grant(&tenant.id, &installation.module);
         let lines: Vec<_> = engine
             .usage_view(&tenant.id, &installation.module, now)
             .unwrap_or_default()
@@ -403,7 +383,7 @@ async fn usage(
             .collect();
         modules.push(json!({
             "module": installation.module,
-            "plan": grant.as_ref().and_then(|g| g.plan.clone()),
+            "plan": engine.plan(&tenant.id, &installation.module),
             "usage": lines,
         }));
     }
@@ -483,18 +463,8 @@ async fn usage_event(
     modules.sort_unstable();
     modules.dedup();
     for module in modules {
-        let installation = installer::find(&souk, tenant, module)
-            .await?
-            .ok_or_else(|| {
-                SoukError::NotFound(format!(
-                    "module {module:?} is not installed for this tenant"
-                ))
-            })?;
-        let resolved = souk
-            .catalog
-            .resolve(&installation.module, Some(&installation.version))
-            .await?;
-        dispatch::ensure_grant(&souk, tenant, &installation, &resolved.manifest).await?;
+        let installation = installer::require(&souk, tenant, module).await?;
+        dispatch::ensure_grant(&souk, tenant, &installation).await?;
     }
     let now = souk.billing.clock().now();
     let engine = souk.billing.engine();
@@ -503,57 +473,40 @@ async fn usage_event(
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(SoukError::from)?;
-    let mut readings = Vec::with_capacity(events.len());
-    let undo = |readings: &[(usize, crate::entitlements::MeterReading)]| {
-        for (i, reading) in readings.iter().filter(|(_, r)| r.counted) {
-            let event = &events[*i];
-            engine.undo_usage(
-                &tenant.id,
-                &event.module,
-                &event.meter,
-                event.amount,
-                reading.period,
-                &event.idempotency_key,
-            );
-        }
-    };
+    // Each event is taken in the engine and written in the transaction;
+    // dropping the holds (an error, a refused event, a failed commit) gives
+    // every event of the request back.
+    let mut holds = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
-        let recorded = call::record(
-            engine,
-            &mut tx,
-            call::MeterEvent {
-                tenant_id: &tenant.id,
-                module: &event.module,
-                meter: &event.meter,
-                amount: event.amount,
-                idempotency_key: &event.idempotency_key,
-                at: now,
-            },
-            false,
-        )
-        .await;
-        match recorded {
-            Ok(reading) => readings.push((i, reading)),
-            Err(e) => {
-                undo(&readings);
-                return Err(match e {
-                    call::CallUsageError::UnknownKey(message) => {
-                        SoukError::Invalid(format!("{}{message}", at(i)))
-                    }
-                    other => SoukError::Internal(anyhow::anyhow!("{other}")),
-                }
-                .into());
+        let meter_event = call::MeterEvent {
+            tenant_id: &tenant.id,
+            module: &event.module,
+            meter: &event.meter,
+            amount: event.amount,
+            idempotency_key: &event.idempotency_key,
+            at: now,
+        };
+        let taken = match call::MeterHold::take(engine, meter_event, false) {
+            Ok(mut hold) => hold.write(&mut tx).await.map(|()| hold),
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(hold) => holds.push(hold),
+            Err(call::CallUsageError::UnknownKey(message)) => {
+                return Err(SoukError::Invalid(format!("{}{message}", at(i))).into());
             }
+            Err(other) => return Err(SoukError::Internal(anyhow::anyhow!("{other}")).into()),
         }
     }
-    if let Err(e) = tx.commit().await {
-        undo(&readings);
-        return Err(SoukError::from(e).into());
-    }
-    let results: Vec<serde_json::Value> = readings
-        .iter()
-        .map(|(i, reading)| {
-            let event = &events[*i];
+    tx.commit().await.map_err(SoukError::from)?;
+    let mut counted = false;
+    let results: Vec<serde_json::Value> = holds
+        .into_iter()
+        .zip(&events)
+        .map(|(hold, event)| {
+            let reading = hold.reading();
+            hold.commit();
+            counted = reading.counted;
             json!({
                 "module": event.module,
                 "meter": event.meter,
@@ -569,7 +522,7 @@ async fn usage_event(
     if batch {
         return Ok(Json(json!({ "events": results })).into_response());
     }
-    let counted = readings[0].1.counted;
+    // One event: `counted` is its own.
     let status = if counted {
         StatusCode::CREATED
     } else {

@@ -95,8 +95,9 @@ impl fmt::Display for Currency {
     }
 }
 
-/// How often a plan is billed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+/// How often a plan is billed (`monthly` or `yearly` in YAML, JSON and the
+/// control plane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BillingInterval {
     /// Every calendar month from the anchor date.
@@ -123,7 +124,7 @@ pub enum ResetPeriod {
     Monthly,
 }
 
-/// A quantity a plan allows.
+/// A quantity a plan allows. Serialized as the number, or `"unlimited"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Allowance {
     /// At most this many.
@@ -138,6 +139,23 @@ impl Allowance {
         match self {
             Allowance::Finite(max) => quantity <= max,
             Allowance::Unlimited => true,
+        }
+    }
+
+    /// The upper bound, `None` when unlimited.
+    pub fn limit(self) -> Option<u64> {
+        match self {
+            Allowance::Finite(max) => Some(max),
+            Allowance::Unlimited => None,
+        }
+    }
+}
+
+impl serde::Serialize for Allowance {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Allowance::Finite(n) => s.serialize_u64(*n),
+            Allowance::Unlimited => s.serialize_str("unlimited"),
         }
     }
 }
@@ -221,6 +239,11 @@ impl ModulePlans {
     /// The plan called `slug`, if any.
     pub fn plan(&self, slug: &str) -> Option<&Plan> {
         self.plans.iter().find(|p| p.slug == slug)
+    }
+
+    /// The free plan, if the module has one.
+    pub fn free_plan(&self) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.free)
     }
 }
 

@@ -19,7 +19,9 @@ use serde::Serialize;
 use souk_module_registry::{LimitKind, Manifest};
 use time::{Duration, OffsetDateTime};
 
-use super::catalog::{Allowance, Catalog as PlanCatalog, Currency, ModulePlans, Plan};
+use super::catalog::{
+    Allowance, BillingInterval, Catalog as PlanCatalog, Currency, ModulePlans, Plan,
+};
 use super::store::{self, Change, SubscriptionRecord, rfc3339, state_name};
 use super::subscription::{
     Clock, PlanChange, Quote, Subscription, SubscriptionError, SubscriptionEvent,
@@ -72,7 +74,7 @@ pub struct SubscriptionView {
     /// ISO 4217 code.
     pub currency: String,
     /// `monthly` or `yearly`.
-    pub interval: &'static str,
+    pub interval: BillingInterval,
     /// Start of the current period (or trial), RFC 3339.
     pub period_start: String,
     /// End of the current period (or trial), RFC 3339.
@@ -214,11 +216,6 @@ impl Billing {
             .iter()
             .find(|m| m.module.as_str() == module)
             .cloned()
-    }
-
-    /// Whether the catalog prices `module`.
-    pub fn is_priced(&self, module: &str) -> bool {
-        self.module_plans(module).is_some()
     }
 
     /// The subscription of `tenant` to `module`, if any.
@@ -730,7 +727,7 @@ impl Billing {
         {
             return Ok(());
         }
-        if let Some(free) = plans.plans.iter().find(|p| p.free) {
+        if let Some(free) = plans.free_plan() {
             self.subscribe(tenant, module, &free.slug, None, actor)
                 .await?;
             return Ok(());
@@ -784,7 +781,7 @@ impl Billing {
                 // Installed before the module was priced: put the tenant on
                 // the free plan, as an install today would (once; a
                 // concurrent request doing the same wins harmlessly).
-                None => match plans.plans.iter().find(|p| p.free) {
+                None => match plans.free_plan() {
                     Some(free) => {
                         match self
                             .subscribe(tenant, module, &free.slug, None, Actor::Maintenance)
@@ -851,7 +848,7 @@ impl Billing {
         grant.limits = plan
             .limits
             .iter()
-            .map(|(key, allowance)| (key.clone(), finite(*allowance)))
+            .map(|(key, allowance)| (key.clone(), allowance.limit()))
             .collect();
         let period = monthly_period(s.anchor, now);
         grant.meters = plan
@@ -859,7 +856,7 @@ impl Billing {
             .iter()
             .map(|(key, meter)| {
                 let allowance = MeterAllowance {
-                    per_period: finite(meter.amount),
+                    per_period: meter.amount.limit(),
                     period,
                     interval: ResetInterval::Month,
                 };
@@ -921,19 +918,12 @@ impl Billing {
             let (event, action, notify): (SubscriptionEvent, &str, Option<&str>) = match s.state {
                 SubscriptionState::Trialing if now >= s.period_end => {
                     let paid = record.prepaid_periods > 0;
-                    (
-                        SubscriptionEvent::TrialEnded { paid },
-                        if paid {
-                            "trial_converted"
-                        } else {
-                            "trial_ended"
-                        },
-                        Some(if paid {
-                            "trial_converted"
-                        } else {
-                            "trial_ended"
-                        }),
-                    )
+                    let kind = if paid {
+                        "trial_converted"
+                    } else {
+                        "trial_ended"
+                    };
+                    (SubscriptionEvent::TrialEnded { paid }, kind, Some(kind))
                 }
                 SubscriptionState::Trialing => {
                     if now + TRIAL_ENDING_NOTICE >= s.period_end {
@@ -1015,7 +1005,7 @@ impl Billing {
             if record.subscription.state == SubscriptionState::Expired
                 && let Some(free) = self
                     .module_plans(module)
-                    .and_then(|plans| plans.plans.iter().find(|p| p.free).cloned())
+                    .and_then(|plans| plans.free_plan().cloned())
             {
                 let subscription = Subscription::start(
                     tenant_id,
@@ -1089,21 +1079,16 @@ impl Billing {
         Fut: std::future::Future<Output = Result<u64, SoukError>>,
     {
         let now = self.clock.now();
-        let all: Vec<(String, String)> = sqlx::query_as(
-            "SELECT tenant_id, module_slug FROM subscriptions ORDER BY tenant_id, module_slug",
-        )
-        .fetch_all(self.control.pool())
-        .await?;
-        for (tenant_id, module) in all {
-            let Some(plans) = self.module_plans(&module) else {
+        let all = {
+            let mut conn = self.control.pool().acquire().await?;
+            store::all(&mut conn).await?
+        };
+        for record in all {
+            let s = &record.subscription;
+            let (tenant_id, module) = (&s.tenant, &s.module);
+            let Some(plans) = self.module_plans(module) else {
                 continue;
             };
-            let record = {
-                let mut conn = self.control.pool().acquire().await?;
-                store::load(&mut conn, &tenant_id, &module).await?
-            };
-            let Some(record) = record else { continue };
-            let s = &record.subscription;
             let Some(plan) = plans.plan(&s.plan) else {
                 continue;
             };
@@ -1137,15 +1122,15 @@ impl Billing {
                     "period_start": rfc3339(previous.start),
                     "period_end": rfc3339(previous.end),
                     "used": total,
-                    "allowance": finite(allowance.amount),
+                    "allowance": allowance.amount.limit(),
                 });
                 let mut tx = self.control.pool().begin().await?;
                 let added = store::push_outbox(
                     &mut tx,
                     now,
                     "usage_period_closed",
-                    &tenant_id,
-                    &module,
+                    tenant_id,
+                    module,
                     &key,
                     &payload,
                 )
@@ -1212,13 +1197,6 @@ fn replace(existing: Option<SubscriptionRecord>, subscription: Subscription) -> 
 /// The state a history entry records as "from": none for a first write.
 fn record_from(record: &SubscriptionRecord) -> Option<SubscriptionState> {
     (record.revision > 0).then_some(record.subscription.state)
-}
-
-fn finite(allowance: Allowance) -> Option<u64> {
-    match allowance {
-        Allowance::Finite(n) => Some(n),
-        Allowance::Unlimited => None,
-    }
 }
 
 /// Where a subscription stands for the entitlements engine at `now`.
@@ -1358,10 +1336,7 @@ fn view(record: &SubscriptionRecord, now: OffsetDateTime) -> SubscriptionView {
         access: s.has_access(now),
         price: s.price,
         currency: s.currency.to_string(),
-        interval: match s.interval {
-            super::catalog::BillingInterval::Monthly => "monthly",
-            super::catalog::BillingInterval::Yearly => "yearly",
-        },
+        interval: s.interval,
         period_start: rfc3339(s.period_start),
         period_end: rfc3339(s.period_end),
         grace_ends: s.grace_ends.map(rfc3339),

@@ -71,7 +71,7 @@ struct Data {
     plan: String,
     price: u64,
     currency: String,
-    interval: String,
+    interval: BillingInterval,
     state: String,
     anchor: i64,
     period_index: u32,
@@ -99,11 +99,7 @@ fn encode(record: &SubscriptionRecord) -> Result<String, SoukError> {
         plan: s.plan.clone(),
         price: s.price,
         currency: s.currency.as_str().to_owned(),
-        interval: match s.interval {
-            BillingInterval::Monthly => "monthly",
-            BillingInterval::Yearly => "yearly",
-        }
-        .to_owned(),
+        interval: s.interval,
         state: state_name(s.state).to_owned(),
         anchor: unix(s.anchor),
         period_index: s.period_index,
@@ -136,11 +132,7 @@ fn decode(
         plan: data.plan,
         price: data.price,
         currency: Currency::parse(&data.currency).map_err(corrupt)?,
-        interval: match data.interval.as_str() {
-            "monthly" => BillingInterval::Monthly,
-            "yearly" => BillingInterval::Yearly,
-            other => return Err(corrupt(format!("interval {other:?}"))),
-        },
+        interval: data.interval,
         state: parse_state(&data.state)
             .ok_or_else(|| corrupt(format!("state {:?}", data.state)))?,
         anchor: instant(data.anchor)?,
@@ -187,14 +179,31 @@ pub async fn list(
     conn: &mut SqliteConnection,
     tenant_id: &str,
 ) -> Result<Vec<SubscriptionRecord>, SoukError> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT module_slug, data, revision FROM subscriptions WHERE tenant_id = ? ORDER BY module_slug",
+    records(conn, Some(tenant_id)).await
+}
+
+/// Every subscription of every tenant, by tenant and module.
+///
+/// # Errors
+/// Database failures; a row that does not parse.
+pub async fn all(conn: &mut SqliteConnection) -> Result<Vec<SubscriptionRecord>, SoukError> {
+    records(conn, None).await
+}
+
+async fn records(
+    conn: &mut SqliteConnection,
+    tenant_id: Option<&str>,
+) -> Result<Vec<SubscriptionRecord>, SoukError> {
+    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT tenant_id, module_slug, data, revision FROM subscriptions \
+         WHERE (? IS NULL OR tenant_id = ?) ORDER BY tenant_id, module_slug",
     )
+    .bind(tenant_id)
     .bind(tenant_id)
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
-        .map(|(module, data, revision)| decode(tenant_id, &module, &data, revision))
+        .map(|(tenant, module, data, revision)| decode(&tenant, &module, &data, revision))
         .collect()
 }
 

@@ -76,6 +76,12 @@ fn check_key(idempotency_key: Option<&str>) -> Result<(), CallUsageError> {
     }
 }
 
+/// The call's transaction, where usage is written beside the module's data.
+fn connection(db: &mut ModuleDb) -> Result<&mut sqlx::SqliteConnection, CallUsageError> {
+    db.host_connection()
+        .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))
+}
+
 fn unknown(error: UsageError) -> CallUsageError {
     CallUsageError::UnknownKey(error.to_string())
 }
@@ -123,9 +129,7 @@ impl CallEntitlements {
     /// Usage and limit of count limit or meter `key` (meters: this period).
     pub fn usage(&self, key: &str) -> Option<Usage> {
         self.engine
-            .usage_view(&self.tenant, &self.module, self.now)?
-            .into_iter()
-            .find(|line| line.key == key)
+            .usage_of(&self.tenant, &self.module, key, self.now)
             .map(|line| Usage {
                 used: line.used,
                 limit: line.limit,
@@ -175,9 +179,7 @@ impl CallEntitlements {
         consume: bool,
     ) -> Result<Usage, CallUsageError> {
         check_key(idempotency_key)?;
-        let conn = db
-            .host_connection()
-            .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))?;
+        let conn = connection(db)?;
         let direction = if consume { "consume" } else { "release" };
         if let Some(idem) = idempotency_key
             && usage_db::key_applied(conn, &self.module, key, direction, idem)
@@ -227,9 +229,7 @@ impl CallEntitlements {
         idempotency_key: &str,
     ) -> Result<Usage, CallUsageError> {
         check_key(Some(idempotency_key))?;
-        let conn = db
-            .host_connection()
-            .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))?;
+        let conn = connection(db)?;
         let event = MeterEvent {
             tenant_id: &self.tenant,
             module: &self.module,
@@ -251,11 +251,6 @@ impl CallEntitlements {
             used: reading.used,
             limit: reading.allowance,
         })
-    }
-
-    /// Whether this call changed any usage.
-    pub fn changed(&self) -> bool {
-        !self.undo.is_empty()
     }
 
     /// The call's transaction rolled back: undoes every usage change it
@@ -395,10 +390,12 @@ pub async fn persist(
     }
 }
 
-/// A unit of a metered route taken before the request runs. Dropped
+/// A metered event taken in the engine before the transaction that writes
+/// it commits (a metered route's unit, a reported usage event). Dropped
 /// without [`MeterHold::commit`], it is given back to the engine, so every
 /// early return (a failed instantiation, a module error, a non-2xx answer, a
-/// failed commit) leaves the allowance as it was.
+/// later event of a batch refused, a failed commit) leaves the meter as it
+/// was.
 pub struct MeterHold<'a> {
     engine: &'a EntitlementEngine,
     event: MeterEvent<'a>,
@@ -407,15 +404,17 @@ pub struct MeterHold<'a> {
 }
 
 impl<'a> MeterHold<'a> {
-    /// Takes `event` from the allowance (enforced, atomically).
+    /// Takes `event` in the engine; with `enforce`, from the allowance
+    /// (atomically), as for [`reserve`].
     ///
     /// # Errors
-    /// As for [`reserve`] with enforcement.
+    /// As for [`reserve`].
     pub fn take(
         engine: &'a EntitlementEngine,
         event: MeterEvent<'a>,
+        enforce: bool,
     ) -> Result<Self, CallUsageError> {
-        let reading = reserve(engine, event, true)?;
+        let reading = reserve(engine, event, enforce)?;
         Ok(MeterHold {
             engine,
             event,
@@ -432,6 +431,12 @@ impl<'a> MeterHold<'a> {
     pub async fn write(&mut self, conn: &mut sqlx::SqliteConnection) -> Result<(), CallUsageError> {
         self.reading = persist(self.engine, conn, self.event, self.reading).await?;
         Ok(())
+    }
+
+    /// The event as recorded so far (after [`MeterHold::write`]: whether
+    /// the database counted it).
+    pub fn reading(&self) -> MeterReading {
+        self.reading
     }
 
     /// The transaction holding the unit committed: keep it.

@@ -191,6 +191,21 @@ pub struct Denial {
     pub limit: Option<u64>,
 }
 
+impl Denial {
+    /// The denial of `key` to a tenant without a subscription (or a call
+    /// made outside one): no plan, nothing to upgrade from.
+    pub fn no_subscription(key: &str) -> Self {
+        Denial {
+            reason: DenialReason::NoSubscription,
+            key: key.to_owned(),
+            plan: None,
+            upgrade_plan: None,
+            used: None,
+            limit: None,
+        }
+    }
+}
+
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "`{}` denied: {}", self.key, self.reason.code())?;
@@ -418,9 +433,24 @@ impl EntitlementEngine {
         .flatten()
     }
 
-    /// The grant the engine holds for the pair.
-    pub fn grant(&self, tenant: &str, module: &str) -> Option<Grant> {
-        self.with_slot(tenant, module, |slot| slot.grant.clone())
+    /// The plan of the grant the engine holds for the pair.
+    pub fn plan(&self, tenant: &str, module: &str) -> Option<String> {
+        self.with_slot(tenant, module, |slot| slot.grant.plan.clone())
+            .flatten()
+    }
+
+    /// One line of [`EntitlementEngine::usage_view`]: the usage and limit
+    /// of count limit or meter `key` as of `now`. `None` without a grant, or
+    /// when the grant has no such limit or meter.
+    pub fn usage_of(
+        &self,
+        tenant: &str,
+        module: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Option<UsageLine> {
+        self.with_slot(tenant, module, |slot| usage_line(slot, key, now))
+            .flatten()
     }
 
     /// Like [`EntitlementEngine::replace_grant`], for callers that load usage
@@ -724,7 +754,7 @@ impl EntitlementEngine {
                 }),
             }
         })
-        .unwrap_or_else(|| Decision::Denied(no_subscription(module)))
+        .unwrap_or_else(|| Decision::Denied(Denial::no_subscription(module)))
     }
 
     /// May the tenant use boolean feature `key` of `module`?
@@ -746,7 +776,7 @@ impl EntitlementEngine {
                 ))
             }
         })
-        .unwrap_or_else(|| Decision::Denied(no_subscription(key)))
+        .unwrap_or_else(|| Decision::Denied(Denial::no_subscription(key)))
     }
 
     /// May the tenant add `quantity` units of count limit `key` ("may I
@@ -771,7 +801,7 @@ impl EntitlementEngine {
                 }
             }
         })
-        .unwrap_or_else(|| Decision::Denied(no_subscription(key)))
+        .unwrap_or_else(|| Decision::Denied(Denial::no_subscription(key)))
     }
 
     /// May the tenant record `amount` more of meter `key` in the period
@@ -819,7 +849,7 @@ impl EntitlementEngine {
                 Decision::Allowed
             }
         })
-        .unwrap_or_else(|| Decision::Denied(no_subscription(key)))
+        .unwrap_or_else(|| Decision::Denied(Denial::no_subscription(key)))
     }
 
     /// Takes `quantity` units of count limit `key` (a created card consumes
@@ -880,7 +910,7 @@ impl EntitlementEngine {
                 }
             }
         })
-        .unwrap_or_else(|| Err(no_subscription(key)))
+        .unwrap_or_else(|| Err(Denial::no_subscription(key)))
     }
 
     /// Gives back `quantity` units of count limit `key` (a deleted card
@@ -989,7 +1019,7 @@ impl EntitlementEngine {
         self.with_slot(tenant, module, |slot| {
             record_in(slot, meter, amount, idempotency_key, at, true)
         })
-        .unwrap_or_else(|| Err(MeterRefusal::Denied(no_subscription(meter))))
+        .unwrap_or_else(|| Err(MeterRefusal::Denied(Denial::no_subscription(meter))))
     }
 
     /// The tenant's usage dashboard for `module` as of `now`: one line per
@@ -1003,41 +1033,13 @@ impl EntitlementEngine {
         now: OffsetDateTime,
     ) -> Option<Vec<UsageLine>> {
         self.with_slot(tenant, module, |slot| {
-            let mut lines = Vec::new();
-            for (key, limit) in &slot.grant.limits {
-                let used = slot
-                    .counters
-                    .get(key)
-                    .map_or(0, |counter| counter.used.load(Ordering::Acquire));
-                lines.push(UsageLine {
-                    key: key.clone(),
-                    kind: UsageKind::Count,
-                    used,
-                    limit: *limit,
-                    percent: percent(used, *limit),
-                    period: None,
-                });
-            }
-            for (key, allowance) in &slot.grant.meters {
-                let (used, period) = match slot.meters.get(key) {
-                    None => (0, allowance.period),
-                    Some(meter) => {
-                        let meter = lock(meter);
-                        match meter.clock.roll_to(meter.period, now) {
-                            Some(period) if period != meter.period => (0, period),
-                            _ => (meter.used, meter.period),
-                        }
-                    }
-                };
-                lines.push(UsageLine {
-                    key: key.clone(),
-                    kind: UsageKind::Meter,
-                    used,
-                    limit: allowance.per_period,
-                    percent: percent(used, allowance.per_period),
-                    period: Some(period),
-                });
-            }
+            let grant = &slot.grant;
+            let mut lines: Vec<UsageLine> = grant
+                .limits
+                .keys()
+                .chain(grant.meters.keys())
+                .filter_map(|key| usage_line(slot, key, now))
+                .collect();
             lines.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
             lines
         })
@@ -1125,6 +1127,45 @@ fn record_in(
     Ok(reading(&state, true))
 }
 
+/// The usage line of `key` in `slot` as of `now`: a count limit's units
+/// held, or a meter's sum in the period containing `now` (a period that
+/// ended shows the new, empty one).
+fn usage_line(slot: &Slot, key: &str, now: OffsetDateTime) -> Option<UsageLine> {
+    if let Some(limit) = slot.grant.limits.get(key) {
+        let used = slot
+            .counters
+            .get(key)
+            .map_or(0, |counter| counter.used.load(Ordering::Acquire));
+        return Some(UsageLine {
+            key: key.to_owned(),
+            kind: UsageKind::Count,
+            used,
+            limit: *limit,
+            percent: percent(used, *limit),
+            period: None,
+        });
+    }
+    let allowance = slot.grant.meters.get(key)?;
+    let (used, period) = match slot.meters.get(key) {
+        None => (0, allowance.period),
+        Some(meter) => {
+            let meter = lock(meter);
+            match meter.clock.roll_to(meter.period, now) {
+                Some(period) if period != meter.period => (0, period),
+                _ => (meter.used, meter.period),
+            }
+        }
+    };
+    Some(UsageLine {
+        key: key.to_owned(),
+        kind: UsageKind::Meter,
+        used,
+        limit: allowance.per_period,
+        percent: percent(used, allowance.per_period),
+        period: Some(period),
+    })
+}
+
 fn percent(used: u64, limit: Option<u64>) -> Option<f64> {
     match limit {
         None => None,
@@ -1176,17 +1217,6 @@ fn denial(
         upgrade_plan,
         used,
         limit,
-    }
-}
-
-fn no_subscription(key: &str) -> Denial {
-    Denial {
-        reason: DenialReason::NoSubscription,
-        key: key.to_owned(),
-        plan: None,
-        upgrade_plan: None,
-        used: None,
-        limit: None,
     }
 }
 

@@ -14,9 +14,6 @@ use crate::entitlements::{Decision, Denial, Usage};
 use crate::runtime::CallState;
 use crate::runtime::bindings::v0_2_0::souk::module::entitlements as wit;
 
-/// The reason code of a call that runs without a subscription.
-const NO_SUBSCRIPTION: &str = "no_subscription";
-
 fn denial_to_wit(denial: Denial) -> wit::Denial {
     wit::Denial {
         reason: denial.reason.code().to_owned(),
@@ -36,14 +33,7 @@ fn usage_to_wit(usage: Usage) -> wit::Usage {
 }
 
 fn no_subscription(key: &str) -> wit::Denial {
-    wit::Denial {
-        reason: NO_SUBSCRIPTION.to_owned(),
-        key: key.to_owned(),
-        plan: None,
-        upgrade_plan: None,
-        used: None,
-        limit: None,
-    }
+    denial_to_wit(Denial::no_subscription(key))
 }
 
 #[expect(
