@@ -45,6 +45,7 @@ use semver::Version;
 use serde::de::DeserializeOwned;
 
 use crate::http::{API_PREFIX, AppendReceipt, ENTRY_HEADER, ProblemDocument};
+use crate::layout::Layout;
 use crate::manifest::{Dependency, Slug};
 use crate::package::{Digest, Package, PackageError, PackageLimits};
 use crate::records::{LogError, ModuleLog, Publish, SignedEntry, VersionStatus};
@@ -973,6 +974,12 @@ struct Cache {
     dir: PathBuf,
 }
 
+impl Layout for Cache {
+    fn root(&self) -> &Path {
+        &self.dir
+    }
+}
+
 impl Cache {
     fn open(dir: &Path) -> Result<Self, ClientError> {
         let cache = Cache {
@@ -987,34 +994,6 @@ impl Cache {
             fs::create_dir_all(&sub).map_err(cache_io(&sub))?;
         }
         Ok(cache)
-    }
-
-    fn trust_dir(&self) -> PathBuf {
-        self.dir.join("trust")
-    }
-
-    fn logs_dir(&self) -> PathBuf {
-        self.dir.join("logs")
-    }
-
-    fn blobs_dir(&self) -> PathBuf {
-        self.dir.join("blobs").join("sha256")
-    }
-
-    fn tmp_dir(&self) -> PathBuf {
-        self.dir.join("tmp")
-    }
-
-    fn snapshot_path(&self) -> PathBuf {
-        self.dir.join("snapshot.json")
-    }
-
-    fn log_path(&self, module: &Slug) -> PathBuf {
-        self.logs_dir().join(format!("{}.json", module.as_str()))
-    }
-
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.blobs_dir().join(digest.hex())
     }
 
     /// The trust reached from `pinned` through the cached roots; a cached
@@ -1049,9 +1028,7 @@ impl Cache {
     }
 
     fn write_root(&self, root: &SignedTrustRoot) -> Result<(), ClientError> {
-        let path = self
-            .trust_dir()
-            .join(format!("{}.root.json", root.root.version));
+        let path = self.root_path(root.root.version);
         self.write_json(&path, root)
     }
 

@@ -22,6 +22,7 @@ pub mod canonical;
 pub mod client;
 pub mod http;
 pub mod keys;
+mod layout;
 pub mod manifest;
 pub mod package;
 pub mod records;

@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 
 use crate::canonical::CanonicalError;
 use crate::keys::KeyPair;
+use crate::layout::Layout;
 use crate::manifest::Slug;
 use crate::package::{Digest, Package, PackageError, PackageLimits};
 use crate::records::{EntryHash, LogError, ModuleAction, ModuleLog, SignedEntry};
@@ -213,6 +214,12 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 pub struct RegistryStore {
     dir: PathBuf,
     limits: StoreLimits,
+}
+
+impl Layout for RegistryStore {
+    fn root(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl RegistryStore {
@@ -616,38 +623,6 @@ impl RegistryStore {
     }
 
     // ----- files -----
-
-    fn trust_dir(&self) -> PathBuf {
-        self.dir.join("trust")
-    }
-
-    fn logs_dir(&self) -> PathBuf {
-        self.dir.join("logs")
-    }
-
-    fn blobs_dir(&self) -> PathBuf {
-        self.dir.join("blobs").join("sha256")
-    }
-
-    fn tmp_dir(&self) -> PathBuf {
-        self.dir.join("tmp")
-    }
-
-    fn root_path(&self, version: u64) -> PathBuf {
-        self.trust_dir().join(format!("{version}.root.json"))
-    }
-
-    fn log_path(&self, module: &Slug) -> PathBuf {
-        self.logs_dir().join(format!("{}.json", module.as_str()))
-    }
-
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.blobs_dir().join(digest.hex())
-    }
-
-    fn snapshot_path(&self) -> PathBuf {
-        self.dir.join("snapshot.json")
-    }
 
     /// The stored root files as (version, path), sorted by version.
     fn root_files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
