@@ -49,6 +49,15 @@ struct GlobalOptions {
         default_value_t = 1000
     )]
     call_timeout_ms: u64,
+    /// Wall-clock budget of one migration's SQL (its up or down text), in
+    /// milliseconds; SQLite interrupts a statement still running at it.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MIGRATION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    migration_timeout_ms: u64,
     /// Linear-memory cap per module instance, in MiB.
     #[arg(long, global = true, env = "SOUK_MEMORY_MIB", default_value_t = 64)]
     memory_mib: usize,
@@ -442,6 +451,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_instances: global.max_instances.max(1),
             ..RuntimeLimits::default()
         },
+        migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),
         plans: global.plans.clone(),
         currency: global.currency.clone(),
         manual_clock: global.manual_clock,

@@ -18,7 +18,7 @@ use crate::billing::service::Actor;
 use crate::catalog::ResolvedVersion;
 use crate::context::{CallContext, Caller};
 use crate::control_plane::now;
-use crate::db::{ModuleDb, SqlScope, StatementSource};
+use crate::db::{ModuleDb, SqlScope};
 use crate::runtime::{CallState, LoadedModule, Migration};
 use crate::souk::{Souk, SoukError};
 use crate::tenancy::Tenant;
@@ -290,33 +290,27 @@ async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, SoukEr
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
-/// Runs each statement of `sql` (rewritten into the module's namespace).
+/// Runs a migration's `sql` in `tx`: rewritten into the module's namespace,
+/// checked by SQLite's authorizer, bound to the configured migration budget
+/// (see [`crate::db::run_migration`]).
 async fn run_migration_sql(
+    souk: &Souk,
     scope: &SqlScope,
     tx: &mut Transaction<'static, Sqlite>,
     migration: &str,
     direction: &str,
     sql: &str,
 ) -> Result<(), SoukError> {
-    let statements = scope
-        .rewrite(sql, StatementSource::Migration)
-        .map_err(|e| {
-            SoukError::LifecycleFailed(format!(
-                "migration {migration} ({direction}) was refused: {e}"
-            ))
-        })?;
-    for statement in statements {
-        sqlx::query(&statement.sql)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| {
-                SoukError::LifecycleFailed(format!(
-                    "migration {migration} ({direction}) failed: {}",
-                    crate::db::map_error(e)
-                ))
-            })?;
-    }
-    Ok(())
+    crate::db::run_migration(tx, scope, sql, souk.config.migration_timeout)
+        .await
+        .map_err(|e| match e {
+            crate::db::DbFailure::Refused(refusal) => SoukError::LifecycleFailed(format!(
+                "migration {migration} ({direction}) was refused: {refusal}"
+            )),
+            other => SoukError::LifecycleFailed(format!(
+                "migration {migration} ({direction}) failed: {other}"
+            )),
+        })
 }
 
 /// Which lifecycle hook to run.
@@ -703,7 +697,7 @@ async fn install_one(
         )));
     }
     for m in &migrations {
-        run_migration_sql(&scope, &mut tx, &m.id, "up", &m.up).await?;
+        run_migration_sql(souk, &scope, &mut tx, &m.id, "up", &m.up).await?;
     }
     let mut restored_rows = None;
     let tx = match archive {
@@ -858,7 +852,7 @@ pub async fn upgrade(
     let pool = souk.tenancy.database(tenant).await?;
     let mut tx = begin(&pool).await?;
     for m in &pending {
-        run_migration_sql(&scope, &mut tx, &m.id, "up", &m.up).await?;
+        run_migration_sql(souk, &scope, &mut tx, &m.id, "up", &m.up).await?;
     }
     let from_text = from.to_string();
     let tx = run_hook(souk, &loaded, ctx, scope, tx, Hook::Upgrade(&from_text)).await?;
@@ -979,7 +973,7 @@ pub async fn uninstall(
     for id in done.iter().rev() {
         match migrations.iter().find(|m| &m.id == id) {
             Some(m) => {
-                run_migration_sql(&scope, &mut tx, &m.id, "down", &m.down).await?;
+                run_migration_sql(souk, &scope, &mut tx, &m.id, "down", &m.down).await?;
                 reverted.push(m.id.clone());
             }
             None => {

@@ -26,6 +26,9 @@ pub struct SoukConfig {
     pub modules_dir: Option<PathBuf>,
     /// Limits applied to module calls.
     pub limits: RuntimeLimits,
+    /// Wall-clock budget of one migration's SQL (up or down text). Default
+    /// 10 s: migrations hold the tenant's write lock while they run.
+    pub migration_timeout: std::time::Duration,
     /// The operator's plan catalog: a YAML file or a directory of them.
     /// `None`: no module is priced (every module is free to install and
     /// fully entitled).
@@ -46,6 +49,7 @@ impl SoukConfig {
             data_dir: data_dir.into(),
             modules_dir: None,
             limits: RuntimeLimits::default(),
+            migration_timeout: std::time::Duration::from_secs(10),
             plans: None,
             currency: "NPR".to_owned(),
             manual_clock: None,

@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use serde::Serialize;
 use souk_module_registry::Slug;
 use sqlx::SqlitePool;
-use sqlx::sqlite::SqlitePoolOptions;
 
 use crate::control_plane::{ControlPlane, now, sqlite_options};
+use crate::db::sandbox;
 use crate::souk::SoukError;
 
 /// A tenant.
@@ -136,7 +136,7 @@ impl Tenancy {
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| SoukError::Internal(e.into()))?;
         let path = self.dir.join(format!("{}.sqlite", tenant.id));
-        let pool = SqlitePoolOptions::new()
+        let pool = sandbox::pool_options()
             .max_connections(4)
             .connect_with(sqlite_options(&path))
             .await?;

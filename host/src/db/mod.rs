@@ -3,24 +3,49 @@
 //!
 //! Each call gets a [`ModuleDb`]: the module's [`SqlScope`] and, when the
 //! call may touch data, an open transaction on the tenant database. Every
-//! statement goes through [`SqlScope::rewrite`] first; parameters are always
-//! bound, never spliced. Statements run under a timeout, because epoch
-//! interruption cannot stop a guest that is blocked in a host call.
+//! statement passes two walls:
+//!
+//! 1. [`SqlScope::rewrite`] parses it (on a big-stack thread,
+//!    [`big_stack`]), maps its table names into the module's namespace and
+//!    refuses what is visibly out of scope;
+//! 2. SQLite's authorizer ([`sandbox`]) then checks what SQLite actually
+//!    compiled against the module's [`sandbox::Policy`], with the
+//!    connection's limits and the call's deadline, and the text must be
+//!    exactly one statement.
+//!
+//! Parameters are always bound, never spliced. Statements also run under a
+//! timeout, because epoch interruption cannot stop a guest that is blocked
+//! in a host call.
 
+pub mod big_stack;
+pub mod sandbox;
 pub mod scoped_sql;
+#[cfg(test)]
+mod tests;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Column, Row, Sqlite, Transaction, TypeInfo, ValueRef};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction, TypeInfo, ValueRef};
 
 pub use scoped_sql::{RewrittenStatement, SqlRefusal, SqlScope, StatementSource};
 
-/// SQLite virtual-machine steps between deadline checks.
-const PROGRESS_OPS: i32 = 10_000;
+use sandbox::{ArmedSpan, Guard, Policy, SandboxError};
+
+/// How long past a statement's deadline the host waits for SQLite to stop
+/// it (the progress handler interrupts it at the deadline) before giving the
+/// statement up — which poisons the connection (see [`sandbox`]). Only a
+/// statement SQLite cannot interrupt, such as one waiting for a lock, gets
+/// that far.
+const ABANDON_GRACE: Duration = Duration::from_millis(250);
 
 /// Most rows one query may return to a module.
 pub const MAX_ROWS: usize = 10_000;
+
+/// Most bytes of values one query may return to a module (16 MiB: twice the
+/// largest response, a quarter of a module's default memory).
+pub const MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 
 /// A SQL value crossing the host/module boundary.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +60,18 @@ pub enum SqlValue {
     Text(String),
     /// Bytes.
     Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    /// Bytes this value occupies in a result.
+    fn size(&self) -> usize {
+        match self {
+            SqlValue::Null => 1,
+            SqlValue::Integer(_) | SqlValue::Real(_) => 8,
+            SqlValue::Text(t) => t.len(),
+            SqlValue::Blob(b) => b.len(),
+        }
+    }
 }
 
 /// Rows returned by a query.
@@ -64,6 +101,9 @@ pub enum DbFailure {
     /// Too many rows.
     #[error("the query returned more than {MAX_ROWS} rows; add a LIMIT")]
     TooManyRows,
+    /// Too many bytes.
+    #[error("the query returned more than {MAX_RESULT_BYTES} bytes; select less")]
+    ResultTooLarge,
     /// Any other database error.
     #[error("{0}")]
     Other(String),
@@ -71,8 +111,10 @@ pub enum DbFailure {
 
 /// A module's database handle for one call.
 pub struct ModuleDb {
-    scope: Option<SqlScope>,
+    scope: Option<Arc<SqlScope>>,
+    policy: Arc<Policy>,
     tx: Option<Transaction<'static, Sqlite>>,
+    guard: Option<Arc<Guard>>,
     timeout: Duration,
 }
 
@@ -82,16 +124,22 @@ impl ModuleDb {
     pub fn detached() -> Self {
         ModuleDb {
             scope: None,
+            policy: Arc::new(Policy::new("", [], false)),
             tx: None,
+            guard: None,
             timeout: Duration::from_secs(1),
         }
     }
 
-    /// A handle that runs the module's statements in `tx`.
+    /// A handle that runs the module's statements in `tx`, a transaction on
+    /// a hardened tenant connection ([`sandbox::harden`]; statements on any
+    /// other connection are refused).
     pub fn new(scope: SqlScope, tx: Transaction<'static, Sqlite>, timeout: Duration) -> Self {
         ModuleDb {
-            scope: Some(scope),
+            policy: Arc::new(scope.policy(false)),
+            scope: Some(Arc::new(scope)),
             tx: Some(tx),
+            guard: None,
             timeout,
         }
     }
@@ -108,49 +156,31 @@ impl ModuleDb {
         self.tx.take()
     }
 
-    fn prepare(
-        &mut self,
-        sql: &str,
-    ) -> Result<(RewrittenStatement, &mut Transaction<'static, Sqlite>), DbFailure> {
+    /// Rewrites `sql` into the one statement to run, and arms the
+    /// connection's sandbox with this call's policy and deadline.
+    async fn prepare(&mut self, sql: &str) -> Result<Prepared<'_>, DbFailure> {
         let (Some(scope), Some(tx)) = (&self.scope, &mut self.tx) else {
             return Err(DbFailure::Unavailable);
         };
-        let mut statements = scope.rewrite(sql, StatementSource::Runtime)?;
+        let mut statements =
+            rewrite(scope.clone(), sql.to_owned(), StatementSource::Runtime).await?;
         let statement = statements.pop().ok_or(DbFailure::Unavailable)?;
-        Ok((statement, tx))
-    }
-
-    /// Arms SQLite's progress handler so a statement still running at the
-    /// deadline is interrupted inside SQLite (a timed-out future alone would
-    /// leave a runaway statement, e.g. an endless recursive CTE, holding the
-    /// connection).
-    async fn arm_deadline(
-        tx: &mut Transaction<'static, Sqlite>,
-        timeout: Duration,
-    ) -> Result<Instant, DbFailure> {
-        let deadline = Instant::now() + timeout;
-        let mut handle = tx.lock_handle().await.map_err(map_error)?;
-        handle.set_progress_handler(PROGRESS_OPS, move || Instant::now() < deadline);
-        Ok(deadline)
-    }
-
-    /// Reports an error that happened at or after the deadline as a timeout
-    /// (SQLite says "interrupted").
-    fn timed<T>(
-        result: Result<T, DbFailure>,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<T, DbFailure> {
-        match result {
-            Err(_) if Instant::now() >= deadline => Err(DbFailure::Timeout(timeout)),
-            other => other,
-        }
-    }
-
-    async fn disarm_deadline(tx: &mut Transaction<'static, Sqlite>) {
-        if let Ok(mut handle) = tx.lock_handle().await {
-            handle.remove_progress_handler();
-        }
+        let deadline = Instant::now() + self.timeout;
+        let (span, columns) = arm(
+            tx,
+            &mut self.guard,
+            self.policy.clone(),
+            (deadline, self.timeout),
+            &statement.sql,
+        )
+        .await?;
+        Ok(Prepared {
+            statement,
+            columns,
+            tx,
+            span,
+            timeout: self.timeout,
+        })
     }
 
     /// Runs a query and returns its rows.
@@ -158,55 +188,15 @@ impl ModuleDb {
     /// # Errors
     /// See [`DbFailure`].
     pub async fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<Rows, DbFailure> {
-        let timeout = self.timeout;
-        let (statement, tx) = self.prepare(sql)?;
-        let deadline = Self::arm_deadline(tx, timeout).await?;
-        let result = Self::fetch_rows(tx, &statement, params, timeout).await;
-        Self::disarm_deadline(tx).await;
-        Self::timed(result, deadline, timeout)
-    }
-
-    async fn fetch_rows(
-        tx: &mut Transaction<'static, Sqlite>,
-        statement: &RewrittenStatement,
-        params: Vec<SqlValue>,
-        timeout: Duration,
-    ) -> Result<Rows, DbFailure> {
-        let query = sqlx::query_with(&statement.sql, bind(params));
-        let mut stream = query.fetch(&mut **tx);
-        let work = async {
-            use futures_util::StreamExt;
-            let mut rows = Rows::default();
-            while let Some(row) = stream.next().await {
-                let row = row.map_err(map_error)?;
-                if rows.columns.is_empty() {
-                    rows.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
-                }
-                if rows.rows.len() == MAX_ROWS {
-                    return Err(DbFailure::TooManyRows);
-                }
-                rows.rows.push(decode_row(&row)?);
-            }
-            Ok(rows)
-        };
-        let mut rows = tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| DbFailure::Timeout(timeout))??;
-        drop(stream);
-        if rows.columns.is_empty() {
-            // No row to read names from: ask the prepared statement.
-            use sqlx::{Executor, Statement};
-            let prepared = (&mut **tx)
-                .prepare(&statement.sql)
-                .await
-                .map_err(map_error)?;
-            rows.columns = prepared
-                .columns()
-                .iter()
-                .map(|c| c.name().to_owned())
-                .collect();
-        }
-        Ok(rows)
+        let Prepared {
+            statement,
+            columns,
+            tx,
+            span,
+            timeout,
+        } = self.prepare(sql).await?;
+        let outcome = fetch_rows(tx, &statement, columns, params, timeout).await;
+        finish(span, outcome, timeout)
     }
 
     /// Runs a statement that changes data.
@@ -218,19 +208,211 @@ impl ModuleDb {
         sql: &str,
         params: Vec<SqlValue>,
     ) -> Result<(u64, Option<i64>), DbFailure> {
-        let timeout = self.timeout;
-        let (statement, tx) = self.prepare(sql)?;
-        let deadline = Self::arm_deadline(tx, timeout).await?;
-        let query = sqlx::query_with(&statement.sql, bind(params));
-        let result = tokio::time::timeout(timeout, query.execute(&mut **tx)).await;
-        Self::disarm_deadline(tx).await;
-        let result = result
-            .map_err(|_| DbFailure::Timeout(timeout))?
-            .map_err(map_error);
-        let result = Self::timed(result, deadline, timeout)?;
+        let Prepared {
+            statement,
+            tx,
+            span,
+            timeout,
+            ..
+        } = self.prepare(sql).await?;
+        let query = sqlx::query_with(&statement.sql, bind(params)).persistent(false);
+        let outcome =
+            match tokio::time::timeout(timeout + ABANDON_GRACE, query.execute(&mut **tx)).await {
+                Ok(result) => Outcome::Done(result.map_err(map_error)),
+                Err(_) => Outcome::Abandoned(DbFailure::Timeout(timeout)),
+            };
+        let result = finish(span, outcome, timeout)?;
         let last = statement.is_insert.then(|| result.last_insert_rowid());
         Ok((result.rows_affected(), last))
     }
+}
+
+/// A statement rewritten and checked, its sandbox span armed.
+struct Prepared<'a> {
+    statement: RewrittenStatement,
+    /// Names of the result columns, as SQLite prepared the statement.
+    columns: Vec<String>,
+    tx: &'a mut Transaction<'static, Sqlite>,
+    span: ArmedSpan,
+    timeout: Duration,
+}
+
+/// Rewrites `sql` for `scope` on a big-stack thread ([`big_stack`]).
+async fn rewrite(
+    scope: Arc<SqlScope>,
+    sql: String,
+    source: StatementSource,
+) -> Result<Vec<RewrittenStatement>, DbFailure> {
+    big_stack::run(move || scope.rewrite(&sql, source))
+        .await
+        .map_err(|e| DbFailure::Other(e.to_string()))?
+        .map_err(DbFailure::Refused)
+}
+
+/// Arms the connection's sandbox for one statement and checks, with the
+/// authorizer consulted, that `sql` is exactly one statement SQLite allows.
+/// Returns the span and the statement's result columns. On error the span
+/// is finished (nothing was queued).
+async fn arm(
+    conn: &mut SqliteConnection,
+    cached: &mut Option<Arc<Guard>>,
+    policy: Arc<Policy>,
+    (deadline, budget): (Instant, Duration),
+    sql: &str,
+) -> Result<(ArmedSpan, Vec<String>), DbFailure> {
+    let mut handle = conn.lock_handle().await.map_err(map_error)?;
+    let guard = match cached {
+        Some(guard) => guard.clone(),
+        None => {
+            let guard = sandbox::guard(handle.as_raw_handle()).map_err(sandbox_failure)?;
+            *cached = Some(guard.clone());
+            guard
+        }
+    };
+    let span = guard.arm(policy, deadline);
+    match sandbox::check_one_statement(handle.as_raw_handle(), sql) {
+        Ok(columns) => Ok((span, columns)),
+        Err(e) => {
+            let failure = match span.denial() {
+                Some(reason) => DbFailure::Refused(SqlRefusal::Forbidden(reason)),
+                None if span.expired() => DbFailure::Timeout(budget),
+                None => sandbox_failure(e),
+            };
+            span.finish();
+            Err(failure)
+        }
+    }
+}
+
+/// How a statement's run ended.
+enum Outcome<T> {
+    /// sqlx finished with it: nothing of it is still queued or running.
+    Done(Result<T, DbFailure>),
+    /// It was given up while sqlx's worker may still hold it (a timeout, a
+    /// result too large): the span must poison the connection.
+    Abandoned(DbFailure),
+}
+
+/// Ends a statement's span and words its failure: a refusal by the
+/// authorizer, the deadline, or SQLite's own error. An abandoned statement
+/// leaves its span unfinished, which poisons the connection (see
+/// [`sandbox`]).
+fn finish<T>(span: ArmedSpan, outcome: Outcome<T>, timeout: Duration) -> Result<T, DbFailure> {
+    let result = match outcome {
+        Outcome::Abandoned(failure) => {
+            drop(span);
+            return Err(failure);
+        }
+        Outcome::Done(result) => result,
+    };
+    let result = match result {
+        Err(_) if span.denial().is_some() => Err(DbFailure::Refused(SqlRefusal::Forbidden(
+            span.denial().unwrap_or_default(),
+        ))),
+        Err(_) if span.expired() => Err(DbFailure::Timeout(timeout)),
+        other => other,
+    };
+    span.finish();
+    result
+}
+
+fn sandbox_failure(error: SandboxError) -> DbFailure {
+    match error {
+        SandboxError::Empty => DbFailure::Refused(SqlRefusal::Syntax("no statement".into())),
+        SandboxError::Multiple => {
+            DbFailure::Refused(SqlRefusal::Syntax("expected exactly one statement".into()))
+        }
+        SandboxError::NotHardened => DbFailure::Other(error.to_string()),
+        SandboxError::Sqlite { message, .. } => DbFailure::Other(message),
+    }
+}
+
+async fn fetch_rows(
+    tx: &mut Transaction<'static, Sqlite>,
+    statement: &RewrittenStatement,
+    columns: Vec<String>,
+    params: Vec<SqlValue>,
+    timeout: Duration,
+) -> Outcome<Rows> {
+    let query = sqlx::query_with(&statement.sql, bind(params)).persistent(false);
+    let mut stream = query.fetch(&mut **tx);
+    // Err(Ok(failure)): sqlx reported the failure and is done with the
+    // statement; Err(Err(failure)): the host stopped reading mid-way.
+    let work = async {
+        use futures_util::StreamExt;
+        let mut rows = Rows {
+            columns,
+            rows: Vec::new(),
+        };
+        let mut bytes = 0usize;
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(|e| Ok(map_error(e)))?;
+            if rows.rows.len() == MAX_ROWS {
+                return Err(Err(DbFailure::TooManyRows));
+            }
+            let values = decode_row(&row).map_err(Err)?;
+            bytes = bytes.saturating_add(values.iter().map(SqlValue::size).sum::<usize>());
+            if bytes > MAX_RESULT_BYTES {
+                return Err(Err(DbFailure::ResultTooLarge));
+            }
+            rows.rows.push(values);
+        }
+        Ok(rows)
+    };
+    let rows = match tokio::time::timeout(timeout + ABANDON_GRACE, work).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(Ok(failure))) => return Outcome::Done(Err(failure)),
+        Ok(Err(Err(failure))) => return Outcome::Abandoned(failure),
+        Err(_) => return Outcome::Abandoned(DbFailure::Timeout(timeout)),
+    };
+    Outcome::Done(Ok(rows))
+}
+
+/// Runs a migration's SQL (its up or down text, one or more statements) in
+/// `tx` for the module of `scope`: rewritten into the module's namespace,
+/// each statement checked by SQLite's authorizer with DDL on the module's
+/// own tables allowed, the whole text bound to one deadline `timeout` from
+/// now.
+///
+/// # Errors
+/// [`DbFailure::Refused`] naming the rule a statement breaks,
+/// [`DbFailure::Timeout`] past the deadline, or the database's error.
+pub async fn run_migration(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &SqlScope,
+    sql: &str,
+    timeout: Duration,
+) -> Result<(), DbFailure> {
+    let deadline = Instant::now() + timeout;
+    let statements = rewrite(
+        Arc::new(scope.clone()),
+        sql.to_owned(),
+        StatementSource::Migration,
+    )
+    .await?;
+    let ddl = Arc::new(scope.policy(true));
+    let dml = Arc::new(scope.policy(false));
+    let mut guard = None;
+    for statement in statements {
+        let policy = if statement.is_ddl { &ddl } else { &dml };
+        let (span, _) = arm(
+            tx,
+            &mut guard,
+            policy.clone(),
+            (deadline, timeout),
+            &statement.sql,
+        )
+        .await?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let query = sqlx::query(&statement.sql).persistent(false);
+        let outcome =
+            match tokio::time::timeout(remaining + ABANDON_GRACE, query.execute(&mut **tx)).await {
+                Ok(result) => Outcome::Done(result.map(|_| ()).map_err(map_error)),
+                Err(_) => Outcome::Abandoned(DbFailure::Timeout(timeout)),
+            };
+        finish(span, outcome, timeout)?;
+    }
+    Ok(())
 }
 
 /// Binds module values as statement arguments.

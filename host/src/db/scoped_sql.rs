@@ -28,6 +28,8 @@ use sqlparser::ast::{
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
+use super::sandbox::Policy;
+
 /// Why a statement was refused before it reached the database.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SqlRefusal {
@@ -62,8 +64,20 @@ pub struct SqlScope {
     readable: BTreeMap<String, (Slug, Vec<TableName>)>,
 }
 
-/// The most tables a single statement may reference (bounds parser work).
-const MAX_SQL_BYTES: usize = 64 * 1024;
+/// The longest SQL text a module may send in one call (bounds parser work).
+pub const MAX_SQL_BYTES: usize = 64 * 1024;
+
+/// How deep the parser may recurse (nested parentheses, sub-queries, CASE):
+/// deeper text is refused as a syntax error before any tree is built.
+pub const MAX_PARSE_DEPTH: usize = 64;
+
+fn parse(sql: &str) -> Result<Vec<Statement>, SqlRefusal> {
+    Parser::new(&SQLiteDialect {})
+        .with_recursion_limit(MAX_PARSE_DEPTH)
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| SqlRefusal::Syntax(e.to_string()))
+}
 
 impl SqlScope {
     /// The scope of `manifest`'s module, given the manifests of the installed
@@ -116,8 +130,7 @@ impl SqlScope {
                 "statement is longer than {MAX_SQL_BYTES} bytes"
             )));
         }
-        let statements = Parser::parse_sql(&SQLiteDialect {}, sql)
-            .map_err(|e| SqlRefusal::Syntax(e.to_string()))?;
+        let statements = parse(sql)?;
         if statements.is_empty() {
             return Err(SqlRefusal::Syntax("no statement".into()));
         }
@@ -202,10 +215,24 @@ impl SqlScope {
                 )));
             }
         }
+        let sql = statement.to_string();
+        check_round_trip(&sql)?;
         Ok(RewrittenStatement {
-            sql: statement.to_string(),
+            sql,
             is_insert: matches!(statement, Statement::Insert(_)),
+            is_ddl: matches!(kind, Kind::Ddl),
         })
+    }
+
+    /// The policy SQLite's authorizer enforces for this scope's statements:
+    /// with `ddl`, for a migration's DDL statement (see [`super::sandbox`]);
+    /// without, for everything else (a migration's DML included).
+    pub fn policy(&self, ddl: bool) -> Policy {
+        let readable = self.readable.values().flat_map(|(slug, tables)| {
+            let prefix = slug.table_prefix();
+            tables.iter().map(move |t| format!("{prefix}{t}"))
+        });
+        Policy::new(&self.prefix, readable, ddl)
     }
 
     fn own(&self, name: &ObjectName, what: &str) -> Result<String, SqlRefusal> {
@@ -357,6 +384,27 @@ impl SqlScope {
     }
 }
 
+/// Refuses a rewritten statement whose text does not parse back into
+/// itself: the printer must not change what the statement means (a type
+/// modifier printed without its quotes once turned the rest of a statement
+/// into a comment and its comment into SQL). Printing, parsing and printing
+/// again must give the same text.
+fn check_round_trip(sql: &str) -> Result<(), SqlRefusal> {
+    let unchanged = match parse(sql) {
+        Ok(again) => again.len() == 1 && again[0].to_string() == sql,
+        Err(_) => false,
+    };
+    if unchanged {
+        Ok(())
+    } else {
+        Err(SqlRefusal::Syntax(
+            "the statement uses a construct the host cannot pass on exactly as written; \
+             write it more plainly"
+                .into(),
+        ))
+    }
+}
+
 /// One statement ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RewrittenStatement {
@@ -364,6 +412,8 @@ pub struct RewrittenStatement {
     pub sql: String,
     /// Whether it inserts (so a last-insert id is meaningful).
     pub is_insert: bool,
+    /// Whether it is DDL (only ever from a migration).
+    pub is_ddl: bool,
 }
 
 enum Resolved {
