@@ -214,6 +214,17 @@ const ALLOWED_FUNCTIONS: &[&str] = &[
     "jsonb_group_object",
 ];
 
+/// SQLite's internal functions that `ALTER TABLE` runs to rewrite the
+/// schema; SQL text cannot call them (they are internal), but the rewrite
+/// asks the authorizer, so a DDL statement's policy allows them.
+const ALTER_FUNCTIONS: &[&str] = &[
+    "sqlite_rename_column",
+    "sqlite_rename_table",
+    "sqlite_rename_test",
+    "sqlite_rename_quotefix",
+    "sqlite_drop_column",
+];
+
 /// What one module's statements may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -258,26 +269,41 @@ impl Policy {
     /// Why the request is refused, in words for the module's author.
     pub fn decide(&self, request: &Request<'_>) -> Result<(), String> {
         use Action::*;
-        if let Some(db) = request.database
+        let arg1 = request.arg1.unwrap_or("");
+        let arg2 = request.arg2.unwrap_or("");
+        // A DDL statement's own bookkeeping in the schema tables, the temp
+        // schema's included (ALTER TABLE ... RENAME rewrites both).
+        if self.ddl
+            && matches!(request.action, Read | Insert | Update | Delete)
+            && is_schema_table(arg1)
+        {
+            return Ok(());
+        }
+        // ALTER TABLE names the database first and passes a column name
+        // where other actions pass the database.
+        let database = if request.action == AlterTable {
+            request.arg1
+        } else {
+            request.database
+        };
+        if let Some(db) = database
             && !db.eq_ignore_ascii_case("main")
         {
             return Err(format!(
                 "database {db:?} is not reachable: modules use only their tenant's main database"
             ));
         }
-        let arg1 = request.arg1.unwrap_or("");
-        let arg2 = request.arg2.unwrap_or("");
         match request.action {
             Select | Recursive => Ok(()),
             Read => {
-                if self.owns(arg1) || self.reads(arg1) || (self.ddl && is_schema_table(arg1)) {
+                if self.owns(arg1) || self.reads(arg1) {
                     Ok(())
                 } else {
                     Err(outside(arg1))
                 }
             }
             Insert | Update | Delete => {
-                if self.owns(arg1) || (self.ddl && is_schema_table(arg1)) {
+                if self.owns(arg1) {
                     Ok(())
                 } else if self.reads(arg1) {
                     Err(format!(
@@ -291,21 +317,22 @@ impl Policy {
             CreateTable if self.ddl && arg1.eq_ignore_ascii_case("sqlite_sequence") => Ok(()),
             CreateTable | DropTable if self.ddl => self.own_name(arg1),
             CreateIndex | DropIndex if self.ddl => {
-                self.own_name(arg1).and_then(|()| self.own_name(arg2))
+                self.own_index(arg1).and_then(|()| self.own_name(arg2))
             }
             // ALTER TABLE: the first argument is the database, the second the table.
             AlterTable if self.ddl => self.own_name(arg2),
-            // CREATE INDEX fills the new index under this code.
-            Reindex if self.ddl => self.own_name(arg1),
+            // CREATE INDEX fills the new index under this code, and so does a
+            // UNIQUE or PRIMARY KEY constraint its automatic index.
+            Reindex if self.ddl => {
+                self.own_name(strip_prefix_ignore_case(arg1, "sqlite_autoindex_").unwrap_or(arg1))
+            }
             CreateTable | DropTable | CreateIndex | DropIndex | AlterTable => Err(format!(
                 "{} is only allowed in migrations",
                 request.action.describe()
             )),
             Function => {
-                if ALLOWED_FUNCTIONS
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case(arg2))
-                {
+                let listed = |list: &[&str]| list.iter().any(|f| f.eq_ignore_ascii_case(arg2));
+                if listed(ALLOWED_FUNCTIONS) || (self.ddl && listed(ALTER_FUNCTIONS)) {
                     Ok(())
                 } else {
                     Err(format!("function {arg2}() is not available to modules"))
@@ -318,6 +345,13 @@ impl Policy {
         }
     }
 
+    /// An index of the module's: named with its prefix, or SQLite's
+    /// automatic index of one of its tables (`sqlite_autoindex_<table>_N`,
+    /// made for UNIQUE and PRIMARY KEY constraints).
+    fn own_index(&self, name: &str) -> Result<(), String> {
+        self.own_name(strip_prefix_ignore_case(name, "sqlite_autoindex_").unwrap_or(name))
+    }
+
     fn own_name(&self, name: &str) -> Result<(), String> {
         if self.owns(name) {
             Ok(())
@@ -325,6 +359,12 @@ impl Policy {
             Err(outside(name))
         }
     }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .map(|_| &text[prefix.len()..])
 }
 
 fn outside(table: &str) -> String {
@@ -345,9 +385,15 @@ fn outside(table: &str) -> String {
 /// direct writes are refused by SQLite itself (the table is read-only
 /// without `writable_schema`, which defensive mode keeps off).
 fn is_schema_table(table: &str) -> bool {
-    ["sqlite_master", "sqlite_schema", "sqlite_sequence"]
-        .iter()
-        .any(|t| t.eq_ignore_ascii_case(table))
+    [
+        "sqlite_master",
+        "sqlite_schema",
+        "sqlite_temp_master",
+        "sqlite_temp_schema",
+        "sqlite_sequence",
+    ]
+    .iter()
+    .any(|t| t.eq_ignore_ascii_case(table))
 }
 
 /// An authorizer action code, named.

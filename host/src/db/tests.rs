@@ -37,7 +37,7 @@ async fn fixture() -> Fixture {
     run_migration(
         &mut tx,
         &members_scope,
-        "CREATE TABLE members (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\
+        "CREATE TABLE members (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT UNIQUE);\
          CREATE TABLE secrets (id INTEGER PRIMARY KEY, secret TEXT);\
          CREATE INDEX members_name ON members (name)",
         Duration::from_secs(5),
@@ -47,7 +47,14 @@ async fn fixture() -> Fixture {
     run_migration(
         &mut tx,
         &cards,
-        "CREATE TABLE cards (id INTEGER PRIMARY KEY AUTOINCREMENT, member INTEGER, label TEXT)",
+        "CREATE TABLE cards (id INTEGER PRIMARY KEY AUTOINCREMENT, member INTEGER, label TEXT);\
+         ALTER TABLE cards ADD COLUMN scratch TEXT;\
+         CREATE INDEX cards_scratch ON cards (scratch);\
+         DROP INDEX cards_scratch;\
+         ALTER TABLE cards DROP COLUMN scratch;\
+         CREATE TABLE gone (a UNIQUE);\
+         ALTER TABLE gone RENAME TO gone2;\
+         DROP TABLE gone2",
         Duration::from_secs(5),
     )
     .await
