@@ -9,10 +9,15 @@
 //! `{"rows_affected": N, "last_insert_id": N|null}`; a database error is a
 //! 400 with `{"error_kind": "forbidden|syntax|ddl-outside-migration|constraint|other",
 //! "message": "..."}`.
+//!
+//! `POST /batch` runs several statements in one call (so, in the host's one
+//! transaction for the call) and can then fail the call on purpose, so tests
+//! can check that nothing a module sends escapes that transaction: a
+//! `COMMIT` that got through would keep writes the host rolls back.
 
 use serde::Deserialize;
 use serde_json::{Number, json};
-use souk_sdk::db::{self, DbError, Value};
+use souk_sdk::db::{self, Changes, DbError, Rows, Value};
 use souk_sdk::{Migration, Module, Problem, Request, Response, Router};
 
 /// Runs SQL on request.
@@ -31,6 +36,7 @@ impl Module for SqlConsole {
         Router::new()
             .post("/query", run_query)
             .post("/execute", run_execute)
+            .post("/batch", run_batch)
             .handle(request)
     }
 }
@@ -47,19 +53,24 @@ struct Statement {
 impl Statement {
     /// The parameters as SQL values.
     fn values(&self) -> Result<Vec<Value>, Problem> {
-        self.params
-            .iter()
-            .enumerate()
-            .map(|(index, param)| {
-                to_sql(param).ok_or_else(|| {
-                    Problem::unprocessable(format!(
-                        "params[{index}] must be null, a boolean, a number, a string \
-                         or an array of bytes (a blob)"
-                    ))
-                })
-            })
-            .collect()
+        sql_values(&self.params, "params")
     }
+}
+
+/// JSON parameters as SQL values; `field` names them in the 422 problem.
+fn sql_values(params: &[serde_json::Value], field: &str) -> Result<Vec<Value>, Problem> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(index, param)| {
+            to_sql(param).ok_or_else(|| {
+                Problem::unprocessable(format!(
+                    "{field}[{index}] must be null, a boolean, a number, a string \
+                     or an array of bytes (a blob)"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// `POST /query`.
@@ -67,14 +78,7 @@ fn run_query(request: &Request) -> Result<Response, Problem> {
     let statement = request.json::<Statement>()?;
     let params = statement.values()?;
     Ok(match db::query(&statement.sql, &params) {
-        Ok(rows) => {
-            let (columns, rows) = rows.into_parts();
-            let rows: Vec<Vec<serde_json::Value>> = rows
-                .into_iter()
-                .map(|row| row.into_iter().map(to_json).collect())
-                .collect();
-            Response::json(200, &json!({ "columns": columns, "rows": rows }))
-        }
+        Ok(rows) => Response::json(200, &rows_json(rows)),
         Err(error) => db_error_response(&error),
     })
 }
@@ -84,23 +88,80 @@ fn run_execute(request: &Request) -> Result<Response, Problem> {
     let statement = request.json::<Statement>()?;
     let params = statement.values()?;
     Ok(match db::execute(&statement.sql, &params) {
-        Ok(changes) => Response::json(
-            200,
-            &json!({
-                "rows_affected": changes.rows_affected,
-                "last_insert_id": changes.last_insert_id,
-            }),
-        ),
+        Ok(changes) => Response::json(200, &changes_json(&changes)),
         Err(error) => db_error_response(&error),
+    })
+}
+
+/// The body of `POST /batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    statements: Vec<BatchStatement>,
+    /// Answer 500 after running every statement, so the host rolls the
+    /// call's transaction back.
+    #[serde(default)]
+    fail: bool,
+}
+
+/// One statement of a batch: run with `db::query` when `query` is true,
+/// with `db::execute` otherwise.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchStatement {
+    sql: String,
+    #[serde(default)]
+    params: Vec<serde_json::Value>,
+    #[serde(default)]
+    query: bool,
+}
+
+/// `POST /batch`: runs every statement in order, whatever the earlier ones
+/// answered, and reports each outcome as `/query` or `/execute` would (a
+/// database error as `{"error_kind", "message"}`). 200 with `{"results":
+/// [...]}`, or 500 with the same body when `fail` is set.
+fn run_batch(request: &Request) -> Result<Response, Problem> {
+    let batch = request.json::<Batch>()?;
+    let mut results = Vec::with_capacity(batch.statements.len());
+    for (index, item) in batch.statements.iter().enumerate() {
+        let params = sql_values(&item.params, &format!("statements[{index}].params"))?;
+        let result = if item.query {
+            db::query(&item.sql, &params).map(rows_json)
+        } else {
+            db::execute(&item.sql, &params).map(|changes| changes_json(&changes))
+        };
+        results.push(result.unwrap_or_else(|error| db_error_json(&error)));
+    }
+    let status = if batch.fail { 500 } else { 200 };
+    Ok(Response::json(status, &json!({ "results": results })))
+}
+
+/// A query's answer: `{"columns": [...], "rows": [[...]]}`.
+fn rows_json(rows: Rows) -> serde_json::Value {
+    let (columns, rows) = rows.into_parts();
+    let rows: Vec<Vec<serde_json::Value>> = rows
+        .into_iter()
+        .map(|row| row.into_iter().map(to_json).collect())
+        .collect();
+    json!({ "columns": columns, "rows": rows })
+}
+
+/// A statement's answer: `{"rows_affected": N, "last_insert_id": N|null}`.
+fn changes_json(changes: &Changes) -> serde_json::Value {
+    json!({
+        "rows_affected": changes.rows_affected,
+        "last_insert_id": changes.last_insert_id,
     })
 }
 
 /// 400 with the error kind as the host reported it.
 fn db_error_response(error: &DbError) -> Response {
-    Response::json(
-        400,
-        &json!({ "error_kind": error.kind.as_str(), "message": error.message }),
-    )
+    Response::json(400, &db_error_json(error))
+}
+
+/// A database error as the routes report it.
+fn db_error_json(error: &DbError) -> serde_json::Value {
+    json!({ "error_kind": error.kind.as_str(), "message": error.message })
 }
 
 /// A JSON parameter as a SQL value; `None` for objects and for arrays that
