@@ -10,6 +10,7 @@ mod billing;
 mod lifecycle;
 mod packages;
 mod registry;
+mod removal;
 mod sandbox;
 mod sql_scope;
 mod tenancy;
