@@ -684,8 +684,9 @@ async fn subscription_for_install(
     };
     let currency = Currency::parse(&souk.config.currency)
         .map_err(|e| SoukError::Internal(anyhow::anyhow!("--currency: {e}")))?;
-    let subscription = Subscription::start(&tenant.id, module, free, currency, souk.billing.clock())
-        .map_err(|e| SoukError::Conflict(e.to_string()))?;
+    let subscription =
+        Subscription::start(&tenant.id, module, free, currency, souk.billing.clock())
+            .map_err(|e| SoukError::Conflict(e.to_string()))?;
     let mut record = SubscriptionRecord::new(subscription);
     if let Some(previous) = &existing {
         record.revision = previous.revision;
@@ -895,7 +896,8 @@ async fn install_in_order(
             Err(error) => {
                 for report in done.iter().rev() {
                     let module = &report.installation.module;
-                    if let Err(undo) = roll_back_install(souk, principal, tenant, report, &error).await
+                    if let Err(undo) =
+                        roll_back_install(souk, principal, tenant, report, &error).await
                     {
                         tracing::error!(module, error = %undo, "could not undo a partial install");
                     }
@@ -1143,11 +1145,7 @@ struct LedgerEntry {
     checksum: Option<String>,
 }
 
-async fn ledger(
-    souk: &Souk,
-    tenant: &Tenant,
-    module: &str,
-) -> Result<Vec<LedgerEntry>, SoukError> {
+async fn ledger(souk: &Souk, tenant: &Tenant, module: &str) -> Result<Vec<LedgerEntry>, SoukError> {
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT migration_id, checksum FROM migration_ledger WHERE tenant_id = ? AND module_slug = ? \
          ORDER BY position, applied_at",
@@ -1371,7 +1369,10 @@ pub async fn uninstall(
     let done = ledger(souk, tenant, module).await?;
     let done_ids: Vec<String> = done.iter().map(|d| d.id.clone()).collect();
 
-    let attempt = normal_uninstall(souk, &caller, tenant, &current, &resolved, &scope, &done_ids).await;
+    let attempt = normal_uninstall(
+        souk, &caller, tenant, &current, &resolved, &scope, &done_ids,
+    )
+    .await;
     let (tx, archive, reverted, forced) = match attempt {
         Ok((tx, archive, reverted)) => (tx, archive, reverted, None),
         Err(e) if force && forceable(&e) => {
@@ -1613,9 +1614,12 @@ async fn clear_namespace(
             "index" => "INDEX",
             _ => "TABLE",
         };
-        sqlx::query(&format!("DROP {keyword} IF EXISTS {}", archive::quote(name)))
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(&format!(
+            "DROP {keyword} IF EXISTS {}",
+            archive::quote(name)
+        ))
+        .execute(&mut **tx)
+        .await?;
     }
     // What the count limits counted is gone with the tables.
     crate::entitlements::usage_db::clear_counters(tx, module).await?;
@@ -1802,7 +1806,10 @@ mod tests {
     #[test]
     fn a_checksum_changes_with_either_sql_and_with_where_they_split() {
         let base = migration_checksum(&migration("CREATE TABLE a (x)", "DROP TABLE a"));
-        assert!(base.starts_with("sha256:") && base.len() == 7 + 64, "{base}");
+        assert!(
+            base.starts_with("sha256:") && base.len() == 7 + 64,
+            "{base}"
+        );
         assert_eq!(
             base,
             migration_checksum(&migration("CREATE TABLE a (x)", "DROP TABLE a"))
@@ -1815,7 +1822,11 @@ mod tests {
             ("", "CREATE TABLE a (x)DROP TABLE a"),
             ("CREATE TABLE a (x)D", "ROP TABLE a"),
         ] {
-            assert_ne!(base, migration_checksum(&migration(up, down)), "{up:?} {down:?}");
+            assert_ne!(
+                base,
+                migration_checksum(&migration(up, down)),
+                "{up:?} {down:?}"
+            );
         }
     }
 
@@ -1849,7 +1860,11 @@ mod tests {
         assert_eq!(bounded("short"), "short");
         let long = "é".repeat(MAX_REASON_BYTES);
         let cut = bounded(&long);
-        assert!(cut.len() <= MAX_REASON_BYTES + '…'.len_utf8(), "{}", cut.len());
+        assert!(
+            cut.len() <= MAX_REASON_BYTES + '…'.len_utf8(),
+            "{}",
+            cut.len()
+        );
         assert!(cut.ends_with('…'));
         assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
     }

@@ -25,7 +25,10 @@ fn add_variant(host: &Host, slug: &str, version: &str, extra: &str) {
         format!("{m}{extra}")
     });
     let a = host.add_package(bytes);
-    assert!(a.status == 201 || a.status == 200, "add {slug} {version}: {a:?}");
+    assert!(
+        a.status == 201 || a.status == 200,
+        "add {slug} {version}: {a:?}"
+    );
 }
 
 fn control(host: &Host) -> rusqlite::Connection {
@@ -131,12 +134,25 @@ fn items(host: &Host, tenant: &str, token: &str, module: &str) -> Vec<String> {
 fn assert_still_installed(host: &Host, tenant: &str, token: &str, module: &str, body: &str) {
     let installed = host.get(&format!("/v1/tenants/{tenant}/modules"), token);
     assert!(
-        installed.body.as_array().expect("list").iter().any(|i| i["module"] == module),
+        installed
+            .body
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|i| i["module"] == module),
         "{installed:?}"
     );
     assert_eq!(control_rows(host, "migration_ledger", tenant, module), 1);
-    assert_eq!(control_rows(host, "archives", tenant, module), 0, "a refused uninstall recorded an archive");
-    assert!(archive_files(host).is_empty(), "a refused uninstall wrote {:?}", archive_files(host));
+    assert_eq!(
+        control_rows(host, "archives", tenant, module),
+        0,
+        "a refused uninstall recorded an archive"
+    );
+    assert!(
+        archive_files(host).is_empty(),
+        "a refused uninstall wrote {:?}",
+        archive_files(host)
+    );
     assert!(
         items(host, tenant, token, module).contains(&body.to_owned()),
         "the module's data is gone"
@@ -182,7 +198,12 @@ fn every_unremovable_shape_is_refused_without_force_and_removed_with_it() {
         answers.push(a);
 
         // A tenant must confirm a forced uninstall with the module slug.
-        for query in ["force=true", "force=true&confirm=", "force=true&confirm=other", "confirm=x"] {
+        for query in [
+            "force=true",
+            "force=true&confirm=",
+            "force=true&confirm=other",
+            "confirm=x",
+        ] {
             let a = host.delete(&format!("/v1/tenants/acme/modules/{slug}?{query}"), &token);
             assert!(a.status == 422 || a.status == 400, "{slug} {query}: {a:?}");
             assert_eq!(a.content_type, "application/problem+json", "{a:?}");
@@ -197,8 +218,19 @@ fn every_unremovable_shape_is_refused_without_force_and_removed_with_it() {
                     &token,
                 );
                 assert_eq!(a.status, 200, "{slug}: {a:?}");
-                assert!(a.body["forced"].as_str().unwrap_or_default().contains(refusal), "{a:?}");
-                assert!(a.body["archive"]["id"].as_str().is_some_and(|id| id.starts_with("arc_")), "{a:?}");
+                assert!(
+                    a.body["forced"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(refusal),
+                    "{a:?}"
+                );
+                assert!(
+                    a.body["archive"]["id"]
+                        .as_str()
+                        .is_some_and(|id| id.starts_with("arc_")),
+                    "{a:?}"
+                );
                 assert!(a.body["archive"].get("path").is_none(), "{a:?}");
                 assert_eq!(a.body["reverted_migrations"], json!([]));
                 answers.push(a);
@@ -223,8 +255,14 @@ fn every_unremovable_shape_is_refused_without_force_and_removed_with_it() {
                 let (ok, stdout, stderr) =
                     host.cli(&["module", "uninstall", "acme", slug, "--force"]);
                 assert!(ok, "{slug}: {stdout} {stderr}");
-                assert!(stdout.contains("forced") && stdout.contains("arc_"), "{stdout}");
-                assert!(!stdout.contains(host.data_dir().to_string_lossy().as_ref()), "{stdout}");
+                assert!(
+                    stdout.contains("forced") && stdout.contains("arc_"),
+                    "{stdout}"
+                );
+                assert!(
+                    !stdout.contains(host.data_dir().to_string_lossy().as_ref()),
+                    "{stdout}"
+                );
                 true
             }
         };
@@ -232,20 +270,37 @@ fn every_unremovable_shape_is_refused_without_force_and_removed_with_it() {
 
         // Gone: every table, index and ledger row; exactly one archive,
         // holding the data; the audit says it was forced and why.
-        assert_eq!(module_objects(&host, "acme", slug), Vec::<String>::new(), "{slug}");
+        assert_eq!(
+            module_objects(&host, "acme", slug),
+            Vec::<String>::new(),
+            "{slug}"
+        );
         assert_eq!(control_rows(&host, "installations", "acme", slug), 0);
         assert_eq!(control_rows(&host, "migration_ledger", "acme", slug), 0);
         assert_eq!(control_rows(&host, "archives", "acme", slug), 1, "{slug}");
         let files = archive_files(&host);
         assert_eq!(files.len(), 1, "{slug}: {files:?}");
         let archived = std::fs::read_to_string(&files[0]).expect("archive");
-        assert!(archived.contains(&body) && archived.contains("seeded by the install hook"), "{archived}");
+        assert!(
+            archived.contains(&body) && archived.contains("seeded by the install hook"),
+            "{archived}"
+        );
         std::fs::remove_file(&files[0]).expect("clear the archive for the next shape");
         let audit = audit_actions(&host, "acme");
         let last = audit.last().expect("audit");
-        assert_eq!((last.0.as_str(), last.1.as_str()), (slug, "uninstall"), "{audit:?}");
-        assert!(last.2.starts_with("forced uninstall") && last.2.contains(refusal), "{last:?}");
-        assert_eq!(host.get(&format!("/t/acme/m/{slug}/items"), &token).status, 404);
+        assert_eq!(
+            (last.0.as_str(), last.1.as_str()),
+            (slug, "uninstall"),
+            "{audit:?}"
+        );
+        assert!(
+            last.2.starts_with("forced uninstall") && last.2.contains(refusal),
+            "{last:?}"
+        );
+        assert_eq!(
+            host.get(&format!("/t/acme/m/{slug}/items"), &token).status,
+            404
+        );
     }
     for a in &answers {
         assert_no_server_path(&host, a);
@@ -253,11 +308,17 @@ fn every_unremovable_shape_is_refused_without_force_and_removed_with_it() {
     // A well-behaved module is not forced even when force is asked for.
     add_variant(&host, "polite", "1.0.0", "");
     host.install_ok("acme", &token, "polite");
-    let a = host.delete("/v1/tenants/acme/modules/polite?force=true&confirm=polite", &token);
+    let a = host.delete(
+        "/v1/tenants/acme/modules/polite?force=true&confirm=polite",
+        &token,
+    );
     assert_eq!(a.status, 200, "{a:?}");
     assert!(a.body.get("forced").is_none(), "{a:?}");
     assert_eq!(a.body["reverted_migrations"], json!(["0001_items"]));
-    assert_eq!(module_objects(&host, "acme", "polite"), Vec::<String>::new());
+    assert_eq!(
+        module_objects(&host, "acme", "polite"),
+        Vec::<String>::new()
+    );
     assert_no_server_path(&host, &a);
 }
 
@@ -270,12 +331,28 @@ fn a_down_migration_that_could_never_run_is_refused_at_install_and_upgrade() {
     let a = host.install("acme", &token, "foreign-down");
     assert_eq!(a.status, 422, "{a:?}");
     assert_eq!(a.body["type"], "https://souk.dev/problems/lifecycle-failed");
-    assert!(a.detail().contains("0001_items") && a.detail().contains("down"), "{a:?}");
+    assert!(
+        a.detail().contains("0001_items") && a.detail().contains("down"),
+        "{a:?}"
+    );
     assert_no_server_path(&host, &a);
-    assert_eq!(module_objects(&host, "acme", "foreign-down"), Vec::<String>::new());
-    assert_eq!(control_rows(&host, "installations", "acme", "foreign-down"), 0);
-    assert_eq!(control_rows(&host, "migration_ledger", "acme", "foreign-down"), 0);
-    assert!(audit_actions(&host, "acme").iter().all(|e| e.0 != "foreign-down"));
+    assert_eq!(
+        module_objects(&host, "acme", "foreign-down"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        control_rows(&host, "installations", "acme", "foreign-down"),
+        0
+    );
+    assert_eq!(
+        control_rows(&host, "migration_ledger", "acme", "foreign-down"),
+        0
+    );
+    assert!(
+        audit_actions(&host, "acme")
+            .iter()
+            .all(|e| e.0 != "foreign-down")
+    );
 
     // Sound at 1.0.0, unsound at 1.1.0: the upgrade is refused, 1.0.0 stays.
     add_variant(&host, "late-foreign-down", "1.0.0", "");
@@ -286,12 +363,26 @@ fn a_down_migration_that_could_never_run_is_refused_at_install_and_upgrade() {
         json!({"module": "late-foreign-down", "version": "1.0.0"}),
     );
     assert_eq!(a.status, 201, "{a:?}");
-    let a = host.post("/v1/tenants/acme/modules/late-foreign-down/upgrade", &token, json!({}));
+    let a = host.post(
+        "/v1/tenants/acme/modules/late-foreign-down/upgrade",
+        &token,
+        json!({}),
+    );
     assert_eq!(a.status, 422, "{a:?}");
-    assert!(a.detail().contains("0002_notes") && a.detail().contains("down"), "{a:?}");
+    assert!(
+        a.detail().contains("0002_notes") && a.detail().contains("down"),
+        "{a:?}"
+    );
     assert_no_server_path(&host, &a);
-    assert!(!module_objects(&host, "acme", "late-foreign-down").iter().any(|o| o.ends_with("__notes")));
-    assert_eq!(control_rows(&host, "migration_ledger", "acme", "late-foreign-down"), 1);
+    assert!(
+        !module_objects(&host, "acme", "late-foreign-down")
+            .iter()
+            .any(|o| o.ends_with("__notes"))
+    );
+    assert_eq!(
+        control_rows(&host, "migration_ledger", "acme", "late-foreign-down"),
+        1
+    );
     let installed = host.get("/v1/tenants/acme/modules", &token);
     let late = installed
         .body
@@ -329,7 +420,10 @@ fn an_upgrade_whose_applied_migration_changed_is_refused_naming_it() {
             |r| r.get(0),
         )
         .expect("checksum recorded");
-    assert!(checksum.starts_with("sha256:") && checksum.len() == 7 + 64, "{checksum}");
+    assert!(
+        checksum.starts_with("sha256:") && checksum.len() == 7 + 64,
+        "{checksum}"
+    );
 
     let a = host.post("/v1/tenants/acme/modules/drift/upgrade", &token, json!({}));
     assert_eq!(a.status, 409, "{a:?}");
@@ -347,8 +441,16 @@ fn an_upgrade_whose_applied_migration_changed_is_refused_naming_it() {
         .expect("installed");
     assert_eq!(drift["version"], "1.0.0");
     assert_eq!(control_rows(&host, "migration_ledger", "acme", "drift"), 1);
-    assert!(!module_objects(&host, "acme", "drift").iter().any(|o| o.ends_with("drift__notes")));
-    assert!(audit_actions(&host, "acme").iter().all(|e| !(e.0 == "drift" && e.1 == "upgrade")));
+    assert!(
+        !module_objects(&host, "acme", "drift")
+            .iter()
+            .any(|o| o.ends_with("drift__notes"))
+    );
+    assert!(
+        audit_actions(&host, "acme")
+            .iter()
+            .all(|e| !(e.0 == "drift" && e.1 == "upgrade"))
+    );
 
     // The same upgrade without changed SQL goes through (the check can tell).
     let a = host.post("/v1/tenants/acme/modules/steady/upgrade", &token, json!({}));
@@ -368,12 +470,19 @@ fn a_failed_install_leaves_no_subscription_ledger_audit_or_tables() {
         assert_no_server_path(&host, &a);
         let subscriptions = host.get("/v1/tenants/acme/subscriptions", &token);
         assert_eq!(subscriptions.status, 200, "{subscriptions:?}");
-        assert_eq!(subscriptions.body["subscriptions"], json!([]), "{slug}: {subscriptions:?}");
+        assert_eq!(
+            subscriptions.body["subscriptions"],
+            json!([]),
+            "{slug}: {subscriptions:?}"
+        );
         assert_eq!(control_rows(&host, "subscriptions", "acme", slug), 0);
         assert_eq!(control_rows(&host, "subscription_events", "acme", slug), 0);
         assert_eq!(control_rows(&host, "installations", "acme", slug), 0);
         assert_eq!(control_rows(&host, "migration_ledger", "acme", slug), 0);
-        assert!(audit_actions(&host, "acme").iter().all(|e| e.0 != slug), "{slug}");
+        assert!(
+            audit_actions(&host, "acme").iter().all(|e| e.0 != slug),
+            "{slug}"
+        );
         assert_eq!(module_objects(&host, "acme", slug), Vec::<String>::new());
     }
     // The same plan on a module that installs: the subscription starts, so
@@ -381,10 +490,18 @@ fn a_failed_install_leaves_no_subscription_ledger_audit_or_tables() {
     add_variant(&host, "subscribes", "1.0.0", FREE_PLAN);
     host.install_ok("acme", &token, "subscribes");
     let subscriptions = host.get("/v1/tenants/acme/subscriptions", &token);
-    let list = subscriptions.body["subscriptions"].as_array().expect("list");
+    let list = subscriptions.body["subscriptions"]
+        .as_array()
+        .expect("list");
     assert_eq!(list.len(), 1, "{subscriptions:?}");
-    assert_eq!((list[0]["module"].as_str(), list[0]["plan"].as_str()), (Some("subscribes"), Some("free")));
-    assert_eq!(control_rows(&host, "subscription_events", "acme", "subscribes"), 1);
+    assert_eq!(
+        (list[0]["module"].as_str(), list[0]["plan"].as_str()),
+        (Some("subscribes"), Some("free"))
+    );
+    assert_eq!(
+        control_rows(&host, "subscription_events", "acme", "subscribes"),
+        1
+    );
 }
 
 /// Runs `n` copies of `request` at once; returns their answers.
@@ -399,7 +516,10 @@ fn in_parallel(n: usize, request: impl Fn() -> Answer + Sync) -> Vec<Answer> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     })
 }
 
@@ -417,23 +537,41 @@ fn parallel_installs_of_one_module_one_wins_the_rest_conflict() {
     const N: usize = 8;
     let answers = in_parallel(N, || host.install("acme", &token, "contended"));
     let s = statuses(&answers);
-    assert_eq!(s.iter().filter(|&&c| c == 201).count(), 1, "{s:?} {answers:?}");
-    assert_eq!(s.iter().filter(|&&c| c == 409).count(), N - 1, "{s:?} {answers:?}");
+    assert_eq!(
+        s.iter().filter(|&&c| c == 201).count(),
+        1,
+        "{s:?} {answers:?}"
+    );
+    assert_eq!(
+        s.iter().filter(|&&c| c == 409).count(),
+        N - 1,
+        "{s:?} {answers:?}"
+    );
     for a in &answers {
         assert_no_server_path(&host, a);
         if a.status == 409 {
-            assert_eq!(a.body["type"], "https://souk.dev/problems/conflict", "{a:?}");
+            assert_eq!(
+                a.body["type"], "https://souk.dev/problems/conflict",
+                "{a:?}"
+            );
         }
     }
     assert_eq!(control_rows(&host, "installations", "acme", "contended"), 1);
-    assert_eq!(control_rows(&host, "migration_ledger", "acme", "contended"), 1);
+    assert_eq!(
+        control_rows(&host, "migration_ledger", "acme", "contended"),
+        1
+    );
     assert_eq!(control_rows(&host, "subscriptions", "acme", "contended"), 1);
     let installs = audit_actions(&host, "acme")
         .into_iter()
         .filter(|e| e.0 == "contended" && e.1 == "install")
         .count();
     assert_eq!(installs, 1);
-    assert_eq!(items(&host, "acme", &token, "contended").len(), 1, "the install hook ran once");
+    assert_eq!(
+        items(&host, "acme", &token, "contended").len(),
+        1,
+        "the install hook ran once"
+    );
 }
 
 #[test]
@@ -443,18 +581,30 @@ fn parallel_uninstalls_one_wins_and_exactly_one_archive_exists() {
     add_variant(&host, "contended", "1.0.0", "");
     host.install_ok("acme", &token, "contended");
     const N: usize = 8;
-    let answers = in_parallel(N, || host.delete("/v1/tenants/acme/modules/contended", &token));
+    let answers = in_parallel(N, || {
+        host.delete("/v1/tenants/acme/modules/contended", &token)
+    });
     let s = statuses(&answers);
-    assert_eq!(s.iter().filter(|&&c| c == 200).count(), 1, "{s:?} {answers:?}");
+    assert_eq!(
+        s.iter().filter(|&&c| c == 200).count(),
+        1,
+        "{s:?} {answers:?}"
+    );
     // Losers either met the operation in progress (409) or came after it (404).
-    assert!(s.iter().all(|&c| c == 200 || c == 409 || c == 404), "{s:?} {answers:?}");
+    assert!(
+        s.iter().all(|&c| c == 200 || c == 409 || c == 404),
+        "{s:?} {answers:?}"
+    );
     for a in &answers {
         assert_no_server_path(&host, a);
         assert!(a.body.is_object(), "{a:?}");
     }
     assert_eq!(archive_files(&host).len(), 1, "{:?}", archive_files(&host));
     assert_eq!(control_rows(&host, "archives", "acme", "contended"), 1);
-    assert_eq!(module_objects(&host, "acme", "contended"), Vec::<String>::new());
+    assert_eq!(
+        module_objects(&host, "acme", "contended"),
+        Vec::<String>::new()
+    );
     let uninstalls = audit_actions(&host, "acme")
         .into_iter()
         .filter(|e| e.1 == "uninstall")

@@ -34,7 +34,8 @@ const UP: &str = "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL
     CREATE INDEX item_tags_by_tag ON item_tags (tag)";
 
 /// What `drift` versions after 1.0.0 claim `0001_items` always was.
-const DRIFTED_UP: &str = "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL, extra TEXT);
+const DRIFTED_UP: &str =
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL, extra TEXT);
     CREATE TABLE item_tags (
         item_id INTEGER NOT NULL REFERENCES items (id),
         tag TEXT NOT NULL
