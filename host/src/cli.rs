@@ -406,6 +406,11 @@ enum ModuleCommand {
         tenant: String,
         /// Module slug.
         module: String,
+        /// If the module's uninstall hook or a down migration fails, drop
+        /// its tables directly instead of refusing (the data is archived
+        /// first; the audit log records the forced uninstall and why).
+        #[arg(long)]
+        force: bool,
     },
     /// List a tenant's installed modules.
     Installed {
@@ -897,13 +902,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Module(ModuleCommand::Uninstall { tenant, module }) => {
+        Command::Module(ModuleCommand::Uninstall {
+            tenant,
+            module,
+            force,
+        }) => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let report = installer::uninstall(&souk, &operator, &tenant, &module).await?;
+            let removal = if force {
+                installer::Removal::Forced { confirmation: None }
+            } else {
+                installer::Removal::Normal
+            };
+            let report = installer::uninstall(&souk, &operator, &tenant, &module, &removal).await?;
             print(json, &report, |r| {
+                let forced = match &r.forced {
+                    Some(reason) => format!(" (forced: {reason})"),
+                    None => String::new(),
+                };
                 format!(
-                    "uninstalled {} {} from {}; data archived as {} at {}",
-                    r.module, r.version, tenant.slug, r.archive.id, r.archive.path
+                    "uninstalled {} {} from {}{forced}; data archived as {}",
+                    r.module, r.version, tenant.slug, r.archive.id
                 )
             })
         }

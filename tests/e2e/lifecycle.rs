@@ -198,7 +198,13 @@ fn uninstall_archives_then_drops_and_the_archive_restores() {
         json!(["0002_member_notes", "0001_members"])
     );
     let archive_id = a.body["archive"]["id"].as_str().unwrap().to_owned();
-    let archive_path = a.body["archive"]["path"].as_str().unwrap().to_owned();
+    // Answers name the archive by id only; find its file on disk.
+    let archive_path = std::fs::read_dir(host.data_dir().join("archives"))
+        .unwrap()
+        .flat_map(|tenant_dir| std::fs::read_dir(tenant_dir.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().contains(&archive_id))
+        .expect("the archive file");
     let archived = std::fs::read_to_string(&archive_path).unwrap();
     assert!(
         archived.contains("Maya"),

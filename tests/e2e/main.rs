@@ -11,6 +11,7 @@ mod hostile_sql;
 mod lifecycle;
 mod packages;
 mod registry;
+mod removal;
 mod sandbox;
 mod sql_scope;
 mod tenancy;

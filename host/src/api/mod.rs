@@ -16,7 +16,7 @@
 //! | POST | `/v1/modules` (package bytes) | operator |
 //! | GET, POST | `/v1/tenants/{tenant}/modules` | operator, the tenant |
 //! | POST | `/v1/tenants/{tenant}/modules/{module}/upgrade` | operator, the tenant |
-//! | DELETE | `/v1/tenants/{tenant}/modules/{module}` | operator, the tenant |
+//! | DELETE | `/v1/tenants/{tenant}/modules/{module}` (`?force=true`: forced; a tenant adds `&confirm={module}`) | operator, the tenant |
 //! | GET | `/v1/tenants/{tenant}/audit`, `/v1/tenants/{tenant}/archives` | operator, the tenant |
 //! | GET, POST | `/v1/tenants/{tenant}/lockfile` | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -485,12 +485,38 @@ async fn upgrade(
     Ok(Json(report).into_response())
 }
 
+/// Query of `DELETE /v1/tenants/{tenant}/modules/{module}`:
+/// `?force=true` forces the uninstall (the operator; a tenant token also
+/// needs `confirm=<module slug>`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UninstallQuery {
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
 async fn uninstall(
     State(souk): State<Arc<Souk>>,
     access: TenantAccess,
     Path((_, module)): Path<(String, String)>,
+    query: Result<Query<UninstallQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let report = installer::uninstall(&souk, &access.principal, &access.tenant, &module).await?;
+    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let removal = if query.force {
+        installer::Removal::Forced {
+            confirmation: query.confirm,
+        }
+    } else if query.confirm.is_some() {
+        return Err(Problem::bad_request(
+            "`confirm` confirms a forced uninstall; add force=true, or leave it out",
+        ));
+    } else {
+        installer::Removal::Normal
+    };
+    let report =
+        installer::uninstall(&souk, &access.principal, &access.tenant, &module, &removal).await?;
     Ok(Json(report).into_response())
 }
 

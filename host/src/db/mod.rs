@@ -368,6 +368,22 @@ async fn fetch_rows(
     Outcome::Done(Ok(rows))
 }
 
+/// Checks a migration's SQL against `scope` as [`run_migration`] would
+/// rewrite it, without running it (on a big-stack thread, like every
+/// rewrite).
+///
+/// # Errors
+/// [`DbFailure::Refused`] naming the rule a statement breaks.
+pub async fn check_migration(scope: &SqlScope, sql: &str) -> Result<(), DbFailure> {
+    rewrite(
+        Arc::new(scope.clone()),
+        sql.to_owned(),
+        StatementSource::Migration,
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Runs a migration's SQL (its up or down text, one or more statements) in
 /// `tx` for the module of `scope`: rewritten into the module's namespace,
 /// each statement checked by SQLite's authorizer with DDL on the module's
