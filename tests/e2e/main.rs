@@ -7,6 +7,7 @@
 mod support;
 
 mod billing;
+mod fairness;
 mod lifecycle;
 mod packages;
 mod registry;
