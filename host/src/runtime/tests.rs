@@ -240,13 +240,14 @@ async fn a_guest_blocked_in_a_wasi_sleep_is_stopped_in_every_export() {
         is_timeout(&format!("handle ?{query}"), result, budget);
     }
 
-    for slug in ["sleeper-install", "sleeper-uninstall", "sleeper-upgrade"] {
+    // (`sleeper-install` writes before it sleeps, so it needs a database:
+    // the e2e tests cover it.)
+    for slug in ["sleeper-uninstall", "sleeper-upgrade"] {
         let package = sleeper(slug);
         let module = runtime.load(&package).await.unwrap();
         let mut c = call(&runtime, &module, &package).await;
         let result = stopped(slug, async {
             match slug {
-                "sleeper-install" => c.install().await,
                 "sleeper-uninstall" => c.uninstall().await,
                 _ => c.upgrade("0.0.1").await,
             }
