@@ -64,6 +64,16 @@ struct GlobalOptions {
     /// Instances that may run at once (sizes the pooling allocator).
     #[arg(long, global = true, env = "SOUK_MAX_INSTANCES", default_value_t = 128)]
     max_instances: u32,
+    /// Module calls one tenant may have running at once; more are answered
+    /// 429 with `Retry-After` and never reach the module. At most half of
+    /// the instances that requests may use.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_TENANT_CONCURRENCY",
+        default_value_t = 8
+    )]
+    tenant_concurrency: u32,
     /// The operator's plan catalog: a YAML file, or a directory of YAML
     /// files merged in name order. Without one no module is priced: every
     /// module is free to install and fully entitled.
@@ -454,6 +464,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             call_timeout: Duration::from_millis(global.call_timeout_ms.max(1)),
             memory_bytes: global.memory_mib.max(1) * 1024 * 1024,
             max_instances: global.max_instances.max(1),
+            tenant_concurrency: global.tenant_concurrency.max(1),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),

@@ -8,6 +8,14 @@
 //! the module answers with a status below 500 and rolled back otherwise —
 //! so a module that traps half-way leaves no partial writes.
 //!
+//! Each tenant may have at most `--tenant-concurrency` module calls running
+//! at once (and request calls together leave a reserve of instance slots
+//! for lifecycle work): a call beyond that is refused before anything else
+//! is done for it — a 429 (or 503) problem with `Retry-After`, the module
+//! never runs. The call holds its place until its transaction is committed
+//! or rolled back. Every call is bounded by the runtime's deadline, a
+//! blocked guest included; a stopped call's transaction is rolled back.
+//!
 //! Entitlements are enforced before the module runs (the route gate): the
 //! route's `feature`, room for one more unit of its `limit`, and allowance
 //! left on its `meter`. A refused request gets a 402/403 problem naming the
@@ -42,7 +50,8 @@ const PRIVATE_HEADERS: [&str; 4] = [
 /// # Errors
 /// [`SoukError::NotFound`] (tenant invisible, module not installed, no
 /// route), [`SoukError::MethodNotAllowed`], [`SoukError::Module`] when the
-/// module fails.
+/// tenant is at its concurrency cap or the host at capacity, or the module
+/// fails.
 pub async fn dispatch(
     souk: &Souk,
     principal: &Principal,
@@ -52,6 +61,9 @@ pub async fn dispatch(
 ) -> Result<ModuleResponse, SoukError> {
     let tenant = souk.tenancy.by_slug(tenant_slug).await?;
     principal.check_tenant(&tenant)?;
+    // Before any work is done for the call, and held until its transaction
+    // is settled (dropped with this function's frame, whichever way it ends).
+    let _permit = souk.runtime.admit(&tenant.id)?;
     let installation = installer::require(souk, &tenant, module).await?;
     // The installation row carries its version's revocation (one query):
     // read fresh on every request, so a revocation recorded by another
@@ -158,9 +170,15 @@ pub async fn dispatch(
         module,
         now,
     ));
-    let mut call = loaded.instantiate(state).await?;
-    let result = call.handle(request).await;
-    let mut state = call.into_state();
+    // On the module call threads, not the API's (see `Runtime::run_call`).
+    let (result, mut state) = souk
+        .runtime
+        .run_call(async move {
+            let mut call = loaded.instantiate(state).await?;
+            let result = call.handle(request).await;
+            Ok::<_, crate::runtime::CallError>((result, call.into_state()))
+        })
+        .await??;
     let entitlements = state.entitlements.take();
     let tx = state.db.take_transaction();
     // Dropping `meter` without committing gives its unit back.

@@ -1,8 +1,13 @@
 //! The `log` host interface: module log lines go into the host's structured
 //! log, tagged with tenant and module, bounded in size and number so a
-//! module cannot flood the host's log.
+//! module cannot flood the host's log, and escaped so it cannot forge one:
+//! a message is written by [`crate::runtime::printable`] (line breaks,
+//! other control characters and Unicode separators as escapes), so in the
+//! text format as in JSON a module's line is always one line of the host's
+//! log, marked with its tenant and module.
 
-/// Longest log message kept (longer ones are cut).
+/// Longest log message kept, after escaping (longer ones are cut and
+/// marked).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// Most log lines one call may write; later lines are dropped.
 pub const MAX_LINES_PER_CALL: u32 = 256;
@@ -22,15 +27,7 @@ macro_rules! log_host {
                     if self.log_lines > MAX_LINES_PER_CALL {
                         return Ok(());
                     }
-                    let mut message = message;
-                    if message.len() > MAX_MESSAGE_BYTES {
-                        let mut cut = MAX_MESSAGE_BYTES;
-                        while !message.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        message.truncate(cut);
-                        message.push('…');
-                    }
+                    let message = crate::runtime::printable(&message, MAX_MESSAGE_BYTES);
                     let tenant = self.context.tenant_id.as_str();
                     let module = self.context.module_slug.as_str();
                     match level {

@@ -7,6 +7,7 @@
 mod support;
 
 mod billing;
+mod fairness;
 mod hostile_sql;
 mod lifecycle;
 mod packages;

@@ -1,7 +1,12 @@
 //! The HTTP API (axum, JSON).
 //!
 //! Errors are RFC 9457 problem documents (`application/problem+json`) with a
-//! stable `type` URI per kind and a human `detail`. Bodies are read as bytes
+//! stable `type` URI per kind and a human `detail` — every error answer the
+//! host itself makes, including the router's own (405, a path that is not
+//! valid UTF-8, ...), which [`problem_for_bare_errors`] turns into problem
+//! documents. Only a module's own answers pass as the module wrote them.
+//! A refused module call (tenant at its concurrency cap: 429; host at
+//! capacity: 503) carries `Retry-After`. Bodies are read as bytes
 //! under a size limit and parsed here, at the boundary, so malformed input
 //! gets a 4xx that says what is wrong.
 //!
@@ -58,6 +63,8 @@ pub struct Problem {
     detail: String,
     /// Extension members (RFC 9457 section 3.2), merged into the body.
     extra: serde_json::Map<String, serde_json::Value>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -73,7 +80,37 @@ impl Problem {
             title,
             detail: detail.into(),
             extra: serde_json::Map::new(),
+            retry_after: None,
         }
+    }
+
+    /// The problem for an error answer made by the router or an extractor
+    /// (no route for the method, a path that does not decode, ...), whose
+    /// own body is `text` (plain text, or empty).
+    fn for_status(status: StatusCode, text: &str) -> Self {
+        let (kind, title) = match status {
+            StatusCode::BAD_REQUEST => ("invalid-request", "Invalid request"),
+            StatusCode::NOT_FOUND => ("not-found", "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "Request body too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => ("invalid-input", "Invalid input"),
+            other if other.is_server_error() => ("internal", "Internal error"),
+            other => ("http-error", other.canonical_reason().unwrap_or("Error")),
+        };
+        let detail = if text.trim().is_empty() {
+            match status {
+                StatusCode::METHOD_NOT_ALLOWED => {
+                    "this endpoint does not accept the request's method".to_owned()
+                }
+                other => other.canonical_reason().unwrap_or("error").to_owned(),
+            }
+        } else {
+            crate::runtime::printable(text.trim(), crate::runtime::MAX_ERROR_BYTES)
+        };
+        Problem::new(status, kind, title, detail)
     }
 
     /// The problem for a refused entitlement: 402 when paying (an upgrade,
@@ -139,6 +176,11 @@ impl IntoResponse for Problem {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }
@@ -147,7 +189,11 @@ impl From<SoukError> for Problem {
     fn from(e: SoukError) -> Self {
         use StatusCode as S;
         let detail = e.to_string();
-        match e {
+        let retry_after = match &e {
+            SoukError::Module(call) => call.retry_after_secs(),
+            _ => None,
+        };
+        let mut problem = match e {
             SoukError::NotFound(_) => Problem::new(S::NOT_FOUND, "not-found", "Not found", detail),
             SoukError::Conflict(_) => Problem::new(S::CONFLICT, "conflict", "Conflict", detail),
             SoukError::Invalid(_) => Problem::new(
@@ -203,12 +249,22 @@ impl From<SoukError> for Problem {
                 "Module timed out",
                 detail,
             ),
-            SoukError::Module(CallError::Capacity) => Problem::new(
+            SoukError::Module(CallError::Capacity { .. }) => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "host-at-capacity",
                 "Host at capacity",
                 detail,
             ),
+            SoukError::Module(CallError::TenantBusy { limit, .. }) => {
+                let mut problem = Problem::new(
+                    S::TOO_MANY_REQUESTS,
+                    "tenant-busy",
+                    "Too many module calls at once",
+                    detail,
+                );
+                problem.extra.insert("limit".into(), json!(limit));
+                problem
+            }
             SoukError::Module(_) => {
                 Problem::new(S::BAD_GATEWAY, "module-failed", "Module failed", detail)
             }
@@ -221,8 +277,46 @@ impl From<SoukError> for Problem {
                     "the host failed unexpectedly; the operator's log has the details",
                 )
             }
-        }
+        };
+        problem.retry_after = retry_after;
+        problem
     }
+}
+
+/// Marks a response as a module's own answer: passed on as the module made
+/// it, never rewritten by [`problem_for_bare_errors`].
+#[derive(Debug, Clone, Copy)]
+struct ModuleAnswer;
+
+/// Turns an error answer that is not a problem document — the router's
+/// empty 405, an extractor's `text/plain` rejection (e.g. a path segment
+/// that is not valid UTF-8) — into one with the same status and headers
+/// (`Allow` stays), so every error the host makes is a problem document.
+/// Modules' own answers ([`ModuleAnswer`]) pass unchanged.
+async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if !(status.is_client_error() || status.is_server_error())
+        || is_problem
+        || response.extensions().get::<ModuleAnswer>().is_some()
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejection texts are short; a longer one is cut, not buffered whole.
+    let text = match axum::body::to_bytes(body, crate::runtime::MAX_ERROR_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let (problem, body) = Problem::for_status(status, &text)
+        .into_response()
+        .into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(problem.headers);
+    Response::from_parts(parts, body)
 }
 
 type ApiResult<T> = Result<T, Problem>;
@@ -270,6 +364,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
                 "no such endpoint",
             )
         })
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(souk)
 }
@@ -622,6 +717,7 @@ async fn serve_module(
         }
         out = out.header(name, value);
     }
+    out = out.extension(ModuleAnswer);
     out.body(Body::from(response.body))
         .map_err(|e| Problem::from(SoukError::Internal(e.into())))
 }

@@ -8,11 +8,22 @@
 //! `entitlements`) and by a WASI context that grants no filesystem, socket,
 //! network-lookup or environment access.
 //!
+//! Every call is bounded in time by one mechanism ([`CallDeadline`]): the
+//! epoch callback lets a running guest keep its tokio worker for at most one
+//! epoch tick before yielding, and traps it at the call's wall-clock
+//! deadline; an outer `tokio::time::timeout` at the same deadline (plus a
+//! short grace) stops a guest blocked in a host or WASI call (a sleep, a
+//! slow statement), which epochs cannot interrupt. Stopping drops the call's
+//! future; the store, and with it the call's database transaction, is then
+//! dropped or rolled back by the caller, which releases the tenant's write
+//! lock.
+//!
 //! Every supported module API version ([`ApiVersion::SUPPORTED`]) is linked
 //! into the one [`Linker`]; a component is matched to its version by the
 //! `souk:module/guest@<version>` interface it exports, and a [`Call`] speaks
 //! to it through that version's bindings.
 
+mod admission;
 pub mod bindings;
 mod cache;
 mod entitlements;
@@ -22,39 +33,62 @@ mod tests;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use souk_module_registry::{ApiVersion, FeatureDecl, LimitDecl, LimitKind, Package};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use admission::{CallPermit, reserved_instances};
 pub use cache::ComponentCache;
 
 use crate::context::CallContext;
 use crate::db::ModuleDb;
 use crate::entitlements::call::CallEntitlements;
 
-/// How often the epoch ticker advances the engine's epoch.
+/// How often the epoch ticker advances the engine's epoch: also the longest
+/// a running guest keeps its tokio worker before it yields, and how late
+/// past its deadline a running guest is trapped.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How long past its deadline the outer timeout waits before it drops a
+/// call: long enough for the epoch trap (which fires within one tick) to
+/// stop a running guest first, short enough to stop a blocked one promptly.
+const DEADLINE_GRACE: Duration = Duration::from_millis(50);
+
+/// Longest hook or module error message passed on to callers (and so into
+/// answers and logs); longer ones are cut at a character boundary and
+/// marked. 4 KiB.
+pub const MAX_ERROR_BYTES: usize = 4096;
 
 /// Resource limits applied to every module call.
 #[derive(Debug, Clone)]
 pub struct RuntimeLimits {
-    /// Wall-clock budget of one call into a module, enforced by epoch
-    /// interruption. Default 1 s: long enough for real work, short enough
-    /// that a runaway loop cannot hold a worker.
+    /// Wall-clock budget of one call into a module (instantiation and the
+    /// exports called), enforced by epoch interruption for a running guest
+    /// and by an outer timeout for one blocked in a host or WASI call.
+    /// Default 1 s: long enough for real work, short enough that a runaway
+    /// call cannot hold an instance or the tenant's write lock for long.
     pub call_timeout: Duration,
     /// Linear memory cap per instance. Default 64 MiB.
     pub memory_bytes: usize,
     /// Largest response body a module may return. Default 8 MiB.
     pub max_response_bytes: usize,
     /// How many instances may be live at once (sizes the pooling allocator).
-    /// Default 128.
+    /// Request calls together may hold all but [`reserved_instances`] of
+    /// them. Default 128.
     pub max_instances: u32,
+    /// How many request calls one tenant may have running at once; more are
+    /// refused with [`CallError::TenantBusy`] before the module runs. Never
+    /// more than half of the request places (`max_instances` less the
+    /// reserve), so one tenant cannot take them all. Default 8: enough for a
+    /// busy tenant's parallel requests, few enough that one tenant cannot
+    /// occupy the host's workers and instances.
+    pub tenant_concurrency: u32,
 }
 
 impl Default for RuntimeLimits {
@@ -64,6 +98,7 @@ impl Default for RuntimeLimits {
             memory_bytes: 64 * 1024 * 1024,
             max_response_bytes: 8 * 1024 * 1024,
             max_instances: 128,
+            tenant_concurrency: 8,
         }
     }
 }
@@ -112,9 +147,47 @@ pub enum CallError {
         /// The limit.
         limit: usize,
     },
-    /// No instance slot was free.
-    #[error("the host is at capacity; try again")]
-    Capacity,
+    /// No instance slot (or no place for a request call) was free.
+    #[error("the host is at capacity; try again in {}s", retry_secs(*retry_after))]
+    Capacity {
+        /// When a retry may find a free slot (running calls end by then).
+        retry_after: Duration,
+    },
+    /// The tenant already has as many module calls running as it may; the
+    /// module did not run.
+    #[error(
+        "this tenant already has {limit} module calls running, the most it may have at once; \
+         try again in {}s",
+        retry_secs(*retry_after)
+    )]
+    TenantBusy {
+        /// The per-tenant cap.
+        limit: u32,
+        /// When a retry may find a free place.
+        retry_after: Duration,
+    },
+}
+
+impl CallError {
+    /// For a refusal that a later retry may not meet, when to retry, in
+    /// whole seconds (at least 1), as a `Retry-After` header says it.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            CallError::Capacity { retry_after } | CallError::TenantBusy { retry_after, .. } => {
+                Some(retry_secs(*retry_after))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn retry_secs(after: Duration) -> u64 {
+    after
+        .as_millis()
+        .div_ceil(1000)
+        .try_into()
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// The engine, the linker and the compile cache shared by all modules.
@@ -123,7 +196,58 @@ pub struct Runtime {
     linker: Linker<CallState>,
     cache: ComponentCache,
     limits: RuntimeLimits,
+    admission: admission::Admission,
+    calls: CallThreads,
     ticker: Option<EpochTicker>,
+}
+
+/// The threads request calls run on ([`Runtime::run_call`]), apart from the
+/// threads that serve the HTTP API: however many guests run, the host's own
+/// endpoints (and `/healthz`) are served by threads no guest occupies, and
+/// the operating system shares the cores between the two sets.
+struct CallThreads {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl CallThreads {
+    /// One thread per core.
+    ///
+    /// # Errors
+    /// [`LoadError::Engine`] when the threads cannot be started.
+    fn start() -> Result<Self, LoadError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("souk-call")
+            .enable_all()
+            .build()
+            .map_err(|e| LoadError::Engine(format!("cannot start the module call threads: {e}")))?;
+        Ok(CallThreads {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for CallThreads {
+    fn drop(&mut self) {
+        // Not a blocking shutdown: the runtime may be dropped from async code.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Aborts a spawned call when the caller stops waiting for it, so a call
+/// whose client went away is dropped (and its transaction rolled back) as
+/// if it had run on the caller's task.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Advances the engine epoch on a dedicated thread, one per engine.
@@ -133,7 +257,12 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Self {
+    /// Starts the ticker thread.
+    ///
+    /// # Errors
+    /// [`LoadError::Engine`] when the thread cannot be spawned: without a
+    /// ticker no deadline would ever fire, so the runtime must not start.
+    fn start(engine: Engine) -> Result<Self, LoadError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -144,8 +273,16 @@ impl EpochTicker {
                     engine.increment_epoch();
                 }
             })
-            .ok();
-        EpochTicker { stop, thread }
+            .map_err(|e| {
+                LoadError::Engine(format!(
+                    "cannot start the epoch ticker thread, without which call deadlines \
+                     never fire: {e}"
+                ))
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -163,8 +300,8 @@ impl Runtime {
     ///
     /// # Errors
     /// [`LoadError::Engine`] when wasmtime rejects the configuration (for
-    /// example when the pooling allocator cannot reserve its address space),
-    /// [`LoadError::Cache`] when the cache directory cannot be created.
+    /// example when the pooling allocator cannot reserve its address space)
+    /// or the epoch ticker thread cannot start, [`LoadError::Cache`] when the cache directory cannot be created.
     pub fn new(limits: RuntimeLimits, cache: ComponentCache) -> Result<Self, LoadError> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(limits.max_instances);
@@ -194,12 +331,20 @@ impl Runtime {
         )
         .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
-        let ticker = Some(EpochTicker::start(engine.clone()));
+        let ticker = Some(EpochTicker::start(engine.clone())?);
+        let admission = admission::Admission::new(
+            limits.tenant_concurrency,
+            limits.max_instances - reserved_instances(limits.max_instances),
+            limits.call_timeout,
+        );
+        let calls = CallThreads::start()?;
         Ok(Runtime {
             engine,
             linker,
             cache,
             limits,
+            admission,
+            calls,
             ticker,
         })
     }
@@ -207,6 +352,42 @@ impl Runtime {
     /// The limits applied to calls.
     pub fn limits(&self) -> &RuntimeLimits {
         &self.limits
+    }
+
+    /// Takes a place for one request call of `tenant_id`, to hold until the
+    /// call is over. Never waits: at the cap the answer is a refusal.
+    ///
+    /// # Errors
+    /// [`CallError::TenantBusy`] when the tenant already runs
+    /// [`RuntimeLimits::tenant_concurrency`] calls; [`CallError::Capacity`]
+    /// when request calls hold every instance slot outside the lifecycle
+    /// reserve.
+    pub fn admit(&self, tenant_id: &str) -> Result<CallPermit, CallError> {
+        self.admission.admit(tenant_id)
+    }
+
+    /// Runs `call` (instantiating a module and calling it) on the module
+    /// call threads and waits for it; dropping the returned future drops
+    /// the call. Request calls run here, so guests never occupy the threads
+    /// that serve the host's own endpoints.
+    ///
+    /// # Errors
+    /// [`CallError::Trap`] when the call's task failed in the host (a
+    /// panic) or was stopped because the threads are shutting down.
+    pub async fn run_call<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, CallError> {
+        let task = self.calls.handle.spawn(call);
+        let _abort = AbortOnDrop(task.abort_handle());
+        task.await.map_err(|e| {
+            if e.is_panic() {
+                tracing::error!("a module call's task panicked");
+                CallError::Trap("the host failed while running the module".into())
+            } else {
+                CallError::Trap("the host is shutting down".into())
+            }
+        })
     }
 
     /// The compatibility hash of this engine, as hex (part of cache keys).
@@ -469,8 +650,40 @@ pub struct ModuleResponse {
 pub struct Call {
     store: Store<CallState>,
     instance: GuestInstance,
-    timeout: Duration,
+    deadline: CallDeadline,
     max_response_bytes: usize,
+}
+
+/// The wall-clock deadline of one [`Call`], fixed when it is instantiated
+/// and shared by everything run in it (instantiation and every export
+/// called), like the epoch deadline it mirrors.
+#[derive(Debug, Clone, Copy)]
+struct CallDeadline {
+    budget: Duration,
+    at: tokio::time::Instant,
+}
+
+impl CallDeadline {
+    fn starting_now(budget: Duration) -> Self {
+        CallDeadline {
+            budget,
+            at: tokio::time::Instant::now() + budget,
+        }
+    }
+
+    /// Runs one step of the guest under the outer timeout: a guest blocked
+    /// in a host or WASI call (which no epoch interrupts) is dropped at the
+    /// deadline plus [`DEADLINE_GRACE`]; a running one has been trapped by
+    /// the epoch callback by then.
+    async fn bound<T>(
+        self,
+        step: impl Future<Output = wasmtime::Result<T>>,
+    ) -> Result<T, CallError> {
+        match tokio::time::timeout_at(self.at + DEADLINE_GRACE, step).await {
+            Ok(result) => result.map_err(|e| classify(e, self.budget)),
+            Err(_) => Err(CallError::Timeout(self.budget)),
+        }
+    }
 }
 
 impl LoadedModule {
@@ -484,28 +697,44 @@ impl LoadedModule {
     /// # Errors
     /// [`CallError::Capacity`] when the pool has no free slot, or
     /// [`CallError::Trap`] when instantiation traps.
+    ///
+    /// The call's deadline starts now and covers the instantiation and
+    /// every export called on the returned [`Call`].
     pub async fn instantiate(&self, state: CallState) -> Result<Call, CallError> {
         let inner = &self.inner;
+        let deadline = CallDeadline::starting_now(inner.limits.call_timeout);
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = ticks_for(inner.limits.call_timeout);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Each epoch tick the guest yields its worker, so a busy guest
+        // holds a tokio worker for at most one tick at a time; at the
+        // deadline it traps. The wall clock decides, not a tick count, so a
+        // guest that was not polled for a while is not given extra time.
+        let trap_at = Instant::now() + deadline.budget;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= trap_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
         let instance = match &inner.pre {
-            GuestPre::V0_1_0(pre) => pre
-                .instantiate_async(&mut store)
+            GuestPre::V0_1_0(pre) => deadline
+                .bound(pre.instantiate_async(&mut store))
                 .await
                 .map(GuestInstance::V0_1_0),
-            GuestPre::V0_2_0(pre) => pre
-                .instantiate_async(&mut store)
+            GuestPre::V0_2_0(pre) => deadline
+                .bound(pre.instantiate_async(&mut store))
                 .await
                 .map(GuestInstance::V0_2_0),
-        }
-        .map_err(|e| classify(e, inner.limits.call_timeout))?;
+        }?;
         Ok(Call {
             store,
             instance,
-            timeout: inner.limits.call_timeout,
+            deadline,
             max_response_bytes: inner.limits.max_response_bytes,
         })
     }
@@ -568,11 +797,9 @@ fn compare_keys<T>(
     Err(LoadError::ManifestMismatch(parts.join("; ")))
 }
 
-fn ticks_for(timeout: Duration) -> u64 {
-    let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis());
-    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-}
-
+/// Maps a wasmtime error to what the caller is told. Traps get fixed
+/// texts; any other error is told by its root cause (a host message), never
+/// with the wasm backtrace, whose function names the module chose.
 fn classify(error: wasmtime::Error, timeout: Duration) -> CallError {
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         return match trap {
@@ -587,9 +814,80 @@ fn classify(error: wasmtime::Error, timeout: Duration) -> CallError {
         };
     }
     if error.is::<wasmtime::PoolConcurrencyLimitError>() {
-        return CallError::Capacity;
+        return CallError::Capacity {
+            retry_after: timeout,
+        };
     }
-    CallError::Trap(format!("{error:#}"))
+    CallError::Trap(printable(&error.root_cause().to_string(), MAX_ERROR_BYTES))
+}
+
+/// `text` made safe to show in an answer or a log line: control characters
+/// (C0 including `\n` `\r` `\t`, DEL, C1), the Unicode line and paragraph
+/// separators and the bidirectional controls are written as escapes (`\n`,
+/// `\r`, `\t`, `\u{2028}`), so the text stays on one line and reads as it
+/// is; and it is cut to at most `max_bytes` at a character boundary, ending
+/// with a marker that says how much was cut. Backslashes are kept as they
+/// are.
+pub fn printable(text: &str, max_bytes: usize) -> String {
+    /// Room kept for the marker: "… [" + 20 digits + " more bytes cut]".
+    const MARKER_ROOM: usize = 48;
+    let mut escaped_len = 0;
+    for c in text.chars() {
+        escaped_len += escaped_len_of(c);
+        if escaped_len > max_bytes {
+            break;
+        }
+    }
+    let limit = if escaped_len <= max_bytes {
+        usize::MAX
+    } else {
+        max_bytes.saturating_sub(MARKER_ROOM)
+    };
+    let mut out = String::with_capacity(escaped_len.min(max_bytes));
+    for (at, c) in text.char_indices() {
+        if out.len() + escaped_len_of(c) > limit {
+            out.push_str(&format!("… [{} more bytes cut]", text.len() - at));
+            break;
+        }
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+/// Whether [`printable`] writes `c` as an escape.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// How many bytes [`push_escaped`] writes for `c`.
+fn escaped_len_of(c: char) -> usize {
+    match c {
+        '\n' | '\r' | '\t' => 2,
+        c if needs_escape(c) => {
+            let digits = (32 - u32::from(c).leading_zeros()).div_ceil(4).max(1);
+            4 + digits as usize
+        }
+        c => c.len_utf8(),
+    }
+}
+
+/// Writes `c` as [`printable`] shows it.
+fn push_escaped(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if needs_escape(c) => {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+        c => out.push(c),
+    }
 }
 
 impl Call {
@@ -604,15 +902,15 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn migrations(&mut self) -> Result<Vec<Migration>, CallError> {
-        let list = with_guest!(self, |guest, api| guest
-            .call_migrations(&mut self.store)
+        let deadline = self.deadline;
+        let list = with_guest!(self, |guest, api| deadline
+            .bound(guest.call_migrations(&mut self.store))
             .await
             .map(|list| {
                 list.into_iter()
                     .map(|m| (m.id, m.up, m.down))
                     .collect::<Vec<_>>()
-            }))
-        .map_err(|e| classify(e, self.timeout))?;
+            }))?;
         Ok(list
             .into_iter()
             .map(|(id, up, down)| Migration { id, up, down })
@@ -624,12 +922,10 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn gates(&mut self) -> Result<(Vec<FeatureDecl>, Vec<LimitDecl>), CallError> {
+        let deadline = self.deadline;
         with_guest!(self, |guest, api| {
             use api::exports::souk::module::guest::LimitKind as GuestLimitKind;
-            let gates = guest
-                .call_gates(&mut self.store)
-                .await
-                .map_err(|e| classify(e, self.timeout))?;
+            let gates = deadline.bound(guest.call_gates(&mut self.store)).await?;
             let features = gates
                 .features
                 .into_iter()
@@ -654,35 +950,43 @@ impl Call {
         })
     }
 
-    /// Runs the install hook. `Ok(Err(message))` is the module refusing.
+    /// Runs the install hook. `Ok(Err(message))` is the module refusing;
+    /// the message is [`printable`], at most [`MAX_ERROR_BYTES`].
     ///
     /// # Errors
     /// Any [`CallError`].
     pub async fn install(&mut self) -> Result<Result<(), String>, CallError> {
-        with_guest!(self, |guest, api| guest.call_install(&mut self.store).await)
-            .map_err(|e| classify(e, self.timeout))
+        let deadline = self.deadline;
+        let outcome = with_guest!(self, |guest, api| deadline
+            .bound(guest.call_install(&mut self.store))
+            .await)?;
+        Ok(outcome.map_err(|message| printable(&message, MAX_ERROR_BYTES)))
     }
 
-    /// Runs the uninstall hook.
+    /// Runs the uninstall hook. `Ok(Err(message))` is the module refusing;
+    /// the message is [`printable`], at most [`MAX_ERROR_BYTES`].
     ///
     /// # Errors
     /// Any [`CallError`].
     pub async fn uninstall(&mut self) -> Result<Result<(), String>, CallError> {
-        with_guest!(self, |guest, api| guest
-            .call_uninstall(&mut self.store)
-            .await)
-        .map_err(|e| classify(e, self.timeout))
+        let deadline = self.deadline;
+        let outcome = with_guest!(self, |guest, api| deadline
+            .bound(guest.call_uninstall(&mut self.store))
+            .await)?;
+        Ok(outcome.map_err(|message| printable(&message, MAX_ERROR_BYTES)))
     }
 
-    /// Runs the upgrade hook.
+    /// Runs the upgrade hook. `Ok(Err(message))` is the module refusing;
+    /// the message is [`printable`], at most [`MAX_ERROR_BYTES`].
     ///
     /// # Errors
     /// Any [`CallError`].
     pub async fn upgrade(&mut self, from: &str) -> Result<Result<(), String>, CallError> {
-        with_guest!(self, |guest, api| guest
-            .call_upgrade(&mut self.store, from)
-            .await)
-        .map_err(|e| classify(e, self.timeout))
+        let deadline = self.deadline;
+        let outcome = with_guest!(self, |guest, api| deadline
+            .bound(guest.call_upgrade(&mut self.store, from))
+            .await)?;
+        Ok(outcome.map_err(|message| printable(&message, MAX_ERROR_BYTES)))
     }
 
     /// Serves a request.
@@ -690,6 +994,7 @@ impl Call {
     /// # Errors
     /// Any [`CallError`], including a response over the size limit.
     pub async fn handle(&mut self, request: ModuleRequest) -> Result<ModuleResponse, CallError> {
+        let deadline = self.deadline;
         let response = with_guest!(self, |guest, api| {
             let request = api::exports::souk::module::guest::Request {
                 method: request.method,
@@ -698,16 +1003,15 @@ impl Call {
                 headers: request.headers,
                 body: request.body,
             };
-            guest
-                .call_handle(&mut self.store, &request)
+            deadline
+                .bound(guest.call_handle(&mut self.store, &request))
                 .await
                 .map(|r| ModuleResponse {
                     status: r.status,
                     headers: r.headers,
                     body: r.body,
                 })
-        })
-        .map_err(|e| classify(e, self.timeout))?;
+        })?;
         if response.body.len() > self.max_response_bytes {
             return Err(CallError::ResponseTooLarge {
                 size: response.body.len(),

@@ -186,3 +186,293 @@ async fn the_manifest_must_name_the_api_the_component_implements() {
         "{error}"
     );
 }
+
+// ---- Deadlines, yielding and bounded messages ----
+
+/// A runtime whose calls have a short budget.
+fn runtime_with_budget(cache: &tempfile::TempDir, budget: Duration) -> Runtime {
+    let limits = RuntimeLimits {
+        max_instances: 4,
+        call_timeout: budget,
+        ..RuntimeLimits::default()
+    };
+    Runtime::new(limits, ComponentCache::open(cache.path()).unwrap()).unwrap()
+}
+
+/// The `sleeper` test module packaged under `slug` (which decides where
+/// it sleeps).
+fn sleeper(slug: &str) -> Package {
+    package("sleeper", "souk_test_sleeper", |m| {
+        m.replacen("slug: sleeper", &format!("slug: {slug}"), 1)
+    })
+}
+
+/// Fails the test instead of hanging when a call is never stopped (the
+/// sleeper sleeps for an hour).
+async fn stopped<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), work)
+        .await
+        .unwrap_or_else(|_| panic!("{what} was not stopped at its deadline"))
+}
+
+fn is_timeout<T: std::fmt::Debug>(what: &str, result: Result<T, CallError>, budget: Duration) {
+    match result {
+        Err(CallError::Timeout(b)) => assert_eq!(b, budget, "{what}"),
+        other => panic!("{what}: expected a timeout, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_guest_blocked_in_a_wasi_sleep_is_stopped_in_every_export() {
+    let cache = tempfile::tempdir().unwrap();
+    let budget = Duration::from_millis(200);
+    let runtime = runtime_with_budget(&cache, budget);
+
+    // A short sleep finishes: the module works, and only overlong calls stop.
+    let package = sleeper("sleeper");
+    let module = runtime.load(&package).await.unwrap();
+    let mut c = call(&runtime, &module, &package).await;
+    let response = c.handle(get_query("/sleep", "ms=5")).await.unwrap();
+    assert_eq!(response.status, 200);
+    for query in ["", "ms=1000", "ms=60000"] {
+        let mut c = call(&runtime, &module, &package).await;
+        let result = stopped("handle", c.handle(get_query("/sleep", query))).await;
+        is_timeout(&format!("handle ?{query}"), result, budget);
+    }
+
+    // (`sleeper-install` writes before it sleeps, so it needs a database:
+    // the e2e tests cover it.)
+    for slug in ["sleeper-uninstall", "sleeper-upgrade"] {
+        let package = sleeper(slug);
+        let module = runtime.load(&package).await.unwrap();
+        let mut c = call(&runtime, &module, &package).await;
+        let result = stopped(slug, async {
+            match slug {
+                "sleeper-uninstall" => c.uninstall().await,
+                _ => c.upgrade("0.0.1").await,
+            }
+        })
+        .await;
+        is_timeout(slug, result, budget);
+    }
+
+    let package = sleeper("sleeper-migrations");
+    let module = runtime.load(&package).await.unwrap();
+    let mut c = call(&runtime, &module, &package).await;
+    let result = stopped("migrations()", c.migrations()).await;
+    is_timeout("migrations()", result, budget);
+
+    // gates() runs while a package loads: the load fails and says why.
+    let error = stopped("gates()", runtime.load(&sleeper("sleeper-gates")))
+        .await
+        .err()
+        .expect("a sleeping gates() refuses the package");
+    assert!(
+        matches!(&error, LoadError::ManifestMismatch(m) if m.contains("gates() failed") && m.contains("budget")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn one_deadline_covers_every_export_called_on_a_call() {
+    let cache = tempfile::tempdir().unwrap();
+    let budget = Duration::from_millis(300);
+    let runtime = runtime_with_budget(&cache, budget);
+    let package = sleeper("sleeper");
+    let module = runtime.load(&package).await.unwrap();
+    let mut c = call(&runtime, &module, &package).await;
+    // Each sleep fits the budget, the two together do not.
+    let first = c.handle(get_query("/sleep", "ms=200")).await.unwrap();
+    assert_eq!(first.status, 200);
+    let second = stopped("second export", c.handle(get_query("/sleep", "ms=200"))).await;
+    is_timeout("second export", second, budget);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_looping_guest_yields_its_thread_while_it_runs() {
+    let cache = tempfile::tempdir().unwrap();
+    let budget = Duration::from_millis(300);
+    let runtime = runtime_with_budget(&cache, budget);
+    let package = package("spin-loop", "souk_test_spin_loop", |m| m);
+    let module = runtime.load(&package).await.unwrap();
+    // On this one-thread runtime the task below runs only while the
+    // guest's call future is pending: if the guest never yielded, it would
+    // not run before the call ends.
+    let turns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = turns.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut c = call(&runtime, &module, &package).await;
+    let result = stopped("spin-loop", c.handle(get("/spin"))).await;
+    let seen = turns.load(Ordering::Relaxed);
+    ticker.abort();
+    is_timeout("spin-loop", result, budget);
+    println!("the other task ran {seen} times during a {budget:?} spin");
+    assert!(
+        seen > 1,
+        "another task ran {seen} times while the guest spun"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_hook_refusal_reaches_the_caller_bounded() {
+    let cache = tempfile::tempdir().unwrap();
+    // Room for the SDK's copy of the 30 MiB message as well.
+    let limits = RuntimeLimits {
+        max_instances: 2,
+        memory_bytes: 256 * 1024 * 1024,
+        ..RuntimeLimits::default()
+    };
+    let runtime = Runtime::new(limits, ComponentCache::open(cache.path()).unwrap()).unwrap();
+    let package = sleeper("sleeper-refusal");
+    let module = runtime.load(&package).await.unwrap();
+    let mut c = call(&runtime, &module, &package).await;
+    let message = c.install().await.unwrap().expect_err("the hook refuses");
+    assert!(message.len() <= MAX_ERROR_BYTES, "{} bytes", message.len());
+    assert!(message.starts_with("refused: xxx"), "{}", &message[..40]);
+    assert!(
+        message.ends_with("more bytes cut]"),
+        "{}",
+        &message[message.len() - 60..]
+    );
+}
+
+fn get_query(path: &str, query: &str) -> ModuleRequest {
+    ModuleRequest {
+        query: query.into(),
+        ..get(path)
+    }
+}
+
+#[test]
+fn printable_text_never_breaks_a_line() {
+    let forgeries = [
+        "ok\n2026-12-01T00:00:00Z  INFO souk: operator token rotated",
+        "ok\r2026-12-01T00:00:00Z  INFO souk: operator token rotated",
+        "ok\r\nINFO fake",
+        "ok\u{0b}vertical tab\u{0c}form feed",
+        "ok\u{1b}[2K\u{1b}[1Gerased the line",
+        "ok\u{85}next line (C1)",
+        "ok\u{2028}line separator",
+        "ok\u{2029}paragraph separator",
+        "ok\u{202e}reversed\u{202c}",
+        "ok\u{2066}isolate\u{2069}",
+        "ok\u{0}nul\u{7f}del\u{9b}csi",
+        "\n\n\n",
+        "tab\there",
+    ];
+    for text in forgeries {
+        let shown = printable(text, MAX_ERROR_BYTES);
+        assert!(
+            !shown.chars().any(|c| c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+            "{text:?} shown as {shown:?}"
+        );
+    }
+    assert_eq!(printable("a\nb", 100), "a\\nb");
+    assert_eq!(printable("a\r\nb", 100), "a\\r\\nb");
+    assert_eq!(printable("\u{1b}[0m", 100), "\\u{1b}[0m");
+    assert_eq!(printable("x\u{2028}y", 100), "x\\u{2028}y");
+    assert_eq!(printable("x\u{85}y", 100), "x\\u{85}y");
+    // Ordinary text, backslashes and non-ASCII letters pass unchanged.
+    for text in ["plain", "C:\\dir\\file", "नमस्ते", "émoji 😀", ""] {
+        assert_eq!(printable(text, 100), text);
+    }
+}
+
+#[test]
+fn printable_text_is_cut_at_a_character_boundary_with_a_marker() {
+    let max = 4096;
+    let cases = [
+        "x".repeat(30 * 1024 * 1024),
+        "é".repeat(5000),
+        "😀".repeat(3000),
+        "\n".repeat(5000),
+        "\u{2028}".repeat(1000),
+        format!("{}é", "x".repeat(4095)),
+        "x".repeat(4097),
+    ];
+    for text in &cases {
+        let shown = printable(text, max);
+        assert!(shown.len() <= max, "{} bytes", shown.len());
+        assert!(
+            shown.ends_with("more bytes cut]"),
+            "{:?}",
+            &shown[shown.len() - 40..]
+        );
+        let kept = shown.len() - shown.rfind("… [").unwrap();
+        assert!(kept < 48, "the marker is short");
+    }
+    // Exactly at the limit: nothing cut.
+    let fits = "x".repeat(max);
+    assert_eq!(printable(&fits, max), fits);
+    // An escape that would cross the limit is not split.
+    let shown = printable(&format!("{}\n{}", "x".repeat(4040), "y".repeat(100)), max);
+    assert!(!shown.contains("\\…") && shown.len() <= max, "{shown}");
+}
+
+#[test]
+fn admission_caps_each_tenant_and_all_tenants() {
+    let retry = Duration::from_millis(1500);
+    let admission = admission::Admission::new(2, 5, retry);
+    let a1 = admission.admit("a").unwrap();
+    let a2 = admission.admit("a").unwrap();
+    match admission.admit("a") {
+        Err(e @ CallError::TenantBusy { limit: 2, .. }) => {
+            assert_eq!(e.retry_after_secs(), Some(2));
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert_eq!(admission.running("a"), (2, 2));
+    // Other tenants are not affected by a's cap...
+    let b1 = admission.admit("b").unwrap();
+    let b2 = admission.admit("b").unwrap();
+    let c1 = admission.admit("c").unwrap();
+    // ...until all places are taken: then the host is full for everyone.
+    assert!(matches!(
+        admission.admit("d"),
+        Err(CallError::Capacity { .. })
+    ));
+    assert!(matches!(
+        admission.admit("a"),
+        Err(CallError::Capacity { .. })
+    ));
+    drop(a1);
+    assert_eq!(admission.running("a"), (1, 4));
+    let a3 = admission.admit("a").unwrap();
+    drop((a2, a3, b1, b2, c1));
+    assert_eq!(admission.running("a"), (0, 0));
+    assert_eq!(admission.running("b"), (0, 0));
+}
+
+#[test]
+fn one_tenant_never_takes_more_than_half_of_the_places() {
+    for (configured, total, expected) in
+        [(8, 4, 2), (8, 1, 1), (8, 3, 1), (2, 112, 2), (100, 20, 10)]
+    {
+        let admission = admission::Admission::new(configured, total, Duration::from_secs(1));
+        let permits: Vec<_> = (0..expected)
+            .map(|_| admission.admit("greedy").unwrap())
+            .collect();
+        let refused = admission.admit("greedy");
+        assert!(
+            matches!(
+                refused,
+                Err(CallError::TenantBusy { .. }) | Err(CallError::Capacity { .. })
+            ),
+            "{configured}/{total}: admitted more than {expected}"
+        );
+        if total > 1 {
+            let _other = admission
+                .admit("other")
+                .expect("another tenant still finds a place");
+        }
+        drop(permits);
+    }
+    assert_eq!(reserved_instances(128), 16);
+    assert_eq!(reserved_instances(4), 0);
+}
