@@ -116,6 +116,8 @@ pub struct ModuleDb {
     tx: Option<Transaction<'static, Sqlite>>,
     guard: Option<Arc<Guard>>,
     timeout: Duration,
+    /// The end of the call this handle serves: no statement runs past it.
+    deadline: Instant,
 }
 
 impl ModuleDb {
@@ -128,12 +130,15 @@ impl ModuleDb {
             tx: None,
             guard: None,
             timeout: Duration::from_secs(1),
+            deadline: Instant::now(),
         }
     }
 
     /// A handle that runs the module's statements in `tx`, a transaction on
     /// a hardened tenant connection ([`sandbox::harden`]; statements on any
-    /// other connection are refused).
+    /// other connection are refused), for a call whose budget `timeout`
+    /// starts now: every statement is interrupted at the call's end, so a
+    /// statement begun late cannot hold the tenant's lock past it.
     pub fn new(scope: SqlScope, tx: Transaction<'static, Sqlite>, timeout: Duration) -> Self {
         ModuleDb {
             policy: Arc::new(scope.policy(false)),
@@ -141,6 +146,7 @@ impl ModuleDb {
             tx: Some(tx),
             guard: None,
             timeout,
+            deadline: Instant::now() + timeout,
         }
     }
 
@@ -165,7 +171,7 @@ impl ModuleDb {
         let mut statements =
             rewrite(scope.clone(), sql.to_owned(), StatementSource::Runtime).await?;
         let statement = statements.pop().ok_or(DbFailure::Unavailable)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline;
         let (span, columns) = arm(
             tx,
             &mut self.guard,
@@ -180,6 +186,7 @@ impl ModuleDb {
             tx,
             span,
             timeout: self.timeout,
+            remaining: deadline.saturating_duration_since(Instant::now()),
         })
     }
 
@@ -194,8 +201,9 @@ impl ModuleDb {
             tx,
             span,
             timeout,
+            remaining,
         } = self.prepare(sql).await?;
-        let outcome = fetch_rows(tx, &statement, columns, params, timeout).await;
+        let outcome = fetch_rows(tx, &statement, columns, params, (timeout, remaining)).await;
         finish(span, outcome, timeout)
     }
 
@@ -213,11 +221,12 @@ impl ModuleDb {
             tx,
             span,
             timeout,
+            remaining,
             ..
         } = self.prepare(sql).await?;
         let query = sqlx::query_with(&statement.sql, bind(params)).persistent(false);
         let outcome =
-            match tokio::time::timeout(timeout + ABANDON_GRACE, query.execute(&mut **tx)).await {
+            match tokio::time::timeout(remaining + ABANDON_GRACE, query.execute(&mut **tx)).await {
                 Ok(result) => Outcome::Done(result.map_err(map_error)),
                 Err(_) => Outcome::Abandoned(DbFailure::Timeout(timeout)),
             };
@@ -234,7 +243,10 @@ struct Prepared<'a> {
     columns: Vec<String>,
     tx: &'a mut Transaction<'static, Sqlite>,
     span: ArmedSpan,
+    /// The call's budget (for messages).
     timeout: Duration,
+    /// Time left until the call's deadline.
+    remaining: Duration,
 }
 
 /// Rewrites `sql` for `scope` on a big-stack thread ([`big_stack`]).
@@ -332,7 +344,7 @@ async fn fetch_rows(
     statement: &RewrittenStatement,
     columns: Vec<String>,
     params: Vec<SqlValue>,
-    timeout: Duration,
+    (timeout, remaining): (Duration, Duration),
 ) -> Outcome<Rows> {
     let query = sqlx::query_with(&statement.sql, bind(params)).persistent(false);
     let mut stream = query.fetch(&mut **tx);
@@ -359,7 +371,7 @@ async fn fetch_rows(
         }
         Ok(rows)
     };
-    let rows = match tokio::time::timeout(timeout + ABANDON_GRACE, work).await {
+    let rows = match tokio::time::timeout(remaining + ABANDON_GRACE, work).await {
         Ok(Ok(rows)) => rows,
         Ok(Err(Ok(failure))) => return Outcome::Done(Err(failure)),
         Ok(Err(Err(failure))) => return Outcome::Abandoned(failure),
