@@ -1253,6 +1253,10 @@ fn publish_action(module: &str, version: &str, bytes: &[u8]) -> ModuleAction {
 /// package, of which only 16 bytes are ever sent.
 const ANNOUNCED: u64 = 32 * 1024 * 1024;
 
+/// A publish request refused from its headers: (what it is, its headers,
+/// the status and problem kind it must get).
+type RefusalCase = (&'static str, Vec<(&'static str, String)>, u16, &'static str);
+
 #[tokio::test]
 async fn publish_refusals_are_answered_from_the_headers_before_the_body_is_read() {
     use base64::Engine as _;
@@ -1262,7 +1266,7 @@ async fn publish_refusals_are_answered_from_the_headers_before_the_body_is_read(
     let op = &registry.op;
     let (valid, valid_bytes) = registry.publish_entry("membership", "1.1.0", &op.publisher);
 
-    let mut cases: Vec<(&str, Vec<(&str, String)>, u16, &str)> = vec![
+    let mut cases: Vec<RefusalCase> = vec![
         ("no entry header", vec![], 401, "missing-entry"),
         (
             "entry header not base64",
