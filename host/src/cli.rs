@@ -217,6 +217,10 @@ enum RegistryCommand {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
+        /// Publishes that may receive or check a package at once; more are
+        /// answered 503 with Retry-After.
+        #[arg(long, env = "SOUK_REGISTRY_MAX_UPLOADS", default_value_t = souk_module_registry::http::DEFAULT_MAX_UPLOADS)]
+        max_uploads: usize,
     },
     /// Yank a version: not chosen for new installs; existing installs and
     /// lockfiles keep working.
@@ -569,11 +573,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         dir,
         snapshot_key,
         listen,
+        max_uploads,
     }) = &cli.command
     {
         init_tracing("text");
         let key = souk_module_registry::KeyPair::read_private_key(snapshot_key)?;
-        return crate::registry::serve_store(dir, key, *listen, config(&cli.global).limits).await;
+        return crate::registry::serve_store(
+            dir,
+            key,
+            *listen,
+            config(&cli.global).limits,
+            *max_uploads,
+        )
+        .await;
     }
     if let Command::Publish {
         package,

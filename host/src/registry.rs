@@ -106,7 +106,9 @@ pub fn unix_now() -> u64 {
 /// Serves a registry store over HTTP until shutdown. Packages are checked
 /// with this host's runtime before they are accepted: a package that is
 /// not a valid component for a supported WIT version, or whose manifest
-/// disagrees with its component, is refused.
+/// disagrees with its component, is refused. At most `max_uploads`
+/// authenticated publishes receive or check a package at once; more are
+/// answered 503 with `Retry-After`.
 ///
 /// # Errors
 /// When the store cannot be opened, the engine cannot start, or the
@@ -116,10 +118,11 @@ pub async fn serve_store(
     snapshot_key: KeyPair,
     listen: std::net::SocketAddr,
     limits: crate::runtime::RuntimeLimits,
+    max_uploads: usize,
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
 
-    use souk_module_registry::http::{RegistryService, router};
+    use souk_module_registry::http::{RegistryService, standalone_router};
 
     let store = RegistryStore::open(dir, StoreLimits::default())?;
     let cache = crate::runtime::ComponentCache::open(&dir.join("compiled"))?;
@@ -132,15 +135,26 @@ pub async fn serve_store(
         // Called on the blocking pool, where waiting on the runtime is allowed.
         handle
             .block_on(async move { runtime.load(package).await.map(|_| ()) })
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                // The registry's own failure, not the package's: its cause
+                // (which may name files of the registry) goes to the log.
+                crate::runtime::LoadError::Engine(_) | crate::runtime::LoadError::Cache(_) => {
+                    tracing::error!(error = %e, "checking a published component failed");
+                    "the registry could not check the component; the registry operator's log has the cause".to_owned()
+                }
+                refusal => refusal.to_string(),
+            })
     });
-    let service =
-        Arc::new(RegistryService::new(store, vec![snapshot_key]).with_validator(validator));
+    let service = Arc::new(
+        RegistryService::new(store, vec![snapshot_key])
+            .with_validator(validator)
+            .with_max_uploads(max_uploads),
+    );
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     println!("souk registry: listening on http://{addr}");
     std::io::Write::flush(&mut std::io::stdout())?;
-    axum::serve(listener, router(service)).await?;
+    axum::serve(listener, standalone_router(service)).await?;
     Ok(())
 }
 

@@ -73,7 +73,16 @@ pub struct ClientOptions {
     /// Timeout of each whole request, body included. Default 60 s, which a
     /// 32 MiB package needs only on a link slower than ~5 Mbit/s.
     pub timeout: Duration,
+    /// How many times a publish answered 503 `too-many-uploads` (the
+    /// registry is receiving as many packages as it allows) is sent again,
+    /// each after the answer's `Retry-After` (at most
+    /// [`MAX_RETRY_AFTER`]). Default 3.
+    pub busy_retries: u32,
 }
+
+/// The longest `Retry-After` a publish waits before sending again; a
+/// registry asking for longer gets its refusal returned instead.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -83,6 +92,7 @@ impl Default for ClientOptions {
             max_metadata_bytes: store.max_metadata_bytes,
             package_limits: store.package,
             timeout: Duration::from_secs(60),
+            busy_retries: 3,
         }
     }
 }
@@ -696,14 +706,19 @@ impl RegistryClient {
 
     /// Uploads a signed publish entry and its package, streaming the body in
     /// 64 KiB chunks and calling `progress(sent, total)` as they go (first
-    /// with 0). The registry authorises the publish by the entry's
-    /// signature.
+    /// with 0). The entry travels in the [`ENTRY_HEADER`] header: it names
+    /// the signing key and carries the signature over the package digest,
+    /// module, version and log head, which the registry checks before it
+    /// reads the body. A publish the registry is too busy to take (503
+    /// `too-many-uploads`) is sent again after its `Retry-After`, up to
+    /// [`ClientOptions::busy_retries`] times; progress then starts again
+    /// from 0.
     ///
     /// # Errors
     /// [`ClientError::Refused`] with the registry's problem (for example
     /// `version-exists`, `unknown-key`, `key-not-granted`, `revoked-key`,
     /// `bad-signature`, `digest-mismatch`, `invalid-package`,
-    /// `package-too-large`); network errors.
+    /// `package-too-large`, `too-many-uploads`); network errors.
     pub async fn publish(
         &self,
         entry: &SignedEntry,
@@ -715,9 +730,34 @@ impl RegistryClient {
             url: url.clone(),
             reason: format!("the entry cannot be encoded: {e}"),
         })?;
-        let total = package.len() as u64;
-        let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let entry_header = BASE64.encode(json);
         let body = bytes::Bytes::from(package);
+        let mut retries = self.options.busy_retries;
+        loop {
+            let response = self
+                .upload(&url, &entry_header, &body, &mut progress)
+                .await?;
+            if retries > 0
+                && let Some(wait) = busy_retry_after(&response)
+            {
+                retries -= 1;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return self.receipt(&url, response).await;
+        }
+    }
+
+    /// Sends one publish request, reporting progress as the body goes out.
+    async fn upload(
+        &self,
+        url: &str,
+        entry_header: &str,
+        body: &bytes::Bytes,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<reqwest::Response, ClientError> {
+        let total = body.len() as u64;
+        let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         let chunks: Vec<bytes::Bytes> = (0..body.len())
             .step_by(UPLOAD_CHUNK_BYTES)
             .map(|start| body.slice(start..(start + UPLOAD_CHUNK_BYTES).min(body.len())))
@@ -730,8 +770,8 @@ impl RegistryClient {
         }));
         let request = self
             .http
-            .post(&url)
-            .header(ENTRY_HEADER, BASE64.encode(json))
+            .post(url)
+            .header(ENTRY_HEADER, entry_header)
             .header(reqwest::header::CONTENT_LENGTH, total)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream))
@@ -752,11 +792,10 @@ impl RegistryClient {
             sent += n;
             progress(sent, total);
         }
-        let response = response.map_err(|source| ClientError::Http {
-            url: url.clone(),
+        response.map_err(|source| ClientError::Http {
+            url: url.to_owned(),
             source,
-        })?;
-        self.receipt(&url, response).await
+        })
     }
 
     /// Appends a signed yank, deprecate or revoke entry.
@@ -859,6 +898,25 @@ fn runnable(
         });
     }
     Ok((published.publish.clone(), status))
+}
+
+/// How long to wait before sending a publish again, when `response` says
+/// the registry is receiving as many packages as it allows (503 with a
+/// `Retry-After` in seconds of at most [`MAX_RETRY_AFTER`]).
+fn busy_retry_after(response: &reqwest::Response) -> Option<Duration> {
+    if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let seconds = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    let wait = Duration::from_secs(seconds);
+    (wait <= MAX_RETRY_AFTER).then_some(wait)
 }
 
 /// Passes a success response through; turns an error status into

@@ -15,8 +15,23 @@
 //! | GET | `/registry/v1/modules` | the module slugs, sorted |
 //! | GET | `/registry/v1/modules/{slug}/log` | the module's signed entries |
 //! | GET | `/registry/v1/blobs/sha256/{hex}` | the package bytes |
-//! | POST | `/registry/v1/publish` | publish: entry in [`ENTRY_HEADER`], package as body |
+//! | POST | `/registry/v1/publish` | publish: entry in [`ENTRY_HEADER`], package as body (see below) |
 //! | POST | `/registry/v1/state` | append a yank, deprecate or revoke entry (JSON body) |
+//!
+//! A publish is authenticated before its body is read: the signed entry in
+//! [`ENTRY_HEADER`] names the signing key and carries its signature over
+//! the canonical entry, which binds the package's sha256 together with the
+//! module, version, dependencies, API version and the log head it follows.
+//! The registry checks that the key is a publisher the trust root grants
+//! the module, that the signature verifies, and that the entry follows the
+//! head with a new version; a request that fails any of these is answered
+//! (401 without the header, 403 for the key or signature, 409 for the
+//! head or version) before a byte of its body is read. Only then, and
+//! only while fewer than [`RegistryService::with_max_uploads`] publishes
+//! are in progress (otherwise 503 with `Retry-After`), is the body
+//! streamed into a temporary file of the store, hashed and bounded as it
+//! arrives, and published from there once its digest matches the signed
+//! one. The temporary file is removed on every failure.
 //!
 //! The snapshot is re-signed after every change, whenever the stored
 //! snapshot no longer lists the heads on disk (an operator's CLI wrote to
@@ -31,20 +46,23 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::keys::KeyPair;
 use crate::manifest::Slug;
 use crate::package::{Digest, Package};
-use crate::records::{EntryHash, EntryRejection, ModuleAction, SignedEntry};
+use crate::records::{EntryHash, EntryRejection, SignedEntry};
 use crate::snapshot::SignedSnapshot;
-use crate::store::{RegistryStore, StoreError};
+use crate::store::{PendingPackage, ReceivedPackage, RegistryStore, StoreError};
 use crate::trust::TrustError;
 
 /// The path every registry endpoint lives under.
@@ -68,6 +86,24 @@ const MAX_STATE_BODY_BYTES: usize = 64 * 1024;
 
 /// The largest publish entry header accepted, base64 included.
 const MAX_ENTRY_HEADER_BYTES: usize = 64 * 1024;
+
+/// Default bound on publishes receiving or checking a package at once
+/// ([`RegistryService::with_max_uploads`]). Each holds at most one package
+/// in memory while it is parsed and validated (32 MiB by default), so this
+/// bounds what authenticated publishers can make the registry hold.
+pub const DEFAULT_MAX_UPLOADS: usize = 4;
+
+/// Seconds a publish refused because [`RegistryService::with_max_uploads`]
+/// publishes are in progress is told to wait (`Retry-After`).
+pub const UPLOAD_RETRY_AFTER_SECS: u64 = 5;
+
+/// How long an upload may send nothing before it is cut off (the client
+/// then gets `incomplete-body`), so a stalled publisher cannot hold one of
+/// the upload slots.
+pub const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Body bytes gathered before one write to the temporary file.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// Returns the current time in unix seconds. Injected so tests can move
 /// time (expiry) without sleeping.
@@ -99,6 +135,9 @@ pub struct RegistryService {
     /// Serialises snapshot issuing so two requests never sign two
     /// snapshots for one change.
     issuing: Mutex<()>,
+    /// One permit per publish receiving or checking a package.
+    uploads: Arc<Semaphore>,
+    max_uploads: usize,
 }
 
 impl fmt::Debug for RegistryService {
@@ -114,6 +153,7 @@ impl fmt::Debug for RegistryService {
                     .collect::<Vec<_>>(),
             )
             .field("snapshot_lifetime", &self.snapshot_lifetime)
+            .field("max_uploads", &self.max_uploads)
             .finish_non_exhaustive()
     }
 }
@@ -144,7 +184,27 @@ impl RegistryService {
             clock: system_clock(),
             validator: Arc::new(|_| Ok(())),
             issuing: Mutex::new(()),
+            uploads: Arc::new(Semaphore::new(DEFAULT_MAX_UPLOADS)),
+            max_uploads: DEFAULT_MAX_UPLOADS,
         }
+    }
+
+    /// Sets how many publishes may receive or check a package at once
+    /// (default [`DEFAULT_MAX_UPLOADS`], at least 1). A publish beyond the
+    /// bound is answered 503 `too-many-uploads` with `Retry-After`
+    /// ([`UPLOAD_RETRY_AFTER_SECS`]) before its body is read; it is counted
+    /// only once its entry has been authenticated, so unauthenticated
+    /// requests cannot use up the slots.
+    pub fn with_max_uploads(mut self, max_uploads: usize) -> Self {
+        let max_uploads = max_uploads.clamp(1, Semaphore::MAX_PERMITS);
+        self.uploads = Arc::new(Semaphore::new(max_uploads));
+        self.max_uploads = max_uploads;
+        self
+    }
+
+    /// The bound on concurrent publishes ([`RegistryService::with_max_uploads`]).
+    pub fn max_uploads(&self) -> usize {
+        self.max_uploads
     }
 
     /// Sets how long each issued snapshot is valid. A snapshot is re-signed
@@ -227,11 +287,18 @@ impl RegistryService {
         Ok(true)
     }
 
-    /// Publishes, then issues the next snapshot. Blocking.
-    fn publish(&self, entry: SignedEntry, bytes: &[u8]) -> Result<AppendReceipt, StoreError> {
+    /// Publishes a received package, then issues the next snapshot.
+    /// Blocking.
+    fn publish(
+        &self,
+        entry: SignedEntry,
+        received: ReceivedPackage,
+    ) -> Result<AppendReceipt, StoreError> {
         let module = entry.entry.action.module().to_string();
         let validator = Arc::clone(&self.validator);
-        let head = self.store.publish(entry, bytes, |p| validator(p))?;
+        let head = self
+            .store
+            .publish_received(entry, received, |p| validator(p))?;
         Ok(self.receipt(module, head))
     }
 
@@ -270,8 +337,17 @@ pub fn router(service: Arc<RegistryService>) -> Router {
         .route("/publish", post(post_publish))
         .route("/state", post(post_state))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(service);
     Router::new().nest(API_PREFIX, api)
+}
+
+/// [`router`] with a `not-found` problem for every path outside
+/// [`API_PREFIX`] too, for a process that serves nothing but the registry
+/// (`souk registry serve`). A host that merges [`router`] into its own API
+/// keeps its own fallback instead.
+pub fn standalone_router(service: Arc<RegistryService>) -> Router {
+    router(service).fallback(not_found)
 }
 
 // ----- problems -----
@@ -314,6 +390,7 @@ struct Problem {
     kind: &'static str,
     title: &'static str,
     detail: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Problem {
@@ -328,7 +405,13 @@ impl Problem {
             kind,
             title,
             detail: detail.into(),
+            headers: Vec::new(),
         }
+    }
+
+    fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     fn internal(context: &str, error: &dyn fmt::Display) -> Self {
@@ -351,10 +434,14 @@ impl IntoResponse for Problem {
             detail: self.detail,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
         response
     }
 }
@@ -365,54 +452,8 @@ impl From<StoreError> for Problem {
         let detail = e.to_string();
         let p = |status, kind, title| Problem::new(status, kind, title, detail.clone());
         match &e {
-            StoreError::Log(log) => match &log.rejection {
-                EntryRejection::Unauthorised(TrustError::UnknownKey { .. }) => {
-                    p(S::FORBIDDEN, "unknown-key", "Unknown signing key")
-                }
-                EntryRejection::Unauthorised(TrustError::NotGranted { .. }) => p(
-                    S::FORBIDDEN,
-                    "key-not-granted",
-                    "Key not granted this module",
-                ),
-                EntryRejection::Unauthorised(TrustError::RevokedKey { .. }) => {
-                    p(S::FORBIDDEN, "revoked-key", "Revoked signing key")
-                }
-                EntryRejection::Unauthorised(_) => {
-                    p(S::FORBIDDEN, "unauthorised-key", "Signing key not trusted")
-                }
-                EntryRejection::BadSignature(_) => {
-                    p(S::FORBIDDEN, "bad-signature", "Signature does not verify")
-                }
-                EntryRejection::VersionExists { .. } => {
-                    p(S::CONFLICT, "version-exists", "Version already published")
-                }
-                EntryRejection::BrokenChain { .. } => Problem::new(
-                    S::CONFLICT,
-                    "stale-head",
-                    "Entry does not follow the log head",
-                    format!(
-                        "{detail}; fetch the module's log again and sign the entry after its last entry"
-                    ),
-                ),
-                EntryRejection::UnknownVersion { .. } => p(
-                    S::UNPROCESSABLE_ENTITY,
-                    "unknown-version",
-                    "Version never published",
-                ),
-                EntryRejection::InvalidTransition { .. } => p(
-                    S::CONFLICT,
-                    "invalid-transition",
-                    "State change does not apply",
-                ),
-                EntryRejection::SelfReference { .. } | EntryRejection::WrongModule { .. } => p(
-                    S::UNPROCESSABLE_ENTITY,
-                    "invalid-entry",
-                    "Invalid log entry",
-                ),
-                EntryRejection::Canonical(_) => {
-                    p(S::BAD_REQUEST, "malformed-entry", "Entry cannot be encoded")
-                }
-            },
+            StoreError::Log(log) => rejection_problem(&log.rejection, detail),
+            StoreError::EntryRefused { rejection, .. } => rejection_problem(rejection, detail),
             StoreError::WrongEntryKind { .. } => p(
                 S::UNPROCESSABLE_ENTITY,
                 "wrong-entry-kind",
@@ -458,6 +499,60 @@ impl From<StoreError> for Problem {
     }
 }
 
+/// The problem for a refused log entry.
+fn rejection_problem(rejection: &EntryRejection, detail: String) -> Problem {
+    use StatusCode as S;
+    let p = |status, kind, title| Problem::new(status, kind, title, detail.clone());
+    match rejection {
+        EntryRejection::Unauthorised(TrustError::UnknownKey { .. }) => {
+            p(S::FORBIDDEN, "unknown-key", "Unknown signing key")
+        }
+        EntryRejection::Unauthorised(TrustError::NotGranted { .. }) => p(
+            S::FORBIDDEN,
+            "key-not-granted",
+            "Key not granted this module",
+        ),
+        EntryRejection::Unauthorised(TrustError::RevokedKey { .. }) => {
+            p(S::FORBIDDEN, "revoked-key", "Revoked signing key")
+        }
+        EntryRejection::Unauthorised(_) => {
+            p(S::FORBIDDEN, "unauthorised-key", "Signing key not trusted")
+        }
+        EntryRejection::BadSignature(_) => {
+            p(S::FORBIDDEN, "bad-signature", "Signature does not verify")
+        }
+        EntryRejection::VersionExists { .. } => {
+            p(S::CONFLICT, "version-exists", "Version already published")
+        }
+        EntryRejection::BrokenChain { .. } => Problem::new(
+            S::CONFLICT,
+            "stale-head",
+            "Entry does not follow the log head",
+            format!(
+                "{detail}; fetch the module's log again and sign the entry after its last entry"
+            ),
+        ),
+        EntryRejection::UnknownVersion { .. } => p(
+            S::UNPROCESSABLE_ENTITY,
+            "unknown-version",
+            "Version never published",
+        ),
+        EntryRejection::InvalidTransition { .. } => p(
+            S::CONFLICT,
+            "invalid-transition",
+            "State change does not apply",
+        ),
+        EntryRejection::SelfReference { .. } | EntryRejection::WrongModule { .. } => p(
+            S::UNPROCESSABLE_ENTITY,
+            "invalid-entry",
+            "Invalid log entry",
+        ),
+        EntryRejection::Canonical(_) => {
+            p(S::BAD_REQUEST, "malformed-entry", "Entry cannot be encoded")
+        }
+    }
+}
+
 type Answer = Result<Response, Problem>;
 
 /// Runs blocking store work on the blocking pool.
@@ -472,6 +567,20 @@ async fn blocking<T: Send + 'static>(
 
 fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Answer {
     Ok((status, axum::Json(value)).into_response())
+}
+
+/// A path segment, or a `invalid-path` problem when it cannot be decoded
+/// (for example percent-encoded bytes that are not UTF-8).
+fn path_segment(path: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    match path {
+        Ok(Path(segment)) => Ok(segment),
+        Err(e) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            "Invalid path",
+            format!("the request path cannot be decoded: {}", e.body_text()),
+        )),
+    }
 }
 
 fn parse_slug(text: &str) -> Result<Slug, Problem> {
@@ -507,6 +616,15 @@ async fn not_found() -> Problem {
     )
 }
 
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this registry endpoint does not take that method; see the registry API's table of endpoints",
+    )
+}
+
 async fn get_trust(State(service): State<Arc<RegistryService>>) -> Answer {
     let chain = blocking(move || service.store.trust_chain()).await?;
     json_response(StatusCode::OK, &chain)
@@ -523,8 +641,11 @@ async fn get_modules(State(service): State<Arc<RegistryService>>) -> Answer {
     json_response(StatusCode::OK, &names)
 }
 
-async fn get_log(State(service): State<Arc<RegistryService>>, Path(slug): Path<String>) -> Answer {
-    let slug = parse_slug(&slug)?;
+async fn get_log(
+    State(service): State<Arc<RegistryService>>,
+    slug: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let slug = parse_slug(&path_segment(slug)?)?;
     let entries = blocking(move || {
         let entries = service.store.log_entries(&slug)?;
         if entries.is_empty() {
@@ -536,7 +657,11 @@ async fn get_log(State(service): State<Arc<RegistryService>>, Path(slug): Path<S
     json_response(StatusCode::OK, &entries)
 }
 
-async fn get_blob(State(service): State<Arc<RegistryService>>, Path(hex): Path<String>) -> Answer {
+async fn get_blob(
+    State(service): State<Arc<RegistryService>>,
+    hex: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let hex = path_segment(hex)?;
     let digest = match hex.len() {
         64 => Digest::parse(&hex).ok(),
         _ => None,
@@ -602,16 +727,20 @@ async fn read_body(
     })
 }
 
-async fn post_publish(State(service): State<Arc<RegistryService>>, request: Request) -> Answer {
-    let (parts, body) = request.into_parts();
-    let Some(header_value) = parts.headers.get(ENTRY_HEADER) else {
+/// The signed entry of a publish request, from [`ENTRY_HEADER`].
+fn publish_entry(headers: &HeaderMap) -> Result<SignedEntry, Problem> {
+    let Some(header_value) = headers.get(ENTRY_HEADER) else {
         return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
             "missing-entry",
             "Missing publish entry",
             format!(
-                "a publish carries its signed entry in the {ENTRY_HEADER} header (base64 of the entry's JSON) and the package as the body"
+                "a publish carries its signed entry in the {ENTRY_HEADER} header (base64 of the entry's JSON) and the package as the body; the entry's signature authenticates the publisher"
             ),
+        )
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Souk-Entry realm=\"souk-registry\""),
         ));
     };
     if header_value.len() > MAX_ENTRY_HEADER_BYTES {
@@ -631,17 +760,118 @@ async fn post_publish(State(service): State<Arc<RegistryService>>, request: Requ
                 format!("the {ENTRY_HEADER} header is not standard base64: {e}"),
             )
         })?;
-    let entry = parse_entry(&json, &format!("the {ENTRY_HEADER} header"))?;
-    if !matches!(entry.entry.action, ModuleAction::Publish(_)) {
-        return Err(StoreError::WrongEntryKind {
-            expected: "a publish",
-            found: "state change",
+    parse_entry(&json, &format!("the {ENTRY_HEADER} header"))
+}
+
+fn too_many_uploads(max: usize) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too-many-uploads",
+        "Too many uploads in progress",
+        format!(
+            "this registry receives at most {max} packages at once; try again in {UPLOAD_RETRY_AFTER_SECS} seconds"
+        ),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(UPLOAD_RETRY_AFTER_SECS))
+}
+
+fn incomplete_body(reason: &str) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "incomplete-body",
+        "Incomplete request body",
+        format!("the package could not be read completely: {reason}; nothing was stored"),
+    )
+}
+
+/// Appends `batch` to `pending` on the blocking pool.
+async fn write_batch(
+    mut pending: PendingPackage,
+    batch: Vec<u8>,
+) -> Result<PendingPackage, Problem> {
+    blocking(move || {
+        pending.write(&batch)?;
+        Ok(pending)
+    })
+    .await
+}
+
+/// Streams `body` into a temporary file of the store, at most `limit`
+/// bytes and never more than [`WRITE_BATCH_BYTES`] of it in memory. The
+/// file is removed if anything fails, or if this future is dropped.
+async fn receive_package(
+    service: &RegistryService,
+    mut body: Body,
+    limit: u64,
+) -> Result<ReceivedPackage, Problem> {
+    let store = service.store.clone();
+    let mut pending = blocking(move || store.receive_package()).await?;
+    let mut batch: Vec<u8> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => {
+                return Err(incomplete_body(&format!(
+                    "nothing arrived for {} seconds",
+                    UPLOAD_IDLE_TIMEOUT.as_secs()
+                )));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(incomplete_body(&e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            // Trailers carry nothing a publish uses.
+            continue;
+        };
+        let received = pending.size() + batch.len() as u64 + data.len() as u64;
+        if received > limit {
+            return Err(too_large("package-too-large", "package", limit));
         }
-        .into());
+        batch.extend_from_slice(&data);
+        if batch.len() >= WRITE_BATCH_BYTES {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BATCH_BYTES));
+            pending = write_batch(pending, full).await?;
+        }
     }
+    if !batch.is_empty() {
+        pending = write_batch(pending, batch).await?;
+    }
+    blocking(move || pending.finish()).await
+}
+
+/// Takes an upload slot, or answers `too-many-uploads`.
+fn upload_slot(service: &RegistryService) -> Result<OwnedSemaphorePermit, Problem> {
+    Arc::clone(&service.uploads)
+        .try_acquire_owned()
+        .map_err(|_| too_many_uploads(service.max_uploads))
+}
+
+async fn post_publish(State(service): State<Arc<RegistryService>>, request: Request) -> Answer {
+    let (parts, body) = request.into_parts();
+    // Everything up to the upload slot is decided from the headers alone:
+    // a refused request's body is never read.
+    let entry = publish_entry(&parts.headers)?;
+    let checker = Arc::clone(&service);
+    let checked = entry.clone();
+    blocking(move || checker.store.authorise_publish(&checked)).await?;
     let limit = service.store.limits().max_package_bytes;
-    let bytes = read_body(&parts.headers, body, limit, "package-too-large", "package").await?;
-    let receipt = blocking(move || service.publish(entry, &bytes)).await?;
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(too_large("package-too-large", "package", limit));
+    }
+    let slot = upload_slot(&service)?;
+    let received = receive_package(&service, body, limit).await?;
+    let receipt = blocking(move || {
+        // The slot is held until the package is validated and stored, even
+        // if the client goes away meanwhile.
+        let _slot = slot;
+        service.publish(entry, received)
+    })
+    .await?;
     json_response(StatusCode::CREATED, &receipt)
 }
 

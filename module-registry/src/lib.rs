@@ -49,7 +49,7 @@ pub use resolve::{
     ResolveError, UnsupportedComparator, requirement_range, resolve_install, resolve_lockfile,
 };
 pub use snapshot::{SignedSnapshot, Snapshot, SnapshotError, SnapshotGuard};
-pub use store::{RegistryStore, StoreError, StoreLimits};
+pub use store::{PendingPackage, ReceivedPackage, RegistryStore, StoreError, StoreLimits};
 pub use trust::{
     KeySet, KeySignature, ModulePattern, PublisherGrant, SignedTrustRoot, TrustError, TrustRoot,
     TrustState,

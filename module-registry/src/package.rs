@@ -27,6 +27,12 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
+    /// The digest whose sha256 output is `bytes` (for a hash computed
+    /// while streaming).
+    pub fn from_sha256(bytes: [u8; 32]) -> Self {
+        Digest(bytes)
+    }
+
     /// Parses `sha256:<64 hex>` or bare hex.
     ///
     /// # Errors

@@ -333,6 +333,23 @@ impl SignedEntry {
         Ok(SignedEntry { entry, signature })
     }
 
+    /// Checks that `trust` lets the entry's signer sign for the module the
+    /// entry is about, and that the signature verifies; returns the entry's
+    /// hash. This is the part of [`ModuleLog::append`] that needs no log:
+    /// the registry runs it on a publish before it reads the package.
+    ///
+    /// # Errors
+    /// [`EntryRejection::Unauthorised`] (unknown, ungranted or revoked
+    /// key), [`EntryRejection::BadSignature`], or
+    /// [`EntryRejection::Canonical`].
+    pub fn verify_signer(&self, trust: &TrustState) -> Result<EntryHash, EntryRejection> {
+        let entry = &self.entry;
+        let key = trust.authorises(&entry.signer, entry.action.module())?;
+        let bytes = entry.signing_bytes()?;
+        key.verify(&bytes, &self.signature)?;
+        Ok(EntryHash(Sha256::digest(&bytes).into()))
+    }
+
     /// The entry's hash: sha256 of its signed bytes.
     ///
     /// # Errors
@@ -562,10 +579,7 @@ impl ModuleLog {
                 found: show(entry.prev),
             });
         }
-        let key = trust.authorises(&entry.signer, &self.module)?;
-        let bytes = entry.signing_bytes()?;
-        key.verify(&bytes, &signed.signature)?;
-        let hash = EntryHash(Sha256::digest(&bytes).into());
+        let hash = signed.verify_signer(trust)?;
 
         match &entry.action {
             ModuleAction::Publish(p) => {

@@ -31,13 +31,14 @@ use std::path::{Path, PathBuf};
 use semver::Version;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
 
 use crate::canonical::CanonicalError;
 use crate::keys::KeyPair;
 use crate::layout::Layout;
 use crate::manifest::Slug;
 use crate::package::{Digest, Package, PackageError, PackageLimits};
-use crate::records::{EntryHash, LogError, ModuleAction, ModuleLog, SignedEntry};
+use crate::records::{EntryHash, EntryRejection, LogError, ModuleAction, ModuleLog, SignedEntry};
 use crate::snapshot::{SignedSnapshot, Snapshot, SnapshotError};
 use crate::trust::{SignedTrustRoot, TrustError, TrustState};
 
@@ -107,6 +108,15 @@ pub enum StoreError {
     /// A log entry was refused, or a stored log no longer validates.
     #[error(transparent)]
     Log(#[from] Box<LogError>),
+    /// An entry's signer may not sign for its module, or its signature
+    /// does not verify (checked before the log is read).
+    #[error("the entry for module `{module}` is refused: {rejection}")]
+    EntryRefused {
+        /// The module the entry is about.
+        module: Slug,
+        /// Why.
+        rejection: Box<EntryRejection>,
+    },
     /// A snapshot could not be issued.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
@@ -423,37 +433,113 @@ impl RegistryStore {
         Ok(ModuleLog::validate(module.clone(), entries, trust)?)
     }
 
-    /// Publishes a version: checks that `entry` is a publish record signed
-    /// by a key granted the module and follows the log head, that the
-    /// version is new, that `package_bytes` are within the size limit, hash
-    /// to the record's digest, parse as a package and match the record
-    /// (slug, version, dependencies, API version), and that `validate`
-    /// accepts the package (the host checks the component there). Only then
-    /// are the package and the entry stored. Returns the new log head.
+    /// Checks, without reading any package, that `entry` is a publish
+    /// record the store would append now: its signer is a key the current
+    /// trust root grants the module (not revoked), its signature verifies,
+    /// it follows the log head, and its version is new. The signer is
+    /// checked first, so an unauthenticated entry costs one signature
+    /// check and never a read of the module's log. Takes no lock: the same
+    /// checks run again when the package is committed
+    /// ([`RegistryStore::publish_received`]).
     ///
     /// # Errors
-    /// [`StoreError::WrongEntryKind`], [`StoreError::PackageTooLarge`],
-    /// [`StoreError::Log`] (bad signature, unauthorised key, broken chain,
-    /// existing version), [`StoreError::DigestMismatch`],
-    /// [`StoreError::Package`], [`StoreError::PackageMismatch`],
-    /// [`StoreError::Rejected`], or an I/O error.
+    /// [`StoreError::WrongEntryKind`], [`StoreError::EntryRefused`]
+    /// (unknown, ungranted or revoked key, bad signature),
+    /// [`StoreError::Log`] (broken chain, existing version), or an error
+    /// reading the trust chain or the log.
+    pub fn authorise_publish(&self, entry: &SignedEntry) -> Result<(), StoreError> {
+        let record = publish_record(entry)?;
+        let trust = self.trust()?;
+        entry
+            .verify_signer(&trust)
+            .map_err(|rejection| StoreError::EntryRefused {
+                module: record.module.clone(),
+                rejection: Box::new(rejection),
+            })?;
+        let mut log = self.log_or_empty(&record.module, &trust)?;
+        log.append(entry.clone(), &trust)?;
+        Ok(())
+    }
+
+    /// A fresh file in `tmp/` to receive a package into, hashed and
+    /// bounded by [`StoreLimits::max_package_bytes`] as it is written. The
+    /// file is removed when the [`PendingPackage`] (or the
+    /// [`ReceivedPackage`] it becomes) is dropped without being published.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the file cannot be created.
+    pub fn receive_package(&self) -> Result<PendingPackage, StoreError> {
+        let path = self.tmp_dir().join(format!(
+            "{UPLOAD_PREFIX}{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        Ok(PendingPackage {
+            file: Some(file),
+            hasher: Sha256::new(),
+            size: 0,
+            limit: self.limits.max_package_bytes,
+            temp: TempFile(path),
+        })
+    }
+
+    /// Publishes a version from package bytes in memory: the bytes are
+    /// received into a temporary file as an upload is
+    /// ([`RegistryStore::receive_package`]), then published with
+    /// [`RegistryStore::publish_received`].
+    ///
+    /// # Errors
+    /// [`StoreError::PackageTooLarge`] before anything is written, and
+    /// every error of [`RegistryStore::publish_received`].
     pub fn publish(
         &self,
         entry: SignedEntry,
         package_bytes: &[u8],
         validate: impl FnOnce(&Package) -> Result<(), String>,
     ) -> Result<EntryHash, StoreError> {
-        let ModuleAction::Publish(record) = &entry.entry.action else {
-            return Err(StoreError::WrongEntryKind {
-                expected: "a publish",
-                found: kind_of(&entry.entry.action),
-            });
-        };
-        let record = record.clone();
+        publish_record(&entry)?;
         let size = package_bytes.len() as u64;
         if size > self.limits.max_package_bytes {
             return Err(StoreError::PackageTooLarge {
                 size,
+                limit: self.limits.max_package_bytes,
+            });
+        }
+        let mut pending = self.receive_package()?;
+        pending.write(package_bytes)?;
+        self.publish_received(entry, pending.finish()?, validate)
+    }
+
+    /// Publishes a received package under the store's lock: checks that
+    /// `entry` is a publish record signed by a key granted the module and
+    /// follows the log head, that the version is new, that the package
+    /// hashes to the record's digest, parses and matches the record (slug,
+    /// version, dependencies, API version), and that `validate` accepts it
+    /// (the host checks the component there). Only then is the file linked
+    /// into `blobs/` and the entry appended. The temporary file is removed
+    /// whatever the outcome. Returns the new log head.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongEntryKind`], [`StoreError::Log`] (bad signature,
+    /// unauthorised key, broken chain, existing version),
+    /// [`StoreError::DigestMismatch`], [`StoreError::PackageTooLarge`],
+    /// [`StoreError::Package`], [`StoreError::PackageMismatch`],
+    /// [`StoreError::Rejected`], or an I/O error.
+    pub fn publish_received(
+        &self,
+        entry: SignedEntry,
+        received: ReceivedPackage,
+        validate: impl FnOnce(&Package) -> Result<(), String>,
+    ) -> Result<EntryHash, StoreError> {
+        let record = publish_record(&entry)?.clone();
+        if received.size > self.limits.max_package_bytes {
+            return Err(StoreError::PackageTooLarge {
+                size: received.size,
                 limit: self.limits.max_package_bytes,
             });
         }
@@ -463,22 +549,26 @@ impl RegistryStore {
         let mut log = self.log_or_empty(&record.module, &trust)?;
         let head = log.append(entry, &trust)?;
 
-        let digest = Digest::of(package_bytes);
-        if digest != record.digest {
+        if received.digest != record.digest {
             return Err(StoreError::DigestMismatch {
                 record: record.digest,
-                package: digest,
+                package: received.digest,
             });
         }
-        let package = Package::read(package_bytes, self.limits.package)?;
+        // Read back from our own temporary file and hashed again: what is
+        // parsed, validated and linked is what the record signs.
+        let bytes = self.read_package_file(&received.temp.0, &record.digest)?;
+        let package = Package::read(&bytes, self.limits.package)?;
         record.check_package(&package)?;
         validate(&package).map_err(|reason| StoreError::Rejected {
             module: record.module.clone(),
             version: record.version.clone(),
             reason,
         })?;
+        drop(package);
+        drop(bytes);
 
-        self.write_blob(&digest, package_bytes)?;
+        self.link_blob(&record.digest, &received.temp.0)?;
         self.write_log(&log)?;
         Ok(head)
     }
@@ -567,16 +657,21 @@ impl RegistryStore {
     /// [`StoreError::BlobMissing`], [`StoreError::BlobTooLarge`],
     /// [`StoreError::BlobCorrupt`] or an I/O error.
     pub fn blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
-        let path = self.blob_path(digest);
-        let file = match File::open(&path) {
+        self.read_package_file(&self.blob_path(digest), digest)
+    }
+
+    /// Reads a package file after checking its size, and checks that its
+    /// bytes hash to `digest`.
+    fn read_package_file(&self, path: &Path, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::BlobMissing(*digest));
             }
-            Err(e) => return Err(io_at(&path)(e)),
+            Err(e) => return Err(io_at(path)(e)),
         };
         let limit = self.limits.max_package_bytes;
-        let size = file.metadata().map_err(io_at(&path))?.len();
+        let size = file.metadata().map_err(io_at(path))?.len();
         if size > limit {
             return Err(StoreError::BlobTooLarge {
                 digest: *digest,
@@ -584,10 +679,10 @@ impl RegistryStore {
                 limit,
             });
         }
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         file.take(limit + 1)
             .read_to_end(&mut bytes)
-            .map_err(io_at(&path))?;
+            .map_err(io_at(path))?;
         if bytes.len() as u64 > limit {
             return Err(StoreError::BlobTooLarge {
                 digest: *digest,
@@ -660,9 +755,10 @@ impl RegistryStore {
         self.write_replacing(&self.log_path(log.module()), &to_json(&log.entries())?)
     }
 
-    /// Stores a blob unless an intact one is already there, re-hashing the
-    /// written file before it is linked into place.
-    fn write_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Links the verified file `received` (in `tmp/`) into `blobs/` as
+    /// `digest`, unless an intact blob is already there; a damaged one is
+    /// replaced. The caller removes `received`.
+    fn link_blob(&self, digest: &Digest, received: &Path) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         match self.blob(digest) {
             Ok(_) => return Ok(()),
@@ -673,26 +769,7 @@ impl RegistryStore {
             }
             Err(e) => return Err(e),
         }
-        let tmp = self.write_tmp(bytes)?;
-        let written = fs::read(&tmp).map_err(io_at(&tmp));
-        let verified = written.and_then(|on_disk| {
-            let found = Digest::of(&on_disk);
-            if &found == digest {
-                Ok(())
-            } else {
-                Err(StoreError::BlobCorrupt {
-                    digest: *digest,
-                    found,
-                })
-            }
-        });
-        if let Err(e) = verified {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        let linked = fs::hard_link(&tmp, &path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
+        match fs::hard_link(received, &path) {
             // Another writer stored the same content first.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             other => other.map_err(io_at(&path)),
@@ -768,6 +845,118 @@ impl RegistryStore {
             .map_err(io_at(&path))?;
         file.lock().map_err(io_at(&path))?;
         Ok(file)
+    }
+}
+
+/// The name prefix of files that receive packages in `tmp/`.
+const UPLOAD_PREFIX: &str = "upload-";
+
+/// The publish record of `entry`, or [`StoreError::WrongEntryKind`].
+fn publish_record(entry: &SignedEntry) -> Result<&crate::records::Publish, StoreError> {
+    match &entry.entry.action {
+        ModuleAction::Publish(record) => Ok(record),
+        other => Err(StoreError::WrongEntryKind {
+            expected: "a publish",
+            found: kind_of(other),
+        }),
+    }
+}
+
+/// A file in the store's `tmp/`, removed when dropped.
+#[derive(Debug)]
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// A package being received into a temporary file of the store (see
+/// [`RegistryStore::receive_package`]): each chunk is hashed and counted
+/// as it is written, and a write past the size limit is refused. Dropped
+/// before [`PendingPackage::finish`], the file is removed.
+#[derive(Debug)]
+pub struct PendingPackage {
+    file: Option<File>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+    temp: TempFile,
+}
+
+impl PendingPackage {
+    /// Appends `chunk` to the file. Blocking.
+    ///
+    /// # Errors
+    /// [`StoreError::PackageTooLarge`] when the package would exceed the
+    /// store's limit (nothing of `chunk` is written);
+    /// [`StoreError::Io`] when the file cannot be written.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let size = self.size.saturating_add(chunk.len() as u64);
+        if size > self.limit {
+            return Err(StoreError::PackageTooLarge {
+                size,
+                limit: self.limit,
+            });
+        }
+        let file = self.file.as_mut().ok_or_else(|| StoreError::Io {
+            path: self.temp.0.clone(),
+            source: io::Error::other("the package file was already finished"),
+        })?;
+        file.write_all(chunk).map_err(io_at(&self.temp.0))?;
+        self.hasher.update(chunk);
+        self.size = size;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes the file to disk and closes it. Blocking.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when it cannot be flushed.
+    pub fn finish(self) -> Result<ReceivedPackage, StoreError> {
+        let PendingPackage {
+            file,
+            hasher,
+            size,
+            temp,
+            ..
+        } = self;
+        if let Some(file) = file {
+            file.sync_all().map_err(io_at(&temp.0))?;
+        }
+        Ok(ReceivedPackage {
+            digest: Digest::from_sha256(hasher.finalize().into()),
+            size,
+            temp,
+        })
+    }
+}
+
+/// A package received completely into a temporary file of the store, with
+/// the sha256 and size of what was written. Dropped without being
+/// published, the file is removed.
+#[derive(Debug)]
+pub struct ReceivedPackage {
+    digest: Digest,
+    size: u64,
+    temp: TempFile,
+}
+
+impl ReceivedPackage {
+    /// The sha256 of the bytes received.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// The number of bytes received.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 }
 
@@ -1045,6 +1234,140 @@ mod tests {
             matches!(err, StoreError::PackageTooLarge { limit: 1024, .. }),
             "{err}"
         );
+    }
+
+    fn tmp_count(f: &Fixture) -> usize {
+        fs::read_dir(f.dir.path().join("tmp")).unwrap().count()
+    }
+
+    #[test]
+    fn every_refused_publish_removes_its_received_file() {
+        let f = fixture();
+        f.publish("1.0.0").unwrap();
+        let bytes = package_bytes("1.1.0", "");
+        let good = f.sign(
+            ModuleAction::Publish(publish_record("1.1.0", &bytes)),
+            &f.op.publisher,
+        );
+        let receive = |bytes: &[u8]| {
+            let mut pending = f.store.receive_package().unwrap();
+            pending.write(bytes).unwrap();
+            assert_eq!(tmp_count(&f), 1);
+            pending.finish().unwrap()
+        };
+        let mut tampered = bytes.clone();
+        tampered[0] ^= 1;
+        let stale = SignedEntry::sign(
+            None,
+            ModuleAction::Publish(publish_record("1.1.0", &bytes)),
+            &f.op.publisher,
+        )
+        .unwrap();
+        let stranger = f.sign(
+            ModuleAction::Publish(publish_record("1.1.0", &bytes)),
+            &KeyPair::generate(),
+        );
+        let cases: Vec<(&str, SignedEntry, Vec<u8>, bool)> = vec![
+            ("digest mismatch", good.clone(), tampered, true),
+            ("stale head", stale, bytes.clone(), true),
+            ("unknown key", stranger, bytes.clone(), true),
+            ("validator refusal", good.clone(), bytes.clone(), false),
+        ];
+        for (name, entry, body, accept) in cases {
+            let received = receive(&body);
+            let result = f.store.publish_received(entry, received, |_| {
+                if accept { Ok(()) } else { Err("no".into()) }
+            });
+            assert!(result.is_err(), "{name}");
+            assert_eq!(tmp_count(&f), 0, "{name}");
+            assert_eq!(
+                f.store
+                    .module_log(&slug("membership"))
+                    .unwrap()
+                    .entries()
+                    .len(),
+                1,
+                "{name}"
+            );
+        }
+        // A pending package dropped before it is finished goes too.
+        let mut pending = f.store.receive_package().unwrap();
+        pending.write(&bytes[..10]).unwrap();
+        drop(pending);
+        assert_eq!(tmp_count(&f), 0);
+        // Writes past the limit are refused and nothing past it is kept.
+        let small = RegistryStore::open(
+            f.dir.path(),
+            StoreLimits {
+                max_package_bytes: 100,
+                ..StoreLimits::default()
+            },
+        )
+        .unwrap();
+        let mut pending = small.receive_package().unwrap();
+        pending.write(&[0; 60]).unwrap();
+        assert!(matches!(
+            pending.write(&[0; 41]),
+            Err(StoreError::PackageTooLarge { limit: 100, .. })
+        ));
+        assert_eq!(pending.size(), 60);
+        drop(pending);
+        assert_eq!(tmp_count(&f), 0);
+        // The good one is stored, its file linked into blobs/.
+        let received = receive(&bytes);
+        assert_eq!(received.digest(), Digest::of(&bytes));
+        f.store
+            .publish_received(good, received, accept_all)
+            .unwrap();
+        assert_eq!(tmp_count(&f), 0);
+        assert_eq!(f.store.blob(&Digest::of(&bytes)).unwrap(), bytes);
+    }
+
+    #[test]
+    fn authorise_publish_checks_signer_signature_head_and_version_without_a_package() {
+        let f = fixture();
+        f.publish("1.0.0").unwrap();
+        let bytes = package_bytes("1.1.0", "");
+        let action = ModuleAction::Publish(publish_record("1.1.0", &bytes));
+        assert!(
+            f.store
+                .authorise_publish(&f.sign(action.clone(), &f.op.publisher))
+                .is_ok()
+        );
+        let err = f
+            .store
+            .authorise_publish(&f.sign(action.clone(), &KeyPair::generate()))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::EntryRefused { .. }), "{err}");
+        let mut forged = f.sign(action.clone(), &f.op.publisher);
+        forged.signature = KeyPair::generate().sign(b"x");
+        assert!(matches!(
+            f.store.authorise_publish(&forged),
+            Err(StoreError::EntryRefused { .. })
+        ));
+        let stale = SignedEntry::sign(None, action, &f.op.publisher).unwrap();
+        assert!(matches!(
+            f.store.authorise_publish(&stale),
+            Err(StoreError::Log(_))
+        ));
+        let again = f.sign(
+            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
+            &f.op.publisher,
+        );
+        assert!(matches!(
+            f.store.authorise_publish(&again),
+            Err(StoreError::Log(_))
+        ));
+        // Nothing was written by any of it.
+        assert_eq!(
+            f.store
+                .module_log(&slug("membership"))
+                .unwrap()
+                .entries()
+                .len(),
+            1
+        );
+        assert_eq!(tmp_count(&f), 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::Response;
 use semver::Version;
 use souk_module_registry::client::{ClientError, ClientOptions, RegistryClient};
-use souk_module_registry::http::{RegistryService, router};
+use souk_module_registry::http::{RegistryService, router, standalone_router};
 use souk_module_registry::{
     ApiVersion, Digest, KeyPair, KeySet, ModuleAction, ModulePattern, Package, Publish,
     PublisherGrant, RegistryStore, Revoke, SignedEntry, SignedTrustRoot, Slug, SnapshotError,
@@ -120,6 +120,10 @@ async fn start_registry() -> Registry {
 }
 
 async fn start_registry_with(limits: StoreLimits) -> Registry {
+    start_registry_bounded(limits, souk_module_registry::http::DEFAULT_MAX_UPLOADS).await
+}
+
+async fn start_registry_bounded(limits: StoreLimits, max_uploads: usize) -> Registry {
     let dir = tempfile::tempdir().unwrap();
     let op = Operator::new();
     let store =
@@ -128,8 +132,9 @@ async fn start_registry_with(limits: StoreLimits) -> Registry {
     let read = Arc::clone(&clock);
     let service = RegistryService::new(store.clone(), vec![op.snapshot.clone()])
         .with_snapshot_lifetime(Duration::from_secs(SNAPSHOT_LIFETIME))
-        .with_clock(Arc::new(move || read.load(Ordering::SeqCst)));
-    let server = Server::start(router(Arc::new(service))).await;
+        .with_clock(Arc::new(move || read.load(Ordering::SeqCst)))
+        .with_max_uploads(max_uploads);
+    let server = Server::start(standalone_router(Arc::new(service))).await;
     Registry {
         _dir: dir,
         op,
@@ -453,14 +458,14 @@ async fn registry_endpoints_answer_json_and_problems() {
         assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
 
-    // Malformed publish requests are answered 400, never 500.
+    // Malformed publish requests are answered 401 or 400, never 500.
     let post = http
         .post(format!("{}/registry/v1/publish", registry.url()))
         .body("x")
         .send()
         .await
         .unwrap();
-    assert_eq!(post.status(), 400);
+    assert_eq!(post.status(), 401);
     let post = http
         .post(format!("{}/registry/v1/publish", registry.url()))
         .header("souk-entry", "!!not base64!!")
@@ -1026,4 +1031,836 @@ async fn offline_install_from_cache_works_with_the_server_stopped() {
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::DigestMismatch { .. }), "{err}");
+}
+
+// ----- publishing authenticates before it reads -----
+
+/// What a registry answered on a raw connection.
+#[derive(Debug)]
+struct RawAnswer {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The problem document's `type`, after checking it is one.
+    fn problem_kind(&self) -> String {
+        assert_eq!(
+            self.headers.get("content-type").map(String::as_str),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        let problem: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+        assert_eq!(problem["status"], self.status, "{problem}");
+        assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("https://souk.dev/problems/registry/")
+            .unwrap()
+            .to_owned()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A publish request written by hand, so a test controls how much of the
+/// body is sent and when.
+struct RawPublish {
+    stream: tokio::net::TcpStream,
+}
+
+/// Writes all of `bytes` (tokio's `net` API alone, without `io-util`).
+async fn write_all(stream: &tokio::net::TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what is available into `buf`; 0 at the end of the stream.
+async fn read_some(stream: &tokio::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match stream.try_read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl RawPublish {
+    /// Connects and sends the request head: `headers` and, when given, a
+    /// Content-Length (otherwise the body is chunked).
+    async fn start(url: &str, headers: &[(&str, String)], content_length: Option<u64>) -> Self {
+        let addr = url.strip_prefix("http://").unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut head = format!("POST /registry/v1/publish HTTP/1.1\r\nhost: {addr}\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        match content_length {
+            Some(n) => head.push_str(&format!("content-length: {n}\r\n")),
+            None => head.push_str("transfer-encoding: chunked\r\n"),
+        }
+        head.push_str("\r\n");
+        write_all(&stream, head.as_bytes()).await.unwrap();
+        RawPublish { stream }
+    }
+
+    /// Sends body bytes (as they are: the caller frames chunked bodies).
+    async fn send(&mut self, bytes: &[u8]) {
+        write_all(&self.stream, bytes).await.unwrap();
+    }
+
+    /// Closes the sending side: a body shorter than announced ends here.
+    fn end_sending(self) -> Self {
+        let std = self.stream.into_std().unwrap();
+        std.shutdown(std::net::Shutdown::Write).unwrap();
+        RawPublish {
+            stream: tokio::net::TcpStream::from_std(std).unwrap(),
+        }
+    }
+
+    /// Reads the answer. The deadline only keeps a broken registry (one
+    /// that waits for a body it was never going to be sent) from hanging
+    /// the test; it is not a timing assertion.
+    async fn answer(self) -> RawAnswer {
+        tokio::time::timeout(Duration::from_secs(60), read_answer(&self.stream))
+            .await
+            .expect("the registry answered nothing: it is waiting for the body")
+    }
+}
+
+async fn read_answer(stream: &tokio::net::TcpStream) -> RawAnswer {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = read_some(stream, &mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before an answer: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    let length: usize = headers["content-length"].parse().unwrap();
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = read_some(stream, &mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed inside the answer");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    RawAnswer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn entry_header(entry: &SignedEntry) -> (&'static str, String) {
+    use base64::Engine as _;
+    (
+        "souk-entry",
+        base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(entry).unwrap()),
+    )
+}
+
+/// Files in the store's `tmp/`.
+fn tmp_files(store: &RegistryStore) -> Vec<String> {
+    std::fs::read_dir(store.dir().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Waits until `tmp/` holds `count` files (the registry removes a file
+/// when it notices a broken upload). Panics after a generous deadline.
+async fn wait_for_tmp_files(store: &RegistryStore, count: usize) {
+    for _ in 0..3000 {
+        if tmp_files(store).len() == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("tmp/ holds {:?}, expected {count} files", tmp_files(store));
+}
+
+/// Checks that the store holds exactly `modules`, each version's blob
+/// intact, no other blob, and nothing in `tmp/`.
+fn assert_store_holds(store: &RegistryStore, modules: &[(&str, &[&str])]) {
+    let expected: Vec<Slug> = modules.iter().map(|(m, _)| slug(m)).collect();
+    assert_eq!(store.modules().unwrap(), expected);
+    let mut digests = BTreeSet::new();
+    for (module, versions) in modules {
+        let log = store.module_log(&slug(module)).unwrap();
+        let published: Vec<String> = log
+            .versions()
+            .map(|p| p.publish.version.to_string())
+            .collect();
+        assert_eq!(published, *versions, "{module}");
+        for version in *versions {
+            let package = store.package(&slug(module), &v(version)).unwrap();
+            digests.insert(package.digest.hex());
+        }
+    }
+    let blobs: BTreeSet<String> = std::fs::read_dir(store.dir().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        blobs, digests,
+        "blobs/ holds exactly the published packages"
+    );
+    assert_eq!(tmp_files(store), Vec::<String>::new(), "tmp/ is empty");
+}
+
+fn publish_action(module: &str, version: &str, bytes: &[u8]) -> ModuleAction {
+    ModuleAction::Publish(Publish {
+        module: slug(module),
+        version: v(version),
+        digest: Digest::of(bytes),
+        dependencies: Default::default(),
+        api: ApiVersion::V0_1_0,
+        published_at: NOW,
+    })
+}
+
+/// The announced size of every refused request below: a whole default
+/// package, of which only 16 bytes are ever sent.
+const ANNOUNCED: u64 = 32 * 1024 * 1024;
+
+/// A publish request refused from its headers: (what it is, its headers,
+/// the status and problem kind it must get).
+type RefusalCase = (&'static str, Vec<(&'static str, String)>, u16, &'static str);
+
+#[tokio::test]
+async fn publish_refusals_are_answered_from_the_headers_before_the_body_is_read() {
+    use base64::Engine as _;
+    let registry = start_registry().await;
+    registry.publish("1.0.0").await;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let op = &registry.op;
+    let (valid, valid_bytes) = registry.publish_entry("membership", "1.1.0", &op.publisher);
+
+    let mut cases: Vec<RefusalCase> = vec![
+        ("no entry header", vec![], 401, "missing-entry"),
+        (
+            "entry header not base64",
+            vec![("souk-entry", "!!not base64!!".into())],
+            400,
+            "malformed-entry",
+        ),
+        (
+            "entry header not JSON",
+            vec![("souk-entry", b64(b"\xff\xfe not json"))],
+            400,
+            "malformed-entry",
+        ),
+        (
+            "entry header JSON but no entry",
+            vec![("souk-entry", b64(br#"{"entry": {"prev": null}}"#))],
+            400,
+            "malformed-entry",
+        ),
+        (
+            "entry header over 64 KiB",
+            vec![("souk-entry", "A".repeat(65 * 1024))],
+            413,
+            "entry-too-large",
+        ),
+    ];
+    let mut signed_case =
+        |name: &'static str, entry: SignedEntry, status: u16, kind: &'static str| {
+            cases.push((name, vec![entry_header(&entry)], status, kind));
+        };
+    // Keys the trust root does not let sign for membership.
+    let (stranger, _) = registry.publish_entry("membership", "1.1.0", &KeyPair::generate());
+    signed_case("unknown key", stranger, 403, "unknown-key");
+    let (ungranted, _) = registry.publish_entry("membership", "1.1.0", &op.acme);
+    signed_case(
+        "key granted other modules",
+        ungranted,
+        403,
+        "key-not-granted",
+    );
+    // Signatures that do not verify.
+    let mut flipped = valid.clone();
+    let mut sig = flipped.signature.to_bytes();
+    sig[10] ^= 0x01;
+    flipped.signature = souk_module_registry::Signature::from_bytes(sig);
+    signed_case(
+        "signature with a flipped bit",
+        flipped,
+        403,
+        "bad-signature",
+    );
+    let mut forged = valid.clone();
+    forged.signature = KeyPair::generate().sign(&forged.entry.signing_bytes().unwrap());
+    signed_case("signature by another key", forged, 403, "bad-signature");
+    let mut zero = valid.clone();
+    zero.signature = souk_module_registry::Signature::from_bytes([0; 64]);
+    signed_case("all-zero signature", zero, 403, "bad-signature");
+    let mut other_digest = valid.clone();
+    let ModuleAction::Publish(record) = &mut other_digest.entry.action else {
+        unreachable!()
+    };
+    record.digest = Digest::of(b"another package");
+    signed_case(
+        "signature made for another digest",
+        other_digest,
+        403,
+        "bad-signature",
+    );
+    let mut other_version = valid.clone();
+    let ModuleAction::Publish(record) = &mut other_version.entry.action else {
+        unreachable!()
+    };
+    record.version = v("9.9.9");
+    signed_case(
+        "signature made for another version",
+        other_version,
+        403,
+        "bad-signature",
+    );
+    let mut other_prev = valid.clone();
+    other_prev.entry.prev = None;
+    signed_case(
+        "signature made for another log head",
+        other_prev,
+        403,
+        "bad-signature",
+    );
+    let mut other_signer = valid.clone();
+    other_signer.entry.signer = op.acme.id();
+    signed_case(
+        "signer id swapped for another publisher",
+        other_signer,
+        403,
+        "key-not-granted",
+    );
+    // Correctly signed, but not something the log takes.
+    let stale = SignedEntry::sign(
+        None,
+        publish_action("membership", "1.1.0", &valid_bytes),
+        &op.publisher,
+    )
+    .unwrap();
+    signed_case("entry after an old head", stale, 409, "stale-head");
+    let (existing, _) = registry.publish_entry("membership", "1.0.0", &op.publisher);
+    signed_case("version already published", existing, 409, "version-exists");
+    let yank = registry.sign(
+        ModuleAction::Yank(Yank {
+            module: slug("membership"),
+            version: v("1.0.0"),
+            reason: "x".into(),
+        }),
+        &op.publisher,
+    );
+    signed_case("a yank entry", yank, 422, "wrong-entry-kind");
+
+    for (name, headers, status, kind) in cases {
+        let mut raw = RawPublish::start(registry.url(), &headers, Some(ANNOUNCED)).await;
+        raw.send(&[0u8; 16]).await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, status, "{name}: {}", answer.text());
+        assert_eq!(answer.problem_kind(), kind, "{name}");
+        if status == 401 {
+            assert!(
+                answer.headers.contains_key("www-authenticate"),
+                "{name}: {answer:?}"
+            );
+        }
+        assert_store_holds(&registry.store, &[("membership", &["1.0.0"])]);
+    }
+
+    // A valid entry announcing more than the limit is refused before its
+    // body too; the same entry with its real body is then accepted.
+    let mut raw = RawPublish::start(
+        registry.url(),
+        &[entry_header(&valid)],
+        Some(registry.store.limits().max_package_bytes + 1),
+    )
+    .await;
+    raw.send(&[0u8; 16]).await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert_eq!(answer.problem_kind(), "package-too-large");
+    assert_store_holds(&registry.store, &[("membership", &["1.0.0"])]);
+    let cache = tempfile::tempdir().unwrap();
+    registry
+        .client(cache.path())
+        .publish(&valid, valid_bytes, |_, _| {})
+        .await
+        .unwrap();
+    assert_store_holds(&registry.store, &[("membership", &["1.0.0", "1.1.0"])]);
+}
+
+#[tokio::test]
+async fn publish_by_a_revoked_key_is_refused_before_the_body_is_read() {
+    let registry = start_registry().await;
+    let acme = registry.op.acme.id();
+    registry.rotate(
+        2,
+        |doc| {
+            doc.publishers.retain(|g| g.key.id() != acme);
+            doc.revoked.insert(acme.clone());
+        },
+        &[&registry.op.root],
+    );
+    let (entry, _) = registry.publish_entry("acme-crm", "1.0.0", &registry.op.acme);
+    let mut raw = RawPublish::start(registry.url(), &[entry_header(&entry)], Some(ANNOUNCED)).await;
+    raw.send(b"x").await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    assert_eq!(answer.problem_kind(), "revoked-key");
+    assert_store_holds(&registry.store, &[]);
+}
+
+#[tokio::test]
+async fn body_that_is_not_the_signed_package_is_refused_and_nothing_is_kept() {
+    let registry = start_registry().await;
+    let (entry, bytes) = registry.publish_entry("membership", "1.0.0", &registry.op.publisher);
+    let mut flipped_first = bytes.clone();
+    flipped_first[0] ^= 0x01;
+    let mut flipped_last = bytes.clone();
+    *flipped_last.last_mut().unwrap() ^= 0x80;
+    let mut appended = bytes.clone();
+    appended.push(0);
+    let shortened = bytes[..bytes.len() - 1].to_vec();
+    // A valid package of its own, but not the one the entry signs.
+    let another = package_bytes("membership", "1.0.0", 65);
+    let cache = tempfile::tempdir().unwrap();
+    let client = registry.client(cache.path());
+    for (name, body) in [
+        ("first byte flipped", flipped_first),
+        ("last byte flipped", flipped_last),
+        ("one byte appended", appended),
+        ("one byte short", shortened),
+        ("another valid package", another),
+        ("empty body", Vec::new()),
+    ] {
+        let err = client.publish(&entry, body, |_, _| {}).await.unwrap_err();
+        assert_eq!(err.problem_kind(), Some("digest-mismatch"), "{name}: {err}");
+        assert_store_holds(&registry.store, &[]);
+    }
+    client.publish(&entry, bytes, |_, _| {}).await.unwrap();
+    assert_store_holds(&registry.store, &[("membership", &["1.0.0"])]);
+}
+
+#[tokio::test]
+async fn over_size_body_is_refused_at_the_bound_while_it_streams() {
+    let limit = 256 * 1024;
+    let registry = start_registry_with(StoreLimits {
+        max_package_bytes: limit,
+        ..StoreLimits::default()
+    })
+    .await;
+    let (entry, _) = registry.publish_entry("membership", "1.0.0", &registry.op.publisher);
+
+    // Chunked, without a length: cut off once it passes the limit.
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    let chunk = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+    let endless = futures_util::stream::iter((0..1024).map(move |_| {
+        counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(chunk.clone())
+    }));
+    let (name, value) = entry_header(&entry);
+    let response = reqwest::Client::new()
+        .post(format!("{}/registry/v1/publish", registry.url()))
+        .header(name, value)
+        .body(reqwest::Body::wrap_stream(endless))
+        .send()
+        .await;
+    match response {
+        Ok(response) => {
+            assert_eq!(response.status(), 413);
+            let problem: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(
+                problem["type"],
+                "https://souk.dev/problems/registry/package-too-large"
+            );
+        }
+        // The registry closed the connection while the client was still
+        // sending; what matters is what it kept and read.
+        Err(e) => assert!(!e.is_timeout(), "{e}"),
+    }
+    let sent = sent.load(Ordering::SeqCst);
+    println!("over-size chunked upload: the client got {sent} bytes out before the cut");
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "the registry read the whole 64 MiB body"
+    );
+    wait_for_tmp_files(&registry.store, 0).await;
+    assert_store_holds(&registry.store, &[]);
+
+    // Chunked by hand, stopping just past the limit: the answer comes
+    // while the connection is still open.
+    let mut raw = RawPublish::start(registry.url(), &[entry_header(&entry)], None).await;
+    let piece = vec![1u8; 32 * 1024];
+    for _ in 0..(limit / piece.len() as u64 + 1) {
+        raw.send(format!("{:x}\r\n", piece.len()).as_bytes()).await;
+        raw.send(&piece).await;
+        raw.send(b"\r\n").await;
+    }
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert_eq!(answer.problem_kind(), "package-too-large");
+    assert_store_holds(&registry.store, &[]);
+}
+
+#[tokio::test]
+async fn truncated_or_abandoned_upload_leaves_no_file_and_no_version() {
+    let registry = start_registry().await;
+    // A package large enough to be cut in several places.
+    let bytes = package_bytes("membership", "1.0.0", 512 * 1024);
+    let entry = registry.sign(
+        publish_action("membership", "1.0.0", &bytes),
+        &registry.op.publisher,
+    );
+    for cut in [0, 1, bytes.len() / 3, bytes.len() - 1] {
+        // Half-closed: the registry sees the body end short.
+        let mut raw = RawPublish::start(
+            registry.url(),
+            &[entry_header(&entry)],
+            Some(bytes.len() as u64),
+        )
+        .await;
+        raw.send(&bytes[..cut]).await;
+        let answer = raw.end_sending().answer().await;
+        assert_eq!(answer.status, 400, "cut at {cut}: {}", answer.text());
+        assert_eq!(answer.problem_kind(), "incomplete-body", "cut at {cut}");
+        wait_for_tmp_files(&registry.store, 0).await;
+        assert_store_holds(&registry.store, &[]);
+
+        // Abandoned: the connection is dropped mid-body.
+        let mut raw = RawPublish::start(
+            registry.url(),
+            &[entry_header(&entry)],
+            Some(bytes.len() as u64),
+        )
+        .await;
+        raw.send(&bytes[..cut]).await;
+        if cut > 0 {
+            wait_for_tmp_files(&registry.store, 1).await;
+        }
+        drop(raw);
+        wait_for_tmp_files(&registry.store, 0).await;
+        assert_store_holds(&registry.store, &[]);
+    }
+    let cache = tempfile::tempdir().unwrap();
+    registry
+        .client(cache.path())
+        .publish(&entry, bytes, |_, _| {})
+        .await
+        .unwrap();
+    assert_store_holds(&registry.store, &[("membership", &["1.0.0"])]);
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_bound_get_503_with_retry_after_and_only_complete_versions_are_stored() {
+    let registry = start_registry_bounded(StoreLimits::default(), 2).await;
+    let op = &registry.op;
+    let upload = |module: &str, key: &KeyPair| {
+        let bytes = package_bytes(module, "1.0.0", 256 * 1024);
+        let entry = registry.sign(publish_action(module, "1.0.0", &bytes), key);
+        (entry, bytes)
+    };
+    let (a, a_bytes) = upload("acme-a", &op.acme);
+    let (b, b_bytes) = upload("acme-b", &op.acme);
+    let (c, c_bytes) = upload("acme-c", &op.acme);
+    let (m, m_bytes) = upload("membership", &op.publisher);
+
+    // Two uploads take both slots and stop halfway.
+    let half = |bytes: &[u8]| bytes[..bytes.len() / 2].to_vec();
+    let mut held_a = RawPublish::start(
+        registry.url(),
+        &[entry_header(&a)],
+        Some(a_bytes.len() as u64),
+    )
+    .await;
+    held_a.send(&half(&a_bytes)).await;
+    let mut held_b = RawPublish::start(
+        registry.url(),
+        &[entry_header(&b)],
+        Some(b_bytes.len() as u64),
+    )
+    .await;
+    held_b.send(&half(&b_bytes)).await;
+    wait_for_tmp_files(&registry.store, 2).await;
+
+    // Every further authenticated upload is turned away before its body.
+    for (entry, bytes) in [(&c, &c_bytes), (&m, &m_bytes), (&c, &c_bytes)] {
+        let mut raw = RawPublish::start(
+            registry.url(),
+            &[entry_header(entry)],
+            Some(bytes.len() as u64),
+        )
+        .await;
+        raw.send(&bytes[..16]).await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 503, "{}", answer.text());
+        assert_eq!(answer.problem_kind(), "too-many-uploads");
+        assert_eq!(
+            answer.headers.get("retry-after").map(String::as_str),
+            Some("5")
+        );
+    }
+    // The client gives up when told to not retry.
+    let cache = tempfile::tempdir().unwrap();
+    let no_retry = RegistryClient::new(
+        registry.url(),
+        cache.path(),
+        registry.pinned(),
+        ClientOptions {
+            busy_retries: 0,
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let err = no_retry
+        .publish(&c, c_bytes.clone(), |_, _| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.problem_kind(), Some("too-many-uploads"), "{err}");
+    // Unauthenticated requests are still answered while the slots are full.
+    let mut raw = RawPublish::start(registry.url(), &[], Some(ANNOUNCED)).await;
+    raw.send(b"x").await;
+    assert_eq!(raw.answer().await.status, 401);
+    assert_eq!(tmp_files(&registry.store).len(), 2);
+    assert!(registry.store.modules().unwrap().is_empty());
+
+    // One held upload is abandoned: its slot and its file go.
+    drop(held_b);
+    wait_for_tmp_files(&registry.store, 1).await;
+    // The other completes.
+    held_a.send(&a_bytes[a_bytes.len() / 2..]).await;
+    let answer = held_a.answer().await;
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    // Slots are free again: the refused ones go through (the client
+    // retries on its own when the registry is busy).
+    let client = registry.client(cache.path());
+    client.publish(&c, c_bytes, |_, _| {}).await.unwrap();
+    client.publish(&m, m_bytes, |_, _| {}).await.unwrap();
+    assert_store_holds(
+        &registry.store,
+        &[
+            ("acme-a", &["1.0.0"]),
+            ("acme-c", &["1.0.0"]),
+            ("membership", &["1.0.0"]),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn many_parallel_authenticated_uploads_store_only_complete_verified_versions() {
+    let registry = start_registry_bounded(StoreLimits::default(), 3).await;
+    let mut uploads = Vec::new();
+    for i in 0..12 {
+        let module = format!("acme-m{i}");
+        let bytes = package_bytes(&module, "1.0.0", 128 * 1024 + i);
+        let entry = registry.sign(publish_action(&module, "1.0.0", &bytes), &registry.op.acme);
+        uploads.push((module, entry, bytes));
+    }
+    let mut tasks = Vec::new();
+    for (module, entry, bytes) in uploads {
+        let url = registry.url().to_owned();
+        let pinned = registry.pinned();
+        tasks.push(tokio::spawn(async move {
+            let cache = tempfile::tempdir().unwrap();
+            let client = RegistryClient::new(
+                &url,
+                cache.path(),
+                pinned,
+                ClientOptions {
+                    busy_retries: 0,
+                    ..ClientOptions::default()
+                },
+            )
+            .unwrap();
+            (module, client.publish(&entry, bytes, |_, _| {}).await)
+        }));
+    }
+    let mut stored = Vec::new();
+    let mut busy = 0;
+    for task in tasks {
+        let (module, result) = task.await.unwrap();
+        match result {
+            Ok(receipt) => {
+                assert_eq!(receipt.module, module);
+                stored.push(module);
+            }
+            Err(e) => {
+                assert_eq!(e.problem_kind(), Some("too-many-uploads"), "{module}: {e}");
+                busy += 1;
+            }
+        }
+    }
+    println!(
+        "12 parallel uploads, 3 slots: {} stored, {busy} turned away",
+        stored.len()
+    );
+    assert!(!stored.is_empty());
+    stored.sort();
+    let versions: Vec<(&str, &[&str])> = stored
+        .iter()
+        .map(|m| (m.as_str(), &["1.0.0"][..]))
+        .collect();
+    assert_store_holds(&registry.store, &versions);
+}
+
+#[tokio::test]
+async fn every_registry_error_is_a_problem_document_without_server_paths() {
+    let registry = start_registry().await;
+    registry.publish("1.0.0").await;
+    let http = reqwest::Client::new();
+    let dir = registry.store.dir().to_string_lossy().into_owned();
+    let check = |status: u16, kind: &str, response_status: u16, content_type: &str, body: &str| {
+        assert_eq!(response_status, status, "{kind}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{kind}: {body}");
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            problem["type"],
+            format!("https://souk.dev/problems/registry/{kind}")
+        );
+        assert!(!body.contains(&dir), "{kind} shows the store path: {body}");
+        assert!(!body.contains("/tmp"), "{kind} shows a server path: {body}");
+    };
+    for (method, path, status, kind) in [
+        ("GET", "/registry/v1/publish", 405, "method-not-allowed"),
+        ("DELETE", "/registry/v1/modules", 405, "method-not-allowed"),
+        ("PUT", "/registry/v1/state", 405, "method-not-allowed"),
+        (
+            "GET",
+            "/registry/v1/modules/%FF%FE/log",
+            400,
+            "invalid-path",
+        ),
+        (
+            "GET",
+            "/registry/v1/blobs/sha256/%C3%28",
+            400,
+            "invalid-path",
+        ),
+        (
+            "GET",
+            "/registry/v1/modules/..%2F..%2Fetc/log",
+            400,
+            "invalid-slug",
+        ),
+        ("GET", "/", 404, "not-found"),
+        ("GET", "/registry", 404, "not-found"),
+        ("POST", "/elsewhere", 404, "not-found"),
+    ] {
+        let response = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", registry.url()),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status_got = response.status().as_u16();
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.text().await.unwrap();
+        check(status, kind, status_got, &content_type, &body);
+    }
+
+    // A damaged store answers 500 without naming its files.
+    std::fs::write(
+        registry.store.dir().join("logs/membership.json"),
+        b"not json",
+    )
+    .unwrap();
+    for (path, method) in [
+        ("/registry/v1/modules/membership/log", "GET"),
+        ("/registry/v1/snapshot", "GET"),
+    ] {
+        let response = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", registry.url()),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status_got = response.status().as_u16();
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.text().await.unwrap();
+        check(500, "internal", status_got, &content_type, &body);
+    }
+    let (entry, _) = registry.publish_entry("acme-x", "1.0.0", &registry.op.acme);
+    let mut broken = entry.clone();
+    broken.entry.action = publish_action("membership", "2.0.0", b"x");
+    broken.entry.signer = registry.op.publisher.id();
+    broken.signature = registry
+        .op
+        .publisher
+        .sign(&broken.entry.signing_bytes().unwrap());
+    let mut raw =
+        RawPublish::start(registry.url(), &[entry_header(&broken)], Some(ANNOUNCED)).await;
+    raw.send(b"x").await;
+    let answer = raw.answer().await;
+    check(
+        500,
+        "internal",
+        answer.status,
+        answer.headers["content-type"].as_str(),
+        &answer.text(),
+    );
+    assert_eq!(tmp_files(&registry.store), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_client_streaming_a_large_package_reads_the_early_refusal() {
+    let registry = start_registry().await;
+    let cache = tempfile::tempdir().unwrap();
+    let client = registry.client(cache.path());
+    let stranger = KeyPair::generate();
+    for round in 0..3 {
+        let bytes = package_bytes("membership", "1.0.0", 24 * 1024 * 1024 + round);
+        let entry = registry.sign(publish_action("membership", "1.0.0", &bytes), &stranger);
+        let mut sent = 0;
+        let err = client
+            .publish(&entry, bytes, |s, _| sent = s)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.problem_kind(),
+            Some("unknown-key"),
+            "round {round}: {err}"
+        );
+        println!("early refusal, round {round}: the client had sent {sent} bytes");
+        assert_store_holds(&registry.store, &[]);
+    }
 }

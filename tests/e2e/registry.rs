@@ -110,12 +110,17 @@ struct RegistryProcess {
 
 impl RegistryProcess {
     fn start(store: &std::path::Path, snapshot_key: &std::path::Path) -> Self {
+        Self::start_with(store, snapshot_key, &[])
+    }
+
+    fn start_with(store: &std::path::Path, snapshot_key: &std::path::Path, args: &[&str]) -> Self {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_souk"))
             .args(["registry", "serve", "--listen", "127.0.0.1:0", "--dir"])
             .arg(store)
             .arg("--snapshot-key")
             .arg(snapshot_key)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -521,4 +526,333 @@ fn a_host_pinned_to_the_first_root_follows_two_rotations() {
     ]);
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("membership 1.1.1"), "{stdout}");
+}
+
+// ----- publishing authenticates before it reads -----
+
+/// A registry store with `root` and `publisher` keys, the publisher granted
+/// `membership`: (temp dir, keys dir, store dir).
+fn registry_store() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let keys_text = keys.to_str().unwrap();
+    for name in ["root", "publisher"] {
+        let (ok, _, stderr) = souk(&["keys", "generate", "--out", keys_text, "--name", name]);
+        assert!(ok, "{stderr}");
+    }
+    let store = dir.path().join("store");
+    let grant = format!("{}=membership", keys.join("publisher.pub").display());
+    let (ok, _, stderr) = souk(&[
+        "registry",
+        "init",
+        "--dir",
+        store.to_str().unwrap(),
+        "--root-key",
+        keys.join("root.key").to_str().unwrap(),
+        "--grant",
+        &grant,
+    ]);
+    assert!(ok, "{stderr}");
+    (dir, keys, store)
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn entry_header(entry: &souk_module_registry::SignedEntry) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(entry).unwrap())
+}
+
+fn publish_entry(
+    bytes: &[u8],
+    prev: Option<souk_module_registry::EntryHash>,
+    key: &souk_module_registry::KeyPair,
+) -> souk_module_registry::SignedEntry {
+    use souk_module_registry::{ModuleAction, Package, PackageLimits, Publish, SignedEntry};
+    let package = Package::read(bytes, PackageLimits::default()).unwrap();
+    let m = &package.manifest;
+    let action = ModuleAction::Publish(Publish {
+        module: m.slug.clone(),
+        version: m.version.clone(),
+        digest: package.digest,
+        dependencies: m
+            .dependencies
+            .iter()
+            .map(|d| (d.slug.clone(), d.requirement.clone()))
+            .collect(),
+        api: m.api,
+        published_at: 1_700_000_000,
+    });
+    SignedEntry::sign(prev, action, key).unwrap()
+}
+
+/// A publish request written by hand over a blocking socket.
+struct RawPublish {
+    stream: std::net::TcpStream,
+}
+
+impl RawPublish {
+    fn start(url: &str, entry: Option<&str>, content_length: u64) -> Self {
+        use std::io::Write;
+        let addr = url.strip_prefix("http://").unwrap();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        // Guards, not timing assertions: a registry that waits for a body
+        // it was never sent fails the test instead of hanging it.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(std::time::Duration::from_secs(120)))
+            .unwrap();
+        let mut head = format!(
+            "POST /registry/v1/publish HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {content_length}\r\n"
+        );
+        if let Some(entry) = entry {
+            head.push_str(&format!("souk-entry: {entry}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        RawPublish { stream }
+    }
+
+    /// Sends body bytes; false once the registry has closed the connection.
+    fn send(&mut self, bytes: &[u8]) -> bool {
+        use std::io::Write;
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// The status and body of the answer, or `None` when the connection
+    /// closed without one.
+    fn answer(mut self) -> Option<(u16, std::collections::HashMap<String, String>, String)> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let headers: std::collections::HashMap<String, String> = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        let length: usize = headers.get("content-length")?.parse().ok()?;
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Some((status, headers, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+#[test]
+fn a_flood_of_unauthenticated_32_mib_uploads_leaves_the_registry_memory_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let (_dir, keys, store) = registry_store();
+    let registry = RegistryProcess::start(&store, &keys.join("root.key"));
+    let pid = registry.child.id();
+    let http = reqwest::blocking::Client::new();
+    let snapshot = http
+        .get(format!("{}/registry/v1/snapshot", registry.url))
+        .send()
+        .unwrap();
+    assert_eq!(snapshot.status(), 200);
+    let (baseline, hwm_before) = memory_kib(pid);
+
+    // Headers no upload may get past: none, garbage, a stranger's key, the
+    // publisher's key with a broken signature, and a module not granted.
+    let publisher =
+        souk_module_registry::KeyPair::read_private_key(&keys.join("publisher.key")).unwrap();
+    let stranger = souk_module_registry::KeyPair::generate();
+    let package = crate::support::package("membership", |m| m);
+    let mut broken = publish_entry(&package, None, &publisher);
+    broken.signature = stranger.sign(b"something else");
+    let ungranted = crate::support::package("membership", |m| {
+        m.replace("slug: membership", "slug: forum")
+    });
+    let variants: Arc<Vec<Option<String>>> = Arc::new(vec![
+        None,
+        Some("bm90IGFuIGVudHJ5".to_owned()),
+        Some(entry_header(&publish_entry(&package, None, &stranger))),
+        Some(entry_header(&broken)),
+        Some(entry_header(&publish_entry(&ungranted, None, &publisher))),
+    ]);
+
+    const BODY: u64 = 32 * 1024 * 1024;
+    const PARALLEL: usize = 16;
+    const ROUNDS: usize = 2;
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let sampler = {
+        let done = Arc::clone(&done);
+        let peak = Arc::clone(&peak);
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                peak.fetch_max(memory_kib(pid).0, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    let mut sent_total = 0u64;
+    for round in 0..ROUNDS {
+        let workers: Vec<_> = (0..PARALLEL)
+            .map(|i| {
+                let variants = Arc::clone(&variants);
+                let url = registry.url.clone();
+                std::thread::spawn(move || {
+                    let entry = variants[(round * PARALLEL + i) % variants.len()].clone();
+                    let mut raw = RawPublish::start(&url, entry.as_deref(), BODY);
+                    let chunk = vec![0u8; 64 * 1024];
+                    let mut sent = 0u64;
+                    while sent < BODY && raw.send(&chunk) {
+                        sent += chunk.len() as u64;
+                    }
+                    (raw.answer().map(|(status, _, body)| (status, body)), sent)
+                })
+            })
+            .collect();
+        for worker in workers {
+            let (answer, sent) = worker.join().unwrap();
+            sent_total += sent;
+            statuses.push(answer);
+        }
+    }
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    let (rss_after, hwm_after) = memory_kib(pid);
+    let peak = peak.load(Ordering::SeqCst).max(hwm_after);
+    let answered: Vec<&(u16, String)> = statuses.iter().flatten().collect();
+    println!(
+        "unauthenticated flood: {} uploads of 32 MiB ({PARALLEL} at a time), {} answered, \
+         clients got {} MiB out in total in {elapsed:?}; registry RSS {} MiB before (peak so far {} MiB), \
+         peak during {} MiB, {} MiB after; growth {} MiB",
+        PARALLEL * ROUNDS,
+        answered.len(),
+        sent_total / (1024 * 1024),
+        baseline / 1024,
+        hwm_before / 1024,
+        peak / 1024,
+        rss_after / 1024,
+        peak.saturating_sub(baseline) / 1024,
+    );
+    for (status, body) in &answered {
+        assert!(
+            [400, 401, 403].contains(status),
+            "an unauthenticated upload got {status}: {body}"
+        );
+        assert!(
+            body.contains("https://souk.dev/problems/registry/"),
+            "{body}"
+        );
+    }
+    assert!(
+        peak.saturating_sub(baseline) < 150 * 1024,
+        "the registry grew by {} MiB during the flood",
+        peak.saturating_sub(baseline) / 1024
+    );
+    // Nothing was stored or left behind, and the registry still answers.
+    assert_eq!(files_in(&store.join("logs")), Vec::<String>::new());
+    assert_eq!(files_in(&store.join("blobs/sha256")), Vec::<String>::new());
+    assert_eq!(files_in(&store.join("tmp")), Vec::<String>::new());
+    let modules: Vec<String> = http
+        .get(format!("{}/registry/v1/modules", registry.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(modules.is_empty());
+}
+
+#[test]
+fn max_uploads_bounds_concurrent_authenticated_publishes_of_the_registry_process() {
+    let (_dir, keys, store) = registry_store();
+    let registry =
+        RegistryProcess::start_with(&store, &keys.join("root.key"), &["--max-uploads", "1"]);
+    let publisher =
+        souk_module_registry::KeyPair::read_private_key(&keys.join("publisher.key")).unwrap();
+    let first = crate::support::package("membership", |m| m);
+    let second = crate::support::package("membership", |m| {
+        m.replace("version: 1.1.0", "version: 1.1.1")
+    });
+    let first_entry = entry_header(&publish_entry(&first, None, &publisher));
+    let second_entry = entry_header(&publish_entry(&second, None, &publisher));
+
+    // The first publish takes the only slot and stops halfway.
+    let mut held = RawPublish::start(&registry.url, Some(&first_entry), first.len() as u64);
+    assert!(held.send(&first[..first.len() / 2]));
+    let tmp = store.join("tmp");
+    let mut waited = 0;
+    while files_in(&tmp).len() != 1 {
+        waited += 1;
+        assert!(
+            waited < 6000,
+            "the held upload never reached tmp/: {:?}",
+            files_in(&tmp)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    // The second is turned away before its body, with Retry-After.
+    let mut raw = RawPublish::start(&registry.url, Some(&second_entry), second.len() as u64);
+    assert!(raw.send(b"x"));
+    let (status, headers, body) = raw.answer().expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers.get("retry-after").map(String::as_str), Some("5"));
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(body.contains("too-many-uploads"), "{body}");
+    assert!(!body.contains(store.to_str().unwrap()), "{body}");
+
+    // The first completes and is stored.
+    assert!(held.send(&first[first.len() / 2..]));
+    let (status, _, body) = held.answer().expect("an answer");
+    assert_eq!(status, 201, "{body}");
+    // The second, signed after the old head, is now refused before its
+    // body as stale: nothing half-written anywhere.
+    let mut raw = RawPublish::start(&registry.url, Some(&second_entry), second.len() as u64);
+    assert!(raw.send(b"x"));
+    let (status, _, body) = raw.answer().expect("an answer");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("stale-head"), "{body}");
+    assert_eq!(
+        files_in(&store.join("logs")),
+        vec!["membership.json".to_owned()]
+    );
+    let digest = souk_module_registry::Digest::of(&first).hex();
+    assert_eq!(files_in(&store.join("blobs/sha256")), vec![digest]);
+    assert_eq!(files_in(&tmp), Vec::<String>::new());
 }
