@@ -7,6 +7,7 @@
 mod support;
 
 mod billing;
+mod hostile_input;
 mod lifecycle;
 mod packages;
 mod registry;
