@@ -810,11 +810,11 @@ routes:
 
     #[test]
     fn yaml_bombs_in_a_manifest_are_refused_before_reading() {
-        let mut bomb = format!("{GOOD}\nx0: &x0 [{}]\n", vec!["lol"; 10].join(", "));
+        let mut bomb = format!("{GOOD}\nx0: &x0 [{}]\n", ["lol"; 10].join(", "));
         for i in 1..10 {
             bomb.push_str(&format!(
                 "x{i}: &x{i} [{}]\n",
-                vec![format!("*x{}", i - 1); 10].join(", ")
+                [format!("*x{}", i - 1); 10].join(", ")
             ));
         }
         let under_plans = format!(

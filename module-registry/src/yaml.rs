@@ -30,7 +30,7 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use serde::de::DeserializeOwned;
-use unsafe_libyaml as sys;
+use unsafe_libyaml as unsafe_sys;
 
 /// Bounds on one YAML document from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +264,7 @@ struct Event {
 /// libyaml's event parser over borrowed input. The parser keeps a pointer to
 /// itself once its input is set, so it lives in a `Box` and never moves.
 struct EventParser<'input> {
-    raw: Box<MaybeUninit<sys::yaml_parser_t>>,
+    raw: Box<MaybeUninit<unsafe_sys::yaml_parser_t>>,
     done: bool,
     _input: PhantomData<&'input [u8]>,
 }
@@ -272,7 +272,7 @@ struct EventParser<'input> {
 impl<'input> EventParser<'input> {
     /// `None` if libyaml could not allocate its buffers.
     fn new(input: &'input [u8]) -> Option<Self> {
-        let mut raw = Box::new(MaybeUninit::<sys::yaml_parser_t>::uninit());
+        let mut raw = Box::new(MaybeUninit::<unsafe_sys::yaml_parser_t>::uninit());
         let parser = raw.as_mut_ptr();
         // SAFETY: `parser` points to writable memory for a `yaml_parser_t`
         // that `yaml_parser_initialize` fills in (it zeroes it first). On
@@ -281,11 +281,11 @@ impl<'input> EventParser<'input> {
         // outlives the parser (`'input`), and the parser does not move (it is
         // boxed) after `yaml_parser_set_input_string` stores its pointers.
         unsafe {
-            if sys::yaml_parser_initialize(parser).fail {
+            if unsafe_sys::yaml_parser_initialize(parser).fail {
                 return None;
             }
-            sys::yaml_parser_set_encoding(parser, sys::YAML_UTF8_ENCODING);
-            sys::yaml_parser_set_input_string(parser, input.as_ptr(), input.len() as u64);
+            unsafe_sys::yaml_parser_set_encoding(parser, unsafe_sys::YAML_UTF8_ENCODING);
+            unsafe_sys::yaml_parser_set_input_string(parser, input.as_ptr(), input.len() as u64);
         }
         Some(EventParser {
             raw,
@@ -300,14 +300,14 @@ impl<'input> EventParser<'input> {
             return None;
         }
         let parser = self.raw.as_mut_ptr();
-        let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
+        let mut event = MaybeUninit::<unsafe_sys::yaml_event_t>::uninit();
         // SAFETY: the parser was initialised in `new` and is not used after a
         // failed parse (`done`). On success `yaml_parser_parse` initialises
         // `event`, whose union is read only through the member its `type_`
         // names, and whose pointers (anchor, value) are valid until
         // `yaml_event_delete`, which is called exactly once before returning.
         unsafe {
-            if sys::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
+            if unsafe_sys::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
                 self.done = true;
                 return None;
             }
@@ -318,12 +318,12 @@ impl<'input> EventParser<'input> {
                 column: mark.column.saturating_add(1),
             };
             let kind = match (*event).type_ {
-                sys::YAML_STREAM_START_EVENT => EventKind::StreamStart,
-                sys::YAML_STREAM_END_EVENT => EventKind::StreamEnd,
-                sys::YAML_DOCUMENT_START_EVENT => EventKind::DocumentStart,
-                sys::YAML_DOCUMENT_END_EVENT => EventKind::DocumentEnd,
-                sys::YAML_ALIAS_EVENT => EventKind::Alias,
-                sys::YAML_SCALAR_EVENT => {
+                unsafe_sys::YAML_STREAM_START_EVENT => EventKind::StreamStart,
+                unsafe_sys::YAML_STREAM_END_EVENT => EventKind::StreamEnd,
+                unsafe_sys::YAML_DOCUMENT_START_EVENT => EventKind::DocumentStart,
+                unsafe_sys::YAML_DOCUMENT_END_EVENT => EventKind::DocumentEnd,
+                unsafe_sys::YAML_ALIAS_EVENT => EventKind::Alias,
+                unsafe_sys::YAML_SCALAR_EVENT => {
                     let scalar = (*event).data.scalar;
                     let value: &[u8] = if scalar.value.is_null() {
                         &[]
@@ -335,23 +335,23 @@ impl<'input> EventParser<'input> {
                         merge: value == b"<<",
                     }
                 }
-                sys::YAML_SEQUENCE_START_EVENT => EventKind::SequenceStart {
+                unsafe_sys::YAML_SEQUENCE_START_EVENT => EventKind::SequenceStart {
                     anchored: !(*event).data.sequence_start.anchor.is_null(),
                 },
-                sys::YAML_SEQUENCE_END_EVENT => EventKind::SequenceEnd,
-                sys::YAML_MAPPING_START_EVENT => EventKind::MappingStart {
+                unsafe_sys::YAML_SEQUENCE_END_EVENT => EventKind::SequenceEnd,
+                unsafe_sys::YAML_MAPPING_START_EVENT => EventKind::MappingStart {
                     anchored: !(*event).data.mapping_start.anchor.is_null(),
                 },
-                sys::YAML_MAPPING_END_EVENT => EventKind::MappingEnd,
+                unsafe_sys::YAML_MAPPING_END_EVENT => EventKind::MappingEnd,
                 // `YAML_NO_EVENT` is not produced by a successful parse;
                 // treat anything unexpected as unreadable input.
                 _ => {
-                    sys::yaml_event_delete(event);
+                    unsafe_sys::yaml_event_delete(event);
                     self.done = true;
                     return None;
                 }
             };
-            sys::yaml_event_delete(event);
+            unsafe_sys::yaml_event_delete(event);
             if matches!(kind, EventKind::StreamEnd) {
                 self.done = true;
             }
@@ -364,7 +364,7 @@ impl Drop for EventParser<'_> {
     fn drop(&mut self) {
         // SAFETY: the parser was initialised in `new` (an `EventParser`
         // exists only then) and is deleted exactly once, here.
-        unsafe { sys::yaml_parser_delete(self.raw.as_mut_ptr()) }
+        unsafe { unsafe_sys::yaml_parser_delete(self.raw.as_mut_ptr()) }
     }
 }
 

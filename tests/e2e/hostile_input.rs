@@ -79,7 +79,7 @@ fn laughs_under_plans(levels: usize) -> String {
     let mut text =
         String::from("plans:\n  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for i in 1..=levels {
-        let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+        let refs = [format!("*l{}", i - 1); 10].join(", ");
         text.push_str(&format!("  - &l{i} [{refs}]\n"));
     }
     text
@@ -233,7 +233,7 @@ fn catalog_yaml_bombs_are_refused_by_plans_check() {
     for i in 1..10 {
         laughs.push_str(&format!(
             "  - &b{i} [{}]\n",
-            vec![format!("*b{}", i - 1); 10].join(", ")
+            [format!("*b{}", i - 1); 10].join(", ")
         ));
     }
     let cases: Vec<(&str, String, &str)> = vec![

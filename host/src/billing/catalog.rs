@@ -946,7 +946,7 @@ limits:
             let p = i - 1;
             laughs.push_str(&format!(
                 "  - &b{i} [{}]\n",
-                vec![format!("*b{p}"); 10].join(", ")
+                [format!("*b{p}"); 10].join(", ")
             ));
         }
         let fan_out = format!(
