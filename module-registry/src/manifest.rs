@@ -814,7 +814,9 @@ routes:
         for i in 1..10 {
             bomb.push_str(&format!(
                 "x{i}: &x{i} [{}]\n",
-                [format!("*x{}", i - 1); 10].join(", ")
+                std::iter::repeat_n(format!("*x{}", i - 1), 10)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let under_plans = format!(

@@ -79,7 +79,9 @@ fn laughs_under_plans(levels: usize) -> String {
     let mut text =
         String::from("plans:\n  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for i in 1..=levels {
-        let refs = [format!("*l{}", i - 1); 10].join(", ");
+        let refs = std::iter::repeat_n(format!("*l{}", i - 1), 10)
+            .collect::<Vec<_>>()
+            .join(", ");
         text.push_str(&format!("  - &l{i} [{refs}]\n"));
     }
     text
@@ -233,7 +235,9 @@ fn catalog_yaml_bombs_are_refused_by_plans_check() {
     for i in 1..10 {
         laughs.push_str(&format!(
             "  - &b{i} [{}]\n",
-            [format!("*b{}", i - 1); 10].join(", ")
+            std::iter::repeat_n(format!("*b{}", i - 1), 10)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let cases: Vec<(&str, String, &str)> = vec![

@@ -946,7 +946,9 @@ limits:
             let p = i - 1;
             laughs.push_str(&format!(
                 "  - &b{i} [{}]\n",
-                [format!("*b{p}"); 10].join(", ")
+                std::iter::repeat_n(format!("*b{p}"), 10)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let fan_out = format!(
