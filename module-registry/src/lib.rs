@@ -14,6 +14,10 @@
 //! ([`store`]), its HTTP API ([`http`]) and the verifying client a host
 //! uses to download from it ([`client`]).
 //!
+//! YAML from outside (manifests here, plan catalogs in the host) is read
+//! only through [`yaml::from_str`], which refuses anchors, aliases, merge
+//! keys and unbounded size or depth before anything is deserialized.
+//!
 //! It has no knowledge of wasmtime: checking that a component really
 //! implements what its manifest claims is the host's job, because only the
 //! host can load the component.
@@ -30,12 +34,13 @@ pub mod resolve;
 pub mod snapshot;
 pub mod store;
 pub mod trust;
+pub mod yaml;
 
 pub use canonical::{CanonicalError, SignatureDomain};
 pub use keys::{KeyError, KeyId, KeyPair, PublicKey, Signature};
 pub use manifest::{
-    ApiVersion, Dependency, FeatureDecl, LimitDecl, LimitKind, Manifest, ManifestError, Route,
-    RouteMatch, RoutePattern, Slug, TableName,
+    ApiVersion, Dependency, FeatureDecl, LimitDecl, LimitKind, MAX_VERSION_LEN, Manifest,
+    ManifestError, Route, RouteMatch, RoutePattern, Slug, TableName, parse_version,
 };
 pub use package::{Digest, Package, PackageError, PackageLimits};
 pub use records::{
@@ -54,3 +59,4 @@ pub use trust::{
     KeySet, KeySignature, ModulePattern, PublisherGrant, SignedTrustRoot, TrustError, TrustRoot,
     TrustState,
 };
+pub use yaml::{YamlError, YamlLimits};

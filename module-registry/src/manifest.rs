@@ -9,17 +9,40 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::yaml::{self, YamlError, YamlLimits};
+
 /// Longest slug accepted.
 const MAX_SLUG_LEN: usize = 40;
 /// Longest identifier (feature, limit, table) accepted.
 const MAX_IDENT_LEN: usize = 63;
+/// Longest module version accepted, in bytes (`1.2.3-rc.1+build.5` is 18).
+/// A version becomes part of file names (packages, caches, archives), which
+/// most file systems cap at 255 bytes, with the slug and a suffix beside it.
+pub const MAX_VERSION_LEN: usize = 64;
+
+/// Parses a module version from outside: semver, at most
+/// [`MAX_VERSION_LEN`] bytes.
+///
+/// # Errors
+/// A message saying which rule the text breaks.
+pub fn parse_version(text: &str) -> Result<semver::Version, String> {
+    if text.len() > MAX_VERSION_LEN {
+        return Err(format!(
+            "is {} bytes long; a version may be at most {MAX_VERSION_LEN} bytes",
+            text.len()
+        ));
+    }
+    semver::Version::parse(text).map_err(|e| format!("{text:?} is not semver: {e}"))
+}
 
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The YAML did not parse, or a field had the wrong shape.
+    /// The YAML was refused before it was read (anchors, aliases, merge
+    /// keys, too large or too deep), did not parse, or a field had the wrong
+    /// shape.
     #[error("module.yaml is not valid: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] YamlError),
     /// A field parsed but its value breaks a rule.
     #[error("module.yaml field `{field}` is invalid: {reason}")]
     Field {
@@ -451,17 +474,18 @@ impl Manifest {
     /// Parses and validates `module.yaml` text.
     ///
     /// # Errors
-    /// [`ManifestError::Yaml`] when the YAML is malformed, has an unknown
+    /// [`ManifestError::Yaml`] when the YAML is refused by
+    /// [`yaml::check`](crate::yaml::check) (anchors, aliases, merge keys,
+    /// size, depth), is malformed, has an unknown
     /// field or a field of the wrong type; [`ManifestError::Field`] naming the
     /// field when a value breaks a rule.
     pub fn parse(yaml: &str) -> Result<Self, ManifestError> {
-        let raw: RawManifest = serde_yaml::from_str(yaml)?;
+        let raw: RawManifest = yaml::from_str(yaml, YamlLimits::MANIFEST)?;
         if raw.name.trim().is_empty() || raw.name.len() > 100 {
             return Err(ManifestError::field("name", "must be 1 to 100 characters"));
         }
-        let version = semver::Version::parse(&raw.version).map_err(|e| {
-            ManifestError::field("version", format!("{:?} is not semver: {e}", raw.version))
-        })?;
+        let version =
+            parse_version(&raw.version).map_err(|e| ManifestError::field("version", e))?;
         check_ident(&raw.category.replace('-', "_"))
             .map_err(|e| ManifestError::field("category", e))?;
         let api = ApiVersion::parse(&raw.api).map_err(|e| ManifestError::field("api", e))?;
@@ -758,6 +782,64 @@ routes:
             let e = error_of(&GOOD.replace("api: 0.1.0", &format!("api: {unsupported}")));
             assert!(e.contains("`api`"), "{e}");
             assert!(e.contains("supported: 0.1.0, 0.2.0"), "{e}");
+        }
+    }
+
+    #[test]
+    fn versions_are_bounded_in_length() {
+        let at_limit = format!("1.0.0-{}", "a".repeat(MAX_VERSION_LEN - 6));
+        let m = Manifest::parse(&GOOD.replace("version: 1.2.3", &format!("version: {at_limit}")))
+            .unwrap();
+        assert_eq!(m.version.to_string(), at_limit);
+        for long in [
+            format!("1.0.0-{}", "a".repeat(MAX_VERSION_LEN - 5)),
+            format!("1.0.0-{}", "a".repeat(300)),
+            format!("1.0.0+{}", "b".repeat(300)),
+            format!("1.0.0-{}", "x.".repeat(200) + "y"),
+            format!("{}.0.0", "1".repeat(70)),
+        ] {
+            let e = error_of(&GOOD.replace("version: 1.2.3", &format!("version: {long}")));
+            assert!(
+                e.contains("`version`") && e.contains("at most 64 bytes"),
+                "{e}"
+            );
+            assert!(parse_version(&long).is_err());
+        }
+        assert!(parse_version("1.2.3").is_ok());
+    }
+
+    #[test]
+    fn yaml_bombs_in_a_manifest_are_refused_before_reading() {
+        let mut bomb = format!("{GOOD}\nx0: &x0 [{}]\n", ["lol"; 10].join(", "));
+        for i in 1..10 {
+            bomb.push_str(&format!(
+                "x{i}: &x{i} [{}]\n",
+                std::iter::repeat_n(format!("*x{}", i - 1), 10)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let under_plans = format!(
+            "{GOOD}\nplans:\n  - &p {{slug: free, name: Free, free: true, interval: monthly}}\n{}",
+            "  - *p\n".repeat(1000)
+        );
+        let merge = format!(
+            "{GOOD}\nplans:\n  - slug: free\n    <<: {{name: Free, free: true, interval: monthly}}\n"
+        );
+        let deep = format!(
+            "{GOOD}\nplans: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        for (text, says) in [
+            (bomb, "aliases"),
+            (under_plans, "aliases"),
+            (merge, "merge keys"),
+            (deep, "levels deep"),
+        ] {
+            let e = Manifest::parse(&text).unwrap_err();
+            assert!(matches!(e, ManifestError::Yaml(_)), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
         }
     }
 

@@ -8,6 +8,7 @@ mod support;
 
 mod billing;
 mod fairness;
+mod hostile_input;
 mod hostile_sql;
 mod lifecycle;
 mod packages;

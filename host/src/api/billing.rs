@@ -18,13 +18,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
-use time::Duration;
 
 use super::{ApiResult, Operator, Problem, TenantAccess, body_bytes, parse_json};
 use crate::auth::Principal;
+use crate::billing::bounds;
 use crate::billing::service::Actor;
 use crate::billing::store::rfc3339;
-use crate::entitlements::{UsageKind, call};
+use crate::entitlements::{MAX_QUANTITY, UsageKind, call};
 use crate::souk::{Souk, SoukError};
 use crate::{dispatch, installer};
 
@@ -447,6 +447,14 @@ async fn usage_event(
         }
     };
     for (i, event) in events.iter().enumerate() {
+        if event.amount == 0 || event.amount > MAX_QUANTITY {
+            return Err(SoukError::Invalid(format!(
+                "{}`amount` must be 1 to {MAX_QUANTITY}, not {}",
+                at(i),
+                event.amount
+            ))
+            .into());
+        }
         if event.idempotency_key.is_empty()
             || event.idempotency_key.len() > call::MAX_IDEMPOTENCY_KEY
         {
@@ -492,7 +500,10 @@ async fn usage_event(
         };
         match taken {
             Ok(hold) => holds.push(hold),
-            Err(call::CallUsageError::UnknownKey(message)) => {
+            Err(
+                call::CallUsageError::UnknownKey(message)
+                | call::CallUsageError::OutOfRange(message),
+            ) => {
                 return Err(SoukError::Invalid(format!("{}{message}", at(i))).into());
             }
             Err(other) => return Err(SoukError::Internal(anyhow::anyhow!("{other}")).into()),
@@ -604,13 +615,22 @@ async fn move_clock(
 ) -> ApiResult<Response> {
     let request: ClockRequest = parse_json(body)?;
     let now = souk.billing.clock().now();
+    let invalid = |e: bounds::BoundsError| SoukError::Invalid(e.to_string());
     let target = match (request.set, request.advance_seconds, request.advance_days) {
         (Some(text), None, None) => {
-            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| SoukError::Invalid(format!("`set`: {text:?} is not RFC 3339: {e}")))?
+            let target =
+                time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| {
+                        SoukError::Invalid(format!("`set`: {text:?} is not RFC 3339: {e}"))
+                    })?;
+            // Backwards moves are refused by the clock with their own message.
+            if target >= now {
+                bounds::check_target(now, target).map_err(invalid)?;
+            }
+            target
         }
-        (None, Some(seconds), None) => now + Duration::seconds(seconds),
-        (None, None, Some(days)) => now + Duration::days(days),
+        (None, Some(seconds), None) => bounds::advance(now, seconds, 1).map_err(invalid)?,
+        (None, None, Some(days)) => bounds::advance(now, days, 86_400).map_err(invalid)?,
         _ => {
             return Err(SoukError::Invalid(
                 "give exactly one of `set`, `advance_seconds`, `advance_days`".to_owned(),

@@ -35,14 +35,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Deserialize;
+use souk_module_registry::yaml::{self, YamlError, YamlLimits};
 use souk_module_registry::{LimitKind, Manifest, Slug};
+
+use crate::entitlements::MAX_USAGE;
+
+/// Highest price of one period a catalog may set, in minor units
+/// (10^15: NPR 10 trillion). Keeps every sum and proration of prices far
+/// from overflowing and every price storable as a signed 64-bit integer.
+pub const MAX_PRICE: u64 = 1_000_000_000_000_000;
+
+/// Longest trial a catalog may offer, in days (ten years).
+pub const MAX_TRIAL_DAYS: u32 = 3650;
 
 /// Why a catalog was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    /// The YAML did not parse, or a field had the wrong shape or is unknown.
+    /// The YAML was refused before it was read (anchors, aliases, merge
+    /// keys, too large or too deep), did not parse, or a field had the wrong
+    /// shape or is unknown.
     #[error("catalog is not valid YAML for a catalog: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] YamlError),
     /// A field parsed but its value breaks a rule; fix the named field.
     #[error("catalog field `{field}` is invalid: {reason}")]
     Field {
@@ -339,7 +352,7 @@ impl Catalog {
     /// or with a zero price, a bundle naming a module or plan the catalog
     /// does not have, or a discount above 10000 basis points.
     pub fn parse(yaml: &str) -> Result<Self, CatalogError> {
-        let raw: RawCatalog = serde_yaml::from_str(yaml)?;
+        let raw: RawCatalog = yaml::from_str(yaml, YamlLimits::CATALOG)?;
         let mut modules = Vec::new();
         for (module, raw_module) in raw.modules {
             let at = format!("modules.{module}");
@@ -505,7 +518,7 @@ pub fn suggested(manifest: &Manifest) -> Result<Option<ModulePlans>, CatalogErro
     let Some(text) = &manifest.suggested_plans else {
         return Ok(None);
     };
-    let plans: serde_yaml::Value = serde_yaml::from_str(text)?;
+    let plans: serde_yaml::Value = yaml::from_str(text, YamlLimits::MANIFEST)?;
     let mut module = serde_yaml::Mapping::new();
     module.insert("plans".into(), plans);
     let mut modules = serde_yaml::Mapping::new();
@@ -597,6 +610,15 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogErr
                 ),
             ));
         }
+        if amount > MAX_PRICE {
+            return Err(CatalogError::field(
+                field,
+                format!(
+                    "plan {:?} costs {amount} minor units, more than the highest price accepted ({MAX_PRICE})",
+                    p.slug
+                ),
+            ));
+        }
         prices.insert(currency, amount);
     }
     if p.free && !prices.is_empty() {
@@ -619,6 +641,35 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogErr
             format!("{at}.trial_days"),
             format!("plan {:?} is free; only paid plans have trials", p.slug),
         ));
+    }
+    if p.trial_days > MAX_TRIAL_DAYS {
+        return Err(CatalogError::field(
+            format!("{at}.trial_days"),
+            format!(
+                "plan {:?} offers {} trial days, more than the {MAX_TRIAL_DAYS} accepted",
+                p.slug, p.trial_days
+            ),
+        ));
+    }
+    for (key, allowance) in p
+        .limits
+        .iter()
+        .map(|(k, a)| (format!("limits.{k}"), *a))
+        .chain(
+            p.meters
+                .iter()
+                .map(|(k, m)| (format!("meters.{k}.amount"), m.amount)),
+        )
+    {
+        if allowance.limit().is_some_and(|n| n > MAX_USAGE) {
+            return Err(CatalogError::field(
+                format!("{at}.{key}"),
+                format!(
+                    "plan {:?} allows more than {MAX_USAGE}, the most any counter can hold; write `unlimited`",
+                    p.slug
+                ),
+            ));
+        }
     }
     let mut features = BTreeSet::new();
     for (i, f) in p.features.into_iter().enumerate() {
@@ -884,5 +935,76 @@ limits:
         let yaml = "modules:\n  forum:\n    plans:\n      - { slug: free, name: Free, free: true, interval: monthly }\n";
         let (field, _) = field_error(Catalog::parse(yaml).unwrap().check_module(&manifest()));
         assert_eq!(field, "modules.digital-card");
+    }
+
+    #[test]
+    fn yaml_bombs_in_a_catalog_are_refused_before_reading() {
+        let plan = "{ slug: free, name: Free, free: true, interval: monthly }";
+        let mut laughs = format!("modules:\n  digital-card:\n    plans:\n      - &p0 {plan}\n");
+        laughs.push_str("bundles:\n  - &b0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            laughs.push_str(&format!(
+                "  - &b{i} [{}]\n",
+                std::iter::repeat_n(format!("*b{p}"), 10)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let fan_out = format!(
+            "modules:\n  digital-card:\n    plans:\n      - &p {plan}\n{}",
+            "      - *p\n".repeat(500)
+        );
+        let merge = "modules:\n  digital-card:\n    plans:\n      - slug: free\n        <<: { name: Free, free: true, interval: monthly }\n".to_owned();
+        let deep = format!("modules: {}{}\n", "{a: ".repeat(10_000), "}".repeat(10_000));
+        for (yaml, says) in [
+            (laughs, "aliases"),
+            (fan_out, "aliases"),
+            (merge, "merge keys"),
+            (deep, "levels deep"),
+        ] {
+            match Catalog::parse(&yaml) {
+                Err(e @ CatalogError::Yaml(_)) => assert!(e.to_string().contains(says), "{e}"),
+                other => panic!("expected a YAML refusal, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn prices_trials_and_allowances_are_bounded() {
+        let cases = [
+            (
+                format!("      - {{ slug: pro, name: Pro, interval: monthly, prices: {{ NPR: {} }} }}\n", MAX_PRICE + 1),
+                "modules.digital-card.plans[0].prices.NPR",
+            ),
+            (
+                "      - { slug: pro, name: Pro, interval: monthly, prices: { NPR: 18446744073709551615 } }\n".to_owned(),
+                "modules.digital-card.plans[0].prices.NPR",
+            ),
+            (
+                "      - { slug: pro, name: Pro, interval: monthly, prices: { NPR: 100 }, trial_days: 3651 }\n".to_owned(),
+                "modules.digital-card.plans[0].trial_days",
+            ),
+            (
+                "      - { slug: free, name: Free, free: true, interval: monthly, limits: { max_cards: 9223372036854775808 } }\n".to_owned(),
+                "modules.digital-card.plans[0].limits.max_cards",
+            ),
+            (
+                "      - { slug: free, name: Free, free: true, interval: monthly, meters: { qr_scans_per_month: { amount: 18446744073709551615, reset: monthly } } }\n".to_owned(),
+                "modules.digital-card.plans[0].meters.qr_scans_per_month.amount",
+            ),
+        ];
+        for (plan, expected) in cases {
+            let (field, reason) = field_error(Catalog::parse(&one_plan(&plan)));
+            assert_eq!(field, expected, "{reason}");
+        }
+        let at_bounds = format!(
+            "      - {{ slug: pro, name: Pro, interval: monthly, prices: {{ NPR: {MAX_PRICE} }}, trial_days: {MAX_TRIAL_DAYS}, limits: {{ max_cards: 9223372036854775807 }} }}\n"
+        );
+        let catalog = Catalog::parse(&one_plan(&at_bounds)).unwrap();
+        assert_eq!(
+            catalog.modules[0].plans[0].prices.values().next(),
+            Some(&MAX_PRICE)
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Billing: what the operator sells and the life of what a tenant bought.
 //!
+//! - [`bounds`]: how far the manual clock may move and how many periods
+//!   may be prepaid (the numbers billing takes from outside);
 //! - [`catalog`]: plans and bundles parsed from the operator's YAML and
 //!   checked against what each module declares it can gate;
 //! - [`subscription`]: one subscription per tenant per module, its state
@@ -10,6 +12,7 @@
 //! - [`service`]: [`service::Billing`], which ties them together with the
 //!   entitlements engine and runs the time-driven maintenance step.
 
+pub mod bounds;
 pub mod catalog;
 pub mod service;
 pub mod store;

@@ -19,6 +19,7 @@ use serde::Serialize;
 use souk_module_registry::{LimitKind, Manifest};
 use time::{Duration, OffsetDateTime};
 
+use super::bounds::{self, MAX_PREPAID_PERIODS};
 use super::catalog::{
     Allowance, BillingInterval, Catalog as PlanCatalog, Currency, ModulePlans, Plan,
 };
@@ -129,6 +130,37 @@ pub struct MaintenanceReport {
     /// Metering periods that ended since the last run and were closed
     /// (their total written to the outbox as `usage_period_closed`).
     pub periods_closed: usize,
+    /// Subscriptions (or their meters) this run could not maintain, each
+    /// isolated: its own changes are rolled back and retried by the next
+    /// run, and every other subscription is maintained as usual. Also
+    /// logged as warnings.
+    pub failed: Vec<MaintenanceFailure>,
+}
+
+/// One subscription maintenance could not move on, and why.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaintenanceFailure {
+    /// The tenant's internal id.
+    pub tenant: String,
+    /// The module.
+    pub module: String,
+    /// What failed (e.g. `renewal` or `meter qr_scans_per_month`).
+    pub step: String,
+    /// The error, as an operator would read it.
+    pub error: String,
+}
+
+impl MaintenanceReport {
+    /// Records (and logs) that `step` of (`tenant`, `module`) failed.
+    fn fail(&mut self, tenant: &str, module: &str, step: String, error: &SoukError) {
+        tracing::warn!(tenant, module, step, error = %error, "maintenance step failed; the others proceed");
+        self.failed.push(MaintenanceFailure {
+            tenant: tenant.to_owned(),
+            module: module.to_owned(),
+            step,
+            error: error.to_string(),
+        });
+    }
 }
 
 /// Cached knowledge that the engine's grant for a pair is current: the
@@ -156,6 +188,11 @@ impl std::fmt::Debug for Billing {
             .field("currency", &self.currency)
             .finish_non_exhaustive()
     }
+}
+
+/// [`bounds::check_periods`] as the error the API answers (400).
+fn check_periods(periods: u32) -> Result<(), SoukError> {
+    bounds::check_periods(periods).map_err(|e| SoukError::Invalid(e.to_string()))
 }
 
 fn conflict(e: SubscriptionError) -> SoukError {
@@ -625,7 +662,8 @@ impl Billing {
     /// (usage is kept).
     ///
     /// # Errors
-    /// [`SoukError::Invalid`] for an unknown plan or `periods` of 0.
+    /// [`SoukError::Invalid`] for an unknown plan or `periods` outside 1 to
+    /// [`MAX_PREPAID_PERIODS`].
     pub async fn grant(
         &self,
         tenant: &Tenant,
@@ -634,11 +672,7 @@ impl Billing {
         periods: u32,
         currency: Option<&str>,
     ) -> Result<SubscriptionView, SoukError> {
-        if periods == 0 {
-            return Err(SoukError::Invalid(
-                "`periods` must be at least 1".to_owned(),
-            ));
-        }
+        check_periods(periods)?;
         let (_, plan) = self.plan_of(module, plan)?;
         let existing = self.get(tenant, module).await?;
         let currency = match (currency, &existing) {
@@ -663,7 +697,8 @@ impl Billing {
     ///
     /// # Errors
     /// [`SoukError::NotFound`] without a subscription; [`SoukError::Invalid`]
-    /// for 0 periods; [`SoukError::Conflict`] for a canceled subscription
+    /// for `periods` outside 1 to [`MAX_PREPAID_PERIODS`], or when the
+    /// subscription would then hold more than that; [`SoukError::Conflict`] for a canceled subscription
     /// (reactivate it first).
     pub async fn extend(
         &self,
@@ -671,17 +706,22 @@ impl Billing {
         module: &str,
         periods: u32,
     ) -> Result<SubscriptionView, SoukError> {
-        if periods == 0 {
-            return Err(SoukError::Invalid(
-                "`periods` must be at least 1".to_owned(),
-            ));
-        }
+        check_periods(periods)?;
         let mut record = self
             .get(tenant, module)
             .await?
             .ok_or_else(|| not_subscribed(module))?;
         let from = Some(record.subscription.state);
-        record.prepaid_periods = record.prepaid_periods.saturating_add(periods);
+        record.prepaid_periods = record
+            .prepaid_periods
+            .checked_add(periods)
+            .filter(|p| *p <= MAX_PREPAID_PERIODS)
+            .ok_or_else(|| {
+                SoukError::Invalid(format!(
+                    "{module} already has {} prepaid period(s); with {periods} more it would pass the {MAX_PREPAID_PERIODS} a subscription may hold",
+                    record.prepaid_periods
+                ))
+            })?;
         match record.subscription.state {
             SubscriptionState::PastDue | SubscriptionState::Expired => {
                 record
@@ -886,8 +926,16 @@ impl Billing {
         };
         for (tenant_id, module) in due {
             report.examined += 1;
-            self.maintain_one(&tenant_id, &module, now, &mut report)
-                .await?;
+            // One subscription's failure (its transaction rolls back) must
+            // not stop the others: it is reported and retried next run.
+            let mut own = MaintenanceReport::default();
+            match self.maintain_one(&tenant_id, &module, now, &mut own).await {
+                Ok(()) => {
+                    report.changes.append(&mut own.changes);
+                    report.notifications += own.notifications;
+                }
+                Err(e) => report.fail(&tenant_id, &module, "subscription".to_owned(), &e),
+            }
         }
         Ok(report)
     }
@@ -1114,7 +1162,13 @@ impl Billing {
                     continue;
                 }
                 let total =
-                    used(tenant_id.clone(), module.clone(), meter.clone(), previous).await?;
+                    match used(tenant_id.clone(), module.clone(), meter.clone(), previous).await {
+                        Ok(total) => total,
+                        Err(e) => {
+                            report.fail(tenant_id, module, format!("meter {meter}"), &e);
+                            continue;
+                        }
+                    };
                 let payload = serde_json::json!({
                     "module": module,
                     "meter": meter,

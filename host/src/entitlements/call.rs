@@ -9,8 +9,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::{
-    Decision, Denial, EntitlementEngine, MeterReading, MeterRefusal, Period, Usage, UsageError,
-    UsageKind, usage_db,
+    Decision, Denial, EntitlementEngine, MAX_QUANTITY, MeterReading, MeterRefusal, Period, Usage,
+    UsageError, UsageKind, usage_db,
 };
 use crate::db::ModuleDb;
 
@@ -23,6 +23,10 @@ pub enum CallUsageError {
     /// The key is not a count limit or meter of the module's plan.
     #[error("{0}")]
     UnknownKey(String),
+    /// The quantity or amount is outside 1 to [`MAX_QUANTITY`], or would
+    /// take a meter past [`MAX_USAGE`](super::MAX_USAGE); nothing changed.
+    #[error("{0}")]
+    OutOfRange(String),
     /// The host could not record it; the call is trapped and rolled back.
     #[error("{0:#}")]
     Host(anyhow::Error),
@@ -76,6 +80,14 @@ fn check_key(idempotency_key: Option<&str>) -> Result<(), CallUsageError> {
     }
 }
 
+/// A quantity already checked against [`MAX_QUANTITY`], as the signed
+/// delta the database stores.
+fn signed_quantity(quantity: u64) -> Result<i64, CallUsageError> {
+    i64::try_from(quantity).map_err(|_| {
+        CallUsageError::OutOfRange(format!("a quantity must be at most {MAX_QUANTITY}"))
+    })
+}
+
 /// The call's transaction, where usage is written beside the module's data.
 fn connection(db: &mut ModuleDb) -> Result<&mut sqlx::SqliteConnection, CallUsageError> {
     db.host_connection()
@@ -83,7 +95,22 @@ fn connection(db: &mut ModuleDb) -> Result<&mut sqlx::SqliteConnection, CallUsag
 }
 
 fn unknown(error: UsageError) -> CallUsageError {
-    CallUsageError::UnknownKey(error.to_string())
+    match error {
+        UsageError::AmountOutOfRange { .. } | UsageError::MeterFull { .. } => {
+            CallUsageError::OutOfRange(error.to_string())
+        }
+        other => CallUsageError::UnknownKey(other.to_string()),
+    }
+}
+
+/// Refuses a quantity outside 1 to [`MAX_QUANTITY`] before anything counts.
+fn check_quantity(quantity: u64) -> Result<(), CallUsageError> {
+    if quantity == 0 || quantity > MAX_QUANTITY {
+        return Err(CallUsageError::OutOfRange(format!(
+            "a quantity must be 1 to {MAX_QUANTITY}, not {quantity}"
+        )));
+    }
+    Ok(())
 }
 
 fn host(error: sqlx::Error) -> CallUsageError {
@@ -140,8 +167,11 @@ impl CallEntitlements {
     /// with an `idempotency_key` already applied, nothing changes.
     ///
     /// # Errors
-    /// [`CallUsageError::Denied`] when the plan refuses it,
-    /// [`CallUsageError::Host`] when the tenant database fails.
+    /// [`CallUsageError::Denied`] when the plan refuses it (or the counter
+    /// would pass [`MAX_USAGE`](super::MAX_USAGE)),
+    /// [`CallUsageError::OutOfRange`] for a quantity outside 1 to
+    /// [`MAX_QUANTITY`], [`CallUsageError::Host`] when the tenant database
+    /// fails.
     pub async fn consume(
         &mut self,
         db: &mut ModuleDb,
@@ -179,6 +209,7 @@ impl CallEntitlements {
         consume: bool,
     ) -> Result<Usage, CallUsageError> {
         check_key(idempotency_key)?;
+        check_quantity(quantity)?;
         let conn = connection(db)?;
         let direction = if consume { "consume" } else { "release" };
         if let Some(idem) = idempotency_key
@@ -195,13 +226,13 @@ impl CallEntitlements {
                 .engine
                 .consume(&self.tenant, &self.module, key, quantity, idempotency_key)
                 .map_err(CallUsageError::Denied)?;
-            (usage, i64::try_from(quantity).unwrap_or(i64::MAX))
+            (usage, signed_quantity(quantity)?)
         } else {
             let usage = self
                 .engine
                 .release(&self.tenant, &self.module, key, quantity, idempotency_key)
                 .map_err(unknown)?;
-            (usage, -i64::try_from(quantity).unwrap_or(i64::MAX))
+            (usage, -signed_quantity(quantity)?)
         };
         self.undo.push(Undo::Counter {
             key: key.to_owned(),
@@ -229,6 +260,7 @@ impl CallEntitlements {
         idempotency_key: &str,
     ) -> Result<Usage, CallUsageError> {
         check_key(Some(idempotency_key))?;
+        check_quantity(amount)?;
         let conn = connection(db)?;
         let event = MeterEvent {
             tenant_id: &self.tenant,

@@ -45,6 +45,24 @@ pub use store::{
     UsageStoreError,
 };
 
+/// Largest quantity one consume, release or usage event may carry (10^12).
+/// Modules and API clients are outside the host: a bound per event keeps one
+/// event from filling a counter, and keeps every sum of events far below
+/// [`MAX_USAGE`].
+pub const MAX_QUANTITY: u64 = 1_000_000_000_000;
+
+/// The most a count limit or a meter's period sum can hold: `i64::MAX`, the
+/// largest integer the tenant database stores exactly. Sums are checked
+/// against it; a change that would pass it is refused, never wrapped or
+/// saturated into a different value.
+pub const MAX_USAGE: u64 = i64::MAX as u64;
+
+/// Idempotency keys the host's engine remembers per counter and per meter
+/// period. The host's engine is a cache in front of the tenant database,
+/// which keeps every key and has the last word (see
+/// [`EntitlementEngine::without_store`]), so this only bounds memory.
+pub const HOST_MAX_SEEN_KEYS: usize = 10_000;
+
 /// Number of independently locked shards of the grant map. A power of two
 /// well above the core count keeps writers (grant changes) from blocking
 /// readers of unrelated tenants.
@@ -278,6 +296,28 @@ pub enum UsageError {
         /// The key asked about.
         key: String,
     },
+    /// The amount is 0 or more than [`MAX_QUANTITY`].
+    #[error("an amount must be 1 to {max}, not {amount}")]
+    AmountOutOfRange {
+        /// The amount given.
+        amount: u64,
+        /// [`MAX_QUANTITY`].
+        max: u64,
+    },
+    /// The meter's period sum would pass [`MAX_USAGE`].
+    #[error(
+        "meter `{meter}` holds {used} this period; {amount} more would pass the most a meter can hold ({max})"
+    )]
+    MeterFull {
+        /// The meter.
+        meter: String,
+        /// Its sum this period.
+        used: u64,
+        /// The amount refused.
+        amount: u64,
+        /// [`MAX_USAGE`].
+        max: u64,
+    },
     /// The event is older than the meter's current period, whose sum is the
     /// only one kept.
     #[error(
@@ -401,8 +441,14 @@ impl EntitlementEngine {
     /// change through to the tenant database in the same transaction as the
     /// module's own writes. [`EntitlementEngine::flush`] and
     /// [`EntitlementEngine::invalidate`] then save nothing.
+    ///
+    /// The caller's database is the authority on idempotency keys (it keeps
+    /// them all and refuses a key twice), so the engine starts every pair
+    /// with no keys — nothing is loaded at start, however many keys the
+    /// database holds — and remembers at most [`HOST_MAX_SEEN_KEYS`] per
+    /// counter and meter period as a fast path.
     pub fn without_store() -> Self {
-        Self::build(None, DEFAULT_MAX_SEEN_KEYS)
+        Self::build(None, HOST_MAX_SEEN_KEYS)
     }
 
     fn build(store: Option<Box<dyn UsageStore>>, max_seen_keys: usize) -> Self {
@@ -859,7 +905,10 @@ impl EntitlementEngine {
     ///
     /// # Errors
     /// A [`Denial`] if the subscription gives no access, the plan lacks the
-    /// limit, or the units would exceed it (usage left unchanged).
+    /// limit, or the units would exceed it (usage left unchanged). A
+    /// `quantity` above [`MAX_QUANTITY`], or one that would take the counter
+    /// past [`MAX_USAGE`] (even on an unlimited limit), is refused the same
+    /// way (`limit_reached`).
     pub fn consume(
         &self,
         tenant: &str,
@@ -874,7 +923,10 @@ impl EntitlementEngine {
                 counter
                     .used
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                        let next = used.checked_add(quantity)?;
+                        if quantity > MAX_QUANTITY {
+                            return None;
+                        }
+                        let next = used.checked_add(quantity).filter(|n| *n <= MAX_USAGE)?;
                         match limit {
                             Some(limit) if next > limit => None,
                             _ => Some(next),
@@ -975,8 +1027,11 @@ impl EntitlementEngine {
     ///
     /// # Errors
     /// [`UsageError::NoGrant`] without a grant; [`UsageError::UnknownKey`] if
-    /// the plan has no such meter; [`UsageError::BeforeCurrentPeriod`] for an
-    /// event older than the current period (only its sum is kept).
+    /// the plan has no such meter; [`UsageError::AmountOutOfRange`] for an
+    /// amount of 0 or above [`MAX_QUANTITY`]; [`UsageError::MeterFull`] when
+    /// the period's sum would pass [`MAX_USAGE`];
+    /// [`UsageError::BeforeCurrentPeriod`] for an event older than the
+    /// current period (only its sum is kept).
     pub fn record_usage(
         &self,
         tenant: &str,
@@ -1087,6 +1142,12 @@ fn record_in(
             })
         }
     };
+    if amount == 0 || amount > MAX_QUANTITY {
+        return Err(MeterRefusal::Usage(UsageError::AmountOutOfRange {
+            amount,
+            max: MAX_QUANTITY,
+        }));
+    }
     let allowance = grant.meters.get(meter).ok_or_else(unknown)?;
     let mut state = lock(slot.meters.get(meter).ok_or_else(unknown)?);
     let period = state.clock.roll_to(state.period, at).ok_or_else(|| {
@@ -1122,8 +1183,26 @@ fn record_in(
             Some(limit),
         )));
     }
+    let Some(used) = state.used.checked_add(amount).filter(|n| *n <= MAX_USAGE) else {
+        return Err(if enforce {
+            MeterRefusal::Denied(denial(
+                grant,
+                meter,
+                DenialReason::LimitReached,
+                Some(state.used),
+                allowance.per_period,
+            ))
+        } else {
+            MeterRefusal::Usage(UsageError::MeterFull {
+                meter: meter.to_owned(),
+                used: state.used,
+                amount,
+                max: MAX_USAGE,
+            })
+        });
+    };
     state.seen.insert(idempotency_key);
-    state.used = state.used.saturating_add(amount);
+    state.used = used;
     Ok(reading(&state, true))
 }
 

@@ -49,15 +49,14 @@ impl PeriodClock {
     pub(crate) fn next(&self, current: Period) -> Period {
         let start = current.end;
         let end = match self.interval {
-            ResetInterval::Day => start + Duration::days(1),
-            ResetInterval::Week => start + Duration::weeks(1),
-            ResetInterval::Month => shift_months(self.anchor, start, 1),
-            ResetInterval::Year => shift_months(self.anchor, start, 12),
+            ResetInterval::Day => start.checked_add(Duration::days(1)),
+            ResetInterval::Week => start.checked_add(Duration::weeks(1)),
+            ResetInterval::Month => Some(shift_months(self.anchor, start, 1)),
+            ResetInterval::Year => Some(shift_months(self.anchor, start, 12)),
         };
-        let end = if end <= start {
-            start + Duration::days(1)
-        } else {
-            end
+        let end = match end {
+            Some(end) if end > start => end,
+            _ => start.checked_add(Duration::days(1)).unwrap_or(start),
         };
         Period { start, end }
     }
@@ -70,7 +69,13 @@ impl PeriodClock {
         }
         let mut period = current;
         while at >= period.end {
-            period = self.next(period);
+            let next = self.next(period);
+            // At the end of the representable calendar a period cannot
+            // move on; stop there instead of looping.
+            if next.end <= period.end {
+                break;
+            }
+            period = next;
         }
         Some(period)
     }
@@ -87,7 +92,7 @@ fn shift_months(anchor: OffsetDateTime, from: OffsetDateTime, months: u32) -> Of
     match Date::from_calendar_date(year, month, day) {
         Ok(date) => from.replace_date(date),
         // Out of the representable range: stop rolling rather than panic.
-        Err(_) => from + Duration::days(1),
+        Err(_) => from.checked_add(Duration::days(1)).unwrap_or(from),
     }
 }
 

@@ -861,3 +861,153 @@ fn parallel_metered_events_never_exceed_the_allowance() {
         engine.record_usage_within_allowance("acme", "cards", "qr_scans_per_month", 1, "x", at);
     assert!(matches!(refused, Err(MeterRefusal::Denied(d)) if d.reason == DenialReason::Expired));
 }
+
+/// A grant whose `max_cards` is unlimited and whose meter is unmetered: the
+/// shapes where only the host's own bounds stand between a module and an
+/// overflow.
+fn unlimited() -> Grant {
+    let mut grant = Grant::new(AccessState::Active, Some("unlimited"));
+    grant.limits.insert("max_cards".into(), None);
+    grant.meters.insert(
+        "qr_scans_per_month".into(),
+        MeterAllowance {
+            per_period: None,
+            period: march(),
+            interval: ResetInterval::Month,
+        },
+    );
+    grant
+}
+
+fn seeded(counter: u64, meter: u64) -> EntitlementEngine {
+    let engine = EntitlementEngine::without_store();
+    let mut usage = StoredUsage::default();
+    usage.counters.insert(
+        "max_cards".into(),
+        StoredCounter {
+            used: counter,
+            ..StoredCounter::default()
+        },
+    );
+    usage.meters.insert(
+        "qr_scans_per_month".into(),
+        StoredMeter {
+            period: march(),
+            used: meter,
+            seen_keys: Vec::new(),
+        },
+    );
+    engine.replace_grant_with_usage(TENANT, MODULE, unlimited(), usage);
+    engine
+}
+
+fn counter_of(engine: &EntitlementEngine) -> u64 {
+    engine
+        .usage_of(TENANT, MODULE, "max_cards", day(2026, 3, 2))
+        .unwrap()
+        .used
+}
+
+fn meter_of(engine: &EntitlementEngine) -> u64 {
+    engine
+        .usage_of(TENANT, MODULE, "qr_scans_per_month", day(2026, 3, 2))
+        .unwrap()
+        .used
+}
+
+#[test]
+fn consumes_beyond_the_host_bounds_are_refused_even_when_unlimited() {
+    let engine = seeded(0, 0);
+    for quantity in [MAX_QUANTITY + 1, i64::MAX as u64, u64::MAX] {
+        for key in [None, Some("k")] {
+            let denial = engine
+                .consume(TENANT, MODULE, "max_cards", quantity, key)
+                .unwrap_err();
+            assert_eq!(denial.reason, DenialReason::LimitReached, "{quantity}");
+            assert_eq!(counter_of(&engine), 0);
+        }
+    }
+    engine
+        .consume(TENANT, MODULE, "max_cards", MAX_QUANTITY, None)
+        .unwrap();
+    assert_eq!(counter_of(&engine), MAX_QUANTITY);
+
+    // Next to the top: the last units fit, one more does not, nothing wraps.
+    let engine = seeded(MAX_USAGE - 5, 0);
+    engine
+        .consume(TENANT, MODULE, "max_cards", 5, None)
+        .unwrap();
+    assert_eq!(counter_of(&engine), MAX_USAGE);
+    for quantity in [1, 2, MAX_QUANTITY] {
+        assert!(
+            engine
+                .consume(TENANT, MODULE, "max_cards", quantity, Some("x"))
+                .is_err()
+        );
+        assert_eq!(counter_of(&engine), MAX_USAGE);
+    }
+    // A key refused is not remembered: a retry after a release applies.
+    engine
+        .release(TENANT, MODULE, "max_cards", 1, None)
+        .unwrap();
+    engine
+        .consume(TENANT, MODULE, "max_cards", 1, Some("x"))
+        .unwrap();
+    assert_eq!(counter_of(&engine), MAX_USAGE);
+}
+
+#[test]
+fn usage_events_beyond_the_host_bounds_are_refused_and_change_nothing() {
+    let at = day(2026, 3, 2);
+    let engine = seeded(0, 0);
+    for amount in [0, MAX_QUANTITY + 1, i64::MAX as u64, u64::MAX] {
+        let e = engine
+            .record_usage(TENANT, MODULE, "qr_scans_per_month", amount, "k", at)
+            .unwrap_err();
+        assert!(matches!(e, UsageError::AmountOutOfRange { .. }), "{e}");
+        let e = engine
+            .record_usage_within_allowance(TENANT, MODULE, "qr_scans_per_month", amount, "k", at)
+            .unwrap_err();
+        assert!(
+            matches!(e, MeterRefusal::Usage(UsageError::AmountOutOfRange { .. })),
+            "{e:?}"
+        );
+        assert_eq!(meter_of(&engine), 0);
+    }
+
+    let engine = seeded(0, MAX_USAGE - 10);
+    engine
+        .record_usage(TENANT, MODULE, "qr_scans_per_month", 10, "last", at)
+        .unwrap();
+    assert_eq!(meter_of(&engine), MAX_USAGE);
+    let e = engine
+        .record_usage(TENANT, MODULE, "qr_scans_per_month", 1, "one-more", at)
+        .unwrap_err();
+    assert!(matches!(e, UsageError::MeterFull { .. }), "{e}");
+    let e = engine
+        .record_usage_within_allowance(TENANT, MODULE, "qr_scans_per_month", 1, "one-more", at)
+        .unwrap_err();
+    match e {
+        MeterRefusal::Denied(d) => assert_eq!(d.reason, DenialReason::LimitReached),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(meter_of(&engine), MAX_USAGE);
+    // The refused key was not remembered.
+    let snapshot = engine.snapshot(TENANT, MODULE).unwrap();
+    assert_eq!(snapshot.meters["qr_scans_per_month"].seen_keys, ["last"]);
+}
+
+#[test]
+fn the_host_engine_starts_with_no_keys_and_bounds_what_it_remembers() {
+    let engine = seeded(0, 0);
+    for i in 0..HOST_MAX_SEEN_KEYS + 50 {
+        engine
+            .consume(TENANT, MODULE, "max_cards", 1, Some(&format!("k{i}")))
+            .unwrap();
+    }
+    let snapshot = engine.snapshot(TENANT, MODULE).unwrap();
+    assert_eq!(
+        snapshot.counters["max_cards"].consumed_keys.len(),
+        HOST_MAX_SEEN_KEYS
+    );
+}

@@ -13,28 +13,99 @@ use time::OffsetDateTime;
 use super::{Grant, Period, StoredCounter, StoredMeter, StoredUsage};
 use crate::souk::SoukError;
 
-/// Creates the usage tables if they do not exist (idempotent).
+/// The usage tables as they are created now. Every quantity is a
+/// non-negative INTEGER, checked by SQLite itself: an arithmetic overflow in
+/// SQL (which SQLite answers with a REAL) or any other non-integer is
+/// refused by the constraint instead of being stored.
+const TABLES: [(&str, &str); 3] = [
+    (
+        "_souk_usage_counters",
+        "CREATE TABLE IF NOT EXISTS _souk_usage_counters (
+            module TEXT NOT NULL, key TEXT NOT NULL,
+            used INTEGER NOT NULL CHECK (typeof(used) = 'integer' AND used >= 0),
+            PRIMARY KEY (module, key))",
+    ),
+    (
+        "_souk_usage_keys",
+        "CREATE TABLE IF NOT EXISTS _souk_usage_keys (
+            module TEXT NOT NULL, key TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('consume', 'release')),
+            idempotency_key TEXT NOT NULL,
+            quantity INTEGER NOT NULL CHECK (typeof(quantity) = 'integer' AND quantity >= 0),
+            at INTEGER NOT NULL,
+            PRIMARY KEY (module, key, direction, idempotency_key))",
+    ),
+    (
+        "_souk_usage_events",
+        "CREATE TABLE IF NOT EXISTS _souk_usage_events (
+            module TEXT NOT NULL, meter TEXT NOT NULL, period_start INTEGER NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount >= 0),
+            at INTEGER NOT NULL,
+            PRIMARY KEY (module, meter, period_start, idempotency_key))",
+    ),
+];
+
+/// How a value of a table written before the integer checks is carried
+/// over: integers as they are, anything else (a REAL left by an overflow,
+/// text) clamped into 0 ..= i64::MAX. SQLite's CAST of a REAL beyond the
+/// i64 range gives the nearest end of the range.
+fn integer_of(column: &str) -> String {
+    format!(
+        "CASE WHEN typeof({column}) = 'integer' THEN MAX({column}, 0) \
+         ELSE MAX(CAST({column} AS INTEGER), 0) END"
+    )
+}
+
+/// Creates the usage tables if they do not exist (idempotent), and rebuilds
+/// tables created by earlier releases without the integer checks, carrying
+/// every row over with its values made integers ([`integer_of`]).
 ///
 /// # Errors
 /// Database failures.
 pub async fn ensure_schema(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    for statement in [
-        "CREATE TABLE IF NOT EXISTS _souk_usage_counters (
-            module TEXT NOT NULL, key TEXT NOT NULL, used INTEGER NOT NULL,
-            PRIMARY KEY (module, key))",
-        "CREATE TABLE IF NOT EXISTS _souk_usage_keys (
-            module TEXT NOT NULL, key TEXT NOT NULL,
-            direction TEXT NOT NULL CHECK (direction IN ('consume', 'release')),
-            idempotency_key TEXT NOT NULL, quantity INTEGER NOT NULL, at INTEGER NOT NULL,
-            PRIMARY KEY (module, key, direction, idempotency_key))",
-        "CREATE TABLE IF NOT EXISTS _souk_usage_events (
-            module TEXT NOT NULL, meter TEXT NOT NULL, period_start INTEGER NOT NULL,
-            idempotency_key TEXT NOT NULL, amount INTEGER NOT NULL, at INTEGER NOT NULL,
-            PRIMARY KEY (module, meter, period_start, idempotency_key))",
-    ] {
-        sqlx::query(statement).execute(pool).await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for (table, create) in TABLES {
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+                .bind(table)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match existing {
+            None => {
+                sqlx::query(create).execute(&mut *tx).await?;
+            }
+            Some(sql) if sql.contains("typeof(") => {}
+            Some(_) => {
+                let old = format!("{table}_before_checks");
+                sqlx::query(&format!("ALTER TABLE {table} RENAME TO {old}"))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(create).execute(&mut *tx).await?;
+                let copy = match table {
+                    "_souk_usage_counters" => format!(
+                        "INSERT INTO {table} (module, key, used) SELECT module, key, {} FROM {old}",
+                        integer_of("used")
+                    ),
+                    "_souk_usage_keys" => format!(
+                        "INSERT INTO {table} (module, key, direction, idempotency_key, quantity, at) \
+                         SELECT module, key, direction, idempotency_key, {}, at FROM {old}",
+                        integer_of("quantity")
+                    ),
+                    _ => format!(
+                        "INSERT INTO {table} (module, meter, period_start, idempotency_key, amount, at) \
+                         SELECT module, meter, period_start, idempotency_key, {}, at FROM {old}",
+                        integer_of("amount")
+                    ),
+                };
+                sqlx::query(&copy).execute(&mut *tx).await?;
+                sqlx::query(&format!("DROP TABLE {old}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
     }
-    Ok(())
+    tx.commit().await
 }
 
 fn signed(value: u64) -> i64 {
@@ -45,8 +116,62 @@ fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// The sum of `meter`'s events in the period starting at `period_start`,
+/// never failing on overflow and never wrapping: a sum beyond
+/// [`MAX_USAGE`](super::MAX_USAGE) (only possible with rows written before
+/// amounts were bounded) reads as `MAX_USAGE`, a meter that is full.
+///
+/// SQLite's `SUM` raises an error on integer overflow; `TOTAL` (a double)
+/// never does and is exact while the sum stays below 2^53, which bounded
+/// amounts keep it far from in practice. Only above that are the rows
+/// summed here, with checked arithmetic.
+async fn meter_sum(
+    conn: &mut SqliteConnection,
+    module: &str,
+    meter: &str,
+    period_start: i64,
+) -> Result<u64, sqlx::Error> {
+    const EXACT_BELOW: f64 = 9_007_199_254_740_992.0; // 2^53
+    let total: f64 = sqlx::query_scalar(
+        "SELECT TOTAL(amount) FROM _souk_usage_events \
+         WHERE module = ? AND meter = ? AND period_start = ?",
+    )
+    .bind(module)
+    .bind(meter)
+    .bind(period_start)
+    .fetch_one(&mut *conn)
+    .await?;
+    if total < EXACT_BELOW {
+        // Exact: every partial sum of non-negative integers below 2^53 is.
+        return Ok(if total <= 0.0 { 0 } else { total as u64 });
+    }
+    let amounts: Vec<i64> = sqlx::query_scalar(
+        "SELECT amount FROM _souk_usage_events \
+         WHERE module = ? AND meter = ? AND period_start = ?",
+    )
+    .bind(module)
+    .bind(meter)
+    .bind(period_start)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut sum: u64 = 0;
+    for amount in amounts {
+        match sum
+            .checked_add(unsigned(amount))
+            .filter(|s| *s <= super::MAX_USAGE)
+        {
+            Some(next) => sum = next,
+            None => return Ok(super::MAX_USAGE),
+        }
+    }
+    Ok(sum)
+}
+
 /// The saved usage of `module` for the limits and meters of `grant` (meters:
-/// the grant's current period only).
+/// the grant's current period only): counters and period sums. Idempotency
+/// keys are not loaded: the tenant database answers for them on each
+/// consume, release and event ([`key_applied`], [`record_event`]), so
+/// loading costs the same whether the database holds ten keys or a million.
 ///
 /// # Errors
 /// Database failures.
@@ -55,53 +180,31 @@ pub async fn load(
     module: &str,
     grant: &Grant,
 ) -> Result<StoredUsage, SoukError> {
+    let mut conn = pool.acquire().await?;
     let mut usage = StoredUsage::default();
     let counters: Vec<(String, i64)> =
         sqlx::query_as("SELECT key, used FROM _souk_usage_counters WHERE module = ?")
             .bind(module)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
     for (key, used) in counters {
         usage.counters.insert(
             key,
             StoredCounter {
-                used: unsigned(used),
+                used: unsigned(used).min(super::MAX_USAGE),
                 ..StoredCounter::default()
             },
         );
     }
-    let keys: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT key, direction, idempotency_key FROM _souk_usage_keys WHERE module = ? ORDER BY at, rowid",
-    )
-    .bind(module)
-    .fetch_all(pool)
-    .await?;
-    for (key, direction, idempotency_key) in keys {
-        let counter = usage.counters.entry(key).or_default();
-        match direction.as_str() {
-            "consume" => counter.consumed_keys.push(idempotency_key),
-            _ => counter.released_keys.push(idempotency_key),
-        }
-    }
     for (meter, allowance) in &grant.meters {
         let period = allowance.period;
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT idempotency_key, amount FROM _souk_usage_events \
-             WHERE module = ? AND meter = ? AND period_start = ? ORDER BY at, rowid",
-        )
-        .bind(module)
-        .bind(meter)
-        .bind(period.start.unix_timestamp())
-        .fetch_all(pool)
-        .await?;
-        let used = rows.iter().map(|(_, amount)| unsigned(*amount)).sum();
-        let seen_keys = rows.into_iter().map(|(key, _)| key).collect();
+        let used = meter_sum(&mut conn, module, meter, period.start.unix_timestamp()).await?;
         usage.meters.insert(
             meter.clone(),
             StoredMeter {
                 period,
                 used,
-                seen_keys,
+                seen_keys: Vec::new(),
             },
         );
     }
@@ -244,7 +347,9 @@ pub async fn set_counters(
     Ok(())
 }
 
-/// The total of `meter` in the period starting at `period.start`.
+/// The total of `meter` in the period starting at `period.start`; see
+/// [`meter_sum`] (never fails on overflow, reads at most
+/// [`MAX_USAGE`](super::MAX_USAGE)).
 ///
 /// # Errors
 /// Database failures.
@@ -254,16 +359,7 @@ pub async fn period_total(
     meter: &str,
     period: Period,
 ) -> Result<u64, sqlx::Error> {
-    let total: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(amount), 0) FROM _souk_usage_events \
-         WHERE module = ? AND meter = ? AND period_start = ?",
-    )
-    .bind(module)
-    .bind(meter)
-    .bind(period.start.unix_timestamp())
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(unsigned(total))
+    meter_sum(conn, module, meter, period.start.unix_timestamp()).await
 }
 
 /// Forgets the count limits of `module` (an uninstall removed what they
@@ -282,4 +378,269 @@ pub async fn clear_counters(conn: &mut SqliteConnection, module: &str) -> Result
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use sqlx::sqlite::SqlitePoolOptions;
+    use time::Duration;
+
+    use super::*;
+    use crate::entitlements::{AccessState, MAX_USAGE, MeterAllowance, ResetInterval};
+
+    const MODULE: &str = "cards";
+
+    async fn pool() -> SqlitePool {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap()
+    }
+
+    fn period() -> Period {
+        let start = OffsetDateTime::from_unix_timestamp(1_796_126_400).unwrap();
+        Period {
+            start,
+            end: start + Duration::days(30),
+        }
+    }
+
+    fn grant() -> Grant {
+        let mut grant = Grant::new(AccessState::Active, Some("free"));
+        grant.limits = HashMap::from([("max_cards".to_owned(), None)]);
+        grant.meters = HashMap::from([(
+            "scans".to_owned(),
+            MeterAllowance {
+                per_period: None,
+                period: period(),
+                interval: ResetInterval::Month,
+            },
+        )]);
+        grant
+    }
+
+    async fn types_of(pool: &SqlitePool, sql: &str) -> Vec<String> {
+        sqlx::query_scalar(sql).fetch_all(pool).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_store_refuses_to_turn_a_counter_into_a_real() {
+        let pool = pool().await;
+        ensure_schema(&pool).await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let now = period().start;
+        apply_counter(&mut conn, MODULE, "max_cards", i64::MAX, Some("a"), now)
+            .await
+            .unwrap();
+        // The second would overflow to a REAL in SQL: refused, nothing changed.
+        assert!(
+            apply_counter(&mut conn, MODULE, "max_cards", i64::MAX, Some("b"), now)
+                .await
+                .is_err()
+        );
+        for attempt in [
+            "UPDATE _souk_usage_counters SET used = used + 1",
+            "UPDATE _souk_usage_counters SET used = 1.5",
+            "UPDATE _souk_usage_counters SET used = 'many'",
+            "UPDATE _souk_usage_counters SET used = -1",
+            "UPDATE _souk_usage_counters SET used = x'00'",
+            "UPDATE _souk_usage_counters SET used = NULL",
+            "INSERT INTO _souk_usage_events VALUES ('cards', 'scans', 0, 'k', 2.5, 0)",
+            "INSERT INTO _souk_usage_events VALUES ('cards', 'scans', 0, 'k', 9.3e18, 0)",
+            "INSERT INTO _souk_usage_keys VALUES ('cards', 'max_cards', 'consume', 'k', 0.5, 0)",
+        ] {
+            let refused = sqlx::query(attempt).execute(&mut *conn).await.unwrap_err();
+            assert!(
+                refused.to_string().contains("constraint failed"),
+                "{attempt}: {refused}"
+            );
+        }
+        drop(conn);
+        assert_eq!(
+            types_of(&pool, "SELECT typeof(used) FROM _souk_usage_counters").await,
+            ["integer"]
+        );
+        let usage = load(&pool, MODULE, &grant()).await.unwrap();
+        assert_eq!(usage.counters["max_cards"].used, MAX_USAGE);
+    }
+
+    #[tokio::test]
+    async fn tables_from_before_the_checks_are_rebuilt_with_integers() {
+        let pool = pool().await;
+        for old in [
+            "CREATE TABLE _souk_usage_counters (module TEXT NOT NULL, key TEXT NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (module, key))",
+            "CREATE TABLE _souk_usage_keys (module TEXT NOT NULL, key TEXT NOT NULL, direction TEXT NOT NULL CHECK (direction IN ('consume', 'release')), idempotency_key TEXT NOT NULL, quantity INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (module, key, direction, idempotency_key))",
+            "CREATE TABLE _souk_usage_events (module TEXT NOT NULL, meter TEXT NOT NULL, period_start INTEGER NOT NULL, idempotency_key TEXT NOT NULL, amount INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (module, meter, period_start, idempotency_key))",
+            // What two consumes of i64::MAX left behind.
+            "INSERT INTO _souk_usage_counters VALUES ('cards', 'max_cards', 9223372036854775807)",
+            "UPDATE _souk_usage_counters SET used = used + 9223372036854775807",
+            "INSERT INTO _souk_usage_counters VALUES ('cards', 'other', -3.5)",
+            "INSERT INTO _souk_usage_counters VALUES ('cards', 'fine', 7)",
+            "INSERT INTO _souk_usage_keys VALUES ('cards', 'max_cards', 'consume', 'k', 1.5e19, 0)",
+            "INSERT INTO _souk_usage_events VALUES ('cards', 'scans', 0, 'k', 2.5, 0)",
+        ] {
+            sqlx::query(old).execute(&pool).await.unwrap();
+        }
+        assert_eq!(
+            types_of(
+                &pool,
+                "SELECT typeof(used) FROM _souk_usage_counters WHERE key = 'max_cards'"
+            )
+            .await,
+            ["real"]
+        );
+        ensure_schema(&pool).await.unwrap();
+        // Twice: the second run finds the checks and changes nothing.
+        ensure_schema(&pool).await.unwrap();
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT key, typeof(used), used FROM _souk_usage_counters ORDER BY key")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("fine".to_owned(), "integer".to_owned(), 7),
+                ("max_cards".to_owned(), "integer".to_owned(), i64::MAX),
+                ("other".to_owned(), "integer".to_owned(), 0),
+            ]
+        );
+        assert_eq!(
+            types_of(&pool, "SELECT typeof(quantity) FROM _souk_usage_keys").await,
+            ["integer"]
+        );
+        assert_eq!(
+            types_of(&pool, "SELECT typeof(amount) FROM _souk_usage_events").await,
+            ["integer"]
+        );
+        assert!(
+            sqlx::query("UPDATE _souk_usage_counters SET used = 1.5")
+                .execute(&pool)
+                .await
+                .is_err()
+        );
+        let left: Vec<String> = types_of(
+            &pool,
+            "SELECT name FROM sqlite_master WHERE name LIKE '%before_checks%'",
+        )
+        .await;
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn overflowing_meter_sums_read_as_full_instead_of_failing() {
+        let pool = pool().await;
+        ensure_schema(&pool).await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let p = period();
+        for (key, amount) in [("a", u64::MAX), ("b", u64::MAX), ("c", 1)] {
+            assert!(
+                record_event(&mut conn, MODULE, "scans", p, key, amount, p.start)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(
+            period_total(&mut conn, MODULE, "scans", p).await.unwrap(),
+            MAX_USAGE
+        );
+        drop(conn);
+        let usage = load(&pool, MODULE, &grant()).await.unwrap();
+        assert_eq!(usage.meters["scans"].used, MAX_USAGE);
+
+        // Exact below 2^53 and above it.
+        let mut conn = pool.acquire().await.unwrap();
+        let other = Period {
+            start: p.end,
+            end: p.end + Duration::days(30),
+        };
+        let big = 1u64 << 53;
+        for (key, amount) in [("x", big), ("y", 1), ("z", 2)] {
+            record_event(&mut conn, MODULE, "scans", other, key, amount, other.start)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            period_total(&mut conn, MODULE, "scans", other)
+                .await
+                .unwrap(),
+            big + 3
+        );
+        let third = Period {
+            start: other.end,
+            end: other.end + Duration::days(30),
+        };
+        for (i, amount) in [1_000_000_000_000u64, 7, 999_999].iter().enumerate() {
+            record_event(
+                &mut conn,
+                MODULE,
+                "scans",
+                third,
+                &format!("k{i}"),
+                *amount,
+                third.start,
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            period_total(&mut conn, MODULE, "scans", third)
+                .await
+                .unwrap(),
+            1_000_001_000_006
+        );
+    }
+
+    #[tokio::test]
+    async fn loading_usage_reads_no_idempotency_keys_however_many_there_are() {
+        let pool = pool().await;
+        ensure_schema(&pool).await.unwrap();
+        let p = period();
+        // 50,000 keys on one counter and 50,000 events in the period.
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000) \
+             INSERT INTO _souk_usage_keys SELECT 'cards', 'max_cards', 'consume', 'key-' || i, 1, i FROM n",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000) \
+             INSERT INTO _souk_usage_events SELECT 'cards', 'scans', ?, 'event-' || i, 2, i FROM n",
+        )
+        .bind(p.start.unix_timestamp())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO _souk_usage_counters VALUES ('cards', 'max_cards', 50000)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let usage = load(&pool, MODULE, &grant()).await.unwrap();
+        eprintln!(
+            "loaded usage beside 100,000 keys in {:?}",
+            started.elapsed()
+        );
+        let counter = &usage.counters["max_cards"];
+        assert_eq!(counter.used, 50_000);
+        assert!(counter.consumed_keys.is_empty() && counter.released_keys.is_empty());
+        assert_eq!(usage.meters["scans"].used, 100_000);
+        assert!(usage.meters["scans"].seen_keys.is_empty());
+        // The database still answers for every key.
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(
+            key_applied(&mut conn, MODULE, "max_cards", "consume", "key-1")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !record_event(&mut conn, MODULE, "scans", p, "event-1", 2, p.start)
+                .await
+                .unwrap()
+        );
+    }
 }

@@ -56,6 +56,9 @@ fn counted(result: Result<Usage, CallUsageError>) -> Counted {
             Ok(Err(wit::UsageError::Denied(denial_to_wit(denial))))
         }
         Err(CallUsageError::UnknownKey(message)) => Ok(Err(wit::UsageError::UnknownKey(message))),
+        // API 0.2.0 has no variant for a quantity out of range; its only
+        // error carrying a message says what was wrong.
+        Err(CallUsageError::OutOfRange(message)) => Ok(Err(wit::UsageError::UnknownKey(message))),
         Err(CallUsageError::Host(error)) => Err(wasmtime::Error::msg(format!(
             "entitlements: usage not recorded: {error:#}"
         ))),

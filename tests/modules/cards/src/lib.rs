@@ -26,6 +26,13 @@
 //!   `200 {"templates": [...]}`.
 //! - `GET /limits/{key}` → `200 {"key", "usage": {"used", "limit"} | null,
 //!   "feature": bool}`: the module reading its own plan.
+//! - `POST /units` `{"key", "quantity", "idempotency_key"?}` → consumes
+//!   `quantity` units of count limit `key` as given, unchecked by the module
+//!   (a hostile module's call) → `200 {"used", "limit"}` or the SDK's answer
+//!   to the refusal.
+//! - `POST /units/record` `{"amount", "idempotency_key"}` → records `amount`
+//!   of `qr_scans_per_month` as given → `200 {"used", "limit"}` or the
+//!   refusal.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -103,6 +110,8 @@ impl Module for Cards {
             .post("/scans", record_scan)
             .get("/templates/premium", premium_templates)
             .get("/limits/{key}", read_limit)
+            .post("/units", consume_units)
+            .post("/units/record", record_units)
             .handle(request)
     }
 }
@@ -136,6 +145,24 @@ struct NewCard {
 struct NewBatch {
     count: u64,
     prefix: String,
+}
+
+/// `POST /units` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnits {
+    key: String,
+    quantity: u64,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// `POST /units/record` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    amount: u64,
+    idempotency_key: String,
 }
 
 /// `POST /scans` body.
@@ -290,6 +317,24 @@ fn read_limit(request: &Request) -> Result<Response, Problem> {
             "feature": entitlements::has_feature(key),
         }),
     ))
+}
+
+/// Hands the host whatever quantity the client sent: what a hostile module
+/// could do.
+fn consume_units(request: &Request) -> Result<Response, Problem> {
+    let body: RawUnits = request.json()?;
+    let usage = match &body.idempotency_key {
+        Some(key) => entitlements::consume_once(&body.key, body.quantity, key)?,
+        None => entitlements::consume(&body.key, body.quantity)?,
+    };
+    Ok(Response::json(200, &usage))
+}
+
+/// Hands the host whatever amount the client sent.
+fn record_units(request: &Request) -> Result<Response, Problem> {
+    let body: RawRecord = request.json()?;
+    let usage = entitlements::record_usage(QR_SCANS, body.amount, &body.idempotency_key)?;
+    Ok(Response::json(200, &usage))
 }
 
 souk_sdk::export_module!(Cards);
