@@ -23,7 +23,7 @@ mod lines;
 mod schema;
 mod value;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -871,24 +871,23 @@ impl Restorer<'_> {
                     ),
                 )
             })?;
-        Ok(TableLoader {
-            archive: self.archive.to_owned(),
-            name: name.to_string(),
+        Ok(TableLoader::new(
+            self.archive,
+            name.to_string(),
             physical,
             columns,
             keep,
-            sequence: start.sequence,
-            statements: HashMap::new(),
-            rows: 0,
-        })
+            start.sequence,
+        ))
     }
 
     /// Finishes a table: its AUTOINCREMENT counter, its row count.
     async fn close(
         &mut self,
         conn: &mut SqliteConnection,
-        loader: TableLoader,
+        mut loader: TableLoader,
     ) -> Result<(), ArchiveError> {
+        loader.flush(conn).await?;
         if let Some(seq) = loader.sequence
             && !schema::set_sequence(conn, &loader.physical, seq).await?
         {
@@ -920,7 +919,17 @@ impl Restorer<'_> {
     }
 }
 
-/// Inserts one table's rows.
+/// Most parameters one INSERT binds (SQLite's historical default limit, so
+/// any build accepts it).
+const MAX_BATCH_PARAMETERS: usize = 999;
+
+/// Most rows one INSERT carries.
+const MAX_BATCH_ROWS: usize = 100;
+
+/// Most bytes of text and blob values held for one INSERT.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// Inserts one table's rows, a batch of rows per INSERT.
 struct TableLoader {
     archive: String,
     /// The module's name for the table.
@@ -932,95 +941,167 @@ struct TableLoader {
     /// an older archive holds).
     keep: Vec<bool>,
     sequence: Option<i64>,
-    /// INSERT statements by the positions (among inserted values) of text
-    /// that is not UTF-8, which is bound as a blob and cast back to TEXT.
-    statements: HashMap<Vec<usize>, String>,
+    /// Rows per INSERT.
+    batch: usize,
+    /// Rows waiting for the next INSERT (their inserted values only).
+    pending: Vec<Vec<StoredValue>>,
+    pending_bytes: usize,
+    /// Rows inserted so far.
     rows: u64,
 }
 
 impl TableLoader {
-    fn row_error(&self, reason: impl Into<String>) -> ArchiveError {
+    fn new(
+        archive: &str,
+        name: String,
+        physical: String,
+        columns: Vec<String>,
+        keep: Vec<bool>,
+        sequence: Option<i64>,
+    ) -> Self {
+        let batch = (MAX_BATCH_PARAMETERS / columns.len().max(1)).clamp(1, MAX_BATCH_ROWS);
+        TableLoader {
+            archive: archive.to_owned(),
+            name,
+            physical,
+            columns,
+            keep,
+            sequence,
+            batch,
+            pending: Vec::with_capacity(batch),
+            pending_bytes: 0,
+            rows: 0,
+        }
+    }
+
+    /// A row error; `row` is the row's position in the table (1-based).
+    fn row_error(&self, row: u64, reason: impl Into<String>) -> ArchiveError {
         ArchiveError::Row {
             archive: self.archive.clone(),
             table: self.name.clone(),
-            row: self.rows + 1,
+            row,
             reason: reason.into(),
         }
     }
 
-    fn statement(&mut self, cast: Vec<usize>) -> &str {
-        let columns = &self.columns;
-        let physical = &self.physical;
-        self.statements.entry(cast).or_insert_with_key(|cast| {
-            let values: Vec<String> = (1..=columns.len())
-                .map(|i| {
-                    if cast.contains(&(i - 1)) {
-                        format!("CAST(?{i} AS TEXT)")
-                    } else {
-                        format!("?{i}")
-                    }
-                })
-                .collect();
-            format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                quote(physical),
-                columns.join(", "),
-                values.join(", ")
-            )
-        })
-    }
-
+    /// Takes a row: checks it, and inserts it with the rows before it once
+    /// a batch is full.
     async fn insert(
         &mut self,
         conn: &mut SqliteConnection,
         values: Vec<StoredValue>,
     ) -> Result<(), ArchiveError> {
+        let position = self.rows + self.pending.len() as u64 + 1;
         if values.len() != self.keep.len() {
-            return Err(self.row_error(format!(
-                "{} values where {} belong",
-                values.len(),
-                self.keep.len()
-            )));
+            return Err(self.row_error(
+                position,
+                format!("{} values where {} belong", values.len(), self.keep.len()),
+            ));
         }
-        let mut args = SqliteArguments::default();
-        let mut cast = Vec::new();
-        let mut position = 0;
+        let mut row = Vec::with_capacity(self.columns.len());
         for (value, keep) in values.into_iter().zip(self.keep.iter().copied()) {
             if !keep {
                 continue;
             }
-            let added = match value {
-                StoredValue::Null => args.add(Option::<i64>::None),
-                StoredValue::Integer(v) => args.add(v),
-                StoredValue::Real(bits) => {
-                    let real = f64::from_bits(bits);
-                    if real.is_nan() {
+            match &value {
+                StoredValue::Real(bits) if f64::from_bits(*bits).is_nan() => {
+                    return Err(self.row_error(
+                        position,
+                        "it holds a NaN real, which SQLite cannot store (it would become NULL)",
+                    ));
+                }
+                StoredValue::Text(bytes) | StoredValue::Blob(bytes) => {
+                    self.pending_bytes += bytes.len();
+                }
+                _ => {}
+            }
+            row.push(value);
+        }
+        self.pending.push(row);
+        if self.pending.len() >= self.batch || self.pending_bytes >= MAX_BATCH_BYTES {
+            self.flush(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the pending rows. When SQLite refuses the batch (the
+    /// statement is undone), its rows are inserted one by one to name the
+    /// row it refuses.
+    async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), ArchiveError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        if let Err(batch_error) = self.execute(conn, &rows).await {
+            if rows.len() > 1 {
+                for (i, row) in rows.iter().enumerate() {
+                    if let Err(e) = self.execute(conn, std::slice::from_ref(row)).await {
                         return Err(self.row_error(
-                            "it holds a NaN real, which SQLite cannot store (it would become NULL)",
+                            self.rows + i as u64 + 1,
+                            crate::db::map_error(e).to_string(),
                         ));
                     }
-                    args.add(real)
                 }
-                StoredValue::Text(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => args.add(text),
-                    Err(not_utf8) => {
-                        cast.push(position);
-                        args.add(not_utf8.into_bytes())
-                    }
-                },
-                StoredValue::Blob(bytes) => args.add(bytes),
-            };
-            added.map_err(|e| self.row_error(format!("cannot bind a value: {e}")))?;
-            position += 1;
+            }
+            return Err(
+                self.row_error(self.rows + 1, crate::db::map_error(batch_error).to_string())
+            );
         }
-        let result = {
-            let sql = self.statement(cast);
-            sqlx::query_with(sql, args).execute(&mut *conn).await
-        };
-        if let Err(e) = result {
-            return Err(self.row_error(crate::db::map_error(e).to_string()));
+        self.rows += rows.len() as u64;
+        self.pending = rows;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// One `INSERT INTO t (columns) VALUES (...), (...)` for `rows`. Text
+    /// that is not UTF-8 is bound as a blob and cast back to TEXT, which
+    /// keeps its bytes.
+    async fn execute(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &[Vec<StoredValue>],
+    ) -> Result<(), sqlx::Error> {
+        let mut args = SqliteArguments::default();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            quote(&self.physical),
+            self.columns.join(", ")
+        );
+        let mut cast = false;
+        let mut n = 0;
+        for (r, row) in rows.iter().enumerate() {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for (c, value) in row.iter().enumerate() {
+                n += 1;
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                let (added, as_text) = match value {
+                    StoredValue::Null => (args.add(Option::<i64>::None), false),
+                    StoredValue::Integer(v) => (args.add(*v), false),
+                    StoredValue::Real(bits) => (args.add(f64::from_bits(*bits)), false),
+                    StoredValue::Text(bytes) => match std::str::from_utf8(bytes) {
+                        Ok(text) => (args.add(text), false),
+                        Err(_) => (args.add(bytes.as_slice()), true),
+                    },
+                    StoredValue::Blob(bytes) => (args.add(bytes.as_slice()), false),
+                };
+                added.map_err(sqlx::Error::Encode)?;
+                if as_text {
+                    cast = true;
+                    sql.push_str(&format!("CAST(?{n} AS TEXT)"));
+                } else {
+                    sql.push_str(&format!("?{n}"));
+                }
+            }
+            sql.push(')');
         }
-        self.rows += 1;
+        // Statements with casts vary row by row: not worth caching.
+        sqlx::query_with(&sql, args)
+            .persistent(!cast)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }

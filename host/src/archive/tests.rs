@@ -1010,6 +1010,25 @@ async fn an_archive_that_does_not_fit_the_schema_is_refused_and_restores_nothing
             "table parents, row 2:",
         ),
         (
+            "a duplicate key deep in a batch",
+            vec![(
+                parents(),
+                (1..=250)
+                    .map(|i| {
+                        let id = if i == 137 { 5 } else { i };
+                        vec![
+                            int(id),
+                            int(id),
+                            text("P"),
+                            StoredValue::Null,
+                            StoredValue::Null,
+                        ]
+                    })
+                    .collect(),
+            )],
+            "table parents, row 137:",
+        ),
+        (
             "a reference to a row the archive lacks",
             vec![
                 (parents(), vec![parent_row()]),

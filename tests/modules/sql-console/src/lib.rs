@@ -50,7 +50,8 @@ const SHAPES: Migration = Migration::new(
     CREATE TABLE keyed (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
     CREATE TABLE strict_values (id INTEGER PRIMARY KEY, i INTEGER, r REAL, t TEXT, b BLOB) STRICT;
     CREATE TABLE counters (id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT)",
-    "DROP TABLE counters;
+    "UPDATE parents SET mentor_id = NULL, favourite_child_id = NULL;
+    DROP TABLE counters;
     DROP TABLE strict_values;
     DROP TABLE keyed;
     DROP TABLE edge_values;
