@@ -6,6 +6,7 @@
 
 mod support;
 
+mod archives;
 mod billing;
 mod lifecycle;
 mod packages;
