@@ -891,6 +891,13 @@ fn text(v: &str) -> StoredValue {
     StoredValue::Text(v.as_bytes().to_vec())
 }
 
+/// What is tried, the tables of a forged archive, what the refusal says.
+type Case = (
+    &'static str,
+    Vec<(TableStart, Vec<Vec<StoredValue>>)>,
+    &'static str,
+);
+
 #[tokio::test]
 async fn an_archive_that_does_not_fit_the_schema_is_refused_and_restores_nothing() {
     let parents = || {
@@ -909,7 +916,7 @@ async fn an_archive_that_does_not_fit_the_schema_is_refused_and_restores_nothing
             StoredValue::Null,
         ]
     };
-    let cases: Vec<(&str, Vec<(TableStart, Vec<Vec<StoredValue>>)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "a table the module does not have",
             vec![(
