@@ -1390,7 +1390,7 @@ pub async fn uninstall(
         withdraw: None,
     };
     if let Err(e) = record_removal(souk, tenant, &caller, tx, removal).await {
-        discard_archive(souk, &archive).await;
+        discard_archive(souk, tenant, &archive).await;
         return Err(e);
     }
     souk.billing.forget(tenant, module);
@@ -1473,14 +1473,14 @@ async fn normal_uninstall(
     let tx = match run_hook(souk, &loaded, ctx, scope.clone(), tx, Hook::Uninstall).await {
         Ok(tx) => tx,
         Err(e) => {
-            discard_archive(souk, &archive).await;
+            discard_archive(souk, tenant, &archive).await;
             return Err(e);
         }
     };
     match revert_migrations(souk, tx, scope, module, &migrations, done).await {
         Ok((tx, reverted)) => Ok((tx, archive, reverted)),
         Err(e) => {
-            discard_archive(souk, &archive).await;
+            discard_archive(souk, tenant, &archive).await;
             Err(e)
         }
     }
@@ -1527,7 +1527,7 @@ async fn forced_removal(
     let mut tx = begin(&pool).await?;
     let archive = export_archive(souk, &mut tx, tenant, current, prefix, done).await?;
     if let Err(e) = clear_namespace(&mut tx, prefix, &current.module).await {
-        discard_archive(souk, &archive).await;
+        discard_archive(souk, tenant, &archive).await;
         return Err(e);
     }
     Ok((tx, archive))
@@ -1557,20 +1557,9 @@ async fn export_archive(
 /// Removes an archive written by an uninstall that did not go through: its
 /// file and its record. Failures are logged; the uninstall's own error is
 /// what the caller reports.
-async fn discard_archive(souk: &Souk, archive: &ArchiveInfo) {
-    match std::fs::remove_file(&archive.path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            tracing::error!(archive = %archive.id, error = %e, "could not remove the archive of an uninstall that did not go through");
-        }
-    }
-    if let Err(e) = sqlx::query("DELETE FROM archives WHERE id = ?")
-        .bind(&archive.id)
-        .execute(souk.control.pool())
-        .await
-    {
-        tracing::error!(archive = %archive.id, error = %e, "could not remove the record of an archive of an uninstall that did not go through");
+async fn discard_archive(souk: &Souk, tenant: &Tenant, archive: &ArchiveInfo) {
+    if let Err(e) = archive::discard(&souk.control, tenant, &archive.id).await {
+        tracing::error!(archive = %archive.id, error = %e, "could not remove the archive of an uninstall that did not go through");
     }
 }
 

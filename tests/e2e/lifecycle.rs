@@ -198,13 +198,17 @@ fn uninstall_archives_then_drops_and_the_archive_restores() {
         json!(["0002_member_notes", "0001_members"])
     );
     let archive_id = a.body["archive"]["id"].as_str().unwrap().to_owned();
-    // Answers name the archive by id only; find its file on disk.
-    let archive_path = std::fs::read_dir(host.data_dir().join("archives"))
+    // Answers name archives by id; the file is named by it too.
+    assert!(a.body["archive"].get("path").is_none(), "{a:?}");
+    let tenant_id = host.get("/v1/tenants/acme", &host.operator).body["id"]
+        .as_str()
         .unwrap()
-        .flat_map(|tenant_dir| std::fs::read_dir(tenant_dir.unwrap().path()).unwrap())
-        .map(|entry| entry.unwrap().path())
-        .find(|path| path.to_string_lossy().contains(&archive_id))
-        .expect("the archive file");
+        .to_owned();
+    let archive_path = host
+        .data_dir()
+        .join("archives")
+        .join(tenant_id)
+        .join(format!("{archive_id}.jsonl"));
     let archived = std::fs::read_to_string(&archive_path).unwrap();
     assert!(
         archived.contains("Maya"),

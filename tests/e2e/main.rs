@@ -6,6 +6,7 @@
 
 mod support;
 
+mod archives;
 mod billing;
 mod fairness;
 mod hostile_input;

@@ -132,6 +132,11 @@ impl Host {
         host
     }
 
+    /// The process id of the running `souk serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("host is running").id()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -23,13 +23,61 @@ use souk_sdk::{Migration, Module, Problem, Request, Response, Router};
 /// Runs SQL on request.
 struct SqlConsole;
 
+/// Tables in every shape an archive must restore exactly (the
+/// `archive-shapes` test module): foreign keys both ways between `parents`
+/// and `children` and from `parents` to itself (in name order `children`
+/// comes first); virtual and stored generated columns; an untyped column
+/// that keeps any value as given; a rowid table without an INTEGER PRIMARY
+/// KEY; a `WITHOUT ROWID` table; a `STRICT` table; an AUTOINCREMENT table.
+#[cfg(feature = "archive-shapes")]
+const SHAPES: Migration = Migration::new(
+    "0001_shapes",
+    "CREATE TABLE parents (
+        id INTEGER PRIMARY KEY,
+        name TEXT,
+        mentor_id INTEGER REFERENCES parents (id),
+        favourite_child_id INTEGER REFERENCES children (id)
+    );
+    CREATE TABLE children (
+        id INTEGER PRIMARY KEY,
+        parent_id INTEGER NOT NULL REFERENCES parents (id),
+        name TEXT
+    );
+    CREATE TABLE areas (
+        id INTEGER PRIMARY KEY,
+        width REAL,
+        height REAL,
+        area REAL GENERATED ALWAYS AS (width * height) VIRTUAL,
+        label TEXT,
+        label_length INTEGER GENERATED ALWAYS AS (length(label)) STORED
+    );
+    CREATE TABLE edge_values (v, note TEXT);
+    CREATE TABLE keyed (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+    CREATE TABLE strict_values (id INTEGER PRIMARY KEY, i INTEGER, r REAL, t TEXT, b BLOB) STRICT;
+    CREATE TABLE counters (id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT)",
+    "UPDATE parents SET mentor_id = NULL, favourite_child_id = NULL;
+    DROP TABLE counters;
+    DROP TABLE strict_values;
+    DROP TABLE keyed;
+    DROP TABLE edge_values;
+    DROP TABLE areas;
+    DROP TABLE children;
+    DROP TABLE parents",
+);
+
 impl Module for SqlConsole {
+    #[cfg(not(feature = "archive-shapes"))]
     fn migrations() -> Vec<Migration> {
         vec![Migration::new(
             "0001_notes",
             "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
             "DROP TABLE notes",
         )]
+    }
+
+    #[cfg(feature = "archive-shapes")]
+    fn migrations() -> Vec<Migration> {
+        vec![SHAPES]
     }
 
     fn handle(request: Request) -> Response {
