@@ -11,6 +11,9 @@ use crate::support::{Answer, Host, workspace_root};
 
 const START: &str = "2026-01-01T00:00:00Z";
 
+/// A host with the test plans on a manual clock. The races below send up
+/// to 24 requests of one tenant at once, so its call cap is raised above
+/// that: they test the limits, not the cap (tests/e2e/fairness.rs does).
 fn start(modules: &[&str]) -> Host {
     let plans = workspace_root().join("tests/e2e/plans");
     Host::start_with(
@@ -20,6 +23,10 @@ fn start(modules: &[&str]) -> Host {
             plans.to_str().expect("utf-8 path"),
             "--manual-clock",
             START,
+            "--max-instances",
+            "64",
+            "--tenant-concurrency",
+            "32",
         ],
     )
 }

@@ -706,6 +706,17 @@ mod tests {
     }
 
     #[test]
+    fn names_inside_writes_behind_ctes_are_namespaced() {
+        let sql = run(
+            "WITH pragma_table_list AS (SELECT 1) DELETE FROM cards WHERE EXISTS \
+             (SELECT typeof(1) FROM \"sqlite_temp_master\" s44, cards s56 WHERE 1) AND 0",
+        );
+        eprintln!("{sql:?}");
+        let sql = sql.unwrap();
+        assert!(!sql.contains("\"sqlite_temp_master\""), "{sql}");
+    }
+
+    #[test]
     fn deep_nesting_is_refused_before_the_parser_backtracks() {
         for depth in [MAX_NESTING + 1, 50, 1_000] {
             let casts = format!(
