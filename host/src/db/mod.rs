@@ -474,7 +474,16 @@ pub fn decode_row(row: &SqliteRow) -> Result<Vec<SqlValue>, DbFailure> {
             "INTEGER" => SqlValue::Integer(row.try_get_unchecked(i).map_err(map_error)?),
             "REAL" => SqlValue::Real(row.try_get_unchecked(i).map_err(map_error)?),
             "BLOB" => SqlValue::Blob(row.try_get_unchecked(i).map_err(map_error)?),
-            _ => SqlValue::Text(row.try_get_unchecked(i).map_err(map_error)?),
+            // Text is read as its bytes: a value that is not valid UTF-8
+            // (SQLite stores whatever it is given) reaches the module with
+            // U+FFFD in place of the bad bytes instead of failing the query.
+            _ => {
+                let bytes: Vec<u8> = row.try_get_unchecked(i).map_err(map_error)?;
+                SqlValue::Text(match String::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                })
+            }
         };
         out.push(value);
     }

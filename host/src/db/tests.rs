@@ -287,6 +287,18 @@ async fn allowed_work_still_works() {
 }
 
 #[tokio::test]
+async fn text_that_is_not_utf8_reaches_the_module_replaced_not_as_an_error() {
+    let f = fixture().await;
+    sqlx::query("INSERT INTO cards__cards (label) VALUES (CAST(X'61FF62' AS TEXT))")
+        .execute(&f.pool)
+        .await
+        .unwrap();
+    let (result, _) = run_one(&f, "SELECT label FROM cards", false).await;
+    let rows = result.unwrap();
+    assert!(rows.contains("a\u{fffd}b"), "{rows}");
+}
+
+#[tokio::test]
 async fn deep_and_huge_expressions_are_refused_without_harm() {
     let f = fixture().await;
     let chain = format!("SELECT 1{}", "+1".repeat(30_000));
