@@ -103,30 +103,6 @@ pub struct InstallReport {
     started_subscription: Option<StartedSubscription>,
 }
 
-/// An archive as lifecycle answers name it: by id, never by a server path.
-#[derive(Debug, Clone, Serialize)]
-pub struct ArchiveRef {
-    /// Archive id (pass it as `restore_archive` to a reinstall).
-    pub id: String,
-    /// Module slug.
-    pub module: String,
-    /// Module version whose schema the data has.
-    pub version: String,
-    /// When it was written.
-    pub created_at: String,
-}
-
-impl From<&ArchiveInfo> for ArchiveRef {
-    fn from(info: &ArchiveInfo) -> Self {
-        ArchiveRef {
-            id: info.id.clone(),
-            module: info.module_slug.clone(),
-            version: info.version.clone(),
-            created_at: info.created_at.clone(),
-        }
-    }
-}
-
 /// The outcome of an uninstall.
 #[derive(Debug, Clone, Serialize)]
 pub struct UninstallReport {
@@ -137,8 +113,9 @@ pub struct UninstallReport {
     /// Migrations reverted, in order (none when forced: the namespace was
     /// dropped directly).
     pub reverted_migrations: Vec<String>,
-    /// The archive the module's data was written to first.
-    pub archive: ArchiveRef,
+    /// The archive the module's data was written to first (as the archive
+    /// list shows it: by id, never by a server path).
+    pub archive: ArchiveInfo,
     /// Set when the uninstall was forced: why the normal uninstall failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forced: Option<String>,
@@ -1399,7 +1376,7 @@ pub async fn uninstall(
         module: module.to_owned(),
         version: current.version,
         reverted_migrations: reverted,
-        archive: ArchiveRef::from(&archive),
+        archive: archive.clone(),
         forced,
     })
 }
