@@ -13,8 +13,10 @@ use std::sync::Mutex;
 use serde::Serialize;
 use souk_module_registry::{Digest, Manifest, Package, PackageLimits};
 
+use crate::context::CallContext;
 use crate::control_plane::{ControlPlane, now};
-use crate::runtime::{LoadedModule, Runtime};
+use crate::db::ModuleDb;
+use crate::runtime::{CallState, LoadedModule, Migration, Runtime};
 use crate::souk::SoukError;
 
 /// One available module version.
@@ -191,6 +193,8 @@ impl Catalog {
             .load(&package)
             .await
             .map_err(|e| SoukError::PackageRefused(format!("package refused: {e}")))?;
+        self.check_migrations_unchanged(runtime, &package.manifest, &loaded)
+            .await?;
 
         std::fs::create_dir_all(&self.dir).map_err(|e| SoukError::Internal(e.into()))?;
         let path = self.dir.join(format!("{}.souk", package.digest.hex()));
@@ -237,6 +241,48 @@ impl Catalog {
             .into_version()?;
         added.newly_added = true;
         Ok(added)
+    }
+
+    /// Refuses a new version that changes a migration another version of
+    /// the same module already has (the same id with other up or down
+    /// SQL): a tenant that applied the old text would never get the new
+    /// one, and its data would no longer fit the module. The installer
+    /// checks the ledger's checksums as well, for versions added before
+    /// this check existed.
+    async fn check_migrations_unchanged(
+        &self,
+        runtime: &Runtime,
+        manifest: &Manifest,
+        loaded: &LoadedModule,
+    ) -> Result<(), SoukError> {
+        let slug = manifest.slug.as_str();
+        let others = self.versions_of(slug).await?;
+        if others.is_empty() {
+            return Ok(());
+        }
+        let mine = declared_migrations(runtime, manifest, loaded).await?;
+        for row in others {
+            let resolved = self.resolve(slug, Some(&row.version)).await?;
+            let theirs = match self.load(runtime, &resolved).await {
+                Ok(loaded) => declared_migrations(runtime, &resolved.manifest, &loaded).await?,
+                Err(e) => {
+                    tracing::warn!(module = slug, version = %row.version, error = %e, "could not load a known version to compare its migrations");
+                    continue;
+                }
+            };
+            for m in &mine {
+                if let Some(old) = theirs.iter().find(|o| o.id == m.id)
+                    && (old.up != m.up || old.down != m.down)
+                {
+                    return Err(SoukError::PackageRefused(format!(
+                        "package refused: migration {} differs from the one {slug} {} already \
+                         has; a released migration never changes: add a new migration instead",
+                        m.id, row.version
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn find(&self, slug: &str, version: &str) -> Result<Option<VersionRow>, SoukError> {
@@ -503,4 +549,26 @@ fn sort_newest_first(rows: &mut [VersionRow]) {
 
 fn poisoned() -> SoukError {
     SoukError::Internal(anyhow::anyhow!("module cache poisoned"))
+}
+
+/// The migrations a module version declares (its `migrations()` export,
+/// run without a database).
+async fn declared_migrations(
+    runtime: &Runtime,
+    manifest: &Manifest,
+    loaded: &LoadedModule,
+) -> Result<Vec<Migration>, SoukError> {
+    let state = CallState::new(
+        CallContext::system(manifest),
+        ModuleDb::detached(),
+        runtime.limits().memory_bytes,
+    );
+    let refused = |e: crate::runtime::CallError| {
+        SoukError::PackageRefused(format!(
+            "package refused: {} {}: migrations() failed: {e}",
+            manifest.slug, manifest.version
+        ))
+    };
+    let mut call = loaded.instantiate(state).await.map_err(refused)?;
+    call.migrations().await.map_err(refused)
 }
