@@ -755,6 +755,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     text.push_str("\n  ");
                     text.push_str(change);
                 }
+                if !r.failed.is_empty() {
+                    text.push_str(&format!(
+                        "\n{} could not be maintained (retried by the next run; the others were):",
+                        r.failed.len()
+                    ));
+                    for f in &r.failed {
+                        text.push_str(&format!(
+                            "\n  {}/{} {}: {}",
+                            f.tenant, f.module, f.step, f.error
+                        ));
+                    }
+                }
                 text
             })
         }
