@@ -15,8 +15,7 @@ use souk_module_registry::{Digest, Manifest, Package, PackageLimits};
 
 use crate::context::CallContext;
 use crate::control_plane::{ControlPlane, now};
-use crate::db::ModuleDb;
-use crate::runtime::{CallState, LoadedModule, Migration, Runtime};
+use crate::runtime::{LoadedModule, Migration, Runtime};
 use crate::souk::SoukError;
 
 /// One available module version.
@@ -260,11 +259,11 @@ impl Catalog {
         if others.is_empty() {
             return Ok(());
         }
-        let mine = declared_migrations(runtime, manifest, loaded).await?;
+        let mine = declared_migrations(manifest, loaded).await?;
         for row in others {
             let resolved = self.resolve(slug, Some(&row.version)).await?;
             let theirs = match self.load(runtime, &resolved).await {
-                Ok(loaded) => declared_migrations(runtime, &resolved.manifest, &loaded).await?,
+                Ok(loaded) => declared_migrations(&resolved.manifest, &loaded).await?,
                 Err(e) => {
                     tracing::warn!(module = slug, version = %row.version, error = %e, "could not load a known version to compare its migrations");
                     continue;
@@ -551,24 +550,19 @@ fn poisoned() -> SoukError {
     SoukError::Internal(anyhow::anyhow!("module cache poisoned"))
 }
 
-/// The migrations a module version declares (its `migrations()` export,
-/// run without a database).
+/// The migrations a module version declares, as a refusal of the package
+/// when they cannot be listed.
 async fn declared_migrations(
-    runtime: &Runtime,
     manifest: &Manifest,
     loaded: &LoadedModule,
 ) -> Result<Vec<Migration>, SoukError> {
-    let state = CallState::new(
-        CallContext::system(manifest),
-        ModuleDb::detached(),
-        runtime.limits().memory_bytes,
-    );
-    let refused = |e: crate::runtime::CallError| {
-        SoukError::PackageRefused(format!(
-            "package refused: {} {}: migrations() failed: {e}",
-            manifest.slug, manifest.version
-        ))
-    };
-    let mut call = loaded.instantiate(state).await.map_err(refused)?;
-    call.migrations().await.map_err(refused)
+    loaded
+        .declared_migrations(CallContext::system(manifest))
+        .await
+        .map_err(|e| {
+            SoukError::PackageRefused(format!(
+                "package refused: {} {}: migrations() failed: {e}",
+                manifest.slug, manifest.version
+            ))
+        })
 }

@@ -371,20 +371,13 @@ fn context(tenant: &Tenant, manifest: &Manifest, caller: &Caller) -> CallContext
 }
 
 async fn migrations_of(
-    souk: &Souk,
     loaded: &LoadedModule,
     ctx: CallContext,
 ) -> Result<Vec<Migration>, SoukError> {
-    let state = CallState::new(
-        ctx,
-        ModuleDb::detached(),
-        souk.runtime.limits().memory_bytes,
-    );
-    let mut call = loaded
-        .instantiate(state)
+    let migrations = loaded
+        .declared_migrations(ctx)
         .await
         .map_err(lifecycle("migrations()"))?;
-    let migrations = call.migrations().await.map_err(lifecycle("migrations()"))?;
     let mut seen = std::collections::HashSet::new();
     for m in &migrations {
         if m.id.trim().is_empty() || m.id.len() > 200 {
@@ -1003,7 +996,7 @@ async fn install_one(
     let mut started = subscription_for_install(souk, principal, tenant, manifest).await?;
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
     let ctx = context(tenant, manifest, &caller);
-    let migrations = migrations_of(souk, &loaded, ctx.clone()).await?;
+    let migrations = migrations_of(&loaded, ctx.clone()).await?;
     let scope = scope_for(souk, tenant, manifest).await?;
     check_migrations(&scope, manifest.slug.as_str(), &migrations).await?;
 
@@ -1176,7 +1169,7 @@ pub async fn upgrade(
     }
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
     let ctx = context(tenant, manifest, &caller);
-    let migrations = migrations_of(souk, &loaded, ctx.clone()).await?;
+    let migrations = migrations_of(&loaded, ctx.clone()).await?;
     let done = ledger(souk, tenant, module).await?;
     for entry in &done {
         let Some(migration) = migrations.iter().find(|m| m.id == entry.id) else {
@@ -1443,7 +1436,7 @@ async fn normal_uninstall(
     let module = current.module.as_str();
     let loaded = souk.catalog.load(&souk.runtime, resolved).await?;
     let ctx = context(tenant, manifest, caller);
-    let migrations = migrations_of(souk, &loaded, ctx.clone()).await?;
+    let migrations = migrations_of(&loaded, ctx.clone()).await?;
     let pool = souk.tenancy.database(tenant).await?;
     let mut tx = begin(&pool).await?;
     let archive = export_archive(souk, &mut tx, tenant, current, scope.prefix(), done).await?;

@@ -739,6 +739,24 @@ impl LoadedModule {
         })
     }
 
+    /// The migrations the module declares (its `migrations()` export), in a
+    /// fresh instance with no database, under `context`.
+    ///
+    /// # Errors
+    /// Any [`CallError`].
+    pub async fn declared_migrations(
+        &self,
+        context: CallContext,
+    ) -> Result<Vec<Migration>, CallError> {
+        let state = CallState::new(
+            context,
+            ModuleDb::detached(),
+            self.inner.limits.memory_bytes,
+        );
+        let mut call = self.instantiate(state).await?;
+        call.migrations().await
+    }
+
     async fn check_gates(&self, package: &Package) -> Result<(), LoadError> {
         let state = CallState::new(
             CallContext::system(&package.manifest),
