@@ -32,7 +32,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Row, Sqlite, SqliteConnection, Transaction, TypeInfo, ValueRef};
 
 use crate::control_plane::{ControlPlane, now};
-use crate::souk::SoukError;
+use crate::error::SoukError;
 use crate::tenancy::Tenant;
 
 use lines::{

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::context::{Caller, CallerKind};
 use crate::control_plane::{ControlPlane, now};
+use crate::error::SoukError;
 use crate::secrets::{random_secret, token_hash, write_private_file};
-use crate::souk::SoukError;
 use crate::tenancy::{Tenant, tenant_not_found};
 
 const OPERATOR_PREFIX: &str = "souk_op_";

@@ -15,8 +15,8 @@ use souk_module_registry::{Digest, Manifest, Package, PackageLimits};
 
 use crate::context::CallContext;
 use crate::control_plane::{ControlPlane, now};
+use crate::error::SoukError;
 use crate::runtime::{LoadedModule, Migration, Runtime};
-use crate::souk::SoukError;
 
 /// One available module version.
 #[derive(Debug, Clone, Serialize)]

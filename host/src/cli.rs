@@ -15,8 +15,9 @@ use serde::Serialize;
 use souk_module_registry::Package;
 
 use crate::auth::Principal;
+use crate::error::SoukError;
 use crate::runtime::RuntimeLimits;
-use crate::souk::{Souk, SoukConfig, SoukError};
+use crate::souk::{Souk, SoukConfig};
 use crate::{api, installer};
 
 /// Souk: a multi-tenant host for business modules that run as sandboxed

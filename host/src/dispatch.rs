@@ -32,9 +32,10 @@ use crate::context::CallContext;
 use crate::db::ModuleDb;
 use crate::entitlements::call::{self, CallEntitlements};
 use crate::entitlements::{Decision, usage_db};
+use crate::error::SoukError;
 use crate::installer::{self, Installation};
 use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
-use crate::souk::{Souk, SoukError};
+use crate::souk::Souk;
 use crate::tenancy::Tenant;
 
 /// Request headers never forwarded to modules.

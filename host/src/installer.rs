@@ -42,8 +42,9 @@ use crate::catalog::ResolvedVersion;
 use crate::context::{CallContext, Caller};
 use crate::control_plane::now;
 use crate::db::{ModuleDb, SqlScope};
+use crate::error::SoukError;
 use crate::runtime::{CallState, LoadedModule, Migration};
-use crate::souk::{Souk, SoukError};
+use crate::souk::Souk;
 use crate::tenancy::Tenant;
 
 /// A module installed for a tenant.

@@ -24,6 +24,7 @@ pub mod control_plane;
 pub mod db;
 pub mod dispatch;
 pub mod entitlements;
+pub mod error;
 pub mod installer;
 pub mod log;
 pub mod registry;

@@ -12,6 +12,7 @@ use crate::billing::service::Billing;
 use crate::billing::subscription::{Clock, ManualClock, SystemClock};
 use crate::catalog::Catalog;
 use crate::control_plane::ControlPlane;
+use crate::error::SoukError;
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 
@@ -57,56 +58,6 @@ impl SoukConfig {
     }
 }
 
-/// An error a user of the host can meet, with a stable kind for the API's
-/// problem documents.
-#[derive(Debug, thiserror::Error)]
-pub enum SoukError {
-    /// The thing asked for does not exist (or is not visible to the caller).
-    #[error("{0}")]
-    NotFound(String),
-    /// The request conflicts with the current state.
-    #[error("{0}")]
-    Conflict(String),
-    /// The input is malformed or breaks a rule.
-    #[error("{0}")]
-    Invalid(String),
-    /// A package was refused.
-    #[error("{0}")]
-    PackageRefused(String),
-    /// A dependency is missing or incompatible.
-    #[error("{0}")]
-    Dependency(String),
-    /// A module's migration or lifecycle hook failed; nothing was changed.
-    #[error("{0}")]
-    LifecycleFailed(String),
-    /// No credentials, or credentials that are not valid.
-    #[error("{0}")]
-    Unauthorized(String),
-    /// Valid credentials that do not allow this.
-    #[error("{0}")]
-    Forbidden(String),
-    /// The module failed while serving a request (trap, timeout, oversized
-    /// response); the host and other tenants are unaffected.
-    #[error("{0}")]
-    Module(#[from] crate::runtime::CallError),
-    /// The module version was revoked by its publisher and will not run.
-    #[error("{0}")]
-    Revoked(String),
-    /// The module has no route for this method (but has one for the path).
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    /// The tenant's plan does not allow this (route gate or entitlement
-    /// check); carries the feature, the reason and the upgrade option.
-    #[error("{0}")]
-    Denied(Box<crate::entitlements::Denial>),
-    /// The action needs a payment first (a paid plan, an upgrade).
-    #[error("{0}")]
-    PaymentRequired(String),
-    /// An unexpected failure inside the host.
-    #[error("internal error: {0:#}")]
-    Internal(#[from] anyhow::Error),
-}
-
 /// Where the manual clock's current instant is kept between runs.
 const MANUAL_CLOCK_FILE: &str = "manual-clock";
 
@@ -129,12 +80,6 @@ fn resume_manual_clock(
         Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
     };
     Ok(recorded.map_or(start, |recorded| recorded.max(start)))
-}
-
-impl From<sqlx::Error> for SoukError {
-    fn from(e: sqlx::Error) -> Self {
-        SoukError::Internal(e.into())
-    }
 }
 
 /// The host.

@@ -14,7 +14,7 @@ use sqlx::SqlitePool;
 
 use crate::control_plane::{ControlPlane, now, sqlite_options};
 use crate::db::sandbox;
-use crate::souk::SoukError;
+use crate::error::SoukError;
 
 /// A tenant.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -25,7 +25,8 @@ use crate::billing::bounds;
 use crate::billing::service::Actor;
 use crate::billing::store::rfc3339;
 use crate::entitlements::{MAX_QUANTITY, UsageKind, call};
-use crate::souk::{Souk, SoukError};
+use crate::error::SoukError;
+use crate::souk::Souk;
 use crate::{dispatch, installer};
 
 /// The billing routes, merged into the main router.

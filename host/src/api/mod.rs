@@ -42,8 +42,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::auth::Principal;
+use crate::error::SoukError;
 use crate::runtime::{CallError, ModuleRequest};
-use crate::souk::{Souk, SoukError};
+use crate::souk::Souk;
 use crate::tenancy::Tenant;
 use crate::{archive, dispatch, installer};
 

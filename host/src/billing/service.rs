@@ -32,7 +32,7 @@ use crate::control_plane::ControlPlane;
 use crate::entitlements::{
     AccessState, EntitlementEngine, Grant, MeterAllowance, Period, ResetInterval,
 };
-use crate::souk::SoukError;
+use crate::error::SoukError;
 use crate::tenancy::Tenant;
 
 /// How long before a trial ends the `trial_ending` notification is written.

@@ -13,7 +13,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::catalog::{BillingInterval, Currency};
 use super::subscription::{Subscription, SubscriptionState};
-use crate::souk::SoukError;
+use crate::error::SoukError;
 
 /// A subscription with the bookkeeping the host keeps around it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use super::{Grant, Period, StoredCounter, StoredMeter, StoredUsage};
-use crate::souk::SoukError;
+use crate::error::SoukError;
 
 /// The usage tables as they are created now. Every quantity is a
 /// non-negative INTEGER, checked by SQLite itself: an arithmetic overflow in

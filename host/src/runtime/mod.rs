@@ -43,6 +43,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use crate::error::CallError;
 pub use admission::{CallPermit, reserved_instances};
 pub use cache::ComponentCache;
 
@@ -127,67 +128,6 @@ pub enum LoadError {
     /// The compile cache failed.
     #[error("compile cache: {0}")]
     Cache(String),
-}
-
-/// Why a call into a module failed. The host maps these to clean error
-/// responses; none of them affects other calls.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// The call ran past its deadline.
-    #[error("the module ran longer than its {0:?} budget and was stopped")]
-    Timeout(Duration),
-    /// The module trapped (panic, stack overflow, out of memory, ...).
-    #[error("the module failed: {0}")]
-    Trap(String),
-    /// The module returned a response larger than allowed.
-    #[error("the module's response of {size} bytes exceeds the limit of {limit} bytes")]
-    ResponseTooLarge {
-        /// Bytes returned.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// No instance slot (or no place for a request call) was free.
-    #[error("the host is at capacity; try again in {}s", retry_secs(*retry_after))]
-    Capacity {
-        /// When a retry may find a free slot (running calls end by then).
-        retry_after: Duration,
-    },
-    /// The tenant already has as many module calls running as it may; the
-    /// module did not run.
-    #[error(
-        "this tenant already has {limit} module calls running, the most it may have at once; \
-         try again in {}s",
-        retry_secs(*retry_after)
-    )]
-    TenantBusy {
-        /// The per-tenant cap.
-        limit: u32,
-        /// When a retry may find a free place.
-        retry_after: Duration,
-    },
-}
-
-impl CallError {
-    /// For a refusal that a later retry may not meet, when to retry, in
-    /// whole seconds (at least 1), as a `Retry-After` header says it.
-    pub fn retry_after_secs(&self) -> Option<u64> {
-        match self {
-            CallError::Capacity { retry_after } | CallError::TenantBusy { retry_after, .. } => {
-                Some(retry_secs(*retry_after))
-            }
-            _ => None,
-        }
-    }
-}
-
-fn retry_secs(after: Duration) -> u64 {
-    after
-        .as_millis()
-        .div_ceil(1000)
-        .try_into()
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 /// The engine, the linker and the compile cache shared by all modules.
