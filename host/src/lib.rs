@@ -19,6 +19,7 @@ pub mod auth;
 pub mod billing;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod context;
 pub mod control_plane;
 pub mod db;
