@@ -24,6 +24,7 @@
 //! transaction as its data and undone in memory if that rolls back; a
 //! route's `meter` is charged one unit when the answer is a 2xx.
 
+use souk_module_registry::RouteLookup;
 use sqlx::{Sqlite, Transaction};
 
 use crate::auth::Principal;
@@ -79,14 +80,14 @@ pub async fn dispatch(
     let resolved = ensure_grant(souk, &tenant, &installation).await?;
     let manifest = &resolved.manifest;
     let route = match manifest.route_for(&request.method, &request.path) {
-        Ok(Some((route, _))) => route,
-        Ok(None) => {
+        RouteLookup::Found(route, _) => route,
+        RouteLookup::NoRoute => {
             return Err(SoukError::NotFound(format!(
                 "module {module} has no route for {}",
                 request.path
             )));
         }
-        Err(()) => {
+        RouteLookup::MethodNotAllowed => {
             return Err(SoukError::MethodNotAllowed(format!(
                 "module {module} does not accept {} on {}",
                 request.method, request.path
