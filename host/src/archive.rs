@@ -867,7 +867,7 @@ impl Restorer<'_> {
                     name.as_str(),
                     format!(
                         "the rows the migrations put there cannot be removed: {}",
-                        crate::db::map_error(e)
+                        crate::capabilities::db::map_error(e)
                     ),
                 )
             })?;
@@ -1039,14 +1039,15 @@ impl TableLoader {
                     if let Err(e) = self.execute(conn, std::slice::from_ref(row)).await {
                         return Err(self.row_error(
                             self.rows + i as u64 + 1,
-                            crate::db::map_error(e).to_string(),
+                            crate::capabilities::db::map_error(e).to_string(),
                         ));
                     }
                 }
             }
-            return Err(
-                self.row_error(self.rows + 1, crate::db::map_error(batch_error).to_string())
-            );
+            return Err(self.row_error(
+                self.rows + 1,
+                crate::capabilities::db::map_error(batch_error).to_string(),
+            ));
         }
         self.rows += rows.len() as u64;
         self.pending = rows;

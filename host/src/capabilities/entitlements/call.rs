@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{
+use crate::capabilities::db::ModuleDb;
+use crate::entitlements::{
     Decision, Denial, EntitlementEngine, MAX_QUANTITY, MeterReading, MeterRefusal, Period, Usage,
     UsageError, UsageKind, usage_db,
 };
-use crate::db::ModuleDb;
 
 /// Why a usage change from a module call did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +23,12 @@ pub enum CallUsageError {
     /// The key is not a count limit or meter of the module's plan.
     #[error("{0}")]
     UnknownKey(String),
+    /// The idempotency key is empty or longer than
+    /// [`MAX_IDEMPOTENCY_KEY`]; nothing changed.
+    #[error("{0}")]
+    InvalidKey(String),
     /// The quantity or amount is outside 1 to [`MAX_QUANTITY`], or would
-    /// take a meter past [`MAX_USAGE`](super::MAX_USAGE); nothing changed.
+    /// take a meter past [`MAX_USAGE`](crate::entitlements::MAX_USAGE); nothing changed.
     #[error("{0}")]
     OutOfRange(String),
     /// The host could not record it; the call is trapped and rolled back.
@@ -71,7 +75,7 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 fn check_key(idempotency_key: Option<&str>) -> Result<(), CallUsageError> {
     match idempotency_key {
         Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
-            Err(CallUsageError::UnknownKey(format!(
+            Err(CallUsageError::InvalidKey(format!(
                 "an idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} bytes, not {}",
                 key.len()
             )))
@@ -168,10 +172,11 @@ impl CallEntitlements {
     ///
     /// # Errors
     /// [`CallUsageError::Denied`] when the plan refuses it (or the counter
-    /// would pass [`MAX_USAGE`](super::MAX_USAGE)),
+    /// would pass [`MAX_USAGE`](crate::entitlements::MAX_USAGE)),
     /// [`CallUsageError::OutOfRange`] for a quantity outside 1 to
-    /// [`MAX_QUANTITY`], [`CallUsageError::Host`] when the tenant database
-    /// fails.
+    /// [`MAX_QUANTITY`], [`CallUsageError::InvalidKey`] for an idempotency
+    /// key outside 1 to [`MAX_IDEMPOTENCY_KEY`] bytes,
+    /// [`CallUsageError::Host`] when the tenant database fails.
     pub async fn consume(
         &mut self,
         db: &mut ModuleDb,
@@ -188,7 +193,9 @@ impl CallEntitlements {
     ///
     /// # Errors
     /// [`CallUsageError::UnknownKey`] for a key the module never had,
-    /// [`CallUsageError::Host`] when the tenant database fails.
+    /// [`CallUsageError::OutOfRange`] and [`CallUsageError::InvalidKey`] as
+    /// for [`CallEntitlements::consume`], [`CallUsageError::Host`] when the
+    /// tenant database fails.
     pub async fn release(
         &mut self,
         db: &mut ModuleDb,
@@ -251,7 +258,8 @@ impl CallEntitlements {
     ///
     /// # Errors
     /// [`CallUsageError::Denied`] (allowance used up, or no access),
-    /// [`CallUsageError::UnknownKey`], [`CallUsageError::Host`].
+    /// [`CallUsageError::UnknownKey`], [`CallUsageError::OutOfRange`],
+    /// [`CallUsageError::InvalidKey`], [`CallUsageError::Host`].
     pub async fn record_usage(
         &mut self,
         db: &mut ModuleDb,
@@ -270,7 +278,8 @@ impl CallEntitlements {
             idempotency_key,
             at: self.now,
         };
-        let reading = record(&self.engine, conn, event, true).await?;
+        let reading = reserve(&self.engine, event, true)?;
+        let reading = persist(&self.engine, conn, event, reading).await?;
         if reading.counted {
             self.undo.push(Undo::Meter {
                 meter: meter.to_owned(),
@@ -342,8 +351,9 @@ pub struct MeterEvent<'a> {
 /// usage). Follow with [`persist`] in the caller's transaction, or undo.
 ///
 /// # Errors
-/// [`CallUsageError::Denied`] (enforced), [`CallUsageError::UnknownKey`].
-pub fn reserve(
+/// [`CallUsageError::Denied`] (enforced), [`CallUsageError::UnknownKey`],
+/// [`CallUsageError::OutOfRange`].
+fn reserve(
     engine: &EntitlementEngine,
     event: MeterEvent<'_>,
     enforce: bool,
@@ -378,7 +388,7 @@ pub fn reserve(
 ///
 /// # Errors
 /// [`CallUsageError::Host`] for database failures.
-pub async fn persist(
+async fn persist(
     engine: &EntitlementEngine,
     conn: &mut sqlx::SqliteConnection,
     event: MeterEvent<'_>,
@@ -490,19 +500,4 @@ impl Drop for MeterHold<'_> {
             );
         }
     }
-}
-
-/// [`reserve`] then [`persist`]: records `event` in the engine and the
-/// tenant database.
-///
-/// # Errors
-/// As for both.
-pub async fn record(
-    engine: &EntitlementEngine,
-    conn: &mut sqlx::SqliteConnection,
-    event: MeterEvent<'_>,
-    enforce: bool,
-) -> Result<MeterReading, CallUsageError> {
-    let reading = reserve(engine, event, enforce)?;
-    persist(engine, conn, event, reading).await
 }
