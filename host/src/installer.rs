@@ -40,7 +40,7 @@ use crate::billing::store::{self as subscriptions, Change, SubscriptionRecord};
 use crate::billing::subscription::Subscription;
 use crate::capabilities::CallState;
 use crate::capabilities::context::{CallContext, Caller};
-use crate::capabilities::db::{ModuleDb, SqlScope};
+use crate::capabilities::db::{self, ModuleDb, SqlScope};
 use crate::catalog::ResolvedVersion;
 use crate::control_plane::now;
 use crate::error::SoukError;
@@ -407,7 +407,7 @@ async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, SoukEr
 
 /// Runs a migration's `sql` in `tx`: rewritten into the module's namespace,
 /// checked by SQLite's authorizer, bound to the configured migration budget
-/// (see [`crate::capabilities::db::run_migration`]).
+/// (see [`db::run_migration`]).
 async fn run_migration_sql(
     souk: &Souk,
     scope: &SqlScope,
@@ -416,12 +416,12 @@ async fn run_migration_sql(
     direction: &str,
     sql: &str,
 ) -> Result<(), SoukError> {
-    crate::capabilities::db::run_migration(tx, scope, sql, souk.config.migration_timeout)
+    db::run_migration(tx, scope, sql, souk.config.migration_timeout)
         .await
         .map_err(|e| match e {
-            crate::capabilities::db::DbFailure::Refused(refusal) => SoukError::LifecycleFailed(
-                format!("migration {migration} ({direction}) was refused: {refusal}"),
-            ),
+            db::DbFailure::Refused(refusal) => SoukError::LifecycleFailed(format!(
+                "migration {migration} ({direction}) was refused: {refusal}"
+            )),
             other => SoukError::LifecycleFailed(format!(
                 "migration {migration} ({direction}) failed: {other}"
             )),
@@ -584,14 +584,12 @@ async fn check_migrations(
 ) -> Result<(), SoukError> {
     for m in migrations {
         for (direction, sql) in [("up", &m.up), ("down", &m.down)] {
-            crate::capabilities::db::check_migration(scope, sql)
-                .await
-                .map_err(|e| {
-                    SoukError::LifecycleFailed(format!(
-                        "{module}: migration {} ({direction}) was refused: {e}",
-                        m.id
-                    ))
-                })?;
+            db::check_migration(scope, sql).await.map_err(|e| {
+                SoukError::LifecycleFailed(format!(
+                    "{module}: migration {} ({direction}) was refused: {e}",
+                    m.id
+                ))
+            })?;
         }
     }
     Ok(())

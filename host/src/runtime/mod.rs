@@ -495,18 +495,23 @@ pub struct ModuleRequest {
     pub query: String,
     /// Headers safe to forward (never `Authorization`).
     pub headers: Vec<(String, String)>,
-    /// Body bytes.
+    /// The request body as the client sent it.
     pub body: Vec<u8>,
 }
 
-/// A module's HTTP response.
+/// A module's HTTP response, as the module returned it.
 #[derive(Debug, Clone)]
 pub struct ModuleResponse {
-    /// Status code.
+    /// Any `u16` the module chose, unchecked here (the API answers 502 for
+    /// one outside 100 to 999); 500 and above roll the call's transaction
+    /// back.
     pub status: u16,
-    /// Headers.
+    /// Name and value pairs in the module's order, unchecked: the API drops
+    /// invalid ones and those the host controls (`content-length`,
+    /// `transfer-encoding`, `connection`, `set-cookie`).
     pub headers: Vec<(String, String)>,
-    /// Body bytes.
+    /// At most [`RuntimeLimits::max_response_bytes`] ([`Call::handle`]
+    /// refuses a longer one).
     pub body: Vec<u8>,
 }
 

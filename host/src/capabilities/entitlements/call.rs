@@ -331,17 +331,18 @@ impl CallEntitlements {
 /// A metered event to record: which meter, how much, under which key, when.
 #[derive(Debug, Clone, Copy)]
 pub struct MeterEvent<'a> {
-    /// The tenant's internal id.
+    /// The tenant's internal id (not its slug).
     pub tenant_id: &'a str,
-    /// The module.
+    /// The module's slug.
     pub module: &'a str,
-    /// The meter key.
+    /// The meter's key, as the module declares it.
     pub meter: &'a str,
-    /// Units.
+    /// How much to add, in the meter's own unit; the engine refuses 0 and
+    /// more than [`MAX_QUANTITY`].
     pub amount: u64,
     /// Counted once per key per period.
     pub idempotency_key: &'a str,
-    /// When it happened.
+    /// When it happened, by the host clock; decides the period it counts in.
     pub at: OffsetDateTime,
 }
 
@@ -447,10 +448,14 @@ pub struct MeterHold<'a> {
 
 impl<'a> MeterHold<'a> {
     /// Takes `event` in the engine; with `enforce`, from the allowance
-    /// (atomically), as for [`reserve`].
+    /// (atomically: refused when access is lost or the allowance would be
+    /// exceeded), without, as a fact (reported usage).
     ///
     /// # Errors
-    /// As for [`reserve`].
+    /// [`CallUsageError::Denied`] (enforced), [`CallUsageError::UnknownKey`]
+    /// for a key that is not a meter of the plan,
+    /// [`CallUsageError::OutOfRange`] for an amount out of range or a full
+    /// meter.
     pub fn take(
         engine: &'a EntitlementEngine,
         event: MeterEvent<'a>,
@@ -466,10 +471,12 @@ impl<'a> MeterHold<'a> {
     }
 
     /// Writes the unit into the request's transaction (`conn`); still given
-    /// back on drop unless [`MeterHold::commit`] follows.
+    /// back on drop unless [`MeterHold::commit`] follows. An event the
+    /// database had already seen (the engine remembers fewer keys) is given
+    /// back at once and reads as not counted.
     ///
     /// # Errors
-    /// As for [`persist`].
+    /// [`CallUsageError::Host`] when the tenant database fails.
     pub async fn write(&mut self, conn: &mut sqlx::SqliteConnection) -> Result<(), CallUsageError> {
         self.reading = persist(self.engine, conn, self.event, self.reading).await?;
         Ok(())
