@@ -478,8 +478,19 @@ impl<'a> MeterHold<'a> {
     /// # Errors
     /// [`CallUsageError::Host`] when the tenant database fails.
     pub async fn write(&mut self, conn: &mut sqlx::SqliteConnection) -> Result<(), CallUsageError> {
-        self.reading = persist(self.engine, conn, self.event, self.reading).await?;
-        Ok(())
+        match persist(self.engine, conn, self.event, self.reading).await {
+            Ok(reading) => {
+                self.reading = reading;
+                Ok(())
+            }
+            Err(error) => {
+                // `persist` has given the unit back already: the drop must
+                // not give back a unit another call counted under the same
+                // key since.
+                self.reading.counted = false;
+                Err(error)
+            }
+        }
     }
 
     /// The event as recorded so far (after [`MeterHold::write`]: whether
