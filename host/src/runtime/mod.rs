@@ -10,7 +10,7 @@
 //! the gates check). A new host interface is a new capability, not a change
 //! here.
 //!
-//! Every call is bounded in time by one mechanism ([`CallDeadline`]): the
+//! Every call is bounded in time by one mechanism (`CallDeadline`): the
 //! epoch callback lets a running guest keep its tokio worker for at most one
 //! epoch tick before yielding, and traps it at the call's wall-clock
 //! deadline; an outer `tokio::time::timeout` at the same deadline (plus a
