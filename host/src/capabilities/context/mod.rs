@@ -27,7 +27,7 @@ pub struct Caller {
     pub kind: CallerKind,
     /// Stable id (token id, `operator`, `system`).
     pub id: String,
-    /// Human-readable name.
+    /// Display name: the token's name, or `operator` / `souk`.
     pub name: String,
 }
 
@@ -56,11 +56,12 @@ impl Caller {
 pub struct CallContext {
     /// Tenant id (empty for calls that touch no tenant).
     pub tenant_id: String,
-    /// Module slug.
+    /// The called module's slug, as its manifest names it.
     pub module_slug: String,
-    /// Module version.
+    /// The called module's version (its manifest's), as text.
     pub module_version: String,
-    /// Who is calling.
+    /// Who is calling: the authenticated principal of a request or a
+    /// lifecycle action, [`Caller::system`] for the host's own calls.
     pub caller: Caller,
 }
 
