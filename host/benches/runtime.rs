@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use criterion::{Criterion, SamplingMode};
 use souk_host::auth::Principal;
-use souk_host::context::CallContext;
-use souk_host::db::ModuleDb;
+use souk_host::capabilities::CallState;
+use souk_host::capabilities::context::CallContext;
 use souk_host::dispatch;
 use souk_host::installer::{self, InstallRequest};
-use souk_host::runtime::{CallState, ComponentCache, ModuleRequest, Runtime, RuntimeLimits};
+use souk_host::runtime::{ComponentCache, ModuleRequest, Runtime, RuntimeLimits};
 use souk_host::{Souk, SoukConfig};
 use souk_module_registry::{Package, PackageLimits};
 
@@ -369,9 +369,8 @@ fn bench_request_parts(
             tokio.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let state = CallState::new(
+                    let state = CallState::detached(
                         CallContext::system(&resolved.manifest),
-                        ModuleDb::detached(),
                         souk.runtime.limits().memory_bytes,
                     );
                     let call = loaded.instantiate(state).await;

@@ -31,6 +31,7 @@ use souk_module_registry::TableName;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Row, Sqlite, SqliteConnection, Transaction, TypeInfo, ValueRef};
 
+use crate::capabilities::db;
 use crate::control_plane::{ControlPlane, now};
 use crate::error::SoukError;
 use crate::tenancy::Tenant;
@@ -867,7 +868,7 @@ impl Restorer<'_> {
                     name.as_str(),
                     format!(
                         "the rows the migrations put there cannot be removed: {}",
-                        crate::db::map_error(e)
+                        db::map_error(e)
                     ),
                 )
             })?;
@@ -1037,16 +1038,13 @@ impl TableLoader {
             if rows.len() > 1 {
                 for (i, row) in rows.iter().enumerate() {
                     if let Err(e) = self.execute(conn, std::slice::from_ref(row)).await {
-                        return Err(self.row_error(
-                            self.rows + i as u64 + 1,
-                            crate::db::map_error(e).to_string(),
-                        ));
+                        return Err(
+                            self.row_error(self.rows + i as u64 + 1, db::map_error(e).to_string())
+                        );
                     }
                 }
             }
-            return Err(
-                self.row_error(self.rows + 1, crate::db::map_error(batch_error).to_string())
-            );
+            return Err(self.row_error(self.rows + 1, db::map_error(batch_error).to_string()));
         }
         self.rows += rows.len() as u64;
         self.pending = rows;

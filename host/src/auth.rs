@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::context::{Caller, CallerKind};
+use crate::capabilities::context::{Caller, CallerKind};
 use crate::control_plane::{ControlPlane, now};
 use crate::error::SoukError;
 use crate::secrets::{random_secret, token_hash, write_private_file};

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use souk_module_registry::{Digest, Manifest, Package, PackageLimits};
 
-use crate::context::CallContext;
+use crate::capabilities::context::CallContext;
 use crate::control_plane::{ControlPlane, now};
 use crate::error::SoukError;
 use crate::runtime::{LoadedModule, Migration, Runtime};

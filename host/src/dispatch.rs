@@ -28,14 +28,15 @@ use souk_module_registry::RouteLookup;
 use sqlx::{Sqlite, Transaction};
 
 use crate::auth::Principal;
+use crate::capabilities::CallState;
+use crate::capabilities::context::CallContext;
+use crate::capabilities::db::ModuleDb;
+use crate::capabilities::entitlements::call::{self, CallEntitlements};
 use crate::catalog::ResolvedVersion;
-use crate::context::CallContext;
-use crate::db::ModuleDb;
-use crate::entitlements::call::{self, CallEntitlements};
 use crate::entitlements::{Decision, usage_db};
 use crate::error::SoukError;
 use crate::installer::{self, Installation};
-use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
+use crate::runtime::{ModuleRequest, ModuleResponse};
 use crate::souk::Souk;
 use crate::tenancy::Tenant;
 
@@ -161,17 +162,12 @@ pub async fn dispatch(
         module_version: manifest.version.to_string(),
         caller: principal.caller(),
     };
-    let state = CallState::new(
+    let state = CallState::for_request(
         ctx,
         ModuleDb::new(scope, tx, limits.call_timeout),
+        CallEntitlements::new(engine.clone(), &tenant.id, module, now),
         limits.memory_bytes,
-    )
-    .with_entitlements(CallEntitlements::new(
-        engine.clone(),
-        &tenant.id,
-        module,
-        now,
-    ));
+    );
     // On the module call threads, not the API's (see `Runtime::run_call`).
     let (result, mut state) = souk
         .runtime

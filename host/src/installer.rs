@@ -38,12 +38,13 @@ use crate::billing::catalog::Currency;
 use crate::billing::service::Actor;
 use crate::billing::store::{self as subscriptions, Change, SubscriptionRecord};
 use crate::billing::subscription::Subscription;
+use crate::capabilities::CallState;
+use crate::capabilities::context::{CallContext, Caller};
+use crate::capabilities::db::{self, ModuleDb, SqlScope};
 use crate::catalog::ResolvedVersion;
-use crate::context::{CallContext, Caller};
 use crate::control_plane::now;
-use crate::db::{ModuleDb, SqlScope};
 use crate::error::SoukError;
-use crate::runtime::{CallState, LoadedModule, Migration};
+use crate::runtime::{LoadedModule, Migration};
 use crate::souk::Souk;
 use crate::tenancy::Tenant;
 
@@ -406,7 +407,7 @@ async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, SoukEr
 
 /// Runs a migration's `sql` in `tx`: rewritten into the module's namespace,
 /// checked by SQLite's authorizer, bound to the configured migration budget
-/// (see [`crate::db::run_migration`]).
+/// (see [`db::run_migration`]).
 async fn run_migration_sql(
     souk: &Souk,
     scope: &SqlScope,
@@ -415,10 +416,10 @@ async fn run_migration_sql(
     direction: &str,
     sql: &str,
 ) -> Result<(), SoukError> {
-    crate::db::run_migration(tx, scope, sql, souk.config.migration_timeout)
+    db::run_migration(tx, scope, sql, souk.config.migration_timeout)
         .await
         .map_err(|e| match e {
-            crate::db::DbFailure::Refused(refusal) => SoukError::LifecycleFailed(format!(
+            db::DbFailure::Refused(refusal) => SoukError::LifecycleFailed(format!(
                 "migration {migration} ({direction}) was refused: {refusal}"
             )),
             other => SoukError::LifecycleFailed(format!(
@@ -444,7 +445,7 @@ async fn run_hook(
     hook: Hook<'_>,
 ) -> Result<Transaction<'static, Sqlite>, SoukError> {
     let limits = souk.runtime.limits();
-    let state = CallState::new(
+    let state = CallState::for_hook(
         ctx,
         ModuleDb::new(scope, tx, limits.call_timeout),
         limits.memory_bytes,
@@ -583,7 +584,7 @@ async fn check_migrations(
 ) -> Result<(), SoukError> {
     for m in migrations {
         for (direction, sql) in [("up", &m.up), ("down", &m.down)] {
-            crate::db::check_migration(scope, sql).await.map_err(|e| {
+            db::check_migration(scope, sql).await.map_err(|e| {
                 SoukError::LifecycleFailed(format!(
                     "{module}: migration {} ({direction}) was refused: {e}",
                     m.id

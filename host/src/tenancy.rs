@@ -12,8 +12,8 @@ use serde::Serialize;
 use souk_module_registry::Slug;
 use sqlx::SqlitePool;
 
+use crate::capabilities::db::sandbox;
 use crate::control_plane::{ControlPlane, now, sqlite_options};
-use crate::db::sandbox;
 use crate::error::SoukError;
 
 /// A tenant.

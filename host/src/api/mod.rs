@@ -109,7 +109,7 @@ impl Problem {
                 other => other.canonical_reason().unwrap_or("error").to_owned(),
             }
         } else {
-            crate::runtime::printable(text.trim(), crate::runtime::MAX_ERROR_BYTES)
+            crate::capabilities::log::printable(text.trim(), crate::runtime::MAX_ERROR_BYTES)
         };
         Problem::new(status, kind, title, detail)
     }
