@@ -34,7 +34,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::archive::{self, ArchiveInfo};
 use crate::auth::Principal;
-use crate::billing::catalog::Currency;
+use crate::billing::plans::Currency;
 use crate::billing::service::Actor;
 use crate::billing::store::{self as subscriptions, Change, SubscriptionRecord};
 use crate::billing::subscription::Subscription;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::auth::Auth;
-use crate::billing::catalog::{Catalog as PlanCatalog, Currency};
+use crate::billing::plans::{Currency, PlanCatalog};
 use crate::billing::service::Billing;
 use crate::billing::subscription::{Clock, ManualClock, SystemClock};
 use crate::catalog::Catalog;
@@ -126,7 +126,7 @@ impl Souk {
         let auth = Auth::new(control.clone(), data);
         let catalog = Catalog::new(control.clone(), data.join("packages"));
         let plans = match &config.plans {
-            Some(path) => crate::billing::catalog::load(path)?,
+            Some(path) => crate::billing::plans::load(path)?,
             None => PlanCatalog {
                 modules: Vec::new(),
                 bundles: Vec::new(),
@@ -239,7 +239,7 @@ impl Souk {
                     .map_err(|e| SoukError::Invalid(format!("plan catalog: {e}")))?;
                 continue;
             }
-            match crate::billing::catalog::suggested(manifest) {
+            match crate::billing::plans::suggested(manifest) {
                 Ok(Some(suggested)) => {
                     tracing::info!(module = %slug, "priced by the plans its manifest suggests");
                     plans.modules.push(suggested);

@@ -2,7 +2,7 @@
 //!
 //! - [`bounds`]: how far the manual clock may move and how many periods
 //!   may be prepaid (the numbers billing takes from outside);
-//! - [`catalog`]: plans and bundles parsed from the operator's YAML and
+//! - [`plans`]: plans and bundles parsed from the operator's YAML and
 //!   checked against what each module declares it can gate;
 //! - [`subscription`]: one subscription per tenant per module, its state
 //!   machine, billing periods, grace, and the cost of plan changes (pure: no
@@ -13,7 +13,7 @@
 //!   entitlements engine and runs the time-driven maintenance step.
 
 pub mod bounds;
-pub mod catalog;
+pub mod plans;
 pub mod service;
 pub mod store;
 pub mod subscription;

@@ -20,9 +20,7 @@ use souk_module_registry::{LimitKind, Manifest};
 use time::{Duration, OffsetDateTime};
 
 use super::bounds::{self, MAX_PREPAID_PERIODS};
-use super::catalog::{
-    Allowance, BillingInterval, Catalog as PlanCatalog, Currency, ModulePlans, Plan,
-};
+use super::plans::{Allowance, BillingInterval, Currency, ModulePlans, Plan, PlanCatalog};
 use super::store::{self, Change, SubscriptionRecord, rfc3339, state_name};
 use super::subscription::{
     Clock, PlanChange, Quote, Subscription, SubscriptionError, SubscriptionEvent,

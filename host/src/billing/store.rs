@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::{Duration, OffsetDateTime};
 
-use super::catalog::{BillingInterval, Currency};
+use super::plans::{BillingInterval, Currency};
 use super::subscription::{Subscription, SubscriptionState};
 use crate::error::SoukError;
 
@@ -434,7 +434,7 @@ pub fn rfc3339(at: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::catalog::Catalog;
+    use crate::billing::plans::PlanCatalog;
     use crate::billing::subscription::ManualClock;
     use crate::control_plane::ControlPlane;
     use souk_module_registry::Slug;
@@ -455,7 +455,8 @@ mod tests {
     }
 
     fn pro_trial() -> SubscriptionRecord {
-        let catalog = Catalog::parse(include_str!("../../../catalog/digital-card.yaml")).unwrap();
+        let catalog =
+            PlanCatalog::parse(include_str!("../../../catalog/digital-card.yaml")).unwrap();
         let plans = catalog
             .module(&Slug::parse("digital-card").unwrap())
             .unwrap();

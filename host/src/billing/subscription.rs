@@ -57,7 +57,7 @@
 
 use time::{Date, Duration, OffsetDateTime};
 
-use super::catalog::{BillingInterval, Currency, Plan};
+use super::plans::{BillingInterval, Currency, Plan};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// The state of a subscription.
@@ -562,7 +562,7 @@ fn prorate(price: u64, part: u128, whole: u128, rounding: Rounding) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::catalog::Catalog;
+    use crate::billing::plans::PlanCatalog;
     use SubscriptionEvent as E;
     use SubscriptionState as S;
     use souk_module_registry::Slug;
@@ -570,7 +570,7 @@ mod tests {
     const DIGITAL_CARD_CATALOG: &str = include_str!("../../../catalog/digital-card.yaml");
 
     fn plans() -> (Plan, Plan, Plan) {
-        let catalog = Catalog::parse(DIGITAL_CARD_CATALOG).unwrap();
+        let catalog = PlanCatalog::parse(DIGITAL_CARD_CATALOG).unwrap();
         let m = catalog
             .module(&Slug::parse("digital-card").unwrap())
             .unwrap();
