@@ -17,6 +17,7 @@ pub mod api;
 pub mod archive;
 pub mod auth;
 pub mod billing;
+pub mod calendar;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

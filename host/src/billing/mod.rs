@@ -6,7 +6,7 @@
 //!   checked against what each module declares it can gate;
 //! - [`subscription`]: one subscription per tenant per module, its state
 //!   machine, billing periods, grace, and the cost of plan changes (pure: no
-//!   I/O; time comes from a [`subscription::Clock`]);
+//!   I/O; time comes from a [`crate::clock::Clock`]);
 //! - [`store`]: subscriptions, their history and the notification outbox in
 //!   the control-plane database;
 //! - [`service`]: [`service::Billing`], which ties them together with the

@@ -23,9 +23,9 @@ use super::bounds::{self, MAX_PREPAID_PERIODS};
 use super::plans::{Allowance, BillingInterval, Currency, ModulePlans, Plan, PlanCatalog};
 use super::store::{self, Change, SubscriptionRecord, rfc3339, state_name};
 use super::subscription::{
-    Clock, PlanChange, Quote, Subscription, SubscriptionError, SubscriptionEvent,
-    SubscriptionState, add_months,
+    PlanChange, Quote, Subscription, SubscriptionError, SubscriptionEvent, SubscriptionState,
 };
+use crate::clock::Clock;
 use crate::control_plane::ControlPlane;
 use crate::entitlements::{
     AccessState, EntitlementEngine, Grant, MeterAllowance, Period, ResetInterval,
@@ -1286,22 +1286,10 @@ fn next_access_change(record: &SubscriptionRecord, now: OffsetDateTime) -> Optio
 /// The monthly metering period anchored at `anchor` that contains `now`
 /// (before the anchor: from `now` to the anchor).
 fn monthly_period(anchor: OffsetDateTime, now: OffsetDateTime) -> Period {
-    if now < anchor {
-        return Period {
-            start: now,
-            end: anchor,
-        };
-    }
-    let mut months = 0u32;
-    loop {
-        let end = add_months(anchor, months + 1);
-        if now < end || end <= anchor {
-            return Period {
-                start: add_months(anchor, months),
-                end,
-            };
-        }
-        months += 1;
+    let months = crate::calendar::monthly_period(anchor, now);
+    Period {
+        start: months.start,
+        end: months.end,
     }
 }
 
@@ -1353,13 +1341,10 @@ fn upgrades(
 fn unpriced_grant(manifest: &Manifest, now: OffsetDateTime) -> Grant {
     let mut grant = Grant::new(AccessState::Active, None);
     grant.features = manifest.features.iter().map(|f| f.key.clone()).collect();
-    let start = now
-        .replace_day(1)
-        .unwrap_or(now)
-        .replace_time(time::Time::MIDNIGHT);
+    let month = crate::calendar::calendar_month(now);
     let period = Period {
-        start,
-        end: add_months(start, 1),
+        start: month.start,
+        end: month.end,
     };
     for limit in &manifest.limits {
         match limit.kind {
@@ -1428,7 +1413,7 @@ fn quote_view(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::subscription::ManualClock;
+    use crate::clock::ManualClock;
     use crate::entitlements::DenialReason;
 
     fn at(text: &str) -> OffsetDateTime {

@@ -435,7 +435,7 @@ pub fn rfc3339(at: OffsetDateTime) -> String {
 mod tests {
     use super::*;
     use crate::billing::plans::PlanCatalog;
-    use crate::billing::subscription::ManualClock;
+    use crate::clock::ManualClock;
     use crate::control_plane::ControlPlane;
     use souk_module_registry::Slug;
 

@@ -40,8 +40,9 @@
 //!
 //! Periods are counted from an anchor instant: period *n* runs from
 //! anchor + *n* intervals to anchor + *n*+1 intervals, where adding months
-//! clamps the day to the end of a shorter month (anchor Jan 31 gives Feb 28 or
-//! 29, then Mar 31 — always computed from the anchor, so the day never drifts).
+//! clamps the day to the end of a shorter month ([`crate::calendar`]: anchor
+//! Jan 31 gives Feb 28 or 29, then Mar 31 — always computed from the anchor,
+//! so the day never drifts).
 //!
 //! # Plan changes and rounding
 //!
@@ -55,10 +56,11 @@
 //! of the current period and costs nothing now. [`Subscription::quote`]
 //! computes exactly what [`Subscription::change_plan`] then charges.
 
-use time::{Date, Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime};
 
 use super::plans::{BillingInterval, Currency, Plan};
-pub use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::calendar::add_months;
+use crate::clock::Clock;
 
 /// The state of a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -201,26 +203,6 @@ pub enum SubscriptionError {
 
 /// The default grace period after a missed payment.
 pub const DEFAULT_GRACE: Duration = Duration::days(7);
-
-/// `at` plus `months` calendar months, with the day clamped to the last day of
-/// a shorter month (Jan 31 + 1 month is Feb 28, or Feb 29 in a leap year).
-/// The time of day and offset are kept. Saturates at the last representable
-/// date, which no real subscription reaches.
-pub fn add_months(at: OffsetDateTime, months: u32) -> OffsetDateTime {
-    let date = at.date();
-    let index =
-        i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1 + i64::from(months);
-    let year = i32::try_from(index.div_euclid(12)).unwrap_or(i32::MAX);
-    let month_number = u8::try_from(index.rem_euclid(12) + 1).unwrap_or(12);
-    let Ok(month) = time::Month::try_from(month_number) else {
-        return at;
-    };
-    let day = date.day().min(time::util::days_in_month(month, year));
-    match Date::from_calendar_date(year, month, day) {
-        Ok(d) => at.replace_date(d),
-        Err(_) => at.replace_date(Date::MAX),
-    }
-}
 
 /// The start of period `index` counted from `anchor`.
 pub fn period_start(
@@ -563,6 +545,7 @@ fn prorate(price: u64, part: u128, whole: u128, rounding: Rounding) -> u64 {
 mod tests {
     use super::*;
     use crate::billing::plans::PlanCatalog;
+    use crate::clock::{ManualClock, SystemClock};
     use SubscriptionEvent as E;
     use SubscriptionState as S;
     use souk_module_registry::Slug;
