@@ -23,7 +23,7 @@ use super::{ApiResult, Operator, Problem, TenantAccess, body_bytes, parse_json};
 use crate::auth::Principal;
 use crate::billing::bounds;
 use crate::billing::service::Actor;
-use crate::billing::store::rfc3339;
+use crate::clock::rfc3339;
 use crate::entitlements::{MAX_QUANTITY, UsageKind, call};
 use crate::error::SoukError;
 use crate::souk::Souk;

@@ -82,7 +82,7 @@ pub fn advance(
 
 fn too_late() -> BoundsError {
     BoundsError::TooLate {
-        latest: super::store::rfc3339(LATEST_CLOCK),
+        latest: crate::clock::rfc3339(LATEST_CLOCK),
     }
 }
 

@@ -21,11 +21,11 @@ use time::{Duration, OffsetDateTime};
 
 use super::bounds::{self, MAX_PREPAID_PERIODS};
 use super::plans::{Allowance, BillingInterval, Currency, ModulePlans, Plan, PlanCatalog};
-use super::store::{self, Change, SubscriptionRecord, rfc3339, state_name};
+use super::store::{self, Change, SubscriptionRecord, state_name};
 use super::subscription::{
     PlanChange, Quote, Subscription, SubscriptionError, SubscriptionEvent, SubscriptionState,
 };
-use crate::clock::Clock;
+use crate::clock::{Clock, rfc3339};
 use crate::control_plane::ControlPlane;
 use crate::entitlements::{
     AccessState, EntitlementEngine, Grant, MeterAllowance, Period, ResetInterval,

@@ -13,6 +13,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::plans::{BillingInterval, Currency};
 use super::subscription::{Subscription, SubscriptionState};
+use crate::clock::rfc3339;
 use crate::error::SoukError;
 
 /// A subscription with the bookkeeping the host keeps around it.
@@ -423,12 +424,6 @@ pub async fn outbox(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?)
-}
-
-/// RFC 3339 text of `at`.
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
 #[cfg(test)]
