@@ -682,7 +682,7 @@ async fn start_subscription(
         at: souk.billing.clock().now(),
     };
     let from = started.previous.as_ref().map(|p| p.subscription.state);
-    subscriptions::save(cp, &mut started.record, from, &change).await
+    Ok(subscriptions::save(cp, &mut started.record, from, &change).await?)
 }
 
 /// Withdraws a subscription an install started, inside `cp`: removes it

@@ -21,7 +21,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::bounds::{self, MAX_PREPAID_PERIODS};
 use super::plans::{Allowance, BillingInterval, Currency, ModulePlans, Plan, PlanCatalog};
-use super::store::{self, Change, SubscriptionRecord, state_name};
+use super::store::{self, Change, StoreError, SubscriptionRecord, state_name};
 use super::subscription::{
     PlanChange, Quote, Subscription, SubscriptionError, SubscriptionEvent, SubscriptionState,
 };
@@ -197,6 +197,23 @@ fn conflict(e: SubscriptionError) -> SoukError {
     SoukError::Conflict(e.to_string())
 }
 
+/// What a subscription-store failure means to the person who asked: a lost
+/// optimistic-lock race is theirs to retry; anything else is the host's.
+impl From<StoreError> for SoukError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { module, .. } => SoukError::Conflict(format!(
+                "the subscription to {module} changed while this request was handled; retry"
+            )),
+            StoreError::Database(e) => e.into(),
+            StoreError::Encode(e) => SoukError::Internal(e.into()),
+            e @ (StoreError::Corrupt { .. } | StoreError::Instant { .. }) => {
+                SoukError::Internal(anyhow::anyhow!(e.to_string()))
+            }
+        }
+    }
+}
+
 impl Billing {
     /// Billing over `control` with `plans`, reading time from `clock`;
     /// subscriptions are priced in `currency` unless a tenant asks otherwise.
@@ -263,7 +280,7 @@ impl Billing {
         module: &str,
     ) -> Result<Option<SubscriptionRecord>, SoukError> {
         let mut conn = self.control.pool().acquire().await?;
-        store::load(&mut conn, &tenant.id, module).await
+        Ok(store::load(&mut conn, &tenant.id, module).await?)
     }
 
     /// Every subscription of `tenant`, as the API shows them.
@@ -302,7 +319,7 @@ impl Billing {
         module: &str,
     ) -> Result<Vec<store::HistoryEntry>, SoukError> {
         let mut conn = self.control.pool().acquire().await?;
-        store::history(&mut conn, &tenant.id, module).await
+        Ok(store::history(&mut conn, &tenant.id, module).await?)
     }
 
     fn plan_of(&self, module: &str, plan: &str) -> Result<(ModulePlans, Plan), SoukError> {
@@ -1208,7 +1225,7 @@ impl Billing {
         limit: i64,
     ) -> Result<Vec<store::OutboxEvent>, SoukError> {
         let mut conn = self.control.pool().acquire().await?;
-        store::outbox(&mut conn, tenant.map(|t| t.id.as_str()), after, limit).await
+        Ok(store::outbox(&mut conn, tenant.map(|t| t.id.as_str()), after, limit).await?)
     }
 }
 

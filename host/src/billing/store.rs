@@ -6,6 +6,10 @@
 //! every write bumps `revision`, which the dispatch path reads with the
 //! installation so a change made by another process reaches a server's
 //! entitlement cache at once.
+//!
+//! Every function answers a [`StoreError`]; a write based on a stale read
+//! is [`StoreError::Conflict`], which the billing service turns into the
+//! message the tenant or operator sees.
 
 use serde::{Deserialize, Serialize};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
@@ -14,7 +18,50 @@ use time::{Duration, OffsetDateTime};
 use super::plans::{BillingInterval, Currency};
 use super::subscription::{Subscription, SubscriptionState};
 use crate::clock::rfc3339;
-use crate::error::SoukError;
+
+/// Why the subscription store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The control-plane database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The row of (`tenant`, `module`) no longer has the revision the write
+    /// was based on, or a first write found a row already there: another
+    /// request or process wrote it first. Nothing was written; read again
+    /// and retry.
+    #[error(
+        "subscription of tenant {tenant} to {module} changed since revision {revision} was read"
+    )]
+    Conflict {
+        /// The tenant's internal id.
+        tenant: String,
+        /// The module's slug.
+        module: String,
+        /// The revision the write expected (0: none, a first write).
+        revision: i64,
+    },
+    /// A stored row does not parse (`what` says which part).
+    #[error("subscription of tenant {tenant} to {module} is corrupt: {what}")]
+    Corrupt {
+        /// The tenant's internal id.
+        tenant: String,
+        /// The module's slug.
+        module: String,
+        /// What did not parse.
+        what: String,
+    },
+    /// A stored instant (unix seconds) is outside the calendar.
+    #[error("stored instant {seconds}: {reason}")]
+    Instant {
+        /// The stored value.
+        seconds: i64,
+        /// Why it is not an instant.
+        reason: time::error::ComponentRange,
+    },
+    /// A record could not be encoded as JSON.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+}
 
 /// A subscription with the bookkeeping the host keeps around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,12 +136,12 @@ fn unix(at: OffsetDateTime) -> i64 {
     at.unix_timestamp()
 }
 
-fn instant(seconds: i64) -> Result<OffsetDateTime, SoukError> {
+fn instant(seconds: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(seconds)
-        .map_err(|e| SoukError::Internal(anyhow::anyhow!("stored instant {seconds}: {e}")))
+        .map_err(|reason| StoreError::Instant { seconds, reason })
 }
 
-fn encode(record: &SubscriptionRecord) -> Result<String, SoukError> {
+fn encode(record: &SubscriptionRecord) -> Result<String, StoreError> {
     let s = &record.subscription;
     let data = Data {
         plan: s.plan.clone(),
@@ -112,7 +159,7 @@ fn encode(record: &SubscriptionRecord) -> Result<String, SoukError> {
         prepaid_periods: record.prepaid_periods,
         trial_unpaid: record.trial_unpaid,
     };
-    serde_json::to_string(&data).map_err(|e| SoukError::Internal(e.into()))
+    serde_json::to_string(&data).map_err(StoreError::Encode)
 }
 
 fn decode(
@@ -120,11 +167,11 @@ fn decode(
     module: &str,
     json: &str,
     revision: i64,
-) -> Result<SubscriptionRecord, SoukError> {
-    let corrupt = |what: String| {
-        SoukError::Internal(anyhow::anyhow!(
-            "subscription of tenant {tenant} to {module} is corrupt: {what}"
-        ))
+) -> Result<SubscriptionRecord, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        tenant: tenant.to_owned(),
+        module: module.to_owned(),
+        what,
     };
     let data: Data = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
     let subscription = Subscription {
@@ -160,7 +207,7 @@ pub async fn load(
     conn: &mut SqliteConnection,
     tenant_id: &str,
     module: &str,
-) -> Result<Option<SubscriptionRecord>, SoukError> {
+) -> Result<Option<SubscriptionRecord>, StoreError> {
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT data, revision FROM subscriptions WHERE tenant_id = ? AND module_slug = ?",
     )
@@ -179,7 +226,7 @@ pub async fn load(
 pub async fn list(
     conn: &mut SqliteConnection,
     tenant_id: &str,
-) -> Result<Vec<SubscriptionRecord>, SoukError> {
+) -> Result<Vec<SubscriptionRecord>, StoreError> {
     records(conn, Some(tenant_id)).await
 }
 
@@ -187,14 +234,14 @@ pub async fn list(
 ///
 /// # Errors
 /// Database failures; a row that does not parse.
-pub async fn all(conn: &mut SqliteConnection) -> Result<Vec<SubscriptionRecord>, SoukError> {
+pub async fn all(conn: &mut SqliteConnection) -> Result<Vec<SubscriptionRecord>, StoreError> {
     records(conn, None).await
 }
 
 async fn records(
     conn: &mut SqliteConnection,
     tenant_id: Option<&str>,
-) -> Result<Vec<SubscriptionRecord>, SoukError> {
+) -> Result<Vec<SubscriptionRecord>, StoreError> {
     let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT tenant_id, module_slug, data, revision FROM subscriptions \
          WHERE (? IS NULL OR tenant_id = ?) ORDER BY tenant_id, module_slug",
@@ -218,7 +265,7 @@ pub async fn due(
     conn: &mut SqliteConnection,
     now: OffsetDateTime,
     notice: Duration,
-) -> Result<Vec<(String, String)>, SoukError> {
+) -> Result<Vec<(String, String)>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT tenant_id, module_slug FROM subscriptions \
          WHERE state != 'expired' AND (period_end <= ? OR state = 'past_due' \
@@ -249,14 +296,14 @@ pub struct Change<'a> {
 /// change to the history, inside `tx`.
 ///
 /// # Errors
-/// Database failures; [`SoukError::Conflict`] when the row changed since it
-/// was read (another process wrote it first; retry).
+/// Database failures; [`StoreError::Conflict`] when the row changed since
+/// it was read (another process wrote it first; retry).
 pub async fn save(
     tx: &mut Transaction<'_, Sqlite>,
     record: &mut SubscriptionRecord,
     from: Option<SubscriptionState>,
     change: &Change<'_>,
-) -> Result<(), SoukError> {
+) -> Result<(), StoreError> {
     let s = &record.subscription;
     let data = encode(record)?;
     let at = rfc3339(change.at);
@@ -292,10 +339,11 @@ pub async fn save(
         .await?
     };
     if updated.rows_affected() != 1 {
-        return Err(SoukError::Conflict(format!(
-            "the subscription to {} changed while this request was handled; retry",
-            s.module
-        )));
+        return Err(StoreError::Conflict {
+            tenant: s.tenant.clone(),
+            module: s.module.clone(),
+            revision: record.revision,
+        });
     }
     record.revision += 1;
     sqlx::query(
@@ -343,7 +391,7 @@ pub async fn history(
     conn: &mut SqliteConnection,
     tenant_id: &str,
     module: &str,
-) -> Result<Vec<HistoryEntry>, SoukError> {
+) -> Result<Vec<HistoryEntry>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT at, action, from_state, to_state, plan, actor, detail FROM subscription_events \
          WHERE tenant_id = ? AND module_slug = ? ORDER BY id",
@@ -387,7 +435,7 @@ pub async fn push_outbox(
     module: &str,
     dedupe_key: &str,
     payload: &serde_json::Value,
-) -> Result<bool, SoukError> {
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO outbox (created_at, kind, tenant_id, module_slug, dedupe_key, payload) \
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
@@ -413,7 +461,7 @@ pub async fn outbox(
     tenant_id: Option<&str>,
     after: i64,
     limit: i64,
-) -> Result<Vec<OutboxEvent>, SoukError> {
+) -> Result<Vec<OutboxEvent>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT id, created_at, kind, tenant_id, module_slug, payload, delivered_at FROM outbox \
          WHERE id > ? AND (? IS NULL OR tenant_id = ?) ORDER BY id LIMIT ?",
@@ -520,14 +568,14 @@ mod tests {
         let mut tx = control.pool().begin().await.unwrap();
         let refused = save(&mut tx, &mut stale, None, &change("extended")).await;
         assert!(
-            matches!(refused, Err(SoukError::Conflict(_))),
+            matches!(refused, Err(StoreError::Conflict { .. })),
             "{refused:?}"
         );
         // A second insert of a new record for the same pair is refused too.
         let mut fresh = pro_trial();
         let refused = save(&mut tx, &mut fresh, None, &change("subscribed")).await;
         assert!(
-            matches!(refused, Err(SoukError::Conflict(_))),
+            matches!(refused, Err(StoreError::Conflict { .. })),
             "{refused:?}"
         );
     }
