@@ -195,7 +195,7 @@ impl<'de> Deserialize<'de> for Allowance {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeterAllowance {
-    /// The amount per period.
+    /// Units allowed per `reset` period, or unlimited.
     pub amount: Allowance,
     /// When usage starts again from zero.
     pub reset: ResetPeriod,
@@ -212,11 +212,13 @@ pub struct Plan {
     pub free: bool,
     /// The price of one period per currency, in integer minor units.
     pub prices: BTreeMap<Currency, u64>,
-    /// How often the plan is billed.
+    /// The length of one billing period (calendar months, see
+    /// [`BillingInterval::months`]).
     pub interval: BillingInterval,
     /// Days of free trial before the first payment; 0 for none.
     pub trial_days: u32,
-    /// Feature keys the plan grants.
+    /// Feature keys the plan grants; each must be declared by the module's
+    /// manifest ([`PlanCatalog::check_module`]).
     pub features: BTreeSet<String>,
     /// Count limits (standing quantities) the plan allows.
     pub limits: BTreeMap<String, Allowance>,
@@ -270,7 +272,8 @@ pub struct Bundle {
     /// The discount on the sum of the plans' prices, in basis points
     /// (1/100 of a percent; 1500 is 15 %), at most 10000.
     pub discount_bps: u16,
-    /// The plan of each module in the bundle.
+    /// Plan slug per module; each names a plan of that module in the same
+    /// catalog (checked when it is parsed).
     pub plans: BTreeMap<Slug, String>,
 }
 

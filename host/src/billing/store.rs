@@ -66,7 +66,8 @@ pub enum StoreError {
 /// A subscription with the bookkeeping the host keeps around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionRecord {
-    /// The subscription itself (state machine, periods, plan, price).
+    /// The subscription itself; the other fields are the host's
+    /// bookkeeping around it, stored in the same row.
     pub subscription: Subscription,
     /// Periods paid for ahead (operator grants and extensions; confirmed
     /// payments once the payments integration lands). Maintenance uses one
@@ -75,7 +76,9 @@ pub struct SubscriptionRecord {
     /// The subscription reached `past_due` because a trial ended unpaid;
     /// denials then say `trial_ended` rather than `past_due`.
     pub trial_unpaid: bool,
-    /// Bumped on every write.
+    /// The row's revision when it was read (0: never saved). [`save`]
+    /// writes only while the row still has it, then bumps both; the dispatch
+    /// path compares it to know a cached grant is stale.
     pub revision: i64,
 }
 
@@ -369,17 +372,17 @@ pub async fn save(
 pub struct HistoryEntry {
     /// When (host clock), RFC 3339.
     pub at: String,
-    /// What happened.
+    /// What happened, as in [`Change::action`].
     pub action: String,
-    /// State before, if there was a subscription.
+    /// [`state_name`] before the change; `None` for the pair's first write.
     pub from_state: Option<String>,
-    /// State after.
+    /// [`state_name`] after the change.
     pub to_state: String,
-    /// Plan after.
+    /// Slug of the plan in effect after the change.
     pub plan: String,
-    /// Who.
+    /// `operator`, `tenant:<slug>` or `maintenance`.
     pub actor: String,
-    /// Details.
+    /// Free text, e.g. the amounts of a plan change.
     pub detail: Option<String>,
 }
 
@@ -405,20 +408,22 @@ pub async fn history(
 /// A notification waiting in the outbox.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct OutboxEvent {
-    /// Position in the outbox.
+    /// Position in the outbox, increasing; readers pass the last one they
+    /// saw as `after` to read on.
     pub id: i64,
     /// When it was written (host clock), RFC 3339.
     pub created_at: String,
-    /// `trial_ending`, `trial_ended`, `payment_due`, `renewed`, `expired`,
-    /// `downgraded`.
+    /// `trial_ending`, `trial_ended`, `trial_converted`, `payment_due`,
+    /// `renewed`, `expired`, `downgraded` or `usage_period_closed`.
     pub kind: String,
     /// The tenant's internal id.
     pub tenant_id: String,
-    /// The module.
+    /// The module's slug.
     pub module_slug: String,
-    /// Event details as JSON text.
+    /// Event details as JSON text (a JSON object; its keys depend on `kind`).
     pub payload: String,
-    /// When a notifier marked it delivered.
+    /// When a notifier marked it delivered, RFC 3339; nothing in the host
+    /// sets it.
     pub delivered_at: Option<String>,
 }
 

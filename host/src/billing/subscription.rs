@@ -167,7 +167,7 @@ pub enum SubscriptionError {
     /// The plan is not sold in the subscription's currency.
     #[error("plan {plan:?} has no price in {currency}")]
     NoPrice {
-        /// The plan asked for.
+        /// Slug of the plan asked for.
         plan: String,
         /// The subscription's currency.
         currency: Currency,
@@ -175,7 +175,7 @@ pub enum SubscriptionError {
     /// A trial was asked for a plan that has none.
     #[error("plan {plan:?} has no trial")]
     NoTrial {
-        /// The plan asked for.
+        /// Slug of the plan asked for.
         plan: String,
     },
     /// Changing between billing intervals is not supported; cancel and
@@ -190,13 +190,13 @@ pub enum SubscriptionError {
     /// Plan changes are only possible on an active subscription.
     #[error("plan changes need an active subscription, this one is {state:?}")]
     NotActive {
-        /// The subscription's state.
+        /// The state it is in instead.
         state: SubscriptionState,
     },
     /// The subscription is already on the plan.
     #[error("the subscription is already on plan {plan:?}")]
     SamePlan {
-        /// The plan.
+        /// Slug of the plan it is already on.
         plan: String,
     },
 }
@@ -219,11 +219,13 @@ pub struct Quote {
     /// Charged now, in minor units of the subscription's currency: the new
     /// plan's prorated price for the rest of the period less `credit`.
     pub amount_due_now: u64,
-    /// The credit for the unused part of the old plan (0 for a downgrade).
+    /// The credit for the unused part of the old plan, minor units, rounded
+    /// up (0 for a downgrade).
     pub credit: u64,
-    /// The price of each period after the change.
+    /// The price of each period after the change, minor units.
     pub next_period_price: u64,
-    /// When the new plan takes effect.
+    /// When the new plan takes effect: now for an upgrade, the period end
+    /// for a downgrade.
     pub effective_at: OffsetDateTime,
 }
 
@@ -237,33 +239,38 @@ pub struct PlanChange<'a> {
 /// One tenant's subscription to one module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
-    /// The tenant.
+    /// The tenant's internal id (not its slug).
     pub tenant: String,
-    /// The module, by slug.
+    /// The module's slug.
     pub module: String,
-    /// The plan now in effect.
+    /// Slug of the plan in effect now; a downgrade waits in `scheduled`
+    /// until the period ends.
     pub plan: String,
     /// The price of one period of `plan` in `currency`, fixed when the plan
     /// was taken.
     pub price: u64,
-    /// The currency the tenant is billed in.
+    /// Fixed when the subscription starts: renewals and plan changes are
+    /// priced in it.
     pub currency: Currency,
-    /// How often the plan is billed.
+    /// `plan`'s interval; a plan change must keep it
+    /// ([`SubscriptionError::IntervalMismatch`]).
     pub interval: BillingInterval,
-    /// The state.
+    /// Moved by the methods below, each through [`transition`].
     pub state: SubscriptionState,
-    /// The instant billing periods are counted from.
+    /// The instant billing periods are counted from: the start, the end of
+    /// the trial, or a resubscription.
     pub anchor: OffsetDateTime,
-    /// Which period since `anchor` is current.
+    /// Which period since `anchor` is current (0: the first).
     pub period_index: u32,
     /// Start of the current period (or of the trial).
     pub period_start: OffsetDateTime,
     /// End of the current period (or of the trial); access of a canceled
     /// subscription ends here.
     pub period_end: OffsetDateTime,
-    /// How long access continues after a missed payment.
+    /// How long access continues after a missed payment
+    /// ([`DEFAULT_GRACE`] for every subscription the host starts).
     pub grace: Duration,
-    /// When grace ends, while past due.
+    /// When grace ends; set only while past due.
     pub grace_ends: Option<OffsetDateTime>,
     /// A downgrade waiting for the period end: (plan, its price).
     pub scheduled: Option<(String, u64)>,

@@ -22,11 +22,13 @@ pub const TRIAL_ENDING_NOTICE: Duration = Duration::days(3);
 pub struct MaintenanceReport {
     /// When it ran (host clock), RFC 3339.
     pub at: String,
-    /// Subscriptions examined.
+    /// Subscriptions that were due for a step (a period or grace end
+    /// reached, or a trial ending soon); the others were not read.
     pub examined: usize,
     /// Changes made, as `tenant/module: action`.
     pub changes: Vec<String>,
-    /// Notifications written to the outbox.
+    /// Events written to the outbox; a repeated run writes none (each event
+    /// has a dedupe key).
     pub notifications: usize,
     /// Metering periods that ended since the last run and were closed
     /// (their total written to the outbox as `usage_period_closed`).
@@ -43,7 +45,7 @@ pub struct MaintenanceReport {
 pub struct MaintenanceFailure {
     /// The tenant's internal id.
     pub tenant: String,
-    /// The module.
+    /// The module's slug.
     pub module: String,
     /// What failed (e.g. `renewal` or `meter qr_scans_per_month`).
     pub step: String,

@@ -15,13 +15,14 @@ use crate::tenancy::Tenant;
 /// A subscription as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubscriptionView {
-    /// The module.
+    /// The module's slug.
     pub module: String,
-    /// The plan in effect.
+    /// Slug of the plan in effect; a waiting downgrade is `scheduled_plan`.
     pub plan: String,
     /// `trialing`, `active`, `past_due`, `canceled` or `expired`.
     pub state: &'static str,
-    /// Whether the tenant may use the module now.
+    /// Whether the tenant may use the module at the host clock's now (past
+    /// due: until grace ends; canceled: until the period ends).
     pub access: bool,
     /// Price of one period, minor units of `currency`.
     pub price: u64,
@@ -33,32 +34,36 @@ pub struct SubscriptionView {
     pub period_start: String,
     /// End of the current period (or trial), RFC 3339.
     pub period_end: String,
-    /// While past due: when access ends.
+    /// While past due: when access ends, RFC 3339.
     pub grace_ends: Option<String>,
-    /// A downgrade waiting for the period end.
+    /// Slug of a downgrade that takes effect at `period_end`.
     pub scheduled_plan: Option<String>,
-    /// Periods paid ahead.
+    /// Periods paid ahead, which the next renewals use (the current period
+    /// is not counted).
     pub prepaid_periods: u32,
-    /// Whether the trial ended without payment.
+    /// The subscription went past due because its trial ended unpaid
+    /// (denials then say `trial_ended`).
     pub trial_unpaid: bool,
 }
 
 /// What a plan change (or a first subscription) costs, shown before it is made.
 #[derive(Debug, Clone, Serialize)]
 pub struct QuoteView {
-    /// The module.
+    /// The module's slug.
     pub module: String,
-    /// The current plan, if subscribed.
+    /// Slug of the current plan; `None` for a first subscription.
     pub from_plan: Option<String>,
-    /// The plan asked about.
+    /// Slug of the plan asked about.
     pub to_plan: String,
     /// ISO 4217 code.
     pub currency: String,
-    /// Charged now, minor units.
+    /// Charged now, minor units of `currency` (0 for a trial or a
+    /// downgrade).
     pub amount_due_now: u64,
-    /// Credit for the unused part of the current plan.
+    /// Credit for the unused part of the current plan, minor units (0 unless
+    /// an upgrade).
     pub credit: u64,
-    /// Price of each later period.
+    /// Price of each later period, minor units.
     pub next_period_price: u64,
     /// When the change takes effect, RFC 3339.
     pub effective_at: String,
