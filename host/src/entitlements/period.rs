@@ -1,5 +1,7 @@
 //! Metering periods and how they roll over.
 
+use std::ops::Range;
+
 use time::{Duration, OffsetDateTime};
 
 /// How often a metered allowance resets.
@@ -25,6 +27,17 @@ pub struct Period {
     pub start: OffsetDateTime,
     /// First instant after the period.
     pub end: OffsetDateTime,
+}
+
+/// A metering period from a span of [`crate::calendar`] (a month counted
+/// from an anchor, a calendar month).
+impl From<Range<OffsetDateTime>> for Period {
+    fn from(span: Range<OffsetDateTime>) -> Self {
+        Period {
+            start: span.start,
+            end: span.end,
+        }
+    }
 }
 
 impl Period {

@@ -11,6 +11,7 @@ use super::{Actor, Billing, Fresh};
 use crate::billing::plans::{Allowance, Currency, ModulePlans, Plan};
 use crate::billing::store::SubscriptionRecord;
 use crate::billing::subscription::SubscriptionState;
+use crate::calendar::{calendar_month, monthly_period};
 use crate::entitlements::{AccessState, Grant, MeterAllowance, Period, ResetInterval};
 use crate::error::SoukError;
 use crate::tenancy::Tenant;
@@ -45,16 +46,6 @@ fn next_access_change(record: &SubscriptionRecord, now: OffsetDateTime) -> Optio
     }?;
     // Meter periods roll on their own inside the engine; only access matters.
     (at > now).then_some(at)
-}
-
-/// The monthly metering period anchored at `anchor` that contains `now`
-/// (before the anchor: from `now` to the anchor).
-pub(super) fn monthly_period(anchor: OffsetDateTime, now: OffsetDateTime) -> Period {
-    let months = crate::calendar::monthly_period(anchor, now);
-    Period {
-        start: months.start,
-        end: months.end,
-    }
 }
 
 /// For each key the plans sell, the cheapest plan (in `currency`) that
@@ -105,11 +96,7 @@ fn upgrades(
 fn unpriced_grant(manifest: &Manifest, now: OffsetDateTime) -> Grant {
     let mut grant = Grant::new(AccessState::Active, None);
     grant.features = manifest.features.iter().map(|f| f.key.clone()).collect();
-    let month = crate::calendar::calendar_month(now);
-    let period = Period {
-        start: month.start,
-        end: month.end,
-    };
+    let period = Period::from(calendar_month(now));
     for limit in &manifest.limits {
         match limit.kind {
             LimitKind::Count => {
@@ -233,7 +220,7 @@ impl Billing {
             .iter()
             .map(|(key, allowance)| (key.clone(), allowance.limit()))
             .collect();
-        let period = monthly_period(s.anchor, now);
+        let period = Period::from(monthly_period(s.anchor, now));
         grant.meters = plan
             .meters
             .iter()

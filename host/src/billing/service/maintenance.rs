@@ -6,11 +6,11 @@
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use super::grants::monthly_period;
 use super::{Actor, Billing};
 use crate::billing::store::{self, Change, SubscriptionRecord};
 use crate::billing::subscription::{Subscription, SubscriptionEvent, SubscriptionState};
-use crate::clock::{Clock, rfc3339};
+use crate::calendar::monthly_period;
+use crate::clock::{ManualClock, rfc3339};
 use crate::entitlements::Period;
 use crate::error::SoukError;
 
@@ -66,15 +66,6 @@ impl MaintenanceReport {
     }
 }
 
-/// A clock stopped at one instant: one maintenance run sees one "now".
-struct FixedClock(OffsetDateTime);
-
-impl Clock for FixedClock {
-    fn now(&self) -> OffsetDateTime {
-        self.0
-    }
-}
-
 impl Billing {
     /// The time-driven step: ends trials, renews or moves renewals to
     /// past_due, expires subscriptions after grace or a canceled period and
@@ -121,7 +112,8 @@ impl Billing {
         let Some(mut record) = store::load(&mut tx, tenant_id, module).await? else {
             return Ok(());
         };
-        let clock = FixedClock(now);
+        // One run sees one "now": a clock that is never moved.
+        let clock = ManualClock::new(now);
         let label = Actor::Maintenance.label();
         // A subscription left alone for several periods catches up one step
         // at a time; each step is one transition of the state machine.
@@ -317,7 +309,10 @@ impl Billing {
             if current.start <= s.anchor {
                 continue;
             }
-            let previous = monthly_period(s.anchor, current.start - Duration::seconds(1));
+            let previous = Period::from(monthly_period(
+                s.anchor,
+                current.start - Duration::seconds(1),
+            ));
             for (meter, allowance) in &plan.meters {
                 let key = format!(
                     "{tenant_id}/{module}/usage_period_closed/{meter}/{}",
@@ -376,7 +371,7 @@ mod tests {
 
     use super::*;
     use crate::billing::service::fixtures::{at, billing, manifest};
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
     use crate::entitlements::{DenialReason, EntitlementEngine};
 
     #[tokio::test]
