@@ -1,7 +1,7 @@
 //! Where the host's time comes from: one [`Clock`] serves every timestamp
 //! the host writes — subscription periods, usage events, audit rows — so a
-//! host started with `--manual-clock` is consistent everywhere — and one
-//! [`rfc3339`] writes those instants as text.
+//! host started with `--manual-clock` (a [`RecordedClock`]) is consistent
+//! everywhere; and one [`rfc3339`] writes those instants as text.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,7 +28,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to; for tests.
+/// A clock that only moves when told to: in tests, for one maintenance run
+/// (which sees one "now"), and inside the host's [`RecordedClock`].
 #[derive(Debug)]
 pub struct ManualClock(Mutex<OffsetDateTime>);
 
