@@ -185,7 +185,7 @@ impl Catalog {
                 existing.digest
             )));
         }
-        crate::billing::catalog::suggested(&package.manifest).map_err(|e| {
+        crate::billing::plans::suggested(&package.manifest).map_err(|e| {
             SoukError::PackageRefused(format!("package refused: suggested plans: {e}"))
         })?;
         let loaded = runtime

@@ -34,7 +34,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::archive::{self, ArchiveInfo};
 use crate::auth::Principal;
-use crate::billing::catalog::Currency;
+use crate::billing::plans::Currency;
 use crate::billing::service::Actor;
 use crate::billing::store::{self as subscriptions, Change, SubscriptionRecord};
 use crate::billing::subscription::Subscription;
@@ -683,7 +683,7 @@ async fn start_subscription(
         at: souk.billing.clock().now(),
     };
     let from = started.previous.as_ref().map(|p| p.subscription.state);
-    subscriptions::save(cp, &mut started.record, from, &change).await
+    Ok(subscriptions::save(cp, &mut started.record, from, &change).await?)
 }
 
 /// Withdraws a subscription an install started, inside `cp`: removes it

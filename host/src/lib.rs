@@ -19,6 +19,7 @@ pub mod api;
 pub mod archive;
 pub mod auth;
 pub mod billing;
+pub mod calendar;
 pub mod capabilities;
 pub mod catalog;
 pub mod cli;

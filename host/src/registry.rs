@@ -130,7 +130,7 @@ pub async fn serve_store(
     let handle = tokio::runtime::Handle::current();
     let validator: souk_module_registry::http::PackageValidator = Arc::new(move |package| {
         let runtime = runtime.clone();
-        crate::billing::catalog::suggested(&package.manifest)
+        crate::billing::plans::suggested(&package.manifest)
             .map_err(|e| format!("suggested plans: {e}"))?;
         // Called on the blocking pool, where waiting on the runtime is allowed.
         handle
