@@ -24,10 +24,10 @@ use crate::auth::Principal;
 use crate::billing::bounds;
 use crate::billing::service::Actor;
 use crate::billing::store::rfc3339;
+use crate::dispatch;
 use crate::entitlements::{MAX_QUANTITY, UsageKind, call};
 use crate::error::SoukError;
 use crate::souk::Souk;
-use crate::{dispatch, installer};
 
 /// The billing routes, merged into the main router.
 pub(super) fn routes() -> Router<Arc<Souk>> {
@@ -348,7 +348,7 @@ async fn usage(
     Query(query): Query<UsageQuery>,
 ) -> ApiResult<Response> {
     let tenant = &access.tenant;
-    let mut installations = installer::list(&souk, tenant).await?;
+    let mut installations = souk.installer().list(tenant).await?;
     if let Some(module) = &query.module {
         installations.retain(|i| &i.module == module);
         if installations.is_empty() {
@@ -472,7 +472,7 @@ async fn usage_event(
     modules.sort_unstable();
     modules.dedup();
     for module in modules {
-        let installation = installer::require(&souk, tenant, module).await?;
+        let installation = souk.installer().require(tenant, module).await?;
         dispatch::ensure_grant(&souk, tenant, &installation).await?;
     }
     let now = souk.billing.clock().now();
