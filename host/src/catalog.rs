@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::context::CallContext;
 use crate::control_plane::installations;
 use crate::control_plane::versions::{self, NewVersion, RegistryStatus, VersionRow};
-use crate::control_plane::{ControlPlane, rfc3339};
+use crate::control_plane::{ControlPlane, StoreError, rfc3339};
 use crate::error::SoukError;
 use crate::runtime::{LoadedModule, Migration, Runtime};
 
@@ -208,7 +208,12 @@ impl Catalog {
         let mut conn = self.control.pool().acquire().await?;
         versions::insert(&mut conn, &new)
             .await
-            .map_err(|e| e.or_conflict(|| format!("{slug} {version} was added concurrently")))?;
+            .map_err(|e| match e {
+                StoreError::Db(e) => SoukError::from(e),
+                StoreError::Duplicate | StoreError::Changed => {
+                    SoukError::Conflict(format!("{slug} {version} was added concurrently"))
+                }
+            })?;
         drop(conn);
         self.loaded
             .lock()

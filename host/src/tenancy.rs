@@ -13,7 +13,7 @@ use sqlx::SqlitePool;
 
 use crate::clock::Clock;
 use crate::control_plane::tenants;
-use crate::control_plane::{ControlPlane, rfc3339, sqlite_options};
+use crate::control_plane::{ControlPlane, StoreError, rfc3339, sqlite_options};
 use crate::db::sandbox;
 use crate::error::SoukError;
 
@@ -61,9 +61,15 @@ impl Tenancy {
             created_at: rfc3339(self.clock.now()),
         };
         let mut conn = self.control.pool().acquire().await?;
-        tenants::insert(&mut conn, &tenant).await.map_err(|e| {
-            e.or_conflict(|| format!("a tenant with slug {:?} already exists", slug.as_str()))
-        })?;
+        tenants::insert(&mut conn, &tenant)
+            .await
+            .map_err(|e| match e {
+                StoreError::Db(e) => e.into(),
+                StoreError::Duplicate | StoreError::Changed => SoukError::Conflict(format!(
+                    "a tenant with slug {:?} already exists",
+                    slug.as_str()
+                )),
+            })?;
         drop(conn);
         // Create the database file now so a broken data directory shows up
         // at creation, not at the first install.

@@ -23,7 +23,8 @@
 //! Repositories answer [`sqlx::Error`] for plain reads and writes, and
 //! [`StoreError`] where a write has an outcome the caller must tell apart
 //! (the key was taken, the row changed since it was read); services turn
-//! those into [`SoukError`](crate::error::SoukError)s worded for the user.
+//! those into `SoukError`s worded for the user. (This module imports no
+//! service error: it sits below them.)
 //!
 //! # Another backend
 //! Because these repositories are the only SQL over the control plane, a
@@ -115,20 +116,6 @@ pub enum StoreError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
-}
-
-impl StoreError {
-    /// This error as a service error: [`StoreError::Duplicate`] and
-    /// [`StoreError::Changed`] become a conflict worded by `conflict`, a
-    /// database failure an internal error.
-    pub fn or_conflict(self, conflict: impl FnOnce() -> String) -> crate::error::SoukError {
-        match self {
-            StoreError::Duplicate | StoreError::Changed => {
-                crate::error::SoukError::Conflict(conflict())
-            }
-            StoreError::Db(e) => e.into(),
-        }
-    }
 }
 
 /// `Duplicate` for a unique-key violation, `Db` for any other failure.

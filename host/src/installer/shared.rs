@@ -112,12 +112,13 @@ pub(super) async fn record_ledger(
 /// an installation changed between reading and writing it — is a conflict
 /// for the loser, not an internal error.
 pub(super) fn changed_meanwhile(error: StoreError, module: &str) -> SoukError {
-    error.or_conflict(|| {
-        format!(
+    match error {
+        StoreError::Db(e) => e.into(),
+        StoreError::Duplicate | StoreError::Changed => SoukError::Conflict(format!(
             "operation in progress: {module} was changed for this tenant by another operation \
              at the same time; nothing was changed by this one"
-        )
-    })
+        )),
+    }
 }
 
 /// One control-plane write to take back when the tenant commit fails after
