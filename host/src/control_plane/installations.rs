@@ -291,3 +291,134 @@ pub async fn forget_all(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control_plane::ControlPlane;
+    use crate::control_plane::tenants::{self, Tenant};
+    use crate::control_plane::versions::{self, NewVersion};
+
+    const AT: &str = "2026-03-01T00:00:00Z";
+
+    async fn control_plane_with_one_version() -> ControlPlane {
+        let control = ControlPlane::in_memory().await.expect("control plane");
+        let mut conn = control.pool().acquire().await.expect("conn");
+        let tenant = Tenant {
+            id: "t_1".into(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            created_at: AT.into(),
+        };
+        tenants::insert(&mut conn, &tenant).await.expect("tenant");
+        for version in ["1.0.0", "1.1.0"] {
+            let new = NewVersion {
+                slug: "notes",
+                version,
+                name: "Notes",
+                description: "",
+                category: "",
+                api: "0.2.0",
+                digest: "sha256:00",
+                manifest: "",
+                package_path: "/nowhere",
+                added_at: AT,
+            };
+            versions::insert(&mut conn, &new).await.expect("version");
+        }
+        drop(conn);
+        control
+    }
+
+    fn installation(version: &str, digest: &str) -> Installation {
+        Installation {
+            module: "notes".into(),
+            version: version.into(),
+            digest: digest.into(),
+            installed_at: AT.into(),
+            updated_at: AT.into(),
+            revoked: None,
+            subscription_revision: None,
+        }
+    }
+
+    fn entry(id: &str, position: i64, checksum: Option<&str>) -> LedgerEntry {
+        LedgerEntry {
+            migration_id: id.into(),
+            position,
+            applied_by: "1.0.0".into(),
+            applied_at: AT.into(),
+            checksum: checksum.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_write_has_an_inverse_and_lost_races_are_typed() {
+        let control = control_plane_with_one_version().await;
+        let mut conn = control.pool().acquire().await.expect("conn");
+        let v1 = installation("1.0.0", "sha256:a");
+        insert(&mut conn, "t_1", &v1).await.expect("insert");
+        assert!(matches!(
+            insert(&mut conn, "t_1", &v1).await,
+            Err(StoreError::Duplicate)
+        ));
+
+        let v2 = installation("1.1.0", "sha256:b");
+        update(&mut conn, "t_1", &v1, &v2).await.expect("update");
+        assert!(
+            matches!(
+                update(&mut conn, "t_1", &v1, &v2).await,
+                Err(StoreError::Changed)
+            ),
+            "an update from a stale read is refused"
+        );
+        update(&mut conn, "t_1", &v2, &v1)
+            .await
+            .expect("update back");
+        let found = find(&mut conn, "t_1", "notes").await.expect("find");
+        assert_eq!(found.map(|i| i.version).as_deref(), Some("1.0.0"));
+
+        let entries = [entry("0001", 0, Some("sha256:x")), entry("0002", 1, None)];
+        record(&mut conn, "t_1", "notes", &entries)
+            .await
+            .expect("record");
+        assert!(matches!(
+            record(&mut conn, "t_1", "notes", &entries[..1]).await,
+            Err(StoreError::Duplicate)
+        ));
+        let read = ledger(&mut conn, "t_1", "notes").await.expect("ledger");
+        forget_all(&mut conn, "t_1", "notes")
+            .await
+            .expect("forget all");
+        record(&mut conn, "t_1", "notes", &read)
+            .await
+            .expect("put back");
+        let again = ledger(&mut conn, "t_1", "notes").await.expect("ledger");
+        let fields = |l: &[LedgerEntry]| {
+            l.iter()
+                .map(|e| {
+                    (
+                        e.migration_id.clone(),
+                        e.position,
+                        e.applied_by.clone(),
+                        e.applied_at.clone(),
+                        e.checksum.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fields(&read), fields(&again), "put back exactly as read");
+        forget(&mut conn, "t_1", "notes", &entries[1..])
+            .await
+            .expect("forget one");
+        let left = ledger(&mut conn, "t_1", "notes").await.expect("ledger");
+        assert_eq!(fields(&left), fields(&read[..1]));
+
+        remove(&mut conn, "t_1", &v1).await.expect("remove");
+        assert!(matches!(
+            remove(&mut conn, "t_1", &v1).await,
+            Err(StoreError::Changed)
+        ));
+        assert!(list(&mut conn, "t_1").await.expect("list").is_empty());
+    }
+}
