@@ -681,8 +681,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             offline,
             modules,
         }) => {
-            let report =
-                crate::registry::pull(&souk, &registry, &trust_root, &modules, offline).await?;
+            let report = crate::registry::pull(
+                &souk.catalog,
+                &souk.runtime,
+                &souk.config.data_dir,
+                &registry,
+                &trust_root,
+                &modules,
+                offline,
+            )
+            .await?;
             print(json, &report, |r| {
                 r.revoked_installs
                     .iter()
@@ -905,7 +913,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 version,
                 restore_archive: restore,
             };
-            let report = installer::install(&souk, &operator, &tenant, &request).await?;
+            let report = souk
+                .installer()
+                .install(&operator, &tenant, &request)
+                .await?;
             print(json, &report, |r| {
                 format!(
                     "installed {} {} for {} (migrations: {})",
@@ -922,8 +933,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             version,
         }) => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let report =
-                installer::upgrade(&souk, &operator, &tenant, &module, version.as_deref()).await?;
+            let report = souk
+                .installer()
+                .upgrade(&operator, &tenant, &module, version.as_deref())
+                .await?;
             print(json, &report, |r| {
                 format!(
                     "upgraded {} to {} for {} (new migrations: {})",
@@ -949,7 +962,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 installer::Removal::Normal
             };
-            let report = installer::uninstall(&souk, &operator, &tenant, &module, &removal).await?;
+            let report = souk
+                .installer()
+                .uninstall(&operator, &tenant, &module, &removal)
+                .await?;
             print(json, &report, |r| {
                 let forced = match &r.forced {
                     Some(reason) => format!(" (forced: {reason})"),
@@ -963,7 +979,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Module(ModuleCommand::Installed { tenant }) => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let list = installer::list(&souk, &tenant).await?;
+            let list = souk.installer().list(&tenant).await?;
             print(json, &list, |l| {
                 l.iter()
                     .map(|i| format!("{}\t{}\t{}", i.module, i.version, i.digest))
@@ -1087,7 +1103,7 @@ async fn serve(
     println!("souk: listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %souk.config.data_dir.display(), "serving");
-    let registry = crate::registry::embedded(&souk).await?;
+    let registry = crate::registry::embedded(&souk.catalog, &souk.config.data_dir).await?;
     if maintenance_interval_secs > 0 {
         tokio::spawn(maintenance_loop(
             souk.clone(),

@@ -35,7 +35,7 @@ use crate::capabilities::entitlements::call::{self, CallEntitlements};
 use crate::catalog::ResolvedVersion;
 use crate::entitlements::{Decision, usage_db};
 use crate::error::SoukError;
-use crate::installer::{self, Installation};
+use crate::installer::Installation;
 use crate::runtime::{ModuleRequest, ModuleResponse};
 use crate::souk::Souk;
 use crate::tenancy::Tenant;
@@ -67,7 +67,7 @@ pub async fn dispatch(
     // Before any work is done for the call, and held until its transaction
     // is settled (dropped with this function's frame, whichever way it ends).
     let _permit = souk.runtime.admit(&tenant.id)?;
-    let installation = installer::require(souk, &tenant, module).await?;
+    let installation = souk.installer().require(&tenant, module).await?;
     // The installation row carries its version's revocation (one query):
     // read fresh on every request, so a revocation recorded by another
     // process takes effect at once.
@@ -145,7 +145,7 @@ pub async fn dispatch(
         .retain(|(name, _)| !PRIVATE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
 
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
-    let scope = installer::scope_for(souk, &tenant, manifest).await?;
+    let scope = souk.installer().scope_for(&tenant, manifest).await?;
     // Reads take a deferred transaction; writes — and metered routes, which
     // write their usage event — take the write lock up front, so two
     // writers queue instead of failing on lock upgrade.

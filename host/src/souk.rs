@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::clock::{Clock, RecordedClock, SystemClock};
 use crate::control_plane::ControlPlane;
 use crate::error::SoukError;
+use crate::installer::Installer;
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 
@@ -98,9 +99,17 @@ impl Souk {
         let control = ControlPlane::open(&data.join("control.sqlite")).await?;
         let cache = ComponentCache::open(&data.join("compiled"))?;
         let runtime = Runtime::new(config.limits.clone(), cache)?;
-        let tenancy = Tenancy::new(control.clone(), data.join("tenants"));
-        let auth = Auth::new(control.clone(), data);
-        let catalog = Catalog::new(control.clone(), data.join("packages"));
+        let manual_clock = match config.manual_clock {
+            Some(at) => Some(Arc::new(RecordedClock::resume(data, at)?)),
+            None => None,
+        };
+        let clock: Arc<dyn Clock> = match &manual_clock {
+            Some(manual) => manual.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let tenancy = Tenancy::new(control.clone(), data.join("tenants"), clock.clone());
+        let auth = Auth::new(control.clone(), data, clock.clone());
+        let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {
             Some(path) => crate::billing::plans::load(path)?,
             None => PlanCatalog {
@@ -110,14 +119,6 @@ impl Souk {
         };
         let currency =
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
-        let manual_clock = match config.manual_clock {
-            Some(at) => Some(Arc::new(RecordedClock::resume(data, at)?)),
-            None => None,
-        };
-        let clock: Arc<dyn Clock> = match &manual_clock {
-            Some(manual) => manual.clone(),
-            None => Arc::new(SystemClock),
-        };
         let billing = Billing::new(control.clone(), plans.clone(), clock, currency);
         let souk = Arc::new(Souk {
             config,
@@ -137,6 +138,22 @@ impl Souk {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(souk)
+    }
+
+    /// The installer, borrowing this host's services; build one per
+    /// operation (`souk.installer().install(..)`).
+    pub fn installer(&self) -> Installer<'_> {
+        Installer {
+            control: &self.control,
+            tenancy: &self.tenancy,
+            catalog: &self.catalog,
+            runtime: &self.runtime,
+            billing: &self.billing,
+            clock: self.billing.clock(),
+            migration_timeout: self.config.migration_timeout,
+            currency: &self.config.currency,
+            data_dir: &self.config.data_dir,
+        }
     }
 
     /// The time-driven step: subscriptions (see

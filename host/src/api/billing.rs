@@ -25,10 +25,10 @@ use crate::billing::bounds;
 use crate::billing::service::Actor;
 use crate::capabilities::entitlements::call;
 use crate::clock::rfc3339;
+use crate::dispatch;
 use crate::entitlements::{MAX_QUANTITY, UsageKind};
 use crate::error::SoukError;
 use crate::souk::Souk;
-use crate::{dispatch, installer};
 
 /// The billing routes, merged into the main router.
 pub(super) fn routes() -> Router<Arc<Souk>> {
@@ -349,7 +349,7 @@ async fn usage(
     Query(query): Query<UsageQuery>,
 ) -> ApiResult<Response> {
     let tenant = &access.tenant;
-    let mut installations = installer::list(&souk, tenant).await?;
+    let mut installations = souk.installer().list(tenant).await?;
     if let Some(module) = &query.module {
         installations.retain(|i| &i.module == module);
         if installations.is_empty() {
@@ -473,7 +473,7 @@ async fn usage_event(
     modules.sort_unstable();
     modules.dedup();
     for module in modules {
-        let installation = installer::require(&souk, tenant, module).await?;
+        let installation = souk.installer().require(tenant, module).await?;
         dispatch::ensure_grant(&souk, tenant, &installation).await?;
     }
     let now = souk.billing.clock().now();
