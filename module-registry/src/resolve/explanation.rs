@@ -341,14 +341,7 @@ impl<'s, 'a> Explainer<'s, 'a> {
                         } else {
                             (d2, d1)
                         };
-                        self.derived(fresh);
-                        let join = join_between(&fresh.terms, &known.terms, false, terms);
-                        let earlier = self.conclusion(&known.terms);
-                        let conclusion = self.conclusion(terms);
-                        self.lines.push(sentence(&format!(
-                            "{} {earlier} (see {n}), so {conclusion}",
-                            join.word()
-                        )));
+                        self.refer_back(fresh, known, n, terms);
                     }
                     (None, None) => {
                         // Explain the first on its own, numbered so the
@@ -361,18 +354,30 @@ impl<'s, 'a> Explainer<'s, 'a> {
                                 self.next_number
                             }
                         };
-                        self.derived(d2);
-                        let join = join_between(&d2.terms, &d1.terms, false, terms);
-                        let earlier = self.conclusion(&d1.terms);
-                        let conclusion = self.conclusion(terms);
-                        self.lines.push(sentence(&format!(
-                            "{} {earlier} (see {n1}), so {conclusion}",
-                            join.word()
-                        )));
+                        self.refer_back(d2, d1, n1, terms);
                     }
                 }
             }
         }
+    }
+
+    /// Explains `fresh`, then concludes `terms` from it and from `known`,
+    /// which an earlier line numbered `n` already explained.
+    fn refer_back(
+        &mut self,
+        fresh: &Derived<Node, VersionSet, Unusable>,
+        known: &Derived<Node, VersionSet, Unusable>,
+        n: usize,
+        terms: &Map<Node, Term<VersionSet>>,
+    ) {
+        self.derived(fresh);
+        let join = join_between(&fresh.terms, &known.terms, false, terms);
+        let earlier = self.conclusion(&known.terms);
+        let conclusion = self.conclusion(terms);
+        self.lines.push(sentence(&format!(
+            "{} {earlier} (see {n}), so {conclusion}",
+            join.word()
+        )));
     }
 
     /// Orders two facts for one sentence: the one that needs the shared

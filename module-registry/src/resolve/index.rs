@@ -11,7 +11,6 @@ use crate::package::Digest;
 /// One version of a module as a registry offers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferedVersion {
-    /// The version number.
     pub version: Version,
     /// The modules this version needs, as its manifest declares them.
     pub dependencies: Vec<Dependency>,
@@ -28,9 +27,7 @@ pub struct OfferedVersion {
     "{slug} {version} is already in the index: versions are immutable, publish a new version instead"
 )]
 pub struct DuplicateVersion {
-    /// The module.
     pub slug: Slug,
-    /// The version offered twice.
     pub version: Version,
 }
 

@@ -23,9 +23,7 @@ const LOCKFILE_FORMAT: i64 = 1;
 /// One module pinned by a lockfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockedModule {
-    /// The module.
     pub slug: Slug,
-    /// The exact version.
     pub version: Version,
     /// The sha256 of the package; a reinstall refuses other bytes.
     pub digest: Digest,
@@ -49,7 +47,6 @@ pub enum LockfileError {
     UnsupportedFormat {
         /// 1-based line of the `format` key.
         line: usize,
-        /// The format number found.
         found: i64,
     },
     /// An entry has a value that is not valid.
@@ -67,19 +64,15 @@ pub enum LockfileError {
         "lockfile line {line}: {slug} is locked twice (first at line {first_line}); a lockfile has one entry per module"
     )]
     DuplicateModule {
-        /// The module locked twice.
         slug: Slug,
-        /// Line of the first entry.
+        /// 1-based line where the first entry starts.
         first_line: usize,
-        /// Line of the second entry.
+        /// 1-based line where the second entry starts.
         line: usize,
     },
     /// Two of the entries given to [`Lockfile::new`] lock the same module.
     #[error("{slug} is listed twice; a lockfile has one entry per module")]
-    ListedTwice {
-        /// The module listed twice.
-        slug: Slug,
-    },
+    ListedTwice { slug: Slug },
 }
 
 /// A tenant's lockfile: the exact version and package digest of every module
@@ -274,9 +267,7 @@ pub enum LockfileRefusal {
         describe_offered(offered)
     )]
     LockedVersionMissing {
-        /// The module.
         slug: Slug,
-        /// The locked version.
         version: Version,
         /// The versions the registry does offer, oldest first.
         offered: Vec<Version>,
@@ -286,9 +277,7 @@ pub enum LockfileRefusal {
         "the lockfile pins {slug} {version} with digest {locked}, but the registry serves {served}: the package changed since it was locked, so it is refused"
     )]
     DigestMismatch {
-        /// The module.
         slug: Slug,
-        /// The locked version.
         version: Version,
         /// The digest the lockfile recorded.
         locked: Digest,
@@ -301,13 +290,10 @@ pub enum LockfileRefusal {
         "the lockfile is incomplete: {slug} {version} needs {dependency} {requirement}, which the lockfile does not list and this tenant does not have"
     )]
     LockedDependencyMissing {
-        /// The locked module.
         slug: Slug,
-        /// Its locked version.
         version: Version,
-        /// The module it needs.
         dependency: Slug,
-        /// The versions it accepts.
+        /// As the locked version's manifest declares it.
         requirement: VersionReq,
     },
     /// A locked module needs a version of another module that the lockfile
@@ -316,40 +302,27 @@ pub enum LockfileRefusal {
         "the lockfile is inconsistent: {slug} {version} needs {dependency} {requirement}, but the lockfile pins {dependency} {found}"
     )]
     LockedDependencyMismatch {
-        /// The locked module.
         slug: Slug,
-        /// Its locked version.
         version: Version,
-        /// The module it needs.
         dependency: Slug,
-        /// The versions it accepts.
+        /// As the locked version's manifest declares it.
         requirement: VersionReq,
         /// The version the lockfile or the tenant has.
         found: Version,
     },
     /// A locked module lists itself as a dependency.
     #[error("{slug} {version} depends on itself, which a module may not do")]
-    LockedSelfDependency {
-        /// The module.
-        slug: Slug,
-        /// Its locked version.
-        version: Version,
-    },
+    LockedSelfDependency { slug: Slug, version: Version },
     /// The tenant has a module installed in another version or with other
     /// bytes than the lockfile says.
     #[error(
         "this tenant has {slug} {installed} ({installed_digest}) installed, but the lockfile pins {slug} {locked} ({locked_digest}); installing from a lockfile never changes installed modules"
     )]
     InstalledDiffersFromLockfile {
-        /// The module.
         slug: Slug,
-        /// The installed version.
         installed: Version,
-        /// The installed package's digest.
         installed_digest: Digest,
-        /// The locked version.
         locked: Version,
-        /// The locked digest.
         locked_digest: Digest,
     },
 }

@@ -60,9 +60,7 @@ pub use ranges::{UnsupportedComparator, requirement_range};
 /// never upgrades, downgrades or removes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstalledModule {
-    /// The module.
     pub slug: Slug,
-    /// The installed version.
     pub version: Version,
     /// The sha256 of the installed package.
     pub digest: Digest,
@@ -74,7 +72,6 @@ pub struct InstalledModule {
 /// A module the tenant asks to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestedModule {
-    /// The module.
     pub slug: Slug,
     /// The acceptable versions; `None` accepts any.
     pub requirement: Option<VersionReq>,
@@ -105,9 +102,7 @@ impl RequestedModule {
 /// One module version an install adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedModule {
-    /// The module.
     pub slug: Slug,
-    /// The chosen version.
     pub version: Version,
     /// The sha256 the package must have.
     pub digest: Digest,
@@ -149,7 +144,6 @@ pub enum ResolveError {
         "the requirement {requirement} for {slug} uses an operator Souk does not support; use =, >, >=, <, <=, ~, ^ or *"
     )]
     UnsupportedRequirement {
-        /// The module asked for.
         slug: Slug,
         /// The requirement as given.
         requirement: VersionReq,

@@ -152,7 +152,12 @@ impl<'a> Solver<'a> {
         Ok(range)
     }
 
-    fn constraints(
+    /// What a version of `owner` that declares `dependencies` requires.
+    ///
+    /// # Errors
+    /// [`Unusable`] when the version cannot be used whatever else is chosen:
+    /// it depends on itself, or a requirement uses an unknown operator.
+    fn dependency_constraints(
         &self,
         owner: &Slug,
         dependencies: &[Dependency],
@@ -168,14 +173,17 @@ impl<'a> Solver<'a> {
                     dependency: dependency.slug.clone(),
                     requirement: dependency.requirement.clone(),
                 })?;
-            constraints
-                .entry(Node::Module(dependency.slug.clone()))
-                .and_modify(|r: &mut VersionSet| *r = r.intersection(&range))
-                .or_insert(range);
+            require(&mut constraints, &dependency.slug, range);
         }
         Ok(constraints)
     }
 
+    /// What the install node requires: every installed module at exactly
+    /// its version, and every open request.
+    ///
+    /// # Errors
+    /// [`ResolveError::UnsupportedRequirement`] when a request's requirement
+    /// uses an unknown operator.
     fn install_constraints(&self) -> Result<DependencyConstraints<Node, VersionSet>, ResolveError> {
         let mut constraints = DependencyConstraints::default();
         for installed in self.installed.values() {
@@ -194,13 +202,23 @@ impl<'a> Solver<'a> {
                 })?,
                 None => Ranges::full(),
             };
-            constraints
-                .entry(Node::Module(request.slug.clone()))
-                .and_modify(|r: &mut VersionSet| *r = r.intersection(&range))
-                .or_insert(range);
+            require(&mut constraints, &request.slug, range);
         }
         Ok(constraints)
     }
+}
+
+/// Adds `range` to what `constraints` requires of `slug`: when two
+/// requirements name the same module, both must hold.
+fn require(
+    constraints: &mut DependencyConstraints<Node, VersionSet>,
+    slug: &Slug,
+    range: VersionSet,
+) {
+    constraints
+        .entry(Node::Module(slug.clone()))
+        .and_modify(|r| *r = r.intersection(&range))
+        .or_insert(range);
 }
 
 impl DependencyProvider for Solver<'_> {
@@ -256,7 +274,7 @@ impl DependencyProvider for Solver<'_> {
             return Ok(Dependencies::Available(self.install_dependencies.clone()));
         };
         let declared = self.declared_dependencies(slug, version).unwrap_or(&[]);
-        Ok(match self.constraints(slug, declared) {
+        Ok(match self.dependency_constraints(slug, declared) {
             Ok(constraints) => Dependencies::Available(constraints),
             Err(reason) => Dependencies::Unavailable(reason),
         })
