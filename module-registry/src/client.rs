@@ -45,7 +45,7 @@ use semver::Version;
 use serde::de::DeserializeOwned;
 
 use crate::http::{API_PREFIX, AppendReceipt, ENTRY_HEADER, ProblemDocument};
-use crate::layout::Layout;
+use crate::layout::{self, Layout, ReadError};
 use crate::manifest::{Dependency, Slug};
 use crate::package::{Digest, Package, PackageError, PackageLimits};
 use crate::records::{LogError, ModuleLog, Publish, SignedEntry, VersionStatus};
@@ -806,16 +806,7 @@ impl RegistryClient {
     /// `key-not-granted`); network errors.
     pub async fn append_state(&self, entry: &SignedEntry) -> Result<AppendReceipt, ClientError> {
         let url = format!("{}/state", self.api);
-        let response = self
-            .http
-            .post(&url)
-            .json(entry)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
+        let response = send(&url, self.http.post(&url).json(entry)).await?;
         self.receipt(&url, response).await
     }
 
@@ -835,12 +826,38 @@ impl RegistryClient {
         Ok(package)
     }
 
+    /// The receipt of an append: the response's status checked, then its
+    /// body read as JSON.
     async fn receipt(
         &self,
         url: &str,
         response: reqwest::Response,
     ) -> Result<AppendReceipt, ClientError> {
         let response = check_status(url, response, self.options.max_metadata_bytes).await?;
+        self.read_metadata(url, response).await
+    }
+
+    /// Sends a GET for `path` below the API and checks the status; returns
+    /// the full URL with the response, for errors that name it.
+    async fn get(&self, path: &str) -> Result<(String, reqwest::Response), ClientError> {
+        let url = format!("{}{path}", self.api);
+        let response = send(&url, self.http.get(&url)).await?;
+        let response = check_status(&url, response, self.options.max_metadata_bytes).await?;
+        Ok((url, response))
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (url, response) = self.get(path).await?;
+        self.read_metadata(&url, response).await
+    }
+
+    /// Reads a successful response's body, at most the metadata limit, as
+    /// JSON.
+    async fn read_metadata<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+    ) -> Result<T, ClientError> {
         let bytes =
             read_limited(response, url, self.options.max_metadata_bytes, "metadata").await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed {
@@ -848,31 +865,18 @@ impl RegistryClient {
             reason: e.to_string(),
         })
     }
+}
 
-    async fn get(&self, path: &str) -> Result<(String, reqwest::Response), ClientError> {
-        let url = format!("{}{path}", self.api);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
-        let response = check_status(&url, response, self.options.max_metadata_bytes).await?;
-        Ok((url, response))
-    }
-
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let (url, response) = self.get(path).await?;
-        let bytes =
-            read_limited(response, &url, self.options.max_metadata_bytes, "metadata").await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed {
-            url,
-            reason: e.to_string(),
-        })
-    }
+/// Sends `request` (to `url`); a failure to get any response is
+/// [`ClientError::Http`].
+async fn send(
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ClientError> {
+    request.send().await.map_err(|source| ClientError::Http {
+        url: url.to_owned(),
+        source,
+    })
 }
 
 /// The publish record and status of a version that may run.
@@ -1007,22 +1011,14 @@ fn cache_io(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
     }
 }
 
-/// Reads a JSON file of at most `limit` bytes.
+/// Reads a JSON file of the cache of at most `limit` bytes.
 fn read_json<T: DeserializeOwned>(path: &Path, limit: u64) -> Result<T, ClientError> {
-    let file = File::open(path).map_err(cache_io(path))?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cache_io(path))?;
-    if bytes.len() as u64 > limit {
-        return Err(ClientError::CacheCorrupt {
+    layout::read_json(path, limit).map_err(|e| match e {
+        ReadError::Io(source) => cache_io(path)(source),
+        ReadError::Corrupt(reason) => ClientError::CacheCorrupt {
             path: path.to_owned(),
-            reason: format!("it is larger than the limit of {limit} bytes"),
-        });
-    }
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::CacheCorrupt {
-        path: path.to_owned(),
-        reason: e.to_string(),
+            reason,
+        },
     })
 }
 

@@ -35,7 +35,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::canonical::CanonicalError;
 use crate::keys::KeyPair;
-use crate::layout::Layout;
+use crate::layout::{self, Layout, ReadError};
 use crate::manifest::Slug;
 use crate::package::{Digest, Package, PackageError, PackageLimits};
 use crate::records::{EntryHash, EntryRejection, LogError, ModuleAction, ModuleLog, SignedEntry};
@@ -816,21 +816,12 @@ impl RegistryStore {
     }
 
     fn read_json<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
-        let file = File::open(path).map_err(io_at(path))?;
-        let limit = self.limits.max_metadata_bytes;
-        let mut bytes = Vec::new();
-        file.take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_at(path))?;
-        if bytes.len() as u64 > limit {
-            return Err(StoreError::Corrupt {
+        layout::read_json(path, self.limits.max_metadata_bytes).map_err(|e| match e {
+            ReadError::Io(source) => io_at(path)(source),
+            ReadError::Corrupt(reason) => StoreError::Corrupt {
                 path: path.to_owned(),
-                reason: format!("it is larger than the limit of {limit} bytes"),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: path.to_owned(),
-            reason: e.to_string(),
+                reason,
+            },
         })
     }
 
