@@ -1058,12 +1058,7 @@ impl Cache {
         let mut roots = Vec::new();
         for entry in fs::read_dir(&dir).map_err(cache_io(&dir))? {
             let path = entry.map_err(cache_io(&dir))?.path();
-            let version = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".root.json"))
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(version) = version {
+            if let Some(version) = layout::root_file_version(&path) {
                 roots.push((version, path));
             }
         }
@@ -1118,12 +1113,8 @@ impl Cache {
         let dir = self.logs_dir();
         for entry in fs::read_dir(&dir).map_err(cache_io(&dir))? {
             let path = entry.map_err(cache_io(&dir))?.path();
-            let listed = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|s| Slug::parse(s).ok())
-                .is_some_and(|slug| keep.contains_key(&slug));
+            let listed =
+                layout::log_file_module(&path).is_some_and(|slug| keep.contains_key(&slug));
             if !listed {
                 fs::remove_file(&path).map_err(cache_io(&path))?;
             }

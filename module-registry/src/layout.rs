@@ -56,6 +56,23 @@ pub(crate) trait Layout {
     }
 }
 
+/// The version of a trust root file, read back from its name
+/// (`<version>.root.json`, as [`Layout::root_path`] writes it); `None` for
+/// any other name.
+pub(crate) fn root_file_version(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".root.json")?
+        .parse()
+        .ok()
+}
+
+/// The module of a log file, read back from its name (`<slug>.json`, as
+/// [`Layout::log_path`] writes it); `None` for any other name.
+pub(crate) fn log_file_module(path: &Path) -> Option<Slug> {
+    Slug::parse(path.file_name()?.to_str()?.strip_suffix(".json")?).ok()
+}
+
 /// Why [`read_json`] could not read a metadata file; each side turns it into
 /// its own error (the store's `Io`/`Corrupt`, the cache's
 /// `CacheIo`/`CacheCorrupt`).

@@ -381,12 +381,7 @@ impl RegistryStore {
         let mut modules = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
             let path = entry.map_err(io_at(&dir))?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let slug = name
-                .as_deref()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|s| Slug::parse(s).ok());
-            match slug {
+            match layout::log_file_module(&path) {
                 Some(slug) => modules.push(slug),
                 None => {
                     return Err(StoreError::Corrupt {
@@ -725,12 +720,7 @@ impl RegistryStore {
         let mut roots = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
             let path = entry.map_err(io_at(&dir))?.path();
-            let version = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".root.json"))
-                .and_then(|v| v.parse::<u64>().ok());
-            match version {
+            match layout::root_file_version(&path) {
                 Some(version) => roots.push((version, path)),
                 None => {
                     return Err(StoreError::Corrupt {
