@@ -105,7 +105,6 @@ pub enum ClientError {
     InvalidUrl {
         /// The URL given.
         url: String,
-        /// What is wrong.
         reason: String,
     },
     /// The registry could not be reached, or the request failed or timed
@@ -113,16 +112,10 @@ pub enum ClientError {
     #[error(
         "registry request {url} failed: {source}; check that the registry is running and reachable"
     )]
-    Http {
-        /// The URL requested.
-        url: String,
-        /// The underlying error.
-        source: reqwest::Error,
-    },
+    Http { url: String, source: reqwest::Error },
     /// The registry answered with an error problem document.
     #[error("the registry refused {url}: {problem}")]
     Refused {
-        /// The URL requested.
         url: String,
         /// The registry's problem document.
         problem: ProblemDocument,
@@ -130,7 +123,6 @@ pub enum ClientError {
     /// The registry answered with an error status and no problem document.
     #[error("the registry answered {url} with status {status}")]
     Status {
-        /// The URL requested.
         url: String,
         /// The HTTP status.
         status: u16,
@@ -142,9 +134,8 @@ pub enum ClientError {
     TooLarge {
         /// What was being downloaded (`package`, `metadata`).
         what: &'static str,
-        /// The URL requested.
         url: String,
-        /// The limit.
+        /// In bytes.
         limit: u64,
     },
     /// A response body ended before its announced length, or differs from
@@ -155,7 +146,6 @@ pub enum ClientError {
     Truncated {
         /// What was being downloaded.
         what: &'static str,
-        /// The URL requested.
         url: String,
         /// Bytes received.
         received: u64,
@@ -164,12 +154,7 @@ pub enum ClientError {
     },
     /// A metadata response does not parse.
     #[error("the registry's answer to {url} is not valid: {reason}")]
-    Malformed {
-        /// The URL requested.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
+    Malformed { url: String, reason: String },
     /// The trust chain was refused (bad rotation, expired root, fork).
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -191,18 +176,11 @@ pub enum ClientError {
     UnknownModule(Slug),
     /// The version was never published.
     #[error("module `{module}` has no version {version} in the registry")]
-    UnknownVersion {
-        /// The module.
-        module: Slug,
-        /// The version.
-        version: Version,
-    },
+    UnknownVersion { module: Slug, version: Version },
     /// The version is revoked: it must not run.
     #[error("{module} {version} is revoked ({reason}); it must not be installed or run")]
     Revoked {
-        /// The module.
         module: Slug,
-        /// The version.
         version: Version,
         /// The revocation's reason.
         reason: String,
@@ -225,7 +203,6 @@ pub enum ClientError {
     /// The package's manifest disagrees with the signed record.
     #[error("the package's manifest says {field} {package}, but the signed record says {record}")]
     PackageMismatch {
-        /// The field.
         field: &'static str,
         /// The record's value.
         record: String,
@@ -236,12 +213,7 @@ pub enum ClientError {
     #[error(
         "{module} {version} is not in the local registry cache; fetch it while the registry is reachable"
     )]
-    NotCached {
-        /// The module.
-        module: Slug,
-        /// The version.
-        version: Version,
-    },
+    NotCached { module: Slug, version: Version },
     /// Nothing verified is cached yet (offline).
     #[error(
         "the registry cache at {0} holds no verified snapshot; refresh from the registry once first"
@@ -249,22 +221,12 @@ pub enum ClientError {
     EmptyCache(PathBuf),
     /// A cache file could not be read or written.
     #[error("registry cache file {path}: {source}")]
-    CacheIo {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
+    CacheIo { path: PathBuf, source: io::Error },
     /// A cache file does not parse or verify.
     #[error(
         "registry cache file {path} is corrupt: {reason}; remove the cache directory and refresh"
     )]
-    CacheCorrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    CacheCorrupt { path: PathBuf, reason: String },
 }
 
 impl From<LogError> for ClientError {

@@ -76,32 +76,16 @@ impl Default for StoreLimits {
 pub enum StoreError {
     /// A file could not be read or written.
     #[error("registry store file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
+    Io { path: PathBuf, source: io::Error },
     /// A stored metadata file does not parse or is out of place.
     #[error("registry store file {path} is corrupt: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    Corrupt { path: PathBuf, reason: String },
     /// The directory already holds a store.
     #[error("{dir} already holds a registry store (it has a trust root)")]
-    AlreadyInitialised {
-        /// The directory.
-        dir: PathBuf,
-    },
+    AlreadyInitialised { dir: PathBuf },
     /// The directory holds no store.
     #[error("{dir} holds no registry store (no trust root in trust/); create one first")]
-    NotInitialised {
-        /// The directory.
-        dir: PathBuf,
-    },
+    NotInitialised { dir: PathBuf },
     /// The trust chain or a new root was refused.
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -114,7 +98,6 @@ pub enum StoreError {
     EntryRefused {
         /// The module the entry is about.
         module: Slug,
-        /// Why.
         rejection: Box<EntryRejection>,
     },
     /// A snapshot could not be issued.
@@ -134,9 +117,9 @@ pub enum StoreError {
     /// The package is larger than the store accepts.
     #[error("the package is {size} bytes, larger than the limit of {limit} bytes")]
     PackageTooLarge {
-        /// The package size.
+        /// In bytes.
         size: u64,
-        /// The limit.
+        /// In bytes.
         limit: u64,
     },
     /// The package bytes do not hash to the digest in the signed record.
@@ -165,9 +148,7 @@ pub enum StoreError {
     /// The caller's validator refused the package.
     #[error("{module} {version} was refused: {reason}")]
     Rejected {
-        /// The module.
         module: Slug,
-        /// The version.
         version: Version,
         /// The validator's reason.
         reason: String,
@@ -177,12 +158,7 @@ pub enum StoreError {
     UnknownModule(Slug),
     /// The version was never published.
     #[error("module `{module}` has no version {version}")]
-    UnknownVersion {
-        /// The module.
-        module: Slug,
-        /// The version.
-        version: Version,
-    },
+    UnknownVersion { module: Slug, version: Version },
     /// No blob has the digest.
     #[error("no package with digest {0} is stored")]
     BlobMissing(Digest),
@@ -191,9 +167,9 @@ pub enum StoreError {
     BlobTooLarge {
         /// The blob's name.
         digest: Digest,
-        /// Its size.
+        /// In bytes.
         size: u64,
-        /// The limit.
+        /// In bytes.
         limit: u64,
     },
     /// A stored blob does not hash to its name (truncated or altered).
