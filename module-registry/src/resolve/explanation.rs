@@ -232,7 +232,8 @@ struct Explainer<'s, 'a> {
     lines: Vec<String>,
     /// Line numbers given to shared derived facts, by their shared id.
     numbered: Map<usize, usize>,
-    next_number: usize,
+    /// The number the last numbered line got ("(n)"); 0 before any.
+    last_number: usize,
     /// Whether an installed module's pin took part in the conflict.
     pins_involved: bool,
 }
@@ -243,7 +244,7 @@ impl<'s, 'a> Explainer<'s, 'a> {
             solver,
             lines: Vec::new(),
             numbered: Map::default(),
-            next_number: 0,
+            last_number: 0,
             pins_involved: false,
         }
     }
@@ -281,7 +282,7 @@ impl<'s, 'a> Explainer<'s, 'a> {
             && !self.numbered.contains_key(&id)
         {
             self.number_last_line();
-            self.numbered.insert(id, self.next_number);
+            self.numbered.insert(id, self.last_number);
         }
     }
 
@@ -351,7 +352,7 @@ impl<'s, 'a> Explainer<'s, 'a> {
                             Some(n) => n,
                             None => {
                                 self.number_last_line();
-                                self.next_number
+                                self.last_number
                             }
                         };
                         self.refer_back(d2, d1, n1, terms);
@@ -430,10 +431,10 @@ impl<'s, 'a> Explainer<'s, 'a> {
 
     /// Marks the last line "(n)" so a later line can say "(see n)".
     fn number_last_line(&mut self) {
-        self.next_number += 1;
+        self.last_number += 1;
         if let Some(line) = self.lines.last_mut() {
             let body = line.strip_suffix('.').unwrap_or(line);
-            *line = format!("{body} ({}).", self.next_number);
+            *line = format!("{body} ({}).", self.last_number);
         }
     }
 

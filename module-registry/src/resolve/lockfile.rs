@@ -112,7 +112,7 @@ struct RawLockedModule {
     digest: toml::Spanned<String>,
 }
 
-/// The 1-based line of a byte offset in `text`.
+/// The 1-based line of `text` on which the byte range `span` starts.
 fn line_of(text: &str, span: &Range<usize>) -> usize {
     let end = span.start.min(text.len());
     text.as_bytes()[..end]
@@ -141,21 +141,18 @@ impl Lockfile {
     /// The lockfile a tenant has after an install: what it had, plus what
     /// the plan adds.
     pub fn after_install(installed: &[InstalledModule], plan: &InstallPlan) -> Self {
-        let installed = installed.iter().map(|m| LockedModule {
-            slug: m.slug.clone(),
-            version: m.version.clone(),
-            digest: m.digest,
-        });
-        let added = plan.modules.iter().map(|m| LockedModule {
-            slug: m.slug.clone(),
-            version: m.version.clone(),
-            digest: m.digest,
+        let installed = installed.iter().map(|m| (&m.slug, &m.version, m.digest));
+        let added = plan.modules.iter().map(|m| (&m.slug, &m.version, m.digest));
+        let modules = installed.chain(added).map(|(slug, version, digest)| {
+            let locked = LockedModule {
+                slug: slug.clone(),
+                version: version.clone(),
+                digest,
+            };
+            (slug.clone(), locked)
         });
         Lockfile {
-            modules: installed
-                .chain(added)
-                .map(|m| (m.slug.clone(), m))
-                .collect(),
+            modules: modules.collect(),
         }
     }
 
@@ -327,6 +324,7 @@ pub enum LockfileRefusal {
     },
 }
 
+/// "offered: 1.0.0, 1.2.0", or that the registry has no version at all.
 fn describe_offered(offered: &[Version]) -> String {
     if offered.is_empty() {
         "it offers no version of that module".to_owned()
