@@ -81,6 +81,7 @@ pub(super) fn install_version() -> Version {
 /// The `pubgrub` dependency provider for one resolution.
 pub(super) struct Solver<'a> {
     pub(super) index: &'a RegistryIndex,
+    /// The tenant's modules, each the only candidate for its slug.
     pub(super) installed: BTreeMap<Slug, &'a InstalledModule>,
     /// Requested modules (not installed), with their requirement.
     pub(super) requests: Vec<&'a RequestedModule>,
