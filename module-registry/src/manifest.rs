@@ -474,11 +474,10 @@ impl Manifest {
     /// Parses and validates `module.yaml` text.
     ///
     /// # Errors
-    /// [`ManifestError::Yaml`] when the YAML is refused by
-    /// [`yaml::check`](crate::yaml::check) (anchors, aliases, merge keys,
-    /// size, depth), is malformed, has an unknown
-    /// field or a field of the wrong type; [`ManifestError::Field`] naming the
-    /// field when a value breaks a rule.
+    /// [`ManifestError::Yaml`] when the YAML is refused by [`yaml::check`]
+    /// (anchors, aliases, merge keys, size, depth), is malformed, has an
+    /// unknown field or a field of the wrong type; [`ManifestError::Field`]
+    /// naming the field when a value breaks a rule.
     pub fn parse(yaml: &str) -> Result<Self, ManifestError> {
         let raw: RawManifest = yaml::from_str(yaml, YamlLimits::MANIFEST)?;
         if raw.name.trim().is_empty() || raw.name.len() > 100 {
