@@ -212,7 +212,7 @@ impl Billing {
             control,
             plans: RwLock::new(Arc::new(plans)),
             clock: Arc::new(WholeSeconds(clock)),
-            engine: Arc::new(EntitlementEngine::without_store()),
+            engine: Arc::new(EntitlementEngine::new()),
             currency,
             fresh: Mutex::new(HashMap::new()),
         }
@@ -841,9 +841,7 @@ impl Billing {
         let until = record.as_ref().and_then(|r| next_access_change(r, now));
         let revision = record.as_ref().map(|r| r.revision);
         if self.engine.has_grant(&tenant.id, module) {
-            self.engine
-                .replace_grant(&tenant.id, module, grant)
-                .map_err(|e| SoukError::Internal(e.into()))?;
+            self.engine.replace_grant(&tenant.id, module, grant);
         } else {
             let usage = load_usage(grant.clone()).await?;
             self.engine
@@ -1607,8 +1605,8 @@ mod tests {
         assert_eq!(grant.plan.as_deref(), Some("free"));
         assert_eq!(grant.limits["max_cards"], Some(100));
         assert_eq!(grant.upgrades["premium_templates"], "business");
-        let engine = EntitlementEngine::without_store();
-        engine.replace_grant("t1", "digital-card", grant).unwrap();
+        let engine = EntitlementEngine::new();
+        engine.replace_grant("t1", "digital-card", grant);
         match engine.check_feature("t1", "digital-card", "premium_templates") {
             crate::entitlements::Decision::Denied(d) => {
                 assert_eq!(d.reason, DenialReason::FeatureNotInPlan);
