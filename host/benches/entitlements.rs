@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use souk_host::entitlements::{
-    AccessState, EntitlementEngine, Grant, MeterAllowance, Period, ResetInterval, call, usage_db,
+    AccessState, EntitlementEngine, Grant, MeterAllowance, Period, ResetInterval, call,
 };
 use time::OffsetDateTime;
 
@@ -109,10 +109,13 @@ fn record_usage_durable(
     };
     let path = std::env::temp_dir().join(format!("souk-bench-usage-{}.sqlite", std::process::id()));
     let pool = runtime.block_on(async {
-        let pool =
-            sqlx::SqlitePool::connect_with(souk_host::control_plane::sqlite_options(&path)).await?;
-        usage_db::ensure_schema(&pool).await?;
-        Ok::<_, sqlx::Error>(pool)
+        let pool = sqlx::SqlitePool::connect_with(souk_host::control_plane::sqlite_options(&path))
+            .await
+            .map_err(|e| e.to_string())?;
+        souk_host::tenant_migrations::migrate(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(pool)
     });
     let pool = match pool {
         Ok(pool) => pool,

@@ -4,7 +4,8 @@
 //! The nouns of the system, one module each:
 //! - [`runtime`]: wasmtime engine, compile cache, limits, module calls;
 //! - [`db`], [`log`], [`context`]: the host interfaces modules import;
-//! - [`tenancy`]: tenants and their databases;
+//! - [`tenancy`]: tenants and their databases; [`tenant_migrations`]: the
+//!   host's own tables in every tenant database;
 //! - [`auth`]: operator and tenant tokens;
 //! - [`catalog`]: module versions available to install;
 //! - [`installer`]: install, upgrade and uninstall, atomically, with the
@@ -33,5 +34,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod souk;
 pub mod tenancy;
+pub mod tenant_migrations;
 
 pub use souk::{Souk, SoukConfig};
