@@ -26,7 +26,8 @@ pub const MAX_USAGE: u64 = i64::MAX as u64;
 /// A count limit's usage after a consume or release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
-    /// Units now held.
+    /// Units held once the consume or release applied (or, for a repeated
+    /// idempotency key, as they stand).
     pub used: u64,
     /// The limit; `None` is unlimited.
     pub limit: Option<u64>,
@@ -53,9 +54,9 @@ pub enum UsageError {
         "no entitlements loaded for tenant `{tenant}` and module `{module}`; install its grant first"
     )]
     NoGrant {
-        /// Tenant asked about.
+        /// The tenant's internal id (the engine's key), not its slug.
         tenant: String,
-        /// Module asked about.
+        /// The module's slug.
         module: String,
     },
     /// The key is neither a count limit nor a meter the engine has seen.
@@ -113,9 +114,10 @@ pub enum UsageKind {
 /// One line of a tenant's usage dashboard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageLine {
-    /// Limit or meter key.
+    /// The limit or meter key as the plan names it (`max_cards`).
     pub key: String,
-    /// Count limit or meter.
+    /// Whether `used` is units held or a period's sum; the dashboard lists
+    /// counts first.
     pub kind: UsageKind,
     /// Units held (count) or summed this period (meter).
     pub used: u64,
