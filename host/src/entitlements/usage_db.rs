@@ -10,7 +10,7 @@
 //! This is a store: it answers `sqlx` errors, and its callers (services)
 //! turn them into theirs. The tables are created and changed by the host's
 //! tenant-database migrations (the `tenant_migrations` module, whose first
-//! migration is [`create_tables`]), applied when a tenant database opens.
+//! migration is `create_tables`), applied when a tenant database opens.
 
 use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
@@ -354,7 +354,7 @@ pub async fn set_counters(
 }
 
 /// The total of `meter` in the period starting at `period.start`; see
-/// [`meter_sum`] (never fails on overflow, reads at most
+/// `meter_sum` (never fails on overflow, reads at most
 /// [`MAX_USAGE`](super::MAX_USAGE)).
 ///
 /// # Errors
