@@ -24,8 +24,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use souk_host::capabilities::entitlements::call::{MeterEvent, MeterHold};
 use souk_host::entitlements::{
-    AccessState, EntitlementEngine, Grant, InMemoryUsageStore, MeterAllowance, Period,
-    ResetInterval, usage_db,
+    AccessState, EntitlementEngine, Grant, MeterAllowance, Period, ResetInterval,
 };
 use time::OffsetDateTime;
 
@@ -58,13 +57,10 @@ fn main() {
         start: now - Duration::from_secs(86_400),
         end: now + Duration::from_secs(30 * 86_400),
     };
-    let engine = EntitlementEngine::new(Box::new(InMemoryUsageStore::new()));
+    let engine = EntitlementEngine::new();
     let tenants: Vec<String> = (0..TENANTS).map(|i| format!("tenant-{i}")).collect();
     for tenant in &tenants {
-        if let Err(error) = engine.replace_grant(tenant, MODULE, grant(period)) {
-            eprintln!("cannot install a grant: {error}");
-            std::process::exit(1);
-        }
+        engine.replace_grant(tenant, MODULE, grant(period));
     }
     let tenant = &tenants[TENANTS / 2];
 
@@ -115,10 +111,13 @@ fn record_usage_durable(
     };
     let path = std::env::temp_dir().join(format!("souk-bench-usage-{}.sqlite", std::process::id()));
     let pool = runtime.block_on(async {
-        let pool =
-            sqlx::SqlitePool::connect_with(souk_host::control_plane::sqlite_options(&path)).await?;
-        usage_db::ensure_schema(&pool).await?;
-        Ok::<_, sqlx::Error>(pool)
+        let pool = sqlx::SqlitePool::connect_with(souk_host::control_plane::sqlite_options(&path))
+            .await
+            .map_err(|e| e.to_string())?;
+        souk_host::tenant_migrations::migrate(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(pool)
     });
     let pool = match pool {
         Ok(pool) => pool,

@@ -251,7 +251,7 @@ pub async fn ensure_grant(
             installation.subscription_revision,
             |grant| async move {
                 let pool = souk.tenancy.database(tenant).await?;
-                usage_db::load(&pool, module, &grant).await
+                Ok(usage_db::load(&pool, module, &grant).await?)
             },
         )
         .await?;

@@ -64,7 +64,7 @@ pub enum SoukError {
     /// The tenant's plan does not allow this (route gate or entitlement
     /// check); carries the feature, the reason and the upgrade option.
     #[error("{0}")]
-    Denied(Box<crate::entitlements::Denial>),
+    Denied(Box<souk_denial::Denial>),
     /// The action needs a payment first (a paid plan, an upgrade).
     #[error("{0}")]
     PaymentRequired(String),

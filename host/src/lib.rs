@@ -6,7 +6,8 @@
 //! - [`capabilities`]: the host interfaces modules import (context, db,
 //!   log, entitlements), one folder each, and the per-call state;
 //! - [`wit`]: the generated bindings of each module API version;
-//! - [`tenancy`]: tenants and their databases;
+//! - [`tenancy`]: tenants and their databases; [`tenant_migrations`]: the
+//!   host's own tables in every tenant database;
 //! - [`auth`]: operator and tenant tokens;
 //! - [`catalog`]: module versions available to install;
 //! - [`installer`]: install, upgrade and uninstall, atomically, with the
@@ -34,6 +35,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod souk;
 pub mod tenancy;
+pub mod tenant_migrations;
 pub mod wit;
 
 pub use souk::{Souk, SoukConfig};

@@ -122,8 +122,11 @@ impl Tenancy {
             .max_connections(4)
             .connect_with(sqlite_options(&path))
             .await?;
-        // The host's own usage tables live beside the module data they count.
-        crate::entitlements::usage_db::ensure_schema(&pool).await?;
+        // The host's own tables (usage) live beside the module data they
+        // count, at the schema version this host knows.
+        crate::tenant_migrations::migrate(&pool)
+            .await
+            .map_err(|e| SoukError::Internal(e.into()))?;
         let mut pools = self.pools.lock().map_err(|_| poisoned())?;
         Ok(pools.entry(tenant.id.clone()).or_insert(pool).clone())
     }

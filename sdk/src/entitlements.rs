@@ -22,7 +22,9 @@
 //!
 //! A refusal is a [`Denial`]; turned into a [`Response`] (with `into()` or
 //! [`crate::IntoResponse`]) it is the very problem document the host sends
-//! when it refuses a route itself, so a tenant sees one format either way.
+//! when it refuses a route itself, so a tenant sees one format either way:
+//! the reasons, the fields, the sentence and the 402-or-403 rule are defined
+//! once for both, in [`souk_denial`].
 //!
 //! # Count limits and meters
 //! - A **count limit** (`max_cards`) is a standing quantity: [`consume`] takes
@@ -43,173 +45,58 @@
 //! answers the host gives a call that runs without a subscription (lifecycle
 //! hooks).
 
-use std::fmt;
-
 use serde::Serialize;
+use serde_json::Value;
+use souk_denial::Member;
+/// The refusal and its reasons, defined once for host and SDK
+/// ([`souk_denial`]), so the SDK's denials answer exactly what the host's
+/// route gate answers.
+pub use souk_denial::{Denial, DenialReason};
 
 use crate::http::{IntoResponse, Problem, Response};
 use crate::runtime;
 
 /// The problem `type` of a refusal by the tenant's plan, shared with the
 /// host's own route gate.
-pub const DENIAL_PROBLEM_TYPE: &str = "https://souk.dev/problems/entitlement-denied";
+pub const DENIAL_PROBLEM_TYPE: &str = souk_denial::PROBLEM_TYPE;
 
 /// The problem `title` of a refusal by the tenant's plan.
-pub const DENIAL_PROBLEM_TITLE: &str = "Not included in your plan";
+pub const DENIAL_PROBLEM_TITLE: &str = souk_denial::PROBLEM_TITLE;
 
-/// Why the plan refused a check. API 0.2.0 fixes these six codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DenialReason {
-    /// The tenant has no subscription to the module (or the call runs
-    /// without one, as lifecycle hooks do).
-    NoSubscription,
-    /// The plan does not include the feature, limit or meter.
-    FeatureNotInPlan,
-    /// The request would take usage past the limit or the period's
-    /// allowance.
-    LimitReached,
-    /// The trial ended without payment.
-    TrialEnded,
-    /// A renewal failed and the grace period is over.
-    PastDue,
-    /// The subscription ended.
-    Expired,
-}
-
-impl DenialReason {
-    /// Reads a stable code (`limit_reached`); `None` for a code API 0.2.0
-    /// does not define.
-    pub fn from_code(code: &str) -> Option<Self> {
-        Some(match code {
-            "no_subscription" => Self::NoSubscription,
-            "feature_not_in_plan" => Self::FeatureNotInPlan,
-            "limit_reached" => Self::LimitReached,
-            "trial_ended" => Self::TrialEnded,
-            "past_due" => Self::PastDue,
-            "expired" => Self::Expired,
-            _ => return None,
-        })
-    }
-
-    /// The stable snake_case code, e.g. `limit_reached`.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::NoSubscription => "no_subscription",
-            Self::FeatureNotInPlan => "feature_not_in_plan",
-            Self::LimitReached => "limit_reached",
-            Self::TrialEnded => "trial_ended",
-            Self::PastDue => "past_due",
-            Self::Expired => "expired",
-        }
-    }
-
-    /// Whether paying (subscribing, renewing, settling a failed payment)
-    /// would lift the refusal: the subscription itself is missing or not in
-    /// good standing.
-    pub fn is_payment_required(self) -> bool {
-        matches!(
-            self,
-            Self::NoSubscription | Self::TrialEnded | Self::PastDue | Self::Expired
+/// The refusal as an RFC 9457 problem document: status
+/// [`Denial::status`], detail the denial's sentence, and the denial's fields
+/// as extension members ([`Denial::members`]: `feature`, `reason`, `plan`,
+/// `upgrade_plan`, `used`, `limit`).
+impl From<&Denial> for Problem {
+    fn from(denial: &Denial) -> Self {
+        denial.members().into_iter().fold(
+            Problem::new(denial.status(), DENIAL_PROBLEM_TYPE, DENIAL_PROBLEM_TITLE)
+                .with_detail(denial.detail()),
+            |problem, (name, member)| problem.with_extension(name, json_of(member)),
         )
     }
 }
 
-impl fmt::Display for DenialReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
+fn json_of(member: Member<'_>) -> Value {
+    match member {
+        Member::Text(text) => text.into(),
+        Member::OptionalText(text) => text.into(),
+        Member::OptionalCount(count) => count.into(),
     }
 }
 
-/// A check the tenant's plan refused: why, for which key, and what would
-/// allow it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
-    /// Why the check was refused.
-    pub reason: DenialReason,
-    /// The feature, limit or meter key asked about.
-    pub key: String,
-    /// The tenant's current plan, if any.
-    pub plan: Option<String>,
-    /// The plan that would allow the request, if one does.
-    pub upgrade_plan: Option<String>,
-    /// For limits and meters: usage at the time of the check.
-    pub used: Option<u64>,
-    /// For limits and meters: the limit or the period's allowance.
-    pub limit: Option<u64>,
-}
-
-impl Denial {
-    /// A denial for `key` with only a reason (no plan, no usage).
-    pub fn new(reason: DenialReason, key: impl Into<String>) -> Self {
-        Self {
-            reason,
-            key: key.into(),
-            plan: None,
-            upgrade_plan: None,
-            used: None,
-            limit: None,
-        }
-    }
-
-    /// The HTTP status of the refusal: `402 Payment Required` when paying
-    /// would lift it (an upgrade plan is named, or the subscription is
-    /// missing, ended or unpaid), `403 Forbidden` otherwise.
-    pub fn status(&self) -> u16 {
-        if self.upgrade_plan.is_some() || self.reason.is_payment_required() {
-            402
-        } else {
-            403
-        }
-    }
-
-    /// A sentence naming the key, the reason code, the usage and the plan
-    /// that would allow it, worded exactly as the host's own denials, e.g.
-    /// ``"`max_cards` denied: limit_reached (3 of 3 used); plan `pro` allows it"``.
-    pub fn detail(&self) -> String {
-        let mut detail = format!("`{}` denied: {}", self.key, self.reason.code());
-        if let (Some(used), Some(limit)) = (self.used, self.limit) {
-            detail.push_str(&format!(" ({used} of {limit} used)"));
-        }
-        if let Some(plan) = &self.upgrade_plan {
-            detail.push_str(&format!("; plan `{plan}` allows it"));
-        }
-        detail
-    }
-
-    /// The refusal as an RFC 9457 problem document, with the denial's
-    /// fields as extension members (`feature`, `reason`, `plan`,
-    /// `upgrade_plan`, `used`, `limit`).
-    pub fn to_problem(&self) -> Problem {
-        Problem::new(self.status(), DENIAL_PROBLEM_TYPE, DENIAL_PROBLEM_TITLE)
-            .with_detail(self.detail())
-            .with_extension("feature", self.key.clone().into())
-            .with_extension("reason", self.reason.code().into())
-            .with_extension("plan", self.plan.clone().into())
-            .with_extension("upgrade_plan", self.upgrade_plan.clone().into())
-            .with_extension("used", self.used.into())
-            .with_extension("limit", self.limit.into())
-    }
-}
-
-impl fmt::Display for Denial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail())
-    }
-}
-
-impl std::error::Error for Denial {}
-
+/// See `From<&Denial> for Problem`.
 impl From<Denial> for Problem {
     fn from(denial: Denial) -> Self {
-        denial.to_problem()
+        Problem::from(&denial)
     }
 }
 
 /// The refusal as the host's route gate answers it: see
-/// [`Denial::to_problem`] and [`Denial::status`].
+/// `From<&Denial> for Problem` and [`Denial::status`].
 impl From<Denial> for Response {
     fn from(denial: Denial) -> Self {
-        Response::problem(&denial.to_problem())
+        Response::problem(&Problem::from(&denial))
     }
 }
 
@@ -247,12 +134,12 @@ pub enum EntitlementError {
     UnknownKey(String),
 }
 
-/// A denial is the plan's answer ([`Denial::to_problem`]); an unknown key is
-/// the module's failure (500).
+/// A denial is the plan's answer (`From<&Denial> for Problem`); an unknown
+/// key is the module's failure (500).
 impl From<EntitlementError> for Problem {
     fn from(error: EntitlementError) -> Self {
         match error {
-            EntitlementError::Denied(denial) => denial.to_problem(),
+            EntitlementError::Denied(denial) => Problem::from(&denial),
             EntitlementError::UnknownKey(_) => Problem::internal(error.to_string()),
         }
     }

@@ -269,18 +269,14 @@ mod entitlement_calls {
 /// without a subscription (see [`crate::entitlements`]).
 #[cfg(not(target_arch = "wasm32"))]
 mod entitlement_calls {
-    use crate::entitlements::{Denial, DenialReason, EntitlementError, Usage};
-
-    fn no_subscription(key: &str) -> Denial {
-        Denial::new(DenialReason::NoSubscription, key)
-    }
+    use crate::entitlements::{Denial, EntitlementError, Usage};
 
     pub(crate) fn check_feature(key: &str) -> Result<(), Denial> {
-        Err(no_subscription(key))
+        Err(Denial::no_subscription(key))
     }
 
     pub(crate) fn check_limit(key: &str, _quantity: u64) -> Result<(), Denial> {
-        Err(no_subscription(key))
+        Err(Denial::no_subscription(key))
     }
 
     pub(crate) fn usage_of(_key: &str) -> Option<Usage> {
@@ -292,7 +288,7 @@ mod entitlement_calls {
         _quantity: u64,
         _idempotency_key: Option<&str>,
     ) -> Result<Usage, EntitlementError> {
-        Err(EntitlementError::Denied(no_subscription(key)))
+        Err(EntitlementError::Denied(Denial::no_subscription(key)))
     }
 
     pub(crate) fn release(
@@ -310,7 +306,7 @@ mod entitlement_calls {
         _amount: u64,
         _idempotency_key: &str,
     ) -> Result<Usage, EntitlementError> {
-        Err(EntitlementError::Denied(no_subscription(meter)))
+        Err(EntitlementError::Denied(Denial::no_subscription(meter)))
     }
 }
 

@@ -459,11 +459,14 @@ fn a_counter_an_old_release_left_as_a_real_is_repaired_and_the_module_stays_remo
     host.install_ok("acme", &token, "cards");
     let a = host.post("/t/acme/m/cards/cards", &token, json!({"name": "one"}));
     assert_eq!(a.status, 201, "{a:?}");
-    // What the previous schema let two consumes of i64::MAX store.
+    // What the previous schema let two consumes of i64::MAX store, in a
+    // database of a release from before the host's tenant migrations (so
+    // without their ledger either).
     tamper(
         &host,
         "acme",
-        "DROP TABLE _souk_usage_counters;
+        "DROP TABLE _souk_schema_migrations;
+         DROP TABLE _souk_usage_counters;
          CREATE TABLE _souk_usage_counters (module TEXT NOT NULL, key TEXT NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (module, key));
          INSERT INTO _souk_usage_counters VALUES ('cards', 'max_cards', 9223372036854775807);
          UPDATE _souk_usage_counters SET used = used + 9223372036854775807;",

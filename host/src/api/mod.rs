@@ -116,33 +116,28 @@ impl Problem {
 
     /// The problem for a refused entitlement: 402 when paying (an upgrade,
     /// or settling the subscription) would allow it, 403 when no plan does.
-    /// Its body names the feature, the reason and the upgrade option — the
-    /// same body the SDK builds for a module's own denials.
-    pub fn denied(denial: &crate::entitlements::Denial) -> Self {
-        use crate::entitlements::DenialReason as R;
-        let payable = denial.upgrade_plan.is_some()
-            || matches!(
-                denial.reason,
-                R::NoSubscription | R::TrialEnded | R::PastDue | R::Expired
-            );
-        let status = if payable {
+    /// Its status, title, detail and members come from [`souk_denial`], as
+    /// the SDK's do for a module's own denials: one body either way.
+    pub fn denied(denial: &souk_denial::Denial) -> Self {
+        let status = if denial.is_payable() {
             StatusCode::PAYMENT_REQUIRED
         } else {
             StatusCode::FORBIDDEN
         };
         let mut problem = Problem::new(
             status,
-            "entitlement-denied",
-            "Not included in your plan",
+            souk_denial::PROBLEM_KIND,
+            souk_denial::PROBLEM_TITLE,
             denial.to_string(),
         );
-        let extra = &mut problem.extra;
-        extra.insert("feature".into(), json!(denial.key));
-        extra.insert("reason".into(), json!(denial.reason.code()));
-        extra.insert("plan".into(), json!(denial.plan));
-        extra.insert("upgrade_plan".into(), json!(denial.upgrade_plan));
-        extra.insert("used".into(), json!(denial.used));
-        extra.insert("limit".into(), json!(denial.limit));
+        for (name, member) in denial.members() {
+            let value = match member {
+                souk_denial::Member::Text(text) => json!(text),
+                souk_denial::Member::OptionalText(text) => json!(text),
+                souk_denial::Member::OptionalCount(count) => json!(count),
+            };
+            problem.extra.insert(name.into(), value);
+        }
         problem
     }
 

@@ -117,7 +117,7 @@ impl Fixture {
             .connect_with(sqlite_options(&path))
             .await
             .expect("tenant db");
-        crate::entitlements::usage_db::ensure_schema(&pool)
+        crate::tenant_migrations::migrate(&pool)
             .await
             .expect("usage tables");
         for statement in SCHEMA {

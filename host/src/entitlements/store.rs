@@ -1,19 +1,15 @@
-//! The persistence seam for usage: counters, meter sums and the idempotency
-//! keys already seen. The engine reads a tenant's usage once, when it first
-//! learns of a (tenant, module) grant, and writes it back only when asked
-//! ([`EntitlementEngine::flush`](super::EntitlementEngine::flush)); checks
-//! never reach the store.
+//! Usage as it is handed to the engine and read back from it: counters,
+//! meter sums and the idempotency keys already seen. The host loads a pair's
+//! usage from the tenant database ([`usage_db::load`](super::usage_db::load))
+//! once, when the engine first learns of its grant, and seeds the engine with
+//! it ([`EntitlementEngine::replace_grant_with_usage`](super::EntitlementEngine::replace_grant_with_usage));
+//! checks never reach the database.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use super::period::Period;
 
-/// Default bound on remembered idempotency keys per counter and per meter
-/// period. See [`SeenKeys`].
-pub const DEFAULT_MAX_SEEN_KEYS: usize = 100_000;
-
-/// Usage of one (tenant, module) as the store keeps it.
+/// Usage of one (tenant, module), as a caller seeds the engine with it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredUsage {
     /// Count limits (`max_cards`), by key.
@@ -44,74 +40,17 @@ pub struct StoredMeter {
     pub seen_keys: Vec<String>,
 }
 
-/// Errors from a [`UsageStore`].
-#[derive(Debug, thiserror::Error)]
-pub enum UsageStoreError {
-    /// The backing store could not be read or written.
-    #[error("usage store unavailable: {0}; retry, usage stays cached in memory until flushed")]
-    Unavailable(String),
-}
-
-/// Where usage survives a restart. A later session backs this with the
-/// control-plane database.
-pub trait UsageStore: Send + Sync {
-    /// Called once per (tenant, module) when the engine first receives its
-    /// grant, before any check. Returns empty usage for a pair never saved.
-    ///
-    /// # Errors
-    /// [`UsageStoreError::Unavailable`] if the store cannot be read; the
-    /// engine then refuses to install the grant, so usage is never silently
-    /// reset to zero.
-    fn load(&self, tenant: &str, module: &str) -> Result<StoredUsage, UsageStoreError>;
-
-    /// Called by [`EntitlementEngine::flush`](super::EntitlementEngine::flush)
-    /// with a consistent snapshot; replaces whatever was saved before.
-    ///
-    /// # Errors
-    /// [`UsageStoreError::Unavailable`] if the store cannot be written; the
-    /// in-memory usage is unaffected and a later flush writes it again.
-    fn save(&self, tenant: &str, module: &str, usage: &StoredUsage) -> Result<(), UsageStoreError>;
-}
-
-/// A [`UsageStore`] in process memory, for tests and single-process use.
-#[derive(Debug, Default)]
-pub struct InMemoryUsageStore {
-    saved: Mutex<HashMap<(String, String), StoredUsage>>,
-}
-
-impl InMemoryUsageStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl UsageStore for InMemoryUsageStore {
-    fn load(&self, tenant: &str, module: &str) -> Result<StoredUsage, UsageStoreError> {
-        let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(saved
-            .get(&(tenant.to_owned(), module.to_owned()))
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    fn save(&self, tenant: &str, module: &str, usage: &StoredUsage) -> Result<(), UsageStoreError> {
-        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
-        saved.insert((tenant.to_owned(), module.to_owned()), usage.clone());
-        Ok(())
-    }
-}
-
 /// Idempotency keys already applied, bounded.
 ///
 /// Holds at most `capacity` keys; when full, the oldest key is forgotten to
 /// make room. The consequence: a retry of an event whose key is older than the
 /// most recent `capacity` keys of the same counter (or the same meter period)
-/// is counted again. With the default of [`DEFAULT_MAX_SEEN_KEYS`] keys
-/// (about 100k × key length bytes, plus hash overhead) a retry must arrive
-/// after 100,000 newer events of the same meter in the same period to be
-/// double counted. Meter keys are dropped wholesale when the period rolls
-/// over, since an event's key only matters within its period.
+/// is counted again by the engine — the host's tenant database, which keeps
+/// every key, still refuses it, so the bound only limits memory
+/// ([`HOST_MAX_SEEN_KEYS`](super::HOST_MAX_SEEN_KEYS) keys, about 10k × key
+/// length bytes plus hash overhead). Meter keys are dropped wholesale when
+/// the period rolls over, since an event's key only matters within its
+/// period.
 #[derive(Debug, Clone)]
 pub(crate) struct SeenKeys {
     set: HashSet<String>,

@@ -1,7 +1,7 @@
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use time::{Date, Duration, Month};
+use time::{Date, Duration, Month, OffsetDateTime};
 
 use super::*;
 
@@ -24,7 +24,7 @@ fn march() -> Period {
 }
 
 fn engine() -> EntitlementEngine {
-    EntitlementEngine::new(Box::new(InMemoryUsageStore::new()))
+    EntitlementEngine::new()
 }
 
 /// The Digital Card free plan, with pro named as the upgrade for everything
@@ -76,9 +76,7 @@ fn denial_of(decision: Decision) -> Denial {
 #[test]
 fn feature_in_plan_is_allowed() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     assert_eq!(
         engine.check_feature(TENANT, MODULE, "qr_codes"),
         Decision::Allowed
@@ -88,9 +86,7 @@ fn feature_in_plan_is_allowed() {
 #[test]
 fn feature_not_in_plan_is_denied_naming_the_upgrade_plan() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     let denial = denial_of(engine.check_feature(TENANT, MODULE, "custom_branding"));
     assert_eq!(denial.reason, DenialReason::FeatureNotInPlan);
     assert_eq!(denial.reason.code(), "feature_not_in_plan");
@@ -113,9 +109,7 @@ fn unknown_tenant_is_denied_with_no_subscription() {
 #[test]
 fn quantity_check_allows_up_to_the_limit_and_reports_used_and_limit_beyond() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     engine
         .consume(TENANT, MODULE, "max_cards", 60, None)
         .unwrap();
@@ -140,7 +134,7 @@ fn unlimited_limit_allows_any_quantity() {
     let engine = engine();
     let mut grant = free(AccessState::Active);
     grant.limits.insert("max_templates".into(), None);
-    engine.replace_grant(TENANT, MODULE, grant).unwrap();
+    engine.replace_grant(TENANT, MODULE, grant);
     assert!(
         engine
             .check_limit(TENANT, MODULE, "max_templates", u64::MAX)
@@ -161,9 +155,7 @@ fn unlimited_limit_allows_any_quantity() {
 #[test]
 fn consume_takes_units_and_release_gives_them_back() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     let usage = engine
         .consume(TENANT, MODULE, "max_templates", 3, None)
         .unwrap();
@@ -198,9 +190,7 @@ fn consume_takes_units_and_release_gives_them_back() {
 #[test]
 fn consume_and_release_with_the_same_idempotency_key_apply_once() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     engine
         .consume(TENANT, MODULE, "max_cards", 1, Some("card-1"))
         .unwrap();
@@ -220,9 +210,7 @@ fn consume_and_release_with_the_same_idempotency_key_apply_once() {
 #[test]
 fn parallel_consumers_never_exceed_the_limit() {
     let engine = Arc::new(engine());
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     let granted = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..16)
         .map(|_| {
@@ -250,9 +238,7 @@ fn parallel_consumers_never_exceed_the_limit() {
 #[test]
 fn parallel_consumers_with_idempotency_keys_never_exceed_the_limit() {
     let engine = Arc::new(engine());
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     let granted = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..16)
         .map(|thread| {
@@ -280,9 +266,7 @@ fn parallel_consumers_with_idempotency_keys_never_exceed_the_limit() {
 #[test]
 fn usage_event_with_the_same_idempotency_key_counts_once() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     let at = day(2026, 3, 10);
     let first = engine
         .record_usage(TENANT, MODULE, "qr_scans_per_month", 5, "scan-1", at)
@@ -303,12 +287,8 @@ fn usage_event_with_the_same_idempotency_key_counts_once() {
 #[test]
 fn usage_is_attributed_per_tenant_module_and_meter() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
-    engine
-        .replace_grant("globex", MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
+    engine.replace_grant("globex", MODULE, free(AccessState::Active));
     let at = day(2026, 3, 10);
     engine
         .record_usage(TENANT, MODULE, "qr_scans_per_month", 3, "k", at)
@@ -333,9 +313,7 @@ fn usage_is_attributed_per_tenant_module_and_meter() {
 #[test]
 fn meter_resets_when_the_period_rolls_over() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     let meter = "qr_scans_per_month";
     engine
         .record_usage(TENANT, MODULE, meter, 1_000, "march-1", day(2026, 3, 31))
@@ -375,15 +353,11 @@ fn meter_resets_when_the_period_rolls_over() {
 #[test]
 fn downgrade_keeps_usage_and_blocks_only_new_increments() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, pro(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, pro(AccessState::Active));
     engine
         .consume(TENANT, MODULE, "max_cards", 150, None)
         .unwrap();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
 
     let denial = engine
         .consume(TENANT, MODULE, "max_cards", 1, None)
@@ -413,20 +387,16 @@ fn downgrade_dropping_a_limit_keeps_its_usage_for_a_later_upgrade() {
     let engine = engine();
     let mut business = pro(AccessState::Active);
     business.limits.insert("max_webhooks".into(), Some(10));
-    engine
-        .replace_grant(TENANT, MODULE, business.clone())
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, business.clone());
     engine
         .consume(TENANT, MODULE, "max_webhooks", 4, None)
         .unwrap();
-    engine
-        .replace_grant(TENANT, MODULE, pro(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, pro(AccessState::Active));
     let denial = engine
         .consume(TENANT, MODULE, "max_webhooks", 1, None)
         .unwrap_err();
     assert_eq!(denial.reason, DenialReason::FeatureNotInPlan);
-    engine.replace_grant(TENANT, MODULE, business).unwrap();
+    engine.replace_grant(TENANT, MODULE, business);
     assert_eq!(
         engine
             .consume(TENANT, MODULE, "max_webhooks", 1, None)
@@ -445,7 +415,7 @@ fn trial_ended_past_due_and_expired_deny_with_their_reason_and_the_plan_to_pay_f
         (AccessState::Expired, DenialReason::Expired),
         (AccessState::None, DenialReason::NoSubscription),
     ] {
-        engine.replace_grant(TENANT, MODULE, pro(state)).unwrap();
+        engine.replace_grant(TENANT, MODULE, pro(state));
         let denial = denial_of(engine.check_feature(TENANT, MODULE, "custom_branding"));
         assert_eq!(denial.reason, reason, "{state:?}");
         assert_eq!(denial.upgrade_plan.as_deref(), Some("pro"), "{state:?}");
@@ -467,7 +437,7 @@ fn grace_trial_and_cancel_at_period_end_keep_access() {
         AccessState::PastDueInGrace,
         AccessState::CanceledUntilPeriodEnd,
     ] {
-        engine.replace_grant(TENANT, MODULE, pro(state)).unwrap();
+        engine.replace_grant(TENANT, MODULE, pro(state));
         assert!(
             engine
                 .check_feature(TENANT, MODULE, "custom_branding")
@@ -480,15 +450,11 @@ fn grace_trial_and_cancel_at_period_end_keep_access() {
 #[test]
 fn lapsed_subscription_still_releases_units() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     engine
         .consume(TENANT, MODULE, "max_cards", 2, None)
         .unwrap();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Expired))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Expired));
     assert_eq!(
         engine
             .release(TENANT, MODULE, "max_cards", 1, None)
@@ -501,9 +467,7 @@ fn lapsed_subscription_still_releases_units() {
 #[test]
 fn cached_decisions_reflect_replace_grant_immediately() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     assert!(
         !engine
             .check_feature(TENANT, MODULE, "custom_branding")
@@ -514,9 +478,7 @@ fn cached_decisions_reflect_replace_grant_immediately() {
             .check_limit(TENANT, MODULE, "max_cards", 500)
             .is_allowed()
     );
-    engine
-        .replace_grant(TENANT, MODULE, pro(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, pro(AccessState::Active));
     assert!(
         engine
             .check_feature(TENANT, MODULE, "custom_branding")
@@ -527,19 +489,15 @@ fn cached_decisions_reflect_replace_grant_immediately() {
             .check_limit(TENANT, MODULE, "max_cards", 500)
             .is_allowed()
     );
-    engine
-        .replace_grant(TENANT, MODULE, pro(AccessState::PastDue))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, pro(AccessState::PastDue));
     let denial = denial_of(engine.check_feature(TENANT, MODULE, "custom_branding"));
     assert_eq!(denial.reason, DenialReason::PastDue);
 }
 
 #[test]
-fn invalidate_saves_usage_and_a_new_grant_reloads_it() {
+fn forgotten_usage_saved_by_the_caller_comes_back_with_the_next_grant() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     engine
         .consume(TENANT, MODULE, "max_cards", 7, Some("batch-1"))
         .unwrap();
@@ -553,14 +511,13 @@ fn invalidate_saves_usage_and_a_new_grant_reloads_it() {
             day(2026, 3, 3),
         )
         .unwrap();
-    engine.invalidate(TENANT, MODULE).unwrap();
+    let saved = engine.snapshot(TENANT, MODULE).unwrap();
+    engine.forget(TENANT, MODULE);
     let denial = denial_of(engine.check_feature(TENANT, MODULE, "qr_codes"));
     assert_eq!(denial.reason, DenialReason::NoSubscription);
 
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
-    // Usage and idempotency keys came back from the store.
+    engine.replace_grant_with_usage(TENANT, MODULE, free(AccessState::Active), saved);
+    // Usage and idempotency keys came back from what was saved.
     assert_eq!(
         engine
             .consume(TENANT, MODULE, "max_cards", 7, Some("batch-1"))
@@ -584,10 +541,8 @@ fn invalidate_saves_usage_and_a_new_grant_reloads_it() {
 
 #[test]
 fn seen_keys_are_bounded_and_forget_the_oldest_first() {
-    let engine = EntitlementEngine::with_max_seen_keys(Box::new(InMemoryUsageStore::new()), 2);
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    let engine = EntitlementEngine::with_max_seen_keys(2);
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     let meter = "qr_scans_per_month";
     let at = day(2026, 3, 3);
     for key in ["a", "b", "c"] {
@@ -618,9 +573,7 @@ fn seen_keys_are_bounded_and_forget_the_oldest_first() {
 #[test]
 fn usage_view_lists_counts_and_meters_with_percent_and_period() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     engine
         .consume(TENANT, MODULE, "max_cards", 25, None)
         .unwrap();
@@ -673,9 +626,7 @@ fn usage_view_lists_counts_and_meters_with_percent_and_period() {
 #[test]
 fn denial_message_names_usage_and_upgrade() {
     let engine = engine();
-    engine
-        .replace_grant(TENANT, MODULE, free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
     engine
         .consume(TENANT, MODULE, "max_cards", 100, None)
         .unwrap();
@@ -690,7 +641,7 @@ fn denial_message_names_usage_and_upgrade() {
 
 #[test]
 fn undo_restores_usage_and_forgets_the_idempotency_key() {
-    let engine = EntitlementEngine::without_store();
+    let engine = EntitlementEngine::new();
     engine.replace_grant_with_usage(
         "acme",
         "cards",
@@ -740,7 +691,7 @@ fn undo_restores_usage_and_forgets_the_idempotency_key() {
 
 #[test]
 fn a_caller_loaded_usage_seeds_the_first_grant_only() {
-    let engine = EntitlementEngine::without_store();
+    let engine = EntitlementEngine::new();
     let mut saved = StoredUsage::default();
     saved.counters.insert(
         "max_cards".into(),
@@ -791,13 +742,9 @@ fn a_caller_loaded_usage_seeds_the_first_grant_only() {
 #[test]
 fn access_check_gates_the_whole_module_when_the_subscription_lapses() {
     let engine = engine();
-    engine
-        .replace_grant("acme", "cards", free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant("acme", "cards", free(AccessState::Active));
     assert_eq!(engine.check_access("acme", "cards"), Decision::Allowed);
-    engine
-        .replace_grant("acme", "cards", pro(AccessState::Expired))
-        .unwrap();
+    engine.replace_grant("acme", "cards", pro(AccessState::Expired));
     let denied = denial_of(engine.check_access("acme", "cards"));
     assert_eq!(denied.reason, DenialReason::Expired);
     assert_eq!(denied.key, "cards");
@@ -809,9 +756,7 @@ fn access_check_gates_the_whole_module_when_the_subscription_lapses() {
 #[test]
 fn parallel_metered_events_never_exceed_the_allowance() {
     let engine = Arc::new(engine());
-    engine
-        .replace_grant("acme", "cards", free(AccessState::Active))
-        .unwrap();
+    engine.replace_grant("acme", "cards", free(AccessState::Active));
     let at = march().start + Duration::days(1);
     let counted = Arc::new(AtomicUsize::new(0));
     std::thread::scope(|scope| {
@@ -854,9 +799,7 @@ fn parallel_metered_events_never_exceed_the_allowance() {
         .unwrap();
     assert!(!again.counted);
     // Lost access refuses before the allowance is looked at.
-    engine
-        .replace_grant("acme", "cards", free(AccessState::Expired))
-        .unwrap();
+    engine.replace_grant("acme", "cards", free(AccessState::Expired));
     let refused =
         engine.record_usage_within_allowance("acme", "cards", "qr_scans_per_month", 1, "x", at);
     assert!(matches!(refused, Err(MeterRefusal::Denied(d)) if d.reason == DenialReason::Expired));
@@ -880,7 +823,7 @@ fn unlimited() -> Grant {
 }
 
 fn seeded(counter: u64, meter: u64) -> EntitlementEngine {
-    let engine = EntitlementEngine::without_store();
+    let engine = EntitlementEngine::new();
     let mut usage = StoredUsage::default();
     usage.counters.insert(
         "max_cards".into(),

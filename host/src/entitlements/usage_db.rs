@@ -6,12 +6,16 @@
 //! created card and the unit of `max_cards` it took commit or roll back
 //! together. The tables' names start with `_souk_`; module table names start
 //! with a module slug (a letter), so no module statement can reach them.
+//!
+//! This is a store: it answers `sqlx` errors, and its callers (services)
+//! turn them into theirs. The tables are created and changed by the host's
+//! tenant-database migrations (the `tenant_migrations` module, whose first
+//! migration is `create_tables`), applied when a tenant database opens.
 
 use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use super::{Grant, Period, StoredCounter, StoredMeter, StoredUsage};
-use crate::error::SoukError;
 
 /// The usage tables as they are created now. Every quantity is a
 /// non-negative INTEGER, checked by SQLite itself: an arithmetic overflow in
@@ -57,31 +61,33 @@ fn integer_of(column: &str) -> String {
     )
 }
 
-/// Creates the usage tables if they do not exist (idempotent), and rebuilds
-/// tables created by earlier releases without the integer checks, carrying
-/// every row over with its values made integers ([`integer_of`]).
+/// The tenant-database migration that brings the usage tables to their
+/// current shape, inside the migration's transaction `conn`: creates the
+/// tables that do not exist, and rebuilds tables created by earlier releases
+/// without the integer checks, carrying every row over with its values made
+/// integers ([`integer_of`]). A no-op on tables already in that shape, so
+/// databases created before the migration ledger existed migrate cleanly.
 ///
 /// # Errors
 /// Database failures.
-pub async fn ensure_schema(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+pub(crate) async fn create_tables(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     for (table, create) in TABLES {
         let existing: Option<String> =
             sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
                 .bind(table)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?;
         match existing {
             None => {
-                sqlx::query(create).execute(&mut *tx).await?;
+                sqlx::query(create).execute(&mut *conn).await?;
             }
             Some(sql) if sql.contains("typeof(") => {}
             Some(_) => {
                 let old = format!("{table}_before_checks");
                 sqlx::query(&format!("ALTER TABLE {table} RENAME TO {old}"))
-                    .execute(&mut *tx)
+                    .execute(&mut *conn)
                     .await?;
-                sqlx::query(create).execute(&mut *tx).await?;
+                sqlx::query(create).execute(&mut *conn).await?;
                 let copy = match table {
                     "_souk_usage_counters" => format!(
                         "INSERT INTO {table} (module, key, used) SELECT module, key, {} FROM {old}",
@@ -98,14 +104,14 @@ pub async fn ensure_schema(pool: &SqlitePool) -> Result<(), sqlx::Error> {
                         integer_of("amount")
                     ),
                 };
-                sqlx::query(&copy).execute(&mut *tx).await?;
+                sqlx::query(&copy).execute(&mut *conn).await?;
                 sqlx::query(&format!("DROP TABLE {old}"))
-                    .execute(&mut *tx)
+                    .execute(&mut *conn)
                     .await?;
             }
         }
     }
-    tx.commit().await
+    Ok(())
 }
 
 fn signed(value: u64) -> i64 {
@@ -179,7 +185,7 @@ pub async fn load(
     pool: &SqlitePool,
     module: &str,
     grant: &Grant,
-) -> Result<StoredUsage, SoukError> {
+) -> Result<StoredUsage, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut usage = StoredUsage::default();
     let counters: Vec<(String, i64)> =
@@ -348,7 +354,7 @@ pub async fn set_counters(
 }
 
 /// The total of `meter` in the period starting at `period.start`; see
-/// [`meter_sum`] (never fails on overflow, reads at most
+/// `meter_sum` (never fails on overflow, reads at most
 /// [`MAX_USAGE`](super::MAX_USAGE)).
 ///
 /// # Errors
@@ -420,6 +426,14 @@ mod tests {
             },
         )]);
         grant
+    }
+
+    /// The usage tables' migration, on its own (the tenant migrations
+    /// apply it once per database; here it runs as often as a test asks).
+    async fn ensure_schema(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        create_tables(&mut tx).await?;
+        tx.commit().await
     }
 
     async fn types_of(pool: &SqlitePool, sql: &str) -> Vec<String> {

@@ -171,9 +171,7 @@ impl Billing {
         let until = record.as_ref().and_then(|r| next_access_change(r, now));
         let revision = record.as_ref().map(|r| r.revision);
         if self.engine.has_grant(&tenant.id, module) {
-            self.engine
-                .replace_grant(&tenant.id, module, grant)
-                .map_err(|e| SoukError::Internal(e.into()))?;
+            self.engine.replace_grant(&tenant.id, module, grant);
         } else {
             let usage = load_usage(grant.clone()).await?;
             self.engine

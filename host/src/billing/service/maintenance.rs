@@ -425,8 +425,8 @@ mod tests {
         assert_eq!(grant.plan.as_deref(), Some("free"));
         assert_eq!(grant.limits["max_cards"], Some(100));
         assert_eq!(grant.upgrades["premium_templates"], "business");
-        let engine = EntitlementEngine::without_store();
-        engine.replace_grant("t1", "digital-card", grant).unwrap();
+        let engine = EntitlementEngine::new();
+        engine.replace_grant("t1", "digital-card", grant);
         match engine.check_feature("t1", "digital-card", "premium_templates") {
             crate::entitlements::Decision::Denied(d) => {
                 assert_eq!(d.reason, DenialReason::FeatureNotInPlan);

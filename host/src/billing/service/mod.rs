@@ -163,7 +163,7 @@ impl Billing {
             control,
             plans: RwLock::new(Arc::new(plans)),
             clock: Arc::new(WholeSeconds(clock)),
-            engine: Arc::new(EntitlementEngine::without_store()),
+            engine: Arc::new(EntitlementEngine::new()),
             currency,
             fresh: Mutex::new(HashMap::new()),
         }
