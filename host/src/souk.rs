@@ -77,6 +77,10 @@ pub struct Souk {
     pub billing: Billing,
     /// The manual clock, when the host runs on one (`--manual-clock`).
     pub manual_clock: Option<Arc<RecordedClock>>,
+    /// The host's one clock (the manual one, or the system's), at full
+    /// precision: control-plane rows are stamped with it. Billing reads it
+    /// in whole seconds.
+    clock: Arc<dyn Clock>,
     /// The operator's plan catalog as loaded (`--plans`).
     operator_plans: PlanCatalog,
 }
@@ -119,7 +123,7 @@ impl Souk {
         };
         let currency =
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
-        let billing = Billing::new(control.clone(), plans.clone(), clock, currency);
+        let billing = Billing::new(control.clone(), plans.clone(), clock.clone(), currency);
         let souk = Arc::new(Souk {
             config,
             control,
@@ -130,6 +134,7 @@ impl Souk {
             billing,
             operator_plans: plans,
             manual_clock,
+            clock,
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
             souk.import_modules_dir(&dir).await?;
@@ -149,7 +154,7 @@ impl Souk {
             catalog: &self.catalog,
             runtime: &self.runtime,
             billing: &self.billing,
-            clock: self.billing.clock(),
+            clock: self.clock.as_ref(),
             migration_timeout: self.config.migration_timeout,
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,

@@ -386,6 +386,35 @@ pub struct HistoryEntry {
     pub detail: Option<String>,
 }
 
+/// Removes a subscription that was saved for the first time at `revision`
+/// (and its history): the inverse of that first [`save`], for undoing the
+/// install that started it. Billing itself never deletes a subscription,
+/// so with no earlier one every history row of the pair belongs to it.
+///
+/// # Errors
+/// [`StoreError::Database`] when the database fails.
+pub async fn remove_new(
+    conn: &mut SqliteConnection,
+    tenant_id: &str,
+    module: &str,
+    revision: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM subscriptions WHERE tenant_id = ? AND module_slug = ? AND revision = ?",
+    )
+    .bind(tenant_id)
+    .bind(module)
+    .bind(revision)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM subscription_events WHERE tenant_id = ? AND module_slug = ?")
+        .bind(tenant_id)
+        .bind(module)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// The history of `tenant_id`'s subscription to `module`, oldest first.
 ///
 /// # Errors

@@ -336,7 +336,7 @@ impl Installer<'_> {
             return Ok(None);
         };
         let existing = self.billing.get(tenant, module).await?;
-        let now = self.clock.now();
+        let now = self.billing.clock().now();
         if existing
             .as_ref()
             .is_some_and(|r| r.subscription.has_access(now))
@@ -353,8 +353,9 @@ impl Installer<'_> {
         };
         let currency = Currency::parse(self.currency)
             .map_err(|e| SoukError::Internal(anyhow::anyhow!("--currency: {e}")))?;
-        let subscription = Subscription::start(&tenant.id, module, free, currency, self.clock)
-            .map_err(|e| SoukError::Conflict(e.to_string()))?;
+        let subscription =
+            Subscription::start(&tenant.id, module, free, currency, self.billing.clock())
+                .map_err(|e| SoukError::Conflict(e.to_string()))?;
         let mut record = SubscriptionRecord::new(subscription);
         if let Some(previous) = &existing {
             record.revision = previous.revision;
@@ -384,7 +385,7 @@ impl Installer<'_> {
                 "started by the install of {} {}",
                 manifest.slug, manifest.version
             )),
-            at: self.clock.now(),
+            at: self.billing.clock().now(),
         };
         let from = started.previous.as_ref().map(|p| p.subscription.state);
         Ok(subscriptions::save(cp, &mut started.record, from, &change).await?)
@@ -401,23 +402,8 @@ impl Installer<'_> {
         let s = &started.record.subscription;
         match &started.previous {
             None => {
-                // Billing never deletes a subscription, so without a previous
-                // one every history row of the pair belongs to this install.
-                sqlx::query(
-                "DELETE FROM subscriptions WHERE tenant_id = ? AND module_slug = ? AND revision = ?",
-            )
-            .bind(&s.tenant)
-            .bind(&s.module)
-            .bind(started.record.revision)
-            .execute(&mut **cp)
-            .await?;
-                sqlx::query(
-                    "DELETE FROM subscription_events WHERE tenant_id = ? AND module_slug = ?",
-                )
-                .bind(&s.tenant)
-                .bind(&s.module)
-                .execute(&mut **cp)
-                .await?;
+                subscriptions::remove_new(cp, &s.tenant, &s.module, started.record.revision)
+                    .await?;
             }
             Some(previous) => {
                 let mut restored = previous.clone();
@@ -426,7 +412,7 @@ impl Installer<'_> {
                     action: "restored",
                     actor: &started.actor,
                     detail: Some("the install that started the free plan was undone".into()),
-                    at: self.clock.now(),
+                    at: self.billing.clock().now(),
                 };
                 subscriptions::save(cp, &mut restored, Some(s.state), &change).await?;
             }

@@ -74,8 +74,9 @@ pub struct Installer<'a> {
     pub runtime: &'a Runtime,
     /// The plans an install may start a subscription on.
     pub billing: &'a Billing,
-    /// The host's one clock: stamps installations, the ledger and audit
-    /// events.
+    /// The host's one clock, at full precision: stamps installations, the
+    /// ledger, audit events and archives (subscriptions an install starts
+    /// take billing's whole-second reading of the same clock).
     pub clock: &'a dyn Clock,
     /// Wall-clock budget of one migration's SQL (up or down text).
     pub migration_timeout: Duration,
