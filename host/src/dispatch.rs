@@ -27,16 +27,14 @@
 use sqlx::{Sqlite, Transaction};
 
 use crate::auth::Principal;
-use crate::catalog::ResolvedVersion;
 use crate::context::CallContext;
 use crate::db::ModuleDb;
 use crate::entitlements::call::{self, CallEntitlements};
-use crate::entitlements::{Decision, usage_db};
+use crate::entitlements::Decision;
 use crate::error::SoukError;
-use crate::installer::{self, Installation};
+use crate::installer;
 use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
 use crate::souk::Souk;
-use crate::tenancy::Tenant;
 
 /// Request headers never forwarded to modules.
 const PRIVATE_HEADERS: [&str; 4] = [
@@ -76,7 +74,7 @@ pub async fn dispatch(
             reason,
         ));
     }
-    let resolved = ensure_grant(souk, &tenant, &installation).await?;
+    let resolved = souk.usage().ensure_grant(&tenant, &installation).await?;
     let manifest = &resolved.manifest;
     let route = match manifest.route_for(&request.method, &request.path) {
         Ok(Some((route, _))) => route,
@@ -228,35 +226,4 @@ pub async fn dispatch(
             Err(e.into())
         }
     }
-}
-
-/// Resolves the installed version of `installation` and makes sure the
-/// entitlements engine holds `tenant`'s current grant for it, loading the
-/// module's saved usage from the tenant database the first time. One map
-/// lookup beyond the resolution when nothing changed.
-///
-/// # Errors
-/// Database failures; the installed version missing from the catalog.
-pub async fn ensure_grant(
-    souk: &Souk,
-    tenant: &Tenant,
-    installation: &Installation,
-) -> Result<ResolvedVersion, SoukError> {
-    let module = installation.module.as_str();
-    let resolved = souk
-        .catalog
-        .resolve(module, Some(&installation.version))
-        .await?;
-    souk.billing
-        .ensure_grant(
-            tenant,
-            &resolved.manifest,
-            installation.subscription_revision,
-            |grant| async move {
-                let pool = souk.tenancy.database(tenant).await?;
-                usage_db::load(&pool, module, &grant).await
-            },
-        )
-        .await?;
-    Ok(resolved)
 }

@@ -11,6 +11,8 @@
 //!   migration ledger and the audit log;
 //! - [`archive`]: the data export written before an uninstall;
 //! - [`dispatch`]: serving tenant requests with a module;
+//! - [`usage`]: usage events reported from outside a module, the usage
+//!   report, and making an installation's grant current;
 //! - [`api`]: the HTTP API; [`cli`]: the `souk` command.
 
 pub mod api;
@@ -33,5 +35,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod souk;
 pub mod tenancy;
+pub mod usage;
 
 pub use souk::{Souk, SoukConfig};

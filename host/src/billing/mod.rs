@@ -14,6 +14,7 @@
 
 pub mod bounds;
 pub mod catalog;
+pub mod listing;
 pub mod service;
 pub mod store;
 pub mod subscription;
