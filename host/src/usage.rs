@@ -51,8 +51,10 @@ pub struct Recorded {
     /// False when its key had already been counted in its period (nothing
     /// changed).
     pub counted: bool,
-    /// As reported.
-    pub idempotency_key: String,
+    /// The event's key, in the results of a batch (they are in the order
+    /// of its events); `None` for a single event, whose caller just sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
     /// The meter's allowance per period; `None` is unmetered.
     pub limit: Option<u64>,
     /// As reported.
@@ -175,9 +177,9 @@ impl<'a> Usage<'a> {
         let mut recorded = self
             .record(tenant, installed, std::slice::from_ref(&event), false)
             .await?;
-        recorded.pop().ok_or_else(|| {
-            SoukError::Internal(anyhow::anyhow!("one event recorded, no result"))
-        })
+        recorded
+            .pop()
+            .ok_or_else(|| SoukError::Internal(anyhow::anyhow!("one event recorded, no result")))
     }
 
     /// Records 1 to [`MAX_EVENTS_PER_BATCH`] events in one transaction, all
@@ -287,7 +289,7 @@ impl<'a> Usage<'a> {
                 hold.commit();
                 Recorded {
                     counted: reading.counted,
-                    idempotency_key: event.idempotency_key.clone(),
+                    idempotency_key: batch.then(|| event.idempotency_key.clone()),
                     limit: reading.allowance,
                     meter: event.meter.clone(),
                     module: event.module.clone(),

@@ -338,12 +338,7 @@ async fn usage_event(
     } else {
         StatusCode::OK
     };
-    // One event: the answer leaves out the key the caller just sent.
-    let mut body = serde_json::to_value(recorded).map_err(|e| SoukError::Internal(e.into()))?;
-    if let Some(fields) = body.as_object_mut() {
-        fields.remove("idempotency_key");
-    }
-    Ok((status, Json(body)).into_response())
+    Ok((status, Json(recorded)).into_response())
 }
 
 #[derive(Deserialize)]
