@@ -35,6 +35,7 @@ use crate::error::SoukError;
 use crate::installer;
 use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
 use crate::souk::Souk;
+use crate::usage::Usage;
 
 /// Request headers never forwarded to modules.
 const PRIVATE_HEADERS: [&str; 4] = [
@@ -74,7 +75,9 @@ pub async fn dispatch(
             reason,
         ));
     }
-    let resolved = souk.usage().ensure_grant(&tenant, &installation).await?;
+    let resolved = Usage::new(&souk.billing, &souk.tenancy, &souk.catalog)
+        .ensure_grant(&tenant, &installation)
+        .await?;
     let manifest = &resolved.manifest;
     let route = match manifest.route_for(&request.method, &request.path) {
         Ok(Some((route, _))) => route,

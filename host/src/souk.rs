@@ -15,7 +15,6 @@ use crate::control_plane::ControlPlane;
 use crate::error::SoukError;
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
-use crate::usage::Usage;
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -162,12 +161,6 @@ impl Souk {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(souk)
-    }
-
-    /// The usage service (usage events, the usage report, installation
-    /// grants) over this host's billing, tenants and module catalog.
-    pub fn usage(&self) -> Usage<'_> {
-        Usage::new(&self.billing, &self.tenancy, &self.catalog)
     }
 
     /// The time-driven step: subscriptions (see

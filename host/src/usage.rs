@@ -110,8 +110,8 @@ pub struct UsageLineView {
     pub used: u64,
 }
 
-/// The usage service. Built from the parts it reads (see
-/// [`Souk::usage`](crate::souk::Souk::usage)); holds no state of its own.
+/// The usage service: borrows the parts it reads, holds no state of its own
+/// (cheap to build per call).
 pub struct Usage<'a> {
     billing: &'a Billing,
     tenancy: &'a Tenancy,

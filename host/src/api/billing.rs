@@ -27,7 +27,7 @@ use crate::billing::{bounds, listing};
 use crate::error::SoukError;
 use crate::installer;
 use crate::souk::Souk;
-use crate::usage::UsageEvent;
+use crate::usage::{Usage, UsageEvent};
 
 /// The billing routes, merged into the main router.
 pub(super) fn routes() -> Router<Arc<Souk>> {
@@ -295,11 +295,15 @@ async fn usage(
     Query(query): Query<UsageQuery>,
 ) -> ApiResult<Response> {
     let installed = installer::list(&souk, &access.tenant).await?;
-    let report = souk
-        .usage()
+    let report = usage_service(&souk)
         .report(&access.tenant, installed, query.module.as_deref())
         .await?;
     Ok(Json(report).into_response())
+}
+
+/// The usage service over the host's parts.
+fn usage_service(souk: &Souk) -> Usage<'_> {
+    Usage::new(&souk.billing, &souk.tenancy, &souk.catalog)
 }
 
 /// `{"events": [...]}`: several events recorded in one transaction.
@@ -324,15 +328,16 @@ async fn usage_event(
     if value.get("events").is_some() {
         let batch = serde_json::from_value::<UsageBatch>(value).map_err(invalid)?;
         let installed = installer::list(&souk, tenant).await?;
-        let results = souk
-            .usage()
+        let results = usage_service(&souk)
             .record_batch(tenant, &installed, &batch.events)
             .await?;
         return Ok(Json(json!({ "events": results })).into_response());
     }
     let event = serde_json::from_value::<UsageEvent>(value).map_err(invalid)?;
     let installed = installer::list(&souk, tenant).await?;
-    let recorded = souk.usage().record_one(tenant, &installed, event).await?;
+    let recorded = usage_service(&souk)
+        .record_one(tenant, &installed, event)
+        .await?;
     let status = if recorded.counted {
         StatusCode::CREATED
     } else {

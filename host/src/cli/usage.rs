@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::{GlobalOptions, open, print};
 use crate::installer;
-use crate::usage::UsageEvent;
+use crate::usage::{Usage, UsageEvent};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum UsageCommand {
@@ -43,6 +43,7 @@ pub(super) enum UsageCommand {
 
 pub(super) async fn run(command: UsageCommand, global: &GlobalOptions) -> anyhow::Result<()> {
     let souk = open(global).await?;
+    let usage = Usage::new(&souk.billing, &souk.tenancy, &souk.catalog);
     match command {
         UsageCommand::Record {
             tenant,
@@ -59,7 +60,7 @@ pub(super) async fn run(command: UsageCommand, global: &GlobalOptions) -> anyhow
                 amount,
                 idempotency_key,
             };
-            let recorded = souk.usage().record_one(&tenant, &installed, event).await?;
+            let recorded = usage.record_one(&tenant, &installed, event).await?;
             print(global.json, &recorded, |r| {
                 let limit = r.limit.map_or_else(String::new, |l| format!(" of {l}"));
                 let counted = if r.counted {
@@ -76,10 +77,7 @@ pub(super) async fn run(command: UsageCommand, global: &GlobalOptions) -> anyhow
         UsageCommand::Show { tenant, module } => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
             let installed = installer::list(&souk, &tenant).await?;
-            let report = souk
-                .usage()
-                .report(&tenant, installed, module.as_deref())
-                .await?;
+            let report = usage.report(&tenant, installed, module.as_deref()).await?;
             print(global.json, &report, |r| {
                 let mut lines = vec![format!("{} usage at {}", tenant.slug, r.at)];
                 for m in &r.modules {
