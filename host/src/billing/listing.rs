@@ -164,3 +164,74 @@ fn bundle(b: &Bundle) -> BundleListing {
         slug: b.slug.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CATALOG: &str = "
+modules:
+  cards:
+    plans:
+      - slug: free
+        name: Free
+        free: true
+        interval: monthly
+        features: [share_links, card_creation]
+        limits: { max_cards: 3 }
+        meters:
+          qr_scans: { amount: 5, reset: monthly }
+      - slug: pro
+        name: Pro
+        prices: { NPR: 49900, USD: 400 }
+        interval: yearly
+        trial_days: 30
+        features: [card_creation]
+        limits: { max_cards: unlimited }
+  notes:
+    plans:
+      - slug: standard
+        name: Standard
+        prices: { NPR: 100 }
+        interval: monthly
+bundles:
+  - slug: starter
+    name: Starter
+    discount_bps: 1500
+    plans: { notes: standard, cards: pro }
+";
+
+    /// The exact bytes `GET /v1/plans` answered before the listing moved
+    /// out of its handler: keys sorted, allowances as numbers or
+    /// `unlimited`, prices by currency code.
+    #[test]
+    fn the_listing_serializes_as_the_api_always_answered() {
+        let catalog = Catalog::parse(CATALOG).expect("catalog");
+        let text = serde_json::to_string(&listing(&catalog)).expect("json");
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"bundles":[{"discount_bps":1500,"name":"Starter","plans":{"cards":"pro","notes":"standard"},"slug":"starter"}],"#,
+                r#""modules":[{"module":"cards","plans":["#,
+                r#"{"features":["card_creation","share_links"],"free":true,"interval":"monthly","limits":{"max_cards":3},"meters":{"qr_scans":{"per_period":5,"reset":"monthly"}},"name":"Free","prices":{},"slug":"free","trial_days":0},"#,
+                r#"{"features":["card_creation"],"free":false,"interval":"yearly","limits":{"max_cards":"unlimited"},"meters":{},"name":"Pro","prices":{"NPR":49900,"USD":400},"slug":"pro","trial_days":30}"#,
+                r#"],"source":"operator"},"#,
+                r#"{"module":"notes","plans":[{"features":[],"free":false,"interval":"monthly","limits":{},"meters":{},"name":"Standard","prices":{"NPR":100},"slug":"standard","trial_days":0}],"source":"operator"}]}"#,
+            )
+        );
+    }
+
+    #[test]
+    fn the_summary_is_the_listing_cut_to_plan_slugs() {
+        let catalog = Catalog::parse(CATALOG).expect("catalog");
+        let summary = summary(&catalog);
+        assert_eq!(
+            serde_json::to_value(&summary).expect("json"),
+            serde_json::json!([
+                {"module": "cards", "plans": ["free", "pro"], "source": "operator"},
+                {"module": "notes", "plans": ["standard"], "source": "operator"},
+            ])
+        );
+        assert!(super::summary(&Catalog::parse("modules: {}").expect("empty")).is_empty());
+    }
+}
