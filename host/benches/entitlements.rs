@@ -12,7 +12,8 @@
 //! - `entitlements/record_usage_durable`: the same event as the usage-events
 //!   API records it — engine plus an idempotent insert into the tenant's
 //!   SQLite database (WAL, `synchronous = NORMAL`), one `BEGIN IMMEDIATE`
-//!   transaction per event — without HTTP.
+//!   transaction per event — through the same `MeterHold` the API uses,
+//!   without HTTP.
 //! - `entitlements/record_usage_durable_batch100`: 100 such events in one
 //!   transaction, as a `{"events": [...]}` request records them.
 
@@ -21,9 +22,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
+use souk_host::capabilities::entitlements::call::{MeterEvent, MeterHold};
 use souk_host::entitlements::{
     AccessState, EntitlementEngine, Grant, InMemoryUsageStore, MeterAllowance, Period,
-    ResetInterval, call, usage_db,
+    ResetInterval, usage_db,
 };
 use time::OffsetDateTime;
 
@@ -132,22 +134,19 @@ fn record_usage_durable(
             let key = format!("durable-{next_key}");
             runtime.block_on(async {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.ok()?;
-                let reading = call::record(
-                    engine,
-                    &mut tx,
-                    call::MeterEvent {
-                        tenant_id: tenant,
-                        module: MODULE,
-                        meter: "qr_scans_per_month",
-                        amount: 1,
-                        idempotency_key: &key,
-                        at: now,
-                    },
-                    false,
-                )
-                .await
-                .ok()?;
+                let event = MeterEvent {
+                    tenant_id: tenant,
+                    module: MODULE,
+                    meter: "qr_scans_per_month",
+                    amount: 1,
+                    idempotency_key: &key,
+                    at: now,
+                };
+                let mut hold = MeterHold::take(engine, event, false).ok()?;
+                hold.write(&mut tx).await.ok()?;
                 tx.commit().await.ok()?;
+                let reading = hold.reading();
+                hold.commit();
                 Some(black_box(reading.used))
             })
         })
@@ -157,28 +156,32 @@ fn record_usage_durable(
         b.iter(|| {
             runtime.block_on(async {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.ok()?;
-                let mut used = 0;
-                for _ in 0..100 {
-                    next_key += 1;
-                    let key = format!("durable-{next_key}");
-                    let reading = call::record(
-                        engine,
-                        &mut tx,
-                        call::MeterEvent {
-                            tenant_id: tenant,
-                            module: MODULE,
-                            meter: "qr_scans_per_month",
-                            amount: 1,
-                            idempotency_key: &key,
-                            at: now,
-                        },
-                        false,
-                    )
-                    .await
-                    .ok()?;
-                    used = reading.used;
+                let keys: Vec<String> = (0..100)
+                    .map(|_| {
+                        next_key += 1;
+                        format!("durable-{next_key}")
+                    })
+                    .collect();
+                let mut holds = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    let event = MeterEvent {
+                        tenant_id: tenant,
+                        module: MODULE,
+                        meter: "qr_scans_per_month",
+                        amount: 1,
+                        idempotency_key: key,
+                        at: now,
+                    };
+                    let mut hold = MeterHold::take(engine, event, false).ok()?;
+                    hold.write(&mut tx).await.ok()?;
+                    holds.push(hold);
                 }
                 tx.commit().await.ok()?;
+                let mut used = 0;
+                for hold in holds {
+                    used = hold.reading().used;
+                    hold.commit();
+                }
                 Some(black_box(used))
             })
         })

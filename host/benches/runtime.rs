@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use criterion::{Criterion, SamplingMode};
 use souk_host::auth::Principal;
-use souk_host::context::CallContext;
-use souk_host::db::ModuleDb;
+use souk_host::capabilities::CallState;
+use souk_host::capabilities::context::CallContext;
 use souk_host::dispatch;
-use souk_host::installer::{self, InstallRequest};
-use souk_host::runtime::{CallState, ComponentCache, ModuleRequest, Runtime, RuntimeLimits};
+use souk_host::installer::InstallRequest;
+use souk_host::runtime::{ComponentCache, ModuleRequest, Runtime, RuntimeLimits};
 use souk_host::{Souk, SoukConfig};
 use souk_module_registry::{Package, PackageLimits};
 
@@ -222,7 +222,9 @@ async fn seeded_host(
         module: "membership".to_owned(),
         ..InstallRequest::default()
     };
-    installer::install(&souk, &Principal::Operator, &tenant, &install).await?;
+    souk.installer()
+        .install(&Principal::Operator, &tenant, &install)
+        .await?;
     let (_, token) = souk.auth.create_token(&tenant, "bench").await?;
     let principal = souk.auth.authenticate(Some(&token)).await?;
     for n in 1..=SEEDED_MEMBERS {
@@ -330,7 +332,7 @@ fn bench_request_parts(
 ) -> anyhow::Result<()> {
     let tenant = tokio.block_on(souk.tenancy.by_slug("bench"))?;
     let installation = tokio
-        .block_on(installer::find(souk, &tenant, "membership"))?
+        .block_on(souk.installer().find(&tenant, "membership"))?
         .context("membership is not installed for the benchmark tenant")?;
     let resolved = tokio.block_on(
         souk.catalog
@@ -357,7 +359,7 @@ fn bench_request_parts(
             tokio.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let found = installer::find(souk, &tenant, "membership").await;
+                    let found = souk.installer().find(&tenant, "membership").await;
                     black_box(or_exit(found.map_err(Into::into)));
                 }
                 start.elapsed()
@@ -369,9 +371,8 @@ fn bench_request_parts(
             tokio.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let state = CallState::new(
+                    let state = CallState::detached(
                         CallContext::system(&resolved.manifest),
-                        ModuleDb::detached(),
                         souk.runtime.limits().memory_bytes,
                     );
                     let call = loaded.instantiate(state).await;

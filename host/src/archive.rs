@@ -31,7 +31,10 @@ use souk_module_registry::TableName;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Row, Sqlite, SqliteConnection, Transaction, TypeInfo, ValueRef};
 
-use crate::control_plane::{ControlPlane, now};
+use crate::capabilities::db;
+use crate::clock::rfc3339;
+use crate::control_plane::ControlPlane;
+use crate::control_plane::archives::{self as records, ArchiveRecord};
 use crate::error::SoukError;
 use crate::tenancy::Tenant;
 
@@ -230,27 +233,20 @@ pub struct ArchiveInfo {
     pub path: String,
 }
 
-/// An archive as the control plane records it.
-#[derive(sqlx::FromRow)]
-struct Record {
-    id: String,
-    module_slug: String,
-    version: String,
-    path: String,
-    created_at: String,
-}
-
-impl Record {
-    async fn info(self) -> ArchiveInfo {
-        let size_bytes = tokio::fs::metadata(&self.path).await.ok().map(|m| m.len());
-        ArchiveInfo {
-            id: self.id,
-            module_slug: self.module_slug,
-            version: self.version,
-            created_at: self.created_at,
-            size_bytes,
-            path: self.path,
-        }
+/// What the archive list shows of `record`: the size of its file (`None`
+/// when the file is gone), never its path.
+async fn info(record: ArchiveRecord) -> ArchiveInfo {
+    let size_bytes = tokio::fs::metadata(&record.path)
+        .await
+        .ok()
+        .map(|m| m.len());
+    ArchiveInfo {
+        id: record.id,
+        module_slug: record.module_slug,
+        version: record.version,
+        created_at: record.created_at,
+        size_bytes,
+        path: record.path,
     }
 }
 
@@ -284,7 +280,8 @@ pub fn quote(ident: &str) -> String {
 }
 
 /// Exports every table of the module with `prefix`, inside `tx`, to a new
-/// archive file under `dir/<tenant id>/<archive id>.jsonl`, and records it.
+/// archive file under `dir/<tenant id>/<archive id>.jsonl`, and records it
+/// as written at `at` (the host clock's instant).
 /// Rows are streamed from SQLite to the file; the file appears under its
 /// name only once complete and synced.
 ///
@@ -300,6 +297,7 @@ pub async fn export(
     version: &str,
     prefix: &str,
     migrations: Vec<String>,
+    at: time::OffsetDateTime,
 ) -> Result<ArchiveInfo, SoukError> {
     let usage = crate::entitlements::usage_db::counters(tx, module).await?;
     let header = Header {
@@ -308,7 +306,7 @@ pub async fn export(
         module: module.to_owned(),
         version: version.to_owned(),
         migrations,
-        created_at: now(),
+        created_at: rfc3339(at),
         usage,
     };
     let id = format!("arc_{}", hex::encode(rand::random::<[u8; 8]>()));
@@ -328,29 +326,23 @@ pub async fn export(
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(e.into());
     }
-    let record = Record {
+    let record = ArchiveRecord {
         id,
         module_slug: module.to_owned(),
         version: version.to_owned(),
         path: path.to_string_lossy().into_owned(),
         created_at: header.created_at,
     };
-    let recorded = sqlx::query(
-        "INSERT INTO archives (id, tenant_id, module_slug, version, path, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&record.id)
-    .bind(&tenant.id)
-    .bind(&record.module_slug)
-    .bind(&record.version)
-    .bind(&record.path)
-    .bind(&record.created_at)
-    .execute(control.pool())
+    let recorded = async {
+        let mut conn = control.pool().acquire().await?;
+        records::insert(&mut conn, &tenant.id, &record).await
+    }
     .await;
     if let Err(e) = recorded {
         let _ = tokio::fs::remove_file(&path).await;
         return Err(e.into());
     }
-    Ok(record.info().await)
+    Ok(info(record).await)
 }
 
 async fn write_archive(
@@ -443,15 +435,14 @@ fn read_value(row: &SqliteRow, index: usize) -> Result<StoredValue, sqlx::Error>
     })
 }
 
-async fn find(control: &ControlPlane, tenant: &Tenant, id: &str) -> Result<Record, SoukError> {
-    let record: Option<Record> = sqlx::query_as(
-        "SELECT id, module_slug, version, path, created_at FROM archives WHERE id = ? AND tenant_id = ?",
-    )
-    .bind(id)
-    .bind(&tenant.id)
-    .fetch_optional(control.pool())
-    .await?;
-    record
+async fn find(
+    control: &ControlPlane,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<ArchiveRecord, SoukError> {
+    let mut conn = control.pool().acquire().await?;
+    records::find(&mut conn, &tenant.id, id)
+        .await?
         .ok_or_else(|| SoukError::NotFound(format!("tenant {} has no archive {id:?}", tenant.slug)))
 }
 
@@ -571,15 +562,12 @@ async fn open_legacy(id: &str, path: &Path) -> Result<ModuleArchive, ArchiveErro
 /// # Errors
 /// Database errors.
 pub async fn list(control: &ControlPlane, tenant: &Tenant) -> Result<Vec<ArchiveInfo>, SoukError> {
-    let records: Vec<Record> = sqlx::query_as(
-        "SELECT id, module_slug, version, path, created_at FROM archives WHERE tenant_id = ? ORDER BY created_at DESC, id",
-    )
-    .bind(&tenant.id)
-    .fetch_all(control.pool())
-    .await?;
+    let mut conn = control.pool().acquire().await?;
+    let records = records::list(&mut conn, &tenant.id).await?;
+    drop(conn);
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        out.push(record.info().await);
+        out.push(info(record).await);
     }
     Ok(out)
 }
@@ -597,11 +585,8 @@ pub async fn discard(control: &ControlPlane, tenant: &Tenant, id: &str) -> Resul
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ArchiveError::from(e).into()),
     }
-    sqlx::query("DELETE FROM archives WHERE id = ? AND tenant_id = ?")
-        .bind(id)
-        .bind(&tenant.id)
-        .execute(control.pool())
-        .await?;
+    let mut conn = control.pool().acquire().await?;
+    records::remove(&mut conn, &tenant.id, id).await?;
     Ok(())
 }
 
@@ -867,7 +852,7 @@ impl Restorer<'_> {
                     name.as_str(),
                     format!(
                         "the rows the migrations put there cannot be removed: {}",
-                        crate::db::map_error(e)
+                        db::map_error(e)
                     ),
                 )
             })?;
@@ -1037,16 +1022,13 @@ impl TableLoader {
             if rows.len() > 1 {
                 for (i, row) in rows.iter().enumerate() {
                     if let Err(e) = self.execute(conn, std::slice::from_ref(row)).await {
-                        return Err(self.row_error(
-                            self.rows + i as u64 + 1,
-                            crate::db::map_error(e).to_string(),
-                        ));
+                        return Err(
+                            self.row_error(self.rows + i as u64 + 1, db::map_error(e).to_string())
+                        );
                     }
                 }
             }
-            return Err(
-                self.row_error(self.rows + 1, crate::db::map_error(batch_error).to_string())
-            );
+            return Err(self.row_error(self.rows + 1, db::map_error(batch_error).to_string()));
         }
         self.rows += rows.len() as u64;
         self.pending = rows;

@@ -7,14 +7,17 @@
 //! token itself, so what reaches a module is an identity, not a secret.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::Serialize;
-
-use crate::context::{Caller, CallerKind};
-use crate::control_plane::{ControlPlane, now};
+use crate::capabilities::context::{Caller, CallerKind};
+use crate::clock::{Clock, rfc3339};
+use crate::control_plane::ControlPlane;
+use crate::control_plane::tokens;
 use crate::error::SoukError;
 use crate::secrets::{random_secret, token_hash, write_private_file};
 use crate::tenancy::{Tenant, tenant_not_found};
+
+pub use crate::control_plane::tokens::TokenInfo;
 
 const OPERATOR_PREFIX: &str = "souk_op_";
 const TENANT_PREFIX: &str = "souk_tk_";
@@ -79,31 +82,21 @@ impl Principal {
     }
 }
 
-/// A tenant token as listed (never the secret).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct TokenInfo {
-    /// Token id.
-    pub id: String,
-    /// Name given at creation.
-    pub name: String,
-    /// Creation time.
-    pub created_at: String,
-    /// Revocation time, if revoked.
-    pub revoked_at: Option<String>,
-}
-
 /// Token storage and checks.
 pub struct Auth {
     control: ControlPlane,
+    /// Stamps token creation and revocation.
+    clock: Arc<dyn Clock>,
     operator_token_path: PathBuf,
 }
 
 impl Auth {
-    /// Tokens recorded in `control`; the operator token lives in
-    /// `data_dir/operator-token`.
-    pub fn new(control: ControlPlane, data_dir: &Path) -> Self {
+    /// Tokens recorded in `control` and stamped by `clock`; the operator
+    /// token lives in `data_dir/operator-token`.
+    pub fn new(control: ControlPlane, data_dir: &Path, clock: Arc<dyn Clock>) -> Self {
         Auth {
             control,
+            clock,
             operator_token_path: data_dir.join("operator-token"),
         }
     }
@@ -168,17 +161,14 @@ impl Auth {
         if !token.starts_with(TENANT_PREFIX) {
             return Err(refused());
         }
-        let row: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT id, tenant_id, name FROM tenant_tokens WHERE token_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(&hash)
-        .fetch_optional(self.control.pool())
-        .await?;
-        let (token_id, tenant_id, token_name) = row.ok_or_else(refused)?;
+        let mut conn = self.control.pool().acquire().await?;
+        let token = tokens::active_by_hash(&mut conn, &hash)
+            .await?
+            .ok_or_else(refused)?;
         Ok(Principal::Tenant {
-            tenant_id,
-            token_id,
-            token_name,
+            tenant_id: token.tenant_id,
+            token_id: token.id,
+            token_name: token.name,
         })
     }
 
@@ -201,17 +191,11 @@ impl Auth {
         let info = TokenInfo {
             id: format!("tok_{}", hex::encode(rand::random::<[u8; 8]>())),
             name: name.to_owned(),
-            created_at: now(),
+            created_at: rfc3339(self.clock.now()),
             revoked_at: None,
         };
-        sqlx::query("INSERT INTO tenant_tokens (id, tenant_id, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&info.id)
-            .bind(&tenant.id)
-            .bind(&info.name)
-            .bind(token_hash(&secret))
-            .bind(&info.created_at)
-            .execute(self.control.pool())
-            .await?;
+        let mut conn = self.control.pool().acquire().await?;
+        tokens::insert(&mut conn, &tenant.id, &info, &token_hash(&secret)).await?;
         Ok((info, secret))
     }
 
@@ -220,12 +204,8 @@ impl Auth {
     /// # Errors
     /// Database errors.
     pub async fn list_tokens(&self, tenant: &Tenant) -> Result<Vec<TokenInfo>, SoukError> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, created_at, revoked_at FROM tenant_tokens WHERE tenant_id = ? ORDER BY created_at, id",
-        )
-        .bind(&tenant.id)
-        .fetch_all(self.control.pool())
-        .await?)
+        let mut conn = self.control.pool().acquire().await?;
+        Ok(tokens::list(&mut conn, &tenant.id).await?)
     }
 
     /// Revokes a token; it stops working at once.
@@ -237,25 +217,12 @@ impl Auth {
         tenant: &Tenant,
         token_id: &str,
     ) -> Result<TokenInfo, SoukError> {
-        let done = sqlx::query(
-            "UPDATE tenant_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant_id = ?",
-        )
-        .bind(now())
-        .bind(token_id)
-        .bind(&tenant.id)
-        .execute(self.control.pool())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(SoukError::NotFound(format!(
-                "tenant {} has no token {token_id:?}",
-                tenant.slug
-            )));
-        }
-        Ok(sqlx::query_as(
-            "SELECT id, name, created_at, revoked_at FROM tenant_tokens WHERE id = ?",
-        )
-        .bind(token_id)
-        .fetch_one(self.control.pool())
-        .await?)
+        let at = rfc3339(self.clock.now());
+        let mut conn = self.control.pool().acquire().await?;
+        tokens::revoke(&mut conn, &tenant.id, token_id, &at)
+            .await?
+            .ok_or_else(|| {
+                SoukError::NotFound(format!("tenant {} has no token {token_id:?}", tenant.slug))
+            })
     }
 }

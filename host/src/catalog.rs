@@ -8,13 +8,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use souk_module_registry::{Digest, Manifest, Package, PackageLimits};
 
-use crate::context::CallContext;
-use crate::control_plane::{ControlPlane, now};
+use crate::capabilities::context::CallContext;
+use crate::clock::{Clock, rfc3339};
+use crate::control_plane::installations;
+use crate::control_plane::versions::{self, NewVersion, RegistryStatus, VersionRow};
+use crate::control_plane::{ControlPlane, StoreError};
 use crate::error::SoukError;
 use crate::runtime::{LoadedModule, Migration, Runtime};
 
@@ -69,58 +72,40 @@ pub struct ModuleListing {
     pub versions: Vec<ModuleVersion>,
 }
 
-#[derive(sqlx::FromRow)]
-struct VersionRow {
-    slug: String,
-    version: String,
-    name: String,
-    description: String,
-    category: String,
-    api: String,
-    digest: String,
-    manifest: String,
-    package_path: String,
-    added_at: String,
-    signer: Option<String>,
-    yanked_reason: Option<String>,
-    deprecated_reason: Option<String>,
-    revoked_reason: Option<String>,
+/// The manifest a stored version was recorded with.
+fn manifest_of(row: &VersionRow) -> Result<Manifest, SoukError> {
+    Manifest::parse(&row.manifest).map_err(|e| {
+        SoukError::Internal(anyhow::anyhow!(
+            "stored manifest of {} {} no longer parses: {e}",
+            row.slug,
+            row.version
+        ))
+    })
 }
 
-impl VersionRow {
-    fn manifest(&self) -> Result<Manifest, SoukError> {
-        Manifest::parse(&self.manifest).map_err(|e| {
-            SoukError::Internal(anyhow::anyhow!(
-                "stored manifest of {} {} no longer parses: {e}",
-                self.slug,
-                self.version
-            ))
-        })
-    }
-
-    fn into_version(self) -> Result<ModuleVersion, SoukError> {
-        let manifest = self.manifest()?;
-        Ok(ModuleVersion {
-            dependencies: manifest
-                .dependencies
-                .iter()
-                .map(|d| (d.slug.to_string(), d.requirement.to_string()))
-                .collect(),
-            slug: self.slug,
-            version: self.version,
-            name: self.name,
-            description: self.description,
-            category: self.category,
-            api: self.api,
-            digest: self.digest,
-            added_at: self.added_at,
-            signer: self.signer,
-            yanked: self.yanked_reason,
-            deprecated: self.deprecated_reason,
-            revoked: self.revoked_reason,
-            newly_added: false,
-        })
-    }
+/// A stored version as the catalog lists it.
+fn version_of(row: VersionRow) -> Result<ModuleVersion, SoukError> {
+    let manifest = manifest_of(&row)?;
+    Ok(ModuleVersion {
+        dependencies: manifest
+            .dependencies
+            .iter()
+            .map(|d| (d.slug.to_string(), d.requirement.to_string()))
+            .collect(),
+        slug: row.slug,
+        version: row.version,
+        name: row.name,
+        description: row.description,
+        category: row.category,
+        api: row.api,
+        digest: row.digest,
+        added_at: row.added_at,
+        signer: row.signer,
+        yanked: row.yanked_reason,
+        deprecated: row.deprecated_reason,
+        revoked: row.revoked_reason,
+        newly_added: false,
+    })
 }
 
 /// A resolved module version: its manifest and where its package lives.
@@ -136,6 +121,8 @@ pub struct ResolvedVersion {
 /// The catalog of module versions.
 pub struct Catalog {
     control: ControlPlane,
+    /// Stamps when a version is added.
+    clock: Arc<dyn Clock>,
     dir: PathBuf,
     limits: PackageLimits,
     loaded: Mutex<HashMap<String, LoadedModule>>,
@@ -144,14 +131,13 @@ pub struct Catalog {
     resolved: Mutex<HashMap<(String, String), ResolvedVersion>>,
 }
 
-const VERSION_COLUMNS: &str = "slug, version, name, description, category, api, digest, manifest, \
-     package_path, added_at, signer, yanked_reason, deprecated_reason, revoked_reason";
-
 impl Catalog {
-    /// A catalog recorded in `control`, with packages stored in `dir`.
-    pub fn new(control: ControlPlane, dir: PathBuf) -> Self {
+    /// A catalog recorded in `control`, with packages stored in `dir`,
+    /// stamped by `clock`.
+    pub fn new(control: ControlPlane, dir: PathBuf, clock: Arc<dyn Clock>) -> Self {
         Catalog {
             control,
+            clock,
             dir,
             limits: PackageLimits::default(),
             loaded: Mutex::new(HashMap::new()),
@@ -177,7 +163,7 @@ impl Catalog {
         let version = package.manifest.version.to_string();
         if let Some(existing) = self.find(&slug, &version).await? {
             if existing.digest == digest {
-                return existing.into_version();
+                return version_of(existing);
             }
             return Err(SoukError::Conflict(format!(
                 "{slug} {version} already exists with digest {}; versions are immutable, \
@@ -185,7 +171,7 @@ impl Catalog {
                 existing.digest
             )));
         }
-        crate::billing::catalog::suggested(&package.manifest).map_err(|e| {
+        crate::billing::plans::suggested(&package.manifest).map_err(|e| {
             SoukError::PackageRefused(format!("package refused: suggested plans: {e}"))
         })?;
         let loaded = runtime
@@ -204,40 +190,40 @@ impl Catalog {
             .map_err(|e| SoukError::Internal(e.error.into()))?;
 
         let m = &package.manifest;
-        let added_at = now();
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO module_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)"
-        ))
-        .bind(&slug)
-        .bind(&version)
-        .bind(&m.name)
-        .bind(&m.description)
-        .bind(&m.category)
-        .bind(m.api.to_string())
-        .bind(&digest)
-        .bind(&package.manifest_text)
-        .bind(path.to_string_lossy().as_ref())
-        .bind(&added_at)
-        .execute(self.control.pool())
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(SoukError::Conflict(format!(
-                    "{slug} {version} was added concurrently"
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        let added_at = rfc3339(self.clock.now());
+        let api = m.api.to_string();
+        let package_path = path.to_string_lossy();
+        let new = NewVersion {
+            slug: &slug,
+            version: &version,
+            name: &m.name,
+            description: &m.description,
+            category: &m.category,
+            api: &api,
+            digest: &digest,
+            manifest: &package.manifest_text,
+            package_path: &package_path,
+            added_at: &added_at,
+        };
+        let mut conn = self.control.pool().acquire().await?;
+        versions::insert(&mut conn, &new)
+            .await
+            .map_err(|e| match e {
+                StoreError::Db(e) => SoukError::from(e),
+                StoreError::Duplicate | StoreError::Changed => {
+                    SoukError::Conflict(format!("{slug} {version} was added concurrently"))
+                }
+            })?;
+        drop(conn);
         self.loaded
             .lock()
             .map_err(|_| poisoned())?
             .insert(digest.clone(), loaded);
-        let mut added = self
+        let added = self
             .find(&slug, &version)
             .await?
-            .ok_or_else(|| SoukError::Internal(anyhow::anyhow!("{slug} {version} vanished")))?
-            .into_version()?;
+            .ok_or_else(|| SoukError::Internal(anyhow::anyhow!("{slug} {version} vanished")))?;
+        let mut added = version_of(added)?;
         added.newly_added = true;
         Ok(added)
     }
@@ -285,22 +271,13 @@ impl Catalog {
     }
 
     async fn find(&self, slug: &str, version: &str) -> Result<Option<VersionRow>, SoukError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {VERSION_COLUMNS} FROM module_versions WHERE slug = ? AND version = ?"
-        ))
-        .bind(slug)
-        .bind(version)
-        .fetch_optional(self.control.pool())
-        .await?)
+        let mut conn = self.control.pool().acquire().await?;
+        Ok(versions::find(&mut conn, slug, version).await?)
     }
 
     async fn versions_of(&self, slug: &str) -> Result<Vec<VersionRow>, SoukError> {
-        let mut rows: Vec<VersionRow> = sqlx::query_as(&format!(
-            "SELECT {VERSION_COLUMNS} FROM module_versions WHERE slug = ?"
-        ))
-        .bind(slug)
-        .fetch_all(self.control.pool())
-        .await?;
+        let mut conn = self.control.pool().acquire().await?;
+        let mut rows = versions::of_module(&mut conn, slug).await?;
         sort_newest_first(&mut rows);
         Ok(rows)
     }
@@ -310,11 +287,7 @@ impl Catalog {
     /// # Errors
     /// Database errors.
     pub async fn list(&self) -> Result<Vec<ModuleListing>, SoukError> {
-        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-            "SELECT {VERSION_COLUMNS} FROM module_versions ORDER BY slug"
-        ))
-        .fetch_all(self.control.pool())
-        .await?;
+        let rows = versions::all(&mut *self.control.pool().acquire().await?).await?;
         let mut by_slug: BTreeMap<String, Vec<VersionRow>> = BTreeMap::new();
         for row in rows {
             by_slug.entry(row.slug.clone()).or_default().push(row);
@@ -324,7 +297,7 @@ impl Catalog {
             sort_newest_first(&mut rows);
             let versions = rows
                 .into_iter()
-                .map(VersionRow::into_version)
+                .map(version_of)
                 .collect::<Result<Vec<_>, _>>()?;
             let newest = &versions[0];
             out.push(ModuleListing {
@@ -369,7 +342,7 @@ impl Catalog {
                 .ok_or_else(|| SoukError::NotFound(format!("no module {slug:?} is available")))?,
         };
         let resolved = ResolvedVersion {
-            manifest: row.manifest()?,
+            manifest: manifest_of(&row)?,
             digest: row.digest,
             package_path: PathBuf::from(row.package_path),
         };
@@ -442,19 +415,14 @@ impl Catalog {
         deprecated: Option<&str>,
         revoked: Option<&str>,
     ) -> Result<bool, SoukError> {
-        let done = sqlx::query(
-            "UPDATE module_versions SET signer = ?, yanked_reason = ?, deprecated_reason = ?, \
-             revoked_reason = ? WHERE slug = ? AND version = ?",
-        )
-        .bind(signer)
-        .bind(yanked)
-        .bind(deprecated)
-        .bind(revoked)
-        .bind(slug)
-        .bind(version)
-        .execute(self.control.pool())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let status = RegistryStatus {
+            signer,
+            yanked,
+            deprecated,
+            revoked,
+        };
+        let mut conn = self.control.pool().acquire().await?;
+        Ok(versions::set_registry_status(&mut conn, slug, version, status).await?)
     }
 
     /// What this host offers, for the resolver: every version that is not
@@ -464,14 +432,10 @@ impl Catalog {
     /// Database errors, or a stored manifest that no longer parses.
     pub async fn registry_index(&self) -> Result<souk_module_registry::RegistryIndex, SoukError> {
         use souk_module_registry::{OfferedVersion, RegistryIndex};
-        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-            "SELECT {VERSION_COLUMNS} FROM module_versions WHERE revoked_reason IS NULL"
-        ))
-        .fetch_all(self.control.pool())
-        .await?;
+        let rows = versions::not_revoked(&mut *self.control.pool().acquire().await?).await?;
         let mut index = RegistryIndex::new();
         for row in rows {
-            let manifest = row.manifest()?;
+            let manifest = manifest_of(&row)?;
             let digest =
                 Digest::parse(&row.digest).map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?;
             index
@@ -494,11 +458,7 @@ impl Catalog {
     /// # Errors
     /// Database or I/O errors.
     pub async fn unsigned_versions(&self) -> Result<Vec<(String, String, Vec<u8>)>, SoukError> {
-        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-            "SELECT {VERSION_COLUMNS} FROM module_versions WHERE signer IS NULL ORDER BY slug, added_at"
-        ))
-        .fetch_all(self.control.pool())
-        .await?;
+        let rows = versions::unsigned(&mut *self.control.pool().acquire().await?).await?;
         rows.into_iter()
             .map(|row| {
                 let bytes = std::fs::read(&row.package_path).map_err(|e| {
@@ -509,6 +469,20 @@ impl Catalog {
             .collect()
     }
 
+    /// Slugs of the tenants that have version `version` of `slug`
+    /// installed, in order (who a revocation stops).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn tenants_running(
+        &self,
+        slug: &str,
+        version: &str,
+    ) -> Result<Vec<String>, SoukError> {
+        let mut conn = self.control.pool().acquire().await?;
+        Ok(installations::tenants_running(&mut conn, slug, version).await?)
+    }
+
     /// Refuses a revoked version. Read from the database on every call, not
     /// cached, so a revocation recorded by another process (`souk registry
     /// pull`) takes effect at once.
@@ -516,16 +490,10 @@ impl Catalog {
     /// # Errors
     /// [`SoukError::Revoked`] when the version was revoked.
     pub async fn ensure_not_revoked(&self, slug: &str, version: &str) -> Result<(), SoukError> {
-        let reason: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT revoked_reason FROM module_versions WHERE slug = ? AND version = ?",
-        )
-        .bind(slug)
-        .bind(version)
-        .fetch_optional(self.control.pool())
-        .await?;
-        match reason {
-            Some((Some(reason),)) => Err(revoked(slug, version, &reason)),
-            _ => Ok(()),
+        let mut conn = self.control.pool().acquire().await?;
+        match versions::revoked_reason(&mut conn, slug, version).await? {
+            Some(reason) => Err(revoked(slug, version, &reason)),
+            None => Ok(()),
         }
     }
 }

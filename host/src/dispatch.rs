@@ -24,16 +24,17 @@
 //! transaction as its data and undone in memory if that rolls back; a
 //! route's `meter` is charged one unit when the answer is a 2xx.
 
+use souk_module_registry::RouteLookup;
 use sqlx::{Sqlite, Transaction};
 
 use crate::auth::Principal;
-use crate::context::CallContext;
-use crate::db::ModuleDb;
+use crate::capabilities::CallState;
+use crate::capabilities::context::CallContext;
+use crate::capabilities::db::ModuleDb;
+use crate::capabilities::entitlements::call::{self, CallEntitlements};
 use crate::entitlements::Decision;
-use crate::entitlements::call::{self, CallEntitlements};
 use crate::error::SoukError;
-use crate::installer;
-use crate::runtime::{CallState, ModuleRequest, ModuleResponse};
+use crate::runtime::{ModuleRequest, ModuleResponse};
 use crate::souk::Souk;
 use crate::usage::Usage;
 
@@ -64,7 +65,7 @@ pub async fn dispatch(
     // Before any work is done for the call, and held until its transaction
     // is settled (dropped with this function's frame, whichever way it ends).
     let _permit = souk.runtime.admit(&tenant.id)?;
-    let installation = installer::require(souk, &tenant, module).await?;
+    let installation = souk.installer().require(&tenant, module).await?;
     // The installation row carries its version's revocation (one query):
     // read fresh on every request, so a revocation recorded by another
     // process takes effect at once.
@@ -80,14 +81,14 @@ pub async fn dispatch(
         .await?;
     let manifest = &resolved.manifest;
     let route = match manifest.route_for(&request.method, &request.path) {
-        Ok(Some((route, _))) => route,
-        Ok(None) => {
+        RouteLookup::Found(route, _) => route,
+        RouteLookup::NoRoute => {
             return Err(SoukError::NotFound(format!(
                 "module {module} has no route for {}",
                 request.path
             )));
         }
-        Err(()) => {
+        RouteLookup::MethodNotAllowed => {
             return Err(SoukError::MethodNotAllowed(format!(
                 "module {module} does not accept {} on {}",
                 request.method, request.path
@@ -144,7 +145,7 @@ pub async fn dispatch(
         .retain(|(name, _)| !PRIVATE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
 
     let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
-    let scope = installer::scope_for(souk, &tenant, manifest).await?;
+    let scope = souk.installer().scope_for(&tenant, manifest).await?;
     // Reads take a deferred transaction; writes — and metered routes, which
     // write their usage event — take the write lock up front, so two
     // writers queue instead of failing on lock upgrade.
@@ -161,17 +162,12 @@ pub async fn dispatch(
         module_version: manifest.version.to_string(),
         caller: principal.caller(),
     };
-    let state = CallState::new(
+    let state = CallState::for_request(
         ctx,
         ModuleDb::new(scope, tx, limits.call_timeout),
+        CallEntitlements::new(engine.clone(), &tenant.id, module, now),
         limits.memory_bytes,
-    )
-    .with_entitlements(CallEntitlements::new(
-        engine.clone(),
-        &tenant.id,
-        module,
-        now,
-    ));
+    );
     // On the module call threads, not the API's (see `Runtime::run_call`).
     let (result, mut state) = souk
         .runtime

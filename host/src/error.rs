@@ -5,7 +5,7 @@
 //!
 //! - **Pure domain code keeps its own errors.** A parser, a state machine or
 //!   a calculation returns its own `thiserror` enum that says exactly what
-//!   went wrong in its terms (a plan catalog's [`CatalogError`], a
+//!   went wrong in its terms (a plan catalog's [`PlanCatalogError`], a
 //!   subscription's transition error, a refused SQL statement).
 //! - **Stores return store errors.** A repository over the control plane
 //!   or a tenant database answers `sqlx` failures and its own typed
@@ -19,7 +19,7 @@
 //!   problem document; the CLI prints the message. Turning an error into a
 //!   response does not log: the API's tracing layer does, once per request.
 //!
-//! [`CatalogError`]: crate::billing::catalog::CatalogError
+//! [`PlanCatalogError`]: crate::billing::plans::PlanCatalogError
 
 use std::time::Duration;
 

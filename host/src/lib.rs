@@ -3,7 +3,9 @@
 //!
 //! The nouns of the system, one module each:
 //! - [`runtime`]: wasmtime engine, compile cache, limits, module calls;
-//! - [`db`], [`log`], [`context`]: the host interfaces modules import;
+//! - [`capabilities`]: the host interfaces modules import (context, db,
+//!   log, entitlements), one folder each, and the per-call state;
+//! - [`wit`]: the generated bindings of each module API version;
 //! - [`tenancy`]: tenants and their databases;
 //! - [`auth`]: operator and tenant tokens;
 //! - [`catalog`]: module versions available to install;
@@ -19,22 +21,22 @@ pub mod api;
 pub mod archive;
 pub mod auth;
 pub mod billing;
+pub mod calendar;
+pub mod capabilities;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
-pub mod context;
 pub mod control_plane;
-pub mod db;
 pub mod dispatch;
 pub mod entitlements;
 pub mod error;
 pub mod installer;
-pub mod log;
 pub mod registry;
 pub mod runtime;
 pub mod secrets;
 pub mod souk;
 pub mod tenancy;
 pub mod usage;
+pub mod wit;
 
 pub use souk::{Souk, SoukConfig};

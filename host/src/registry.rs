@@ -11,6 +11,9 @@ use souk_module_registry::{
     TrustRoot,
 };
 
+use crate::catalog::Catalog;
+use crate::runtime::Runtime;
+
 /// Default lifetime of a trust root: one year. Rotate before it ends.
 pub const ROOT_LIFETIME_SECS: u64 = 365 * 24 * 60 * 60;
 
@@ -130,7 +133,7 @@ pub async fn serve_store(
     let handle = tokio::runtime::Handle::current();
     let validator: souk_module_registry::http::PackageValidator = Arc::new(move |package| {
         let runtime = runtime.clone();
-        crate::billing::catalog::suggested(&package.manifest)
+        crate::billing::plans::suggested(&package.manifest)
             .map_err(|e| format!("suggested plans: {e}"))?;
         // Called on the blocking pool, where waiting on the runtime is allowed.
         handle
@@ -244,7 +247,9 @@ pub struct PulledVersion {
 /// # Errors
 /// Any verification failure; nothing unverified is added.
 pub async fn pull(
-    souk: &crate::Souk,
+    catalog: &Catalog,
+    runtime: &Runtime,
+    data_dir: &Path,
     registry: &str,
     trust_root: &Path,
     requests: &[String],
@@ -253,7 +258,7 @@ pub async fn pull(
     use souk_module_registry::Slug;
     use souk_module_registry::client::{ClientOptions, RegistryClient};
 
-    let cache = souk.config.data_dir.join("registry-cache");
+    let cache = data_dir.join("registry-cache");
     let client =
         RegistryClient::from_root_file(registry, &cache, trust_root, ClientOptions::default())?;
     let index = if offline {
@@ -261,7 +266,7 @@ pub async fn pull(
     } else {
         client.refresh(unix_now()).await?
     };
-    let revoked_installs = record_statuses(souk, &index).await?;
+    let revoked_installs = record_statuses(catalog, &index).await?;
     let mut wanted = Vec::new();
     if requests.is_empty() {
         for module in index.modules() {
@@ -314,9 +319,8 @@ pub async fn pull(
             .and_then(|log| log.entries().iter().find(|e| matches!(&e.entry.action, souk_module_registry::ModuleAction::Publish(p) if p.version == version)).map(|e| e.entry.signer.to_string()))
             .unwrap_or_default();
         let bytes = std::fs::read(&verified.path)?;
-        let added = souk
-            .catalog
-            .add_package(&souk.runtime, &bytes)
+        let added = catalog
+            .add_package(runtime, &bytes)
             .await
             .map_err(|e| anyhow::anyhow!("{slug} {version}: {e}"))?;
         pulled.push(PulledVersion {
@@ -327,7 +331,7 @@ pub async fn pull(
         });
     }
     // Versions added just now get their registry status too.
-    record_statuses(souk, &index).await?;
+    record_statuses(catalog, &index).await?;
     Ok(PullReport {
         pulled,
         revoked_installs,
@@ -360,7 +364,7 @@ pub struct RevokedInstall {
 /// every version this host knows, and reports revoked versions that
 /// tenants still have installed.
 async fn record_statuses(
-    souk: &crate::Souk,
+    catalog: &Catalog,
     index: &souk_module_registry::client::VerifiedIndex,
 ) -> anyhow::Result<Vec<RevokedInstall>> {
     let mut revoked = Vec::new();
@@ -380,8 +384,7 @@ async fn record_statuses(
                 Some(replacement) => format!("{} (use {replacement} instead)", d.reason),
                 None => d.reason.clone(),
             });
-            let known = souk
-                .catalog
+            let known = catalog
                 .record_registry_status(
                     module.as_str(),
                     &version,
@@ -392,20 +395,13 @@ async fn record_statuses(
                 )
                 .await?;
             if let (true, Some(reason)) = (known, &status.revoked) {
-                let tenants: Vec<(String,)> = sqlx::query_as(
-                    "SELECT t.slug FROM installations i JOIN tenants t ON t.id = i.tenant_id \
-                     WHERE i.module_slug = ? AND i.version = ? ORDER BY t.slug",
-                )
-                .bind(module.as_str())
-                .bind(&version)
-                .fetch_all(souk.control.pool())
-                .await?;
+                let tenants = catalog.tenants_running(module.as_str(), &version).await?;
                 if !tenants.is_empty() {
                     revoked.push(RevokedInstall {
                         module: module.to_string(),
                         version,
                         reason: reason.clone(),
-                        tenants: tenants.into_iter().map(|(t,)| t).collect(),
+                        tenants,
                     });
                 }
             }
@@ -484,11 +480,12 @@ pub async fn change_state(
 /// # Errors
 /// When the key or store cannot be created, or a publish is refused.
 pub async fn embedded(
-    souk: &crate::Souk,
+    catalog: &Catalog,
+    data_dir: &Path,
 ) -> anyhow::Result<std::sync::Arc<souk_module_registry::http::RegistryService>> {
     use souk_module_registry::{Package, PackageLimits, SignedEntry};
 
-    let dir = souk.config.data_dir.join("registry");
+    let dir = data_dir.join("registry");
     let key_path = dir.join("dev.key");
     std::fs::create_dir_all(&dir)?;
     let key = if key_path.exists() {
@@ -511,7 +508,7 @@ pub async fn embedded(
         }
         Err(e) => return Err(e.into()),
     };
-    for (slug, version, bytes) in souk.catalog.unsigned_versions().await? {
+    for (slug, version, bytes) in catalog.unsigned_versions().await? {
         let package = Package::read(&bytes, PackageLimits::default())?;
         let m = &package.manifest;
         let known = store.modules()?.contains(&m.slug);
@@ -534,7 +531,7 @@ pub async fn embedded(
             // The catalog validated the component when it accepted it.
             store.publish(entry, &bytes, |_| Ok(()))?;
         }
-        souk.catalog
+        catalog
             .record_registry_status(&slug, &version, key.id().as_str(), None, None, None)
             .await?;
         tracing::info!(module = %slug, version = %version, key = %key.id(), "signed into the embedded registry");

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::auth::Auth;
-use crate::billing::catalog::{Catalog as PlanCatalog, Currency};
+use crate::billing::plans::{Currency, PlanCatalog};
 use crate::billing::service::Billing;
-use crate::billing::subscription::{Clock, ManualClock, SystemClock};
 use crate::catalog::Catalog;
+use crate::clock::{Clock, RecordedClock, SystemClock};
 use crate::control_plane::ControlPlane;
 use crate::error::SoukError;
+use crate::installer::Installer;
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 
@@ -58,30 +59,6 @@ impl SoukConfig {
     }
 }
 
-/// Where the manual clock's current instant is kept between runs.
-const MANUAL_CLOCK_FILE: &str = "manual-clock";
-
-/// The instant a manual clock starts at: `start`, or the instant recorded
-/// by an earlier run in the same data directory when that is later.
-fn resume_manual_clock(
-    data_dir: &Path,
-    start: time::OffsetDateTime,
-) -> anyhow::Result<time::OffsetDateTime> {
-    let path = data_dir.join(MANUAL_CLOCK_FILE);
-    let recorded = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(
-            time::OffsetDateTime::parse(
-                text.trim(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .with_context(|| format!("{} is not an RFC 3339 instant", path.display()))?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
-    };
-    Ok(recorded.map_or(start, |recorded| recorded.max(start)))
-}
-
 /// The host.
 pub struct Souk {
     /// Host configuration.
@@ -98,8 +75,8 @@ pub struct Souk {
     pub catalog: Catalog,
     /// Plans, subscriptions and the entitlements they grant.
     pub billing: Billing,
-    /// The manual clock, when the host runs on one.
-    pub manual_clock: Option<Arc<ManualClock>>,
+    /// The manual clock, when the host runs on one (`--manual-clock`).
+    pub manual_clock: Option<Arc<RecordedClock>>,
     /// The operator's plan catalog as loaded (`--plans`).
     operator_plans: PlanCatalog,
 }
@@ -122,11 +99,19 @@ impl Souk {
         let control = ControlPlane::open(&data.join("control.sqlite")).await?;
         let cache = ComponentCache::open(&data.join("compiled"))?;
         let runtime = Runtime::new(config.limits.clone(), cache)?;
-        let tenancy = Tenancy::new(control.clone(), data.join("tenants"));
-        let auth = Auth::new(control.clone(), data);
-        let catalog = Catalog::new(control.clone(), data.join("packages"));
+        let manual_clock = match config.manual_clock {
+            Some(at) => Some(Arc::new(RecordedClock::resume(data, at)?)),
+            None => None,
+        };
+        let clock: Arc<dyn Clock> = match &manual_clock {
+            Some(manual) => manual.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let tenancy = Tenancy::new(control.clone(), data.join("tenants"), clock.clone());
+        let auth = Auth::new(control.clone(), data, clock.clone());
+        let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {
-            Some(path) => crate::billing::catalog::load(path)?,
+            Some(path) => crate::billing::plans::load(path)?,
             None => PlanCatalog {
                 modules: Vec::new(),
                 bundles: Vec::new(),
@@ -134,14 +119,6 @@ impl Souk {
         };
         let currency =
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
-        let manual_clock = match config.manual_clock {
-            Some(at) => Some(Arc::new(ManualClock::new(resume_manual_clock(data, at)?))),
-            None => None,
-        };
-        let clock: Arc<dyn Clock> = match &manual_clock {
-            Some(manual) => manual.clone(),
-            None => Arc::new(SystemClock),
-        };
         let billing = Billing::new(control.clone(), plans.clone(), clock, currency);
         let souk = Arc::new(Souk {
             config,
@@ -161,6 +138,22 @@ impl Souk {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(souk)
+    }
+
+    /// The installer, borrowing this host's services; build one per
+    /// operation (`souk.installer().install(..)`).
+    pub fn installer(&self) -> Installer<'_> {
+        Installer {
+            control: &self.control,
+            tenancy: &self.tenancy,
+            catalog: &self.catalog,
+            runtime: &self.runtime,
+            billing: &self.billing,
+            clock: self.billing.clock(),
+            migration_timeout: self.config.migration_timeout,
+            currency: &self.config.currency,
+            data_dir: &self.config.data_dir,
+        }
     }
 
     /// The time-driven step: subscriptions (see
@@ -201,19 +194,7 @@ impl Souk {
                     .to_owned(),
             ));
         };
-        let now = clock.now();
-        if at < now {
-            return Err(SoukError::Invalid(format!(
-                "the clock only moves forward (now {}, asked for {})",
-                crate::billing::store::rfc3339(now),
-                crate::billing::store::rfc3339(at)
-            )));
-        }
-        let path = self.config.data_dir.join(MANUAL_CLOCK_FILE);
-        std::fs::write(&path, crate::billing::store::rfc3339(at))
-            .map_err(|e| SoukError::Internal(anyhow::anyhow!("{}: {e}", path.display())))?;
-        clock.set(at);
-        Ok(())
+        clock.set(at)
     }
 
     /// Builds the plan catalog in effect — the operator's plans, plus the
@@ -239,7 +220,7 @@ impl Souk {
                     .map_err(|e| SoukError::Invalid(format!("plan catalog: {e}")))?;
                 continue;
             }
-            match crate::billing::catalog::suggested(manifest) {
+            match crate::billing::plans::suggested(manifest) {
                 Ok(Some(suggested)) => {
                     tracing::info!(module = %slug, "priced by the plans its manifest suggests");
                     plans.modules.push(suggested);

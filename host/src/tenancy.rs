@@ -6,41 +6,35 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use souk_module_registry::Slug;
 use sqlx::SqlitePool;
 
-use crate::control_plane::{ControlPlane, now, sqlite_options};
-use crate::db::sandbox;
+use crate::capabilities::db::sandbox;
+use crate::clock::{Clock, rfc3339};
+use crate::control_plane::tenants;
+use crate::control_plane::{ControlPlane, StoreError, sqlite_options};
 use crate::error::SoukError;
 
-/// A tenant.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct Tenant {
-    /// Internal id; names the tenant's database file.
-    pub id: String,
-    /// Public identifier used in URLs.
-    pub slug: String,
-    /// Display name.
-    pub name: String,
-    /// When it was created (RFC 3339).
-    pub created_at: String,
-}
+pub use crate::control_plane::tenants::Tenant;
 
 /// Tenants and their database pools.
 pub struct Tenancy {
     control: ControlPlane,
+    /// Stamps a tenant's creation.
+    clock: Arc<dyn Clock>,
     dir: PathBuf,
     pools: Mutex<HashMap<String, SqlitePool>>,
 }
 
 impl Tenancy {
-    /// Tenants recorded in `control`, with databases under `dir`.
-    pub fn new(control: ControlPlane, dir: PathBuf) -> Self {
+    /// Tenants recorded in `control`, with databases under `dir`, created
+    /// at the instants `clock` tells.
+    pub fn new(control: ControlPlane, dir: PathBuf, clock: Arc<dyn Clock>) -> Self {
         Tenancy {
             control,
+            clock,
             dir,
             pools: Mutex::new(HashMap::new()),
         }
@@ -64,26 +58,19 @@ impl Tenancy {
             id: format!("t_{}", hex::encode(rand::random::<[u8; 8]>())),
             slug: slug.to_string(),
             name: name.to_owned(),
-            created_at: now(),
+            created_at: rfc3339(self.clock.now()),
         };
-        let result =
-            sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES (?, ?, ?, ?)")
-                .bind(&tenant.id)
-                .bind(&tenant.slug)
-                .bind(&tenant.name)
-                .bind(&tenant.created_at)
-                .execute(self.control.pool())
-                .await;
-        match result {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(SoukError::Conflict(format!(
+        let mut conn = self.control.pool().acquire().await?;
+        tenants::insert(&mut conn, &tenant)
+            .await
+            .map_err(|e| match e {
+                StoreError::Db(e) => e.into(),
+                StoreError::Duplicate | StoreError::Changed => SoukError::Conflict(format!(
                     "a tenant with slug {:?} already exists",
                     slug.as_str()
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+                )),
+            })?;
+        drop(conn);
         // Create the database file now so a broken data directory shows up
         // at creation, not at the first install.
         self.database(&tenant).await?;
@@ -95,11 +82,8 @@ impl Tenancy {
     /// # Errors
     /// Database errors.
     pub async fn list(&self) -> Result<Vec<Tenant>, SoukError> {
-        Ok(sqlx::query_as(
-            "SELECT id, slug, name, created_at FROM tenants ORDER BY created_at, slug",
-        )
-        .fetch_all(self.control.pool())
-        .await?)
+        let mut conn = self.control.pool().acquire().await?;
+        Ok(tenants::list(&mut conn).await?)
     }
 
     /// The tenant with `slug`.
@@ -107,9 +91,8 @@ impl Tenancy {
     /// # Errors
     /// [`SoukError::NotFound`] when there is none.
     pub async fn by_slug(&self, slug: &str) -> Result<Tenant, SoukError> {
-        sqlx::query_as("SELECT id, slug, name, created_at FROM tenants WHERE slug = ?")
-            .bind(slug)
-            .fetch_optional(self.control.pool())
+        let mut conn = self.control.pool().acquire().await?;
+        tenants::by_slug(&mut conn, slug)
             .await?
             .ok_or_else(|| tenant_not_found(slug))
     }
@@ -119,9 +102,8 @@ impl Tenancy {
     /// # Errors
     /// [`SoukError::NotFound`] when there is none.
     pub async fn by_id(&self, id: &str) -> Result<Tenant, SoukError> {
-        sqlx::query_as("SELECT id, slug, name, created_at FROM tenants WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.control.pool())
+        let mut conn = self.control.pool().acquire().await?;
+        tenants::by_id(&mut conn, id)
             .await?
             .ok_or_else(|| SoukError::NotFound(format!("no tenant with id {id:?}")))
     }

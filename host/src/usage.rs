@@ -15,9 +15,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::billing::service::Billing;
-use crate::billing::store::rfc3339;
+use crate::capabilities::entitlements::call;
 use crate::catalog::{Catalog, ResolvedVersion};
-use crate::entitlements::{MAX_QUANTITY, UsageKind, call, usage_db};
+use crate::clock::rfc3339;
+use crate::entitlements::{MAX_QUANTITY, UsageKind, usage_db};
 use crate::error::SoukError;
 use crate::installer::Installation;
 use crate::tenancy::{Tenancy, Tenant};

@@ -45,7 +45,7 @@ use semver::Version;
 use serde::de::DeserializeOwned;
 
 use crate::http::{API_PREFIX, AppendReceipt, ENTRY_HEADER, ProblemDocument};
-use crate::layout::Layout;
+use crate::layout::{self, Layout, ReadError};
 use crate::manifest::{Dependency, Slug};
 use crate::package::{Digest, Package, PackageError, PackageLimits};
 use crate::records::{LogError, ModuleLog, Publish, SignedEntry, VersionStatus};
@@ -105,7 +105,6 @@ pub enum ClientError {
     InvalidUrl {
         /// The URL given.
         url: String,
-        /// What is wrong.
         reason: String,
     },
     /// The registry could not be reached, or the request failed or timed
@@ -113,16 +112,10 @@ pub enum ClientError {
     #[error(
         "registry request {url} failed: {source}; check that the registry is running and reachable"
     )]
-    Http {
-        /// The URL requested.
-        url: String,
-        /// The underlying error.
-        source: reqwest::Error,
-    },
+    Http { url: String, source: reqwest::Error },
     /// The registry answered with an error problem document.
     #[error("the registry refused {url}: {problem}")]
     Refused {
-        /// The URL requested.
         url: String,
         /// The registry's problem document.
         problem: ProblemDocument,
@@ -130,7 +123,6 @@ pub enum ClientError {
     /// The registry answered with an error status and no problem document.
     #[error("the registry answered {url} with status {status}")]
     Status {
-        /// The URL requested.
         url: String,
         /// The HTTP status.
         status: u16,
@@ -142,9 +134,8 @@ pub enum ClientError {
     TooLarge {
         /// What was being downloaded (`package`, `metadata`).
         what: &'static str,
-        /// The URL requested.
         url: String,
-        /// The limit.
+        /// In bytes.
         limit: u64,
     },
     /// A response body ended before its announced length, or differs from
@@ -155,7 +146,6 @@ pub enum ClientError {
     Truncated {
         /// What was being downloaded.
         what: &'static str,
-        /// The URL requested.
         url: String,
         /// Bytes received.
         received: u64,
@@ -164,12 +154,7 @@ pub enum ClientError {
     },
     /// A metadata response does not parse.
     #[error("the registry's answer to {url} is not valid: {reason}")]
-    Malformed {
-        /// The URL requested.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
+    Malformed { url: String, reason: String },
     /// The trust chain was refused (bad rotation, expired root, fork).
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -191,18 +176,11 @@ pub enum ClientError {
     UnknownModule(Slug),
     /// The version was never published.
     #[error("module `{module}` has no version {version} in the registry")]
-    UnknownVersion {
-        /// The module.
-        module: Slug,
-        /// The version.
-        version: Version,
-    },
+    UnknownVersion { module: Slug, version: Version },
     /// The version is revoked: it must not run.
     #[error("{module} {version} is revoked ({reason}); it must not be installed or run")]
     Revoked {
-        /// The module.
         module: Slug,
-        /// The version.
         version: Version,
         /// The revocation's reason.
         reason: String,
@@ -225,7 +203,6 @@ pub enum ClientError {
     /// The package's manifest disagrees with the signed record.
     #[error("the package's manifest says {field} {package}, but the signed record says {record}")]
     PackageMismatch {
-        /// The field.
         field: &'static str,
         /// The record's value.
         record: String,
@@ -236,12 +213,7 @@ pub enum ClientError {
     #[error(
         "{module} {version} is not in the local registry cache; fetch it while the registry is reachable"
     )]
-    NotCached {
-        /// The module.
-        module: Slug,
-        /// The version.
-        version: Version,
-    },
+    NotCached { module: Slug, version: Version },
     /// Nothing verified is cached yet (offline).
     #[error(
         "the registry cache at {0} holds no verified snapshot; refresh from the registry once first"
@@ -249,22 +221,12 @@ pub enum ClientError {
     EmptyCache(PathBuf),
     /// A cache file could not be read or written.
     #[error("registry cache file {path}: {source}")]
-    CacheIo {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
+    CacheIo { path: PathBuf, source: io::Error },
     /// A cache file does not parse or verify.
     #[error(
         "registry cache file {path} is corrupt: {reason}; remove the cache directory and refresh"
     )]
-    CacheCorrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    CacheCorrupt { path: PathBuf, reason: String },
 }
 
 impl From<LogError> for ClientError {
@@ -806,16 +768,7 @@ impl RegistryClient {
     /// `key-not-granted`); network errors.
     pub async fn append_state(&self, entry: &SignedEntry) -> Result<AppendReceipt, ClientError> {
         let url = format!("{}/state", self.api);
-        let response = self
-            .http
-            .post(&url)
-            .json(entry)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
+        let response = send(&url, self.http.post(&url).json(entry)).await?;
         self.receipt(&url, response).await
     }
 
@@ -835,12 +788,38 @@ impl RegistryClient {
         Ok(package)
     }
 
+    /// The receipt of an append: the response's status checked, then its
+    /// body read as JSON.
     async fn receipt(
         &self,
         url: &str,
         response: reqwest::Response,
     ) -> Result<AppendReceipt, ClientError> {
         let response = check_status(url, response, self.options.max_metadata_bytes).await?;
+        self.read_metadata(url, response).await
+    }
+
+    /// Sends a GET for `path` below the API and checks the status; returns
+    /// the full URL with the response, for errors that name it.
+    async fn get(&self, path: &str) -> Result<(String, reqwest::Response), ClientError> {
+        let url = format!("{}{path}", self.api);
+        let response = send(&url, self.http.get(&url)).await?;
+        let response = check_status(&url, response, self.options.max_metadata_bytes).await?;
+        Ok((url, response))
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (url, response) = self.get(path).await?;
+        self.read_metadata(&url, response).await
+    }
+
+    /// Reads a successful response's body, at most the metadata limit, as
+    /// JSON.
+    async fn read_metadata<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+    ) -> Result<T, ClientError> {
         let bytes =
             read_limited(response, url, self.options.max_metadata_bytes, "metadata").await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed {
@@ -848,31 +827,18 @@ impl RegistryClient {
             reason: e.to_string(),
         })
     }
+}
 
-    async fn get(&self, path: &str) -> Result<(String, reqwest::Response), ClientError> {
-        let url = format!("{}{path}", self.api);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
-        let response = check_status(&url, response, self.options.max_metadata_bytes).await?;
-        Ok((url, response))
-    }
-
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let (url, response) = self.get(path).await?;
-        let bytes =
-            read_limited(response, &url, self.options.max_metadata_bytes, "metadata").await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed {
-            url,
-            reason: e.to_string(),
-        })
-    }
+/// Sends `request` (to `url`); a failure to get any response is
+/// [`ClientError::Http`].
+async fn send(
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ClientError> {
+    request.send().await.map_err(|source| ClientError::Http {
+        url: url.to_owned(),
+        source,
+    })
 }
 
 /// The publish record and status of a version that may run.
@@ -1007,22 +973,14 @@ fn cache_io(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
     }
 }
 
-/// Reads a JSON file of at most `limit` bytes.
+/// Reads a JSON file of the cache of at most `limit` bytes.
 fn read_json<T: DeserializeOwned>(path: &Path, limit: u64) -> Result<T, ClientError> {
-    let file = File::open(path).map_err(cache_io(path))?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cache_io(path))?;
-    if bytes.len() as u64 > limit {
-        return Err(ClientError::CacheCorrupt {
+    layout::read_json(path, limit).map_err(|e| match e {
+        ReadError::Io(source) => cache_io(path)(source),
+        ReadError::Corrupt(reason) => ClientError::CacheCorrupt {
             path: path.to_owned(),
-            reason: format!("it is larger than the limit of {limit} bytes"),
-        });
-    }
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::CacheCorrupt {
-        path: path.to_owned(),
-        reason: e.to_string(),
+            reason,
+        },
     })
 }
 
@@ -1062,12 +1020,7 @@ impl Cache {
         let mut roots = Vec::new();
         for entry in fs::read_dir(&dir).map_err(cache_io(&dir))? {
             let path = entry.map_err(cache_io(&dir))?.path();
-            let version = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".root.json"))
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(version) = version {
+            if let Some(version) = layout::root_file_version(&path) {
                 roots.push((version, path));
             }
         }
@@ -1122,12 +1075,8 @@ impl Cache {
         let dir = self.logs_dir();
         for entry in fs::read_dir(&dir).map_err(cache_io(&dir))? {
             let path = entry.map_err(cache_io(&dir))?.path();
-            let listed = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|s| Slug::parse(s).ok())
-                .is_some_and(|slug| keep.contains_key(&slug));
+            let listed =
+                layout::log_file_module(&path).is_some_and(|slug| keep.contains_key(&slug));
             if !listed {
                 fs::remove_file(&path).map_err(cache_io(&path))?;
             }

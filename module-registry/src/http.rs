@@ -161,7 +161,6 @@ impl fmt::Debug for RegistryService {
 /// What a successful publish or state change answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendReceipt {
-    /// The module.
     pub module: String,
     /// The new head of the module's log.
     pub head: EntryHash,

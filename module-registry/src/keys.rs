@@ -46,25 +46,19 @@ pub enum KeyError {
     /// A key file could not be read or written.
     #[error("key file {path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The underlying error.
         source: std::io::Error,
     },
     /// Writing a private key would replace an existing file.
     #[error(
         "key file {path} already exists; refusing to overwrite a key (move it away first if you mean to replace it)"
     )]
-    AlreadyExists {
-        /// The file.
-        path: PathBuf,
-    },
+    AlreadyExists { path: PathBuf },
     /// A private key file can be read by other users.
     #[error(
         "private key file {path} has permissions {mode:o}; it must be readable by its owner only (run `chmod 600` on it)"
     )]
     PermissionsTooOpen {
-        /// The file.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,

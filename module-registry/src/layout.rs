@@ -9,7 +9,11 @@
 //! tmp/                        writes in progress, renamed into place
 //! ```
 
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
 
 use crate::manifest::Slug;
 use crate::package::Digest;
@@ -50,4 +54,49 @@ pub(crate) trait Layout {
     fn snapshot_path(&self) -> PathBuf {
         self.root().join("snapshot.json")
     }
+}
+
+/// The version of a trust root file, read back from its name
+/// (`<version>.root.json`, as [`Layout::root_path`] writes it); `None` for
+/// any other name.
+pub(crate) fn root_file_version(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".root.json")?
+        .parse()
+        .ok()
+}
+
+/// The module of a log file, read back from its name (`<slug>.json`, as
+/// [`Layout::log_path`] writes it); `None` for any other name.
+pub(crate) fn log_file_module(path: &Path) -> Option<Slug> {
+    Slug::parse(path.file_name()?.to_str()?.strip_suffix(".json")?).ok()
+}
+
+/// Why [`read_json`] could not read a metadata file; each side turns it into
+/// its own error (the store's `Io`/`Corrupt`, the cache's
+/// `CacheIo`/`CacheCorrupt`).
+pub(crate) enum ReadError {
+    /// Opening or reading the file failed.
+    Io(io::Error),
+    /// The file is larger than the limit, or not the JSON expected: what is
+    /// wrong, in words.
+    Corrupt(String),
+}
+
+/// Reads and decodes a JSON metadata file (trust root, module log,
+/// snapshot) of at most `limit` bytes, reading no more than one byte past
+/// the limit.
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path, limit: u64) -> Result<T, ReadError> {
+    let file = File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::Corrupt(format!(
+            "it is larger than the limit of {limit} bytes"
+        )));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ReadError::Corrupt(e.to_string()))
 }

@@ -474,11 +474,10 @@ impl Manifest {
     /// Parses and validates `module.yaml` text.
     ///
     /// # Errors
-    /// [`ManifestError::Yaml`] when the YAML is refused by
-    /// [`yaml::check`](crate::yaml::check) (anchors, aliases, merge keys,
-    /// size, depth), is malformed, has an unknown
-    /// field or a field of the wrong type; [`ManifestError::Field`] naming the
-    /// field when a value breaks a rule.
+    /// [`ManifestError::Yaml`] when the YAML is refused by [`yaml::check`]
+    /// (anchors, aliases, merge keys, size, depth), is malformed, has an
+    /// unknown field or a field of the wrong type; [`ManifestError::Field`]
+    /// naming the field when a value breaks a rule.
     pub fn parse(yaml: &str) -> Result<Self, ManifestError> {
         let raw: RawManifest = yaml::from_str(yaml, YamlLimits::MANIFEST)?;
         if raw.name.trim().is_empty() || raw.name.len() > 100 {
@@ -637,23 +636,37 @@ impl Manifest {
         })
     }
 
-    /// Finds the route for a request, if the manifest declares one.
-    ///
-    /// Returns `Err(())` when the path matches a route but not with this
-    /// method (a 405), `Ok(None)` when no route matches the path (a 404).
-    #[allow(clippy::result_unit_err)]
-    pub fn route_for(&self, method: &str, path: &str) -> Result<Option<(&Route, RouteMatch)>, ()> {
+    /// Finds the route for a request: the route and what its path
+    /// captured, or why there is none (the path is unknown — a 404 — or
+    /// known only with other methods — a 405). `HEAD` is served by a `GET`
+    /// route.
+    pub fn route_for(&self, method: &str, path: &str) -> RouteLookup<'_> {
         let mut path_known = false;
         for route in &self.routes {
             if let Some(m) = route.path.matches(path) {
                 if route.method == method || (method == "HEAD" && route.method == "GET") {
-                    return Ok(Some((route, m)));
+                    return RouteLookup::Found(route, m);
                 }
                 path_known = true;
             }
         }
-        if path_known { Err(()) } else { Ok(None) }
+        if path_known {
+            RouteLookup::MethodNotAllowed
+        } else {
+            RouteLookup::NoRoute
+        }
     }
+}
+
+/// The answer of [`Manifest::route_for`].
+#[derive(Debug)]
+pub enum RouteLookup<'a> {
+    /// The route that serves the request, and what its path captured.
+    Found(&'a Route, RouteMatch),
+    /// Some route has this path, none with this method.
+    MethodNotAllowed,
+    /// No route has this path.
+    NoRoute,
 }
 
 #[cfg(test)]
@@ -714,16 +727,31 @@ routes:
     #[test]
     fn routes_match_params_rest_and_methods() {
         let m = Manifest::parse(GOOD).unwrap();
-        let (route, found) = m.route_for("GET", "/cards/42").unwrap().unwrap();
+        let RouteLookup::Found(route, found) = m.route_for("GET", "/cards/42") else {
+            panic!("GET /cards/42 has a route");
+        };
         assert_eq!(route.feature.as_deref(), Some("qr_code_generation"));
         assert_eq!(route.meter.as_deref(), Some("qr_scans_per_month"));
-        let (route, _) = m.route_for("POST", "/cards").unwrap().unwrap();
+        let RouteLookup::Found(route, _) = m.route_for("POST", "/cards") else {
+            panic!("POST /cards has a route");
+        };
         assert_eq!(route.limit.as_deref(), Some("max_cards"));
         assert_eq!(found.params, vec![("id".to_string(), "42".to_string())]);
-        assert!(m.route_for("DELETE", "/cards/42").is_err());
-        assert!(m.route_for("GET", "/cards/42/x").unwrap().is_none());
-        assert!(m.route_for("GET", "/cards/").unwrap().is_none());
-        let (_, found) = m.route_for("GET", "/files/a/b.png").unwrap().unwrap();
+        assert!(matches!(
+            m.route_for("DELETE", "/cards/42"),
+            RouteLookup::MethodNotAllowed
+        ));
+        assert!(matches!(
+            m.route_for("GET", "/cards/42/x"),
+            RouteLookup::NoRoute
+        ));
+        assert!(matches!(
+            m.route_for("GET", "/cards/"),
+            RouteLookup::NoRoute
+        ));
+        let RouteLookup::Found(_, found) = m.route_for("GET", "/files/a/b.png") else {
+            panic!("GET /files/a/b.png has a route");
+        };
         assert_eq!(found.params[0].1, "a/b.png");
     }
 

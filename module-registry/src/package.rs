@@ -86,7 +86,7 @@ pub enum PackageError {
     TooLarge {
         /// Which file.
         file: &'static str,
-        /// The limit.
+        /// In bytes.
         limit: u64,
     },
     /// The manifest is not valid.

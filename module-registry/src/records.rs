@@ -223,7 +223,6 @@ pub struct Deprecate {
     pub module: Slug,
     /// Which versions.
     pub version: DeprecatedVersions,
-    /// Why.
     pub reason: String,
     /// The module to use instead, if any.
     #[serde(with = "text::opt_slug")]
@@ -240,7 +239,6 @@ pub struct Revoke {
     pub module: Slug,
     /// The version revoked.
     pub version: Version,
-    /// Why.
     pub reason: String,
 }
 
@@ -364,7 +362,6 @@ impl SignedEntry {
 /// A version's deprecation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deprecation {
-    /// Why.
     pub reason: String,
     /// The module to use instead, if any.
     pub replacement: Option<Slug>,
@@ -458,20 +455,13 @@ pub enum EntryRejection {
     #[error(
         "version {version} is already published; versions are immutable, publish a new version"
     )]
-    VersionExists {
-        /// The version.
-        version: Version,
-    },
+    VersionExists { version: Version },
     /// A state change names a version that was never published.
     #[error("version {version} was never published")]
-    UnknownVersion {
-        /// The version.
-        version: Version,
-    },
+    UnknownVersion { version: Version },
     /// A state change that does not apply to the version's status.
     #[error("version {version} {reason}")]
     InvalidTransition {
-        /// The version.
         version: Version,
         /// Why the change does not apply.
         reason: &'static str,
@@ -491,7 +481,6 @@ pub enum EntryRejection {
 #[derive(Debug, thiserror::Error)]
 #[error("entry {index} of the log of module `{module}` is refused: {rejection}")]
 pub struct LogError {
-    /// The module.
     pub module: Slug,
     /// The entry's position, from 0.
     pub index: usize,

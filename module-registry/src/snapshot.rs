@@ -40,7 +40,6 @@ pub enum SnapshotError {
         "snapshot {version} carries {valid} valid signature(s) from the snapshot keys of trust root {root_version}, {threshold} required"
     )]
     BadSignature {
-        /// The snapshot's version.
         version: u64,
         /// The trust root consulted.
         root_version: u64,
@@ -63,16 +62,12 @@ pub enum SnapshotError {
     #[error(
         "snapshot {version} differs from the snapshot {version} already accepted: the registry is showing different clients different states"
     )]
-    Equivocation {
-        /// The version.
-        version: u64,
-    },
+    Equivocation { version: u64 },
     /// The snapshot has expired.
     #[error(
         "snapshot {version} expired at {expires} (now {now}): possible freeze attack, or the registry has stopped refreshing its snapshot"
     )]
     Expired {
-        /// The snapshot's version.
         version: u64,
         /// When it expired (unix seconds).
         expires: u64,
@@ -84,20 +79,13 @@ pub enum SnapshotError {
     NoSnapshot,
     /// The module is not in the snapshot.
     #[error("module `{module}` is not in snapshot {version}")]
-    ModuleNotInSnapshot {
-        /// The module.
-        module: Slug,
-        /// The snapshot's version.
-        version: u64,
-    },
+    ModuleNotInSnapshot { module: Slug, version: u64 },
     /// The log's head differs from the snapshot's.
     #[error(
         "the log of module `{module}` ends at {found}, but snapshot {version} lists {expected}: the log is stale or from another snapshot (mix-and-match)"
     )]
     HeadMismatch {
-        /// The module.
         module: Slug,
-        /// The snapshot's version.
         version: u64,
         /// The head in the snapshot.
         expected: EntryHash,
@@ -152,7 +140,6 @@ impl Snapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedSnapshot {
-    /// The snapshot.
     pub snapshot: Snapshot,
     /// Signatures over [`Snapshot::signing_bytes`].
     pub signatures: Vec<KeySignature>,

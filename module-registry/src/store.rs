@@ -35,7 +35,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::canonical::CanonicalError;
 use crate::keys::KeyPair;
-use crate::layout::Layout;
+use crate::layout::{self, Layout, ReadError};
 use crate::manifest::Slug;
 use crate::package::{Digest, Package, PackageError, PackageLimits};
 use crate::records::{EntryHash, EntryRejection, LogError, ModuleAction, ModuleLog, SignedEntry};
@@ -76,32 +76,16 @@ impl Default for StoreLimits {
 pub enum StoreError {
     /// A file could not be read or written.
     #[error("registry store file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
+    Io { path: PathBuf, source: io::Error },
     /// A stored metadata file does not parse or is out of place.
     #[error("registry store file {path} is corrupt: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    Corrupt { path: PathBuf, reason: String },
     /// The directory already holds a store.
     #[error("{dir} already holds a registry store (it has a trust root)")]
-    AlreadyInitialised {
-        /// The directory.
-        dir: PathBuf,
-    },
+    AlreadyInitialised { dir: PathBuf },
     /// The directory holds no store.
     #[error("{dir} holds no registry store (no trust root in trust/); create one first")]
-    NotInitialised {
-        /// The directory.
-        dir: PathBuf,
-    },
+    NotInitialised { dir: PathBuf },
     /// The trust chain or a new root was refused.
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -114,7 +98,6 @@ pub enum StoreError {
     EntryRefused {
         /// The module the entry is about.
         module: Slug,
-        /// Why.
         rejection: Box<EntryRejection>,
     },
     /// A snapshot could not be issued.
@@ -134,9 +117,9 @@ pub enum StoreError {
     /// The package is larger than the store accepts.
     #[error("the package is {size} bytes, larger than the limit of {limit} bytes")]
     PackageTooLarge {
-        /// The package size.
+        /// In bytes.
         size: u64,
-        /// The limit.
+        /// In bytes.
         limit: u64,
     },
     /// The package bytes do not hash to the digest in the signed record.
@@ -165,9 +148,7 @@ pub enum StoreError {
     /// The caller's validator refused the package.
     #[error("{module} {version} was refused: {reason}")]
     Rejected {
-        /// The module.
         module: Slug,
-        /// The version.
         version: Version,
         /// The validator's reason.
         reason: String,
@@ -177,12 +158,7 @@ pub enum StoreError {
     UnknownModule(Slug),
     /// The version was never published.
     #[error("module `{module}` has no version {version}")]
-    UnknownVersion {
-        /// The module.
-        module: Slug,
-        /// The version.
-        version: Version,
-    },
+    UnknownVersion { module: Slug, version: Version },
     /// No blob has the digest.
     #[error("no package with digest {0} is stored")]
     BlobMissing(Digest),
@@ -191,9 +167,9 @@ pub enum StoreError {
     BlobTooLarge {
         /// The blob's name.
         digest: Digest,
-        /// Its size.
+        /// In bytes.
         size: u64,
-        /// The limit.
+        /// In bytes.
         limit: u64,
     },
     /// A stored blob does not hash to its name (truncated or altered).
@@ -381,12 +357,7 @@ impl RegistryStore {
         let mut modules = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
             let path = entry.map_err(io_at(&dir))?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let slug = name
-                .as_deref()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|s| Slug::parse(s).ok());
-            match slug {
+            match layout::log_file_module(&path) {
                 Some(slug) => modules.push(slug),
                 None => {
                     return Err(StoreError::Corrupt {
@@ -725,12 +696,7 @@ impl RegistryStore {
         let mut roots = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
             let path = entry.map_err(io_at(&dir))?.path();
-            let version = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".root.json"))
-                .and_then(|v| v.parse::<u64>().ok());
-            match version {
+            match layout::root_file_version(&path) {
                 Some(version) => roots.push((version, path)),
                 None => {
                     return Err(StoreError::Corrupt {
@@ -816,21 +782,12 @@ impl RegistryStore {
     }
 
     fn read_json<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
-        let file = File::open(path).map_err(io_at(path))?;
-        let limit = self.limits.max_metadata_bytes;
-        let mut bytes = Vec::new();
-        file.take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_at(path))?;
-        if bytes.len() as u64 > limit {
-            return Err(StoreError::Corrupt {
+        layout::read_json(path, self.limits.max_metadata_bytes).map_err(|e| match e {
+            ReadError::Io(source) => io_at(path)(source),
+            ReadError::Corrupt(reason) => StoreError::Corrupt {
                 path: path.to_owned(),
-                reason: format!("it is larger than the limit of {limit} bytes"),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: path.to_owned(),
-            reason: e.to_string(),
+                reason,
+            },
         })
     }
 

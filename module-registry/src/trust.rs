@@ -40,7 +40,6 @@ pub enum TrustError {
     /// The root document breaks a structural rule.
     #[error("trust root {version} is invalid: {reason}")]
     InvalidRoot {
-        /// The root's version.
         version: u64,
         /// The rule it breaks.
         reason: String,
@@ -53,7 +52,6 @@ pub enum TrustError {
     InvalidPattern {
         /// The pattern as written.
         pattern: String,
-        /// What is wrong.
         reason: String,
     },
     /// A root carries too few valid signatures from its own root keys.
@@ -61,7 +59,6 @@ pub enum TrustError {
         "trust root {version} carries {valid} valid signature(s) from its own root keys, {threshold} required"
     )]
     NotSelfSigned {
-        /// The root's version.
         version: u64,
         /// Valid signatures found.
         valid: usize,
@@ -96,26 +93,17 @@ pub enum TrustError {
     #[error(
         "trust root {version} differs from the trust root {version} already trusted: the registry is showing different clients different roots"
     )]
-    Fork {
-        /// The version.
-        version: u64,
-    },
+    Fork { version: u64 },
     /// A new root drops a key that an earlier root revoked.
     #[error(
         "trust root {version} no longer lists key {key} as revoked; a revocation cannot be withdrawn"
     )]
-    RevocationWithdrawn {
-        /// The root's version.
-        version: u64,
-        /// The key.
-        key: KeyId,
-    },
+    RevocationWithdrawn { version: u64, key: KeyId },
     /// The newest trusted root has expired.
     #[error(
         "trust root {version} expired at {expires} (now {now}); the operator must publish a new root: possible freeze attack"
     )]
     Expired {
-        /// The root's version.
         version: u64,
         /// When it expired (unix seconds).
         expires: u64,
@@ -125,7 +113,6 @@ pub enum TrustError {
     /// The key is not a publisher in the trust root.
     #[error("key {key} is not a publisher key of trust root {root_version}")]
     UnknownKey {
-        /// The key.
         key: KeyId,
         /// The root consulted.
         root_version: u64,
@@ -133,9 +120,7 @@ pub enum TrustError {
     /// The key may publish, but not this module.
     #[error("key {key} is not granted module `{module}` (it may publish: {granted})")]
     NotGranted {
-        /// The key.
         key: KeyId,
-        /// The module.
         module: Slug,
         /// The patterns it is granted, comma-separated.
         granted: String,
@@ -143,7 +128,6 @@ pub enum TrustError {
     /// The key has been revoked.
     #[error("key {key} is revoked by trust root {root_version}; nothing signed by it is trusted")]
     RevokedKey {
-        /// The key.
         key: KeyId,
         /// The root consulted.
         root_version: u64,
@@ -156,7 +140,6 @@ pub enum TrustError {
 pub struct KeySignature {
     /// The signing key.
     pub key: KeyId,
-    /// The signature.
     pub signature: Signature,
 }
 
@@ -441,7 +424,6 @@ impl TrustRoot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedTrustRoot {
-    /// The document.
     pub root: TrustRoot,
     /// Signatures over [`TrustRoot::signing_bytes`].
     pub signatures: Vec<KeySignature>,

@@ -85,31 +85,24 @@ pub enum YamlError {
     /// The text is longer than [`YamlLimits::max_bytes`].
     #[error("the YAML is {size} bytes, more than the limit of {limit} bytes")]
     TooLarge {
-        /// Its length.
+        /// In bytes.
         size: usize,
-        /// The limit.
+        /// In bytes.
         limit: usize,
     },
     /// An anchor (`&name`) or alias (`*name`).
     #[error(
         "{at}: YAML anchors (`&name`) and aliases (`*name`) are not accepted; write each value out in full"
     )]
-    AnchorOrAlias {
-        /// Where.
-        at: Position,
-    },
+    AnchorOrAlias { at: Position },
     /// A merge key (`<<`).
     #[error("{at}: YAML merge keys (`<<`) are not accepted; write each key out in full")]
-    MergeKey {
-        /// Where.
-        at: Position,
-    },
+    MergeKey { at: Position },
     /// Nesting deeper than [`YamlLimits::max_depth`].
     #[error("{at}: the YAML is nested more than {limit} levels deep")]
     TooDeep {
         /// Where the limit was crossed.
         at: Position,
-        /// The limit.
         limit: usize,
     },
     /// More than [`YamlLimits::max_nodes`] nodes.
@@ -117,7 +110,6 @@ pub enum YamlError {
     TooManyNodes {
         /// Where the limit was crossed.
         at: Position,
-        /// The limit.
         limit: usize,
     },
     /// More than one document (`---`).

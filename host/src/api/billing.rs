@@ -22,10 +22,9 @@ use serde_json::json;
 use super::{ApiResult, Operator, Problem, TenantAccess, body_bytes, parse_json};
 use crate::auth::Principal;
 use crate::billing::service::Actor;
-use crate::billing::store::rfc3339;
 use crate::billing::{bounds, listing};
+use crate::clock::rfc3339;
 use crate::error::SoukError;
-use crate::installer;
 use crate::souk::Souk;
 use crate::usage::{Usage, UsageEvent};
 
@@ -294,7 +293,7 @@ async fn usage(
     access: TenantAccess,
     Query(query): Query<UsageQuery>,
 ) -> ApiResult<Response> {
-    let installed = installer::list(&souk, &access.tenant).await?;
+    let installed = souk.installer().list(&access.tenant).await?;
     let report = usage_service(&souk)
         .report(&access.tenant, installed, query.module.as_deref())
         .await?;
@@ -327,14 +326,14 @@ async fn usage_event(
     let tenant = &access.tenant;
     if value.get("events").is_some() {
         let batch = serde_json::from_value::<UsageBatch>(value).map_err(invalid)?;
-        let installed = installer::list(&souk, tenant).await?;
+        let installed = souk.installer().list(tenant).await?;
         let results = usage_service(&souk)
             .record_batch(tenant, &installed, &batch.events)
             .await?;
         return Ok(Json(json!({ "events": results })).into_response());
     }
     let event = serde_json::from_value::<UsageEvent>(value).map_err(invalid)?;
-    let installed = installer::list(&souk, tenant).await?;
+    let installed = souk.installer().list(tenant).await?;
     let recorded = usage_service(&souk)
         .record_one(tenant, &installed, event)
         .await?;

@@ -109,7 +109,7 @@ impl Problem {
                 other => other.canonical_reason().unwrap_or("error").to_owned(),
             }
         } else {
-            crate::runtime::printable(text.trim(), crate::runtime::MAX_ERROR_BYTES)
+            crate::capabilities::log::printable(text.trim(), crate::runtime::MAX_ERROR_BYTES)
         };
         Problem::new(status, kind, title, detail)
     }
@@ -542,7 +542,7 @@ async fn list_installed(
     State(souk): State<Arc<Souk>>,
     access: TenantAccess,
 ) -> ApiResult<Response> {
-    Ok(Json(installer::list(&souk, &access.tenant).await?).into_response())
+    Ok(Json(souk.installer().list(&access.tenant).await?).into_response())
 }
 
 async fn install(
@@ -551,7 +551,10 @@ async fn install(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let request: installer::InstallRequest = parse_json(body)?;
-    let report = installer::install(&souk, &access.principal, &access.tenant, &request).await?;
+    let report = souk
+        .installer()
+        .install(&access.principal, &access.tenant, &request)
+        .await?;
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }
 
@@ -576,8 +579,10 @@ async fn upgrade(
             .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
     };
     let version = request.version.as_deref();
-    let report =
-        installer::upgrade(&souk, &access.principal, &access.tenant, &module, version).await?;
+    let report = souk
+        .installer()
+        .upgrade(&access.principal, &access.tenant, &module, version)
+        .await?;
     Ok(Json(report).into_response())
 }
 
@@ -611,13 +616,15 @@ async fn uninstall(
     } else {
         installer::Removal::Normal
     };
-    let report =
-        installer::uninstall(&souk, &access.principal, &access.tenant, &module, &removal).await?;
+    let report = souk
+        .installer()
+        .uninstall(&access.principal, &access.tenant, &module, &removal)
+        .await?;
     Ok(Json(report).into_response())
 }
 
 async fn audit_log(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
-    Ok(Json(installer::audit_log(&souk, &access.tenant).await?).into_response())
+    Ok(Json(souk.installer().audit_log(&access.tenant).await?).into_response())
 }
 
 async fn list_archives(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
@@ -625,7 +632,7 @@ async fn list_archives(State(souk): State<Arc<Souk>>, access: TenantAccess) -> A
 }
 
 async fn show_lockfile(State(souk): State<Arc<Souk>>, access: TenantAccess) -> ApiResult<Response> {
-    let lock = installer::lockfile(&souk, &access.tenant).await?;
+    let lock = souk.installer().lockfile(&access.tenant).await?;
     Ok(([(header::CONTENT_TYPE, "application/toml")], lock.to_toml()).into_response())
 }
 
@@ -637,8 +644,10 @@ async fn install_lockfile(
     let bytes = body_bytes(body)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Problem::bad_request("the lockfile is not UTF-8 text"))?;
-    let installed =
-        installer::install_lockfile(&souk, &access.principal, &access.tenant, text).await?;
+    let installed = souk
+        .installer()
+        .install_lockfile(&access.principal, &access.tenant, text)
+        .await?;
     Ok(Json(json!({ "installed": installed })).into_response())
 }
 

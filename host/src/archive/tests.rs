@@ -9,6 +9,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::SqlitePoolOptions;
 
 use super::*;
+use crate::clock::{Clock as _, SystemClock};
 use crate::control_plane::sqlite_options;
 
 const MODULE: &str = "shapes";
@@ -87,7 +88,7 @@ impl Fixture {
             id: "ten_0123456789abcdef".into(),
             slug: "acme".into(),
             name: "Acme".into(),
-            created_at: now(),
+            created_at: rfc3339(SystemClock.now()),
         };
         sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES (?, ?, ?, ?)")
             .bind(&tenant.id)
@@ -136,6 +137,7 @@ impl Fixture {
             "1.0.0",
             PREFIX,
             vec!["0001_shapes".into()],
+            SystemClock.now(),
         )
         .await
         .expect("export");
@@ -163,7 +165,7 @@ impl Fixture {
         .bind(MODULE)
         .bind("1.0.0")
         .bind(path.to_string_lossy().into_owned())
-        .bind(now())
+        .bind(rfc3339(SystemClock.now()))
         .execute(self.control.pool())
         .await
         .expect("record archive");
@@ -844,7 +846,7 @@ async fn forge(path: &Path, tables: Vec<(TableStart, Vec<Vec<StoredValue>>)>) {
         module: MODULE.into(),
         version: "1.0.0".into(),
         migrations: vec!["0001_shapes".into()],
-        created_at: now(),
+        created_at: rfc3339(SystemClock.now()),
         usage: [("max_things".to_owned(), 7u64)].into_iter().collect(),
     };
     let file = tokio::fs::File::create(path).await.unwrap();

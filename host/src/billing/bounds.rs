@@ -1,8 +1,8 @@
 //! Bounds on the numbers billing takes from outside: how far the manual
 //! clock may move, how many periods an operator may prepay. Prices and
 //! trials are bounded where the catalog is parsed
-//! ([`MAX_PRICE`](super::catalog::MAX_PRICE),
-//! [`MAX_TRIAL_DAYS`](super::catalog::MAX_TRIAL_DAYS)); usage quantities in
+//! ([`MAX_PRICE`](super::plans::MAX_PRICE),
+//! [`MAX_TRIAL_DAYS`](super::plans::MAX_TRIAL_DAYS)); usage quantities in
 //! the entitlements engine ([`MAX_QUANTITY`](crate::entitlements::MAX_QUANTITY)).
 //!
 //! Every date billing computes (period ends, grace ends, trial ends, meter
@@ -82,7 +82,7 @@ pub fn advance(
 
 fn too_late() -> BoundsError {
     BoundsError::TooLate {
-        latest: super::store::rfc3339(LATEST_CLOCK),
+        latest: crate::clock::rfc3339(LATEST_CLOCK),
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::catalog::{Allowance, BillingInterval, Bundle, Catalog, ModulePlans, Plan};
+use super::plans::{Allowance, BillingInterval, Bundle, ModulePlans, Plan, PlanCatalog};
 
 /// Every module's plans and every bundle of the catalog in effect.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,7 +93,7 @@ pub struct PlanSummary {
 }
 
 /// The full listing of `catalog`.
-pub fn listing(catalog: &Catalog) -> PlanListing {
+pub fn listing(catalog: &PlanCatalog) -> PlanListing {
     PlanListing {
         bundles: catalog.bundles.iter().map(bundle).collect(),
         modules: catalog.modules.iter().map(module).collect(),
@@ -102,7 +102,7 @@ pub fn listing(catalog: &Catalog) -> PlanListing {
 
 /// One entry per priced module: its plan slugs and their source. Empty when
 /// no module is priced.
-pub fn summary(catalog: &Catalog) -> Vec<PlanSummary> {
+pub fn summary(catalog: &PlanCatalog) -> Vec<PlanSummary> {
     listing(catalog)
         .modules
         .into_iter()
@@ -206,7 +206,7 @@ bundles:
     /// `unlimited`, prices by currency code.
     #[test]
     fn the_listing_serializes_as_the_api_always_answered() {
-        let catalog = Catalog::parse(CATALOG).expect("catalog");
+        let catalog = PlanCatalog::parse(CATALOG).expect("catalog");
         let text = serde_json::to_string(&listing(&catalog)).expect("json");
         assert_eq!(
             text,
@@ -223,7 +223,7 @@ bundles:
 
     #[test]
     fn the_summary_is_the_listing_cut_to_plan_slugs() {
-        let catalog = Catalog::parse(CATALOG).expect("catalog");
+        let catalog = PlanCatalog::parse(CATALOG).expect("catalog");
         let summary = summary(&catalog);
         assert_eq!(
             serde_json::to_value(&summary).expect("json"),
@@ -232,6 +232,6 @@ bundles:
                 {"module": "notes", "plans": ["standard"], "source": "operator"},
             ])
         );
-        assert!(super::summary(&Catalog::parse("modules: {}").expect("empty")).is_empty());
+        assert!(super::summary(&PlanCatalog::parse("modules: {}").expect("empty")).is_empty());
     }
 }

@@ -2,19 +2,19 @@
 //!
 //! - [`bounds`]: how far the manual clock may move and how many periods
 //!   may be prepaid (the numbers billing takes from outside);
-//! - [`catalog`]: plans and bundles parsed from the operator's YAML and
+//! - [`plans`]: plans and bundles parsed from the operator's YAML and
 //!   checked against what each module declares it can gate;
 //! - [`subscription`]: one subscription per tenant per module, its state
 //!   machine, billing periods, grace, and the cost of plan changes (pure: no
-//!   I/O; time comes from a [`subscription::Clock`]);
+//!   I/O; time comes from a [`crate::clock::Clock`]);
 //! - [`store`]: subscriptions, their history and the notification outbox in
 //!   the control-plane database;
 //! - [`service`]: [`service::Billing`], which ties them together with the
 //!   entitlements engine and runs the time-driven maintenance step.
 
 pub mod bounds;
-pub mod catalog;
 pub mod listing;
+pub mod plans;
 pub mod service;
 pub mod store;
 pub mod subscription;

@@ -6,19 +6,68 @@
 //! every write bumps `revision`, which the dispatch path reads with the
 //! installation so a change made by another process reaches a server's
 //! entitlement cache at once.
+//!
+//! Every function answers a [`StoreError`]; a write based on a stale read
+//! is [`StoreError::Conflict`], which the billing service turns into the
+//! message the tenant or operator sees.
 
 use serde::{Deserialize, Serialize};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::{Duration, OffsetDateTime};
 
-use super::catalog::{BillingInterval, Currency};
+use super::plans::{BillingInterval, Currency};
 use super::subscription::{Subscription, SubscriptionState};
-use crate::error::SoukError;
+use crate::clock::rfc3339;
+
+/// Why the subscription store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The control-plane database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The row of (`tenant`, `module`) no longer has the revision the write
+    /// was based on, or a first write found a row already there: another
+    /// request or process wrote it first. Nothing was written; read again
+    /// and retry.
+    #[error(
+        "subscription of tenant {tenant} to {module} changed since revision {revision} was read"
+    )]
+    Conflict {
+        /// The tenant's internal id.
+        tenant: String,
+        /// The module's slug.
+        module: String,
+        /// The revision the write expected (0: none, a first write).
+        revision: i64,
+    },
+    /// A stored row does not parse (`what` says which part).
+    #[error("subscription of tenant {tenant} to {module} is corrupt: {what}")]
+    Corrupt {
+        /// The tenant's internal id.
+        tenant: String,
+        /// The module's slug.
+        module: String,
+        /// What did not parse.
+        what: String,
+    },
+    /// A stored instant (unix seconds) is outside the calendar.
+    #[error("stored instant {seconds}: {reason}")]
+    Instant {
+        /// The stored value.
+        seconds: i64,
+        /// Why it is not an instant.
+        reason: time::error::ComponentRange,
+    },
+    /// A record could not be encoded as JSON.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+}
 
 /// A subscription with the bookkeeping the host keeps around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionRecord {
-    /// The subscription itself (state machine, periods, plan, price).
+    /// The subscription itself; the other fields are the host's
+    /// bookkeeping around it, stored in the same row.
     pub subscription: Subscription,
     /// Periods paid for ahead (operator grants and extensions; confirmed
     /// payments once the payments integration lands). Maintenance uses one
@@ -27,7 +76,9 @@ pub struct SubscriptionRecord {
     /// The subscription reached `past_due` because a trial ended unpaid;
     /// denials then say `trial_ended` rather than `past_due`.
     pub trial_unpaid: bool,
-    /// Bumped on every write.
+    /// The row's revision when it was read (0: never saved). [`save`]
+    /// writes only while the row still has it, then bumps both; the dispatch
+    /// path compares it to know a cached grant is stale.
     pub revision: i64,
 }
 
@@ -88,12 +139,12 @@ fn unix(at: OffsetDateTime) -> i64 {
     at.unix_timestamp()
 }
 
-fn instant(seconds: i64) -> Result<OffsetDateTime, SoukError> {
+fn instant(seconds: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(seconds)
-        .map_err(|e| SoukError::Internal(anyhow::anyhow!("stored instant {seconds}: {e}")))
+        .map_err(|reason| StoreError::Instant { seconds, reason })
 }
 
-fn encode(record: &SubscriptionRecord) -> Result<String, SoukError> {
+fn encode(record: &SubscriptionRecord) -> Result<String, StoreError> {
     let s = &record.subscription;
     let data = Data {
         plan: s.plan.clone(),
@@ -111,7 +162,7 @@ fn encode(record: &SubscriptionRecord) -> Result<String, SoukError> {
         prepaid_periods: record.prepaid_periods,
         trial_unpaid: record.trial_unpaid,
     };
-    serde_json::to_string(&data).map_err(|e| SoukError::Internal(e.into()))
+    serde_json::to_string(&data).map_err(StoreError::Encode)
 }
 
 fn decode(
@@ -119,11 +170,11 @@ fn decode(
     module: &str,
     json: &str,
     revision: i64,
-) -> Result<SubscriptionRecord, SoukError> {
-    let corrupt = |what: String| {
-        SoukError::Internal(anyhow::anyhow!(
-            "subscription of tenant {tenant} to {module} is corrupt: {what}"
-        ))
+) -> Result<SubscriptionRecord, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        tenant: tenant.to_owned(),
+        module: module.to_owned(),
+        what,
     };
     let data: Data = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
     let subscription = Subscription {
@@ -159,7 +210,7 @@ pub async fn load(
     conn: &mut SqliteConnection,
     tenant_id: &str,
     module: &str,
-) -> Result<Option<SubscriptionRecord>, SoukError> {
+) -> Result<Option<SubscriptionRecord>, StoreError> {
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT data, revision FROM subscriptions WHERE tenant_id = ? AND module_slug = ?",
     )
@@ -178,7 +229,7 @@ pub async fn load(
 pub async fn list(
     conn: &mut SqliteConnection,
     tenant_id: &str,
-) -> Result<Vec<SubscriptionRecord>, SoukError> {
+) -> Result<Vec<SubscriptionRecord>, StoreError> {
     records(conn, Some(tenant_id)).await
 }
 
@@ -186,14 +237,14 @@ pub async fn list(
 ///
 /// # Errors
 /// Database failures; a row that does not parse.
-pub async fn all(conn: &mut SqliteConnection) -> Result<Vec<SubscriptionRecord>, SoukError> {
+pub async fn all(conn: &mut SqliteConnection) -> Result<Vec<SubscriptionRecord>, StoreError> {
     records(conn, None).await
 }
 
 async fn records(
     conn: &mut SqliteConnection,
     tenant_id: Option<&str>,
-) -> Result<Vec<SubscriptionRecord>, SoukError> {
+) -> Result<Vec<SubscriptionRecord>, StoreError> {
     let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT tenant_id, module_slug, data, revision FROM subscriptions \
          WHERE (? IS NULL OR tenant_id = ?) ORDER BY tenant_id, module_slug",
@@ -217,7 +268,7 @@ pub async fn due(
     conn: &mut SqliteConnection,
     now: OffsetDateTime,
     notice: Duration,
-) -> Result<Vec<(String, String)>, SoukError> {
+) -> Result<Vec<(String, String)>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT tenant_id, module_slug FROM subscriptions \
          WHERE state != 'expired' AND (period_end <= ? OR state = 'past_due' \
@@ -248,14 +299,14 @@ pub struct Change<'a> {
 /// change to the history, inside `tx`.
 ///
 /// # Errors
-/// Database failures; [`SoukError::Conflict`] when the row changed since it
-/// was read (another process wrote it first; retry).
+/// Database failures; [`StoreError::Conflict`] when the row changed since
+/// it was read (another process wrote it first; retry).
 pub async fn save(
     tx: &mut Transaction<'_, Sqlite>,
     record: &mut SubscriptionRecord,
     from: Option<SubscriptionState>,
     change: &Change<'_>,
-) -> Result<(), SoukError> {
+) -> Result<(), StoreError> {
     let s = &record.subscription;
     let data = encode(record)?;
     let at = rfc3339(change.at);
@@ -291,10 +342,11 @@ pub async fn save(
         .await?
     };
     if updated.rows_affected() != 1 {
-        return Err(SoukError::Conflict(format!(
-            "the subscription to {} changed while this request was handled; retry",
-            s.module
-        )));
+        return Err(StoreError::Conflict {
+            tenant: s.tenant.clone(),
+            module: s.module.clone(),
+            revision: record.revision,
+        });
     }
     record.revision += 1;
     sqlx::query(
@@ -320,17 +372,17 @@ pub async fn save(
 pub struct HistoryEntry {
     /// When (host clock), RFC 3339.
     pub at: String,
-    /// What happened.
+    /// What happened, as in [`Change::action`].
     pub action: String,
-    /// State before, if there was a subscription.
+    /// [`state_name`] before the change; `None` for the pair's first write.
     pub from_state: Option<String>,
-    /// State after.
+    /// [`state_name`] after the change.
     pub to_state: String,
-    /// Plan after.
+    /// Slug of the plan in effect after the change.
     pub plan: String,
-    /// Who.
+    /// `operator`, `tenant:<slug>` or `maintenance`.
     pub actor: String,
-    /// Details.
+    /// Free text, e.g. the amounts of a plan change.
     pub detail: Option<String>,
 }
 
@@ -342,7 +394,7 @@ pub async fn history(
     conn: &mut SqliteConnection,
     tenant_id: &str,
     module: &str,
-) -> Result<Vec<HistoryEntry>, SoukError> {
+) -> Result<Vec<HistoryEntry>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT at, action, from_state, to_state, plan, actor, detail FROM subscription_events \
          WHERE tenant_id = ? AND module_slug = ? ORDER BY id",
@@ -356,20 +408,22 @@ pub async fn history(
 /// A notification waiting in the outbox.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct OutboxEvent {
-    /// Position in the outbox.
+    /// Position in the outbox, increasing; readers pass the last one they
+    /// saw as `after` to read on.
     pub id: i64,
     /// When it was written (host clock), RFC 3339.
     pub created_at: String,
-    /// `trial_ending`, `trial_ended`, `payment_due`, `renewed`, `expired`,
-    /// `downgraded`.
+    /// `trial_ending`, `trial_ended`, `trial_converted`, `payment_due`,
+    /// `renewed`, `expired`, `downgraded` or `usage_period_closed`.
     pub kind: String,
     /// The tenant's internal id.
     pub tenant_id: String,
-    /// The module.
+    /// The module's slug.
     pub module_slug: String,
-    /// Event details as JSON text.
+    /// Event details as JSON text (a JSON object; its keys depend on `kind`).
     pub payload: String,
-    /// When a notifier marked it delivered.
+    /// When a notifier marked it delivered, RFC 3339; nothing in the host
+    /// sets it.
     pub delivered_at: Option<String>,
 }
 
@@ -386,7 +440,7 @@ pub async fn push_outbox(
     module: &str,
     dedupe_key: &str,
     payload: &serde_json::Value,
-) -> Result<bool, SoukError> {
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO outbox (created_at, kind, tenant_id, module_slug, dedupe_key, payload) \
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
@@ -412,7 +466,7 @@ pub async fn outbox(
     tenant_id: Option<&str>,
     after: i64,
     limit: i64,
-) -> Result<Vec<OutboxEvent>, SoukError> {
+) -> Result<Vec<OutboxEvent>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT id, created_at, kind, tenant_id, module_slug, payload, delivered_at FROM outbox \
          WHERE id > ? AND (? IS NULL OR tenant_id = ?) ORDER BY id LIMIT ?",
@@ -425,17 +479,11 @@ pub async fn outbox(
     .await?)
 }
 
-/// RFC 3339 text of `at`.
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::catalog::Catalog;
-    use crate::billing::subscription::ManualClock;
+    use crate::billing::plans::PlanCatalog;
+    use crate::clock::ManualClock;
     use crate::control_plane::ControlPlane;
     use souk_module_registry::Slug;
 
@@ -455,7 +503,8 @@ mod tests {
     }
 
     fn pro_trial() -> SubscriptionRecord {
-        let catalog = Catalog::parse(include_str!("../../../catalog/digital-card.yaml")).unwrap();
+        let catalog =
+            PlanCatalog::parse(include_str!("../../../catalog/digital-card.yaml")).unwrap();
         let plans = catalog
             .module(&Slug::parse("digital-card").unwrap())
             .unwrap();
@@ -524,14 +573,14 @@ mod tests {
         let mut tx = control.pool().begin().await.unwrap();
         let refused = save(&mut tx, &mut stale, None, &change("extended")).await;
         assert!(
-            matches!(refused, Err(SoukError::Conflict(_))),
+            matches!(refused, Err(StoreError::Conflict { .. })),
             "{refused:?}"
         );
         // A second insert of a new record for the same pair is refused too.
         let mut fresh = pro_trial();
         let refused = save(&mut tx, &mut fresh, None, &change("subscribed")).await;
         assert!(
-            matches!(refused, Err(SoukError::Conflict(_))),
+            matches!(refused, Err(StoreError::Conflict { .. })),
             "{refused:?}"
         );
     }

@@ -40,8 +40,9 @@
 //!
 //! Periods are counted from an anchor instant: period *n* runs from
 //! anchor + *n* intervals to anchor + *n*+1 intervals, where adding months
-//! clamps the day to the end of a shorter month (anchor Jan 31 gives Feb 28 or
-//! 29, then Mar 31 — always computed from the anchor, so the day never drifts).
+//! clamps the day to the end of a shorter month ([`crate::calendar`]: anchor
+//! Jan 31 gives Feb 28 or 29, then Mar 31 — always computed from the anchor,
+//! so the day never drifts).
 //!
 //! # Plan changes and rounding
 //!
@@ -55,10 +56,11 @@
 //! of the current period and costs nothing now. [`Subscription::quote`]
 //! computes exactly what [`Subscription::change_plan`] then charges.
 
-use time::{Date, Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime};
 
-use super::catalog::{BillingInterval, Currency, Plan};
-pub use crate::clock::{Clock, ManualClock, SystemClock};
+use super::plans::{BillingInterval, Currency, Plan};
+use crate::calendar::add_months;
+use crate::clock::Clock;
 
 /// The state of a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,7 +167,7 @@ pub enum SubscriptionError {
     /// The plan is not sold in the subscription's currency.
     #[error("plan {plan:?} has no price in {currency}")]
     NoPrice {
-        /// The plan asked for.
+        /// Slug of the plan asked for.
         plan: String,
         /// The subscription's currency.
         currency: Currency,
@@ -173,7 +175,7 @@ pub enum SubscriptionError {
     /// A trial was asked for a plan that has none.
     #[error("plan {plan:?} has no trial")]
     NoTrial {
-        /// The plan asked for.
+        /// Slug of the plan asked for.
         plan: String,
     },
     /// Changing between billing intervals is not supported; cancel and
@@ -188,39 +190,19 @@ pub enum SubscriptionError {
     /// Plan changes are only possible on an active subscription.
     #[error("plan changes need an active subscription, this one is {state:?}")]
     NotActive {
-        /// The subscription's state.
+        /// The state it is in instead.
         state: SubscriptionState,
     },
     /// The subscription is already on the plan.
     #[error("the subscription is already on plan {plan:?}")]
     SamePlan {
-        /// The plan.
+        /// Slug of the plan it is already on.
         plan: String,
     },
 }
 
 /// The default grace period after a missed payment.
 pub const DEFAULT_GRACE: Duration = Duration::days(7);
-
-/// `at` plus `months` calendar months, with the day clamped to the last day of
-/// a shorter month (Jan 31 + 1 month is Feb 28, or Feb 29 in a leap year).
-/// The time of day and offset are kept. Saturates at the last representable
-/// date, which no real subscription reaches.
-pub fn add_months(at: OffsetDateTime, months: u32) -> OffsetDateTime {
-    let date = at.date();
-    let index =
-        i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1 + i64::from(months);
-    let year = i32::try_from(index.div_euclid(12)).unwrap_or(i32::MAX);
-    let month_number = u8::try_from(index.rem_euclid(12) + 1).unwrap_or(12);
-    let Ok(month) = time::Month::try_from(month_number) else {
-        return at;
-    };
-    let day = date.day().min(time::util::days_in_month(month, year));
-    match Date::from_calendar_date(year, month, day) {
-        Ok(d) => at.replace_date(d),
-        Err(_) => at.replace_date(Date::MAX),
-    }
-}
 
 /// The start of period `index` counted from `anchor`.
 pub fn period_start(
@@ -237,11 +219,13 @@ pub struct Quote {
     /// Charged now, in minor units of the subscription's currency: the new
     /// plan's prorated price for the rest of the period less `credit`.
     pub amount_due_now: u64,
-    /// The credit for the unused part of the old plan (0 for a downgrade).
+    /// The credit for the unused part of the old plan, minor units, rounded
+    /// up (0 for a downgrade).
     pub credit: u64,
-    /// The price of each period after the change.
+    /// The price of each period after the change, minor units.
     pub next_period_price: u64,
-    /// When the new plan takes effect.
+    /// When the new plan takes effect: now for an upgrade, the period end
+    /// for a downgrade.
     pub effective_at: OffsetDateTime,
 }
 
@@ -255,33 +239,38 @@ pub struct PlanChange<'a> {
 /// One tenant's subscription to one module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
-    /// The tenant.
+    /// The tenant's internal id (not its slug).
     pub tenant: String,
-    /// The module, by slug.
+    /// The module's slug.
     pub module: String,
-    /// The plan now in effect.
+    /// Slug of the plan in effect now; a downgrade waits in `scheduled`
+    /// until the period ends.
     pub plan: String,
     /// The price of one period of `plan` in `currency`, fixed when the plan
     /// was taken.
     pub price: u64,
-    /// The currency the tenant is billed in.
+    /// Fixed when the subscription starts: renewals and plan changes are
+    /// priced in it.
     pub currency: Currency,
-    /// How often the plan is billed.
+    /// `plan`'s interval; a plan change must keep it
+    /// ([`SubscriptionError::IntervalMismatch`]).
     pub interval: BillingInterval,
-    /// The state.
+    /// Moved by the methods below, each through [`transition`].
     pub state: SubscriptionState,
-    /// The instant billing periods are counted from.
+    /// The instant billing periods are counted from: the start, the end of
+    /// the trial, or a resubscription.
     pub anchor: OffsetDateTime,
-    /// Which period since `anchor` is current.
+    /// Which period since `anchor` is current (0: the first).
     pub period_index: u32,
     /// Start of the current period (or of the trial).
     pub period_start: OffsetDateTime,
     /// End of the current period (or of the trial); access of a canceled
     /// subscription ends here.
     pub period_end: OffsetDateTime,
-    /// How long access continues after a missed payment.
+    /// How long access continues after a missed payment
+    /// ([`DEFAULT_GRACE`] for every subscription the host starts).
     pub grace: Duration,
-    /// When grace ends, while past due.
+    /// When grace ends; set only while past due.
     pub grace_ends: Option<OffsetDateTime>,
     /// A downgrade waiting for the period end: (plan, its price).
     pub scheduled: Option<(String, u64)>,
@@ -562,7 +551,8 @@ fn prorate(price: u64, part: u128, whole: u128, rounding: Rounding) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::catalog::Catalog;
+    use crate::billing::plans::PlanCatalog;
+    use crate::clock::{ManualClock, SystemClock};
     use SubscriptionEvent as E;
     use SubscriptionState as S;
     use souk_module_registry::Slug;
@@ -570,7 +560,7 @@ mod tests {
     const DIGITAL_CARD_CATALOG: &str = include_str!("../../../catalog/digital-card.yaml");
 
     fn plans() -> (Plan, Plan, Plan) {
-        let catalog = Catalog::parse(DIGITAL_CARD_CATALOG).unwrap();
+        let catalog = PlanCatalog::parse(DIGITAL_CARD_CATALOG).unwrap();
         let m = catalog
             .module(&Slug::parse("digital-card").unwrap())
             .unwrap();

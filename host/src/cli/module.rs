@@ -126,7 +126,10 @@ pub(super) async fn run(command: ModuleCommand, global: &GlobalOptions) -> anyho
                 version,
                 restore_archive: restore,
             };
-            let report = installer::install(&souk, &operator, &tenant, &request).await?;
+            let report = souk
+                .installer()
+                .install(&operator, &tenant, &request)
+                .await?;
             print(json, &report, |r| {
                 format!(
                     "installed {} {} for {} (migrations: {})",
@@ -144,8 +147,10 @@ pub(super) async fn run(command: ModuleCommand, global: &GlobalOptions) -> anyho
         } => {
             let souk = open(global).await?;
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let report =
-                installer::upgrade(&souk, &operator, &tenant, &module, version.as_deref()).await?;
+            let report = souk
+                .installer()
+                .upgrade(&operator, &tenant, &module, version.as_deref())
+                .await?;
             print(json, &report, |r| {
                 format!(
                     "upgraded {} to {} for {} (new migrations: {})",
@@ -172,7 +177,10 @@ pub(super) async fn run(command: ModuleCommand, global: &GlobalOptions) -> anyho
             } else {
                 installer::Removal::Normal
             };
-            let report = installer::uninstall(&souk, &operator, &tenant, &module, &removal).await?;
+            let report = souk
+                .installer()
+                .uninstall(&operator, &tenant, &module, &removal)
+                .await?;
             print(json, &report, |r| {
                 let forced = match &r.forced {
                     Some(reason) => format!(" (forced: {reason})"),
@@ -187,7 +195,7 @@ pub(super) async fn run(command: ModuleCommand, global: &GlobalOptions) -> anyho
         ModuleCommand::Installed { tenant } => {
             let souk = open(global).await?;
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let list = installer::list(&souk, &tenant).await?;
+            let list = souk.installer().list(&tenant).await?;
             print(json, &list, |l| {
                 l.iter()
                     .map(|i| format!("{}\t{}\t{}", i.module, i.version, i.digest))

@@ -208,8 +208,16 @@ pub(super) async fn run(command: RegistryCommand, global: &GlobalOptions) -> any
             modules,
         } => {
             let souk = open(global).await?;
-            let report =
-                crate::registry::pull(&souk, &registry, &trust_root, &modules, offline).await?;
+            let report = crate::registry::pull(
+                &souk.catalog,
+                &souk.runtime,
+                &souk.config.data_dir,
+                &registry,
+                &trust_root,
+                &modules,
+                offline,
+            )
+            .await?;
             print(json, &report, |r| {
                 r.revoked_installs
                     .iter()

@@ -59,7 +59,7 @@ async fn serve(
     println!("souk: listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %souk.config.data_dir.display(), "serving");
-    let registry = crate::registry::embedded(&souk).await?;
+    let registry = crate::registry::embedded(&souk.catalog, &souk.config.data_dir).await?;
     if maintenance_interval_secs > 0 {
         tokio::spawn(maintenance_loop(
             souk.clone(),

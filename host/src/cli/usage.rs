@@ -5,7 +5,6 @@
 use clap::Subcommand;
 
 use super::{GlobalOptions, open, print};
-use crate::installer;
 use crate::usage::{Usage, UsageEvent};
 
 #[derive(Debug, Subcommand)]
@@ -53,7 +52,7 @@ pub(super) async fn run(command: UsageCommand, global: &GlobalOptions) -> anyhow
             idempotency_key,
         } => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let installed = installer::list(&souk, &tenant).await?;
+            let installed = souk.installer().list(&tenant).await?;
             let event = UsageEvent {
                 module,
                 meter,
@@ -76,7 +75,7 @@ pub(super) async fn run(command: UsageCommand, global: &GlobalOptions) -> anyhow
         }
         UsageCommand::Show { tenant, module } => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let installed = installer::list(&souk, &tenant).await?;
+            let installed = souk.installer().list(&tenant).await?;
             let report = usage.report(&tenant, installed, module.as_deref()).await?;
             print(global.json, &report, |r| {
                 let mut lines = vec![format!("{} usage at {}", tenant.slug, r.at)];

@@ -22,7 +22,6 @@
 //! a retried consume applies once. Each meter has its own mutex (a usage event
 //! updates a sum, its period and its idempotency keys together).
 
-pub mod call;
 mod period;
 mod store;
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Metering periods and how they roll over.
 
-use time::{Date, Duration, Month, OffsetDateTime};
+use std::ops::Range;
+
+use time::{Duration, OffsetDateTime};
 
 /// How often a metered allowance resets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,6 +27,17 @@ pub struct Period {
     pub start: OffsetDateTime,
     /// First instant after the period.
     pub end: OffsetDateTime,
+}
+
+/// A metering period from a span of [`crate::calendar`] (a month counted
+/// from an anchor, a calendar month).
+impl From<Range<OffsetDateTime>> for Period {
+    fn from(span: Range<OffsetDateTime>) -> Self {
+        Period {
+            start: span.start,
+            end: span.end,
+        }
+    }
 }
 
 impl Period {
@@ -82,23 +95,17 @@ impl PeriodClock {
 }
 
 /// `from` moved forward by `months`, keeping the anchor's day of month
-/// (clamped) and time of day.
+/// (clamped) and `from`'s time of day; past the end of the representable
+/// calendar, one day later (or `from`) so rolling stops rather than panics.
 fn shift_months(anchor: OffsetDateTime, from: OffsetDateTime, months: u32) -> OffsetDateTime {
-    let total = from.year() * 12 + (from.month() as i32 - 1) + months as i32;
-    let year = total.div_euclid(12);
-    let month_index = total.rem_euclid(12) as u8 + 1;
-    let month = Month::try_from(month_index).unwrap_or(Month::December);
-    let day = anchor.day().min(month.length(year));
-    match Date::from_calendar_date(year, month, day) {
-        Ok(date) => from.replace_date(date),
-        // Out of the representable range: stop rolling rather than panic.
-        Err(_) => from.checked_add(Duration::days(1)).unwrap_or(from),
-    }
+    crate::calendar::shift_months(from, months, anchor.day())
+        .unwrap_or_else(|| from.checked_add(Duration::days(1)).unwrap_or(from))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::{Date, Month};
 
     fn datetime(year: i32, month: u8, day: u8) -> OffsetDateTime {
         let month = Month::try_from(month).unwrap();

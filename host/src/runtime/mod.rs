@@ -3,12 +3,14 @@
 //! components on disk, and [`LoadedModule`]s (one `InstancePre` per module
 //! version) that run each call in a fresh, limited [`Store`].
 //!
-//! What a module may touch is decided by the host interfaces linked here
-//! ([`crate::db`], [`crate::log`], [`crate::context`] and, from API 0.2.0,
-//! `entitlements`) and by a WASI context that grants no filesystem, socket,
-//! network-lookup or environment access.
+//! The runtime knows nothing of what a module may import: its one
+//! [`Linker`] is filled by [`capabilities::add_to_linker`], and each call
+//! runs in a store whose data is the [`CallState`] its caller built (for a
+//! request, a lifecycle hook, or detached for the host's own calls such as
+//! the gates check). A new host interface is a new capability, not a change
+//! here.
 //!
-//! Every call is bounded in time by one mechanism ([`CallDeadline`]): the
+//! Every call is bounded in time by one mechanism (`CallDeadline`): the
 //! epoch callback lets a running guest keep its tokio worker for at most one
 //! epoch tick before yielding, and traps it at the call's wall-clock
 //! deadline; an outer `tokio::time::timeout` at the same deadline (plus a
@@ -21,12 +23,10 @@
 //! Every supported module API version ([`ApiVersion::SUPPORTED`]) is linked
 //! into the one [`Linker`]; a component is matched to its version by the
 //! `souk:module/guest@<version>` interface it exports, and a [`Call`] speaks
-//! to it through that version's bindings.
+//! to it through that version's bindings ([`crate::wit`]).
 
 mod admission;
-pub mod bindings;
 mod cache;
-mod entitlements;
 #[cfg(test)]
 mod tests;
 
@@ -36,20 +36,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use souk_module_registry::{ApiVersion, FeatureDecl, LimitDecl, LimitKind, Package};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use crate::error::CallError;
 pub use admission::{CallPermit, reserved_instances};
 pub use cache::ComponentCache;
 
-use crate::context::CallContext;
-use crate::db::ModuleDb;
-use crate::entitlements::call::CallEntitlements;
+use crate::capabilities::context::CallContext;
+use crate::capabilities::log::printable;
+use crate::capabilities::{self, CallState};
+use crate::wit;
 
 /// How often the epoch ticker advances the engine's epoch: also the longest
 /// a running guest keeps its tokio worker before it yields, and how late
@@ -258,18 +257,8 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        capabilities::add_to_linker(&mut linker)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-        bindings::v0_1_0::Module::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-        bindings::v0_2_0::Module::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let ticker = Some(EpochTicker::start(engine.clone())?);
         let admission = admission::Admission::new(
@@ -330,11 +319,6 @@ impl Runtime {
         })
     }
 
-    /// The compatibility hash of this engine, as hex (part of cache keys).
-    pub fn engine_hash(&self) -> String {
-        cache::engine_hash(&self.engine)
-    }
-
     /// Compiles (or loads from the cache) a package's component, checks that
     /// it implements a supported world and that its gates match the
     /// manifest, and prepares it for instantiation.
@@ -361,9 +345,9 @@ impl Runtime {
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld(format!("{e:#}"));
         let pre = if api == ApiVersion::V0_1_0 {
-            GuestPre::V0_1_0(bindings::v0_1_0::ModulePre::new(pre).map_err(wrong_world)?)
+            GuestPre::V0_1_0(wit::v0_1_0::ModulePre::new(pre).map_err(wrong_world)?)
         } else {
-            GuestPre::V0_2_0(bindings::v0_2_0::ModulePre::new(pre).map_err(wrong_world)?)
+            GuestPre::V0_2_0(wit::v0_2_0::ModulePre::new(pre).map_err(wrong_world)?)
         };
         let module = LoadedModule {
             inner: Arc::new(LoadedInner {
@@ -383,8 +367,7 @@ impl Runtime {
         }
         // Refuse core modules and garbage with a message that says so,
         // before Cranelift sees them.
-        let is_component = wasmparser_is_component(&package.component);
-        if !is_component {
+        if !has_component_header(&package.component) {
             return Err(LoadError::NotAComponent(
                 "it is a core WebAssembly module or malformed; build it for \
                  wasm32-wasip2 so it is a component"
@@ -404,9 +387,11 @@ impl Drop for Runtime {
     }
 }
 
-/// Checks the component-layer header: `\0asm` followed by a version whose
-/// layer field is 1 (components), not 0 (core modules).
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
+/// Whether `bytes` start with the header of a WebAssembly component: `\0asm`
+/// followed by a version whose layer field is 1 (components), not 0 (core
+/// modules). Only the 8-byte header is read; the body is left to the
+/// compiler.
+fn has_component_header(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
 }
 
@@ -440,67 +425,6 @@ fn detect_api(engine: &Engine, component: &Component) -> Result<ApiVersion, Load
     )))
 }
 
-/// Per-call state held by a [`Store`]: the sandbox's WASI context (no
-/// capabilities), memory limits, the call context, the module's scoped
-/// database handle and, for requests, what the tenant's subscription allows.
-pub struct CallState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    /// Who is calling, for which tenant and module.
-    pub context: CallContext,
-    /// The module's scoped view of the tenant database.
-    pub db: ModuleDb,
-    /// Log lines written during this call.
-    pub log_lines: u32,
-    /// What the tenant's subscription allows during this call; `None` when
-    /// the call runs without a subscription context (lifecycle hooks), in
-    /// which case the module's entitlement checks are refused with
-    /// `no_subscription`.
-    pub entitlements: Option<CallEntitlements>,
-}
-
-impl CallState {
-    /// Builds the state for one call.
-    pub fn new(context: CallContext, db: ModuleDb, memory_bytes: usize) -> Self {
-        let mut wasi = WasiCtx::builder();
-        wasi.allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }));
-        CallState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .instances(32)
-                .trap_on_grow_failure(false)
-                .build(),
-            context,
-            db,
-            log_lines: 0,
-            entitlements: None,
-        }
-    }
-
-    /// Gives the call a subscription context for the module's
-    /// `entitlements` imports.
-    #[must_use]
-    pub fn with_entitlements(mut self, entitlements: CallEntitlements) -> Self {
-        self.entitlements = Some(entitlements);
-        self
-    }
-}
-
-impl WasiView for CallState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
 /// A module version ready to run: one `InstancePre`, shared by all calls.
 #[derive(Clone)]
 pub struct LoadedModule {
@@ -517,14 +441,14 @@ struct LoadedInner {
 /// A component prepared for instantiation, through the bindings of the API
 /// version it implements.
 enum GuestPre {
-    V0_1_0(bindings::v0_1_0::ModulePre<CallState>),
-    V0_2_0(bindings::v0_2_0::ModulePre<CallState>),
+    V0_1_0(wit::v0_1_0::ModulePre<CallState>),
+    V0_2_0(wit::v0_2_0::ModulePre<CallState>),
 }
 
 /// A live instance, through the bindings of the API version it implements.
 enum GuestInstance {
-    V0_1_0(bindings::v0_1_0::Module),
-    V0_2_0(bindings::v0_2_0::Module),
+    V0_1_0(wit::v0_1_0::Module),
+    V0_2_0(wit::v0_2_0::Module),
 }
 
 /// Runs `$body` once per API version: `$guest` is the instance's `guest`
@@ -535,13 +459,13 @@ macro_rules! with_guest {
         match &$call.instance {
             GuestInstance::V0_1_0(instance) => {
                 #[allow(unused_imports)]
-                use bindings::v0_1_0 as $api;
+                use wit::v0_1_0 as $api;
                 let $guest = instance.souk_module_guest().clone();
                 $body
             }
             GuestInstance::V0_2_0(instance) => {
                 #[allow(unused_imports)]
-                use bindings::v0_2_0 as $api;
+                use wit::v0_2_0 as $api;
                 let $guest = instance.souk_module_guest().clone();
                 $body
             }
@@ -571,18 +495,23 @@ pub struct ModuleRequest {
     pub query: String,
     /// Headers safe to forward (never `Authorization`).
     pub headers: Vec<(String, String)>,
-    /// Body bytes.
+    /// The request body as the client sent it.
     pub body: Vec<u8>,
 }
 
-/// A module's HTTP response.
+/// A module's HTTP response, as the module returned it.
 #[derive(Debug, Clone)]
 pub struct ModuleResponse {
-    /// Status code.
+    /// Any `u16` the module chose, unchecked here (the API answers 502 for
+    /// one outside 100 to 999); 500 and above roll the call's transaction
+    /// back.
     pub status: u16,
-    /// Headers.
+    /// Name and value pairs in the module's order, unchecked: the API drops
+    /// invalid ones and those the host controls (`content-length`,
+    /// `transfer-encoding`, `connection`, `set-cookie`).
     pub headers: Vec<(String, String)>,
-    /// Body bytes.
+    /// At most [`RuntimeLimits::max_response_bytes`] ([`Call::handle`]
+    /// refuses a longer one).
     pub body: Vec<u8>,
 }
 
@@ -644,7 +573,7 @@ impl LoadedModule {
         let inner = &self.inner;
         let deadline = CallDeadline::starting_now(inner.limits.call_timeout);
         let mut store = Store::new(&inner.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| s.store_limits());
         // Each epoch tick the guest yields its worker, so a busy guest
         // holds a tokio worker for at most one tick at a time; at the
         // deadline it traps. The wall clock decides, not a tick count, so a
@@ -688,19 +617,14 @@ impl LoadedModule {
         &self,
         context: CallContext,
     ) -> Result<Vec<Migration>, CallError> {
-        let state = CallState::new(
-            context,
-            ModuleDb::detached(),
-            self.inner.limits.memory_bytes,
-        );
+        let state = CallState::detached(context, self.inner.limits.memory_bytes);
         let mut call = self.instantiate(state).await?;
         call.migrations().await
     }
 
     async fn check_gates(&self, package: &Package) -> Result<(), LoadError> {
-        let state = CallState::new(
+        let state = CallState::detached(
             CallContext::system(&package.manifest),
-            ModuleDb::detached(),
             self.inner.limits.memory_bytes,
         );
         let mut call = self
@@ -777,75 +701,6 @@ fn classify(error: wasmtime::Error, timeout: Duration) -> CallError {
         };
     }
     CallError::Trap(printable(&error.root_cause().to_string(), MAX_ERROR_BYTES))
-}
-
-/// `text` made safe to show in an answer or a log line: control characters
-/// (C0 including `\n` `\r` `\t`, DEL, C1), the Unicode line and paragraph
-/// separators and the bidirectional controls are written as escapes (`\n`,
-/// `\r`, `\t`, `\u{2028}`), so the text stays on one line and reads as it
-/// is; and it is cut to at most `max_bytes` at a character boundary, ending
-/// with a marker that says how much was cut. Backslashes are kept as they
-/// are.
-pub fn printable(text: &str, max_bytes: usize) -> String {
-    /// Room kept for the marker: "… [" + 20 digits + " more bytes cut]".
-    const MARKER_ROOM: usize = 48;
-    let mut escaped_len = 0;
-    for c in text.chars() {
-        escaped_len += escaped_len_of(c);
-        if escaped_len > max_bytes {
-            break;
-        }
-    }
-    let limit = if escaped_len <= max_bytes {
-        usize::MAX
-    } else {
-        max_bytes.saturating_sub(MARKER_ROOM)
-    };
-    let mut out = String::with_capacity(escaped_len.min(max_bytes));
-    for (at, c) in text.char_indices() {
-        if out.len() + escaped_len_of(c) > limit {
-            out.push_str(&format!("… [{} more bytes cut]", text.len() - at));
-            break;
-        }
-        push_escaped(&mut out, c);
-    }
-    out
-}
-
-/// Whether [`printable`] writes `c` as an escape.
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-        )
-}
-
-/// How many bytes [`push_escaped`] writes for `c`.
-fn escaped_len_of(c: char) -> usize {
-    match c {
-        '\n' | '\r' | '\t' => 2,
-        c if needs_escape(c) => {
-            let digits = (32 - u32::from(c).leading_zeros()).div_ceil(4).max(1);
-            4 + digits as usize
-        }
-        c => c.len_utf8(),
-    }
-}
-
-/// Writes `c` as [`printable`] shows it.
-fn push_escaped(out: &mut String, c: char) {
-    use std::fmt::Write as _;
-    match c {
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        c if needs_escape(c) => {
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        }
-        c => out.push(c),
-    }
 }
 
 impl Call {

@@ -51,9 +51,8 @@ fn runtime(cache: &tempfile::TempDir) -> Runtime {
 
 /// A call without a database or a subscription (as when a package loads).
 async fn call(runtime: &Runtime, module: &LoadedModule, package: &Package) -> Call {
-    let state = CallState::new(
+    let state = CallState::detached(
         CallContext::system(&package.manifest),
-        ModuleDb::detached(),
         runtime.limits().memory_bytes,
     );
     module.instantiate(state).await.unwrap()

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{
+use crate::capabilities::db::ModuleDb;
+use crate::entitlements::{
     Decision, Denial, EntitlementEngine, MAX_QUANTITY, MeterReading, MeterRefusal, Period, Usage,
     UsageError, UsageKind, usage_db,
 };
-use crate::db::ModuleDb;
 
 /// Why a usage change from a module call did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +23,12 @@ pub enum CallUsageError {
     /// The key is not a count limit or meter of the module's plan.
     #[error("{0}")]
     UnknownKey(String),
+    /// The idempotency key is empty or longer than
+    /// [`MAX_IDEMPOTENCY_KEY`]; nothing changed.
+    #[error("{0}")]
+    InvalidKey(String),
     /// The quantity or amount is outside 1 to [`MAX_QUANTITY`], or would
-    /// take a meter past [`MAX_USAGE`](super::MAX_USAGE); nothing changed.
+    /// take a meter past [`MAX_USAGE`](crate::entitlements::MAX_USAGE); nothing changed.
     #[error("{0}")]
     OutOfRange(String),
     /// The host could not record it; the call is trapped and rolled back.
@@ -71,7 +75,7 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 fn check_key(idempotency_key: Option<&str>) -> Result<(), CallUsageError> {
     match idempotency_key {
         Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
-            Err(CallUsageError::UnknownKey(format!(
+            Err(CallUsageError::InvalidKey(format!(
                 "an idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} bytes, not {}",
                 key.len()
             )))
@@ -168,10 +172,11 @@ impl CallEntitlements {
     ///
     /// # Errors
     /// [`CallUsageError::Denied`] when the plan refuses it (or the counter
-    /// would pass [`MAX_USAGE`](super::MAX_USAGE)),
+    /// would pass [`MAX_USAGE`](crate::entitlements::MAX_USAGE)),
     /// [`CallUsageError::OutOfRange`] for a quantity outside 1 to
-    /// [`MAX_QUANTITY`], [`CallUsageError::Host`] when the tenant database
-    /// fails.
+    /// [`MAX_QUANTITY`], [`CallUsageError::InvalidKey`] for an idempotency
+    /// key outside 1 to [`MAX_IDEMPOTENCY_KEY`] bytes,
+    /// [`CallUsageError::Host`] when the tenant database fails.
     pub async fn consume(
         &mut self,
         db: &mut ModuleDb,
@@ -188,7 +193,9 @@ impl CallEntitlements {
     ///
     /// # Errors
     /// [`CallUsageError::UnknownKey`] for a key the module never had,
-    /// [`CallUsageError::Host`] when the tenant database fails.
+    /// [`CallUsageError::OutOfRange`] and [`CallUsageError::InvalidKey`] as
+    /// for [`CallEntitlements::consume`], [`CallUsageError::Host`] when the
+    /// tenant database fails.
     pub async fn release(
         &mut self,
         db: &mut ModuleDb,
@@ -251,7 +258,8 @@ impl CallEntitlements {
     ///
     /// # Errors
     /// [`CallUsageError::Denied`] (allowance used up, or no access),
-    /// [`CallUsageError::UnknownKey`], [`CallUsageError::Host`].
+    /// [`CallUsageError::UnknownKey`], [`CallUsageError::OutOfRange`],
+    /// [`CallUsageError::InvalidKey`], [`CallUsageError::Host`].
     pub async fn record_usage(
         &mut self,
         db: &mut ModuleDb,
@@ -270,7 +278,8 @@ impl CallEntitlements {
             idempotency_key,
             at: self.now,
         };
-        let reading = record(&self.engine, conn, event, true).await?;
+        let reading = reserve(&self.engine, event, true)?;
+        let reading = persist(&self.engine, conn, event, reading).await?;
         if reading.counted {
             self.undo.push(Undo::Meter {
                 meter: meter.to_owned(),
@@ -322,17 +331,18 @@ impl CallEntitlements {
 /// A metered event to record: which meter, how much, under which key, when.
 #[derive(Debug, Clone, Copy)]
 pub struct MeterEvent<'a> {
-    /// The tenant's internal id.
+    /// The tenant's internal id (not its slug).
     pub tenant_id: &'a str,
-    /// The module.
+    /// The module's slug.
     pub module: &'a str,
-    /// The meter key.
+    /// The meter's key, as the module declares it.
     pub meter: &'a str,
-    /// Units.
+    /// How much to add, in the meter's own unit; the engine refuses 0 and
+    /// more than [`MAX_QUANTITY`].
     pub amount: u64,
     /// Counted once per key per period.
     pub idempotency_key: &'a str,
-    /// When it happened.
+    /// When it happened, by the host clock; decides the period it counts in.
     pub at: OffsetDateTime,
 }
 
@@ -342,8 +352,9 @@ pub struct MeterEvent<'a> {
 /// usage). Follow with [`persist`] in the caller's transaction, or undo.
 ///
 /// # Errors
-/// [`CallUsageError::Denied`] (enforced), [`CallUsageError::UnknownKey`].
-pub fn reserve(
+/// [`CallUsageError::Denied`] (enforced), [`CallUsageError::UnknownKey`],
+/// [`CallUsageError::OutOfRange`].
+fn reserve(
     engine: &EntitlementEngine,
     event: MeterEvent<'_>,
     enforce: bool,
@@ -378,7 +389,7 @@ pub fn reserve(
 ///
 /// # Errors
 /// [`CallUsageError::Host`] for database failures.
-pub async fn persist(
+async fn persist(
     engine: &EntitlementEngine,
     conn: &mut sqlx::SqliteConnection,
     event: MeterEvent<'_>,
@@ -437,10 +448,14 @@ pub struct MeterHold<'a> {
 
 impl<'a> MeterHold<'a> {
     /// Takes `event` in the engine; with `enforce`, from the allowance
-    /// (atomically), as for [`reserve`].
+    /// (atomically: refused when access is lost or the allowance would be
+    /// exceeded), without, as a fact (reported usage).
     ///
     /// # Errors
-    /// As for [`reserve`].
+    /// [`CallUsageError::Denied`] (enforced), [`CallUsageError::UnknownKey`]
+    /// for a key that is not a meter of the plan,
+    /// [`CallUsageError::OutOfRange`] for an amount out of range or a full
+    /// meter.
     pub fn take(
         engine: &'a EntitlementEngine,
         event: MeterEvent<'a>,
@@ -456,13 +471,26 @@ impl<'a> MeterHold<'a> {
     }
 
     /// Writes the unit into the request's transaction (`conn`); still given
-    /// back on drop unless [`MeterHold::commit`] follows.
+    /// back on drop unless [`MeterHold::commit`] follows. An event the
+    /// database had already seen (the engine remembers fewer keys) is given
+    /// back at once and reads as not counted.
     ///
     /// # Errors
-    /// As for [`persist`].
+    /// [`CallUsageError::Host`] when the tenant database fails.
     pub async fn write(&mut self, conn: &mut sqlx::SqliteConnection) -> Result<(), CallUsageError> {
-        self.reading = persist(self.engine, conn, self.event, self.reading).await?;
-        Ok(())
+        match persist(self.engine, conn, self.event, self.reading).await {
+            Ok(reading) => {
+                self.reading = reading;
+                Ok(())
+            }
+            Err(error) => {
+                // `persist` has given the unit back already: the drop must
+                // not give back a unit another call counted under the same
+                // key since.
+                self.reading.counted = false;
+                Err(error)
+            }
+        }
     }
 
     /// The event as recorded so far (after [`MeterHold::write`]: whether
@@ -490,19 +518,4 @@ impl Drop for MeterHold<'_> {
             );
         }
     }
-}
-
-/// [`reserve`] then [`persist`]: records `event` in the engine and the
-/// tenant database.
-///
-/// # Errors
-/// As for both.
-pub async fn record(
-    engine: &EntitlementEngine,
-    conn: &mut sqlx::SqliteConnection,
-    event: MeterEvent<'_>,
-    enforce: bool,
-) -> Result<MeterReading, CallUsageError> {
-    let reading = reserve(engine, event, enforce)?;
-    persist(engine, conn, event, reading).await
 }

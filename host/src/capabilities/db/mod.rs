@@ -1,5 +1,8 @@
-//! The `db` host interface: a module's scoped access to its tenant's
-//! database.
+//! The `db` capability: a module's scoped access to its tenant's database.
+//!
+//! Per-call state: a [`ModuleDb`]; the `db` interface (and the type-only
+//! `types` one) reach it, and the call's context for their debug lines,
+//! through a [`DbView`] (the WIT implementation is in `host.rs`).
 //!
 //! Each call gets a [`ModuleDb`]: the module's [`SqlScope`] and, when the
 //! call may touch data, an open transaction on the tenant database. Every
@@ -18,6 +21,7 @@
 //! in a host call.
 
 pub mod big_stack;
+mod host;
 pub mod sandbox;
 pub mod scoped_sql;
 #[cfg(test)]
@@ -28,10 +32,13 @@ use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction, TypeInfo, ValueRef};
+use wasmtime::component::{HasData, Linker};
 
 pub use scoped_sql::{RewrittenStatement, SqlRefusal, SqlScope, StatementSource};
 
 use sandbox::{ArmedSpan, Guard, Policy, SandboxError};
+
+use crate::capabilities::context::CallContext;
 
 /// How long past a statement's deadline the host waits for SQLite to stop
 /// it (the progress handler interrupts it at the deadline) before giving the
@@ -46,6 +53,40 @@ pub const MAX_ROWS: usize = 10_000;
 /// Most bytes of values one query may return to a module (16 MiB: twice the
 /// largest response, a quarter of a module's default memory).
 pub const MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the `db` and `types` interfaces reach of a call's state.
+pub struct DbView<'a> {
+    /// The call's database handle.
+    pub db: &'a mut ModuleDb,
+    /// The call's context, to tag the debug line of a failed statement.
+    pub context: &'a CallContext,
+}
+
+/// The [`HasData`] of the `db` and `types` interfaces: their host
+/// functions get a [`DbView`].
+struct DbData;
+
+impl HasData for DbData {
+    type Data<'a> = DbView<'a>;
+}
+
+/// Links the `db` interface, and the `types` interface its values come
+/// from, of every API version; `view` picks the database handle and the
+/// context out of the store data.
+///
+/// # Errors
+/// When the linker already defines the interfaces.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> DbView<'_>,
+) -> wasmtime::Result<()> {
+    use crate::wit::{v0_1_0, v0_2_0};
+    v0_1_0::souk::module::types::add_to_linker::<T, DbData>(linker, view)?;
+    v0_1_0::souk::module::db::add_to_linker::<T, DbData>(linker, view)?;
+    v0_2_0::souk::module::types::add_to_linker::<T, DbData>(linker, view)?;
+    v0_2_0::souk::module::db::add_to_linker::<T, DbData>(linker, view)?;
+    Ok(())
+}
 
 /// A SQL value crossing the host/module boundary.
 #[derive(Debug, Clone, PartialEq)]
@@ -510,99 +551,3 @@ pub fn map_error(error: sqlx::Error) -> DbFailure {
         other => DbFailure::Other(other.to_string()),
     }
 }
-
-/// Implements the `db` interface (and the empty `types` one) of one API
-/// version over that version's generated types; the logic is shared, only
-/// the types differ between versions.
-macro_rules! db_host {
-    ($version:ident) => {
-        mod $version {
-            use super::{DbFailure, SqlRefusal, SqlValue};
-            use crate::runtime::CallState;
-            use crate::runtime::bindings::$version::souk::module::{db as wit, types};
-
-            fn from_wit(value: types::Value) -> SqlValue {
-                match value {
-                    types::Value::Null => SqlValue::Null,
-                    types::Value::Integer(v) => SqlValue::Integer(v),
-                    types::Value::Real(v) => SqlValue::Real(v),
-                    types::Value::Text(v) => SqlValue::Text(v),
-                    types::Value::Blob(v) => SqlValue::Blob(v),
-                }
-            }
-
-            fn to_wit(value: SqlValue) -> types::Value {
-                match value {
-                    SqlValue::Null => types::Value::Null,
-                    SqlValue::Integer(v) => types::Value::Integer(v),
-                    SqlValue::Real(v) => types::Value::Real(v),
-                    SqlValue::Text(v) => types::Value::Text(v),
-                    SqlValue::Blob(v) => types::Value::Blob(v),
-                }
-            }
-
-            fn failure_to_wit(failure: DbFailure) -> wit::DbError {
-                let kind = match &failure {
-                    DbFailure::Refused(SqlRefusal::Syntax(_)) => wit::ErrorKind::Syntax,
-                    DbFailure::Refused(SqlRefusal::Forbidden(_)) => wit::ErrorKind::Forbidden,
-                    DbFailure::Refused(SqlRefusal::DdlOutsideMigration(_)) => {
-                        wit::ErrorKind::DdlOutsideMigration
-                    }
-                    DbFailure::Constraint(_) => wit::ErrorKind::Constraint,
-                    _ => wit::ErrorKind::Other,
-                };
-                wit::DbError {
-                    kind,
-                    message: failure.to_string(),
-                }
-            }
-
-            impl types::Host for CallState {}
-
-            impl wit::Host for CallState {
-                async fn query(
-                    &mut self,
-                    sql: String,
-                    params: Vec<types::Value>,
-                ) -> wasmtime::Result<Result<wit::RowSet, wit::DbError>> {
-                    let params = params.into_iter().map(from_wit).collect();
-                    let result = self.db.query(&sql, params).await;
-                    if let Err(e) = &result {
-                        tracing::debug!(tenant = %self.context.tenant_id, module = %self.context.module_slug, error = %e, "module query failed");
-                    }
-                    Ok(result
-                        .map(|rows| wit::RowSet {
-                            columns: rows.columns,
-                            rows: rows
-                                .rows
-                                .into_iter()
-                                .map(|r| r.into_iter().map(to_wit).collect())
-                                .collect(),
-                        })
-                        .map_err(failure_to_wit))
-                }
-
-                async fn execute(
-                    &mut self,
-                    sql: String,
-                    params: Vec<types::Value>,
-                ) -> wasmtime::Result<Result<wit::ExecResult, wit::DbError>> {
-                    let params = params.into_iter().map(from_wit).collect();
-                    let result = self.db.execute(&sql, params).await;
-                    if let Err(e) = &result {
-                        tracing::debug!(tenant = %self.context.tenant_id, module = %self.context.module_slug, error = %e, "module statement failed");
-                    }
-                    Ok(result
-                        .map(|(rows_affected, last_insert_id)| wit::ExecResult {
-                            rows_affected,
-                            last_insert_id,
-                        })
-                        .map_err(failure_to_wit))
-                }
-            }
-        }
-    };
-}
-
-db_host!(v0_1_0);
-db_host!(v0_2_0);

@@ -1,7 +1,12 @@
-//! The `context` host interface: who is calling, for which tenant and which
+//! The `context` capability: who is calling, for which tenant and which
 //! module version. Modules receive the caller's identity, never a token.
+//!
+//! Per-call state: the [`CallContext`]; the `context` interface reads it
+//! through a [`ContextView`], and the `log` and `db` capabilities borrow it
+//! to tag what they write.
 
 use souk_module_registry::Manifest;
+use wasmtime::component::{HasData, Linker};
 
 /// What kind of principal made a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -22,7 +27,7 @@ pub struct Caller {
     pub kind: CallerKind,
     /// Stable id (token id, `operator`, `system`).
     pub id: String,
-    /// Human-readable name.
+    /// Display name: the token's name, or `operator` / `souk`.
     pub name: String,
 }
 
@@ -51,11 +56,12 @@ impl Caller {
 pub struct CallContext {
     /// Tenant id (empty for calls that touch no tenant).
     pub tenant_id: String,
-    /// Module slug.
+    /// The called module's slug, as its manifest names it.
     pub module_slug: String,
-    /// Module version.
+    /// The called module's version (its manifest's), as text.
     pub module_version: String,
-    /// Who is calling.
+    /// Who is calling: the authenticated principal of a request or a
+    /// lifecycle action, [`Caller::system`] for the host's own calls.
     pub caller: Caller,
 }
 
@@ -72,18 +78,46 @@ impl CallContext {
     }
 }
 
+/// What the `context` interface reaches of a call's state: its context,
+/// read only.
+pub struct ContextView<'a> {
+    /// The call's context, fixed when the call's state was built.
+    pub context: &'a CallContext,
+}
+
+/// The [`HasData`] of the `context` interface: its host functions get a
+/// [`ContextView`].
+struct ContextData;
+
+impl HasData for ContextData {
+    type Data<'a> = ContextView<'a>;
+}
+
+/// Links the `context` interface of every API version; `view` picks the
+/// call's context out of the store data.
+///
+/// # Errors
+/// When the linker already defines the interface.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> ContextView<'_>,
+) -> wasmtime::Result<()> {
+    crate::wit::v0_1_0::souk::module::context::add_to_linker::<T, ContextData>(linker, view)?;
+    crate::wit::v0_2_0::souk::module::context::add_to_linker::<T, ContextData>(linker, view)?;
+    Ok(())
+}
+
 /// Implements the `context` interface of one API version (the same logic
 /// over each version's generated types).
 macro_rules! context_host {
     ($version:ident) => {
         mod $version {
-            use super::CallerKind;
-            use crate::runtime::CallState;
-            use crate::runtime::bindings::$version::souk::module::{context as wit, types};
+            use super::{CallerKind, ContextView};
+            use crate::wit::$version::souk::module::{context as wit, types};
 
-            impl wit::Host for CallState {
+            impl wit::Host for ContextView<'_> {
                 async fn current(&mut self) -> wasmtime::Result<types::CallContext> {
-                    let c = &self.context;
+                    let c = self.context;
                     Ok(types::CallContext {
                         tenant_id: c.tenant_id.clone(),
                         module_slug: c.module_slug.clone(),

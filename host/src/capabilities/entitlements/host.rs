@@ -1,18 +1,18 @@
-//! The `entitlements` interface of API 0.2.0: a module asks what the
-//! tenant's subscription allows. The answers come from the call's
+//! The `entitlements` interface of API 0.2.0, implemented over an
+//! [`EntitlementsView`]. The answers come from the call's
 //! [`CallEntitlements`] (process memory); count limits and meters are
 //! recorded through the call's database handle.
 //!
-//! A call without a subscription context (`CallState::entitlements` is
+//! A call without a subscription context (the view's entitlements are
 //! `None`, as for lifecycle hooks) is refused everything: the checks,
 //! `consume` and `record-usage` answer a `no_subscription` denial, `usage`
 //! answers none and `release` an unknown key.
 
-use crate::db::ModuleDb;
-use crate::entitlements::call::{CallEntitlements, CallUsageError};
+use super::EntitlementsView;
+use super::call::{CallEntitlements, CallUsageError};
+use crate::capabilities::db::ModuleDb;
 use crate::entitlements::{Decision, Denial, Usage};
-use crate::runtime::CallState;
-use crate::runtime::bindings::v0_2_0::souk::module::entitlements as wit;
+use crate::wit::v0_2_0::souk::module::entitlements as wit;
 
 fn denial_to_wit(denial: Denial) -> wit::Denial {
     wit::Denial {
@@ -56,9 +56,12 @@ fn counted(result: Result<Usage, CallUsageError>) -> Counted {
             Ok(Err(wit::UsageError::Denied(denial_to_wit(denial))))
         }
         Err(CallUsageError::UnknownKey(message)) => Ok(Err(wit::UsageError::UnknownKey(message))),
-        // API 0.2.0 has no variant for a quantity out of range; its only
-        // error carrying a message says what was wrong.
-        Err(CallUsageError::OutOfRange(message)) => Ok(Err(wit::UsageError::UnknownKey(message))),
+        // API 0.2.0 has no variant for a quantity out of range or a bad
+        // idempotency key; its only error carrying a message says what was
+        // wrong.
+        Err(CallUsageError::OutOfRange(message) | CallUsageError::InvalidKey(message)) => {
+            Ok(Err(wit::UsageError::UnknownKey(message)))
+        }
         Err(CallUsageError::Host(error)) => Err(wasmtime::Error::msg(format!(
             "entitlements: usage not recorded: {error:#}"
         ))),
@@ -74,7 +77,7 @@ fn refused(key: &str) -> wit::UsageError {
 /// The result type of the counting functions.
 type Counted = wasmtime::Result<Result<wit::Usage, wit::UsageError>>;
 
-impl CallState {
+impl EntitlementsView<'_> {
     /// Runs `count` with the call's entitlements and database handle, or
     /// answers `without_subscription` when the call has no subscription
     /// context.
@@ -83,17 +86,14 @@ impl CallState {
         without_subscription: impl FnOnce() -> wit::UsageError,
         count: impl AsyncFnOnce(&mut CallEntitlements, &mut ModuleDb) -> Result<Usage, CallUsageError>,
     ) -> Counted {
-        let CallState {
-            entitlements, db, ..
-        } = self;
-        match entitlements.as_mut() {
-            Some(entitlements) => counted(count(entitlements, db).await),
+        match self.entitlements.as_mut() {
+            Some(entitlements) => counted(count(entitlements, self.db).await),
             None => Ok(Err(without_subscription())),
         }
     }
 }
 
-impl wit::Host for CallState {
+impl wit::Host for EntitlementsView<'_> {
     async fn check_feature(&mut self, key: String) -> wasmtime::Result<Result<(), wit::Denial>> {
         Ok(match self.entitlements.as_ref() {
             Some(e) => decision_to_wit(e.check_feature(&key)),

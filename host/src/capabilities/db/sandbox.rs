@@ -56,9 +56,11 @@ const PROGRESS_OPS: c_int = 10_000;
 /// size of the largest module response.
 pub const MAX_VALUE_BYTES: c_int = 8 * 1024 * 1024;
 
-/// The longest SQL text SQLite accepts on a tenant connection. Module text
-/// is capped at 64 KiB before parsing; the rewritten text is longer (quoted,
-/// prefixed names), so this leaves room for that and nothing more.
+/// The longest SQL text SQLite accepts on a tenant connection, per
+/// statement as the rewriter printed it. Module text is capped at 64 KiB
+/// before parsing ([`MAX_SQL_BYTES`](super::scoped_sql::MAX_SQL_BYTES)); the
+/// rewritten text is longer (quoted, prefixed names), and this leaves it
+/// four times the room. A rewrite longer still is refused by SQLite.
 pub const MAX_SQL_BYTES: c_int = 256 * 1024;
 
 /// The deepest expression tree SQLite compiles (its default is 1000).

@@ -64,7 +64,13 @@ pub struct SqlScope {
     readable: BTreeMap<String, (Slug, Vec<TableName>)>,
 }
 
-/// The longest SQL text a module may send in one call (bounds parser work).
+/// The longest SQL text [`SqlScope::rewrite`] accepts, in bytes as the
+/// module wrote it: one `query` or `execute` text, or one migration's whole
+/// `up` or `down` text (all its statements together). It bounds the
+/// parser's work per text, not per call: a call may send many texts. The
+/// rewritten statements are longer (quoted, prefixed names) and are bounded
+/// again, each on its own, by SQLite on the tenant connection
+/// ([`sandbox::MAX_SQL_BYTES`](super::sandbox::MAX_SQL_BYTES), 256 KiB).
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
 
 /// How deep the parser may recurse (nested parentheses, sub-queries, CASE):

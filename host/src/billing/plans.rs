@@ -26,8 +26,8 @@
 //!     plans: { membership: free, digital-card: pro }
 //! ```
 //!
-//! [`Catalog::parse`] checks everything that can be checked from the catalog
-//! alone; [`Catalog::check_module`] checks one module's plans against what its
+//! [`PlanCatalog::parse`] checks everything that can be checked from the catalog
+//! alone; [`PlanCatalog::check_module`] checks one module's plans against what its
 //! [`Manifest`] declares it can gate, because a plan that grants a feature the
 //! module cannot enforce would sell something that does not exist.
 
@@ -50,7 +50,7 @@ pub const MAX_TRIAL_DAYS: u32 = 3650;
 
 /// Why a catalog was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
+pub enum PlanCatalogError {
     /// The YAML was refused before it was read (anchors, aliases, merge
     /// keys, too large or too deep), did not parse, or a field had the wrong
     /// shape or is unknown.
@@ -66,9 +66,9 @@ pub enum CatalogError {
     },
 }
 
-impl CatalogError {
+impl PlanCatalogError {
     fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CatalogError::Field {
+        PlanCatalogError::Field {
             field: field.into(),
             reason: reason.into(),
         }
@@ -195,7 +195,7 @@ impl<'de> Deserialize<'de> for Allowance {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeterAllowance {
-    /// The amount per period.
+    /// Units allowed per `reset` period, or unlimited.
     pub amount: Allowance,
     /// When usage starts again from zero.
     pub reset: ResetPeriod,
@@ -212,11 +212,13 @@ pub struct Plan {
     pub free: bool,
     /// The price of one period per currency, in integer minor units.
     pub prices: BTreeMap<Currency, u64>,
-    /// How often the plan is billed.
+    /// The length of one billing period (calendar months, see
+    /// [`BillingInterval::months`]).
     pub interval: BillingInterval,
     /// Days of free trial before the first payment; 0 for none.
     pub trial_days: u32,
-    /// Feature keys the plan grants.
+    /// Feature keys the plan grants; each must be declared by the module's
+    /// manifest ([`PlanCatalog::check_module`]).
     pub features: BTreeSet<String>,
     /// Count limits (standing quantities) the plan allows.
     pub limits: BTreeMap<String, Allowance>,
@@ -270,13 +272,14 @@ pub struct Bundle {
     /// The discount on the sum of the plans' prices, in basis points
     /// (1/100 of a percent; 1500 is 15 %), at most 10000.
     pub discount_bps: u16,
-    /// The plan of each module in the bundle.
+    /// Plan slug per module; each names a plan of that module in the same
+    /// catalog (checked when it is parsed).
     pub plans: BTreeMap<Slug, String>,
 }
 
 /// A parsed, self-consistent catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Catalog {
+pub struct PlanCatalog {
     /// Plans per module, sorted by module slug.
     pub modules: Vec<ModulePlans>,
     /// Bundles, in catalog order.
@@ -341,24 +344,24 @@ fn check_plan_slug(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl Catalog {
+impl PlanCatalog {
     /// Parses and checks catalog YAML.
     ///
     /// # Errors
-    /// [`CatalogError::Yaml`] when the YAML is malformed, has an unknown field
-    /// or a field of the wrong type; [`CatalogError::Field`] naming the field
+    /// [`PlanCatalogError::Yaml`] when the YAML is malformed, has an unknown field
+    /// or a field of the wrong type; [`PlanCatalogError::Field`] naming the field
     /// when a value breaks a rule: a bad slug or currency, a plan slug used
     /// twice, a free plan with prices or a trial, a paid plan without prices
     /// or with a zero price, a bundle naming a module or plan the catalog
     /// does not have, or a discount above 10000 basis points.
-    pub fn parse(yaml: &str) -> Result<Self, CatalogError> {
+    pub fn parse(yaml: &str) -> Result<Self, PlanCatalogError> {
         let raw: RawCatalog = yaml::from_str(yaml, YamlLimits::CATALOG)?;
         let mut modules = Vec::new();
         for (module, raw_module) in raw.modules {
             let at = format!("modules.{module}");
-            let slug = Slug::parse(&module).map_err(|e| CatalogError::field(&at, e))?;
+            let slug = Slug::parse(&module).map_err(|e| PlanCatalogError::field(&at, e))?;
             if raw_module.plans.is_empty() {
-                return Err(CatalogError::field(
+                return Err(PlanCatalogError::field(
                     format!("{at}.plans"),
                     "a module needs at least one plan",
                 ));
@@ -378,21 +381,22 @@ impl Catalog {
         let mut bundles: Vec<Bundle> = Vec::new();
         for (i, b) in raw.bundles.into_iter().enumerate() {
             let at = format!("bundles[{i}]");
-            check_plan_slug(&b.slug).map_err(|e| CatalogError::field(format!("{at}.slug"), e))?;
+            check_plan_slug(&b.slug)
+                .map_err(|e| PlanCatalogError::field(format!("{at}.slug"), e))?;
             if bundles.iter().any(|x| x.slug == b.slug) {
-                return Err(CatalogError::field(
+                return Err(PlanCatalogError::field(
                     format!("{at}.slug"),
                     format!("bundle {:?} is defined twice", b.slug),
                 ));
             }
             if b.discount_bps > 10_000 {
-                return Err(CatalogError::field(
+                return Err(PlanCatalogError::field(
                     format!("{at}.discount_bps"),
                     format!("{} basis points is more than 100 % (10000)", b.discount_bps),
                 ));
             }
             if b.plans.len() < 2 {
-                return Err(CatalogError::field(
+                return Err(PlanCatalogError::field(
                     format!("{at}.plans"),
                     "a bundle needs at least two modules",
                 ));
@@ -400,9 +404,9 @@ impl Catalog {
             let mut plans = BTreeMap::new();
             for (module, plan) in b.plans {
                 let field = format!("{at}.plans.{module}");
-                let slug = Slug::parse(&module).map_err(|e| CatalogError::field(&field, e))?;
+                let slug = Slug::parse(&module).map_err(|e| PlanCatalogError::field(&field, e))?;
                 let Some(m) = modules.iter().find(|m| m.module == slug) else {
-                    return Err(CatalogError::field(
+                    return Err(PlanCatalogError::field(
                         field,
                         format!(
                             "bundle {:?}: module {module:?} has no plans in this catalog",
@@ -411,7 +415,7 @@ impl Catalog {
                     ));
                 };
                 if m.plan(&plan).is_none() {
-                    return Err(CatalogError::field(
+                    return Err(PlanCatalogError::field(
                         field,
                         format!(
                             "bundle {:?}: module {module:?} has no plan {plan:?}",
@@ -428,7 +432,7 @@ impl Catalog {
                 plans,
             });
         }
-        Ok(Catalog { modules, bundles })
+        Ok(PlanCatalog { modules, bundles })
     }
 
     /// The plans of `module`, if the catalog sells it.
@@ -440,15 +444,15 @@ impl Catalog {
     /// module declares it can gate.
     ///
     /// # Errors
-    /// [`CatalogError::Field`] when the catalog has no plans for the module,
+    /// [`PlanCatalogError::Field`] when the catalog has no plans for the module,
     /// when a plan grants a feature the module does not declare, sets a
     /// numeric limit that is not a declared `count` limit, or sets a metered
     /// allowance that is not a declared `meter` limit. The message names the
     /// plan and the key.
-    pub fn check_module(&self, manifest: &Manifest) -> Result<(), CatalogError> {
+    pub fn check_module(&self, manifest: &Manifest) -> Result<(), PlanCatalogError> {
         let at = format!("modules.{}", manifest.slug);
         let Some(module) = self.module(&manifest.slug) else {
-            return Err(CatalogError::field(
+            return Err(PlanCatalogError::field(
                 at,
                 format!(
                     "the catalog has no plans for module {:?}",
@@ -468,7 +472,7 @@ impl Catalog {
             let at = format!("{at}.plans[{i}]");
             for feature in &plan.features {
                 if !features.contains(feature.as_str()) {
-                    return Err(CatalogError::field(
+                    return Err(PlanCatalogError::field(
                         format!("{at}.features"),
                         format!(
                             "plan {:?} grants feature {feature:?}, which module {:?} does not declare",
@@ -480,7 +484,7 @@ impl Catalog {
             }
             for key in plan.limits.keys() {
                 if kind_of(key) != Some(LimitKind::Count) {
-                    return Err(CatalogError::field(
+                    return Err(PlanCatalogError::field(
                         format!("{at}.limits.{key}"),
                         format!(
                             "plan {:?} sets limit {key:?}, which module {:?} does not declare as a `count` limit",
@@ -492,7 +496,7 @@ impl Catalog {
             }
             for key in plan.meters.keys() {
                 if kind_of(key) != Some(LimitKind::Meter) {
-                    return Err(CatalogError::field(
+                    return Err(PlanCatalogError::field(
                         format!("{at}.meters.{key}"),
                         format!(
                             "plan {:?} sets meter {key:?}, which module {:?} does not declare as a `meter` limit",
@@ -512,9 +516,9 @@ impl Catalog {
 /// declares. `None` when it suggests none.
 ///
 /// # Errors
-/// [`CatalogError`] naming the field (under `modules.<slug>.plans`) when a
+/// [`PlanCatalogError`] naming the field (under `modules.<slug>.plans`) when a
 /// suggested plan is malformed or grants what the module does not declare.
-pub fn suggested(manifest: &Manifest) -> Result<Option<ModulePlans>, CatalogError> {
+pub fn suggested(manifest: &Manifest) -> Result<Option<ModulePlans>, PlanCatalogError> {
     let Some(text) = &manifest.suggested_plans else {
         return Ok(None);
     };
@@ -525,9 +529,9 @@ pub fn suggested(manifest: &Manifest) -> Result<Option<ModulePlans>, CatalogErro
     modules.insert(manifest.slug.as_str().into(), module.into());
     let mut root = serde_yaml::Mapping::new();
     root.insert("modules".into(), modules.into());
-    let yaml =
-        serde_yaml::to_string(&root).map_err(|e| CatalogError::field("plans", e.to_string()))?;
-    let catalog = Catalog::parse(&yaml)?;
+    let yaml = serde_yaml::to_string(&root)
+        .map_err(|e| PlanCatalogError::field("plans", e.to_string()))?;
+    let catalog = PlanCatalog::parse(&yaml)?;
     catalog.check_module(manifest)?;
     Ok(catalog.modules.into_iter().next().map(|mut plans| {
         plans.suggested = true;
@@ -543,7 +547,7 @@ pub fn suggested(manifest: &Manifest) -> Result<Option<ModulePlans>, CatalogErro
 /// # Errors
 /// A file that cannot be read or does not parse (the message names the file
 /// and the field), or a module priced twice.
-pub fn load(path: &std::path::Path) -> anyhow::Result<Catalog> {
+pub fn load(path: &std::path::Path) -> anyhow::Result<PlanCatalog> {
     let files = if path.is_dir() {
         let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
             .map_err(|e| anyhow::anyhow!("catalog {}: {e}", path.display()))?
@@ -555,7 +559,7 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Catalog> {
     } else {
         vec![path.to_path_buf()]
     };
-    let mut merged = Catalog {
+    let mut merged = PlanCatalog {
         modules: Vec::new(),
         bundles: Vec::new(),
     };
@@ -563,7 +567,7 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Catalog> {
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| anyhow::anyhow!("catalog {}: {e}", file.display()))?;
-        let catalog = Catalog::parse(&text)
+        let catalog = PlanCatalog::parse(&text)
             .map_err(|e| anyhow::anyhow!("catalog {}: {e}", file.display()))?;
         for module in catalog.modules {
             if let Some(first) = origin.get(&module.module) {
@@ -583,16 +587,16 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Catalog> {
     Ok(merged)
 }
 
-fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogError> {
-    check_plan_slug(&p.slug).map_err(|e| CatalogError::field(format!("{at}.slug"), e))?;
+fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, PlanCatalogError> {
+    check_plan_slug(&p.slug).map_err(|e| PlanCatalogError::field(format!("{at}.slug"), e))?;
     if earlier.iter().any(|x| x.slug == p.slug) {
-        return Err(CatalogError::field(
+        return Err(PlanCatalogError::field(
             format!("{at}.slug"),
             format!("plan {:?} is defined twice", p.slug),
         ));
     }
     if p.name.trim().is_empty() {
-        return Err(CatalogError::field(
+        return Err(PlanCatalogError::field(
             format!("{at}.name"),
             "must not be empty",
         ));
@@ -600,9 +604,9 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogErr
     let mut prices = BTreeMap::new();
     for (code, amount) in p.prices {
         let field = format!("{at}.prices.{code}");
-        let currency = Currency::parse(&code).map_err(|e| CatalogError::field(&field, e))?;
+        let currency = Currency::parse(&code).map_err(|e| PlanCatalogError::field(&field, e))?;
         if amount == 0 {
-            return Err(CatalogError::field(
+            return Err(PlanCatalogError::field(
                 field,
                 format!(
                     "plan {:?} has a zero price; mark a plan that costs nothing `free: true`",
@@ -611,7 +615,7 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogErr
             ));
         }
         if amount > MAX_PRICE {
-            return Err(CatalogError::field(
+            return Err(PlanCatalogError::field(
                 field,
                 format!(
                     "plan {:?} costs {amount} minor units, more than the highest price accepted ({MAX_PRICE})",
@@ -622,13 +626,13 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogErr
         prices.insert(currency, amount);
     }
     if p.free && !prices.is_empty() {
-        return Err(CatalogError::field(
+        return Err(PlanCatalogError::field(
             format!("{at}.prices"),
             format!("plan {:?} is free and must not have prices", p.slug),
         ));
     }
     if !p.free && prices.is_empty() {
-        return Err(CatalogError::field(
+        return Err(PlanCatalogError::field(
             format!("{at}.prices"),
             format!(
                 "plan {:?} is paid and needs at least one price (or mark it `free: true`)",
@@ -637,13 +641,13 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogErr
         ));
     }
     if p.free && p.trial_days > 0 {
-        return Err(CatalogError::field(
+        return Err(PlanCatalogError::field(
             format!("{at}.trial_days"),
             format!("plan {:?} is free; only paid plans have trials", p.slug),
         ));
     }
     if p.trial_days > MAX_TRIAL_DAYS {
-        return Err(CatalogError::field(
+        return Err(PlanCatalogError::field(
             format!("{at}.trial_days"),
             format!(
                 "plan {:?} offers {} trial days, more than the {MAX_TRIAL_DAYS} accepted",
@@ -662,7 +666,7 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogErr
         )
     {
         if allowance.limit().is_some_and(|n| n > MAX_USAGE) {
-            return Err(CatalogError::field(
+            return Err(PlanCatalogError::field(
                 format!("{at}.{key}"),
                 format!(
                     "plan {:?} allows more than {MAX_USAGE}, the most any counter can hold; write `unlimited`",
@@ -674,7 +678,7 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, CatalogErr
     let mut features = BTreeSet::new();
     for (i, f) in p.features.into_iter().enumerate() {
         if !features.insert(f.clone()) {
-            return Err(CatalogError::field(
+            return Err(PlanCatalogError::field(
                 format!("{at}.features[{i}]"),
                 format!("plan {:?} lists feature {f:?} twice", p.slug),
             ));
@@ -739,16 +743,16 @@ limits:
         format!("modules:\n  digital-card:\n    plans:\n{plan}")
     }
 
-    fn field_error(result: Result<impl fmt::Debug, CatalogError>) -> (String, String) {
+    fn field_error(result: Result<impl fmt::Debug, PlanCatalogError>) -> (String, String) {
         match result {
-            Err(CatalogError::Field { field, reason }) => (field, reason),
+            Err(PlanCatalogError::Field { field, reason }) => (field, reason),
             other => panic!("expected a field error, got {other:?}"),
         }
     }
 
     #[test]
     fn shipped_digital_card_catalog_validates_against_its_manifest() {
-        let catalog = Catalog::parse(DIGITAL_CARD_CATALOG).expect("catalog parses");
+        let catalog = PlanCatalog::parse(DIGITAL_CARD_CATALOG).expect("catalog parses");
         catalog
             .check_module(&manifest())
             .expect("catalog matches manifest");
@@ -761,7 +765,7 @@ limits:
 
     #[test]
     fn shipped_digital_card_plans_have_the_prices_trials_and_limits_sold() {
-        let catalog = Catalog::parse(DIGITAL_CARD_CATALOG).unwrap();
+        let catalog = PlanCatalog::parse(DIGITAL_CARD_CATALOG).unwrap();
         let m = catalog
             .module(&Slug::parse("digital-card").unwrap())
             .unwrap();
@@ -803,7 +807,7 @@ limits:
         let yaml = one_plan(
             "      - { slug: free, name: Free, free: true, interval: monthly, features: [teleportation] }\n",
         );
-        let catalog = Catalog::parse(&yaml).unwrap();
+        let catalog = PlanCatalog::parse(&yaml).unwrap();
         let (field, reason) = field_error(catalog.check_module(&manifest()));
         assert_eq!(field, "modules.digital-card.plans[0].features");
         assert!(
@@ -818,7 +822,7 @@ limits:
             "      - { slug: free, name: Free, free: true, interval: monthly, limits: { qr_scans_per_month: 5 } }\n",
         );
         let (field, reason) = field_error(
-            Catalog::parse(&meter_as_limit)
+            PlanCatalog::parse(&meter_as_limit)
                 .unwrap()
                 .check_module(&manifest()),
         );
@@ -831,7 +835,11 @@ limits:
         let unknown = one_plan(
             "      - { slug: free, name: Free, free: true, interval: monthly, limits: { max_widgets: 5 } }\n",
         );
-        let (field, _) = field_error(Catalog::parse(&unknown).unwrap().check_module(&manifest()));
+        let (field, _) = field_error(
+            PlanCatalog::parse(&unknown)
+                .unwrap()
+                .check_module(&manifest()),
+        );
         assert_eq!(field, "modules.digital-card.plans[0].limits.max_widgets");
     }
 
@@ -840,7 +848,8 @@ limits:
         let yaml = one_plan(
             "      - { slug: free, name: Free, free: true, interval: monthly, meters: { max_cards: { amount: 5, reset: monthly } } }\n",
         );
-        let (field, reason) = field_error(Catalog::parse(&yaml).unwrap().check_module(&manifest()));
+        let (field, reason) =
+            field_error(PlanCatalog::parse(&yaml).unwrap().check_module(&manifest()));
         assert_eq!(field, "modules.digital-card.plans[0].meters.max_cards");
         assert!(reason.contains("`meter`"), "{reason}");
     }
@@ -850,7 +859,7 @@ limits:
         let yaml = one_plan(
             "      - { slug: free, name: Free, free: true, interval: monthly, prices: { NPR: 100 } }\n",
         );
-        let (field, reason) = field_error(Catalog::parse(&yaml));
+        let (field, reason) = field_error(PlanCatalog::parse(&yaml));
         assert_eq!(field, "modules.digital-card.plans[0].prices");
         assert!(reason.contains("free"), "{reason}");
     }
@@ -858,7 +867,7 @@ limits:
     #[test]
     fn paid_plan_without_a_price_is_refused() {
         let yaml = one_plan("      - { slug: pro, name: Pro, interval: monthly }\n");
-        let (field, reason) = field_error(Catalog::parse(&yaml));
+        let (field, reason) = field_error(PlanCatalog::parse(&yaml));
         assert_eq!(field, "modules.digital-card.plans[0].prices");
         assert!(reason.contains("at least one price"), "{reason}");
     }
@@ -868,7 +877,7 @@ limits:
         let yaml = one_plan(
             "      - { slug: free, name: Free, free: true, interval: monthly, trial_days: 14 }\n",
         );
-        let (field, _) = field_error(Catalog::parse(&yaml));
+        let (field, _) = field_error(PlanCatalog::parse(&yaml));
         assert_eq!(field, "modules.digital-card.plans[0].trial_days");
     }
 
@@ -876,11 +885,11 @@ limits:
     fn bad_currency_and_zero_price_are_refused() {
         let yaml =
             one_plan("      - { slug: pro, name: Pro, interval: monthly, prices: { npr: 100 } }\n");
-        let (field, _) = field_error(Catalog::parse(&yaml));
+        let (field, _) = field_error(PlanCatalog::parse(&yaml));
         assert_eq!(field, "modules.digital-card.plans[0].prices.npr");
         let yaml =
             one_plan("      - { slug: pro, name: Pro, interval: monthly, prices: { NPR: 0 } }\n");
-        let (field, _) = field_error(Catalog::parse(&yaml));
+        let (field, _) = field_error(PlanCatalog::parse(&yaml));
         assert_eq!(field, "modules.digital-card.plans[0].prices.NPR");
     }
 
@@ -889,7 +898,7 @@ limits:
         let yaml = one_plan(
             "      - { slug: free, name: Free, free: true, interval: monthly }\n      - { slug: free, name: Again, free: true, interval: monthly }\n",
         );
-        let (field, _) = field_error(Catalog::parse(&yaml));
+        let (field, _) = field_error(PlanCatalog::parse(&yaml));
         assert_eq!(field, "modules.digital-card.plans[1].slug");
     }
 
@@ -898,7 +907,10 @@ limits:
         let yaml = one_plan(
             "      - { slug: free, name: Free, free: true, interval: monthly, limits: { max_cards: lots } }\n",
         );
-        assert!(matches!(Catalog::parse(&yaml), Err(CatalogError::Yaml(_))));
+        assert!(matches!(
+            PlanCatalog::parse(&yaml),
+            Err(PlanCatalogError::Yaml(_))
+        ));
     }
 
     #[test]
@@ -907,33 +919,33 @@ limits:
         let ok = format!(
             "{plans}bundles:\n  - {{ slug: starter, name: Starter, discount_bps: 1500, plans: {{ membership: free, digital-card: pro }} }}\n"
         );
-        let catalog = Catalog::parse(&ok).expect("valid bundle");
+        let catalog = PlanCatalog::parse(&ok).expect("valid bundle");
         assert_eq!(catalog.bundles[0].discount_bps, 1500);
 
         let missing_plan = format!(
             "{plans}bundles:\n  - {{ slug: starter, name: Starter, discount_bps: 1500, plans: {{ membership: gold, digital-card: pro }} }}\n"
         );
-        let (field, reason) = field_error(Catalog::parse(&missing_plan));
+        let (field, reason) = field_error(PlanCatalog::parse(&missing_plan));
         assert_eq!(field, "bundles[0].plans.membership");
         assert!(reason.contains("\"gold\""), "{reason}");
 
         let missing_module = format!(
             "{plans}bundles:\n  - {{ slug: starter, name: Starter, discount_bps: 1500, plans: {{ forum: free, digital-card: pro }} }}\n"
         );
-        let (field, _) = field_error(Catalog::parse(&missing_module));
+        let (field, _) = field_error(PlanCatalog::parse(&missing_module));
         assert_eq!(field, "bundles[0].plans.forum");
 
         let too_generous = format!(
             "{plans}bundles:\n  - {{ slug: starter, name: Starter, discount_bps: 10001, plans: {{ membership: free, digital-card: pro }} }}\n"
         );
-        let (field, _) = field_error(Catalog::parse(&too_generous));
+        let (field, _) = field_error(PlanCatalog::parse(&too_generous));
         assert_eq!(field, "bundles[0].discount_bps");
     }
 
     #[test]
     fn catalog_without_plans_for_the_module_is_refused() {
         let yaml = "modules:\n  forum:\n    plans:\n      - { slug: free, name: Free, free: true, interval: monthly }\n";
-        let (field, _) = field_error(Catalog::parse(yaml).unwrap().check_module(&manifest()));
+        let (field, _) = field_error(PlanCatalog::parse(yaml).unwrap().check_module(&manifest()));
         assert_eq!(field, "modules.digital-card");
     }
 
@@ -963,8 +975,8 @@ limits:
             (merge, "merge keys"),
             (deep, "levels deep"),
         ] {
-            match Catalog::parse(&yaml) {
-                Err(e @ CatalogError::Yaml(_)) => assert!(e.to_string().contains(says), "{e}"),
+            match PlanCatalog::parse(&yaml) {
+                Err(e @ PlanCatalogError::Yaml(_)) => assert!(e.to_string().contains(says), "{e}"),
                 other => panic!("expected a YAML refusal, got {other:?}"),
             }
         }
@@ -995,13 +1007,13 @@ limits:
             ),
         ];
         for (plan, expected) in cases {
-            let (field, reason) = field_error(Catalog::parse(&one_plan(&plan)));
+            let (field, reason) = field_error(PlanCatalog::parse(&one_plan(&plan)));
             assert_eq!(field, expected, "{reason}");
         }
         let at_bounds = format!(
             "      - {{ slug: pro, name: Pro, interval: monthly, prices: {{ NPR: {MAX_PRICE} }}, trial_days: {MAX_TRIAL_DAYS}, limits: {{ max_cards: 9223372036854775807 }} }}\n"
         );
-        let catalog = Catalog::parse(&one_plan(&at_bounds)).unwrap();
+        let catalog = PlanCatalog::parse(&one_plan(&at_bounds)).unwrap();
         assert_eq!(
             catalog.modules[0].plans[0].prices.values().next(),
             Some(&MAX_PRICE)

@@ -1,0 +1,63 @@
+//! What the billing service's tests share: a time parser, the digital-card
+//! plans and manifest, and a [`Billing`] over an in-memory control plane.
+
+use std::sync::Arc;
+
+use souk_module_registry::Manifest;
+use time::OffsetDateTime;
+
+use super::Billing;
+use crate::billing::plans::{Currency, ModulePlans, PlanCatalog};
+use crate::clock::ManualClock;
+use crate::control_plane::ControlPlane;
+use crate::tenancy::Tenant;
+
+/// An RFC 3339 instant.
+pub(super) fn at(text: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// The tests' currency.
+pub(super) fn npr() -> Currency {
+    Currency::parse("NPR").unwrap()
+}
+
+/// The plans of `catalog/digital-card.yaml`.
+pub(super) fn digital_card() -> ModulePlans {
+    let catalog =
+        PlanCatalog::parse(include_str!("../../../../catalog/digital-card.yaml")).unwrap();
+    catalog.modules[0].clone()
+}
+
+/// A digital-card manifest declaring two features, a count and a meter.
+pub(super) const MANIFEST: &str = "slug: digital-card\nname: Digital Card\nversion: 1.0.0\n\
+    description: Cards.\ncategory: community\napi: 0.2.0\n\
+    features:\n  - key: card_creation\n  - key: premium_templates\n\
+    limits:\n  - key: max_cards\n    kind: count\n  - key: qr_scans_per_month\n    kind: meter\n";
+
+/// Billing over an in-memory control plane with the digital-card plans,
+/// and its one tenant, `acme` (id `t1`).
+pub(super) async fn billing(clock: Arc<ManualClock>) -> (Billing, Tenant) {
+    let control = ControlPlane::in_memory().await.unwrap();
+    sqlx::query(
+        "INSERT INTO tenants (id, slug, name, created_at) VALUES ('t1', 'acme', 'Acme', 'now')",
+    )
+    .execute(control.pool())
+    .await
+    .unwrap();
+    let catalog =
+        PlanCatalog::parse(include_str!("../../../../catalog/digital-card.yaml")).unwrap();
+    let billing = Billing::new(control, catalog, clock, npr());
+    let tenant = Tenant {
+        id: "t1".into(),
+        slug: "acme".into(),
+        name: "Acme".into(),
+        created_at: "now".into(),
+    };
+    (billing, tenant)
+}
+
+/// [`MANIFEST`], parsed.
+pub(super) fn manifest() -> Manifest {
+    Manifest::parse(MANIFEST).unwrap()
+}

@@ -1,0 +1,159 @@
+//! The host capabilities: what a module may import, one folder each.
+//!
+//! A capability is a host interface of the `souk:module` WIT world with
+//! three parts: its per-call state (a field of [`CallState`]), its view (a
+//! struct borrowing only that state and what else it needs, e.g. the call's
+//! context), and an `add_to_linker` that links the interface of every API
+//! version through the view, with one implementation over the host's types
+//! and thin conversions per version. No interface reaches the whole store
+//! state.
+//!
+//! - [`context`]: who is calling, for which tenant and module version;
+//! - [`db`]: the module's scoped SQL on its tenant's database;
+//! - [`log`]: bounded, escaped module log lines;
+//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0).
+//!
+//! To add one (files, events, ...): a new folder with its state, view and
+//! `add_to_linker`, a field of [`CallState`] set by its constructors, and
+//! one line in [`add_to_linker`]. WASI is linked here too, with a context
+//! that grants no filesystem, socket, network-lookup or environment access.
+//!
+//! Capabilities import the WIT bindings ([`crate::wit`]) and the domain
+//! below them, never the runtime: the runtime builds its linker with
+//! [`add_to_linker`] and runs each call's [`CallState`] in a store.
+
+pub mod context;
+pub mod db;
+pub mod entitlements;
+pub mod log;
+
+use wasmtime::StoreLimits;
+use wasmtime::StoreLimitsBuilder;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use context::{CallContext, ContextView};
+use db::{DbView, ModuleDb};
+use entitlements::EntitlementsView;
+use entitlements::call::CallEntitlements;
+use log::{LogState, LogView};
+
+/// The `instances` limit of every call's store: how many instances
+/// wasmtime lets one call create (a component instantiates several).
+const MAX_INSTANCES_PER_CALL: usize = 32;
+
+/// The data of one call's store: the sandbox's WASI context, the store's
+/// limits, and one field per capability. Built only by
+/// [`CallState::for_request`], [`CallState::for_hook`] and
+/// [`CallState::detached`].
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// Who is calling, for which tenant and module (the `context`
+    /// capability; `log` and `db` tag what they write with it).
+    pub context: CallContext,
+    /// The module's scoped view of the tenant database (the `db`
+    /// capability); the caller takes its transaction back after the call to
+    /// commit or roll back.
+    pub db: ModuleDb,
+    /// The `log` capability's line counter.
+    log: LogState,
+    /// What the tenant's subscription allows during this call (the
+    /// `entitlements` capability); `None` when the call runs without a
+    /// subscription context, in which case the module's entitlement checks
+    /// are refused with `no_subscription`. The caller takes it after the
+    /// call to keep or roll back its usage changes.
+    pub entitlements: Option<CallEntitlements>,
+}
+
+impl CallState {
+    /// The state of a request call: the module's database handle and the
+    /// tenant's subscription context. `memory_bytes` caps each linear
+    /// memory of the instance.
+    pub fn for_request(
+        context: CallContext,
+        db: ModuleDb,
+        entitlements: CallEntitlements,
+        memory_bytes: usize,
+    ) -> Self {
+        let mut state = Self::build(context, db, memory_bytes);
+        state.entitlements = Some(entitlements);
+        state
+    }
+
+    /// The state of a lifecycle hook (install, upgrade, uninstall): the
+    /// module's database handle, no subscription context. `memory_bytes`
+    /// caps each linear memory of the instance.
+    pub fn for_hook(context: CallContext, db: ModuleDb, memory_bytes: usize) -> Self {
+        Self::build(context, db, memory_bytes)
+    }
+
+    /// The state of a system call that touches no tenant (reading a
+    /// package's gates or migrations): no database (every statement fails
+    /// as unavailable), no subscription context. `memory_bytes` caps each
+    /// linear memory of the instance.
+    pub fn detached(context: CallContext, memory_bytes: usize) -> Self {
+        Self::build(context, ModuleDb::detached(), memory_bytes)
+    }
+
+    fn build(context: CallContext, db: ModuleDb, memory_bytes: usize) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        CallState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(MAX_INSTANCES_PER_CALL)
+                .trap_on_grow_failure(false)
+                .build(),
+            context,
+            db,
+            log: LogState::default(),
+            entitlements: None,
+        }
+    }
+
+    /// The store's resource limits, for `Store::limiter`.
+    pub fn store_limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Links WASI and every capability, all API versions, into `linker`: the
+/// list of what a module may import.
+///
+/// # Errors
+/// When an interface is defined twice.
+pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    context::add_to_linker(linker, |s| ContextView {
+        context: &s.context,
+    })?;
+    db::add_to_linker(linker, |s| DbView {
+        db: &mut s.db,
+        context: &s.context,
+    })?;
+    log::add_to_linker(linker, |s| LogView {
+        state: &mut s.log,
+        context: &s.context,
+    })?;
+    entitlements::add_to_linker(linker, |s| EntitlementsView {
+        entitlements: &mut s.entitlements,
+        db: &mut s.db,
+    })?;
+    Ok(())
+}

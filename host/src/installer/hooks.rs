@@ -1,0 +1,155 @@
+//! Running a module's code during a lifecycle operation: listing and
+//! checking its migrations, running their SQL in the tenant transaction,
+//! and calling its install, upgrade or uninstall hook there.
+
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::Installer;
+use crate::capabilities::CallState;
+use crate::capabilities::context::CallContext;
+use crate::capabilities::db::{ModuleDb, SqlScope};
+use crate::error::SoukError;
+use crate::runtime::{LoadedModule, Migration};
+
+/// The migrations a module declares, checked: every id non-empty, at most
+/// 200 bytes, and unique.
+pub(super) async fn migrations_of(
+    loaded: &LoadedModule,
+    ctx: CallContext,
+) -> Result<Vec<Migration>, SoukError> {
+    let migrations = loaded
+        .declared_migrations(ctx)
+        .await
+        .map_err(lifecycle("migrations()"))?;
+    let mut seen = std::collections::HashSet::new();
+    for m in &migrations {
+        if m.id.trim().is_empty() || m.id.len() > 200 {
+            return Err(SoukError::LifecycleFailed(
+                "a migration has an empty or overlong id".into(),
+            ));
+        }
+        if !seen.insert(m.id.clone()) {
+            return Err(SoukError::LifecycleFailed(format!(
+                "migration id {:?} appears twice",
+                m.id
+            )));
+        }
+    }
+    Ok(migrations)
+}
+
+/// The error for a lifecycle call (`what`) that failed.
+pub(super) fn lifecycle(what: &'static str) -> impl Fn(crate::runtime::CallError) -> SoukError {
+    move |e| SoukError::LifecycleFailed(format!("{what} failed: {e}"))
+}
+
+/// Begins the tenant transaction a lifecycle operation runs in, taking
+/// the tenant database's write lock at once.
+pub(super) async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, SoukError> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// Checks the `up` and the `down` SQL of every migration against `scope`,
+/// as migrations run them, so that a module whose down migrations could
+/// never run (another module's table, a host table, a syntax error) is
+/// refused when it is installed or upgraded, not when it is removed.
+pub(super) async fn check_migrations(
+    scope: &SqlScope,
+    module: &str,
+    migrations: &[Migration],
+) -> Result<(), SoukError> {
+    for m in migrations {
+        for (direction, sql) in [("up", &m.up), ("down", &m.down)] {
+            crate::capabilities::db::check_migration(scope, sql)
+                .await
+                .map_err(|e| {
+                    SoukError::LifecycleFailed(format!(
+                        "{module}: migration {} ({direction}) was refused: {e}",
+                        m.id
+                    ))
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// Which lifecycle hook to run.
+pub(super) enum Hook<'a> {
+    /// After a first install's migrations.
+    Install,
+    /// Before an uninstall's down migrations.
+    Uninstall,
+    /// After an upgrade's new migrations, with the version upgraded from.
+    Upgrade(&'a str),
+}
+
+impl Installer<'_> {
+    /// Runs a migration's `sql` in `tx`: rewritten into the module's namespace,
+    /// checked by SQLite's authorizer, bound to the configured migration budget
+    /// (see [`crate::capabilities::db::run_migration`]).
+    pub(super) async fn run_migration_sql(
+        &self,
+        scope: &SqlScope,
+        tx: &mut Transaction<'static, Sqlite>,
+        migration: &str,
+        direction: &str,
+        sql: &str,
+    ) -> Result<(), SoukError> {
+        crate::capabilities::db::run_migration(tx, scope, sql, self.migration_timeout)
+            .await
+            .map_err(|e| match e {
+                crate::capabilities::db::DbFailure::Refused(refusal) => SoukError::LifecycleFailed(
+                    format!("migration {migration} ({direction}) was refused: {refusal}"),
+                ),
+                other => SoukError::LifecycleFailed(format!(
+                    "migration {migration} ({direction}) failed: {other}"
+                )),
+            })
+    }
+
+    /// Runs a hook with database access inside `tx`; returns `tx` to continue.
+    pub(super) async fn run_hook(
+        &self,
+        loaded: &LoadedModule,
+        ctx: CallContext,
+        scope: SqlScope,
+        tx: Transaction<'static, Sqlite>,
+        hook: Hook<'_>,
+    ) -> Result<Transaction<'static, Sqlite>, SoukError> {
+        let limits = self.runtime.limits();
+        let state = CallState::for_hook(
+            ctx,
+            ModuleDb::new(scope, tx, limits.call_timeout),
+            limits.memory_bytes,
+        );
+        let (name, outcome, call) = {
+            let mut call = loaded
+                .instantiate(state)
+                .await
+                .map_err(lifecycle("the module"))?;
+            let (name, outcome) = match hook {
+                Hook::Install => ("install", call.install().await),
+                Hook::Uninstall => ("uninstall", call.uninstall().await),
+                Hook::Upgrade(from) => ("upgrade", call.upgrade(from).await),
+            };
+            (name, outcome, call)
+        };
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(SoukError::LifecycleFailed(format!(
+                    "the {name} hook refused: {message}"
+                )));
+            }
+            Err(e) => {
+                return Err(SoukError::LifecycleFailed(format!(
+                    "the {name} hook failed: {e}"
+                )));
+            }
+        }
+        let mut state = call.into_state();
+        state.db.take_transaction().ok_or_else(|| {
+            SoukError::Internal(anyhow::anyhow!("the {name} hook lost its transaction"))
+        })
+    }
+}
