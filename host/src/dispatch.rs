@@ -36,7 +36,6 @@ use crate::entitlements::Decision;
 use crate::error::SoukError;
 use crate::runtime::{ModuleRequest, ModuleResponse};
 use crate::souk::Souk;
-use crate::usage::Usage;
 
 /// Request headers never forwarded to modules.
 const PRIVATE_HEADERS: [&str; 4] = [
@@ -76,9 +75,7 @@ pub async fn dispatch(
             reason,
         ));
     }
-    let resolved = Usage::new(&souk.billing, &souk.tenancy, &souk.catalog)
-        .ensure_grant(&tenant, &installation)
-        .await?;
+    let resolved = souk.usage().ensure_grant(&tenant, &installation).await?;
     let manifest = &resolved.manifest;
     let route = match manifest.route_for(&request.method, &request.path) {
         RouteLookup::Found(route, _) => route,

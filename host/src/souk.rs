@@ -16,6 +16,7 @@ use crate::error::SoukError;
 use crate::installer::Installer;
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
+use crate::usage::Usage;
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -153,6 +154,18 @@ impl Souk {
             migration_timeout: self.config.migration_timeout,
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
+        }
+    }
+
+    /// The usage service (usage events, the usage report, installation
+    /// grants), borrowing this host's services; build one per operation
+    /// (`souk.usage().report(..)`).
+    pub fn usage(&self) -> Usage<'_> {
+        Usage {
+            billing: &self.billing,
+            tenancy: &self.tenancy,
+            catalog: &self.catalog,
+            control: &self.control,
         }
     }
 

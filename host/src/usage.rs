@@ -18,9 +18,10 @@ use crate::billing::service::Billing;
 use crate::capabilities::entitlements::call;
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::clock::rfc3339;
+use crate::control_plane::ControlPlane;
+use crate::control_plane::installations::{self, Installation};
 use crate::entitlements::{MAX_QUANTITY, UsageKind, usage_db};
 use crate::error::SoukError;
-use crate::installer::Installation;
 use crate::tenancy::{Tenancy, Tenant};
 
 /// Most events one batch may carry.
@@ -112,24 +113,19 @@ pub struct UsageLineView {
 }
 
 /// The usage service: borrows the parts it reads, holds no state of its own
-/// (cheap to build per call).
+/// (build one per operation, `souk.usage().report(..)`).
 pub struct Usage<'a> {
-    billing: &'a Billing,
-    tenancy: &'a Tenancy,
-    catalog: &'a Catalog,
+    /// The entitlement engine (counts and grants) and the clock.
+    pub billing: &'a Billing,
+    /// The tenant databases the events are written to.
+    pub tenancy: &'a Tenancy,
+    /// The installed versions' manifests, which a grant is built for.
+    pub catalog: &'a Catalog,
+    /// The installations the events and the report are about.
+    pub control: &'a ControlPlane,
 }
 
-impl<'a> Usage<'a> {
-    /// A usage service over the host's billing (engine and clock), tenant
-    /// databases and module catalog.
-    pub fn new(billing: &'a Billing, tenancy: &'a Tenancy, catalog: &'a Catalog) -> Self {
-        Usage {
-            billing,
-            tenancy,
-            catalog,
-        }
-    }
-
+impl Usage<'_> {
     /// Makes the engine's grant for `installation` current: built from the
     /// tenant's subscription when the engine has none or an older revision,
     /// with the installation's usage counts loaded from the tenant database
@@ -163,7 +159,7 @@ impl<'a> Usage<'a> {
         Ok(resolved)
     }
 
-    /// Records one event for `tenant`, whose installations are `installed`.
+    /// Records one event for `tenant`.
     ///
     /// # Errors
     /// [`SoukError::Invalid`] for an amount, key or meter the module's plan
@@ -172,11 +168,10 @@ impl<'a> Usage<'a> {
     pub async fn record_one(
         &self,
         tenant: &Tenant,
-        installed: &[Installation],
         event: UsageEvent,
     ) -> Result<Recorded, SoukError> {
         let mut recorded = self
-            .record(tenant, installed, std::slice::from_ref(&event), false)
+            .record(tenant, std::slice::from_ref(&event), false)
             .await?;
         recorded
             .pop()
@@ -193,16 +188,14 @@ impl<'a> Usage<'a> {
     pub async fn record_batch(
         &self,
         tenant: &Tenant,
-        installed: &[Installation],
         events: &[UsageEvent],
     ) -> Result<Vec<Recorded>, SoukError> {
-        self.record(tenant, installed, events, true).await
+        self.record(tenant, events, true).await
     }
 
     async fn record(
         &self,
         tenant: &Tenant,
-        installed: &[Installation],
         events: &[UsageEvent],
         batch: bool,
     ) -> Result<Vec<Recorded>, SoukError> {
@@ -240,11 +233,12 @@ impl<'a> Usage<'a> {
         modules.sort_unstable();
         modules.dedup();
         for module in modules {
-            let installation = installed
-                .iter()
-                .find(|i| i.module == module)
-                .ok_or_else(|| not_installed(module))?;
-            self.ensure_grant(tenant, installation).await?;
+            let installation = {
+                let mut conn = self.control.pool().acquire().await?;
+                installations::find(&mut conn, &tenant.id, module).await?
+            }
+            .ok_or_else(|| not_installed(module))?;
+            self.ensure_grant(tenant, &installation).await?;
         }
         let now = self.billing.clock().now();
         let engine = self.billing.engine();
@@ -302,8 +296,8 @@ impl<'a> Usage<'a> {
             .collect())
     }
 
-    /// The usage report of `tenant`'s installations `installed`, or of
-    /// only `module` among them.
+    /// The usage report of every module `tenant` has installed, or of
+    /// only `module`.
     ///
     /// # Errors
     /// [`SoukError::NotFound`] when `module` is not installed; database
@@ -311,9 +305,12 @@ impl<'a> Usage<'a> {
     pub async fn report(
         &self,
         tenant: &Tenant,
-        mut installed: Vec<Installation>,
         module: Option<&str>,
     ) -> Result<UsageReport, SoukError> {
+        let mut installed = {
+            let mut conn = self.control.pool().acquire().await?;
+            installations::list(&mut conn, &tenant.id).await?
+        };
         if let Some(module) = module {
             installed.retain(|i| i.module == module);
             if installed.is_empty() {

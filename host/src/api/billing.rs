@@ -26,7 +26,7 @@ use crate::billing::{bounds, listing};
 use crate::clock::rfc3339;
 use crate::error::SoukError;
 use crate::souk::Souk;
-use crate::usage::{Usage, UsageEvent};
+use crate::usage::UsageEvent;
 
 /// The billing routes, merged into the main router.
 pub(super) fn routes() -> Router<Arc<Souk>> {
@@ -293,16 +293,11 @@ async fn usage(
     access: TenantAccess,
     Query(query): Query<UsageQuery>,
 ) -> ApiResult<Response> {
-    let installed = souk.installer().list(&access.tenant).await?;
-    let report = usage_service(&souk)
-        .report(&access.tenant, installed, query.module.as_deref())
+    let report = souk
+        .usage()
+        .report(&access.tenant, query.module.as_deref())
         .await?;
     Ok(Json(report).into_response())
-}
-
-/// The usage service over the host's parts.
-fn usage_service(souk: &Souk) -> Usage<'_> {
-    Usage::new(&souk.billing, &souk.tenancy, &souk.catalog)
 }
 
 /// `{"events": [...]}`: several events recorded in one transaction.
@@ -326,17 +321,11 @@ async fn usage_event(
     let tenant = &access.tenant;
     if value.get("events").is_some() {
         let batch = serde_json::from_value::<UsageBatch>(value).map_err(invalid)?;
-        let installed = souk.installer().list(tenant).await?;
-        let results = usage_service(&souk)
-            .record_batch(tenant, &installed, &batch.events)
-            .await?;
+        let results = souk.usage().record_batch(tenant, &batch.events).await?;
         return Ok(Json(json!({ "events": results })).into_response());
     }
     let event = serde_json::from_value::<UsageEvent>(value).map_err(invalid)?;
-    let installed = souk.installer().list(tenant).await?;
-    let recorded = usage_service(&souk)
-        .record_one(tenant, &installed, event)
-        .await?;
+    let recorded = souk.usage().record_one(tenant, event).await?;
     let status = if recorded.counted {
         StatusCode::CREATED
     } else {

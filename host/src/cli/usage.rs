@@ -5,7 +5,7 @@
 use clap::Subcommand;
 
 use super::{GlobalOptions, open, print};
-use crate::usage::{Usage, UsageEvent};
+use crate::usage::UsageEvent;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum UsageCommand {
@@ -42,7 +42,7 @@ pub(super) enum UsageCommand {
 
 pub(super) async fn run(command: UsageCommand, global: &GlobalOptions) -> anyhow::Result<()> {
     let souk = open(global).await?;
-    let usage = Usage::new(&souk.billing, &souk.tenancy, &souk.catalog);
+    let usage = souk.usage();
     match command {
         UsageCommand::Record {
             tenant,
@@ -52,14 +52,13 @@ pub(super) async fn run(command: UsageCommand, global: &GlobalOptions) -> anyhow
             idempotency_key,
         } => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let installed = souk.installer().list(&tenant).await?;
             let event = UsageEvent {
                 module,
                 meter,
                 amount,
                 idempotency_key,
             };
-            let recorded = usage.record_one(&tenant, &installed, event).await?;
+            let recorded = usage.record_one(&tenant, event).await?;
             print(global.json, &recorded, |r| {
                 let limit = r.limit.map_or_else(String::new, |l| format!(" of {l}"));
                 let counted = if r.counted {
@@ -75,8 +74,7 @@ pub(super) async fn run(command: UsageCommand, global: &GlobalOptions) -> anyhow
         }
         UsageCommand::Show { tenant, module } => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let installed = souk.installer().list(&tenant).await?;
-            let report = usage.report(&tenant, installed, module.as_deref()).await?;
+            let report = usage.report(&tenant, module.as_deref()).await?;
             print(global.json, &report, |r| {
                 let mut lines = vec![format!("{} usage at {}", tenant.slug, r.at)];
                 for m in &r.modules {
