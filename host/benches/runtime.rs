@@ -30,7 +30,6 @@ use criterion::{Criterion, SamplingMode};
 use souk_host::auth::Principal;
 use souk_host::capabilities::CallState;
 use souk_host::capabilities::context::CallContext;
-use souk_host::dispatch;
 use souk_host::installer::InstallRequest;
 use souk_host::runtime::{ComponentCache, ModuleRequest, Runtime, RuntimeLimits};
 use souk_host::{Souk, SoukConfig};
@@ -233,14 +232,15 @@ async fn seeded_host(
             "name": format!("Member {n}"),
             "email": format!("member{n}@example.org"),
         });
-        let response = dispatch::dispatch(
-            &souk,
-            &principal,
-            "bench",
-            "membership",
-            request("POST", "/members", serde_json::to_vec(&body)?),
-        )
-        .await?;
+        let response = souk
+            .dispatcher()
+            .dispatch(
+                &principal,
+                "bench",
+                "membership",
+                request("POST", "/members", serde_json::to_vec(&body)?),
+            )
+            .await?;
         ensure!(
             response.status == 201,
             "seeding member {n}: status {} {}",
@@ -261,8 +261,7 @@ fn bench_requests(
 
     // Check once that the benchmarked requests answer what they should, so
     // the numbers are not those of an error path.
-    let list = tokio.block_on(dispatch::dispatch(
-        &souk,
+    let list = tokio.block_on(souk.dispatcher().dispatch(
         &principal,
         "bench",
         "membership",
@@ -276,8 +275,7 @@ fn bench_requests(
         "GET /members listed {count} members, expected {SEEDED_MEMBERS}"
     );
     let member_path = format!("/members/{READ_MEMBER}");
-    let one = tokio.block_on(dispatch::dispatch(
-        &souk,
+    let one = tokio.block_on(souk.dispatcher().dispatch(
         &principal,
         "bench",
         "membership",
@@ -301,14 +299,15 @@ fn bench_requests(
                 tokio.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        let response = dispatch::dispatch(
-                            &souk,
-                            &principal,
-                            "bench",
-                            "membership",
-                            request("GET", path, Vec::new()),
-                        )
-                        .await;
+                        let response = souk
+                            .dispatcher()
+                            .dispatch(
+                                &principal,
+                                "bench",
+                                "membership",
+                                request("GET", path, Vec::new()),
+                            )
+                            .await;
                         black_box(or_exit(response.map_err(Into::into)));
                     }
                     start.elapsed()

@@ -1,44 +1,52 @@
-//! Serving a tenant's request with a module.
+//! Serving a tenant's request with a module:
+//! `/t/{tenant}/m/{module}/{path}`, as one straight line
+//! ([`Dispatcher::dispatch`]), each step a function of its own:
 //!
-//! `/t/{tenant}/m/{module}/{path}`: authenticate, find the tenant (404 when
-//! the caller may not see it), find the installation, match the route in the
-//! module's manifest (so a module never sees a request it did not declare),
-//! then run the module's `handle` in a fresh store with its scoped database
-//! handle. The request's statements run in one transaction, committed when
-//! the module answers with a status below 500 and rolled back otherwise —
-//! so a module that traps half-way leaves no partial writes.
-//!
-//! Each tenant may have at most `--tenant-concurrency` module calls running
-//! at once (and request calls together leave a reserve of instance slots
-//! for lifecycle work): a call beyond that is refused before anything else
-//! is done for it — a 429 (or 503) problem with `Retry-After`, the module
-//! never runs. The call holds its place until its transaction is committed
-//! or rolled back. Every call is bounded by the runtime's deadline, a
-//! blocked guest included; a stopped call's transaction is rolled back.
-//!
-//! Entitlements are enforced before the module runs (the route gate): the
-//! route's `feature`, room for one more unit of its `limit`, and allowance
-//! left on its `meter`. A refused request gets a 402/403 problem naming the
-//! feature, the reason and the upgrade; the module never sees it. Usage the
-//! module changes through the `entitlements` import is written in the same
-//! transaction as its data and undone in memory if that rolls back; a
-//! route's `meter` is charged one unit when the answer is a 2xx.
+//! 1. [`Dispatcher::resolve`] — the tenant (404 when the caller may not see
+//!    it), a place under the tenant's concurrency cap (a 429 or 503 problem
+//!    with `Retry-After` otherwise; taken before anything else is done for
+//!    the call and held until it is settled), the installation with its
+//!    version's revocation (read fresh on every request, so a revocation
+//!    recorded by another process takes effect at once), and the
+//!    entitlement engine's grant for it;
+//! 2. [`match_route`] — the manifest's route for the method and path, so a
+//!    module never sees a request it did not declare (404, 405);
+//! 3. [`Dispatcher::admit`] — the entitlement gate, before the module runs:
+//!    whole-module access, the route's `feature`, room for one unit of its
+//!    `limit`, and one unit of its `meter` taken atomically against the
+//!    allowance (a 402/403 problem naming the feature, the reason and the
+//!    upgrade otherwise);
+//! 4. [`Dispatcher::prepare`] — private headers stripped, the component
+//!    loaded, the module's SQL scope, one transaction on the tenant
+//!    database, the call's [`CallState`];
+//! 5. [`Dispatcher::run`] — the module's `handle` on the module call
+//!    threads, bounded by the runtime's deadline (a blocked guest
+//!    included);
+//! 6. [`Settlement::settle`] — one owner of the call's transaction, the
+//!    usage it changed through the `entitlements` import and the route's
+//!    meter unit: an answer below 500 commits them (the meter unit only for
+//!    a 2xx); anything else — a 5xx, a trap, a timeout, a failed commit, a
+//!    dropped future — rolls all three back, so a module that fails
+//!    half-way leaves no partial writes and no usage counted.
 
-use souk_module_registry::RouteLookup;
+use souk_module_registry::{Manifest, Route, RouteLookup};
 use sqlx::{Sqlite, Transaction};
 
 use crate::auth::Principal;
+use crate::billing::service::Billing;
 use crate::capabilities::CallState;
 use crate::capabilities::context::CallContext;
 use crate::capabilities::db::ModuleDb;
-use crate::capabilities::entitlements::call::{self, CallEntitlements};
-use crate::catalog::ResolvedVersion;
-use crate::entitlements::{Decision, usage_db};
-use crate::error::SoukError;
-use crate::installer::Installation;
-use crate::runtime::{ModuleRequest, ModuleResponse};
-use crate::souk::Souk;
-use crate::tenancy::Tenant;
+use crate::capabilities::entitlements::call::{
+    CallEntitlements, CallUsageError, MeterEvent, MeterHold,
+};
+use crate::catalog::{Catalog, ResolvedVersion};
+use crate::entitlements::Decision;
+use crate::error::{CallError, SoukError};
+use crate::installer::{Installation, Installer};
+use crate::runtime::{CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
+use crate::tenancy::{Tenancy, Tenant};
+use crate::usage::Usage;
 
 /// Request headers never forwarded to modules.
 const PRIVATE_HEADERS: [&str; 4] = [
@@ -48,212 +56,319 @@ const PRIVATE_HEADERS: [&str; 4] = [
     "x-souk-operator",
 ];
 
-/// Serves `request` for `tenant_slug` with `module`.
-///
-/// # Errors
-/// [`SoukError::NotFound`] (tenant invisible, module not installed, no
-/// route), [`SoukError::MethodNotAllowed`], [`SoukError::Module`] when the
-/// tenant is at its concurrency cap or the host at capacity, or the module
-/// fails.
-pub async fn dispatch(
-    souk: &Souk,
-    principal: &Principal,
-    tenant_slug: &str,
-    module: &str,
-    mut request: ModuleRequest,
-) -> Result<ModuleResponse, SoukError> {
-    let tenant = souk.tenancy.by_slug(tenant_slug).await?;
-    principal.check_tenant(&tenant)?;
-    // Before any work is done for the call, and held until its transaction
-    // is settled (dropped with this function's frame, whichever way it ends).
-    let _permit = souk.runtime.admit(&tenant.id)?;
-    let installation = souk.installer().require(&tenant, module).await?;
-    // The installation row carries its version's revocation (one query):
-    // read fresh on every request, so a revocation recorded by another
-    // process takes effect at once.
-    if let Some(reason) = &installation.revoked {
-        return Err(crate::catalog::revoked(
-            module,
-            &installation.version,
-            reason,
-        ));
-    }
-    let resolved = ensure_grant(souk, &tenant, &installation).await?;
-    let manifest = &resolved.manifest;
-    let route = match manifest.route_for(&request.method, &request.path) {
-        RouteLookup::Found(route, _) => route,
-        RouteLookup::NoRoute => {
-            return Err(SoukError::NotFound(format!(
-                "module {module} has no route for {}",
-                request.path
-            )));
-        }
-        RouteLookup::MethodNotAllowed => {
-            return Err(SoukError::MethodNotAllowed(format!(
-                "module {module} does not accept {} on {}",
-                request.method, request.path
-            )));
-        }
-    };
-    let pool = souk.tenancy.database(&tenant).await?;
-    let now = souk.billing.clock().now();
-    let engine = souk.billing.engine();
-    let gate = [
-        Some(engine.check_access(&tenant.id, module)),
-        route
-            .feature
-            .as_deref()
-            .map(|key| engine.check_feature(&tenant.id, module, key)),
-        route
-            .limit
-            .as_deref()
-            .map(|key| engine.check_limit(&tenant.id, module, key, 1)),
-    ];
-    for decision in gate.into_iter().flatten() {
-        if let Decision::Denied(denial) = decision {
-            return Err(SoukError::Denied(Box::new(denial)));
-        }
-    }
-    // A metered route takes its unit before the module runs (atomically
-    // against the allowance, so concurrent requests never exceed it), is
-    // written with the answer if that is a 2xx, and is given back otherwise.
-    let meter_key: String;
-    let mut meter = match route.meter.as_deref() {
-        None => None,
-        Some(key) => {
-            // Only has to be unique: the request is never retried under it.
-            meter_key = format!("request-{}", hex::encode(rand::random::<[u8; 16]>()));
-            let event = call::MeterEvent {
-                tenant_id: &tenant.id,
-                module,
-                meter: key,
-                amount: 1,
-                idempotency_key: &meter_key,
-                at: now,
-            };
-            match call::MeterHold::take(engine, event, true) {
-                Ok(hold) => Some(hold),
-                Err(call::CallUsageError::Denied(denial)) => {
-                    return Err(SoukError::Denied(Box::new(denial)));
-                }
-                Err(e) => return Err(SoukError::Internal(anyhow::anyhow!("metering {key}: {e}"))),
-            }
-        }
-    };
-    request
-        .headers
-        .retain(|(name, _)| !PRIVATE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+/// The request path: borrows the parts a module request goes through
+/// (built per request by the composition root, `Souk::dispatcher`).
+pub struct Dispatcher<'a> {
+    /// Finds the tenant and opens its database.
+    pub tenancy: &'a Tenancy,
+    /// Loads the installed version's component.
+    pub catalog: &'a Catalog,
+    /// Admits the call and runs it.
+    pub runtime: &'a Runtime,
+    /// The entitlement engine of the gate and of the call, and the clock.
+    pub billing: &'a Billing,
+    /// Finds the installation and the module's SQL scope.
+    pub installer: Installer<'a>,
+    /// Keeps the engine's grant for the installation current.
+    pub usage: Usage<'a>,
+}
 
-    let loaded = souk.catalog.load(&souk.runtime, &resolved).await?;
-    let scope = souk.installer().scope_for(&tenant, manifest).await?;
-    // Reads take a deferred transaction; writes — and metered routes, which
-    // write their usage event — take the write lock up front, so two
-    // writers queue instead of failing on lock upgrade.
-    let reads_only = matches!(request.method.as_str(), "GET" | "HEAD") && meter.is_none();
-    let tx: Transaction<'static, Sqlite> = if reads_only {
-        pool.begin().await?
-    } else {
-        pool.begin_with("BEGIN IMMEDIATE").await?
-    };
-    let limits = souk.runtime.limits();
-    let ctx = CallContext {
-        tenant_id: tenant.id.clone(),
-        module_slug: manifest.slug.to_string(),
-        module_version: manifest.version.to_string(),
-        caller: principal.caller(),
-    };
-    let state = CallState::for_request(
-        ctx,
-        ModuleDb::new(scope, tx, limits.call_timeout),
-        CallEntitlements::new(engine.clone(), &tenant.id, module, now),
-        limits.memory_bytes,
-    );
-    // On the module call threads, not the API's (see `Runtime::run_call`).
-    let (result, mut state) = souk
-        .runtime
-        .run_call(async move {
-            let mut call = loaded.instantiate(state).await?;
-            let result = call.handle(request).await;
-            Ok::<_, crate::runtime::CallError>((result, call.into_state()))
+/// Whom a request is for, found and checked before anything runs.
+struct Target {
+    tenant: Tenant,
+    resolved: ResolvedVersion,
+    /// The call's place under the tenant's cap, freed when the request is
+    /// over (with this value, whichever way it ends).
+    _permit: CallPermit,
+    /// Unique to this request: the idempotency key its meter unit, if its
+    /// route has a meter, is counted under (the request is never retried
+    /// under it).
+    key: String,
+}
+
+impl Dispatcher<'_> {
+    /// Serves `request` for `tenant_slug` with `module`.
+    ///
+    /// # Errors
+    /// [`SoukError::NotFound`] (tenant invisible, module not installed, no
+    /// route), [`SoukError::MethodNotAllowed`], [`SoukError::Revoked`],
+    /// [`SoukError::Denied`] (the gate), [`SoukError::Module`] when the
+    /// tenant is at its concurrency cap, the host at capacity, or the module
+    /// fails.
+    pub async fn dispatch(
+        &self,
+        principal: &Principal,
+        tenant_slug: &str,
+        module: &str,
+        request: ModuleRequest,
+    ) -> Result<ModuleResponse, SoukError> {
+        let target = self.resolve(principal, tenant_slug, module).await?;
+        let route = match_route(&target.resolved.manifest, &request)?;
+        let meter = self.admit(&target, route)?;
+        let (loaded, state) = self
+            .prepare(&target, principal, &request, meter.is_some())
+            .await?;
+        let settlement = Settlement::new(meter);
+        let (result, state) = self.run(loaded, state, request).await?;
+        settlement.settle(&target, state, result).await
+    }
+
+    /// Step 1: the tenant, a place for the call, the installation (not
+    /// revoked) and the engine's grant for it.
+    async fn resolve(
+        &self,
+        principal: &Principal,
+        tenant_slug: &str,
+        module: &str,
+    ) -> Result<Target, SoukError> {
+        let tenant = self.tenancy.by_slug(tenant_slug).await?;
+        principal.check_tenant(&tenant)?;
+        let permit = self.runtime.admit(&tenant.id)?;
+        let installation: Installation = self.installer.require(&tenant, module).await?;
+        if let Some(reason) = &installation.revoked {
+            return Err(crate::catalog::revoked(
+                module,
+                &installation.version,
+                reason,
+            ));
+        }
+        let resolved = self.usage.ensure_grant(&tenant, &installation).await?;
+        Ok(Target {
+            tenant,
+            resolved,
+            _permit: permit,
+            key: format!("request-{}", hex::encode(rand::random::<[u8; 16]>())),
         })
-        .await??;
-    let entitlements = state.entitlements.take();
-    let tx = state.db.take_transaction();
-    // Dropping `meter` without committing gives its unit back.
-    let rollback = |entitlements: Option<CallEntitlements>| {
-        if let Some(entitlements) = entitlements {
-            entitlements.rollback();
+    }
+
+    /// Step 3: the entitlement gate. Returns the unit taken from the route's
+    /// meter, if it has one: written with the answer if that is a 2xx, given
+    /// back otherwise.
+    fn admit<'b>(
+        &'b self,
+        target: &'b Target,
+        route: &'b Route,
+    ) -> Result<Option<MeterHold<'b>>, SoukError> {
+        let engine = self.billing.engine();
+        let tenant = target.tenant.id.as_str();
+        let module = target.resolved.manifest.slug.as_str();
+        let gate = [
+            Some(engine.check_access(tenant, module)),
+            route
+                .feature
+                .as_deref()
+                .map(|key| engine.check_feature(tenant, module, key)),
+            route
+                .limit
+                .as_deref()
+                .map(|key| engine.check_limit(tenant, module, key, 1)),
+        ];
+        for decision in gate.into_iter().flatten() {
+            if let Decision::Denied(denial) = decision {
+                return Err(SoukError::Denied(Box::new(denial)));
+            }
         }
-    };
-    match result {
-        Ok(response) if response.status < 500 => {
-            let Some(mut tx) = tx else {
-                return Ok(response);
-            };
-            if !(200..300).contains(&response.status) {
-                meter = None;
-            }
-            if let Some(hold) = meter.as_mut()
-                && let Err(e) = hold.write(&mut tx).await
-            {
-                tx.rollback().await?;
-                rollback(entitlements);
-                return Err(SoukError::Internal(anyhow::anyhow!("metering: {e}")));
-            }
-            if let Err(e) = tx.commit().await {
-                rollback(entitlements);
-                return Err(e.into());
-            }
-            if let Some(hold) = meter {
-                hold.commit();
-            }
-            Ok(response)
+        let Some(meter) = route.meter.as_deref() else {
+            return Ok(None);
+        };
+        let event = MeterEvent {
+            tenant_id: tenant,
+            module,
+            meter,
+            amount: 1,
+            idempotency_key: &target.key,
+            at: self.billing.clock().now(),
+        };
+        match MeterHold::take(engine, event, true) {
+            Ok(hold) => Ok(Some(hold)),
+            Err(CallUsageError::Denied(denial)) => Err(SoukError::Denied(Box::new(denial))),
+            Err(e) => Err(SoukError::Internal(anyhow::anyhow!(
+                "metering {meter}: {e}"
+            ))),
         }
-        Ok(response) => {
-            rollback(entitlements);
-            if let Some(tx) = tx {
-                tx.rollback().await?;
-            }
-            Ok(response)
-        }
-        Err(e) => {
-            tracing::warn!(tenant = %tenant.slug, module, error = %e, "module call failed");
-            rollback(entitlements);
-            if let Some(tx) = tx {
-                tx.rollback().await?;
-            }
-            Err(e.into())
-        }
+    }
+
+    /// Step 4: the component, the module's scope, the transaction and the
+    /// call's state. Reads take a deferred transaction; writes — and
+    /// `metered` routes, which write their usage event — take the write lock
+    /// up front, so two writers queue instead of failing on lock upgrade.
+    async fn prepare(
+        &self,
+        target: &Target,
+        principal: &Principal,
+        request: &ModuleRequest,
+        metered: bool,
+    ) -> Result<(LoadedModule, CallState), SoukError> {
+        let manifest = &target.resolved.manifest;
+        let loaded = self.catalog.load(self.runtime, &target.resolved).await?;
+        let scope = self.installer.scope_for(&target.tenant, manifest).await?;
+        let pool = self.tenancy.database(&target.tenant).await?;
+        let reads_only = matches!(request.method.as_str(), "GET" | "HEAD") && !metered;
+        let tx: Transaction<'static, Sqlite> = if reads_only {
+            pool.begin().await?
+        } else {
+            pool.begin_with("BEGIN IMMEDIATE").await?
+        };
+        let limits = self.runtime.limits();
+        let context = CallContext {
+            tenant_id: target.tenant.id.clone(),
+            module_slug: manifest.slug.to_string(),
+            module_version: manifest.version.to_string(),
+            caller: principal.caller(),
+        };
+        let entitlements = CallEntitlements::new(
+            self.billing.engine().clone(),
+            &target.tenant.id,
+            manifest.slug.as_str(),
+            self.billing.clock().now(),
+        );
+        let state = CallState::for_request(
+            context,
+            ModuleDb::new(scope, tx, limits.call_timeout),
+            entitlements,
+            limits.memory_bytes,
+        );
+        Ok((loaded, state))
+    }
+
+    /// Step 5: runs the module's `handle` on the module call threads (see
+    /// `Runtime::run_call`), with the private headers stripped; answers the
+    /// module's result and the call's state to settle.
+    async fn run(
+        &self,
+        loaded: LoadedModule,
+        state: CallState,
+        mut request: ModuleRequest,
+    ) -> Result<(Result<ModuleResponse, CallError>, CallState), SoukError> {
+        request
+            .headers
+            .retain(|(name, _)| !PRIVATE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+        let ran = self
+            .runtime
+            .run_call(async move {
+                let mut call = loaded.instantiate(state).await?;
+                let result = call.handle(request).await;
+                Ok::<_, CallError>((result, call.into_state()))
+            })
+            .await??;
+        Ok(ran)
     }
 }
 
-/// Resolves the installed version of `installation` and makes sure the
-/// entitlements engine holds `tenant`'s current grant for it, loading the
-/// module's saved usage from the tenant database the first time. One map
-/// lookup beyond the resolution when nothing changed.
+/// Step 2: the route that serves `request`.
 ///
 /// # Errors
-/// Database failures; the installed version missing from the catalog.
-pub async fn ensure_grant(
-    souk: &Souk,
-    tenant: &Tenant,
-    installation: &Installation,
-) -> Result<ResolvedVersion, SoukError> {
-    let module = installation.module.as_str();
-    let resolved = souk
-        .catalog
-        .resolve(module, Some(&installation.version))
-        .await?;
-    souk.billing
-        .ensure_grant(
-            tenant,
-            &resolved.manifest,
-            installation.subscription_revision,
-            |grant| async move {
-                let pool = souk.tenancy.database(tenant).await?;
-                Ok(usage_db::load(&pool, module, &grant).await?)
-            },
-        )
-        .await?;
-    Ok(resolved)
+/// [`SoukError::NotFound`] when no route has the path,
+/// [`SoukError::MethodNotAllowed`] when one has it with other methods.
+fn match_route<'m>(
+    manifest: &'m Manifest,
+    request: &ModuleRequest,
+) -> Result<&'m Route, SoukError> {
+    let module = &manifest.slug;
+    match manifest.route_for(&request.method, &request.path) {
+        RouteLookup::Found(route, _) => Ok(route),
+        RouteLookup::NoRoute => Err(SoukError::NotFound(format!(
+            "module {module} has no route for {}",
+            request.path
+        ))),
+        RouteLookup::MethodNotAllowed => Err(SoukError::MethodNotAllowed(format!(
+            "module {module} does not accept {} on {}",
+            request.method, request.path
+        ))),
+    }
+}
+
+/// What a call leaves to settle: its transaction, the usage it changed in
+/// the engine's memory, and its route's meter unit. [`Settlement::settle`]
+/// commits them or rolls them back together; dropped unsettled (an error
+/// on the way, the request's future dropped), it rolls all three back: the
+/// transaction rolls back when sqlx drops it, the usage is undone in
+/// memory, the meter unit is given back.
+struct Settlement<'a> {
+    tx: Option<Transaction<'static, Sqlite>>,
+    usage: Option<CallEntitlements>,
+    meter: Option<MeterHold<'a>>,
+}
+
+impl<'a> Settlement<'a> {
+    fn new(meter: Option<MeterHold<'a>>) -> Self {
+        Settlement {
+            tx: None,
+            usage: None,
+            meter,
+        }
+    }
+
+    /// Step 6: commits the call's work when the module answered below 500,
+    /// rolls it back otherwise, and answers what the client gets.
+    async fn settle(
+        mut self,
+        target: &Target,
+        mut state: CallState,
+        result: Result<ModuleResponse, CallError>,
+    ) -> Result<ModuleResponse, SoukError> {
+        self.usage = state.entitlements.take();
+        self.tx = state.db.take_transaction();
+        match result {
+            Ok(response) if response.status < 500 => {
+                self.commit(response.status).await?;
+                Ok(response)
+            }
+            Ok(response) => {
+                self.rollback().await?;
+                Ok(response)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    tenant = %target.tenant.slug,
+                    module = %target.resolved.manifest.slug,
+                    error = %e,
+                    "module call failed"
+                );
+                self.rollback().await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Writes the meter unit (a 2xx only; otherwise it is given back) and
+    /// commits the transaction; then the usage and the unit are kept.
+    async fn commit(mut self, status: u16) -> Result<(), SoukError> {
+        let Some(mut tx) = self.tx.take() else {
+            return Ok(());
+        };
+        if !(200..300).contains(&status) {
+            self.meter = None;
+        }
+        if let Some(hold) = self.meter.as_mut()
+            && let Err(e) = hold.write(&mut tx).await
+        {
+            tx.rollback().await?;
+            return Err(SoukError::Internal(anyhow::anyhow!("metering: {e}")));
+        }
+        tx.commit().await?;
+        if let Some(hold) = self.meter.take() {
+            hold.commit();
+        }
+        // Committed: the usage the call changed stays counted.
+        self.usage = None;
+        Ok(())
+    }
+
+    /// Rolls the transaction back (waiting for it, so a failure is seen);
+    /// the usage and the meter unit are undone when `self` drops.
+    async fn rollback(mut self) -> Result<(), SoukError> {
+        if let Some(tx) = self.tx.take() {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Settlement<'_> {
+    fn drop(&mut self) {
+        if let Some(usage) = self.usage.take() {
+            usage.rollback();
+        }
+    }
 }

@@ -14,6 +14,8 @@
 //!   migration ledger and the audit log;
 //! - [`archive`]: the data export written before an uninstall;
 //! - [`dispatch`]: serving tenant requests with a module;
+//! - [`usage`]: usage events reported from outside a module, the usage
+//!   report, and making an installation's grant current;
 //! - [`api`]: the HTTP API; [`cli`]: the `souk` command.
 
 pub mod api;
@@ -36,6 +38,7 @@ pub mod secrets;
 pub mod souk;
 pub mod tenancy;
 pub mod tenant_migrations;
+pub mod usage;
 pub mod wit;
 
 pub use souk::{Souk, SoukConfig};

@@ -12,10 +12,12 @@ use crate::billing::service::Billing;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, RecordedClock, SystemClock};
 use crate::control_plane::ControlPlane;
+use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::installer::Installer;
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
+use crate::usage::Usage;
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -158,6 +160,31 @@ impl Souk {
             migration_timeout: self.config.migration_timeout,
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
+        }
+    }
+
+    /// The request path, borrowing the parts a module request goes
+    /// through (see [`Dispatcher::dispatch`]).
+    pub fn dispatcher(&self) -> Dispatcher<'_> {
+        Dispatcher {
+            tenancy: &self.tenancy,
+            catalog: &self.catalog,
+            runtime: &self.runtime,
+            billing: &self.billing,
+            installer: self.installer(),
+            usage: self.usage(),
+        }
+    }
+
+    /// The usage service (usage events, the usage report, installation
+    /// grants), borrowing this host's services; build one per operation
+    /// (`souk.usage().report(..)`).
+    pub fn usage(&self) -> Usage<'_> {
+        Usage {
+            billing: &self.billing,
+            tenancy: &self.tenancy,
+            catalog: &self.catalog,
+            control: &self.control,
         }
     }
 

@@ -8,6 +8,7 @@ mod support;
 
 mod archives;
 mod billing;
+mod cli_api;
 mod fairness;
 mod hostile_input;
 mod hostile_sql;

@@ -21,14 +21,12 @@ use serde_json::json;
 
 use super::{ApiResult, Operator, Problem, TenantAccess, body_bytes, parse_json};
 use crate::auth::Principal;
-use crate::billing::bounds;
 use crate::billing::service::Actor;
-use crate::capabilities::entitlements::call;
+use crate::billing::{bounds, listing};
 use crate::clock::rfc3339;
-use crate::dispatch;
-use crate::entitlements::{MAX_QUANTITY, UsageKind};
 use crate::error::SoukError;
 use crate::souk::Souk;
+use crate::usage::UsageEvent;
 
 /// The billing routes, merged into the main router.
 pub(super) fn routes() -> Router<Arc<Souk>> {
@@ -94,60 +92,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
 }
 
 async fn list_plans(State(souk): State<Arc<Souk>>) -> ApiResult<Response> {
-    let plans = souk.billing.plans();
-    let modules: Vec<_> = plans
-        .modules
-        .iter()
-        .map(|m| {
-            let plans: Vec<_> = m
-                .plans
-                .iter()
-                .map(|p| {
-                    let prices: serde_json::Map<String, serde_json::Value> = p
-                        .prices
-                        .iter()
-                        .map(|(currency, price)| (currency.to_string(), json!(price)))
-                        .collect();
-                    let meters: serde_json::Map<String, serde_json::Value> = p
-                        .meters
-                        .iter()
-                        .map(|(key, meter)| {
-                            (
-                                key.clone(),
-                                json!({"per_period": meter.amount, "reset": "monthly"}),
-                            )
-                        })
-                        .collect();
-                    json!({
-                        "slug": p.slug,
-                        "name": p.name,
-                        "free": p.free,
-                        "prices": prices,
-                        "interval": p.interval,
-                        "trial_days": p.trial_days,
-                        "features": p.features,
-                        "limits": p.limits,
-                        "meters": meters,
-                    })
-                })
-                .collect();
-            let source = if m.suggested { "module" } else { "operator" };
-            json!({"module": m.module.as_str(), "source": source, "plans": plans})
-        })
-        .collect();
-    let bundles: Vec<_> = plans
-        .bundles
-        .iter()
-        .map(|b| {
-            let plans: serde_json::Map<String, serde_json::Value> = b
-                .plans
-                .iter()
-                .map(|(module, plan)| (module.to_string(), json!(plan)))
-                .collect();
-            json!({"slug": b.slug, "name": b.name, "discount_bps": b.discount_bps, "plans": plans})
-        })
-        .collect();
-    Ok(Json(json!({"modules": modules, "bundles": bundles})).into_response())
+    Ok(Json(listing::listing(&souk.billing.plans())).into_response())
 }
 
 async fn list_subscriptions(
@@ -348,66 +293,12 @@ async fn usage(
     access: TenantAccess,
     Query(query): Query<UsageQuery>,
 ) -> ApiResult<Response> {
-    let tenant = &access.tenant;
-    let mut installations = souk.installer().list(tenant).await?;
-    if let Some(module) = &query.module {
-        installations.retain(|i| &i.module == module);
-        if installations.is_empty() {
-            return Err(SoukError::NotFound(format!(
-                "module {module:?} is not installed for this tenant"
-            ))
-            .into());
-        }
-    }
-    let now = souk.billing.clock().now();
-    let mut modules = Vec::new();
-    for installation in installations {
-        dispatch::ensure_grant(&souk, tenant, &installation).await?;
-        let engine = souk.billing.engine();
-        let lines: Vec<_> = engine
-            .usage_view(&tenant.id, &installation.module, now)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|line| {
-                json!({
-                    "key": line.key,
-                    "kind": match line.kind {
-                        UsageKind::Count => "count",
-                        UsageKind::Meter => "meter",
-                    },
-                    "used": line.used,
-                    "limit": line.limit,
-                    "percent": line.percent.map(|p| (p * 100.0).round() / 100.0),
-                    "period_start": line.period.map(|p| rfc3339(p.start)),
-                    "period_end": line.period.map(|p| rfc3339(p.end)),
-                })
-            })
-            .collect();
-        modules.push(json!({
-            "module": installation.module,
-            "plan": engine.plan(&tenant.id, &installation.module),
-            "usage": lines,
-        }));
-    }
-    Ok(Json(json!({"at": rfc3339(now), "modules": modules})).into_response())
+    let report = souk
+        .usage()
+        .report(&access.tenant, query.module.as_deref())
+        .await?;
+    Ok(Json(report).into_response())
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UsageEvent {
-    module: String,
-    meter: String,
-    #[serde(default = "one_unit")]
-    amount: u64,
-    idempotency_key: String,
-}
-
-fn one_unit() -> u64 {
-    1
-}
-
-/// Most events one request may carry.
-const MAX_EVENTS_PER_REQUEST: usize = 1000;
 
 /// `{"events": [...]}`: several events recorded in one transaction.
 #[derive(Deserialize)]
@@ -426,126 +317,21 @@ async fn usage_event(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let value: serde_json::Value = parse_json(body)?;
-    let batch = value.get("events").is_some();
     let invalid = |e: serde_json::Error| Problem::bad_request(format!("invalid JSON body: {e}"));
-    let events = if batch {
-        serde_json::from_value::<UsageBatch>(value)
-            .map_err(invalid)?
-            .events
-    } else {
-        vec![serde_json::from_value::<UsageEvent>(value).map_err(invalid)?]
-    };
-    if events.is_empty() || events.len() > MAX_EVENTS_PER_REQUEST {
-        return Err(SoukError::Invalid(format!(
-            "`events` must hold 1 to {MAX_EVENTS_PER_REQUEST} events"
-        ))
-        .into());
-    }
-    let at = |i: usize| {
-        if batch {
-            format!("events[{i}]: ")
-        } else {
-            String::new()
-        }
-    };
-    for (i, event) in events.iter().enumerate() {
-        if event.amount == 0 || event.amount > MAX_QUANTITY {
-            return Err(SoukError::Invalid(format!(
-                "{}`amount` must be 1 to {MAX_QUANTITY}, not {}",
-                at(i),
-                event.amount
-            ))
-            .into());
-        }
-        if event.idempotency_key.is_empty()
-            || event.idempotency_key.len() > call::MAX_IDEMPOTENCY_KEY
-        {
-            return Err(SoukError::Invalid(format!(
-                "{}`idempotency_key` must be 1 to {} bytes",
-                at(i),
-                call::MAX_IDEMPOTENCY_KEY
-            ))
-            .into());
-        }
-    }
     let tenant = &access.tenant;
-    let mut modules: Vec<&str> = events.iter().map(|e| e.module.as_str()).collect();
-    modules.sort_unstable();
-    modules.dedup();
-    for module in modules {
-        let installation = souk.installer().require(tenant, module).await?;
-        dispatch::ensure_grant(&souk, tenant, &installation).await?;
-    }
-    let now = souk.billing.clock().now();
-    let engine = souk.billing.engine();
-    let pool = souk.tenancy.database(tenant).await?;
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(SoukError::from)?;
-    // Each event is taken in the engine and written in the transaction;
-    // dropping the holds (an error, a refused event, a failed commit) gives
-    // every event of the request back.
-    let mut holds = Vec::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
-        let meter_event = call::MeterEvent {
-            tenant_id: &tenant.id,
-            module: &event.module,
-            meter: &event.meter,
-            amount: event.amount,
-            idempotency_key: &event.idempotency_key,
-            at: now,
-        };
-        let taken = match call::MeterHold::take(engine, meter_event, false) {
-            Ok(mut hold) => hold.write(&mut tx).await.map(|()| hold),
-            Err(e) => Err(e),
-        };
-        match taken {
-            Ok(hold) => holds.push(hold),
-            Err(
-                call::CallUsageError::UnknownKey(message)
-                | call::CallUsageError::OutOfRange(message),
-            ) => {
-                return Err(SoukError::Invalid(format!("{}{message}", at(i))).into());
-            }
-            Err(other) => return Err(SoukError::Internal(anyhow::anyhow!("{other}")).into()),
-        }
-    }
-    tx.commit().await.map_err(SoukError::from)?;
-    let mut counted = false;
-    let results: Vec<serde_json::Value> = holds
-        .into_iter()
-        .zip(&events)
-        .map(|(hold, event)| {
-            let reading = hold.reading();
-            hold.commit();
-            counted = reading.counted;
-            json!({
-                "module": event.module,
-                "meter": event.meter,
-                "idempotency_key": event.idempotency_key,
-                "counted": reading.counted,
-                "used": reading.used,
-                "limit": reading.allowance,
-                "period_start": rfc3339(reading.period.start),
-                "period_end": rfc3339(reading.period.end),
-            })
-        })
-        .collect();
-    if batch {
+    if value.get("events").is_some() {
+        let batch = serde_json::from_value::<UsageBatch>(value).map_err(invalid)?;
+        let results = souk.usage().record_batch(tenant, &batch.events).await?;
         return Ok(Json(json!({ "events": results })).into_response());
     }
-    // One event: `counted` is its own.
-    let status = if counted {
+    let event = serde_json::from_value::<UsageEvent>(value).map_err(invalid)?;
+    let recorded = souk.usage().record_one(tenant, event).await?;
+    let status = if recorded.counted {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let mut body = results.into_iter().next().unwrap_or_default();
-    if let Some(fields) = body.as_object_mut() {
-        fields.remove("idempotency_key");
-    }
-    Ok((status, Json(body)).into_response())
+    Ok((status, Json(recorded)).into_response())
 }
 
 #[derive(Deserialize)]

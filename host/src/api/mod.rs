@@ -46,7 +46,7 @@ use crate::error::SoukError;
 use crate::runtime::{CallError, ModuleRequest};
 use crate::souk::Souk;
 use crate::tenancy::Tenant;
-use crate::{archive, dispatch, installer};
+use crate::{archive, installer};
 
 mod billing;
 
@@ -704,7 +704,10 @@ async fn serve_module(
     module: &str,
     request: ModuleRequest,
 ) -> ApiResult<Response> {
-    let response = dispatch::dispatch(souk, principal, tenant, module, request).await?;
+    let response = souk
+        .dispatcher()
+        .dispatch(principal, tenant, module, request)
+        .await?;
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out = Response::builder().status(status);
     for (name, value) in &response.headers {

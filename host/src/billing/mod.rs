@@ -13,6 +13,7 @@
 //!   entitlements engine and runs the time-driven maintenance step.
 
 pub mod bounds;
+pub mod listing;
 pub mod plans;
 pub mod service;
 pub mod store;
