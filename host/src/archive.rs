@@ -6,7 +6,7 @@
 //! double as its bit pattern, ±Inf, -0.0 and subnormals included; text as
 //! its bytes, UTF-8 or not; blobs), and restoring gives back the same values,
 //! rowids and AUTOINCREMENT counters. The format, `souk-archive/2`, is JSON
-//! Lines (see [`lines`] and `docs/archives.md`): written and read a row at a
+//! Lines (see `lines` and `docs/archives.md`): written and read a row at a
 //! time, so the host's memory does not grow with the archive, and checked
 //! with a sha256 per table and one over the whole archive. Files are named by
 //! archive id. Archives in the older `souk-archive/1` (one JSON document)

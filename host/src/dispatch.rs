@@ -2,27 +2,27 @@
 //! `/t/{tenant}/m/{module}/{path}`, as one straight line
 //! ([`Dispatcher::dispatch`]), each step a function of its own:
 //!
-//! 1. [`Dispatcher::resolve`] — the tenant (404 when the caller may not see
+//! 1. `Dispatcher::resolve` — the tenant (404 when the caller may not see
 //!    it), a place under the tenant's concurrency cap (a 429 or 503 problem
 //!    with `Retry-After` otherwise; taken before anything else is done for
 //!    the call and held until it is settled), the installation with its
 //!    version's revocation (read fresh on every request, so a revocation
 //!    recorded by another process takes effect at once), and the
 //!    entitlement engine's grant for it;
-//! 2. [`match_route`] — the manifest's route for the method and path, so a
+//! 2. `match_route` — the manifest's route for the method and path, so a
 //!    module never sees a request it did not declare (404, 405);
-//! 3. [`Dispatcher::admit`] — the entitlement gate, before the module runs:
+//! 3. `Dispatcher::admit` — the entitlement gate, before the module runs:
 //!    whole-module access, the route's `feature`, room for one unit of its
 //!    `limit`, and one unit of its `meter` taken atomically against the
 //!    allowance (a 402/403 problem naming the feature, the reason and the
 //!    upgrade otherwise);
-//! 4. [`Dispatcher::prepare`] — private headers stripped, the component
+//! 4. `Dispatcher::prepare` — private headers stripped, the component
 //!    loaded, the module's SQL scope, one transaction on the tenant
 //!    database, the call's [`CallState`];
-//! 5. [`Dispatcher::run`] — the module's `handle` on the module call
+//! 5. `Dispatcher::run` — the module's `handle` on the module call
 //!    threads, bounded by the runtime's deadline (a blocked guest
 //!    included);
-//! 6. [`Settlement::settle`] — one owner of the call's transaction, the
+//! 6. `Settlement::settle` — one owner of the call's transaction, the
 //!    usage it changed through the `entitlements` import and the route's
 //!    meter unit: an answer below 500 commits them (the meter unit only for
 //!    a 2xx); anything else — a 5xx, a trap, a timeout, a failed commit, a

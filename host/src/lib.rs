@@ -1,22 +1,30 @@
 //! Souk: a multi-tenant host for business modules that run as sandboxed
 //! WebAssembly components.
 //!
-//! The nouns of the system, one module each:
-//! - [`runtime`]: wasmtime engine, compile cache, limits, module calls;
+//! The modules, by layer; imports run from the edges down, never back up
+//! (the layout, the request path and the install path are in
+//! `docs/architecture.md`):
+//! - edges: [`api`], the HTTP API; [`cli`], the `souk` command;
+//! - composition root: [`souk`], which builds every part once and lends
+//!   each service the parts it needs;
+//! - services: [`dispatch`] (serving tenant requests with a module),
+//!   [`installer`] (install, upgrade and uninstall, atomically),
+//!   [`billing`] (plans, subscriptions, maintenance), [`usage`] (usage
+//!   events reported from outside a module, the usage report),
+//!   [`catalog`] (module versions available to install), [`archive`] (the
+//!   data export written before an uninstall), [`auth`] (operator and
+//!   tenant tokens), [`tenancy`] (tenants and their databases),
+//!   [`registry`] (pulling from a module registry);
+//! - [`runtime`]: the wasmtime engine, compile cache, admission, module
+//!   calls;
 //! - [`capabilities`]: the host interfaces modules import (context, db,
 //!   log, entitlements), one folder each, and the per-call state;
-//! - [`wit`]: the generated bindings of each module API version;
-//! - [`tenancy`]: tenants and their databases; [`tenant_migrations`]: the
-//!   host's own tables in every tenant database;
-//! - [`auth`]: operator and tenant tokens;
-//! - [`catalog`]: module versions available to install;
-//! - [`installer`]: install, upgrade and uninstall, atomically, with the
-//!   migration ledger and the audit log;
-//! - [`archive`]: the data export written before an uninstall;
-//! - [`dispatch`]: serving tenant requests with a module;
-//! - [`usage`]: usage events reported from outside a module, the usage
-//!   report, and making an installation's grant current;
-//! - [`api`]: the HTTP API; [`cli`]: the `souk` command.
+//! - domain and stores: [`entitlements`] (the engine that answers what a
+//!   subscription allows), [`control_plane`] (the host's own database, one
+//!   repository per table group), [`tenant_migrations`] (the host's own
+//!   tables in every tenant database);
+//! - foundation: [`error`], [`clock`], [`calendar`], [`secrets`], [`wit`]
+//!   (the generated bindings of each module API version).
 
 pub mod api;
 pub mod archive;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::auth::Auth;
 use crate::billing::plans::{Currency, PlanCatalog};
 use crate::billing::service::Billing;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ModuleVersion};
 use crate::clock::{Clock, RecordedClock, SystemClock};
 use crate::control_plane::ControlPlane;
 use crate::dispatch::Dispatcher;
@@ -227,6 +227,22 @@ impl Souk {
             ));
         };
         clock.set(at)
+    }
+
+    /// Makes a package available (the operator's `souk module add` and
+    /// `POST /v1/modules` alike). A new version may suggest plans for a
+    /// module the operator does not price, so the plans in effect are
+    /// rebuilt when it is new.
+    ///
+    /// # Errors
+    /// See [`Catalog::add_package`]; an operator plan that does not fit the
+    /// new version ([`Souk::refresh_plans`]; the version stays available).
+    pub async fn add_package(&self, bytes: &[u8]) -> Result<ModuleVersion, SoukError> {
+        let version = self.catalog.add_package(&self.runtime, bytes).await?;
+        if version.newly_added {
+            self.refresh_plans().await?;
+        }
+        Ok(version)
     }
 
     /// Builds the plan catalog in effect — the operator's plans, plus the

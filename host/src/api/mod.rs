@@ -3,7 +3,7 @@
 //! Errors are RFC 9457 problem documents (`application/problem+json`) with a
 //! stable `type` URI per kind and a human `detail` — every error answer the
 //! host itself makes, including the router's own (405, a path that is not
-//! valid UTF-8, ...), which [`problem_for_bare_errors`] turns into problem
+//! valid UTF-8, ...), which `problem_for_bare_errors` turns into problem
 //! documents. Only a module's own answers pass as the module wrote them.
 //! A refused module call (tenant at its concurrency cap: 429; host at
 //! capacity: 503) carries `Retry-After`. Bodies are read as bytes
@@ -519,12 +519,7 @@ async fn add_module(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let bytes = body_bytes(body)?;
-    let version = souk.catalog.add_package(&souk.runtime, &bytes).await?;
-    if version.newly_added {
-        // A new version may suggest plans for a module the operator does
-        // not price.
-        souk.refresh_plans().await?;
-    }
+    let version = souk.add_package(&bytes).await?;
     let status = if version.newly_added {
         StatusCode::CREATED
     } else {

@@ -108,7 +108,7 @@ pub(super) async fn run(command: ModuleCommand, global: &GlobalOptions) -> anyho
             let souk = open(global).await?;
             let bytes = std::fs::read(&package)
                 .with_context(|| format!("reading {}", package.display()))?;
-            let version = souk.catalog.add_package(&souk.runtime, &bytes).await?;
+            let version = souk.add_package(&bytes).await?;
             print(json, &version, |v| {
                 format!("{} {} available ({})", v.slug, v.version, v.digest)
             })

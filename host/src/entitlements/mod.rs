@@ -20,7 +20,9 @@
 //! - `period`: billing periods and how a meter's period rolls over;
 //! - `store`: usage as a caller seeds the engine with it ([`StoredUsage`]);
 //! - [`usage_db`]: that usage in each tenant's database;
-//! - [`call`]: one module call's view of the engine.
+//! - `crate::capabilities::entitlements::call`: one module call's view of
+//!   the engine (with the capabilities, since it writes through the call's
+//!   database handle).
 //!
 //! # Cost
 //! A check takes two uncontended `RwLock` read locks (the shard, then the
