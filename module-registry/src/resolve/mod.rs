@@ -231,7 +231,12 @@ pub fn resolve_install(
     if open_requests.is_empty() {
         return Ok(InstallPlan::default());
     }
-    let added = solver::solve(index, installed_by_slug, open_requests)?;
+    let added = solver::solve(
+        index,
+        installed_by_slug,
+        open_requests,
+        explanation::explain,
+    )?;
     install_order(&added)
 }
 

@@ -18,10 +18,9 @@ use pubgrub::{
 };
 use semver::{Version, VersionReq};
 
-use super::explanation;
 use super::index::{OfferedVersion, RegistryIndex};
 use super::ranges::{UnsupportedComparator, exact_range, release};
-use super::{InstalledModule, RequestedModule, ResolveError};
+use super::{Conflict, InstalledModule, RequestedModule, ResolveError};
 use crate::manifest::{Dependency, Slug};
 
 /// A package as the solver sees it: the install itself, or a module.
@@ -284,7 +283,9 @@ impl DependencyProvider for Solver<'_> {
 
 /// Runs the solver for the requests no installed module meets, and returns
 /// the offered version chosen for every module the install adds (installed
-/// modules are left out: they stay as they are).
+/// modules are left out: they stay as they are). When no choice works,
+/// `explain` words why from the solver's derivation tree (the solver finds
+/// versions; the caller says what a failure means to a person).
 ///
 /// # Errors
 /// [`ResolveError::Conflict`] when no choice of versions works, and
@@ -294,6 +295,7 @@ pub(super) fn solve<'a>(
     index: &'a RegistryIndex,
     installed: BTreeMap<Slug, &'a InstalledModule>,
     requests: Vec<&'a RequestedModule>,
+    explain: fn(&Solver<'_>, Tree) -> Conflict,
 ) -> Result<BTreeMap<Slug, &'a OfferedVersion>, ResolveError> {
     let mut solver = Solver {
         index,
@@ -307,7 +309,7 @@ pub(super) fn solve<'a>(
     let solution = match pubgrub::resolve(&solver, Node::Install, install_version()) {
         Ok(solution) => solution,
         Err(PubGrubError::NoSolution(tree)) => {
-            return Err(ResolveError::Conflict(explanation::explain(&solver, tree)));
+            return Err(ResolveError::Conflict(explain(&solver, tree)));
         }
         Err(PubGrubError::ErrorChoosingVersion { source, .. })
         | Err(PubGrubError::ErrorRetrievingDependencies { source, .. })
