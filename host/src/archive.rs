@@ -122,7 +122,8 @@ pub enum ArchiveError {
         table: String,
         /// The row's position in the table (1-based).
         row: u64,
-        /// Why.
+        /// Why it was refused: a wrong number of values, a NaN real, or
+        /// SQLite's error on insert.
         reason: String,
     },
     /// After every row was in, a table holds a reference to a missing row.
@@ -221,9 +222,9 @@ pub struct ArchiveInfo {
     pub id: String,
     /// Module slug.
     pub module_slug: String,
-    /// Module version.
+    /// The module version that wrote the data (whose schema it has).
     pub version: String,
-    /// When it was written.
+    /// When it was written (RFC 3339).
     pub created_at: String,
     /// Size of the file in bytes; `None` when the file is gone.
     pub size_bytes: Option<u64>,

@@ -26,15 +26,16 @@ use crate::runtime::{LoadedModule, Migration, Runtime};
 pub struct ModuleVersion {
     /// Module slug.
     pub slug: String,
-    /// Version.
+    /// Semantic version (`1.2.0`), from the manifest.
     pub version: String,
-    /// Display name.
+    /// Display name from the manifest, 1 to 100 characters.
     pub name: String,
-    /// Description.
+    /// Free text from the manifest, saying what the module does.
     pub description: String,
-    /// Category.
+    /// Marketplace category from the manifest: lowercase letters, digits,
+    /// `_` and `-` (`testing`).
     pub category: String,
-    /// WIT API version.
+    /// WIT API version the component targets, `major.minor.patch` (`0.2.0`).
     pub api: String,
     /// Package digest (`sha256:...`).
     pub digest: String,
@@ -58,15 +59,15 @@ pub struct ModuleVersion {
 /// A module with its available versions, newest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleListing {
-    /// Slug.
+    /// Module slug.
     pub slug: String,
     /// Display name (of the newest version).
     pub name: String,
     /// Description (of the newest version).
     pub description: String,
-    /// Category.
+    /// Marketplace category (of the newest version).
     pub category: String,
-    /// The newest version.
+    /// The highest version by semver, even when yanked or revoked.
     pub latest: String,
     /// All versions, newest first.
     pub versions: Vec<ModuleVersion>,
@@ -111,9 +112,9 @@ fn version_of(row: VersionRow) -> Result<ModuleVersion, SoukError> {
 /// A resolved module version: its manifest and where its package lives.
 #[derive(Debug, Clone)]
 pub struct ResolvedVersion {
-    /// The parsed manifest.
+    /// Parsed from the manifest text stored when the version was added.
     pub manifest: Manifest,
-    /// The package digest.
+    /// Package digest (`sha256:...`), the content address of its file.
     pub digest: String,
     package_path: PathBuf,
 }

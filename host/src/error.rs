@@ -92,9 +92,9 @@ pub enum CallError {
     /// The module returned a response larger than allowed.
     #[error("the module's response of {size} bytes exceeds the limit of {limit} bytes")]
     ResponseTooLarge {
-        /// Bytes returned.
+        /// Bytes of the response body returned.
         size: usize,
-        /// The limit.
+        /// [`RuntimeLimits::max_response_bytes`](crate::runtime::RuntimeLimits::max_response_bytes).
         limit: usize,
     },
     /// No instance slot (or no place for a request call) was free.

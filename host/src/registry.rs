@@ -230,11 +230,12 @@ async fn verified_head(
 pub struct PulledVersion {
     /// Module slug.
     pub module: String,
-    /// Version.
+    /// Semantic version, as the catalog recorded it.
     pub version: String,
-    /// Package digest.
+    /// Package digest (`sha256:...`) of the verified package.
     pub digest: String,
-    /// The key that signed its publish record.
+    /// The key that signed its publish record; empty when the log has no
+    /// publish entry for the version.
     pub signer: String,
 }
 
@@ -352,7 +353,7 @@ pub struct PullReport {
 pub struct RevokedInstall {
     /// Module slug.
     pub module: String,
-    /// Revoked version.
+    /// The version its publisher revoked.
     pub version: String,
     /// Why it was revoked.
     pub reason: String,

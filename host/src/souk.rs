@@ -63,15 +63,17 @@ impl SoukConfig {
 
 /// The host.
 pub struct Souk {
-    /// Host configuration.
+    /// The configuration opened with, its `data_dir` made absolute.
     pub config: SoukConfig,
-    /// The control-plane database.
+    /// The host's own database, `control.sqlite` in the data directory.
     pub control: ControlPlane,
-    /// The WebAssembly runtime.
+    /// Compiles and runs module components under `config.limits`, with the
+    /// compile cache in `compiled/` of the data directory.
     pub runtime: Runtime,
     /// Tenants and their databases.
     pub tenancy: Tenancy,
-    /// Tokens.
+    /// Tenant tokens (stored as hashes in `control`) and the operator token
+    /// (`operator-token` in the data directory).
     pub auth: Auth,
     /// Module versions available to install.
     pub catalog: Catalog,

@@ -59,9 +59,9 @@ pub struct Recorded {
     pub idempotency_key: Option<String>,
     /// The meter's allowance per period; `None` is unmetered.
     pub limit: Option<u64>,
-    /// As reported.
+    /// The meter key, copied from the [`UsageEvent`].
     pub meter: String,
-    /// As reported.
+    /// The module slug, copied from the [`UsageEvent`].
     pub module: String,
     /// End (exclusive) of the metering period the event counts in, RFC 3339.
     pub period_end: String,
@@ -99,7 +99,8 @@ pub struct UsageLineView {
     pub key: String,
     /// `count` (a standing quantity) or `meter` (a sum per period).
     pub kind: &'static str,
-    /// `None` is unlimited.
+    /// The grant's limit (count) or allowance per period (meter); `None` is
+    /// unlimited.
     pub limit: Option<u64>,
     /// `used / limit × 100`, rounded to two decimals; above 100 after a
     /// downgrade; `None` when unlimited.

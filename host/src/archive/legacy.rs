@@ -41,9 +41,9 @@ pub struct Document {
 pub struct Table {
     /// The module's name for the table.
     pub name: String,
-    /// Column names.
+    /// Column names, in the order of each row's values.
     pub columns: Vec<String>,
-    /// Rows.
+    /// One entry per row, its values in `columns` order.
     pub rows: Vec<Vec<Value>>,
 }
 

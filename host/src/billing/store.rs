@@ -53,7 +53,7 @@ pub enum StoreError {
     /// A stored instant (unix seconds) is outside the calendar.
     #[error("stored instant {seconds}: {reason}")]
     Instant {
-        /// The stored value.
+        /// The stored value, in unix seconds.
         seconds: i64,
         /// Why it is not an instant.
         reason: time::error::ComponentRange,

@@ -41,17 +41,18 @@ pub struct NewAuditEvent<'a> {
     pub module: &'a str,
     /// One of the actions [`AuditEvent::action`] lists.
     pub action: &'a str,
-    /// The version before.
+    /// The version installed before; `None` for an install or restore.
     pub from: Option<&'a str>,
-    /// The version after.
+    /// The version installed after; `None` for an uninstall.
     pub to: Option<&'a str>,
     /// Who: kind, as [`AuditEvent::actor_kind`] spells it.
     pub actor_kind: Option<&'a str>,
-    /// Who: id.
+    /// Who: the caller's stable id (a token id, or `operator`).
     pub actor_id: &'a str,
-    /// Who: name.
+    /// Who: the caller's display name (the token's name, or `operator`).
     pub actor_name: &'a str,
-    /// Extra detail.
+    /// Free text for the log (the archive written, why it was forced or
+    /// rolled back); `None` when there is nothing more to say.
     pub detail: Option<&'a str>,
 }
 

@@ -12,7 +12,7 @@ use super::{StoreError, duplicate_or_db};
 pub struct Installation {
     /// Module slug.
     pub module: String,
-    /// Installed version.
+    /// Semantic version installed now; an upgrade changes it.
     pub version: String,
     /// Package digest of that version.
     pub digest: String,

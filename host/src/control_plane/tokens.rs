@@ -20,7 +20,7 @@ pub struct TokenInfo {
 /// A token that still works, as authentication needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ActiveToken {
-    /// The token's id.
+    /// Token id (`tok_` and 16 hex digits), as [`TokenInfo::id`].
     pub id: String,
     /// The tenant it acts for.
     pub tenant_id: String,

@@ -47,15 +47,15 @@ pub struct NewVersion<'a> {
     pub slug: &'a str,
     /// Semantic version, as text.
     pub version: &'a str,
-    /// Display name.
+    /// Display name, from the manifest.
     pub name: &'a str,
-    /// Description.
+    /// Description, from the manifest.
     pub description: &'a str,
-    /// Category.
+    /// Marketplace category, from the manifest.
     pub category: &'a str,
-    /// WIT API version.
+    /// WIT API version the component targets, `major.minor.patch`.
     pub api: &'a str,
-    /// Package digest.
+    /// Package digest (`sha256:...`).
     pub digest: &'a str,
     /// The manifest's YAML text.
     pub manifest: &'a str,

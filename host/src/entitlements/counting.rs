@@ -78,7 +78,7 @@ pub enum UsageError {
         "meter `{meter}` holds {used} this period; {amount} more would pass the most a meter can hold ({max})"
     )]
     MeterFull {
-        /// The meter.
+        /// The meter's key, as the plan names it.
         meter: String,
         /// Its sum this period.
         used: u64,
@@ -93,7 +93,7 @@ pub enum UsageError {
         "usage event for `{meter}` at {at} is before the current period starting {period_start}; record events in order"
     )]
     BeforeCurrentPeriod {
-        /// The meter.
+        /// The meter's key, as the plan names it.
         meter: String,
         /// When the event happened.
         at: OffsetDateTime,

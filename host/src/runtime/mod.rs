@@ -476,18 +476,19 @@ macro_rules! with_guest {
 /// One migration as a module declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
-    /// Ledger id.
+    /// Unique within the module; kept in the tenant's migration ledger once
+    /// applied, and never applied again.
     pub id: String,
-    /// SQL applying it.
+    /// SQL run on install or upgrade, in list order.
     pub up: String,
-    /// SQL reverting it.
+    /// SQL run on uninstall (newest migration first), undoing `up`.
     pub down: String,
 }
 
 /// An HTTP request for a module.
 #[derive(Debug, Clone)]
 pub struct ModuleRequest {
-    /// Upper-case method.
+    /// Upper-case HTTP method (`GET`).
     pub method: String,
     /// Path relative to the module mount, starting with `/`.
     pub path: String,

@@ -118,7 +118,8 @@ impl SqlValue {
 /// Rows returned by a query.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Rows {
-    /// Column names.
+    /// Result column names as SQLite prepared the statement (an `AS` alias
+    /// when given); empty for a statement that returns no columns.
     pub columns: Vec<String>,
     /// Values, row by row.
     pub rows: Vec<Vec<SqlValue>>,

@@ -530,7 +530,8 @@ impl Action {
 /// One request SQLite put to the authorizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
-    /// What is asked.
+    /// The authorizer's action code; each [`Action`] says what `arg1` and
+    /// `arg2` then hold.
     pub action: Action,
     /// First detail (usually a table or index name).
     pub arg1: Option<&'a str>,
@@ -543,13 +544,13 @@ pub struct Request<'a> {
 /// A request as recorded in the audit log, with the decision taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedRequest {
-    /// What was asked.
+    /// As in [`Request::action`].
     pub action: Action,
-    /// First detail.
+    /// As in [`Request::arg1`] (usually a table or index name).
     pub arg1: Option<String>,
-    /// Second detail.
+    /// As in [`Request::arg2`] (a column, a table, a function name).
     pub arg2: Option<String>,
-    /// Database.
+    /// As in [`Request::database`] (`main`, `temp`, an attached name).
     pub database: Option<String>,
     /// Whether it was allowed.
     pub allowed: bool,
