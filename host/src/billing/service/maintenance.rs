@@ -4,6 +4,7 @@
 //! periods are closed with their totals.
 
 use serde::Serialize;
+use sqlx::{Sqlite, Transaction};
 use time::{Duration, OffsetDateTime};
 
 use super::{Actor, Billing};
@@ -115,6 +116,16 @@ impl Billing {
         // One run sees one "now": a clock that is never moved.
         let clock = ManualClock::new(now);
         let label = Actor::Maintenance.label();
+        // A notification is written once per pair, kind and instant it is
+        // about (its dedupe key); true when this call wrote it.
+        let notify = async |tx: &mut Transaction<'_, Sqlite>,
+                            kind: &str,
+                            about: OffsetDateTime,
+                            payload: &serde_json::Value|
+               -> Result<bool, SoukError> {
+            let key = format!("{tenant_id}/{module}/{kind}/{}", about.unix_timestamp());
+            Ok(store::push_outbox(tx, now, kind, tenant_id, module, &key, payload).await?)
+        };
         // A subscription left alone for several periods catches up one step
         // at a time; each step is one transition of the state machine.
         for _ in 0..1000 {
@@ -125,7 +136,7 @@ impl Billing {
                 "plan": s.plan,
                 "period_end": rfc3339(s.period_end),
             });
-            let (event, action, notify): (SubscriptionEvent, &str, Option<&str>) = match s.state {
+            let (event, action, notice): (SubscriptionEvent, &str, Option<&str>) = match s.state {
                 SubscriptionState::Trialing if now >= s.period_end => {
                     let paid = record.prepaid_periods > 0;
                     let kind = if paid {
@@ -137,23 +148,9 @@ impl Billing {
                 }
                 SubscriptionState::Trialing => {
                     if now + TRIAL_ENDING_NOTICE >= s.period_end {
-                        let key = format!(
-                            "{tenant_id}/{module}/trial_ending/{}",
-                            s.period_end.unix_timestamp()
+                        report.notifications += usize::from(
+                            notify(&mut tx, "trial_ending", s.period_end, &payload).await?,
                         );
-                        if store::push_outbox(
-                            &mut tx,
-                            now,
-                            "trial_ending",
-                            tenant_id,
-                            module,
-                            &key,
-                            &payload,
-                        )
-                        .await?
-                        {
-                            report.notifications += 1;
-                        }
                     }
                     break;
                 }
@@ -202,15 +199,9 @@ impl Billing {
             report
                 .changes
                 .push(format!("{tenant_id}/{module}: {action}"));
-            if let Some(kind) = notify {
-                let key = format!(
-                    "{tenant_id}/{module}/{kind}/{}",
-                    period_end.unix_timestamp()
-                );
-                if store::push_outbox(&mut tx, now, kind, tenant_id, module, &key, &payload).await?
-                {
-                    report.notifications += 1;
-                }
+            if let Some(kind) = notice {
+                report.notifications +=
+                    usize::from(notify(&mut tx, kind, period_end, &payload).await?);
             }
             if record.subscription.state == SubscriptionState::Expired
                 && let Some(free) = self
@@ -244,24 +235,9 @@ impl Billing {
                 report
                     .changes
                     .push(format!("{tenant_id}/{module}: downgraded to {}", free.slug));
-                let key = format!(
-                    "{tenant_id}/{module}/downgraded/{}",
-                    period_end.unix_timestamp()
-                );
                 let payload = serde_json::json!({"module": module, "plan": free.slug});
-                if store::push_outbox(
-                    &mut tx,
-                    now,
-                    "downgraded",
-                    tenant_id,
-                    module,
-                    &key,
-                    &payload,
-                )
-                .await?
-                {
-                    report.notifications += 1;
-                }
+                report.notifications +=
+                    usize::from(notify(&mut tx, "downgraded", period_end, &payload).await?);
             }
         }
         tx.commit().await?;
