@@ -511,38 +511,17 @@ pub async fn outbox(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::plans::PlanCatalog;
+    use crate::billing::service::fixtures::{at, control_with_tenant, digital_card, npr};
     use crate::clock::ManualClock;
-    use crate::control_plane::ControlPlane;
-    use souk_module_registry::Slug;
-
-    fn at(text: &str) -> OffsetDateTime {
-        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
-    }
-
-    async fn control_with_tenant() -> ControlPlane {
-        let control = ControlPlane::in_memory().await.unwrap();
-        sqlx::query(
-            "INSERT INTO tenants (id, slug, name, created_at) VALUES ('t1', 'acme', 'Acme', 'now')",
-        )
-        .execute(control.pool())
-        .await
-        .unwrap();
-        control
-    }
 
     fn pro_trial() -> SubscriptionRecord {
-        let catalog =
-            PlanCatalog::parse(include_str!("../../../catalog/digital-card.yaml")).unwrap();
-        let plans = catalog
-            .module(&Slug::parse("digital-card").unwrap())
-            .unwrap();
+        let plans = digital_card();
         let clock = ManualClock::new(at("2026-01-31T10:00:00Z"));
         let subscription = Subscription::start_new_trial(
             "t1",
             "digital-card",
             plans.plan("pro").unwrap(),
-            Currency::parse("NPR").unwrap(),
+            npr(),
             &clock,
         )
         .unwrap();

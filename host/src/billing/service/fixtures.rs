@@ -1,5 +1,6 @@
-//! What the billing service's tests share: a time parser, the digital-card
-//! plans and manifest, and a [`Billing`] over an in-memory control plane.
+//! What the billing tests share: a time parser, the digital-card plans and
+//! manifest, an in-memory control plane with one tenant, and a [`Billing`]
+//! over it.
 
 use std::sync::Arc;
 
@@ -13,31 +14,30 @@ use crate::control_plane::ControlPlane;
 use crate::tenancy::Tenant;
 
 /// An RFC 3339 instant.
-pub(super) fn at(text: &str) -> OffsetDateTime {
+pub(in crate::billing) fn at(text: &str) -> OffsetDateTime {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
 }
 
 /// The tests' currency.
-pub(super) fn npr() -> Currency {
+pub(in crate::billing) fn npr() -> Currency {
     Currency::parse("NPR").unwrap()
 }
 
 /// The plans of `catalog/digital-card.yaml`.
-pub(super) fn digital_card() -> ModulePlans {
+pub(in crate::billing) fn digital_card() -> ModulePlans {
     let catalog =
         PlanCatalog::parse(include_str!("../../../../catalog/digital-card.yaml")).unwrap();
     catalog.modules[0].clone()
 }
 
 /// A digital-card manifest declaring two features, a count and a meter.
-pub(super) const MANIFEST: &str = "slug: digital-card\nname: Digital Card\nversion: 1.0.0\n\
+pub(in crate::billing) const MANIFEST: &str = "slug: digital-card\nname: Digital Card\nversion: 1.0.0\n\
     description: Cards.\ncategory: community\napi: 0.2.0\n\
     features:\n  - key: card_creation\n  - key: premium_templates\n\
     limits:\n  - key: max_cards\n    kind: count\n  - key: qr_scans_per_month\n    kind: meter\n";
 
-/// Billing over an in-memory control plane with the digital-card plans,
-/// and its one tenant, `acme` (id `t1`).
-pub(super) async fn billing(clock: Arc<ManualClock>) -> (Billing, Tenant) {
+/// An in-memory control plane holding one tenant, `acme` (id `t1`).
+pub(in crate::billing) async fn control_with_tenant() -> ControlPlane {
     let control = ControlPlane::in_memory().await.unwrap();
     sqlx::query(
         "INSERT INTO tenants (id, slug, name, created_at) VALUES ('t1', 'acme', 'Acme', 'now')",
@@ -45,6 +45,13 @@ pub(super) async fn billing(clock: Arc<ManualClock>) -> (Billing, Tenant) {
     .execute(control.pool())
     .await
     .unwrap();
+    control
+}
+
+/// Billing over an in-memory control plane with the digital-card plans,
+/// and its one tenant, `acme` (id `t1`).
+pub(in crate::billing) async fn billing(clock: Arc<ManualClock>) -> (Billing, Tenant) {
+    let control = control_with_tenant().await;
     let catalog =
         PlanCatalog::parse(include_str!("../../../../catalog/digital-card.yaml")).unwrap();
     let billing = Billing::new(control, catalog, clock, npr());
@@ -58,6 +65,6 @@ pub(super) async fn billing(clock: Arc<ManualClock>) -> (Billing, Tenant) {
 }
 
 /// [`MANIFEST`], parsed.
-pub(super) fn manifest() -> Manifest {
+pub(in crate::billing) fn manifest() -> Manifest {
     Manifest::parse(MANIFEST).unwrap()
 }

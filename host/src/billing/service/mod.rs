@@ -40,7 +40,7 @@ use crate::error::SoukError;
 use crate::tenancy::Tenant;
 
 #[cfg(test)]
-mod fixtures;
+pub(super) mod fixtures;
 mod grants;
 mod maintenance;
 mod operator;
