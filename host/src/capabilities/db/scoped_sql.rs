@@ -84,12 +84,17 @@ pub const MAX_PARSE_DEPTH: usize = 64;
 /// time, before the parser sees the text.
 pub const MAX_NESTING: usize = 24;
 
+/// Tokenizes `sql` once, checks its nesting on the tokens and parses them.
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlRefusal> {
-    check_nesting(sql)?;
+    use sqlparser::tokenizer::Tokenizer;
+    let tokens = Tokenizer::new(&SQLiteDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| SqlRefusal::Syntax(e.to_string()))?;
+    check_nesting(tokens.iter().map(|t| &t.token))?;
     Parser::new(&SQLiteDialect {})
         .with_recursion_limit(MAX_PARSE_DEPTH)
-        .try_with_sql(sql)
-        .and_then(|mut parser| parser.parse_statements())
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
         .map_err(|e| SqlRefusal::Syntax(e.to_string()))
 }
 
@@ -398,11 +403,10 @@ impl SqlScope {
     }
 }
 
-fn check_nesting(sql: &str) -> Result<(), SqlRefusal> {
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&SQLiteDialect {}, sql)
-        .tokenize()
-        .map_err(|e| SqlRefusal::Syntax(e.to_string()))?;
+fn check_nesting<'t>(
+    tokens: impl IntoIterator<Item = &'t sqlparser::tokenizer::Token>,
+) -> Result<(), SqlRefusal> {
+    use sqlparser::tokenizer::Token;
     let mut depth = 0usize;
     for token in tokens {
         match token {
