@@ -30,8 +30,9 @@ use criterion::{Criterion, SamplingMode};
 use souk_host::auth::Principal;
 use souk_host::capabilities::CallState;
 use souk_host::capabilities::context::CallContext;
+use souk_host::error::SoukError;
 use souk_host::installer::InstallRequest;
-use souk_host::runtime::{ComponentCache, ModuleRequest, Runtime, RuntimeLimits};
+use souk_host::runtime::{ComponentCache, ModuleRequest, ModuleResponse, Runtime, RuntimeLimits};
 use souk_host::{Souk, SoukConfig};
 use souk_module_registry::{Package, PackageLimits};
 
@@ -206,6 +207,26 @@ fn request(method: &str, path: &str, body: Vec<u8>) -> ModuleRequest {
     }
 }
 
+/// Serves `method path` with `body` for tenant `bench`'s Membership module
+/// as `principal`: the benchmarked request, and the seeding and checks
+/// around it.
+async fn dispatch(
+    souk: &Souk,
+    principal: &Principal,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<ModuleResponse, SoukError> {
+    souk.dispatcher()
+        .dispatch(
+            principal,
+            "bench",
+            "membership",
+            request(method, path, body),
+        )
+        .await
+}
+
 /// A host with the Membership package, tenant `bench` with it installed
 /// and [`SEEDED_MEMBERS`] members, and a tenant token's principal.
 async fn seeded_host(
@@ -232,15 +253,14 @@ async fn seeded_host(
             "name": format!("Member {n}"),
             "email": format!("member{n}@example.org"),
         });
-        let response = souk
-            .dispatcher()
-            .dispatch(
-                &principal,
-                "bench",
-                "membership",
-                request("POST", "/members", serde_json::to_vec(&body)?),
-            )
-            .await?;
+        let response = dispatch(
+            &souk,
+            &principal,
+            "POST",
+            "/members",
+            serde_json::to_vec(&body)?,
+        )
+        .await?;
         ensure!(
             response.status == 201,
             "seeding member {n}: status {} {}",
@@ -261,12 +281,7 @@ fn bench_requests(
 
     // Check once that the benchmarked requests answer what they should, so
     // the numbers are not those of an error path.
-    let list = tokio.block_on(souk.dispatcher().dispatch(
-        &principal,
-        "bench",
-        "membership",
-        request("GET", "/members", Vec::new()),
-    ))?;
+    let list = tokio.block_on(dispatch(&souk, &principal, "GET", "/members", Vec::new()))?;
     ensure!(list.status == 200, "GET /members: status {}", list.status);
     let listed: serde_json::Value = serde_json::from_slice(&list.body)?;
     let count = listed["members"].as_array().map_or(0, Vec::len);
@@ -275,12 +290,7 @@ fn bench_requests(
         "GET /members listed {count} members, expected {SEEDED_MEMBERS}"
     );
     let member_path = format!("/members/{READ_MEMBER}");
-    let one = tokio.block_on(souk.dispatcher().dispatch(
-        &principal,
-        "bench",
-        "membership",
-        request("GET", &member_path, Vec::new()),
-    ))?;
+    let one = tokio.block_on(dispatch(&souk, &principal, "GET", &member_path, Vec::new()))?;
     ensure!(
         one.status == 200,
         "GET {member_path}: status {}",
@@ -299,15 +309,7 @@ fn bench_requests(
                 tokio.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        let response = souk
-                            .dispatcher()
-                            .dispatch(
-                                &principal,
-                                "bench",
-                                "membership",
-                                request("GET", path, Vec::new()),
-                            )
-                            .await;
+                        let response = dispatch(&souk, &principal, "GET", path, Vec::new()).await;
                         black_box(or_exit(response.map_err(Into::into)));
                     }
                     start.elapsed()

@@ -327,11 +327,7 @@ async fn arm(
     match sandbox::check_one_statement(handle.as_raw_handle(), sql) {
         Ok(columns) => Ok((span, columns)),
         Err(e) => {
-            let failure = match span.denial() {
-                Some(reason) => DbFailure::Refused(SqlRefusal::Forbidden(reason)),
-                None if span.expired() => DbFailure::Timeout(budget),
-                None => sandbox_failure(e),
-            };
+            let failure = span_failure(&span, budget).unwrap_or_else(|| sandbox_failure(e));
             span.finish();
             Err(failure)
         }
@@ -359,15 +355,19 @@ fn finish<T>(span: ArmedSpan, outcome: Outcome<T>, timeout: Duration) -> Result<
         }
         Outcome::Done(result) => result,
     };
-    let result = match result {
-        Err(_) if span.denial().is_some() => Err(DbFailure::Refused(SqlRefusal::Forbidden(
-            span.denial().unwrap_or_default(),
-        ))),
-        Err(_) if span.expired() => Err(DbFailure::Timeout(timeout)),
-        other => other,
-    };
+    let result = result.map_err(|e| span_failure(&span, timeout).unwrap_or(e));
     span.finish();
     result
+}
+
+/// What a failed statement's span says of it: the authorizer's refusal, or
+/// the deadline (`budget`, for the message); `None` when neither, and
+/// SQLite's own error stands.
+fn span_failure(span: &ArmedSpan, budget: Duration) -> Option<DbFailure> {
+    match span.denial() {
+        Some(reason) => Some(DbFailure::Refused(SqlRefusal::Forbidden(reason))),
+        None => span.expired().then_some(DbFailure::Timeout(budget)),
+    }
 }
 
 fn sandbox_failure(error: SandboxError) -> DbFailure {

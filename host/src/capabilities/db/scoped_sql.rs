@@ -84,12 +84,17 @@ pub const MAX_PARSE_DEPTH: usize = 64;
 /// time, before the parser sees the text.
 pub const MAX_NESTING: usize = 24;
 
+/// Tokenizes `sql` once, checks its nesting on the tokens and parses them.
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlRefusal> {
-    check_nesting(sql)?;
+    use sqlparser::tokenizer::Tokenizer;
+    let tokens = Tokenizer::new(&SQLiteDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| SqlRefusal::Syntax(e.to_string()))?;
+    check_nesting(tokens.iter().map(|t| &t.token))?;
     Parser::new(&SQLiteDialect {})
         .with_recursion_limit(MAX_PARSE_DEPTH)
-        .try_with_sql(sql)
-        .and_then(|mut parser| parser.parse_statements())
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
         .map_err(|e| SqlRefusal::Syntax(e.to_string()))
 }
 
@@ -183,18 +188,16 @@ impl SqlScope {
         // checked as own tables.
         self.rewrite_ddl_names(&mut statement)?;
 
-        let write_target = write_target(&statement)?;
+        // Refuses a write of a shape modules may not use, before any name
+        // is resolved; the target is looked at again once rewritten.
+        write_target(&statement)?;
         let ctes = collect_cte_names(&mut statement)?;
         let mut refusal = None;
-        let mut rewritten: HashSet<String> = HashSet::new();
         let mut dependency_reads = Vec::new();
         let _ = sqlparser::ast::visit_relations_mut(&mut statement, |name| {
             match self.resolve(name, &ctes) {
                 Ok(Resolved::Cte) => {}
-                Ok(Resolved::Own(physical)) => {
-                    rewritten.insert(physical.clone());
-                    *name = physical_name(physical);
-                }
+                Ok(Resolved::Own(physical)) => *name = physical_name(physical),
                 Ok(Resolved::Dependency { physical, display }) => {
                     dependency_reads.push((physical.clone(), display));
                     *name = physical_name(physical);
@@ -217,10 +220,8 @@ impl SqlScope {
                  this module's own tables"
             )));
         }
-        if write_target.is_some()
-            && let Some(target) = target_name(&statement)
-        {
-            let target_physical = object_text(&target);
+        if let Ok(Some(target)) = write_target(&statement) {
+            let target_physical = object_text(target);
             if let Some((_, display)) = dependency_reads.iter().find(|(p, _)| *p == target_physical)
             {
                 return Err(SqlRefusal::Forbidden(format!(
@@ -398,11 +399,10 @@ impl SqlScope {
     }
 }
 
-fn check_nesting(sql: &str) -> Result<(), SqlRefusal> {
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&SQLiteDialect {}, sql)
-        .tokenize()
-        .map_err(|e| SqlRefusal::Syntax(e.to_string()))?;
+fn check_nesting<'t>(
+    tokens: impl IntoIterator<Item = &'t sqlparser::tokenizer::Token>,
+) -> Result<(), SqlRefusal> {
+    use sqlparser::tokenizer::Token;
     let mut depth = 0usize;
     for token in tokens {
         match token {
@@ -512,11 +512,12 @@ fn object_text(name: &ObjectName) -> String {
         .join(".")
 }
 
-/// The table a write statement modifies, before rewriting.
-fn write_target(statement: &Statement) -> Result<Option<ObjectName>, SqlRefusal> {
+/// The table a write statement modifies (as named before rewriting, or as
+/// rewritten after).
+fn write_target(statement: &Statement) -> Result<Option<&ObjectName>, SqlRefusal> {
     Ok(match statement {
         Statement::Insert(insert) => match &insert.table {
-            TableObject::TableName(name) => Some(name.clone()),
+            TableObject::TableName(name) => Some(name),
             TableObject::TableFunction(_) => {
                 return Err(SqlRefusal::Forbidden(
                     "INSERT INTO a function is not allowed".into(),
@@ -524,7 +525,7 @@ fn write_target(statement: &Statement) -> Result<Option<ObjectName>, SqlRefusal>
             }
         },
         Statement::Update { table, .. } => match &table.relation {
-            TableFactor::Table { name, .. } => Some(name.clone()),
+            TableFactor::Table { name, .. } => Some(name),
             _ => return Err(SqlRefusal::Forbidden("UPDATE must name a table".into())),
         },
         Statement::Delete(delete) => {
@@ -538,7 +539,7 @@ fn write_target(statement: &Statement) -> Result<Option<ObjectName>, SqlRefusal>
             };
             match from.as_slice() {
                 [one] if one.joins.is_empty() => match &one.relation {
-                    TableFactor::Table { name, .. } => Some(name.clone()),
+                    TableFactor::Table { name, .. } => Some(name),
                     _ => return Err(SqlRefusal::Forbidden("DELETE must name a table".into())),
                 },
                 _ => {
@@ -550,11 +551,6 @@ fn write_target(statement: &Statement) -> Result<Option<ObjectName>, SqlRefusal>
         }
         _ => None,
     })
-}
-
-/// The (rewritten) name of the write target.
-fn target_name(statement: &Statement) -> Option<ObjectName> {
-    write_target(statement).ok().flatten()
 }
 
 struct CteCollector {
