@@ -29,6 +29,8 @@
 //!    dropped future — rolls all three back, so a module that fails
 //!    half-way leaves no partial writes and no usage counted.
 
+use std::sync::OnceLock;
+
 use souk_module_registry::{Manifest, Route, RouteLookup};
 use sqlx::{Sqlite, Transaction};
 
@@ -80,10 +82,10 @@ struct Target {
     /// The call's place under the tenant's cap, freed when the request is
     /// over (with this value, whichever way it ends).
     _permit: CallPermit,
-    /// Unique to this request: the idempotency key its meter unit, if its
-    /// route has a meter, is counted under (the request is never retried
-    /// under it).
-    key: String,
+    /// Unique to this request, made only when its route has a meter: the
+    /// idempotency key its meter unit is counted under (the request is
+    /// never retried under it).
+    meter_key: OnceLock<String>,
 }
 
 impl Dispatcher<'_> {
@@ -137,7 +139,7 @@ impl Dispatcher<'_> {
             tenant,
             resolved,
             _permit: permit,
-            key: format!("request-{}", hex::encode(rand::random::<[u8; 16]>())),
+            meter_key: OnceLock::new(),
         })
     }
 
@@ -176,7 +178,9 @@ impl Dispatcher<'_> {
             module,
             meter,
             amount: 1,
-            idempotency_key: &target.key,
+            idempotency_key: target
+                .meter_key
+                .get_or_init(|| format!("request-{}", hex::encode(rand::random::<[u8; 16]>()))),
             at: self.billing.clock().now(),
         };
         match MeterHold::take(engine, event, true) {
