@@ -23,7 +23,7 @@ mod lines;
 mod schema;
 mod value;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -38,9 +38,10 @@ use crate::control_plane::archives::{self as records, ArchiveRecord};
 use crate::error::SoukError;
 use crate::tenancy::Tenant;
 
+pub use lines::Header;
 use lines::{
-    ArchiveDigest, ArchiveEnd, ArchiveReader, Event, Header, LineReader, LineWriter, Marker,
-    TableDigest, TableEnd, TableStart,
+    ArchiveDigest, ArchiveEnd, ArchiveReader, Event, LineReader, LineWriter, Marker, TableDigest,
+    TableEnd, TableStart,
 };
 pub use value::StoredValue;
 
@@ -180,21 +181,11 @@ impl From<ArchiveError> for SoukError {
 /// memory).
 #[derive(Debug, Clone)]
 pub struct ModuleArchive {
-    /// The format of the file ([`FORMAT`] or [`FORMAT_V1`]).
-    pub format: String,
-    /// Tenant slug when it was written.
-    pub tenant: String,
-    /// Module slug.
-    pub module: String,
-    /// Module version whose schema the data has.
-    pub version: String,
-    /// Migration ids applied when archived, in order.
-    pub migrations: Vec<String>,
-    /// When it was written.
-    pub created_at: String,
-    /// Units held of each count limit (`max_cards`) when archived, restored
-    /// with the rows that hold them.
-    pub usage: BTreeMap<String, u64>,
+    /// What the archive says of itself: its format ([`FORMAT`] or
+    /// [`FORMAT_V1`]), tenant, module, version, migrations, when it was
+    /// written and the usage (`max_cards`) restored with the rows that hold
+    /// it.
+    pub header: Header,
     id: String,
     body: Body,
 }
@@ -203,8 +194,9 @@ pub struct ModuleArchive {
 enum Body {
     /// `souk-archive/1`: the tables, read whole.
     Legacy(Vec<legacy::Table>),
-    /// `souk-archive/2`: the file and the header it had when checked.
-    Lines { path: PathBuf, header: Header },
+    /// `souk-archive/2`: the file, whose header was
+    /// [`ModuleArchive::header`] when it was checked.
+    Lines { path: PathBuf },
 }
 
 impl ModuleArchive {
@@ -494,19 +486,11 @@ async fn open(id: &str, path: &Path) -> Result<ModuleArchive, ArchiveError> {
         Ok(probe) if probe.format == FORMAT => {
             let mut reader = ArchiveReader::new(id, lines, &first)?;
             while !matches!(reader.next().await?, Event::Finished) {}
-            let header = reader.header().clone();
             Ok(ModuleArchive {
-                format: header.format.clone(),
-                tenant: header.tenant.clone(),
-                module: header.module.clone(),
-                version: header.version.clone(),
-                migrations: header.migrations.clone(),
-                created_at: header.created_at.clone(),
-                usage: header.usage.clone(),
+                header: reader.header().clone(),
                 id: id.to_owned(),
                 body: Body::Lines {
                     path: path.to_owned(),
-                    header,
                 },
             })
         }
@@ -546,13 +530,15 @@ async fn open_legacy(id: &str, path: &Path) -> Result<ModuleArchive, ArchiveErro
             reason: e.to_string(),
         })?;
     Ok(ModuleArchive {
-        format: doc.format,
-        tenant: doc.tenant,
-        module: doc.module,
-        version: doc.version,
-        migrations: doc.migrations,
-        created_at: doc.created_at,
-        usage: doc.usage,
+        header: Header {
+            format: doc.format,
+            tenant: doc.tenant,
+            module: doc.module,
+            version: doc.version,
+            migrations: doc.migrations,
+            created_at: doc.created_at,
+            usage: doc.usage,
+        },
         id: id.to_owned(),
         body: Body::Legacy(doc.tables),
     })
@@ -619,7 +605,12 @@ async fn restore_into(
     sqlx::query("PRAGMA defer_foreign_keys = ON")
         .execute(&mut *conn)
         .await?;
-    crate::entitlements::usage_db::set_counters(conn, &archive.module, &archive.usage).await?;
+    crate::entitlements::usage_db::set_counters(
+        conn,
+        &archive.header.module,
+        &archive.header.usage,
+    )
+    .await?;
     let mut restorer = Restorer {
         archive: &archive.id,
         prefix,
@@ -669,7 +660,7 @@ async fn restore_into(
                 restorer.close(conn, loader).await?;
             }
         }
-        Body::Lines { path, header } => {
+        Body::Lines { path } => {
             let mut reader = match ArchiveReader::open(&archive.id, path).await {
                 Err(ArchiveError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(ArchiveError::Missing {
@@ -678,7 +669,7 @@ async fn restore_into(
                 }
                 other => other?,
             };
-            if reader.header() != header {
+            if *reader.header() != archive.header {
                 return Err(ArchiveError::damaged(
                     &archive.id,
                     1,

@@ -1138,8 +1138,8 @@ async fn archives_in_the_first_format_still_restore_in_any_table_order() {
         let id = format!("arc_v1{n:010}");
         fx.record(&id, &path).await;
         let archive = load(&fx.control, &fx.tenant, &id).await.expect("load");
-        assert_eq!(archive.format, FORMAT_V1);
-        assert_eq!(archive.version, "1.0.0");
+        assert_eq!(archive.header.format, FORMAT_V1);
+        assert_eq!(archive.header.version, "1.0.0");
         let (target, target_path) = fx.database(&format!("target-{n}")).await;
         let mut tx = target.begin().await.unwrap();
         let rows = restore(&mut tx, PREFIX, archive).await.expect("restore");

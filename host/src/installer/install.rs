@@ -185,22 +185,22 @@ impl Installer<'_> {
             None => None,
         };
         let version = match (&request.version, &archive) {
-            (Some(v), Some(a)) if *v != a.version => {
+            (Some(v), Some(a)) if *v != a.header.version => {
                 return Err(SoukError::Invalid(format!(
                     "archive holds data of version {}; restore it into that version, then upgrade",
-                    a.version
+                    a.header.version
                 )));
             }
             (Some(v), _) => Some(v.clone()),
-            (None, Some(a)) => Some(a.version.clone()),
+            (None, Some(a)) => Some(a.header.version.clone()),
             (None, None) => None,
         };
         if let Some(a) = &archive
-            && a.module != request.module
+            && a.header.module != request.module
         {
             return Err(SoukError::Invalid(format!(
                 "archive holds data of module {}, not {}",
-                a.module, request.module
+                a.header.module, request.module
             )));
         }
         let resolved: ResolvedVersion = self
