@@ -55,9 +55,6 @@ pub(super) async fn audit(
     at: &str,
     entry: AuditEntry<'_>,
 ) -> Result<i64, SoukError> {
-    let actor_kind = serde_json::to_value(caller.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned));
     let event = audit::NewAuditEvent {
         at,
         tenant_id: &tenant.id,
@@ -65,7 +62,7 @@ pub(super) async fn audit(
         action: entry.action,
         from: entry.from,
         to: entry.to,
-        actor_kind: actor_kind.as_deref(),
+        actor_kind: Some(caller.kind.as_str()),
         actor_id: &caller.id,
         actor_name: &caller.name,
         detail: entry.detail.as_deref(),

@@ -20,6 +20,18 @@ pub enum CallerKind {
     System,
 }
 
+impl CallerKind {
+    /// The kind as the API and the audit log write it (`operator`,
+    /// `tenant_token`, `system`; the same text as its JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerKind::Operator => "operator",
+            CallerKind::TenantToken => "tenant_token",
+            CallerKind::System => "system",
+        }
+    }
+}
+
 /// An authenticated principal, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Caller {
@@ -140,3 +152,22 @@ macro_rules! context_host {
 
 context_host!(v0_1_0);
 context_host!(v0_2_0);
+
+#[cfg(test)]
+mod tests {
+    use super::CallerKind;
+
+    #[test]
+    fn a_kinds_text_is_its_json_form() {
+        for kind in [
+            CallerKind::Operator,
+            CallerKind::TenantToken,
+            CallerKind::System,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::from(kind.as_str())
+            );
+        }
+    }
+}
