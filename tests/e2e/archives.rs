@@ -121,25 +121,17 @@ fn module_row_count(snapshot: &Snapshot, module: &str) -> u64 {
 
 /// The tenant database, writable, for edge data no module route writes.
 fn write_db(host: &Host, tenant: &str) -> rusqlite::Connection {
-    let id = tenant_id(host, tenant);
-    let db =
-        rusqlite::Connection::open(host.data_dir().join("tenants").join(format!("{id}.sqlite")))
-            .expect("open tenant db");
+    let db = rusqlite::Connection::open(host.tenant_db_path(tenant)).expect("open tenant db");
     db.busy_timeout(std::time::Duration::from_secs(20))
         .expect("busy timeout");
     db.execute_batch("PRAGMA foreign_keys = ON").expect("fk");
     db
 }
 
-fn tenant_id(host: &Host, tenant: &str) -> String {
-    let a = host.get(&format!("/v1/tenants/{tenant}"), &host.operator);
-    a.body["id"].as_str().expect("tenant id").to_owned()
-}
-
 fn archive_file(host: &Host, tenant: &str, id: &str) -> PathBuf {
     host.data_dir()
         .join("archives")
-        .join(tenant_id(host, tenant))
+        .join(host.tenant_id(tenant))
         .join(format!("{id}.jsonl"))
 }
 

@@ -31,30 +31,6 @@ fn start(modules: &[&str]) -> Host {
     )
 }
 
-/// The pid of the `souk serve` process of `host`: the one whose command line
-/// names its data directory.
-fn pid_of(host: &Host) -> u32 {
-    let data = host.data_dir();
-    let data = data.to_str().expect("utf-8 path");
-    for entry in std::fs::read_dir("/proc").expect("/proc") {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == data) && args.iter().any(|a| a == "serve") {
-            return pid;
-        }
-    }
-    panic!("no souk serve process for {data}");
-}
-
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
 fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -98,7 +74,7 @@ fn assert_problem(a: &Answer, status: u16, says: &str) {
 #[test]
 fn manifest_yaml_bombs_are_refused_at_once_and_memory_stays_small() {
     let host = Host::start(&[]);
-    let pid = pid_of(&host);
+    let pid = host.pid();
     let manifest = cards_manifest();
     let component = cards_component();
     let nested_keys = {
@@ -296,16 +272,10 @@ fn stored_counter(host: &Host, tenant: &str, key: &str) -> Option<(String, i64)>
     .ok()
 }
 
-fn tenant_db_path(host: &Host, tenant: &str) -> PathBuf {
-    let a = host.get(&format!("/v1/tenants/{tenant}"), &host.operator);
-    let id = a.body["id"].as_str().expect("tenant id");
-    host.data_dir().join("tenants").join(format!("{id}.sqlite"))
-}
-
 /// The tenant database opened for writing, as an attacker with an older
 /// release's data (or a disk editor) would leave it.
 fn tamper(host: &Host, tenant: &str, sql: &str) {
-    let db = rusqlite::Connection::open(tenant_db_path(host, tenant)).expect("open");
+    let db = rusqlite::Connection::open(host.tenant_db_path(tenant)).expect("open");
     db.busy_timeout(std::time::Duration::from_secs(10))
         .expect("busy timeout");
     db.execute_batch(sql).expect("tamper");
@@ -482,7 +452,7 @@ fn a_counter_an_old_release_left_as_a_real_is_repaired_and_the_module_stays_remo
         Some(("integer".to_owned(), i64::MAX))
     );
     // The repaired table refuses a REAL from now on.
-    let db = rusqlite::Connection::open(tenant_db_path(&host, "acme")).expect("open");
+    let db = rusqlite::Connection::open(host.tenant_db_path("acme")).expect("open");
     assert!(
         db.execute("UPDATE _souk_usage_counters SET used = 2.5", [])
             .is_err()

@@ -200,14 +200,10 @@ fn uninstall_archives_then_drops_and_the_archive_restores() {
     let archive_id = a.body["archive"]["id"].as_str().unwrap().to_owned();
     // Answers name archives by id; the file is named by it too.
     assert!(a.body["archive"].get("path").is_none(), "{a:?}");
-    let tenant_id = host.get("/v1/tenants/acme", &host.operator).body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let archive_path = host
         .data_dir()
         .join("archives")
-        .join(tenant_id)
+        .join(host.tenant_id("acme"))
         .join(format!("{archive_id}.jsonl"));
     let archived = std::fs::read_to_string(&archive_path).unwrap();
     assert!(

@@ -322,13 +322,25 @@ impl Host {
         }
     }
 
+    /// The tenant's id (what names its files), asked of the operator API.
+    pub fn tenant_id(&self, tenant: &str) -> String {
+        let a = self.get(&format!("/v1/tenants/{tenant}"), &self.operator);
+        a.body["id"].as_str().expect("tenant id").to_owned()
+    }
+
+    /// Where the tenant's database file is.
+    pub fn tenant_db_path(&self, tenant: &str) -> PathBuf {
+        let id = self.tenant_id(tenant);
+        self.data_dir().join("tenants").join(format!("{id}.sqlite"))
+    }
+
     /// The tenant's database file, opened read-only.
     pub fn tenant_db(&self, tenant: &str) -> rusqlite::Connection {
-        let a = self.get(&format!("/v1/tenants/{tenant}"), &self.operator);
-        let id = a.body["id"].as_str().expect("tenant id");
-        let path = self.data_dir().join("tenants").join(format!("{id}.sqlite"));
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open tenant db")
+        rusqlite::Connection::open_with_flags(
+            self.tenant_db_path(tenant),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open tenant db")
     }
 
     /// Table names in the tenant database (modules' tables; the host's own
