@@ -260,8 +260,7 @@ fn edge_reals() -> Vec<f64> {
 #[test]
 fn membership_round_trips_edge_values_exactly() {
     let host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let a = host.post(
         "/t/acme/m/membership/members",
         &token,
@@ -299,8 +298,7 @@ fn membership_round_trips_edge_values_exactly() {
 #[test]
 fn notes_one_round_trips_edge_values_exactly() {
     let host = Host::start(&["notes-v1"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "notes");
+    let token = host.tenant_with("acme", "notes");
     let a = host.post("/t/acme/m/notes/notes", &token, json!({"body": "first"}));
     assert_eq!(a.status, 201, "{a:?}");
     let db = write_db(&host, "acme");
@@ -345,8 +343,7 @@ fn notes_one_round_trips_edge_values_exactly() {
 #[test]
 fn notes_two_with_tagged_notes_round_trips() {
     let host = Host::start(&["notes-v2"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "notes");
+    let token = host.tenant_with("acme", "notes");
     let a = host.post(
         "/t/acme/m/notes/notes",
         &token,
@@ -407,8 +404,7 @@ fn billing_host(modules: &[&str]) -> Host {
 #[test]
 fn cards_round_trip_keeps_ids_the_autoincrement_counter_and_usage() {
     let host = billing_host(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     for name in ["one", "two", "three"] {
         let a = host.post("/t/acme/m/cards/cards", &token, json!({"name": name}));
         assert_eq!(a.status, 201, "{a:?}");
@@ -441,8 +437,7 @@ fn cards_round_trip_keeps_ids_the_autoincrement_counter_and_usage() {
 #[test]
 fn sql_console_round_trips_what_it_wrote_itself() {
     let host = Host::start(&["membership", "sql-console"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     host.install_ok("acme", &token, "sql-console");
     let run = |sql: &str, params: Value| execute(&host, "acme", &token, "sql-console", sql, params);
     run(
@@ -491,8 +486,7 @@ fn sql_console_round_trips_what_it_wrote_itself() {
 #[test]
 fn legacy_module_round_trips_edge_values_exactly() {
     let host = Host::start(&["legacy-v0_1"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "legacy");
+    let token = host.tenant_with("acme", "legacy");
     let a = host.request(
         "POST",
         "/t/acme/m/legacy/entries",
@@ -609,8 +603,7 @@ fn seed_shapes(host: &Host, tenant: &str, token: &str) {
 #[test]
 fn archive_shapes_round_trip_every_value_and_every_table_shape() {
     let host = Host::start(&["archive-shapes"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "archive-shapes");
+    let token = host.tenant_with("acme", "archive-shapes");
     seed_shapes(&host, "acme", &token);
     let before = round_trip(&host, "acme", &token, "archive-shapes");
 
@@ -752,8 +745,7 @@ fn tamperings() -> Vec<(&'static str, Tamper, &'static str)> {
 #[test]
 fn a_changed_archive_is_refused_naming_what_changed_and_nothing_is_written() {
     let host = Host::start(&["archive-shapes"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "archive-shapes");
+    let token = host.tenant_with("acme", "archive-shapes");
     seed_shapes(&host, "acme", &token);
     let before = snapshot(&host, "acme", "archive-shapes");
     let id = uninstall(&host, "acme", &token, "archive-shapes");
@@ -833,8 +825,7 @@ fn v1_value(value: &Seen) -> Value {
 #[test]
 fn an_archive_in_the_first_format_still_restores_the_tagged_notes_it_could_not() {
     let host = Host::start(&["notes-v2"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "notes");
+    let token = host.tenant_with("acme", "notes");
     let a = host.post(
         "/t/acme/m/notes/notes",
         &token,
@@ -969,8 +960,7 @@ fn reset_peak(pid: u32) {
 fn a_hundred_thousand_rows_export_and_restore_in_bounded_memory() {
     const ROWS: i64 = 100_000;
     let host = Host::start(&["archive-shapes"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "archive-shapes");
+    let token = host.tenant_with("acme", "archive-shapes");
     let mut db = write_db(&host, "acme");
     let tx = db.transaction().unwrap();
     {

@@ -482,8 +482,7 @@ fn installing_a_module_without_a_free_plan_needs_a_subscription() {
 #[test]
 fn usage_events_are_idempotent_and_counted_per_period() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let event = |key: &str, amount: u64| {
         host.post(
             "/v1/tenants/acme/usage-events",
@@ -592,8 +591,7 @@ fn usage_events_are_idempotent_and_counted_per_period() {
 #[test]
 fn usage_event_batches_are_all_or_nothing() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let event = |key: &str| json!({"module": "cards", "meter": "qr_scans_per_month", "idempotency_key": key});
     let a = host.post(
         "/v1/tenants/acme/usage-events",
@@ -643,8 +641,7 @@ fn usage_event_batches_are_all_or_nothing() {
 #[test]
 fn parallel_requests_racing_for_the_last_unit_never_exceed_the_limit() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let a = host.post(
         "/v1/tenants/acme/subscriptions/cards/grant",
         &host.operator,
@@ -678,8 +675,7 @@ fn parallel_requests_racing_for_the_last_unit_never_exceed_the_limit() {
 #[test]
 fn usage_taken_by_a_failing_request_is_rolled_back_with_its_data() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     assert_eq!(create_card(&host, "acme", &token, "kept").status, 201);
     let a = host.post("/t/acme/m/cards/cards/doomed", &token, json!({}));
     assert_eq!(a.status, 500, "{a:?}");
@@ -711,8 +707,7 @@ fn usage_taken_by_a_failing_request_is_rolled_back_with_its_data() {
 #[test]
 fn parallel_requests_on_a_metered_route_never_exceed_the_allowance() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     assert_eq!(create_card(&host, "acme", &token, "c").status, 201);
     // The free plan allows 5 scans a month; 20 requests race for them.
     let statuses = race(20, |_| {
@@ -740,8 +735,7 @@ fn parallel_requests_on_a_metered_route_never_exceed_the_allowance() {
 #[test]
 fn usage_goes_with_the_data_through_uninstall_and_restore() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     for n in 0..3 {
         assert_eq!(
             create_card(&host, "acme", &token, &format!("c{n}")).status,
@@ -843,8 +837,7 @@ fn plan_changes_reach_the_cache_at_once_even_from_another_process() {
 #[test]
 fn maintenance_from_the_cli_is_idempotent_and_the_clock_only_moves_forward() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let a = host.post(
         "/v1/tenants/acme/subscriptions",
         &token,
@@ -883,8 +876,7 @@ fn maintenance_from_the_cli_is_idempotent_and_the_clock_only_moves_forward() {
 #[test]
 fn tenants_using_a_module_before_it_was_priced_move_to_its_free_plan() {
     let mut host = Host::start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     // Unpriced: everything the module declares, without limits.
     for n in 0..4 {
         assert_eq!(
@@ -1025,8 +1017,7 @@ fn a_catalog_granting_an_undeclared_feature_is_refused_at_start() {
 #[test]
 fn modules_built_against_the_old_api_keep_working() {
     let host = start(&["legacy-v0_1"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "legacy");
+    let token = host.tenant_with("acme", "legacy");
     let a = host.get("/v1/modules", &token);
     let legacy = a
         .body

@@ -45,11 +45,8 @@ fn cli_json(host: &Host, args: &[&str]) -> Result<Value, String> {
 /// Two tenants with `cards` installed: one driven through the CLI, one
 /// through the API (its token returned).
 fn two_tenants(host: &Host) -> String {
-    let cli_token = host.tenant("via-cli");
-    host.install_ok("via-cli", &cli_token, "cards");
-    let api_token = host.tenant("via-api");
-    host.install_ok("via-api", &api_token, "cards");
-    api_token
+    host.tenant_with("via-cli", "cards");
+    host.tenant_with("via-api", "cards")
 }
 
 /// The usage events a tenant's database holds, in key order.

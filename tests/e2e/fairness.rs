@@ -88,8 +88,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[test]
 fn a_sleeping_handler_is_stopped_at_its_deadline() {
     let host = Host::start_with(&["sleeper"], &["--call-timeout-ms", "300"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "sleeper");
+    let token = host.tenant_with("acme", "sleeper");
     for query in ["", "?ms=1000", "?ms=60000", "?ms=18446744073709551615"] {
         let started = Instant::now();
         let a = host.get(&format!("/t/acme/m/sleeper/sleep{query}"), &token);
@@ -113,8 +112,7 @@ fn a_sleeping_writer_is_rolled_back_and_the_tenant_lock_released() {
         &["membership", "sleeper"],
         &["--call-timeout-ms", "300"],
     ));
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     host.install_ok("acme", &token, "sleeper");
     for round in 0..3 {
         let sleeper = {
@@ -161,8 +159,7 @@ fn sleeping_hooks_and_lifecycle_calls_fail_cleanly_and_release_the_lock() {
         &["membership"],
         &["--call-timeout-ms", "300"],
     ));
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     for slug in ["sleeper-install", "sleeper-migrations", "sleeper-uninstall"] {
         add(&host, slug);
     }
@@ -238,11 +235,9 @@ fn sleepers_beyond_the_instance_pool_leave_other_tenants_served() {
         &["membership", "sleeper"],
         &["--max-instances", "4", "--call-timeout-ms", "1000"],
     ));
-    let good = host.tenant("acme");
-    host.install_ok("acme", &good, "membership");
+    let good = host.tenant_with("acme", "membership");
     member(&host, &good, "G-1");
-    let evil = host.tenant("evil");
-    host.install_ok("evil", &evil, "sleeper");
+    let evil = host.tenant_with("evil", "sleeper");
 
     for wave in 0..2 {
         let start = Arc::new(Barrier::new(13));
@@ -281,11 +276,9 @@ fn a_tenant_over_its_cap_gets_429_with_retry_after_and_its_module_never_runs() {
         &["membership", "sleeper"],
         &["--tenant-concurrency", "3", "--call-timeout-ms", "2000"],
     ));
-    let good = host.tenant("acme");
-    host.install_ok("acme", &good, "membership");
+    let good = host.tenant_with("acme", "membership");
     member(&host, &good, "G-1");
-    let evil = host.tenant("evil");
-    host.install_ok("evil", &evil, "sleeper");
+    let evil = host.tenant_with("evil", "sleeper");
 
     // N + 1 parallel calls from one tenant.
     let start = Arc::new(Barrier::new(5));
@@ -389,11 +382,9 @@ fn a_tenant_over_its_cap_gets_429_with_retry_after_and_its_module_never_runs() {
 #[test]
 fn a_noisy_neighbour_does_not_fail_another_tenant_or_healthz() {
     let host = Arc::new(Host::start(&["membership", "spin-loop", "huge-response"]));
-    let good = host.tenant("acme");
-    host.install_ok("acme", &good, "membership");
+    let good = host.tenant_with("acme", "membership");
     member(&host, &good, "G-1");
-    let evil = host.tenant("evil");
-    host.install_ok("evil", &evil, "spin-loop");
+    let evil = host.tenant_with("evil", "spin-loop");
     host.install_ok("evil", &evil, "huge-response");
 
     let flood_for = Duration::from_secs(5);
@@ -493,8 +484,7 @@ fn a_huge_hook_refusal_is_a_bounded_problem() {
 #[test]
 fn the_routers_own_errors_are_problem_documents() {
     let host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let cases: [(&str, &str, Option<&str>, u16); 9] = [
         ("PUT", "/healthz", None, 405),
         ("DELETE", "/v1/tenants", Some(&host.operator), 405),

@@ -294,8 +294,7 @@ fn limit_of(host: &Host, tenant: &str, token: &str, key: &str) -> Value {
 #[test]
 fn overflowing_quantities_from_a_module_are_refused_and_counters_stay_integers() {
     let mut host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     // Business: `max_templates` and the meter are unlimited, so only the
     // host's own bounds stand in the way.
     let a = host.post(
@@ -425,8 +424,7 @@ fn overflowing_quantities_from_a_module_are_refused_and_counters_stay_integers()
 #[test]
 fn a_counter_an_old_release_left_as_a_real_is_repaired_and_the_module_stays_removable() {
     let mut host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let a = host.post("/t/acme/m/cards/cards", &token, json!({"name": "one"}));
     assert_eq!(a.status, 201, "{a:?}");
     // What the previous schema let two consumes of i64::MAX store, in a
@@ -481,8 +479,7 @@ fn meter_used(host: &Host, token: &str) -> Value {
 #[test]
 fn overflowing_usage_events_are_refused_and_a_batch_changes_nothing() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let event = |amount: Value, key: &str| json!({"module": "cards", "meter": "qr_scans_per_month", "amount": amount, "idempotency_key": key});
     for (amount, says) in [
         (json!(i64::MAX), "`amount` must be 1 to 1000000000000"),
@@ -567,8 +564,7 @@ fn maintenance_proceeds_for_every_other_tenant_after_an_attackers_overflow() {
     ];
     let mut tokens = Vec::new();
     for tenant in tenants {
-        let token = host.tenant(tenant);
-        host.install_ok(tenant, &token, "cards");
+        let token = host.tenant_with(tenant, "cards");
         assert_eq!(subscription_state(&host, tenant), "active");
         assert_eq!(period_end(&host, tenant), "2026-02-01T00:00:00Z");
         let a = host.post(
@@ -657,8 +653,7 @@ fn maintenance_proceeds_for_every_other_tenant_after_an_attackers_overflow() {
 #[test]
 fn clock_abuse_is_refused_and_maintenance_keeps_working() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let a = host.post(
         "/v1/tenants/acme/subscriptions",
         &token,
@@ -730,8 +725,7 @@ fn clock_abuse_is_refused_and_maintenance_keeps_working() {
 #[test]
 fn deeply_nested_json_bodies_are_refused_without_harm() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let deep_object = format!(
         "{{\"events\": {}1{}}}",

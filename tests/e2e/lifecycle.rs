@@ -177,8 +177,7 @@ fn a_lockfile_reinstalls_the_same_versions_and_bytes() {
 #[test]
 fn uninstall_archives_then_drops_and_the_archive_restores() {
     let host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let a = host.post(
         "/t/acme/m/membership/members",
         &token,
@@ -333,8 +332,7 @@ fn upgrade_runs_only_the_new_migrations_then_the_hook() {
 #[test]
 fn a_restart_keeps_all_state_and_reuses_the_compile_cache() {
     let mut host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let a = host.post(
         "/t/acme/m/membership/members",
         &token,

@@ -226,8 +226,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
         stdout.contains("membership 1.1.0") && stdout.contains("signed by ed25519:"),
         "{stdout}"
     );
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let a = host.post(
         "/t/acme/m/membership/members",
         &token,

@@ -289,6 +289,14 @@ impl Host {
         a.body["token"].as_str().expect("token").to_owned()
     }
 
+    /// Creates a tenant and a token for it and installs `module` for it;
+    /// returns the token.
+    pub fn tenant_with(&self, slug: &str, module: &str) -> String {
+        let token = self.tenant(slug);
+        self.install_ok(slug, &token, module);
+        token
+    }
+
     pub fn install(&self, tenant: &str, token: &str, module: &str) -> Answer {
         self.post(
             &format!("/v1/tenants/{tenant}/modules"),
