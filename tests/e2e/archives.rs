@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::support::{Answer, Host, package, workspace_root};
+use crate::support::{Answer, Host, package};
 
 /// A value as SQLite holds it: storage class and exact bytes (a double as
 /// its bit pattern).
@@ -389,16 +389,7 @@ fn notes_two_with_tagged_notes_round_trips() {
 }
 
 fn billing_host(modules: &[&str]) -> Host {
-    let plans = workspace_root().join("tests/e2e/plans");
-    Host::start_with(
-        modules,
-        &[
-            "--plans",
-            plans.to_str().expect("utf-8 path"),
-            "--manual-clock",
-            "2026-03-01T00:00:00Z",
-        ],
-    )
+    Host::start_on_plans(modules, "2026-03-01T00:00:00Z", &[])
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Answer, Host, workspace_root};
+use crate::support::{Answer, Host, plans_dir};
 
 const START: &str = "2026-01-01T00:00:00Z";
 
@@ -15,19 +15,10 @@ const START: &str = "2026-01-01T00:00:00Z";
 /// to 24 requests of one tenant at once, so its call cap is raised above
 /// that: they test the limits, not the cap (tests/e2e/fairness.rs does).
 fn start(modules: &[&str]) -> Host {
-    let plans = workspace_root().join("tests/e2e/plans");
-    Host::start_with(
+    Host::start_on_plans(
         modules,
-        &[
-            "--plans",
-            plans.to_str().expect("utf-8 path"),
-            "--manual-clock",
-            START,
-            "--max-instances",
-            "64",
-            "--tenant-concurrency",
-            "32",
-        ],
+        START,
+        &["--max-instances", "64", "--tenant-concurrency", "32"],
     )
 }
 
@@ -799,10 +790,9 @@ fn plan_changes_reach_the_cache_at_once_even_from_another_process() {
         Some("business"),
     );
     // Through the CLI, a separate process writing the same database.
-    let plans = workspace_root().join("tests/e2e/plans");
     let (ok, out, err) = host.cli(&[
         "--plans",
-        plans.to_str().expect("utf-8 path"),
+        &plans_dir(),
         "subscription",
         "grant",
         "--tenant",
@@ -845,9 +835,15 @@ fn maintenance_from_the_cli_is_idempotent_and_the_clock_only_moves_forward() {
     );
     assert_eq!(a.status, 201, "{a:?}");
     let at = "2026-02-01T00:00:00Z";
-    let plans = workspace_root().join("tests/e2e/plans");
-    let plans = plans.to_str().expect("utf-8 path");
-    let args = ["--plans", plans, "--manual-clock", at, "maintenance", "run"];
+    let plans = plans_dir();
+    let args = [
+        "--plans",
+        &plans,
+        "--manual-clock",
+        at,
+        "maintenance",
+        "run",
+    ];
     let (ok, out, err) = host.cli(&args);
     assert!(ok, "{out}{err}");
     assert!(out.contains("trial_ended"), "{out}");
@@ -888,8 +884,7 @@ fn tenants_using_a_module_before_it_was_priced_move_to_its_free_plan() {
         host.get("/t/acme/m/cards/templates/premium", &token).status,
         200
     );
-    let plans = workspace_root().join("tests/e2e/plans");
-    host.restart_with(&["--plans", plans.to_str().expect("utf-8 path")]);
+    host.restart_with(&["--plans", &plans_dir()]);
     // Priced now: the first request puts the tenant on the free plan.
     let a = host.get("/t/acme/m/cards/templates/premium", &token);
     assert_denied(
@@ -968,8 +963,7 @@ fn a_module_suggests_the_plans_an_operator_has_not_set() {
     let a = create_card(&host, "acme", &token, "3");
     assert_denied(&a, 402, "max_cards", "limit_reached", Some("plus"));
     // The operator's catalog, once given, takes precedence.
-    let plans = workspace_root().join("tests/e2e/plans");
-    host.restart_with(&["--plans", plans.to_str().expect("utf-8 path")]);
+    host.restart_with(&["--plans", &plans_dir()]);
     let a = host.get("/v1/plans", &token);
     let cards = a.body["modules"]
         .as_array()
@@ -1005,8 +999,7 @@ fn a_catalog_granting_an_undeclared_feature_is_refused_at_start() {
     // lists the plans in effect when they fit.
     let (ok, _, err) = host.cli(&["--plans", bad.to_str().expect("utf-8"), "plans", "check"]);
     assert!(!ok && err.contains("teleportation"), "{err}");
-    let plans = workspace_root().join("tests/e2e/plans");
-    let (ok, out, err) = host.cli(&["--plans", plans.to_str().expect("utf-8"), "plans", "check"]);
+    let (ok, out, err) = host.cli(&["--plans", &plans_dir(), "plans", "check"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("cards\tfree, pro, business\t(operator)"),

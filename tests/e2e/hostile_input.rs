@@ -14,21 +14,12 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::support::{Answer, Host, module_files, raw_package, workspace_root};
+use crate::support::{Answer, Host, module_files, raw_package};
 
 const START: &str = "2026-01-01T00:00:00Z";
 
 fn start(modules: &[&str]) -> Host {
-    let plans = workspace_root().join("tests/e2e/plans");
-    Host::start_with(
-        modules,
-        &[
-            "--plans",
-            plans.to_str().expect("utf-8 path"),
-            "--manual-clock",
-            START,
-        ],
-    )
+    Host::start_on_plans(modules, START, &[])
 }
 
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).

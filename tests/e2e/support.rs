@@ -38,6 +38,12 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// The test plan catalogs (tests/e2e/plans), as a CLI argument.
+pub fn plans_dir() -> String {
+    let dir = workspace_root().join("tests/e2e/plans");
+    dir.to_str().expect("utf-8 path").to_owned()
+}
+
 fn wasm_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -130,6 +136,15 @@ impl Host {
         };
         host.spawn();
         host
+    }
+
+    /// Starts a host on the test plans with a manual clock at `clock`, and
+    /// `args` besides.
+    pub fn start_on_plans(modules: &[&str], clock: &str, args: &[&str]) -> Host {
+        let plans = plans_dir();
+        let mut all = vec!["--plans", plans.as_str(), "--manual-clock", clock];
+        all.extend_from_slice(args);
+        Host::start_with(modules, &all)
     }
 
     /// The process id of the running `souk serve`.
