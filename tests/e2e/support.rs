@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use reqwest::blocking::Client;
@@ -91,6 +91,9 @@ pub struct Host {
     pub client: Client,
     pub operator: String,
     extra_args: Vec<String>,
+    /// Whether the server's log (text format) is captured into `log`.
+    capture_log: bool,
+    log: Option<Mutex<mpsc::Receiver<String>>>,
 }
 
 /// An HTTP answer: status and JSON body (or `Value::Null` when not JSON).
@@ -116,6 +119,16 @@ impl Host {
 
     /// Starts a host with extra global CLI arguments (limits).
     pub fn start_with(modules: &[&str], args: &[&str]) -> Host {
+        Host::start_as(modules, args, false)
+    }
+
+    /// Starts a host whose log (text format) is captured line by line;
+    /// [`Host::stop_for_log`] returns it.
+    pub fn start_logged(modules: &[&str], args: &[&str]) -> Host {
+        Host::start_as(modules, args, true)
+    }
+
+    fn start_as(modules: &[&str], args: &[&str], capture_log: bool) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let mods = dir.path().join("modules");
         std::fs::create_dir_all(&mods).expect("modules dir");
@@ -133,6 +146,8 @@ impl Host {
                 .expect("client"),
             operator: String::new(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            capture_log,
+            log: None,
         };
         host.spawn();
         host
@@ -174,7 +189,8 @@ impl Host {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_souk"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_souk"));
+        command
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--modules-dir")
@@ -188,9 +204,23 @@ impl Host {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn souk");
+            .stderr(Stdio::inherit());
+        if self.capture_log {
+            command
+                .args(["--log-format", "text"])
+                .env("NO_COLOR", "1")
+                .stderr(Stdio::piped());
+        }
+        let mut child = command.spawn().expect("spawn souk");
+        if let Some(stderr) = child.stderr.take() {
+            let (line_tx, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = line_tx.send(line);
+                }
+            });
+            self.log = Some(Mutex::new(lines));
+        }
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -226,6 +256,19 @@ impl Host {
     pub fn restart_with(&mut self, args: &[&str]) {
         self.extra_args = args.iter().map(|s| s.to_string()).collect();
         self.restart();
+    }
+
+    /// Stops a host started with [`Host::start_logged`] and returns every
+    /// line it logged.
+    pub fn stop_for_log(mut self) -> Vec<String> {
+        self.stop();
+        let lines = self.log.take().expect("started with start_logged");
+        let lines = lines.into_inner().expect("log lines");
+        let mut out = Vec::new();
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+            out.push(line);
+        }
+        out
     }
 
     fn stop(&mut self) {
