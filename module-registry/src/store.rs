@@ -1013,12 +1013,14 @@ mod tests {
             SignedEntry::sign(self.head(), action, key).unwrap()
         }
 
+        /// A publish entry for `bytes` as `version`, signed by `key`.
+        fn sign_publish(&self, version: &str, bytes: &[u8], key: &KeyPair) -> SignedEntry {
+            self.sign(ModuleAction::Publish(publish_record(version, bytes)), key)
+        }
+
         fn publish(&self, version: &str) -> Result<EntryHash, StoreError> {
             let bytes = package_bytes(version, "");
-            let entry = self.sign(
-                ModuleAction::Publish(publish_record(version, &bytes)),
-                &self.op.publisher,
-            );
+            let entry = self.sign_publish(version, &bytes, &self.op.publisher);
             self.store.publish(entry, &bytes, |_| Ok(()))
         }
     }
@@ -1059,10 +1061,7 @@ mod tests {
     fn tampered_package_bytes_are_refused() {
         let f = fixture();
         let bytes = package_bytes("1.0.0", "");
-        let entry = f.sign(
-            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
-            &f.op.publisher,
-        );
+        let entry = f.sign_publish("1.0.0", &bytes, &f.op.publisher);
         let mut tampered = bytes.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
@@ -1082,10 +1081,7 @@ mod tests {
         let f = fixture();
         let bytes = package_bytes("1.0.0", "");
         let stranger = KeyPair::generate();
-        let entry = f.sign(
-            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
-            &stranger,
-        );
+        let entry = f.sign_publish("1.0.0", &bytes, &stranger);
         let err = f.store.publish(entry, &bytes, accept_all).unwrap_err();
         assert!(err.to_string().contains("is not a publisher key"), "{err}");
     }
@@ -1096,10 +1092,7 @@ mod tests {
         f.publish("1.0.0").unwrap();
         // Different bytes under the same version.
         let bytes = package_bytes("1.0.0", "description: changed\n");
-        let entry = f.sign(
-            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
-            &f.op.publisher,
-        );
+        let entry = f.sign_publish("1.0.0", &bytes, &f.op.publisher);
         let err = f.store.publish(entry, &bytes, accept_all).unwrap_err();
         assert!(err.to_string().contains("already published"), "{err}");
         let log = f.store.module_log(&slug("membership")).unwrap();
@@ -1111,10 +1104,7 @@ mod tests {
         let f = fixture();
         let bytes = package_bytes("1.0.0", "dependencies:\n  acme-crm: \">=1.2, <2\"\n");
         // The record omits the dependency the manifest declares.
-        let entry = f.sign(
-            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
-            &f.op.publisher,
-        );
+        let entry = f.sign_publish("1.0.0", &bytes, &f.op.publisher);
         let err = f.store.publish(entry, &bytes, accept_all).unwrap_err();
         assert!(
             matches!(
@@ -1129,10 +1119,7 @@ mod tests {
         assert!(err.to_string().contains("acme-crm >=1.2, <2"), "{err}");
 
         let bytes = package_bytes("1.0.1", "");
-        let entry = f.sign(
-            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
-            &f.op.publisher,
-        );
+        let entry = f.sign_publish("1.0.0", &bytes, &f.op.publisher);
         assert!(matches!(
             f.store.publish(entry, &bytes, accept_all),
             Err(StoreError::PackageMismatch {
@@ -1146,10 +1133,7 @@ mod tests {
     fn validator_refusal_stores_nothing() {
         let f = fixture();
         let bytes = package_bytes("1.0.0", "");
-        let entry = f.sign(
-            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
-            &f.op.publisher,
-        );
+        let entry = f.sign_publish("1.0.0", &bytes, &f.op.publisher);
         let err = f
             .store
             .publish(entry, &bytes, |_| {
@@ -1202,10 +1186,7 @@ mod tests {
         let f = fixture();
         f.publish("1.0.0").unwrap();
         let bytes = package_bytes("1.1.0", "");
-        let good = f.sign(
-            ModuleAction::Publish(publish_record("1.1.0", &bytes)),
-            &f.op.publisher,
-        );
+        let good = f.sign_publish("1.1.0", &bytes, &f.op.publisher);
         let receive = |bytes: &[u8]| {
             let mut pending = f.store.receive_package().unwrap();
             pending.write(bytes).unwrap();
@@ -1220,10 +1201,7 @@ mod tests {
             &f.op.publisher,
         )
         .unwrap();
-        let stranger = f.sign(
-            ModuleAction::Publish(publish_record("1.1.0", &bytes)),
-            &KeyPair::generate(),
-        );
+        let stranger = f.sign_publish("1.1.0", &bytes, &KeyPair::generate());
         let cases: Vec<(&str, SignedEntry, Vec<u8>, bool)> = vec![
             ("digest mismatch", good.clone(), tampered, true),
             ("stale head", stale, bytes.clone(), true),
@@ -1307,10 +1285,7 @@ mod tests {
             f.store.authorise_publish(&stale),
             Err(StoreError::Log(_))
         ));
-        let again = f.sign(
-            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
-            &f.op.publisher,
-        );
+        let again = f.sign_publish("1.0.0", &bytes, &f.op.publisher);
         assert!(matches!(
             f.store.authorise_publish(&again),
             Err(StoreError::Log(_))
@@ -1401,10 +1376,7 @@ mod tests {
     fn append_state_refuses_a_publish_entry() {
         let f = fixture();
         let bytes = package_bytes("1.0.0", "");
-        let entry = f.sign(
-            ModuleAction::Publish(publish_record("1.0.0", &bytes)),
-            &f.op.publisher,
-        );
+        let entry = f.sign_publish("1.0.0", &bytes, &f.op.publisher);
         assert!(matches!(
             f.store.append_state(entry),
             Err(StoreError::WrongEntryKind { .. })

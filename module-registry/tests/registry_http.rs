@@ -1750,6 +1750,22 @@ async fn every_registry_error_is_a_problem_document_without_server_paths() {
         assert!(!body.contains(&dir), "{kind} shows the store path: {body}");
         assert!(!body.contains("/tmp"), "{kind} shows a server path: {body}");
     };
+    // Status, content type and body of one request.
+    let send = |method: &str, path: &str| {
+        let request = http.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", registry.url()),
+        );
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let content_type = response.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (status, content_type, response.text().await.unwrap())
+        }
+    };
     for (method, path, status, kind) in [
         ("GET", "/registry/v1/publish", 405, "method-not-allowed"),
         ("DELETE", "/registry/v1/modules", 405, "method-not-allowed"),
@@ -1776,20 +1792,7 @@ async fn every_registry_error_is_a_problem_document_without_server_paths() {
         ("GET", "/registry", 404, "not-found"),
         ("POST", "/elsewhere", 404, "not-found"),
     ] {
-        let response = http
-            .request(
-                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-                format!("{}{path}", registry.url()),
-            )
-            .send()
-            .await
-            .unwrap();
-        let status_got = response.status().as_u16();
-        let content_type = response.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let body = response.text().await.unwrap();
+        let (status_got, content_type, body) = send(method, path).await;
         check(status, kind, status_got, &content_type, &body);
     }
 
@@ -1803,20 +1806,7 @@ async fn every_registry_error_is_a_problem_document_without_server_paths() {
         ("/registry/v1/modules/membership/log", "GET"),
         ("/registry/v1/snapshot", "GET"),
     ] {
-        let response = http
-            .request(
-                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-                format!("{}{path}", registry.url()),
-            )
-            .send()
-            .await
-            .unwrap();
-        let status_got = response.status().as_u16();
-        let content_type = response.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let body = response.text().await.unwrap();
+        let (status_got, content_type, body) = send(method, path).await;
         check(500, "internal", status_got, &content_type, &body);
     }
     let (entry, _) = registry.publish_entry("acme-x", "1.0.0", &registry.op.acme);

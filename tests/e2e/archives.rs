@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::support::{Answer, Host, package, workspace_root};
+use crate::support::{Answer, Host, package};
 
 /// A value as SQLite holds it: storage class and exact bytes (a double as
 /// its bit pattern).
@@ -121,25 +121,17 @@ fn module_row_count(snapshot: &Snapshot, module: &str) -> u64 {
 
 /// The tenant database, writable, for edge data no module route writes.
 fn write_db(host: &Host, tenant: &str) -> rusqlite::Connection {
-    let id = tenant_id(host, tenant);
-    let db =
-        rusqlite::Connection::open(host.data_dir().join("tenants").join(format!("{id}.sqlite")))
-            .expect("open tenant db");
+    let db = rusqlite::Connection::open(host.tenant_db_path(tenant)).expect("open tenant db");
     db.busy_timeout(std::time::Duration::from_secs(20))
         .expect("busy timeout");
     db.execute_batch("PRAGMA foreign_keys = ON").expect("fk");
     db
 }
 
-fn tenant_id(host: &Host, tenant: &str) -> String {
-    let a = host.get(&format!("/v1/tenants/{tenant}"), &host.operator);
-    a.body["id"].as_str().expect("tenant id").to_owned()
-}
-
 fn archive_file(host: &Host, tenant: &str, id: &str) -> PathBuf {
     host.data_dir()
         .join("archives")
-        .join(tenant_id(host, tenant))
+        .join(host.tenant_id(tenant))
         .join(format!("{id}.jsonl"))
 }
 
@@ -268,8 +260,7 @@ fn edge_reals() -> Vec<f64> {
 #[test]
 fn membership_round_trips_edge_values_exactly() {
     let host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let a = host.post(
         "/t/acme/m/membership/members",
         &token,
@@ -307,8 +298,7 @@ fn membership_round_trips_edge_values_exactly() {
 #[test]
 fn notes_one_round_trips_edge_values_exactly() {
     let host = Host::start(&["notes-v1"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "notes");
+    let token = host.tenant_with("acme", "notes");
     let a = host.post("/t/acme/m/notes/notes", &token, json!({"body": "first"}));
     assert_eq!(a.status, 201, "{a:?}");
     let db = write_db(&host, "acme");
@@ -353,8 +343,7 @@ fn notes_one_round_trips_edge_values_exactly() {
 #[test]
 fn notes_two_with_tagged_notes_round_trips() {
     let host = Host::start(&["notes-v2"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "notes");
+    let token = host.tenant_with("acme", "notes");
     let a = host.post(
         "/t/acme/m/notes/notes",
         &token,
@@ -400,23 +389,13 @@ fn notes_two_with_tagged_notes_round_trips() {
 }
 
 fn billing_host(modules: &[&str]) -> Host {
-    let plans = workspace_root().join("tests/e2e/plans");
-    Host::start_with(
-        modules,
-        &[
-            "--plans",
-            plans.to_str().expect("utf-8 path"),
-            "--manual-clock",
-            "2026-03-01T00:00:00Z",
-        ],
-    )
+    Host::start_on_plans(modules, "2026-03-01T00:00:00Z", &[])
 }
 
 #[test]
 fn cards_round_trip_keeps_ids_the_autoincrement_counter_and_usage() {
     let host = billing_host(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     for name in ["one", "two", "three"] {
         let a = host.post("/t/acme/m/cards/cards", &token, json!({"name": name}));
         assert_eq!(a.status, 201, "{a:?}");
@@ -449,8 +428,7 @@ fn cards_round_trip_keeps_ids_the_autoincrement_counter_and_usage() {
 #[test]
 fn sql_console_round_trips_what_it_wrote_itself() {
     let host = Host::start(&["membership", "sql-console"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     host.install_ok("acme", &token, "sql-console");
     let run = |sql: &str, params: Value| execute(&host, "acme", &token, "sql-console", sql, params);
     run(
@@ -499,8 +477,7 @@ fn sql_console_round_trips_what_it_wrote_itself() {
 #[test]
 fn legacy_module_round_trips_edge_values_exactly() {
     let host = Host::start(&["legacy-v0_1"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "legacy");
+    let token = host.tenant_with("acme", "legacy");
     let a = host.request(
         "POST",
         "/t/acme/m/legacy/entries",
@@ -617,8 +594,7 @@ fn seed_shapes(host: &Host, tenant: &str, token: &str) {
 #[test]
 fn archive_shapes_round_trip_every_value_and_every_table_shape() {
     let host = Host::start(&["archive-shapes"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "archive-shapes");
+    let token = host.tenant_with("acme", "archive-shapes");
     seed_shapes(&host, "acme", &token);
     let before = round_trip(&host, "acme", &token, "archive-shapes");
 
@@ -760,8 +736,7 @@ fn tamperings() -> Vec<(&'static str, Tamper, &'static str)> {
 #[test]
 fn a_changed_archive_is_refused_naming_what_changed_and_nothing_is_written() {
     let host = Host::start(&["archive-shapes"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "archive-shapes");
+    let token = host.tenant_with("acme", "archive-shapes");
     seed_shapes(&host, "acme", &token);
     let before = snapshot(&host, "acme", "archive-shapes");
     let id = uninstall(&host, "acme", &token, "archive-shapes");
@@ -841,8 +816,7 @@ fn v1_value(value: &Seen) -> Value {
 #[test]
 fn an_archive_in_the_first_format_still_restores_the_tagged_notes_it_could_not() {
     let host = Host::start(&["notes-v2"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "notes");
+    let token = host.tenant_with("acme", "notes");
     let a = host.post(
         "/t/acme/m/notes/notes",
         &token,
@@ -977,8 +951,7 @@ fn reset_peak(pid: u32) {
 fn a_hundred_thousand_rows_export_and_restore_in_bounded_memory() {
     const ROWS: i64 = 100_000;
     let host = Host::start(&["archive-shapes"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "archive-shapes");
+    let token = host.tenant_with("acme", "archive-shapes");
     let mut db = write_db(&host, "acme");
     let tx = db.transaction().unwrap();
     {

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Answer, Host, workspace_root};
+use crate::support::{Answer, Host, plans_dir};
 
 const START: &str = "2026-01-01T00:00:00Z";
 
@@ -15,19 +15,10 @@ const START: &str = "2026-01-01T00:00:00Z";
 /// to 24 requests of one tenant at once, so its call cap is raised above
 /// that: they test the limits, not the cap (tests/e2e/fairness.rs does).
 fn start(modules: &[&str]) -> Host {
-    let plans = workspace_root().join("tests/e2e/plans");
-    Host::start_with(
+    Host::start_on_plans(
         modules,
-        &[
-            "--plans",
-            plans.to_str().expect("utf-8 path"),
-            "--manual-clock",
-            START,
-            "--max-instances",
-            "64",
-            "--tenant-concurrency",
-            "32",
-        ],
+        START,
+        &["--max-instances", "64", "--tenant-concurrency", "32"],
     )
 }
 
@@ -482,8 +473,7 @@ fn installing_a_module_without_a_free_plan_needs_a_subscription() {
 #[test]
 fn usage_events_are_idempotent_and_counted_per_period() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let event = |key: &str, amount: u64| {
         host.post(
             "/v1/tenants/acme/usage-events",
@@ -592,8 +582,7 @@ fn usage_events_are_idempotent_and_counted_per_period() {
 #[test]
 fn usage_event_batches_are_all_or_nothing() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let event = |key: &str| json!({"module": "cards", "meter": "qr_scans_per_month", "idempotency_key": key});
     let a = host.post(
         "/v1/tenants/acme/usage-events",
@@ -643,8 +632,7 @@ fn usage_event_batches_are_all_or_nothing() {
 #[test]
 fn parallel_requests_racing_for_the_last_unit_never_exceed_the_limit() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let a = host.post(
         "/v1/tenants/acme/subscriptions/cards/grant",
         &host.operator,
@@ -678,8 +666,7 @@ fn parallel_requests_racing_for_the_last_unit_never_exceed_the_limit() {
 #[test]
 fn usage_taken_by_a_failing_request_is_rolled_back_with_its_data() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     assert_eq!(create_card(&host, "acme", &token, "kept").status, 201);
     let a = host.post("/t/acme/m/cards/cards/doomed", &token, json!({}));
     assert_eq!(a.status, 500, "{a:?}");
@@ -711,8 +698,7 @@ fn usage_taken_by_a_failing_request_is_rolled_back_with_its_data() {
 #[test]
 fn parallel_requests_on_a_metered_route_never_exceed_the_allowance() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     assert_eq!(create_card(&host, "acme", &token, "c").status, 201);
     // The free plan allows 5 scans a month; 20 requests race for them.
     let statuses = race(20, |_| {
@@ -740,8 +726,7 @@ fn parallel_requests_on_a_metered_route_never_exceed_the_allowance() {
 #[test]
 fn usage_goes_with_the_data_through_uninstall_and_restore() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     for n in 0..3 {
         assert_eq!(
             create_card(&host, "acme", &token, &format!("c{n}")).status,
@@ -805,10 +790,9 @@ fn plan_changes_reach_the_cache_at_once_even_from_another_process() {
         Some("business"),
     );
     // Through the CLI, a separate process writing the same database.
-    let plans = workspace_root().join("tests/e2e/plans");
     let (ok, out, err) = host.cli(&[
         "--plans",
-        plans.to_str().expect("utf-8 path"),
+        &plans_dir(),
         "subscription",
         "grant",
         "--tenant",
@@ -843,8 +827,7 @@ fn plan_changes_reach_the_cache_at_once_even_from_another_process() {
 #[test]
 fn maintenance_from_the_cli_is_idempotent_and_the_clock_only_moves_forward() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let a = host.post(
         "/v1/tenants/acme/subscriptions",
         &token,
@@ -852,9 +835,15 @@ fn maintenance_from_the_cli_is_idempotent_and_the_clock_only_moves_forward() {
     );
     assert_eq!(a.status, 201, "{a:?}");
     let at = "2026-02-01T00:00:00Z";
-    let plans = workspace_root().join("tests/e2e/plans");
-    let plans = plans.to_str().expect("utf-8 path");
-    let args = ["--plans", plans, "--manual-clock", at, "maintenance", "run"];
+    let plans = plans_dir();
+    let args = [
+        "--plans",
+        &plans,
+        "--manual-clock",
+        at,
+        "maintenance",
+        "run",
+    ];
     let (ok, out, err) = host.cli(&args);
     assert!(ok, "{out}{err}");
     assert!(out.contains("trial_ended"), "{out}");
@@ -883,8 +872,7 @@ fn maintenance_from_the_cli_is_idempotent_and_the_clock_only_moves_forward() {
 #[test]
 fn tenants_using_a_module_before_it_was_priced_move_to_its_free_plan() {
     let mut host = Host::start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     // Unpriced: everything the module declares, without limits.
     for n in 0..4 {
         assert_eq!(
@@ -896,8 +884,7 @@ fn tenants_using_a_module_before_it_was_priced_move_to_its_free_plan() {
         host.get("/t/acme/m/cards/templates/premium", &token).status,
         200
     );
-    let plans = workspace_root().join("tests/e2e/plans");
-    host.restart_with(&["--plans", plans.to_str().expect("utf-8 path")]);
+    host.restart_with(&["--plans", &plans_dir()]);
     // Priced now: the first request puts the tenant on the free plan.
     let a = host.get("/t/acme/m/cards/templates/premium", &token);
     assert_denied(
@@ -976,8 +963,7 @@ fn a_module_suggests_the_plans_an_operator_has_not_set() {
     let a = create_card(&host, "acme", &token, "3");
     assert_denied(&a, 402, "max_cards", "limit_reached", Some("plus"));
     // The operator's catalog, once given, takes precedence.
-    let plans = workspace_root().join("tests/e2e/plans");
-    host.restart_with(&["--plans", plans.to_str().expect("utf-8 path")]);
+    host.restart_with(&["--plans", &plans_dir()]);
     let a = host.get("/v1/plans", &token);
     let cards = a.body["modules"]
         .as_array()
@@ -1013,8 +999,7 @@ fn a_catalog_granting_an_undeclared_feature_is_refused_at_start() {
     // lists the plans in effect when they fit.
     let (ok, _, err) = host.cli(&["--plans", bad.to_str().expect("utf-8"), "plans", "check"]);
     assert!(!ok && err.contains("teleportation"), "{err}");
-    let plans = workspace_root().join("tests/e2e/plans");
-    let (ok, out, err) = host.cli(&["--plans", plans.to_str().expect("utf-8"), "plans", "check"]);
+    let (ok, out, err) = host.cli(&["--plans", &plans_dir(), "plans", "check"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("cards\tfree, pro, business\t(operator)"),
@@ -1025,8 +1010,7 @@ fn a_catalog_granting_an_undeclared_feature_is_refused_at_start() {
 #[test]
 fn modules_built_against_the_old_api_keep_working() {
     let host = start(&["legacy-v0_1"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "legacy");
+    let token = host.tenant_with("acme", "legacy");
     let a = host.get("/v1/modules", &token);
     let legacy = a
         .body

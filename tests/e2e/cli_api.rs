@@ -6,17 +6,16 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Host, workspace_root};
+use crate::support::{Host, plans_dir};
 
 const START: &str = "2026-01-01T00:00:00Z";
 
 /// The global options the host and every CLI run share: the test plans and
 /// the same manual clock, so both sides see the same instant.
 fn global_args() -> Vec<String> {
-    let plans = workspace_root().join("tests/e2e/plans");
     vec![
         "--plans".to_owned(),
-        plans.to_str().expect("utf-8 path").to_owned(),
+        plans_dir(),
         "--manual-clock".to_owned(),
         START.to_owned(),
     ]
@@ -45,11 +44,8 @@ fn cli_json(host: &Host, args: &[&str]) -> Result<Value, String> {
 /// Two tenants with `cards` installed: one driven through the CLI, one
 /// through the API (its token returned).
 fn two_tenants(host: &Host) -> String {
-    let cli_token = host.tenant("via-cli");
-    host.install_ok("via-cli", &cli_token, "cards");
-    let api_token = host.tenant("via-api");
-    host.install_ok("via-api", &api_token, "cards");
-    api_token
+    host.tenant_with("via-cli", "cards");
+    host.tenant_with("via-api", "cards")
 }
 
 /// The usage events a tenant's database holds, in key order.

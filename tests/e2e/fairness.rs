@@ -10,9 +10,7 @@
 //! Latencies are printed (run with `--nocapture` to see them), never
 //! asserted.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -88,8 +86,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[test]
 fn a_sleeping_handler_is_stopped_at_its_deadline() {
     let host = Host::start_with(&["sleeper"], &["--call-timeout-ms", "300"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "sleeper");
+    let token = host.tenant_with("acme", "sleeper");
     for query in ["", "?ms=1000", "?ms=60000", "?ms=18446744073709551615"] {
         let started = Instant::now();
         let a = host.get(&format!("/t/acme/m/sleeper/sleep{query}"), &token);
@@ -113,8 +110,7 @@ fn a_sleeping_writer_is_rolled_back_and_the_tenant_lock_released() {
         &["membership", "sleeper"],
         &["--call-timeout-ms", "300"],
     ));
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     host.install_ok("acme", &token, "sleeper");
     for round in 0..3 {
         let sleeper = {
@@ -161,8 +157,7 @@ fn sleeping_hooks_and_lifecycle_calls_fail_cleanly_and_release_the_lock() {
         &["membership"],
         &["--call-timeout-ms", "300"],
     ));
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     for slug in ["sleeper-install", "sleeper-migrations", "sleeper-uninstall"] {
         add(&host, slug);
     }
@@ -238,11 +233,9 @@ fn sleepers_beyond_the_instance_pool_leave_other_tenants_served() {
         &["membership", "sleeper"],
         &["--max-instances", "4", "--call-timeout-ms", "1000"],
     ));
-    let good = host.tenant("acme");
-    host.install_ok("acme", &good, "membership");
+    let good = host.tenant_with("acme", "membership");
     member(&host, &good, "G-1");
-    let evil = host.tenant("evil");
-    host.install_ok("evil", &evil, "sleeper");
+    let evil = host.tenant_with("evil", "sleeper");
 
     for wave in 0..2 {
         let start = Arc::new(Barrier::new(13));
@@ -281,11 +274,9 @@ fn a_tenant_over_its_cap_gets_429_with_retry_after_and_its_module_never_runs() {
         &["membership", "sleeper"],
         &["--tenant-concurrency", "3", "--call-timeout-ms", "2000"],
     ));
-    let good = host.tenant("acme");
-    host.install_ok("acme", &good, "membership");
+    let good = host.tenant_with("acme", "membership");
     member(&host, &good, "G-1");
-    let evil = host.tenant("evil");
-    host.install_ok("evil", &evil, "sleeper");
+    let evil = host.tenant_with("evil", "sleeper");
 
     // N + 1 parallel calls from one tenant.
     let start = Arc::new(Barrier::new(5));
@@ -389,11 +380,9 @@ fn a_tenant_over_its_cap_gets_429_with_retry_after_and_its_module_never_runs() {
 #[test]
 fn a_noisy_neighbour_does_not_fail_another_tenant_or_healthz() {
     let host = Arc::new(Host::start(&["membership", "spin-loop", "huge-response"]));
-    let good = host.tenant("acme");
-    host.install_ok("acme", &good, "membership");
+    let good = host.tenant_with("acme", "membership");
     member(&host, &good, "G-1");
-    let evil = host.tenant("evil");
-    host.install_ok("evil", &evil, "spin-loop");
+    let evil = host.tenant_with("evil", "spin-loop");
     host.install_ok("evil", &evil, "huge-response");
 
     let flood_for = Duration::from_secs(5);
@@ -493,8 +482,7 @@ fn a_huge_hook_refusal_is_a_bounded_problem() {
 #[test]
 fn the_routers_own_errors_are_problem_documents() {
     let host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let cases: [(&str, &str, Option<&str>, u16); 9] = [
         ("PUT", "/healthz", None, 405),
         ("DELETE", "/v1/tenants", Some(&host.operator), 405),
@@ -554,115 +542,13 @@ fn the_routers_own_errors_are_problem_documents() {
     );
 }
 
-/// A host whose log (text format) is captured line by line.
-struct LoggedHost {
-    child: std::process::Child,
-    base: String,
-    operator: String,
-    lines: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl LoggedHost {
-    fn start(modules: &[&str]) -> LoggedHost {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mods = dir.path().join("modules");
-        std::fs::create_dir_all(&mods).expect("modules dir");
-        for name in modules {
-            std::fs::write(mods.join(format!("{name}.souk")), package(name, |m| m))
-                .expect("write package");
-        }
-        let data = dir.path().join("data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_souk"))
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--modules-dir")
-            .arg(&mods)
-            .args(["--max-instances", "8"])
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn souk");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (addr_tx, addr_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("souk: listening on ") {
-                    let _ = addr_tx.send(addr.to_owned());
-                }
-            }
-        });
-        let (line_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = line_tx.send(line);
-            }
-        });
-        let base = addr_rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("souk serve did not start");
-        let operator = std::fs::read_to_string(data.join("operator-token"))
-            .expect("operator token")
-            .trim()
-            .to_owned();
-        LoggedHost {
-            child,
-            base,
-            operator,
-            lines,
-            _dir: dir,
-        }
-    }
-
-    /// Stops the host and returns every line it logged.
-    fn stop(mut self) -> Vec<String> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut out = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            out.push(line);
-        }
-        out
-    }
-}
-
 #[test]
 fn a_module_cannot_forge_a_host_log_line() {
-    let host = LoggedHost::start(&["sleeper"]);
-    let client = reqwest::blocking::Client::new();
+    let host = Host::start_logged(&["sleeper"], &["--max-instances", "8"]);
+    let token = host.tenant_with("acme", "sleeper");
     let post = |path: &str, token: &str, body: Vec<u8>| {
-        let res = client
-            .post(format!("{}{path}", host.base))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .expect("sent");
-        let status = res.status().as_u16();
-        (status, res.json::<Value>().unwrap_or(Value::Null))
+        host.request("POST", path, Some(token), Some(body)).status
     };
-    let (status, _) = post(
-        "/v1/tenants",
-        &host.operator,
-        json!({"slug": "acme"}).to_string().into_bytes(),
-    );
-    assert_eq!(status, 201);
-    let (_, token) = post(
-        "/v1/tenants/acme/tokens",
-        &host.operator,
-        json!({"name": "admin"}).to_string().into_bytes(),
-    );
-    let token = token["token"].as_str().expect("token").to_owned();
-    let (status, _) = post(
-        "/v1/tenants/acme/modules",
-        &token,
-        json!({"module": "sleeper"}).to_string().into_bytes(),
-    );
-    assert_eq!(status, 201);
 
     let fake = "2026-12-01T00:00:00.000000Z  WARN souk::auth: FORGED operator token rotated";
     let separators = [
@@ -682,15 +568,15 @@ fn a_module_cannot_forge_a_host_log_line() {
     ];
     for (i, sep) in separators.iter().enumerate() {
         let body = format!("case-{i} harmless{sep}{fake} case-{i}{sep}");
-        let (status, _) = post("/t/acme/m/sleeper/log", &token, body.into_bytes());
+        let status = post("/t/acme/m/sleeper/log", &token, body.into_bytes());
         assert_eq!(status, 204, "case {i}");
     }
     // A long message is cut, and still one line.
     let long = format!("case-long {}\n{fake}", "y".repeat(20_000));
-    let (status, _) = post("/t/acme/m/sleeper/log", &token, long.into_bytes());
+    let status = post("/t/acme/m/sleeper/log", &token, long.into_bytes());
     assert_eq!(status, 204);
     std::thread::sleep(Duration::from_millis(300));
-    let lines = host.stop();
+    let lines = host.stop_for_log();
 
     for i in 0..separators.len() {
         let marker = format!("case-{i} harmless");

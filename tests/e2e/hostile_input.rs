@@ -14,45 +14,12 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::support::{Answer, Host, module_files, raw_package, workspace_root};
+use crate::support::{Answer, Host, module_files, raw_package};
 
 const START: &str = "2026-01-01T00:00:00Z";
 
 fn start(modules: &[&str]) -> Host {
-    let plans = workspace_root().join("tests/e2e/plans");
-    Host::start_with(
-        modules,
-        &[
-            "--plans",
-            plans.to_str().expect("utf-8 path"),
-            "--manual-clock",
-            START,
-        ],
-    )
-}
-
-/// The pid of the `souk serve` process of `host`: the one whose command line
-/// names its data directory.
-fn pid_of(host: &Host) -> u32 {
-    let data = host.data_dir();
-    let data = data.to_str().expect("utf-8 path");
-    for entry in std::fs::read_dir("/proc").expect("/proc") {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == data) && args.iter().any(|a| a == "serve") {
-            return pid;
-        }
-    }
-    panic!("no souk serve process for {data}");
+    Host::start_on_plans(modules, START, &[])
 }
 
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
@@ -98,7 +65,7 @@ fn assert_problem(a: &Answer, status: u16, says: &str) {
 #[test]
 fn manifest_yaml_bombs_are_refused_at_once_and_memory_stays_small() {
     let host = Host::start(&[]);
-    let pid = pid_of(&host);
+    let pid = host.pid();
     let manifest = cards_manifest();
     let component = cards_component();
     let nested_keys = {
@@ -296,16 +263,10 @@ fn stored_counter(host: &Host, tenant: &str, key: &str) -> Option<(String, i64)>
     .ok()
 }
 
-fn tenant_db_path(host: &Host, tenant: &str) -> PathBuf {
-    let a = host.get(&format!("/v1/tenants/{tenant}"), &host.operator);
-    let id = a.body["id"].as_str().expect("tenant id");
-    host.data_dir().join("tenants").join(format!("{id}.sqlite"))
-}
-
 /// The tenant database opened for writing, as an attacker with an older
 /// release's data (or a disk editor) would leave it.
 fn tamper(host: &Host, tenant: &str, sql: &str) {
-    let db = rusqlite::Connection::open(tenant_db_path(host, tenant)).expect("open");
+    let db = rusqlite::Connection::open(host.tenant_db_path(tenant)).expect("open");
     db.busy_timeout(std::time::Duration::from_secs(10))
         .expect("busy timeout");
     db.execute_batch(sql).expect("tamper");
@@ -324,8 +285,7 @@ fn limit_of(host: &Host, tenant: &str, token: &str, key: &str) -> Value {
 #[test]
 fn overflowing_quantities_from_a_module_are_refused_and_counters_stay_integers() {
     let mut host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     // Business: `max_templates` and the meter are unlimited, so only the
     // host's own bounds stand in the way.
     let a = host.post(
@@ -455,8 +415,7 @@ fn overflowing_quantities_from_a_module_are_refused_and_counters_stay_integers()
 #[test]
 fn a_counter_an_old_release_left_as_a_real_is_repaired_and_the_module_stays_removable() {
     let mut host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let a = host.post("/t/acme/m/cards/cards", &token, json!({"name": "one"}));
     assert_eq!(a.status, 201, "{a:?}");
     // What the previous schema let two consumes of i64::MAX store, in a
@@ -482,7 +441,7 @@ fn a_counter_an_old_release_left_as_a_real_is_repaired_and_the_module_stays_remo
         Some(("integer".to_owned(), i64::MAX))
     );
     // The repaired table refuses a REAL from now on.
-    let db = rusqlite::Connection::open(tenant_db_path(&host, "acme")).expect("open");
+    let db = rusqlite::Connection::open(host.tenant_db_path("acme")).expect("open");
     assert!(
         db.execute("UPDATE _souk_usage_counters SET used = 2.5", [])
             .is_err()
@@ -511,8 +470,7 @@ fn meter_used(host: &Host, token: &str) -> Value {
 #[test]
 fn overflowing_usage_events_are_refused_and_a_batch_changes_nothing() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let event = |amount: Value, key: &str| json!({"module": "cards", "meter": "qr_scans_per_month", "amount": amount, "idempotency_key": key});
     for (amount, says) in [
         (json!(i64::MAX), "`amount` must be 1 to 1000000000000"),
@@ -597,8 +555,7 @@ fn maintenance_proceeds_for_every_other_tenant_after_an_attackers_overflow() {
     ];
     let mut tokens = Vec::new();
     for tenant in tenants {
-        let token = host.tenant(tenant);
-        host.install_ok(tenant, &token, "cards");
+        let token = host.tenant_with(tenant, "cards");
         assert_eq!(subscription_state(&host, tenant), "active");
         assert_eq!(period_end(&host, tenant), "2026-02-01T00:00:00Z");
         let a = host.post(
@@ -687,8 +644,7 @@ fn maintenance_proceeds_for_every_other_tenant_after_an_attackers_overflow() {
 #[test]
 fn clock_abuse_is_refused_and_maintenance_keeps_working() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let a = host.post(
         "/v1/tenants/acme/subscriptions",
         &token,
@@ -760,8 +716,7 @@ fn clock_abuse_is_refused_and_maintenance_keeps_working() {
 #[test]
 fn deeply_nested_json_bodies_are_refused_without_harm() {
     let host = start(&["cards"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "cards");
+    let token = host.tenant_with("acme", "cards");
     let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let deep_object = format!(
         "{{\"events\": {}1{}}}",

@@ -269,7 +269,6 @@ struct Lab {
     victim: Party,
     markers: Vec<String>,
     baseline: Snapshot,
-    pid: Option<u32>,
     /// For `/healthz` and minted tokens.
     health: reqwest::blocking::Client,
     /// For corpus statements: no answer within [`CALL_PATIENCE`] counts as
@@ -321,22 +320,17 @@ impl Lab {
             json!({"sql": "INSERT INTO notes (body) VALUES ('mallory was here')"}),
         );
         assert_eq!(a.status, 200, "attacker note: {a:?}");
-        let id = |slug: &str| {
-            let a = host.get(&format!("/v1/tenants/{slug}"), &host.operator);
-            a.body["id"].as_str().expect("tenant id").to_owned()
-        };
         let attacker = Party {
             slug: ATTACKER,
             token: attacker_token,
-            id: id(ATTACKER),
+            id: host.tenant_id(ATTACKER),
         };
         let victim = Party {
             slug: VICTIM,
             token: victim_token,
-            id: id(VICTIM),
+            id: host.tenant_id(VICTIM),
         };
         let mut lab = Lab {
-            pid: None,
             health: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -358,7 +352,6 @@ impl Lab {
             victim,
             counter: 0,
         };
-        lab.pid = lab.find_pid();
         lab.markers = lab.leak_markers();
         lab.baseline = lab.snapshot();
         lab
@@ -490,7 +483,6 @@ impl Lab {
     /// Restarts the server on the same data (clears every pool and cache).
     fn restart(&mut self) {
         self.host.restart();
-        self.pid = self.find_pid();
     }
 
     /// Whether `party`'s calls still work: more in-scope reads than the
@@ -538,36 +530,9 @@ impl Lab {
             .unwrap_or(false)
     }
 
-    /// The server's process id, found by its data directory on its command
-    /// line (other tests' servers run beside this one).
-    fn find_pid(&self) -> Option<u32> {
-        let needle = self.data_dir().display().to_string();
-        let entries = std::fs::read_dir("/proc").ok()?;
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            if args.iter().any(|a| a == &needle) && args.iter().any(|a| a == "serve") {
-                return Some(pid);
-            }
-        }
-        None
-    }
-
     /// A `/proc/<pid>/status` field in KiB.
     fn status_kib(&self, field: &str) -> Option<u64> {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.host.pid())).ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix(field))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
@@ -575,8 +540,7 @@ impl Lab {
 
     /// Resets the server's peak RSS to its current RSS (Linux `clear_refs`).
     fn reset_peak(&self) -> bool {
-        self.pid
-            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+        std::fs::write(format!("/proc/{}/clear_refs", self.host.pid()), "5").is_ok()
     }
 
     // -- the oracle ------------------------------------------------------------

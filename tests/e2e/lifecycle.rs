@@ -177,8 +177,7 @@ fn a_lockfile_reinstalls_the_same_versions_and_bytes() {
 #[test]
 fn uninstall_archives_then_drops_and_the_archive_restores() {
     let host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let a = host.post(
         "/t/acme/m/membership/members",
         &token,
@@ -200,14 +199,10 @@ fn uninstall_archives_then_drops_and_the_archive_restores() {
     let archive_id = a.body["archive"]["id"].as_str().unwrap().to_owned();
     // Answers name archives by id; the file is named by it too.
     assert!(a.body["archive"].get("path").is_none(), "{a:?}");
-    let tenant_id = host.get("/v1/tenants/acme", &host.operator).body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let archive_path = host
         .data_dir()
         .join("archives")
-        .join(tenant_id)
+        .join(host.tenant_id("acme"))
         .join(format!("{archive_id}.jsonl"));
     let archived = std::fs::read_to_string(&archive_path).unwrap();
     assert!(
@@ -337,8 +332,7 @@ fn upgrade_runs_only_the_new_migrations_then_the_hook() {
 #[test]
 fn a_restart_keeps_all_state_and_reuses_the_compile_cache() {
     let mut host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let a = host.post(
         "/t/acme/m/membership/members",
         &token,

@@ -146,24 +146,14 @@ impl Drop for RegistryProcess {
 
 #[test]
 fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifying() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    let keys_text = keys.to_str().unwrap();
-    for name in ["root", "publisher", "stranger"] {
-        let (ok, _, stderr) = souk(&["keys", "generate", "--out", keys_text, "--name", name]);
-        assert!(ok, "{stderr}");
-    }
-    let store = dir.path().join("store");
-    let grant = format!("{}=membership", keys.join("publisher.pub").display());
+    let (dir, keys, store) = registry_store();
     let (ok, _, stderr) = souk(&[
-        "registry",
-        "init",
-        "--dir",
-        store.to_str().unwrap(),
-        "--root-key",
-        keys.join("root.key").to_str().unwrap(),
-        "--grant",
-        &grant,
+        "keys",
+        "generate",
+        "--out",
+        keys.to_str().unwrap(),
+        "--name",
+        "stranger",
     ]);
     assert!(ok, "{stderr}");
     let registry = RegistryProcess::start(&store, &keys.join("root.key"));
@@ -226,8 +216,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
         stdout.contains("membership 1.1.0") && stdout.contains("signed by ed25519:"),
         "{stdout}"
     );
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let a = host.post(
         "/t/acme/m/membership/members",
         &token,

@@ -325,8 +325,7 @@ fn every_unremovable_shape_is_refused_without_force_and_removed_with_it() {
 #[test]
 fn a_down_migration_that_could_never_run_is_refused_at_install_and_upgrade() {
     let host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     add_variant(&host, "foreign-down", "1.0.0", "");
     let a = host.install("acme", &token, "foreign-down");
     assert_eq!(a.status, 422, "{a:?}");
@@ -470,8 +469,7 @@ fn a_version_that_changes_a_released_migration_is_refused_naming_it() {
 #[test]
 fn a_failed_install_leaves_no_subscription_ledger_audit_or_tables() {
     let host = Host::start(&["membership"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     for slug in ["fail-install", "loop-install", "foreign-down"] {
         add_variant(&host, slug, "1.0.0", FREE_PLAN);
         let a = host.install("acme", &token, slug);

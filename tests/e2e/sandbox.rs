@@ -19,8 +19,7 @@ fn host_with_hostiles() -> (Host, String, String) {
     let mut modules = vec!["membership"];
     modules.extend(HOSTILE);
     let host = Host::start(&modules);
-    let good = host.tenant("good");
-    host.install_ok("good", &good, "membership");
+    let good = host.tenant_with("good", "membership");
     let a = host.post(
         "/t/good/m/membership/members",
         &good,
@@ -129,8 +128,7 @@ fn a_looping_module_does_not_starve_other_tenants() {
 #[test]
 fn the_call_timeout_is_configurable() {
     let host = Host::start_with(&["spin-loop"], &["--call-timeout-ms", "200"]);
-    let evil = host.tenant("evil");
-    host.install_ok("evil", &evil, "spin-loop");
+    let evil = host.tenant_with("evil", "spin-loop");
     let started = Instant::now();
     let a = host.get("/t/evil/m/spin-loop/spin", &evil);
     assert_eq!(a.status, 504, "{a:?}");
@@ -148,8 +146,7 @@ fn a_full_instance_pool_answers_503_and_recovers() {
         &["membership", "spin-loop"],
         &["--max-instances", "1", "--call-timeout-ms", "1500"],
     );
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     host.install_ok("acme", &token, "spin-loop");
     let host = std::sync::Arc::new(host);
     let spinner = {

@@ -7,8 +7,7 @@ use crate::support::Host;
 
 fn setup() -> (Host, String) {
     let host = Host::start(&["membership", "sql-console", "notes-v1"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     host.install_ok("acme", &token, "sql-console");
     host.install_ok("acme", &token, "notes");
     let a = host.post(

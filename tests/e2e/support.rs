@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use reqwest::blocking::Client;
@@ -36,6 +36,12 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("host has a parent")
         .to_owned()
+}
+
+/// The test plan catalogs (tests/e2e/plans), as a CLI argument.
+pub fn plans_dir() -> String {
+    let dir = workspace_root().join("tests/e2e/plans");
+    dir.to_str().expect("utf-8 path").to_owned()
 }
 
 fn wasm_dir() -> PathBuf {
@@ -85,6 +91,9 @@ pub struct Host {
     pub client: Client,
     pub operator: String,
     extra_args: Vec<String>,
+    /// Whether the server's log (text format) is captured into `log`.
+    capture_log: bool,
+    log: Option<Mutex<mpsc::Receiver<String>>>,
 }
 
 /// An HTTP answer: status and JSON body (or `Value::Null` when not JSON).
@@ -110,6 +119,16 @@ impl Host {
 
     /// Starts a host with extra global CLI arguments (limits).
     pub fn start_with(modules: &[&str], args: &[&str]) -> Host {
+        Host::start_as(modules, args, false)
+    }
+
+    /// Starts a host whose log (text format) is captured line by line;
+    /// [`Host::stop_for_log`] returns it.
+    pub fn start_logged(modules: &[&str], args: &[&str]) -> Host {
+        Host::start_as(modules, args, true)
+    }
+
+    fn start_as(modules: &[&str], args: &[&str], capture_log: bool) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let mods = dir.path().join("modules");
         std::fs::create_dir_all(&mods).expect("modules dir");
@@ -127,9 +146,20 @@ impl Host {
                 .expect("client"),
             operator: String::new(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            capture_log,
+            log: None,
         };
         host.spawn();
         host
+    }
+
+    /// Starts a host on the test plans with a manual clock at `clock`, and
+    /// `args` besides.
+    pub fn start_on_plans(modules: &[&str], clock: &str, args: &[&str]) -> Host {
+        let plans = plans_dir();
+        let mut all = vec!["--plans", plans.as_str(), "--manual-clock", clock];
+        all.extend_from_slice(args);
+        Host::start_with(modules, &all)
     }
 
     /// The process id of the running `souk serve`.
@@ -159,7 +189,8 @@ impl Host {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_souk"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_souk"));
+        command
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--modules-dir")
@@ -173,9 +204,23 @@ impl Host {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn souk");
+            .stderr(Stdio::inherit());
+        if self.capture_log {
+            command
+                .args(["--log-format", "text"])
+                .env("NO_COLOR", "1")
+                .stderr(Stdio::piped());
+        }
+        let mut child = command.spawn().expect("spawn souk");
+        if let Some(stderr) = child.stderr.take() {
+            let (line_tx, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = line_tx.send(line);
+                }
+            });
+            self.log = Some(Mutex::new(lines));
+        }
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -211,6 +256,19 @@ impl Host {
     pub fn restart_with(&mut self, args: &[&str]) {
         self.extra_args = args.iter().map(|s| s.to_string()).collect();
         self.restart();
+    }
+
+    /// Stops a host started with [`Host::start_logged`] and returns every
+    /// line it logged.
+    pub fn stop_for_log(mut self) -> Vec<String> {
+        self.stop();
+        let lines = self.log.take().expect("started with start_logged");
+        let lines = lines.into_inner().expect("log lines");
+        let mut out = Vec::new();
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+            out.push(line);
+        }
+        out
     }
 
     fn stop(&mut self) {
@@ -289,6 +347,14 @@ impl Host {
         a.body["token"].as_str().expect("token").to_owned()
     }
 
+    /// Creates a tenant and a token for it and installs `module` for it;
+    /// returns the token.
+    pub fn tenant_with(&self, slug: &str, module: &str) -> String {
+        let token = self.tenant(slug);
+        self.install_ok(slug, &token, module);
+        token
+    }
+
     pub fn install(&self, tenant: &str, token: &str, module: &str) -> Answer {
         self.post(
             &format!("/v1/tenants/{tenant}/modules"),
@@ -322,13 +388,25 @@ impl Host {
         }
     }
 
+    /// The tenant's id (what names its files), asked of the operator API.
+    pub fn tenant_id(&self, tenant: &str) -> String {
+        let a = self.get(&format!("/v1/tenants/{tenant}"), &self.operator);
+        a.body["id"].as_str().expect("tenant id").to_owned()
+    }
+
+    /// Where the tenant's database file is.
+    pub fn tenant_db_path(&self, tenant: &str) -> PathBuf {
+        let id = self.tenant_id(tenant);
+        self.data_dir().join("tenants").join(format!("{id}.sqlite"))
+    }
+
     /// The tenant's database file, opened read-only.
     pub fn tenant_db(&self, tenant: &str) -> rusqlite::Connection {
-        let a = self.get(&format!("/v1/tenants/{tenant}"), &self.operator);
-        let id = a.body["id"].as_str().expect("tenant id");
-        let path = self.data_dir().join("tenants").join(format!("{id}.sqlite"));
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open tenant db")
+        rusqlite::Connection::open_with_flags(
+            self.tenant_db_path(tenant),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open tenant db")
     }
 
     /// Table names in the tenant database (modules' tables; the host's own

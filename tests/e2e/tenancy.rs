@@ -85,8 +85,7 @@ fn another_tenants_token_gets_404_indistinguishable_from_no_tenant() {
 #[test]
 fn requests_without_a_valid_token_are_refused() {
     let host = Host::start(&["membership"]);
-    let acme = host.tenant("acme");
-    host.install_ok("acme", &acme, "membership");
+    let acme = host.tenant_with("acme", "membership");
 
     let none = host.request("GET", "/t/acme/m/membership/members", None, None);
     assert_eq!(none.status, 401);
@@ -176,8 +175,7 @@ fn malformed_api_input_gets_a_4xx_problem_never_a_500() {
     assert_eq!(a.status, 409, "{a:?}");
 
     // Oversized bodies are refused with 413 before reaching a module.
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "membership");
+    let token = host.tenant_with("acme", "membership");
     let big = vec![b'x'; 2 * 1024 * 1024];
     let a = host.request(
         "POST",
@@ -191,8 +189,7 @@ fn malformed_api_input_gets_a_4xx_problem_never_a_500() {
 #[test]
 fn modules_receive_the_callers_identity_never_the_token() {
     let host = Host::start(&["notes-v1"]);
-    let token = host.tenant("acme");
-    host.install_ok("acme", &token, "notes");
+    let token = host.tenant_with("acme", "notes");
     let a = host.get("/t/acme/m/notes/whoami", &token);
     assert_eq!(a.status, 200, "{a:?}");
     let text = String::from_utf8_lossy(&a.bytes).into_owned();

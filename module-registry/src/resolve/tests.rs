@@ -72,8 +72,13 @@ fn plan_of(plan: &InstallPlan) -> Vec<String> {
         .collect()
 }
 
-fn explanation(result: Result<InstallPlan, ResolveError>) -> String {
-    match result {
+/// The explanation of the conflict that refuses to install `requests`.
+fn explain_install(
+    index: &RegistryIndex,
+    installed: &[InstalledModule],
+    requests: &[RequestedModule],
+) -> String {
+    match resolve_install(index, installed, requests) {
         Err(ResolveError::Conflict(conflict)) => conflict.explanation().to_owned(),
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -142,11 +147,11 @@ fn a_request_met_by_an_installed_module_adds_nothing_and_one_it_misses_is_refuse
     .unwrap();
     assert!(plan.is_empty());
 
-    let text = explanation(resolve_install(
+    let text = explain_install(
         &index,
         &have,
         &[RequestedModule::matching(slug("membership"), req(">=1.8"))],
-    ));
+    );
     assert_eq!(
         text,
         "You asked for membership >=1.8, but this tenant has membership 1.4.0 installed. \
@@ -201,11 +206,11 @@ fn pre_releases_are_chosen_only_when_the_requirement_names_one() {
     // 2.1.0-alpha is newer but names another major.minor.patch.
     assert_eq!(plan_of(&plan), ["membership 2.0.0-beta.2"]);
 
-    let text = explanation(resolve_install(
+    let text = explain_install(
         &index,
         &[],
         &[RequestedModule::matching(slug("membership"), req(">=1.2"))],
-    ));
+    );
     assert_eq!(
         text,
         "You asked for membership >=1.2, but no version of membership satisfies >=1.2 \
@@ -278,11 +283,7 @@ fn a_cycle_whose_versions_disagree_is_explained_as_a_conflict() {
         ("chat", "1.0.0", &[("forum", "^2")], false),
         ("forum", "1.0.0", &[("chat", "^1")], false),
     ]);
-    let text = explanation(resolve_install(
-        &index,
-        &[],
-        &[RequestedModule::any(slug("forum"))],
-    ));
+    let text = explain_install(&index, &[], &[RequestedModule::any(slug("forum"))]);
     assert_eq!(
         text,
         "forum 1.0.0 needs chat ^1, and chat 1.0.0 needs forum ^2, so no version of forum can be installed.\n\
@@ -303,11 +304,7 @@ fn a_cycle_closed_by_an_installed_module_resolves() {
 #[test]
 fn a_module_that_depends_on_itself_is_explained_as_unusable() {
     let index = index(&[("polls", "1.0.0", &[("polls", "^1")], false)]);
-    let text = explanation(resolve_install(
-        &index,
-        &[],
-        &[RequestedModule::any(slug("polls"))],
-    ));
+    let text = explain_install(&index, &[], &[RequestedModule::any(slug("polls"))]);
     assert_eq!(
         text,
         "You asked for polls, but polls 1.0.0 cannot be used because it depends on itself, \
@@ -363,11 +360,11 @@ fn no_version_in_range_is_explained_with_the_available_versions() {
         ("elections", "1.0.0", &[], false),
         ("elections", "1.2.0", &[], false),
     ]);
-    let text = explanation(resolve_install(
+    let text = explain_install(
         &index,
         &[],
         &[RequestedModule::matching(slug("elections"), req(">=3"))],
-    ));
+    );
     assert_eq!(
         text,
         "You asked for elections >=3, but no version of elections satisfies >=3 \
@@ -381,11 +378,11 @@ fn only_yanked_versions_in_range_are_named_as_yanked() {
         ("elections", "1.0.0", &[], false),
         ("elections", "3.0.0", &[], true),
     ]);
-    let text = explanation(resolve_install(
+    let text = explain_install(
         &index,
         &[],
         &[RequestedModule::matching(slug("elections"), req(">=3"))],
-    ));
+    );
     assert_eq!(
         text,
         "You asked for elections >=3, but no version of elections satisfies >=3 \
@@ -401,11 +398,7 @@ fn a_missing_dependency_version_names_the_module_that_needs_it() {
         ("elections", "1.0.0", &[("membership", ">=1.2, <2")], false),
         ("elections", "1.1.0", &[("membership", ">=1.2, <2")], false),
     ]);
-    let text = explanation(resolve_install(
-        &index,
-        &[],
-        &[RequestedModule::any(slug("elections"))],
-    ));
+    let text = explain_install(&index, &[], &[RequestedModule::any(slug("elections"))]);
     assert_eq!(
         text,
         "elections 1.x needs membership (>=1.2, <2), but no version of membership satisfies \
@@ -417,11 +410,7 @@ fn a_missing_dependency_version_names_the_module_that_needs_it() {
 #[test]
 fn an_unknown_module_is_explained() {
     let index = index(&[("elections", "1.0.0", &[], false)]);
-    let text = explanation(resolve_install(
-        &index,
-        &[],
-        &[RequestedModule::any(slug("polls"))],
-    ));
+    let text = explain_install(&index, &[], &[RequestedModule::any(slug("polls"))]);
     assert_eq!(
         text,
         "You asked for polls, but the registry has no module called polls, \
@@ -438,14 +427,14 @@ fn two_requests_that_need_different_majors_are_explained_together() {
         ("forum", "1.1.0", &[("membership", "^1")], false),
         ("digital-card", "1.0.0", &[("membership", "^2")], false),
     ]);
-    let text = explanation(resolve_install(
+    let text = explain_install(
         &index,
         &[],
         &[
             RequestedModule::any(slug("forum")),
             RequestedModule::any(slug("digital-card")),
         ],
-    ));
+    );
     assert_eq!(
         text,
         "digital-card 1.0.0 needs membership ^2, but forum 1.x needs membership ^1, \
@@ -468,11 +457,11 @@ fn a_fact_used_twice_is_numbered_and_referred_back_to() {
         ("y", "1.0.0", &[], false),
         ("y", "2.0.0", &[], false),
     ]);
-    let text = explanation(resolve_install(
+    let text = explain_install(
         &index,
         &[],
         &[RequestedModule::matching(slug("foo"), req("^1.0.0"))],
-    ));
+    );
     assert_eq!(
         text,
         "a 1.0.0 needs b ^2.0.0, but foo 1.0.0 needs b ^1.0.0, so a 1.0.0 and foo 1.0.0 cannot be installed together.\n\
