@@ -110,10 +110,12 @@ fn version_of(row: VersionRow) -> Result<ModuleVersion, SoukError> {
 }
 
 /// A resolved module version: its manifest and where its package lives.
+/// Cheap to clone (the request path takes one from the cache on every
+/// request): the manifest is shared.
 #[derive(Debug, Clone)]
 pub struct ResolvedVersion {
     /// Parsed from the manifest text stored when the version was added.
-    pub manifest: Manifest,
+    pub manifest: Arc<Manifest>,
     /// Package digest (`sha256:...`), the content address of its file.
     pub digest: String,
     package_path: PathBuf,
@@ -343,7 +345,7 @@ impl Catalog {
                 .ok_or_else(|| SoukError::NotFound(format!("no module {slug:?} is available")))?,
         };
         let resolved = ResolvedVersion {
-            manifest: manifest_of(&row)?,
+            manifest: Arc::new(manifest_of(&row)?),
             digest: row.digest,
             package_path: PathBuf::from(row.package_path),
         };

@@ -251,7 +251,7 @@ impl Installer<'_> {
                 );
             }
         }
-        Ok(SqlScope::new(manifest, deps.iter()))
+        Ok(SqlScope::new(manifest, deps.iter().map(|m| &**m)))
     }
 
     /// Checks every dependency of `manifest` is installed in a compatible version.
@@ -315,7 +315,7 @@ impl Installer<'_> {
                 .iter()
                 .any(|d| d.slug.as_str() == module)
             {
-                out.push(resolved.manifest);
+                out.push(Manifest::clone(&resolved.manifest));
             }
         }
         Ok(out)
