@@ -13,6 +13,8 @@
 //!   entitlements engine and runs the time-driven maintenance step.
 
 pub mod bounds;
+#[cfg(test)]
+mod fixtures;
 pub mod listing;
 pub mod plans;
 pub mod service;

@@ -511,7 +511,7 @@ pub async fn outbox(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::service::fixtures::{at, control_with_tenant, digital_card, npr};
+    use crate::billing::fixtures::{at, control_with_tenant, digital_card, npr};
     use crate::clock::ManualClock;
 
     fn pro_trial() -> SubscriptionRecord {
