@@ -310,6 +310,134 @@ pub async fn record_event(
     Ok(done.rows_affected() == 1)
 }
 
+/// Metered events encoded for [`record_events`]: one JSON array of rows,
+/// `[module, meter, period_start, idempotency_key, amount, at]` each, built
+/// in one reusable buffer so that recording a group of events costs one
+/// statement and no allocation per event.
+#[derive(Debug, Default)]
+pub struct EventRows {
+    /// `[row,row,...]` once a row is added (so it is always a whole JSON
+    /// array, and a mark taken at any time cuts it back to one); empty
+    /// before.
+    json: Vec<u8>,
+    rows: usize,
+}
+
+/// Where an [`EventRows`] stood, to cut it back to with
+/// [`EventRows::truncate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRowsMark {
+    len: usize,
+    rows: usize,
+}
+
+impl EventRows {
+    /// Forgets every row, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.json.clear();
+        self.rows = 0;
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Where the rows stand now.
+    pub fn mark(&self) -> EventRowsMark {
+        EventRowsMark {
+            len: self.json.len(),
+            rows: self.rows,
+        }
+    }
+
+    /// Drops the rows added since `mark`.
+    pub fn truncate(&mut self, mark: EventRowsMark) {
+        self.json.truncate(mark.len);
+        self.rows = mark.rows;
+        // A later row turned the array's closing bracket into a comma.
+        if let Some(last) = self.json.last_mut() {
+            *last = b']';
+        }
+    }
+
+    /// Adds an event (as [`record_event`] takes it). False, and nothing
+    /// added, when a text holds a NUL character: SQLite's JSON functions
+    /// would cut the text there, so such an event must be written with
+    /// [`record_event`], which binds the text whole.
+    pub fn push(
+        &mut self,
+        module: &str,
+        meter: &str,
+        period: Period,
+        idempotency_key: &str,
+        amount: u64,
+        at: OffsetDateTime,
+    ) -> bool {
+        if [module, meter, idempotency_key]
+            .iter()
+            .any(|text| text.contains('\0'))
+        {
+            return false;
+        }
+        let mark = self.mark();
+        match self.json.pop() {
+            Some(_closing) => self.json.push(b','),
+            None => self.json.push(b'['),
+        }
+        let row = (
+            module,
+            meter,
+            period.start.unix_timestamp(),
+            idempotency_key,
+            signed(amount),
+            at.unix_timestamp(),
+        );
+        if serde_json::to_writer(&mut self.json, &row).is_err() {
+            self.truncate(mark);
+            return false;
+        }
+        self.json.push(b']');
+        self.rows += 1;
+        true
+    }
+}
+
+/// Records every event of `rows` in one statement, each as
+/// [`record_event`] would (a key already recorded in its period is left
+/// alone); returns how many were new. Fewer than `rows.len()` means some
+/// key was already there, and the caller learns which by writing the
+/// events one by one ([`record_event`]) instead.
+///
+/// # Errors
+/// Database failures.
+pub async fn record_events(
+    conn: &mut SqliteConnection,
+    rows: &EventRows,
+) -> Result<u64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let json = std::str::from_utf8(&rows.json).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    // `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join's
+    // `ON` (the documented parsing ambiguity of INSERT ... SELECT ... ON
+    // CONFLICT).
+    let done = sqlx::query(
+        "INSERT INTO _souk_usage_events (module, meter, period_start, idempotency_key, amount, at) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
+         FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
+    )
+    .bind(json)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// The count limits of `module` as they stand (`max_cards` -> units held).
 ///
 /// # Errors
@@ -606,6 +734,54 @@ mod tests {
                 .unwrap(),
             1_000_001_000_006
         );
+    }
+
+    #[tokio::test]
+    async fn events_recorded_in_one_statement_count_only_the_new_keys() {
+        let pool = pool().await;
+        ensure_schema(&pool).await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let p = period();
+        assert!(
+            record_event(&mut conn, MODULE, "scans", p, "known", 1, p.start)
+                .await
+                .unwrap()
+        );
+        let mut rows = EventRows::default();
+        assert_eq!(record_events(&mut conn, &rows).await.unwrap(), 0);
+        assert!(rows.push(MODULE, "scans", p, "a", 2, p.start));
+        let mark = rows.mark();
+        // Rows added after a mark are cut off again, the array still whole.
+        assert!(rows.push(MODULE, "scans", p, "dropped", 7, p.start));
+        assert!(rows.push(MODULE, "scans", p, "dropped too", 7, p.start));
+        rows.truncate(mark);
+        assert_eq!(rows.len(), 1);
+        assert!(rows.push(MODULE, "scans", p, "known", 3, p.start));
+        assert!(rows.push(MODULE, "scans", p, "quote \" and ünïcode", 4, p.start));
+        // SQLite's JSON functions would cut this key at the NUL.
+        assert!(!rows.push(MODULE, "scans", p, "nul\0key", 5, p.start));
+        assert_eq!(rows.len(), 3);
+        assert_eq!(record_events(&mut conn, &rows).await.unwrap(), 2);
+        let stored: Vec<(String, i64, String, i64)> = sqlx::query_as(
+            "SELECT idempotency_key, amount, typeof(amount), period_start \
+             FROM _souk_usage_events ORDER BY idempotency_key",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        let start = p.start.unix_timestamp();
+        assert_eq!(
+            stored,
+            [
+                ("a".to_owned(), 2, "integer".to_owned(), start),
+                ("known".to_owned(), 1, "integer".to_owned(), start),
+                ("quote \" and ünïcode".to_owned(), 4, "integer".to_owned(), start),
+            ]
+        );
+        rows.clear();
+        assert!(rows.is_empty());
+        assert!(rows.push(MODULE, "scans", p, "a", 2, p.start));
+        assert_eq!(record_events(&mut conn, &rows).await.unwrap(), 0);
     }
 
     #[tokio::test]
