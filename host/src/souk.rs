@@ -2,7 +2,7 @@
 //! and the CLI so both run the same code paths.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use anyhow::Context as _;
 
@@ -17,7 +17,9 @@ use crate::error::SoukError;
 use crate::installer::Installer;
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
+use crate::tenancy::Tenant;
 use crate::usage::Usage;
+use crate::usage::group::{GroupHost, GroupLimits, HostFuture, UsageGroups};
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -44,6 +46,9 @@ pub struct SoukConfig {
     /// clock (rehearsing billing over months; tests). The operator moves it
     /// with `POST /v1/clock`.
     pub manual_clock: Option<time::OffsetDateTime>,
+    /// How usage events are grouped into transactions (group commit; see
+    /// docs/billing.md).
+    pub usage_groups: GroupLimits,
 }
 
 impl SoukConfig {
@@ -57,6 +62,7 @@ impl SoukConfig {
             plans: None,
             currency: "NPR".to_owned(),
             manual_clock: None,
+            usage_groups: GroupLimits::default(),
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct Souk {
     clock: Arc<dyn Clock>,
     /// The operator's plan catalog as loaded (`--plans`).
     operator_plans: PlanCatalog,
+    /// The per-tenant queues usage events are group-committed through.
+    usage_groups: UsageGroups,
 }
 
 impl Souk {
@@ -128,17 +136,23 @@ impl Souk {
         let currency =
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
         let billing = Billing::new(control.clone(), plans.clone(), clock.clone(), currency);
-        let souk = Arc::new(Souk {
-            config,
-            control,
-            runtime,
-            tenancy,
-            auth,
-            catalog,
-            billing,
-            operator_plans: plans,
-            manual_clock,
-            clock,
+        let group_limits = config.usage_groups;
+        // The usage writers reach the host weakly: they never keep it alive.
+        let souk = Arc::new_cyclic(|me: &Weak<Souk>| {
+            let host: Weak<dyn GroupHost> = me.clone();
+            Souk {
+                config,
+                control,
+                runtime,
+                tenancy,
+                auth,
+                catalog,
+                billing,
+                operator_plans: plans,
+                manual_clock,
+                clock,
+                usage_groups: UsageGroups::new(host, group_limits),
+            }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
             souk.import_modules_dir(&dir).await?;
@@ -187,6 +201,7 @@ impl Souk {
             tenancy: &self.tenancy,
             catalog: &self.catalog,
             control: &self.control,
+            groups: &self.usage_groups,
         }
     }
 
@@ -322,5 +337,25 @@ impl Souk {
             }
         }
         Ok(added)
+    }
+}
+
+/// What a tenant's usage writer asks of the host: the same steps as one
+/// request's usage event, made once per group.
+impl GroupHost for Souk {
+    fn prepare<'a>(&'a self, tenant: &'a Tenant, module: &'a str) -> HostFuture<'a, ()> {
+        Box::pin(async move { self.usage().prepare(tenant, module).await })
+    }
+
+    fn database<'a>(&'a self, tenant: &'a Tenant) -> HostFuture<'a, sqlx::SqlitePool> {
+        Box::pin(self.tenancy.database(tenant))
+    }
+
+    fn engine(&self) -> &crate::entitlements::EntitlementEngine {
+        self.billing.engine()
+    }
+
+    fn now(&self) -> time::OffsetDateTime {
+        self.billing.clock().now()
     }
 }

@@ -310,7 +310,9 @@ struct UsageBatch {
 /// Records metered usage: one event (201 when counted, 200 when its key
 /// was already counted in its period) or a batch (200, one result per event,
 /// in order). A batch is all or nothing: an invalid event (named by its
-/// index) leaves every event of the request uncounted.
+/// index) leaves every event of the request uncounted. Concurrent requests
+/// share a transaction (group commit, `usage::group`); each is answered
+/// once its events have committed.
 async fn usage_event(
     State(souk): State<Arc<Souk>>,
     access: TenantAccess,
@@ -321,7 +323,7 @@ async fn usage_event(
     let tenant = &access.tenant;
     if value.get("events").is_some() {
         let batch = serde_json::from_value::<UsageBatch>(value).map_err(invalid)?;
-        let results = souk.usage().record_batch(tenant, &batch.events).await?;
+        let results = souk.usage().record_batch(tenant, batch.events).await?;
         return Ok(Json(json!({ "events": results })).into_response());
     }
     let event = serde_json::from_value::<UsageEvent>(value).map_err(invalid)?;

@@ -99,6 +99,16 @@ struct GlobalOptions {
     /// instant the step runs at).
     #[arg(long, global = true, env = "SOUK_MANUAL_CLOCK", value_parser = parse_instant)]
     manual_clock: Option<time::OffsetDateTime>,
+    /// Most usage events one transaction of a tenant database takes
+    /// (group commit of `POST /usage-events`); 1 writes every request in a
+    /// transaction of its own.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_USAGE_GROUP_MAX_EVENTS",
+        default_value_t = crate::usage::group::DEFAULT_GROUP_MAX_EVENTS
+    )]
+    usage_group_max_events: usize,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -184,6 +194,9 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         plans: global.plans.clone(),
         currency: global.currency.clone(),
         manual_clock: global.manual_clock,
+        usage_groups: crate::usage::group::GroupLimits {
+            max_events: global.usage_group_max_events.max(1),
+        },
     }
 }
 

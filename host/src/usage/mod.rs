@@ -3,6 +3,10 @@
 //! (`POST /v1/tenants/{t}/usage-events`, `GET /v1/tenants/{t}/usage`) and the
 //! CLI (`souk usage record`, `souk usage show`) alike.
 //!
+//! Events are written by group commit ([`group`]): concurrent requests for
+//! one tenant share a transaction, each answered with its own result once
+//! it has committed.
+//!
 //! [`Usage`] also owns the one step both need before reading or writing an
 //! installation's usage, and that the request path needs before its gate:
 //! [`Usage::ensure_grant`], which makes the entitlement engine's grant for
@@ -12,15 +16,18 @@
 //! (what the API has always written), so their fields are declared in that
 //! order.
 
+pub mod group;
+
 use serde::{Deserialize, Serialize};
 
+use self::group::{Submission, UsageGroups, Written};
 use crate::billing::service::Billing;
 use crate::capabilities::entitlements::call;
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::clock::rfc3339;
 use crate::control_plane::ControlPlane;
 use crate::control_plane::installations::{self, Installation};
-use crate::entitlements::{MAX_QUANTITY, UsageKind, usage_db};
+use crate::entitlements::{MAX_QUANTITY, MeterReading, UsageKind, usage_db};
 use crate::error::SoukError;
 use crate::tenancy::{Tenancy, Tenant};
 
@@ -124,6 +131,8 @@ pub struct Usage<'a> {
     pub catalog: &'a Catalog,
     /// The installations the events and the report are about.
     pub control: &'a ControlPlane,
+    /// The per-tenant queues events are written through.
+    pub groups: &'a UsageGroups,
 }
 
 impl Usage<'_> {
@@ -160,7 +169,25 @@ impl Usage<'_> {
         Ok(resolved)
     }
 
-    /// Records one event for `tenant`.
+    /// Makes `module`'s installation for `tenant` ready for usage events:
+    /// installed, and the engine's grant for it current
+    /// ([`Usage::ensure_grant`]). A group of events runs it once per module
+    /// ([`group::GroupHost::prepare`]).
+    ///
+    /// # Errors
+    /// [`SoukError::NotFound`] when the module is not installed; as
+    /// [`Usage::ensure_grant`].
+    pub async fn prepare(&self, tenant: &Tenant, module: &str) -> Result<(), SoukError> {
+        let installation = {
+            let mut conn = self.control.pool().acquire().await?;
+            installations::find(&mut conn, &tenant.id, module).await?
+        }
+        .ok_or_else(|| not_installed(module))?;
+        self.ensure_grant(tenant, &installation).await?;
+        Ok(())
+    }
+
+    /// Records one event for `tenant`, answered once it has committed.
     ///
     /// # Errors
     /// [`SoukError::Invalid`] for an amount, key or meter the module's plan
@@ -171,16 +198,21 @@ impl Usage<'_> {
         tenant: &Tenant,
         event: UsageEvent,
     ) -> Result<Recorded, SoukError> {
-        let mut recorded = self
-            .record(tenant, std::slice::from_ref(&event), false)
-            .await?;
-        recorded
-            .pop()
-            .ok_or_else(|| SoukError::Internal(anyhow::anyhow!("one event recorded, no result")))
+        let Written {
+            submission,
+            readings,
+        } = self.record(tenant, Submission::One(event)).await?;
+        match (submission, readings.first()) {
+            (Submission::One(event), Some(reading)) => Ok(recorded(event, *reading, false)),
+            _ => Err(SoukError::Internal(anyhow::anyhow!(
+                "one event recorded, no result"
+            ))),
+        }
     }
 
-    /// Records 1 to [`MAX_EVENTS_PER_BATCH`] events in one transaction, all
-    /// or nothing; one result per event, in order.
+    /// Records 1 to [`MAX_EVENTS_PER_BATCH`] events, all or nothing (one
+    /// unit inside its group's transaction); one result per event, in
+    /// order, once they have committed.
     ///
     /// # Errors
     /// As [`Usage::record_one`], the message naming the event by its index
@@ -189,17 +221,36 @@ impl Usage<'_> {
     pub async fn record_batch(
         &self,
         tenant: &Tenant,
-        events: &[UsageEvent],
+        events: Vec<UsageEvent>,
     ) -> Result<Vec<Recorded>, SoukError> {
-        self.record(tenant, events, true).await
+        let Written {
+            submission,
+            readings,
+        } = self.record(tenant, Submission::Batch(events)).await?;
+        let Submission::Batch(events) = submission else {
+            return Err(SoukError::Internal(anyhow::anyhow!(
+                "a batch recorded as one event"
+            )));
+        };
+        if events.len() != readings.len() {
+            return Err(SoukError::Internal(anyhow::anyhow!(
+                "{} events recorded, {} results",
+                events.len(),
+                readings.len()
+            )));
+        }
+        Ok(events
+            .into_iter()
+            .zip(readings)
+            .map(|(event, reading)| recorded(event, reading, true))
+            .collect())
     }
 
-    async fn record(
-        &self,
-        tenant: &Tenant,
-        events: &[UsageEvent],
-        batch: bool,
-    ) -> Result<Vec<Recorded>, SoukError> {
+    /// Checks the events on their own, then queues them to the tenant's
+    /// writer and waits for their group's commit.
+    async fn record(&self, tenant: &Tenant, submission: Submission) -> Result<Written, SoukError> {
+        let events = submission.events();
+        let batch = matches!(submission, Submission::Batch(_));
         if events.is_empty() || events.len() > MAX_EVENTS_PER_BATCH {
             return Err(SoukError::Invalid(format!(
                 "`events` must hold 1 to {MAX_EVENTS_PER_BATCH} events"
@@ -230,71 +281,7 @@ impl Usage<'_> {
                 )));
             }
         }
-        let mut modules: Vec<&str> = events.iter().map(|e| e.module.as_str()).collect();
-        modules.sort_unstable();
-        modules.dedup();
-        for module in modules {
-            let installation = {
-                let mut conn = self.control.pool().acquire().await?;
-                installations::find(&mut conn, &tenant.id, module).await?
-            }
-            .ok_or_else(|| not_installed(module))?;
-            self.ensure_grant(tenant, &installation).await?;
-        }
-        let now = self.billing.clock().now();
-        let engine = self.billing.engine();
-        let pool = self.tenancy.database(tenant).await?;
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(SoukError::from)?;
-        // Each event is taken in the engine and written in the transaction;
-        // dropping the holds (an error, a refused event, a failed commit)
-        // gives every event back.
-        let mut holds = Vec::with_capacity(events.len());
-        for (i, event) in events.iter().enumerate() {
-            let meter_event = call::MeterEvent {
-                tenant_id: &tenant.id,
-                module: &event.module,
-                meter: &event.meter,
-                amount: event.amount,
-                idempotency_key: &event.idempotency_key,
-                at: now,
-            };
-            let taken = match call::MeterHold::take(engine, meter_event, false) {
-                Ok(mut hold) => hold.write(&mut tx).await.map(|()| hold),
-                Err(e) => Err(e),
-            };
-            match taken {
-                Ok(hold) => holds.push(hold),
-                Err(
-                    call::CallUsageError::UnknownKey(message)
-                    | call::CallUsageError::OutOfRange(message),
-                ) => {
-                    return Err(SoukError::Invalid(format!("{}{message}", at(i))));
-                }
-                Err(other) => return Err(SoukError::Internal(anyhow::anyhow!("{other}"))),
-            }
-        }
-        tx.commit().await.map_err(SoukError::from)?;
-        Ok(holds
-            .into_iter()
-            .zip(events)
-            .map(|(hold, event)| {
-                let reading = hold.reading();
-                hold.commit();
-                Recorded {
-                    counted: reading.counted,
-                    idempotency_key: batch.then(|| event.idempotency_key.clone()),
-                    limit: reading.allowance,
-                    meter: event.meter.clone(),
-                    module: event.module.clone(),
-                    period_end: rfc3339(reading.period.end),
-                    period_start: rfc3339(reading.period.start),
-                    used: reading.used,
-                }
-            })
-            .collect())
+        self.groups.submit(tenant, submission).await
     }
 
     /// The usage report of every module `tenant` has installed, or of
@@ -350,6 +337,20 @@ impl Usage<'_> {
             at: rfc3339(now),
             modules,
         })
+    }
+}
+
+/// The answer for one recorded event; `with_key` in a batch's results.
+fn recorded(event: UsageEvent, reading: MeterReading, with_key: bool) -> Recorded {
+    Recorded {
+        counted: reading.counted,
+        idempotency_key: with_key.then_some(event.idempotency_key),
+        limit: reading.allowance,
+        meter: event.meter,
+        module: event.module,
+        period_end: rfc3339(reading.period.end),
+        period_start: rfc3339(reading.period.start),
+        used: reading.used,
     }
 }
 
