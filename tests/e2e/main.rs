@@ -13,6 +13,7 @@ mod fairness;
 mod hostile_input;
 mod hostile_sql;
 mod lifecycle;
+mod metering;
 mod packages;
 mod registry;
 mod removal;
