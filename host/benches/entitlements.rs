@@ -16,6 +16,19 @@
 //!   without HTTP.
 //! - `entitlements/record_usage_durable_batch100`: 100 such events in one
 //!   transaction, as a `{"events": [...]}` request records them.
+//! - `entitlements/usage_service_32_concurrent`: 32 tasks on a two-worker
+//!   runtime each recording one event with a fresh key through
+//!   `Usage::record_one` — the service function behind
+//!   `POST /v1/tenants/{t}/usage-events` and `souk usage record`, without
+//!   HTTP — for a tenant with the `cards` test module installed (unpriced:
+//!   an unlimited meter). Concurrent events share transactions (group
+//!   commit); throughput is events per second.
+//! - `entitlements/usage_service_one`: one such event at a time (a group of
+//!   one: the latency of a lone event).
+//!
+//! The service benchmarks need the `cards` test component built for
+//! wasm32-wasip2 (`scripts/build-modules`); without it they are skipped with
+//! a message saying so.
 
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
@@ -89,6 +102,7 @@ fn main() {
         })
     });
     record_usage_durable(&mut group, &engine, tenant, now);
+    usage_service(&mut group);
     group.finish();
     criterion.final_summary();
 }
@@ -189,4 +203,146 @@ fn record_usage_durable(
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+}
+
+/// Where cargo puts build output: `CARGO_TARGET_DIR` when it is absolute,
+/// else `target/` at the top of the workspace.
+fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    }
+}
+
+/// The `cards` test module packed as `souk module pack` does, or why not.
+fn cards_package() -> Result<Vec<u8>, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let component_path = target_dir().join("wasm32-wasip2/release/souk_test_cards.wasm");
+    let component = std::fs::read(&component_path).map_err(|e| {
+        format!(
+            "{}: {e}; build the modules first with scripts/build-modules",
+            component_path.display()
+        )
+    })?;
+    let manifest_path = root.join("tests/modules/cards/module.yaml");
+    let manifest = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    souk_module_registry::Package::build(&manifest, &component).map_err(|e| e.to_string())
+}
+
+/// A host in `dir` with tenant `bench` and the `cards` module installed.
+async fn cards_host(
+    dir: &std::path::Path,
+) -> Result<(std::sync::Arc<souk_host::Souk>, souk_host::tenancy::Tenant), String> {
+    let package = cards_package()?;
+    let souk = souk_host::Souk::open(souk_host::SoukConfig::new(dir))
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    souk.add_package(&package)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tenant = souk
+        .tenancy
+        .create("bench", "Benchmark")
+        .await
+        .map_err(|e| e.to_string())?;
+    let install = souk_host::installer::InstallRequest {
+        module: "cards".to_owned(),
+        ..souk_host::installer::InstallRequest::default()
+    };
+    souk.installer()
+        .install(&souk_host::auth::Principal::Operator, &tenant, &install)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((souk, tenant))
+}
+
+fn usage_service(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    const CONCURRENT: u64 = 32;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start a runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("cannot make a data directory: {error}");
+            std::process::exit(1);
+        }
+    };
+    let (souk, tenant) = match runtime.block_on(cards_host(dir.path())) {
+        Ok(host) => host,
+        Err(error) => {
+            eprintln!("skipping the usage_service benchmarks: {error}");
+            return;
+        }
+    };
+    let event = |key: String| souk_host::usage::UsageEvent {
+        module: "cards".to_owned(),
+        meter: "qr_scans_per_month".to_owned(),
+        amount: 1,
+        idempotency_key: key,
+    };
+    let mut next_key: u64 = 0;
+    group.throughput(Throughput::Elements(CONCURRENT));
+    group.bench_function("usage_service_32_concurrent", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let tasks: Vec<_> = (0..CONCURRENT)
+                    .map(|_| {
+                        next_key += 1;
+                        let (souk, tenant) = (souk.clone(), tenant.clone());
+                        let event = event(format!("service-{next_key}"));
+                        tokio::spawn(async move {
+                            souk.usage()
+                                .record_one(&tenant, event)
+                                .await
+                                .map(|r| r.used)
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    match task.await {
+                        Ok(Ok(used)) => {
+                            black_box(used);
+                        }
+                        Ok(Err(error)) => {
+                            eprintln!("usage_service_32_concurrent: {error}");
+                            std::process::exit(1);
+                        }
+                        Err(error) => {
+                            eprintln!("usage_service_32_concurrent: {error}");
+                            std::process::exit(1);
+                        }
+                    }
+                }
+            })
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("usage_service_one", |b| {
+        b.iter(|| {
+            next_key += 1;
+            let recorded = runtime.block_on(
+                souk.usage()
+                    .record_one(&tenant, event(format!("service-{next_key}"))),
+            );
+            match recorded {
+                Ok(recorded) => black_box(recorded.used),
+                Err(error) => {
+                    eprintln!("usage_service_one: {error}");
+                    std::process::exit(1);
+                }
+            }
+        })
+    });
+    drop(souk);
+    runtime.shutdown_timeout(Duration::from_secs(5));
 }
