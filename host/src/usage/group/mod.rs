@@ -47,7 +47,8 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use sqlx::SqlitePool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -94,7 +95,8 @@ pub trait GroupHost: Send + Sync + 'static {
     /// loading the grant meets.
     fn prepare<'a>(&'a self, tenant: &'a Tenant, module: &'a str) -> HostFuture<'a, ()>;
 
-    /// The tenant's database.
+    /// The tenant's database (asked when a writer needs a connection: at
+    /// its first group, and after a group failed).
     ///
     /// # Errors
     /// When it cannot be opened.
@@ -322,6 +324,9 @@ async fn write_loop(shared: Arc<Shared>, queue: Arc<Queue>) {
     };
     let mut group: Vec<Job> = Vec::new();
     let mut rows = EventRows::default();
+    // The tenant database connection, held from group to group while the
+    // queue keeps the writer busy (no pool round trip per group).
+    let mut conn: Option<PoolConnection<Sqlite>> = None;
     loop {
         take_group(&queue, shared.limits.max_events, &mut group);
         if group.is_empty() {
@@ -335,7 +340,9 @@ async fn write_loop(shared: Arc<Shared>, queue: Arc<Queue>) {
             continue;
         }
         let answers = match shared.host.upgrade() {
-            Some(host) => write_group(host.as_ref(), &queue.tenant, &group, &mut rows).await,
+            Some(host) => {
+                write_group(host.as_ref(), &queue.tenant, &group, &mut conn, &mut rows).await
+            }
             None => group
                 .iter()
                 .map(|_| Err(GroupError::HostGone.into()))
@@ -376,14 +383,24 @@ async fn write_group(
     host: &dyn GroupHost,
     tenant: &Tenant,
     group: &[Job],
+    held: &mut Option<PoolConnection<Sqlite>>,
     rows: &mut EventRows,
 ) -> Vec<Readings> {
     let unprepared = prepare(host, tenant, group).await;
     let fail_all =
         |error: &SoukError| -> Vec<Readings> { group.iter().map(|_| Err(copy(error))).collect() };
-    let pool = match host.database(tenant).await {
-        Ok(pool) => pool,
-        Err(error) => return fail_all(&error),
+    let conn = match held {
+        Some(conn) => conn,
+        None => {
+            let acquired = match host.database(tenant).await {
+                Ok(pool) => pool.acquire().await.map_err(SoukError::from),
+                Err(error) => Err(error),
+            };
+            match acquired {
+                Ok(conn) => held.insert(conn),
+                Err(error) => return fail_all(&error),
+            }
+        }
     };
     let now = host.now();
     let engine = host.engine();
@@ -394,10 +411,14 @@ async fn write_group(
         skip: &unprepared,
         now,
     };
-    let outcome = match batch.in_one_statement(&pool, rows).await {
-        Attempt::Redo => batch.event_by_event(&pool).await,
+    let outcome = match batch.in_one_statement(conn, rows).await {
+        Attempt::Redo => batch.event_by_event(conn).await,
         other => other,
     };
+    if matches!(outcome, Attempt::Failed(_)) {
+        // Whatever failed, the next group starts on a fresh connection.
+        *held = None;
+    }
     let mut unprepared = unprepared;
     match outcome {
         Attempt::Done(answers) => answers
@@ -511,8 +532,8 @@ impl<'a> Batch<'a> {
     /// written by one `INSERT`, one commit. [`Attempt::Redo`] when the
     /// database stored fewer rows than the engine counted new (a key the
     /// engine had forgotten) or an event cannot go through JSON.
-    async fn in_one_statement(&self, pool: &SqlitePool, rows: &mut EventRows) -> Attempt {
-        let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+    async fn in_one_statement(&self, conn: &mut SqliteConnection, rows: &mut EventRows) -> Attempt {
+        let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
             Ok(tx) => tx,
             Err(error) => return Attempt::Failed(error.into()),
         };
@@ -586,8 +607,8 @@ impl<'a> Batch<'a> {
     /// event taken and written in turn (as one request per transaction
     /// does, [`MeterHold::write`]), each request inside a savepoint so that
     /// a refused one leaves nothing behind, one commit.
-    async fn event_by_event(&self, pool: &SqlitePool) -> Attempt {
-        let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+    async fn event_by_event(&self, conn: &mut SqliteConnection) -> Attempt {
+        let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
             Ok(tx) => tx,
             Err(error) => return Attempt::Failed(error.into()),
         };

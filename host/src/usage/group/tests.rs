@@ -4,7 +4,7 @@
 //! Requests are put on the queue in one poll (`join_all` on the test's
 //! single-threaded runtime: every `submit` queues its request before the
 //! writer it starts gets to run), so a test knows which requests share a
-//! group; the host's `database` count says how many groups there were.
+//! group; the host's `now` count says how many groups there were.
 //! Each grouped run is checked against an oracle that records the same
 //! requests the way one request per transaction always has.
 
@@ -58,8 +58,8 @@ fn tenant() -> Tenant {
     }
 }
 
-/// A host over one tenant database, counting the groups it wrote
-/// (`database` is asked once per group) and the modules it prepared.
+/// A host over one tenant database, counting the groups it wrote (`now`
+/// is asked once per group) and the modules it prepared.
 struct TestHost {
     engine: EntitlementEngine,
     pool: SqlitePool,
@@ -83,7 +83,6 @@ impl GroupHost for TestHost {
     }
 
     fn database<'a>(&'a self, _tenant: &'a Tenant) -> HostFuture<'a, SqlitePool> {
-        self.groups.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move { Ok(self.pool.clone()) })
     }
 
@@ -92,6 +91,7 @@ impl GroupHost for TestHost {
     }
 
     fn now(&self) -> OffsetDateTime {
+        self.groups.fetch_add(1, Ordering::SeqCst);
         now()
     }
 }
