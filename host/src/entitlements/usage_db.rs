@@ -775,7 +775,12 @@ mod tests {
             [
                 ("a".to_owned(), 2, "integer".to_owned(), start),
                 ("known".to_owned(), 1, "integer".to_owned(), start),
-                ("quote \" and ünïcode".to_owned(), 4, "integer".to_owned(), start),
+                (
+                    "quote \" and ünïcode".to_owned(),
+                    4,
+                    "integer".to_owned(),
+                    start
+                ),
             ]
         );
         rows.clear();
