@@ -44,6 +44,9 @@ pub struct SoukConfig {
     /// clock (rehearsing billing over months; tests). The operator moves it
     /// with `POST /v1/clock`.
     pub manual_clock: Option<time::OffsetDateTime>,
+    /// Tenant databases kept open at once; the least recently used is
+    /// closed past it (default [`crate::tenancy::DEFAULT_OPEN_TENANTS`]).
+    pub open_tenants: usize,
 }
 
 impl SoukConfig {
@@ -57,6 +60,7 @@ impl SoukConfig {
             plans: None,
             currency: "NPR".to_owned(),
             manual_clock: None,
+            open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
         }
     }
 }
@@ -115,7 +119,12 @@ impl Souk {
             Some(manual) => manual.clone(),
             None => Arc::new(SystemClock),
         };
-        let tenancy = Tenancy::new(control.clone(), data.join("tenants"), clock.clone());
+        let tenancy = Tenancy::new(
+            control.clone(),
+            data.join("tenants"),
+            clock.clone(),
+            config.open_tenants,
+        );
         let auth = Auth::new(control.clone(), data, clock.clone());
         let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {

@@ -2,6 +2,8 @@
 //! checking its migrations, running their SQL in the tenant transaction,
 //! and calling its install, upgrade or uninstall hook there.
 
+use std::sync::Arc;
+
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::Installer;
@@ -112,7 +114,7 @@ impl Installer<'_> {
         &self,
         loaded: &LoadedModule,
         ctx: CallContext,
-        scope: SqlScope,
+        scope: Arc<SqlScope>,
         tx: Transaction<'static, Sqlite>,
         hook: Hook<'_>,
     ) -> Result<Transaction<'static, Sqlite>, SoukError> {

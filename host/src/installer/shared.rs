@@ -3,6 +3,8 @@
 //! entries an operation writes, and committing the two databases with an
 //! undo made of inverse repository calls.
 
+use std::sync::Arc;
+
 use souk_module_registry::Manifest;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
@@ -204,8 +206,7 @@ impl Installer<'_> {
         tenant: &Tenant,
         module: &str,
     ) -> Result<Option<Installation>, SoukError> {
-        let mut conn = self.control.pool().acquire().await?;
-        Ok(installations::find(&mut conn, &tenant.id, module).await?)
+        Ok(self.control.installation(&tenant.id, module).await?)
     }
 
     /// The tenant's installation of `module`.
@@ -236,6 +237,29 @@ impl Installer<'_> {
     /// # Errors
     /// Database errors.
     pub async fn scope_for(
+        &self,
+        tenant: &Tenant,
+        manifest: &Manifest,
+    ) -> Result<Arc<SqlScope>, SoukError> {
+        // Kept per installed version while the control plane is unchanged:
+        // the dependencies' installed versions are read from it.
+        let read_at = self.control.generation();
+        let key = (
+            tenant.id.clone(),
+            manifest.slug.to_string(),
+            manifest.version.to_string(),
+        );
+        let scopes = self.tenancy.scopes();
+        if let Some(scope) = scopes.get(read_at, &key) {
+            return Ok(scope);
+        }
+        let scope = Arc::new(self.read_scope(tenant, manifest).await?);
+        scopes.put(read_at, key, scope.clone());
+        Ok(scope)
+    }
+
+    /// [`Installer::scope_for`], read from the control plane.
+    async fn read_scope(
         &self,
         tenant: &Tenant,
         manifest: &Manifest,

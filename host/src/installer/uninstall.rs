@@ -3,6 +3,8 @@
 //! the module's own code fails; rolling back a module a failed install
 //! added earlier in the same call.
 
+use std::sync::Arc;
+
 use sqlx::{Sqlite, Transaction};
 
 use super::hooks::{Hook, begin, migrations_of};
@@ -219,7 +221,7 @@ impl Installer<'_> {
         tenant: &Tenant,
         current: &Installation,
         resolved: &ResolvedVersion,
-        scope: &SqlScope,
+        scope: &Arc<SqlScope>,
         done: &[String],
     ) -> Result<(Transaction<'static, Sqlite>, ArchiveInfo, Vec<String>), SoukError> {
         let manifest = &resolved.manifest;
