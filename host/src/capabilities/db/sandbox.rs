@@ -793,6 +793,12 @@ pub fn harden(db: NonNull<ffi::sqlite3>) -> Result<(), SandboxError> {
             (ffi::SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0),
             (ffi::SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0),
             (ffi::SQLITE_DBCONFIG_WRITABLE_SCHEMA, 0),
+            // A tenant database is closed whenever it leaves the host's open
+            // set (`--open-tenants`) and opened again on its next request:
+            // closing must not checkpoint (and fsync) the WAL each time.
+            // The WAL keeps what was committed; a later commit's automatic
+            // checkpoint moves it into the database file.
+            (ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1),
         ] {
             let mut now: c_int = -1;
             let rc = ffi::sqlite3_db_config(db, op, value, &mut now as *mut c_int);
@@ -802,6 +808,21 @@ pub fn harden(db: NonNull<ffi::sqlite3>) -> Result<(), SandboxError> {
                     message: format!("sqlite3_db_config({op}) was refused"),
                 });
             }
+        }
+        // Keep the WAL file when the last connection closes, so reopening
+        // does not delete and create it again.
+        let mut persist: c_int = 1;
+        let rc = ffi::sqlite3_file_control(
+            db,
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut persist as *mut c_int).cast::<c_void>(),
+        );
+        if rc != ffi::SQLITE_OK {
+            return Err(SandboxError::Sqlite {
+                code: rc,
+                message: "SQLITE_FCNTL_PERSIST_WAL was refused".into(),
+            });
         }
         let guard = Arc::new(Guard::new());
         // The connection holds one strong reference, released by
