@@ -5,7 +5,7 @@
 use souk_module_registry::Manifest;
 use sqlx::{Sqlite, Transaction};
 
-use super::hooks::{Hook, begin, check_migrations, migrations_of};
+use super::hooks::{Hook, begin, check_migrations};
 use super::shared::{AuditEntry, Undo, actor_of, audit, changed_meanwhile, context, record_ledger};
 use super::{InstallReport, InstallRequest, Installer, LifecycleLock};
 use crate::archive;
@@ -217,7 +217,7 @@ impl Installer<'_> {
             .await?;
         let loaded = self.catalog.load(self.runtime, &resolved).await?;
         let ctx = context(tenant, manifest, &caller);
-        let migrations = migrations_of(&loaded, ctx.clone()).await?;
+        let migrations = self.migrations_of(&resolved, &loaded).await?;
         let scope = self.scope_for(tenant, manifest).await?;
         check_migrations(&scope, manifest.slug.as_str(), &migrations).await?;
 
@@ -231,7 +231,7 @@ impl Installer<'_> {
                 leftovers.join(", ")
             )));
         }
-        for m in &migrations {
+        for m in migrations.iter() {
             self.run_migration_sql(&scope, &mut tx, &m.id, "up", &m.up)
                 .await?;
         }

@@ -5,7 +5,7 @@
 
 use sqlx::{Sqlite, Transaction};
 
-use super::hooks::{Hook, begin, migrations_of};
+use super::hooks::{Hook, begin};
 use super::install::StartedSubscription;
 use super::shared::{AuditEntry, Undo, audit, changed_meanwhile, context};
 use super::{InstallReport, Installer, LifecycleLock, Removal, UninstallReport, bounded};
@@ -226,7 +226,7 @@ impl Installer<'_> {
         let module = current.module.as_str();
         let loaded = self.catalog.load(self.runtime, resolved).await?;
         let ctx = context(tenant, manifest, caller);
-        let migrations = migrations_of(&loaded, ctx.clone()).await?;
+        let migrations = self.migrations_of(resolved, &loaded).await?;
         let pool = self.tenancy.database(tenant).await?;
         let mut tx = begin(&pool).await?;
         let archive = self
