@@ -289,7 +289,7 @@ impl Installer<'_> {
             revoked: None,
             subscription_revision: None,
         };
-        let mut cp = self.control.pool().begin().await?;
+        let mut cp = self.begin_control().await?;
         installations::insert(&mut cp, &tenant.id, &installation)
             .await
             .map_err(|e| changed_meanwhile(e, manifest.slug.as_str()))?;

@@ -349,7 +349,7 @@ impl Installer<'_> {
         let current = removal.current;
         let module = current.module.as_str();
         let at = rfc3339(self.clock.now());
-        let mut cp = self.control.pool().begin().await?;
+        let mut cp = self.begin_control().await?;
         installations::forget_all(&mut cp, &tenant.id, module).await?;
         installations::remove(&mut cp, &tenant.id, current)
             .await

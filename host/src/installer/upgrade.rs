@@ -111,7 +111,7 @@ impl Installer<'_> {
             revoked: None,
             subscription_revision: None,
         };
-        let mut cp = self.control.pool().begin().await?;
+        let mut cp = self.begin_control().await?;
         installations::update(&mut cp, &tenant.id, &current, &installation)
             .await
             .map_err(|e| changed_meanwhile(e, module))?;
