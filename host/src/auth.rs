@@ -161,8 +161,9 @@ impl Auth {
         if !token.starts_with(TENANT_PREFIX) {
             return Err(refused());
         }
-        let mut conn = self.control.pool().acquire().await?;
-        let token = tokens::active_by_hash(&mut conn, &hash)
+        let token = self
+            .control
+            .active_token(&hash)
             .await?
             .ok_or_else(refused)?;
         Ok(Principal::Tenant {

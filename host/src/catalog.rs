@@ -5,6 +5,12 @@
 //! against the manifest (world, API version, gates). Versions are immutable:
 //! the same slug and version with different bytes is refused. Packages are
 //! stored content-addressed under the data directory.
+//!
+//! What depends only on a version's package — its parsed manifest, its
+//! loaded component, the migrations its `migrations()` export declares — is
+//! computed once and kept in memory, keyed by the package digest. A digest
+//! names exactly one package's bytes, so such an entry can never go stale: a
+//! new version, or new bytes, has another digest and is computed afresh.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -19,7 +25,7 @@ use crate::control_plane::installations;
 use crate::control_plane::versions::{self, NewVersion, RegistryStatus, VersionRow};
 use crate::control_plane::{ControlPlane, StoreError};
 use crate::error::SoukError;
-use crate::runtime::{LoadedModule, Migration, Runtime};
+use crate::runtime::{CallError, LoadedModule, Migration, Runtime};
 
 /// One available module version.
 #[derive(Debug, Clone, Serialize)]
@@ -84,10 +90,9 @@ fn manifest_of(row: &VersionRow) -> Result<Manifest, SoukError> {
     })
 }
 
-/// A stored version as the catalog lists it.
-fn version_of(row: VersionRow) -> Result<ModuleVersion, SoukError> {
-    let manifest = manifest_of(&row)?;
-    Ok(ModuleVersion {
+/// A stored version as the catalog lists it, with `manifest` parsed from it.
+fn version_of(row: VersionRow, manifest: &Manifest) -> ModuleVersion {
+    ModuleVersion {
         dependencies: manifest
             .dependencies
             .iter()
@@ -106,7 +111,7 @@ fn version_of(row: VersionRow) -> Result<ModuleVersion, SoukError> {
         deprecated: row.deprecated_reason,
         revoked: row.revoked_reason,
         newly_added: false,
-    })
+    }
 }
 
 /// A resolved module version: its manifest and where its package lives.
@@ -128,10 +133,18 @@ pub struct Catalog {
     clock: Arc<dyn Clock>,
     dir: PathBuf,
     limits: PackageLimits,
+    /// Loaded components, by package digest.
     loaded: Mutex<HashMap<String, LoadedModule>>,
     /// Versions are immutable, so a resolved (slug, version) never changes:
     /// cached here, the request path parses no YAML.
     resolved: Mutex<HashMap<(String, String), ResolvedVersion>>,
+    /// Parsed manifests, by package digest (the digest covers the manifest
+    /// text): listing the catalog and building the resolver's index parse
+    /// each manifest once, not on every install.
+    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
+    /// Declared migrations, by package digest: `migrations()` runs once per
+    /// version, not once per install. Only successful listings are kept.
+    migrations: Mutex<HashMap<String, Arc<[Migration]>>>,
 }
 
 impl Catalog {
@@ -145,7 +158,68 @@ impl Catalog {
             limits: PackageLimits::default(),
             loaded: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
+            manifests: Mutex::new(HashMap::new()),
+            migrations: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The manifest a stored version was recorded with, parsed once per
+    /// package digest.
+    fn manifest(&self, row: &VersionRow) -> Result<Arc<Manifest>, SoukError> {
+        if let Some(hit) = self
+            .manifests
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&row.digest)
+        {
+            return Ok(hit.clone());
+        }
+        let manifest = Arc::new(manifest_of(row)?);
+        self.manifests
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(row.digest.clone(), manifest.clone());
+        Ok(manifest)
+    }
+
+    /// A stored version as the catalog lists it.
+    fn listed(&self, row: VersionRow) -> Result<ModuleVersion, SoukError> {
+        let manifest = self.manifest(&row)?;
+        Ok(version_of(row, &manifest))
+    }
+
+    /// The migrations the version with package `digest` declares (its
+    /// `migrations()` export, called in the system context of `manifest`,
+    /// as the check at [`Catalog::add_package`] calls it): listed on first
+    /// use, then kept for the life of the process. A version's migrations
+    /// are part of its package: every tenant installing it runs the same
+    /// list. A failed listing is not kept; the next use tries again.
+    ///
+    /// # Errors
+    /// The [`CallError`] of a `migrations()` call that failed.
+    pub async fn migrations(
+        &self,
+        digest: &str,
+        manifest: &Manifest,
+        loaded: &LoadedModule,
+    ) -> Result<Arc<[Migration]>, CallError> {
+        if let Some(hit) = self
+            .migrations
+            .lock()
+            .map_err(|_| CallError::Trap("the migration cache is poisoned".into()))?
+            .get(digest)
+        {
+            return Ok(hit.clone());
+        }
+        let listed: Arc<[Migration]> = loaded
+            .declared_migrations(CallContext::system(manifest))
+            .await?
+            .into();
+        self.migrations
+            .lock()
+            .map_err(|_| CallError::Trap("the migration cache is poisoned".into()))?
+            .insert(digest.to_owned(), listed.clone());
+        Ok(listed)
     }
 
     /// Reads, validates and adds a package. Adding a package whose digest is
@@ -166,7 +240,7 @@ impl Catalog {
         let version = package.manifest.version.to_string();
         if let Some(existing) = self.find(&slug, &version).await? {
             if existing.digest == digest {
-                return version_of(existing);
+                return self.listed(existing);
             }
             return Err(SoukError::Conflict(format!(
                 "{slug} {version} already exists with digest {}; versions are immutable, \
@@ -181,7 +255,8 @@ impl Catalog {
             .load(&package)
             .await
             .map_err(|e| SoukError::PackageRefused(format!("package refused: {e}")))?;
-        self.check_migrations_unchanged(runtime, &package.manifest, &loaded)
+        let migrations = self
+            .check_migrations_unchanged(runtime, &package.manifest, &loaded)
             .await?;
 
         std::fs::create_dir_all(&self.dir).map_err(|e| SoukError::Internal(e.into()))?;
@@ -222,11 +297,17 @@ impl Catalog {
             .lock()
             .map_err(|_| poisoned())?
             .insert(digest.clone(), loaded);
+        if let Some(migrations) = migrations {
+            self.migrations
+                .lock()
+                .map_err(|_| poisoned())?
+                .insert(digest.clone(), migrations);
+        }
         let added = self
             .find(&slug, &version)
             .await?
             .ok_or_else(|| SoukError::Internal(anyhow::anyhow!("{slug} {version} vanished")))?;
-        let mut added = version_of(added)?;
+        let mut added = self.listed(added)?;
         added.newly_added = true;
         Ok(added)
     }
@@ -236,29 +317,34 @@ impl Catalog {
     /// SQL): a tenant that applied the old text would never get the new
     /// one, and its data would no longer fit the module. The installer
     /// checks the ledger's checksums as well, for versions added before
-    /// this check existed.
+    /// this check existed. Returns the new version's migrations when it
+    /// listed them (only when other versions exist), so that the catalog
+    /// keeps them once the version is added.
     async fn check_migrations_unchanged(
         &self,
         runtime: &Runtime,
         manifest: &Manifest,
         loaded: &LoadedModule,
-    ) -> Result<(), SoukError> {
+    ) -> Result<Option<Arc<[Migration]>>, SoukError> {
         let slug = manifest.slug.as_str();
         let others = self.versions_of(slug).await?;
         if others.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mine = declared_migrations(manifest, loaded).await?;
         for row in others {
             let resolved = self.resolve(slug, Some(&row.version)).await?;
             let theirs = match self.load(runtime, &resolved).await {
-                Ok(loaded) => declared_migrations(&resolved.manifest, &loaded).await?,
+                Ok(loaded) => self
+                    .migrations(&resolved.digest, &resolved.manifest, &loaded)
+                    .await
+                    .map_err(|e| refused_migrations(&resolved.manifest, &e))?,
                 Err(e) => {
                     tracing::warn!(module = slug, version = %row.version, error = %e, "could not load a known version to compare its migrations");
                     continue;
                 }
             };
-            for m in &mine {
+            for m in mine.iter() {
                 if let Some(old) = theirs.iter().find(|o| o.id == m.id)
                     && (old.up != m.up || old.down != m.down)
                 {
@@ -270,7 +356,7 @@ impl Catalog {
                 }
             }
         }
-        Ok(())
+        Ok(Some(mine))
     }
 
     async fn find(&self, slug: &str, version: &str) -> Result<Option<VersionRow>, SoukError> {
@@ -300,7 +386,7 @@ impl Catalog {
             sort_newest_first(&mut rows);
             let versions = rows
                 .into_iter()
-                .map(version_of)
+                .map(|row| self.listed(row))
                 .collect::<Result<Vec<_>, _>>()?;
             let newest = &versions[0];
             out.push(ModuleListing {
@@ -345,7 +431,7 @@ impl Catalog {
                 .ok_or_else(|| SoukError::NotFound(format!("no module {slug:?} is available")))?,
         };
         let resolved = ResolvedVersion {
-            manifest: Arc::new(manifest_of(&row)?),
+            manifest: self.manifest(&row)?,
             digest: row.digest,
             package_path: PathBuf::from(row.package_path),
         };
@@ -438,7 +524,7 @@ impl Catalog {
         let rows = versions::not_revoked(&mut *self.control.pool().acquire().await?).await?;
         let mut index = RegistryIndex::new();
         for row in rows {
-            let manifest = manifest_of(&row)?;
+            let manifest = self.manifest(&row)?;
             let digest =
                 Digest::parse(&row.digest).map_err(|e| SoukError::Internal(anyhow::anyhow!(e)))?;
             index
@@ -521,19 +607,27 @@ fn poisoned() -> SoukError {
     SoukError::Internal(anyhow::anyhow!("module cache poisoned"))
 }
 
-/// The migrations a module version declares, as a refusal of the package
-/// when they cannot be listed.
+/// The migrations a new module version declares, as a refusal of the
+/// package when they cannot be listed.
 async fn declared_migrations(
     manifest: &Manifest,
     loaded: &LoadedModule,
-) -> Result<Vec<Migration>, SoukError> {
+) -> Result<Arc<[Migration]>, SoukError> {
     loaded
         .declared_migrations(CallContext::system(manifest))
         .await
-        .map_err(|e| {
-            SoukError::PackageRefused(format!(
-                "package refused: {} {}: migrations() failed: {e}",
-                manifest.slug, manifest.version
-            ))
-        })
+        .map(Arc::from)
+        .map_err(|e| refused_migrations(manifest, &e))
 }
+
+/// The refusal of a package whose (or whose sibling version's)
+/// `migrations()` failed.
+fn refused_migrations(manifest: &Manifest, error: &CallError) -> SoukError {
+    SoukError::PackageRefused(format!(
+        "package refused: {} {}: migrations() failed: {error}",
+        manifest.slug, manifest.version
+    ))
+}
+
+#[cfg(test)]
+mod tests;

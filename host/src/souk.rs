@@ -49,6 +49,9 @@ pub struct SoukConfig {
     /// How usage events are grouped into transactions (group commit; see
     /// docs/billing.md).
     pub usage_groups: GroupLimits,
+    /// Tenant databases kept open at once; the least recently used is
+    /// closed past it (default [`crate::tenancy::DEFAULT_OPEN_TENANTS`]).
+    pub open_tenants: usize,
 }
 
 impl SoukConfig {
@@ -63,6 +66,7 @@ impl SoukConfig {
             currency: "NPR".to_owned(),
             manual_clock: None,
             usage_groups: GroupLimits::default(),
+            open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
         }
     }
 }
@@ -123,7 +127,12 @@ impl Souk {
             Some(manual) => manual.clone(),
             None => Arc::new(SystemClock),
         };
-        let tenancy = Tenancy::new(control.clone(), data.join("tenants"), clock.clone());
+        let tenancy = Tenancy::new(
+            control.clone(),
+            data.join("tenants"),
+            clock.clone(),
+            config.open_tenants,
+        );
         let auth = Auth::new(control.clone(), data, clock.clone());
         let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {

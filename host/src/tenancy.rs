@@ -4,17 +4,17 @@
 //! SQLite database file for module data, opened lazily and kept in a pool;
 //! no statement of one tenant can reach another tenant's file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use souk_module_registry::Slug;
 use sqlx::SqlitePool;
 
-use crate::capabilities::db::sandbox;
+use crate::capabilities::db::{SqlScope, sandbox};
 use crate::clock::{Clock, rfc3339};
 use crate::control_plane::tenants;
-use crate::control_plane::{ControlPlane, StoreError, sqlite_options};
+use crate::control_plane::{ControlPlane, GenerationCache, StoreError, sqlite_options};
 use crate::error::SoukError;
 
 pub use crate::control_plane::tenants::Tenant;
@@ -25,19 +25,43 @@ pub struct Tenancy {
     /// Stamps a tenant's creation.
     clock: Arc<dyn Clock>,
     dir: PathBuf,
-    pools: Mutex<HashMap<String, SqlitePool>>,
+    /// Open tenant databases, at most `open_limit`, each with the tick of
+    /// its last use.
+    pools: Mutex<OpenPools>,
+    /// The SQL scope of each installed version per tenant, by (tenant id,
+    /// module slug, version), while the control plane is unchanged (built
+    /// by the installer, `Installer::scope_for`).
+    scopes: GenerationCache<(String, String, String), Arc<SqlScope>>,
 }
 
 impl Tenancy {
     /// Tenants recorded in `control`, with databases under `dir`, created
     /// at the instants `clock` tells.
-    pub fn new(control: ControlPlane, dir: PathBuf, clock: Arc<dyn Clock>) -> Self {
+    /// Keeps at most `open_limit` tenant databases open (see
+    /// [`DEFAULT_OPEN_TENANTS`]).
+    pub fn new(
+        control: ControlPlane,
+        dir: PathBuf,
+        clock: Arc<dyn Clock>,
+        open_limit: usize,
+    ) -> Self {
         Tenancy {
             control,
             clock,
             dir,
-            pools: Mutex::new(HashMap::new()),
+            pools: Mutex::new(OpenPools {
+                pools: HashMap::new(),
+                tick: 0,
+                limit: open_limit.max(1),
+                migrated: HashSet::new(),
+            }),
+            scopes: GenerationCache::new(crate::control_plane::cache::DEFAULT_CAPACITY),
         }
+    }
+
+    /// The tenants' module scopes kept in memory (see the field).
+    pub fn scopes(&self) -> &GenerationCache<(String, String, String), Arc<SqlScope>> {
+        &self.scopes
     }
 
     /// Creates a tenant and its database.
@@ -91,8 +115,8 @@ impl Tenancy {
     /// # Errors
     /// [`SoukError::NotFound`] when there is none.
     pub async fn by_slug(&self, slug: &str) -> Result<Tenant, SoukError> {
-        let mut conn = self.control.pool().acquire().await?;
-        tenants::by_slug(&mut conn, slug)
+        self.control
+            .tenant_by_slug(slug)
             .await?
             .ok_or_else(|| tenant_not_found(slug))
     }
@@ -114,21 +138,92 @@ impl Tenancy {
     /// When the database file cannot be opened.
     pub async fn database(&self, tenant: &Tenant) -> Result<SqlitePool, SoukError> {
         if let Some(pool) = self.pools.lock().map_err(|_| poisoned())?.get(&tenant.id) {
-            return Ok(pool.clone());
+            return Ok(pool);
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| SoukError::Internal(e.into()))?;
         let path = self.dir.join(format!("{}.sqlite", tenant.id));
         let pool = sandbox::pool_options()
             .max_connections(4)
+            // A connection in the pool is known good (a poisoned one is
+            // closed on release); pinging it on every acquire would cost a
+            // round trip to its worker thread per request.
+            .test_before_acquire(false)
             .connect_with(sqlite_options(&path))
             .await?;
         // The host's own tables (usage) live beside the module data they
-        // count, at the schema version this host knows.
-        crate::tenant_migrations::migrate(&pool)
-            .await
-            .map_err(|e| SoukError::Internal(e.into()))?;
+        // count, at the schema version this host knows: brought there the
+        // first time this process opens the database (a database closed
+        // past the open limit and opened again is already there).
+        if !self
+            .pools
+            .lock()
+            .map_err(|_| poisoned())?
+            .migrated(&tenant.id)
+        {
+            crate::tenant_migrations::migrate(&pool)
+                .await
+                .map_err(|e| SoukError::Internal(e.into()))?;
+        }
         let mut pools = self.pools.lock().map_err(|_| poisoned())?;
-        Ok(pools.entry(tenant.id.clone()).or_insert(pool).clone())
+        Ok(pools.insert(&tenant.id, pool))
+    }
+}
+
+/// How many tenant databases a host keeps open by default: each open one
+/// holds up to four connections of two or three file descriptors each, so
+/// this bounds the descriptors tenant data takes to a few thousand however
+/// many tenants the host serves.
+pub const DEFAULT_OPEN_TENANTS: usize = 512;
+
+/// The open tenant databases, closed least recently used first past the
+/// limit.
+struct OpenPools {
+    pools: HashMap<String, (SqlitePool, u64)>,
+    tick: u64,
+    limit: usize,
+    /// Tenants whose database this process has migrated.
+    migrated: HashSet<String>,
+}
+
+impl OpenPools {
+    fn migrated(&self, tenant_id: &str) -> bool {
+        self.migrated.contains(tenant_id)
+    }
+
+    fn get(&mut self, tenant_id: &str) -> Option<SqlitePool> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.pools.get_mut(tenant_id).map(|(pool, used)| {
+            *used = tick;
+            pool.clone()
+        })
+    }
+
+    /// Keeps `pool` for `tenant_id` unless another task opened one first,
+    /// and answers the one kept; past the limit, the least recently used
+    /// database is let go. A request still using it keeps its connection
+    /// (the pool closes when its last user drops it); the next request of
+    /// that tenant opens the database again.
+    fn insert(&mut self, tenant_id: &str, pool: SqlitePool) -> SqlitePool {
+        if let Some(kept) = self.get(tenant_id) {
+            return kept;
+        }
+        if self.pools.len() >= self.limit
+            && let Some(oldest) = self
+                .pools
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| id.clone())
+            && let Some((evicted, _)) = self.pools.remove(&oldest)
+        {
+            // Closing waits for connections in use to come back; the host
+            // does not wait for that here.
+            tokio::spawn(async move { evicted.close().await });
+        }
+        self.pools
+            .insert(tenant_id.to_owned(), (pool.clone(), self.tick));
+        self.migrated.insert(tenant_id.to_owned());
+        pool
     }
 }
 
@@ -141,4 +236,50 @@ fn poisoned() -> SoukError {
 /// other tenants exist.
 pub fn tenant_not_found(slug: &str) -> SoukError {
     SoukError::NotFound(format!("no tenant {slug:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lazy_pool() -> SqlitePool {
+        SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool")
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_database_is_let_go_past_the_limit() {
+        let mut open = OpenPools {
+            pools: HashMap::new(),
+            tick: 0,
+            limit: 2,
+            migrated: HashSet::new(),
+        };
+        open.insert("a", lazy_pool());
+        open.insert("b", lazy_pool());
+        assert!(
+            open.get("a").is_some(),
+            "a is used again: b is now the oldest"
+        );
+        open.insert("c", lazy_pool());
+        assert_eq!(open.pools.len(), 2);
+        assert!(open.get("b").is_none(), "b was let go");
+        assert!(open.get("a").is_some() && open.get("c").is_some());
+        assert!(open.migrated("b"), "a database let go stays migrated");
+    }
+
+    #[tokio::test]
+    async fn a_second_opener_gets_the_pool_kept_first() {
+        let mut open = OpenPools {
+            pools: HashMap::new(),
+            tick: 0,
+            limit: 4,
+            migrated: HashSet::new(),
+        };
+        let first = open.insert("a", lazy_pool());
+        let second = open.insert("a", lazy_pool());
+        assert_eq!(open.pools.len(), 1);
+        // The same pool: closing one closes the other.
+        first.close().await;
+        assert!(second.is_closed());
+    }
 }

@@ -18,7 +18,7 @@
 //! without any record of how they got there.
 
 use futures_util::future::BoxFuture;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{Connection as _, SqliteConnection, SqlitePool};
 
 use crate::entitlements::usage_db;
 
@@ -68,22 +68,40 @@ pub enum MigrationError {
 /// its ledger does not record, in order, in one `BEGIN IMMEDIATE`
 /// transaction (a concurrent opener waits, then finds them applied).
 ///
+/// A database already at this host's version (every one but a new or an
+/// older one) is recognised by one read of its ledger, without taking the
+/// write lock: opening a tenant's database after a restart costs one
+/// statement, not a write transaction.
+///
 /// # Errors
 /// [`MigrationError::NewerSchema`] for a database ahead of this host;
 /// [`MigrationError::Database`] when a statement fails (the transaction
 /// rolls back: the database stays at its previous version).
 pub async fn migrate(pool: &SqlitePool) -> Result<(), MigrationError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    // One connection for the read and the transaction: a second one would
+    // stay open in the pool beside the first.
+    let mut conn = pool.acquire().await?;
+    // No ledger yet (a new database, or one from before the ledger) fails
+    // this read; the transaction below then creates it.
+    if let Ok(applied) = applied_version(&mut *conn).await {
+        if applied == known {
+            return Ok(());
+        }
+        if applied > known {
+            return Err(MigrationError::NewerSchema {
+                found: applied,
+                known,
+            });
+        }
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query(&format!(
         "CREATE TABLE IF NOT EXISTS {LEDGER} (version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
     ))
     .execute(&mut *tx)
     .await?;
-    let applied: i64 =
-        sqlx::query_scalar(&format!("SELECT COALESCE(MAX(version), 0) FROM {LEDGER}"))
-            .fetch_one(&mut *tx)
-            .await?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let applied = applied_version(&mut *tx).await?;
     if applied > known {
         return Err(MigrationError::NewerSchema {
             found: applied,
@@ -102,6 +120,15 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), MigrationError> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The highest version the ledger records (0 for an empty ledger).
+async fn applied_version<'c>(
+    conn: impl sqlx::Executor<'c, Database = sqlx::Sqlite>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(&format!("SELECT COALESCE(MAX(version), 0) FROM {LEDGER}"))
+        .fetch_one(conn)
+        .await
 }
 
 #[cfg(test)]
@@ -189,6 +216,60 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(used, 7);
+    }
+
+    #[tokio::test]
+    async fn an_empty_ledger_gets_every_migration() {
+        let pool = pool().await;
+        sqlx::query(&format!(
+            "CREATE TABLE {LEDGER} (version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        migrate(&pool).await.unwrap();
+        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_database_at_this_version_is_recognised_without_a_write() {
+        use sqlx::sqlite::SqliteConnectOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenant.sqlite");
+        // Another connection's write would make this one fail at once.
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .unwrap();
+        migrate(&pool).await.unwrap();
+        // Another connection holds the write lock: a migration that took it
+        // would fail with SQLITE_BUSY; one that only reads goes through.
+        let mut writer = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut writer)
+            .await
+            .unwrap();
+        migrate(&pool).await.unwrap();
+        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+        // A newer database is still refused on that read.
+        sqlx::query(&format!(
+            "INSERT INTO {LEDGER} (version, name) VALUES (2, 'from the future')"
+        ))
+        .execute(&mut writer)
+        .await
+        .unwrap();
+        assert!(matches!(
+            migrate(&pool).await,
+            Err(MigrationError::NewerSchema { found: 2, known: 1 })
+        ));
     }
 
     #[tokio::test]

@@ -226,3 +226,42 @@ fn the_cli_and_the_api_share_state() {
     let (ok, _, err) = host.cli(&["tenant", "create", "cli-made"]);
     assert!(!ok && err.contains("already exists"), "{err}");
 }
+
+/// The server keeps tokens, tenants and installations in memory; a change
+/// committed by another process sharing the data directory (the CLI) must
+/// still count from the very next request.
+#[test]
+fn changes_made_by_another_process_count_at_the_next_request() {
+    let host = Host::start(&["membership"]);
+    let acme = host.tenant_with("acme", "membership");
+    let beta = host.tenant_with("beta", "membership");
+    // Warm every cache the request path has.
+    for _ in 0..2 {
+        assert_eq!(host.get("/t/acme/m/membership/members", &acme).status, 200);
+        assert_eq!(host.get("/t/beta/m/membership/members", &beta).status, 200);
+    }
+
+    // A token revoked by the CLI.
+    let tokens = host.get("/v1/tenants/acme/tokens", &host.operator);
+    let id = tokens.body[0]["id"].as_str().unwrap().to_owned();
+    let (ok, stdout, stderr) = host.cli(&["tenant", "token", "revoke", "acme", &id]);
+    assert!(ok, "{stdout}{stderr}");
+    let a = host.get("/t/acme/m/membership/members", &acme);
+    assert_eq!(a.status, 401, "{a:?}");
+
+    // A module uninstalled by the CLI.
+    let (ok, stdout, stderr) = host.cli(&["module", "uninstall", "beta", "membership"]);
+    assert!(ok, "{stdout}{stderr}");
+    let a = host.get("/t/beta/m/membership/members", &beta);
+    assert_eq!(a.status, 404, "{a:?}");
+
+    // A token created by the CLI works at once.
+    let (ok, stdout, stderr) = host.cli(&["tenant", "token", "create", "acme", "--name", "cli"]);
+    assert!(ok, "{stdout}{stderr}");
+    let fresh = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("souk_tk_"))
+        .expect("the CLI prints the new token")
+        .to_owned();
+    assert_eq!(host.get("/t/acme/m/membership/members", &fresh).status, 200);
+}

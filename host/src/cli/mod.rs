@@ -84,6 +84,16 @@ struct GlobalOptions {
         default_value_t = 8
     )]
     tenant_concurrency: u32,
+    /// Tenant databases kept open at once (each holds up to four SQLite
+    /// connections); past it the least recently used one is closed, and
+    /// opened again on its tenant's next request.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_OPEN_TENANTS",
+        default_value_t = crate::tenancy::DEFAULT_OPEN_TENANTS
+    )]
+    open_tenants: usize,
     /// The operator's plan catalog: a YAML file, or a directory of YAML
     /// files merged in name order. Without one no module is priced: every
     /// module is free to install and fully entitled.
@@ -197,6 +207,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         usage_groups: crate::usage::group::GroupLimits {
             max_events: global.usage_group_max_events.max(1),
         },
+        open_tenants: global.open_tenants.max(1),
     }
 }
 

@@ -35,6 +35,7 @@
 
 pub mod archives;
 pub mod audit;
+pub mod cache;
 pub mod installations;
 pub mod tenants;
 pub mod tokens;
@@ -42,16 +43,41 @@ pub mod versions;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
 
+pub use cache::{Generation, GenerationCache, Watch};
+
 /// The host's own database.
 #[derive(Clone)]
 pub struct ControlPlane {
     pool: SqlitePool,
+    /// The request path's reads, kept until the database changes.
+    reads: Arc<Reads>,
+}
+
+/// The answers the request path asks for on every request, each kept in a
+/// [`GenerationCache`] until [`Watch`] sees a commit (see [`cache`]).
+struct Reads {
+    watch: Watch,
+    tokens: GenerationCache<String, tokens::ActiveToken>,
+    tenants: GenerationCache<String, tenants::Tenant>,
+    installations: GenerationCache<(String, String), Option<installations::Installation>>,
+}
+
+impl Reads {
+    fn new(watch: Watch) -> Arc<Self> {
+        Arc::new(Reads {
+            watch,
+            tokens: GenerationCache::new(cache::DEFAULT_CAPACITY),
+            tenants: GenerationCache::new(cache::DEFAULT_CAPACITY),
+            installations: GenerationCache::new(cache::DEFAULT_CAPACITY),
+        })
+    }
 }
 
 /// Options shared by every SQLite database the host opens: WAL, a busy
@@ -78,7 +104,11 @@ impl ControlPlane {
             .connect_with(sqlite_options(path))
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(ControlPlane { pool })
+        let watch = Watch::open(path)?;
+        Ok(ControlPlane {
+            pool,
+            reads: Reads::new(watch),
+        })
     }
 
     /// An in-memory control plane (tests and benchmarks).
@@ -91,13 +121,90 @@ impl ControlPlane {
             .connect_with(SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true))
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(ControlPlane { pool })
+        // No second connection can see an in-memory database: nothing is
+        // cached.
+        Ok(ControlPlane {
+            pool,
+            reads: Reads::new(Watch::unwatched()),
+        })
     }
 
     /// The connection pool: acquire a connection (or begin a transaction)
     /// from it and hand it to the repositories.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The unrevoked token whose secret hashes to `hash`, as
+    /// [`tokens::active_by_hash`] reads it; answered from memory while the
+    /// control plane is unchanged (unknown hashes are always read).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn active_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<tokens::ActiveToken>, sqlx::Error> {
+        let now = self.reads.watch.generation();
+        if let Some(token) = self.reads.tokens.get(now, hash) {
+            return Ok(Some(token));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let token = tokens::active_by_hash(&mut conn, hash).await?;
+        if let Some(token) = &token {
+            self.reads.tokens.put(now, hash.to_owned(), token.clone());
+        }
+        Ok(token)
+    }
+
+    /// The tenant with `slug`, as [`tenants::by_slug`] reads it; answered
+    /// from memory while the control plane is unchanged (unknown slugs are
+    /// always read).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn tenant_by_slug(&self, slug: &str) -> Result<Option<tenants::Tenant>, sqlx::Error> {
+        let now = self.reads.watch.generation();
+        if let Some(tenant) = self.reads.tenants.get(now, slug) {
+            return Ok(Some(tenant));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let tenant = tenants::by_slug(&mut conn, slug).await?;
+        if let Some(tenant) = &tenant {
+            self.reads.tenants.put(now, slug.to_owned(), tenant.clone());
+        }
+        Ok(tenant)
+    }
+
+    /// The installation of `module` for `tenant_id`, with its version's
+    /// revocation and its subscription's revision, as
+    /// [`installations::find`] reads it; answered from memory while the
+    /// control plane is unchanged.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn installation(
+        &self,
+        tenant_id: &str,
+        module: &str,
+    ) -> Result<Option<installations::Installation>, sqlx::Error> {
+        let now = self.reads.watch.generation();
+        let key = (tenant_id.to_owned(), module.to_owned());
+        if let Some(found) = self.reads.installations.get(now, &key) {
+            return Ok(found);
+        }
+        let mut conn = self.pool.acquire().await?;
+        let found = installations::find(&mut conn, tenant_id, module).await?;
+        self.reads.installations.put(now, key, found.clone());
+        Ok(found)
+    }
+
+    /// The control plane's generation now: equal to an earlier one exactly
+    /// when nothing was committed in between (see [`cache`]). Services that
+    /// keep their own answers derived from the control plane key them by
+    /// it.
+    pub fn generation(&self) -> Generation {
+        self.reads.watch.generation()
     }
 }
 

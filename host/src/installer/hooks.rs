@@ -2,40 +2,55 @@
 //! checking its migrations, running their SQL in the tenant transaction,
 //! and calling its install, upgrade or uninstall hook there.
 
+use std::sync::Arc;
+
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::Installer;
 use crate::capabilities::CallState;
 use crate::capabilities::context::CallContext;
 use crate::capabilities::db::{ModuleDb, SqlScope};
+use crate::catalog::ResolvedVersion;
 use crate::error::SoukError;
 use crate::runtime::{LoadedModule, Migration};
 
-/// The migrations a module declares, checked: every id non-empty, at most
-/// 200 bytes, and unique.
-pub(super) async fn migrations_of(
-    loaded: &LoadedModule,
-    ctx: CallContext,
-) -> Result<Vec<Migration>, SoukError> {
-    let migrations = loaded
-        .declared_migrations(ctx)
-        .await
-        .map_err(lifecycle("migrations()"))?;
+impl Installer<'_> {
+    /// The migrations `version` declares (listed once per version by the
+    /// catalog, see [`crate::catalog::Catalog::migrations`]), checked: every
+    /// id non-empty, at most 200 bytes, and unique.
+    pub(super) async fn migrations_of(
+        &self,
+        version: &ResolvedVersion,
+        loaded: &LoadedModule,
+    ) -> Result<Arc<[Migration]>, SoukError> {
+        let migrations = self
+            .catalog
+            .migrations(&version.digest, &version.manifest, loaded)
+            .await
+            .map_err(lifecycle("migrations()"))?;
+        check_ids(&migrations)?;
+        Ok(migrations)
+    }
+}
+
+/// Checks the ids of a module's migrations: every id non-empty, at most 200
+/// bytes, and unique.
+fn check_ids(migrations: &[Migration]) -> Result<(), SoukError> {
     let mut seen = std::collections::HashSet::new();
-    for m in &migrations {
+    for m in migrations {
         if m.id.trim().is_empty() || m.id.len() > 200 {
             return Err(SoukError::LifecycleFailed(
                 "a migration has an empty or overlong id".into(),
             ));
         }
-        if !seen.insert(m.id.clone()) {
+        if !seen.insert(m.id.as_str()) {
             return Err(SoukError::LifecycleFailed(format!(
                 "migration id {:?} appears twice",
                 m.id
             )));
         }
     }
-    Ok(migrations)
+    Ok(())
 }
 
 /// The error for a lifecycle call (`what`) that failed.
@@ -112,7 +127,7 @@ impl Installer<'_> {
         &self,
         loaded: &LoadedModule,
         ctx: CallContext,
-        scope: SqlScope,
+        scope: Arc<SqlScope>,
         tx: Transaction<'static, Sqlite>,
         hook: Hook<'_>,
     ) -> Result<Transaction<'static, Sqlite>, SoukError> {

@@ -5,7 +5,7 @@
 use souk_module_registry::Manifest;
 use sqlx::{Sqlite, Transaction};
 
-use super::hooks::{Hook, begin, check_migrations, migrations_of};
+use super::hooks::{Hook, begin, check_migrations};
 use super::shared::{AuditEntry, Undo, actor_of, audit, changed_meanwhile, context, record_ledger};
 use super::{InstallReport, InstallRequest, Installer, LifecycleLock};
 use crate::archive;
@@ -18,6 +18,23 @@ use crate::control_plane::installations::{self, Installation};
 use crate::control_plane::rfc3339;
 use crate::error::SoukError;
 use crate::tenancy::Tenant;
+
+/// What [`Installer::install_one`] may take as read already in the same
+/// operation, rather than reading it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Vetted {
+    /// Nothing: it reads whether the module is installed and whether the
+    /// version is revoked (a restore).
+    Nothing,
+    /// The version comes from a plan this operation resolved, under the
+    /// tenant's lifecycle lock, over the catalog's index (which holds no
+    /// revoked version) and the tenant's installations (a plan adds only
+    /// modules that are not installed), both read moments before. A
+    /// revocation or an install by another process after those reads is
+    /// as late as one after a second read would be; the installation's
+    /// key still refuses a second install when it is recorded.
+    ByPlan,
+}
 
 /// A subscription an install starts (the module's free plan), saved in the
 /// install's control-plane transaction so that it exists exactly when the
@@ -52,12 +69,17 @@ impl Installer<'_> {
         let _lock = LifecycleLock::try_acquire(tenant)?;
         if request.restore_archive.is_some() {
             // A restore installs exactly the archive's version.
-            return self.install_one(principal, tenant, request).await;
+            return self
+                .install_one(principal, tenant, request, Vetted::Nothing)
+                .await;
         }
-        if let Some(existing) = self.find(tenant, &request.module).await? {
+        // One read of the tenant's installations answers both whether the
+        // module is installed already and what the resolver must keep.
+        let installed = self.installed_modules(tenant).await?;
+        if let Some(existing) = installed.iter().find(|m| m.slug.as_str() == request.module) {
             return Err(SoukError::Conflict(format!(
                 "{} {} is already installed for this tenant; upgrade it instead",
-                existing.module, existing.version
+                existing.slug, existing.version
             )));
         }
         let slug = Slug::parse(&request.module).map_err(|e| {
@@ -83,7 +105,6 @@ impl Installer<'_> {
                 "no module {slug:?} is available"
             )));
         }
-        let installed = self.installed_modules(tenant).await?;
         let plan = resolve_install(
             &index,
             &installed,
@@ -146,7 +167,10 @@ impl Installer<'_> {
                 version: Some(planned.version.to_string()),
                 restore_archive: None,
             };
-            match self.install_one(principal, tenant, &request).await {
+            match self
+                .install_one(principal, tenant, &request, Vetted::ByPlan)
+                .await
+            {
                 Ok(report) => done.push(report),
                 Err(error) => {
                     for report in done.iter().rev() {
@@ -166,15 +190,19 @@ impl Installer<'_> {
     }
 
     /// Installs one module at an exact (or the newest) version whose
-    /// dependencies are already installed.
+    /// dependencies are already installed; `vetted` says what the caller
+    /// has read already.
     pub(super) async fn install_one(
         &self,
         principal: &Principal,
         tenant: &Tenant,
         request: &InstallRequest,
+        vetted: Vetted,
     ) -> Result<InstallReport, SoukError> {
         let caller = principal.caller();
-        if let Some(existing) = self.find(tenant, &request.module).await? {
+        if vetted == Vetted::Nothing
+            && let Some(existing) = self.find(tenant, &request.module).await?
+        {
             return Err(SoukError::Conflict(format!(
                 "{} {} is already installed for this tenant; upgrade it instead",
                 existing.module, existing.version
@@ -208,16 +236,18 @@ impl Installer<'_> {
             .resolve(&request.module, version.as_deref())
             .await?;
         let manifest = &resolved.manifest;
-        self.catalog
-            .ensure_not_revoked(&request.module, &manifest.version.to_string())
-            .await?;
+        if vetted == Vetted::Nothing {
+            self.catalog
+                .ensure_not_revoked(&request.module, &manifest.version.to_string())
+                .await?;
+        }
         self.check_dependencies(tenant, manifest).await?;
         let mut started = self
             .subscription_for_install(principal, tenant, manifest)
             .await?;
         let loaded = self.catalog.load(self.runtime, &resolved).await?;
         let ctx = context(tenant, manifest, &caller);
-        let migrations = migrations_of(&loaded, ctx.clone()).await?;
+        let migrations = self.migrations_of(&resolved, &loaded).await?;
         let scope = self.scope_for(tenant, manifest).await?;
         check_migrations(&scope, manifest.slug.as_str(), &migrations).await?;
 
@@ -231,7 +261,7 @@ impl Installer<'_> {
                 leftovers.join(", ")
             )));
         }
-        for m in &migrations {
+        for m in migrations.iter() {
             self.run_migration_sql(&scope, &mut tx, &m.id, "up", &m.up)
                 .await?;
         }
@@ -259,7 +289,7 @@ impl Installer<'_> {
             revoked: None,
             subscription_revision: None,
         };
-        let mut cp = self.control.pool().begin().await?;
+        let mut cp = self.begin_control().await?;
         installations::insert(&mut cp, &tenant.id, &installation)
             .await
             .map_err(|e| changed_meanwhile(e, manifest.slug.as_str()))?;

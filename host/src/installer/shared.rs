@@ -3,6 +3,8 @@
 //! entries an operation writes, and committing the two databases with an
 //! undo made of inverse repository calls.
 
+use std::sync::Arc;
+
 use souk_module_registry::Manifest;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
@@ -18,6 +20,37 @@ use crate::runtime::Migration;
 use crate::tenancy::Tenant;
 
 use super::AuditEvent;
+
+/// This process's turn to write lifecycle records to the control plane.
+/// SQLite has one writer at a time; without an order here, concurrent
+/// installs meet its write lock held and sleep in its busy handler (1, 2,
+/// 5, 10 … ms) before trying again, long after the lock came free. Queued
+/// here, the next one starts as soon as the previous one commits. Other
+/// processes (the CLI) still meet the lock and wait on it as before.
+static CONTROL_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A control-plane transaction of a lifecycle operation, begun `IMMEDIATE`
+/// (it holds SQLite's write lock from its first statement) on this
+/// process's write turn, which it keeps until [`Installer::commit_both`]
+/// commits it, or until it is dropped (rolled back).
+pub(super) struct ControlTx {
+    tx: Transaction<'static, Sqlite>,
+    turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for ControlTx {
+    type Target = Transaction<'static, Sqlite>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for ControlTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
 
 /// The context a lifecycle call of `manifest` runs with.
 pub(super) fn context(tenant: &Tenant, manifest: &Manifest, caller: &Caller) -> CallContext {
@@ -204,8 +237,7 @@ impl Installer<'_> {
         tenant: &Tenant,
         module: &str,
     ) -> Result<Option<Installation>, SoukError> {
-        let mut conn = self.control.pool().acquire().await?;
-        Ok(installations::find(&mut conn, &tenant.id, module).await?)
+        Ok(self.control.installation(&tenant.id, module).await?)
     }
 
     /// The tenant's installation of `module`.
@@ -236,6 +268,29 @@ impl Installer<'_> {
     /// # Errors
     /// Database errors.
     pub async fn scope_for(
+        &self,
+        tenant: &Tenant,
+        manifest: &Manifest,
+    ) -> Result<Arc<SqlScope>, SoukError> {
+        // Kept per installed version while the control plane is unchanged:
+        // the dependencies' installed versions are read from it.
+        let read_at = self.control.generation();
+        let key = (
+            tenant.id.clone(),
+            manifest.slug.to_string(),
+            manifest.version.to_string(),
+        );
+        let scopes = self.tenancy.scopes();
+        if let Some(scope) = scopes.get(read_at, &key) {
+            return Ok(scope);
+        }
+        let scope = Arc::new(self.read_scope(tenant, manifest).await?);
+        scopes.put(read_at, key, scope.clone());
+        Ok(scope)
+    }
+
+    /// [`Installer::scope_for`], read from the control plane.
+    async fn read_scope(
         &self,
         tenant: &Tenant,
         manifest: &Manifest,
@@ -380,17 +435,27 @@ impl Installer<'_> {
         Ok(audit::list(&mut conn, &tenant.id).await?)
     }
 
-    /// Commits the control plane, then the tenant database; if the tenant
-    /// commit fails, applies `undo` to the control plane, in order, so the
-    /// two agree.
+    /// Begins the control-plane transaction that records a lifecycle
+    /// operation, on this process's write turn (see [`ControlTx`]).
+    pub(super) async fn begin_control(&self) -> Result<ControlTx, SoukError> {
+        let turn = CONTROL_WRITES.lock().await;
+        let tx = self.control.pool().begin_with("BEGIN IMMEDIATE").await?;
+        Ok(ControlTx { tx, turn })
+    }
+
+    /// Commits the control plane (ending the write turn), then the tenant
+    /// database; if the tenant commit fails, applies `undo` to the control
+    /// plane, in order, so the two agree.
     pub(super) async fn commit_both(
         &self,
         tenant: &Tenant,
-        cp: Transaction<'static, Sqlite>,
+        cp: ControlTx,
         tenant_tx: Transaction<'static, Sqlite>,
         undo: &[Undo],
     ) -> Result<(), SoukError> {
+        let ControlTx { tx: cp, turn } = cp;
         cp.commit().await?;
+        drop(turn);
         if let Err(e) = tenant_tx.commit().await {
             tracing::error!(error = %e, "tenant commit failed after the control plane committed; undoing");
             match self.control.pool().acquire().await {

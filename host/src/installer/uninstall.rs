@@ -3,9 +3,11 @@
 //! the module's own code fails; rolling back a module a failed install
 //! added earlier in the same call.
 
+use std::sync::Arc;
+
 use sqlx::{Sqlite, Transaction};
 
-use super::hooks::{Hook, begin, migrations_of};
+use super::hooks::{Hook, begin};
 use super::install::StartedSubscription;
 use super::shared::{AuditEntry, Undo, audit, changed_meanwhile, context};
 use super::{InstallReport, Installer, LifecycleLock, Removal, UninstallReport, bounded};
@@ -219,14 +221,14 @@ impl Installer<'_> {
         tenant: &Tenant,
         current: &Installation,
         resolved: &ResolvedVersion,
-        scope: &SqlScope,
+        scope: &Arc<SqlScope>,
         done: &[String],
     ) -> Result<(Transaction<'static, Sqlite>, ArchiveInfo, Vec<String>), SoukError> {
         let manifest = &resolved.manifest;
         let module = current.module.as_str();
         let loaded = self.catalog.load(self.runtime, resolved).await?;
         let ctx = context(tenant, manifest, caller);
-        let migrations = migrations_of(&loaded, ctx.clone()).await?;
+        let migrations = self.migrations_of(resolved, &loaded).await?;
         let pool = self.tenancy.database(tenant).await?;
         let mut tx = begin(&pool).await?;
         let archive = self
@@ -349,7 +351,7 @@ impl Installer<'_> {
         let current = removal.current;
         let module = current.module.as_str();
         let at = rfc3339(self.clock.now());
-        let mut cp = self.control.pool().begin().await?;
+        let mut cp = self.begin_control().await?;
         installations::forget_all(&mut cp, &tenant.id, module).await?;
         installations::remove(&mut cp, &tenant.id, current)
             .await

@@ -1,7 +1,7 @@
 //! Upgrading an installed module to a newer version: only the migrations
 //! the new version adds run, then its `upgrade` hook.
 
-use super::hooks::{Hook, begin, check_migrations, migrations_of};
+use super::hooks::{Hook, begin, check_migrations};
 use super::shared::{AuditEntry, Undo, audit, changed_meanwhile, context, record_ledger};
 use super::{InstallReport, Installer, LifecycleLock, migration_checksum};
 use crate::auth::Principal;
@@ -59,7 +59,7 @@ impl Installer<'_> {
         }
         let loaded = self.catalog.load(self.runtime, &resolved).await?;
         let ctx = context(tenant, manifest, &caller);
-        let migrations = migrations_of(&loaded, ctx.clone()).await?;
+        let migrations = self.migrations_of(&resolved, &loaded).await?;
         let done = self.ledger(tenant, module).await?;
         for entry in &done {
             let Some(migration) = migrations.iter().find(|m| m.id == entry.migration_id) else {
@@ -111,7 +111,7 @@ impl Installer<'_> {
             revoked: None,
             subscription_revision: None,
         };
-        let mut cp = self.control.pool().begin().await?;
+        let mut cp = self.begin_control().await?;
         installations::update(&mut cp, &tenant.id, &current, &installation)
             .await
             .map_err(|e| changed_meanwhile(e, module))?;

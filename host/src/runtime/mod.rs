@@ -234,6 +234,11 @@ impl Drop for EpochTicker {
     }
 }
 
+/// Bytes of each pooled linear memory and table reset in place (the dirty
+/// pages only, with PAGEMAP_SCAN) instead of handed back to the kernel
+/// when an instance ends: the size a typical module call touches.
+const KEEP_RESIDENT_BYTES: usize = 4 * 1024 * 1024;
+
 impl Runtime {
     /// Creates the engine and links the host interfaces.
     ///
@@ -249,6 +254,17 @@ impl Runtime {
         pool.total_tables(limits.max_instances.saturating_mul(4));
         pool.total_stacks(limits.max_instances);
         pool.max_memory_size(limits.memory_bytes);
+        // A fresh instance per request means a memory reset per request.
+        // By default wasmtime resets a memory with `madvise`, which on a
+        // multi-threaded host costs a TLB shoot-down on every core (the
+        // largest kernel cost in the request profile, BENCHMARKS.md).
+        // Instead, where Linux offers PAGEMAP_SCAN (6.7+), only the pages
+        // the call dirtied are found and rewritten with `memset`, up to
+        // this many bytes per memory and table; past it, or without the
+        // ioctl, wasmtime falls back to `madvise`.
+        pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+        pool.table_keep_resident(KEEP_RESIDENT_BYTES);
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
 
         let mut config = Config::new();
         config.wasm_component_model(true);

@@ -10,42 +10,45 @@
 //!
 //! 1. [`SqlScope::rewrite`] parses it (on a big-stack thread,
 //!    [`big_stack`]), maps its table names into the module's namespace and
-//!    refuses what is visibly out of scope;
+//!    refuses what is visibly out of scope — or [`rewrite_cache`] answers
+//!    what it answered before for the same scope and text;
 //! 2. SQLite's authorizer ([`sandbox`]) then checks what SQLite actually
 //!    compiled against the module's [`sandbox::Policy`], with the
 //!    connection's limits and the call's deadline, and the text must be
 //!    exactly one statement.
 //!
-//! Parameters are always bound, never spliced. Statements also run under a
-//! timeout, because epoch interruption cannot stop a guest that is blocked
-//! in a host call.
+//! The statement is prepared once, with the sandbox armed, and run to its
+//! end on the connection's raw handle on the calling thread
+//! (`statement.rs`). Parameters are always bound, never spliced. Epoch
+//! interruption cannot stop a guest blocked in a host call, so the
+//! statement is bounded inside SQLite: the progress handler interrupts it
+//! at the call's deadline, and the busy handler stops waiting for a lock
+//! there.
 
 pub mod big_stack;
 mod host;
+pub mod rewrite_cache;
 pub mod sandbox;
 pub mod scoped_sql;
+mod statement;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction, TypeInfo, ValueRef};
 use wasmtime::component::{HasData, Linker};
 
 pub use scoped_sql::{RewrittenStatement, SqlRefusal, SqlScope, StatementSource};
 
+use rewrite_cache::{Lookup, RewriteCache};
+use statement::Ran;
+
 use sandbox::{ArmedSpan, Guard, Policy, SandboxError};
 
 use crate::capabilities::context::CallContext;
-
-/// How long past a statement's deadline the host waits for SQLite to stop
-/// it (the progress handler interrupts it at the deadline) before giving the
-/// statement up — which poisons the connection (see [`sandbox`]). Only a
-/// statement SQLite cannot interrupt, such as one waiting for a lock, gets
-/// that far.
-const ABANDON_GRACE: Duration = Duration::from_millis(250);
 
 /// Most rows one query may return to a module.
 pub const MAX_ROWS: usize = 10_000;
@@ -181,10 +184,10 @@ impl ModuleDb {
     /// other connection are refused), for a call whose budget `timeout`
     /// starts now: every statement is interrupted at the call's end, so a
     /// statement begun late cannot hold the tenant's lock past it.
-    pub fn new(scope: SqlScope, tx: Transaction<'static, Sqlite>, timeout: Duration) -> Self {
+    pub fn new(scope: Arc<SqlScope>, tx: Transaction<'static, Sqlite>, timeout: Duration) -> Self {
         ModuleDb {
-            policy: Arc::new(scope.policy(false)),
-            scope: Some(Arc::new(scope)),
+            policy: scope.runtime_policy().clone(),
+            scope: Some(scope),
             tx: Some(tx),
             guard: None,
             timeout,
@@ -204,31 +207,26 @@ impl ModuleDb {
         self.tx.take()
     }
 
-    /// Rewrites `sql` into the one statement to run, and arms the
-    /// connection's sandbox with this call's policy and deadline.
-    async fn prepare(&mut self, sql: &str) -> Result<Prepared<'_>, DbFailure> {
+    /// Rewrites `sql` into the one statement to run and runs it under this
+    /// call's policy and deadline.
+    async fn run(&mut self, sql: &str, params: &[SqlValue]) -> Result<Executed, DbFailure> {
         let (Some(scope), Some(tx)) = (&self.scope, &mut self.tx) else {
             return Err(DbFailure::Unavailable);
         };
-        let mut statements =
-            rewrite(scope.clone(), sql.to_owned(), StatementSource::Runtime).await?;
-        let statement = statements.pop().ok_or(DbFailure::Unavailable)?;
-        let deadline = self.deadline;
-        let (span, columns) = arm(
+        let statements = rewrite(scope.clone(), sql.to_owned(), StatementSource::Runtime).await?;
+        let statement = statements.first().ok_or(DbFailure::Unavailable)?;
+        let executed = run_armed(
             tx,
             &mut self.guard,
             self.policy.clone(),
-            (deadline, self.timeout),
+            (self.deadline, self.timeout),
             &statement.sql,
+            params,
         )
         .await?;
-        Ok(Prepared {
-            statement,
-            columns,
-            tx,
-            span,
-            timeout: self.timeout,
-            remaining: deadline.saturating_duration_since(Instant::now()),
+        Ok(Executed {
+            last_insert: executed.last_insert.filter(|_| statement.is_insert),
+            ..executed
         })
     }
 
@@ -237,19 +235,11 @@ impl ModuleDb {
     /// # Errors
     /// See [`DbFailure`].
     pub async fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<Rows, DbFailure> {
-        let Prepared {
-            statement,
-            columns,
-            tx,
-            span,
-            timeout,
-            remaining,
-        } = self.prepare(sql).await?;
-        let outcome = fetch_rows(tx, &statement, columns, params, (timeout, remaining)).await;
-        finish(span, outcome, timeout)
+        Ok(self.run(sql, &params).await?.rows)
     }
 
-    /// Runs a statement that changes data.
+    /// Runs a statement that changes data; answers the rows it changed and,
+    /// for an insert, the last insert rowid.
     ///
     /// # Errors
     /// See [`DbFailure`].
@@ -258,106 +248,93 @@ impl ModuleDb {
         sql: &str,
         params: Vec<SqlValue>,
     ) -> Result<(u64, Option<i64>), DbFailure> {
-        let Prepared {
-            statement,
-            tx,
-            span,
-            timeout,
-            remaining,
-            ..
-        } = self.prepare(sql).await?;
-        let query = sqlx::query_with(&statement.sql, bind(params)).persistent(false);
-        let outcome =
-            match tokio::time::timeout(remaining + ABANDON_GRACE, query.execute(&mut **tx)).await {
-                Ok(result) => Outcome::Done(result.map_err(map_error)),
-                Err(_) => Outcome::Abandoned(DbFailure::Timeout(timeout)),
-            };
-        let result = finish(span, outcome, timeout)?;
-        let last = statement.is_insert.then(|| result.last_insert_rowid());
-        Ok((result.rows_affected(), last))
+        let executed = self.run(sql, &params).await?;
+        Ok((executed.changed, executed.last_insert))
     }
 }
 
-/// A statement rewritten and checked, its sandbox span armed.
-struct Prepared<'a> {
-    statement: RewrittenStatement,
-    /// Names of the result columns, as SQLite prepared the statement.
-    columns: Vec<String>,
-    tx: &'a mut Transaction<'static, Sqlite>,
-    span: ArmedSpan,
-    /// The call's budget (for messages).
-    timeout: Duration,
-    /// Time left until the call's deadline.
-    remaining: Duration,
+/// What one statement did.
+struct Executed {
+    rows: Rows,
+    changed: u64,
+    /// The last insert rowid: set by [`run_armed`], kept by
+    /// [`ModuleDb::run`] only for an insert.
+    last_insert: Option<i64>,
 }
 
-/// Rewrites `sql` for `scope` on a big-stack thread ([`big_stack`]).
+/// Rewrites `sql` for `scope`: from the [`rewrite_cache`] when this scope's
+/// key saw the same text before, else on a big-stack thread
+/// ([`big_stack`]), keeping the answer.
 async fn rewrite(
     scope: Arc<SqlScope>,
     sql: String,
     source: StatementSource,
-) -> Result<Vec<RewrittenStatement>, DbFailure> {
-    big_stack::run(move || scope.rewrite(&sql, source))
-        .await
-        .map_err(|e| DbFailure::Other(e.to_string()))?
-        .map_err(DbFailure::Refused)
+) -> Result<Arc<[RewrittenStatement]>, DbFailure> {
+    let cache = RewriteCache::global();
+    let answer = match cache.get(&scope, source, sql) {
+        Lookup::Hit(answer) => answer,
+        Lookup::Miss(key) => {
+            let (key, answer) = big_stack::run(move || {
+                let answer = scope.rewrite(key.sql(), source).map(Arc::from);
+                (key, answer)
+            })
+            .await
+            .map_err(|e| DbFailure::Other(e.to_string()))?;
+            cache.put(key, answer.clone());
+            answer
+        }
+    };
+    answer.map_err(DbFailure::Refused)
 }
 
-/// Arms the connection's sandbox for one statement and checks, with the
-/// authorizer consulted, that `sql` is exactly one statement SQLite allows.
-/// Returns the span and the statement's result columns. On error the span
-/// is finished (nothing was queued).
-async fn arm(
+/// Arms the connection's sandbox for one statement under `policy` until
+/// `deadline` and runs `sql` with `params` on the connection's raw handle
+/// ([`statement::run`]), all while holding the connection's lock. The span
+/// is finished when SQLite is done with the statement; a statement the host
+/// stopped reading part-way leaves it unfinished, which poisons the
+/// connection (see [`sandbox`]).
+async fn run_armed(
     conn: &mut SqliteConnection,
     cached: &mut Option<Arc<Guard>>,
     policy: Arc<Policy>,
     (deadline, budget): (Instant, Duration),
     sql: &str,
-) -> Result<(ArmedSpan, Vec<String>), DbFailure> {
+    params: &[SqlValue],
+) -> Result<Executed, DbFailure> {
     let mut handle = conn.lock_handle().await.map_err(map_error)?;
+    let db = handle.as_raw_handle();
     let guard = match cached {
         Some(guard) => guard.clone(),
         None => {
-            let guard = sandbox::guard(handle.as_raw_handle()).map_err(sandbox_failure)?;
+            let guard = sandbox::guard(db).map_err(sandbox_failure)?;
             *cached = Some(guard.clone());
             guard
         }
     };
     let span = guard.arm(policy, deadline);
-    match sandbox::check_one_statement(handle.as_raw_handle(), sql) {
-        Ok(columns) => Ok((span, columns)),
+    match statement::run(db, sql, params) {
+        Ok(Ran::Done {
+            rows,
+            changed,
+            last_insert,
+        }) => {
+            span.finish();
+            Ok(Executed {
+                rows,
+                changed,
+                last_insert: Some(last_insert),
+            })
+        }
+        Ok(Ran::Stopped(failure)) => {
+            drop(span);
+            Err(failure)
+        }
         Err(e) => {
-            let failure = span_failure(&span, budget).unwrap_or_else(|| sandbox_failure(e));
+            let failure = span_failure(&span, budget).unwrap_or_else(|| sqlite_failure(e));
             span.finish();
             Err(failure)
         }
     }
-}
-
-/// How a statement's run ended.
-enum Outcome<T> {
-    /// sqlx finished with it: nothing of it is still queued or running.
-    Done(Result<T, DbFailure>),
-    /// It was given up while sqlx's worker may still hold it (a timeout, a
-    /// result too large): the span must poison the connection.
-    Abandoned(DbFailure),
-}
-
-/// Ends a statement's span and words its failure: a refusal by the
-/// authorizer, the deadline, or SQLite's own error. An abandoned statement
-/// leaves its span unfinished, which poisons the connection (see
-/// [`sandbox`]).
-fn finish<T>(span: ArmedSpan, outcome: Outcome<T>, timeout: Duration) -> Result<T, DbFailure> {
-    let result = match outcome {
-        Outcome::Abandoned(failure) => {
-            drop(span);
-            return Err(failure);
-        }
-        Outcome::Done(result) => result,
-    };
-    let result = result.map_err(|e| span_failure(&span, timeout).unwrap_or(e));
-    span.finish();
-    result
 }
 
 /// What a failed statement's span says of it: the authorizer's refusal, or
@@ -381,45 +358,16 @@ fn sandbox_failure(error: SandboxError) -> DbFailure {
     }
 }
 
-async fn fetch_rows(
-    tx: &mut Transaction<'static, Sqlite>,
-    statement: &RewrittenStatement,
-    columns: Vec<String>,
-    params: Vec<SqlValue>,
-    (timeout, remaining): (Duration, Duration),
-) -> Outcome<Rows> {
-    let query = sqlx::query_with(&statement.sql, bind(params)).persistent(false);
-    let mut stream = query.fetch(&mut **tx);
-    // Err(Ok(failure)): sqlx reported the failure and is done with the
-    // statement; Err(Err(failure)): the host stopped reading mid-way.
-    let work = async {
-        use futures_util::StreamExt;
-        let mut rows = Rows {
-            columns,
-            rows: Vec::new(),
-        };
-        let mut bytes = 0usize;
-        while let Some(row) = stream.next().await {
-            let row = row.map_err(|e| Ok(map_error(e)))?;
-            if rows.rows.len() == MAX_ROWS {
-                return Err(Err(DbFailure::TooManyRows));
-            }
-            let values = decode_row(&row).map_err(Err)?;
-            bytes = bytes.saturating_add(values.iter().map(SqlValue::size).sum::<usize>());
-            if bytes > MAX_RESULT_BYTES {
-                return Err(Err(DbFailure::ResultTooLarge));
-            }
-            rows.rows.push(values);
+/// Words SQLite's failure of a module statement as the module learns it.
+fn sqlite_failure(error: SandboxError) -> DbFailure {
+    match error {
+        SandboxError::Sqlite { code, message }
+            if code & 0xff == libsqlite3_sys::SQLITE_CONSTRAINT =>
+        {
+            DbFailure::Constraint(message)
         }
-        Ok(rows)
-    };
-    let rows = match tokio::time::timeout(remaining + ABANDON_GRACE, work).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(Ok(failure))) => return Outcome::Done(Err(failure)),
-        Ok(Err(Err(failure))) => return Outcome::Abandoned(failure),
-        Err(_) => return Outcome::Abandoned(DbFailure::Timeout(timeout)),
-    };
-    Outcome::Done(Ok(rows))
+        other => sandbox_failure(other),
+    }
 }
 
 /// Checks a migration's SQL against `scope` as [`run_migration`] would
@@ -461,45 +409,21 @@ pub async fn run_migration(
     )
     .await?;
     let ddl = Arc::new(scope.policy(true));
-    let dml = Arc::new(scope.policy(false));
+    let dml = scope.runtime_policy().clone();
     let mut guard = None;
-    for statement in statements {
+    for statement in statements.iter() {
         let policy = if statement.is_ddl { &ddl } else { &dml };
-        let (span, _) = arm(
+        run_armed(
             tx,
             &mut guard,
             policy.clone(),
             (deadline, timeout),
             &statement.sql,
+            &[],
         )
         .await?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let query = sqlx::query(&statement.sql).persistent(false);
-        let outcome =
-            match tokio::time::timeout(remaining + ABANDON_GRACE, query.execute(&mut **tx)).await {
-                Ok(result) => Outcome::Done(result.map(|_| ()).map_err(map_error)),
-                Err(_) => Outcome::Abandoned(DbFailure::Timeout(timeout)),
-            };
-        finish(span, outcome, timeout)?;
     }
     Ok(())
-}
-
-/// Binds module values as statement arguments.
-pub fn bind(params: Vec<SqlValue>) -> SqliteArguments<'static> {
-    use sqlx::Arguments;
-    let mut args = SqliteArguments::default();
-    for value in params {
-        // Adding a value to SQLite arguments cannot fail for these types.
-        let _ = match value {
-            SqlValue::Null => args.add(Option::<i64>::None),
-            SqlValue::Integer(v) => args.add(v),
-            SqlValue::Real(v) => args.add(v),
-            SqlValue::Text(v) => args.add(v),
-            SqlValue::Blob(v) => args.add(v),
-        };
-    }
-    args
 }
 
 /// Decodes a row by the storage class of each value.

@@ -11,7 +11,9 @@
 //!   function, PRAGMA, ATTACH/DETACH, DDL and transaction statement — for
 //!   what SQLite actually compiled, not for what our parser thought the text
 //!   said;
-//! - a **progress handler** interrupts a module statement at its deadline;
+//! - a **progress handler** interrupts a module statement at its deadline,
+//!   and a **busy handler** stops it waiting for a lock there (host
+//!   statements wait [`HOST_BUSY_TIMEOUT`], as on every host database);
 //! - **limits**: no attached databases, bounded value, SQL and expression
 //!   sizes ([`LIMITS`]);
 //! - **configuration**: defensive mode, untrusted schema, no extension
@@ -31,12 +33,15 @@
 //! authorizer; setting one through the C API keeps one connection, one
 //! transaction and one driver.
 //!
-//! Cancellation: when a call is dropped while one of its statements is in
-//! flight, sqlx's worker may still prepare or step that statement after the
-//! future is gone. The span therefore never returns to idle on drop: it
-//! *poisons* the guard, which denies everything but a `ROLLBACK` and
-//! interrupts whatever runs, and the pool closes a poisoned connection
-//! instead of reusing it ([`is_clean`]).
+//! Cancellation: a module statement runs to its end on the calling thread
+//! while that thread holds the connection's lock (`statement.rs`), so a
+//! dropped call leaves none of its statements in flight. A span still never
+//! returns to idle on drop — a statement the host stopped reading part-way
+//! (too many rows) or a panic mid-statement leaves the connection in a
+//! state the call cannot vouch for: dropping the span *poisons* the guard,
+//! which denies everything but a `ROLLBACK` and interrupts whatever runs,
+//! and the pool closes a poisoned connection instead of reusing it
+//! ([`is_clean`]).
 
 use std::collections::HashSet;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -48,6 +53,11 @@ use libsqlite3_sys as ffi;
 
 /// The name of the guard in the connection's client data.
 const CLIENT_DATA: &CStr = c"souk.sandbox.guard";
+
+/// How long a host statement on a tenant connection waits for another
+/// connection's lock: the busy timeout every host database has
+/// (`control_plane::sqlite_options`).
+pub const HOST_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// SQLite virtual-machine steps between deadline checks.
 const PROGRESS_OPS: c_int = 10_000;
@@ -657,6 +667,38 @@ impl Guard {
         allowed
     }
 
+    /// Sleeps a little and answers whether SQLite should try the lock
+    /// again, after `count` earlier tries: a module statement waits until
+    /// its deadline, a host statement about [`HOST_BUSY_TIMEOUT`], a
+    /// poisoned connection not at all.
+    fn wait_for_lock(&self, count: c_int) -> bool {
+        let pause = |millis: u64| std::time::Duration::from_millis(millis);
+        // 1 ms for the first tries (locks are usually held briefly), then
+        // 10 ms.
+        let (nap, waited) = if count < 10 {
+            (pause(1), pause(u64::try_from(count).unwrap_or(0)))
+        } else {
+            (
+                pause(10),
+                pause(10 + (u64::try_from(count).unwrap_or(0) - 10) * 10),
+            )
+        };
+        let nap = match &*self.state() {
+            State::Poisoned => return false,
+            State::Idle if waited >= HOST_BUSY_TIMEOUT => return false,
+            State::Idle => nap,
+            State::Armed { deadline, .. } => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                nap.min(left)
+            }
+        };
+        std::thread::sleep(nap);
+        true
+    }
+
     fn should_interrupt(&self) -> bool {
         match &*self.state() {
             State::Idle => false,
@@ -751,6 +793,12 @@ pub fn harden(db: NonNull<ffi::sqlite3>) -> Result<(), SandboxError> {
             (ffi::SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0),
             (ffi::SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0),
             (ffi::SQLITE_DBCONFIG_WRITABLE_SCHEMA, 0),
+            // A tenant database is closed whenever it leaves the host's open
+            // set (`--open-tenants`) and opened again on its next request:
+            // closing must not checkpoint (and fsync) the WAL each time.
+            // The WAL keeps what was committed; a later commit's automatic
+            // checkpoint moves it into the database file.
+            (ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1),
         ] {
             let mut now: c_int = -1;
             let rc = ffi::sqlite3_db_config(db, op, value, &mut now as *mut c_int);
@@ -760,6 +808,21 @@ pub fn harden(db: NonNull<ffi::sqlite3>) -> Result<(), SandboxError> {
                     message: format!("sqlite3_db_config({op}) was refused"),
                 });
             }
+        }
+        // Keep the WAL file when the last connection closes, so reopening
+        // does not delete and create it again.
+        let mut persist: c_int = 1;
+        let rc = ffi::sqlite3_file_control(
+            db,
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut persist as *mut c_int).cast::<c_void>(),
+        );
+        if rc != ffi::SQLITE_OK {
+            return Err(SandboxError::Sqlite {
+                code: rc,
+                message: "SQLITE_FCNTL_PERSIST_WAL was refused".into(),
+            });
         }
         let guard = Arc::new(Guard::new());
         // The connection holds one strong reference, released by
@@ -781,6 +844,15 @@ pub fn harden(db: NonNull<ffi::sqlite3>) -> Result<(), SandboxError> {
             });
         }
         ffi::sqlite3_progress_handler(db, PROGRESS_OPS, Some(progress), raw);
+        // Replaces the connection's busy timeout: a module statement runs on
+        // the calling thread and must not wait for a lock past its deadline.
+        let rc = ffi::sqlite3_busy_handler(db, Some(busy), raw);
+        if rc != ffi::SQLITE_OK {
+            return Err(SandboxError::Sqlite {
+                code: rc,
+                message: "sqlite3_busy_handler failed".into(),
+            });
+        }
     }
     Ok(())
 }
@@ -829,90 +901,6 @@ pub fn is_clean(db: NonNull<ffi::sqlite3>) -> bool {
     guard(db).is_ok_and(|g| g.is_idle())
 }
 
-/// Prepares `sql` (with the authorizer consulted as for the real run),
-/// checks that it is exactly one statement, and returns the names of its
-/// result columns; nothing is executed.
-///
-/// # Errors
-/// [`SandboxError::Sqlite`] with SQLite's code and message (`SQLITE_AUTH`
-/// for a refusal), [`SandboxError::Empty`], [`SandboxError::Multiple`].
-pub fn check_one_statement(
-    db: NonNull<ffi::sqlite3>,
-    sql: &str,
-) -> Result<Vec<String>, SandboxError> {
-    let db = db.as_ptr();
-    let bytes = sql.as_bytes();
-    let mut offset = 0;
-    let mut statements = 0;
-    let mut columns = Vec::new();
-    while offset < bytes.len() {
-        let rest = &bytes[offset..];
-        let len = c_int::try_from(rest.len()).map_err(|_| SandboxError::Sqlite {
-            code: ffi::SQLITE_TOOBIG,
-            message: "statement too long".into(),
-        })?;
-        let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
-        let mut tail: *const c_char = std::ptr::null();
-        // SAFETY: `rest` is valid for `len` bytes and outlives the call; the
-        // caller holds the connection's lock; `stmt` is finalized below.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v3(
-                db,
-                rest.as_ptr().cast::<c_char>(),
-                len,
-                0,
-                &mut stmt,
-                &mut tail,
-            )
-        };
-        if rc != ffi::SQLITE_OK {
-            // SAFETY: as above; the message is copied before the next call.
-            let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
-                .to_string_lossy()
-                .into_owned();
-            return Err(if statements > 0 {
-                SandboxError::Multiple
-            } else {
-                SandboxError::Sqlite { code: rc, message }
-            });
-        }
-        if !stmt.is_null() {
-            // SAFETY: `stmt` came from the successful prepare above; column
-            // names are copied before it is finalized.
-            unsafe {
-                for i in 0..ffi::sqlite3_column_count(stmt) {
-                    let name = ffi::sqlite3_column_name(stmt, i);
-                    columns.push(if name.is_null() {
-                        String::new()
-                    } else {
-                        CStr::from_ptr(name).to_string_lossy().into_owned()
-                    });
-                }
-                ffi::sqlite3_finalize(stmt);
-            }
-            statements += 1;
-            if statements > 1 {
-                return Err(SandboxError::Multiple);
-            }
-        }
-        let consumed = if tail.is_null() {
-            rest.len()
-        } else {
-            // SAFETY: SQLite sets `tail` to a point inside `rest`.
-            usize::try_from(unsafe { tail.offset_from(rest.as_ptr().cast::<c_char>()) })
-                .unwrap_or(rest.len())
-        };
-        if consumed == 0 {
-            break;
-        }
-        offset += consumed;
-    }
-    if statements == 0 {
-        return Err(SandboxError::Empty);
-    }
-    Ok(columns)
-}
-
 /// Frees the connection's reference to its guard (SQLite calls this when
 /// the connection closes).
 unsafe extern "C" fn release_guard(raw: *mut c_void) {
@@ -959,6 +947,17 @@ unsafe extern "C" fn authorize(
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.authorize(&request))) {
         Ok(true) => ffi::SQLITE_OK,
         _ => ffi::SQLITE_DENY,
+    }
+}
+
+/// SQLite's busy handler on a hardened connection: asked whether to keep
+/// waiting for another connection's lock after `count` earlier waits.
+unsafe extern "C" fn busy(user: *mut c_void, count: c_int) -> c_int {
+    // SAFETY: as for `authorize`.
+    let guard = unsafe { &*user.cast_const().cast::<Guard>() };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.wait_for_lock(count))) {
+        Ok(true) => 1,
+        _ => 0,
     }
 }
 

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use souk_module_registry::{Manifest, Slug, TableName};
 use sqlparser::ast::{
@@ -46,7 +47,7 @@ pub enum SqlRefusal {
 }
 
 /// Where a statement comes from, which decides what it may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatementSource {
     /// A module call at run time: one DML statement or query.
     Runtime,
@@ -62,6 +63,12 @@ pub struct SqlScope {
     prefix: String,
     /// Dependency slug (as written in SQL, `_` or `-`) -> exported tables.
     readable: BTreeMap<String, (Slug, Vec<TableName>)>,
+    /// Everything [`SqlScope::rewrite`]'s answer depends on, as text: two
+    /// scopes with the same key rewrite every text alike, so rewrites are
+    /// cached under it (`super::rewrite_cache`).
+    key: Arc<str>,
+    /// The authorizer's policy for runtime statements, built once.
+    runtime_policy: Arc<Policy>,
 }
 
 /// The longest SQL text [`SqlScope::rewrite`] accepts, in bytes as the
@@ -117,11 +124,33 @@ impl SqlScope {
                 (dep.slug.clone(), tables),
             );
         }
+        let mut key = manifest.slug.as_str().to_owned();
+        for (written, (slug, tables)) in &readable {
+            key.push_str(&format!("\n{written}={slug}:"));
+            for table in tables {
+                key.push_str(&format!("{table},"));
+            }
+        }
+        let prefix = manifest.slug.table_prefix();
+        let runtime_policy = Arc::new(policy_of(&prefix, &readable, false));
         SqlScope {
-            prefix: manifest.slug.table_prefix(),
+            prefix,
             slug: manifest.slug.clone(),
             readable,
+            key: key.into(),
+            runtime_policy,
         }
+    }
+
+    /// What this scope's rewrites depend on (see the field's docs).
+    pub fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+
+    /// The policy of [`SqlScope::policy`] without DDL, built once with the
+    /// scope: the one every runtime statement runs under.
+    pub fn runtime_policy(&self) -> &Arc<Policy> {
+        &self.runtime_policy
     }
 
     /// The physical name of one of this module's tables.
@@ -243,11 +272,7 @@ impl SqlScope {
     /// with `ddl`, for a migration's DDL statement (see [`super::sandbox`]);
     /// without, for everything else (a migration's DML included).
     pub fn policy(&self, ddl: bool) -> Policy {
-        let readable = self.readable.values().flat_map(|(slug, tables)| {
-            let prefix = slug.table_prefix();
-            tables.iter().map(move |t| format!("{prefix}{t}"))
-        });
-        Policy::new(&self.prefix, readable, ddl)
+        policy_of(&self.prefix, &self.readable, ddl)
     }
 
     fn own(&self, name: &ObjectName, what: &str) -> Result<String, SqlRefusal> {
@@ -451,6 +476,20 @@ pub struct RewrittenStatement {
     pub is_insert: bool,
     /// Whether it is DDL (only ever from a migration).
     pub is_ddl: bool,
+}
+
+/// The authorizer's policy for a module with table `prefix` that may read
+/// `readable`.
+fn policy_of(
+    prefix: &str,
+    readable: &BTreeMap<String, (Slug, Vec<TableName>)>,
+    ddl: bool,
+) -> Policy {
+    let readable = readable.values().flat_map(|(slug, tables)| {
+        let prefix = slug.table_prefix();
+        tables.iter().map(move |t| format!("{prefix}{t}"))
+    });
+    Policy::new(prefix, readable, ddl)
 }
 
 enum Resolved {

@@ -4,6 +4,7 @@
 //! at its deadline.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use souk_module_registry::Manifest;
@@ -119,7 +120,7 @@ async fn run_one(
     log: bool,
 ) -> (Result<String, DbFailure>, Vec<LoggedRequest>) {
     let tx = f.pool.begin().await.unwrap();
-    let mut db = ModuleDb::new(f.cards.clone(), tx, Duration::from_millis(500));
+    let mut db = ModuleDb::new(Arc::new(f.cards.clone()), tx, Duration::from_millis(500));
     let guard = if log {
         let tx = db.host_connection().unwrap();
         let mut handle = tx.lock_handle().await.unwrap();

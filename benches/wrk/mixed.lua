@@ -1,0 +1,53 @@
+-- wrk script for scripts/bench's goal P6: a mixed read load across many
+-- tenants. Its argument (after `--`) is a file of lines `token path`, one per
+-- tenant and route; each wrk thread walks the whole list from its own random
+-- starting point, so every line is requested equally often and every
+-- tenant is touched in each pass. Prints the same SOUK_WRK line as
+-- report.lua at the end.
+local requests = {}
+local next_index = 1
+local thread_count = 0
+
+function setup(thread)
+  thread_count = thread_count + 1
+  thread:set("thread_number", thread_count)
+end
+
+function init(args)
+  local file = args[1]
+  if file == nil then
+    error("mixed.lua needs a file of `token path` lines")
+  end
+  for line in io.lines(file) do
+    local token, path = line:match("^(%S+)%s+(%S+)$")
+    if token ~= nil then
+      requests[#requests + 1] =
+        wrk.format("GET", path, { ["Authorization"] = "Bearer " .. token })
+    end
+  end
+  if #requests == 0 then
+    error("no `token path` lines in " .. file)
+  end
+  math.randomseed(os.time() + 7919 * (thread_number or 1))
+  next_index = math.random(#requests)
+end
+
+function request()
+  local r = requests[next_index]
+  next_index = next_index + 1
+  if next_index > #requests then
+    next_index = 1
+  end
+  return r
+end
+
+function done(summary, latency, requests)
+  local secs = summary.duration / 1e6
+  io.write(string.format(
+    "SOUK_WRK requests=%d duration_s=%.3f rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f non2xx=%d connect_err=%d read_err=%d write_err=%d timeout_err=%d\n",
+    summary.requests, secs, summary.requests / secs,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000,
+    summary.errors.status, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout))
+end
