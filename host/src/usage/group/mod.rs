@@ -95,8 +95,8 @@ pub trait GroupHost: Send + Sync + 'static {
     /// loading the grant meets.
     fn prepare<'a>(&'a self, tenant: &'a Tenant, module: &'a str) -> HostFuture<'a, ()>;
 
-    /// The tenant's database (asked when a writer needs a connection: at
-    /// its first group, and after a group failed).
+    /// The tenant's database, asked once per group (a writer keeps one
+    /// connection of it while it is busy).
     ///
     /// # Errors
     /// When it cannot be opened.
@@ -389,18 +389,18 @@ async fn write_group(
     let unprepared = prepare(host, tenant, group).await;
     let fail_all =
         |error: &SoukError| -> Vec<Readings> { group.iter().map(|_| Err(copy(error))).collect() };
+    // Asked every group, so a busy tenant stays recently used among the
+    // open databases; a connection is acquired only when none is held.
+    let pool = match host.database(tenant).await {
+        Ok(pool) => pool,
+        Err(error) => return fail_all(&error),
+    };
     let conn = match held {
         Some(conn) => conn,
-        None => {
-            let acquired = match host.database(tenant).await {
-                Ok(pool) => pool.acquire().await.map_err(SoukError::from),
-                Err(error) => Err(error),
-            };
-            match acquired {
-                Ok(conn) => held.insert(conn),
-                Err(error) => return fail_all(&error),
-            }
-        }
+        None => match pool.acquire().await {
+            Ok(conn) => held.insert(conn),
+            Err(error) => return fail_all(&error.into()),
+        },
     };
     let now = host.now();
     let engine = host.engine();
