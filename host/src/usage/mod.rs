@@ -178,11 +178,13 @@ impl Usage<'_> {
     /// [`SoukError::NotFound`] when the module is not installed; as
     /// [`Usage::ensure_grant`].
     pub async fn prepare(&self, tenant: &Tenant, module: &str) -> Result<(), SoukError> {
-        let installation = {
-            let mut conn = self.control.pool().acquire().await?;
-            installations::find(&mut conn, &tenant.id, module).await?
-        }
-        .ok_or_else(|| not_installed(module))?;
+        // The control plane's cached read, as the request path's: current
+        // with every write, this process's or another's.
+        let installation = self
+            .control
+            .installation(&tenant.id, module)
+            .await?
+            .ok_or_else(|| not_installed(module))?;
         self.ensure_grant(tenant, &installation).await?;
         Ok(())
     }
