@@ -32,13 +32,12 @@
 use std::sync::OnceLock;
 
 use souk_module_registry::{Manifest, Route, RouteLookup};
-use sqlx::{Sqlite, Transaction};
 
 use crate::auth::Principal;
 use crate::billing::service::Billing;
 use crate::capabilities::CallState;
 use crate::capabilities::context::CallContext;
-use crate::capabilities::db::ModuleDb;
+use crate::capabilities::db::{CallTransaction, ModuleDb};
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
@@ -193,9 +192,11 @@ impl Dispatcher<'_> {
     }
 
     /// Step 4: the component, the module's scope, the transaction and the
-    /// call's state. Reads take a deferred transaction; writes — and
-    /// `metered` routes, which write their usage event — take the write lock
-    /// up front, so two writers queue instead of failing on lock upgrade.
+    /// call's state. Reads take a deferred transaction, begun with their
+    /// first statement and committed only if they wrote
+    /// ([`CallTransaction::deferred`]); writes — and `metered` routes, which
+    /// write their usage event — take the write lock up front, so two
+    /// writers queue instead of failing on lock upgrade.
     async fn prepare(
         &self,
         target: &Target,
@@ -208,10 +209,10 @@ impl Dispatcher<'_> {
         let scope = self.installer.scope_for(&target.tenant, manifest).await?;
         let pool = self.tenancy.database(&target.tenant).await?;
         let reads_only = matches!(request.method.as_str(), "GET" | "HEAD") && !metered;
-        let tx: Transaction<'static, Sqlite> = if reads_only {
-            pool.begin().await?
+        let tx = if reads_only {
+            CallTransaction::deferred(pool.acquire().await?)
         } else {
-            pool.begin_with("BEGIN IMMEDIATE").await?
+            CallTransaction::Open(pool.begin_with("BEGIN IMMEDIATE").await?)
         };
         let limits = self.runtime.limits();
         let context = CallContext {
@@ -228,7 +229,7 @@ impl Dispatcher<'_> {
         );
         let state = CallState::for_request(
             context,
-            ModuleDb::new(scope, tx, limits.call_timeout),
+            ModuleDb::with(scope, tx, limits.call_timeout),
             entitlements,
             limits.memory_bytes,
         );
@@ -289,7 +290,7 @@ fn match_route<'m>(
 /// transaction rolls back when sqlx drops it, the usage is undone in
 /// memory, the meter unit is given back.
 struct Settlement<'a> {
-    tx: Option<Transaction<'static, Sqlite>>,
+    tx: Option<CallTransaction>,
     usage: Option<CallEntitlements>,
     meter: Option<MeterHold<'a>>,
 }
@@ -344,11 +345,15 @@ impl<'a> Settlement<'a> {
         if !(200..300).contains(&status) {
             self.meter = None;
         }
-        if let Some(hold) = self.meter.as_mut()
-            && let Err(e) = hold.write(&mut tx).await
-        {
-            tx.rollback().await?;
-            return Err(SoukError::Internal(anyhow::anyhow!("metering: {e}")));
+        if let Some(hold) = self.meter.as_mut() {
+            let written = match tx.for_host_write().await {
+                Ok(conn) => hold.write(conn).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = written {
+                tx.rollback().await?;
+                return Err(SoukError::Internal(anyhow::anyhow!("metering: {e}")));
+            }
         }
         tx.commit().await?;
         if let Some(hold) = self.meter.take() {

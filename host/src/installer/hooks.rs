@@ -9,7 +9,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::Installer;
 use crate::capabilities::CallState;
 use crate::capabilities::context::CallContext;
-use crate::capabilities::db::{ModuleDb, SqlScope};
+use crate::capabilities::db::{CallTransaction, ModuleDb, SqlScope};
 use crate::catalog::ResolvedVersion;
 use crate::error::SoukError;
 use crate::runtime::{LoadedModule, Migration};
@@ -163,8 +163,12 @@ impl Installer<'_> {
             }
         }
         let mut state = call.into_state();
-        state.db.take_transaction().ok_or_else(|| {
-            SoukError::Internal(anyhow::anyhow!("the {name} hook lost its transaction"))
-        })
+        state
+            .db
+            .take_transaction()
+            .and_then(CallTransaction::into_open)
+            .ok_or_else(|| {
+                SoukError::Internal(anyhow::anyhow!("the {name} hook lost its transaction"))
+            })
     }
 }

@@ -33,7 +33,9 @@ pub mod scoped_sql;
 mod statement;
 #[cfg(test)]
 mod tests;
+pub mod transaction;
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction, TypeInfo, ValueRef};
 use wasmtime::component::{HasData, Linker};
 
 pub use scoped_sql::{RewrittenStatement, SqlRefusal, SqlScope, StatementSource};
+pub use transaction::CallTransaction;
 
 use rewrite_cache::{Lookup, RewriteCache};
 use statement::Ran;
@@ -158,7 +161,7 @@ pub enum DbFailure {
 pub struct ModuleDb {
     scope: Option<Arc<SqlScope>>,
     policy: Arc<Policy>,
-    tx: Option<Transaction<'static, Sqlite>>,
+    tx: Option<CallTransaction>,
     guard: Option<Arc<Guard>>,
     timeout: Duration,
     /// The end of the call this handle serves: no statement runs past it.
@@ -185,6 +188,12 @@ impl ModuleDb {
     /// starts now: every statement is interrupted at the call's end, so a
     /// statement begun late cannot hold the tenant's lock past it.
     pub fn new(scope: Arc<SqlScope>, tx: Transaction<'static, Sqlite>, timeout: Duration) -> Self {
+        Self::with(scope, CallTransaction::Open(tx), timeout)
+    }
+
+    /// As [`ModuleDb::new`], in `tx` however it was begun (a read request's
+    /// [`CallTransaction::deferred`] included).
+    pub fn with(scope: Arc<SqlScope>, tx: CallTransaction, timeout: Duration) -> Self {
         ModuleDb {
             policy: scope.runtime_policy().clone(),
             scope: Some(scope),
@@ -198,12 +207,20 @@ impl ModuleDb {
     /// The call's transaction for the host's own bookkeeping (usage
     /// counters) in the same transaction as the module's writes; unscoped,
     /// so never handed to module code. `None` for a detached handle.
-    pub fn host_connection(&mut self) -> Option<&mut sqlx::SqliteConnection> {
-        self.tx.as_deref_mut()
+    ///
+    /// # Errors
+    /// The database's error beginning a deferred transaction.
+    pub async fn host_connection(
+        &mut self,
+    ) -> Option<Result<&mut sqlx::SqliteConnection, sqlx::Error>> {
+        match self.tx.as_mut() {
+            Some(tx) => Some(tx.for_host_write().await),
+            None => None,
+        }
     }
 
     /// Takes the transaction back (to commit, roll back or continue with it).
-    pub fn take_transaction(&mut self) -> Option<Transaction<'static, Sqlite>> {
+    pub fn take_transaction(&mut self) -> Option<CallTransaction> {
         self.tx.take()
     }
 
@@ -215,15 +232,26 @@ impl ModuleDb {
         };
         let statements = rewrite(scope.clone(), sql.to_owned(), StatementSource::Runtime).await?;
         let statement = statements.first().ok_or(DbFailure::Unavailable)?;
-        let executed = run_armed(
-            tx,
+        let (conn, must_begin) = tx.for_statement();
+        let mut handle = conn.lock_handle().await.map_err(map_error)?;
+        let db = handle.as_raw_handle();
+        if must_begin {
+            // A deferred BEGIN takes no lock and never waits; run with the
+            // guard idle, as the host's own statement.
+            sandbox::exec_host(db, c"BEGIN").map_err(sandbox_failure)?;
+        }
+        let executed = run_locked(
+            db,
             &mut self.guard,
             self.policy.clone(),
             (self.deadline, self.timeout),
             &statement.sql,
             params,
-        )
-        .await?;
+        );
+        let wrote = sandbox::writes_pending(db);
+        drop(handle);
+        tx.mark(must_begin, wrote);
+        let executed = executed?;
         Ok(Executed {
             last_insert: executed.last_insert.filter(|_| statement.is_insert),
             ..executed
@@ -302,7 +330,25 @@ async fn run_armed(
     params: &[SqlValue],
 ) -> Result<Executed, DbFailure> {
     let mut handle = conn.lock_handle().await.map_err(map_error)?;
-    let db = handle.as_raw_handle();
+    run_locked(
+        handle.as_raw_handle(),
+        cached,
+        policy,
+        (deadline, budget),
+        sql,
+        params,
+    )
+}
+
+/// [`run_armed`] on a connection whose lock the caller holds.
+fn run_locked(
+    db: NonNull<libsqlite3_sys::sqlite3>,
+    cached: &mut Option<Arc<Guard>>,
+    policy: Arc<Policy>,
+    (deadline, budget): (Instant, Duration),
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<Executed, DbFailure> {
     let guard = match cached {
         Some(guard) => guard.clone(),
         None => {

@@ -41,7 +41,7 @@
 //! state the call cannot vouch for: dropping the span *poisons* the guard,
 //! which denies everything but a `ROLLBACK` and interrupts whatever runs,
 //! and the pool closes a poisoned connection instead of reusing it
-//! ([`is_clean`]).
+//! ([`release`]).
 
 use std::collections::HashSet;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -870,8 +870,9 @@ pub fn pool_options() -> sqlx::sqlite::SqlitePoolOptions {
         })
         .after_release(|conn, _| {
             Box::pin(async move {
+                let sqlx_transaction = sqlx::Connection::is_in_transaction(&*conn);
                 let mut handle = conn.lock_handle().await?;
-                Ok(is_clean(handle.as_raw_handle()))
+                Ok(release(handle.as_raw_handle(), !sqlx_transaction))
             })
         })
 }
@@ -897,8 +898,70 @@ pub fn guard(db: NonNull<ffi::sqlite3>) -> Result<Arc<Guard>, SandboxError> {
 }
 
 /// Whether a connection may go back into the pool: hardened and idle.
-pub fn is_clean(db: NonNull<ffi::sqlite3>) -> bool {
-    guard(db).is_ok_and(|g| g.is_idle())
+///
+/// With `end_transaction` (sqlx began no transaction on it), a transaction
+/// left open — a read request's deferred one, ended here rather than by a
+/// round trip of its own (see `transaction.rs`) — is rolled back first,
+/// and a connection where that fails is not clean. A transaction sqlx
+/// began is sqlx's to end: its rollback may still be queued for the
+/// connection's worker behind this hook, and ending it here would make
+/// that rollback fail and leave sqlx counting a transaction that is gone.
+pub fn release(db: NonNull<ffi::sqlite3>, end_transaction: bool) -> bool {
+    if !guard(db).is_ok_and(|g| g.is_idle()) {
+        return false;
+    }
+    if !end_transaction {
+        return true;
+    }
+    // SAFETY: the caller holds the connection's lock.
+    let in_transaction = unsafe { ffi::sqlite3_get_autocommit(db.as_ptr()) } == 0;
+    !in_transaction || exec_host(db, c"ROLLBACK").is_ok()
+}
+
+/// Runs one of the host's own fixed statements (`BEGIN`, `ROLLBACK`) on a
+/// connection whose lock the caller holds, with the guard as it is (idle:
+/// the host's trust).
+///
+/// # Errors
+/// [`SandboxError::Sqlite`] with SQLite's code and message.
+pub fn exec_host(db: NonNull<ffi::sqlite3>, sql: &CStr) -> Result<(), SandboxError> {
+    let mut message: *mut c_char = std::ptr::null_mut();
+    // SAFETY: the caller holds the connection's lock; `sql` is
+    // NUL-terminated; SQLite's message is copied and freed below.
+    let rc = unsafe {
+        ffi::sqlite3_exec(
+            db.as_ptr(),
+            sql.as_ptr(),
+            None,
+            std::ptr::null_mut(),
+            &mut message,
+        )
+    };
+    if rc == ffi::SQLITE_OK {
+        return Ok(());
+    }
+    // SAFETY: a non-null message was allocated by SQLite for this call.
+    let text = unsafe {
+        if message.is_null() {
+            format!("SQLite error {rc}")
+        } else {
+            let text = CStr::from_ptr(message).to_string_lossy().into_owned();
+            ffi::sqlite3_free(message.cast::<c_void>());
+            text
+        }
+    };
+    Err(SandboxError::Sqlite {
+        code: rc,
+        message: text,
+    })
+}
+
+/// Whether the connection's open transaction has written (so it must be
+/// committed, not just let go). The caller holds the connection's lock.
+pub fn writes_pending(db: NonNull<ffi::sqlite3>) -> bool {
+    // SAFETY: the caller holds the connection's lock; a null schema name
+    // asks about every attached database (only `main` here).
+    unsafe { ffi::sqlite3_txn_state(db.as_ptr(), std::ptr::null()) == ffi::SQLITE_TXN_WRITE }
 }
 
 /// Frees the connection's reference to its guard (SQLite calls this when

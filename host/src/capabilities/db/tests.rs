@@ -122,7 +122,7 @@ async fn run_one(
     let tx = f.pool.begin().await.unwrap();
     let mut db = ModuleDb::new(Arc::new(f.cards.clone()), tx, Duration::from_millis(500));
     let guard = if log {
-        let tx = db.host_connection().unwrap();
+        let tx = db.host_connection().await.unwrap().unwrap();
         let mut handle = tx.lock_handle().await.unwrap();
         let guard = sandbox::guard(handle.as_raw_handle()).unwrap();
         guard.start_log();
@@ -477,4 +477,93 @@ async fn generated_statements_never_leave_their_scope() {
         }
         assert_eq!(outside_state(&f.pool).await, before, "case {i}: {sql}");
     }
+}
+
+/// Whether every connection of the fixture's pool (two) is outside a
+/// transaction.
+async fn pool_is_out_of_transactions(pool: &SqlitePool) -> bool {
+    let mut a = pool.acquire().await.unwrap();
+    let mut b = pool.acquire().await.unwrap();
+    let mut clean = true;
+    for conn in [&mut a, &mut b] {
+        let mut handle = conn.lock_handle().await.unwrap();
+        // SAFETY: the lock is held.
+        clean &=
+            unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) } != 0;
+    }
+    clean
+}
+
+async fn deferred(f: &Fixture) -> ModuleDb {
+    let conn = f.pool.acquire().await.unwrap();
+    ModuleDb::with(
+        Arc::new(f.cards.clone()),
+        CallTransaction::deferred(conn),
+        Duration::from_millis(500),
+    )
+}
+
+#[tokio::test]
+async fn a_deferred_read_needs_no_commit_and_its_connection_comes_back_out_of_its_transaction() {
+    let f = fixture().await;
+    let mut db = deferred(&f).await;
+    let rows = db
+        .query("SELECT count(*) FROM membership.members", vec![])
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, vec![vec![SqlValue::Integer(2)]]);
+    let tx = db.take_transaction().unwrap();
+    assert!(matches!(
+        tx,
+        CallTransaction::Deferred {
+            begun: true,
+            wrote: false,
+            ..
+        }
+    ));
+    tx.commit().await.unwrap();
+    assert!(pool_is_out_of_transactions(&f.pool).await);
+}
+
+#[tokio::test]
+async fn a_deferred_write_is_kept_only_when_committed() {
+    let f = fixture().await;
+    let count = |f: &Fixture| {
+        let pool = f.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cards__cards WHERE label = 'kept'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Dropped without a commit (a failed call): the release rolls it back.
+    let mut db = deferred(&f).await;
+    db.execute("INSERT INTO cards (label) VALUES ('kept')", vec![])
+        .await
+        .unwrap();
+    let tx = db.take_transaction().unwrap();
+    assert!(matches!(tx, CallTransaction::Deferred { wrote: true, .. }));
+    tx.rollback().await.unwrap();
+    assert!(pool_is_out_of_transactions(&f.pool).await);
+    assert_eq!(count(&f).await, 0);
+
+    // Committed: kept.
+    let mut db = deferred(&f).await;
+    db.execute("INSERT INTO cards (label) VALUES ('kept')", vec![])
+        .await
+        .unwrap();
+    db.take_transaction().unwrap().commit().await.unwrap();
+    assert_eq!(count(&f).await, 1);
+
+    // Host bookkeeping in a call that only read also counts as a write.
+    let mut db = deferred(&f).await;
+    let conn = db.host_connection().await.unwrap().unwrap();
+    sqlx::query("INSERT INTO cards__cards (label) VALUES ('kept')")
+        .execute(conn)
+        .await
+        .unwrap();
+    db.take_transaction().unwrap().commit().await.unwrap();
+    assert_eq!(count(&f).await, 2);
 }

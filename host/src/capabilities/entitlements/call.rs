@@ -93,9 +93,11 @@ fn signed_quantity(quantity: u64) -> Result<i64, CallUsageError> {
 }
 
 /// The call's transaction, where usage is written beside the module's data.
-fn connection(db: &mut ModuleDb) -> Result<&mut sqlx::SqliteConnection, CallUsageError> {
+async fn connection(db: &mut ModuleDb) -> Result<&mut sqlx::SqliteConnection, CallUsageError> {
     db.host_connection()
-        .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))
+        .await
+        .ok_or_else(|| CallUsageError::Host(anyhow::anyhow!("no transaction for this call")))?
+        .map_err(host)
 }
 
 fn unknown(error: UsageError) -> CallUsageError {
@@ -217,7 +219,7 @@ impl CallEntitlements {
     ) -> Result<Usage, CallUsageError> {
         check_key(idempotency_key)?;
         check_quantity(quantity)?;
-        let conn = connection(db)?;
+        let conn = connection(db).await?;
         let direction = if consume { "consume" } else { "release" };
         if let Some(idem) = idempotency_key
             && usage_db::key_applied(conn, &self.module, key, direction, idem)
@@ -269,7 +271,7 @@ impl CallEntitlements {
     ) -> Result<Usage, CallUsageError> {
         check_key(Some(idempotency_key))?;
         check_quantity(amount)?;
-        let conn = connection(db)?;
+        let conn = connection(db).await?;
         let event = MeterEvent {
             tenant_id: &self.tenant,
             module: &self.module,
