@@ -39,8 +39,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction, TypeInfo, ValueRef};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use wasmtime::component::{HasData, Linker};
 
 pub use scoped_sql::{RewrittenStatement, SqlRefusal, SqlScope, StatementSource};
@@ -470,36 +469,6 @@ pub async fn run_migration(
         .await?;
     }
     Ok(())
-}
-
-/// Decodes a row by the storage class of each value.
-pub fn decode_row(row: &SqliteRow) -> Result<Vec<SqlValue>, DbFailure> {
-    let mut out = Vec::with_capacity(row.len());
-    for i in 0..row.len() {
-        let raw = row.try_get_raw(i).map_err(map_error)?;
-        if raw.is_null() {
-            out.push(SqlValue::Null);
-            continue;
-        }
-        let kind = raw.type_info().name().to_owned();
-        let value = match kind.as_str() {
-            "INTEGER" => SqlValue::Integer(row.try_get_unchecked(i).map_err(map_error)?),
-            "REAL" => SqlValue::Real(row.try_get_unchecked(i).map_err(map_error)?),
-            "BLOB" => SqlValue::Blob(row.try_get_unchecked(i).map_err(map_error)?),
-            // Text is read as its bytes: a value that is not valid UTF-8
-            // (SQLite stores whatever it is given) reaches the module with
-            // U+FFFD in place of the bad bytes instead of failing the query.
-            _ => {
-                let bytes: Vec<u8> = row.try_get_unchecked(i).map_err(map_error)?;
-                SqlValue::Text(match String::from_utf8(bytes) {
-                    Ok(text) => text,
-                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                })
-            }
-        };
-        out.push(value);
-    }
-    Ok(out)
 }
 
 /// Maps a database error to what a module may learn of it.

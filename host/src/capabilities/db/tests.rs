@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use souk_module_registry::Manifest;
-use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool, TypeInfo, ValueRef};
 
 use super::sandbox::{self, Action, LoggedRequest};
 use super::*;
@@ -566,4 +567,35 @@ async fn a_deferred_write_is_kept_only_when_committed() {
         .unwrap();
     db.take_transaction().unwrap().commit().await.unwrap();
     assert_eq!(count(&f).await, 2);
+}
+
+/// Decodes a row by the storage class of each value (to compare the
+/// database's state before and after).
+fn decode_row(row: &SqliteRow) -> Result<Vec<SqlValue>, DbFailure> {
+    let mut out = Vec::with_capacity(row.len());
+    for i in 0..row.len() {
+        let raw = row.try_get_raw(i).map_err(map_error)?;
+        if raw.is_null() {
+            out.push(SqlValue::Null);
+            continue;
+        }
+        let kind = raw.type_info().name().to_owned();
+        let value = match kind.as_str() {
+            "INTEGER" => SqlValue::Integer(row.try_get_unchecked(i).map_err(map_error)?),
+            "REAL" => SqlValue::Real(row.try_get_unchecked(i).map_err(map_error)?),
+            "BLOB" => SqlValue::Blob(row.try_get_unchecked(i).map_err(map_error)?),
+            // Text is read as its bytes: a value that is not valid UTF-8
+            // (SQLite stores whatever it is given) reaches the module with
+            // U+FFFD in place of the bad bytes instead of failing the query.
+            _ => {
+                let bytes: Vec<u8> = row.try_get_unchecked(i).map_err(map_error)?;
+                SqlValue::Text(match String::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                })
+            }
+        };
+        out.push(value);
+    }
+    Ok(out)
 }

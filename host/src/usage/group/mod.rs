@@ -497,7 +497,7 @@ fn copy(error: &SoukError) -> SoukError {
 /// How writing a group went.
 enum Attempt {
     /// Committed: per request, its readings or its own refusal (requests
-    /// skipped for an unprepared module get an empty placeholder).
+    /// skipped for an unprepared module get an empty entry).
     Done(Vec<Readings>),
     /// The tenant database knew a key the engine did not: nothing was
     /// kept; write the group event by event.
