@@ -759,10 +759,14 @@ fn parallel_metered_events_never_exceed_the_allowance() {
     engine.replace_grant("acme", "cards", free(AccessState::Active));
     let at = march().start + Duration::days(1);
     let counted = Arc::new(AtomicUsize::new(0));
+    // Which keys win the 1,000 units is up to the scheduler: remember one
+    // that did.
+    let a_counted_key = Arc::new(std::sync::Mutex::new(None::<String>));
     std::thread::scope(|scope| {
         for thread in 0..8 {
             let engine = engine.clone();
             let counted = counted.clone();
+            let a_counted_key = a_counted_key.clone();
             scope.spawn(move || {
                 for n in 0..500 {
                     let key = format!("{thread}-{n}");
@@ -778,6 +782,7 @@ fn parallel_metered_events_never_exceed_the_allowance() {
                         .is_ok()
                     {
                         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        a_counted_key.lock().unwrap().get_or_insert(key);
                     }
                 }
             });
@@ -794,8 +799,9 @@ fn parallel_metered_events_never_exceed_the_allowance() {
         other => panic!("{other:?}"),
     }
     // A key already counted is answered, not refused.
+    let counted_key = a_counted_key.lock().unwrap().clone().unwrap();
     let again = engine
-        .record_usage_within_allowance("acme", "cards", "qr_scans_per_month", 1, "0-0", at)
+        .record_usage_within_allowance("acme", "cards", "qr_scans_per_month", 1, &counted_key, at)
         .unwrap();
     assert!(!again.counted);
     // Lost access refuses before the allowance is looked at.
