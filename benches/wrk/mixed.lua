@@ -2,8 +2,8 @@
 -- tenants. Its argument (after `--`) is a file of lines `token path`, one per
 -- tenant and route; each wrk thread walks the whole list from its own random
 -- starting point, so every line is requested equally often and every
--- tenant is touched in each pass. Prints the same SOUK_WRK line as
--- report.lua at the end.
+-- tenant is touched in each pass. Prints report.lua's SOUK_WRK line at the
+-- end.
 local requests = {}
 local next_index = 1
 local thread_count = 0
@@ -41,13 +41,7 @@ function request()
   return r
 end
 
-function done(summary, latency, requests)
-  local secs = summary.duration / 1e6
-  io.write(string.format(
-    "SOUK_WRK requests=%d duration_s=%.3f rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f non2xx=%d connect_err=%d read_err=%d write_err=%d timeout_err=%d\n",
-    summary.requests, secs, summary.requests / secs,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
-    latency:percentile(99) / 1000, latency.max / 1000,
-    summary.errors.status, summary.errors.connect, summary.errors.read,
-    summary.errors.write, summary.errors.timeout))
-end
+-- The closing line is report.lua's, loaded from beside this file so both
+-- scripts print it the same way.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "report.lua")

@@ -47,8 +47,8 @@ fn weight(key: &Key, answer: &Answer) -> usize {
         Ok(statements) => statements.iter().map(|s| s.sql.len() + 16).sum(),
         Err(refusal) => refusal.to_string().len(),
     };
-    // The scope key is shared (an `Arc`); count the text twice for the
-    // map's own overhead.
+    // The scope key is shared (an `Arc`) and not counted; 64 bytes stand
+    // for the entry's own overhead in the map.
     key.2.len() + answer + 64
 }
 
