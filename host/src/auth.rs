@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::capabilities::context::{Caller, CallerKind};
+use crate::capabilities::context::Caller;
 use crate::clock::{Clock, rfc3339};
 use crate::control_plane::ControlPlane;
 use crate::control_plane::tokens;
@@ -47,11 +47,7 @@ impl Principal {
                 token_id,
                 token_name,
                 ..
-            } => Caller {
-                kind: CallerKind::TenantToken,
-                id: token_id.clone(),
-                name: token_name.clone(),
-            },
+            } => Caller::tenant_token(token_id, token_name),
         }
     }
 

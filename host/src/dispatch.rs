@@ -226,7 +226,8 @@ impl Dispatcher<'_> {
             &target.tenant.id,
             manifest.slug.as_str(),
             self.billing.clock().now(),
-        );
+        )
+        .with_host_counted(&manifest.limits);
         let state = CallState::for_request(
             context,
             ModuleDb::with(scope, tx, limits.call_timeout),

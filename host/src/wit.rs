@@ -28,3 +28,15 @@ pub mod v0_2_0 {
         exports: { default: async },
     });
 }
+
+/// API 0.3.0 (`wit/since_v0.3.0`): 0.2.0 plus the precise caller, replay
+/// flags, `files`, `events`, `notify`, `jobs`, and the `run-job` and
+/// `on-event` exports.
+pub mod v0_3_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit/since_v0.3.0",
+        world: "module",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}

@@ -192,9 +192,17 @@ impl ApiVersion {
         patch: 0,
     };
 
+    /// The third released API: the precise caller, replay flags, `files`,
+    /// `events`, `notify`, `jobs`, and the `run-job` and `on-event` exports.
+    pub const V0_3_0: ApiVersion = ApiVersion {
+        major: 0,
+        minor: 3,
+        patch: 0,
+    };
+
     /// Every API version a module may target, oldest first. The host links
     /// each of them (`wit/since_v<version>/`).
-    pub const SUPPORTED: [ApiVersion; 2] = [Self::V0_1_0, Self::V0_2_0];
+    pub const SUPPORTED: [ApiVersion; 3] = [Self::V0_1_0, Self::V0_2_0, Self::V0_3_0];
 
     /// Whether this version is one of [`ApiVersion::SUPPORTED`].
     pub fn is_supported(self) -> bool {
@@ -255,6 +263,31 @@ pub struct FeatureDecl {
     /// Shown to tenants and operators.
     #[serde(default)]
     pub description: String,
+    /// What the feature unlocks in the host (default `plain`).
+    #[serde(default)]
+    pub kind: FeatureKind,
+}
+
+/// What a feature unlocks in the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureKind {
+    /// A capability the module checks itself, or a route's `feature`.
+    #[default]
+    Plain,
+    /// Sign-in with the tenant's OpenID Connect provider (API 0.3.0): the
+    /// host allows it when a subscription grants the feature.
+    Sso,
+}
+
+impl FeatureKind {
+    /// The kind as `module.yaml` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeatureKind::Plain => "plain",
+            FeatureKind::Sso => "sso",
+        }
+    }
 }
 
 /// How a limit is counted.
@@ -265,6 +298,42 @@ pub enum LimitKind {
     Count,
     /// A quantity per period, reset each period.
     Meter,
+    /// Bytes of files stored (API 0.3.0): a standing quantity the host
+    /// counts itself as files are put and deleted.
+    Storage,
+    /// Emails sent per period (API 0.3.0): a meter the host counts itself
+    /// as the module queues messages.
+    Email,
+}
+
+impl LimitKind {
+    /// The kind as `module.yaml` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Count => "count",
+            LimitKind::Meter => "meter",
+            LimitKind::Storage => "storage",
+            LimitKind::Email => "email",
+        }
+    }
+
+    /// Whether the limit is a standing quantity (a plan sets it under
+    /// `limits`): `count` and `storage`.
+    pub fn is_standing(self) -> bool {
+        matches!(self, LimitKind::Count | LimitKind::Storage)
+    }
+
+    /// Whether the limit is a quantity per period (a plan sets it under
+    /// `meters`): `meter` and `email`.
+    pub fn is_periodic(self) -> bool {
+        !self.is_standing()
+    }
+
+    /// Whether the host counts it itself (`storage`, `email`); a module's
+    /// own `consume`, `release` and `record-usage` are refused for these.
+    pub fn is_host_counted(self) -> bool {
+        matches!(self, LimitKind::Storage | LimitKind::Email)
+    }
 }
 
 /// A numeric limit the module can gate.
@@ -538,6 +607,12 @@ impl Manifest {
                     format!("{:?} is declared twice", f.key),
                 ));
             }
+            if f.kind != FeatureKind::Plain && api < ApiVersion::V0_3_0 {
+                return Err(ManifestError::field(
+                    format!("features[{i}].kind"),
+                    format!("`kind: {}` needs api 0.3.0 or later", f.kind.as_str()),
+                ));
+            }
         }
         features.sort();
         let mut limits = raw.limits;
@@ -547,6 +622,12 @@ impl Manifest {
                 return Err(ManifestError::field(
                     format!("limits[{i}].key"),
                     format!("{:?} is already declared as a feature or limit", l.key),
+                ));
+            }
+            if l.kind.is_host_counted() && api < ApiVersion::V0_3_0 {
+                return Err(ManifestError::field(
+                    format!("limits[{i}].kind"),
+                    format!("`kind: {}` needs api 0.3.0 or later", l.kind.as_str()),
                 ));
             }
         }
@@ -578,13 +659,12 @@ impl Manifest {
                 if let Some(key) = key
                     && !limits.iter().any(|l| &l.key == key && l.kind == kind)
                 {
-                    let kind = match kind {
-                        LimitKind::Count => "count",
-                        LimitKind::Meter => "meter",
-                    };
                     return Err(ManifestError::field(
                         format!("routes[{i}].{field}"),
-                        format!("{key:?} is not declared under `limits` with `kind: {kind}`"),
+                        format!(
+                            "{key:?} is not declared under `limits` with `kind: {}`",
+                            kind.as_str()
+                        ),
                     ));
                 }
             }

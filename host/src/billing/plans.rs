@@ -483,11 +483,11 @@ impl PlanCatalog {
                 }
             }
             for key in plan.limits.keys() {
-                if kind_of(key) != Some(LimitKind::Count) {
+                if !kind_of(key).is_some_and(LimitKind::is_standing) {
                     return Err(PlanCatalogError::field(
                         format!("{at}.limits.{key}"),
                         format!(
-                            "plan {:?} sets limit {key:?}, which module {:?} does not declare as a `count` limit",
+                            "plan {:?} sets limit {key:?}, which module {:?} does not declare as a `count` or `storage` limit",
                             plan.slug,
                             manifest.slug.as_str()
                         ),
@@ -495,11 +495,11 @@ impl PlanCatalog {
                 }
             }
             for key in plan.meters.keys() {
-                if kind_of(key) != Some(LimitKind::Meter) {
+                if !kind_of(key).is_some_and(LimitKind::is_periodic) {
                     return Err(PlanCatalogError::field(
                         format!("{at}.meters.{key}"),
                         format!(
-                            "plan {:?} sets meter {key:?}, which module {:?} does not declare as a `meter` limit",
+                            "plan {:?} sets meter {key:?}, which module {:?} does not declare as a `meter` or `email` limit",
                             plan.slug,
                             manifest.slug.as_str()
                         ),

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use souk_module_registry::{ApiVersion, FeatureDecl, LimitDecl, LimitKind, Package};
+use souk_module_registry::{ApiVersion, FeatureDecl, FeatureKind, LimitDecl, LimitKind, Package};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
@@ -362,8 +362,10 @@ impl Runtime {
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld(format!("{e:#}"));
         let pre = if api == ApiVersion::V0_1_0 {
             GuestPre::V0_1_0(wit::v0_1_0::ModulePre::new(pre).map_err(wrong_world)?)
-        } else {
+        } else if api == ApiVersion::V0_2_0 {
             GuestPre::V0_2_0(wit::v0_2_0::ModulePre::new(pre).map_err(wrong_world)?)
+        } else {
+            GuestPre::V0_3_0(wit::v0_3_0::ModulePre::new(pre).map_err(wrong_world)?)
         };
         let module = LoadedModule {
             inner: Arc::new(LoadedInner {
@@ -459,12 +461,14 @@ struct LoadedInner {
 enum GuestPre {
     V0_1_0(wit::v0_1_0::ModulePre<CallState>),
     V0_2_0(wit::v0_2_0::ModulePre<CallState>),
+    V0_3_0(wit::v0_3_0::ModulePre<CallState>),
 }
 
 /// A live instance, through the bindings of the API version it implements.
 enum GuestInstance {
     V0_1_0(wit::v0_1_0::Module),
     V0_2_0(wit::v0_2_0::Module),
+    V0_3_0(wit::v0_3_0::Module),
 }
 
 /// Runs `$body` once per API version: `$guest` is the instance's `guest`
@@ -482,6 +486,12 @@ macro_rules! with_guest {
             GuestInstance::V0_2_0(instance) => {
                 #[allow(unused_imports)]
                 use wit::v0_2_0 as $api;
+                let $guest = instance.souk_module_guest().clone();
+                $body
+            }
+            GuestInstance::V0_3_0(instance) => {
+                #[allow(unused_imports)]
+                use wit::v0_3_0 as $api;
                 let $guest = instance.souk_module_guest().clone();
                 $body
             }
@@ -616,6 +626,10 @@ impl LoadedModule {
                 .bound(pre.instantiate_async(&mut store))
                 .await
                 .map(GuestInstance::V0_2_0),
+            GuestPre::V0_3_0(pre) => deadline
+                .bound(pre.instantiate_async(&mut store))
+                .await
+                .map(GuestInstance::V0_3_0),
         }?;
         Ok(Call {
             store,
@@ -660,12 +674,42 @@ impl LoadedModule {
                 && other.kind != limit.kind
             {
                 return Err(LoadError::ManifestMismatch(format!(
-                    "limit {:?} is a {:?} in module.yaml but a {:?} in the component",
-                    limit.key, limit.kind, other.kind
+                    "limit {:?} is of kind {} in module.yaml but {} in the component",
+                    limit.key,
+                    limit.kind.as_str(),
+                    other.kind.as_str()
+                )));
+            }
+        }
+        for feature in &manifest.features {
+            if let Some(other) = features.iter().find(|f| f.key == feature.key)
+                && other.kind != feature.kind
+            {
+                return Err(LoadError::ManifestMismatch(format!(
+                    "feature {:?} is of kind {} in module.yaml but {} in the component",
+                    feature.key,
+                    feature.kind.as_str(),
+                    other.kind.as_str()
                 )));
             }
         }
         Ok(())
+    }
+}
+
+fn feature(key: String, description: String, kind: FeatureKind) -> FeatureDecl {
+    FeatureDecl {
+        key,
+        description,
+        kind,
+    }
+}
+
+fn limit(key: String, description: String, kind: LimitKind) -> LimitDecl {
+    LimitDecl {
+        key,
+        description,
+        kind,
     }
 }
 
@@ -753,31 +797,66 @@ impl Call {
     /// Any [`CallError`].
     pub async fn gates(&mut self) -> Result<(Vec<FeatureDecl>, Vec<LimitDecl>), CallError> {
         let deadline = self.deadline;
-        with_guest!(self, |guest, api| {
-            use api::exports::souk::module::guest::LimitKind as GuestLimitKind;
-            let gates = deadline.bound(guest.call_gates(&mut self.store)).await?;
-            let features = gates
-                .features
-                .into_iter()
-                .map(|f| FeatureDecl {
-                    key: f.key,
-                    description: f.description,
-                })
-                .collect();
-            let limits = gates
-                .limits
-                .into_iter()
-                .map(|l| LimitDecl {
-                    key: l.key,
-                    description: l.description,
-                    kind: match l.kind {
-                        GuestLimitKind::Count => LimitKind::Count,
-                        GuestLimitKind::Meter => LimitKind::Meter,
-                    },
-                })
-                .collect();
-            Ok((features, limits))
-        })
+        // Before 0.3.0 every feature is plain and every limit a count or a
+        // meter; the two older versions share one shape.
+        macro_rules! before_v0_3 {
+            ($api:ident, $instance:expr) => {{
+                use wit::$api::exports::souk::module::guest::LimitKind as K;
+                let guest = $instance.souk_module_guest().clone();
+                let gates = deadline.bound(guest.call_gates(&mut self.store)).await?;
+                let features = gates
+                    .features
+                    .into_iter()
+                    .map(|f| feature(f.key, f.description, FeatureKind::Plain))
+                    .collect();
+                let limits = gates
+                    .limits
+                    .into_iter()
+                    .map(|l| {
+                        let kind = match l.kind {
+                            K::Count => LimitKind::Count,
+                            K::Meter => LimitKind::Meter,
+                        };
+                        limit(l.key, l.description, kind)
+                    })
+                    .collect();
+                Ok((features, limits))
+            }};
+        }
+        match &self.instance {
+            GuestInstance::V0_1_0(instance) => before_v0_3!(v0_1_0, instance),
+            GuestInstance::V0_2_0(instance) => before_v0_3!(v0_2_0, instance),
+            GuestInstance::V0_3_0(instance) => {
+                use wit::v0_3_0::exports::souk::module::guest::{FeatureKind as F, LimitKind as K};
+                let guest = instance.souk_module_guest().clone();
+                let gates = deadline.bound(guest.call_gates(&mut self.store)).await?;
+                let features = gates
+                    .features
+                    .into_iter()
+                    .map(|f| {
+                        let kind = match f.kind {
+                            F::Plain => FeatureKind::Plain,
+                            F::Sso => FeatureKind::Sso,
+                        };
+                        feature(f.key, f.description, kind)
+                    })
+                    .collect();
+                let limits = gates
+                    .limits
+                    .into_iter()
+                    .map(|l| {
+                        let kind = match l.kind {
+                            K::Count => LimitKind::Count,
+                            K::Meter => LimitKind::Meter,
+                            K::Storage => LimitKind::Storage,
+                            K::Email => LimitKind::Email,
+                        };
+                        limit(l.key, l.description, kind)
+                    })
+                    .collect();
+                Ok((features, limits))
+            }
+        }
     }
 
     /// Runs the install hook. `Ok(Err(message))` is the module refusing;

@@ -99,10 +99,10 @@ fn unpriced_grant(manifest: &Manifest, now: OffsetDateTime) -> Grant {
     let period = Period::from(calendar_month(now));
     for limit in &manifest.limits {
         match limit.kind {
-            LimitKind::Count => {
+            LimitKind::Count | LimitKind::Storage => {
                 grant.limits.insert(limit.key.clone(), None);
             }
-            LimitKind::Meter => {
+            LimitKind::Meter | LimitKind::Email => {
                 let allowance = MeterAllowance {
                     per_period: None,
                     period,

@@ -96,3 +96,4 @@ macro_rules! db_host {
 
 db_host!(v0_1_0);
 db_host!(v0_2_0);
+db_host!(v0_3_0);

@@ -85,11 +85,13 @@ pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> DbView<'_>,
 ) -> wasmtime::Result<()> {
-    use crate::wit::{v0_1_0, v0_2_0};
+    use crate::wit::{v0_1_0, v0_2_0, v0_3_0};
     v0_1_0::souk::module::types::add_to_linker::<T, DbData>(linker, view)?;
     v0_1_0::souk::module::db::add_to_linker::<T, DbData>(linker, view)?;
     v0_2_0::souk::module::types::add_to_linker::<T, DbData>(linker, view)?;
     v0_2_0::souk::module::db::add_to_linker::<T, DbData>(linker, view)?;
+    v0_3_0::souk::module::types::add_to_linker::<T, DbData>(linker, view)?;
+    v0_3_0::souk::module::db::add_to_linker::<T, DbData>(linker, view)?;
     Ok(())
 }
 

@@ -57,6 +57,20 @@ pub struct CallEntitlements {
     module: String,
     now: OffsetDateTime,
     undo: Vec<Undo>,
+    /// Limit keys the host counts itself (`kind: storage` and `kind:
+    /// email`): the module's own `consume`, `release` and `record-usage`
+    /// are refused for them.
+    host_counted: Vec<String>,
+}
+
+/// What a counting call did: the usage after it, and whether its
+/// idempotency key had been counted already (a replay changes nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// Usage after the call.
+    pub usage: Usage,
+    /// True when the idempotency key had been counted already.
+    pub replay: bool,
 }
 
 impl std::fmt::Debug for CallEntitlements {
@@ -138,7 +152,36 @@ impl CallEntitlements {
             module: module.to_owned(),
             now,
             undo: Vec::new(),
+            host_counted: Vec::new(),
         }
+    }
+
+    /// The same view, with the keys of `limits` the host counts itself
+    /// (`kind: storage`, `kind: email`) closed to the module's own counting.
+    #[must_use]
+    pub fn with_host_counted<'a>(
+        mut self,
+        limits: impl IntoIterator<Item = &'a souk_module_registry::LimitDecl>,
+    ) -> Self {
+        self.host_counted = limits
+            .into_iter()
+            .filter(|l| l.kind.is_host_counted())
+            .map(|l| l.key.clone())
+            .collect();
+        self
+    }
+
+    /// Refuses `key` when the host counts it itself.
+    ///
+    /// # Errors
+    /// [`CallUsageError::UnknownKey`] naming the key.
+    pub fn refuse_host_counted(&self, key: &str) -> Result<(), CallUsageError> {
+        if self.host_counted.iter().any(|k| k == key) {
+            return Err(CallUsageError::UnknownKey(format!(
+                "`{key}` is counted by the host (files stored, emails sent); a module cannot count it itself"
+            )));
+        }
+        Ok(())
     }
 
     /// May the tenant use feature `key`?
@@ -185,7 +228,7 @@ impl CallEntitlements {
         key: &str,
         quantity: u64,
         idempotency_key: Option<&str>,
-    ) -> Result<Usage, CallUsageError> {
+    ) -> Result<Counted, CallUsageError> {
         self.change_counter(db, key, quantity, idempotency_key, true)
             .await
     }
@@ -204,7 +247,7 @@ impl CallEntitlements {
         key: &str,
         quantity: u64,
         idempotency_key: Option<&str>,
-    ) -> Result<Usage, CallUsageError> {
+    ) -> Result<Counted, CallUsageError> {
         self.change_counter(db, key, quantity, idempotency_key, false)
             .await
     }
@@ -216,7 +259,7 @@ impl CallEntitlements {
         quantity: u64,
         idempotency_key: Option<&str>,
         consume: bool,
-    ) -> Result<Usage, CallUsageError> {
+    ) -> Result<Counted, CallUsageError> {
         check_key(idempotency_key)?;
         check_quantity(quantity)?;
         let conn = connection(db).await?;
@@ -226,8 +269,12 @@ impl CallEntitlements {
                 .await
                 .map_err(host)?
         {
-            return self.usage(key).ok_or_else(|| {
+            let usage = self.usage(key).ok_or_else(|| {
                 CallUsageError::UnknownKey(format!("`{key}` is not a count limit"))
+            })?;
+            return Ok(Counted {
+                usage,
+                replay: true,
             });
         }
         let (usage, delta) = if consume {
@@ -251,7 +298,10 @@ impl CallEntitlements {
         usage_db::apply_counter(conn, &self.module, key, delta, idempotency_key, self.now)
             .await
             .map_err(host)?;
-        Ok(usage)
+        Ok(Counted {
+            usage,
+            replay: false,
+        })
     }
 
     /// Records `amount` of meter `meter`, counted once per
@@ -268,7 +318,7 @@ impl CallEntitlements {
         meter: &str,
         amount: u64,
         idempotency_key: &str,
-    ) -> Result<Usage, CallUsageError> {
+    ) -> Result<Counted, CallUsageError> {
         check_key(Some(idempotency_key))?;
         check_quantity(amount)?;
         let conn = connection(db).await?;
@@ -290,9 +340,12 @@ impl CallEntitlements {
                 idempotency_key: idempotency_key.to_owned(),
             });
         }
-        Ok(Usage {
-            used: reading.used,
-            limit: reading.allowance,
+        Ok(Counted {
+            usage: Usage {
+                used: reading.used,
+                limit: reading.allowance,
+            },
+            replay: !reading.counted,
         })
     }
 

@@ -37,7 +37,7 @@ impl HasData for EntitlementsData {
 }
 
 /// Links the `entitlements` interface of every API version that has it
-/// (0.2.0); `view` picks the entitlements and the database handle out of
+/// (0.2.0, 0.3.0); `view` picks the entitlements and the database handle out of
 /// the store data.
 ///
 /// # Errors
@@ -47,6 +47,9 @@ pub fn add_to_linker<T: Send + 'static>(
     view: fn(&mut T) -> EntitlementsView<'_>,
 ) -> wasmtime::Result<()> {
     crate::wit::v0_2_0::souk::module::entitlements::add_to_linker::<T, EntitlementsData>(
+        linker, view,
+    )?;
+    crate::wit::v0_3_0::souk::module::entitlements::add_to_linker::<T, EntitlementsData>(
         linker, view,
     )
 }

@@ -56,6 +56,7 @@ pub fn add_to_linker<T: Send + 'static>(
 ) -> wasmtime::Result<()> {
     crate::wit::v0_1_0::souk::module::log::add_to_linker::<T, LogData>(linker, view)?;
     crate::wit::v0_2_0::souk::module::log::add_to_linker::<T, LogData>(linker, view)?;
+    crate::wit::v0_3_0::souk::module::log::add_to_linker::<T, LogData>(linker, view)?;
     Ok(())
 }
 
@@ -120,6 +121,7 @@ macro_rules! log_host {
 
 log_host!(v0_1_0);
 log_host!(v0_2_0);
+log_host!(v0_3_0);
 
 /// `text` made safe to show in an answer or a log line: control characters
 /// (C0 including `\n` `\r` `\t`, DEL, C1), the Unicode line and paragraph
