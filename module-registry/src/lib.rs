@@ -31,6 +31,7 @@ pub mod manifest;
 pub mod package;
 pub mod records;
 pub mod resolve;
+pub mod schedule;
 pub mod snapshot;
 pub mod store;
 pub mod trust;
@@ -43,6 +44,7 @@ pub use manifest::{
     Manifest, ManifestError, Route, RouteLookup, RouteMatch, RoutePattern, Slug, TableName,
     parse_version,
 };
+pub use schedule::{Cadence, Schedule, check_job_name};
 pub use package::{Digest, Package, PackageError, PackageLimits};
 pub use records::{
     Deprecate, DeprecatedVersions, Deprecation, EntryHash, EntryRejection, LogError, ModuleAction,

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::schedule::{RawSchedule, Schedule};
 use crate::yaml::{self, YamlError, YamlLimits};
 
 /// Longest slug accepted.
@@ -498,6 +499,9 @@ pub struct Manifest {
     /// parses and checks them and uses them for a module its operator has
     /// not priced. `None` when the manifest suggests none.
     pub suggested_plans: Option<String>,
+    /// Jobs the host queues on a cadence for every tenant with the module
+    /// installed (`schedules:`, API 0.3.0 and later), in manifest order.
+    pub schedules: Vec<Schedule>,
 }
 
 #[derive(Deserialize)]
@@ -522,6 +526,8 @@ struct RawManifest {
     routes: Vec<RawRoute>,
     #[serde(default)]
     plans: Option<serde_yaml::Value>,
+    #[serde(default)]
+    schedules: Vec<RawSchedule>,
 }
 
 #[derive(Deserialize)]
@@ -700,6 +706,8 @@ impl Manifest {
             }
         };
 
+        let schedules = parse_schedules(raw.schedules, api)?;
+
         Ok(Manifest {
             slug: raw.slug,
             name: raw.name,
@@ -713,6 +721,7 @@ impl Manifest {
             limits,
             routes,
             suggested_plans,
+            schedules,
         })
     }
 
@@ -736,6 +745,36 @@ impl Manifest {
             RouteLookup::NoRoute
         }
     }
+}
+
+/// Checks `schedules:`: API 0.3.0 or later (the job runs through
+/// `run-job`), each one valid, no name twice.
+fn parse_schedules(raw: Vec<RawSchedule>, api: ApiVersion) -> Result<Vec<Schedule>, ManifestError> {
+    if !raw.is_empty() && api < ApiVersion::V0_3_0 {
+        return Err(ManifestError::field(
+            "schedules",
+            "needs api 0.3.0 or later (a schedule runs through the run-job export)",
+        ));
+    }
+    let mut schedules: Vec<Schedule> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let schedule = r.parse().map_err(|(field, reason)| {
+            let path = if field.is_empty() {
+                format!("schedules[{i}]")
+            } else {
+                format!("schedules[{i}].{field}")
+            };
+            ManifestError::field(path, reason)
+        })?;
+        if schedules.iter().any(|s| s.name == schedule.name) {
+            return Err(ManifestError::field(
+                format!("schedules[{i}].name"),
+                format!("{:?} is declared twice", schedule.name),
+            ));
+        }
+        schedules.push(schedule);
+    }
+    Ok(schedules)
 }
 
 /// The answer of [`Manifest::route_for`].
@@ -957,5 +996,43 @@ routes:
             assert!(Slug::parse(bad).is_err(), "{bad} accepted");
         }
         assert!(TableName::parse("x__y").is_err());
+    }
+
+    #[test]
+    fn schedules_parse_for_api_0_3_0_only() {
+        let v3 = GOOD.replace("api: 0.1.0", "api: 0.3.0");
+        let m = Manifest::parse(&format!(
+            "{v3}\nschedules:\n  - name: nightly_expiry\n    every: 1d\n  - name: report\n    at: \"02:00\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            m.schedules,
+            vec![
+                Schedule {
+                    name: "nightly_expiry".into(),
+                    cadence: crate::schedule::Cadence::Every(86_400)
+                },
+                Schedule {
+                    name: "report".into(),
+                    cadence: crate::schedule::Cadence::DailyAt(120)
+                },
+            ]
+        );
+        let old = error_of(&format!("{GOOD}\nschedules:\n  - name: n\n    every: 1d\n"));
+        assert!(old.contains("`schedules`") && old.contains("0.3.0"), "{old}");
+        for (body, field) in [
+            ("  - name: n\n    every: 10s\n", "schedules[0].every"),
+            ("  - name: n\n    at: \"25:00\"\n", "schedules[0].at"),
+            ("  - name: N\n    every: 1h\n", "schedules[0].name"),
+            ("  - name: n\n", "schedules[0]"),
+            ("  - name: n\n    every: 1h\n    at: \"01:00\"\n", "schedules[0]"),
+            ("  - name: n\n    every: 1h\n  - name: n\n    at: \"01:00\"\n", "schedules[1].name"),
+        ] {
+            let e = error_of(&format!("{v3}\nschedules:\n{body}"));
+            assert!(e.contains(&format!("`{field}`")), "{body}: {e}");
+        }
+        let e = Manifest::parse(&format!("{v3}\nschedules:\n  - name: n\n    every: 1h\n    cron: x\n"))
+            .unwrap_err();
+        assert!(e.to_string().contains("cron"), "{e}");
     }
 }
