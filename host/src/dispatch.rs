@@ -39,6 +39,7 @@ use crate::billing::service::Billing;
 use crate::capabilities::CallState;
 use crate::capabilities::context::{CallContext, Caller};
 use crate::capabilities::db::{CallTransaction, ModuleDb};
+use crate::capabilities::jobs::JobsState;
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
@@ -46,6 +47,7 @@ use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
 use crate::installer::{Installation, Installer};
+use crate::job_queue::EnqueueLimits;
 use crate::runtime::{Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
 use crate::tenancy::{Tenancy, Tenant};
 use crate::usage::Usage;
@@ -76,6 +78,8 @@ pub struct Dispatcher<'a> {
     pub usage: Usage<'a>,
     /// Told, before a call's commit, of the deferred work it queued.
     pub work: &'a WorkHints,
+    /// What `jobs.enqueue` accepts in a call.
+    pub enqueue: EnqueueLimits,
 }
 
 /// Whom a request is for, found and checked before anything runs.
@@ -247,12 +251,14 @@ impl Dispatcher<'_> {
             self.billing.clock().now(),
         )
         .with_host_counted(&manifest.limits);
-        CallState::for_request(
+        let mut state = CallState::for_request(
             context,
             db,
             entitlements,
             self.runtime.limits().memory_bytes,
-        )
+        );
+        state.jobs = JobsState::new(self.enqueue, self.billing.clock().now());
+        state
     }
 
     /// Step 5: runs the module's `handle` on the module call threads (see

@@ -40,6 +40,8 @@ pub mod dispatch;
 pub mod entitlements;
 pub mod error;
 pub mod installer;
+pub mod job_queue;
+pub mod jobs;
 pub mod registry;
 pub mod runtime;
 pub mod secrets;

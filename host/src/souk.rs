@@ -15,6 +15,7 @@ use crate::control_plane::ControlPlane;
 use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::installer::Installer;
+use crate::jobs::{JobBoard, Jobs, JobsConfig, JobsHost};
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
@@ -53,6 +54,8 @@ pub struct SoukConfig {
     /// Tenant databases kept open at once; the least recently used is
     /// closed past it (default [`crate::tenancy::DEFAULT_OPEN_TENANTS`]).
     pub open_tenants: usize,
+    /// How background jobs run (docs/jobs.md).
+    pub jobs: JobsConfig,
 }
 
 impl SoukConfig {
@@ -68,6 +71,7 @@ impl SoukConfig {
             manual_clock: None,
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Souk {
     usage_groups: UsageGroups,
     /// Which tenants have deferred work (events, mail, jobs) and when.
     work: Arc<WorkHints>,
+    /// The live progress of running jobs.
+    job_board: Arc<JobBoard>,
 }
 
 impl Souk {
@@ -170,6 +176,7 @@ impl Souk {
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
                 work,
+                job_board: Arc::default(),
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -209,6 +216,22 @@ impl Souk {
             installer: self.installer(),
             usage: self.usage(),
             work: &self.work,
+            enqueue: self.config.jobs.enqueue,
+        }
+    }
+
+    /// The jobs service (the jobs API, and the tasks that run jobs and
+    /// schedules), borrowing this host's services.
+    pub fn jobs(&self) -> Jobs<'_> {
+        Jobs {
+            tenancy: &self.tenancy,
+            control: &self.control,
+            catalog: &self.catalog,
+            dispatcher: self.dispatcher(),
+            work: &self.work,
+            board: &self.job_board,
+            clock: &self.clock,
+            config: &self.config.jobs,
         }
     }
 
@@ -383,5 +406,12 @@ impl GroupHost for Souk {
 
     fn now(&self) -> time::OffsetDateTime {
         self.billing.clock().now()
+    }
+}
+
+/// What the jobs tasks ask of the host: the jobs service.
+impl JobsHost for Souk {
+    fn jobs(&self) -> Jobs<'_> {
+        Souk::jobs(self)
     }
 }

@@ -39,11 +39,18 @@ pub struct Migration {
 }
 
 /// The host's schema changes, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "usage tables",
-    apply: |conn| Box::pin(usage_db::create_tables(conn)),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "usage tables",
+        apply: |conn| Box::pin(usage_db::create_tables(conn)),
+    },
+    Migration {
+        version: 2,
+        name: "jobs queue",
+        apply: |conn| Box::pin(crate::job_queue::store::create_tables(conn)),
+    },
+];
 
 /// Why a tenant database could not be brought to the host's schema.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,8 @@
 //! - [`context`]: who is calling, for which tenant and module version;
 //! - [`db`]: the module's scoped SQL on its tenant's database;
 //! - [`log`]: bounded, escaped module log lines;
-//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0).
+//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0);
+//! - [`jobs`]: work queued for after the call, and a job's progress (API 0.3.0).
 //!
 //! To add one (files, events, ...): a new folder with its state, view and
 //! `add_to_linker`, a field of [`CallState`] set by its constructors, and
@@ -25,6 +26,7 @@
 pub mod context;
 pub mod db;
 pub mod entitlements;
+pub mod jobs;
 pub mod log;
 
 use wasmtime::StoreLimits;
@@ -36,6 +38,7 @@ use context::{CallContext, ContextView};
 use db::{DbView, ModuleDb};
 use entitlements::EntitlementsView;
 use entitlements::call::CallEntitlements;
+use jobs::{JobsState, JobsView};
 use log::{LogState, LogView};
 
 use crate::work::WorkMarks;
@@ -71,6 +74,9 @@ pub struct CallState {
     /// its transaction; whoever commits it marks the work hints first (see
     /// [`crate::work`]).
     pub work: WorkMarks,
+    /// The `jobs` capability's state: whether the call may queue jobs, how
+    /// many it did, and a job's progress sink.
+    pub jobs: JobsState,
 }
 
 impl CallState {
@@ -122,6 +128,7 @@ impl CallState {
             log: LogState::default(),
             entitlements: None,
             work: WorkMarks::default(),
+            jobs: JobsState::default(),
         }
     }
 
@@ -161,6 +168,12 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     entitlements::add_to_linker(linker, |s| EntitlementsView {
         entitlements: &mut s.entitlements,
         db: &mut s.db,
+    })?;
+    jobs::add_to_linker(linker, |s| JobsView {
+        jobs: &mut s.jobs,
+        db: &mut s.db,
+        context: &s.context,
+        work: &mut s.work,
     })?;
     Ok(())
 }

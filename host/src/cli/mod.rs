@@ -6,6 +6,7 @@
 //! this module holds the top-level parser, the global options, and the one
 //! `match` that hands each group its command.
 
+mod jobs;
 mod keys;
 mod maintenance;
 mod module;
@@ -122,6 +123,8 @@ struct GlobalOptions {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    jobs: jobs::JobOptions,
 }
 
 fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
@@ -208,6 +211,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_events: global.usage_group_max_events.max(1),
         },
         open_tenants: global.open_tenants.max(1),
+        jobs: global.jobs.config(),
     }
 }
 

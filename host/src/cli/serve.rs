@@ -66,10 +66,22 @@ async fn serve(
             Duration::from_secs(maintenance_interval_secs),
         ));
     }
+    let (stop_jobs, jobs_shutdown) = tokio::sync::watch::channel(false);
+    let job_tasks = [
+        tokio::spawn(crate::jobs::runner::run(souk.clone(), jobs_shutdown.clone())),
+        tokio::spawn(crate::jobs::schedules::run(souk.clone(), jobs_shutdown)),
+    ];
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    // Running jobs are dropped (their transactions roll back) and run
+    // again after the next start.
+    let _ = stop_jobs.send(true);
+    for task in job_tasks {
+        let _ = task.await;
+    }
+    served?;
     Ok(())
 }
 

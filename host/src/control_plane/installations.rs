@@ -422,3 +422,29 @@ mod tests {
         assert!(list(&mut conn, "t_1").await.expect("list").is_empty());
     }
 }
+
+/// One installation of any tenant, as the schedules runner lists them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantInstallation {
+    /// The tenant's id.
+    pub tenant_id: String,
+    /// Module slug.
+    pub module: String,
+    /// Version installed now.
+    pub version: String,
+    /// First installed (RFC 3339).
+    pub installed_at: String,
+}
+
+/// Every installation of every tenant, by tenant and module.
+///
+/// # Errors
+/// Database errors.
+pub async fn all(conn: &mut SqliteConnection) -> Result<Vec<TenantInstallation>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT tenant_id, module_slug AS module, version, installed_at FROM installations \
+         ORDER BY tenant_id, module_slug",
+    )
+    .fetch_all(conn)
+    .await
+}

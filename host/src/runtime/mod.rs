@@ -785,6 +785,14 @@ impl Call {
         self.store.into_data()
     }
 
+    /// The call's state between exports: a background call sets what its
+    /// capabilities need before it calls the export (a job's progress
+    /// sink) and writes the host's own rows in the call's transaction after
+    /// it (a job's outcome).
+    pub fn state_mut(&mut self) -> &mut CallState {
+        self.store.data_mut()
+    }
+
     /// The module's migrations.
     ///
     /// # Errors
