@@ -12,6 +12,7 @@ mod cli_api;
 mod fairness;
 mod hostile_input;
 mod hostile_sql;
+mod jobs;
 mod lifecycle;
 mod metering;
 mod packages;

@@ -1,0 +1,350 @@
+//! Background jobs through the real binary: queued only when the request
+//! commits, run with their result readable, progress streamed as
+//! Server-Sent Events, stopped at the job deadline and retried, failed
+//! after the last attempt, scheduled on the manual clock once per slot,
+//! invisible to other tenants, and run after a restart.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::Host;
+
+const MODULE: &str = "jobs-probe";
+
+/// Queues job `name` with `args` through the probe's `/enqueue` route;
+/// answers its id.
+fn enqueue(host: &Host, tenant: &str, token: &str, name: &str, args: Value) -> String {
+    let a = host.post(
+        &format!("/t/{tenant}/m/{MODULE}/enqueue?name={name}"),
+        token,
+        args,
+    );
+    assert_eq!(a.status, 201, "enqueue {name}: {a:?}");
+    a.body["id"].as_str().expect("job id").to_owned()
+}
+
+fn job(host: &Host, tenant: &str, token: &str, id: &str) -> Value {
+    let a = host.get(&format!("/v1/tenants/{tenant}/jobs/{id}"), token);
+    assert_eq!(a.status, 200, "show job: {a:?}");
+    a.body
+}
+
+/// Waits (up to `within`) until the job's status is `status`.
+fn wait_for(host: &Host, tenant: &str, token: &str, id: &str, status: &str, within: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let job = job(host, tenant, token, id);
+        if job["status"] == status {
+            return job;
+        }
+        assert!(
+            start.elapsed() < within,
+            "job {id} is not {status} after {within:?}: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn rows(host: &Host, tenant: &str, token: &str) -> Vec<Value> {
+    let a = host.get(&format!("/t/{tenant}/m/{MODULE}/rows"), token);
+    assert_eq!(a.status, 200, "rows: {a:?}");
+    a.body["rows"].as_array().expect("rows").clone()
+}
+
+fn jobs_of(host: &Host, tenant: &str, token: &str, query: &str) -> Vec<Value> {
+    let a = host.get(&format!("/v1/tenants/{tenant}/jobs{query}"), token);
+    assert_eq!(a.status, 200, "list jobs: {a:?}");
+    a.body["jobs"].as_array().expect("jobs").clone()
+}
+
+/// One Server-Sent Event: its `event:` name and its `data:` parsed.
+#[derive(Debug)]
+struct Sse {
+    event: String,
+    data: Value,
+}
+
+/// Reads the job's event stream to its end (or panics after `within`).
+fn read_events(host: &Host, tenant: &str, token: &str, id: &str) -> Vec<Sse> {
+    let res = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+        .get(format!("{}/v1/tenants/{tenant}/jobs/{id}/events", host.base))
+        .bearer_auth(token)
+        .send()
+        .expect("events request");
+    assert_eq!(res.status().as_u16(), 200);
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    let mut events = Vec::new();
+    let (mut event, mut data) = (String::new(), String::new());
+    for line in BufReader::new(res).lines() {
+        let line = line.expect("stream line");
+        if let Some(name) = line.strip_prefix("event:") {
+            event = name.trim().to_owned();
+        } else if let Some(text) = line.strip_prefix("data:") {
+            data.push_str(text.trim_start());
+        } else if line.is_empty() && !event.is_empty() {
+            let parsed = serde_json::from_str(&data).expect("event data is JSON");
+            events.push(Sse {
+                event: std::mem::take(&mut event),
+                data: parsed,
+            });
+            data.clear();
+        }
+    }
+    events
+}
+
+#[test]
+fn a_job_queued_by_a_request_that_rolls_back_never_runs() {
+    let host = Host::start(&[MODULE]);
+    let token = host.tenant_with("acme", MODULE);
+    let a = host.post(
+        &format!("/t/acme/m/{MODULE}/enqueue-then-fail?name=steps"),
+        &token,
+        json!({"steps": 1}),
+    );
+    assert_eq!(a.status, 500, "{a:?}");
+    let rolled_back = a.body["ids"][0].as_str().expect("the id it was given").to_owned();
+    // A job queued afterwards runs: the runner had its chance at both.
+    let id = enqueue(&host, "acme", &token, "steps", json!({"steps": 1}));
+    wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(20));
+    let all = jobs_of(&host, "acme", &token, "");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["id"], id.as_str());
+    let a = host.get(&format!("/v1/tenants/acme/jobs/{rolled_back}"), &token);
+    assert_eq!(a.status, 404, "{a:?}");
+    assert_eq!(rows(&host, "acme", &token).len(), 1);
+}
+
+#[test]
+fn a_job_runs_and_its_result_is_readable() {
+    let host = Host::start(&[MODULE]);
+    let token = host.tenant_with("acme", MODULE);
+    let id = enqueue(&host, "acme", &token, "steps", json!({"steps": 2}));
+    let done = wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(20));
+    assert_eq!(done["result"], json!({"steps": 2}), "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["module"], MODULE);
+    assert_eq!(done["name"], "steps");
+    assert_eq!(
+        done["progress"],
+        json!({"done": 2, "total": 2, "message": "step 2 of 2"}),
+        "{done}"
+    );
+    assert!(done["finished_at"].is_string() && done["error"].is_null(), "{done}");
+    let rows = rows(&host, "acme", &token);
+    assert_eq!(rows, vec![json!({"job": "steps", "note": "2 steps", "attempt": 1})]);
+
+    // A job queues another; both run, and the list filters.
+    let chain = enqueue(&host, "acme", &token, "chain", json!({}));
+    wait_for(&host, "acme", &token, &chain, "succeeded", Duration::from_secs(20));
+    let start = Instant::now();
+    while jobs_of(&host, "acme", &token, "?status=succeeded").len() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the chained job never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = host.get("/v1/tenants/acme/jobs?limit=2", &token);
+    assert_eq!(page.body["jobs"].as_array().map(Vec::len), Some(2), "{page:?}");
+    let cursor = page.body["next_cursor"].as_str().expect("a next page").to_owned();
+    let rest = jobs_of(&host, "acme", &token, &format!("?limit=2&cursor={cursor}"));
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["id"], id.as_str(), "oldest last");
+    assert_eq!(jobs_of(&host, "acme", &token, "?status=failed").len(), 0);
+    assert_eq!(jobs_of(&host, "acme", &token, "?module=other").len(), 0);
+    for bad in ["?status=done", "?limit=0", "?limit=101", "?cursor=x", "?colour=red"] {
+        let a = host.get(&format!("/v1/tenants/acme/jobs{bad}"), &token);
+        assert!(matches!(a.status, 400 | 422), "{bad}: {a:?}");
+    }
+
+    // The host refuses a bad name and arguments that are not JSON.
+    let a = host.post(&format!("/t/acme/m/{MODULE}/enqueue-refused"), &token, json!({}));
+    assert_eq!(a.status, 200, "{a:?}");
+    let bad_name = a.body["bad_name"].as_str().unwrap_or_default();
+    let bad_json = a.body["bad_json"].as_str().unwrap_or_default();
+    assert!(bad_name.starts_with("invalid:") && bad_name.contains("lowercase"), "{a:?}");
+    assert!(bad_json.starts_with("invalid:") && bad_json.contains("JSON"), "{a:?}");
+}
+
+#[test]
+fn progress_is_streamed_over_sse_until_the_job_is_done() {
+    let host = Host::start(&[MODULE]);
+    let token = host.tenant_with("acme", MODULE);
+    let id = enqueue(&host, "acme", &token, "steps", json!({"steps": 5, "ms": 300}));
+    let events = read_events(&host, "acme", &token, &id);
+    let last = events.last().expect("events");
+    assert_eq!(last.event, "done", "{events:?}");
+    assert_eq!(last.data["result"], json!({"steps": 5}));
+    let done: Vec<u64> = events
+        .iter()
+        .filter(|e| e.event == "progress")
+        .map(|e| e.data["done"].as_u64().expect("done"))
+        .collect();
+    assert!(done.len() >= 2, "few progress events: {events:?}");
+    assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+    for event in events.iter().filter(|e| e.event == "progress") {
+        assert_eq!(event.data["total"], 5);
+        assert!(event.data["message"].as_str().unwrap_or_default().starts_with("step "));
+    }
+    assert!(events.iter().all(|e| matches!(e.event.as_str(), "status" | "progress" | "done")));
+    // A finished job's stream is its final event alone.
+    let again = read_events(&host, "acme", &token, &id);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].event, "done");
+}
+
+#[test]
+fn a_job_past_its_deadline_is_stopped_and_retried_then_succeeds() {
+    let host = Host::start_with(
+        &[MODULE],
+        &["--job-timeout-secs", "1", "--job-backoff-ms", "200"],
+    );
+    let token = host.tenant_with("acme", MODULE);
+    let started = Instant::now();
+    let id = enqueue(&host, "acme", &token, "slow", json!({"slow_attempts": 1}));
+    let done = wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(30));
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert_eq!(done["result"], json!({"attempt": 2}));
+    // The first attempt was stopped at its 1 s deadline, not after its
+    // hour of sleep, and its row rolled back with it.
+    assert!(started.elapsed() < Duration::from_secs(25));
+    let rows = rows(&host, "acme", &token);
+    assert_eq!(
+        rows,
+        vec![
+            json!({"job": "slow", "note": "started", "attempt": 2}),
+            json!({"job": "slow", "note": "finished", "attempt": 2}),
+        ]
+    );
+}
+
+#[test]
+fn a_failing_job_ends_failed_after_the_max_attempts() {
+    let host = Host::start_with(
+        &[MODULE],
+        &["--job-max-attempts", "3", "--job-backoff-ms", "100"],
+    );
+    let token = host.tenant_with("acme", MODULE);
+    let id = enqueue(&host, "acme", &token, "fail", json!({}));
+    let events = read_events(&host, "acme", &token, &id);
+    let last = events.last().expect("events");
+    assert_eq!(last.event, "failed", "{events:?}");
+    let failed = job(&host, "acme", &token, &id);
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["attempts"], 3, "{failed}");
+    assert_eq!(failed["error"], "always fails (attempt 3)", "{failed}");
+    assert!(failed["result"].is_null());
+    // Every attempt's writes were rolled back.
+    assert!(rows(&host, "acme", &token).is_empty());
+    // Retries were visible on the stream as status changes.
+    assert!(
+        events.iter().any(|e| e.event == "status" && e.data["status"] == "queued" && e.data["attempts"] == 1),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_schedule_fires_on_the_manual_clock_once_per_slot() {
+    let mut host = Host::start_with(&[MODULE], &["--manual-clock", "2026-03-01T00:10:00Z"]);
+    let token = host.tenant_with("acme", MODULE);
+    let ticks = |host: &Host| jobs_of(host, "acme", &token, "?module=jobs-probe").len();
+    // Installed in the 00:00 slot: nothing fires until 01:00.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(ticks(&host), 0);
+    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-03-01T01:00:05Z"}));
+    assert_eq!(a.status, 200, "{a:?}");
+    let start = Instant::now();
+    while ticks(&host) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the schedule never fired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tick = jobs_of(&host, "acme", &token, "")[0].clone();
+    assert_eq!(tick["name"], "tick");
+    assert_eq!(tick["schedule"], "tick");
+    let id = tick["id"].as_str().expect("id").to_owned();
+    wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(20));
+    // Later in the same slot, and after a restart: no second fire.
+    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-03-01T01:40:00Z"}));
+    assert_eq!(a.status, 200, "{a:?}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(ticks(&host), 1);
+    host.restart();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(ticks(&host), 1);
+    // Three slots later: one fire, not three.
+    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-03-01T04:30:00Z"}));
+    assert_eq!(a.status, 200, "{a:?}");
+    let start = Instant::now();
+    while ticks(&host) < 2 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the schedule did not fire again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(ticks(&host), 2);
+    let rows = rows(&host, "acme", &token);
+    assert!(rows.iter().all(|r| r["job"] == "tick"), "{rows:?}");
+}
+
+#[test]
+fn another_tenants_job_is_a_404() {
+    let host = Host::start(&[MODULE]);
+    let acme = host.tenant_with("acme", MODULE);
+    let other = host.tenant_with("other", MODULE);
+    let id = enqueue(&host, "acme", &acme, "steps", json!({"steps": 1}));
+    wait_for(&host, "acme", &acme, &id, "succeeded", Duration::from_secs(20));
+    for path in [
+        format!("/v1/tenants/other/jobs/{id}"),
+        format!("/v1/tenants/other/jobs/{id}/events"),
+        format!("/v1/tenants/acme/jobs/{id}"),
+        format!("/v1/tenants/acme/jobs/{id}/events"),
+        "/v1/tenants/acme/jobs".to_owned(),
+    ] {
+        let a = host.get(&path, &other);
+        assert_eq!(a.status, 404, "{path}: {a:?}");
+        assert!(!a.detail().contains(&id) || path.starts_with("/v1/tenants/other"), "{a:?}");
+    }
+    let a = host.request("POST", &format!("/v1/tenants/other/jobs/{id}/cancel"), Some(&other), None);
+    assert_eq!(a.status, 404, "{a:?}");
+    assert!(jobs_of(&host, "other", &other, "").is_empty());
+    // Without a credential: 401.
+    let a = host.request("GET", &format!("/v1/tenants/acme/jobs/{id}"), None, None);
+    assert_eq!(a.status, 401, "{a:?}");
+}
+
+#[test]
+fn a_job_queued_before_a_restart_runs_after_it_and_a_queued_one_can_be_cancelled() {
+    let mut host = Host::start_with(&[MODULE], &["--jobs-per-tenant", "1"]);
+    let token = host.tenant_with("acme", MODULE);
+    // `slow` holds the tenant's only job place (sleeping an hour, within
+    // the default 30 s deadline); the others wait queued behind it.
+    let slow = enqueue(&host, "acme", &token, "slow", json!({"slow_attempts": 1}));
+    wait_for(&host, "acme", &token, &slow, "running", Duration::from_secs(20));
+    let waiting = enqueue(&host, "acme", &token, "steps", json!({"steps": 1}));
+    let cancelled = enqueue(&host, "acme", &token, "steps", json!({"steps": 1}));
+    let a = host.request("POST", &format!("/v1/tenants/acme/jobs/{cancelled}/cancel"), Some(&token), None);
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["status"], "cancelled");
+    let a = host.request("POST", &format!("/v1/tenants/acme/jobs/{cancelled}/cancel"), Some(&token), None);
+    assert_eq!(a.status, 409, "{a:?}");
+    let a = host.request("POST", &format!("/v1/tenants/acme/jobs/{slow}/cancel"), Some(&token), None);
+    assert_eq!(a.status, 409, "a running job is not cancelled: {a:?}");
+    assert_eq!(job(&host, "acme", &token, &waiting)["status"], "queued");
+
+    // The host dies with `slow` running and `waiting` queued.
+    host.restart();
+    let done = wait_for(&host, "acme", &token, &slow, "succeeded", Duration::from_secs(30));
+    assert_eq!(done["attempts"], 2, "the interrupted attempt counts: {done}");
+    wait_for(&host, "acme", &token, &waiting, "succeeded", Duration::from_secs(30));
+    assert_eq!(job(&host, "acme", &token, &cancelled)["status"], "cancelled");
+    let rows = rows(&host, "acme", &token);
+    assert_eq!(rows.iter().filter(|r| r["job"] == "steps").count(), 1, "{rows:?}");
+}
