@@ -20,7 +20,7 @@ use super::{JobStatus, Progress};
 pub async fn create_tables(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     for sql in [
         "CREATE TABLE IF NOT EXISTS _souk_jobs (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            seq INTEGER PRIMARY KEY,
             id TEXT NOT NULL UNIQUE,
             module TEXT NOT NULL,
             name TEXT NOT NULL,
