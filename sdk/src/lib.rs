@@ -42,6 +42,9 @@
 //!   ([`entitlements::record_usage`]); a [`entitlements::Denial`] converts into
 //!   the same problem response the host's route gate sends.
 //!
+//! - [`jobs`]: work queued for after the request ([`jobs::enqueue`]), run by
+//!   [`Module::run_job`], with progress ([`jobs::progress`]).
+//!
 //! # Native builds
 //!
 //! The crate compiles for the host target too, so module crates can be
@@ -57,6 +60,7 @@ mod context;
 pub mod db;
 pub mod entitlements;
 mod http;
+pub mod jobs;
 pub mod log;
 mod module;
 mod router;

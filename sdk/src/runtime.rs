@@ -457,3 +457,35 @@ mod entitlement_calls {
 pub(crate) use entitlement_calls::{
     check_feature, check_limit, consume, record_usage, release, usage_of as usage,
 };
+
+/// The `jobs` interface (API 0.3.0) behind [`crate::jobs`].
+#[cfg(souk_api_v0_3)]
+pub(crate) mod jobs {
+    use super::bindings::souk::module::jobs as wit;
+    use crate::jobs::JobError;
+
+    pub(crate) fn enqueue(name: &str, args: &str) -> Result<String, JobError> {
+        wit::enqueue(name, args).map_err(|e| match e {
+            wit::JobError::Invalid(message) => JobError::Invalid(message),
+            wit::JobError::Unavailable(message) => JobError::Unavailable(message),
+        })
+    }
+
+    pub(crate) fn progress(done: u64, total: u64, message: &str) {
+        wit::progress(done, total, message);
+    }
+}
+
+/// No host with jobs: a native build, or a component for API 0.2.0.
+#[cfg(not(souk_api_v0_3))]
+pub(crate) mod jobs {
+    use crate::jobs::JobError;
+
+    pub(crate) fn enqueue(_name: &str, _args: &str) -> Result<String, JobError> {
+        Err(JobError::Unavailable(
+            "jobs need a component built for module API 0.3.0".into(),
+        ))
+    }
+
+    pub(crate) fn progress(_done: u64, _total: u64, _message: &str) {}
+}

@@ -166,13 +166,13 @@ fn a_job_runs_and_its_result_is_readable() {
         assert!(matches!(a.status, 400 | 422), "{bad}: {a:?}");
     }
 
-    // The host refuses a bad name and arguments that are not JSON.
+    // The host refuses a bad name and arguments over its size limit.
     let a = host.post(&format!("/t/acme/m/{MODULE}/enqueue-refused"), &token, json!({}));
     assert_eq!(a.status, 200, "{a:?}");
     let bad_name = a.body["bad_name"].as_str().unwrap_or_default();
-    let bad_json = a.body["bad_json"].as_str().unwrap_or_default();
-    assert!(bad_name.starts_with("invalid:") && bad_name.contains("lowercase"), "{a:?}");
-    assert!(bad_json.starts_with("invalid:") && bad_json.contains("JSON"), "{a:?}");
+    let too_large = a.body["too_large"].as_str().unwrap_or_default();
+    assert!(bad_name.starts_with("job refused:") && bad_name.contains("lowercase"), "{a:?}");
+    assert!(too_large.starts_with("job refused:") && too_large.contains("65536"), "{a:?}");
 }
 
 #[test]
