@@ -118,7 +118,7 @@ impl Dispatcher<'_> {
             .prepare(&target, principal, &request, meter.is_some())
             .await?;
         let settlement = Settlement::new(meter, self.work, self.billing.clock().now());
-        let (result, state) = self.run(loaded, state, request).await?;
+        let (result, state) = self.run(&target, loaded, state, request).await?;
         settlement.settle(&target, state, result).await
     }
 
@@ -228,9 +228,24 @@ impl Dispatcher<'_> {
         } else {
             CallTransaction::Open(pool.begin_with("BEGIN IMMEDIATE").await?)
         };
-        let db = ModuleDb::with(scope, tx, self.runtime.limits().call_timeout);
+        let (_, timeout) = self.plan_budget(target);
+        let db = ModuleDb::with(scope, tx, timeout);
         let state = self.call_state(target, principal.caller(), db);
         Ok((loaded, state))
+    }
+
+    /// The memory cap and the request deadline of `target`'s calls: what
+    /// the tenant's plan sets (`runtime:`), capped at the operator's
+    /// maxima, or the host's defaults.
+    fn plan_budget(&self, target: &Target) -> (usize, Duration) {
+        let plan = self
+            .billing
+            .plan_runtime(&target.tenant.id, target.resolved.manifest.slug.as_str());
+        self.runtime.limits().for_plan(
+            plan.memory_mib
+                .map(|mib| usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1 << 20)),
+            plan.call_timeout_ms.map(Duration::from_millis),
+        )
     }
 
     /// The state of a call of `target`'s module by `caller` on `db`: its
@@ -255,7 +270,7 @@ impl Dispatcher<'_> {
             context,
             db,
             entitlements,
-            self.runtime.limits().memory_bytes,
+            self.plan_budget(target).0,
         );
         state.jobs = JobsState::new(self.enqueue, self.billing.clock().now());
         state
@@ -266,6 +281,7 @@ impl Dispatcher<'_> {
     /// module's result and the call's state to settle.
     async fn run(
         &self,
+        target: &Target,
         loaded: LoadedModule,
         state: CallState,
         mut request: ModuleRequest,
@@ -273,10 +289,11 @@ impl Dispatcher<'_> {
         request
             .headers
             .retain(|(name, _)| !PRIVATE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+        let (_, timeout) = self.plan_budget(target);
         let ran = self
             .runtime
             .run_call(async move {
-                let mut call = loaded.instantiate(state).await?;
+                let mut call = loaded.instantiate_for(state, timeout).await?;
                 let result = call.handle(request).await;
                 Ok::<_, CallError>((result, call.into_state()))
             })

@@ -357,3 +357,51 @@ fn a_job_queued_before_a_restart_runs_after_it_and_a_queued_one_can_be_cancelled
     let rows = rows(&host, "beta", &beta);
     assert_eq!(rows.len(), 1, "the cancelled job never ran: {rows:?}");
 }
+
+#[test]
+fn a_plan_with_a_longer_job_deadline_lets_a_job_finish_that_the_default_stops() {
+    let plans = crate::support::workspace_root().join("tests/e2e/plans-jobs/jobs-probe.yaml");
+    let plans = plans.to_str().expect("utf-8 path");
+    let host = Host::start_with(
+        &[MODULE],
+        &[
+            "--plans",
+            plans,
+            "--job-timeout-secs",
+            "1",
+            "--job-max-attempts",
+            "1",
+            "--max-call-timeout-ms",
+            "3000",
+        ],
+    );
+    let token = host.tenant_with("acme", MODULE);
+    // On the free plan: the host's 1 s job deadline stops a 2 s job, and
+    // its 1 s call deadline a 1.5 s request.
+    let id = enqueue(&host, "acme", &token, "sleep", json!({"ms": 2000}));
+    let failed = wait_for(&host, "acme", &token, &id, "failed", Duration::from_secs(30));
+    assert!(
+        failed["error"].as_str().unwrap_or_default().contains("ran longer than"),
+        "{failed}"
+    );
+    let a = host.request("POST", &format!("/t/acme/m/{MODULE}/sleep?ms=1500"), Some(&token), None);
+    assert_eq!(a.status, 504, "{a:?}");
+
+    let a = host.post(
+        &format!("/v1/tenants/acme/subscriptions/{MODULE}/grant"),
+        &host.operator,
+        json!({"plan": "business"}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    // On business: the job's 5 s deadline lets it finish; requests get
+    // the plan's 10 s, capped at the operator's 3 s.
+    let id = enqueue(&host, "acme", &token, "sleep", json!({"ms": 2000}));
+    let done = wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(30));
+    assert_eq!(done["attempts"], 1, "{done}");
+    let a = host.request("POST", &format!("/t/acme/m/{MODULE}/sleep?ms=1500"), Some(&token), None);
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = host.request("POST", &format!("/t/acme/m/{MODULE}/sleep?ms=4000"), Some(&token), None);
+    assert_eq!(a.status, 504, "capped at --max-call-timeout-ms: {a:?}");
+    let rows = rows(&host, "acme", &token);
+    assert_eq!(rows.len(), 1, "only the business job wrote: {rows:?}");
+}

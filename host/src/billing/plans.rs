@@ -224,6 +224,65 @@ pub struct Plan {
     pub limits: BTreeMap<String, Allowance>,
     /// Meter limits (quantities per period) the plan allows.
     pub meters: BTreeMap<String, MeterAllowance>,
+    /// The sandbox the plan buys (`runtime:`): what it leaves unset is the
+    /// host's default. The host caps each at its operator maximum when it
+    /// applies it.
+    pub runtime: PlanRuntime,
+}
+
+/// A plan's own runtime limits for its module's calls (`runtime:` in the
+/// catalog): a bigger sandbox for a business plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRuntime {
+    /// Linear memory per instance, in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u32>,
+    /// Deadline of one request call, in milliseconds.
+    #[serde(default)]
+    pub call_timeout_ms: Option<u64>,
+    /// Deadline of one job attempt, in seconds.
+    #[serde(default)]
+    pub job_timeout_secs: Option<u64>,
+}
+
+/// The largest `runtime.memory_mib` a catalog may write (4 GiB, the most a
+/// 32-bit linear memory holds); the host caps it lower at its own maximum.
+pub const MAX_PLAN_MEMORY_MIB: u32 = 4096;
+/// The largest `runtime.call_timeout_ms` a catalog may write (10 minutes).
+pub const MAX_PLAN_CALL_TIMEOUT_MS: u64 = 600_000;
+/// The largest `runtime.job_timeout_secs` a catalog may write (1 day).
+pub const MAX_PLAN_JOB_TIMEOUT_SECS: u64 = 86_400;
+
+impl PlanRuntime {
+    /// Checks each value set is at least 1 and at most its catalog maximum.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let checks = [
+            (
+                "memory_mib",
+                self.memory_mib.map(u64::from),
+                u64::from(MAX_PLAN_MEMORY_MIB),
+            ),
+            (
+                "call_timeout_ms",
+                self.call_timeout_ms,
+                MAX_PLAN_CALL_TIMEOUT_MS,
+            ),
+            (
+                "job_timeout_secs",
+                self.job_timeout_secs,
+                MAX_PLAN_JOB_TIMEOUT_SECS,
+            ),
+        ];
+        for (field, value, max) in checks {
+            if let Some(value) = value
+                && !(1..=max).contains(&value)
+            {
+                return Err((field, format!("{value} is not between 1 and {max}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Plan {
@@ -319,6 +378,8 @@ struct RawPlan {
     limits: BTreeMap<String, Allowance>,
     #[serde(default)]
     meters: BTreeMap<String, MeterAllowance>,
+    #[serde(default)]
+    runtime: PlanRuntime,
 }
 
 #[derive(Deserialize)]
@@ -675,6 +736,12 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, PlanCatalo
             ));
         }
     }
+    p.runtime.check().map_err(|(field, reason)| {
+        PlanCatalogError::field(
+            format!("{at}.runtime.{field}"),
+            format!("plan {:?}: {reason}", p.slug),
+        )
+    })?;
     let mut features = BTreeSet::new();
     for (i, f) in p.features.into_iter().enumerate() {
         if !features.insert(f.clone()) {
@@ -694,6 +761,7 @@ fn parse_plan(at: &str, p: RawPlan, earlier: &[Plan]) -> Result<Plan, PlanCatalo
         features,
         limits: p.limits,
         meters: p.meters,
+        runtime: p.runtime,
     })
 }
 
@@ -1018,5 +1086,38 @@ limits:
             catalog.modules[0].plans[0].prices.values().next(),
             Some(&MAX_PRICE)
         );
+    }
+
+    #[test]
+    fn a_plan_may_set_its_runtime_within_bounds() {
+        let plan = "      - { slug: pro, name: Pro, interval: monthly, prices: { NPR: 100 }, \
+                    runtime: { memory_mib: 256, call_timeout_ms: 5000, job_timeout_secs: 120 } }\n";
+        let catalog = PlanCatalog::parse(&one_plan(plan)).unwrap();
+        assert_eq!(
+            catalog.modules[0].plans[0].runtime,
+            PlanRuntime {
+                memory_mib: Some(256),
+                call_timeout_ms: Some(5000),
+                job_timeout_secs: Some(120),
+            }
+        );
+        let unset = "      - { slug: free, name: Free, free: true, interval: monthly }\n";
+        let catalog = PlanCatalog::parse(&one_plan(unset)).unwrap();
+        assert_eq!(catalog.modules[0].plans[0].runtime, PlanRuntime::default());
+        for (runtime, field) in [
+            ("{ memory_mib: 0 }", "memory_mib"),
+            ("{ memory_mib: 4097 }", "memory_mib"),
+            ("{ call_timeout_ms: 0 }", "call_timeout_ms"),
+            ("{ call_timeout_ms: 600001 }", "call_timeout_ms"),
+            ("{ job_timeout_secs: 86401 }", "job_timeout_secs"),
+        ] {
+            let plan = format!(
+                "      - {{ slug: pro, name: Pro, interval: monthly, prices: {{ NPR: 100 }}, runtime: {runtime} }}\n"
+            );
+            let (at, reason) = field_error(PlanCatalog::parse(&one_plan(&plan)));
+            assert_eq!(at, format!("modules.digital-card.plans[0].runtime.{field}"), "{reason}");
+        }
+        let unknown = "      - { slug: pro, name: Pro, interval: monthly, prices: { NPR: 100 }, runtime: { cpu: 2 } }\n";
+        assert!(PlanCatalog::parse(&one_plan(unknown)).is_err());
     }
 }

@@ -72,6 +72,20 @@ struct GlobalOptions {
     /// Linear-memory cap per module instance, in MiB.
     #[arg(long, global = true, env = "SOUK_MEMORY_MIB", default_value_t = 64)]
     memory_mib: usize,
+    /// The most linear memory per instance a plan may buy
+    /// (`runtime.memory_mib`), in MiB; sizes the pooling allocator's memory
+    /// slots. Default: --memory-mib (plans cannot raise memory).
+    #[arg(long, global = true, env = "SOUK_MAX_MEMORY_MIB")]
+    max_memory_mib: Option<usize>,
+    /// The longest request deadline a plan may buy
+    /// (`runtime.call_timeout_ms`), in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MAX_CALL_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    max_call_timeout_ms: u64,
     /// Instances that may run at once (sizes the pooling allocator).
     #[arg(long, global = true, env = "SOUK_MAX_INSTANCES", default_value_t = 128)]
     max_instances: u32,
@@ -201,6 +215,14 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             memory_bytes: global.memory_mib.max(1) * 1024 * 1024,
             max_instances: global.max_instances.max(1),
             tenant_concurrency: global.tenant_concurrency.max(1),
+            max_memory_bytes: global
+                .max_memory_mib
+                .unwrap_or(global.memory_mib)
+                .max(global.memory_mib)
+                .max(1)
+                * 1024
+                * 1024,
+            max_call_timeout: Duration::from_millis(global.max_call_timeout_ms.max(1)),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),

@@ -204,7 +204,7 @@ async fn try_attempt(jobs: &Jobs<'_>, tenant: &Tenant, job: &DueJob) -> Result<(
     jobs.board.changed();
     let last: LastProgress = Arc::default();
     let body = job_body(jobs, tenant, job, attempt, last.clone());
-    let deadline = jobs.config.job_timeout;
+    let deadline = job_deadline(jobs, tenant, &job.module).await;
     let outcome = jobs
         .dispatcher
         .run_background(&tenant.id, &job.module, deadline, body)
@@ -248,6 +248,22 @@ async fn try_attempt(jobs: &Jobs<'_>, tenant: &Tenant, job: &DueJob) -> Result<(
     store::fail_attempt(&mut conn, &job.id, now, &error, progress.as_ref(), retry_at).await?;
     jobs.board.changed();
     Ok(())
+}
+
+/// The deadline of an attempt of `module`'s job: what the tenant's plan
+/// sets (`runtime.job_timeout_secs`, at most the operator's maximum), or
+/// the host's default. The engine's grant is loaded first (after a
+/// restart a job may be the pair's first call); when that fails the
+/// default applies, and the background call reports the failure itself.
+async fn job_deadline(jobs: &Jobs<'_>, tenant: &Tenant, module: &str) -> Duration {
+    let dispatcher = &jobs.dispatcher;
+    if let Ok(installation) = dispatcher.installer.require(tenant, module).await {
+        let _ = dispatcher.usage.ensure_grant(tenant, &installation).await;
+    }
+    let plan = dispatcher.billing.plan_runtime(&tenant.id, module);
+    plan.job_timeout_secs.map_or(jobs.config.job_timeout, |secs| {
+        Duration::from_secs(secs).min(jobs.config.max_job_timeout.max(jobs.config.job_timeout))
+    })
 }
 
 /// What runs on the job's instance: its progress routed to the board,

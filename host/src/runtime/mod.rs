@@ -89,6 +89,32 @@ pub struct RuntimeLimits {
     /// busy tenant's parallel requests, few enough that one tenant cannot
     /// occupy the host's workers and instances.
     pub tenant_concurrency: u32,
+    /// The most linear memory per instance a plan may buy
+    /// (`runtime.memory_mib`); sizes the pooling allocator's memory slots
+    /// (never below `memory_bytes`). Default 64 MiB: plans cannot raise
+    /// memory unless the operator allows it.
+    pub max_memory_bytes: usize,
+    /// The longest request deadline a plan may buy
+    /// (`runtime.call_timeout_ms`). Default 30 s.
+    pub max_call_timeout: Duration,
+}
+
+impl RuntimeLimits {
+    /// The memory cap and the deadline of one request call for a plan
+    /// that asks for `memory_bytes` and `call_timeout` (`None`: the
+    /// default), each capped at its operator maximum.
+    pub fn for_plan(
+        &self,
+        memory_bytes: Option<usize>,
+        call_timeout: Option<Duration>,
+    ) -> (usize, Duration) {
+        let memory = memory_bytes
+            .map_or(self.memory_bytes, |m| m.min(self.max_memory_bytes.max(self.memory_bytes)));
+        let timeout = call_timeout.map_or(self.call_timeout, |t| {
+            t.min(self.max_call_timeout.max(self.call_timeout))
+        });
+        (memory, timeout)
+    }
 }
 
 impl Default for RuntimeLimits {
@@ -99,6 +125,8 @@ impl Default for RuntimeLimits {
             max_response_bytes: 8 * 1024 * 1024,
             max_instances: 128,
             tenant_concurrency: 8,
+            max_memory_bytes: 64 * 1024 * 1024,
+            max_call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -253,7 +281,7 @@ impl Runtime {
         pool.total_memories(limits.max_instances.saturating_mul(2));
         pool.total_tables(limits.max_instances.saturating_mul(4));
         pool.total_stacks(limits.max_instances);
-        pool.max_memory_size(limits.memory_bytes);
+        pool.max_memory_size(limits.max_memory_bytes.max(limits.memory_bytes));
         // A fresh instance per request means a memory reset per request.
         // By default wasmtime resets a memory with `madvise`, which on a
         // multi-threaded host costs a TLB shoot-down on every core (the

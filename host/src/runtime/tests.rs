@@ -475,3 +475,31 @@ fn one_tenant_never_takes_more_than_half_of_the_places() {
     assert_eq!(reserved_instances(128), 16);
     assert_eq!(reserved_instances(4), 0);
 }
+
+#[test]
+fn a_plans_budget_is_capped_at_the_operator_maxima() {
+    let limits = RuntimeLimits {
+        memory_bytes: 64 << 20,
+        max_memory_bytes: 256 << 20,
+        call_timeout: Duration::from_secs(1),
+        max_call_timeout: Duration::from_secs(5),
+        ..RuntimeLimits::default()
+    };
+    assert_eq!(
+        limits.for_plan(None, None),
+        (64 << 20, Duration::from_secs(1))
+    );
+    assert_eq!(
+        limits.for_plan(Some(128 << 20), Some(Duration::from_secs(3))),
+        (128 << 20, Duration::from_secs(3))
+    );
+    assert_eq!(
+        limits.for_plan(Some(1 << 30), Some(Duration::from_secs(60))),
+        (256 << 20, Duration::from_secs(5))
+    );
+    // A smaller sandbox is allowed too.
+    assert_eq!(
+        limits.for_plan(Some(16 << 20), Some(Duration::from_millis(200))),
+        (16 << 20, Duration::from_millis(200))
+    );
+}

@@ -8,7 +8,7 @@ use souk_module_registry::{LimitKind, Manifest};
 use time::OffsetDateTime;
 
 use super::{Actor, Billing, Fresh};
-use crate::billing::plans::{Allowance, Currency, ModulePlans, Plan};
+use crate::billing::plans::{Allowance, Currency, ModulePlans, Plan, PlanRuntime};
 use crate::billing::store::SubscriptionRecord;
 use crate::billing::subscription::SubscriptionState;
 use crate::calendar::{calendar_month, monthly_period};
@@ -186,6 +186,24 @@ impl Billing {
         self.fresh_map()
             .remove(&(tenant.id.clone(), module.to_owned()));
         self.engine.forget(&tenant.id, module);
+    }
+
+    /// The runtime limits the plan of the engine's grant for (`tenant_id`,
+    /// `module`) sets (`runtime:` in the catalog); the default (nothing
+    /// set) when the pair has no grant loaded, no plan, or a plan without
+    /// them. Read per call, so a plan change applies to the next call.
+    pub fn plan_runtime(&self, tenant_id: &str, module: &str) -> PlanRuntime {
+        let Some(plan) = self.engine.plan(tenant_id, module) else {
+            return PlanRuntime::default();
+        };
+        let plans = self.plans();
+        plans
+            .modules
+            .iter()
+            .find(|m| m.module.as_str() == module)
+            .and_then(|m| m.plan(&plan))
+            .map(|p| p.runtime)
+            .unwrap_or_default()
     }
 
     /// The grant `record` gives for `manifest`'s module at `now`.

@@ -13,6 +13,7 @@
 //!   "...", "too_large": "..."}`.
 //! - `GET /rows` → `200 {"rows": [{"job", "note", "attempt"}]}`: what jobs
 //!   wrote.
+//! - `POST /sleep?ms=M` sleeps M ms in the request → `200 {"slept_ms": M}`.
 //!
 //! Jobs (by name):
 //! - `steps` (`{"steps": N, "ms": M}`): reports progress `i/N` after each
@@ -65,6 +66,7 @@ impl Module for Probe {
             .post("/enqueue-then-fail", |r: &Request| enqueue(r, true))
             .post("/enqueue-refused", refused)
             .get("/rows", rows)
+            .post("/sleep", sleep)
             .handle(request)
     }
 
@@ -155,6 +157,13 @@ fn enqueue(request: &Request, fail: bool) -> Result<Response, Problem> {
         ));
     }
     Ok(Response::json(201, &json!({ "id": ids.first(), "ids": ids })))
+}
+
+/// `POST /sleep?ms=M`: sleeps in the request (the call deadline).
+fn sleep(request: &Request) -> Result<Response, Problem> {
+    let ms = request.query_parsed::<u64>("ms")?.unwrap_or(0);
+    sleep_ms(ms);
+    Ok(Response::json(200, &json!({ "slept_ms": ms })))
 }
 
 /// `POST /enqueue-refused`.
