@@ -39,10 +39,10 @@ use crate::billing::service::Billing;
 use crate::capabilities::CallState;
 use crate::capabilities::context::{CallContext, Caller};
 use crate::capabilities::db::{CallTransaction, ModuleDb};
-use crate::capabilities::jobs::JobsState;
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
+use crate::capabilities::jobs::JobsState;
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
@@ -242,8 +242,11 @@ impl Dispatcher<'_> {
             .billing
             .plan_runtime(&target.tenant.id, target.resolved.manifest.slug.as_str());
         self.runtime.limits().for_plan(
-            plan.memory_mib
-                .map(|mib| usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1 << 20)),
+            plan.memory_mib.map(|mib| {
+                usize::try_from(mib)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(1 << 20)
+            }),
             plan.call_timeout_ms.map(Duration::from_millis),
         )
     }
@@ -266,12 +269,8 @@ impl Dispatcher<'_> {
             self.billing.clock().now(),
         )
         .with_host_counted(&manifest.limits);
-        let mut state = CallState::for_request(
-            context,
-            db,
-            entitlements,
-            self.plan_budget(target).0,
-        );
+        let mut state =
+            CallState::for_request(context, db, entitlements, self.plan_budget(target).0);
         state.jobs = JobsState::new(self.enqueue, self.billing.clock().now());
         state
     }

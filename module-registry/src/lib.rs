@@ -44,7 +44,6 @@ pub use manifest::{
     Manifest, ManifestError, Route, RouteLookup, RouteMatch, RoutePattern, Slug, TableName,
     parse_version,
 };
-pub use schedule::{Cadence, Schedule, check_job_name};
 pub use package::{Digest, Package, PackageError, PackageLimits};
 pub use records::{
     Deprecate, DeprecatedVersions, Deprecation, EntryHash, EntryRejection, LogError, ModuleAction,
@@ -56,6 +55,7 @@ pub use resolve::{
     LockfileError, LockfileRefusal, OfferedVersion, PlannedModule, RegistryIndex, RequestedModule,
     ResolveError, UnsupportedComparator, requirement_range, resolve_install, resolve_lockfile,
 };
+pub use schedule::{Cadence, Schedule, check_job_name};
 pub use snapshot::{SignedSnapshot, Snapshot, SnapshotError, SnapshotGuard};
 pub use store::{PendingPackage, ReceivedPackage, RegistryStore, StoreError, StoreLimits};
 pub use trust::{

@@ -1019,20 +1019,31 @@ routes:
             ]
         );
         let old = error_of(&format!("{GOOD}\nschedules:\n  - name: n\n    every: 1d\n"));
-        assert!(old.contains("`schedules`") && old.contains("0.3.0"), "{old}");
+        assert!(
+            old.contains("`schedules`") && old.contains("0.3.0"),
+            "{old}"
+        );
         for (body, field) in [
             ("  - name: n\n    every: 10s\n", "schedules[0].every"),
             ("  - name: n\n    at: \"25:00\"\n", "schedules[0].at"),
             ("  - name: N\n    every: 1h\n", "schedules[0].name"),
             ("  - name: n\n", "schedules[0]"),
-            ("  - name: n\n    every: 1h\n    at: \"01:00\"\n", "schedules[0]"),
-            ("  - name: n\n    every: 1h\n  - name: n\n    at: \"01:00\"\n", "schedules[1].name"),
+            (
+                "  - name: n\n    every: 1h\n    at: \"01:00\"\n",
+                "schedules[0]",
+            ),
+            (
+                "  - name: n\n    every: 1h\n  - name: n\n    at: \"01:00\"\n",
+                "schedules[1].name",
+            ),
         ] {
             let e = error_of(&format!("{v3}\nschedules:\n{body}"));
             assert!(e.contains(&format!("`{field}`")), "{body}: {e}");
         }
-        let e = Manifest::parse(&format!("{v3}\nschedules:\n  - name: n\n    every: 1h\n    cron: x\n"))
-            .unwrap_err();
+        let e = Manifest::parse(&format!(
+            "{v3}\nschedules:\n  - name: n\n    every: 1h\n    cron: x\n"
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("cron"), "{e}");
     }
 }

@@ -173,9 +173,9 @@ pub fn check_job_name(name: &str) -> Result<(), String> {
     if !chars.next().is_some_and(|c| c.is_ascii_lowercase()) {
         return Err("must start with a lowercase letter".into());
     }
-    if !chars.all(|c| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.' || c == '-'
-    }) {
+    if !chars
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.' || c == '-')
+    {
         return Err("may contain only lowercase letters, digits, '_', '.' and '-'".into());
     }
     Ok(())
@@ -216,15 +216,21 @@ mod tests {
         assert_eq!(Cadence::parse_every("2h"), Ok(Cadence::Every(7_200)));
         assert_eq!(Cadence::parse_every("1d"), Ok(Cadence::Every(86_400)));
         for bad in [
-            "", "1", "d", "1w", "-1h", "1.5h", "59s", "0m", "367d", "1 h", "99999999999d",
+            "",
+            "1",
+            "d",
+            "1w",
+            "-1h",
+            "1.5h",
+            "59s",
+            "0m",
+            "367d",
+            "1 h",
+            "99999999999d",
         ] {
             assert!(Cadence::parse_every(bad).is_err(), "{bad:?} was accepted");
         }
-        assert!(
-            Cadence::parse_every("30s")
-                .unwrap_err()
-                .contains("minimum")
-        );
+        assert!(Cadence::parse_every("30s").unwrap_err().contains("minimum"));
     }
 
     #[test]
@@ -232,7 +238,9 @@ mod tests {
         assert_eq!(Cadence::parse_at("02:00"), Ok(Cadence::DailyAt(120)));
         assert_eq!(Cadence::parse_at("23:59"), Ok(Cadence::DailyAt(1_439)));
         assert_eq!(Cadence::parse_at("00:00"), Ok(Cadence::DailyAt(0)));
-        for bad in ["2:00", "24:00", "12:60", "12:0", "noon", "12-00", "+1:00", "12:00Z"] {
+        for bad in [
+            "2:00", "24:00", "12:60", "12:0", "noon", "12-00", "+1:00", "12:00Z",
+        ] {
             assert!(Cadence::parse_at(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -32,7 +32,14 @@ fn job(host: &Host, tenant: &str, token: &str, id: &str) -> Value {
 }
 
 /// Waits (up to `within`) until the job's status is `status`.
-fn wait_for(host: &Host, tenant: &str, token: &str, id: &str, status: &str, within: Duration) -> Value {
+fn wait_for(
+    host: &Host,
+    tenant: &str,
+    token: &str,
+    id: &str,
+    status: &str,
+    within: Duration,
+) -> Value {
     let start = Instant::now();
     loop {
         let job = job(host, tenant, token, id);
@@ -72,7 +79,10 @@ fn read_events(host: &Host, tenant: &str, token: &str, id: &str) -> Vec<Sse> {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
-        .get(format!("{}/v1/tenants/{tenant}/jobs/{id}/events", host.base))
+        .get(format!(
+            "{}/v1/tenants/{tenant}/jobs/{id}/events",
+            host.base
+        ))
         .bearer_auth(token)
         .send()
         .expect("events request");
@@ -83,7 +93,10 @@ fn read_events(host: &Host, tenant: &str, token: &str, id: &str) -> Vec<Sse> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
     let mut events = Vec::new();
     let (mut event, mut data) = (String::new(), String::new());
     for line in BufReader::new(res).lines() {
@@ -114,10 +127,20 @@ fn a_job_queued_by_a_request_that_rolls_back_never_runs() {
         json!({"steps": 1}),
     );
     assert_eq!(a.status, 500, "{a:?}");
-    let rolled_back = a.body["ids"][0].as_str().expect("the id it was given").to_owned();
+    let rolled_back = a.body["ids"][0]
+        .as_str()
+        .expect("the id it was given")
+        .to_owned();
     // A job queued afterwards runs: the runner had its chance at both.
     let id = enqueue(&host, "acme", &token, "steps", json!({"steps": 1}));
-    wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(20));
+    wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "succeeded",
+        Duration::from_secs(20),
+    );
     let all = jobs_of(&host, "acme", &token, "");
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0]["id"], id.as_str());
@@ -131,7 +154,14 @@ fn a_job_runs_and_its_result_is_readable() {
     let host = Host::start(&[MODULE]);
     let token = host.tenant_with("acme", MODULE);
     let id = enqueue(&host, "acme", &token, "steps", json!({"steps": 2}));
-    let done = wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(20));
+    let done = wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "succeeded",
+        Duration::from_secs(20),
+    );
     assert_eq!(done["result"], json!({"steps": 2}), "{done}");
     assert_eq!(done["attempts"], 1, "{done}");
     assert_eq!(done["module"], MODULE);
@@ -141,45 +171,90 @@ fn a_job_runs_and_its_result_is_readable() {
         json!({"done": 2, "total": 2, "message": "step 2 of 2"}),
         "{done}"
     );
-    assert!(done["finished_at"].is_string() && done["error"].is_null(), "{done}");
+    assert!(
+        done["finished_at"].is_string() && done["error"].is_null(),
+        "{done}"
+    );
     let rows = rows(&host, "acme", &token);
-    assert_eq!(rows, vec![json!({"job": "steps", "note": "2 steps", "attempt": 1})]);
+    assert_eq!(
+        rows,
+        vec![json!({"job": "steps", "note": "2 steps", "attempt": 1})]
+    );
 
     // A job queues another; both run, and the list filters.
     let chain = enqueue(&host, "acme", &token, "chain", json!({}));
-    wait_for(&host, "acme", &token, &chain, "succeeded", Duration::from_secs(20));
+    wait_for(
+        &host,
+        "acme",
+        &token,
+        &chain,
+        "succeeded",
+        Duration::from_secs(20),
+    );
     let start = Instant::now();
     while jobs_of(&host, "acme", &token, "?status=succeeded").len() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(20), "the chained job never ran");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the chained job never ran"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let page = host.get("/v1/tenants/acme/jobs?limit=2", &token);
-    assert_eq!(page.body["jobs"].as_array().map(Vec::len), Some(2), "{page:?}");
-    let cursor = page.body["next_cursor"].as_str().expect("a next page").to_owned();
+    assert_eq!(
+        page.body["jobs"].as_array().map(Vec::len),
+        Some(2),
+        "{page:?}"
+    );
+    let cursor = page.body["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
     let rest = jobs_of(&host, "acme", &token, &format!("?limit=2&cursor={cursor}"));
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["id"], id.as_str(), "oldest last");
     assert_eq!(jobs_of(&host, "acme", &token, "?status=failed").len(), 0);
     assert_eq!(jobs_of(&host, "acme", &token, "?module=other").len(), 0);
-    for bad in ["?status=done", "?limit=0", "?limit=101", "?cursor=x", "?colour=red"] {
+    for bad in [
+        "?status=done",
+        "?limit=0",
+        "?limit=101",
+        "?cursor=x",
+        "?colour=red",
+    ] {
         let a = host.get(&format!("/v1/tenants/acme/jobs{bad}"), &token);
         assert!(matches!(a.status, 400 | 422), "{bad}: {a:?}");
     }
 
     // The host refuses a bad name and arguments over its size limit.
-    let a = host.post(&format!("/t/acme/m/{MODULE}/enqueue-refused"), &token, json!({}));
+    let a = host.post(
+        &format!("/t/acme/m/{MODULE}/enqueue-refused"),
+        &token,
+        json!({}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     let bad_name = a.body["bad_name"].as_str().unwrap_or_default();
     let too_large = a.body["too_large"].as_str().unwrap_or_default();
-    assert!(bad_name.starts_with("job refused:") && bad_name.contains("lowercase"), "{a:?}");
-    assert!(too_large.starts_with("job refused:") && too_large.contains("65536"), "{a:?}");
+    assert!(
+        bad_name.starts_with("job refused:") && bad_name.contains("lowercase"),
+        "{a:?}"
+    );
+    assert!(
+        too_large.starts_with("job refused:") && too_large.contains("65536"),
+        "{a:?}"
+    );
 }
 
 #[test]
 fn progress_is_streamed_over_sse_until_the_job_is_done() {
     let host = Host::start(&[MODULE]);
     let token = host.tenant_with("acme", MODULE);
-    let id = enqueue(&host, "acme", &token, "steps", json!({"steps": 5, "ms": 300}));
+    let id = enqueue(
+        &host,
+        "acme",
+        &token,
+        "steps",
+        json!({"steps": 5, "ms": 300}),
+    );
     let events = read_events(&host, "acme", &token, &id);
     let last = events.last().expect("events");
     assert_eq!(last.event, "done", "{events:?}");
@@ -193,9 +268,18 @@ fn progress_is_streamed_over_sse_until_the_job_is_done() {
     assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
     for event in events.iter().filter(|e| e.event == "progress") {
         assert_eq!(event.data["total"], 5);
-        assert!(event.data["message"].as_str().unwrap_or_default().starts_with("step "));
+        assert!(
+            event.data["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("step ")
+        );
     }
-    assert!(events.iter().all(|e| matches!(e.event.as_str(), "status" | "progress" | "done")));
+    assert!(
+        events
+            .iter()
+            .all(|e| matches!(e.event.as_str(), "status" | "progress" | "done"))
+    );
     // A finished job's stream is its final event alone.
     let again = read_events(&host, "acme", &token, &id);
     assert_eq!(again.len(), 1, "{again:?}");
@@ -211,7 +295,14 @@ fn a_job_past_its_deadline_is_stopped_and_retried_then_succeeds() {
     let token = host.tenant_with("acme", MODULE);
     let started = Instant::now();
     let id = enqueue(&host, "acme", &token, "slow", json!({"slow_attempts": 1}));
-    let done = wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(30));
+    let done = wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "succeeded",
+        Duration::from_secs(30),
+    );
     assert_eq!(done["attempts"], 2, "{done}");
     assert_eq!(done["result"], json!({"attempt": 2}));
     // The first attempt was stopped at its 1 s deadline, not after its
@@ -247,7 +338,9 @@ fn a_failing_job_ends_failed_after_the_max_attempts() {
     assert!(rows(&host, "acme", &token).is_empty());
     // Retries were visible on the stream as status changes.
     assert!(
-        events.iter().any(|e| e.event == "status" && e.data["status"] == "queued" && e.data["attempts"] == 1),
+        events.iter().any(|e| e.event == "status"
+            && e.data["status"] == "queued"
+            && e.data["attempts"] == 1),
         "{events:?}"
     );
 }
@@ -260,20 +353,38 @@ fn a_schedule_fires_on_the_manual_clock_once_per_slot() {
     // Installed in the 00:00 slot: nothing fires until 01:00.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(ticks(&host), 0);
-    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-03-01T01:00:05Z"}));
+    let a = host.post(
+        "/v1/clock",
+        &host.operator,
+        json!({"set": "2026-03-01T01:00:05Z"}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     let start = Instant::now();
     while ticks(&host) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(20), "the schedule never fired");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the schedule never fired"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let tick = jobs_of(&host, "acme", &token, "")[0].clone();
     assert_eq!(tick["name"], "tick");
     assert_eq!(tick["schedule"], "tick");
     let id = tick["id"].as_str().expect("id").to_owned();
-    wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(20));
+    wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "succeeded",
+        Duration::from_secs(20),
+    );
     // Later in the same slot, and after a restart: no second fire.
-    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-03-01T01:40:00Z"}));
+    let a = host.post(
+        "/v1/clock",
+        &host.operator,
+        json!({"set": "2026-03-01T01:40:00Z"}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(ticks(&host), 1);
@@ -281,11 +392,18 @@ fn a_schedule_fires_on_the_manual_clock_once_per_slot() {
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(ticks(&host), 1);
     // Three slots later: one fire, not three.
-    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-03-01T04:30:00Z"}));
+    let a = host.post(
+        "/v1/clock",
+        &host.operator,
+        json!({"set": "2026-03-01T04:30:00Z"}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     let start = Instant::now();
     while ticks(&host) < 2 {
-        assert!(start.elapsed() < Duration::from_secs(20), "the schedule did not fire again");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the schedule did not fire again"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(2500));
@@ -300,7 +418,14 @@ fn another_tenants_job_is_a_404() {
     let acme = host.tenant_with("acme", MODULE);
     let other = host.tenant_with("other", MODULE);
     let id = enqueue(&host, "acme", &acme, "steps", json!({"steps": 1}));
-    wait_for(&host, "acme", &acme, &id, "succeeded", Duration::from_secs(20));
+    wait_for(
+        &host,
+        "acme",
+        &acme,
+        &id,
+        "succeeded",
+        Duration::from_secs(20),
+    );
     for path in [
         format!("/v1/tenants/other/jobs/{id}"),
         format!("/v1/tenants/other/jobs/{id}/events"),
@@ -310,9 +435,17 @@ fn another_tenants_job_is_a_404() {
     ] {
         let a = host.get(&path, &other);
         assert_eq!(a.status, 404, "{path}: {a:?}");
-        assert!(!a.detail().contains(&id) || path.starts_with("/v1/tenants/other"), "{a:?}");
+        assert!(
+            !a.detail().contains(&id) || path.starts_with("/v1/tenants/other"),
+            "{a:?}"
+        );
     }
-    let a = host.request("POST", &format!("/v1/tenants/other/jobs/{id}/cancel"), Some(&other), None);
+    let a = host.request(
+        "POST",
+        &format!("/v1/tenants/other/jobs/{id}/cancel"),
+        Some(&other),
+        None,
+    );
     assert_eq!(a.status, 404, "{a:?}");
     assert!(jobs_of(&host, "other", &other, "").is_empty());
     // Without a credential: 401.
@@ -328,7 +461,14 @@ fn a_job_queued_before_a_restart_runs_after_it_and_a_queued_one_can_be_cancelled
     // acme's `slow` takes the host's only job place (sleeping an hour,
     // within the default 30 s deadline); beta's jobs wait queued behind it.
     let slow = enqueue(&host, "acme", &acme, "slow", json!({"slow_attempts": 1}));
-    wait_for(&host, "acme", &acme, &slow, "running", Duration::from_secs(20));
+    wait_for(
+        &host,
+        "acme",
+        &acme,
+        &slow,
+        "running",
+        Duration::from_secs(20),
+    );
     let waiting = enqueue(&host, "beta", &beta, "steps", json!({"steps": 1}));
     let cancelled = enqueue(&host, "beta", &beta, "steps", json!({"steps": 1}));
     let cancel = |id: &str| {
@@ -350,9 +490,26 @@ fn a_job_queued_before_a_restart_runs_after_it_and_a_queued_one_can_be_cancelled
 
     // The host dies with `slow` running and `waiting` queued.
     host.restart();
-    let done = wait_for(&host, "acme", &acme, &slow, "succeeded", Duration::from_secs(30));
-    assert_eq!(done["attempts"], 2, "the interrupted attempt counts: {done}");
-    wait_for(&host, "beta", &beta, &waiting, "succeeded", Duration::from_secs(30));
+    let done = wait_for(
+        &host,
+        "acme",
+        &acme,
+        &slow,
+        "succeeded",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        done["attempts"], 2,
+        "the interrupted attempt counts: {done}"
+    );
+    wait_for(
+        &host,
+        "beta",
+        &beta,
+        &waiting,
+        "succeeded",
+        Duration::from_secs(30),
+    );
     assert_eq!(job(&host, "beta", &beta, &cancelled)["status"], "cancelled");
     let rows = rows(&host, "beta", &beta);
     assert_eq!(rows.len(), 1, "the cancelled job never ran: {rows:?}");
@@ -379,12 +536,27 @@ fn a_plan_with_a_longer_job_deadline_lets_a_job_finish_that_the_default_stops() 
     // On the free plan: the host's 1 s job deadline stops a 2 s job, and
     // its 1 s call deadline a 1.5 s request.
     let id = enqueue(&host, "acme", &token, "sleep", json!({"ms": 2000}));
-    let failed = wait_for(&host, "acme", &token, &id, "failed", Duration::from_secs(30));
+    let failed = wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "failed",
+        Duration::from_secs(30),
+    );
     assert!(
-        failed["error"].as_str().unwrap_or_default().contains("ran longer than"),
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ran longer than"),
         "{failed}"
     );
-    let a = host.request("POST", &format!("/t/acme/m/{MODULE}/sleep?ms=1500"), Some(&token), None);
+    let a = host.request(
+        "POST",
+        &format!("/t/acme/m/{MODULE}/sleep?ms=1500"),
+        Some(&token),
+        None,
+    );
     assert_eq!(a.status, 504, "{a:?}");
 
     let a = host.post(
@@ -396,11 +568,28 @@ fn a_plan_with_a_longer_job_deadline_lets_a_job_finish_that_the_default_stops() 
     // On business: the job's 5 s deadline lets it finish; requests get
     // the plan's 10 s, capped at the operator's 3 s.
     let id = enqueue(&host, "acme", &token, "sleep", json!({"ms": 2000}));
-    let done = wait_for(&host, "acme", &token, &id, "succeeded", Duration::from_secs(30));
+    let done = wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "succeeded",
+        Duration::from_secs(30),
+    );
     assert_eq!(done["attempts"], 1, "{done}");
-    let a = host.request("POST", &format!("/t/acme/m/{MODULE}/sleep?ms=1500"), Some(&token), None);
+    let a = host.request(
+        "POST",
+        &format!("/t/acme/m/{MODULE}/sleep?ms=1500"),
+        Some(&token),
+        None,
+    );
     assert_eq!(a.status, 200, "{a:?}");
-    let a = host.request("POST", &format!("/t/acme/m/{MODULE}/sleep?ms=4000"), Some(&token), None);
+    let a = host.request(
+        "POST",
+        &format!("/t/acme/m/{MODULE}/sleep?ms=4000"),
+        Some(&token),
+        None,
+    );
     assert_eq!(a.status, 504, "capped at --max-call-timeout-ms: {a:?}");
     let rows = rows(&host, "acme", &token);
     assert_eq!(rows.len(), 1, "only the business job wrote: {rows:?}");

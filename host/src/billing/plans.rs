@@ -1115,7 +1115,11 @@ limits:
                 "      - {{ slug: pro, name: Pro, interval: monthly, prices: {{ NPR: 100 }}, runtime: {runtime} }}\n"
             );
             let (at, reason) = field_error(PlanCatalog::parse(&one_plan(&plan)));
-            assert_eq!(at, format!("modules.digital-card.plans[0].runtime.{field}"), "{reason}");
+            assert_eq!(
+                at,
+                format!("modules.digital-card.plans[0].runtime.{field}"),
+                "{reason}"
+            );
         }
         let unknown = "      - { slug: pro, name: Pro, interval: monthly, prices: { NPR: 100 }, runtime: { cpu: 2 } }\n";
         assert!(PlanCatalog::parse(&one_plan(unknown)).is_err());

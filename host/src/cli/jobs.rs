@@ -13,10 +13,20 @@ use crate::jobs::JobsConfig;
 pub(super) struct JobOptions {
     /// Deadline of one job attempt, in seconds (a plan may set its own,
     /// up to --max-job-timeout-secs).
-    #[arg(long, global = true, env = "SOUK_JOB_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_JOB_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
     job_timeout_secs: u64,
     /// The longest job deadline a plan may set, in seconds.
-    #[arg(long, global = true, env = "SOUK_MAX_JOB_TIMEOUT_SECS", default_value_t = 600)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MAX_JOB_TIMEOUT_SECS",
+        default_value_t = 600
+    )]
     max_job_timeout_secs: u64,
     /// Jobs of one tenant that run at once.
     #[arg(long, global = true, env = "SOUK_JOBS_PER_TENANT", default_value_t = 2)]
@@ -25,17 +35,37 @@ pub(super) struct JobOptions {
     #[arg(long, global = true, env = "SOUK_JOBS_GLOBAL", default_value_t = 8)]
     jobs_global: u32,
     /// Attempts before a job is marked failed.
-    #[arg(long, global = true, env = "SOUK_JOB_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_JOB_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
     job_max_attempts: u32,
     /// Delay before a failed job's first retry, in milliseconds; doubled
     /// for each further retry.
-    #[arg(long, global = true, env = "SOUK_JOB_BACKOFF_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_JOB_BACKOFF_MS",
+        default_value_t = 10_000
+    )]
     job_backoff_ms: u64,
     /// The longest delay between two attempts of a job, in seconds.
-    #[arg(long, global = true, env = "SOUK_JOB_MAX_BACKOFF_SECS", default_value_t = 3_600)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_JOB_MAX_BACKOFF_SECS",
+        default_value_t = 3_600
+    )]
     job_max_backoff_secs: u64,
     /// Largest JSON arguments of one job, in bytes.
-    #[arg(long, global = true, env = "SOUK_JOB_MAX_ARGS_BYTES", default_value_t = 65_536)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_JOB_MAX_ARGS_BYTES",
+        default_value_t = 65_536
+    )]
     job_max_args_bytes: usize,
     /// Most jobs one module call may queue.
     #[arg(long, global = true, env = "SOUK_JOBS_PER_CALL", default_value_t = 100)]

@@ -68,7 +68,10 @@ async fn serve(
     }
     let (stop_jobs, jobs_shutdown) = tokio::sync::watch::channel(false);
     let job_tasks = [
-        tokio::spawn(crate::jobs::runner::run(souk.clone(), jobs_shutdown.clone())),
+        tokio::spawn(crate::jobs::runner::run(
+            souk.clone(),
+            jobs_shutdown.clone(),
+        )),
         tokio::spawn(crate::jobs::schedules::run(souk.clone(), jobs_shutdown)),
     ];
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));

@@ -170,7 +170,9 @@ pub fn backoff(
     cap: std::time::Duration,
     attempt: u32,
 ) -> std::time::Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX);
     base.checked_mul(factor).unwrap_or(cap).min(cap)
 }
 
@@ -196,7 +198,10 @@ mod tests {
         ));
         assert!(matches!(
             check_job("a", "[1,2,3,4,5,6,7,8,9]", 0, limits),
-            Err(EnqueueRefusal::ArgsTooLarge { size: 19, limit: 16 })
+            Err(EnqueueRefusal::ArgsTooLarge {
+                size: 19,
+                limit: 16
+            })
         ));
         for bad in ["", "{", "{} {}", "nul", "'x'"] {
             assert!(

@@ -396,9 +396,9 @@ impl JobRow {
         };
         // A result the module returned that is not JSON is shown as a
         // string rather than dropped.
-        let result = self.result.map(|text| {
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-        });
+        let result = self
+            .result
+            .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)));
         let record = JobRecord {
             id: self.id,
             module: self.module,

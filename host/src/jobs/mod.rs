@@ -27,9 +27,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::control_plane::ControlPlane;
-use crate::catalog::Catalog;
 use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::job_queue::store::{self, JobFilter, JobRecord};
@@ -132,18 +132,13 @@ impl Jobs<'_> {
         cursor: Option<&str>,
     ) -> Result<JobPage, SoukError> {
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(SoukError::Invalid(format!(
-                "limit must be 1 to {MAX_PAGE}"
-            )));
+            return Err(SoukError::Invalid(format!("limit must be 1 to {MAX_PAGE}")));
         }
         let before = match cursor {
             None => None,
-            Some(text) => Some(
-                text.parse::<i64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| SoukError::Invalid("cursor is not one this host handed out".into()))?,
-            ),
+            Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                SoukError::Invalid("cursor is not one this host handed out".into())
+            })?),
         };
         let pool = self.tenancy.database(tenant).await?;
         let mut conn = pool.acquire().await?;

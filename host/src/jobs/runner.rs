@@ -163,12 +163,7 @@ async fn pass<H: JobsHost>(
         }
         let mut running = JoinSet::new();
         for job in due {
-            running.spawn(attempt(
-                host.clone(),
-                tenant.clone(),
-                job,
-                global.clone(),
-            ));
+            running.spawn(attempt(host.clone(), tenant.clone(), job, global.clone()));
         }
         while running.join_next().await.is_some() {}
     }
@@ -261,9 +256,10 @@ async fn job_deadline(jobs: &Jobs<'_>, tenant: &Tenant, module: &str) -> Duratio
         let _ = dispatcher.usage.ensure_grant(tenant, &installation).await;
     }
     let plan = dispatcher.billing.plan_runtime(&tenant.id, module);
-    plan.job_timeout_secs.map_or(jobs.config.job_timeout, |secs| {
-        Duration::from_secs(secs).min(jobs.config.max_job_timeout.max(jobs.config.job_timeout))
-    })
+    plan.job_timeout_secs
+        .map_or(jobs.config.job_timeout, |secs| {
+            Duration::from_secs(secs).min(jobs.config.max_job_timeout.max(jobs.config.job_timeout))
+        })
 }
 
 /// What runs on the job's instance: its progress routed to the board,

@@ -108,8 +108,9 @@ impl RuntimeLimits {
         memory_bytes: Option<usize>,
         call_timeout: Option<Duration>,
     ) -> (usize, Duration) {
-        let memory = memory_bytes
-            .map_or(self.memory_bytes, |m| m.min(self.max_memory_bytes.max(self.memory_bytes)));
+        let memory = memory_bytes.map_or(self.memory_bytes, |m| {
+            m.min(self.max_memory_bytes.max(self.memory_bytes))
+        });
         let timeout = call_timeout.map_or(self.call_timeout, |t| {
             t.min(self.max_call_timeout.max(self.call_timeout))
         });

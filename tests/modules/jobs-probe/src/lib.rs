@@ -34,8 +34,7 @@ use serde::Deserialize;
 use serde_json::json;
 use souk_sdk::db::{self, FromRow};
 use souk_sdk::{
-    HookError, Job, JobOutput, Migration, Module, Problem, Request, Response, Router, jobs,
-    params,
+    HookError, Job, JobOutput, Migration, Module, Problem, Request, Response, Router, jobs, params,
 };
 
 /// The probe.
@@ -156,7 +155,10 @@ fn enqueue(request: &Request, fail: bool) -> Result<Response, Problem> {
             &json!({ "error": "failing after the enqueue", "ids": ids }),
         ));
     }
-    Ok(Response::json(201, &json!({ "id": ids.first(), "ids": ids })))
+    Ok(Response::json(
+        201,
+        &json!({ "id": ids.first(), "ids": ids }),
+    ))
 }
 
 /// `POST /sleep?ms=M`: sleeps in the request (the call deadline).
