@@ -171,6 +171,23 @@ async fn pass<H: JobsHost>(
     Ok(store::next_due(&mut conn).await?)
 }
 
+/// When a job could not take its tenant's write lock, how long until it
+/// tries again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether `error` is SQLite's "database is locked" (`SQLITE_BUSY`): the
+/// write lock stayed taken past the busy timeout.
+fn is_busy(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|db| db.code())
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == 5)
+    })
+}
+
 /// The last progress a job's attempt reported, shared between its sink
 /// and the runner.
 type LastProgress = Arc<Mutex<Option<Progress>>>;
@@ -223,6 +240,12 @@ async fn try_attempt(jobs: &Jobs<'_>, tenant: &Tenant, job: &DueJob) -> Result<(
             // Not the job's fault: try again soon, without counting it.
             let retry = later(now, Duration::from_secs(e.retry_after_secs().unwrap_or(1)));
             store::unclaim(&mut conn, &job.id, retry).await?;
+            return Ok(());
+        }
+        Err(SoukError::Internal(e)) if is_busy(&e) => {
+            // Another writer (a job or a request of the tenant) held the
+            // tenant database past the busy timeout: not the job's fault.
+            store::unclaim(&mut conn, &job.id, later(now, BUSY_RETRY)).await?;
             return Ok(());
         }
         Err(SoukError::Internal(e)) => {
