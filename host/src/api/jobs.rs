@@ -151,6 +151,9 @@ impl Follow {
             return None;
         }
         loop {
+            if self.souk.jobs().board.is_closed() {
+                return None;
+            }
             let job = match self.souk.jobs().get(&self.tenant, &self.id).await {
                 Ok(job) => job,
                 Err(e) => {

@@ -74,9 +74,14 @@ async fn serve(
         )),
         tokio::spawn(crate::jobs::schedules::run(souk.clone(), jobs_shutdown)),
     ];
+    let closing = souk.clone();
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Job event streams end, so they do not hold the shutdown up.
+            closing.jobs().board.close();
+        })
         .await;
     // Running jobs are dropped (their transactions roll back) and run
     // again after the next start.

@@ -517,3 +517,154 @@ pub async fn record_slot(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection as _;
+
+    use super::*;
+
+    async fn conn() -> SqliteConnection {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        create_tables(&mut conn).await.unwrap();
+        conn
+    }
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+    }
+
+    async fn queue(conn: &mut SqliteConnection, id: &str, module: &str, now: OffsetDateTime) {
+        let job = NewJob {
+            id,
+            module,
+            name: "work",
+            args: "{\"n\": 1}",
+            schedule: None,
+            now,
+        };
+        insert(conn, &job).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_attempt_is_claimed_once_and_a_retry_waits_for_its_time() {
+        let mut conn = conn().await;
+        queue(&mut conn, "job_a", "cards", at(0)).await;
+        assert_eq!(due(&mut conn, at(0), 10).await.unwrap().len(), 1);
+        assert_eq!(claim(&mut conn, "job_a", at(1)).await.unwrap(), Some(1));
+        // Claimed: neither due nor claimable again.
+        assert!(due(&mut conn, at(1), 10).await.unwrap().is_empty());
+        assert_eq!(claim(&mut conn, "job_a", at(1)).await.unwrap(), None);
+        let progress = Progress {
+            done: 1,
+            total: 4,
+            message: "one".into(),
+        };
+        fail_attempt(&mut conn, "job_a", at(2), "boom", Some(&progress), Some(at(12)))
+            .await
+            .unwrap();
+        assert!(due(&mut conn, at(11), 10).await.unwrap().is_empty());
+        assert_eq!(next_due(&mut conn).await.unwrap(), Some(at(12)));
+        let job = get(&mut conn, "job_a").await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Queued);
+        assert_eq!(job.error.as_deref(), Some("boom"));
+        assert_eq!(job.progress, Some(progress));
+        assert_eq!(job.next_run_at, Some(crate::clock::rfc3339(at(12))));
+        let again = due(&mut conn, at(12), 10).await.unwrap();
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(claim(&mut conn, "job_a", at(12)).await.unwrap(), Some(2));
+        succeed(&mut conn, "job_a", at(13), Some("{\"ok\":true}"), None, None)
+            .await
+            .unwrap();
+        let job = get(&mut conn, "job_a").await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Succeeded);
+        assert_eq!(job.result, Some(serde_json::json!({"ok": true})));
+        assert_eq!(job.error, None);
+        assert_eq!(job.progress, None, "a new attempt starts without progress");
+        assert_eq!(next_due(&mut conn).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_last_failure_is_final_and_only_queued_jobs_cancel() {
+        let mut conn = conn().await;
+        queue(&mut conn, "job_a", "cards", at(0)).await;
+        queue(&mut conn, "job_b", "cards", at(0)).await;
+        claim(&mut conn, "job_a", at(0)).await.unwrap();
+        fail_attempt(&mut conn, "job_a", at(1), "boom", None, None)
+            .await
+            .unwrap();
+        let job = get(&mut conn, "job_a").await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Failed);
+        assert!(job.finished_at.is_some() && job.next_run_at.is_none());
+        assert!(!cancel(&mut conn, "job_a", at(2), "no").await.unwrap());
+        assert!(cancel(&mut conn, "job_b", at(2), "by the tenant").await.unwrap());
+        assert_eq!(claim(&mut conn, "job_b", at(3)).await.unwrap(), None);
+        assert!(!cancel(&mut conn, "job_missing", at(2), "no").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn running_jobs_of_a_stopped_host_are_queued_again() {
+        let mut conn = conn().await;
+        queue(&mut conn, "job_a", "cards", at(0)).await;
+        claim(&mut conn, "job_a", at(0)).await.unwrap();
+        assert_eq!(requeue_running(&mut conn, at(5)).await.unwrap(), 1);
+        let due = due(&mut conn, at(5), 10).await.unwrap();
+        assert_eq!((due[0].id.as_str(), due[0].attempts), ("job_a", 1));
+        // A claim given back does not count.
+        claim(&mut conn, "job_a", at(6)).await.unwrap();
+        unclaim(&mut conn, "job_a", at(7)).await.unwrap();
+        let job = get(&mut conn, "job_a").await.unwrap().unwrap();
+        assert_eq!((job.status, job.attempts), (JobStatus::Queued, 1));
+    }
+
+    #[tokio::test]
+    async fn lists_page_newest_first_and_filter() {
+        let mut conn = conn().await;
+        for i in 0..5 {
+            let module = if i % 2 == 0 { "cards" } else { "forum" };
+            queue(&mut conn, &format!("job_{i}"), module, at(i)).await;
+        }
+        let filter = JobFilter::default();
+        let (page, next) = list(&mut conn, &filter, 2).await.unwrap();
+        let ids: Vec<&str> = page.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["job_4", "job_3"]);
+        let filter = JobFilter {
+            before: next,
+            ..JobFilter::default()
+        };
+        let (page, next) = list(&mut conn, &filter, 2).await.unwrap();
+        assert_eq!(page[0].id, "job_2");
+        let filter = JobFilter {
+            before: next,
+            ..JobFilter::default()
+        };
+        let (page, next) = list(&mut conn, &filter, 2).await.unwrap();
+        assert_eq!((page.len(), next), (1, None));
+        let forum = JobFilter {
+            module: Some("forum"),
+            ..JobFilter::default()
+        };
+        assert_eq!(list(&mut conn, &forum, 10).await.unwrap().0.len(), 2);
+        claim(&mut conn, "job_0", at(9)).await.unwrap();
+        let running = JobFilter {
+            status: Some(JobStatus::Running),
+            ..JobFilter::default()
+        };
+        let (page, _) = list(&mut conn, &running, 10).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].id, "job_0");
+    }
+
+    #[tokio::test]
+    async fn a_schedule_remembers_its_last_slot() {
+        let mut conn = conn().await;
+        assert_eq!(last_slot(&mut conn, "cards", "nightly").await.unwrap(), None);
+        record_slot(&mut conn, "cards", "nightly", 86_400).await.unwrap();
+        record_slot(&mut conn, "cards", "nightly", 172_800).await.unwrap();
+        assert_eq!(
+            last_slot(&mut conn, "cards", "nightly").await.unwrap(),
+            Some(172_800)
+        );
+        assert_eq!(last_slot(&mut conn, "forum", "nightly").await.unwrap(), None);
+    }
+}

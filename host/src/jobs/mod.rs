@@ -222,6 +222,8 @@ fn job_not_found(id: &str) -> SoukError {
 pub struct JobBoard {
     live: Mutex<HashMap<(String, String), Progress>>,
     changes: watch::Sender<u64>,
+    /// Set when the host shuts down: streams following jobs end.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Default for JobBoard {
@@ -229,6 +231,7 @@ impl Default for JobBoard {
         JobBoard {
             live: Mutex::new(HashMap::new()),
             changes: watch::Sender::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -263,6 +266,19 @@ impl JobBoard {
     /// Tells the streams that some job changed.
     pub fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The host is shutting down: every stream following a job ends (a
+    /// reader reconnects to the next host), so none holds the shutdown up.
+    pub fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.changed();
+    }
+
+    /// Whether [`JobBoard::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A receiver that sees [`JobBoard::changed`].
