@@ -594,3 +594,21 @@ fn a_plan_with_a_longer_job_deadline_lets_a_job_finish_that_the_default_stops() 
     let rows = rows(&host, "acme", &token);
     assert_eq!(rows.len(), 1, "only the business job wrote: {rows:?}");
 }
+
+#[test]
+fn a_queued_job_of_an_uninstalled_module_is_cancelled() {
+    let host = Host::start_with(
+        &[MODULE],
+        &["--jobs-global", "1", "--job-timeout-secs", "2"],
+    );
+    let acme = host.tenant_with("acme", MODULE);
+    let beta = host.tenant_with("beta", MODULE);
+    // acme's job holds the only place until its 2 s deadline.
+    let slow = enqueue(&host, "acme", &acme, "slow", json!({"slow_attempts": 5}));
+    wait_for(&host, "acme", &acme, &slow, "running", Duration::from_secs(20));
+    let orphan = enqueue(&host, "beta", &beta, "steps", json!({"steps": 1}));
+    let a = host.delete(&format!("/v1/tenants/beta/modules/{MODULE}"), &beta);
+    assert_eq!(a.status, 200, "uninstall: {a:?}");
+    let cancelled = wait_for(&host, "beta", &beta, &orphan, "cancelled", Duration::from_secs(30));
+    assert_eq!(cancelled["error"], "the module is no longer installed", "{cancelled}");
+}
