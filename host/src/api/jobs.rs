@@ -35,6 +35,11 @@ use crate::tenancy::Tenant;
 /// (another process's writes, a status change the board did not see).
 const STREAM_POLL: Duration = Duration::from_millis(500);
 
+/// The least time between two looks at the job: a job reporting progress
+/// in a tight loop wakes its streams constantly, and each look reads the
+/// tenant database; progress faster than this is coalesced.
+const STREAM_MIN_GAP: Duration = Duration::from_millis(100);
+
 /// Between two keep-alive comments on a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -122,6 +127,7 @@ async fn job_events(
         id,
         last: None,
         finished: false,
+        looked: None,
     };
     let stream = futures_util::stream::unfold(follow, |mut follow| async move {
         let event = follow.next_event().await?;
@@ -141,6 +147,8 @@ struct Follow {
     /// What the last event told: status, attempts, progress.
     last: Option<(JobStatus, i64, Option<Progress>)>,
     finished: bool,
+    /// When the job was last read.
+    looked: Option<tokio::time::Instant>,
 }
 
 impl Follow {
@@ -154,6 +162,10 @@ impl Follow {
             if self.souk.jobs().board.is_closed() {
                 return None;
             }
+            if let Some(last) = self.looked {
+                tokio::time::sleep_until(last + STREAM_MIN_GAP).await;
+            }
+            self.looked = Some(tokio::time::Instant::now());
             let job = match self.souk.jobs().get(&self.tenant, &self.id).await {
                 Ok(job) => job,
                 Err(e) => {
