@@ -605,10 +605,58 @@ fn a_queued_job_of_an_uninstalled_module_is_cancelled() {
     let beta = host.tenant_with("beta", MODULE);
     // acme's job holds the only place until its 2 s deadline.
     let slow = enqueue(&host, "acme", &acme, "slow", json!({"slow_attempts": 5}));
-    wait_for(&host, "acme", &acme, &slow, "running", Duration::from_secs(20));
+    wait_for(
+        &host,
+        "acme",
+        &acme,
+        &slow,
+        "running",
+        Duration::from_secs(20),
+    );
     let orphan = enqueue(&host, "beta", &beta, "steps", json!({"steps": 1}));
     let a = host.delete(&format!("/v1/tenants/beta/modules/{MODULE}"), &beta);
     assert_eq!(a.status, 200, "uninstall: {a:?}");
-    let cancelled = wait_for(&host, "beta", &beta, &orphan, "cancelled", Duration::from_secs(30));
-    assert_eq!(cancelled["error"], "the module is no longer installed", "{cancelled}");
+    let cancelled = wait_for(
+        &host,
+        "beta",
+        &beta,
+        &orphan,
+        "cancelled",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        cancelled["error"], "the module is no longer installed",
+        "{cancelled}"
+    );
+}
+
+#[test]
+fn a_module_cannot_queue_past_its_backlog() {
+    let host = Host::start_with(&[MODULE], &["--jobs-max-backlog", "3"]);
+    let token = host.tenant_with("acme", MODULE);
+    let a = host.post(
+        &format!("/t/acme/m/{MODULE}/enqueue?name=steps&count=5"),
+        &token,
+        json!({"steps": 1}),
+    );
+    assert_eq!(a.status, 422, "{a:?}");
+    let error = a.body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("3 jobs of this module are already waiting"),
+        "{a:?}"
+    );
+    assert_eq!(a.body["ids"].as_array().map(Vec::len), Some(3), "{a:?}");
+    // Once they ran, there is room again.
+    for id in a.body["ids"].as_array().expect("ids") {
+        let id = id.as_str().expect("id");
+        wait_for(
+            &host,
+            "acme",
+            &token,
+            id,
+            "succeeded",
+            Duration::from_secs(20),
+        );
+    }
+    enqueue(&host, "acme", &token, "steps", json!({"steps": 1}));
 }

@@ -70,6 +70,15 @@ pub(super) struct JobOptions {
     /// Most jobs one module call may queue.
     #[arg(long, global = true, env = "SOUK_JOBS_PER_CALL", default_value_t = 100)]
     jobs_per_call: u32,
+    /// Most jobs of one module a tenant may have waiting (queued or
+    /// running); `jobs.enqueue` is refused past it.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_JOBS_MAX_BACKLOG",
+        default_value_t = 10_000
+    )]
+    jobs_max_backlog: u32,
 }
 
 impl JobOptions {
@@ -80,6 +89,7 @@ impl JobOptions {
             enqueue: EnqueueLimits {
                 max_args_bytes: self.job_max_args_bytes.max(2),
                 max_per_call: self.jobs_per_call.max(1),
+                max_backlog: self.jobs_max_backlog.max(1),
             },
             job_timeout,
             max_job_timeout: Duration::from_secs(self.max_job_timeout_secs).max(job_timeout),

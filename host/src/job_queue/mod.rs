@@ -91,6 +91,11 @@ pub struct EnqueueLimits {
     pub max_args_bytes: usize,
     /// Most jobs one call may queue. Default 100.
     pub max_per_call: u32,
+    /// Most jobs of one module a tenant may have waiting (queued or
+    /// running); past it `enqueue` is refused until some have run, so a
+    /// job that queues copies of itself cannot grow the queue without
+    /// bound. Default 10,000.
+    pub max_backlog: u32,
 }
 
 impl Default for EnqueueLimits {
@@ -98,6 +103,7 @@ impl Default for EnqueueLimits {
         EnqueueLimits {
             max_args_bytes: 64 * 1024,
             max_per_call: 100,
+            max_backlog: 10_000,
         }
     }
 }
@@ -127,6 +133,11 @@ pub enum EnqueueRefusal {
     /// The call queued as many jobs as it may.
     #[error("this call already queued {0} jobs, the most one call may queue")]
     TooMany(u32),
+    /// The module has as many jobs waiting as it may.
+    #[error(
+        "{0} jobs of this module are already waiting to run, the most allowed; try again when some have run"
+    )]
+    Backlog(u32),
 }
 
 /// Checks a job before it is queued.
@@ -186,6 +197,7 @@ mod tests {
         let limits = EnqueueLimits {
             max_args_bytes: 16,
             max_per_call: 2,
+            max_backlog: 10,
         };
         assert_eq!(check_job("report", "{}", 0, limits), Ok(()));
         assert!(matches!(

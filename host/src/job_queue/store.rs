@@ -136,6 +136,20 @@ pub async fn due(
     .await
 }
 
+/// How many jobs of `module` wait (queued or running).
+///
+/// # Errors
+/// Database errors.
+pub async fn backlog(conn: &mut SqliteConnection, module: &str) -> Result<u64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM _souk_jobs WHERE status IN ('queued', 'running') AND module = ?",
+    )
+    .bind(module)
+    .fetch_one(conn)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// When the earliest queued job is due, if any is queued.
 ///
 /// # Errors
@@ -560,9 +574,16 @@ mod tests {
             total: 4,
             message: "one".into(),
         };
-        fail_attempt(&mut conn, "job_a", at(2), "boom", Some(&progress), Some(at(12)))
-            .await
-            .unwrap();
+        fail_attempt(
+            &mut conn,
+            "job_a",
+            at(2),
+            "boom",
+            Some(&progress),
+            Some(at(12)),
+        )
+        .await
+        .unwrap();
         assert!(due(&mut conn, at(11), 10).await.unwrap().is_empty());
         assert_eq!(next_due(&mut conn).await.unwrap(), Some(at(12)));
         let job = get(&mut conn, "job_a").await.unwrap().unwrap();
@@ -573,9 +594,16 @@ mod tests {
         let again = due(&mut conn, at(12), 10).await.unwrap();
         assert_eq!(again[0].attempts, 1);
         assert_eq!(claim(&mut conn, "job_a", at(12)).await.unwrap(), Some(2));
-        succeed(&mut conn, "job_a", at(13), Some("{\"ok\":true}"), None, None)
-            .await
-            .unwrap();
+        succeed(
+            &mut conn,
+            "job_a",
+            at(13),
+            Some("{\"ok\":true}"),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
         let job = get(&mut conn, "job_a").await.unwrap().unwrap();
         assert_eq!(job.status, JobStatus::Succeeded);
         assert_eq!(job.result, Some(serde_json::json!({"ok": true})));
@@ -597,7 +625,11 @@ mod tests {
         assert_eq!(job.status, JobStatus::Failed);
         assert!(job.finished_at.is_some() && job.next_run_at.is_none());
         assert!(!cancel(&mut conn, "job_a", at(2), "no").await.unwrap());
-        assert!(cancel(&mut conn, "job_b", at(2), "by the tenant").await.unwrap());
+        assert!(
+            cancel(&mut conn, "job_b", at(2), "by the tenant")
+                .await
+                .unwrap()
+        );
         assert_eq!(claim(&mut conn, "job_b", at(3)).await.unwrap(), None);
         assert!(!cancel(&mut conn, "job_missing", at(2), "no").await.unwrap());
     }
@@ -656,15 +688,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_backlog_counts_waiting_jobs_of_one_module() {
+        let mut conn = conn().await;
+        queue(&mut conn, "job_a", "cards", at(0)).await;
+        queue(&mut conn, "job_b", "cards", at(0)).await;
+        queue(&mut conn, "job_c", "cards", at(0)).await;
+        queue(&mut conn, "job_d", "forum", at(0)).await;
+        claim(&mut conn, "job_a", at(1)).await.unwrap();
+        assert_eq!(backlog(&mut conn, "cards").await.unwrap(), 3);
+        claim(&mut conn, "job_b", at(1)).await.unwrap();
+        succeed(&mut conn, "job_b", at(2), None, None, None)
+            .await
+            .unwrap();
+        cancel(&mut conn, "job_c", at(2), "no").await.unwrap();
+        assert_eq!(backlog(&mut conn, "cards").await.unwrap(), 1);
+        assert_eq!(backlog(&mut conn, "forum").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
     async fn a_schedule_remembers_its_last_slot() {
         let mut conn = conn().await;
-        assert_eq!(last_slot(&mut conn, "cards", "nightly").await.unwrap(), None);
-        record_slot(&mut conn, "cards", "nightly", 86_400).await.unwrap();
-        record_slot(&mut conn, "cards", "nightly", 172_800).await.unwrap();
+        assert_eq!(
+            last_slot(&mut conn, "cards", "nightly").await.unwrap(),
+            None
+        );
+        record_slot(&mut conn, "cards", "nightly", 86_400)
+            .await
+            .unwrap();
+        record_slot(&mut conn, "cards", "nightly", 172_800)
+            .await
+            .unwrap();
         assert_eq!(
             last_slot(&mut conn, "cards", "nightly").await.unwrap(),
             Some(172_800)
         );
-        assert_eq!(last_slot(&mut conn, "forum", "nightly").await.unwrap(), None);
+        assert_eq!(
+            last_slot(&mut conn, "forum", "nightly").await.unwrap(),
+            None
+        );
     }
 }

@@ -42,6 +42,8 @@ pub struct JobsState {
     now: Option<OffsetDateTime>,
     /// Jobs this call queued.
     queued: u32,
+    /// Jobs of the module waiting when this call first queued one.
+    backlog: Option<u64>,
     /// In a job's own call: where its progress goes.
     progress: Option<ProgressSink>,
 }
@@ -54,6 +56,7 @@ impl JobsState {
             limits,
             now: Some(now),
             queued: 0,
+            backlog: None,
             progress: None,
         }
     }
@@ -113,6 +116,22 @@ impl JobsView<'_> {
                 ));
             }
         };
+        let backlog = match self.jobs.backlog {
+            Some(n) => n,
+            None => match store::backlog(conn, &self.context.module_slug).await {
+                Ok(n) => *self.jobs.backlog.insert(n),
+                Err(e) => {
+                    tracing::warn!(tenant = %self.context.tenant_id, module = %self.context.module_slug, error = %e, "cannot count the waiting jobs");
+                    return Err(EnqueueError::Unavailable(
+                        "the job could not be written; the call may be retried".into(),
+                    ));
+                }
+            },
+        };
+        let limit = self.jobs.limits.max_backlog;
+        if backlog + u64::from(self.jobs.queued) >= u64::from(limit) {
+            return Err(EnqueueRefusal::Backlog(limit).into());
+        }
         let job = NewJob {
             id: &id,
             module: &self.context.module_slug,
