@@ -78,6 +78,18 @@ impl Scheduler {
                 if self.fired.get(&key).is_some_and(|last| *last >= slot) {
                     continue;
                 }
+                // A tenant whose subscription gives no access to the module
+                // now is skipped without recording the slot: the schedule
+                // fires once when access returns. (Without a grant loaded
+                // yet, the runner decides when the job's turn comes.)
+                let engine = jobs.dispatcher.billing.engine();
+                if engine.has_grant(&installation.tenant_id, &installation.module)
+                    && !engine
+                        .check_access(&installation.tenant_id, &installation.module)
+                        .is_allowed()
+                {
+                    continue;
+                }
                 match fire(jobs, &installation, schedule, slot).await {
                     Ok(last) => {
                         self.fired.insert(key, last);
