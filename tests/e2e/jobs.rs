@@ -660,3 +660,61 @@ fn a_module_cannot_queue_past_its_backlog() {
     }
     enqueue(&host, "acme", &token, "steps", json!({"steps": 1}));
 }
+
+#[test]
+fn a_job_does_not_run_once_the_subscription_gives_no_access() {
+    let plans = crate::support::workspace_root().join("tests/e2e/plans-jobs/jobs-probe.yaml");
+    let plans = plans.to_str().expect("utf-8 path");
+    let host = Host::start_with(
+        &[MODULE],
+        &[
+            "--plans",
+            plans,
+            "--manual-clock",
+            "2026-03-01T00:10:00Z",
+            "--job-backoff-ms",
+            "60000",
+            "--job-max-attempts",
+            "3",
+        ],
+    );
+    let token = host.tenant_with("acme", MODULE);
+    let id = enqueue(&host, "acme", &token, "fail", json!({}));
+    let start = Instant::now();
+    loop {
+        let job = job(&host, "acme", &token, &id);
+        if job["attempts"] == 1 && job["status"] == "queued" {
+            assert_eq!(job["error"], "always fails (attempt 1)", "{job}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = host.post(
+        &format!("/v1/tenants/acme/subscriptions/{MODULE}/cancel"),
+        &token,
+        json!({"at_period_end": false}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = host.request(
+        "POST",
+        &format!("/t/acme/m/{MODULE}/sleep?ms=1"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(a.status, 402, "requests are refused too: {a:?}");
+    // The retry is due a minute later on the manual clock; it is refused.
+    let a = host.post("/v1/clock", &host.operator, json!({"advance_seconds": 120}));
+    assert_eq!(a.status, 200, "{a:?}");
+    let start = Instant::now();
+    loop {
+        let job = job(&host, "acme", &token, &id);
+        if job["attempts"] == 2 && job["status"] == "queued" {
+            let error = job["error"].as_str().unwrap_or_default();
+            assert!(error.contains("does not allow this module"), "{job}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

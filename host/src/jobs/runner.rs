@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 
 use super::{Jobs, JobsHost, later};
 use crate::dispatch::BackgroundBody;
+use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
 use crate::job_queue::store::{self, DueJob};
 use crate::job_queue::{MAX_JOB_ERROR_BYTES, Progress, backoff};
@@ -215,12 +216,15 @@ async fn try_attempt(jobs: &Jobs<'_>, tenant: &Tenant, job: &DueJob) -> Result<(
     };
     jobs.board.changed();
     let last: LastProgress = Arc::default();
-    let body = job_body(jobs, tenant, job, attempt, last.clone());
-    let deadline = job_deadline(jobs, tenant, &job.module).await;
-    let outcome = jobs
-        .dispatcher
-        .run_background(&tenant.id, &job.module, deadline, body)
-        .await;
+    let outcome = match job_deadline(jobs, tenant, &job.module).await {
+        Ok(deadline) => {
+            let body = job_body(jobs, tenant, job, attempt, last.clone());
+            jobs.dispatcher
+                .run_background(&tenant.id, &job.module, deadline, body)
+                .await
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    };
     let progress = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let now = jobs.clock.now();
     let mut conn = pool.acquire().await?;
@@ -270,19 +274,33 @@ async fn try_attempt(jobs: &Jobs<'_>, tenant: &Tenant, job: &DueJob) -> Result<(
 
 /// The deadline of an attempt of `module`'s job: what the tenant's plan
 /// sets (`runtime.job_timeout_secs`, at most the operator's maximum), or
-/// the host's default. The engine's grant is loaded first (after a
-/// restart a job may be the pair's first call); when that fails the
-/// default applies, and the background call reports the failure itself.
-async fn job_deadline(jobs: &Jobs<'_>, tenant: &Tenant, module: &str) -> Duration {
+/// the host's default; or, when the tenant's subscription gives no access
+/// to the module now (a trial that ended, an expired plan), the refusal,
+/// which fails the attempt as the request gate would refuse a request.
+/// The engine's grant is loaded first (after a restart a job may be the
+/// pair's first call); when that fails the default applies, and the
+/// background call reports the failure itself.
+async fn job_deadline(jobs: &Jobs<'_>, tenant: &Tenant, module: &str) -> Result<Duration, String> {
     let dispatcher = &jobs.dispatcher;
-    if let Ok(installation) = dispatcher.installer.require(tenant, module).await {
-        let _ = dispatcher.usage.ensure_grant(tenant, &installation).await;
+    if let Ok(installation) = dispatcher.installer.require(tenant, module).await
+        && dispatcher
+            .usage
+            .ensure_grant(tenant, &installation)
+            .await
+            .is_ok()
+        && let Decision::Denied(denial) =
+            dispatcher.billing.engine().check_access(&tenant.id, module)
+    {
+        return Err(format!(
+            "the tenant's subscription does not allow this module now: {denial}"
+        ));
     }
     let plan = dispatcher.billing.plan_runtime(&tenant.id, module);
-    plan.job_timeout_secs
+    Ok(plan
+        .job_timeout_secs
         .map_or(jobs.config.job_timeout, |secs| {
             Duration::from_secs(secs).min(jobs.config.max_job_timeout.max(jobs.config.job_timeout))
-        })
+        }))
 }
 
 /// What runs on the job's instance: its progress routed to the board,
