@@ -174,7 +174,7 @@ pub async fn requeue_running(
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE _souk_jobs SET status = 'queued', run_at = ?, \
-         error = 'the host stopped while the job ran' WHERE status = 'running'",
+         error = 'the host stopped or failed while the job ran' WHERE status = 'running'",
     )
     .bind(millis(now))
     .execute(conn)

@@ -111,6 +111,12 @@ async fn tenant_pass<H: JobsHost>(
     global: Arc<Semaphore>,
     in_pass: Arc<Mutex<HashSet<String>>>,
 ) {
+    // Whichever way the pass ends (a panic included), the tenant may have
+    // another.
+    let _pass = InPass {
+        tenants: in_pass,
+        tenant_id: due.tenant_id.clone(),
+    };
     let next = match pass(&host, &due.tenant_id, &global).await {
         Ok(next) => next,
         Err(e) => {
@@ -126,10 +132,22 @@ async fn tenant_pass<H: JobsHost>(
     {
         tracing::warn!(tenant = %due.tenant_id, error = %e, "cannot settle the jobs hint");
     }
-    in_pass
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&due.tenant_id);
+}
+
+/// A tenant's place in the set of tenants with a pass running, given back
+/// when dropped.
+struct InPass {
+    tenants: Arc<Mutex<HashSet<String>>>,
+    tenant_id: String,
+}
+
+impl Drop for InPass {
+    fn drop(&mut self) {
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.tenant_id);
+    }
 }
 
 /// Runs the tenant's due jobs until none is due; answers when the next
@@ -169,6 +187,9 @@ async fn pass<H: JobsHost>(
         while running.join_next().await.is_some() {}
     }
     let mut conn = pool.acquire().await?;
+    // No attempt of this pass runs now: a job still marked running lost
+    // its attempt (a task that failed in the host) and is queued again.
+    store::requeue_running(&mut conn, jobs.clock.now()).await?;
     Ok(store::next_due(&mut conn).await?)
 }
 
