@@ -15,6 +15,7 @@ use crate::control_plane::ControlPlane;
 use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::installer::Installer;
+use crate::people::{People, PeopleConfig, PeopleState};
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
@@ -52,6 +53,9 @@ pub struct SoukConfig {
     /// Tenant databases kept open at once; the least recently used is
     /// closed past it (default [`crate::tenancy::DEFAULT_OPEN_TENANTS`]).
     pub open_tenants: usize,
+    /// Users, invitations, sessions, sign-in throttling, public routes'
+    /// rate (docs/people.md).
+    pub people: PeopleConfig,
 }
 
 impl SoukConfig {
@@ -67,6 +71,7 @@ impl SoukConfig {
             manual_clock: None,
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
+            people: PeopleConfig::default(),
         }
     }
 }
@@ -99,6 +104,8 @@ pub struct Souk {
     operator_plans: PlanCatalog,
     /// The per-tenant queues usage events are group-committed through.
     usage_groups: UsageGroups,
+    /// People's configuration and throttles.
+    pub people_state: PeopleState,
 }
 
 impl Souk {
@@ -133,7 +140,9 @@ impl Souk {
             clock.clone(),
             config.open_tenants,
         );
-        let auth = Auth::new(control.clone(), data, clock.clone());
+        let auth =
+            Auth::new(control.clone(), data, clock.clone()).with_sessions(config.people.sessions);
+        let people_state = PeopleState::new(config.people.clone());
         let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {
             Some(path) => crate::billing::plans::load(path)?,
@@ -161,6 +170,7 @@ impl Souk {
                 manual_clock,
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
+                people_state,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -188,6 +198,18 @@ impl Souk {
         }
     }
 
+    /// The people service (users, invitations, sessions, API keys),
+    /// borrowing this host's services; build one per operation.
+    pub fn people(&self) -> People<'_> {
+        People {
+            control: &self.control,
+            clock: self.clock.as_ref(),
+            state: &self.people_state,
+            installer: self.installer(),
+            catalog: &self.catalog,
+        }
+    }
+
     /// The request path, borrowing the parts a module request goes
     /// through (see [`Dispatcher::dispatch`]).
     pub fn dispatcher(&self) -> Dispatcher<'_> {
@@ -198,6 +220,7 @@ impl Souk {
             billing: &self.billing,
             installer: self.installer(),
             usage: self.usage(),
+            public_limiter: &self.people_state.public_limiter,
         }
     }
 

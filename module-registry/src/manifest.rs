@@ -1080,8 +1080,8 @@ routes:
     #[test]
     fn api_keys_name_a_declared_feature_and_need_api_0_3() {
         let v3 = GOOD.replace("api: 0.1.0", "api: 0.3.0");
-        let m = Manifest::parse(&format!("{v3}api_keys:\n  feature: qr_code_generation\n"))
-            .unwrap();
+        let m =
+            Manifest::parse(&format!("{v3}api_keys:\n  feature: qr_code_generation\n")).unwrap();
         assert_eq!(
             m.api_keys,
             Some(ApiKeysDecl {
@@ -1093,6 +1093,11 @@ routes:
         assert!(e.contains("api_keys.feature"), "{e}");
         let e = error_of(&format!("{GOOD}api_keys:\n  feature: qr_code_generation\n"));
         assert!(e.contains("`api_keys`"), "{e}");
-        assert!(Manifest::parse(&format!("{v3}api_keys:\n  feature: qr_code_generation\n  extra: 1\n")).is_err());
+        assert!(
+            Manifest::parse(&format!(
+                "{v3}api_keys:\n  feature: qr_code_generation\n  extra: 1\n"
+            ))
+            .is_err()
+        );
     }
 }
