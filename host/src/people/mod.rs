@@ -761,6 +761,15 @@ impl People<'_> {
         let now = self.clock.now();
         let throttle = &self.state.login_throttle;
         if let Err(wait) = throttle.check(&account, address, now) {
+            // Worth the operator's attention: someone is guessing. The
+            // account and address only, never what was typed.
+            tracing::warn!(
+                tenant = tenant_slug,
+                email = %email_key,
+                address = ?address,
+                retry_after_secs = wait.as_secs(),
+                "sign-ins throttled"
+            );
             return Err(SoukError::TooManyRequests {
                 detail: format!(
                     "too many failed sign-ins; try again in {}s",
