@@ -767,6 +767,32 @@ fn an_invitation_works_once_and_expires() {
         Some(json!({"email": "not an address"})),
     );
     assert_eq!(r.status, 422, "{r:?}");
+    let r = call(
+        &host,
+        "PATCH",
+        &format!("/v1/tenants/acme/users/{id}"),
+        Cred::Bearer(&admin),
+        Some(json!({})),
+    );
+    assert_eq!(r.status, 422, "nothing to change: {r:?}");
+    // Another tenant's user is not this tenant's: 404, and no cursor.
+    let globex = host.tenant("globex");
+    let r = call(
+        &host,
+        "GET",
+        &format!("/v1/tenants/globex/users/{id}"),
+        Cred::Bearer(&globex),
+        None,
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = call(
+        &host,
+        "GET",
+        &format!("/v1/tenants/globex/users?after={id}"),
+        Cred::Bearer(&globex),
+        None,
+    );
+    assert_eq!(r.body["users"], json!([]), "{r:?}");
     // Deleted: gone, with its sessions.
     let r = call(
         &host,

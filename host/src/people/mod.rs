@@ -653,6 +653,16 @@ impl People<'_> {
         id: &str,
         changes: &UserChanges,
     ) -> Result<User, SoukError> {
+        if changes.display_name.is_none()
+            && changes.role.is_none()
+            && changes.member_number.is_none()
+            && changes.status.is_none()
+        {
+            return Err(SoukError::Invalid(
+                "nothing to change: give `display_name`, `role`, `member_number` or `status`"
+                    .into(),
+            ));
+        }
         let mut tx = self.control.pool().begin().await?;
         let mut user = users::by_id(&mut tx, &tenant.id, id)
             .await?
