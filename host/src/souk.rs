@@ -15,6 +15,7 @@ use crate::control_plane::ControlPlane;
 use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::installer::Installer;
+use crate::people::{People, PeopleConfig, PeopleState};
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
@@ -53,6 +54,9 @@ pub struct SoukConfig {
     /// Tenant databases kept open at once; the least recently used is
     /// closed past it (default [`crate::tenancy::DEFAULT_OPEN_TENANTS`]).
     pub open_tenants: usize,
+    /// Users, invitations, sessions, sign-in throttling, public routes'
+    /// rate (docs/people.md).
+    pub people: PeopleConfig,
 }
 
 impl SoukConfig {
@@ -68,6 +72,7 @@ impl SoukConfig {
             manual_clock: None,
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
+            people: PeopleConfig::default(),
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct Souk {
     usage_groups: UsageGroups,
     /// Which tenants have deferred work (events, mail, jobs) and when.
     work: Arc<WorkHints>,
+    /// People's configuration and throttles.
+    pub people_state: PeopleState,
 }
 
 impl Souk {
@@ -136,7 +143,9 @@ impl Souk {
             clock.clone(),
             config.open_tenants,
         );
-        let auth = Auth::new(control.clone(), data, clock.clone());
+        let auth =
+            Auth::new(control.clone(), data, clock.clone()).with_sessions(config.people.sessions);
+        let people_state = PeopleState::new(config.people.clone());
         let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {
             Some(path) => crate::billing::plans::load(path)?,
@@ -170,6 +179,7 @@ impl Souk {
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
                 work,
+                people_state,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -198,6 +208,18 @@ impl Souk {
         }
     }
 
+    /// The people service (users, invitations, sessions, API keys),
+    /// borrowing this host's services; build one per operation.
+    pub fn people(&self) -> People<'_> {
+        People {
+            control: &self.control,
+            clock: self.clock.as_ref(),
+            state: &self.people_state,
+            installer: self.installer(),
+            catalog: &self.catalog,
+        }
+    }
+
     /// The request path, borrowing the parts a module request goes
     /// through (see [`Dispatcher::dispatch`]).
     pub fn dispatcher(&self) -> Dispatcher<'_> {
@@ -209,6 +231,7 @@ impl Souk {
             installer: self.installer(),
             usage: self.usage(),
             work: &self.work,
+            public_limiter: &self.people_state.public_limiter,
         }
     }
 

@@ -67,9 +67,14 @@ async fn serve(
         ));
     }
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The peer address reaches handlers (sign-in throttling, public
+    // routes' rate) as `ConnectInfo<SocketAddr>`.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
 }
 
