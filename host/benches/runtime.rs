@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use criterion::{Criterion, SamplingMode};
-use souk_host::auth::Principal;
+use souk_host::auth::{Principal, Visitor};
 use souk_host::capabilities::CallState;
 use souk_host::capabilities::context::CallContext;
 use souk_host::error::SoukError;
@@ -217,13 +217,12 @@ async fn dispatch(
     path: &str,
     body: Vec<u8>,
 ) -> Result<ModuleResponse, SoukError> {
+    let visitor = Visitor {
+        principal: Some(principal.clone()),
+        address: None,
+    };
     souk.dispatcher()
-        .dispatch(
-            principal,
-            "bench",
-            "membership",
-            request(method, path, body),
-        )
+        .dispatch(&visitor, "bench", "membership", request(method, path, body))
         .await
 }
 

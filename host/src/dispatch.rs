@@ -10,9 +10,17 @@
 //!    recorded by another process takes effect at once), and the
 //!    entitlement engine's grant for it;
 //! 2. `match_route` — the manifest's route for the method and path, so a
-//!    module never sees a request it did not declare (404, 405);
+//!    module never sees a request it did not declare (404, 405); then
+//!    `Dispatcher::authorize` (step 2b) — the route's `access` level
+//!    against who is calling ([`authorize_route`]: 401, 403, or the
+//!    tenant's 404 for another tenant's caller), the caller the module is
+//!    told about, and the per-address rate of anonymous calls of `public`
+//!    routes (429). A caller with no credential valid here (an
+//!    "outsider") learns nothing from steps 1 and 2 either: any refusal
+//!    there is answered as step 2b would answer it ([`Standing::hide`]);
 //! 3. `Dispatcher::admit` — the entitlement gate, before the module runs:
-//!    whole-module access, the route's `feature`, room for one unit of its
+//!    whole-module access, the route's `feature`, the module's `api_keys`
+//!    feature for a call made with an API key, room for one unit of its
 //!    `limit`, and one unit of its `meter` taken atomically against the
 //!    allowance (a 402/403 problem naming the feature, the reason and the
 //!    upgrade otherwise);
@@ -34,7 +42,7 @@ use std::time::Duration;
 
 use souk_module_registry::{Manifest, Route, RouteLookup};
 
-use crate::auth::Principal;
+use crate::auth::{RouteAdmission, Standing, Visitor, authorize_route};
 use crate::billing::service::Billing;
 use crate::capabilities::CallState;
 use crate::capabilities::context::{CallContext, Caller};
@@ -48,16 +56,18 @@ use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
 use crate::installer::{Installation, Installer};
 use crate::job_queue::EnqueueLimits;
+use crate::people::throttle::PublicLimiter;
 use crate::runtime::{Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
 use crate::tenancy::{Tenancy, Tenant};
 use crate::usage::Usage;
 use crate::work::{WorkHints, WorkMarks};
 
 /// Request headers never forwarded to modules.
-const PRIVATE_HEADERS: [&str; 4] = [
+const PRIVATE_HEADERS: [&str; 5] = [
     "authorization",
     "cookie",
     "proxy-authorization",
+    "x-csrf-token",
     "x-souk-operator",
 ];
 
@@ -80,11 +90,15 @@ pub struct Dispatcher<'a> {
     pub work: &'a WorkHints,
     /// What `jobs.enqueue` accepts in a call.
     pub enqueue: EnqueueLimits,
+    /// The per-address rate of anonymous calls of `public` routes.
+    pub public_limiter: &'a PublicLimiter,
 }
 
 /// Whom a request is for, found and checked before anything runs.
 struct Target {
     tenant: Tenant,
+    /// What the caller is to this tenant's module.
+    standing: Standing,
     resolved: ResolvedVersion,
     /// The call's place under the tenant's cap, freed when the request is
     /// over (with this value, whichever way it ends).
@@ -96,48 +110,65 @@ struct Target {
 }
 
 impl Dispatcher<'_> {
-    /// Serves `request` for `tenant_slug` with `module`.
+    /// Serves `request` from `visitor` for `tenant_slug` with `module`.
     ///
     /// # Errors
     /// [`SoukError::NotFound`] (tenant invisible, module not installed, no
     /// route), [`SoukError::MethodNotAllowed`], [`SoukError::Revoked`],
-    /// [`SoukError::Denied`] (the gate), [`SoukError::Module`] when the
-    /// tenant is at its concurrency cap, the host at capacity, or the module
-    /// fails.
+    /// [`SoukError::Unauthorized`] and [`SoukError::Forbidden`] (the
+    /// route's access), [`SoukError::TooManyRequests`] (anonymous calls of
+    /// public routes), [`SoukError::Denied`] (the gate),
+    /// [`SoukError::Module`] when the tenant is at its concurrency cap, the
+    /// host at capacity, or the module fails.
     pub async fn dispatch(
         &self,
-        principal: &Principal,
+        visitor: &Visitor,
         tenant_slug: &str,
         module: &str,
         request: ModuleRequest,
     ) -> Result<ModuleResponse, SoukError> {
-        let target = self.resolve(principal, tenant_slug, module).await?;
-        let route = match_route(&target.resolved.manifest, &request)?;
-        let meter = self.admit(&target, route)?;
+        let target = self.resolve(visitor, tenant_slug, module).await?;
+        let route = match_route(&target.resolved.manifest, &request)
+            .map_err(|e| target.standing.hide(tenant_slug, e))?;
+        let admission = self.authorize(visitor, &target, route, &request)?;
+        let meter = self.admit(&target, route, &admission)?;
         let (loaded, state) = self
-            .prepare(&target, principal, &request, meter.is_some())
+            .prepare(&target, admission, &request, meter.is_some())
             .await?;
         let settlement = Settlement::new(meter, self.work, self.billing.clock().now());
         let (result, state) = self.run(&target, loaded, state, request).await?;
         settlement.settle(&target, state, result).await
     }
 
-    /// Step 1: the tenant, a place for the call, the installation (not
-    /// revoked) and the engine's grant for it.
+    /// Step 1: the tenant, the caller's standing there, a place for the
+    /// call, the installation (not revoked) and the engine's grant for it.
+    /// An outsider's refusals are hidden ([`Standing::hide`]).
     async fn resolve(
         &self,
-        principal: &Principal,
+        visitor: &Visitor,
         tenant_slug: &str,
         module: &str,
     ) -> Result<Target, SoukError> {
-        let tenant = self.tenancy.by_slug(tenant_slug).await?;
-        principal.check_tenant(&tenant)?;
-        self.target(tenant, module).await
+        let principal = visitor.principal.as_ref();
+        let tenant = self.tenancy.by_slug(tenant_slug).await.map_err(|e| {
+            let outsider = principal.map_or(Standing::Anonymous, |_| Standing::Foreign);
+            outsider.hide(tenant_slug, e)
+        })?;
+        let standing = Standing::of(principal, &tenant, module);
+        self.resolve_for(tenant, standing, module)
+            .await
+            .map_err(|e| standing.hide(tenant_slug, e))
     }
 
-    /// The rest of step 1 for a tenant found and checked: a place for the
-    /// call, the installation (not revoked) and the engine's grant.
-    async fn target(&self, tenant: Tenant, module: &str) -> Result<Target, SoukError> {
+    /// The rest of step 1 for a tenant found, with the caller's standing
+    /// there: a place for the call, the installation (not revoked) and the
+    /// engine's grant.
+    async fn resolve_for(
+        &self,
+        tenant: Tenant,
+        standing: Standing,
+        module: &str,
+    ) -> Result<Target, SoukError> {
         let permit = self.runtime.admit(&tenant.id)?;
         let installation: Installation = self.installer.require(&tenant, module).await?;
         if let Some(reason) = &installation.revoked {
@@ -150,10 +181,51 @@ impl Dispatcher<'_> {
         let resolved = self.usage.ensure_grant(&tenant, &installation).await?;
         Ok(Target {
             tenant,
+            standing,
             resolved,
             _permit: permit,
             meter_key: OnceLock::new(),
         })
+    }
+
+    /// Step 2b: who may call the route ([`authorize_route`]), the caller
+    /// the module is told about, and the rate of anonymous calls of
+    /// `public` routes per client address.
+    fn authorize(
+        &self,
+        visitor: &Visitor,
+        target: &Target,
+        route: &Route,
+        request: &ModuleRequest,
+    ) -> Result<RouteAdmission, SoukError> {
+        let admission = authorize_route(
+            visitor.principal.as_ref(),
+            target.standing,
+            &target.tenant.slug,
+            route.access,
+            &request.method,
+        )?;
+        if admission.api_key && target.resolved.manifest.api_keys.is_none() {
+            return Err(SoukError::Forbidden(format!(
+                "module {} {} takes no API keys any more",
+                target.resolved.manifest.slug, target.resolved.manifest.version
+            )));
+        }
+        if admission.anonymous
+            && let Some(address) = visitor.address
+            && let Err(wait) = self
+                .public_limiter
+                .take(address, self.billing.clock().now())
+        {
+            return Err(SoukError::TooManyRequests {
+                detail: format!(
+                    "too many calls from this address; try again in {}s",
+                    wait.as_secs().max(1)
+                ),
+                retry_after: wait,
+            });
+        }
+        Ok(admission)
     }
 
     /// Step 3: the entitlement gate. Returns the unit taken from the route's
@@ -163,12 +235,21 @@ impl Dispatcher<'_> {
         &'b self,
         target: &'b Target,
         route: &'b Route,
+        admission: &RouteAdmission,
     ) -> Result<Option<MeterHold<'b>>, SoukError> {
         let engine = self.billing.engine();
         let tenant = target.tenant.id.as_str();
         let module = target.resolved.manifest.slug.as_str();
+        let api_key_feature = target
+            .resolved
+            .manifest
+            .api_keys
+            .as_ref()
+            .filter(|_| admission.api_key)
+            .map(|keys| keys.feature.as_str());
         let gate = [
             Some(engine.check_access(tenant, module)),
+            api_key_feature.map(|key| engine.check_feature(tenant, module, key)),
             route
                 .feature
                 .as_deref()
@@ -214,7 +295,7 @@ impl Dispatcher<'_> {
     async fn prepare(
         &self,
         target: &Target,
-        principal: &Principal,
+        admission: RouteAdmission,
         request: &ModuleRequest,
         metered: bool,
     ) -> Result<(LoadedModule, CallState), SoukError> {
@@ -230,7 +311,7 @@ impl Dispatcher<'_> {
         };
         let (_, timeout) = self.plan_budget(target);
         let db = ModuleDb::with(scope, tx, timeout);
-        let state = self.call_state(target, principal.caller(), db);
+        let state = self.call_state(target, admission.caller, db);
         Ok((loaded, state))
     }
 
@@ -323,7 +404,8 @@ impl Dispatcher<'_> {
         body: BackgroundBody<T>,
     ) -> Result<Result<T, String>, SoukError> {
         let tenant = self.tenancy.by_id(tenant_id).await?;
-        let target = self.target(tenant, module).await?;
+        // The host acts for the tenant: an administrator's standing.
+        let target = self.resolve_for(tenant, Standing::Admin, module).await?;
         let manifest = &target.resolved.manifest;
         let loaded = self.catalog.load(self.runtime, &target.resolved).await?;
         let scope = self.installer.scope_for(&target.tenant, manifest).await?;

@@ -68,6 +68,15 @@ pub enum SoukError {
     /// The action needs a payment first (a paid plan, an upgrade).
     #[error("{0}")]
     PaymentRequired(String),
+    /// Too many attempts (sign-ins, anonymous calls of public routes) from
+    /// this client or for this account; retry after `retry_after`.
+    #[error("{detail}")]
+    TooManyRequests {
+        /// What was refused and when to retry.
+        detail: String,
+        /// When a retry may succeed.
+        retry_after: Duration,
+    },
     /// An unexpected failure inside the host.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),

@@ -14,7 +14,8 @@
 //!   [`catalog`] (module versions available to install), [`archive`] (the
 //!   data export written before an uninstall), [`auth`] (operator and
 //!   tenant tokens), [`tenancy`] (tenants and their databases),
-//!   [`registry`] (pulling from a module registry);
+//!   [`registry`] (pulling from a module registry), [`people`] (tenant
+//!   users, invitations, sessions, API keys);
 //! - [`runtime`]: the wasmtime engine, compile cache, admission, module
 //!   calls;
 //! - [`capabilities`]: the host interfaces modules import (context, db,
@@ -42,6 +43,7 @@ pub mod error;
 pub mod installer;
 pub mod job_queue;
 pub mod jobs;
+pub mod people;
 pub mod registry;
 pub mod runtime;
 pub mod secrets;

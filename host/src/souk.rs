@@ -16,6 +16,7 @@ use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::installer::Installer;
 use crate::jobs::{JobBoard, Jobs, JobsConfig, JobsHost};
+use crate::people::{People, PeopleConfig, PeopleState};
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
@@ -56,6 +57,9 @@ pub struct SoukConfig {
     pub open_tenants: usize,
     /// How background jobs run (docs/jobs.md).
     pub jobs: JobsConfig,
+    /// Users, invitations, sessions, sign-in throttling, public routes'
+    /// rate (docs/people.md).
+    pub people: PeopleConfig,
 }
 
 impl SoukConfig {
@@ -72,6 +76,7 @@ impl SoukConfig {
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
             jobs: JobsConfig::default(),
+            people: PeopleConfig::default(),
         }
     }
 }
@@ -108,6 +113,8 @@ pub struct Souk {
     work: Arc<WorkHints>,
     /// The live progress of running jobs.
     job_board: Arc<JobBoard>,
+    /// People's configuration and throttles.
+    pub people_state: PeopleState,
 }
 
 impl Souk {
@@ -142,7 +149,9 @@ impl Souk {
             clock.clone(),
             config.open_tenants,
         );
-        let auth = Auth::new(control.clone(), data, clock.clone());
+        let auth =
+            Auth::new(control.clone(), data, clock.clone()).with_sessions(config.people.sessions);
+        let people_state = PeopleState::new(config.people.clone());
         let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {
             Some(path) => crate::billing::plans::load(path)?,
@@ -177,6 +186,7 @@ impl Souk {
                 usage_groups: UsageGroups::new(host, group_limits),
                 work,
                 job_board: Arc::default(),
+                people_state,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -205,6 +215,18 @@ impl Souk {
         }
     }
 
+    /// The people service (users, invitations, sessions, API keys),
+    /// borrowing this host's services; build one per operation.
+    pub fn people(&self) -> People<'_> {
+        People {
+            control: &self.control,
+            clock: self.clock.as_ref(),
+            state: &self.people_state,
+            installer: self.installer(),
+            catalog: &self.catalog,
+        }
+    }
+
     /// The request path, borrowing the parts a module request goes
     /// through (see [`Dispatcher::dispatch`]).
     pub fn dispatcher(&self) -> Dispatcher<'_> {
@@ -217,6 +239,7 @@ impl Souk {
             usage: self.usage(),
             work: &self.work,
             enqueue: self.config.jobs.enqueue,
+            public_limiter: &self.people_state.public_limiter,
         }
     }
 

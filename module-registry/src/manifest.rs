@@ -451,6 +451,45 @@ impl RoutePattern {
     }
 }
 
+/// Who may call a route (`access:`; API 0.3.0 for anything but `admin`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// No credential needed; the host rate-limits anonymous callers per
+    /// client address. A credential valid for the tenant still names the
+    /// caller.
+    Public,
+    /// Any active signed-in user of the tenant, and every credential an
+    /// `admin` route accepts.
+    Member,
+    /// The operator, the tenant's tokens, and signed-in users with role
+    /// `admin` (the default: what every route of a module built before API
+    /// 0.3.0 is).
+    #[default]
+    Admin,
+}
+
+impl Access {
+    /// The level as `module.yaml` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Member => "member",
+            Access::Admin => "admin",
+        }
+    }
+}
+
+/// How the tenant's API keys reach the module (`api_keys:`, API 0.3.0).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysDecl {
+    /// The declared feature a tenant's plan must grant for a call made with
+    /// an API key; without it the call is refused (402) before the module
+    /// runs.
+    pub feature: String,
+}
+
 /// A route the host forwards to the module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -467,6 +506,8 @@ pub struct Route {
     /// answer; refused before the module runs once the period's allowance is
     /// used up.
     pub meter: Option<String>,
+    /// Who may call it (default [`Access::Admin`]).
+    pub access: Access,
 }
 
 /// A parsed, validated module manifest.
@@ -494,6 +535,9 @@ pub struct Manifest {
     pub limits: Vec<LimitDecl>,
     /// Routes the host forwards to the module.
     pub routes: Vec<Route>,
+    /// Whether the tenant's API keys may call the module, and which feature
+    /// such calls need; `None`: no API key can be made for it.
+    pub api_keys: Option<ApiKeysDecl>,
     /// Plans the module suggests (`plans:`, the shape of one module's
     /// `plans` in the operator's catalog), kept as YAML text: the host
     /// parses and checks them and uses them for a module its operator has
@@ -528,6 +572,8 @@ struct RawManifest {
     plans: Option<serde_yaml::Value>,
     #[serde(default)]
     schedules: Vec<RawSchedule>,
+    #[serde(default)]
+    api_keys: Option<ApiKeysDecl>,
 }
 
 #[derive(Deserialize)]
@@ -541,6 +587,8 @@ struct RawRoute {
     limit: Option<String>,
     #[serde(default)]
     meter: Option<String>,
+    #[serde(default)]
+    access: Access,
 }
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -674,6 +722,12 @@ impl Manifest {
                     ));
                 }
             }
+            if r.access != Access::Admin && api < ApiVersion::V0_3_0 {
+                return Err(ManifestError::field(
+                    format!("routes[{i}].access"),
+                    format!("`access: {}` needs api 0.3.0 or later", r.access.as_str()),
+                ));
+            }
             if routes
                 .iter()
                 .any(|x: &Route| x.method == method && x.path.as_str() == path.as_str())
@@ -689,7 +743,23 @@ impl Manifest {
                 feature: r.feature,
                 limit: r.limit,
                 meter: r.meter,
+                access: r.access,
             });
+        }
+
+        if let Some(keys) = &raw.api_keys {
+            if api < ApiVersion::V0_3_0 {
+                return Err(ManifestError::field(
+                    "api_keys",
+                    "API keys need api 0.3.0 or later",
+                ));
+            }
+            if !features.iter().any(|f| f.key == keys.feature) {
+                return Err(ManifestError::field(
+                    "api_keys.feature",
+                    format!("{:?} is not declared under `features`", keys.feature),
+                ));
+            }
         }
 
         let suggested_plans = match raw.plans {
@@ -720,6 +790,7 @@ impl Manifest {
             features,
             limits,
             routes,
+            api_keys: raw.api_keys,
             suggested_plans,
             schedules,
         })
@@ -925,10 +996,35 @@ routes:
     fn only_supported_api_versions_are_accepted() {
         let m = Manifest::parse(&GOOD.replace("api: 0.1.0", "api: 0.2.0")).unwrap();
         assert_eq!(m.api, ApiVersion::V0_2_0);
-        for unsupported in ["0.3.0", "1.0.0", "0.1.1"] {
+        let m = Manifest::parse(&GOOD.replace("api: 0.1.0", "api: 0.3.0")).unwrap();
+        assert_eq!(m.api, ApiVersion::V0_3_0);
+        for unsupported in ["0.4.0", "1.0.0", "0.1.1"] {
             let e = error_of(&GOOD.replace("api: 0.1.0", &format!("api: {unsupported}")));
             assert!(e.contains("`api`"), "{e}");
-            assert!(e.contains("supported: 0.1.0, 0.2.0"), "{e}");
+            assert!(e.contains("supported: 0.1.0, 0.2.0, 0.3.0"), "{e}");
+        }
+    }
+
+    #[test]
+    fn host_counted_kinds_and_sso_need_api_0_3() {
+        let storage = (
+            "    kind: count\n",
+            "    kind: count\n  - key: attachment_bytes\n    kind: storage\n",
+        );
+        let sso = (
+            "    description: QR codes\n",
+            "    description: QR codes\n  - key: sso\n    kind: sso\n",
+        );
+        for (from, to) in [storage, sso] {
+            let old = GOOD
+                .replace("api: 0.1.0", "api: 0.2.0")
+                .replacen(from, to, 1);
+            let e = error_of(&old);
+            assert!(e.contains("needs api 0.3.0"), "{e}");
+            let new = GOOD
+                .replace("api: 0.1.0", "api: 0.3.0")
+                .replacen(from, to, 1);
+            Manifest::parse(&new).unwrap();
         }
     }
 
@@ -1045,5 +1141,76 @@ routes:
         ))
         .unwrap_err();
         assert!(e.to_string().contains("cron"), "{e}");
+    }
+
+    #[test]
+    fn route_access_defaults_to_admin_and_parses_each_level() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert!(m.routes.iter().all(|r| r.access == Access::Admin));
+        let v3 = GOOD.replace("api: 0.1.0", "api: 0.3.0");
+        for (level, access) in [
+            ("public", Access::Public),
+            ("member", Access::Member),
+            ("admin", Access::Admin),
+        ] {
+            let yaml = v3.replace(
+                "    limit: max_cards\n",
+                &format!("    limit: max_cards\n    access: {level}\n"),
+            );
+            let m = Manifest::parse(&yaml).unwrap();
+            let RouteLookup::Found(route, _) = m.route_for("POST", "/cards") else {
+                panic!("POST /cards has a route");
+            };
+            assert_eq!(route.access, access);
+            assert_eq!(route.access.as_str(), level);
+        }
+    }
+
+    #[test]
+    fn public_and_member_routes_need_api_0_3_and_a_known_level() {
+        for (api, level) in [("0.1.0", "public"), ("0.2.0", "member")] {
+            let yaml = GOOD.replace("api: 0.1.0", &format!("api: {api}")).replace(
+                "    limit: max_cards\n",
+                &format!("    limit: max_cards\n    access: {level}\n"),
+            );
+            let e = error_of(&yaml);
+            assert!(e.contains("routes[1].access"), "{e}");
+            assert!(e.contains("needs api 0.3.0"), "{e}");
+        }
+        // `admin` is what older modules are anyway: allowed at any version.
+        let yaml = GOOD.replace(
+            "    limit: max_cards\n",
+            "    limit: max_cards\n    access: admin\n",
+        );
+        assert!(Manifest::parse(&yaml).is_ok());
+        let yaml = GOOD.replace("api: 0.1.0", "api: 0.3.0").replace(
+            "    limit: max_cards\n",
+            "    limit: max_cards\n    access: everyone\n",
+        );
+        assert!(Manifest::parse(&yaml).is_err());
+    }
+
+    #[test]
+    fn api_keys_name_a_declared_feature_and_need_api_0_3() {
+        let v3 = GOOD.replace("api: 0.1.0", "api: 0.3.0");
+        let m =
+            Manifest::parse(&format!("{v3}api_keys:\n  feature: qr_code_generation\n")).unwrap();
+        assert_eq!(
+            m.api_keys,
+            Some(ApiKeysDecl {
+                feature: "qr_code_generation".into()
+            })
+        );
+        assert_eq!(Manifest::parse(&v3).unwrap().api_keys, None);
+        let e = error_of(&format!("{v3}api_keys:\n  feature: api_access\n"));
+        assert!(e.contains("api_keys.feature"), "{e}");
+        let e = error_of(&format!("{GOOD}api_keys:\n  feature: qr_code_generation\n"));
+        assert!(e.contains("`api_keys`"), "{e}");
+        assert!(
+            Manifest::parse(&format!(
+                "{v3}api_keys:\n  feature: qr_code_generation\n  extra: 1\n"
+            ))
+            .is_err()
+        );
     }
 }

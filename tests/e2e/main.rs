@@ -17,6 +17,7 @@ mod jobs;
 mod lifecycle;
 mod metering;
 mod packages;
+mod people;
 mod registry;
 mod removal;
 mod sandbox;

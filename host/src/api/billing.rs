@@ -75,7 +75,9 @@ pub(super) fn routes() -> Router<Arc<Souk>> {
 fn actor(access: &TenantAccess) -> Actor<'_> {
     match access.principal {
         Principal::Operator => Actor::Operator,
-        Principal::Tenant { .. } => Actor::Tenant(&access.tenant.slug),
+        Principal::Tenant { .. } | Principal::User(_) | Principal::ApiKey(_) => {
+            Actor::Tenant(&access.tenant.slug)
+        }
     }
 }
 

@@ -25,7 +25,14 @@
 //! | GET | `/v1/tenants/{tenant}/audit`, `/v1/tenants/{tenant}/archives` | operator, the tenant |
 //! | GET, POST | `/v1/tenants/{tenant}/lockfile` | operator, the tenant |
 //! | GET, POST | `/v1/tenants/{tenant}/jobs...` (see `jobs.rs`) | operator, the tenant |
-//! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
+//! | any | `/t/{tenant}/m/{module}/{*path}` | as the route's `access` says (`people.rs`'s doc) |
+//! | | users, sessions, invitations, API keys | see [`people`] |
+//!
+//! "The tenant" is a tenant token of the tenant or a signed-in user of it
+//! with role `admin`; members get 403 there, API keys 401 (they work only
+//! on module routes). A session is a bearer token or the `souk_session`
+//! cookie; a cookie-signed request that changes state must carry the
+//! session's CSRF token in `X-CSRF-Token` (403 otherwise).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,7 +49,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::auth::Principal;
+use crate::auth::{Credentials, Principal, Visitor};
 use crate::error::SoukError;
 use crate::runtime::{CallError, ModuleRequest};
 use crate::souk::Souk;
@@ -51,6 +58,7 @@ use crate::{archive, installer};
 
 mod billing;
 mod jobs;
+mod people;
 
 /// Largest JSON or module request body. Default 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -189,6 +197,7 @@ impl From<SoukError> for Problem {
         let detail = e.to_string();
         let retry_after = match &e {
             SoukError::Module(call) => call.retry_after_secs(),
+            SoukError::TooManyRequests { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             _ => None,
         };
         let mut problem = match e {
@@ -239,6 +248,12 @@ impl From<SoukError> for Problem {
                 S::PAYMENT_REQUIRED,
                 "payment-required",
                 "Payment required",
+                detail,
+            ),
+            SoukError::TooManyRequests { .. } => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
                 detail,
             ),
             SoukError::Module(CallError::Timeout(_)) => Problem::new(
@@ -351,6 +366,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         )
         .merge(billing::routes())
         .merge(jobs::routes())
+        .merge(people::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -368,22 +384,64 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .with_state(souk)
 }
 
-async fn principal(souk: &Souk, headers: &HeaderMap) -> ApiResult<Principal> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    Ok(souk.auth.authenticate(bearer).await?)
+/// What the request presents: its bearer token, session cookie and CSRF
+/// header, and whether its method changes state.
+fn credentials(parts: &Parts) -> Credentials<'_> {
+    let headers = &parts.headers;
+    Credentials {
+        bearer: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+        session_cookie: people::cookie(headers, people::SESSION_COOKIE),
+        csrf: headers
+            .get(people::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        changes_state: !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS),
+    }
 }
 
-/// Extractor: any authenticated caller.
-struct Authenticated(Principal);
+async fn principal(souk: &Souk, parts: &Parts) -> ApiResult<Principal> {
+    Ok(souk.auth.identify(&credentials(parts)).await?)
+}
+
+/// Extractor: an authenticated caller that may use `/v1` as an
+/// administrator (the operator, a tenant token, a user with role `admin`).
+struct Authenticated;
 
 impl FromRequestParts<Arc<Souk>> for Authenticated {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
-        Ok(Authenticated(principal(souk, &parts.headers).await?))
+        principal(souk, parts).await?.require_tenant_admin()?;
+        Ok(Authenticated)
+    }
+}
+
+/// Extractor: who sent a module request. No credential, or one that is not
+/// valid (unknown, expired, revoked), is an anonymous visitor — a `public`
+/// route serves it, any other answers 401; a cookie session without its
+/// CSRF token on a request that changes state is refused (403).
+struct ModuleVisitor(Visitor);
+
+impl FromRequestParts<Arc<Souk>> for ModuleVisitor {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
+        let credentials = credentials(parts);
+        let principal = if credentials.bearer.is_none() && credentials.session_cookie.is_none() {
+            None
+        } else {
+            match souk.auth.identify(&credentials).await {
+                Ok(principal) => Some(principal),
+                Err(SoukError::Unauthorized(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(ModuleVisitor(Visitor {
+            principal,
+            address: people::client_address(parts),
+        }))
     }
 }
 
@@ -394,14 +452,15 @@ impl FromRequestParts<Arc<Souk>> for Operator {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
-        principal(souk, &parts.headers).await?.require_operator()?;
+        principal(souk, parts).await?.require_operator()?;
         Ok(Operator)
     }
 }
 
 /// Extractor: the tenant named by the `{tenant}` path segment, which the
-/// authenticated caller may act for. A tenant the caller may not see is
-/// answered exactly like one that does not exist.
+/// authenticated caller may act for as its administrator (a member: 403).
+/// A tenant the caller may not see is answered exactly like one that does
+/// not exist.
 struct TenantAccess {
     principal: Principal,
     tenant: Tenant,
@@ -411,7 +470,41 @@ impl FromRequestParts<Arc<Souk>> for TenantAccess {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
-        let principal = principal(souk, &parts.headers).await?;
+        let person = TenantPerson::from_request_parts(parts, souk).await?;
+        person.principal.require_tenant_admin()?;
+        Ok(TenantAccess {
+            principal: person.principal,
+            tenant: person.tenant,
+        })
+    }
+}
+
+/// Extractor: the tenant named by the `{tenant}` path segment and a caller
+/// of it (any role; not an API key). A tenant the caller may not see is
+/// answered exactly like one that does not exist.
+struct TenantPerson {
+    principal: Principal,
+    tenant: Tenant,
+}
+
+impl TenantPerson {
+    /// Checks that the caller is a tenant administrator or user `user_id`.
+    fn require_admin_or(&self, user_id: &str) -> ApiResult<()> {
+        match &self.principal {
+            Principal::User(me) if me.user_id == user_id => Ok(()),
+            other => Ok(other.require_tenant_admin()?),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<Souk>> for TenantPerson {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, souk: &Arc<Souk>) -> ApiResult<Self> {
+        let principal = principal(souk, parts).await?;
+        if let Principal::ApiKey(_) = principal {
+            principal.require_tenant_admin()?;
+        }
         let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, souk)
             .await
             .map_err(|e| Problem::bad_request(e.body_text()))?;
@@ -420,7 +513,7 @@ impl FromRequestParts<Arc<Souk>> for TenantAccess {
             .ok_or_else(|| Problem::bad_request("the path names no tenant"))?;
         let tenant = souk.tenancy.by_slug(slug).await?;
         principal.check_tenant(&tenant)?;
-        Ok(TenantAccess { principal, tenant })
+        Ok(TenantPerson { principal, tenant })
     }
 }
 
@@ -646,7 +739,7 @@ async fn install_lockfile(
 
 async fn module_root(
     State(souk): State<Arc<Souk>>,
-    Authenticated(principal): Authenticated,
+    ModuleVisitor(visitor): ModuleVisitor,
     method: Method,
     headers: HeaderMap,
     Path((tenant, module)): Path<(String, String)>,
@@ -654,12 +747,12 @@ async fn module_root(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let request = module_request(method, &headers, String::new(), query, body)?;
-    serve_module(&souk, &principal, &tenant, &module, request).await
+    serve_module(&souk, &visitor, &tenant, &module, request).await
 }
 
 async fn module_route(
     State(souk): State<Arc<Souk>>,
-    Authenticated(principal): Authenticated,
+    ModuleVisitor(visitor): ModuleVisitor,
     method: Method,
     headers: HeaderMap,
     Path((tenant, module, path)): Path<(String, String, String)>,
@@ -667,7 +760,7 @@ async fn module_route(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let request = module_request(method, &headers, path, query, body)?;
-    serve_module(&souk, &principal, &tenant, &module, request).await
+    serve_module(&souk, &visitor, &tenant, &module, request).await
 }
 
 /// The request as a module sees it (private headers are removed later, by
@@ -697,14 +790,14 @@ fn module_request(
 
 async fn serve_module(
     souk: &Souk,
-    principal: &Principal,
+    visitor: &Visitor,
     tenant: &str,
     module: &str,
     request: ModuleRequest,
 ) -> ApiResult<Response> {
     let response = souk
         .dispatcher()
-        .dispatch(principal, tenant, module, request)
+        .dispatch(visitor, tenant, module, request)
         .await?;
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out = Response::builder().status(status);

@@ -17,6 +17,7 @@ mod serve;
 mod subscription;
 mod tenant;
 mod usage;
+mod user;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -134,6 +135,9 @@ struct GlobalOptions {
         default_value_t = crate::usage::group::DEFAULT_GROUP_MAX_EVENTS
     )]
     usage_group_max_events: usize,
+    /// Users, sessions, sign-in throttling, public routes (docs/people.md).
+    #[command(flatten)]
+    people: user::PeopleOptions,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -169,6 +173,9 @@ enum Command {
     /// Manage modules and installations.
     #[command(subcommand)]
     Module(module::ModuleCommand),
+    /// Manage a tenant's users (as the operator).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -234,6 +241,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         },
         open_tenants: global.open_tenants.max(1),
         jobs: global.jobs.config(),
+        people: global.people.config(),
     }
 }
 
@@ -264,6 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Usage(command) => usage::run(command, global).await,
         Command::Tenant(command) => tenant::run(command, global).await,
         Command::Module(command) => module::run(command, global).await,
+        Command::User(command) => user::run(command, global).await,
         Command::Keys(command) => keys::run(command, global),
         Command::Registry(command) => registry::run(command, global).await,
         Command::Publish(args) => publish::run(args, global).await,

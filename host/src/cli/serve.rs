@@ -76,13 +76,18 @@ async fn serve(
     ];
     let closing = souk.clone();
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Job event streams end, so they do not hold the shutdown up.
-            closing.jobs().board.close();
-        })
-        .await;
+    let served = axum::serve(
+        listener,
+        // The peer address reaches handlers (sign-in throttling, public
+        // routes' rate) as `ConnectInfo<SocketAddr>`.
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Job event streams end, so they do not hold the shutdown up.
+        closing.jobs().board.close();
+    })
+    .await;
     // Running jobs are dropped (their transactions roll back) and run
     // again after the next start.
     let _ = stop_jobs.send(true);

@@ -11,15 +11,20 @@ pub struct AuditEvent {
     pub id: i64,
     /// When it happened (RFC 3339, from the host's clock).
     pub at: String,
-    /// The module it concerns.
-    pub module_slug: String,
-    /// `install`, `upgrade`, `uninstall` or `restore`.
+    /// The module it concerns; none for a people event (sign-ins, users,
+    /// sessions, API keys: those name their module in `detail`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_slug: Option<String>,
+    /// `install`, `upgrade`, `uninstall` or `restore`; people events:
+    /// `login`, `login_failed`, `logout`, `user_create`, `user_update`,
+    /// `user_delete`, `invitation_accept`, `session_revoke`,
+    /// `api_key_create`, `api_key_revoke`.
     pub action: String,
     /// The version installed before (none for an install or restore).
     pub from_version: Option<String>,
     /// The version installed after (none for an uninstall).
     pub to_version: Option<String>,
-    /// Who: `operator` or `tenant_token`.
+    /// Who: `operator`, `tenant_token`, `user` or `anonymous`.
     pub actor_kind: String,
     /// Who: the token id (`operator` for the operator).
     pub actor_id: String,
@@ -74,6 +79,31 @@ pub async fn record(
     .bind(event.action)
     .bind(event.from)
     .bind(event.to)
+    .bind(event.actor_kind)
+    .bind(event.actor_id)
+    .bind(event.actor_name)
+    .bind(event.detail)
+    .execute(conn)
+    .await?;
+    Ok(done.last_insert_rowid())
+}
+
+/// Records an event that concerns no module (a people event: see
+/// [`AuditEvent::action`]); returns its id.
+///
+/// # Errors
+/// Database errors.
+pub async fn record_host_event(
+    conn: &mut SqliteConnection,
+    event: &NewAuditEvent<'_>,
+) -> Result<i64, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO audit_events (at, tenant_id, module_slug, action, actor_kind, actor_id, \
+         actor_name, detail) VALUES (?, ?, NULL, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.at)
+    .bind(event.tenant_id)
+    .bind(event.action)
     .bind(event.actor_kind)
     .bind(event.actor_id)
     .bind(event.actor_name)

@@ -8,7 +8,8 @@
 //! statement over it: [`tenants`], [`tokens`], [`versions`] (module
 //! versions and their registry status, revocations included),
 //! [`installations`] (installations and the migration ledger), [`audit`]
-//! and [`archives`]. The services (tenancy, auth, catalog, installer,
+//! and [`archives`]; the people tables: [`users`] (with invitations),
+//! [`sessions`] and [`api_keys`]. The services (tenancy, auth, catalog, installer,
 //! archive, registry) call these functions and write no SQL against the
 //! control plane themselves. (The subscription tables are billing's store,
 //! `crate::billing::store`.)
@@ -33,12 +34,15 @@
 //! [`ControlPlane`] opening one or the other. The services keep their
 //! logic and change only the connection type they pass through.
 
+pub mod api_keys;
 pub mod archives;
 pub mod audit;
 pub mod cache;
 pub mod installations;
+pub mod sessions;
 pub mod tenants;
 pub mod tokens;
+pub mod users;
 pub mod versions;
 
 use std::path::Path;

@@ -393,7 +393,9 @@ impl Installer<'_> {
         }
         let actor = match principal {
             Principal::Operator => "operator".to_owned(),
-            Principal::Tenant { .. } => format!("tenant:{}", tenant.slug),
+            Principal::Tenant { .. } | Principal::User(_) | Principal::ApiKey(_) => {
+                format!("tenant:{}", tenant.slug)
+            }
         };
         Ok(Some(StartedSubscription {
             record,

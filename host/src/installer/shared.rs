@@ -66,7 +66,9 @@ pub(super) fn context(tenant: &Tenant, manifest: &Manifest, caller: &Caller) -> 
 pub(super) fn actor_of<'a>(principal: &Principal, tenant: &'a Tenant) -> Actor<'a> {
     match principal {
         Principal::Operator => Actor::Operator,
-        Principal::Tenant { .. } => Actor::Tenant(&tenant.slug),
+        Principal::Tenant { .. } | Principal::User(_) | Principal::ApiKey(_) => {
+            Actor::Tenant(&tenant.slug)
+        }
     }
 }
 

@@ -33,12 +33,18 @@ pub(super) fn authorize_force(
 ) -> Result<(), SoukError> {
     match principal {
         Principal::Operator => Ok(()),
-        Principal::Tenant { .. } if confirmation == Some(module) => Ok(()),
-        Principal::Tenant { .. } => Err(SoukError::Invalid(format!(
-            "a forced uninstall drops every table of {module} without running its uninstall hook \
+        Principal::Tenant { .. } | Principal::User(_) | Principal::ApiKey(_)
+            if confirmation == Some(module) =>
+        {
+            Ok(())
+        }
+        Principal::Tenant { .. } | Principal::User(_) | Principal::ApiKey(_) => {
+            Err(SoukError::Invalid(format!(
+                "a forced uninstall drops every table of {module} without running its uninstall hook \
              or down migrations (its data is archived first); confirm it by repeating the module \
              slug: confirm={module}"
-        ))),
+            )))
+        }
     }
 }
 

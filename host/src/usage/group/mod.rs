@@ -488,6 +488,13 @@ fn copy(error: &SoukError) -> SoukError {
         SoukError::Revoked(m) => SoukError::Revoked(m.clone()),
         SoukError::MethodNotAllowed(m) => SoukError::MethodNotAllowed(m.clone()),
         SoukError::PaymentRequired(m) => SoukError::PaymentRequired(m.clone()),
+        SoukError::TooManyRequests {
+            detail,
+            retry_after,
+        } => SoukError::TooManyRequests {
+            detail: detail.clone(),
+            retry_after: *retry_after,
+        },
         SoukError::Denied(denial) => SoukError::Denied(denial.clone()),
         SoukError::Internal(inner) => SoukError::Internal(anyhow::anyhow!("{inner:#}")),
         SoukError::Module(call) => SoukError::Internal(anyhow::anyhow!("{call}")),
