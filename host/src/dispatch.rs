@@ -41,6 +41,7 @@ use crate::capabilities::db::{CallTransaction, ModuleDb};
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
+use crate::capabilities::files::{FileService, FilesAccess};
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
@@ -72,6 +73,8 @@ pub struct Dispatcher<'a> {
     pub installer: Installer<'a>,
     /// Keeps the engine's grant for the installation current.
     pub usage: Usage<'a>,
+    /// The blob stores and URL signer of the `files` capability.
+    pub files: &'a FileService,
 }
 
 /// Whom a request is for, found and checked before anything runs.
@@ -228,12 +231,21 @@ impl Dispatcher<'_> {
             self.billing.clock().now(),
         )
         .with_host_counted(&manifest.limits);
+        let files = FilesAccess::new(
+            self.files.clone(),
+            pool.clone(),
+            &target.tenant.id,
+            manifest.slug.as_str(),
+            manifest.files.clone(),
+            self.billing.clock().now(),
+        );
         let state = CallState::for_request(
             context,
             ModuleDb::with(scope, tx, limits.call_timeout),
             entitlements,
             limits.memory_bytes,
-        );
+        )
+        .with_files(files);
         Ok((loaded, state))
     }
 
@@ -315,6 +327,21 @@ impl<'a> Settlement<'a> {
     ) -> Result<ModuleResponse, SoukError> {
         self.usage = state.entitlements.take();
         self.tx = state.db.take_transaction();
+        let files = state.files.take();
+        let settled = self.settle_transaction(target, result).await;
+        // After the commit or rollback: blobs the call's deletes left
+        // unnamed, or its rolled-back puts wrote, are removed.
+        if let Some(files) = files {
+            files.settle().await;
+        }
+        settled
+    }
+
+    async fn settle_transaction(
+        self,
+        target: &Target,
+        result: Result<ModuleResponse, CallError>,
+    ) -> Result<ModuleResponse, SoukError> {
         match result {
             Ok(response) if response.status < 500 => {
                 self.commit(response.status).await?;

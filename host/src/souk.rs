@@ -9,6 +9,9 @@ use anyhow::Context as _;
 use crate::auth::Auth;
 use crate::billing::plans::{Currency, PlanCatalog};
 use crate::billing::service::Billing;
+use crate::capabilities::files::FileService;
+use crate::capabilities::files::blobs::BlobStore;
+use crate::capabilities::files::signed::UrlSigner;
 use crate::catalog::{Catalog, ModuleVersion};
 use crate::clock::{Clock, RecordedClock, SystemClock};
 use crate::control_plane::ControlPlane;
@@ -52,6 +55,9 @@ pub struct SoukConfig {
     /// Tenant databases kept open at once; the least recently used is
     /// closed past it (default [`crate::tenancy::DEFAULT_OPEN_TENANTS`]).
     pub open_tenants: usize,
+    /// Largest file a module may store through `files`, in bytes (default
+    /// [`crate::capabilities::files::DEFAULT_MAX_FILE_BYTES`], 10 MiB).
+    pub max_file_bytes: u64,
 }
 
 impl SoukConfig {
@@ -67,6 +73,7 @@ impl SoukConfig {
             manual_clock: None,
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
+            max_file_bytes: crate::capabilities::files::DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
@@ -99,6 +106,9 @@ pub struct Souk {
     operator_plans: PlanCatalog,
     /// The per-tenant queues usage events are group-committed through.
     usage_groups: UsageGroups,
+    /// Module files: blobs beside the tenant databases, the signed-URL key
+    /// (`file-url-key` in the data directory), the per-file limit.
+    pub files: FileService,
 }
 
 impl Souk {
@@ -134,6 +144,13 @@ impl Souk {
             config.open_tenants,
         );
         let auth = Auth::new(control.clone(), data, clock.clone());
+        let files = FileService {
+            blobs: BlobStore::new(data.join("tenants")),
+            signer: Arc::new(
+                UrlSigner::open(data).context("cannot open the signed-URL key for files")?,
+            ),
+            max_file_bytes: config.max_file_bytes,
+        };
         let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {
             Some(path) => crate::billing::plans::load(path)?,
@@ -161,6 +178,7 @@ impl Souk {
                 manual_clock,
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
+                files,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -198,6 +216,7 @@ impl Souk {
             billing: &self.billing,
             installer: self.installer(),
             usage: self.usage(),
+            files: &self.files,
         }
     }
 

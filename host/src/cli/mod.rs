@@ -208,6 +208,8 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_events: global.usage_group_max_events.max(1),
         },
         open_tenants: global.open_tenants.max(1),
+        // `souk serve --max-file-bytes` sets it; other commands store no files.
+        max_file_bytes: crate::capabilities::files::DEFAULT_MAX_FILE_BYTES,
     }
 }
 
