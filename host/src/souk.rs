@@ -220,6 +220,16 @@ impl Souk {
         }
     }
 
+    /// The download service behind `/f/{token}` (see
+    /// [`Downloads::open`](crate::downloads::Downloads::open)).
+    pub fn downloads(&self) -> crate::downloads::Downloads<'_> {
+        crate::downloads::Downloads {
+            tenancy: &self.tenancy,
+            files: &self.files,
+            clock: self.clock.as_ref(),
+        }
+    }
+
     /// The usage service (usage events, the usage report, installation
     /// grants), borrowing this host's services; build one per operation
     /// (`souk.usage().report(..)`).

@@ -191,8 +191,8 @@ mod tests {
         assert_eq!(
             tables(&pool).await,
             [
-                LEDGER,
                 "_souk_files",
+                LEDGER,
                 "_souk_usage_counters",
                 "_souk_usage_events",
                 "_souk_usage_keys",
@@ -222,8 +222,8 @@ mod tests {
         assert_eq!(ledger(&pool).await, every_migration());
         // Later migrations add tables of their own; the usage tables stay.
         let schema_after: Vec<Option<String>> = sqlx::query_scalar(&format!(
-            "SELECT sql FROM sqlite_master WHERE name <> '{LEDGER}' AND name NOT LIKE '_souk_files%' \
-             AND name <> 'sqlite_sequence' ORDER BY name"
+            "SELECT sql FROM sqlite_master WHERE name <> '{LEDGER}' \
+             AND tbl_name NOT IN ('_souk_files', 'sqlite_sequence') ORDER BY name"
         ))
         .fetch_all(&pool)
         .await

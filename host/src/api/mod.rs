@@ -25,6 +25,7 @@
 //! | GET | `/v1/tenants/{tenant}/audit`, `/v1/tenants/{tenant}/archives` | operator, the tenant |
 //! | GET, POST | `/v1/tenants/{tenant}/lockfile` | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
+//! | GET, HEAD | `/f/{token}` (a module file through a signed URL) | whoever holds the URL |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use crate::tenancy::Tenant;
 use crate::{archive, installer};
 
 mod billing;
+mod files;
 
 /// Largest JSON or module request body. Default 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -350,6 +352,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .merge(billing::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
+        .route("/f/{token}", get(files::download))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(packages)
         .fallback(|| async {
