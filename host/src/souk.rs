@@ -203,6 +203,7 @@ impl Souk {
             migration_timeout: self.config.migration_timeout,
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
+            files: &self.files,
         }
     }
 
@@ -266,6 +267,27 @@ impl Souk {
             })
             .await?;
         Ok(report)
+    }
+
+    /// Removes file blobs no committed row names (left by calls a stopped
+    /// process never settled), in every tenant that has files. Run once at
+    /// `souk serve` start; calls of this process pin the blobs they write,
+    /// so it is safe while requests run. Answers how many files were
+    /// removed; a tenant that fails is logged and skipped.
+    pub async fn sweep_files(&self) -> usize {
+        let mut removed = 0;
+        for tenant_id in self.files.blobs.tenants_with_files() {
+            let swept = async {
+                let tenant = self.tenancy.by_id(&tenant_id).await?;
+                let pool = self.tenancy.database(&tenant).await?;
+                Ok::<_, SoukError>(self.files.blobs.sweep(&pool, &tenant.id).await?)
+            };
+            match swept.await {
+                Ok(n) => removed += n,
+                Err(e) => tracing::warn!(tenant = %tenant_id, error = %e, "file blobs not swept"),
+            }
+        }
+        removed
     }
 
     /// Moves the manual clock to `at` and records it, so a restart resumes

@@ -98,29 +98,6 @@ pub async fn insert(conn: &mut SqliteConnection, file: &FileRow) -> Result<i64, 
     Ok(done.last_insert_rowid())
 }
 
-/// Inserts `file` keeping its `seq` (an archive's restore).
-///
-/// # Errors
-/// Database errors (a taken id or seq included).
-pub async fn insert_with_seq(conn: &mut SqliteConnection, file: &FileRow) -> Result<(), sqlx::Error> {
-    let size = i64::try_from(file.size).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO _souk_files (seq, id, module, name, content_type, size, sha256, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(file.seq)
-    .bind(&file.id)
-    .bind(&file.module)
-    .bind(&file.name)
-    .bind(&file.content_type)
-    .bind(size)
-    .bind(&file.sha256)
-    .bind(&file.created_at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// The file `id` of `module`; `None` for another module's file or none.
 ///
 /// # Errors
