@@ -28,18 +28,12 @@ pub(super) struct ServeArgs {
     /// schedule off (run `souk maintenance run` from cron instead).
     #[arg(long, env = "SOUK_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
     maintenance_interval_secs: u64,
-    /// Largest file a module may store through the `files` interface, in
-    /// bytes (a larger put is refused before it is hashed or written).
-    #[arg(long, env = "SOUK_MAX_FILE_BYTES", default_value_t = crate::capabilities::files::DEFAULT_MAX_FILE_BYTES)]
-    max_file_bytes: u64,
 }
 
 /// Serves until SIGINT or SIGTERM; logs in the format asked for.
 pub(super) async fn run(args: ServeArgs, global: &GlobalOptions) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let mut config = config(global);
-    config.max_file_bytes = args.max_file_bytes;
-    let souk = Souk::open(config).await?;
+    let souk = Souk::open(config(global)).await?;
     serve(souk, args.listen, args.maintenance_interval_secs).await
 }
 
