@@ -23,6 +23,7 @@ use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
 use crate::usage::Usage;
 use crate::usage::group::{GroupHost, GroupLimits, HostFuture, UsageGroups};
+use crate::work::WorkHints;
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -109,6 +110,8 @@ pub struct Souk {
     /// Module files: blobs beside the tenant databases, the signed-URL key
     /// (`file-url-key` in the data directory), the per-file limit.
     pub files: FileService,
+    /// Which tenants have deferred work (events, mail, jobs) and when.
+    work: Arc<WorkHints>,
 }
 
 impl Souk {
@@ -163,6 +166,11 @@ impl Souk {
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
         let billing = Billing::new(control.clone(), plans.clone(), clock.clone(), currency);
         let group_limits = config.usage_groups;
+        let work = Arc::new(
+            WorkHints::open(data)
+                .await
+                .with_context(|| format!("cannot open {}", crate::work::HINTS_FILE))?,
+        );
         // The usage writers reach the host weakly: they never keep it alive.
         let souk = Arc::new_cyclic(|me: &Weak<Souk>| {
             let host: Weak<dyn GroupHost> = me.clone();
@@ -179,6 +187,7 @@ impl Souk {
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
                 files,
+                work,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -204,6 +213,7 @@ impl Souk {
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
             files: &self.files,
+            work: &self.work,
         }
     }
 
@@ -218,6 +228,7 @@ impl Souk {
             installer: self.installer(),
             usage: self.usage(),
             files: &self.files,
+            work: &self.work,
         }
     }
 
@@ -229,6 +240,12 @@ impl Souk {
             files: &self.files,
             clock: self.clock.as_ref(),
         }
+    }
+
+    /// Which tenants have deferred work (events, mail, jobs), for the
+    /// workers that do it.
+    pub fn work(&self) -> &Arc<WorkHints> {
+        &self.work
     }
 
     /// The usage service (usage events, the usage report, installation

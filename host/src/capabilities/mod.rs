@@ -42,6 +42,8 @@ use entitlements::call::CallEntitlements;
 use files::{FilesAccess, FilesView};
 use log::{LogState, LogView};
 
+use crate::work::WorkMarks;
+
 /// The `instances` limit of every call's store: how many instances
 /// wasmtime lets one call create (a component instantiates several).
 const MAX_INSTANCES_PER_CALL: usize = 32;
@@ -74,6 +76,10 @@ pub struct CallState {
     /// builder gave none). The caller takes it after the call is settled to
     /// collect the blobs the call left unnamed ([`FilesAccess::settle`]).
     pub files: Option<FilesAccess>,
+    /// The kinds of deferred work (events, mail, jobs) the call queued in
+    /// its transaction; whoever commits it marks the work hints first (see
+    /// [`crate::work`]).
+    pub work: WorkMarks,
 }
 
 impl CallState {
@@ -125,6 +131,7 @@ impl CallState {
             log: LogState::default(),
             entitlements: None,
             files: None,
+            work: WorkMarks::default(),
         }
     }
 

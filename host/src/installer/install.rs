@@ -269,7 +269,8 @@ impl Installer<'_> {
         // The restored files' bytes, pinned in the tenant's blob store until
         // the install has committed or rolled back.
         let mut _restored_blobs = None;
-        let tx = match archive {
+        // Dropped after the commit below, or with an error on the way.
+        let (tx, _marked) = match archive {
             Some(archive) => {
                 let mut tx = tx;
                 if let Some(dir) = archive.blobs_dir() {
@@ -285,7 +286,7 @@ impl Installer<'_> {
                     );
                 }
                 restored_rows = Some(archive::restore(&mut tx, scope.prefix(), archive).await?);
-                tx
+                (tx, None)
             }
             None => {
                 self.run_hook(&loaded, ctx, scope, tx, Hook::Install)

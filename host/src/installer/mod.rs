@@ -41,6 +41,7 @@ mod shared;
 mod uninstall;
 mod upgrade;
 
+use crate::work::WorkHints;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -89,6 +90,8 @@ pub struct Installer<'a> {
     /// Module files: an uninstall archives them, a restore brings them
     /// back, and both collect blobs no row names any more.
     pub files: &'a crate::capabilities::files::FileService,
+    /// Told, before a lifecycle commit, of the deferred work a hook queued.
+    pub work: &'a WorkHints,
 }
 
 impl Installer<'_> {
