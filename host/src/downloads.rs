@@ -48,10 +48,14 @@ impl Downloads<'_> {
             .signer
             .verify(token, self.clock.now())
             .ok_or_else(gone)?;
-        let tenant = self.tenancy.by_id(&grant.tenant_id).await.map_err(|e| match e {
-            SoukError::NotFound(_) => gone(),
-            other => other,
-        })?;
+        let tenant = self
+            .tenancy
+            .by_id(&grant.tenant_id)
+            .await
+            .map_err(|e| match e {
+                SoukError::NotFound(_) => gone(),
+                other => other,
+            })?;
         let pool = self.tenancy.database(&tenant).await?;
         let mut conn = pool.acquire().await?;
         let file = rows::get(&mut conn, &grant.module, &grant.file_id)

@@ -958,9 +958,15 @@ files:
         assert!(files.allows(FileType::Pdf) && !files.allows(FileType::Svg));
         assert_eq!(Manifest::parse(GOOD).unwrap().files, None);
         let e = error_of(&FILES.replace("api: 0.3.0", "api: 0.2.0"));
-        assert!(e.contains("`limits[0].kind`") || e.contains("`files`"), "{e}");
+        assert!(
+            e.contains("`limits[0].kind`") || e.contains("`files`"),
+            "{e}"
+        );
         let no_limit = FILES
-            .replace("limits:\n  - key: attachment_bytes\n    kind: storage\n", "")
+            .replace(
+                "limits:\n  - key: attachment_bytes\n    kind: storage\n",
+                "",
+            )
             .replace("  limit: attachment_bytes\n", "");
         let m = Manifest::parse(&no_limit).unwrap();
         assert_eq!(m.files.unwrap().limit, None);
@@ -971,25 +977,37 @@ files:
     #[test]
     fn files_refuse_unsniffable_types_duplicates_and_wrong_limits() {
         let e = error_of(&FILES.replace("application/pdf", "text/html"));
-        assert!(e.contains("`files.types[0]`") && e.contains("text/html"), "{e}");
+        assert!(
+            e.contains("`files.types[0]`") && e.contains("text/html"),
+            "{e}"
+        );
         let e = error_of(&FILES.replace("application/pdf", "image/png"));
         assert!(e.contains("`files.types[1]`") && e.contains("twice"), "{e}");
         let e = error_of(&FILES.replace("[application/pdf, image/png, \"IMAGE/JPEG\"]", "[]"));
         assert!(e.contains("`files.types`"), "{e}");
         let e = error_of(&FILES.replace("  limit: attachment_bytes", "  limit: nope"));
-        assert!(e.contains("`files.limit`") && e.contains("kind: storage"), "{e}");
+        assert!(
+            e.contains("`files.limit`") && e.contains("kind: storage"),
+            "{e}"
+        );
         let e = error_of(&FILES.replace("  limit: attachment_bytes\n", ""));
         assert!(e.contains("`files.limit`"), "{e}");
         let without_section = FILES.split("files:").next().unwrap().to_owned();
         let e = error_of(&without_section);
-        assert!(e.contains("`files`") && e.contains("attachment_bytes"), "{e}");
+        assert!(
+            e.contains("`files`") && e.contains("attachment_bytes"),
+            "{e}"
+        );
         let two = FILES.replace(
             "    kind: storage\n",
             "    kind: storage\n  - key: more_bytes\n    kind: storage\n",
         );
         let e = error_of(&two);
         assert!(e.contains("`limits`") && e.contains("at most one"), "{e}");
-        let e = error_of(&FILES.replace("  limit: attachment_bytes", "  limit: attachment_bytes\n  extra: 1"));
+        let e = error_of(&FILES.replace(
+            "  limit: attachment_bytes",
+            "  limit: attachment_bytes\n  extra: 1",
+        ));
         assert!(e.contains("extra"), "{e}");
     }
 

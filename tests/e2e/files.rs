@@ -45,14 +45,25 @@ impl Answer {
     }
 }
 
-fn send(host: &Host, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Answer {
+fn send(
+    host: &Host,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut req = host.client.request(method, format!("{}{}", host.base, path));
+    let mut req = host
+        .client
+        .request(method, format!("{}{}", host.base, path));
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
     if let Some(body) = body {
-        req = req.header("content-type", "application/octet-stream").body(body);
+        req = req
+            .header("content-type", "application/octet-stream")
+            .body(body);
     }
     for (name, value) in headers {
         req = req.header(*name, *value);
@@ -65,7 +76,15 @@ fn send(host: &Host, method: &str, path: &str, token: Option<&str>, body: Option
     }
 }
 
-fn put_in(host: &Host, tenant: &str, token: &str, module: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> Answer {
+fn put_in(
+    host: &Host,
+    tenant: &str,
+    token: &str,
+    module: &str,
+    name: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Answer {
     let path = format!(
         "/t/{tenant}/m/{module}/files?name={}&type={}",
         name.replace(' ', "+"),
@@ -74,37 +93,77 @@ fn put_in(host: &Host, tenant: &str, token: &str, module: &str, name: &str, cont
     send(host, "POST", &path, Some(token), Some(bytes), &[])
 }
 
-fn put(host: &Host, tenant: &str, token: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> Answer {
+fn put(
+    host: &Host,
+    tenant: &str,
+    token: &str,
+    name: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Answer {
     put_in(host, tenant, token, MODULE, name, content_type, bytes)
 }
 
-fn stored(host: &Host, tenant: &str, token: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> Value {
+fn stored(
+    host: &Host,
+    tenant: &str,
+    token: &str,
+    name: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Value {
     let a = put(host, tenant, token, name, content_type, bytes);
-    assert_eq!(a.status, 201, "put {name}: {}", String::from_utf8_lossy(&a.bytes));
+    assert_eq!(
+        a.status,
+        201,
+        "put {name}: {}",
+        String::from_utf8_lossy(&a.bytes)
+    );
     a.json()
 }
 
 fn list(host: &Host, tenant: &str, token: &str) -> Vec<Value> {
-    let a = send(host, "GET", &format!("/t/{tenant}/m/{MODULE}/files"), Some(token), None, &[]);
+    let a = send(
+        host,
+        "GET",
+        &format!("/t/{tenant}/m/{MODULE}/files"),
+        Some(token),
+        None,
+        &[],
+    );
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.bytes));
     a.json()["files"].as_array().expect("files").clone()
 }
 
 fn signed_url(host: &Host, tenant: &str, token: &str, id: &str, ttl: u32) -> String {
-    let a = send(host, "GET", &format!("/t/{tenant}/m/{MODULE}/files/{id}/url?ttl={ttl}"), Some(token), None, &[]);
+    let a = send(
+        host,
+        "GET",
+        &format!("/t/{tenant}/m/{MODULE}/files/{id}/url?ttl={ttl}"),
+        Some(token),
+        None,
+        &[],
+    );
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.bytes));
     a.json()["url"].as_str().expect("url").to_owned()
 }
 
 /// Blob files under the tenant's blob directory (temporary files left out).
 fn blobs(host: &Host, tenant: &str) -> Vec<String> {
-    let dir = host.data_dir().join("tenants").join(format!("{}.files", host.tenant_id(tenant)));
+    let dir = host
+        .data_dir()
+        .join("tenants")
+        .join(format!("{}.files", host.tenant_id(tenant)));
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         if entry.file_name() == "tmp" {
             continue;
         }
-        for blob in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+        for blob in std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             found.push(blob.file_name().to_string_lossy().into_owned());
         }
     }
@@ -123,37 +182,86 @@ fn puts_are_refused_when_the_bytes_contradict_the_type_or_the_manifest() {
     let host = Host::start_with(&[MODULE], &["--max-file-bytes", "2000"]);
     let token = host.tenant_with("acme", MODULE);
     // PNG bytes declared as PDF.
-    let a = put(&host, "acme", &token, "x.pdf", "application/pdf", png(100, 1));
+    let a = put(
+        &host,
+        "acme",
+        &token,
+        "x.pdf",
+        "application/pdf",
+        png(100, 1),
+    );
     assert_eq!(a.status, 415, "{:?}", a.json());
     let message = a.json()["message"].as_str().unwrap_or_default().to_owned();
-    assert!(message.contains("image/png") && message.contains("application/pdf"), "{message}");
+    assert!(
+        message.contains("image/png") && message.contains("application/pdf"),
+        "{message}"
+    );
     // HTML, declared as SVG and as HTML.
     let html = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>".to_vec();
-    assert_eq!(put(&host, "acme", &token, "x.svg", "image/svg+xml", html.clone()).status, 415);
-    assert_eq!(put(&host, "acme", &token, "x.html", "text/html", html).status, 415);
+    assert_eq!(
+        put(
+            &host,
+            "acme",
+            &token,
+            "x.svg",
+            "image/svg+xml",
+            html.clone()
+        )
+        .status,
+        415
+    );
+    assert_eq!(
+        put(&host, "acme", &token, "x.html", "text/html", html).status,
+        415
+    );
     // An SVG that carries script.
     let hostile = br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#.to_vec();
-    assert_eq!(put(&host, "acme", &token, "x.svg", "image/svg+xml", hostile).status, 415);
+    assert_eq!(
+        put(&host, "acme", &token, "x.svg", "image/svg+xml", hostile).status,
+        415
+    );
     // A type the host knows but the manifest does not allow.
     let gif = b"GIF89a\x01\x00\x01\x00".to_vec();
     let a = put(&host, "acme", &token, "x.gif", "image/gif", gif);
     assert_eq!(a.status, 415, "{:?}", a.json());
-    assert!(a.json()["message"].as_str().unwrap_or_default().contains("files.types"));
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("files.types")
+    );
     // Larger than --max-file-bytes.
     let a = put(&host, "acme", &token, "big.png", "image/png", png(2001, 1));
     assert_eq!(a.status, 413, "{:?}", a.json());
     assert_eq!(a.json()["limit"], 2000);
     // A name that is only a path.
-    assert_eq!(put(&host, "acme", &token, "../", "image/png", png(100, 1)).status, 400);
+    assert_eq!(
+        put(&host, "acme", &token, "../", "image/png", png(100, 1)).status,
+        400
+    );
     assert!(list(&host, "acme", &token).is_empty());
     assert_eq!(file_rows(&host, "acme"), 0);
     assert!(blobs(&host, "acme").is_empty(), "refused puts left blobs");
     // What is allowed is stored, its name cleaned.
-    let file = stored(&host, "acme", &token, "../../etc/logo.png", "image/png", png(2000, 1));
+    let file = stored(
+        &host,
+        "acme",
+        &token,
+        "../../etc/logo.png",
+        "image/png",
+        png(2000, 1),
+    );
     assert_eq!(file["name"], "logo.png");
     assert_eq!(file["content_type"], "image/png");
     assert_eq!(file["size"], 2000);
-    let svg = stored(&host, "acme", &token, "icon.svg", "image/svg+xml", SVG.to_vec());
+    let svg = stored(
+        &host,
+        "acme",
+        &token,
+        "icon.svg",
+        "image/svg+xml",
+        SVG.to_vec(),
+    );
     assert_eq!(svg["content_type"], "image/svg+xml");
 }
 
@@ -172,13 +280,30 @@ fn the_storage_limit_is_a_402_and_a_delete_frees_room() {
     assert_eq!(list(&host, "acme", &token).len(), 1);
     assert_eq!(blobs(&host, "acme").len(), 1);
     let id = first["id"].as_str().expect("id");
-    let a = send(&host, "DELETE", &format!("/t/acme/m/{MODULE}/files/{id}"), Some(&token), None, &[]);
+    let a = send(
+        &host,
+        "DELETE",
+        &format!("/t/acme/m/{MODULE}/files/{id}"),
+        Some(&token),
+        None,
+        &[],
+    );
     assert_eq!(a.status, 204);
-    assert!(blobs(&host, "acme").is_empty(), "a deleted file's blob stayed");
+    assert!(
+        blobs(&host, "acme").is_empty(),
+        "a deleted file's blob stayed"
+    );
     stored(&host, "acme", &token, "b.png", "image/png", png(1500, 2));
     stored(&host, "acme", &token, "c.png", "image/png", png(2500, 3));
     // The same bytes twice are stored once on disk, and counted twice.
-    let a = put(&host, "acme", &token, "c-again.png", "image/png", png(2500, 3));
+    let a = put(
+        &host,
+        "acme",
+        &token,
+        "c-again.png",
+        "image/png",
+        png(2500, 3),
+    );
     assert_eq!(a.status, 402, "{:?}", a.json());
     assert_eq!(blobs(&host, "acme").len(), 2);
 }
@@ -192,7 +317,10 @@ fn a_rolled_back_put_leaves_no_row_no_usage_and_no_blob() {
     assert_eq!(a.status, 500, "{}", String::from_utf8_lossy(&a.bytes));
     assert_eq!(file_rows(&host, "acme"), 0);
     assert!(list(&host, "acme", &token).is_empty());
-    assert!(blobs(&host, "acme").is_empty(), "a rolled-back put left its blob");
+    assert!(
+        blobs(&host, "acme").is_empty(),
+        "a rolled-back put left its blob"
+    );
     // Its 3000 bytes were not counted: 3900 more fit under 4000.
     stored(&host, "acme", &token, "b.png", "image/png", png(3900, 1));
 }
@@ -202,7 +330,14 @@ fn signed_urls_serve_files_with_safe_headers_and_ranges_until_they_expire() {
     let host = Host::start_on_plans(&[MODULE], START, &[]);
     let token = host.tenant_with("acme", MODULE);
     let bytes = png(1000, 4);
-    let file = stored(&host, "acme", &token, "logo é.png", "image/png", bytes.clone());
+    let file = stored(
+        &host,
+        "acme",
+        &token,
+        "logo é.png",
+        "image/png",
+        bytes.clone(),
+    );
     let id = file["id"].as_str().expect("id").to_owned();
     let url = signed_url(&host, "acme", &token, &id, 60);
     assert!(url.starts_with("/f/"), "{url}");
@@ -214,11 +349,17 @@ fn signed_urls_serve_files_with_safe_headers_and_ranges_until_they_expire() {
     assert_eq!(a.header("content-type"), "image/png");
     assert_eq!(a.header("x-content-type-options"), "nosniff");
     assert_eq!(a.header("cache-control"), "private");
-    assert_eq!(a.header("etag"), format!("\"{}\"", file["sha256"].as_str().unwrap()));
+    assert_eq!(
+        a.header("etag"),
+        format!("\"{}\"", file["sha256"].as_str().unwrap())
+    );
     assert_eq!(a.header("content-length"), "1000");
     let disposition = a.header("content-disposition");
     assert!(disposition.starts_with("inline;"), "{disposition}");
-    assert!(disposition.contains("filename*=UTF-8''logo%20%C3%A9.png"), "{disposition}");
+    assert!(
+        disposition.contains("filename*=UTF-8''logo%20%C3%A9.png"),
+        "{disposition}"
+    );
     assert!(a.header("content-security-policy").contains("sandbox"));
 
     // HEAD: the headers, no body.
@@ -240,15 +381,47 @@ fn signed_urls_serve_files_with_safe_headers_and_ranges_until_they_expire() {
     assert_eq!(a.header("content-range"), "bytes */1000");
 
     // SVG is never inline; PDF is.
-    let svg = stored(&host, "acme", &token, "icon.svg", "image/svg+xml", SVG.to_vec());
-    let a = send(&host, "GET", &signed_url(&host, "acme", &token, svg["id"].as_str().unwrap(), 60), None, None, &[]);
+    let svg = stored(
+        &host,
+        "acme",
+        &token,
+        "icon.svg",
+        "image/svg+xml",
+        SVG.to_vec(),
+    );
+    let a = send(
+        &host,
+        "GET",
+        &signed_url(&host, "acme", &token, svg["id"].as_str().unwrap(), 60),
+        None,
+        None,
+        &[],
+    );
     assert_eq!(a.status, 200);
     assert_eq!(a.header("content-type"), "image/svg+xml");
-    assert!(a.header("content-disposition").starts_with("attachment;"), "{}", a.header("content-disposition"));
+    assert!(
+        a.header("content-disposition").starts_with("attachment;"),
+        "{}",
+        a.header("content-disposition")
+    );
     assert!(a.header("content-security-policy").contains("sandbox"));
     assert_eq!(a.header("x-content-type-options"), "nosniff");
-    let doc = stored(&host, "acme", &token, "doc.pdf", "application/pdf", pdf(300));
-    let a = send(&host, "GET", &signed_url(&host, "acme", &token, doc["id"].as_str().unwrap(), 60), None, None, &[]);
+    let doc = stored(
+        &host,
+        "acme",
+        &token,
+        "doc.pdf",
+        "application/pdf",
+        pdf(300),
+    );
+    let a = send(
+        &host,
+        "GET",
+        &signed_url(&host, "acme", &token, doc["id"].as_str().unwrap(), 60),
+        None,
+        None,
+        &[],
+    );
     assert_eq!(a.status, 200);
     assert!(a.header("content-disposition").starts_with("inline;"));
     assert_eq!(a.header("x-content-type-options"), "nosniff");
@@ -262,7 +435,10 @@ fn signed_urls_serve_files_with_safe_headers_and_ranges_until_they_expire() {
         let a = send(&host, "GET", &format!("/f/{forged}"), None, None, &[]);
         assert_eq!(a.status, 404, "forged at {position}");
     }
-    assert_eq!(send(&host, "GET", "/f/nothing", None, None, &[]).status, 404);
+    assert_eq!(
+        send(&host, "GET", "/f/nothing", None, None, &[]).status,
+        404
+    );
 
     // Expired: the manual clock moves past the minute.
     let a = host.post("/v1/clock", &host.operator, json!({"advance_seconds": 61}));
@@ -275,7 +451,14 @@ fn signed_urls_serve_files_with_safe_headers_and_ranges_until_they_expire() {
     // Deleted: a fresh URL stops working once the file is gone.
     let fresh = signed_url(&host, "acme", &token, &id, 60);
     assert_eq!(send(&host, "GET", &fresh, None, None, &[]).status, 200);
-    let a = send(&host, "DELETE", &format!("/t/acme/m/{MODULE}/files/{id}"), Some(&token), None, &[]);
+    let a = send(
+        &host,
+        "DELETE",
+        &format!("/t/acme/m/{MODULE}/files/{id}"),
+        Some(&token),
+        None,
+        &[],
+    );
     assert_eq!(a.status, 204);
     assert_eq!(send(&host, "GET", &fresh, None, None, &[]).status, 404);
 }
@@ -283,7 +466,9 @@ fn signed_urls_serve_files_with_safe_headers_and_ranges_until_they_expire() {
 #[test]
 fn another_tenants_or_modules_file_is_not_found() {
     let host = Host::start_with(&[MODULE], &[]);
-    let other_module = package(MODULE, |m| m.replace("slug: files-probe", "slug: files-other"));
+    let other_module = package(MODULE, |m| {
+        m.replace("slug: files-probe", "slug: files-other")
+    });
     assert_eq!(host.add_package(other_module).status, 201);
     let a_token = host.tenant_with("acme", MODULE);
     host.install_ok("acme", &a_token, "files-other");
@@ -292,28 +477,84 @@ fn another_tenants_or_modules_file_is_not_found() {
     let b_file = stored(&host, "bravo", &b_token, "b.png", "image/png", png(500, 2));
     let a_id = a_file["id"].as_str().unwrap();
     let b_id = b_file["id"].as_str().unwrap();
-    for path in [format!("/files/{b_id}"), format!("/files/{b_id}/bytes"), format!("/files/{b_id}/url")] {
-        let a = send(&host, "GET", &format!("/t/acme/m/{MODULE}{path}"), Some(&a_token), None, &[]);
+    for path in [
+        format!("/files/{b_id}"),
+        format!("/files/{b_id}/bytes"),
+        format!("/files/{b_id}/url"),
+    ] {
+        let a = send(
+            &host,
+            "GET",
+            &format!("/t/acme/m/{MODULE}{path}"),
+            Some(&a_token),
+            None,
+            &[],
+        );
         assert_eq!(a.status, 404, "{path}");
     }
-    let a = send(&host, "DELETE", &format!("/t/acme/m/{MODULE}/files/{b_id}"), Some(&a_token), None, &[]);
+    let a = send(
+        &host,
+        "DELETE",
+        &format!("/t/acme/m/{MODULE}/files/{b_id}"),
+        Some(&a_token),
+        None,
+        &[],
+    );
     assert_eq!(a.status, 404);
     // Another module of the same tenant does not see the file either.
-    let a = send(&host, "GET", &format!("/t/acme/m/files-other/files/{a_id}"), Some(&a_token), None, &[]);
+    let a = send(
+        &host,
+        "GET",
+        &format!("/t/acme/m/files-other/files/{a_id}"),
+        Some(&a_token),
+        None,
+        &[],
+    );
     assert_eq!(a.status, 404);
-    let a = send(&host, "GET", "/t/acme/m/files-other/files", Some(&a_token), None, &[]);
+    let a = send(
+        &host,
+        "GET",
+        "/t/acme/m/files-other/files",
+        Some(&a_token),
+        None,
+        &[],
+    );
     assert_eq!(a.json()["files"], json!([]));
     // Each tenant's URL opens its own file only.
     let a_url = signed_url(&host, "acme", &a_token, a_id, 60);
     let b_url = signed_url(&host, "bravo", &b_token, b_id, 60);
-    assert_eq!(send(&host, "GET", &a_url, None, None, &[]).bytes, png(500, 1));
-    assert_eq!(send(&host, "GET", &b_url, None, None, &[]).bytes, png(500, 2));
+    assert_eq!(
+        send(&host, "GET", &a_url, None, None, &[]).bytes,
+        png(500, 1)
+    );
+    assert_eq!(
+        send(&host, "GET", &b_url, None, None, &[]).bytes,
+        png(500, 2)
+    );
     // A's payload with B's signature is no token.
     let (a_payload, _) = a_url.trim_start_matches("/f/").split_once('.').unwrap();
     let (_, b_mac) = b_url.trim_start_matches("/f/").split_once('.').unwrap();
-    assert_eq!(send(&host, "GET", &format!("/f/{a_payload}.{b_mac}"), None, None, &[]).status, 404);
+    assert_eq!(
+        send(
+            &host,
+            "GET",
+            &format!("/f/{a_payload}.{b_mac}"),
+            None,
+            None,
+            &[]
+        )
+        .status,
+        404
+    );
     // The bytes read back through the module are the module's own.
-    let a = send(&host, "GET", &format!("/t/acme/m/{MODULE}/files/{a_id}/bytes"), Some(&a_token), None, &[]);
+    let a = send(
+        &host,
+        "GET",
+        &format!("/t/acme/m/{MODULE}/files/{a_id}/bytes"),
+        Some(&a_token),
+        None,
+        &[],
+    );
     assert_eq!(a.bytes, png(500, 1));
 }
 
@@ -322,17 +563,37 @@ fn files_go_into_the_uninstall_archive_and_come_back_on_reinstall() {
     let host = Host::start_on_plans(&[MODULE], START, &[]);
     let token = host.tenant_with("acme", MODULE);
     let one = stored(&host, "acme", &token, "one.png", "image/png", png(1000, 1));
-    let two = stored(&host, "acme", &token, "two.pdf", "application/pdf", pdf(1200));
-    let dup = stored(&host, "acme", &token, "one-again.png", "image/png", png(1000, 1));
+    let two = stored(
+        &host,
+        "acme",
+        &token,
+        "two.pdf",
+        "application/pdf",
+        pdf(1200),
+    );
+    let dup = stored(
+        &host,
+        "acme",
+        &token,
+        "one-again.png",
+        "image/png",
+        png(1000, 1),
+    );
     let before = list(&host, "acme", &token);
     assert_eq!(before.len(), 3);
     assert_eq!(blobs(&host, "acme").len(), 2);
 
     let a = host.delete(&format!("/v1/tenants/acme/modules/{MODULE}"), &token);
     assert_eq!(a.status, 200, "{a:?}");
-    let archive = a.body["archive"]["id"].as_str().expect("archive id").to_owned();
+    let archive = a.body["archive"]["id"]
+        .as_str()
+        .expect("archive id")
+        .to_owned();
     assert_eq!(file_rows(&host, "acme"), 0);
-    assert!(blobs(&host, "acme").is_empty(), "uninstalled files' blobs stayed");
+    assert!(
+        blobs(&host, "acme").is_empty(),
+        "uninstalled files' blobs stayed"
+    );
 
     let a = host.post(
         "/v1/tenants/acme/modules",
@@ -342,9 +603,20 @@ fn files_go_into_the_uninstall_archive_and_come_back_on_reinstall() {
     assert_eq!(a.status, 201, "{a:?}");
     let after = list(&host, "acme", &token);
     assert_eq!(after, before);
-    for (file, bytes) in [(&one, png(1000, 1)), (&two, pdf(1200)), (&dup, png(1000, 1))] {
+    for (file, bytes) in [
+        (&one, png(1000, 1)),
+        (&two, pdf(1200)),
+        (&dup, png(1000, 1)),
+    ] {
         let id = file["id"].as_str().unwrap();
-        let a = send(&host, "GET", &format!("/t/acme/m/{MODULE}/files/{id}/bytes"), Some(&token), None, &[]);
+        let a = send(
+            &host,
+            "GET",
+            &format!("/t/acme/m/{MODULE}/files/{id}/bytes"),
+            Some(&token),
+            None,
+            &[],
+        );
         assert_eq!(a.status, 200);
         assert_eq!(a.bytes, bytes);
         let url = signed_url(&host, "acme", &token, id, 60);
@@ -364,7 +636,10 @@ fn a_damaged_archive_blob_refuses_the_restore() {
     let file = stored(&host, "acme", &token, "one.png", "image/png", png(1000, 1));
     let a = host.delete(&format!("/v1/tenants/acme/modules/{MODULE}"), &token);
     assert_eq!(a.status, 200, "{a:?}");
-    let archive = a.body["archive"]["id"].as_str().expect("archive id").to_owned();
+    let archive = a.body["archive"]["id"]
+        .as_str()
+        .expect("archive id")
+        .to_owned();
     let blob = host
         .data_dir()
         .join("archives")

@@ -124,7 +124,8 @@ fn disposition(content_type: &str, name: &str) -> String {
 }
 
 fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+    HeaderValue::from_str(text)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
 /// `GET|HEAD /f/{token}`.
@@ -143,7 +144,10 @@ pub(super) async fn download(
         header::CONTENT_DISPOSITION,
         header_value(&disposition(&file.content_type, &file.name)),
     );
-    response_headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response_headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
     response_headers.insert(header::ETAG, header_value(&format!("\"{}\"", file.sha256)));
     response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -163,7 +167,10 @@ pub(super) async fn download(
             (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
         Wanted::Unsatisfiable => {
-            response_headers.insert(header::CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+            response_headers.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{size}")),
+            );
             return Ok((StatusCode::RANGE_NOT_SATISFIABLE, response_headers).into_response());
         }
     };
@@ -182,7 +189,10 @@ pub(super) async fn download(
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (file, left - n as u64)))
+                Some((
+                    Ok::<_, std::io::Error>(Bytes::from(buf)),
+                    (file, left - n as u64),
+                ))
             }
             Err(e) => Some((Err(e), (file, 0))),
         }
@@ -221,10 +231,16 @@ mod tests {
             "inline; filename=\"logo.png\"; filename*=UTF-8''logo.png"
         );
         let svg = disposition("image/svg+xml", "a \"b\".svg");
-        assert!(svg.starts_with("attachment; filename=\"a _b_.svg\""), "{svg}");
+        assert!(
+            svg.starts_with("attachment; filename=\"a _b_.svg\""),
+            "{svg}"
+        );
         assert!(svg.ends_with("UTF-8''a%20%22b%22.svg"), "{svg}");
         let pdf = disposition("application/pdf", "résumé.pdf");
-        assert!(pdf.starts_with("inline;") && pdf.contains("r%C3%A9sum%C3%A9.pdf"), "{pdf}");
+        assert!(
+            pdf.starts_with("inline;") && pdf.contains("r%C3%A9sum%C3%A9.pdf"),
+            "{pdf}"
+        );
         assert!(disposition("text/plain", "a.txt").starts_with("attachment;"));
     }
 }

@@ -52,7 +52,10 @@ pub fn blobs_dir(archive_path: &Path) -> PathBuf {
 ///
 /// # Errors
 /// Database errors.
-pub async fn list(conn: &mut SqliteConnection, module: &str) -> Result<Vec<ArchivedFile>, sqlx::Error> {
+pub async fn list(
+    conn: &mut SqliteConnection,
+    module: &str,
+) -> Result<Vec<ArchivedFile>, sqlx::Error> {
     Ok(rows::all_of(conn, module)
         .await?
         .into_iter()

@@ -88,7 +88,10 @@ impl BlobStore {
     /// collection removes it until [`BlobStore::unpin`].
     pub async fn pin(&self, tenant_id: &str, sha256: &str) {
         let _collecting = self.collecting.lock().await;
-        let mut pins = self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pins = self
+            .pins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *pins
             .entry((tenant_id.to_owned(), sha256.to_owned()))
             .or_default() += 1;
@@ -96,7 +99,10 @@ impl BlobStore {
 
     /// Gives back one pin of [`BlobStore::pin`].
     pub fn unpin(&self, tenant_id: &str, sha256: &str) {
-        let mut pins = self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pins = self
+            .pins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (tenant_id.to_owned(), sha256.to_owned());
         if let Some(count) = pins.get_mut(&key) {
             *count -= 1;
@@ -118,7 +124,12 @@ impl BlobStore {
     ///
     /// # Errors
     /// I/O errors; nothing partial is left under the blob's name.
-    pub async fn write(&self, tenant_id: &str, sha256: &str, bytes: Arc<[u8]>) -> std::io::Result<()> {
+    pub async fn write(
+        &self,
+        tenant_id: &str,
+        sha256: &str,
+        bytes: Arc<[u8]>,
+    ) -> std::io::Result<()> {
         let path = self.path(tenant_id, sha256)?;
         let tmp_dir = self.dir(tenant_id)?.join("tmp");
         let tmp = tmp_dir.join(format!(
@@ -163,7 +174,9 @@ impl BlobStore {
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(tenant = tenant_id, error = %e, "cannot remove a file blob"),
+                Err(e) => {
+                    tracing::warn!(tenant = tenant_id, error = %e, "cannot remove a file blob")
+                }
             }
         }
         Ok(removed)
@@ -274,8 +287,14 @@ mod tests {
         drop(conn);
         let sha = "ab".repeat(32);
         store.pin("t_1", &sha).await;
-        store.write("t_1", &sha, Arc::from(&b"hello"[..])).await.unwrap();
-        store.write("t_1", &sha, Arc::from(&b"other"[..])).await.unwrap();
+        store
+            .write("t_1", &sha, Arc::from(&b"hello"[..]))
+            .await
+            .unwrap();
+        store
+            .write("t_1", &sha, Arc::from(&b"other"[..]))
+            .await
+            .unwrap();
         let path = store.path("t_1", &sha).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello");
         assert_eq!(store.collect(&pool, "t_1", [sha.clone()]).await.unwrap(), 0);

@@ -51,14 +51,20 @@ impl FilesView<'_> {
         }
     }
 
-    async fn put(&mut self, name: String, content_type: String, bytes: Vec<u8>) -> Outcome<FileRow> {
+    async fn put(
+        &mut self,
+        name: String,
+        content_type: String,
+        bytes: Vec<u8>,
+    ) -> Outcome<FileRow> {
         let access = match self.access() {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
         let Some(decl) = access.decl.clone() else {
             return Ok(Err(FileFailure::TypeNotAllowed(
-                "this module's manifest declares no `files` section, so it may store no files".into(),
+                "this module's manifest declares no `files` section, so it may store no files"
+                    .into(),
             )));
         };
         let max = access.service.max_file_bytes;
@@ -157,7 +163,10 @@ impl FilesView<'_> {
         };
         match tokio::fs::read(&path).await {
             Ok(bytes) if bytes.len() as u64 == row.size => Ok(Ok(bytes)),
-            Ok(_) => Err(trap("a file's bytes", "the blob's size differs from its row")),
+            Ok(_) => Err(trap(
+                "a file's bytes",
+                "the blob's size differs from its row",
+            )),
             Err(e) => {
                 tracing::error!(tenant = %access.tenant_id, file = %row.id, error = %e, "cannot read a file blob");
                 Ok(Err(FileFailure::Unavailable(
@@ -173,7 +182,10 @@ impl FilesView<'_> {
             Err(e) => return Ok(Err(e)),
         };
         let (module, limit) = match self.access() {
-            Ok(a) => (a.module.clone(), a.decl.as_ref().and_then(|d| d.limit.clone())),
+            Ok(a) => (
+                a.module.clone(),
+                a.decl.as_ref().and_then(|d| d.limit.clone()),
+            ),
             Err(e) => return Ok(Err(e)),
         };
         let conn = self.conn().await?;
@@ -196,7 +208,11 @@ impl FilesView<'_> {
         Ok(Ok(()))
     }
 
-    async fn list(&mut self, cursor: Option<String>, limit: u32) -> Outcome<(Vec<FileRow>, Option<String>)> {
+    async fn list(
+        &mut self,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Outcome<(Vec<FileRow>, Option<String>)> {
         let module = match self.access() {
             Ok(a) => a.module.clone(),
             Err(e) => return Ok(Err(e)),
@@ -291,11 +307,10 @@ mod v0_3_0 {
         }
     }
 
-    #[expect(
-        clippy::result_large_err,
-        reason = "the generated WIT result, handed to the guest as it is"
-    )]
-    fn answer<T, U>(outcome: Outcome<T>, map: impl FnOnce(T) -> U) -> wasmtime::Result<Result<U, wit::FileError>> {
+    fn answer<T, U>(
+        outcome: Outcome<T>,
+        map: impl FnOnce(T) -> U,
+    ) -> wasmtime::Result<Result<U, wit::FileError>> {
         Ok(outcome?.map(map).map_err(error_to_wit))
     }
 
@@ -306,10 +321,16 @@ mod v0_3_0 {
             content_type: String,
             bytes: Vec<u8>,
         ) -> wasmtime::Result<Result<wit::FileInfo, wit::FileError>> {
-            answer(FilesView::put(self, name, content_type, bytes).await, info_to_wit)
+            answer(
+                FilesView::put(self, name, content_type, bytes).await,
+                info_to_wit,
+            )
         }
 
-        async fn get(&mut self, id: String) -> wasmtime::Result<Result<wit::FileInfo, wit::FileError>> {
+        async fn get(
+            &mut self,
+            id: String,
+        ) -> wasmtime::Result<Result<wit::FileInfo, wit::FileError>> {
             answer(self.find(&id).await, info_to_wit)
         }
 
@@ -326,10 +347,13 @@ mod v0_3_0 {
             cursor: Option<String>,
             limit: u32,
         ) -> wasmtime::Result<Result<wit::FilePage, wit::FileError>> {
-            answer(FilesView::list(self, cursor, limit).await, |(rows, next)| wit::FilePage {
-                files: rows.into_iter().map(info_to_wit).collect(),
-                next_cursor: next,
-            })
+            answer(
+                FilesView::list(self, cursor, limit).await,
+                |(rows, next)| wit::FilePage {
+                    files: rows.into_iter().map(info_to_wit).collect(),
+                    next_cursor: next,
+                },
+            )
         }
 
         async fn signed_url(

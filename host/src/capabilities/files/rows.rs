@@ -145,7 +145,10 @@ pub async fn page(
 ///
 /// # Errors
 /// Database errors.
-pub async fn all_of(conn: &mut SqliteConnection, module: &str) -> Result<Vec<FileRow>, sqlx::Error> {
+pub async fn all_of(
+    conn: &mut SqliteConnection,
+    module: &str,
+) -> Result<Vec<FileRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM _souk_files WHERE module = ? ORDER BY seq"
     ))
@@ -159,7 +162,11 @@ pub async fn all_of(conn: &mut SqliteConnection, module: &str) -> Result<Vec<Fil
 ///
 /// # Errors
 /// Database errors.
-pub async fn delete(conn: &mut SqliteConnection, module: &str, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete(
+    conn: &mut SqliteConnection,
+    module: &str,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM _souk_files WHERE id = ? AND module = ?")
         .bind(id)
         .bind(module)
@@ -194,9 +201,10 @@ pub async fn delete_all_of(
 /// # Errors
 /// Database errors.
 pub async fn referenced(conn: &mut SqliteConnection, sha256: &str) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM _souk_files WHERE sha256 = ? LIMIT 1")
-        .bind(sha256)
-        .fetch_optional(conn)
-        .await?;
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM _souk_files WHERE sha256 = ? LIMIT 1")
+            .bind(sha256)
+            .fetch_optional(conn)
+            .await?;
     Ok(found.is_some())
 }

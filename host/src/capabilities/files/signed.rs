@@ -173,8 +173,15 @@ mod tests {
             file_id: "f_other".into(),
             ..grant()
         };
-        let (forged_payload, _) = signer.sign(&other).split_once('.').map(|(p, t)| (p.to_owned(), t.to_owned())).unwrap();
-        assert_eq!(signer.verify(&format!("{forged_payload}.{tag}"), at(0)), None);
+        let (forged_payload, _) = signer
+            .sign(&other)
+            .split_once('.')
+            .map(|(p, t)| (p.to_owned(), t.to_owned()))
+            .unwrap();
+        assert_eq!(
+            signer.verify(&format!("{forged_payload}.{tag}"), at(0)),
+            None
+        );
         let mut flipped = tag.as_bytes().to_vec();
         flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
         let flipped = format!("{payload}.{}", String::from_utf8(flipped).unwrap());
@@ -188,8 +195,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let token = UrlSigner::open(dir.path()).unwrap().sign(&grant());
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(UrlSigner::open(dir.path()).unwrap().verify(&token, at(0)).is_some());
+        assert!(
+            UrlSigner::open(dir.path())
+                .unwrap()
+                .verify(&token, at(0))
+                .is_some()
+        );
     }
 }

@@ -64,8 +64,9 @@ pub fn sniff(bytes: &[u8]) -> Result<FileType, &'static str> {
     let text = match std::str::from_utf8(head) {
         Ok(text) => text,
         // A multi-byte character cut by the window is still text.
-        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()])
-            .map_err(|_| "binary data")?,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).map_err(|_| "binary data")?
+        }
         Err(_) => return Err("binary data"),
     };
     if text.contains('\0') || std::str::from_utf8(bytes).is_err() {
@@ -162,7 +163,11 @@ fn looks_like_html(text: &str) -> bool {
 ///
 /// # Errors
 /// [`TypeRefusal`] saying which rule failed.
-pub fn check_type(declared: &str, bytes: &[u8], files: &FilesDecl) -> Result<FileType, TypeRefusal> {
+pub fn check_type(
+    declared: &str,
+    bytes: &[u8],
+    files: &FilesDecl,
+) -> Result<FileType, TypeRefusal> {
     let declared = FileType::parse(declared).map_err(TypeRefusal::UnknownDeclared)?;
     let sniffed = sniff(bytes).map_err(|what| TypeRefusal::Unrecognised(what, declared))?;
     let stored = match (sniffed, declared) {
@@ -190,7 +195,9 @@ pub fn sanitise_name(name: &str) -> Option<String> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = base
         .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
         .collect();
     let trimmed = cleaned.trim();
     let mut end = trimmed.len().min(MAX_NAME_BYTES);
@@ -254,10 +261,17 @@ mod tests {
             b"plain text then <HTML>",
             b"<svg/onload =alert(1)>",
         ] {
-            assert!(sniff(hostile).is_err(), "{}", String::from_utf8_lossy(hostile));
+            assert!(
+                sniff(hostile).is_err(),
+                "{}",
+                String::from_utf8_lossy(hostile)
+            );
         }
         // Words that merely start with "on" are fine.
-        assert_eq!(sniff(b"<svg><text> once only</text></svg>"), Ok(FileType::Svg));
+        assert_eq!(
+            sniff(b"<svg><text> once only</text></svg>"),
+            Ok(FileType::Svg)
+        );
     }
 
     #[test]
@@ -289,8 +303,14 @@ mod tests {
     #[test]
     fn names_lose_paths_control_characters_and_length() {
         assert_eq!(sanitise_name("../../etc/passwd").as_deref(), Some("passwd"));
-        assert_eq!(sanitise_name("C:\\x\\report.pdf").as_deref(), Some("report.pdf"));
-        assert_eq!(sanitise_name("a\r\nb\u{0}c\u{202e}gpj.exe").as_deref(), Some("abcgpj.exe"));
+        assert_eq!(
+            sanitise_name("C:\\x\\report.pdf").as_deref(),
+            Some("report.pdf")
+        );
+        assert_eq!(
+            sanitise_name("a\r\nb\u{0}c\u{202e}gpj.exe").as_deref(),
+            Some("abcgpj.exe")
+        );
         assert_eq!(sanitise_name(" .. "), None);
         assert_eq!(sanitise_name("dir/"), None);
         let long = "é".repeat(200);

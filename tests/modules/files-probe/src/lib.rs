@@ -130,7 +130,10 @@ fn put(param: &dyn Fn(&str) -> Option<String>, body: Vec<u8>, fail: bool) -> Res
     let name = param("name").unwrap_or_default();
     let content_type = param("type").unwrap_or_default();
     match files::put(&name, &content_type, &body) {
-        Ok(file) if fail => json(500, &json!({"error": "failing on purpose", "file": info(&file)})),
+        Ok(file) if fail => json(
+            500,
+            &json!({"error": "failing on purpose", "file": info(&file)}),
+        ),
         Ok(file) => json(201, &info(&file)),
         Err(e) => failure(e),
     }
@@ -150,7 +153,9 @@ fn info(file: &FileInfo) -> Json {
 fn failure(error: FileError) -> Response {
     match error {
         FileError::NotFound => json(404, &json!({"error": "not-found"})),
-        FileError::TypeNotAllowed(m) => json(415, &json!({"error": "type-not-allowed", "message": m})),
+        FileError::TypeNotAllowed(m) => {
+            json(415, &json!({"error": "type-not-allowed", "message": m}))
+        }
         FileError::TooLarge(limit) => json(413, &json!({"error": "too-large", "limit": limit})),
         FileError::Denied(d) => json(
             402,
