@@ -658,3 +658,49 @@ fn a_damaged_archive_blob_refuses_the_restore() {
     assert!(a.detail().contains("changed"), "{}", a.detail());
     assert_eq!(file_rows(&host, "acme"), 0);
 }
+
+#[test]
+fn blobs_no_row_names_are_swept_when_the_host_starts() {
+    let mut host = Host::start_with(&[MODULE], &[]);
+    let token = host.tenant_with("acme", MODULE);
+    let kept = stored(&host, "acme", &token, "kept.png", "image/png", png(700, 1));
+    // What a process that stopped between writing a blob and settling its
+    // call leaves: a blob no row names, and a temporary file.
+    let dir = host
+        .data_dir()
+        .join("tenants")
+        .join(format!("{}.files", host.tenant_id("acme")));
+    let orphan = "ab".repeat(32);
+    std::fs::create_dir_all(dir.join("ab")).unwrap();
+    std::fs::write(dir.join("ab").join(&orphan), b"orphan").unwrap();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    std::fs::write(
+        dir.join("tmp").join(format!("{orphan}.0011223344556677")),
+        b"half",
+    )
+    .unwrap();
+    assert_eq!(blobs(&host, "acme").len(), 2);
+    host.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while blobs(&host, "acme").len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        blobs(&host, "acme"),
+        vec![kept["sha256"].as_str().unwrap().to_owned()]
+    );
+    assert!(
+        std::fs::read_dir(dir.join("tmp")).unwrap().next().is_none(),
+        "a temporary file stayed"
+    );
+    let id = kept["id"].as_str().unwrap();
+    let a = send(
+        &host,
+        "GET",
+        &format!("/t/acme/m/{MODULE}/files/{id}/bytes"),
+        Some(&token),
+        None,
+        &[],
+    );
+    assert_eq!(a.bytes, png(700, 1));
+}
