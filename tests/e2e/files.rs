@@ -191,7 +191,7 @@ fn puts_are_refused_when_the_bytes_contradict_the_type_or_the_manifest() {
         png(100, 1),
     );
     assert_eq!(a.status, 415, "{:?}", a.json());
-    let message = a.json()["message"].as_str().unwrap_or_default().to_owned();
+    let message = a.json()["detail"].as_str().unwrap_or_default().to_owned();
     assert!(
         message.contains("image/png") && message.contains("application/pdf"),
         "{message}"
@@ -225,7 +225,7 @@ fn puts_are_refused_when_the_bytes_contradict_the_type_or_the_manifest() {
     let a = put(&host, "acme", &token, "x.gif", "image/gif", gif);
     assert_eq!(a.status, 415, "{:?}", a.json());
     assert!(
-        a.json()["message"]
+        a.json()["detail"]
             .as_str()
             .unwrap_or_default()
             .contains("files.types")
@@ -273,9 +273,10 @@ fn the_storage_limit_is_a_402_and_a_delete_frees_room() {
     let a = put(&host, "acme", &token, "b.png", "image/png", png(1500, 2));
     assert_eq!(a.status, 402, "{:?}", a.json());
     assert_eq!(a.json()["reason"], "limit_reached");
-    assert_eq!(a.json()["key"], "attachment_bytes");
+    assert_eq!(a.json()["feature"], "attachment_bytes");
     assert_eq!(a.json()["used"], 3000);
     assert_eq!(a.json()["limit"], 4000);
+    assert_eq!(a.json()["upgrade_plan"], "pro");
     // The refused put left neither a row nor its blob.
     assert_eq!(list(&host, "acme", &token).len(), 1);
     assert_eq!(blobs(&host, "acme").len(), 1);

@@ -1,6 +1,6 @@
 //! Test module `files-probe`: every function of the host's `files`
-//! interface (API 0.3.0) behind an HTTP route, written directly against
-//! `wit/since_v0.3.0` with `wit-bindgen`.
+//! interface (API 0.3.0) behind an HTTP route, through
+//! [`souk_sdk::files`].
 //!
 //! - `POST /files?name=N&type=T` stores the body → `201` file info;
 //! - `POST /files/fail?name=N&type=T` stores the body, then answers `500`
@@ -10,209 +10,77 @@
 //! - `DELETE /files/{id}` → `204`;
 //! - `GET /files/{id}/url?ttl=S` → `{"url": "/f/..."}`.
 //!
-//! A `file-error` answers: `not-found` 404, `type-not-allowed` 415,
-//! `too-large` 413, `denied` 402 (with the denial), `invalid` 400,
-//! `unavailable` 503, each as `{"error": kind, "message"?, ...}`.
+//! A refusal is the SDK's problem document for it: 404, 415 (type), 413
+//! (size, with `limit`), 402 (the plan's denial), 400, 503.
 
-#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+use serde_json::json;
+use souk_sdk::files::{self, FileInfo};
+use souk_sdk::{Gates, LimitKind, Module, Problem, Request, Response, Router};
 
-use serde_json::{Value as Json, json};
+struct FilesProbe;
 
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../../wit/since_v0.3.0",
-        world: "module",
-    });
-}
-
-use bindings::exports::souk::module::guest::{
-    Event, GateSet, Guest, Job, JobOutput, Limit, LimitKind, Migration, Request, Response,
-};
-use bindings::souk::module::files::{self, FileError, FileInfo};
-
-struct Probe;
-
-impl Guest for Probe {
-    fn migrations() -> Vec<Migration> {
-        Vec::new()
-    }
-
-    fn install() -> Result<(), String> {
-        Ok(())
-    }
-
-    fn uninstall() -> Result<(), String> {
-        Ok(())
-    }
-
-    fn upgrade(_from_version: String) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn gates() -> GateSet {
-        GateSet {
-            features: Vec::new(),
-            limits: vec![Limit {
-                key: "attachment_bytes".into(),
-                description: "Bytes of attachments the tenant may keep.".into(),
-                kind: LimitKind::Storage,
-            }],
-        }
+impl Module for FilesProbe {
+    fn gates() -> Gates {
+        Gates::new().limit(
+            "attachment_bytes",
+            "Bytes of attachments the tenant may keep.",
+            LimitKind::Storage,
+        )
     }
 
     fn handle(request: Request) -> Response {
-        let query = parse_query(&request.query);
-        let param = |name: &str| {
-            query
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
-        match (request.method.as_str(), segments.as_slice()) {
-            ("POST", ["files"]) => put(&param, request.body, false),
-            ("POST", ["files", "fail"]) => put(&param, request.body, true),
-            ("GET", ["files"]) => {
-                let limit = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-                match files::list(param("cursor").as_deref(), limit) {
-                    Ok(page) => json(
-                        200,
-                        &json!({
-                            "files": page.files.iter().map(info).collect::<Vec<_>>(),
-                            "next_cursor": page.next_cursor,
-                        }),
-                    ),
-                    Err(e) => failure(e),
-                }
-            }
-            ("GET", ["files", id]) => match files::get(id) {
-                Ok(file) => json(200, &info(&file)),
-                Err(e) => failure(e),
-            },
-            ("DELETE", ["files", id]) => match files::delete(id) {
-                Ok(()) => Response {
-                    status: 204,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                },
-                Err(e) => failure(e),
-            },
-            ("GET", ["files", id, "bytes"]) => match files::read(id) {
-                Ok(bytes) => Response {
-                    status: 200,
-                    headers: vec![("content-type".into(), "application/octet-stream".into())],
-                    body: bytes,
-                },
-                Err(e) => failure(e),
-            },
-            ("GET", ["files", id, "url"]) => {
-                let ttl = param("ttl").and_then(|t| t.parse().ok()).unwrap_or(60);
-                match files::signed_url(id, ttl) {
-                    Ok(url) => json(200, &json!({"url": url})),
-                    Err(e) => failure(e),
-                }
-            }
-            _ => json(404, &json!({"error": "no such route"})),
-        }
-    }
-
-    fn run_job(_job: Job) -> Result<JobOutput, String> {
-        Err("files-probe runs no jobs".into())
-    }
-
-    fn on_event(_event: Event) -> Result<(), String> {
-        Ok(())
+        Router::new()
+            .post("/files", |r: &Request| put(r, false))
+            .post("/files/fail", |r: &Request| put(r, true))
+            .get("/files", list)
+            .get("/files/{id}", get)
+            .delete("/files/{id}", delete)
+            .get("/files/{id}/bytes", read)
+            .get("/files/{id}/url", signed_url)
+            .handle(request)
     }
 }
 
-fn put(param: &dyn Fn(&str) -> Option<String>, body: Vec<u8>, fail: bool) -> Response {
-    let name = param("name").unwrap_or_default();
-    let content_type = param("type").unwrap_or_default();
-    match files::put(&name, &content_type, &body) {
-        Ok(file) if fail => json(
+fn put(request: &Request, fail: bool) -> Result<Response, Problem> {
+    let name = request.query("name").unwrap_or_default();
+    let content_type = request.query("type").unwrap_or_default();
+    let file = files::put(&name, &content_type, request.body())?;
+    if fail {
+        return Ok(Response::json(
             500,
-            &json!({"error": "failing on purpose", "file": info(&file)}),
-        ),
-        Ok(file) => json(201, &info(&file)),
-        Err(e) => failure(e),
+            &json!({"error": "failing on purpose", "file": file}),
+        ));
     }
+    Ok(Response::json(201, &file))
 }
 
-fn info(file: &FileInfo) -> Json {
-    json!({
-        "id": file.id,
-        "name": file.name,
-        "content_type": file.content_type,
-        "size": file.size,
-        "sha256": file.sha256,
-        "created_at": file.created_at,
-    })
+fn list(request: &Request) -> Result<Response, Problem> {
+    let limit = request.query_parsed::<u32>("limit")?.unwrap_or(100);
+    let page = files::list(request.query("cursor").as_deref(), limit)?;
+    Ok(Response::json(200, &page))
 }
 
-fn failure(error: FileError) -> Response {
-    match error {
-        FileError::NotFound => json(404, &json!({"error": "not-found"})),
-        FileError::TypeNotAllowed(m) => {
-            json(415, &json!({"error": "type-not-allowed", "message": m}))
-        }
-        FileError::TooLarge(limit) => json(413, &json!({"error": "too-large", "limit": limit})),
-        FileError::Denied(d) => json(
-            402,
-            &json!({
-                "error": "denied",
-                "reason": d.reason,
-                "key": d.key,
-                "used": d.used,
-                "limit": d.limit,
-            }),
-        ),
-        FileError::Invalid(m) => json(400, &json!({"error": "invalid", "message": m})),
-        FileError::Unavailable(m) => json(503, &json!({"error": "unavailable", "message": m})),
-    }
+fn get(request: &Request) -> Result<Response, Problem> {
+    let file: FileInfo = files::get(request.param("id")?)?;
+    Ok(Response::json(200, &file))
 }
 
-fn json(status: u16, body: &Json) -> Response {
-    Response {
-        status,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_string().into_bytes(),
-    }
+fn delete(request: &Request) -> Result<Response, Problem> {
+    files::delete(request.param("id")?)?;
+    Ok(Response::no_content())
 }
 
-/// `a=b&c=d` with `%XX` and `+` decoded.
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
+fn read(request: &Request) -> Result<Response, Problem> {
+    let bytes = files::read(request.param("id")?)?;
+    Ok(Response::new(200)
+        .with_header("content-type", "application/octet-stream")
+        .with_body(bytes))
 }
 
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() && text.is_char_boundary(i + 3) => {
-                match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn signed_url(request: &Request) -> Result<Response, Problem> {
+    let ttl = request.query_parsed::<u32>("ttl")?.unwrap_or(60);
+    let url = files::signed_url(request.param("id")?, ttl)?;
+    Ok(Response::json(200, &json!({"url": url})))
 }
 
-bindings::export!(Probe with_types_in bindings);
+souk_sdk::export_module!(FilesProbe);
