@@ -705,3 +705,72 @@ fn blobs_no_row_names_are_swept_when_the_host_starts() {
     );
     assert_eq!(a.bytes, png(700, 1));
 }
+
+#[test]
+fn list_pages_newest_first_with_a_cursor_and_refuses_bad_arguments() {
+    let host = Host::start_with(&[MODULE], &[]);
+    let token = host.tenant_with("acme", MODULE);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            stored(
+                &host,
+                "acme",
+                &token,
+                &format!("{i}.png"),
+                "image/png",
+                png(100, i),
+            )["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let page = |query: &str| {
+        send(
+            &host,
+            "GET",
+            &format!("/t/acme/m/{MODULE}/files?{query}"),
+            Some(&token),
+            None,
+            &[],
+        )
+    };
+    let first = page("limit=2");
+    assert_eq!(first.status, 200);
+    let first = first.json();
+    let names: Vec<&str> = first["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [ids[2].as_str(), ids[1].as_str()]);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second = page(&format!("limit=2&cursor={cursor}")).json();
+    assert_eq!(second["files"].as_array().unwrap().len(), 1);
+    assert_eq!(second["files"][0]["id"], ids[0].as_str());
+    assert_eq!(second["next_cursor"], Value::Null);
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=2&cursor=abc",
+        "limit=2&cursor=-5",
+    ] {
+        assert_eq!(page(bad).status, 400, "{bad}");
+    }
+    // Signed URLs refuse lifetimes outside 1 s to a day.
+    for ttl in [0, 86_401] {
+        let a = send(
+            &host,
+            "GET",
+            &format!("/t/acme/m/{MODULE}/files/{}/url?ttl={ttl}", ids[0]),
+            Some(&token),
+            None,
+            &[],
+        );
+        assert_eq!(a.status, 400, "ttl {ttl}");
+    }
+}

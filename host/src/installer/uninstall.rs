@@ -463,6 +463,7 @@ impl<'a> Installer<'a> {
         self.record_removal(tenant, &principal.caller(), tx, removal)
             .await?;
         self.billing.forget(tenant, module);
+        self.collect_file_blobs(tenant).await;
         Ok(())
     }
 }
