@@ -80,15 +80,21 @@ impl FilesView<'_> {
                 "a file name must keep at least one character once paths and control characters are removed (at most {MAX_NAME_BYTES} bytes are kept)"
             ))));
         };
-        let stored = match sniff::check_type(&content_type, &bytes, &decl) {
-            Ok(t) => t,
+        // Sniffing and hashing are linear in the file (up to the per-file
+        // limit): off the call's thread.
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let checked = bytes.clone();
+        let limit = decl.limit.clone();
+        let sniffed = tokio::task::spawn_blocking(move || {
+            sniff::check_type(&content_type, &checked, &decl)
+                .map(|stored| (stored, hex::encode(Sha256::digest(&checked))))
+        })
+        .await
+        .map_err(|e| trap("sniffing", e))?;
+        let (stored, sha256) = match sniffed {
+            Ok(found) => found,
             Err(e) => return Ok(Err(FileFailure::TypeNotAllowed(e.to_string()))),
         };
-        let bytes: Arc<[u8]> = Arc::from(bytes);
-        let hashed = bytes.clone();
-        let sha256 = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&hashed)))
-            .await
-            .map_err(|e| trap("hashing", e))?;
         let (blobs, tenant_id, module, now) = (
             access.service.blobs.clone(),
             access.tenant_id.clone(),
@@ -105,7 +111,7 @@ impl FilesView<'_> {
                 "the host could not store the file now; try again later".into(),
             )));
         }
-        if let Some(key) = decl.limit.as_deref() {
+        if let Some(key) = limit.as_deref() {
             let Some(entitlements) = self.entitlements.as_mut() else {
                 return Ok(Err(FileFailure::Denied(Denial::no_subscription(key))));
             };

@@ -60,24 +60,23 @@ pub fn sniff(bytes: &[u8]) -> Result<FileType, &'static str> {
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         return Ok(FileType::Zip);
     }
-    let head = &bytes[..bytes.len().min(SNIFF_WINDOW)];
-    let text = match std::str::from_utf8(head) {
-        Ok(text) => text,
-        // A multi-byte character cut by the window is still text.
-        Err(e) if e.error_len().is_none() => {
-            std::str::from_utf8(&head[..e.valid_up_to()]).map_err(|_| "binary data")?
-        }
-        Err(_) => return Err("binary data"),
-    };
-    if text.contains('\0') || std::str::from_utf8(bytes).is_err() {
+    // Text must be UTF-8 throughout, without NUL; the whole of it is
+    // checked for markup, not only its start.
+    let text = std::str::from_utf8(bytes).map_err(|_| "binary data")?;
+    if text.contains('\0') {
         return Err("binary data");
     }
-    let start = text.trim_start_matches('\u{feff}').trim_start();
+    let mut window = text.len().min(SNIFF_WINDOW);
+    while !text.is_char_boundary(window) {
+        window -= 1;
+    }
+    let start = text[..window].trim_start_matches('\u{feff}').trim_start();
+    let normalised = normalise(text);
     if start.starts_with('<') {
         return match first_element(start) {
             Some(name) if name.eq_ignore_ascii_case("svg") => {
-                if looks_like_html(text) {
-                    Err("markup with HTML in it")
+                if has_html_elements(&normalised) || has_active_content(&normalised) {
+                    Err("markup with HTML or script in it")
                 } else {
                     Ok(FileType::Svg)
                 }
@@ -85,10 +84,48 @@ pub fn sniff(bytes: &[u8]) -> Result<FileType, &'static str> {
             _ => Err("markup (HTML or XML)"),
         };
     }
-    if looks_like_html(text) {
+    if has_html_elements(&normalised) {
         return Err("text with HTML or script in it");
     }
     Ok(FileType::Text)
+}
+
+/// `text` as a browser would read markers in it: lower case, numeric
+/// character references (`&#106;`, `&#x6A;`) decoded, and tabs and line
+/// breaks removed (a browser drops them inside a URL, so `java\tscript:`
+/// is `javascript:`).
+fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("&#") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let (digits, radix) = match after.strip_prefix(['x', 'X']) {
+            Some(hex) => (hex, 16),
+            None => (after, 10),
+        };
+        let len = digits
+            .find(|c: char| !c.is_digit(radix))
+            .unwrap_or(digits.len());
+        let decoded = u32::from_str_radix(&digits[..len], radix)
+            .ok()
+            .and_then(char::from_u32);
+        match decoded {
+            Some(c) if len > 0 => {
+                out.push(c);
+                let consumed = after.len() - digits.len() + len;
+                rest = &after[consumed..];
+                rest = rest.strip_prefix(';').unwrap_or(rest);
+            }
+            _ => {
+                out.push_str("&#");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.retain(|c| !matches!(c, '\t' | '\n' | '\r'));
+    out.to_lowercase()
 }
 
 /// The name of the first element of XML text, after any declaration,
@@ -124,31 +161,37 @@ fn first_element(mut text: &str) -> Option<&str> {
     }
 }
 
-/// Whether text carries what makes a browser run script or render HTML:
-/// script and HTML-document elements, event-handler attributes,
-/// `javascript:` URLs, `foreignObject` (HTML inside SVG).
-fn looks_like_html(text: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
-    const MARKERS: [&str; 11] = [
+/// Whether (normalised) text holds elements that make a browser render a
+/// document or run script: script, HTML documents, frames, plugins, HTML
+/// inside SVG.
+fn has_html_elements(normalised: &str) -> bool {
+    const ELEMENTS: [&str; 11] = [
         "<script",
         "<html",
         "<body",
         "<iframe",
+        "<frame",
         "<object",
         "<embed",
         "<foreignobject",
-        "javascript:",
         "<!doctype html",
         "<meta ",
         "<meta/",
     ];
-    if MARKERS.iter().any(|m| lower.contains(m)) {
+    ELEMENTS.iter().any(|m| normalised.contains(m))
+}
+
+/// Whether (normalised) markup carries active content in attributes:
+/// `javascript:` or HTML `data:` URLs, event-handler attributes (`
+/// on<letters>=`), or entity declarations (which could assemble either).
+fn has_active_content(normalised: &str) -> bool {
+    const MARKERS: [&str; 4] = ["javascript:", "vbscript:", "data:text/html", "<!entity"];
+    if MARKERS.iter().any(|m| normalised.contains(m)) {
         return true;
     }
-    // An event handler attribute: ` on<letters>=`.
-    let bytes = lower.as_bytes();
+    let bytes = normalised.as_bytes();
     bytes.windows(3).enumerate().any(|(i, w)| {
-        (w[0].is_ascii_whitespace() || w[0] == b'/')
+        (w[0].is_ascii_whitespace() || w[0] == b'/' || w[0] == b'"' || w[0] == b'\'')
             && w[1] == b'o'
             && w[2] == b'n'
             && bytes[i + 3..]
@@ -260,6 +303,11 @@ mod tests {
             b"hello <script>alert(1)</script>",
             b"plain text then <HTML>",
             b"<svg/onload =alert(1)>",
+            b"<svg><a href=\"&#106;avascript:alert(1)\">x</a></svg>",
+            b"<svg><a href=\"&#x6A;ava&#9;script:alert(1)\">x</a></svg>",
+            b"<svg><a href=\"java\tscript:alert(1)\">x</a></svg>",
+            b"<!DOCTYPE svg [<!ENTITY a \"java\">]><svg><a href=\"&a;script:x\"/></svg>",
+            b"<svg><a href=\"data:text/html,<b>x</b>\"/></svg>",
         ] {
             assert!(
                 sniff(hostile).is_err(),
@@ -271,6 +319,23 @@ mod tests {
         assert_eq!(
             sniff(b"<svg><text> once only</text></svg>"),
             Ok(FileType::Svg)
+        );
+        // Markup far past the start of a text is still seen.
+        let mut late = "a,b\n".repeat(5_000).into_bytes();
+        late.extend_from_slice(b"<script>alert(1)</script>");
+        assert!(sniff(&late).is_err());
+        let mut late_svg = b"<svg>".to_vec();
+        late_svg.extend("<rect/>".repeat(2_000).into_bytes());
+        late_svg.extend_from_slice(b"<a href=\"javascript:x\"/></svg>");
+        assert!(sniff(&late_svg).is_err());
+        // Text that talks about handlers or URLs is still text.
+        assert_eq!(
+            sniff(b"status, onboarding=done, see javascript: docs"),
+            Ok(FileType::Text)
+        );
+        assert_eq!(
+            sniff("caf\u{e9} &#169; 2026".as_bytes()),
+            Ok(FileType::Text)
         );
     }
 
