@@ -195,8 +195,7 @@ mod tests {
                 LEDGER,
                 "_souk_usage_counters",
                 "_souk_usage_events",
-                "_souk_usage_keys",
-                "sqlite_sequence"
+                "_souk_usage_keys"
             ]
         );
     }
@@ -223,7 +222,7 @@ mod tests {
         // Later migrations add tables of their own; the usage tables stay.
         let schema_after: Vec<Option<String>> = sqlx::query_scalar(&format!(
             "SELECT sql FROM sqlite_master WHERE name <> '{LEDGER}' \
-             AND tbl_name NOT IN ('_souk_files', 'sqlite_sequence') ORDER BY name"
+             AND tbl_name <> '_souk_files' ORDER BY name"
         ))
         .fetch_all(&pool)
         .await

@@ -95,6 +95,18 @@ impl FilesView<'_> {
             Ok(found) => found,
             Err(e) => return Ok(Err(FileFailure::TypeNotAllowed(e.to_string()))),
         };
+        // A file the plan has no room for is refused before its blob is
+        // written (the count below is what holds, atomically).
+        if let (Some(key), Some(entitlements)) = (limit.as_deref(), self.entitlements.as_ref())
+            && let crate::entitlements::Decision::Denied(denial) =
+                entitlements.check_limit(key, size)
+        {
+            return Ok(Err(FileFailure::Denied(denial)));
+        }
+        let access = match self.access() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
         let (blobs, tenant_id, module, now) = (
             access.service.blobs.clone(),
             access.tenant_id.clone(),

@@ -2,8 +2,9 @@
 //! module stored (its bytes live outside the database, see `blobs`).
 //!
 //! Rows are written in the module call's transaction, so a call that rolls
-//! back leaves no row; `seq` orders a module's files newest first and is
-//! the `list` cursor. Module SQL can never name this table (its name is
+//! back leaves no row; `seq` (the rowid; no AUTOINCREMENT, which would add
+//! `sqlite_sequence` to every tenant database) orders a module's files
+//! newest first and is the `list` cursor. Module SQL can never name this table (its name is
 //! outside every module's prefix).
 
 use sqlx::{Row as _, SqliteConnection};
@@ -18,7 +19,7 @@ pub const TABLE: &str = "_souk_files";
 pub async fn create_table(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS _souk_files (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            seq INTEGER PRIMARY KEY,
             id TEXT NOT NULL UNIQUE,
             module TEXT NOT NULL,
             name TEXT NOT NULL,
