@@ -39,7 +39,7 @@ fn check_id(id: &str) -> Result<(), FileFailure> {
 impl FilesView<'_> {
     fn access(&self) -> Result<&FilesAccess, FileFailure> {
         self.files.as_ref().ok_or_else(|| {
-            FileFailure::Unavailable("this call cannot store files (it runs for no tenant)".into())
+            FileFailure::Unavailable("files are not available to this call (lifecycle hooks and calls for no tenant have none)".into())
         })
     }
 

@@ -1,9 +1,9 @@
 //! The `files` capability (API 0.3.0): bytes a module stores through the
 //! host, outside the tenant database, served to clients through signed URLs.
 //!
-//! Per-call state: `Option<FilesAccess>`, `None` for calls that have no
-//! tenant to store for (detached calls) — every function then answers
-//! `unavailable`. The interface reaches it, the call's database handle
+//! Per-call state: `Option<FilesAccess>`, set for requests and background
+//! calls (jobs, event deliveries) by the dispatcher; `None` for lifecycle
+//! hooks and detached calls — every function then answers `unavailable`. The interface reaches it, the call's database handle
 //! (file rows are written in the call's transaction) and its entitlements
 //! (stored bytes are counted against the module's `kind: storage` limit in
 //! that same transaction) through a [`FilesView`].
