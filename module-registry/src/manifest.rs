@@ -749,8 +749,8 @@ impl Manifest {
 }
 
 /// Checks `files:` against the API version and the declared limits: API
-/// 0.3.0 or later, at most one `kind: storage` limit, and that limit named
-/// by `files.limit` (a storage limit nothing counts is refused).
+/// 0.3.0 or later, at most one `kind: storage` limit, and, when there is
+/// one, `files.limit` naming it.
 fn parse_files(
     raw: Option<files::RawFiles>,
     api: ApiVersion,
@@ -771,14 +771,10 @@ fn parse_files(
             ),
         ));
     }
+    // A storage limit without a `files:` section counts nothing (the
+    // module can store no files); it is allowed, as any unused limit is.
     let Some(raw) = raw else {
-        return match storage.first() {
-            Some(key) => Err(ManifestError::field(
-                "files",
-                format!("the `kind: storage` limit {key:?} needs a `files:` section that names it"),
-            )),
-            None => Ok(None),
-        };
+        return Ok(None);
     };
     if api < ApiVersion::V0_3_0 {
         return Err(ManifestError::field("files", "needs api 0.3.0 or later"));
@@ -993,11 +989,7 @@ files:
         let e = error_of(&FILES.replace("  limit: attachment_bytes\n", ""));
         assert!(e.contains("`files.limit`"), "{e}");
         let without_section = FILES.split("files:").next().unwrap().to_owned();
-        let e = error_of(&without_section);
-        assert!(
-            e.contains("`files`") && e.contains("attachment_bytes"),
-            "{e}"
-        );
+        assert_eq!(Manifest::parse(&without_section).unwrap().files, None);
         let two = FILES.replace(
             "    kind: storage\n",
             "    kind: storage\n  - key: more_bytes\n    kind: storage\n",
