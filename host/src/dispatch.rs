@@ -50,6 +50,7 @@ use crate::capabilities::db::{CallTransaction, ModuleDb};
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
+use crate::capabilities::files::{FileService, FilesAccess};
 use crate::capabilities::jobs::JobsState;
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
@@ -86,6 +87,8 @@ pub struct Dispatcher<'a> {
     pub installer: Installer<'a>,
     /// Keeps the engine's grant for the installation current.
     pub usage: Usage<'a>,
+    /// The blob stores and URL signer of the `files` capability.
+    pub files: &'a FileService,
     /// Told, before a call's commit, of the deferred work it queued.
     pub work: &'a WorkHints,
     /// What `jobs.enqueue` accepts in a call.
@@ -311,7 +314,7 @@ impl Dispatcher<'_> {
         };
         let (_, timeout) = self.plan_budget(target);
         let db = ModuleDb::with(scope, tx, timeout);
-        let state = self.call_state(target, admission.caller, db);
+        let state = self.call_state(target, admission.caller, db, &pool);
         Ok((loaded, state))
     }
 
@@ -333,9 +336,15 @@ impl Dispatcher<'_> {
     }
 
     /// The state of a call of `target`'s module by `caller` on `db`: its
-    /// context and the tenant's entitlements (requests and background
-    /// calls alike).
-    fn call_state(&self, target: &Target, caller: Caller, db: ModuleDb) -> CallState {
+    /// context, the tenant's entitlements and the module's files in the
+    /// tenant database `pool` (requests and background calls alike).
+    fn call_state(
+        &self,
+        target: &Target,
+        caller: Caller,
+        db: ModuleDb,
+        pool: &sqlx::SqlitePool,
+    ) -> CallState {
         let manifest = &target.resolved.manifest;
         let context = CallContext {
             tenant_id: target.tenant.id.clone(),
@@ -350,8 +359,17 @@ impl Dispatcher<'_> {
             self.billing.clock().now(),
         )
         .with_host_counted(&manifest.limits);
+        let files = FilesAccess::new(
+            self.files.clone(),
+            pool.clone(),
+            &target.tenant.id,
+            manifest.slug.as_str(),
+            manifest.files.clone(),
+            self.billing.clock().now(),
+        );
         let mut state =
-            CallState::for_request(context, db, entitlements, self.plan_budget(target).0);
+            CallState::for_request(context, db, entitlements, self.plan_budget(target).0)
+                .with_files(files);
         state.jobs = JobsState::new(self.enqueue, self.billing.clock().now());
         state
     }
@@ -415,6 +433,7 @@ impl Dispatcher<'_> {
             &target,
             Caller::system(),
             ModuleDb::with(scope, tx, deadline),
+            &pool,
         );
         let settlement = Settlement::new(None, self.work, self.billing.clock().now());
         let ran = self
@@ -496,6 +515,9 @@ struct Settlement<'a> {
     hints: &'a WorkHints,
     tenant_id: String,
     now: time::OffsetDateTime,
+    /// The call's files access: after the commit or rollback, the blobs
+    /// its deletes left unnamed, or its rolled-back puts wrote, are removed.
+    files: Option<FilesAccess>,
 }
 
 impl<'a> Settlement<'a> {
@@ -510,6 +532,7 @@ impl<'a> Settlement<'a> {
             hints,
             tenant_id: String::new(),
             now,
+            files: None,
         }
     }
 
@@ -520,6 +543,7 @@ impl<'a> Settlement<'a> {
         self.tx = state.db.take_transaction();
         self.work = state.work;
         self.tenant_id.clone_from(&target.tenant.id);
+        self.files = state.files.take();
     }
 
     /// Step 6: commits the call's work when the module answered below 500,
@@ -553,9 +577,31 @@ impl<'a> Settlement<'a> {
         }
     }
 
+    /// Commits (see [`Settlement::commit_transaction`]), then settles the
+    /// call's files.
+    async fn commit(mut self, status: u16) -> Result<(), SoukError> {
+        let files = self.files.take();
+        let committed = self.commit_transaction(status).await;
+        if let Some(files) = files {
+            files.settle().await;
+        }
+        committed
+    }
+
+    /// Rolls back (see [`Settlement::rollback_transaction`]), then settles
+    /// the call's files.
+    async fn rollback(mut self) -> Result<(), SoukError> {
+        let files = self.files.take();
+        let rolled_back = self.rollback_transaction().await;
+        if let Some(files) = files {
+            files.settle().await;
+        }
+        rolled_back
+    }
+
     /// Writes the meter unit (a 2xx only; otherwise it is given back) and
     /// commits the transaction; then the usage and the unit are kept.
-    async fn commit(mut self, status: u16) -> Result<(), SoukError> {
+    async fn commit_transaction(mut self, status: u16) -> Result<(), SoukError> {
         let Some(mut tx) = self.tx.take() else {
             return Ok(());
         };
@@ -597,7 +643,7 @@ impl<'a> Settlement<'a> {
 
     /// Rolls the transaction back (waiting for it, so a failure is seen);
     /// the usage and the meter unit are undone when `self` drops.
-    async fn rollback(mut self) -> Result<(), SoukError> {
+    async fn rollback_transaction(mut self) -> Result<(), SoukError> {
         if let Some(tx) = self.tx.take() {
             tx.rollback().await?;
         }

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
+        name: "files table",
+        apply: |conn| Box::pin(crate::capabilities::files::rows::create_table(conn)),
+    },
+    Migration {
+        version: 3,
         name: "jobs queue",
         apply: |conn| Box::pin(crate::job_queue::store::create_tables(conn)),
     },
@@ -169,11 +174,6 @@ mod tests {
             .collect()
     }
 
-    /// The last version this host knows.
-    fn known() -> i64 {
-        MIGRATIONS.last().map_or(0, |m| m.version)
-    }
-
     async fn tables(pool: &SqlitePool) -> Vec<String> {
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .fetch_all(pool)
@@ -197,6 +197,7 @@ mod tests {
         assert_eq!(
             tables(&pool).await,
             [
+                "_souk_files",
                 "_souk_job_schedules",
                 "_souk_jobs",
                 LEDGER,
@@ -280,19 +281,24 @@ mod tests {
             .await
             .unwrap();
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, every_migration());
+        let all: Vec<(i64, String)> = MIGRATIONS
+            .iter()
+            .map(|m| (m.version, m.name.to_owned()))
+            .collect();
+        assert_eq!(ledger(&pool).await, all);
         sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
         // A newer database is still refused on that read.
-        let future = known() + 1;
+        let known = MIGRATIONS.len() as i64;
         sqlx::query(&format!(
-            "INSERT INTO {LEDGER} (version, name) VALUES ({future}, 'from the future')"
+            "INSERT INTO {LEDGER} (version, name) VALUES ({}, 'from the future')",
+            known + 1
         ))
         .execute(&mut writer)
         .await
         .unwrap();
         assert!(matches!(
             migrate(&pool).await,
-            Err(MigrationError::NewerSchema { found, known: k }) if found == future && k == known()
+            Err(MigrationError::NewerSchema { found, known: k }) if found == known + 1 && k == known
         ));
     }
 
@@ -310,7 +316,8 @@ mod tests {
         assert!(
             matches!(
                 refused,
-                MigrationError::NewerSchema { found: 99, known: k } if k == known()
+                MigrationError::NewerSchema { found: 99, known }
+                    if known == MIGRATIONS.len() as i64
             ),
             "{refused}"
         );

@@ -41,6 +41,9 @@
 //!   limits ([`entitlements::consume`], [`entitlements::release`]) and meters
 //!   ([`entitlements::record_usage`]); a [`entitlements::Denial`] converts into
 //!   the same problem response the host's route gate sends.
+//! - [`files`] (API 0.3.0): bytes the host stores for the module — put, get,
+//!   read, delete, list — and signed download URLs; a [`files::FileError`]
+//!   converts into the matching problem (402 for the storage limit).
 //!
 //! - [`jobs`]: work queued for after the request ([`jobs::enqueue`]), run by
 //!   [`Module::run_job`], with progress ([`jobs::progress`]).
@@ -59,6 +62,7 @@
 mod context;
 pub mod db;
 pub mod entitlements;
+pub mod files;
 mod http;
 pub mod jobs;
 pub mod log;
