@@ -718,3 +718,51 @@ fn a_job_does_not_run_once_the_subscription_gives_no_access() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_job_that_leaves_a_file_has_a_signed_result_url() {
+    let host = Host::start(&[MODULE]);
+    let token = host.tenant_with("acme", MODULE);
+    let id = enqueue(&host, "acme", &token, "report", json!({}));
+    let done = wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "succeeded",
+        Duration::from_secs(20),
+    );
+    let file_id = done["result_file_id"]
+        .as_str()
+        .expect("a file id")
+        .to_owned();
+    let url = done["result_url"]
+        .as_str()
+        .expect("a result url")
+        .to_owned();
+    assert!(url.starts_with("/f/"), "{done}");
+    // Anyone holding the URL downloads the file, without a credential.
+    let res = host
+        .client
+        .get(format!("{}{url}", host.base))
+        .send()
+        .expect("download");
+    assert_eq!(res.status().as_u16(), 200);
+    let bytes = res.bytes().expect("bytes");
+    assert!(bytes.starts_with(b"%PDF-"), "{bytes:?}");
+    let listed = jobs_of(&host, "acme", &token, "");
+    assert_eq!(listed[0]["result_file_id"], file_id.as_str());
+    assert!(listed[0]["result_url"].is_string());
+    // An id the module has no file for gets no URL.
+    let id = enqueue(&host, "acme", &token, "no_such_file", json!({}));
+    let done = wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "succeeded",
+        Duration::from_secs(20),
+    );
+    assert_eq!(done["result_file_id"], "file_that_does_not_exist");
+    assert!(done["result_url"].is_null(), "{done}");
+}

@@ -359,6 +359,10 @@ pub struct JobRecord {
     pub result: Option<serde_json::Value>,
     /// The id of the file it left, if any.
     pub result_file_id: Option<String>,
+    /// A signed URL (`/f/...`) that downloads that file for an hour, when
+    /// the job succeeded and its module still has the file (set by the
+    /// jobs service, not stored).
+    pub result_url: Option<String>,
     /// The last attempt's error.
     pub error: Option<String>,
     /// When it was queued (RFC 3339).
@@ -423,6 +427,7 @@ impl JobRow {
             progress,
             result,
             result_file_id: self.result_file,
+            result_url: None,
             error: self.error,
             created_at: rfc(self.created_at),
             started_at: self.started_at.map(rfc),

@@ -27,6 +27,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::capabilities::files::rows;
+use crate::capabilities::files::signed::Grant;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::control_plane::ControlPlane;
@@ -116,6 +118,10 @@ pub struct JobPage {
 /// Most jobs on one page.
 pub const MAX_PAGE: u32 = 100;
 
+/// How long a job's `result_url` downloads its result file: one hour from
+/// when the job was read.
+pub const RESULT_URL_TTL_SECS: i64 = 3_600;
+
 impl Jobs<'_> {
     /// A page of `tenant`'s jobs matching `module` and `status`, at most
     /// `limit` (1 to [`MAX_PAGE`]), after `cursor`.
@@ -150,6 +156,7 @@ impl Jobs<'_> {
         let (mut jobs, next) = store::list(&mut conn, &filter, limit).await?;
         for job in &mut jobs {
             self.overlay_live(&tenant.id, job);
+            self.sign_result(&mut conn, &tenant.id, job).await?;
         }
         Ok(JobPage {
             jobs,
@@ -169,6 +176,7 @@ impl Jobs<'_> {
             .await?
             .ok_or_else(|| job_not_found(id))?;
         self.overlay_live(&tenant.id, &mut job);
+        self.sign_result(&mut conn, &tenant.id, &mut job).await?;
         Ok(job)
     }
 
@@ -195,6 +203,34 @@ impl Jobs<'_> {
         store::get(&mut conn, id)
             .await?
             .ok_or_else(|| job_not_found(id))
+    }
+
+    /// A succeeded job's result file, when its module has it, gets a
+    /// signed download URL valid for [`RESULT_URL_TTL_SECS`]: the file id
+    /// is the module's word, so it is looked up among the module's own
+    /// files first (an id of another module or of no file gets no URL).
+    async fn sign_result(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        tenant_id: &str,
+        job: &mut JobRecord,
+    ) -> Result<(), SoukError> {
+        let Some(file_id) = job.result_file_id.as_deref() else {
+            return Ok(());
+        };
+        if job.status != JobStatus::Succeeded
+            || rows::get(conn, &job.module, file_id).await?.is_none()
+        {
+            return Ok(());
+        }
+        let token = self.dispatcher.files.signer.sign(&Grant {
+            tenant_id: tenant_id.to_owned(),
+            module: job.module.clone(),
+            file_id: file_id.to_owned(),
+            expires: self.clock.now().unix_timestamp() + RESULT_URL_TTL_SECS,
+        });
+        job.result_url = Some(format!("/f/{token}"));
+        Ok(())
     }
 
     /// A running job's progress is the live one, newer than the stored.

@@ -25,6 +25,8 @@
 //!   (attempt n)`;
 //! - `sleep` (`{"ms": M}`): sleeps M ms, then writes a row;
 //! - `chain`: queues a `steps` job of one step and writes a row;
+//! - `report`: stores a small PDF with `files.put` and returns its id as
+//!   the job's result file; `no_such_file` returns an id no file has;
 //! - `tick` (the schedule, every hour): writes a row, returns
 //!   `{"ticked": true}`.
 
@@ -107,6 +109,13 @@ impl Module for Probe {
                 write_row("chain", "queued a steps job", job.attempt)?;
                 Ok(JobOutput::none())
             }
+            "report" => {
+                let file = souk_sdk::files::put("report.pdf", "application/pdf", REPORT_PDF)
+                    .map_err(|e| HookError::new(e.to_string()))?;
+                write_row("report", "stored a file", job.attempt)?;
+                Ok(JobOutput::file(file.id))
+            }
+            "no_such_file" => Ok(JobOutput::file("file_that_does_not_exist")),
             "tick" => {
                 write_row("tick", "scheduled", job.attempt)?;
                 JobOutput::json(&json!({ "ticked": true }))
@@ -115,6 +124,9 @@ impl Module for Probe {
         }
     }
 }
+
+/// The bytes the `report` job stores: a (tiny) PDF.
+const REPORT_PDF: &[u8] = b"%PDF-1.4\n% jobs-probe report\n%%EOF\n";
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
