@@ -39,11 +39,18 @@ pub struct Migration {
 }
 
 /// The host's schema changes, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "usage tables",
-    apply: |conn| Box::pin(usage_db::create_tables(conn)),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "usage tables",
+        apply: |conn| Box::pin(usage_db::create_tables(conn)),
+    },
+    Migration {
+        version: 2,
+        name: "events outbox and delivery logs",
+        apply: |conn| Box::pin(crate::event_store::create_tables(conn)),
+    },
+];
 
 /// Why a tenant database could not be brought to the host's schema.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +168,14 @@ mod tests {
             .unwrap()
     }
 
+    /// The ledger of a database with every migration applied.
+    fn every_migration() -> Vec<(i64, String)> {
+        MIGRATIONS
+            .iter()
+            .map(|m| (m.version, m.name.to_owned()))
+            .collect()
+    }
+
     #[test]
     fn versions_count_up_from_one_without_gaps() {
         for (index, migration) in MIGRATIONS.iter().enumerate() {
@@ -173,14 +188,18 @@ mod tests {
         let pool = pool().await;
         migrate(&pool).await.unwrap();
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        assert_eq!(ledger(&pool).await, every_migration());
         assert_eq!(
             tables(&pool).await,
             [
+                "_souk_event_deliveries",
+                "_souk_events",
                 LEDGER,
                 "_souk_usage_counters",
                 "_souk_usage_events",
-                "_souk_usage_keys"
+                "_souk_usage_keys",
+                "_souk_webhook_deliveries",
+                "sqlite_sequence",
             ]
         );
     }
@@ -203,7 +222,7 @@ mod tests {
         drop(conn);
 
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        assert_eq!(ledger(&pool).await, every_migration());
         let schema_after: Vec<Option<String>> = sqlx::query_scalar(&format!(
             "SELECT sql FROM sqlite_master WHERE name <> '{LEDGER}' ORDER BY name"
         ))
@@ -228,7 +247,7 @@ mod tests {
         .await
         .unwrap();
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        assert_eq!(ledger(&pool).await, every_migration());
     }
 
     #[tokio::test]
@@ -257,18 +276,20 @@ mod tests {
             .await
             .unwrap();
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        assert_eq!(ledger(&pool).await, every_migration());
         sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
         // A newer database is still refused on that read.
         sqlx::query(&format!(
-            "INSERT INTO {LEDGER} (version, name) VALUES (2, 'from the future')"
+            "INSERT INTO {LEDGER} (version, name) VALUES ({}, 'from the future')",
+            MIGRATIONS.len() + 1
         ))
         .execute(&mut writer)
         .await
         .unwrap();
         assert!(matches!(
             migrate(&pool).await,
-            Err(MigrationError::NewerSchema { found: 2, known: 1 })
+            Err(MigrationError::NewerSchema { found, known })
+                if found == known + 1 && known == MIGRATIONS.len() as i64
         ));
     }
 
@@ -288,11 +309,11 @@ mod tests {
                 refused,
                 MigrationError::NewerSchema {
                     found: 99,
-                    known: 1
+                    known
                 }
             ),
             "{refused}"
         );
-        assert_eq!(ledger(&pool).await.len(), 2);
+        assert_eq!(ledger(&pool).await.len(), MIGRATIONS.len() + 1);
     }
 }

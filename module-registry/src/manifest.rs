@@ -11,6 +11,10 @@ use serde::Deserialize;
 
 use crate::yaml::{self, YamlError, YamlLimits};
 
+mod events;
+
+pub use events::{EventsDecl, MAX_EVENT_TYPE_LEN, Subscription, check_event_type};
+
 /// Longest slug accepted.
 const MAX_SLUG_LEN: usize = 40;
 /// Longest identifier (feature, limit, table) accepted.
@@ -498,6 +502,9 @@ pub struct Manifest {
     /// parses and checks them and uses them for a module its operator has
     /// not priced. `None` when the manifest suggests none.
     pub suggested_plans: Option<String>,
+    /// What the module emits and subscribes to (`events:`, API 0.3.0);
+    /// empty when the manifest has no such section.
+    pub events: EventsDecl,
 }
 
 #[derive(Deserialize)]
@@ -522,6 +529,8 @@ struct RawManifest {
     routes: Vec<RawRoute>,
     #[serde(default)]
     plans: Option<serde_yaml::Value>,
+    #[serde(default)]
+    events: Option<events::RawEvents>,
 }
 
 #[derive(Deserialize)]
@@ -700,6 +709,8 @@ impl Manifest {
             }
         };
 
+        let events = events::parse(raw.events, api, &features, &dependencies)?;
+
         Ok(Manifest {
             slug: raw.slug,
             name: raw.name,
@@ -713,6 +724,7 @@ impl Manifest {
             limits,
             routes,
             suggested_plans,
+            events,
         })
     }
 
