@@ -20,6 +20,7 @@ use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
 use crate::usage::Usage;
 use crate::usage::group::{GroupHost, GroupLimits, HostFuture, UsageGroups};
+use crate::work::WorkHints;
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -99,6 +100,8 @@ pub struct Souk {
     operator_plans: PlanCatalog,
     /// The per-tenant queues usage events are group-committed through.
     usage_groups: UsageGroups,
+    /// Which tenants have deferred work (events, mail, jobs) and when.
+    work: Arc<WorkHints>,
 }
 
 impl Souk {
@@ -146,6 +149,11 @@ impl Souk {
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
         let billing = Billing::new(control.clone(), plans.clone(), clock.clone(), currency);
         let group_limits = config.usage_groups;
+        let work = Arc::new(
+            WorkHints::open(data)
+                .await
+                .with_context(|| format!("cannot open {}", crate::work::HINTS_FILE))?,
+        );
         // The usage writers reach the host weakly: they never keep it alive.
         let souk = Arc::new_cyclic(|me: &Weak<Souk>| {
             let host: Weak<dyn GroupHost> = me.clone();
@@ -161,6 +169,7 @@ impl Souk {
                 manual_clock,
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
+                work,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -185,6 +194,7 @@ impl Souk {
             migration_timeout: self.config.migration_timeout,
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
+            work: &self.work,
         }
     }
 
@@ -198,7 +208,14 @@ impl Souk {
             billing: &self.billing,
             installer: self.installer(),
             usage: self.usage(),
+            work: &self.work,
         }
+    }
+
+    /// Which tenants have deferred work (events, mail, jobs), for the
+    /// workers that do it.
+    pub fn work(&self) -> &Arc<WorkHints> {
+        &self.work
     }
 
     /// The usage service (usage events, the usage report, installation
