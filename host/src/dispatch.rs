@@ -39,6 +39,7 @@ use crate::billing::service::Billing;
 use crate::capabilities::CallState;
 use crate::capabilities::context::{CallContext, Caller};
 use crate::capabilities::db::{CallTransaction, ModuleDb};
+use crate::capabilities::events::EventsState;
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
@@ -247,12 +248,18 @@ impl Dispatcher<'_> {
             self.billing.clock().now(),
         )
         .with_host_counted(&manifest.limits);
-        CallState::for_request(
+        let mut state = CallState::for_request(
             context,
             db,
             entitlements,
             self.runtime.limits().memory_bytes,
-        )
+        );
+        state.events = EventsState::new(
+            &manifest.events.emits,
+            self.runtime.limits().max_event_payload_bytes,
+            self.billing.clock().now(),
+        );
+        state
     }
 
     /// Step 5: runs the module's `handle` on the module call threads (see

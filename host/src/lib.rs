@@ -39,6 +39,7 @@ pub mod control_plane;
 pub mod dispatch;
 pub mod entitlements;
 pub mod error;
+pub mod event_store;
 pub mod installer;
 pub mod registry;
 pub mod runtime;

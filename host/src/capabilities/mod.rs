@@ -11,7 +11,8 @@
 //! - [`context`]: who is calling, for which tenant and module version;
 //! - [`db`]: the module's scoped SQL on its tenant's database;
 //! - [`log`]: bounded, escaped module log lines;
-//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0).
+//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0);
+//! - [`events`]: events into the tenant's outbox (API 0.3.0).
 //!
 //! To add one (files, events, ...): a new folder with its state, view and
 //! `add_to_linker`, a field of [`CallState`] set by its constructors, and
@@ -25,6 +26,7 @@
 pub mod context;
 pub mod db;
 pub mod entitlements;
+pub mod events;
 pub mod log;
 
 use wasmtime::StoreLimits;
@@ -36,6 +38,7 @@ use context::{CallContext, ContextView};
 use db::{DbView, ModuleDb};
 use entitlements::EntitlementsView;
 use entitlements::call::CallEntitlements;
+use events::{EventsState, EventsView};
 use log::{LogState, LogView};
 
 use crate::work::WorkMarks;
@@ -71,6 +74,10 @@ pub struct CallState {
     /// its transaction; whoever commits it marks the work hints first (see
     /// [`crate::work`]).
     pub work: WorkMarks,
+    /// What the call may emit and emitted (the `events` capability, API
+    /// 0.3.0); emits nothing until the caller sets it with the module's
+    /// declared types.
+    pub events: EventsState,
 }
 
 impl CallState {
@@ -122,6 +129,7 @@ impl CallState {
             log: LogState::default(),
             entitlements: None,
             work: WorkMarks::default(),
+            events: EventsState::default(),
         }
     }
 
@@ -161,6 +169,12 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     entitlements::add_to_linker(linker, |s| EntitlementsView {
         entitlements: &mut s.entitlements,
         db: &mut s.db,
+    })?;
+    events::add_to_linker(linker, |s| EventsView {
+        state: &mut s.events,
+        db: &mut s.db,
+        work: &mut s.work,
+        context: &s.context,
     })?;
     Ok(())
 }

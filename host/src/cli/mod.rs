@@ -119,6 +119,14 @@ struct GlobalOptions {
         default_value_t = crate::usage::group::DEFAULT_GROUP_MAX_EVENTS
     )]
     usage_group_max_events: usize,
+    /// Largest payload of one event a module emits, in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_EVENT_MAX_PAYLOAD_BYTES",
+        default_value_t = crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES
+    )]
+    event_max_payload_bytes: usize,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -198,6 +206,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             memory_bytes: global.memory_mib.max(1) * 1024 * 1024,
             max_instances: global.max_instances.max(1),
             tenant_concurrency: global.tenant_concurrency.max(1),
+            max_event_payload_bytes: global.event_max_payload_bytes.max(2),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),
