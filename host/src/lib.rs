@@ -40,6 +40,7 @@ pub mod dispatch;
 pub mod entitlements;
 pub mod error;
 pub mod event_store;
+pub mod events;
 pub mod installer;
 pub mod registry;
 pub mod runtime;

@@ -53,6 +53,9 @@ pub struct SoukConfig {
     /// Tenant databases kept open at once; the least recently used is
     /// closed past it (default [`crate::tenancy::DEFAULT_OPEN_TENANTS`]).
     pub open_tenants: usize,
+    /// How events are delivered to webhooks and subscribing modules
+    /// (docs/webhooks.md).
+    pub events: crate::events::EventsConfig,
 }
 
 impl SoukConfig {
@@ -68,6 +71,7 @@ impl SoukConfig {
             manual_clock: None,
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
+            events: crate::events::EventsConfig::default(),
         }
     }
 }
@@ -209,6 +213,23 @@ impl Souk {
             installer: self.installer(),
             usage: self.usage(),
             work: &self.work,
+        }
+    }
+
+    /// The event delivery service (webhook endpoints, delivery logs, the
+    /// event worker's passes), borrowing this host's services.
+    pub fn events(&self) -> crate::events::Events<'_> {
+        crate::events::Events {
+            control: &self.control,
+            tenancy: &self.tenancy,
+            catalog: &self.catalog,
+            installer: self.installer(),
+            usage: self.usage(),
+            billing: &self.billing,
+            dispatcher: self.dispatcher(),
+            work: &self.work,
+            config: &self.config.events,
+            call_timeout: self.config.limits.call_timeout,
         }
     }
 

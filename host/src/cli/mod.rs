@@ -217,6 +217,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_events: global.usage_group_max_events.max(1),
         },
         open_tenants: global.open_tenants.max(1),
+        events: crate::events::EventsConfig::default(),
     }
 }
 

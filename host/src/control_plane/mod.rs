@@ -7,10 +7,10 @@
 //! Each table belongs to one repository, a module here that holds every
 //! statement over it: [`tenants`], [`tokens`], [`versions`] (module
 //! versions and their registry status, revocations included),
-//! [`installations`] (installations and the migration ledger), [`audit`]
-//! and [`archives`]. The services (tenancy, auth, catalog, installer,
-//! archive, registry) call these functions and write no SQL against the
-//! control plane themselves. (The subscription tables are billing's store,
+//! [`installations`] (installations and the migration ledger), [`audit`],
+//! [`archives`] and [`webhooks`] (webhook endpoints). The services
+//! (tenancy, auth, catalog, installer, archive, registry, events) call
+//! these functions and write no SQL against the control plane themselves. (The subscription tables are billing's store,
 //! `crate::billing::store`.)
 //!
 //! Every repository function takes the connection it runs on
@@ -40,6 +40,7 @@ pub mod installations;
 pub mod tenants;
 pub mod tokens;
 pub mod versions;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
