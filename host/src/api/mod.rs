@@ -24,6 +24,7 @@
 //! | DELETE | `/v1/tenants/{tenant}/modules/{module}` (`?force=true`: forced; a tenant adds `&confirm={module}`) | operator, the tenant |
 //! | GET | `/v1/tenants/{tenant}/audit`, `/v1/tenants/{tenant}/archives` | operator, the tenant |
 //! | GET, POST | `/v1/tenants/{tenant}/lockfile` | operator, the tenant |
+//! | GET, POST, PATCH, DELETE | `/v1/tenants/{tenant}/modules/{module}/webhooks...`, `.../event-deliveries` (see `webhooks.rs`) | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
 
 use std::collections::HashMap;
@@ -49,6 +50,7 @@ use crate::tenancy::Tenant;
 use crate::{archive, installer};
 
 mod billing;
+mod webhooks;
 
 /// Largest JSON or module request body. Default 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -348,6 +350,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
             get(show_lockfile).post(install_lockfile),
         )
         .merge(billing::routes())
+        .merge(webhooks::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

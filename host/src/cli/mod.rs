@@ -6,6 +6,7 @@
 //! this module holds the top-level parser, the global options, and the one
 //! `match` that hands each group its command.
 
+mod events;
 mod keys;
 mod maintenance;
 mod module;

@@ -28,12 +28,16 @@ pub(super) struct ServeArgs {
     /// schedule off (run `souk maintenance run` from cron instead).
     #[arg(long, env = "SOUK_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
     maintenance_interval_secs: u64,
+    #[command(flatten)]
+    events: super::events::EventArgs,
 }
 
 /// Serves until SIGINT or SIGTERM; logs in the format asked for.
 pub(super) async fn run(args: ServeArgs, global: &GlobalOptions) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let souk = Souk::open(config(global)).await?;
+    let mut config = config(global);
+    args.events.apply(&mut config);
+    let souk = Souk::open(config).await?;
     serve(souk, args.listen, args.maintenance_interval_secs).await
 }
 
@@ -66,10 +70,15 @@ async fn serve(
             Duration::from_secs(maintenance_interval_secs),
         ));
     }
+    let (stop_events, stopped) = tokio::sync::watch::channel(false);
+    let event_worker = tokio::spawn(super::events::run_worker(souk.clone(), stopped));
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    let _ = stop_events.send(true);
+    let _ = event_worker.await;
+    served?;
     Ok(())
 }
 
