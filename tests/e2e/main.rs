@@ -8,6 +8,7 @@ mod support;
 
 mod archives;
 mod billing;
+mod events;
 mod cli_api;
 mod fairness;
 mod hostile_input;

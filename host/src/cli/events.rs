@@ -15,7 +15,7 @@ use clap::Args;
 use tokio::task::JoinSet;
 
 use crate::events::{Cidr, EventsConfig, NetworkPolicy, WORK};
-use crate::souk::{Souk, SoukConfig};
+use crate::souk::Souk;
 
 /// Tenants whose passes run at once.
 const CONCURRENT_TENANTS: usize = 8;
@@ -25,45 +25,46 @@ const POLL: Duration = Duration::from_secs(1);
 /// was hinted for it meanwhile (a retry due within the second).
 const MIN_REPASS: Duration = Duration::from_millis(100);
 
-/// The webhook and event delivery flags of `souk serve`.
+/// The webhook and event delivery flags (global, so `souk serve` and the
+/// commands that register endpoints read the same settings).
 #[derive(Debug, Args)]
 pub(super) struct EventArgs {
     /// Connect timeout, and again the whole exchange's, of one webhook
     /// delivery, in seconds.
-    #[arg(long, env = "SOUK_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, global = true, env = "SOUK_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
     webhook_timeout_secs: u64,
     /// How long a delivery (to a webhook or a subscribing module) is
     /// retried before it is recorded as failed, in seconds (default 3 days).
-    #[arg(long, env = "SOUK_WEBHOOK_RETRY_WINDOW_SECS", default_value_t = 3 * 24 * 3600)]
+    #[arg(long, global = true, env = "SOUK_WEBHOOK_RETRY_WINDOW_SECS", default_value_t = 3 * 24 * 3600)]
     webhook_retry_window_secs: u64,
     /// The first retry's delay in milliseconds; each next one doubles it
     /// (with jitter), up to --webhook-retry-max-delay-secs.
-    #[arg(long, env = "SOUK_WEBHOOK_RETRY_BASE_MS", default_value_t = 30_000)]
+    #[arg(long, global = true, env = "SOUK_WEBHOOK_RETRY_BASE_MS", default_value_t = 30_000)]
     webhook_retry_base_ms: u64,
     /// The longest delay between two attempts of a delivery, in seconds.
-    #[arg(long, env = "SOUK_WEBHOOK_RETRY_MAX_DELAY_SECS", default_value_t = 3600)]
+    #[arg(long, global = true, env = "SOUK_WEBHOOK_RETRY_MAX_DELAY_SECS", default_value_t = 3600)]
     webhook_retry_max_delay_secs: u64,
     /// How long the previous signing secret keeps signing after a
     /// rotation, in seconds.
-    #[arg(long, env = "SOUK_WEBHOOK_SECRET_GRACE_SECS", default_value_t = 24 * 3600)]
+    #[arg(long, global = true, env = "SOUK_WEBHOOK_SECRET_GRACE_SECS", default_value_t = 24 * 3600)]
     webhook_secret_grace_secs: u64,
     /// Deliver to private, loopback, link-local and other non-public
     /// addresses too (a host on a private network; tests).
-    #[arg(long, env = "SOUK_WEBHOOK_ALLOW_PRIVATE")]
+    #[arg(long, global = true, env = "SOUK_WEBHOOK_ALLOW_PRIVATE")]
     webhook_allow_private: bool,
     /// Non-public address ranges deliveries may reach (CIDR, e.g.
     /// `10.1.0.0/16`; repeat the flag or separate with commas).
-    #[arg(long, env = "SOUK_WEBHOOK_ALLOW_CIDRS", value_delimiter = ',')]
+    #[arg(long, global = true, env = "SOUK_WEBHOOK_ALLOW_CIDRS", value_delimiter = ',')]
     webhook_allow_cidr: Vec<Cidr>,
     /// Accept `http://` endpoint URLs (otherwise only `https://`).
-    #[arg(long, env = "SOUK_WEBHOOK_ALLOW_HTTP")]
+    #[arg(long, global = true, env = "SOUK_WEBHOOK_ALLOW_HTTP")]
     webhook_allow_http: bool,
 }
 
 impl EventArgs {
-    /// Puts the flags into `config`.
-    pub(super) fn apply(&self, config: &mut SoukConfig) {
-        config.events = EventsConfig {
+    /// The settings the flags give.
+    pub(super) fn config(&self) -> EventsConfig {
+        EventsConfig {
             webhook_timeout: Duration::from_secs(self.webhook_timeout_secs.max(1)),
             retry_window: Duration::from_secs(self.webhook_retry_window_secs),
             retry_base: Duration::from_millis(self.webhook_retry_base_ms.max(1)),
@@ -74,7 +75,7 @@ impl EventArgs {
                 allow_cidrs: self.webhook_allow_cidr.clone(),
                 allow_http: self.webhook_allow_http,
             },
-        };
+        }
     }
 }
 

@@ -128,6 +128,8 @@ struct GlobalOptions {
         default_value_t = crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES
     )]
     event_max_payload_bytes: usize,
+    #[command(flatten)]
+    events: events::EventArgs,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -218,7 +220,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_events: global.usage_group_max_events.max(1),
         },
         open_tenants: global.open_tenants.max(1),
-        events: crate::events::EventsConfig::default(),
+        events: global.events.config(),
     }
 }
 
