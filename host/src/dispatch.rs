@@ -39,10 +39,10 @@ use crate::billing::service::Billing;
 use crate::capabilities::CallState;
 use crate::capabilities::context::{CallContext, Caller};
 use crate::capabilities::db::{CallTransaction, ModuleDb};
-use crate::capabilities::events::EventsState;
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
+use crate::capabilities::events::EventsState;
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};

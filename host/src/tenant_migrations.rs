@@ -214,8 +214,8 @@ mod tests {
             .execute(&mut *conn)
             .await
             .unwrap();
-        let schema_before: Vec<Option<String>> =
-            sqlx::query_scalar("SELECT sql FROM sqlite_master ORDER BY name")
+        let schema_before: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT name, sql FROM sqlite_master ORDER BY name")
                 .fetch_all(&mut *conn)
                 .await
                 .unwrap();
@@ -223,13 +223,18 @@ mod tests {
 
         migrate(&pool).await.unwrap();
         assert_eq!(ledger(&pool).await, every_migration());
-        let schema_after: Vec<Option<String>> = sqlx::query_scalar(&format!(
-            "SELECT sql FROM sqlite_master WHERE name <> '{LEDGER}' ORDER BY name"
-        ))
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(schema_after, schema_before);
+        // The tables that were there are unchanged (later migrations add
+        // tables of their own beside them).
+        let schema_after: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT name, sql FROM sqlite_master ORDER BY name")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let kept: Vec<_> = schema_after
+            .into_iter()
+            .filter(|(name, _)| schema_before.iter().any(|(before, _)| before == name))
+            .collect();
+        assert_eq!(kept, schema_before);
         let used: i64 = sqlx::query_scalar("SELECT used FROM _souk_usage_counters")
             .fetch_one(&pool)
             .await
@@ -305,13 +310,7 @@ mod tests {
         .unwrap();
         let refused = migrate(&pool).await.unwrap_err();
         assert!(
-            matches!(
-                refused,
-                MigrationError::NewerSchema {
-                    found: 99,
-                    known
-                }
-            ),
+            matches!(refused, MigrationError::NewerSchema { found: 99, known } if known == MIGRATIONS.len() as i64),
             "{refused}"
         );
         assert_eq!(ledger(&pool).await.len(), MIGRATIONS.len() + 1);

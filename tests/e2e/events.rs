@@ -131,7 +131,10 @@ fn webhooks(tenant: &str) -> String {
 fn create_endpoint(host: &Host, tenant: &str, token: &str, body: Value) -> (String, String) {
     let a = host.post(&webhooks(tenant), token, body);
     assert_eq!(a.status, 201, "{a:?}");
-    let secret = a.body["secret"].as_str().expect("secret shown once").to_owned();
+    let secret = a.body["secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_owned();
     assert!(secret.starts_with("whsec_"), "{secret}");
     (a.body["id"].as_str().expect("id").to_owned(), secret)
 }
@@ -146,7 +149,10 @@ fn create_item(host: &Host, tenant: &str, token: &str, path: &str, name: &str) -
 }
 
 fn deliveries(host: &Host, tenant: &str, token: &str, endpoint: &str) -> Vec<Value> {
-    let a = host.get(&format!("{}/{endpoint}/deliveries", webhooks(tenant)), token);
+    let a = host.get(
+        &format!("{}/{endpoint}/deliveries", webhooks(tenant)),
+        token,
+    );
     assert_eq!(a.status, 200, "{a:?}");
     a.body["deliveries"].as_array().expect("deliveries").clone()
 }
@@ -184,11 +190,18 @@ fn events_of_a_rolled_back_call_are_never_sent() {
     // Long enough for the worker to have sent a second one, were there one.
     std::thread::sleep(Duration::from_millis(1500));
     let got = receiver.got().into_iter().chain(got).collect::<Vec<_>>();
-    let names: Vec<Value> = got.iter().map(|g| g.json()["data"]["name"].clone()).collect();
+    let names: Vec<Value> = got
+        .iter()
+        .map(|g| g.json()["data"]["name"].clone())
+        .collect();
     assert!(names.iter().all(|n| n == "kept"), "{names:?}");
     assert_eq!(receiver.got().len(), 1);
     let items = host.get("/t/acme/m/events-probe/items", &token);
-    assert_eq!(items.body["items"].as_array().unwrap().len(), 1, "{items:?}");
+    assert_eq!(
+        items.body["items"].as_array().unwrap().len(),
+        1,
+        "{items:?}"
+    );
 }
 
 #[test]
@@ -208,7 +221,11 @@ fn a_delivery_is_signed_and_retried_after_the_receiver_fails_twice() {
     let event_id = item["event_id"].as_str().unwrap();
     for g in &got {
         assert_eq!(g.headers["souk-webhook-id"], event_id);
-        assert!(verify(&secret, g), "the signature does not verify: {:?}", g.headers);
+        assert!(
+            verify(&secret, g),
+            "the signature does not verify: {:?}",
+            g.headers
+        );
         assert!(!verify("whsec_wrong", g));
         let body = g.json();
         assert_eq!(body["id"], event_id);
@@ -220,7 +237,11 @@ fn a_delivery_is_signed_and_retried_after_the_receiver_fails_twice() {
     }
     // A tampered body does not verify.
     let mut tampered = got[0].clone();
-    tampered.body = tampered.body.iter().map(|b| if *b == b's' { b'S' } else { *b }).collect();
+    tampered.body = tampered
+        .body
+        .iter()
+        .map(|b| if *b == b's' { b'S' } else { *b })
+        .collect();
     assert!(!verify(&secret, &tampered));
 
     let log = wait_until("the delivery recorded as delivered", || {
@@ -252,7 +273,10 @@ fn loopback_is_refused_without_the_allowance() {
     let error = log["last_error"].as_str().unwrap();
     assert!(error.contains("refused"), "{log}");
     assert!(!error.contains("127.0.0.1"), "{error}");
-    assert_eq!(log["status"], "pending", "retried until the window ends: {log}");
+    assert_eq!(
+        log["status"], "pending",
+        "retried until the window ends: {log}"
+    );
     assert!(log["last_status_code"].is_null());
     assert!(receiver.got().is_empty());
 
@@ -269,19 +293,36 @@ fn another_tenants_endpoint_is_not_found() {
     let host = Host::start_with(&["events-probe"], &LOOPBACK);
     let acme = host.tenant_with("acme", "events-probe");
     let other = host.tenant_with("other", "events-probe");
-    let (endpoint, _) = create_endpoint(&host, "acme", &acme, json!({"url": "https://example.com/h"}));
+    let (endpoint, _) = create_endpoint(
+        &host,
+        "acme",
+        &acme,
+        json!({"url": "https://example.com/h"}),
+    );
 
     for (method, path) in [
         ("GET", format!("{}/{endpoint}", webhooks("acme"))),
         ("DELETE", format!("{}/{endpoint}", webhooks("acme"))),
         ("GET", format!("{}/{endpoint}/deliveries", webhooks("acme"))),
-        ("POST", format!("{}/{endpoint}/rotate-secret", webhooks("acme"))),
+        (
+            "POST",
+            format!("{}/{endpoint}/rotate-secret", webhooks("acme")),
+        ),
         ("GET", format!("{}/{endpoint}", webhooks("other"))),
         ("PATCH", format!("{}/{endpoint}", webhooks("other"))),
         ("DELETE", format!("{}/{endpoint}", webhooks("other"))),
-        ("GET", format!("{}/{endpoint}/deliveries", webhooks("other"))),
-        ("POST", format!("{}/{endpoint}/rotate-secret", webhooks("other"))),
-        ("POST", format!("{}/{endpoint}/deliveries/1/redeliver", webhooks("other"))),
+        (
+            "GET",
+            format!("{}/{endpoint}/deliveries", webhooks("other")),
+        ),
+        (
+            "POST",
+            format!("{}/{endpoint}/rotate-secret", webhooks("other")),
+        ),
+        (
+            "POST",
+            format!("{}/{endpoint}/deliveries/1/redeliver", webhooks("other")),
+        ),
     ] {
         let body = (method == "PATCH").then(|| b"{\"enabled\": false}".to_vec());
         let a = host.request(method, &path, Some(&other), body);
@@ -300,8 +341,14 @@ fn endpoints_are_checked_and_managed() {
     let host = Host::start_with(&["events-probe"], &LOOPBACK);
     let token = host.tenant_with("acme", "events-probe");
     for (body, says) in [
-        (json!({"url": "https://example.com", "event_types": ["item.deleted"]}), "does not emit"),
-        (json!({"url": "https://example.com", "event_types": []}), "empty"),
+        (
+            json!({"url": "https://example.com", "event_types": ["item.deleted"]}),
+            "does not emit",
+        ),
+        (
+            json!({"url": "https://example.com", "event_types": []}),
+            "empty",
+        ),
         (json!({"url": "ftp://example.com"}), "scheme"),
         (json!({"url": "https://u:p@example.com"}), "password"),
     ] {
@@ -309,7 +356,11 @@ fn endpoints_are_checked_and_managed() {
         assert_eq!(a.status, 422, "{body}: {a:?}");
         assert!(a.detail().contains(says), "{body}: {a:?}");
     }
-    let a = host.post(&webhooks("acme"), &token, json!({"url": "https://example.com", "surprise": 1}));
+    let a = host.post(
+        &webhooks("acme"),
+        &token,
+        json!({"url": "https://example.com", "surprise": 1}),
+    );
     assert_eq!(a.status, 400, "{a:?}");
 
     let (id, first) = create_endpoint(
@@ -322,17 +373,32 @@ fn endpoints_are_checked_and_managed() {
         "PATCH",
         &format!("{}/{id}", webhooks("acme")),
         Some(&token),
-        Some(json!({"enabled": false, "all_event_types": true}).to_string().into_bytes()),
+        Some(
+            json!({"enabled": false, "all_event_types": true})
+                .to_string()
+                .into_bytes(),
+        ),
     );
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!((a.body["enabled"].as_bool(), a.body["event_types"].is_null()), (Some(false), true));
-    let rotated = host.post(&format!("{}/{id}/rotate-secret", webhooks("acme")), &token, json!({}));
+    assert_eq!(
+        (a.body["enabled"].as_bool(), a.body["event_types"].is_null()),
+        (Some(false), true)
+    );
+    let rotated = host.post(
+        &format!("{}/{id}/rotate-secret", webhooks("acme")),
+        &token,
+        json!({}),
+    );
     assert_eq!(rotated.status, 200, "{rotated:?}");
     let second = rotated.body["secret"].as_str().unwrap();
     assert!(second.starts_with("whsec_") && second != first);
     assert!(rotated.body["previous_secret_until"].is_string());
     let listed = host.get(&webhooks("acme"), &token);
-    assert_eq!(listed.body["endpoints"].as_array().unwrap().len(), 1, "{listed:?}");
+    assert_eq!(
+        listed.body["endpoints"].as_array().unwrap().len(),
+        1,
+        "{listed:?}"
+    );
     let a = host.delete(&format!("{}/{id}", webhooks("acme")), &token);
     assert_eq!(a.status, 204, "{a:?}");
     let a = host.get(&format!("{}/{id}", webhooks("acme")), &token);
@@ -348,7 +414,10 @@ fn a_plan_without_the_webhook_feature_is_refused_with_402() {
     let token = host.tenant_with("acme", "events-probe");
     let a = host.post(&webhooks("acme"), &token, json!({"url": receiver.url}));
     assert_eq!(a.status, 402, "{a:?}");
-    assert_eq!(a.body["type"], "https://souk.dev/problems/entitlement-denied", "{a:?}");
+    assert_eq!(
+        a.body["type"], "https://souk.dev/problems/entitlement-denied",
+        "{a:?}"
+    );
     assert_eq!(a.body["reason"], "feature_not_in_plan", "{a:?}");
 
     let grant = |plan: &str| {
@@ -390,7 +459,11 @@ fn a_delivery_is_sent_again_on_request() {
         (log.first()?["status"] == "delivered").then(|| log[0].clone())
     });
     let a = host.post(
-        &format!("{}/{endpoint}/deliveries/{}/redeliver", webhooks("acme")),
+        &format!(
+            "{}/{endpoint}/deliveries/{}/redeliver",
+            webhooks("acme"),
+            first["id"]
+        ),
         &token,
         json!({}),
     );
@@ -398,11 +471,17 @@ fn a_delivery_is_sent_again_on_request() {
     assert_eq!(a.body["event_id"], item["event_id"]);
     assert_ne!(a.body["id"], first["id"]);
     let got = receiver.wait_for(2);
-    assert_eq!(got[1].headers["souk-webhook-id"], item["event_id"].as_str().unwrap());
+    assert_eq!(
+        got[1].headers["souk-webhook-id"],
+        item["event_id"].as_str().unwrap()
+    );
     assert!(verify(&secret, &got[1]));
     assert_eq!(got[0].body, got[1].body, "the same event, the same body");
     let a = host.post(
-        &format!("{}/{endpoint}/deliveries/999999/redeliver", webhooks("acme")),
+        &format!(
+            "{}/{endpoint}/deliveries/999999/redeliver",
+            webhooks("acme")
+        ),
         &token,
         json!({}),
     );
@@ -417,17 +496,32 @@ fn emitting_is_checked_against_the_manifest_and_bounded() {
     let a = emit(json!({"type": "item.noted", "payload": "{\"ok\": true}"}));
     assert_eq!(a.status, 200, "{a:?}");
     for (body, says) in [
-        (json!({"type": "item.deleted", "payload": "{}"}), "events.emits"),
+        (
+            json!({"type": "item.deleted", "payload": "{}"}),
+            "events.emits",
+        ),
         (json!({"type": "Item", "payload": "{}"}), "lowercase"),
-        (json!({"type": "item.noted", "payload": "{not json"}), "JSON"),
+        (
+            json!({"type": "item.noted", "payload": "{not json"}),
+            "JSON",
+        ),
         (json!({"type": "item.noted", "payload": "{} {}"}), "JSON"),
-        (json!({"type": "item.noted", "payload": format!("\"{}\"", "x".repeat(1100))}), "1024"),
-        (json!({"type": "item.noted", "payload": "1", "times": 101}), "at most 100"),
+        (
+            json!({"type": "item.noted", "payload": format!("\"{}\"", "x".repeat(1100))}),
+            "1024",
+        ),
+        (
+            json!({"type": "item.noted", "payload": "1", "times": 101}),
+            "at most 100",
+        ),
     ] {
         let a = emit(body.clone());
         assert_eq!(a.status, 422, "{body}: {a:?}");
         assert_eq!(a.body["error"], "invalid", "{a:?}");
-        assert!(a.body["message"].as_str().unwrap().contains(says), "{body}: {a:?}");
+        assert!(
+            a.body["message"].as_str().unwrap().contains(says),
+            "{body}: {a:?}"
+        );
     }
     // Event ids are ordered.
     let a = emit(json!({"type": "item.noted", "payload": "2", "times": 3}));
@@ -450,7 +544,11 @@ fn a_subscriber_gets_its_dependencys_events_in_order_and_a_failing_handler_is_re
     host.install_ok("acme", &token, "events-probe");
     host.install_ok("acme", &token, "events-listener");
     let gate = |open: bool| {
-        let a = host.post("/t/acme/m/events-listener/gate", &token, json!({"open": open}));
+        let a = host.post(
+            "/t/acme/m/events-listener/gate",
+            &token,
+            json!({"open": open}),
+        );
         assert_eq!(a.status, 200, "{a:?}");
     };
     let log = |status: Option<&str>| {
@@ -488,13 +586,22 @@ fn a_subscriber_gets_its_dependencys_events_in_order_and_a_failing_handler_is_re
     // The first event's handler fails and is retried; the later ones wait.
     let first = wait_until("the failing handler retried", || {
         let log = log(None);
-        let first = log.iter().find(|d| d["event_id"] == ids[0].as_str())?.clone();
+        let first = log
+            .iter()
+            .find(|d| d["event_id"] == ids[0].as_str())?
+            .clone();
         (first["attempts"].as_i64()? >= 2).then_some(first)
     });
     assert_eq!(first["status"], "pending", "{first}");
     assert_eq!(first["last_error"], "the gate is closed", "{first}");
-    for later in log(None).iter().filter(|d| d["event_id"] != ids[0].as_str()) {
-        assert_eq!(later["attempts"], 0, "a later event ran before the first: {later}");
+    for later in log(None)
+        .iter()
+        .filter(|d| d["event_id"] != ids[0].as_str())
+    {
+        assert_eq!(
+            later["attempts"], 0,
+            "a later event ran before the first: {later}"
+        );
     }
     assert!(received().is_empty());
 
@@ -503,7 +610,10 @@ fn a_subscriber_gets_its_dependencys_events_in_order_and_a_failing_handler_is_re
         let got = received();
         (got.len() >= 3).then_some(got)
     });
-    let order: Vec<&str> = got.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    let order: Vec<&str> = got
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
     assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
     for e in &got {
         assert_eq!(e["source"], "events-probe");
@@ -515,7 +625,10 @@ fn a_subscriber_gets_its_dependencys_events_in_order_and_a_failing_handler_is_re
         let handled = log(Some("handled"));
         (handled.len() == 3).then_some(handled)
     });
-    assert!(handled.iter().any(|d| d["attempts"].as_i64() >= Some(3)), "{handled:?}");
+    assert!(
+        handled.iter().any(|d| d["attempts"].as_i64() >= Some(3)),
+        "{handled:?}"
+    );
     assert!(log(Some("pending")).is_empty());
     // No delivery of the type it does not subscribe to.
     assert_eq!(log(None).len(), 3);

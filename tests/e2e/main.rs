@@ -8,8 +8,8 @@ mod support;
 
 mod archives;
 mod billing;
-mod events;
 mod cli_api;
+mod events;
 mod fairness;
 mod hostile_input;
 mod hostile_sql;

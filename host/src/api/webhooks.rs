@@ -32,10 +32,7 @@ use crate::souk::Souk;
 pub(super) fn routes() -> Router<Arc<Souk>> {
     const BASE: &str = "/v1/tenants/{tenant}/modules/{module}";
     Router::new()
-        .route(
-            &format!("{BASE}/webhooks"),
-            get(list).post(create),
-        )
+        .route(&format!("{BASE}/webhooks"), get(list).post(create))
         .route(
             &format!("{BASE}/webhooks/{{id}}"),
             get(show).patch(update).delete(remove),
@@ -74,7 +71,10 @@ async fn list(
     access: TenantAccess,
     Path((_, module)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let endpoints = souk.events().list_endpoints(&access.tenant, &module).await?;
+    let endpoints = souk
+        .events()
+        .list_endpoints(&access.tenant, &module)
+        .await?;
     Ok(Json(serde_json::json!({ "endpoints": endpoints })).into_response())
 }
 

@@ -31,7 +31,12 @@ const MIN_REPASS: Duration = Duration::from_millis(100);
 pub(super) struct EventArgs {
     /// Connect timeout, and again the whole exchange's, of one webhook
     /// delivery, in seconds.
-    #[arg(long, global = true, env = "SOUK_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_WEBHOOK_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     webhook_timeout_secs: u64,
     /// How long a delivery (to a webhook or a subscribing module) is
     /// retried before it is recorded as failed, in seconds (default 3 days).
@@ -39,10 +44,20 @@ pub(super) struct EventArgs {
     webhook_retry_window_secs: u64,
     /// The first retry's delay in milliseconds; each next one doubles it
     /// (with jitter), up to --webhook-retry-max-delay-secs.
-    #[arg(long, global = true, env = "SOUK_WEBHOOK_RETRY_BASE_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_WEBHOOK_RETRY_BASE_MS",
+        default_value_t = 30_000
+    )]
     webhook_retry_base_ms: u64,
     /// The longest delay between two attempts of a delivery, in seconds.
-    #[arg(long, global = true, env = "SOUK_WEBHOOK_RETRY_MAX_DELAY_SECS", default_value_t = 3600)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_WEBHOOK_RETRY_MAX_DELAY_SECS",
+        default_value_t = 3600
+    )]
     webhook_retry_max_delay_secs: u64,
     /// How long the previous signing secret keeps signing after a
     /// rotation, in seconds.
@@ -54,7 +69,12 @@ pub(super) struct EventArgs {
     webhook_allow_private: bool,
     /// Non-public address ranges deliveries may reach (CIDR, e.g.
     /// `10.1.0.0/16`; repeat the flag or separate with commas).
-    #[arg(long, global = true, env = "SOUK_WEBHOOK_ALLOW_CIDRS", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_WEBHOOK_ALLOW_CIDRS",
+        value_delimiter = ','
+    )]
     webhook_allow_cidr: Vec<Cidr>,
     /// Accept `http://` endpoint URLs (otherwise only `https://`).
     #[arg(long, global = true, env = "SOUK_WEBHOOK_ALLOW_HTTP")]

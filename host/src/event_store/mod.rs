@@ -515,9 +515,23 @@ pub async fn next_for_subscriber(
     .await
 }
 
-/// Records how a delivery to a subscriber ended or will be retried.
-/// `status` is `handled`, `failed`, `skipped` or `pending` (then
-/// `next_ms` is when it is tried again); `attempted` counts an attempt.
+/// How a delivery to a subscriber ended, or when it is tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleOutcome<'a> {
+    /// `handled`, `failed`, `skipped`, or `pending` (tried again at
+    /// `next_ms`).
+    pub status: &'a str,
+    /// Whether an attempt was made (counted).
+    pub attempted: bool,
+    /// When it is tried again (unix ms), while pending.
+    pub next_ms: Option<i64>,
+    /// Why the last attempt failed, or why it was skipped.
+    pub error: Option<&'a str>,
+    /// Now (unix ms): the end time of a delivery that ended.
+    pub now_ms: i64,
+}
+
+/// Records `outcome` for the delivery of event `seq` to `subscriber`.
 ///
 /// # Errors
 /// Database errors.
@@ -525,22 +539,18 @@ pub async fn record_module_outcome(
     conn: &mut SqliteConnection,
     subscriber: &str,
     seq: i64,
-    status: &str,
-    attempted: bool,
-    next_ms: Option<i64>,
-    error: Option<&str>,
-    now_ms: i64,
+    outcome: ModuleOutcome<'_>,
 ) -> Result<(), sqlx::Error> {
-    let finished = (status != "pending").then_some(now_ms);
+    let finished = (outcome.status != "pending").then_some(outcome.now_ms);
     sqlx::query(
         "UPDATE _souk_event_deliveries
          SET status = ?, attempts = attempts + ?, next_attempt_at = ?, last_error = ?, finished_at = ?
          WHERE subscriber = ? AND event_seq = ?",
     )
-    .bind(status)
-    .bind(i64::from(attempted))
-    .bind(next_ms)
-    .bind(error)
+    .bind(outcome.status)
+    .bind(i64::from(outcome.attempted))
+    .bind(outcome.next_ms)
+    .bind(outcome.error)
     .bind(finished)
     .bind(subscriber)
     .bind(seq)
@@ -593,7 +603,8 @@ mod tests {
 
     #[test]
     fn instants_round_trip_through_milliseconds() {
-        let at = time::OffsetDateTime::from_unix_timestamp_nanos(1_798_000_000_678_000_000).unwrap();
+        let at =
+            time::OffsetDateTime::from_unix_timestamp_nanos(1_798_000_000_678_000_000).unwrap();
         assert_eq!(instant(millis(at)), at);
     }
 }

@@ -525,7 +525,9 @@ impl Events<'_> {
         let mut conn = pool.acquire().await?;
         let original = event_store::webhook_delivery(&mut conn, id, delivery)
             .await?
-            .ok_or_else(|| SoukError::NotFound(format!("no delivery {delivery} of this endpoint")))?;
+            .ok_or_else(|| {
+                SoukError::NotFound(format!("no delivery {delivery} of this endpoint"))
+            })?;
         let now = self.now();
         let mut marks = WorkMarks::default();
         marks.mark(super::WORK);

@@ -190,7 +190,13 @@ mod tests {
             assert!(!is_public(ip(refused)), "{refused} counted as public");
             assert!(!NetworkPolicy::default().allows(ip(refused)), "{refused}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+        ] {
             assert!(is_public(ip(public)), "{public} refused");
         }
     }
@@ -203,7 +209,10 @@ mod tests {
         };
         assert!(all.allows(ip("127.0.0.1")));
         let some = NetworkPolicy {
-            allow_cidrs: vec![Cidr::parse("10.1.0.0/16").unwrap(), Cidr::parse("::1").unwrap()],
+            allow_cidrs: vec![
+                Cidr::parse("10.1.0.0/16").unwrap(),
+                Cidr::parse("::1").unwrap(),
+            ],
             ..NetworkPolicy::default()
         };
         assert!(some.allows(ip("10.1.200.3")));

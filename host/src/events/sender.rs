@@ -34,7 +34,9 @@ pub fn check_url(text: &str, policy: &NetworkPolicy) -> Result<Url, String> {
         "https" => {}
         "http" if policy.allow_http => {}
         "http" => {
-            return Err("the URL must use https (this host does not deliver over plain http)".to_owned());
+            return Err(
+                "the URL must use https (this host does not deliver over plain http)".to_owned(),
+            );
         }
         other => return Err(format!("the URL's scheme `{other}` is not https")),
     }

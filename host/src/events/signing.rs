@@ -51,6 +51,9 @@ mod tests {
     #[test]
     fn a_rotation_signs_with_every_secret() {
         let h = header(&["new", "old"], 5, b"x");
-        assert_eq!(h, format!("v1={},v1={}", sign("new", 5, b"x"), sign("old", 5, b"x")));
+        assert_eq!(
+            h,
+            format!("v1={},v1={}", sign("new", 5, b"x"), sign("old", 5, b"x"))
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::clock::rfc3339;
 use crate::control_plane::webhooks::{self, Endpoint};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
-use crate::event_store::{self, Attempt, AttemptOutcome, StoredEvent};
+use crate::event_store::{self, Attempt, AttemptOutcome, ModuleOutcome, StoredEvent};
 use crate::runtime::EventToDeliver;
 use crate::tenancy::Tenant;
 
@@ -123,8 +123,14 @@ impl Events<'_> {
                 for endpoint in endpoints.iter().filter(|e| {
                     e.enabled && e.module_slug == event.module && e.receives(&event.event_type)
                 }) {
-                    event_store::queue_webhook(&mut tx, &endpoint.id, &event.module, event.seq, now)
-                        .await?;
+                    event_store::queue_webhook(
+                        &mut tx,
+                        &endpoint.id,
+                        &event.module,
+                        event.seq,
+                        now,
+                    )
+                    .await?;
                 }
                 for (slug, manifest) in manifests {
                     if manifest
@@ -174,17 +180,22 @@ impl Events<'_> {
                     m.events
                         .subscribes_to(&delivery.module, &delivery.event_type)
                 });
-                let record = async |status: &str, attempted: bool, next: Option<i64>, error: Option<&str>| {
+                let record = async |status: &str,
+                                    attempted: bool,
+                                    next: Option<i64>,
+                                    error: Option<&str>| {
                     let mut conn = pool.acquire().await?;
                     event_store::record_module_outcome(
                         &mut conn,
                         &subscriber,
                         delivery.event_seq,
-                        status,
-                        attempted,
-                        next,
-                        error,
-                        event_store::millis(self.now()),
+                        ModuleOutcome {
+                            status,
+                            attempted,
+                            next_ms: next,
+                            error,
+                            now_ms: event_store::millis(self.now()),
+                        },
                     )
                     .await
                 };
@@ -225,8 +236,7 @@ impl Events<'_> {
                     }
                     Err(SoukError::Module(call)) => call.to_string(),
                     Err(SoukError::NotFound(_)) => {
-                        record("skipped", false, None, Some("the module is not installed"))
-                            .await?;
+                        record("skipped", false, None, Some("the module is not installed")).await?;
                         continue;
                     }
                     Err(SoukError::Revoked(message)) => message,
@@ -306,7 +316,9 @@ impl Events<'_> {
             };
             let paused = if endpoint.enabled {
                 if !plan_allows.contains_key(&delivery.module) {
-                    let refusal = self.webhook_refusal(tenant, manifests, &delivery.module).await;
+                    let refusal = self
+                        .webhook_refusal(tenant, manifests, &delivery.module)
+                        .await;
                     plan_allows.insert(delivery.module.clone(), refusal);
                 }
                 plan_allows.get(&delivery.module).cloned().flatten()

@@ -196,7 +196,10 @@ pub(super) fn parse(
             ));
         }
         if subscribe.contains(&s) {
-            return Err(ManifestError::field(field, format!("{text:?} is listed twice")));
+            return Err(ManifestError::field(
+                field,
+                format!("{text:?} is listed twice"),
+            ));
         }
         subscribe.push(s);
     }

@@ -133,18 +133,13 @@ impl EventsView<'_> {
                 ));
             }
         };
-        let seq = event_store::insert_event(
-            conn,
-            module,
-            event_type,
-            payload,
-            event_store::millis(now),
-        )
-        .await
-        .map_err(|e| {
-            tracing::warn!(module, error = %e, "events: the outbox write failed");
-            EmitError::Unavailable
-        })?;
+        let seq =
+            event_store::insert_event(conn, module, event_type, payload, event_store::millis(now))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(module, error = %e, "events: the outbox write failed");
+                    EmitError::Unavailable
+                })?;
         self.state.emitted += 1;
         self.work.mark(WorkKind::Events);
         Ok(event_store::event_id(seq))

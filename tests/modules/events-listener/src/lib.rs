@@ -115,7 +115,10 @@ fn json(status: u16, body: &Json) -> Response {
 }
 
 fn set_gate(open: bool) -> Response {
-    match db::execute("UPDATE gate SET open = ?1", &[Value::Integer(i64::from(open))]) {
+    match db::execute(
+        "UPDATE gate SET open = ?1",
+        &[Value::Integer(i64::from(open))],
+    ) {
         Ok(_) => json(200, &json!({"open": open})),
         Err(e) => json(500, &json!({"error": e.message})),
     }

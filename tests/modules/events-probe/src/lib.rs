@@ -120,7 +120,10 @@ fn create(body: &Json, then_fail: bool) -> Response {
         Err(e) => return refusal(e),
     };
     if then_fail {
-        return json(500, &json!({"error": "failing on purpose after emitting", "event_id": event_id}));
+        return json(
+            500,
+            &json!({"error": "failing on purpose after emitting", "event_id": event_id}),
+        );
     }
     json(201, &json!({"id": id, "event_id": event_id}))
 }
