@@ -199,7 +199,6 @@ mod tests {
                 "_souk_usage_events",
                 "_souk_usage_keys",
                 "_souk_webhook_deliveries",
-                "sqlite_sequence",
             ]
         );
     }

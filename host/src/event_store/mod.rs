@@ -11,6 +11,12 @@
 //! 3339 by the API.
 //!
 //! The tables start with `_souk_`, so no module statement can name them.
+//!
+//! Keys are plain rowids (no `AUTOINCREMENT`, which would add SQLite's
+//! `sqlite_sequence` table to every tenant database): SQLite gives a new row
+//! one more than the largest key, so keys only grow as long as the newest
+//! row is never deleted — nothing here deletes rows, and a future pruning
+//! must keep the newest one.
 
 use sqlx::SqliteConnection;
 
@@ -28,7 +34,7 @@ pub const MODULE_DELIVERIES: &str = "_souk_event_deliveries";
 pub async fn create_tables(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     for statement in [
         "CREATE TABLE IF NOT EXISTS _souk_events (
-            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            seq        INTEGER PRIMARY KEY,
             module     TEXT NOT NULL,
             type       TEXT NOT NULL,
             payload    TEXT NOT NULL,
@@ -37,7 +43,7 @@ pub async fn create_tables(conn: &mut SqliteConnection) -> Result<(), sqlx::Erro
         )",
         "CREATE INDEX IF NOT EXISTS _souk_events_unfanned ON _souk_events (seq) WHERE fanned_out = 0",
         "CREATE TABLE IF NOT EXISTS _souk_webhook_deliveries (
-            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            id               INTEGER PRIMARY KEY,
             endpoint_id      TEXT NOT NULL,
             module           TEXT NOT NULL,
             event_seq        INTEGER NOT NULL REFERENCES _souk_events (seq),
