@@ -41,6 +41,8 @@
 //!   limits ([`entitlements::consume`], [`entitlements::release`]) and meters
 //!   ([`entitlements::record_usage`]); a [`entitlements::Denial`] converts into
 //!   the same problem response the host's route gate sends.
+//! - [`events`]: events into the tenant's outbox, sent after the call
+//!   commits to webhooks and to subscribing modules ([`Module::on_event`]).
 //!
 //! # Native builds
 //!
@@ -48,7 +50,8 @@
 //! unit-tested and linted natively. Outside a component there is no host to
 //! talk to: [`db`] functions return a [`db::DbError`] of kind
 //! [`db::DbErrorKind::Other`], [`log`] writes to standard error,
-//! [`entitlements`] answers as for a call without a subscription, and
+//! [`entitlements`] answers as for a call without a subscription,
+//! [`events`] answers unavailable, and
 //! [`context()`] panics.
 
 #![warn(missing_docs)]
@@ -56,6 +59,7 @@
 mod context;
 pub mod db;
 pub mod entitlements;
+pub mod events;
 mod http;
 pub mod log;
 mod module;
