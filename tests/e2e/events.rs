@@ -458,6 +458,15 @@ fn a_delivery_is_sent_again_on_request() {
         let log = deliveries(&host, "acme", &token, &endpoint);
         (log.first()?["status"] == "delivered").then(|| log[0].clone())
     });
+    // A rotated secret: the redelivery is signed with the new one and,
+    // during the grace period, the old one too.
+    let rotated = host.post(
+        &format!("{}/{endpoint}/rotate-secret", webhooks("acme")),
+        &token,
+        json!({}),
+    );
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
     let a = host.post(
         &format!(
             "{}/{endpoint}/deliveries/{}/redeliver",
@@ -475,7 +484,12 @@ fn a_delivery_is_sent_again_on_request() {
         got[1].headers["souk-webhook-id"],
         item["event_id"].as_str().unwrap()
     );
-    assert!(verify(&secret, &got[1]));
+    assert!(
+        verify(&secret, &got[1]),
+        "the old secret still verifies in its grace period"
+    );
+    assert!(verify(&new_secret, &got[1]));
+    assert_eq!(got[1].headers["souk-signature"].matches("v1=").count(), 2);
     assert_eq!(got[0].body, got[1].body, "the same event, the same body");
     let a = host.post(
         &format!(
@@ -637,4 +651,39 @@ fn a_subscriber_gets_its_dependencys_events_in_order_and_a_failing_handler_is_re
         &token,
     );
     assert_eq!(a.status, 422, "{a:?}");
+}
+
+#[test]
+fn a_retry_due_before_a_restart_is_made_after_it() {
+    let receiver = Receiver::start(&[500]);
+    let mut host = Host::start_with(
+        &["events-probe"],
+        &[
+            "--webhook-allow-private",
+            "--webhook-allow-http",
+            "--webhook-retry-base-ms",
+            "3000",
+        ],
+    );
+    let token = host.tenant_with("acme", "events-probe");
+    let (endpoint, secret) = create_endpoint(&host, "acme", &token, json!({"url": receiver.url}));
+    create_item(&host, "acme", &token, "items", "durable");
+    receiver.wait_for(1);
+    // The failed attempt is recorded before the host dies.
+    wait_until("the first attempt recorded", || {
+        let log = deliveries(&host, "acme", &token, &endpoint);
+        (log.first()?["attempts"] == 1).then_some(())
+    });
+    host.restart();
+    let got = receiver.wait_for(2);
+    assert_eq!(
+        got[0].headers["souk-webhook-id"],
+        got[1].headers["souk-webhook-id"]
+    );
+    assert!(verify(&secret, &got[1]));
+    let log = wait_until("delivered after the restart", || {
+        let log = deliveries(&host, "acme", &token, &endpoint);
+        (log.first()?["status"] == "delivered").then(|| log[0].clone())
+    });
+    assert_eq!(log["attempts"], 2, "{log}");
 }
