@@ -687,3 +687,47 @@ fn a_retry_due_before_a_restart_is_made_after_it() {
     });
     assert_eq!(log["attempts"], 2, "{log}");
 }
+
+#[test]
+fn the_cli_manages_the_same_endpoints_as_the_api() {
+    let host = Host::start(&["events-probe"]);
+    let token = host.tenant_with("acme", "events-probe");
+    let (ok, out, err) = host.cli(&[
+        "--json",
+        "webhook",
+        "create",
+        "acme",
+        "events-probe",
+        "--url",
+        "https://example.com/cli",
+        "--event-type",
+        "item.noted",
+    ]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["id"].as_str().unwrap();
+    let listed = host.get(&webhooks("acme"), &token);
+    assert_eq!(listed.body["endpoints"][0]["id"], id, "{listed:?}");
+    assert_eq!(
+        listed.body["endpoints"][0]["event_types"],
+        json!(["item.noted"])
+    );
+    let (ok, out, _) = host.cli(&["webhook", "list", "acme", "events-probe"]);
+    assert!(ok && out.contains(id) && !out.contains("whsec_"), "{out}");
+    let (ok, _, err) = host.cli(&[
+        "webhook",
+        "create",
+        "acme",
+        "events-probe",
+        "--url",
+        "https://example.com/x",
+        "--event-type",
+        "nope",
+    ]);
+    assert!(!ok && err.contains("does not emit"), "{err}");
+    let (ok, _, err) = host.cli(&["webhook", "delete", "acme", "events-probe", id]);
+    assert!(ok, "{err}");
+    let a = host.get(&format!("{}/{id}", webhooks("acme")), &token);
+    assert_eq!(a.status, 404, "{a:?}");
+}

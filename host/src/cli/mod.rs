@@ -17,6 +17,7 @@ mod serve;
 mod subscription;
 mod tenant;
 mod usage;
+mod webhook;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -171,6 +172,9 @@ enum Command {
     Registry(registry::RegistryCommand),
     /// Sign a package and upload it to a registry.
     Publish(publish::PublishArgs),
+    /// A tenant's webhook endpoints and their delivery logs.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
 }
 
 /// Runs the CLI; the binary's `main`.
@@ -254,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command, global),
         Command::Registry(command) => registry::run(command, global).await,
         Command::Publish(args) => publish::run(args, global).await,
+        Command::Webhook(command) => webhook::run(command, global).await,
     }
 }
 
