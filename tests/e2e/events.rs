@@ -579,6 +579,15 @@ fn a_subscriber_gets_its_dependencys_events_in_order_and_a_failing_handler_is_re
         a.body["events"].as_array().unwrap().clone()
     };
 
+    // The listener's own events (emitted while handling) go to its webhook.
+    let seen = Receiver::start(&[]);
+    let a = host.post(
+        "/v1/tenants/acme/modules/events-listener/webhooks",
+        &token,
+        json!({"url": seen.url}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+
     gate(false);
     let ids: Vec<String> = ["one", "two", "three"]
         .iter()
@@ -646,6 +655,18 @@ fn a_subscriber_gets_its_dependencys_events_in_order_and_a_failing_handler_is_re
     assert!(log(Some("pending")).is_empty());
     // No delivery of the type it does not subscribe to.
     assert_eq!(log(None).len(), 3);
+    let seen: Vec<Value> = seen.wait_for(3).iter().map(|r| r.json()).collect();
+    let seen_ids: Vec<&str> = seen
+        .iter()
+        .map(|b| {
+            assert_eq!(
+                (b["module"].as_str(), b["type"].as_str()),
+                (Some("events-listener"), Some("item.seen"))
+            );
+            b["data"]["event_id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(seen_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
     let a = host.get(
         "/v1/tenants/acme/modules/events-listener/event-deliveries?status=bogus",
         &token,
