@@ -150,10 +150,14 @@ pub(super) async fn run_worker(souk: Arc<Souk>, mut stop: tokio::sync::watch::Re
                     }
                 };
                 if let Ok(mut last) = last.lock() {
-                    last.insert(
-                        due.tenant_id.clone(),
-                        (due.seq, tokio::time::Instant::now() + MIN_REPASS),
-                    );
+                    if next.is_some() {
+                        last.insert(
+                            due.tenant_id.clone(),
+                            (due.seq, tokio::time::Instant::now() + MIN_REPASS),
+                        );
+                    } else {
+                        last.remove(&due.tenant_id);
+                    }
                 }
                 if let Err(e) = souk
                     .work()
