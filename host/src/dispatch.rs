@@ -50,6 +50,7 @@ use crate::capabilities::db::{CallTransaction, ModuleDb};
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
+use crate::capabilities::events::EventsState;
 use crate::capabilities::files::{FileService, FilesAccess};
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
@@ -345,13 +346,19 @@ impl Dispatcher<'_> {
             manifest.files.clone(),
             self.billing.clock().now(),
         );
-        CallState::for_request(
+        let mut state = CallState::for_request(
             context,
             db,
             entitlements,
             self.runtime.limits().memory_bytes,
         )
-        .with_files(files)
+        .with_files(files);
+        state.events = EventsState::new(
+            &manifest.events.emits,
+            self.runtime.limits().max_event_payload_bytes,
+            self.billing.clock().now(),
+        );
+        state
     }
 
     /// Step 5: runs the module's `handle` on the module call threads (see

@@ -13,6 +13,9 @@ use crate::yaml::{self, YamlError, YamlLimits};
 
 mod files;
 pub use files::{FileType, FilesDecl};
+mod events;
+
+pub use events::{EventsDecl, MAX_EVENT_TYPE_LEN, Subscription, check_event_type};
 
 /// Longest slug accepted.
 const MAX_SLUG_LEN: usize = 40;
@@ -548,6 +551,9 @@ pub struct Manifest {
     /// The files the module may store through the host (`files:`, API
     /// 0.3.0); `None`: the module stores none.
     pub files: Option<FilesDecl>,
+    /// What the module emits and subscribes to (`events:`, API 0.3.0);
+    /// empty when the manifest has no such section.
+    pub events: EventsDecl,
 }
 
 #[derive(Deserialize)]
@@ -575,6 +581,7 @@ struct RawManifest {
     #[serde(default)]
     api_keys: Option<ApiKeysDecl>,
     files: Option<files::RawFiles>,
+    events: Option<events::RawEvents>,
 }
 
 #[derive(Deserialize)]
@@ -778,6 +785,8 @@ impl Manifest {
             }
         };
 
+        let events = events::parse(raw.events, api, &features, &dependencies)?;
+
         Ok(Manifest {
             slug: raw.slug,
             name: raw.name,
@@ -793,6 +802,7 @@ impl Manifest {
             api_keys: raw.api_keys,
             suggested_plans,
             files,
+            events,
         })
     }
 

@@ -14,6 +14,7 @@
 //! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0);
 //! - [`files`]: bytes stored by the host, served through signed URLs (API
 //!   0.3.0).
+//! - [`events`]: events into the tenant's outbox (API 0.3.0).
 //!
 //! To add one (files, events, ...): a new folder with its state, view and
 //! `add_to_linker`, a field of [`CallState`] set by its constructors, and
@@ -27,6 +28,7 @@
 pub mod context;
 pub mod db;
 pub mod entitlements;
+pub mod events;
 pub mod files;
 pub mod log;
 
@@ -39,6 +41,7 @@ use context::{CallContext, ContextView};
 use db::{DbView, ModuleDb};
 use entitlements::EntitlementsView;
 use entitlements::call::CallEntitlements;
+use events::{EventsState, EventsView};
 use files::{FilesAccess, FilesView};
 use log::{LogState, LogView};
 
@@ -80,6 +83,10 @@ pub struct CallState {
     /// its transaction; whoever commits it marks the work hints first (see
     /// [`crate::work`]).
     pub work: WorkMarks,
+    /// What the call may emit and emitted (the `events` capability, API
+    /// 0.3.0); emits nothing until the caller sets it with the module's
+    /// declared types.
+    pub events: EventsState,
 }
 
 impl CallState {
@@ -132,6 +139,7 @@ impl CallState {
             entitlements: None,
             files: None,
             work: WorkMarks::default(),
+            events: EventsState::default(),
         }
     }
 
@@ -183,6 +191,12 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         files: &mut s.files,
         entitlements: &mut s.entitlements,
         db: &mut s.db,
+    })?;
+    events::add_to_linker(linker, |s| EventsView {
+        state: &mut s.events,
+        db: &mut s.db,
+        work: &mut s.work,
+        context: &s.context,
     })?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! this module holds the top-level parser, the global options, and the one
 //! `match` that hands each group its command.
 
+mod events;
 mod keys;
 mod maintenance;
 mod module;
@@ -17,6 +18,7 @@ mod subscription;
 mod tenant;
 mod usage;
 mod user;
+mod webhook;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -132,6 +134,16 @@ struct GlobalOptions {
     /// Users, sessions, sign-in throttling, public routes (docs/people.md).
     #[command(flatten)]
     people: user::PeopleOptions,
+    /// Largest payload of one event a module emits, in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_EVENT_MAX_PAYLOAD_BYTES",
+        default_value_t = crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES
+    )]
+    event_max_payload_bytes: usize,
+    #[command(flatten)]
+    events: events::EventArgs,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -176,6 +188,9 @@ enum Command {
     Registry(registry::RegistryCommand),
     /// Sign a package and upload it to a registry.
     Publish(publish::PublishArgs),
+    /// A tenant's webhook endpoints and their delivery logs.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
 }
 
 /// Runs the CLI; the binary's `main`.
@@ -214,6 +229,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             memory_bytes: global.memory_mib.max(1) * 1024 * 1024,
             max_instances: global.max_instances.max(1),
             tenant_concurrency: global.tenant_concurrency.max(1),
+            max_event_payload_bytes: global.event_max_payload_bytes.max(2),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),
@@ -226,6 +242,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         open_tenants: global.open_tenants.max(1),
         people: global.people.config(),
         max_file_bytes: global.max_file_bytes.max(1),
+        events: global.events.config(),
     }
 }
 
@@ -260,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command, global),
         Command::Registry(command) => registry::run(command, global).await,
         Command::Publish(args) => publish::run(args, global).await,
+        Command::Webhook(command) => webhook::run(command, global).await,
     }
 }
 

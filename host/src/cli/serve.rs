@@ -76,15 +76,20 @@ async fn serve(
             Duration::from_secs(maintenance_interval_secs),
         ));
     }
+    let (stop_events, stopped) = tokio::sync::watch::channel(false);
+    let event_worker = tokio::spawn(super::events::run_worker(souk.clone(), stopped));
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));
     // The peer address reaches handlers (sign-in throttling, public
     // routes' rate) as `ConnectInfo<SocketAddr>`.
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    .await;
+    let _ = stop_events.send(true);
+    let _ = event_worker.await;
+    served?;
     Ok(())
 }
 

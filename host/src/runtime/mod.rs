@@ -89,6 +89,10 @@ pub struct RuntimeLimits {
     /// busy tenant's parallel requests, few enough that one tenant cannot
     /// occupy the host's workers and instances.
     pub tenant_concurrency: u32,
+    /// Largest payload of one event a module emits (`events.emit`).
+    /// Default 64 KiB: room for a record's worth of JSON, small enough that
+    /// a webhook receiver and the outbox are not flooded.
+    pub max_event_payload_bytes: usize,
 }
 
 impl Default for RuntimeLimits {
@@ -99,6 +103,7 @@ impl Default for RuntimeLimits {
             max_response_bytes: 8 * 1024 * 1024,
             max_instances: 128,
             tenant_concurrency: 8,
+            max_event_payload_bytes: crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }
@@ -373,6 +378,7 @@ impl Runtime {
                 pre,
                 limits: self.limits.clone(),
                 api,
+                emits: package.manifest.events.emits.clone().into(),
             }),
         };
         module.check_gates(package).await?;
@@ -454,6 +460,8 @@ struct LoadedInner {
     pre: GuestPre,
     limits: RuntimeLimits,
     api: ApiVersion,
+    /// The event types the manifest declares (`events.emits`).
+    emits: Arc<[String]>,
 }
 
 /// A component prepared for instantiation, through the bindings of the API
@@ -586,6 +594,12 @@ impl LoadedModule {
     /// The API version this component implements.
     pub fn api(&self) -> ApiVersion {
         self.inner.api
+    }
+
+    /// The event types the module's manifest declares (`events.emits`):
+    /// what its calls may emit.
+    pub fn emits(&self) -> &[String] {
+        &self.inner.emits
     }
 
     /// Instantiates the module in a fresh store for one call.
