@@ -50,6 +50,7 @@ use crate::capabilities::db::{CallTransaction, ModuleDb};
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
+use crate::capabilities::events::EventsState;
 use crate::capabilities::files::{FileService, FilesAccess};
 use crate::capabilities::jobs::JobsState;
 use crate::catalog::{Catalog, ResolvedVersion};
@@ -371,6 +372,11 @@ impl Dispatcher<'_> {
             CallState::for_request(context, db, entitlements, self.plan_budget(target).0)
                 .with_files(files);
         state.jobs = JobsState::new(self.enqueue, self.billing.clock().now());
+        state.events = EventsState::new(
+            &manifest.events.emits,
+            self.runtime.limits().max_event_payload_bytes,
+            self.billing.clock().now(),
+        );
         state
     }
 

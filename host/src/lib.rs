@@ -15,15 +15,17 @@
 //!   data export written before an uninstall), [`auth`] (operator and
 //!   tenant tokens), [`tenancy`] (tenants and their databases),
 //!   [`registry`] (pulling from a module registry), [`people`] (tenant
-//!   users, invitations, sessions, API keys);
+//!   users, invitations, sessions, API keys), [`events`] (webhook
+//!   endpoints, event delivery to webhooks and subscribing modules);
 //! - [`runtime`]: the wasmtime engine, compile cache, admission, module
 //!   calls;
 //! - [`capabilities`]: the host interfaces modules import (context, db,
-//!   log, entitlements), one folder each, and the per-call state;
+//!   log, entitlements, events), one folder each, and the per-call state;
 //! - domain and stores: [`entitlements`] (the engine that answers what a
 //!   subscription allows), [`control_plane`] (the host's own database, one
 //!   repository per table group), [`tenant_migrations`] (the host's own
-//!   tables in every tenant database);
+//!   tables in every tenant database), [`event_store`] (the event outbox and
+//!   delivery logs in a tenant database);
 //! - foundation: [`error`], [`clock`], [`calendar`], [`secrets`], [`wit`]
 //!   (the generated bindings of each module API version).
 
@@ -41,6 +43,8 @@ pub mod dispatch;
 pub mod downloads;
 pub mod entitlements;
 pub mod error;
+pub mod event_store;
+pub mod events;
 pub mod installer;
 pub mod job_queue;
 pub mod jobs;

@@ -66,6 +66,9 @@ pub struct SoukConfig {
     /// Largest file a module may store through `files`, in bytes (default
     /// [`crate::capabilities::files::DEFAULT_MAX_FILE_BYTES`], 10 MiB).
     pub max_file_bytes: u64,
+    /// How events are delivered to webhooks and subscribing modules
+    /// (docs/webhooks.md).
+    pub events: crate::events::EventsConfig,
 }
 
 impl SoukConfig {
@@ -84,6 +87,7 @@ impl SoukConfig {
             jobs: JobsConfig::default(),
             people: PeopleConfig::default(),
             max_file_bytes: crate::capabilities::files::DEFAULT_MAX_FILE_BYTES,
+            events: crate::events::EventsConfig::default(),
         }
     }
 }
@@ -285,6 +289,23 @@ impl Souk {
             tenancy: &self.tenancy,
             files: &self.files,
             clock: self.clock.as_ref(),
+        }
+    }
+
+    /// The event delivery service (webhook endpoints, delivery logs, the
+    /// event worker's passes), borrowing this host's services.
+    pub fn events(&self) -> crate::events::Events<'_> {
+        crate::events::Events {
+            control: &self.control,
+            tenancy: &self.tenancy,
+            catalog: &self.catalog,
+            installer: self.installer(),
+            usage: self.usage(),
+            billing: &self.billing,
+            dispatcher: self.dispatcher(),
+            work: &self.work,
+            config: &self.config.events,
+            call_timeout: self.config.limits.call_timeout,
         }
     }
 

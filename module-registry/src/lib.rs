@@ -40,9 +40,10 @@ pub mod yaml;
 pub use canonical::{CanonicalError, SignatureDomain};
 pub use keys::{KeyError, KeyId, KeyPair, PublicKey, Signature};
 pub use manifest::{
-    Access, ApiKeysDecl, ApiVersion, Dependency, FeatureDecl, FeatureKind, FileType, FilesDecl,
-    LimitDecl, LimitKind, MAX_VERSION_LEN, Manifest, ManifestError, Route, RouteLookup, RouteMatch,
-    RoutePattern, Slug, TableName, parse_version,
+    Access, ApiKeysDecl, ApiVersion, Dependency, EventsDecl, FeatureDecl, FeatureKind, FileType,
+    FilesDecl, LimitDecl, LimitKind, MAX_EVENT_TYPE_LEN, MAX_VERSION_LEN, Manifest, ManifestError,
+    Route, RouteLookup, RouteMatch, RoutePattern, Slug, Subscription, TableName, check_event_type,
+    parse_version,
 };
 pub use package::{Digest, Package, PackageError, PackageLimits};
 pub use records::{

@@ -14,6 +14,9 @@ use crate::yaml::{self, YamlError, YamlLimits};
 
 mod files;
 pub use files::{FileType, FilesDecl};
+mod events;
+
+pub use events::{EventsDecl, MAX_EVENT_TYPE_LEN, Subscription, check_event_type};
 
 /// Longest slug accepted.
 const MAX_SLUG_LEN: usize = 40;
@@ -552,6 +555,9 @@ pub struct Manifest {
     /// The files the module may store through the host (`files:`, API
     /// 0.3.0); `None`: the module stores none.
     pub files: Option<FilesDecl>,
+    /// What the module emits and subscribes to (`events:`, API 0.3.0);
+    /// empty when the manifest has no such section.
+    pub events: EventsDecl,
 }
 
 #[derive(Deserialize)]
@@ -581,6 +587,7 @@ struct RawManifest {
     #[serde(default)]
     api_keys: Option<ApiKeysDecl>,
     files: Option<files::RawFiles>,
+    events: Option<events::RawEvents>,
 }
 
 #[derive(Deserialize)]
@@ -785,6 +792,7 @@ impl Manifest {
         };
 
         let schedules = parse_schedules(raw.schedules, api)?;
+        let events = events::parse(raw.events, api, &features, &dependencies)?;
 
         Ok(Manifest {
             slug: raw.slug,
@@ -802,6 +810,7 @@ impl Manifest {
             suggested_plans,
             schedules,
             files,
+            events,
         })
     }
 

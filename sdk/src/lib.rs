@@ -44,6 +44,8 @@
 //! - [`files`] (API 0.3.0): bytes the host stores for the module — put, get,
 //!   read, delete, list — and signed download URLs; a [`files::FileError`]
 //!   converts into the matching problem (402 for the storage limit).
+//! - [`events`]: events into the tenant's outbox, sent after the call
+//!   commits to webhooks and to subscribing modules ([`Module::on_event`]).
 //!
 //! - [`jobs`]: work queued for after the request ([`jobs::enqueue`]), run by
 //!   [`Module::run_job`], with progress ([`jobs::progress`]).
@@ -54,7 +56,8 @@
 //! unit-tested and linted natively. Outside a component there is no host to
 //! talk to: [`db`] functions return a [`db::DbError`] of kind
 //! [`db::DbErrorKind::Other`], [`log`] writes to standard error,
-//! [`entitlements`] answers as for a call without a subscription, and
+//! [`entitlements`] answers as for a call without a subscription,
+//! [`events`] answers unavailable, and
 //! [`context()`] panics.
 
 #![warn(missing_docs)]
@@ -62,6 +65,7 @@
 mod context;
 pub mod db;
 pub mod entitlements;
+pub mod events;
 pub mod files;
 mod http;
 pub mod jobs;

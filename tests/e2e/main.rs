@@ -10,6 +10,7 @@ mod api_v0_3;
 mod archives;
 mod billing;
 mod cli_api;
+mod events;
 mod fairness;
 mod files;
 mod hostile_input;

@@ -34,6 +34,8 @@
 //! cookie; a cookie-signed request that changes state must carry the
 //! session's CSRF token in `X-CSRF-Token` (403 otherwise).
 //! | GET, HEAD | `/f/{token}` (a module file through a signed URL) | whoever holds the URL |
+//! | GET, POST, PATCH, DELETE | `/v1/tenants/{tenant}/modules/{module}/webhooks...`, `.../event-deliveries` (see `webhooks.rs`) | operator, the tenant |
+//! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,6 +63,7 @@ mod billing;
 mod files;
 mod jobs;
 mod people;
+mod webhooks;
 
 /// Largest JSON or module request body. Default 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -369,6 +372,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .merge(billing::routes())
         .merge(jobs::routes())
         .merge(people::routes())
+        .merge(webhooks::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .route("/f/{token}", get(files::download))

@@ -15,6 +15,7 @@
 //! - [`jobs`]: work queued for after the call, and a job's progress (API 0.3.0).
 //! - [`files`]: bytes stored by the host, served through signed URLs (API
 //!   0.3.0).
+//! - [`events`]: events into the tenant's outbox (API 0.3.0).
 //!
 //! To add one (files, events, ...): a new folder with its state, view and
 //! `add_to_linker`, a field of [`CallState`] set by its constructors, and
@@ -28,6 +29,7 @@
 pub mod context;
 pub mod db;
 pub mod entitlements;
+pub mod events;
 pub mod files;
 pub mod jobs;
 pub mod log;
@@ -41,6 +43,7 @@ use context::{CallContext, ContextView};
 use db::{DbView, ModuleDb};
 use entitlements::EntitlementsView;
 use entitlements::call::CallEntitlements;
+use events::{EventsState, EventsView};
 use files::{FilesAccess, FilesView};
 use jobs::{JobsState, JobsView};
 use log::{LogState, LogView};
@@ -86,6 +89,10 @@ pub struct CallState {
     /// The `jobs` capability's state: whether the call may queue jobs, how
     /// many it did, and a job's progress sink.
     pub jobs: JobsState,
+    /// What the call may emit and emitted (the `events` capability, API
+    /// 0.3.0); emits nothing until the caller sets it with the module's
+    /// declared types.
+    pub events: EventsState,
 }
 
 impl CallState {
@@ -139,6 +146,7 @@ impl CallState {
             files: None,
             work: WorkMarks::default(),
             jobs: JobsState::default(),
+            events: EventsState::default(),
         }
     }
 
@@ -196,6 +204,12 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         files: &mut s.files,
         entitlements: &mut s.entitlements,
         db: &mut s.db,
+    })?;
+    events::add_to_linker(linker, |s| EventsView {
+        state: &mut s.events,
+        db: &mut s.db,
+        work: &mut s.work,
+        context: &s.context,
     })?;
     Ok(())
 }

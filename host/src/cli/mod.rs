@@ -6,6 +6,7 @@
 //! this module holds the top-level parser, the global options, and the one
 //! `match` that hands each group its command.
 
+mod events;
 mod jobs;
 mod keys;
 mod maintenance;
@@ -18,6 +19,7 @@ mod subscription;
 mod tenant;
 mod usage;
 mod user;
+mod webhook;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -147,6 +149,16 @@ struct GlobalOptions {
     /// Users, sessions, sign-in throttling, public routes (docs/people.md).
     #[command(flatten)]
     people: user::PeopleOptions,
+    /// Largest payload of one event a module emits, in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_EVENT_MAX_PAYLOAD_BYTES",
+        default_value_t = crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES
+    )]
+    event_max_payload_bytes: usize,
+    #[command(flatten)]
+    events: events::EventArgs,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -193,6 +205,9 @@ enum Command {
     Registry(registry::RegistryCommand),
     /// Sign a package and upload it to a registry.
     Publish(publish::PublishArgs),
+    /// A tenant's webhook endpoints and their delivery logs.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
 }
 
 /// Runs the CLI; the binary's `main`.
@@ -239,6 +254,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
                 * 1024
                 * 1024,
             max_call_timeout: Duration::from_millis(global.max_call_timeout_ms.max(1)),
+            max_event_payload_bytes: global.event_max_payload_bytes.max(2),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),
@@ -252,6 +268,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         jobs: global.jobs.config(),
         people: global.people.config(),
         max_file_bytes: global.max_file_bytes.max(1),
+        events: global.events.config(),
     }
 }
 
@@ -286,6 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command, global),
         Command::Registry(command) => registry::run(command, global).await,
         Command::Publish(args) => publish::run(args, global).await,
+        Command::Webhook(command) => webhook::run(command, global).await,
     }
 }
 

@@ -76,6 +76,8 @@ async fn serve(
             Duration::from_secs(maintenance_interval_secs),
         ));
     }
+    let (stop_events, stopped) = tokio::sync::watch::channel(false);
+    let event_worker = tokio::spawn(super::events::run_worker(souk.clone(), stopped));
     let (stop_jobs, jobs_shutdown) = tokio::sync::watch::channel(false);
     let job_tasks = [
         tokio::spawn(crate::jobs::runner::run(
@@ -104,6 +106,8 @@ async fn serve(
     for task in job_tasks {
         let _ = task.await;
     }
+    let _ = stop_events.send(true);
+    let _ = event_worker.await;
     served?;
     Ok(())
 }

@@ -9,8 +9,9 @@
 //! versions and their registry status, revocations included),
 //! [`installations`] (installations and the migration ledger), [`audit`]
 //! and [`archives`]; the people tables: [`users`] (with invitations),
-//! [`sessions`] and [`api_keys`]. The services (tenancy, auth, catalog, installer,
-//! archive, registry) call these functions and write no SQL against the
+//! [`sessions`] and [`api_keys`]; [`webhooks`] (webhook endpoints). The
+//! services (tenancy, auth, catalog, installer, archive, registry, people,
+//! events) call these functions and write no SQL against the
 //! control plane themselves. (The subscription tables are billing's store,
 //! `crate::billing::store`.)
 //!
@@ -44,6 +45,7 @@ pub mod tenants;
 pub mod tokens;
 pub mod users;
 pub mod versions;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;

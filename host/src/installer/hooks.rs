@@ -137,10 +137,15 @@ impl<'a> Installer<'a> {
     ) -> Result<(Transaction<'static, Sqlite>, Option<Marked<'a>>), SoukError> {
         let tenant_id = ctx.tenant_id.clone();
         let limits = self.runtime.limits();
-        let state = CallState::for_hook(
+        let mut state = CallState::for_hook(
             ctx,
             ModuleDb::new(scope, tx, limits.call_timeout),
             limits.memory_bytes,
+        );
+        state.events = crate::capabilities::events::EventsState::new(
+            loaded.emits(),
+            limits.max_event_payload_bytes,
+            self.clock.now(),
         );
         let (name, outcome, call) = {
             let mut call = loaded

@@ -97,6 +97,10 @@ pub struct RuntimeLimits {
     /// The longest request deadline a plan may buy
     /// (`runtime.call_timeout_ms`). Default 30 s.
     pub max_call_timeout: Duration,
+    /// Largest payload of one event a module emits (`events.emit`).
+    /// Default 64 KiB: room for a record's worth of JSON, small enough that
+    /// a webhook receiver and the outbox are not flooded.
+    pub max_event_payload_bytes: usize,
 }
 
 impl RuntimeLimits {
@@ -128,6 +132,7 @@ impl Default for RuntimeLimits {
             tenant_concurrency: 8,
             max_memory_bytes: 64 * 1024 * 1024,
             max_call_timeout: Duration::from_secs(30),
+            max_event_payload_bytes: crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }
@@ -402,6 +407,7 @@ impl Runtime {
                 pre,
                 limits: self.limits.clone(),
                 api,
+                emits: package.manifest.events.emits.clone().into(),
             }),
         };
         module.check_gates(package).await?;
@@ -483,6 +489,8 @@ struct LoadedInner {
     pre: GuestPre,
     limits: RuntimeLimits,
     api: ApiVersion,
+    /// The event types the manifest declares (`events.emits`).
+    emits: Arc<[String]>,
 }
 
 /// A component prepared for instantiation, through the bindings of the API
@@ -615,6 +623,12 @@ impl LoadedModule {
     /// The API version this component implements.
     pub fn api(&self) -> ApiVersion {
         self.inner.api
+    }
+
+    /// The event types the module's manifest declares (`events.emits`):
+    /// what its calls may emit.
+    pub fn emits(&self) -> &[String] {
+        &self.inner.emits
     }
 
     /// Instantiates the module in a fresh store for one call.
