@@ -21,6 +21,7 @@ use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
 use crate::usage::Usage;
 use crate::usage::group::{GroupHost, GroupLimits, HostFuture, UsageGroups};
+use crate::work::WorkHints;
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -106,6 +107,8 @@ pub struct Souk {
     usage_groups: UsageGroups,
     /// People's configuration and throttles.
     pub people_state: PeopleState,
+    /// Which tenants have deferred work (events, mail, jobs) and when.
+    work: Arc<WorkHints>,
 }
 
 impl Souk {
@@ -155,6 +158,11 @@ impl Souk {
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
         let billing = Billing::new(control.clone(), plans.clone(), clock.clone(), currency);
         let group_limits = config.usage_groups;
+        let work = Arc::new(
+            WorkHints::open(data)
+                .await
+                .with_context(|| format!("cannot open {}", crate::work::HINTS_FILE))?,
+        );
         // The usage writers reach the host weakly: they never keep it alive.
         let souk = Arc::new_cyclic(|me: &Weak<Souk>| {
             let host: Weak<dyn GroupHost> = me.clone();
@@ -171,6 +179,7 @@ impl Souk {
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
                 people_state,
+                work,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -195,6 +204,7 @@ impl Souk {
             migration_timeout: self.config.migration_timeout,
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
+            work: &self.work,
         }
     }
 
@@ -221,7 +231,14 @@ impl Souk {
             installer: self.installer(),
             usage: self.usage(),
             public_limiter: &self.people_state.public_limiter,
+            work: &self.work,
         }
+    }
+
+    /// Which tenants have deferred work (events, mail, jobs), for the
+    /// workers that do it.
+    pub fn work(&self) -> &Arc<WorkHints> {
+        &self.work
     }
 
     /// The usage service (usage events, the usage report, installation

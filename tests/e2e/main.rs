@@ -6,6 +6,7 @@
 
 mod support;
 
+mod api_v0_3;
 mod archives;
 mod billing;
 mod cli_api;
