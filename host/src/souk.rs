@@ -16,6 +16,7 @@ use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::installer::Installer;
 use crate::people::{People, PeopleConfig, PeopleState};
+use crate::sso::{Sso, SsoConfig, SsoState};
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
@@ -57,6 +58,8 @@ pub struct SoukConfig {
     /// Users, invitations, sessions, sign-in throttling, public routes'
     /// rate (docs/people.md).
     pub people: PeopleConfig,
+    /// Single sign-on's knobs (docs/sso.md).
+    pub sso: SsoConfig,
 }
 
 impl SoukConfig {
@@ -73,6 +76,7 @@ impl SoukConfig {
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
             people: PeopleConfig::default(),
+            sso: SsoConfig::default(),
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct Souk {
     usage_groups: UsageGroups,
     /// People's configuration and throttles.
     pub people_state: PeopleState,
+    /// Single sign-on's configuration and provider client.
+    pub sso_state: SsoState,
     /// Which tenants have deferred work (events, mail, jobs) and when.
     work: Arc<WorkHints>,
 }
@@ -146,6 +152,7 @@ impl Souk {
         let auth =
             Auth::new(control.clone(), data, clock.clone()).with_sessions(config.people.sessions);
         let people_state = PeopleState::new(config.people.clone());
+        let sso_state = SsoState::new(config.sso.clone())?;
         let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {
             Some(path) => crate::billing::plans::load(path)?,
@@ -179,6 +186,7 @@ impl Souk {
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
                 people_state,
+                sso_state,
                 work,
             }
         });
@@ -205,6 +213,21 @@ impl Souk {
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
             work: &self.work,
+        }
+    }
+
+    /// The single sign-on service, borrowing this host's services; build
+    /// one per operation.
+    pub fn sso(&self) -> Sso<'_> {
+        Sso {
+            control: &self.control,
+            clock: self.clock.as_ref(),
+            state: &self.sso_state,
+            people: self.people(),
+            installer: self.installer(),
+            usage: self.usage(),
+            billing: &self.billing,
+            public_limiter: &self.people_state.public_limiter,
         }
     }
 

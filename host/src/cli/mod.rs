@@ -13,6 +13,7 @@ mod plans;
 mod publish;
 mod registry;
 mod serve;
+mod sso;
 mod subscription;
 mod tenant;
 mod usage;
@@ -123,6 +124,9 @@ struct GlobalOptions {
     /// Users, sessions, sign-in throttling, public routes (docs/people.md).
     #[command(flatten)]
     people: user::PeopleOptions,
+    /// Single sign-on (docs/sso.md).
+    #[command(flatten)]
+    sso: sso::SsoOptions,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -216,6 +220,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         },
         open_tenants: global.open_tenants.max(1),
         people: global.people.config(),
+        sso: global.sso.config(),
     }
 }
 

@@ -22,6 +22,7 @@
 
 pub mod input;
 pub mod password;
+pub mod provisioning;
 pub mod throttle;
 
 use std::net::IpAddr;
