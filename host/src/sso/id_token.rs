@@ -316,3 +316,147 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<Identity, Tok
         name: claims["name"].as_str().map(str::to_owned),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::RsaPrivateKey;
+    use rsa::pkcs1v15::SigningKey as RsaSigner;
+    use rsa::signature::{SignatureEncoding as _, Signer as _};
+    use rsa::traits::PublicKeyParts as _;
+    use serde_json::json;
+    use std::sync::OnceLock;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn key() -> &'static RsaPrivateKey {
+        static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
+        KEY.get_or_init(|| RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap())
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn jwks(kid: &str) -> KeySet {
+        let public = key().to_public_key();
+        let doc = json!({"keys": [
+            {"kty": "oct", "k": "c2VjcmV0"},
+            {"kty": "RSA", "use": "enc", "kid": "enc", "n": b64(&public.n().to_bytes_be()), "e": "AQAB"},
+            {"kty": "RSA", "kid": kid, "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be())},
+        ]});
+        KeySet::parse(doc.to_string().as_bytes()).unwrap()
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": "https://id.example.com", "sub": "248289761001",
+            "aud": "souk", "exp": NOW + 300, "iat": NOW, "nonce": "n-0S6",
+            "email": "Jane@Example.com", "email_verified": true, "name": "Jane Doe",
+        })
+    }
+
+    fn signed(header: &Value, claims: &Value) -> String {
+        let message = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = RsaSigner::<Sha256>::new(key().clone()).sign(message.as_bytes());
+        format!("{message}.{}", b64(&signature.to_bytes()))
+    }
+
+    fn rs256(claims: &Value) -> String {
+        signed(&json!({"alg": "RS256", "kid": "k1"}), claims)
+    }
+
+    fn nonce_hash() -> String {
+        token_hash("n-0S6")
+    }
+
+    fn check(token: &str) -> Result<Identity, TokenError> {
+        let hash = nonce_hash();
+        let expected = Expected {
+            issuer: "https://id.example.com",
+            client_id: "souk",
+            nonce_hash: &hash,
+            now: NOW,
+            leeway: 60,
+        };
+        verify(token, &jwks("k1"), &expected)
+    }
+
+    #[test]
+    fn a_good_token_verifies_and_only_rsa_signature_keys_are_kept() {
+        assert_eq!(jwks("k1").keys.len(), 1);
+        let identity = check(&rs256(&claims())).unwrap();
+        assert_eq!(identity.email, "Jane@Example.com");
+        assert_eq!(identity.subject, "248289761001");
+        // A string "true" counts; a token without `kid` tries every key.
+        let mut c = claims();
+        c["email_verified"] = json!("true");
+        assert!(check(&signed(&json!({"alg": "RS256"}), &c)).is_ok());
+    }
+
+    #[test]
+    fn forged_and_unsupported_signatures_are_refused() {
+        let body = b64(claims().to_string().as_bytes());
+        let none = format!("{}.{body}.", b64(br#"{"alg":"none"}"#));
+        assert_eq!(check(&none), Err(TokenError::Algorithm("none".into())));
+        let hs = format!("{}.{body}.AAAA", b64(br#"{"alg":"HS256","kid":"k1"}"#));
+        assert_eq!(check(&hs), Err(TokenError::Algorithm("HS256".into())));
+        let ps = format!("{}.{body}.AAAA", b64(br#"{"alg":"PS256","kid":"k1"}"#));
+        assert!(matches!(check(&ps), Err(TokenError::Algorithm(_))));
+        // A changed claim breaks the signature.
+        let good = rs256(&claims());
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let mut tampered = claims();
+        tampered["email"] = json!("mallory@example.com");
+        let tampered = b64(tampered.to_string().as_bytes());
+        parts[1] = &tampered;
+        assert_eq!(check(&parts.join(".")), Err(TokenError::Signature));
+        // An unknown key id, a critical extension, junk.
+        let other = signed(&json!({"alg": "RS256", "kid": "k9"}), &claims());
+        assert_eq!(check(&other), Err(TokenError::UnknownKey));
+        let crit = signed(&json!({"alg": "RS256", "kid": "k1", "crit": ["exp"]}), &claims());
+        assert_eq!(check(&crit), Err(TokenError::Critical));
+        for junk in ["", "a.b", "a.b.c.d", "!!.!!.!!", &format!("{body}.{body}.{body}")] {
+            assert!(check(junk).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn claims_must_match_the_sign_in() {
+        let refused = |edit: &dyn Fn(&mut Value)| {
+            let mut c = claims();
+            edit(&mut c);
+            check(&rs256(&c)).unwrap_err()
+        };
+        assert_eq!(refused(&|c| c["iss"] = json!("https://id.example.com/")), TokenError::Claim("iss"));
+        assert_eq!(refused(&|c| c["aud"] = json!("other")), TokenError::Claim("aud"));
+        assert_eq!(refused(&|c| c["aud"] = json!(["other", "souk"])), TokenError::Claim("azp"));
+        assert_eq!(refused(&|c| c["nonce"] = json!("n-other")), TokenError::Claim("nonce"));
+        assert_eq!(refused(&|c| { c.as_object_mut().unwrap().remove("nonce"); }), TokenError::Claim("nonce"));
+        assert_eq!(refused(&|c| c["exp"] = json!(NOW - 61)), TokenError::Expired);
+        assert_eq!(refused(&|c| c["iat"] = json!(NOW + 61)), TokenError::NotYetValid);
+        assert_eq!(refused(&|c| c["nbf"] = json!(NOW + 61)), TokenError::NotYetValid);
+        assert_eq!(refused(&|c| c["email_verified"] = json!(false)), TokenError::EmailNotVerified);
+        assert_eq!(refused(&|c| { c.as_object_mut().unwrap().remove("email_verified"); }), TokenError::EmailNotVerified);
+        assert_eq!(refused(&|c| c["sub"] = json!("")), TokenError::Claim("sub"));
+        // Within the leeway, and with several audiences naming us as azp.
+        let mut c = claims();
+        c["exp"] = json!(NOW - 30);
+        c["aud"] = json!(["souk", "other"]);
+        c["azp"] = json!("souk");
+        assert!(check(&rs256(&c)).is_ok());
+    }
+
+    #[test]
+    fn small_rsa_keys_are_ignored() {
+        let small = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let public = small.to_public_key();
+        let doc = json!({"keys": [{"kty": "RSA", "n": b64(&public.n().to_bytes_be()), "e": "AQAB"}]});
+        assert!(KeySet::parse(doc.to_string().as_bytes()).unwrap().keys.is_empty());
+        assert!(KeySet::parse(b"[]").is_err());
+    }
+}

@@ -434,3 +434,40 @@ fn short(e: &reqwest::Error) -> &'static str {
         "request failed"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+            "100.64.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::",
+            "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn provider_urls_follow_the_policy() {
+        assert!(check_url("issuer", "https://id.example.com/realms/x", false).is_ok());
+        for bad in [
+            "http://id.example.com",
+            "https://user:pw@id.example.com",
+            "https://id.example.com/#x",
+            "https://127.0.0.1/",
+            "https://[::1]/",
+            "https://169.254.169.254/latest",
+            "ftp://id.example.com",
+            "id.example.com",
+        ] {
+            assert!(check_url("issuer", bad, false).is_err(), "{bad}");
+        }
+        assert!(check_url("issuer", "http://127.0.0.1:8080", true).is_ok());
+    }
+}
