@@ -248,11 +248,7 @@ fn sign_rs256(key: &RsaPrivateKey, kid: &str, claims: &Value) -> String {
     format!("{message}.{}", b64(&signature.to_bytes()))
 }
 
-async fn token(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let mut inner = shared.inner.lock().expect("state");
     inner.token_requests.push(form.clone());
@@ -322,8 +318,8 @@ async fn token(
                 b64(header.to_string().as_bytes()),
                 b64(claims.to_string().as_bytes())
             );
-            let mut mac = hmac::Hmac::<Sha256>::new_from_slice(CLIENT_SECRET.as_bytes())
-                .expect("hmac key");
+            let mut mac =
+                hmac::Hmac::<Sha256>::new_from_slice(CLIENT_SECRET.as_bytes()).expect("hmac key");
             mac.update(message.as_bytes());
             format!("{message}.{}", b64(&mac.finalize().into_bytes()))
         }

@@ -91,7 +91,11 @@ fn begin(host: &Host, tenant: &str, return_to: &str) -> Begun {
     );
     let started = hop(&client, &start, None);
     assert_eq!(started.status, 302, "start: {started:?}");
-    let binding = started.cookies.get("souk_sso").expect("souk_sso cookie").clone();
+    let binding = started
+        .cookies
+        .get("souk_sso")
+        .expect("souk_sso cookie")
+        .clone();
     let authorize = started.location.expect("location");
     let query: HashMap<String, String> = url::Url::parse(&authorize)
         .expect("authorize url")
@@ -201,9 +205,11 @@ fn with_session(host: &Host, method: &str, path: &str, session: &Hop, csrf: bool
 fn audit_actions(host: &Host, tenant: &str, token: &str) -> Vec<String> {
     let a = host.get(&format!("/v1/tenants/{tenant}/audit"), token);
     assert_eq!(a.status, 200, "{a:?}");
-    let events = a.body.as_array().cloned().unwrap_or_else(|| {
-        a.body["events"].as_array().cloned().unwrap_or_default()
-    });
+    let events = a
+        .body
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| a.body["events"].as_array().cloned().unwrap_or_default());
     events
         .iter()
         .filter_map(|e| e["action"].as_str().map(str::to_owned))
@@ -225,7 +231,10 @@ fn sso_round_trip_signs_in_a_new_member_who_reaches_a_member_route() {
     let shown = host.get("/v1/tenants/acme/sso", &token);
     assert_eq!(shown.status, 200, "{shown:?}");
     assert_eq!(shown.body["client_secret_set"], true);
-    assert_eq!(shown.body["issuer"].as_str(), Some(provider.issuer.as_str()));
+    assert_eq!(
+        shown.body["issuer"].as_str(),
+        Some(provider.issuer.as_str())
+    );
     assert!(
         !String::from_utf8_lossy(&shown.bytes).contains(CLIENT_SECRET),
         "the secret was shown: {shown:?}"
@@ -284,7 +293,10 @@ fn sso_round_trip_signs_in_a_new_member_who_reaches_a_member_route() {
 
     let actions = audit_actions(&host, "acme", &token);
     for action in ["sso_configure", "user_create", "login", "sso_login"] {
-        assert!(actions.iter().any(|a| a == action), "{action} not in {actions:?}");
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} not in {actions:?}"
+        );
     }
     assert_eq!(actions.iter().filter(|a| *a == "sso_login").count(), 2);
 
@@ -335,14 +347,21 @@ fn users_are_matched_by_verified_address_and_the_refused_are_refused() {
     let refused = round_trip(&host, "acme");
     assert_eq!(refused.status, 403, "{refused:?}");
     assert!(!refused.cookies.contains_key("souk_session"));
-    assert!(audit_actions(&host, "acme", &token).iter().any(|a| a == "login_failed"));
+    assert!(
+        audit_actions(&host, "acme", &token)
+            .iter()
+            .any(|a| a == "login_failed")
+    );
 
     // An address the provider has not verified: refused, nobody created.
     provider.set_person(person("carol@example.com", false));
     let refused = round_trip(&host, "acme");
     assert_eq!(refused.status, 403, "{refused:?}");
     assert!(
-        refused.body["detail"].as_str().unwrap_or_default().contains("verified"),
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("verified"),
         "{refused:?}"
     );
     assert_eq!(users(&host, "acme", &token).len(), 1);
@@ -356,7 +375,9 @@ fn users_are_matched_by_verified_address_and_the_refused_are_refused() {
     assert_eq!(refused.status, 403, "{refused:?}");
     let mut body = settings(&provider);
     body["provision_members"] = json!(false);
-    body.as_object_mut().expect("object").remove("client_secret");
+    body.as_object_mut()
+        .expect("object")
+        .remove("client_secret");
     let a = configure(&host, "acme", &token, body);
     assert_eq!(a.status, 200, "the stored secret is kept: {a:?}");
     assert_eq!(a.body["provision_members"], false);
@@ -436,7 +457,10 @@ fn states_are_single_use_bound_to_their_tenant_and_browser_and_return_to_stays_h
     // An unknown state.
     let forged = hop(
         &browser(),
-        &format!("{}/v1/tenants/acme/sso/callback?code=x&state=guess", host.base),
+        &format!(
+            "{}/v1/tenants/acme/sso/callback?code=x&state=guess",
+            host.base
+        ),
         Some("souk_sso=guess"),
     );
     assert_eq!(forged.status, 401, "{forged:?}");
@@ -477,8 +501,12 @@ fn states_are_single_use_bound_to_their_tenant_and_browser_and_return_to_stays_h
     );
     assert_eq!((nobody.status, plain.status), (404, 404));
     assert_eq!(
-        nobody.body["detail"].as_str().map(|d| d.replace("nobody", "_")),
-        plain.body["detail"].as_str().map(|d| d.replace("plain", "_"))
+        nobody.body["detail"]
+            .as_str()
+            .map(|d| d.replace("nobody", "_")),
+        plain.body["detail"]
+            .as_str()
+            .map(|d| d.replace("plain", "_"))
     );
 }
 
@@ -533,7 +561,9 @@ fn a_provider_the_host_cannot_use_is_refused_when_configured() {
     assert_eq!(a.status, 422, "{a:?}");
     // The first configuration needs a secret.
     let mut body = settings(&provider);
-    body.as_object_mut().expect("object").remove("client_secret");
+    body.as_object_mut()
+        .expect("object")
+        .remove("client_secret");
     let a = configure(&host, "acme", &token, body);
     assert_eq!(a.status, 422, "{a:?}");
     assert_eq!(host.get("/v1/tenants/acme/sso", &token).status, 404);

@@ -25,9 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::people::{
-    CSRF_COOKIE, ClientAddress, SESSION_COOKIE, cookie, set_cookie, with_cookies,
-};
+use super::people::{CSRF_COOKIE, ClientAddress, SESSION_COOKIE, cookie, set_cookie, with_cookies};
 use super::{ApiResult, Problem, TenantAccess, parse_json};
 use crate::error::SoukError;
 use crate::souk::Souk;

@@ -15,17 +15,37 @@ pub(super) struct SsoOptions {
     #[arg(long, global = true, env = "SOUK_SSO_ALLOW_INSECURE")]
     sso_allow_insecure: bool,
     /// Seconds each request to a provider may take.
-    #[arg(long, global = true, env = "SOUK_SSO_HTTP_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_SSO_HTTP_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     sso_http_timeout_secs: u64,
     /// Seconds a started sign-in may take to come back from the provider.
-    #[arg(long, global = true, env = "SOUK_SSO_LOGIN_TTL_SECS", default_value_t = 600)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_SSO_LOGIN_TTL_SECS",
+        default_value_t = 600
+    )]
     sso_login_ttl_secs: u64,
     /// Seconds of clock skew tolerated on an ID token's times.
-    #[arg(long, global = true, env = "SOUK_SSO_LEEWAY_SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_SSO_LEEWAY_SECS",
+        default_value_t = 60
+    )]
     sso_leeway_secs: u64,
     /// Shortest interval, in seconds, between two fetches of a provider's
     /// keys prompted by tokens naming keys it does not publish.
-    #[arg(long, global = true, env = "SOUK_SSO_JWKS_REFRESH_SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_SSO_JWKS_REFRESH_SECS",
+        default_value_t = 60
+    )]
     sso_jwks_refresh_secs: u64,
     /// The host's public base URL (e.g. https://souk.example.com): the
     /// callback URL given to providers is made from it. Unset: from each

@@ -110,9 +110,8 @@ impl KeySet {
             .filter_map(|k| {
                 let n = URL_SAFE_NO_PAD.decode(k.n?).ok()?;
                 let e = URL_SAFE_NO_PAD.decode(k.e?).ok()?;
-                let key =
-                    RsaPublicKey::new(BigUint::from_bytes_be(&n), BigUint::from_bytes_be(&e))
-                        .ok()?;
+                let key = RsaPublicKey::new(BigUint::from_bytes_be(&n), BigUint::from_bytes_be(&e))
+                    .ok()?;
                 (rsa::traits::PublicKeyParts::size(&key) * 8 >= MIN_RSA_BITS).then_some(
                     SigningKey {
                         kid: k.kid,
@@ -418,9 +417,18 @@ mod tests {
         // An unknown key id, a critical extension, junk.
         let other = signed(&json!({"alg": "RS256", "kid": "k9"}), &claims());
         assert_eq!(check(&other), Err(TokenError::UnknownKey));
-        let crit = signed(&json!({"alg": "RS256", "kid": "k1", "crit": ["exp"]}), &claims());
+        let crit = signed(
+            &json!({"alg": "RS256", "kid": "k1", "crit": ["exp"]}),
+            &claims(),
+        );
         assert_eq!(check(&crit), Err(TokenError::Critical));
-        for junk in ["", "a.b", "a.b.c.d", "!!.!!.!!", &format!("{body}.{body}.{body}")] {
+        for junk in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!.!!.!!",
+            &format!("{body}.{body}.{body}"),
+        ] {
             assert!(check(junk).is_err(), "{junk}");
         }
     }
@@ -432,16 +440,50 @@ mod tests {
             edit(&mut c);
             check(&rs256(&c)).unwrap_err()
         };
-        assert_eq!(refused(&|c| c["iss"] = json!("https://id.example.com/")), TokenError::Claim("iss"));
-        assert_eq!(refused(&|c| c["aud"] = json!("other")), TokenError::Claim("aud"));
-        assert_eq!(refused(&|c| c["aud"] = json!(["other", "souk"])), TokenError::Claim("azp"));
-        assert_eq!(refused(&|c| c["nonce"] = json!("n-other")), TokenError::Claim("nonce"));
-        assert_eq!(refused(&|c| { c.as_object_mut().unwrap().remove("nonce"); }), TokenError::Claim("nonce"));
-        assert_eq!(refused(&|c| c["exp"] = json!(NOW - 61)), TokenError::Expired);
-        assert_eq!(refused(&|c| c["iat"] = json!(NOW + 61)), TokenError::NotYetValid);
-        assert_eq!(refused(&|c| c["nbf"] = json!(NOW + 61)), TokenError::NotYetValid);
-        assert_eq!(refused(&|c| c["email_verified"] = json!(false)), TokenError::EmailNotVerified);
-        assert_eq!(refused(&|c| { c.as_object_mut().unwrap().remove("email_verified"); }), TokenError::EmailNotVerified);
+        assert_eq!(
+            refused(&|c| c["iss"] = json!("https://id.example.com/")),
+            TokenError::Claim("iss")
+        );
+        assert_eq!(
+            refused(&|c| c["aud"] = json!("other")),
+            TokenError::Claim("aud")
+        );
+        assert_eq!(
+            refused(&|c| c["aud"] = json!(["other", "souk"])),
+            TokenError::Claim("azp")
+        );
+        assert_eq!(
+            refused(&|c| c["nonce"] = json!("n-other")),
+            TokenError::Claim("nonce")
+        );
+        assert_eq!(
+            refused(&|c| {
+                c.as_object_mut().unwrap().remove("nonce");
+            }),
+            TokenError::Claim("nonce")
+        );
+        assert_eq!(
+            refused(&|c| c["exp"] = json!(NOW - 61)),
+            TokenError::Expired
+        );
+        assert_eq!(
+            refused(&|c| c["iat"] = json!(NOW + 61)),
+            TokenError::NotYetValid
+        );
+        assert_eq!(
+            refused(&|c| c["nbf"] = json!(NOW + 61)),
+            TokenError::NotYetValid
+        );
+        assert_eq!(
+            refused(&|c| c["email_verified"] = json!(false)),
+            TokenError::EmailNotVerified
+        );
+        assert_eq!(
+            refused(&|c| {
+                c.as_object_mut().unwrap().remove("email_verified");
+            }),
+            TokenError::EmailNotVerified
+        );
         assert_eq!(refused(&|c| c["sub"] = json!("")), TokenError::Claim("sub"));
         // Within the leeway, and with several audiences naming us as azp.
         let mut c = claims();
@@ -455,8 +497,14 @@ mod tests {
     fn small_rsa_keys_are_ignored() {
         let small = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
         let public = small.to_public_key();
-        let doc = json!({"keys": [{"kty": "RSA", "n": b64(&public.n().to_bytes_be()), "e": "AQAB"}]});
-        assert!(KeySet::parse(doc.to_string().as_bytes()).unwrap().keys.is_empty());
+        let doc =
+            json!({"keys": [{"kty": "RSA", "n": b64(&public.n().to_bytes_be()), "e": "AQAB"}]});
+        assert!(
+            KeySet::parse(doc.to_string().as_bytes())
+                .unwrap()
+                .keys
+                .is_empty()
+        );
         assert!(KeySet::parse(b"[]").is_err());
     }
 }

@@ -93,9 +93,12 @@ impl SsoChanges {
     /// [`SoukError::Invalid`] naming the field and the rule.
     pub fn parse(&self, allow_insecure: bool) -> Result<ParsedSettings, SoukError> {
         let issuer = token_field("issuer", &self.issuer, 2048)?;
-        check_url("issuer", &issuer, allow_insecure).map_err(|e| SoukError::Invalid(e.to_string()))?;
+        check_url("issuer", &issuer, allow_insecure)
+            .map_err(|e| SoukError::Invalid(e.to_string()))?;
         if issuer.contains('?') {
-            return Err(SoukError::Invalid("the issuer must not contain a query".into()));
+            return Err(SoukError::Invalid(
+                "the issuer must not contain a query".into(),
+            ));
         }
         let client_id = token_field("client_id", &self.client_id, 255)?;
         let client_secret = self

@@ -39,8 +39,8 @@ use crate::control_plane::{ControlPlane, audit};
 use crate::entitlements::Decision;
 use crate::error::SoukError;
 use crate::installer::Installer;
-use crate::people::{People, SignIn, UserStatus};
 use crate::people::throttle::PublicLimiter;
+use crate::people::{People, SignIn, UserStatus};
 use crate::secrets::{random_secret, token_hash};
 use crate::tenancy::Tenant;
 use crate::usage::Usage;
@@ -264,7 +264,11 @@ impl Sso<'_> {
         for installation in self.installer.list(tenant).await? {
             let resolved = self.usage.ensure_grant(tenant, &installation).await?;
             let manifest = &resolved.manifest;
-            for feature in manifest.features.iter().filter(|f| f.kind == FeatureKind::Sso) {
+            for feature in manifest
+                .features
+                .iter()
+                .filter(|f| f.kind == FeatureKind::Sso)
+            {
                 match engine.check_feature(&tenant.id, manifest.slug.as_str(), &feature.key) {
                     Decision::Allowed => return Ok(()),
                     Decision::Denied(denial) => {
@@ -341,7 +345,9 @@ impl Sso<'_> {
             token_endpoint: discovery.token_endpoint,
             jwks_uri: discovery.jwks_uri,
             token_auth: discovery.token_auth.to_owned(),
-            created_at: stored.as_ref().map_or_else(|| at.clone(), |s| s.created_at.clone()),
+            created_at: stored
+                .as_ref()
+                .map_or_else(|| at.clone(), |s| s.created_at.clone()),
             updated_at: at.clone(),
         };
         let mut tx = self.control.pool().begin().await?;
@@ -356,7 +362,15 @@ impl Sso<'_> {
                 ""
             }
         );
-        record(&mut tx, tenant, &at, "sso_configure", actor.caller(), &detail).await?;
+        record(
+            &mut tx,
+            tenant,
+            &at,
+            "sso_configure",
+            actor.caller(),
+            &detail,
+        )
+        .await?;
         tx.commit().await?;
         Ok(self.settings(tenant, &row))
     }
@@ -552,7 +566,9 @@ impl Sso<'_> {
             TokenError::EmailNotVerified => SoukError::Forbidden(e.to_string()),
             other => SoukError::Unauthorized(format!("single sign-on failed: {other}")),
         })?;
-        let (user, provisioned) = self.user_for(&tenant, &provider, &identity, address).await?;
+        let (user, provisioned) = self
+            .user_for(&tenant, &provider, &identity, address)
+            .await?;
         let sign_in = self.people.open_session(&tenant, &user.id, address).await?;
         let at = rfc3339(self.clock.now());
         let detail = format!(
@@ -646,7 +662,15 @@ impl Sso<'_> {
         let from = address.map_or_else(String::new, |a| format!(" from {a}"));
         let detail = format!("{}: single sign-on, {why}{from}", user.id);
         let mut conn = self.control.pool().acquire().await?;
-        record(&mut conn, tenant, &at, "login_failed", Caller::anonymous(), &detail).await
+        record(
+            &mut conn,
+            tenant,
+            &at,
+            "login_failed",
+            Caller::anonymous(),
+            &detail,
+        )
+        .await
     }
 }
 

@@ -96,7 +96,11 @@ impl reqwest::dns::Resolve for PublicResolver {
 ///
 /// # Errors
 /// [`ProviderError::Url`] naming `what` and the rule.
-pub fn check_url(what: &str, text: &str, allow_insecure: bool) -> Result<reqwest::Url, ProviderError> {
+pub fn check_url(
+    what: &str,
+    text: &str,
+    allow_insecure: bool,
+) -> Result<reqwest::Url, ProviderError> {
     let bad = |why: &str| ProviderError::Url(format!("the {what} {why}"));
     let url = reqwest::Url::parse(text).map_err(|_| bad("is not an absolute URL"))?;
     match url.scheme() {
@@ -212,7 +216,11 @@ impl ProviderClient {
         self.allow_insecure
     }
 
-    async fn read(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Vec<u8>, ProviderError> {
+    async fn read(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<Vec<u8>, ProviderError> {
         let unreachable = |why: String| ProviderError::Unreachable(format!("the {what} {why}"));
         let mut response = request
             .send()
@@ -251,9 +259,7 @@ impl ProviderClient {
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let bytes = self
-            .read(self.http.get(&url), "discovery document")
-            .await?;
+        let bytes = self.read(self.http.get(&url), "discovery document").await?;
         let doc: DiscoveryDocument = serde_json::from_slice(&bytes).map_err(|_| {
             ProviderError::Invalid(
                 "the discovery document is not an OpenID Connect provider's metadata (issuer, \
@@ -332,7 +338,9 @@ impl ProviderClient {
     }
 
     fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKeys>> {
-        self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The key set at `jwks_uri`: the cached one, fetched when there is
@@ -343,7 +351,11 @@ impl ProviderClient {
     ///
     /// # Errors
     /// [`ProviderError`] when a needed fetch fails.
-    pub async fn keys(&self, jwks_uri: &str, kid: Option<&str>) -> Result<Arc<KeySet>, ProviderError> {
+    pub async fn keys(
+        &self,
+        jwks_uri: &str,
+        kid: Option<&str>,
+    ) -> Result<Arc<KeySet>, ProviderError> {
         let cached = self.lock_keys().get(jwks_uri).cloned();
         match cached {
             Some(c) => {
@@ -371,7 +383,11 @@ impl ProviderClient {
     /// # Errors
     /// [`ProviderError`] when the endpoint refuses or answers no ID token.
     pub async fn exchange(&self, exchange: &CodeExchange<'_>) -> Result<String, ProviderError> {
-        check_url("token endpoint", exchange.token_endpoint, self.allow_insecure)?;
+        check_url(
+            "token endpoint",
+            exchange.token_endpoint,
+            self.allow_insecure,
+        )?;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", exchange.code),
@@ -442,9 +458,21 @@ mod tests {
     #[test]
     fn only_public_addresses_are_public() {
         for private in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-            "100.64.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::",
-            "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
