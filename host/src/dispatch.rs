@@ -10,14 +10,14 @@
 //!    recorded by another process takes effect at once), and the
 //!    entitlement engine's grant for it;
 //! 2. `match_route` — the manifest's route for the method and path, so a
-//!    module never sees a request it did not declare (404, 405);
-//! 2b. `Dispatcher::authorize` — the route's `access` level against who is
-//!    calling ([`authorize_route`]: 401, 403, or the tenant's 404 for
-//!    another tenant's caller), the caller the module is told about, and
-//!    the per-address rate of anonymous calls of `public` routes (429).
-//!    A caller with no credential valid here (an "outsider") learns
-//!    nothing from steps 1 and 2 either: any refusal there is answered as
-//!    this step would answer it ([`Standing::hide`]);
+//!    module never sees a request it did not declare (404, 405); then
+//!    `Dispatcher::authorize` (step 2b) — the route's `access` level
+//!    against who is calling ([`authorize_route`]: 401, 403, or the
+//!    tenant's 404 for another tenant's caller), the caller the module is
+//!    told about, and the per-address rate of anonymous calls of `public`
+//!    routes (429). A caller with no credential valid here (an
+//!    "outsider") learns nothing from steps 1 and 2 either: any refusal
+//!    there is answered as step 2b would answer it ([`Standing::hide`]);
 //! 3. `Dispatcher::admit` — the entitlement gate, before the module runs:
 //!    whole-module access, the route's `feature`, the module's `api_keys`
 //!    feature for a call made with an API key, room for one unit of its

@@ -17,6 +17,7 @@ mod hostile_sql;
 mod lifecycle;
 mod metering;
 mod packages;
+mod people;
 mod registry;
 mod removal;
 mod sandbox;

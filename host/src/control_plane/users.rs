@@ -97,7 +97,8 @@ pub async fn by_email(
 }
 
 /// Up to `limit` users of `tenant_id` in creation order, starting after
-/// user `after` (a cursor from an earlier page).
+/// user `after` (a cursor from an earlier page; one that is not the
+/// tenant's user gives an empty page).
 ///
 /// # Errors
 /// Database errors.
@@ -113,13 +114,13 @@ pub async fn page(
         ),
         Some(_) => format!(
             "SELECT {COLUMNS} FROM users WHERE tenant_id = ? AND (created_at, id) > \
-             (SELECT created_at, id FROM users WHERE id = ? AND tenant_id = users.tenant_id) \
+             (SELECT created_at, id FROM users AS cursor WHERE cursor.id = ? AND cursor.tenant_id = ?) \
              ORDER BY created_at, id LIMIT ?"
         ),
     };
     let mut q = sqlx::query_as(&query).bind(tenant_id);
     if let Some(after) = after {
-        q = q.bind(after);
+        q = q.bind(after).bind(tenant_id);
     }
     q.bind(limit).fetch_all(conn).await
 }

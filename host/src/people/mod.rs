@@ -654,6 +654,16 @@ impl People<'_> {
         id: &str,
         changes: &UserChanges,
     ) -> Result<User, SoukError> {
+        if changes.display_name.is_none()
+            && changes.role.is_none()
+            && changes.member_number.is_none()
+            && changes.status.is_none()
+        {
+            return Err(SoukError::Invalid(
+                "nothing to change: give `display_name`, `role`, `member_number` or `status`"
+                    .into(),
+            ));
+        }
         let mut tx = self.control.pool().begin().await?;
         let mut user = users::by_id(&mut tx, &tenant.id, id)
             .await?
@@ -762,6 +772,15 @@ impl People<'_> {
         let now = self.clock.now();
         let throttle = &self.state.login_throttle;
         if let Err(wait) = throttle.check(&account, address, now) {
+            // Worth the operator's attention: someone is guessing. The
+            // account and address only, never what was typed.
+            tracing::warn!(
+                tenant = tenant_slug,
+                email = %email_key,
+                address = ?address,
+                retry_after_secs = wait.as_secs(),
+                "sign-ins throttled"
+            );
             return Err(SoukError::TooManyRequests {
                 detail: format!(
                     "too many failed sign-ins; try again in {}s",
