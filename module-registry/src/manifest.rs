@@ -957,10 +957,35 @@ routes:
     fn only_supported_api_versions_are_accepted() {
         let m = Manifest::parse(&GOOD.replace("api: 0.1.0", "api: 0.2.0")).unwrap();
         assert_eq!(m.api, ApiVersion::V0_2_0);
-        for unsupported in ["0.3.0", "1.0.0", "0.1.1"] {
+        let m = Manifest::parse(&GOOD.replace("api: 0.1.0", "api: 0.3.0")).unwrap();
+        assert_eq!(m.api, ApiVersion::V0_3_0);
+        for unsupported in ["0.4.0", "1.0.0", "0.1.1"] {
             let e = error_of(&GOOD.replace("api: 0.1.0", &format!("api: {unsupported}")));
             assert!(e.contains("`api`"), "{e}");
-            assert!(e.contains("supported: 0.1.0, 0.2.0"), "{e}");
+            assert!(e.contains("supported: 0.1.0, 0.2.0, 0.3.0"), "{e}");
+        }
+    }
+
+    #[test]
+    fn host_counted_kinds_and_sso_need_api_0_3() {
+        let storage = (
+            "    kind: count\n",
+            "    kind: count\n  - key: attachment_bytes\n    kind: storage\n",
+        );
+        let sso = (
+            "    description: QR codes\n",
+            "    description: QR codes\n  - key: sso\n    kind: sso\n",
+        );
+        for (from, to) in [storage, sso] {
+            let old = GOOD
+                .replace("api: 0.1.0", "api: 0.2.0")
+                .replacen(from, to, 1);
+            let e = error_of(&old);
+            assert!(e.contains("needs api 0.3.0"), "{e}");
+            let new = GOOD
+                .replace("api: 0.1.0", "api: 0.3.0")
+                .replacen(from, to, 1);
+            Manifest::parse(&new).unwrap();
         }
     }
 
