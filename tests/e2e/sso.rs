@@ -579,3 +579,50 @@ fn without_the_insecure_flag_only_https_providers_are_accepted() {
     assert_eq!(a.status, 422, "{a:?}");
     assert!(a.detail().contains("https"), "{a:?}");
 }
+
+#[test]
+fn the_cli_shows_changes_and_removes_a_provider_without_showing_the_secret() {
+    let (host, provider) = start("alice@example.com");
+    let token = tenant_with_sso(&host, &provider, "acme");
+    let plans = crate::support::plans_dir();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--plans", plans.as_str(), "--sso-allow-insecure"];
+        all.extend_from_slice(args);
+        host.cli(&all)
+    };
+    let (ok, out, err) = cli(&["sso", "show", "acme"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&provider.issuer), "{out}");
+    assert!(!out.contains(CLIENT_SECRET), "{out}");
+    // Changed without a secret: the stored one is kept and still works.
+    let (ok, out, err) = cli(&[
+        "--json",
+        "sso",
+        "set",
+        "acme",
+        "--issuer",
+        &provider.issuer,
+        "--client-id",
+        CLIENT_ID,
+        "--allowed-domain",
+        "Example.com",
+        "--no-provisioning",
+    ]);
+    assert!(ok, "{err}");
+    assert!(!out.contains(CLIENT_SECRET), "{out}");
+    let settings: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(settings["allowed_domains"], json!(["example.com"]));
+    assert_eq!(settings["provision_members"], false);
+    let a = host.post(
+        "/v1/tenants/acme/users",
+        &token,
+        json!({"email": "alice@example.com"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(round_trip(&host, "acme").status, 303);
+    let (ok, _, err) = cli(&["sso", "remove", "acme"]);
+    assert!(ok, "{err}");
+    assert_eq!(host.get("/v1/tenants/acme/sso", &token).status, 404);
+    let (ok, _, err) = cli(&["sso", "show", "acme"]);
+    assert!(!ok && err.contains("no single sign-on"), "{err}");
+}

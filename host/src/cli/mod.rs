@@ -163,6 +163,9 @@ enum Command {
     /// Manage a tenant's users (as the operator).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Manage a tenant's single sign-on provider (as the operator).
+    #[command(subcommand)]
+    Sso(sso::SsoCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -252,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(command) => tenant::run(command, global).await,
         Command::Module(command) => module::run(command, global).await,
         Command::User(command) => user::run(command, global).await,
+        Command::Sso(command) => sso::run(command, global).await,
         Command::Keys(command) => keys::run(command, global),
         Command::Registry(command) => registry::run(command, global).await,
         Command::Publish(args) => publish::run(args, global).await,

@@ -296,7 +296,8 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<Identity, Tok
         return Err(TokenError::Claim("nonce"));
     }
     let subject = text("sub")?;
-    if subject.is_empty() {
+    // OpenID Connect Core 2: at most 255 ASCII characters.
+    if subject.is_empty() || subject.len() > 255 || subject.chars().any(char::is_control) {
         return Err(TokenError::Claim("sub"));
     }
     let email = text("email")?;
@@ -485,6 +486,10 @@ mod tests {
             TokenError::EmailNotVerified
         );
         assert_eq!(refused(&|c| c["sub"] = json!("")), TokenError::Claim("sub"));
+        assert_eq!(
+            refused(&|c| c["sub"] = json!("x".repeat(256))),
+            TokenError::Claim("sub")
+        );
         // Within the leeway, and with several audiences naming us as azp.
         let mut c = claims();
         c["exp"] = json!(NOW - 30);
