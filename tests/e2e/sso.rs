@@ -626,3 +626,41 @@ fn the_cli_shows_changes_and_removes_a_provider_without_showing_the_secret() {
     let (ok, _, err) = cli(&["sso", "show", "acme"]);
     assert!(!ok && err.contains("no single sign-on"), "{err}");
 }
+
+#[test]
+fn a_rotated_key_is_fetched_at_most_once_per_refresh_interval_and_sign_ins_expire() {
+    // The default interval, 60 s of the host's (manual) clock.
+    let (host, provider) = start("alice@example.com");
+    tenant_with_sso(&host, &provider, "acme");
+    provider.misbehave(Misbehaviour::Rotated);
+    // The keys were fetched when the provider was configured, just now: a
+    // token naming a key not among them is refused without a new fetch.
+    let refused = round_trip(&host, "acme");
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not publish"),
+        "{refused:?}"
+    );
+    let a = host.post("/v1/clock", &host.operator, json!({"advance_seconds": 61}));
+    assert_eq!(a.status, 200, "{a:?}");
+    let done = round_trip(&host, "acme");
+    assert_eq!(done.status, 303, "{done:?}");
+
+    // A sign-in that takes longer than --sso-login-ttl-secs (600) is over.
+    provider.misbehave(Misbehaviour::None);
+    let begun = begin(&host, "acme", ME);
+    let a = host.post("/v1/clock", &host.operator, json!({"advance_seconds": 601}));
+    assert_eq!(a.status, 200, "{a:?}");
+    let late = finish(&begun);
+    assert_eq!(late.status, 401, "{late:?}");
+    assert!(
+        late.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
+        "{late:?}"
+    );
+}

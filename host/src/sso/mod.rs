@@ -330,7 +330,7 @@ impl Sso<'_> {
             .await
             .map_err(|e| SoukError::Invalid(format!("the provider cannot be used: {e}")))?;
         client
-            .refresh_keys(&discovery.jwks_uri)
+            .refresh_keys(&discovery.jwks_uri, self.clock.now())
             .await
             .map_err(|e| SoukError::Invalid(format!("the provider cannot be used: {e}")))?;
         let at = rfc3339(self.clock.now());
@@ -552,7 +552,7 @@ impl Sso<'_> {
             .map_err(provider_refused)?;
         let kid = id_token::kid_of(&token);
         let keys = client
-            .keys(&provider.jwks_uri, kid.as_deref())
+            .keys(&provider.jwks_uri, kid.as_deref(), self.clock.now())
             .await
             .map_err(provider_refused)?;
         let expected = Expected {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
+use time::OffsetDateTime;
 
 use super::SsoConfig;
 use super::id_token::KeySet;
@@ -168,7 +169,8 @@ struct TokenAnswer {
 #[derive(Clone)]
 struct CachedKeys {
     keys: Arc<KeySet>,
-    fetched: tokio::time::Instant,
+    /// When, by the host's clock.
+    fetched: OffsetDateTime,
 }
 
 /// The HTTP client for providers, with the key sets it fetched.
@@ -317,7 +319,11 @@ impl ProviderClient {
         })
     }
 
-    async fn fetch_keys(&self, jwks_uri: &str) -> Result<Arc<KeySet>, ProviderError> {
+    async fn fetch_keys(
+        &self,
+        jwks_uri: &str,
+        now: OffsetDateTime,
+    ) -> Result<Arc<KeySet>, ProviderError> {
         check_url("JWKS URI", jwks_uri, self.allow_insecure)?;
         let bytes = self.read(self.http.get(jwks_uri), "JWKS").await?;
         let keys = KeySet::parse(&bytes).map_err(ProviderError::Invalid)?;
@@ -331,7 +337,7 @@ impl ProviderClient {
             jwks_uri.to_owned(),
             CachedKeys {
                 keys: keys.clone(),
-                fetched: tokio::time::Instant::now(),
+                fetched: now,
             },
         );
         Ok(keys)
@@ -345,9 +351,10 @@ impl ProviderClient {
 
     /// The key set at `jwks_uri`: the cached one, fetched when there is
     /// none — or when `kid` is given, not in the cached set, and the set
-    /// was fetched longer than the minimum refresh interval ago (a
-    /// provider rotating its keys is followed at once, a stream of tokens
-    /// naming unknown keys costs one fetch per interval).
+    /// was fetched longer than the minimum refresh interval before `now`
+    /// (the host's clock): a provider rotating its keys is followed at
+    /// once, a stream of tokens naming unknown keys costs one fetch per
+    /// interval.
     ///
     /// # Errors
     /// [`ProviderError`] when a needed fetch fails.
@@ -355,18 +362,19 @@ impl ProviderClient {
         &self,
         jwks_uri: &str,
         kid: Option<&str>,
+        now: OffsetDateTime,
     ) -> Result<Arc<KeySet>, ProviderError> {
         let cached = self.lock_keys().get(jwks_uri).cloned();
         match cached {
             Some(c) => {
                 let known = kid.is_none_or(|kid| c.keys.has_kid(kid));
-                if known || c.fetched.elapsed() < self.jwks_min_refresh {
+                if known || now < c.fetched + self.jwks_min_refresh {
                     Ok(c.keys)
                 } else {
-                    self.fetch_keys(jwks_uri).await
+                    self.fetch_keys(jwks_uri, now).await
                 }
             }
-            None => self.fetch_keys(jwks_uri).await,
+            None => self.fetch_keys(jwks_uri, now).await,
         }
     }
 
@@ -374,8 +382,12 @@ impl ProviderClient {
     ///
     /// # Errors
     /// [`ProviderError`].
-    pub async fn refresh_keys(&self, jwks_uri: &str) -> Result<Arc<KeySet>, ProviderError> {
-        self.fetch_keys(jwks_uri).await
+    pub async fn refresh_keys(
+        &self,
+        jwks_uri: &str,
+        now: OffsetDateTime,
+    ) -> Result<Arc<KeySet>, ProviderError> {
+        self.fetch_keys(jwks_uri, now).await
     }
 
     /// Exchanges `code` at the token endpoint; answers the ID token.
