@@ -97,8 +97,24 @@ impl SsoState {
     /// The state for `config`.
     ///
     /// # Errors
-    /// When the HTTP client cannot be built (its TLS backend).
+    /// [`SoukError::Invalid`] for a public URL that is not an http(s)
+    /// URL; when the HTTP client cannot be built (its TLS backend).
     pub fn new(config: SsoConfig) -> Result<Self, SoukError> {
+        if let Some(url) = &config.public_url {
+            let parsed = reqwest::Url::parse(url).ok();
+            if !parsed.is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.has_host()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            }) {
+                return Err(SoukError::Invalid(
+                    "--sso-public-url must be an http(s) URL such as https://souk.example.com, \
+                     without query or fragment"
+                        .into(),
+                ));
+            }
+        }
         let client = ProviderClient::new(&config)
             .map_err(|e| SoukError::Internal(anyhow::anyhow!("single sign-on client: {e}")))?;
         Ok(SsoState { config, client })
@@ -699,4 +715,41 @@ async fn record(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_url_must_be_an_http_url() {
+        for good in ["https://souk.example.com", "http://127.0.0.1:8080/base/"] {
+            let config = SsoConfig {
+                public_url: Some(good.into()),
+                ..SsoConfig::default()
+            };
+            assert!(SsoState::new(config).is_ok(), "{good}");
+        }
+        for bad in [
+            "souk.example.com",
+            "ftp://x.example",
+            "https://x.example/?a=b",
+            "",
+        ] {
+            let config = SsoConfig {
+                public_url: Some(bad.into()),
+                ..SsoConfig::default()
+            };
+            assert!(SsoState::new(config).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_pkce_challenge_is_the_rfc_7636_example() {
+        // RFC 7636, appendix B.
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
 }
