@@ -18,6 +18,7 @@
 //! dependency order: references may go both ways between two tables, or
 //! from a table to itself, where no order of tables (or even of rows) works.
 
+pub mod files;
 mod legacy;
 mod lines;
 mod schema;
@@ -204,6 +205,16 @@ impl ModuleArchive {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// The directory beside the archive file holding the bytes of the
+    /// files its header lists (`None` for the first format, which has
+    /// none).
+    pub fn blobs_dir(&self) -> Option<PathBuf> {
+        match &self.body {
+            Body::Lines { path } => Some(files::blobs_dir(path)),
+            Body::Legacy(_) => None,
+        }
+    }
 }
 
 /// A stored archive, as listed and as an uninstall reports it: no server
@@ -301,6 +312,7 @@ pub async fn export(
         migrations,
         created_at: rfc3339(at),
         usage,
+        files: files::list(tx, module).await?,
     };
     let id = format!("arc_{}", hex::encode(rand::random::<[u8; 8]>()));
     let folder = dir.join(&tenant.id);
@@ -538,6 +550,7 @@ async fn open_legacy(id: &str, path: &Path) -> Result<ModuleArchive, ArchiveErro
             migrations: doc.migrations,
             created_at: doc.created_at,
             usage: doc.usage,
+            files: Vec::new(),
         },
         id: id.to_owned(),
         body: Body::Legacy(doc.tables),
@@ -568,6 +581,11 @@ pub async fn list(control: &ControlPlane, tenant: &Tenant) -> Result<Vec<Archive
 pub async fn discard(control: &ControlPlane, tenant: &Tenant, id: &str) -> Result<(), SoukError> {
     let record = find(control, tenant, id).await?;
     match tokio::fs::remove_file(&record.path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ArchiveError::from(e).into()),
+    }
+    match tokio::fs::remove_dir_all(files::blobs_dir(Path::new(&record.path))).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ArchiveError::from(e).into()),
@@ -611,6 +629,7 @@ async fn restore_into(
         &archive.header.usage,
     )
     .await?;
+    files::restore_rows(conn, &archive.header.module, &archive.header.files).await?;
     let mut restorer = Restorer {
         archive: &archive.id,
         prefix,

@@ -50,6 +50,7 @@ use crate::capabilities::db::{CallTransaction, ModuleDb};
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
 };
+use crate::capabilities::files::{FileService, FilesAccess};
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
@@ -84,10 +85,12 @@ pub struct Dispatcher<'a> {
     pub installer: Installer<'a>,
     /// Keeps the engine's grant for the installation current.
     pub usage: Usage<'a>,
-    /// The per-address rate of anonymous calls of `public` routes.
-    pub public_limiter: &'a PublicLimiter,
+    /// The blob stores and URL signer of the `files` capability.
+    pub files: &'a FileService,
     /// Told, before a call's commit, of the deferred work it queued.
     pub work: &'a WorkHints,
+    /// The per-address rate of anonymous calls of `public` routes.
+    pub public_limiter: &'a PublicLimiter,
 }
 
 /// Whom a request is for, found and checked before anything runs.
@@ -151,15 +154,15 @@ impl Dispatcher<'_> {
             outsider.hide(tenant_slug, e)
         })?;
         let standing = Standing::of(principal, &tenant, module);
-        self.target(tenant, standing, module)
+        self.resolve_for(tenant, standing, module)
             .await
             .map_err(|e| standing.hide(tenant_slug, e))
     }
 
-    /// The rest of step 1 for a tenant found and a caller's standing
+    /// The rest of step 1 for a tenant found, with the caller's standing
     /// there: a place for the call, the installation (not revoked) and the
     /// engine's grant.
-    async fn target(
+    async fn resolve_for(
         &self,
         tenant: Tenant,
         standing: Standing,
@@ -306,14 +309,20 @@ impl Dispatcher<'_> {
             CallTransaction::Open(pool.begin_with("BEGIN IMMEDIATE").await?)
         };
         let db = ModuleDb::with(scope, tx, self.runtime.limits().call_timeout);
-        let state = self.call_state(target, admission.caller, db);
+        let state = self.call_state(target, admission.caller, db, &pool);
         Ok((loaded, state))
     }
 
     /// The state of a call of `target`'s module by `caller` on `db`: its
-    /// context and the tenant's entitlements (requests and background
-    /// calls alike).
-    fn call_state(&self, target: &Target, caller: Caller, db: ModuleDb) -> CallState {
+    /// context, the tenant's entitlements and the module's files in the
+    /// tenant database `pool` (requests and background calls alike).
+    fn call_state(
+        &self,
+        target: &Target,
+        caller: Caller,
+        db: ModuleDb,
+        pool: &sqlx::SqlitePool,
+    ) -> CallState {
         let manifest = &target.resolved.manifest;
         let context = CallContext {
             tenant_id: target.tenant.id.clone(),
@@ -328,12 +337,21 @@ impl Dispatcher<'_> {
             self.billing.clock().now(),
         )
         .with_host_counted(&manifest.limits);
+        let files = FilesAccess::new(
+            self.files.clone(),
+            pool.clone(),
+            &target.tenant.id,
+            manifest.slug.as_str(),
+            manifest.files.clone(),
+            self.billing.clock().now(),
+        );
         CallState::for_request(
             context,
             db,
             entitlements,
             self.runtime.limits().memory_bytes,
         )
+        .with_files(files)
     }
 
     /// Step 5: runs the module's `handle` on the module call threads (see
@@ -382,7 +400,8 @@ impl Dispatcher<'_> {
         body: BackgroundBody<T>,
     ) -> Result<Result<T, String>, SoukError> {
         let tenant = self.tenancy.by_id(tenant_id).await?;
-        let target = self.target(tenant, Standing::Admin, module).await?;
+        // The host acts for the tenant: an administrator's standing.
+        let target = self.resolve_for(tenant, Standing::Admin, module).await?;
         let manifest = &target.resolved.manifest;
         let loaded = self.catalog.load(self.runtime, &target.resolved).await?;
         let scope = self.installer.scope_for(&target.tenant, manifest).await?;
@@ -392,6 +411,7 @@ impl Dispatcher<'_> {
             &target,
             Caller::system(),
             ModuleDb::with(scope, tx, deadline),
+            &pool,
         );
         let settlement = Settlement::new(None, self.work, self.billing.clock().now());
         let ran = self
@@ -473,6 +493,9 @@ struct Settlement<'a> {
     hints: &'a WorkHints,
     tenant_id: String,
     now: time::OffsetDateTime,
+    /// The call's files access: after the commit or rollback, the blobs
+    /// its deletes left unnamed, or its rolled-back puts wrote, are removed.
+    files: Option<FilesAccess>,
 }
 
 impl<'a> Settlement<'a> {
@@ -487,6 +510,7 @@ impl<'a> Settlement<'a> {
             hints,
             tenant_id: String::new(),
             now,
+            files: None,
         }
     }
 
@@ -497,6 +521,7 @@ impl<'a> Settlement<'a> {
         self.tx = state.db.take_transaction();
         self.work = state.work;
         self.tenant_id.clone_from(&target.tenant.id);
+        self.files = state.files.take();
     }
 
     /// Step 6: commits the call's work when the module answered below 500,
@@ -530,9 +555,31 @@ impl<'a> Settlement<'a> {
         }
     }
 
+    /// Commits (see [`Settlement::commit_transaction`]), then settles the
+    /// call's files.
+    async fn commit(mut self, status: u16) -> Result<(), SoukError> {
+        let files = self.files.take();
+        let committed = self.commit_transaction(status).await;
+        if let Some(files) = files {
+            files.settle().await;
+        }
+        committed
+    }
+
+    /// Rolls back (see [`Settlement::rollback_transaction`]), then settles
+    /// the call's files.
+    async fn rollback(mut self) -> Result<(), SoukError> {
+        let files = self.files.take();
+        let rolled_back = self.rollback_transaction().await;
+        if let Some(files) = files {
+            files.settle().await;
+        }
+        rolled_back
+    }
+
     /// Writes the meter unit (a 2xx only; otherwise it is given back) and
     /// commits the transaction; then the usage and the unit are kept.
-    async fn commit(mut self, status: u16) -> Result<(), SoukError> {
+    async fn commit_transaction(mut self, status: u16) -> Result<(), SoukError> {
         let Some(mut tx) = self.tx.take() else {
             return Ok(());
         };
@@ -574,7 +621,7 @@ impl<'a> Settlement<'a> {
 
     /// Rolls the transaction back (waiting for it, so a failure is seen);
     /// the usage and the meter unit are undone when `self` drops.
-    async fn rollback(mut self) -> Result<(), SoukError> {
+    async fn rollback_transaction(mut self) -> Result<(), SoukError> {
         if let Some(tx) = self.tx.take() {
             tx.rollback().await?;
         }

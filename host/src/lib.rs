@@ -38,6 +38,7 @@ pub mod cli;
 pub mod clock;
 pub mod control_plane;
 pub mod dispatch;
+pub mod downloads;
 pub mod entitlements;
 pub mod error;
 pub mod installer;

@@ -9,6 +9,9 @@ use anyhow::Context as _;
 use crate::auth::Auth;
 use crate::billing::plans::{Currency, PlanCatalog};
 use crate::billing::service::Billing;
+use crate::capabilities::files::FileService;
+use crate::capabilities::files::blobs::BlobStore;
+use crate::capabilities::files::signed::UrlSigner;
 use crate::catalog::{Catalog, ModuleVersion};
 use crate::clock::{Clock, RecordedClock, SystemClock};
 use crate::control_plane::ControlPlane;
@@ -58,6 +61,9 @@ pub struct SoukConfig {
     /// Users, invitations, sessions, sign-in throttling, public routes'
     /// rate (docs/people.md).
     pub people: PeopleConfig,
+    /// Largest file a module may store through `files`, in bytes (default
+    /// [`crate::capabilities::files::DEFAULT_MAX_FILE_BYTES`], 10 MiB).
+    pub max_file_bytes: u64,
     /// Single sign-on's knobs (docs/sso.md).
     pub sso: SsoConfig,
 }
@@ -76,6 +82,7 @@ impl SoukConfig {
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
             people: PeopleConfig::default(),
+            max_file_bytes: crate::capabilities::files::DEFAULT_MAX_FILE_BYTES,
             sso: SsoConfig::default(),
         }
     }
@@ -109,12 +116,15 @@ pub struct Souk {
     operator_plans: PlanCatalog,
     /// The per-tenant queues usage events are group-committed through.
     usage_groups: UsageGroups,
+    /// Module files: blobs beside the tenant databases, the signed-URL key
+    /// (`file-url-key` in the data directory), the per-file limit.
+    pub files: FileService,
+    /// Which tenants have deferred work (events, mail, jobs) and when.
+    work: Arc<WorkHints>,
     /// People's configuration and throttles.
     pub people_state: PeopleState,
     /// Single sign-on's configuration and provider client.
     pub sso_state: SsoState,
-    /// Which tenants have deferred work (events, mail, jobs) and when.
-    work: Arc<WorkHints>,
 }
 
 impl Souk {
@@ -153,6 +163,13 @@ impl Souk {
             Auth::new(control.clone(), data, clock.clone()).with_sessions(config.people.sessions);
         let people_state = PeopleState::new(config.people.clone());
         let sso_state = SsoState::new(config.sso.clone())?;
+        let files = FileService {
+            blobs: BlobStore::new(data.join("tenants")),
+            signer: Arc::new(
+                UrlSigner::open(data).context("cannot open the signed-URL key for files")?,
+            ),
+            max_file_bytes: config.max_file_bytes,
+        };
         let catalog = Catalog::new(control.clone(), data.join("packages"), clock.clone());
         let plans = match &config.plans {
             Some(path) => crate::billing::plans::load(path)?,
@@ -185,9 +202,10 @@ impl Souk {
                 manual_clock,
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
+                files,
+                work,
                 people_state,
                 sso_state,
-                work,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -212,6 +230,7 @@ impl Souk {
             migration_timeout: self.config.migration_timeout,
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
+            files: &self.files,
             work: &self.work,
         }
     }
@@ -253,8 +272,19 @@ impl Souk {
             billing: &self.billing,
             installer: self.installer(),
             usage: self.usage(),
-            public_limiter: &self.people_state.public_limiter,
+            files: &self.files,
             work: &self.work,
+            public_limiter: &self.people_state.public_limiter,
+        }
+    }
+
+    /// The download service behind `/f/{token}` (see
+    /// [`Downloads::open`](crate::downloads::Downloads::open)).
+    pub fn downloads(&self) -> crate::downloads::Downloads<'_> {
+        crate::downloads::Downloads {
+            tenancy: &self.tenancy,
+            files: &self.files,
+            clock: self.clock.as_ref(),
         }
     }
 
@@ -300,6 +330,27 @@ impl Souk {
             })
             .await?;
         Ok(report)
+    }
+
+    /// Removes file blobs no committed row names (left by calls a stopped
+    /// process never settled), in every tenant that has files. Run once at
+    /// `souk serve` start; calls of this process pin the blobs they write,
+    /// so it is safe while requests run. Answers how many files were
+    /// removed; a tenant that fails is logged and skipped.
+    pub async fn sweep_files(&self) -> usize {
+        let mut removed = 0;
+        for tenant_id in self.files.blobs.tenants_with_files() {
+            let swept = async {
+                let tenant = self.tenancy.by_id(&tenant_id).await?;
+                let pool = self.tenancy.database(&tenant).await?;
+                Ok::<_, SoukError>(self.files.blobs.sweep(&pool, &tenant.id).await?)
+            };
+            match swept.await {
+                Ok(n) => removed += n,
+                Err(e) => tracing::warn!(tenant = %tenant_id, error = %e, "file blobs not swept"),
+            }
+        }
+        removed
     }
 
     /// Moves the manual clock to `at` and records it, so a restart resumes

@@ -39,11 +39,18 @@ pub struct Migration {
 }
 
 /// The host's schema changes, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "usage tables",
-    apply: |conn| Box::pin(usage_db::create_tables(conn)),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "usage tables",
+        apply: |conn| Box::pin(usage_db::create_tables(conn)),
+    },
+    Migration {
+        version: 2,
+        name: "files table",
+        apply: |conn| Box::pin(crate::capabilities::files::rows::create_table(conn)),
+    },
+];
 
 /// Why a tenant database could not be brought to the host's schema.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +168,13 @@ mod tests {
             .unwrap()
     }
 
+    fn every_migration() -> Vec<(i64, String)> {
+        MIGRATIONS
+            .iter()
+            .map(|m| (m.version, m.name.to_owned()))
+            .collect()
+    }
+
     #[test]
     fn versions_count_up_from_one_without_gaps() {
         for (index, migration) in MIGRATIONS.iter().enumerate() {
@@ -173,10 +187,11 @@ mod tests {
         let pool = pool().await;
         migrate(&pool).await.unwrap();
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        assert_eq!(ledger(&pool).await, every_migration());
         assert_eq!(
             tables(&pool).await,
             [
+                "_souk_files",
                 LEDGER,
                 "_souk_usage_counters",
                 "_souk_usage_events",
@@ -203,9 +218,11 @@ mod tests {
         drop(conn);
 
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        assert_eq!(ledger(&pool).await, every_migration());
+        // Later migrations add tables of their own; the usage tables stay.
         let schema_after: Vec<Option<String>> = sqlx::query_scalar(&format!(
-            "SELECT sql FROM sqlite_master WHERE name <> '{LEDGER}' ORDER BY name"
+            "SELECT sql FROM sqlite_master WHERE name <> '{LEDGER}' \
+             AND tbl_name <> '_souk_files' ORDER BY name"
         ))
         .fetch_all(&pool)
         .await
@@ -228,7 +245,7 @@ mod tests {
         .await
         .unwrap();
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        assert_eq!(ledger(&pool).await, every_migration());
     }
 
     #[tokio::test]
@@ -257,18 +274,24 @@ mod tests {
             .await
             .unwrap();
         migrate(&pool).await.unwrap();
-        assert_eq!(ledger(&pool).await, [(1, "usage tables".to_owned())]);
+        let all: Vec<(i64, String)> = MIGRATIONS
+            .iter()
+            .map(|m| (m.version, m.name.to_owned()))
+            .collect();
+        assert_eq!(ledger(&pool).await, all);
         sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
         // A newer database is still refused on that read.
+        let known = MIGRATIONS.len() as i64;
         sqlx::query(&format!(
-            "INSERT INTO {LEDGER} (version, name) VALUES (2, 'from the future')"
+            "INSERT INTO {LEDGER} (version, name) VALUES ({}, 'from the future')",
+            known + 1
         ))
         .execute(&mut writer)
         .await
         .unwrap();
         assert!(matches!(
             migrate(&pool).await,
-            Err(MigrationError::NewerSchema { found: 2, known: 1 })
+            Err(MigrationError::NewerSchema { found, known: k }) if found == known + 1 && k == known
         ));
     }
 
@@ -286,13 +309,11 @@ mod tests {
         assert!(
             matches!(
                 refused,
-                MigrationError::NewerSchema {
-                    found: 99,
-                    known: 1
-                }
+                MigrationError::NewerSchema { found: 99, known }
+                    if known == MIGRATIONS.len() as i64
             ),
             "{refused}"
         );
-        assert_eq!(ledger(&pool).await.len(), 2);
+        assert_eq!(ledger(&pool).await.len(), MIGRATIONS.len() + 1);
     }
 }

@@ -39,9 +39,9 @@ pub mod yaml;
 pub use canonical::{CanonicalError, SignatureDomain};
 pub use keys::{KeyError, KeyId, KeyPair, PublicKey, Signature};
 pub use manifest::{
-    Access, ApiKeysDecl, ApiVersion, Dependency, FeatureDecl, FeatureKind, LimitDecl, LimitKind,
-    MAX_VERSION_LEN, Manifest, ManifestError, Route, RouteLookup, RouteMatch, RoutePattern, Slug,
-    TableName, parse_version,
+    Access, ApiKeysDecl, ApiVersion, Dependency, FeatureDecl, FeatureKind, FileType, FilesDecl,
+    LimitDecl, LimitKind, MAX_VERSION_LEN, Manifest, ManifestError, Route, RouteLookup, RouteMatch,
+    RoutePattern, Slug, TableName, parse_version,
 };
 pub use package::{Digest, Package, PackageError, PackageLimits};
 pub use records::{

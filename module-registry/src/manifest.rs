@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::yaml::{self, YamlError, YamlLimits};
 
+mod files;
+pub use files::{FileType, FilesDecl};
+
 /// Longest slug accepted.
 const MAX_SLUG_LEN: usize = 40;
 /// Longest identifier (feature, limit, table) accepted.
@@ -542,6 +545,9 @@ pub struct Manifest {
     /// parses and checks them and uses them for a module its operator has
     /// not priced. `None` when the manifest suggests none.
     pub suggested_plans: Option<String>,
+    /// The files the module may store through the host (`files:`, API
+    /// 0.3.0); `None`: the module stores none.
+    pub files: Option<FilesDecl>,
 }
 
 #[derive(Deserialize)]
@@ -568,6 +574,7 @@ struct RawManifest {
     plans: Option<serde_yaml::Value>,
     #[serde(default)]
     api_keys: Option<ApiKeysDecl>,
+    files: Option<files::RawFiles>,
 }
 
 #[derive(Deserialize)]
@@ -680,6 +687,7 @@ impl Manifest {
             }
         }
         limits.sort();
+        let files = parse_files(raw.files, api, &limits)?;
 
         let mut routes = Vec::new();
         for (i, r) in raw.routes.into_iter().enumerate() {
@@ -784,6 +792,7 @@ impl Manifest {
             routes,
             api_keys: raw.api_keys,
             suggested_plans,
+            files,
         })
     }
 
@@ -807,6 +816,42 @@ impl Manifest {
             RouteLookup::NoRoute
         }
     }
+}
+
+/// Checks `files:` against the API version and the declared limits: API
+/// 0.3.0 or later, at most one `kind: storage` limit, and, when there is
+/// one, `files.limit` naming it.
+fn parse_files(
+    raw: Option<files::RawFiles>,
+    api: ApiVersion,
+    limits: &[LimitDecl],
+) -> Result<Option<FilesDecl>, ManifestError> {
+    let storage: Vec<&str> = limits
+        .iter()
+        .filter(|l| l.kind == LimitKind::Storage)
+        .map(|l| l.key.as_str())
+        .collect();
+    if storage.len() > 1 {
+        return Err(ManifestError::field(
+            "limits",
+            format!(
+                "at most one limit may have `kind: storage`, not {}: {}",
+                storage.len(),
+                storage.join(", ")
+            ),
+        ));
+    }
+    // A storage limit without a `files:` section counts nothing (the
+    // module can store no files); it is allowed, as any unused limit is.
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    if api < ApiVersion::V0_3_0 {
+        return Err(ManifestError::field("files", "needs api 0.3.0 or later"));
+    }
+    raw.parse(&storage)
+        .map(Some)
+        .map_err(|(field, reason)| ManifestError::field(field, reason))
 }
 
 /// The answer of [`Manifest::route_for`].
@@ -951,6 +996,81 @@ routes:
         assert!(e.contains("not valid"), "{e}");
         let e = error_of(&GOOD.replace("api: 0.1.0", "api: banana"));
         assert!(e.contains("`api`"), "{e}");
+    }
+
+    const FILES: &str = r#"
+slug: attachments
+name: Attachments
+version: 1.0.0
+category: tools
+api: 0.3.0
+limits:
+  - key: attachment_bytes
+    kind: storage
+files:
+  types: [application/pdf, image/png, "IMAGE/JPEG"]
+  limit: attachment_bytes
+"#;
+
+    #[test]
+    fn files_declare_sniffable_types_and_one_storage_limit() {
+        let m = Manifest::parse(FILES).unwrap();
+        let files = m.files.unwrap();
+        assert_eq!(
+            files.types,
+            vec![FileType::Png, FileType::Jpeg, FileType::Pdf]
+        );
+        assert_eq!(files.limit.as_deref(), Some("attachment_bytes"));
+        assert!(files.allows(FileType::Pdf) && !files.allows(FileType::Svg));
+        assert_eq!(Manifest::parse(GOOD).unwrap().files, None);
+        let e = error_of(&FILES.replace("api: 0.3.0", "api: 0.2.0"));
+        assert!(
+            e.contains("`limits[0].kind`") || e.contains("`files`"),
+            "{e}"
+        );
+        let no_limit = FILES
+            .replace(
+                "limits:\n  - key: attachment_bytes\n    kind: storage\n",
+                "",
+            )
+            .replace("  limit: attachment_bytes\n", "");
+        let m = Manifest::parse(&no_limit).unwrap();
+        assert_eq!(m.files.unwrap().limit, None);
+        let e = error_of(&no_limit.replace("api: 0.3.0", "api: 0.2.0"));
+        assert!(e.contains("`files`") && e.contains("0.3.0"), "{e}");
+    }
+
+    #[test]
+    fn files_refuse_unsniffable_types_duplicates_and_wrong_limits() {
+        let e = error_of(&FILES.replace("application/pdf", "text/html"));
+        assert!(
+            e.contains("`files.types[0]`") && e.contains("text/html"),
+            "{e}"
+        );
+        let e = error_of(&FILES.replace("application/pdf", "image/png"));
+        assert!(e.contains("`files.types[1]`") && e.contains("twice"), "{e}");
+        let e = error_of(&FILES.replace("[application/pdf, image/png, \"IMAGE/JPEG\"]", "[]"));
+        assert!(e.contains("`files.types`"), "{e}");
+        let e = error_of(&FILES.replace("  limit: attachment_bytes", "  limit: nope"));
+        assert!(
+            e.contains("`files.limit`") && e.contains("kind: storage"),
+            "{e}"
+        );
+        let e = error_of(&FILES.replace("  limit: attachment_bytes\n", ""));
+        assert!(e.contains("`files.limit`"), "{e}");
+        let without_section = FILES.split("files:").next().unwrap().to_owned();
+        assert_eq!(Manifest::parse(&without_section).unwrap().files, None);
+        let two = FILES.replace(
+            "    kind: storage\n",
+            "    kind: storage\n  - key: more_bytes\n    kind: storage\n",
+        );
+        let e = error_of(&two);
+        assert!(e.contains("`limits`") && e.contains("at most one"), "{e}");
+        let e = error_of(&FILES.replace(
+            "  limit: attachment_bytes",
+            "  limit: attachment_bytes\n  extra: 1",
+        ));
+        assert!(e.contains("extra"), "{e}");
     }
 
     #[test]

@@ -41,6 +41,9 @@
 //!   limits ([`entitlements::consume`], [`entitlements::release`]) and meters
 //!   ([`entitlements::record_usage`]); a [`entitlements::Denial`] converts into
 //!   the same problem response the host's route gate sends.
+//! - [`files`] (API 0.3.0): bytes the host stores for the module — put, get,
+//!   read, delete, list — and signed download URLs; a [`files::FileError`]
+//!   converts into the matching problem (402 for the storage limit).
 //!
 //! # Native builds
 //!
@@ -56,6 +59,7 @@
 mod context;
 pub mod db;
 pub mod entitlements;
+pub mod files;
 mod http;
 pub mod log;
 mod module;

@@ -457,3 +457,124 @@ mod entitlement_calls {
 pub(crate) use entitlement_calls::{
     check_feature, check_limit, consume, record_usage, release, usage_of as usage,
 };
+
+/// The `files` interface (API 0.3.0 only).
+#[cfg(souk_api_v0_3)]
+mod file_calls {
+    use super::bindings::souk::module::files as wit;
+    use super::bindings::souk::module::types::Denial as WitDenial;
+    use crate::entitlements::{Denial, DenialReason};
+    use crate::files::{FileError, FileInfo, FilePage};
+
+    fn denial(denial: WitDenial) -> Denial {
+        Denial {
+            reason: DenialReason::from_code(&denial.reason)
+                .unwrap_or(DenialReason::FeatureNotInPlan),
+            key: denial.key,
+            plan: denial.plan,
+            upgrade_plan: denial.upgrade_plan,
+            used: denial.used,
+            limit: denial.limit,
+        }
+    }
+
+    fn error(error: wit::FileError) -> FileError {
+        match error {
+            wit::FileError::NotFound => FileError::NotFound,
+            wit::FileError::TypeNotAllowed(m) => FileError::TypeNotAllowed(m),
+            wit::FileError::TooLarge(limit) => FileError::TooLarge(limit),
+            wit::FileError::Denied(d) => FileError::Denied(denial(d)),
+            wit::FileError::Invalid(m) => FileError::Invalid(m),
+            wit::FileError::Unavailable(m) => FileError::Unavailable(m),
+        }
+    }
+
+    fn info(file: wit::FileInfo) -> FileInfo {
+        FileInfo {
+            id: file.id,
+            name: file.name,
+            content_type: file.content_type,
+            size: file.size,
+            sha256: file.sha256,
+            created_at: file.created_at,
+        }
+    }
+
+    pub(crate) fn files_put(
+        name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<FileInfo, FileError> {
+        wit::put(name, content_type, bytes).map(info).map_err(error)
+    }
+
+    pub(crate) fn files_get(id: &str) -> Result<FileInfo, FileError> {
+        wit::get(id).map(info).map_err(error)
+    }
+
+    pub(crate) fn files_read(id: &str) -> Result<Vec<u8>, FileError> {
+        wit::read(id).map_err(error)
+    }
+
+    pub(crate) fn files_delete(id: &str) -> Result<(), FileError> {
+        wit::delete(id).map_err(error)
+    }
+
+    pub(crate) fn files_list(cursor: Option<&str>, limit: u32) -> Result<FilePage, FileError> {
+        wit::list(cursor, limit)
+            .map(|page| FilePage {
+                files: page.files.into_iter().map(info).collect(),
+                next_cursor: page.next_cursor,
+            })
+            .map_err(error)
+    }
+
+    pub(crate) fn files_signed_url(id: &str, ttl_seconds: u32) -> Result<String, FileError> {
+        wit::signed_url(id, ttl_seconds).map_err(error)
+    }
+}
+
+/// Natively, or for API 0.2.0 (which has no `files`): no host stores files.
+#[cfg(not(souk_api_v0_3))]
+mod file_calls {
+    use crate::files::{FileError, FileInfo, FilePage};
+
+    fn no_host() -> FileError {
+        FileError::Unavailable(
+            "there is no Souk host with files here (outside a wasm32 component for module API 0.3.0)"
+                .to_owned(),
+        )
+    }
+
+    pub(crate) fn files_put(
+        _name: &str,
+        _content_type: &str,
+        _bytes: &[u8],
+    ) -> Result<FileInfo, FileError> {
+        Err(no_host())
+    }
+
+    pub(crate) fn files_get(_id: &str) -> Result<FileInfo, FileError> {
+        Err(no_host())
+    }
+
+    pub(crate) fn files_read(_id: &str) -> Result<Vec<u8>, FileError> {
+        Err(no_host())
+    }
+
+    pub(crate) fn files_delete(_id: &str) -> Result<(), FileError> {
+        Err(no_host())
+    }
+
+    pub(crate) fn files_list(_cursor: Option<&str>, _limit: u32) -> Result<FilePage, FileError> {
+        Err(no_host())
+    }
+
+    pub(crate) fn files_signed_url(_id: &str, _ttl_seconds: u32) -> Result<String, FileError> {
+        Err(no_host())
+    }
+}
+
+pub(crate) use file_calls::{
+    files_delete, files_get, files_list, files_put, files_read, files_signed_url,
+};

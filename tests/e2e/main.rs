@@ -12,6 +12,7 @@ mod archives;
 mod billing;
 mod cli_api;
 mod fairness;
+mod files;
 mod hostile_input;
 mod hostile_sql;
 mod lifecycle;

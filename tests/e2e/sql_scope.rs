@@ -264,6 +264,7 @@ fn the_hosts_usage_tables_are_out_of_every_modules_reach() {
         tables.contains(&"_souk_usage_counters".to_owned()),
         "{tables:?}"
     );
+    assert!(tables.contains(&"_souk_files".to_owned()), "{tables:?}");
     for statement in [
         "SELECT * FROM _souk_usage_counters",
         "SELECT * FROM \"_souk_usage_counters\"",
@@ -272,6 +273,10 @@ fn the_hosts_usage_tables_are_out_of_every_modules_reach() {
         "UPDATE _souk_usage_counters SET used = 0",
         "INSERT INTO _souk_usage_events (module, meter, period_start, idempotency_key, amount, at) VALUES ('cards', 'm', 0, 'k', -5, 0)",
         "DELETE FROM main._souk_usage_keys",
+        "SELECT * FROM _souk_files",
+        "SELECT sha256 FROM main.\"_souk_files\"",
+        "UPDATE _souk_files SET module = 'sql-console'",
+        "DELETE FROM main._souk_files",
         "SELECT * FROM sqlite_master WHERE name LIKE '_souk%'",
     ] {
         let route = if statement.starts_with("SELECT") {

@@ -33,6 +33,7 @@
 //! on module routes). A session is a bearer token or the `souk_session`
 //! cookie; a cookie-signed request that changes state must carry the
 //! session's CSRF token in `X-CSRF-Token` (403 otherwise).
+//! | GET, HEAD | `/f/{token}` (a module file through a signed URL) | whoever holds the URL |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ use crate::tenancy::Tenant;
 use crate::{archive, installer};
 
 mod billing;
+mod files;
 mod people;
 mod sso;
 
@@ -369,6 +371,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .merge(sso::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
+        .route("/f/{token}", get(files::download))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(packages)
         .fallback(|| async {

@@ -55,6 +55,11 @@ pub struct Header {
     pub created_at: String,
     /// Units held of each count limit.
     pub usage: BTreeMap<String, u64>,
+    /// The module's stored files, oldest first (their bytes are beside the
+    /// archive, see `archive::files`). Left out when there are none, so
+    /// archives without files read, and hash, as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<super::files::ArchivedFile>,
 }
 
 /// Opens a table block.

@@ -848,6 +848,7 @@ async fn forge(path: &Path, tables: Vec<(TableStart, Vec<Vec<StoredValue>>)>) {
         migrations: vec!["0001_shapes".into()],
         created_at: rfc3339(SystemClock.now()),
         usage: [("max_things".to_owned(), 7u64)].into_iter().collect(),
+        files: Vec::new(),
     };
     let file = tokio::fs::File::create(path).await.unwrap();
     let mut out = LineWriter::new(file);

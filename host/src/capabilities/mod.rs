@@ -11,7 +11,9 @@
 //! - [`context`]: who is calling, for which tenant and module version;
 //! - [`db`]: the module's scoped SQL on its tenant's database;
 //! - [`log`]: bounded, escaped module log lines;
-//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0).
+//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0);
+//! - [`files`]: bytes stored by the host, served through signed URLs (API
+//!   0.3.0).
 //!
 //! To add one (files, events, ...): a new folder with its state, view and
 //! `add_to_linker`, a field of [`CallState`] set by its constructors, and
@@ -25,6 +27,7 @@
 pub mod context;
 pub mod db;
 pub mod entitlements;
+pub mod files;
 pub mod log;
 
 use wasmtime::StoreLimits;
@@ -36,6 +39,7 @@ use context::{CallContext, ContextView};
 use db::{DbView, ModuleDb};
 use entitlements::EntitlementsView;
 use entitlements::call::CallEntitlements;
+use files::{FilesAccess, FilesView};
 use log::{LogState, LogView};
 
 use crate::work::WorkMarks;
@@ -67,6 +71,11 @@ pub struct CallState {
     /// are refused with `no_subscription`. The caller takes it after the
     /// call to keep or roll back its usage changes.
     pub entitlements: Option<CallEntitlements>,
+    /// The module's stored files (the `files` capability); `None` answers
+    /// every file operation `unavailable` (detached calls, and calls whose
+    /// builder gave none). The caller takes it after the call is settled to
+    /// collect the blobs the call left unnamed ([`FilesAccess::settle`]).
+    pub files: Option<FilesAccess>,
     /// The kinds of deferred work (events, mail, jobs) the call queued in
     /// its transaction; whoever commits it marks the work hints first (see
     /// [`crate::work`]).
@@ -121,8 +130,16 @@ impl CallState {
             db,
             log: LogState::default(),
             entitlements: None,
+            files: None,
             work: WorkMarks::default(),
         }
+    }
+
+    /// The same state with access to the module's files.
+    #[must_use]
+    pub fn with_files(mut self, files: FilesAccess) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// The store's resource limits, for `Store::limiter`.
@@ -159,6 +176,11 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         context: &s.context,
     })?;
     entitlements::add_to_linker(linker, |s| EntitlementsView {
+        entitlements: &mut s.entitlements,
+        db: &mut s.db,
+    })?;
+    files::add_to_linker(linker, |s| FilesView {
+        files: &mut s.files,
         entitlements: &mut s.entitlements,
         db: &mut s.db,
     })?;

@@ -96,6 +96,15 @@ struct GlobalOptions {
         default_value_t = crate::tenancy::DEFAULT_OPEN_TENANTS
     )]
     open_tenants: usize,
+    /// Largest file a module may store through the `files` interface, in
+    /// bytes (a larger put is refused before it is hashed or written).
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MAX_FILE_BYTES",
+        default_value_t = crate::capabilities::files::DEFAULT_MAX_FILE_BYTES
+    )]
+    max_file_bytes: u64,
     /// The operator's plan catalog: a YAML file, or a directory of YAML
     /// files merged in name order. Without one no module is priced: every
     /// module is free to install and fully entitled.
@@ -224,6 +233,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         open_tenants: global.open_tenants.max(1),
         people: global.people.config(),
         sso: global.sso.config(),
+        max_file_bytes: global.max_file_bytes.max(1),
     }
 }
 

@@ -60,6 +60,16 @@ async fn serve(
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %souk.config.data_dir.display(), "serving");
     let registry = crate::registry::embedded(&souk.catalog, &souk.config.data_dir).await?;
+    // Blobs of calls a stopped process never settled (see docs/files.md).
+    tokio::spawn({
+        let souk = souk.clone();
+        async move {
+            let removed = souk.sweep_files().await;
+            if removed > 0 {
+                tracing::info!(removed, "file blobs no row names were removed");
+            }
+        }
+    });
     if maintenance_interval_secs > 0 {
         tokio::spawn(maintenance_loop(
             souk.clone(),

@@ -266,10 +266,25 @@ impl Installer<'_> {
                 .await?;
         }
         let mut restored_rows = None;
+        // The restored files' bytes, pinned in the tenant's blob store until
+        // the install has committed or rolled back.
+        let mut _restored_blobs = None;
         // Dropped after the commit below, or with an error on the way.
         let (tx, _marked) = match archive {
             Some(archive) => {
                 let mut tx = tx;
+                if let Some(dir) = archive.blobs_dir() {
+                    _restored_blobs = Some(
+                        archive::files::copy_in(
+                            &self.files.blobs,
+                            &tenant.id,
+                            archive.id(),
+                            &archive.header.files,
+                            &dir,
+                        )
+                        .await?,
+                    );
+                }
                 restored_rows = Some(archive::restore(&mut tx, scope.prefix(), archive).await?);
                 (tx, None)
             }

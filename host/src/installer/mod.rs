@@ -87,6 +87,9 @@ pub struct Installer<'a> {
     /// The host's data directory; archives are written under
     /// `archives/` in it.
     pub data_dir: &'a Path,
+    /// Module files: an uninstall archives them, a restore brings them
+    /// back, and both collect blobs no row names any more.
+    pub files: &'a crate::capabilities::files::FileService,
     /// Told, before a lifecycle commit, of the deferred work a hook queued.
     pub work: &'a WorkHints,
 }

@@ -93,8 +93,11 @@ pub(super) async fn clear_namespace(
         .execute(&mut **tx)
         .await?;
     }
-    // What the count limits counted is gone with the tables.
+    // What the count limits counted is gone with the tables, and so are
+    // the module's files (archived already; their blobs are collected
+    // after the commit).
     crate::entitlements::usage_db::clear_counters(tx, module).await?;
+    crate::capabilities::files::rows::delete_all_of(tx, module).await?;
     Ok(objects.into_iter().map(|(_, name)| name).collect())
 }
 
@@ -199,6 +202,7 @@ impl<'a> Installer<'a> {
             return Err(e);
         }
         self.billing.forget(tenant, module);
+        self.collect_file_blobs(tenant).await;
         tracing::info!(tenant = %tenant.slug, module, archive = %archive.id, forced = forced.is_some(), "uninstalled");
         Ok(UninstallReport {
             module: module.to_owned(),
@@ -335,7 +339,7 @@ impl<'a> Installer<'a> {
         prefix: &str,
         done: &[String],
     ) -> Result<ArchiveInfo, SoukError> {
-        archive::export(
+        let info = archive::export(
             self.control,
             &self.archives_dir(),
             tx,
@@ -346,7 +350,34 @@ impl<'a> Installer<'a> {
             done.to_vec(),
             self.clock.now(),
         )
-        .await
+        .await?;
+        // The files' bytes go beside the archive file (their list is in its
+        // header, under its checksum).
+        let copied = async {
+            let files = archive::files::list(tx, &current.module).await?;
+            let dir = archive::files::blobs_dir(std::path::Path::new(&info.path));
+            archive::files::copy_out(&self.files.blobs, &tenant.id, &files, &dir).await?;
+            Ok::<_, SoukError>(())
+        }
+        .await;
+        if let Err(e) = copied {
+            self.discard_archive(tenant, &info).await;
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    /// After a removal committed: the blobs of the files it removed (now in
+    /// the archive) are collected. A failure is logged; the next sweep
+    /// removes them.
+    pub(super) async fn collect_file_blobs(&self, tenant: &Tenant) {
+        let swept = async {
+            let pool = self.tenancy.database(tenant).await?;
+            Ok::<_, SoukError>(self.files.blobs.sweep(&pool, &tenant.id).await?)
+        };
+        if let Err(e) = swept.await {
+            tracing::warn!(tenant = %tenant.slug, error = %e, "file blobs not collected after an uninstall");
+        }
     }
 
     /// Removes an archive written by an uninstall that did not go through: its
@@ -438,6 +469,7 @@ impl<'a> Installer<'a> {
         self.record_removal(tenant, &principal.caller(), tx, removal)
             .await?;
         self.billing.forget(tenant, module);
+        self.collect_file_blobs(tenant).await;
         Ok(())
     }
 }
