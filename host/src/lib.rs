@@ -53,6 +53,7 @@ pub mod registry;
 pub mod runtime;
 pub mod secrets;
 pub mod souk;
+pub mod sso;
 pub mod tenancy;
 pub mod tenant_migrations;
 pub mod usage;

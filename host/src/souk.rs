@@ -21,6 +21,7 @@ use crate::installer::Installer;
 use crate::jobs::{JobBoard, Jobs, JobsConfig, JobsHost};
 use crate::people::{People, PeopleConfig, PeopleState};
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
+use crate::sso::{Sso, SsoConfig, SsoState};
 use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
 use crate::usage::Usage;
@@ -69,6 +70,8 @@ pub struct SoukConfig {
     /// How events are delivered to webhooks and subscribing modules
     /// (docs/webhooks.md).
     pub events: crate::events::EventsConfig,
+    /// Single sign-on's knobs (docs/sso.md).
+    pub sso: SsoConfig,
 }
 
 impl SoukConfig {
@@ -88,6 +91,7 @@ impl SoukConfig {
             people: PeopleConfig::default(),
             max_file_bytes: crate::capabilities::files::DEFAULT_MAX_FILE_BYTES,
             events: crate::events::EventsConfig::default(),
+            sso: SsoConfig::default(),
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct Souk {
     job_board: Arc<JobBoard>,
     /// People's configuration and throttles.
     pub people_state: PeopleState,
+    /// Single sign-on's configuration and provider client.
+    pub sso_state: SsoState,
 }
 
 impl Souk {
@@ -166,6 +172,7 @@ impl Souk {
         let auth =
             Auth::new(control.clone(), data, clock.clone()).with_sessions(config.people.sessions);
         let people_state = PeopleState::new(config.people.clone());
+        let sso_state = SsoState::new(config.sso.clone())?;
         let files = FileService {
             blobs: BlobStore::new(data.join("tenants")),
             signer: Arc::new(
@@ -209,6 +216,7 @@ impl Souk {
                 work,
                 job_board: Arc::default(),
                 people_state,
+                sso_state,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -235,6 +243,21 @@ impl Souk {
             data_dir: &self.config.data_dir,
             files: &self.files,
             work: &self.work,
+        }
+    }
+
+    /// The single sign-on service, borrowing this host's services; build
+    /// one per operation.
+    pub fn sso(&self) -> Sso<'_> {
+        Sso {
+            control: &self.control,
+            clock: self.clock.as_ref(),
+            state: &self.sso_state,
+            people: self.people(),
+            installer: self.installer(),
+            usage: self.usage(),
+            billing: &self.billing,
+            public_limiter: &self.people_state.public_limiter,
         }
     }
 

@@ -4,6 +4,7 @@
 //! The guest components must be built first (`scripts/build-modules`; the
 //! README's test command does it).
 
+mod oidc_provider;
 mod support;
 
 mod api_v0_3;
@@ -24,4 +25,5 @@ mod registry;
 mod removal;
 mod sandbox;
 mod sql_scope;
+mod sso;
 mod tenancy;

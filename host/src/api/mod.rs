@@ -27,6 +27,7 @@
 //! | GET, POST | `/v1/tenants/{tenant}/jobs...` (see `jobs.rs`) | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | as the route's `access` says (`people.rs`'s doc) |
 //! | | users, sessions, invitations, API keys | see [`people`] |
+//! | | single sign-on (OpenID Connect) | see [`sso`] |
 //!
 //! "The tenant" is a tenant token of the tenant or a signed-in user of it
 //! with role `admin`; members get 403 there, API keys 401 (they work only
@@ -63,6 +64,7 @@ mod billing;
 mod files;
 mod jobs;
 mod people;
+mod sso;
 mod webhooks;
 
 /// Largest JSON or module request body. Default 1 MiB.
@@ -373,6 +375,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .merge(jobs::routes())
         .merge(people::routes())
         .merge(webhooks::routes())
+        .merge(sso::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .route("/f/{token}", get(files::download))

@@ -112,7 +112,13 @@ impl FromRequestParts<Arc<Souk>> for ClientAddress {
     }
 }
 
-fn set_cookie(name: &str, value: &str, max_age: u64, http_only: bool, secure: bool) -> String {
+pub(super) fn set_cookie(
+    name: &str,
+    value: &str,
+    max_age: u64,
+    http_only: bool,
+    secure: bool,
+) -> String {
     let mut cookie = format!("{name}={value}; Path=/; SameSite=Lax; Max-Age={max_age}");
     if http_only {
         cookie.push_str("; HttpOnly");
@@ -123,7 +129,10 @@ fn set_cookie(name: &str, value: &str, max_age: u64, http_only: bool, secure: bo
     cookie
 }
 
-fn with_cookies(mut response: Response, cookies: [String; 2]) -> ApiResult<Response> {
+pub(super) fn with_cookies<const N: usize>(
+    mut response: Response,
+    cookies: [String; N],
+) -> ApiResult<Response> {
     for cookie in cookies {
         let value = HeaderValue::try_from(cookie)
             .map_err(|e| Problem::from(crate::error::SoukError::Internal(e.into())))?;

@@ -15,6 +15,7 @@ mod plans;
 mod publish;
 mod registry;
 mod serve;
+mod sso;
 mod subscription;
 mod tenant;
 mod usage;
@@ -159,6 +160,9 @@ struct GlobalOptions {
     event_max_payload_bytes: usize,
     #[command(flatten)]
     events: events::EventArgs,
+    /// Single sign-on (docs/sso.md).
+    #[command(flatten)]
+    sso: sso::SsoOptions,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -197,6 +201,9 @@ enum Command {
     /// Manage a tenant's users (as the operator).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Manage a tenant's single sign-on provider (as the operator).
+    #[command(subcommand)]
+    Sso(sso::SsoCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -267,6 +274,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         open_tenants: global.open_tenants.max(1),
         jobs: global.jobs.config(),
         people: global.people.config(),
+        sso: global.sso.config(),
         max_file_bytes: global.max_file_bytes.max(1),
         events: global.events.config(),
     }
@@ -300,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(command) => tenant::run(command, global).await,
         Command::Module(command) => module::run(command, global).await,
         Command::User(command) => user::run(command, global).await,
+        Command::Sso(command) => sso::run(command, global).await,
         Command::Keys(command) => keys::run(command, global),
         Command::Registry(command) => registry::run(command, global).await,
         Command::Publish(args) => publish::run(args, global).await,

@@ -41,6 +41,7 @@ pub mod audit;
 pub mod cache;
 pub mod installations;
 pub mod sessions;
+pub mod sso;
 pub mod tenants;
 pub mod tokens;
 pub mod users;

@@ -15,13 +15,14 @@
 //! is the hook.
 //!
 //! # Single sign-on
-//! An identity provider's sign-in (later) adds users with
-//! [`People::create_user`] (or finds them by address with
-//! [`People::user_by_email`]) and opens their sessions with
+//! An identity provider's sign-in (`crate::sso`) finds users by address
+//! with [`People::user_by_email`], activates or provisions them
+//! ([`provisioning`]) and opens their sessions with
 //! [`People::open_session`], as the password sign-in does.
 
 pub mod input;
 pub mod password;
+pub mod provisioning;
 pub mod throttle;
 
 use std::net::IpAddr;
@@ -830,8 +831,8 @@ impl People<'_> {
         self.open_session(&tenant, &user.id, address).await
     }
 
-    /// Opens a session for active user `user_id` (after a password or,
-    /// later, a single sign-on), recorded as a `login`.
+    /// Opens a session for active user `user_id` (after a password or a
+    /// single sign-on), recorded as a `login`.
     ///
     /// # Errors
     /// [`SoukError::NotFound`] for an unknown user; [`SoukError::Forbidden`]
