@@ -1,0 +1,127 @@
+//! The host's own notices to a tenant's admins (trial ending, payment due,
+//! invitations): queued in the tenant's outbox like a module's mail, as
+//! kind `notice`, never counted against a module's meter, and once per
+//! dedupe key and admin, so a step that runs again queues nothing new.
+
+use sqlx::SqlitePool;
+use time::OffsetDateTime;
+
+use crate::capabilities::notify::outbox::{self, NewMail, Origin};
+use crate::capabilities::notify::{Addressee, Content, MessageLimits, RecipientDirectory};
+use crate::error::SoukError;
+use crate::work::{WorkHints, WorkKind, WorkMarks};
+
+/// A notice to send to every admin of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Queued once per key and admin (e.g. `trial_ending/<tenant>/<module>/<instant>`).
+    pub key: String,
+    /// The subject (one line).
+    pub subject: String,
+    /// The text.
+    pub text: String,
+}
+
+/// The notice for a billing outbox event of `kind` about `module` (its
+/// JSON `payload`), if the host emails that kind: `trial_ending` and
+/// `payment_due`. `key` is the event's own dedupe key.
+pub fn for_billing_event(
+    kind: &str,
+    tenant_slug: &str,
+    module: &str,
+    payload: &serde_json::Value,
+    key: String,
+) -> Option<Notice> {
+    let plan = payload.get("plan").and_then(|v| v.as_str()).unwrap_or("?");
+    let period_end = payload
+        .get("period_end")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    let (subject, text) = match kind {
+        "trial_ending" => (
+            format!("Your trial of {module} ends soon"),
+            format!(
+                "The trial of the {plan} plan of {module} for {tenant_slug} ends at {period_end}.\n\
+                 Choose a paid plan before then to keep its features; otherwise the module \
+                 falls back to its free plan.\n"
+            ),
+        ),
+        "payment_due" => (
+            format!("Payment due for {module}"),
+            format!(
+                "The {plan} plan of {module} for {tenant_slug} could not be renewed: a payment \
+                 is due.\nPay before the grace period ends to keep its features.\n"
+            ),
+        ),
+        _ => return None,
+    };
+    Some(Notice { key, subject, text })
+}
+
+/// Queues `notice` to every active admin of `tenant_id` in the tenant
+/// database `pool`, in one transaction; marks the work hint before the
+/// commit; the delivery wakes after it. Answers how many messages were
+/// queued (0 when every admin has it already, or the tenant has no admin
+/// with a usable address — each skipped admin is logged).
+///
+/// # Errors
+/// [`SoukError::Invalid`] for a notice whose subject or text breaks the
+/// message rules (a host bug); directory and database failures.
+pub async fn queue(
+    pool: &SqlitePool,
+    directory: &dyn RecipientDirectory,
+    hints: &WorkHints,
+    tenant_id: &str,
+    notice: &Notice,
+    now: OffsetDateTime,
+) -> Result<usize, SoukError> {
+    let content = Content::parse(
+        &notice.subject,
+        &notice.text,
+        None,
+        MessageLimits::default(),
+    )
+    .map_err(|e| SoukError::Invalid(format!("notice {}: {e}", notice.key)))?;
+    let admins = directory
+        .admins(tenant_id)
+        .await
+        .map_err(|e| SoukError::Internal(anyhow::anyhow!("{e}")))?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut queued = 0;
+    for admin in admins {
+        let to = match Addressee::parse(&admin.address, &admin.name) {
+            Ok(to) => to,
+            Err(error) => {
+                tracing::warn!(tenant = %tenant_id, user = %admin.user_id, error = %error, "notice not queued for an admin without a usable address");
+                continue;
+            }
+        };
+        let origin = Origin::Notice {
+            dedupe_key: format!("{}/{}", notice.key, admin.user_id),
+        };
+        let id = outbox::new_id();
+        let mail = NewMail {
+            id: &id,
+            origin: &origin,
+            to_user: &admin.user_id,
+            to: &to,
+            content: &content,
+            at: now,
+        };
+        if outbox::queue(&mut tx, mail).await? {
+            queued += 1;
+        }
+    }
+    // Marked before the commit (durably); the guard wakes the delivery
+    // when dropped, after the commit.
+    let marked = if queued > 0 {
+        let mut marks = WorkMarks::default();
+        marks.mark(WorkKind::Email);
+        Some(hints.mark(tenant_id, marks, now).await?)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    drop(marked);
+    Ok(queued)
+}
