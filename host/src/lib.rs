@@ -40,6 +40,7 @@ pub mod dispatch;
 pub mod entitlements;
 pub mod error;
 pub mod installer;
+pub mod mail;
 pub mod registry;
 pub mod runtime;
 pub mod secrets;

@@ -20,6 +20,10 @@ use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
 use crate::usage::Usage;
 use crate::usage::group::{GroupHost, GroupLimits, HostFuture, UsageGroups};
+use crate::mail::directory::UsersDirectory;
+use crate::mail::notices::BillingNotices;
+use crate::mail::worker::MailHost;
+use crate::mail::{Mail, MailLogPage};
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -52,6 +56,8 @@ pub struct SoukConfig {
     /// Tenant databases kept open at once; the least recently used is
     /// closed past it (default [`crate::tenancy::DEFAULT_OPEN_TENANTS`]).
     pub open_tenants: usize,
+    /// How email is delivered (`souk serve`'s mail flags; docs/email.md).
+    pub mail: crate::mail::MailConfig,
 }
 
 impl SoukConfig {
@@ -67,6 +73,7 @@ impl SoukConfig {
             manual_clock: None,
             usage_groups: GroupLimits::default(),
             open_tenants: crate::tenancy::DEFAULT_OPEN_TENANTS,
+            mail: crate::mail::MailConfig::default(),
         }
     }
 }
@@ -99,6 +106,8 @@ pub struct Souk {
     operator_plans: PlanCatalog,
     /// The per-tenant queues usage events are group-committed through.
     usage_groups: UsageGroups,
+    /// Email: the relay, the retry policy, the tenant users' directory.
+    mail: Mail,
 }
 
 impl Souk {
@@ -146,6 +155,10 @@ impl Souk {
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
         let billing = Billing::new(control.clone(), plans.clone(), clock.clone(), currency);
         let group_limits = config.usage_groups;
+        let mail = Mail::new(
+            config.mail.clone(),
+            Arc::new(UsersDirectory::new(control.clone())),
+        )?;
         // The usage writers reach the host weakly: they never keep it alive.
         let souk = Arc::new_cyclic(|me: &Weak<Souk>| {
             let host: Weak<dyn GroupHost> = me.clone();
@@ -161,6 +174,7 @@ impl Souk {
                 manual_clock,
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
+                mail,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -225,6 +239,11 @@ impl Souk {
         &self,
     ) -> Result<crate::billing::service::MaintenanceReport, SoukError> {
         let mut report = self.billing.run_maintenance().await?;
+        // The notices the run wrote to the billing outbox, emailed to the
+        // tenants' admins; a failure is retried by the next run.
+        if let Err(e) = self.billing_notices().run().await {
+            tracing::warn!(error = %e, "billing notices not emailed; retrying next run");
+        }
         self.billing
             .close_meter_periods(&mut report, |tenant_id, module, meter, period| async move {
                 let tenant = self.tenancy.by_id(&tenant_id).await?;
@@ -237,6 +256,57 @@ impl Souk {
             })
             .await?;
         Ok(report)
+    }
+
+    /// The billing notices step (trial ending, payment due emailed to the
+    /// tenants' admins), borrowing this host's services.
+    pub fn billing_notices(&self) -> BillingNotices<'_> {
+        BillingNotices {
+            control: &self.control,
+            billing: &self.billing,
+            tenancy: &self.tenancy,
+            directory: self.mail.directory_ref(),
+            work: &self.work,
+            clock: self.clock.as_ref(),
+        }
+    }
+
+    /// The mail, for the request path and the delivery.
+    pub fn mail(&self) -> &Mail {
+        &self.mail
+    }
+
+    /// A page of `tenant`'s mail log (see [`crate::mail::log_page`]).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mail_log(
+        &self,
+        tenant: &Tenant,
+        after: i64,
+        limit: i64,
+    ) -> Result<MailLogPage, SoukError> {
+        let pool = self.tenancy.database(tenant).await?;
+        let mut conn = pool.acquire().await?;
+        Ok(crate::mail::log_page(&self.mail, &mut conn, after, limit).await?)
+    }
+
+    /// Starts the email delivery (a task that runs until `shutdown`
+    /// resolves) when a relay is configured; without one, says that mail
+    /// stays queued and starts nothing.
+    pub fn start_mail_delivery(
+        self: &Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let Some(relay) = self.mail.relay() else {
+            tracing::warn!("{}", crate::mail::NO_RELAY_NOTE);
+            return None;
+        };
+        let host: Arc<dyn MailHost> = self.clone();
+        let policy = self.mail.retry_policy();
+        Some(tokio::spawn(crate::mail::worker::run(
+            host, relay, policy, shutdown,
+        )))
     }
 
     /// Moves the manual clock to `at` and records it, so a restart resumes
@@ -366,5 +436,30 @@ impl GroupHost for Souk {
 
     fn now(&self) -> time::OffsetDateTime {
         self.billing.clock().now()
+    }
+}
+
+/// What the email delivery asks of the host.
+impl MailHost for Souk {
+    fn tenant_database<'a>(
+        &'a self,
+        tenant_id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<sqlx::SqlitePool>, SoukError>> {
+        Box::pin(async move {
+            let tenant = match self.tenancy.by_id(tenant_id).await {
+                Ok(tenant) => tenant,
+                Err(SoukError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            Ok(Some(self.tenancy.database(&tenant).await?))
+        })
+    }
+
+    fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn work(&self) -> &crate::work::WorkHints {
+        &self.work
     }
 }

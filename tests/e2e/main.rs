@@ -4,11 +4,13 @@
 //! The guest components must be built first (`scripts/build-modules`; the
 //! README's test command does it).
 
+mod smtp_sink;
 mod support;
 
 mod archives;
 mod billing;
 mod cli_api;
+mod email;
 mod fairness;
 mod hostile_input;
 mod hostile_sql;

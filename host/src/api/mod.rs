@@ -49,6 +49,7 @@ use crate::tenancy::Tenant;
 use crate::{archive, installer};
 
 mod billing;
+mod mail;
 
 /// Largest JSON or module request body. Default 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -348,6 +349,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
             get(show_lockfile).post(install_lockfile),
         )
         .merge(billing::routes())
+        .merge(mail::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

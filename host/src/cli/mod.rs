@@ -7,6 +7,7 @@
 //! `match` that hands each group its command.
 
 mod keys;
+mod mail;
 mod maintenance;
 mod module;
 mod plans;

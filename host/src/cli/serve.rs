@@ -28,12 +28,16 @@ pub(super) struct ServeArgs {
     /// schedule off (run `souk maintenance run` from cron instead).
     #[arg(long, env = "SOUK_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
     maintenance_interval_secs: u64,
+    #[command(flatten)]
+    mail: super::mail::MailArgs,
 }
 
 /// Serves until SIGINT or SIGTERM; logs in the format asked for.
 pub(super) async fn run(args: ServeArgs, global: &GlobalOptions) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let souk = Souk::open(config(global)).await?;
+    let mut config = config(global);
+    config.mail = args.mail.config();
+    let souk = Souk::open(config).await?;
     serve(souk, args.listen, args.maintenance_interval_secs).await
 }
 
@@ -66,10 +70,25 @@ async fn serve(
             Duration::from_secs(maintenance_interval_secs),
         ));
     }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mail = souk.start_mail_delivery(async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    if mail.is_none() {
+        println!("souk: {}", crate::mail::NO_RELAY_NOTE);
+    }
     let app = api::router(souk).merge(souk_module_registry::http::router(registry));
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    // The delivery finishes the message it is sending (bounded by the
+    // send timeout), then stops.
+    let _ = stop.send(true);
+    if let Some(mail) = mail {
+        let _ = tokio::time::timeout(Duration::from_secs(70), mail).await;
+    }
+    served?;
     Ok(())
 }
 

@@ -37,6 +37,7 @@ pub mod archives;
 pub mod audit;
 pub mod cache;
 pub mod installations;
+pub mod mail_notices;
 pub mod tenants;
 pub mod tokens;
 pub mod versions;

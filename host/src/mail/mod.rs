@@ -17,6 +17,7 @@
 //! Time comes from the host clock only: a queued message is due at its
 //! `next_attempt_at`, and a manual clock's moves make retries due.
 
+pub mod directory;
 pub mod notices;
 pub mod relay;
 pub mod worker;
@@ -29,7 +30,7 @@ use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
 use crate::capabilities::notify::outbox::{self, LogEntry};
-use crate::capabilities::notify::{MessageLimits, RecipientDirectory};
+use crate::capabilities::notify::{MessageLimits, NotifySetup, RecipientDirectory};
 use relay::{Relay, RelayError};
 
 /// The sender when `--mail-from` is not given.
@@ -189,6 +190,21 @@ impl Mail {
     /// The tenant's users, as mail needs them.
     pub fn directory(&self) -> Arc<dyn RecipientDirectory> {
         self.directory.clone()
+    }
+
+    /// The same, borrowed.
+    pub fn directory_ref(&self) -> &dyn RecipientDirectory {
+        self.directory.as_ref()
+    }
+
+    /// The `notify` setup of a call of a module whose manifest declares
+    /// `limits` (requests and background calls alike).
+    pub fn notify_setup<'a>(
+        &self,
+        clock: Arc<dyn crate::clock::Clock>,
+        limits: impl IntoIterator<Item = &'a souk_module_registry::LimitDecl>,
+    ) -> NotifySetup {
+        NotifySetup::for_module(self.directory.clone(), self.config.limits, clock, limits)
     }
 
     /// The delivery state.

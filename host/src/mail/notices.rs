@@ -8,8 +8,16 @@ use time::OffsetDateTime;
 
 use crate::capabilities::notify::outbox::{self, NewMail, Origin};
 use crate::capabilities::notify::{Addressee, Content, MessageLimits, RecipientDirectory};
+use crate::billing::service::Billing;
+use crate::billing::store::OutboxEvent;
+use crate::clock::Clock;
+use crate::control_plane::{ControlPlane, mail_notices};
 use crate::error::SoukError;
+use crate::tenancy::Tenancy;
 use crate::work::{WorkHints, WorkKind, WorkMarks};
+
+/// The billing outbox kinds the host emails to a tenant's admins.
+pub const EMAILED_KINDS: [&str; 2] = ["trial_ending", "payment_due"];
 
 /// A notice to send to every admin of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,4 +132,103 @@ pub async fn queue(
     tx.commit().await?;
     drop(marked);
     Ok(queued)
+}
+
+/// Turns the billing outbox's events into email notices to each tenant's
+/// admins (built per run by the composition root, `Souk::run_maintenance`).
+pub struct BillingNotices<'a> {
+    /// The cursor of events already handled.
+    pub control: &'a ControlPlane,
+    /// The billing outbox.
+    pub billing: &'a Billing,
+    /// The tenants and their databases.
+    pub tenancy: &'a Tenancy,
+    /// The directory of admins.
+    pub directory: &'a dyn RecipientDirectory,
+    /// Where queued mail is hinted.
+    pub work: &'a WorkHints,
+    /// The host clock.
+    pub clock: &'a dyn Clock,
+}
+
+/// Billing outbox events read per step.
+const EVENTS_PER_STEP: i64 = 500;
+
+impl BillingNotices<'_> {
+    /// Queues a notice for every billing event since the last run that the
+    /// host emails ([`for_billing_event`]), then moves the cursor past
+    /// them. Answers how many messages were queued. A failure stops the run
+    /// at the event that failed (the cursor stays before it; a retried
+    /// event queues nothing twice).
+    ///
+    /// # Errors
+    /// Database and directory failures.
+    pub async fn run(&self) -> Result<usize, SoukError> {
+        let mut queued = 0;
+        loop {
+            let after = {
+                let mut conn = self.control.pool().acquire().await?;
+                mail_notices::cursor(&mut conn).await?
+            };
+            let events = self.billing.outbox(None, after, EVENTS_PER_STEP).await?;
+            let Some(last) = events.last().map(|e| e.id) else {
+                return Ok(queued);
+            };
+            let mut handled = after;
+            let mut failure = None;
+            for event in &events {
+                match self.handle(event).await {
+                    Ok(n) => {
+                        queued += n;
+                        handled = event.id;
+                    }
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            let mut conn = self.control.pool().acquire().await?;
+            mail_notices::advance(&mut conn, handled).await?;
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            if (events.len() as i64) < EVENTS_PER_STEP || last == after {
+                return Ok(queued);
+            }
+        }
+    }
+
+    async fn handle(&self, event: &OutboxEvent) -> Result<usize, SoukError> {
+        if !EMAILED_KINDS.contains(&event.kind.as_str()) {
+            return Ok(0);
+        }
+        let payload: serde_json::Value =
+            serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+        let tenant = match self.tenancy.by_id(&event.tenant_id).await {
+            Ok(tenant) => tenant,
+            // A tenant removed since: nobody to tell.
+            Err(SoukError::NotFound(_)) => return Ok(0),
+            Err(error) => return Err(error),
+        };
+        let Some(notice) = for_billing_event(
+            &event.kind,
+            &tenant.slug,
+            &event.module_slug,
+            &payload,
+            format!("billing-outbox/{}", event.id),
+        ) else {
+            return Ok(0);
+        };
+        let pool = self.tenancy.database(&tenant).await?;
+        queue(
+            &pool,
+            self.directory,
+            self.work,
+            &tenant.id,
+            &notice,
+            self.clock.now(),
+        )
+        .await
+    }
 }

@@ -4,7 +4,8 @@
 //! updated by the delivery as it tries.
 //!
 //! A row is `queued` (waiting for its `next_attempt_at`), `sent` (the
-//! relay's answer kept) or `failed` (the reason kept). Times are Unix
+//! relay's answer kept) or `failed` (the reason kept); rows are never
+//! deleted, so `seq` (the rowid) only grows. Times are Unix
 //! seconds of the host clock. Module statements cannot reach the table:
 //! its name starts with `_souk_`.
 
@@ -20,7 +21,7 @@ use super::message::{Addressee, Content};
 pub async fn create_tables(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS _souk_mail (\
-            seq             INTEGER PRIMARY KEY AUTOINCREMENT,\
+            seq             INTEGER PRIMARY KEY,\
             id              TEXT NOT NULL UNIQUE,\
             kind            TEXT NOT NULL CHECK (kind IN ('module', 'notice')),\
             module          TEXT,\
