@@ -30,13 +30,14 @@
 //!    half-way leaves no partial writes and no usage counted.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use souk_module_registry::{Manifest, Route, RouteLookup};
 
 use crate::auth::Principal;
 use crate::billing::service::Billing;
 use crate::capabilities::CallState;
-use crate::capabilities::context::CallContext;
+use crate::capabilities::context::{CallContext, Caller};
 use crate::capabilities::db::{CallTransaction, ModuleDb};
 use crate::capabilities::entitlements::call::{
     CallEntitlements, CallUsageError, MeterEvent, MeterHold,
@@ -45,9 +46,10 @@ use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
 use crate::installer::{Installation, Installer};
-use crate::runtime::{CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
+use crate::runtime::{Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
 use crate::tenancy::{Tenancy, Tenant};
 use crate::usage::Usage;
+use crate::work::{WorkHints, WorkMarks};
 
 /// Request headers never forwarded to modules.
 const PRIVATE_HEADERS: [&str; 4] = [
@@ -72,6 +74,8 @@ pub struct Dispatcher<'a> {
     pub installer: Installer<'a>,
     /// Keeps the engine's grant for the installation current.
     pub usage: Usage<'a>,
+    /// Told, before a call's commit, of the deferred work it queued.
+    pub work: &'a WorkHints,
 }
 
 /// Whom a request is for, found and checked before anything runs.
@@ -109,7 +113,7 @@ impl Dispatcher<'_> {
         let (loaded, state) = self
             .prepare(&target, principal, &request, meter.is_some())
             .await?;
-        let settlement = Settlement::new(meter);
+        let settlement = Settlement::new(meter, self.work, self.billing.clock().now());
         let (result, state) = self.run(loaded, state, request).await?;
         settlement.settle(&target, state, result).await
     }
@@ -124,6 +128,12 @@ impl Dispatcher<'_> {
     ) -> Result<Target, SoukError> {
         let tenant = self.tenancy.by_slug(tenant_slug).await?;
         principal.check_tenant(&tenant)?;
+        self.target(tenant, module).await
+    }
+
+    /// The rest of step 1 for a tenant found and checked: a place for the
+    /// call, the installation (not revoked) and the engine's grant.
+    async fn target(&self, tenant: Tenant, module: &str) -> Result<Target, SoukError> {
         let permit = self.runtime.admit(&tenant.id)?;
         let installation: Installation = self.installer.require(&tenant, module).await?;
         if let Some(reason) = &installation.revoked {
@@ -214,12 +224,21 @@ impl Dispatcher<'_> {
         } else {
             CallTransaction::Open(pool.begin_with("BEGIN IMMEDIATE").await?)
         };
-        let limits = self.runtime.limits();
+        let db = ModuleDb::with(scope, tx, self.runtime.limits().call_timeout);
+        let state = self.call_state(target, principal.caller(), db);
+        Ok((loaded, state))
+    }
+
+    /// The state of a call of `target`'s module by `caller` on `db`: its
+    /// context and the tenant's entitlements (requests and background
+    /// calls alike).
+    fn call_state(&self, target: &Target, caller: Caller, db: ModuleDb) -> CallState {
+        let manifest = &target.resolved.manifest;
         let context = CallContext {
             tenant_id: target.tenant.id.clone(),
             module_slug: manifest.slug.to_string(),
             module_version: manifest.version.to_string(),
-            caller: principal.caller(),
+            caller,
         };
         let entitlements = CallEntitlements::new(
             self.billing.engine().clone(),
@@ -228,13 +247,12 @@ impl Dispatcher<'_> {
             self.billing.clock().now(),
         )
         .with_host_counted(&manifest.limits);
-        let state = CallState::for_request(
+        CallState::for_request(
             context,
-            ModuleDb::with(scope, tx, limits.call_timeout),
+            db,
             entitlements,
-            limits.memory_bytes,
-        );
-        Ok((loaded, state))
+            self.runtime.limits().memory_bytes,
+        )
     }
 
     /// Step 5: runs the module's `handle` on the module call threads (see
@@ -260,6 +278,81 @@ impl Dispatcher<'_> {
         Ok(ran)
     }
 }
+
+impl Dispatcher<'_> {
+    /// Runs `body` on a fresh instance of `module`'s installed version for
+    /// the tenant `tenant_id`, outside any request (a job, an event
+    /// delivery): in its own `BEGIN IMMEDIATE` transaction on the tenant
+    /// database, as [`Caller::system`], with the tenant's entitlements and
+    /// the module's scope, under the tenant's concurrency cap, bounded by
+    /// `deadline`. `Ok(Ok(_))` commits the call's writes, usage and queued
+    /// work (hinted first, as a request's); anything else rolls them back.
+    ///
+    /// # Errors
+    /// [`SoukError::NotFound`] when the tenant or the installation is gone,
+    /// [`SoukError::Revoked`], [`SoukError::Module`] when the tenant is at
+    /// its cap or the call fails in the runtime (a trap, the deadline),
+    /// database errors.
+    pub async fn run_background<T: Send + 'static>(
+        &self,
+        tenant_id: &str,
+        module: &str,
+        deadline: Duration,
+        body: BackgroundBody<T>,
+    ) -> Result<Result<T, String>, SoukError> {
+        let tenant = self.tenancy.by_id(tenant_id).await?;
+        let target = self.target(tenant, module).await?;
+        let manifest = &target.resolved.manifest;
+        let loaded = self.catalog.load(self.runtime, &target.resolved).await?;
+        let scope = self.installer.scope_for(&target.tenant, manifest).await?;
+        let pool = self.tenancy.database(&target.tenant).await?;
+        let tx = CallTransaction::Open(pool.begin_with("BEGIN IMMEDIATE").await?);
+        let state = self.call_state(
+            &target,
+            Caller::system(),
+            ModuleDb::with(scope, tx, deadline),
+        );
+        let settlement = Settlement::new(None, self.work, self.billing.clock().now());
+        let ran = self
+            .runtime
+            .run_call(async move {
+                let mut call = loaded.instantiate_for(state, deadline).await?;
+                let outcome = body(&mut call).await;
+                Ok::<_, CallError>((outcome, call.into_state()))
+            })
+            .await?;
+        let (outcome, mut state) = match ran {
+            Ok(ran) => ran,
+            Err(e) => return Err(e.into()),
+        };
+        let mut settlement = settlement;
+        settlement.take_from(&target, &mut state);
+        match outcome {
+            Ok(Ok(value)) => {
+                settlement.commit(200).await?;
+                Ok(Ok(value))
+            }
+            Ok(Err(message)) => {
+                settlement.rollback().await?;
+                Ok(Err(message))
+            }
+            Err(e) => {
+                settlement.rollback().await?;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// What [`Dispatcher::run_background`] runs on the instance: one export
+/// call, e.g. `Box::pin(async move { call.run_job(job).await })`.
+pub type BackgroundBody<T> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut Call,
+        )
+            -> futures_util::future::BoxFuture<'c, Result<Result<T, String>, CallError>>
+        + Send,
+>;
 
 /// Step 2: the route that serves `request`.
 ///
@@ -294,15 +387,35 @@ struct Settlement<'a> {
     tx: Option<CallTransaction>,
     usage: Option<CallEntitlements>,
     meter: Option<MeterHold<'a>>,
+    /// The deferred work the call queued, hinted before the commit.
+    work: WorkMarks,
+    hints: &'a WorkHints,
+    tenant_id: String,
+    now: time::OffsetDateTime,
 }
 
 impl<'a> Settlement<'a> {
-    fn new(meter: Option<MeterHold<'a>>) -> Self {
+    /// `now` is the host clock's time when the call started: the time its
+    /// queued work is due from.
+    fn new(meter: Option<MeterHold<'a>>, hints: &'a WorkHints, now: time::OffsetDateTime) -> Self {
         Settlement {
             tx: None,
             usage: None,
             meter,
+            work: WorkMarks::default(),
+            hints,
+            tenant_id: String::new(),
+            now,
         }
+    }
+
+    /// Takes what the call's state holds to settle: its transaction, its
+    /// usage changes and the work it queued.
+    fn take_from(&mut self, target: &Target, state: &mut CallState) {
+        self.usage = state.entitlements.take();
+        self.tx = state.db.take_transaction();
+        self.work = state.work;
+        self.tenant_id.clone_from(&target.tenant.id);
     }
 
     /// Step 6: commits the call's work when the module answered below 500,
@@ -313,8 +426,7 @@ impl<'a> Settlement<'a> {
         mut state: CallState,
         result: Result<ModuleResponse, CallError>,
     ) -> Result<ModuleResponse, SoukError> {
-        self.usage = state.entitlements.take();
-        self.tx = state.db.take_transaction();
+        self.take_from(target, &mut state);
         match result {
             Ok(response) if response.status < 500 => {
                 self.commit(response.status).await?;
@@ -356,6 +468,20 @@ impl<'a> Settlement<'a> {
                 return Err(SoukError::Internal(anyhow::anyhow!("metering: {e}")));
             }
         }
+        // Before the commit: work without a hint could be forgotten, a hint
+        // without work costs a worker one look. The guard drops after the
+        // commit (or a failed one), waking the workers.
+        let _marked = if self.work.is_empty() {
+            None
+        } else {
+            match self.hints.mark(&self.tenant_id, self.work, self.now).await {
+                Ok(marked) => Some(marked),
+                Err(e) => {
+                    tx.rollback().await?;
+                    return Err(SoukError::Internal(anyhow::anyhow!("work hints: {e}")));
+                }
+            }
+        };
         tx.commit().await?;
         if let Some(hold) = self.meter.take() {
             hold.commit();

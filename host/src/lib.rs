@@ -49,5 +49,6 @@ pub mod tenancy;
 pub mod tenant_migrations;
 pub mod usage;
 pub mod wit;
+pub mod work;
 
 pub use souk::{Souk, SoukConfig};

@@ -24,6 +24,7 @@ use crate::mail::directory::UsersDirectory;
 use crate::mail::notices::BillingNotices;
 use crate::mail::worker::MailHost;
 use crate::mail::{Mail, MailLogPage};
+use crate::work::WorkHints;
 
 /// How a host is configured.
 #[derive(Debug, Clone)]
@@ -108,6 +109,8 @@ pub struct Souk {
     usage_groups: UsageGroups,
     /// Email: the relay, the retry policy, the tenant users' directory.
     mail: Mail,
+    /// Which tenants have deferred work (events, mail, jobs) and when.
+    work: Arc<WorkHints>,
 }
 
 impl Souk {
@@ -159,6 +162,11 @@ impl Souk {
             config.mail.clone(),
             Arc::new(UsersDirectory::new(control.clone())),
         )?;
+        let work = Arc::new(
+            WorkHints::open(data)
+                .await
+                .with_context(|| format!("cannot open {}", crate::work::HINTS_FILE))?,
+        );
         // The usage writers reach the host weakly: they never keep it alive.
         let souk = Arc::new_cyclic(|me: &Weak<Souk>| {
             let host: Weak<dyn GroupHost> = me.clone();
@@ -175,6 +183,7 @@ impl Souk {
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
                 mail,
+                work,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -199,6 +208,7 @@ impl Souk {
             migration_timeout: self.config.migration_timeout,
             currency: &self.config.currency,
             data_dir: &self.config.data_dir,
+            work: &self.work,
         }
     }
 
@@ -212,7 +222,14 @@ impl Souk {
             billing: &self.billing,
             installer: self.installer(),
             usage: self.usage(),
+            work: &self.work,
         }
+    }
+
+    /// Which tenants have deferred work (events, mail, jobs), for the
+    /// workers that do it.
+    pub fn work(&self) -> &Arc<WorkHints> {
+        &self.work
     }
 
     /// The usage service (usage events, the usage report, installation

@@ -38,6 +38,8 @@ use entitlements::EntitlementsView;
 use entitlements::call::CallEntitlements;
 use log::{LogState, LogView};
 
+use crate::work::WorkMarks;
+
 /// The `instances` limit of every call's store: how many instances
 /// wasmtime lets one call create (a component instantiates several).
 const MAX_INSTANCES_PER_CALL: usize = 32;
@@ -65,6 +67,10 @@ pub struct CallState {
     /// are refused with `no_subscription`. The caller takes it after the
     /// call to keep or roll back its usage changes.
     pub entitlements: Option<CallEntitlements>,
+    /// The kinds of deferred work (events, mail, jobs) the call queued in
+    /// its transaction; whoever commits it marks the work hints first (see
+    /// [`crate::work`]).
+    pub work: WorkMarks,
 }
 
 impl CallState {
@@ -115,6 +121,7 @@ impl CallState {
             db,
             log: LogState::default(),
             entitlements: None,
+            work: WorkMarks::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! checking its migrations, running their SQL in the tenant transaction,
 //! and calling its install, upgrade or uninstall hook there.
 
+use crate::work::Marked;
 use std::sync::Arc;
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
@@ -98,7 +99,7 @@ pub(super) enum Hook<'a> {
     Upgrade(&'a str),
 }
 
-impl Installer<'_> {
+impl<'a> Installer<'a> {
     /// Runs a migration's `sql` in `tx`: rewritten into the module's namespace,
     /// checked by SQLite's authorizer, bound to the configured migration budget
     /// (see [`crate::capabilities::db::run_migration`]).
@@ -122,7 +123,10 @@ impl Installer<'_> {
             })
     }
 
-    /// Runs a hook with database access inside `tx`; returns `tx` to continue.
+    /// Runs a hook with database access inside `tx`; returns `tx` to
+    /// continue, and — when the hook queued deferred work (events, mail,
+    /// jobs) — the work hint's guard, to drop once `tx` has committed or
+    /// rolled back.
     pub(super) async fn run_hook(
         &self,
         loaded: &LoadedModule,
@@ -130,7 +134,8 @@ impl Installer<'_> {
         scope: Arc<SqlScope>,
         tx: Transaction<'static, Sqlite>,
         hook: Hook<'_>,
-    ) -> Result<Transaction<'static, Sqlite>, SoukError> {
+    ) -> Result<(Transaction<'static, Sqlite>, Option<Marked<'a>>), SoukError> {
+        let tenant_id = ctx.tenant_id.clone();
         let limits = self.runtime.limits();
         let state = CallState::for_hook(
             ctx,
@@ -163,12 +168,23 @@ impl Installer<'_> {
             }
         }
         let mut state = call.into_state();
-        state
+        let tx = state
             .db
             .take_transaction()
             .and_then(CallTransaction::into_open)
             .ok_or_else(|| {
                 SoukError::Internal(anyhow::anyhow!("the {name} hook lost its transaction"))
-            })
+            })?;
+        let marked = if state.work.is_empty() {
+            None
+        } else {
+            let marked = self
+                .work
+                .mark(&tenant_id, state.work, self.clock.now())
+                .await
+                .map_err(|e| SoukError::Internal(anyhow::anyhow!("work hints: {e}")))?;
+            Some(marked)
+        };
+        Ok((tx, marked))
     }
 }

@@ -266,11 +266,12 @@ impl Installer<'_> {
                 .await?;
         }
         let mut restored_rows = None;
-        let tx = match archive {
+        // Dropped after the commit below, or with an error on the way.
+        let (tx, _marked) = match archive {
             Some(archive) => {
                 let mut tx = tx;
                 restored_rows = Some(archive::restore(&mut tx, scope.prefix(), archive).await?);
-                tx
+                (tx, None)
             }
             None => {
                 self.run_hook(&loaded, ctx, scope, tx, Hook::Install)

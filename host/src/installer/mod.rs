@@ -41,6 +41,7 @@ mod shared;
 mod uninstall;
 mod upgrade;
 
+use crate::work::WorkHints;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -86,6 +87,8 @@ pub struct Installer<'a> {
     /// The host's data directory; archives are written under
     /// `archives/` in it.
     pub data_dir: &'a Path,
+    /// Told, before a lifecycle commit, of the deferred work a hook queued.
+    pub work: &'a WorkHints,
 }
 
 impl Installer<'_> {

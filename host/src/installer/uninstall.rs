@@ -3,6 +3,7 @@
 //! the module's own code fails; rolling back a module a failed install
 //! added earlier in the same call.
 
+use crate::work::Marked;
 use std::sync::Arc;
 
 use sqlx::{Sqlite, Transaction};
@@ -103,7 +104,17 @@ pub(super) struct RemovalRecord<'a> {
     withdraw: Option<&'a StartedSubscription>,
 }
 
-impl Installer<'_> {
+/// What a normal uninstall leaves to commit: the tenant transaction, the
+/// archive, the migrations reverted, and the guard of the work hint for
+/// what the uninstall hook queued (if it queued anything).
+type UninstallDone<'a> = (
+    Transaction<'static, Sqlite>,
+    ArchiveInfo,
+    Vec<String>,
+    Option<Marked<'a>>,
+);
+
+impl<'a> Installer<'a> {
     /// Uninstalls a module: archives its data, runs its `uninstall` hook, then
     /// its down migrations in reverse, atomically. Whatever the down migrations
     /// leave behind (tables, indexes, triggers, views with the module's prefix)
@@ -150,15 +161,17 @@ impl Installer<'_> {
         let attempt = self
             .normal_uninstall(&caller, tenant, &current, &resolved, &scope, &done_ids)
             .await;
-        let (tx, archive, reverted, forced) = match attempt {
-            Ok((tx, archive, reverted)) => (tx, archive, reverted, None),
+        // `_marked` (work the uninstall hook queued) drops after the commit
+        // below, or with an error on the way.
+        let (tx, archive, reverted, forced, _marked) = match attempt {
+            Ok((tx, archive, reverted, marked)) => (tx, archive, reverted, None, marked),
             Err(e) if force && forceable(&e) => {
                 let reason = bounded(&e.to_string());
                 tracing::warn!(tenant = %tenant.slug, module, reason = %reason, "normal uninstall failed; forcing it");
                 let (tx, archive) = self
                     .forced_removal(tenant, &current, scope.prefix(), &done_ids)
                     .await?;
-                (tx, archive, Vec::new(), Some(reason))
+                (tx, archive, Vec::new(), Some(reason), None)
             }
             Err(e) => return Err(e),
         };
@@ -223,7 +236,7 @@ impl Installer<'_> {
         resolved: &ResolvedVersion,
         scope: &Arc<SqlScope>,
         done: &[String],
-    ) -> Result<(Transaction<'static, Sqlite>, ArchiveInfo, Vec<String>), SoukError> {
+    ) -> Result<UninstallDone<'a>, SoukError> {
         let manifest = &resolved.manifest;
         let module = current.module.as_str();
         let loaded = self.catalog.load(self.runtime, resolved).await?;
@@ -234,11 +247,11 @@ impl Installer<'_> {
         let archive = self
             .export_archive(&mut tx, tenant, current, scope.prefix(), done)
             .await?;
-        let tx = match self
+        let (tx, marked) = match self
             .run_hook(&loaded, ctx, scope.clone(), tx, Hook::Uninstall)
             .await
         {
-            Ok(tx) => tx,
+            Ok(ran) => ran,
             Err(e) => {
                 self.discard_archive(tenant, &archive).await;
                 return Err(e);
@@ -248,7 +261,7 @@ impl Installer<'_> {
             .revert_migrations(tx, scope, module, &migrations, done)
             .await
         {
-            Ok((tx, reverted)) => Ok((tx, archive, reverted)),
+            Ok((tx, reverted)) => Ok((tx, archive, reverted, marked)),
             Err(e) => {
                 self.discard_archive(tenant, &archive).await;
                 Err(e)

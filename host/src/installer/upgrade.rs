@@ -96,7 +96,8 @@ impl Installer<'_> {
                 .await?;
         }
         let from_text = from.to_string();
-        let tx = self
+        // `_marked` drops after the commit below, or with an error on the way.
+        let (tx, _marked) = self
             .run_hook(&loaded, ctx, scope, tx, Hook::Upgrade(&from_text))
             .await?;
 

@@ -597,8 +597,22 @@ impl LoadedModule {
     /// The call's deadline starts now and covers the instantiation and
     /// every export called on the returned [`Call`].
     pub async fn instantiate(&self, state: CallState) -> Result<Call, CallError> {
+        self.instantiate_for(state, self.inner.limits.call_timeout)
+            .await
+    }
+
+    /// As [`LoadedModule::instantiate`], with a deadline of `budget` instead
+    /// of the request deadline (a job's).
+    ///
+    /// # Errors
+    /// As [`LoadedModule::instantiate`].
+    pub async fn instantiate_for(
+        &self,
+        state: CallState,
+        budget: Duration,
+    ) -> Result<Call, CallError> {
         let inner = &self.inner;
-        let deadline = CallDeadline::starting_now(inner.limits.call_timeout);
+        let deadline = CallDeadline::starting_now(budget);
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| s.store_limits());
         // Each epoch tick the guest yields its worker, so a busy guest
@@ -929,4 +943,113 @@ impl Call {
         }
         Ok(response)
     }
+
+    /// The API 0.3.0 instance, or the refusal for an older one (which has
+    /// no `run-job` or `on-event` export).
+    fn v0_3(&self, export: &str) -> Result<&wit::v0_3_0::Module, CallError> {
+        match &self.instance {
+            GuestInstance::V0_3_0(instance) => Ok(instance),
+            _ => Err(CallError::Trap(format!(
+                "the module implements API {}, which has no `{export}` export (API 0.3.0 has)",
+                self.api()
+            ))),
+        }
+    }
+
+    fn api(&self) -> ApiVersion {
+        match &self.instance {
+            GuestInstance::V0_1_0(_) => ApiVersion::V0_1_0,
+            GuestInstance::V0_2_0(_) => ApiVersion::V0_2_0,
+            GuestInstance::V0_3_0(_) => ApiVersion::V0_3_0,
+        }
+    }
+
+    /// Runs a job (API 0.3.0). `Ok(Err(message))` is the job failing; the
+    /// message is [`printable`], at most [`MAX_ERROR_BYTES`].
+    ///
+    /// # Errors
+    /// Any [`CallError`]; a module of an older API is refused as a trap.
+    pub async fn run_job(&mut self, job: JobToRun) -> Result<Result<JobOutput, String>, CallError> {
+        use wit::v0_3_0::exports::souk::module::guest::Job;
+        let guest = self.v0_3("run-job")?.souk_module_guest().clone();
+        let job = Job {
+            id: job.id,
+            name: job.name,
+            args: job.args,
+            attempt: job.attempt,
+        };
+        let outcome = self
+            .deadline
+            .bound(guest.call_run_job(&mut self.store, &job))
+            .await?;
+        Ok(outcome
+            .map(|output| JobOutput {
+                result: output.result,
+                file_id: output.file_id,
+            })
+            .map_err(|message| printable(&message, MAX_ERROR_BYTES)))
+    }
+
+    /// Hands an event of a dependency to the module (API 0.3.0).
+    /// `Ok(Err(message))` is the module's handler failing; the message is
+    /// [`printable`], at most [`MAX_ERROR_BYTES`].
+    ///
+    /// # Errors
+    /// Any [`CallError`]; a module of an older API is refused as a trap.
+    pub async fn on_event(
+        &mut self,
+        event: EventToDeliver,
+    ) -> Result<Result<(), String>, CallError> {
+        use wit::v0_3_0::exports::souk::module::guest::Event;
+        let guest = self.v0_3("on-event")?.souk_module_guest().clone();
+        let event = Event {
+            id: event.id,
+            source_module: event.source_module,
+            event_type: event.event_type,
+            payload: event.payload,
+            emitted_at: event.emitted_at,
+        };
+        let outcome = self
+            .deadline
+            .bound(guest.call_on_event(&mut self.store, &event))
+            .await?;
+        Ok(outcome.map_err(|message| printable(&message, MAX_ERROR_BYTES)))
+    }
+}
+
+/// A job as the host hands it to `run-job`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobToRun {
+    /// The job's id.
+    pub id: String,
+    /// Its name (given to `jobs.enqueue`, or a schedule's name).
+    pub name: String,
+    /// Its JSON arguments.
+    pub args: String,
+    /// 1 on the first run, 2 on the first retry, ...
+    pub attempt: u32,
+}
+
+/// What a finished job leaves for the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutput {
+    /// A JSON document, if any (unchecked: the module's text).
+    pub result: Option<String>,
+    /// A file id, if any (unchecked: the module's text).
+    pub file_id: Option<String>,
+}
+
+/// An event as the host hands it to `on-event`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventToDeliver {
+    /// The event's id (the same on a redelivery).
+    pub id: String,
+    /// The module that emitted it.
+    pub source_module: String,
+    /// Its type.
+    pub event_type: String,
+    /// Its JSON payload.
+    pub payload: String,
+    /// When it was emitted (RFC 3339, UTC).
+    pub emitted_at: String,
 }
