@@ -45,7 +45,9 @@ use crate::capabilities::entitlements::call::{
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
+use crate::capabilities::notify::NotifyState;
 use crate::installer::{Installation, Installer};
+use crate::mail::Mail;
 use crate::runtime::{Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
 use crate::tenancy::{Tenancy, Tenant};
 use crate::usage::Usage;
@@ -76,6 +78,9 @@ pub struct Dispatcher<'a> {
     pub usage: Usage<'a>,
     /// Told, before a call's commit, of the deferred work it queued.
     pub work: &'a WorkHints,
+    /// What a call's `notify` needs (the user directory, the message
+    /// limits).
+    pub mail: &'a Mail,
 }
 
 /// Whom a request is for, found and checked before anything runs.
@@ -247,12 +252,14 @@ impl Dispatcher<'_> {
             self.billing.clock().now(),
         )
         .with_host_counted(&manifest.limits);
-        CallState::for_request(
+        let mut state = CallState::for_request(
             context,
             db,
             entitlements,
             self.runtime.limits().memory_bytes,
-        )
+        );
+        state.notify = NotifyState(Some(self.mail.notify_setup(&manifest.limits)));
+        state
     }
 
     /// Step 5: runs the module's `handle` on the module call threads (see

@@ -161,6 +161,7 @@ impl Souk {
         let mail = Mail::new(
             config.mail.clone(),
             Arc::new(UsersDirectory::new(control.clone())),
+            clock.clone(),
         )?;
         let work = Arc::new(
             WorkHints::open(data)
@@ -223,6 +224,7 @@ impl Souk {
             installer: self.installer(),
             usage: self.usage(),
             work: &self.work,
+            mail: &self.mail,
         }
     }
 

@@ -192,8 +192,8 @@ mod tests {
         assert_eq!(
             tables(&pool).await,
             [
-                LEDGER,
                 "_souk_mail",
+                LEDGER,
                 "_souk_usage_counters",
                 "_souk_usage_events",
                 "_souk_usage_keys"
@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(ledger(&pool).await, every_migration());
         let schema_after: Vec<Option<String>> = sqlx::query_scalar(&format!(
             "SELECT sql FROM sqlite_master WHERE name <> '{LEDGER}' \
-             AND name NOT LIKE '_souk_mail%' ORDER BY name"
+             AND tbl_name NOT LIKE '_souk_mail%' ORDER BY name"
         ))
         .fetch_all(&pool)
         .await
@@ -303,13 +303,11 @@ mod tests {
         assert!(
             matches!(
                 refused,
-                MigrationError::NewerSchema {
-                    found: 99,
-                    known: 1
-                }
+                MigrationError::NewerSchema { found: 99, known }
+                    if known == MIGRATIONS.len() as i64
             ),
             "{refused}"
         );
-        assert_eq!(ledger(&pool).await.len(), 2);
+        assert_eq!(ledger(&pool).await.len(), MIGRATIONS.len() + 1);
     }
 }

@@ -123,11 +123,6 @@ impl SmtpSink {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Answers `reply` (e.g. `451 4.3.0 try again later`) instead of
     /// accepting the next `n` messages.
     pub fn refuse_next(&self, n: usize, reply: &str) {

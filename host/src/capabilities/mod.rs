@@ -11,7 +11,9 @@
 //! - [`context`]: who is calling, for which tenant and module version;
 //! - [`db`]: the module's scoped SQL on its tenant's database;
 //! - [`log`]: bounded, escaped module log lines;
-//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0).
+//! - [`entitlements`]: what the tenant's subscription allows (API 0.2.0);
+//! - [`notify`]: email to the tenant's users, queued in the call's
+//!   transaction (API 0.3.0).
 //!
 //! To add one (files, events, ...): a new folder with its state, view and
 //! `add_to_linker`, a field of [`CallState`] set by its constructors, and
@@ -26,6 +28,7 @@ pub mod context;
 pub mod db;
 pub mod entitlements;
 pub mod log;
+pub mod notify;
 
 use wasmtime::StoreLimits;
 use wasmtime::StoreLimitsBuilder;
@@ -37,6 +40,7 @@ use db::{DbView, ModuleDb};
 use entitlements::EntitlementsView;
 use entitlements::call::CallEntitlements;
 use log::{LogState, LogView};
+use notify::{NotifyState, NotifyView};
 
 use crate::work::WorkMarks;
 
@@ -71,6 +75,10 @@ pub struct CallState {
     /// its transaction; whoever commits it marks the work hints first (see
     /// [`crate::work`]).
     pub work: WorkMarks,
+    /// What the `notify` capability needs to queue email (API 0.3.0);
+    /// empty (every message refused as unavailable) unless the caller sets
+    /// it, as the request path and background calls do.
+    pub notify: NotifyState,
 }
 
 impl CallState {
@@ -122,6 +130,7 @@ impl CallState {
             log: LogState::default(),
             entitlements: None,
             work: WorkMarks::default(),
+            notify: NotifyState::default(),
         }
     }
 
@@ -161,6 +170,13 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     entitlements::add_to_linker(linker, |s| EntitlementsView {
         entitlements: &mut s.entitlements,
         db: &mut s.db,
+    })?;
+    notify::add_to_linker(linker, |s| NotifyView {
+        state: &s.notify,
+        context: &s.context,
+        db: &mut s.db,
+        entitlements: &mut s.entitlements,
+        work: &mut s.work,
     })?;
     Ok(())
 }

@@ -209,6 +209,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_events: global.usage_group_max_events.max(1),
         },
         open_tenants: global.open_tenants.max(1),
+        mail: crate::mail::MailConfig::default(),
     }
 }
 

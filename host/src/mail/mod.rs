@@ -29,6 +29,7 @@ use serde::Serialize;
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
 use crate::capabilities::notify::outbox::{self, LogEntry};
 use crate::capabilities::notify::{MessageLimits, NotifySetup, RecipientDirectory};
 use relay::{Relay, RelayError};
@@ -126,6 +127,7 @@ pub struct Mail {
     config: MailConfig,
     relay: Option<Arc<Relay>>,
     directory: Arc<dyn RecipientDirectory>,
+    clock: Arc<dyn Clock>,
 }
 
 /// What the tenant (and the operator) see of the delivery.
@@ -143,7 +145,8 @@ pub struct DeliveryState {
 pub const NO_RELAY_NOTE: &str = "no SMTP relay is configured (souk serve --smtp-url): email is queued in each tenant's outbox and sent once a relay is configured and the host restarted";
 
 impl Mail {
-    /// The mail of `config`, resolving recipients through `directory`.
+    /// The mail of `config`, resolving recipients through `directory`,
+    /// queueing at the times of `clock` (the host's).
     ///
     /// # Errors
     /// [`RelayError`] for a `--smtp-url` or `--mail-from` that cannot be
@@ -151,6 +154,7 @@ impl Mail {
     pub fn new(
         config: MailConfig,
         directory: Arc<dyn RecipientDirectory>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, RelayError> {
         let relay = match &config.smtp_url {
             Some(url) => Some(Arc::new(Relay::new(
@@ -169,6 +173,7 @@ impl Mail {
             config,
             relay,
             directory,
+            clock,
         })
     }
 
@@ -201,10 +206,14 @@ impl Mail {
     /// `limits` (requests and background calls alike).
     pub fn notify_setup<'a>(
         &self,
-        clock: Arc<dyn crate::clock::Clock>,
         limits: impl IntoIterator<Item = &'a souk_module_registry::LimitDecl>,
     ) -> NotifySetup {
-        NotifySetup::for_module(self.directory.clone(), self.config.limits, clock, limits)
+        NotifySetup::for_module(
+            self.directory.clone(),
+            self.config.limits,
+            self.clock.clone(),
+            limits,
+        )
     }
 
     /// The delivery state.
