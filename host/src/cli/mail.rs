@@ -1,4 +1,6 @@
-//! The `souk serve` flags of email delivery (docs/email.md).
+//! The email flags (docs/email.md): global, like the other host knobs,
+//! so `souk serve` and the CLI commands that queue host notices read the
+//! same limits; only `souk serve` delivers.
 
 use std::time::Duration;
 
@@ -14,26 +16,26 @@ pub(super) struct MailArgs {
     /// `smtps://user:pass@host:465` (TLS) or
     /// `smtp+starttls://user:pass@host:587` (STARTTLS). Without it email
     /// stays queued in each tenant's outbox.
-    #[arg(long, env = "SOUK_SMTP_URL")]
+    #[arg(long, global = true, env = "SOUK_SMTP_URL")]
     smtp_url: Option<String>,
     /// The sender of every message (`Name <local@domain>`).
-    #[arg(long, env = "SOUK_MAIL_FROM", default_value = DEFAULT_MAIL_FROM)]
+    #[arg(long, global = true, env = "SOUK_MAIL_FROM", default_value = DEFAULT_MAIL_FROM)]
     mail_from: String,
     /// Seconds allowed to connect to the relay and for each SMTP command.
-    #[arg(long, env = "SOUK_SMTP_CONNECT_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, global = true, env = "SOUK_SMTP_CONNECT_TIMEOUT_SECS", default_value_t = 10)]
     smtp_connect_timeout_secs: u64,
     /// Seconds allowed to send one message.
-    #[arg(long, env = "SOUK_SMTP_SEND_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, global = true, env = "SOUK_SMTP_SEND_TIMEOUT_SECS", default_value_t = 60)]
     smtp_send_timeout_secs: u64,
     /// Seconds a message is retried after transient failures (4xx,
     /// connection errors) before it fails.
-    #[arg(long, env = "SOUK_MAIL_RETRY_FOR_SECS", default_value_t = 86_400)]
+    #[arg(long, global = true, env = "SOUK_MAIL_RETRY_FOR_SECS", default_value_t = 86_400)]
     mail_retry_for_secs: u64,
     /// Most bytes of a message's plain-text body.
-    #[arg(long, env = "SOUK_MAIL_MAX_TEXT_BYTES", default_value_t = MessageLimits::default().max_text_bytes)]
+    #[arg(long, global = true, env = "SOUK_MAIL_MAX_TEXT_BYTES", default_value_t = MessageLimits::default().max_text_bytes)]
     mail_max_text_bytes: usize,
     /// Most bytes of a message's HTML body.
-    #[arg(long, env = "SOUK_MAIL_MAX_HTML_BYTES", default_value_t = MessageLimits::default().max_html_bytes)]
+    #[arg(long, global = true, env = "SOUK_MAIL_MAX_HTML_BYTES", default_value_t = MessageLimits::default().max_html_bytes)]
     mail_max_html_bytes: usize,
 }
 

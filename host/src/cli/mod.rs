@@ -95,6 +95,8 @@ struct GlobalOptions {
         default_value_t = crate::tenancy::DEFAULT_OPEN_TENANTS
     )]
     open_tenants: usize,
+    #[command(flatten)]
+    mail: mail::MailArgs,
     /// The operator's plan catalog: a YAML file, or a directory of YAML
     /// files merged in name order. Without one no module is priced: every
     /// module is free to install and fully entitled.
@@ -209,7 +211,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_events: global.usage_group_max_events.max(1),
         },
         open_tenants: global.open_tenants.max(1),
-        mail: crate::mail::MailConfig::default(),
+        mail: global.mail.config(),
     }
 }
 

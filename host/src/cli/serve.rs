@@ -28,16 +28,12 @@ pub(super) struct ServeArgs {
     /// schedule off (run `souk maintenance run` from cron instead).
     #[arg(long, env = "SOUK_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
     maintenance_interval_secs: u64,
-    #[command(flatten)]
-    mail: super::mail::MailArgs,
 }
 
 /// Serves until SIGINT or SIGTERM; logs in the format asked for.
 pub(super) async fn run(args: ServeArgs, global: &GlobalOptions) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let mut config = config(global);
-    config.mail = args.mail.config();
-    let souk = Souk::open(config).await?;
+    let souk = Souk::open(config(global)).await?;
     serve(souk, args.listen, args.maintenance_interval_secs).await
 }
 

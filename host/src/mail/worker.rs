@@ -119,13 +119,13 @@ async fn deliver_tenant(
                     let attempt = attempt(relay, policy, &mail, host).await;
                     match &attempt {
                         Attempt::Sent(answer) => {
-                            tracing::info!(tenant = %tenant_id, message = %mail.id, %answer, "email sent");
+                            tracing::info!(tenant = %tenant_id, mail = %mail.id, %answer, "email sent");
                         }
                         Attempt::Retry { reason, .. } => {
-                            tracing::info!(tenant = %tenant_id, message = %mail.id, %reason, "email deferred");
+                            tracing::info!(tenant = %tenant_id, mail = %mail.id, %reason, "email deferred");
                         }
                         Attempt::Failed(reason) => {
-                            tracing::warn!(tenant = %tenant_id, message = %mail.id, %reason, "email failed");
+                            tracing::warn!(tenant = %tenant_id, mail = %mail.id, %reason, "email failed");
                         }
                     }
                     outbox::record(&mut conn, &mail.id, &attempt, host.now()).await?;
@@ -146,6 +146,8 @@ async fn attempt(
     mail: &QueuedMail,
     host: &dyn MailHost,
 ) -> Attempt {
+    // The backoff counts from when the attempt began.
+    let began = host.now();
     let message = match relay.build(&mail.id, &mail.to, &mail.content, mail.queued_at) {
         Ok(message) => message,
         Err(reason) => return Attempt::Failed(reason),
@@ -154,7 +156,7 @@ async fn attempt(
         Sent::Accepted(answer) => Attempt::Sent(answer),
         Sent::Permanent(reason) => Attempt::Failed(reason),
         Sent::Transient(reason) => {
-            policy.after_transient(reason, mail.attempts, mail.queued_at, host.now())
+            policy.after_transient(reason, mail.attempts, mail.queued_at, began)
         }
     }
 }
