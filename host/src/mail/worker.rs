@@ -76,8 +76,14 @@ pub async fn run(
     tracing::info!("email delivery stopped");
 }
 
-/// One look at the hints: every tenant with mail due is served once.
+/// One look at the hints (re-read from the file first): every tenant with
+/// mail due is served once.
 pub async fn pass(host: &dyn MailHost, relay: &Relay, policy: RetryPolicy) {
+    // Hints another process wrote (the CLI's maintenance run queueing a
+    // notice): one pragma when there are none.
+    if let Err(error) = host.work().refresh().await {
+        tracing::warn!(error = %error, "email delivery: the work hints could not be read");
+    }
     for due in host.work().due(WorkKind::Email, host.now()) {
         let next = match deliver_tenant(host, relay, policy, &due.tenant_id).await {
             Ok(next) => next,
