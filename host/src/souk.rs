@@ -15,15 +15,15 @@ use crate::control_plane::ControlPlane;
 use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::installer::Installer;
+use crate::mail::directory::UsersDirectory;
+use crate::mail::notices::BillingNotices;
+use crate::mail::worker::MailHost;
+use crate::mail::{Mail, MailLogPage};
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::tenancy::Tenancy;
 use crate::tenancy::Tenant;
 use crate::usage::Usage;
 use crate::usage::group::{GroupHost, GroupLimits, HostFuture, UsageGroups};
-use crate::mail::directory::UsersDirectory;
-use crate::mail::notices::BillingNotices;
-use crate::mail::worker::MailHost;
-use crate::mail::{Mail, MailLogPage};
 use crate::work::WorkHints;
 
 /// How a host is configured.

@@ -65,7 +65,13 @@ fn add_user(
     id
 }
 
-fn send(host: &Host, tenant: &str, token: &str, route: &str, body: Value) -> crate::support::Answer {
+fn send(
+    host: &Host,
+    tenant: &str,
+    token: &str,
+    route: &str,
+    body: Value,
+) -> crate::support::Answer {
     host.post(&format!("/t/{tenant}/m/mailer-probe/{route}"), token, body)
 }
 
@@ -77,7 +83,10 @@ fn mail_log(host: &Host, tenant: &str, token: &str) -> Value {
 
 /// The tenant's usage line of `mailer-probe`'s email meter.
 fn email_usage(host: &Host, tenant: &str, token: &str) -> Value {
-    let a = host.get(&format!("/v1/tenants/{tenant}/usage?module=mailer-probe"), token);
+    let a = host.get(
+        &format!("/v1/tenants/{tenant}/usage?module=mailer-probe"),
+        token,
+    );
     assert_eq!(a.status, 200, "{a:?}");
     a.body["modules"][0]["usage"]
         .as_array()
@@ -114,7 +123,14 @@ fn email_is_queued_only_on_commit_and_delivered_with_its_headers() {
     let sink = SmtpSink::start();
     let host = host_with_sink(&sink);
     let token = host.tenant_with("acme", "mailer-probe");
-    let ana = add_user(&host, "acme", "ana@example.com", "Ana Müller", "member", None);
+    let ana = add_user(
+        &host,
+        "acme",
+        "ana@example.com",
+        "Ana Müller",
+        "member",
+        None,
+    );
 
     // Queued, then the call fails: rolled back, nothing is sent.
     let a = send(
@@ -140,7 +156,11 @@ fn email_is_queued_only_on_commit_and_delivered_with_its_headers() {
     assert_eq!(messages.len(), 1, "{messages:?}");
     std::thread::sleep(Duration::from_millis(1500));
     let messages = sink.messages();
-    assert_eq!(messages.len(), 1, "only the committed message: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        1,
+        "only the committed message: {messages:?}"
+    );
     let m = &messages[0];
     assert_eq!(m.rcpt_to, ["<ana@example.com>"]);
     assert_eq!(m.mail_from, "<noreply@souk.test>");
@@ -149,12 +169,20 @@ fn email_is_queued_only_on_commit_and_delivered_with_its_headers() {
         Some("\"Souk Test\" <noreply@souk.test>")
     );
     let to = m.header("To").unwrap();
-    assert!(to.starts_with("=?utf-8?") && to.ends_with("<ana@example.com>"), "{to}");
+    assert!(
+        to.starts_with("=?utf-8?") && to.ends_with("<ana@example.com>"),
+        "{to}"
+    );
     let subject = m.header("Subject").unwrap();
     assert!(subject.starts_with("=?utf-8?"), "{subject}");
     assert_eq!(m.header("Message-ID"), Some(format!("<{id}@souk.test>")));
     assert!(m.header("Date").unwrap().contains("1 Mar 2027"), "{m:?}");
-    assert!(m.header("Content-Type").unwrap().starts_with("multipart/alternative"), "{m:?}");
+    assert!(
+        m.header("Content-Type")
+            .unwrap()
+            .starts_with("multipart/alternative"),
+        "{m:?}"
+    );
     assert!(m.data.contains("text/plain") && m.data.contains("text/html"));
     for name in ["From", "To", "Subject", "Message-ID", "Date"] {
         assert_eq!(m.header_count(name), 1, "{name}: {m:?}");
@@ -168,7 +196,10 @@ fn email_is_queued_only_on_commit_and_delivered_with_its_headers() {
     assert_eq!(messages[0]["module"], "mailer-probe");
     assert_eq!(messages[0]["to_address"], "ana@example.com");
     assert_eq!(messages[0]["attempts"], 1);
-    assert!(messages[0]["answer"].as_str().unwrap().starts_with("250"), "{log}");
+    assert!(
+        messages[0]["answer"].as_str().unwrap().starts_with("250"),
+        "{log}"
+    );
     assert_eq!(log["delivery"]["relay_configured"], true);
     let sent = host.get("/t/acme/m/mailer-probe/sent", &token);
     assert_eq!(sent.body["sent"], json!([id]));
@@ -271,15 +302,24 @@ fn the_email_meter_runs_out_with_a_402_and_a_rolled_back_call_counts_nothing() {
     assert_eq!(a.status, 402, "{a:?}");
     assert_eq!(a.body["reason"], "limit_reached");
     assert_eq!(a.body["feature"], "emails_per_month");
-    assert_eq!((a.body["used"].as_u64(), a.body["limit"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (a.body["used"].as_u64(), a.body["limit"].as_u64()),
+        (Some(3), Some(3))
+    );
     assert_eq!(sink.wait_for(3, WAIT).len(), 3);
     assert_eq!(
-        mail_log(&host, "acme", &token)["messages"].as_array().unwrap().len(),
+        mail_log(&host, "acme", &token)["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
         3
     );
     // The tenant's usage report shows the host-counted meter.
     let line = email_usage(&host, "acme", &token);
-    assert_eq!((line["used"].as_u64(), line["limit"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (line["used"].as_u64(), line["limit"].as_u64()),
+        (Some(3), Some(3))
+    );
 }
 
 #[test]
@@ -292,7 +332,10 @@ fn cr_and_lf_in_a_header_field_are_refused_at_the_boundary() {
         (json!({"user": ana}), "Hi\r\nBcc: victim@evil.test"),
         (json!({"user": ana}), "Hi\nBcc: victim@evil.test"),
         (json!({"user": ana}), "Hi\rthere"),
-        (json!({"user": format!("{ana}\r\nBcc: victim@evil.test")}), "Hi"),
+        (
+            json!({"user": format!("{ana}\r\nBcc: victim@evil.test")}),
+            "Hi",
+        ),
         (json!({"member": "7\r\nBcc: victim@evil.test"}), "Hi"),
     ] {
         let a = send(
@@ -313,7 +356,12 @@ fn cr_and_lf_in_a_header_field_are_refused_at_the_boundary() {
         json!({"to": {"user": ana}, "subject": "x".repeat(201), "text": "Hello"}),
     );
     assert_eq!(a.status, 400, "{a:?}");
-    assert!(mail_log(&host, "acme", &token)["messages"].as_array().unwrap().is_empty());
+    assert!(
+        mail_log(&host, "acme", &token)["messages"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     std::thread::sleep(Duration::from_millis(1500));
     assert!(sink.messages().is_empty());
 }
@@ -324,7 +372,14 @@ fn an_unknown_recipient_and_another_tenants_user_are_refused() {
     let host = host_with_sink(&sink);
     let token = host.tenant_with("acme", "mailer-probe");
     let other = host.tenant_with("globex", "mailer-probe");
-    let bob = add_user(&host, "globex", "bob@example.com", "Bob", "member", Some("0042"));
+    let bob = add_user(
+        &host,
+        "globex",
+        "bob@example.com",
+        "Bob",
+        "member",
+        Some("0042"),
+    );
     for to in [
         json!({"user": "u_nobody"}),
         json!({"member": "9999"}),
@@ -352,7 +407,12 @@ fn an_unknown_recipient_and_another_tenants_user_are_refused() {
     assert_eq!(a.status, 201, "{a:?}");
     let messages = sink.wait_for(1, WAIT);
     assert_eq!(messages[0].rcpt_to, ["<bob@example.com>"]);
-    assert!(mail_log(&host, "acme", &token)["messages"].as_array().unwrap().is_empty());
+    assert!(
+        mail_log(&host, "acme", &token)["messages"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -393,7 +453,12 @@ fn mail_queued_while_the_relay_is_down_is_sent_after_a_restart() {
     let log = mail_log(&host, "acme", &token);
     assert_eq!(log["messages"][0]["status"], "queued");
     assert_eq!(log["delivery"]["relay_configured"], false);
-    assert!(log["delivery"]["note"].as_str().unwrap().contains("--smtp-url"));
+    assert!(
+        log["delivery"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("--smtp-url")
+    );
 
     // A relay that is down: the attempt fails and is retried later.
     let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -446,8 +511,16 @@ fn a_trial_ending_is_emailed_to_the_tenants_admins_once() {
     }
     let messages = sink.wait_for(1, WAIT);
     std::thread::sleep(Duration::from_millis(1500));
-    let messages = if messages.len() == 1 { sink.messages() } else { messages };
-    assert_eq!(messages.len(), 1, "one notice, to the admin only: {messages:?}");
+    let messages = if messages.len() == 1 {
+        sink.messages()
+    } else {
+        messages
+    };
+    assert_eq!(
+        messages.len(),
+        1,
+        "one notice, to the admin only: {messages:?}"
+    );
     assert_eq!(messages[0].rcpt_to, ["<boss@example.com>"]);
     assert_eq!(
         messages[0].header("Subject").as_deref(),

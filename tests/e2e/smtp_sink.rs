@@ -127,7 +127,9 @@ impl SmtpSink {
     /// accepting the next `n` messages.
     pub fn refuse_next(&self, n: usize, reply: &str) {
         let mut state = self.state.lock().unwrap();
-        state.refusals.extend(std::iter::repeat_n(reply.to_owned(), n));
+        state
+            .refusals
+            .extend(std::iter::repeat_n(reply.to_owned(), n));
     }
 
     /// How many messages were refused so far.

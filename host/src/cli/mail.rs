@@ -22,14 +22,29 @@ pub(super) struct MailArgs {
     #[arg(long, global = true, env = "SOUK_MAIL_FROM", default_value = DEFAULT_MAIL_FROM)]
     mail_from: String,
     /// Seconds allowed to connect to the relay and for each SMTP command.
-    #[arg(long, global = true, env = "SOUK_SMTP_CONNECT_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_SMTP_CONNECT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     smtp_connect_timeout_secs: u64,
     /// Seconds allowed to send one message.
-    #[arg(long, global = true, env = "SOUK_SMTP_SEND_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_SMTP_SEND_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
     smtp_send_timeout_secs: u64,
     /// Seconds a message is retried after transient failures (4xx,
     /// connection errors) before it fails.
-    #[arg(long, global = true, env = "SOUK_MAIL_RETRY_FOR_SECS", default_value_t = 86_400)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MAIL_RETRY_FOR_SECS",
+        default_value_t = 86_400
+    )]
     mail_retry_for_secs: u64,
     /// Most bytes of a message's plain-text body.
     #[arg(long, global = true, env = "SOUK_MAIL_MAX_TEXT_BYTES", default_value_t = MessageLimits::default().max_text_bytes)]

@@ -5,7 +5,9 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::capabilities::notify::{DirectoryEntry, DirectoryError, RecipientDirectory, RecipientRef};
+use crate::capabilities::notify::{
+    DirectoryEntry, DirectoryError, RecipientDirectory, RecipientRef,
+};
 use crate::control_plane::ControlPlane;
 
 /// The tenant users of the control plane, as mail needs them.

@@ -29,9 +29,9 @@ use serde::Serialize;
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
-use crate::clock::Clock;
 use crate::capabilities::notify::outbox::{self, LogEntry};
 use crate::capabilities::notify::{MessageLimits, NotifySetup, RecipientDirectory};
+use crate::clock::Clock;
 use relay::{Relay, RelayError};
 
 /// The sender when `--mail-from` is not given.

@@ -6,10 +6,10 @@
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
-use crate::capabilities::notify::outbox::{self, NewMail, Origin};
-use crate::capabilities::notify::{Addressee, Content, MessageLimits, RecipientDirectory};
 use crate::billing::service::Billing;
 use crate::billing::store::OutboxEvent;
+use crate::capabilities::notify::outbox::{self, NewMail, Origin};
+use crate::capabilities::notify::{Addressee, Content, MessageLimits, RecipientDirectory};
 use crate::clock::Clock;
 use crate::control_plane::{ControlPlane, mail_notices};
 use crate::error::SoukError;

@@ -262,6 +262,14 @@ mod tests {
         assert!(text.contains("Subject: =?utf-8?"), "{text}");
         assert!(text.contains("Date: Fri, 15 Jan 2027"), "{text}");
         assert!(text.contains("multipart/alternative"), "{text}");
-        assert!(Relay::new("smtp://h", "a\r\nBcc: x@y.z", Duration::ZERO, Duration::ZERO).is_err());
+        assert!(
+            Relay::new(
+                "smtp://h",
+                "a\r\nBcc: x@y.z",
+                Duration::ZERO,
+                Duration::ZERO
+            )
+            .is_err()
+        );
     }
 }

@@ -59,14 +59,11 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         pass(host.as_ref(), &relay, policy).await;
-        let wait = host
-            .work()
-            .next_due(WorkKind::Email)
-            .map_or(POLL, |at| {
-                Duration::try_from(at - host.now())
-                    .unwrap_or(Duration::ZERO)
-                    .min(POLL)
-            });
+        let wait = host.work().next_due(WorkKind::Email).map_or(POLL, |at| {
+            Duration::try_from(at - host.now())
+                .unwrap_or(Duration::ZERO)
+                .min(POLL)
+        });
         tokio::select! {
             () = &mut shutdown => break,
             () = host.work().woken(WorkKind::Email) => {}

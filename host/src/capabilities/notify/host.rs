@@ -126,12 +126,7 @@ mod v0_3_0 {
                 wit::Recipient::Member(number) => RecipientRef::Member(number),
             };
             let queued = self
-                .queue(
-                    to,
-                    &message.subject,
-                    &message.text,
-                    message.html.as_deref(),
-                )
+                .queue(to, &message.subject, &message.text, message.html.as_deref())
                 .await;
             Ok(match queued {
                 Ok(id) => Ok(id),

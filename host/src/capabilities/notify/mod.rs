@@ -29,9 +29,9 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 use crate::capabilities::context::CallContext;
-use crate::clock::Clock;
 use crate::capabilities::db::ModuleDb;
 use crate::capabilities::entitlements::call::CallEntitlements;
+use crate::clock::Clock;
 use crate::work::WorkMarks;
 pub use directory::{DirectoryEntry, DirectoryError, RecipientDirectory, RecipientRef};
 pub use message::{Addressee, Content, MessageError, MessageLimits};

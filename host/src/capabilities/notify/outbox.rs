@@ -384,18 +384,28 @@ mod tests {
             retry_at: at(30),
         };
         record(&mut conn, "m_1", &retry, at(0)).await.unwrap();
-        record(&mut conn, "m_2", &Attempt::Failed("550 no".to_owned()), at(0))
-            .await
-            .unwrap();
+        record(
+            &mut conn,
+            "m_2",
+            &Attempt::Failed("550 no".to_owned()),
+            at(0),
+        )
+        .await
+        .unwrap();
         assert!(due(&mut conn, at(29), 10).await.unwrap().is_empty());
         assert_eq!(next_due(&mut conn).await.unwrap(), Some(at(30)));
         let again = due(&mut conn, at(30), 10).await.unwrap();
         assert_eq!(again.len(), 1);
         let mail = again[0].as_ref().unwrap();
         assert_eq!((mail.id.as_str(), mail.attempts), ("m_1", 1));
-        record(&mut conn, "m_1", &Attempt::Sent("250 ok".to_owned()), at(30))
-            .await
-            .unwrap();
+        record(
+            &mut conn,
+            "m_1",
+            &Attempt::Sent("250 ok".to_owned()),
+            at(30),
+        )
+        .await
+        .unwrap();
         // A result is final: a late retry record changes nothing.
         record(&mut conn, "m_1", &retry, at(31)).await.unwrap();
         let log = log(&mut conn, 0, 10).await.unwrap();

@@ -27,9 +27,9 @@ mod bindings {
 use bindings::exports::souk::module::guest::{
     Event, GateSet, Guest, Job, JobOutput, Limit, LimitKind, Migration, Request, Response,
 };
+use bindings::souk::module::db;
 use bindings::souk::module::notify;
 use bindings::souk::module::types::Value;
-use bindings::souk::module::db;
 
 /// The mailer probe.
 struct MailerProbe;
