@@ -11,22 +11,43 @@ use crate::runtime;
 pub enum CallerKind {
     /// The operator of the host (operator token or CLI).
     Operator,
-    /// A tenant API token.
+    /// A tenant API token (an administrator's credential).
     TenantToken,
-    /// The host itself (lifecycle work or maintenance with no human caller).
+    /// A signed-in user of the tenant ([`Caller::role`] and
+    /// [`Caller::member_number`] say more). API 0.3.0.
+    User,
+    /// A tenant's API key for this module. API 0.3.0.
+    ApiKey,
+    /// Nobody signed in: a `public` route. API 0.3.0.
+    Anonymous,
+    /// The host itself (a job, an event, lifecycle work or maintenance with
+    /// no human caller).
     System,
 }
 
 impl CallerKind {
-    /// The kind's name in the module API: `operator`, `tenant-token` or
-    /// `system`.
+    /// The kind's name in the module API: `operator`, `tenant-token`,
+    /// `user`, `api-key`, `anonymous` or `system`.
     pub fn as_str(self) -> &'static str {
         match self {
             CallerKind::Operator => "operator",
             CallerKind::TenantToken => "tenant-token",
+            CallerKind::User => "user",
+            CallerKind::ApiKey => "api-key",
+            CallerKind::Anonymous => "anonymous",
             CallerKind::System => "system",
         }
     }
+}
+
+/// A tenant user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Manages the tenant: may call `admin` routes.
+    Admin,
+    /// A member: may call `member` and `public` routes.
+    Member,
 }
 
 /// Who made the call. Never carries a secret such as a token.
@@ -34,10 +55,30 @@ impl CallerKind {
 pub struct Caller {
     /// What kind of principal it is.
     pub kind: CallerKind,
-    /// A stable identifier of the principal (e.g. the token id).
+    /// A stable identifier of the principal (the user's, key's or token's
+    /// id; `operator`, `anonymous` or `system` for those kinds).
     pub id: String,
-    /// A human-readable name of the principal (e.g. the token name).
+    /// A human-readable name (the user's display name, the key's or token's
+    /// name).
     pub name: String,
+    /// A signed-in user's role; `None` for every other kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// The Membership member number a signed-in user is linked to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_number: Option<String>,
+}
+
+impl Caller {
+    /// Whether the caller may act as the tenant's administrator: the
+    /// operator, a tenant token, or a signed-in user with role admin.
+    pub fn is_admin(&self) -> bool {
+        match self.kind {
+            CallerKind::Operator | CallerKind::TenantToken => true,
+            CallerKind::User => self.role == Some(Role::Admin),
+            CallerKind::ApiKey | CallerKind::Anonymous | CallerKind::System => false,
+        }
+    }
 }
 
 /// Everything a module may know about the call it is serving.

@@ -192,7 +192,7 @@ pub fn usage(key: &str) -> Option<Usage> {
 /// [`EntitlementError::Denied`] when they do not fit the plan;
 /// [`EntitlementError::UnknownKey`] when `key` is not a declared count limit.
 pub fn consume(key: &str, quantity: u64) -> Result<Usage, EntitlementError> {
-    runtime::consume(key, quantity, None)
+    runtime::consume(key, quantity, None).map(|t| t.usage)
 }
 
 /// Like [`consume`], but a second call with the same `idempotency_key`
@@ -205,7 +205,7 @@ pub fn consume_once(
     quantity: u64,
     idempotency_key: &str,
 ) -> Result<Usage, EntitlementError> {
-    runtime::consume(key, quantity, Some(idempotency_key))
+    runtime::consume(key, quantity, Some(idempotency_key)).map(|t| t.usage)
 }
 
 /// Gives `quantity` units of the count limit `key` back (usage never goes
@@ -214,7 +214,7 @@ pub fn consume_once(
 /// # Errors
 /// [`EntitlementError::UnknownKey`] when `key` is not a declared count limit.
 pub fn release(key: &str, quantity: u64) -> Result<Usage, EntitlementError> {
-    runtime::release(key, quantity, None)
+    runtime::release(key, quantity, None).map(|t| t.usage)
 }
 
 /// Like [`release`], but a second call with the same `idempotency_key`
@@ -227,7 +227,7 @@ pub fn release_once(
     quantity: u64,
     idempotency_key: &str,
 ) -> Result<Usage, EntitlementError> {
-    runtime::release(key, quantity, Some(idempotency_key))
+    runtime::release(key, quantity, Some(idempotency_key)).map(|t| t.usage)
 }
 
 /// Records `amount` units of the meter `meter` for this period; an event
@@ -242,7 +242,72 @@ pub fn record_usage(
     amount: u64,
     idempotency_key: &str,
 ) -> Result<Usage, EntitlementError> {
-    runtime::record_usage(meter, amount, idempotency_key)
+    runtime::record_usage(meter, amount, idempotency_key).map(|t| t.usage)
+}
+
+/// What an idempotent count did: the usage after it, and whether its
+/// idempotency key had been counted already (a replay: nothing changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Counted {
+    /// Usage after the call.
+    pub usage: Usage,
+    /// True when the key had been counted already.
+    pub replay: bool,
+}
+
+fn with_replay(tally: runtime::Tally, key: &str) -> Result<Counted, EntitlementError> {
+    match tally.replay {
+        Some(replay) => Ok(Counted {
+            usage: tally.usage,
+            replay,
+        }),
+        None => Err(EntitlementError::UnknownKey(format!(
+            "`{key}`: whether a count was a replay needs module API 0.3.0 (this module is built for 0.2.0)"
+        ))),
+    }
+}
+
+/// Like [`consume_once`], and says whether the key was a replay (API
+/// 0.3.0): a retried request learns that its first attempt counted.
+///
+/// # Errors
+/// As [`consume`]; [`EntitlementError::UnknownKey`] in a module built for
+/// API 0.2.0, whose host does not say.
+pub fn consume_once_counted(
+    key: &str,
+    quantity: u64,
+    idempotency_key: &str,
+) -> Result<Counted, EntitlementError> {
+    with_replay(runtime::consume(key, quantity, Some(idempotency_key))?, key)
+}
+
+/// Like [`release_once`], and says whether the key was a replay (API
+/// 0.3.0).
+///
+/// # Errors
+/// As [`consume_once_counted`].
+pub fn release_once_counted(
+    key: &str,
+    quantity: u64,
+    idempotency_key: &str,
+) -> Result<Counted, EntitlementError> {
+    with_replay(runtime::release(key, quantity, Some(idempotency_key))?, key)
+}
+
+/// Like [`record_usage`], and says whether the key was a replay (API
+/// 0.3.0): an event already recorded this period counts nothing again.
+///
+/// # Errors
+/// As [`consume_once_counted`].
+pub fn record_usage_counted(
+    meter: &str,
+    amount: u64,
+    idempotency_key: &str,
+) -> Result<Counted, EntitlementError> {
+    with_replay(
+        runtime::record_usage(meter, amount, idempotency_key)?,
+        meter,
+    )
 }
 
 #[cfg(test)]

@@ -62,9 +62,12 @@ mod module;
 mod router;
 mod runtime;
 
-pub use context::{CallContext, Caller, CallerKind, context};
+pub use context::{CallContext, Caller, CallerKind, Role, context};
 pub use http::{BodyError, IntoResponse, Problem, Request, Response};
-pub use module::{Feature, Gates, HookError, Limit, LimitKind, Migration, Module};
+pub use module::{
+    Event, Feature, FeatureKind, Gates, HookError, Job, JobOutput, Limit, LimitKind, Migration,
+    Module,
+};
 pub use router::Router;
 
 /// Exports a type implementing [`Module`] as the component's `guest`

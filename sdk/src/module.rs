@@ -69,6 +69,135 @@ pub trait Module {
     /// relative to the module's mount point. A [`crate::Router`] does the
     /// dispatch.
     fn handle(request: Request) -> Response;
+
+    /// Runs one job queued with [`crate::jobs`] (API 0.3.0), after the
+    /// request that queued it committed, in a transaction of its own with
+    /// the host's job deadline. An error (or a panic, or the deadline)
+    /// rolls the job's work back and the host retries it with backoff.
+    /// Defaults to refusing every job: a module that queues jobs implements
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// Return an error to fail this attempt; its message is kept in the
+    /// job's record for the tenant.
+    fn run_job(job: Job) -> Result<JobOutput, HookError> {
+        Err(HookError::new(format!(
+            "this module runs no jobs (asked to run {:?})",
+            job.name
+        )))
+    }
+
+    /// Handles one event of a module this one depends on and subscribes to
+    /// in `module.yaml` (API 0.3.0): at least once (a retry after a failure
+    /// repeats it: use [`Event::id`] to recognise one already handled) and
+    /// in order per tenant, in a transaction of its own. Defaults to
+    /// refusing: a module that subscribes implements it.
+    ///
+    /// # Errors
+    ///
+    /// Return an error to fail this delivery; the host rolls it back and
+    /// retries it with backoff, holding later events for this module.
+    fn on_event(event: Event) -> Result<(), HookError> {
+        Err(HookError::new(format!(
+            "this module handles no events (given {}.{})",
+            event.source_module, event.event_type
+        )))
+    }
+}
+
+/// A job the host hands to [`Module::run_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The job's id.
+    pub id: String,
+    /// The name it was queued under (or the schedule's name).
+    pub name: String,
+    /// Its JSON arguments, as queued (`{}` for a schedule).
+    pub args: String,
+    /// 1 on the first run, 2 on the first retry, ...
+    pub attempt: u32,
+}
+
+impl Job {
+    /// The arguments decoded from JSON.
+    ///
+    /// # Errors
+    ///
+    /// When they do not decode as `T` (the message says why).
+    pub fn args<T: serde::de::DeserializeOwned>(&self) -> Result<T, HookError> {
+        serde_json::from_str(&self.args)
+            .map_err(|e| HookError::new(format!("job {:?}: arguments: {e}", self.name)))
+    }
+}
+
+/// What a finished job leaves for the tenant to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobOutput {
+    /// A JSON document, if any.
+    pub result: Option<String>,
+    /// A file (from [`crate::files`]) to download, if any.
+    pub file_id: Option<String>,
+}
+
+impl JobOutput {
+    /// No result.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// A JSON result.
+    ///
+    /// # Errors
+    ///
+    /// When `value` does not serialise.
+    pub fn json<T: serde::Serialize>(value: &T) -> Result<Self, HookError> {
+        let text =
+            serde_json::to_string(value).map_err(|e| HookError::new(format!("job result: {e}")))?;
+        Ok(JobOutput {
+            result: Some(text),
+            file_id: None,
+        })
+    }
+
+    /// A file to download.
+    pub fn file(file_id: impl Into<String>) -> Self {
+        JobOutput {
+            result: None,
+            file_id: Some(file_id.into()),
+        }
+    }
+}
+
+/// An event of a dependency, handed to [`Module::on_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event's id: the same on a redelivery.
+    pub id: String,
+    /// The module that emitted it (e.g. `membership`).
+    pub source_module: String,
+    /// Its type (e.g. `member_left`).
+    pub event_type: String,
+    /// Its JSON payload.
+    pub payload: String,
+    /// When it was emitted (RFC 3339, UTC).
+    pub emitted_at: String,
+}
+
+impl Event {
+    /// The payload decoded from JSON.
+    ///
+    /// # Errors
+    ///
+    /// When it does not decode as `T` (the message says why).
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, HookError> {
+        serde_json::from_str(&self.payload).map_err(|e| {
+            HookError::new(format!(
+                "event {}.{}: payload: {e}",
+                self.source_module, self.event_type
+            ))
+        })
+    }
 }
 
 /// One schema migration: an ordered id with the SQL that applies it and the
@@ -101,6 +230,18 @@ pub struct Feature {
     pub key: &'static str,
     /// What the feature allows, shown to operators.
     pub description: &'static str,
+    /// What it unlocks in the host (`kind:` in `module.yaml`).
+    pub kind: FeatureKind,
+}
+
+/// What a [`Feature`] unlocks in the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FeatureKind {
+    /// A capability the module checks itself, or a route's `feature`.
+    #[default]
+    Plain,
+    /// Sign-in with the tenant's OpenID Connect provider (API 0.3.0).
+    Sso,
 }
 
 /// How a [`Limit`] is counted.
@@ -110,6 +251,12 @@ pub enum LimitKind {
     Count,
     /// A quantity per period (e.g. `exports_per_month`): reset each period.
     Meter,
+    /// Bytes of files stored (API 0.3.0), counted by the host as files are
+    /// put and deleted; a module cannot consume or release it itself.
+    Storage,
+    /// Emails per period (API 0.3.0), counted by the host as the module
+    /// queues them; a module cannot record it itself.
+    Email,
 }
 
 /// A numeric limit the host can set per plan.
@@ -137,10 +284,25 @@ impl Gates {
         Self::default()
     }
 
-    /// Adds a feature.
+    /// Adds a plain feature.
     #[must_use]
-    pub fn feature(mut self, key: &'static str, description: &'static str) -> Self {
-        self.features.push(Feature { key, description });
+    pub fn feature(self, key: &'static str, description: &'static str) -> Self {
+        self.feature_of_kind(key, description, FeatureKind::Plain)
+    }
+
+    /// Adds a feature of `kind` (e.g. [`FeatureKind::Sso`]).
+    #[must_use]
+    pub fn feature_of_kind(
+        mut self,
+        key: &'static str,
+        description: &'static str,
+        kind: FeatureKind,
+    ) -> Self {
+        self.features.push(Feature {
+            key,
+            description,
+            kind,
+        });
         self
     }
 

@@ -5,6 +5,11 @@
 //!
 //! On targets other than `wasm32` there is no host: the calls fall back to
 //! documented native behaviour instead of the bindings' `unreachable!()`.
+//!
+//! The bindings are those of API 0.3.0, or of 0.2.0 with the `api-0-2`
+//! feature; `build.rs` sets `souk_api_v0_3` or `souk_api_v0_2` for a wasm32
+//! build (neither natively). The two share the types of the interfaces
+//! 0.2.0 has, so most code here is written once.
 
 use std::marker::PhantomData;
 
@@ -15,11 +20,29 @@ use crate::http::Request;
 use crate::log::Level;
 use crate::module::LimitKind;
 
-/// Bindings of `wit/since_v0.2.0/module.wit`, world `module`.
+/// Bindings of `wit/since_v0.3.0/module.wit`, world `module`.
 ///
 /// The SQL value, row set and exec result map onto the SDK's own
 /// [`Value`], [`Rows`] and [`Changes`], which have the same shape, so rows
 /// cross the boundary without a second copy.
+#[cfg(not(souk_api_v0_2))]
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit/since_v0.3.0",
+        world: "module",
+        pub_export_macro: true,
+        export_macro_name: "__export_module_world",
+        with: {
+            "souk:module/types@0.3.0/value": crate::db::Value,
+            "souk:module/db@0.3.0/row-set": crate::db::Rows,
+            "souk:module/db@0.3.0/exec-result": crate::db::Changes,
+        },
+    });
+}
+
+/// Bindings of `wit/since_v0.2.0/module.wit` (feature `api-0-2`).
+#[cfg(souk_api_v0_2)]
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -74,6 +97,11 @@ impl<M: Module> guest::Guest for GuestAdapter<M> {
                 .map(|feature| guest::Feature {
                     key: feature.key.to_owned(),
                     description: feature.description.to_owned(),
+                    #[cfg(not(souk_api_v0_2))]
+                    kind: match feature.kind {
+                        crate::FeatureKind::Plain => guest::FeatureKind::Plain,
+                        crate::FeatureKind::Sso => guest::FeatureKind::Sso,
+                    },
                 })
                 .collect(),
             limits: gates
@@ -82,10 +110,7 @@ impl<M: Module> guest::Guest for GuestAdapter<M> {
                 .map(|limit| guest::Limit {
                     key: limit.key.to_owned(),
                     description: limit.description.to_owned(),
-                    kind: match limit.kind {
-                        LimitKind::Count => guest::LimitKind::Count,
-                        LimitKind::Meter => guest::LimitKind::Meter,
-                    },
+                    kind: limit_kind(limit.kind),
                 })
                 .collect(),
         }
@@ -105,6 +130,55 @@ impl<M: Module> guest::Guest for GuestAdapter<M> {
             headers,
             body,
         }
+    }
+
+    #[cfg(not(souk_api_v0_2))]
+    fn run_job(job: guest::Job) -> Result<guest::JobOutput, String> {
+        let job = crate::Job {
+            id: job.id,
+            name: job.name,
+            args: job.args,
+            attempt: job.attempt,
+        };
+        M::run_job(job)
+            .map(|output| guest::JobOutput {
+                result: output.result,
+                file_id: output.file_id,
+            })
+            .map_err(|error| error.to_string())
+    }
+
+    #[cfg(not(souk_api_v0_2))]
+    fn on_event(event: guest::Event) -> Result<(), String> {
+        let event = crate::Event {
+            id: event.id,
+            source_module: event.source_module,
+            event_type: event.event_type,
+            payload: event.payload,
+            emitted_at: event.emitted_at,
+        };
+        M::on_event(event).map_err(|error| error.to_string())
+    }
+}
+
+#[cfg(not(souk_api_v0_2))]
+fn limit_kind(kind: LimitKind) -> guest::LimitKind {
+    match kind {
+        LimitKind::Count => guest::LimitKind::Count,
+        LimitKind::Meter => guest::LimitKind::Meter,
+        LimitKind::Storage => guest::LimitKind::Storage,
+        LimitKind::Email => guest::LimitKind::Email,
+    }
+}
+
+/// API 0.2.0 knows only counts and meters; the host refuses the other
+/// kinds in the manifest of a module built for it, so they are declared
+/// here as the nearest older kind and the mismatch is reported at load.
+#[cfg(souk_api_v0_2)]
+fn limit_kind(kind: LimitKind) -> guest::LimitKind {
+    match kind {
+        LimitKind::Count | LimitKind::Storage => guest::LimitKind::Count,
+        LimitKind::Meter | LimitKind::Email => guest::LimitKind::Meter,
     }
 }
 
@@ -169,7 +243,44 @@ pub(crate) fn log(level: Level, message: &str) {
     eprintln!("[{}] {message}", level.as_str());
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(souk_api_v0_3)]
+pub(crate) fn current_context() -> CallContext {
+    use crate::context::{Caller, CallerKind, Role};
+    use bindings::souk::module::types::{Caller as Wit, Role as WitRole};
+    let context = bindings::souk::module::context::current();
+    let of = |kind: CallerKind, id: &str, name: &str| Caller {
+        kind,
+        id: id.to_owned(),
+        name: name.to_owned(),
+        role: None,
+        member_number: None,
+    };
+    let caller = match context.caller {
+        Wit::Operator => of(CallerKind::Operator, "operator", "operator"),
+        Wit::TenantToken(p) => of(CallerKind::TenantToken, &p.id, &p.name),
+        Wit::ApiKey(p) => of(CallerKind::ApiKey, &p.id, &p.name),
+        Wit::User(user) => Caller {
+            kind: CallerKind::User,
+            id: user.id,
+            name: user.display_name,
+            role: Some(match user.role {
+                WitRole::Admin => Role::Admin,
+                WitRole::Member => Role::Member,
+            }),
+            member_number: user.member_number,
+        },
+        Wit::Anonymous => of(CallerKind::Anonymous, "anonymous", "anonymous"),
+        Wit::System => of(CallerKind::System, "system", "souk"),
+    };
+    CallContext {
+        tenant_id: context.tenant_id,
+        module_slug: context.module_slug,
+        module_version: context.module_version,
+        caller,
+    }
+}
+
+#[cfg(souk_api_v0_2)]
 pub(crate) fn current_context() -> CallContext {
     use crate::context::{Caller, CallerKind};
     use bindings::souk::module::types::CallerKind as WitCallerKind;
@@ -186,6 +297,8 @@ pub(crate) fn current_context() -> CallContext {
             },
             id: context.caller.id,
             name: context.caller.name,
+            role: None,
+            member_number: None,
         },
     }
 }
@@ -195,8 +308,17 @@ pub(crate) fn current_context() -> CallContext {
     panic!("souk_sdk::context() has no call to describe outside a wasm32 component")
 }
 
+/// What a counting call answered: the usage, and whether its idempotency
+/// key was a replay (`None`: the host's API does not say, 0.2.0).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tally {
+    pub(crate) usage: crate::entitlements::Usage,
+    pub(crate) replay: Option<bool>,
+}
+
 #[cfg(target_arch = "wasm32")]
 mod entitlement_calls {
+    use super::Tally;
     use super::bindings::souk::module::entitlements as wit;
     use crate::entitlements::{Denial, DenialReason, EntitlementError, Usage};
 
@@ -221,11 +343,32 @@ mod entitlement_calls {
         }
     }
 
-    fn counted(result: Result<wit::Usage, wit::UsageError>) -> Result<Usage, EntitlementError> {
-        result.map(usage).map_err(|error| match error {
+    fn usage_error(error: wit::UsageError) -> EntitlementError {
+        match error {
             wit::UsageError::Denied(d) => EntitlementError::Denied(denial(d)),
             wit::UsageError::UnknownKey(message) => EntitlementError::UnknownKey(message),
-        })
+        }
+    }
+
+    #[cfg(souk_api_v0_3)]
+    fn counted(result: Result<wit::Counted, wit::UsageError>) -> Result<Tally, EntitlementError> {
+        result
+            .map(|c| Tally {
+                usage: usage(c.usage),
+                replay: Some(c.replay),
+            })
+            .map_err(usage_error)
+    }
+
+    /// A 0.2.0 host does not say whether a key was a replay.
+    #[cfg(souk_api_v0_2)]
+    fn counted(result: Result<wit::Usage, wit::UsageError>) -> Result<Tally, EntitlementError> {
+        result
+            .map(|u| Tally {
+                usage: usage(u),
+                replay: None,
+            })
+            .map_err(usage_error)
     }
 
     pub(crate) fn check_feature(key: &str) -> Result<(), Denial> {
@@ -244,7 +387,7 @@ mod entitlement_calls {
         key: &str,
         quantity: u64,
         idempotency_key: Option<&str>,
-    ) -> Result<Usage, EntitlementError> {
+    ) -> Result<Tally, EntitlementError> {
         counted(wit::consume(key, quantity, idempotency_key))
     }
 
@@ -252,7 +395,7 @@ mod entitlement_calls {
         key: &str,
         quantity: u64,
         idempotency_key: Option<&str>,
-    ) -> Result<Usage, EntitlementError> {
+    ) -> Result<Tally, EntitlementError> {
         counted(wit::release(key, quantity, idempotency_key))
     }
 
@@ -260,7 +403,7 @@ mod entitlement_calls {
         meter: &str,
         amount: u64,
         idempotency_key: &str,
-    ) -> Result<Usage, EntitlementError> {
+    ) -> Result<Tally, EntitlementError> {
         counted(wit::record_usage(meter, amount, idempotency_key))
     }
 }
@@ -269,6 +412,7 @@ mod entitlement_calls {
 /// without a subscription (see [`crate::entitlements`]).
 #[cfg(not(target_arch = "wasm32"))]
 mod entitlement_calls {
+    use super::Tally;
     use crate::entitlements::{Denial, EntitlementError, Usage};
 
     pub(crate) fn check_feature(key: &str) -> Result<(), Denial> {
@@ -287,7 +431,7 @@ mod entitlement_calls {
         key: &str,
         _quantity: u64,
         _idempotency_key: Option<&str>,
-    ) -> Result<Usage, EntitlementError> {
+    ) -> Result<Tally, EntitlementError> {
         Err(EntitlementError::Denied(Denial::no_subscription(key)))
     }
 
@@ -295,7 +439,7 @@ mod entitlement_calls {
         key: &str,
         _quantity: u64,
         _idempotency_key: Option<&str>,
-    ) -> Result<Usage, EntitlementError> {
+    ) -> Result<Tally, EntitlementError> {
         Err(EntitlementError::UnknownKey(format!(
             "`{key}`: there is no subscription outside a wasm32 component"
         )))
@@ -305,7 +449,7 @@ mod entitlement_calls {
         meter: &str,
         _amount: u64,
         _idempotency_key: &str,
-    ) -> Result<Usage, EntitlementError> {
+    ) -> Result<Tally, EntitlementError> {
         Err(EntitlementError::Denied(Denial::no_subscription(meter)))
     }
 }

@@ -7,6 +7,7 @@
 mod smtp_sink;
 mod support;
 
+mod api_v0_3;
 mod archives;
 mod billing;
 mod cli_api;
