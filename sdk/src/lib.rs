@@ -41,6 +41,8 @@
 //!   limits ([`entitlements::consume`], [`entitlements::release`]) and meters
 //!   ([`entitlements::record_usage`]); a [`entitlements::Denial`] converts into
 //!   the same problem response the host's route gate sends.
+//! - [`notify`]: email to the tenant's users, queued in the call's
+//!   transaction and delivered by the host (API 0.3.0).
 //!
 //! # Native builds
 //!
@@ -48,7 +50,8 @@
 //! unit-tested and linted natively. Outside a component there is no host to
 //! talk to: [`db`] functions return a [`db::DbError`] of kind
 //! [`db::DbErrorKind::Other`], [`log`] writes to standard error,
-//! [`entitlements`] answers as for a call without a subscription, and
+//! [`entitlements`] answers as for a call without a subscription,
+//! [`notify::email`] answers unavailable, and
 //! [`context()`] panics.
 
 #![warn(missing_docs)]
@@ -59,6 +62,7 @@ pub mod entitlements;
 mod http;
 pub mod log;
 mod module;
+pub mod notify;
 mod router;
 mod runtime;
 

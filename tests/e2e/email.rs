@@ -346,7 +346,10 @@ fn cr_and_lf_in_a_header_field_are_refused_at_the_boundary() {
             json!({"to": to, "subject": subject, "text": "Hello"}),
         );
         assert_eq!(a.status, 400, "{subject:?}: {a:?}");
-        assert_eq!(a.body["title"], "invalid", "{a:?}");
+        assert_eq!(
+            a.body["type"], "https://souk.dev/problems/invalid-message",
+            "{a:?}"
+        );
     }
     let a = send(
         &host,
@@ -394,7 +397,10 @@ fn an_unknown_recipient_and_another_tenants_user_are_refused() {
             json!({"to": to, "subject": "Hi", "text": "Hello"}),
         );
         assert_eq!(a.status, 404, "{to}: {a:?}");
-        assert_eq!(a.body["title"], "unknown-recipient", "{a:?}");
+        assert_eq!(
+            a.body["type"], "https://souk.dev/problems/unknown-recipient",
+            "{a:?}"
+        );
     }
     // Globex reaches its own member by number.
     let a = send(
