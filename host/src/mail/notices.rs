@@ -9,7 +9,9 @@ use time::OffsetDateTime;
 use crate::billing::service::Billing;
 use crate::billing::store::OutboxEvent;
 use crate::capabilities::notify::outbox::{self, NewMail, Origin};
-use crate::capabilities::notify::{Addressee, Content, MessageLimits, RecipientDirectory};
+use crate::capabilities::notify::{
+    Addressee, Content, DirectoryEntry, MessageLimits, RecipientDirectory,
+};
 use crate::clock::Clock;
 use crate::control_plane::{ControlPlane, mail_notices};
 use crate::error::SoukError;
@@ -67,19 +69,42 @@ pub fn for_billing_event(
 }
 
 /// Queues `notice` to every active admin of `tenant_id` in the tenant
-/// database `pool`, in one transaction; marks the work hint before the
-/// commit; the delivery wakes after it. Answers how many messages were
+/// database `pool` (see [`queue_to`]). Answers how many messages were
 /// queued (0 when every admin has it already, or the tenant has no admin
 /// with a usable address — each skipped admin is logged).
 ///
 /// # Errors
-/// [`SoukError::Invalid`] for a notice whose subject or text breaks the
-/// message rules (a host bug); directory and database failures.
+/// As [`queue_to`]; directory failures.
 pub async fn queue(
     pool: &SqlitePool,
     directory: &dyn RecipientDirectory,
     hints: &WorkHints,
     tenant_id: &str,
+    notice: &Notice,
+    now: OffsetDateTime,
+) -> Result<usize, SoukError> {
+    let admins = directory
+        .admins(tenant_id)
+        .await
+        .map_err(|e| SoukError::Internal(anyhow::anyhow!("{e}")))?;
+    queue_to(pool, hints, tenant_id, &admins, notice, now).await
+}
+
+/// Queues `notice` to each of `recipients` (users of `tenant_id`, e.g. the
+/// one an invitation is for) in the tenant database `pool`, in one
+/// transaction, once per notice key and user; marks the work hint before
+/// the commit, and the delivery wakes after it. Answers how many messages
+/// were queued; a recipient without a usable address is logged and
+/// skipped.
+///
+/// # Errors
+/// [`SoukError::Invalid`] for a notice whose subject or text breaks the
+/// message rules (a host bug); database failures.
+pub async fn queue_to(
+    pool: &SqlitePool,
+    hints: &WorkHints,
+    tenant_id: &str,
+    recipients: &[DirectoryEntry],
     notice: &Notice,
     now: OffsetDateTime,
 ) -> Result<usize, SoukError> {
@@ -90,28 +115,24 @@ pub async fn queue(
         MessageLimits::default(),
     )
     .map_err(|e| SoukError::Invalid(format!("notice {}: {e}", notice.key)))?;
-    let admins = directory
-        .admins(tenant_id)
-        .await
-        .map_err(|e| SoukError::Internal(anyhow::anyhow!("{e}")))?;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut queued = 0;
-    for admin in admins {
-        let to = match Addressee::parse(&admin.address, &admin.name) {
+    for user in recipients {
+        let to = match Addressee::parse(&user.address, &user.name) {
             Ok(to) => to,
             Err(error) => {
-                tracing::warn!(tenant = %tenant_id, user = %admin.user_id, error = %error, "notice not queued for an admin without a usable address");
+                tracing::warn!(tenant = %tenant_id, user = %user.user_id, error = %error, "notice not queued for a user without a usable address");
                 continue;
             }
         };
         let origin = Origin::Notice {
-            dedupe_key: format!("{}/{}", notice.key, admin.user_id),
+            dedupe_key: format!("{}/{}", notice.key, user.user_id),
         };
         let id = outbox::new_id();
         let mail = NewMail {
             id: &id,
             origin: &origin,
-            to_user: &admin.user_id,
+            to_user: &user.user_id,
             to: &to,
             content: &content,
             at: now,

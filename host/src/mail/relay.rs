@@ -192,10 +192,9 @@ impl Relay {
                 Sent::Accepted(format!("{} {}", response.code(), text.join(" ")))
             }
             Ok(Err(error)) => {
-                let reason = match error.status() {
-                    Some(code) => format!("{code} {error}"),
-                    None => error.to_string(),
-                };
+                // lettre's message names the code (`451 transient error
+                // (451): ...`) or the connection failure.
+                let reason = error.to_string();
                 if error.is_permanent() {
                     Sent::Permanent(reason)
                 } else {
