@@ -131,7 +131,7 @@ async fn deliver_tenant(
                             tracing::warn!(tenant = %tenant_id, mail = %mail.id, %reason, "email failed");
                         }
                     }
-                    outbox::record(&mut conn, &mail.id, &attempt, host.now()).await?;
+                    record(&mut conn, &mail.id, &attempt, host.now()).await?;
                 }
                 Err((id, reason)) => {
                     outbox::fail_unsendable(&mut conn, &id, &reason, host.now()).await?;
@@ -140,6 +140,34 @@ async fn deliver_tenant(
         }
     }
     Ok(outbox::next_due(&mut conn).await?)
+}
+
+/// Tries a little longer than a host statement's busy timeout to record an
+/// attempt: a message the relay took but the outbox does not know as sent
+/// would be sent again (delivery is at least once; a resend carries the
+/// same Message-ID, so a receiver can tell).
+const RECORD_TRIES: u32 = 4;
+
+/// Records `attempt` of message `id`, retrying when the tenant database is
+/// busy (a long job holding its write lock).
+async fn record(
+    conn: &mut sqlx::SqliteConnection,
+    id: &str,
+    attempt: &Attempt,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let mut tries = 1;
+    loop {
+        match outbox::record(conn, id, attempt, now).await {
+            Ok(()) => return Ok(()),
+            Err(error) if tries < RECORD_TRIES => {
+                tracing::warn!(mail = %id, error = %error, "email delivery: the attempt could not be recorded yet; trying again");
+                tries += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Tries `mail` once and classifies the outcome.
