@@ -6,3 +6,7 @@ CREATE TABLE mail_notice_cursor (
     id             INTEGER PRIMARY KEY CHECK (id = 1),
     last_outbox_id INTEGER NOT NULL
 );
+
+-- Events written before this host sent email are history: a notice about
+-- them now would be stale (a trial that ended months ago).
+INSERT INTO mail_notice_cursor (id, last_outbox_id) SELECT 1, COALESCE(MAX(id), 0) FROM outbox;
