@@ -32,8 +32,9 @@ fn host_with_sink(sink: &SmtpSink) -> Host {
 }
 
 /// An active user of `tenant`, written into the control plane's `users`
-/// table (the people work's; the people API creates users as `invited`
-/// until they accept, which is beside the point here); returns its id.
+/// table (the people work's migration `0005_people`; the people API creates
+/// users as `invited` until they accept, which is beside the point here);
+/// returns its id.
 fn add_user(
     host: &Host,
     tenant: &str,
