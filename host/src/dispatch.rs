@@ -52,10 +52,12 @@ use crate::capabilities::entitlements::call::{
 };
 use crate::capabilities::events::EventsState;
 use crate::capabilities::files::{FileService, FilesAccess};
+use crate::capabilities::notify::NotifyState;
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
 use crate::installer::{Installation, Installer};
+use crate::mail::Mail;
 use crate::people::throttle::PublicLimiter;
 use crate::runtime::{Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
 use crate::tenancy::{Tenancy, Tenant};
@@ -92,6 +94,9 @@ pub struct Dispatcher<'a> {
     pub work: &'a WorkHints,
     /// The per-address rate of anonymous calls of `public` routes.
     pub public_limiter: &'a PublicLimiter,
+    /// What a call's `notify` needs (the user directory, the message
+    /// limits).
+    pub mail: &'a Mail,
 }
 
 /// Whom a request is for, found and checked before anything runs.
@@ -358,6 +363,7 @@ impl Dispatcher<'_> {
             self.runtime.limits().max_event_payload_bytes,
             self.billing.clock().now(),
         );
+        state.notify = NotifyState(Some(self.mail.notify_setup(&manifest.limits)));
         state
     }
 

@@ -46,6 +46,7 @@ pub mod error;
 pub mod event_store;
 pub mod events;
 pub mod installer;
+pub mod mail;
 pub mod people;
 pub mod registry;
 pub mod runtime;

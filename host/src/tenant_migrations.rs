@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "events outbox and delivery logs",
         apply: |conn| Box::pin(crate::event_store::create_tables(conn)),
     },
+    Migration {
+        version: 4,
+        name: "mail outbox",
+        apply: |conn| Box::pin(crate::capabilities::notify::outbox::create_tables(conn)),
+    },
 ];
 
 /// Why a tenant database could not be brought to the host's schema.
@@ -166,19 +171,19 @@ mod tests {
         .unwrap()
     }
 
-    async fn tables(pool: &SqlitePool) -> Vec<String> {
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .fetch_all(pool)
-            .await
-            .unwrap()
-    }
-
-    /// The ledger of a database with every migration applied.
+    /// The ledger of a database at this host's version.
     fn every_migration() -> Vec<(i64, String)> {
         MIGRATIONS
             .iter()
             .map(|m| (m.version, m.name.to_owned()))
             .collect()
+    }
+
+    async fn tables(pool: &SqlitePool) -> Vec<String> {
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(pool)
+            .await
+            .unwrap()
     }
 
     #[test]
@@ -200,6 +205,7 @@ mod tests {
                 "_souk_event_deliveries",
                 "_souk_events",
                 "_souk_files",
+                "_souk_mail",
                 LEDGER,
                 "_souk_usage_counters",
                 "_souk_usage_events",
