@@ -53,11 +53,13 @@ use crate::capabilities::entitlements::call::{
 use crate::capabilities::events::EventsState;
 use crate::capabilities::files::{FileService, FilesAccess};
 use crate::capabilities::jobs::JobsState;
+use crate::capabilities::notify::NotifyState;
 use crate::catalog::{Catalog, ResolvedVersion};
 use crate::entitlements::Decision;
 use crate::error::{CallError, SoukError};
 use crate::installer::{Installation, Installer};
 use crate::job_queue::EnqueueLimits;
+use crate::mail::Mail;
 use crate::people::throttle::PublicLimiter;
 use crate::runtime::{Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
 use crate::tenancy::{Tenancy, Tenant};
@@ -96,6 +98,9 @@ pub struct Dispatcher<'a> {
     pub enqueue: EnqueueLimits,
     /// The per-address rate of anonymous calls of `public` routes.
     pub public_limiter: &'a PublicLimiter,
+    /// What a call's `notify` needs (the user directory, the message
+    /// limits).
+    pub mail: &'a Mail,
 }
 
 /// Whom a request is for, found and checked before anything runs.
@@ -377,6 +382,7 @@ impl Dispatcher<'_> {
             self.runtime.limits().max_event_payload_bytes,
             self.billing.clock().now(),
         );
+        state.notify = NotifyState(Some(self.mail.notify_setup(&manifest.limits)));
         state
     }
 

@@ -48,6 +48,7 @@ pub mod events;
 pub mod installer;
 pub mod job_queue;
 pub mod jobs;
+pub mod mail;
 pub mod people;
 pub mod registry;
 pub mod runtime;

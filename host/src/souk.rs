@@ -19,6 +19,10 @@ use crate::dispatch::Dispatcher;
 use crate::error::SoukError;
 use crate::installer::Installer;
 use crate::jobs::{JobBoard, Jobs, JobsConfig, JobsHost};
+use crate::mail::directory::UsersDirectory;
+use crate::mail::notices::BillingNotices;
+use crate::mail::worker::MailHost;
+use crate::mail::{Mail, MailLogPage};
 use crate::people::{People, PeopleConfig, PeopleState};
 use crate::runtime::{ComponentCache, Runtime, RuntimeLimits};
 use crate::sso::{Sso, SsoConfig, SsoState};
@@ -72,6 +76,8 @@ pub struct SoukConfig {
     pub events: crate::events::EventsConfig,
     /// Single sign-on's knobs (docs/sso.md).
     pub sso: SsoConfig,
+    /// How email is delivered (`souk serve`'s mail flags; docs/email.md).
+    pub mail: crate::mail::MailConfig,
 }
 
 impl SoukConfig {
@@ -92,6 +98,7 @@ impl SoukConfig {
             max_file_bytes: crate::capabilities::files::DEFAULT_MAX_FILE_BYTES,
             events: crate::events::EventsConfig::default(),
             sso: SsoConfig::default(),
+            mail: crate::mail::MailConfig::default(),
         }
     }
 }
@@ -127,6 +134,8 @@ pub struct Souk {
     /// Module files: blobs beside the tenant databases, the signed-URL key
     /// (`file-url-key` in the data directory), the per-file limit.
     pub files: FileService,
+    /// Email: the relay, the retry policy, the tenant users' directory.
+    mail: Mail,
     /// Which tenants have deferred work (events, mail, jobs) and when.
     work: Arc<WorkHints>,
     /// The live progress of running jobs.
@@ -192,6 +201,11 @@ impl Souk {
             Currency::parse(&config.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
         let billing = Billing::new(control.clone(), plans.clone(), clock.clone(), currency);
         let group_limits = config.usage_groups;
+        let mail = Mail::new(
+            config.mail.clone(),
+            Arc::new(UsersDirectory::new(control.clone())),
+            clock.clone(),
+        )?;
         let work = Arc::new(
             WorkHints::open(data)
                 .await
@@ -213,6 +227,7 @@ impl Souk {
                 clock,
                 usage_groups: UsageGroups::new(host, group_limits),
                 files,
+                mail,
                 work,
                 job_board: Arc::default(),
                 people_state,
@@ -287,6 +302,7 @@ impl Souk {
             work: &self.work,
             enqueue: self.config.jobs.enqueue,
             public_limiter: &self.people_state.public_limiter,
+            mail: &self.mail,
         }
     }
 
@@ -362,6 +378,11 @@ impl Souk {
         &self,
     ) -> Result<crate::billing::service::MaintenanceReport, SoukError> {
         let mut report = self.billing.run_maintenance().await?;
+        // The notices the run wrote to the billing outbox, emailed to the
+        // tenants' admins; a failure is retried by the next run.
+        if let Err(e) = self.billing_notices().run().await {
+            tracing::warn!(error = %e, "billing notices not emailed; retrying next run");
+        }
         self.billing
             .close_meter_periods(&mut report, |tenant_id, module, meter, period| async move {
                 let tenant = self.tenancy.by_id(&tenant_id).await?;
@@ -395,6 +416,57 @@ impl Souk {
             }
         }
         removed
+    }
+
+    /// The billing notices step (trial ending, payment due emailed to the
+    /// tenants' admins), borrowing this host's services.
+    pub fn billing_notices(&self) -> BillingNotices<'_> {
+        BillingNotices {
+            control: &self.control,
+            billing: &self.billing,
+            tenancy: &self.tenancy,
+            directory: self.mail.directory_ref(),
+            work: &self.work,
+            clock: self.clock.as_ref(),
+        }
+    }
+
+    /// The mail, for the request path and the delivery.
+    pub fn mail(&self) -> &Mail {
+        &self.mail
+    }
+
+    /// A page of `tenant`'s mail log (see [`crate::mail::log_page`]).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mail_log(
+        &self,
+        tenant: &Tenant,
+        after: i64,
+        limit: i64,
+    ) -> Result<MailLogPage, SoukError> {
+        let pool = self.tenancy.database(tenant).await?;
+        let mut conn = pool.acquire().await?;
+        Ok(crate::mail::log_page(&self.mail, &mut conn, after, limit).await?)
+    }
+
+    /// Starts the email delivery (a task that runs until `shutdown`
+    /// resolves) when a relay is configured; without one, says that mail
+    /// stays queued and starts nothing.
+    pub fn start_mail_delivery(
+        self: &Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let Some(relay) = self.mail.relay() else {
+            tracing::warn!("{}", crate::mail::NO_RELAY_NOTE);
+            return None;
+        };
+        let host: Arc<dyn MailHost> = self.clone();
+        let policy = self.mail.retry_policy();
+        Some(tokio::spawn(crate::mail::worker::run(
+            host, relay, policy, shutdown,
+        )))
     }
 
     /// Moves the manual clock to `at` and records it, so a restart resumes
@@ -531,5 +603,30 @@ impl GroupHost for Souk {
 impl JobsHost for Souk {
     fn jobs(&self) -> Jobs<'_> {
         Souk::jobs(self)
+    }
+}
+
+/// What the email delivery asks of the host.
+impl MailHost for Souk {
+    fn tenant_database<'a>(
+        &'a self,
+        tenant_id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<sqlx::SqlitePool>, SoukError>> {
+        Box::pin(async move {
+            let tenant = match self.tenancy.by_id(tenant_id).await {
+                Ok(tenant) => tenant,
+                Err(SoukError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            Ok(Some(self.tenancy.database(&tenant).await?))
+        })
+    }
+
+    fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn work(&self) -> &crate::work::WorkHints {
+        &self.work
     }
 }

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
+        name: "mail outbox",
+        apply: |conn| Box::pin(crate::capabilities::notify::outbox::create_tables(conn)),
+    },
+    Migration {
+        version: 5,
         name: "jobs queue",
         apply: |conn| Box::pin(crate::job_queue::store::create_tables(conn)),
     },
@@ -171,19 +176,19 @@ mod tests {
         .unwrap()
     }
 
-    async fn tables(pool: &SqlitePool) -> Vec<String> {
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .fetch_all(pool)
-            .await
-            .unwrap()
-    }
-
-    /// The ledger of a database with every migration applied.
+    /// The ledger of a database at this host's version.
     fn every_migration() -> Vec<(i64, String)> {
         MIGRATIONS
             .iter()
             .map(|m| (m.version, m.name.to_owned()))
             .collect()
+    }
+
+    async fn tables(pool: &SqlitePool) -> Vec<String> {
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(pool)
+            .await
+            .unwrap()
     }
 
     #[test]
@@ -207,6 +212,7 @@ mod tests {
                 "_souk_files",
                 "_souk_job_schedules",
                 "_souk_jobs",
+                "_souk_mail",
                 LEDGER,
                 "_souk_usage_counters",
                 "_souk_usage_events",

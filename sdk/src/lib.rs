@@ -46,6 +46,8 @@
 //!   converts into the matching problem (402 for the storage limit).
 //! - [`events`]: events into the tenant's outbox, sent after the call
 //!   commits to webhooks and to subscribing modules ([`Module::on_event`]).
+//! - [`notify`]: email to the tenant's users, queued in the call's
+//!   transaction and delivered by the host (API 0.3.0).
 //!
 //! - [`jobs`]: work queued for after the request ([`jobs::enqueue`]), run by
 //!   [`Module::run_job`], with progress ([`jobs::progress`]).
@@ -58,6 +60,7 @@
 //! [`db::DbErrorKind::Other`], [`log`] writes to standard error,
 //! [`entitlements`] answers as for a call without a subscription,
 //! [`events`] answers unavailable, and
+//! [`notify::email`] answers unavailable, and
 //! [`context()`] panics.
 
 #![warn(missing_docs)]
@@ -71,6 +74,7 @@ mod http;
 pub mod jobs;
 pub mod log;
 mod module;
+pub mod notify;
 mod router;
 mod runtime;
 

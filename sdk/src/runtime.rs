@@ -1,6 +1,6 @@
 //! The only place that touches the generated bindings of the module API:
 //! the host calls behind [`crate::db`], [`crate::log`],
-//! [`crate::context()`] and [`crate::entitlements`], and the adapter that exports a [`Module`] as the
+//! [`crate::context()`], [`crate::entitlements`] and [`crate::notify`], and the adapter that exports a [`Module`] as the
 //! `guest` interface.
 //!
 //! On targets other than `wasm32` there is no host: the calls fall back to
@@ -610,3 +610,52 @@ mod file_calls {
 pub(crate) use file_calls::{
     files_delete, files_get, files_list, files_put, files_read, files_signed_url,
 };
+
+/// `notify.email` of API 0.3.0.
+#[cfg(souk_api_v0_3)]
+pub(crate) fn notify_email(
+    to: crate::notify::Recipient<'_>,
+    subject: &str,
+    text: &str,
+    html: Option<&str>,
+) -> Result<String, crate::notify::NotifyError> {
+    use crate::entitlements::{Denial, DenialReason};
+    use crate::notify::{NotifyError, Recipient};
+    use bindings::souk::module::notify as wit;
+
+    let message = wit::Message {
+        to: match to {
+            Recipient::User(id) => wit::Recipient::User(id.to_owned()),
+            Recipient::Member(number) => wit::Recipient::Member(number.to_owned()),
+        },
+        subject: subject.to_owned(),
+        text: text.to_owned(),
+        html: html.map(str::to_owned),
+    };
+    wit::email(&message).map_err(|error| match error {
+        wit::NotifyError::UnknownRecipient(m) => NotifyError::UnknownRecipient(m),
+        wit::NotifyError::Invalid(m) => NotifyError::Invalid(m),
+        wit::NotifyError::Unavailable(m) => NotifyError::Unavailable(m),
+        wit::NotifyError::Denied(d) => NotifyError::Denied(Denial {
+            reason: DenialReason::from_code(&d.reason).unwrap_or(DenialReason::FeatureNotInPlan),
+            key: d.key,
+            plan: d.plan,
+            upgrade_plan: d.upgrade_plan,
+            used: d.used,
+            limit: d.limit,
+        }),
+    })
+}
+
+/// API 0.2.0 has no `notify`; nor is there a host outside a component.
+#[cfg(not(souk_api_v0_3))]
+pub(crate) fn notify_email(
+    _to: crate::notify::Recipient<'_>,
+    _subject: &str,
+    _text: &str,
+    _html: Option<&str>,
+) -> Result<String, crate::notify::NotifyError> {
+    Err(crate::notify::NotifyError::Unavailable(
+        "email needs a component built for module API 0.3.0".to_owned(),
+    ))
+}

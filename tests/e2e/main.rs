@@ -5,12 +5,14 @@
 //! README's test command does it).
 
 mod oidc_provider;
+mod smtp_sink;
 mod support;
 
 mod api_v0_3;
 mod archives;
 mod billing;
 mod cli_api;
+mod email;
 mod events;
 mod fairness;
 mod files;

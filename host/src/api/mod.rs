@@ -63,6 +63,7 @@ use crate::{archive, installer};
 mod billing;
 mod files;
 mod jobs;
+mod mail;
 mod people;
 mod sso;
 mod webhooks;
@@ -376,6 +377,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .merge(people::routes())
         .merge(webhooks::routes())
         .merge(sso::routes())
+        .merge(mail::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .route("/f/{token}", get(files::download))

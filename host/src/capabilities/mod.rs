@@ -16,6 +16,8 @@
 //! - [`files`]: bytes stored by the host, served through signed URLs (API
 //!   0.3.0).
 //! - [`events`]: events into the tenant's outbox (API 0.3.0).
+//! - [`notify`]: email to the tenant's users, queued in the call's
+//!   transaction (API 0.3.0).
 //!
 //! To add one (files, events, ...): a new folder with its state, view and
 //! `add_to_linker`, a field of [`CallState`] set by its constructors, and
@@ -33,6 +35,7 @@ pub mod events;
 pub mod files;
 pub mod jobs;
 pub mod log;
+pub mod notify;
 
 use wasmtime::StoreLimits;
 use wasmtime::StoreLimitsBuilder;
@@ -47,6 +50,7 @@ use events::{EventsState, EventsView};
 use files::{FilesAccess, FilesView};
 use jobs::{JobsState, JobsView};
 use log::{LogState, LogView};
+use notify::{NotifyState, NotifyView};
 
 use crate::work::WorkMarks;
 
@@ -93,6 +97,10 @@ pub struct CallState {
     /// 0.3.0); emits nothing until the caller sets it with the module's
     /// declared types.
     pub events: EventsState,
+    /// What the `notify` capability needs to queue email (API 0.3.0);
+    /// empty (every message refused as unavailable) unless the caller sets
+    /// it, as the request path and background calls do.
+    pub notify: NotifyState,
 }
 
 impl CallState {
@@ -147,6 +155,7 @@ impl CallState {
             work: WorkMarks::default(),
             jobs: JobsState::default(),
             events: EventsState::default(),
+            notify: NotifyState::default(),
         }
     }
 
@@ -210,6 +219,13 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         db: &mut s.db,
         work: &mut s.work,
         context: &s.context,
+    })?;
+    notify::add_to_linker(linker, |s| NotifyView {
+        state: &s.notify,
+        context: &s.context,
+        db: &mut s.db,
+        entitlements: &mut s.entitlements,
+        work: &mut s.work,
     })?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 mod events;
 mod jobs;
 mod keys;
+mod mail;
 mod maintenance;
 mod module;
 mod plans;
@@ -122,6 +123,8 @@ struct GlobalOptions {
         default_value_t = crate::capabilities::files::DEFAULT_MAX_FILE_BYTES
     )]
     max_file_bytes: u64,
+    #[command(flatten)]
+    mail: mail::MailArgs,
     /// The operator's plan catalog: a YAML file, or a directory of YAML
     /// files merged in name order. Without one no module is priced: every
     /// module is free to install and fully entitled.
@@ -277,6 +280,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         sso: global.sso.config(),
         max_file_bytes: global.max_file_bytes.max(1),
         events: global.events.config(),
+        mail: global.mail.config(),
     }
 }
 

@@ -78,6 +78,14 @@ async fn serve(
     }
     let (stop_events, stopped) = tokio::sync::watch::channel(false);
     let event_worker = tokio::spawn(super::events::run_worker(souk.clone(), stopped));
+    let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
+    let mail = souk.start_mail_delivery(async move {
+        let mut stopped = mail_stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    if mail.is_none() {
+        println!("souk: {}", crate::mail::NO_RELAY_NOTE);
+    }
     let (stop_jobs, jobs_shutdown) = tokio::sync::watch::channel(false);
     let job_tasks = [
         tokio::spawn(crate::jobs::runner::run(
@@ -108,6 +116,12 @@ async fn serve(
     }
     let _ = stop_events.send(true);
     let _ = event_worker.await;
+    // The delivery finishes the message it is sending (bounded by the
+    // send timeout), then stops.
+    let _ = stop_mail.send(true);
+    if let Some(mail) = mail {
+        let _ = tokio::time::timeout(Duration::from_secs(70), mail).await;
+    }
     served?;
     Ok(())
 }

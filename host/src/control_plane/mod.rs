@@ -40,6 +40,7 @@ pub mod archives;
 pub mod audit;
 pub mod cache;
 pub mod installations;
+pub mod mail_notices;
 pub mod sessions;
 pub mod sso;
 pub mod tenants;
