@@ -415,11 +415,21 @@ impl Dispatcher<'_> {
 impl Dispatcher<'_> {
     /// Runs `body` on a fresh instance of `module`'s installed version for
     /// the tenant `tenant_id`, outside any request (a job, an event
-    /// delivery): in its own `BEGIN IMMEDIATE` transaction on the tenant
-    /// database, as [`Caller::system`], with the tenant's entitlements and
+    /// delivery): in a transaction of its own on the tenant database, begun
+    /// deferred (see below), as [`Caller::system`], with the tenant's entitlements and
     /// the module's scope, under the tenant's concurrency cap, bounded by
     /// `deadline`. `Ok(Ok(_))` commits the call's writes, usage and queued
     /// work (hinted first, as a request's); anything else rolls them back.
+    ///
+    /// The transaction takes the tenant's write lock only at the call's
+    /// first write, not up front: a background call runs for up to its own
+    /// deadline (a job's is 30 s by default), and holding SQLite's one
+    /// write lock for all of it would make every writing request of the
+    /// tenant wait and fail meanwhile. A call that computes first and writes
+    /// at the end (the usual job) holds the lock only for its writes. A
+    /// call that read before its first write may find the database changed
+    /// by a request meanwhile; SQLite then refuses the upgrade and the call
+    /// fails like any failed attempt (a job is retried with backoff).
     ///
     /// # Errors
     /// [`SoukError::NotFound`] when the tenant or the installation is gone,
@@ -440,7 +450,7 @@ impl Dispatcher<'_> {
         let loaded = self.catalog.load(self.runtime, &target.resolved).await?;
         let scope = self.installer.scope_for(&target.tenant, manifest).await?;
         let pool = self.tenancy.database(&target.tenant).await?;
-        let tx = CallTransaction::Open(pool.begin_with("BEGIN IMMEDIATE").await?);
+        let tx = CallTransaction::deferred(pool.acquire().await?);
         let state = self.call_state(
             &target,
             Caller::system(),

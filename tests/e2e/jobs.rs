@@ -150,6 +150,38 @@ fn a_job_queued_by_a_request_that_rolls_back_never_runs() {
 }
 
 #[test]
+fn a_job_that_computes_before_it_writes_leaves_the_tenants_writes_alone() {
+    let host = Host::start(&[MODULE]);
+    let token = host.tenant_with("acme", MODULE);
+    // Sleeps 7 s — past SQLite's 5 s busy timeout — before its one write.
+    let slow = enqueue(&host, "acme", &token, "sleep", json!({"ms": 7000}));
+    wait_for(
+        &host,
+        "acme",
+        &token,
+        &slow,
+        "running",
+        Duration::from_secs(20),
+    );
+    // Meanwhile the tenant's writing requests go through: were the job's
+    // transaction holding the write lock from its start, this write would
+    // wait out the busy timeout and fail with a 500 (`enqueue` asserts
+    // the 201).
+    let quick = enqueue(&host, "acme", &token, "steps", json!({"steps": 1}));
+    assert_eq!(job(&host, "acme", &token, &slow)["status"], "running");
+    for id in [&slow, &quick] {
+        wait_for(
+            &host,
+            "acme",
+            &token,
+            id,
+            "succeeded",
+            Duration::from_secs(40),
+        );
+    }
+}
+
+#[test]
 fn a_job_runs_and_its_result_is_readable() {
     let host = Host::start(&[MODULE]);
     let token = host.tenant_with("acme", MODULE);

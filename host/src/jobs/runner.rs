@@ -8,7 +8,7 @@
 //! 1. **claim**: the queued row becomes `running` and its attempt is
 //!    counted (a short transaction of its own, so readers see it running);
 //! 2. **run**: [`crate::dispatch::Dispatcher::run_background`] runs `run-job` in its own
-//!    `BEGIN IMMEDIATE` transaction, as the system, with the tenant's
+//!    transaction (write lock from its first write), as the system, with the tenant's
 //!    entitlements, bounded by the job deadline. On `Ok` the job's outcome
 //!    (`succeeded`, its result, its last progress) is written in that same
 //!    transaction, which then commits with the job's writes, its usage and
