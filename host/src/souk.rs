@@ -288,6 +288,93 @@ impl Souk {
         }
     }
 
+    /// Creates a user of `tenant` (see [`People::create_user`]) and emails
+    /// them their invitation. The answer carries the invitation either way
+    /// (its link is shown once to whoever created the user); whether the
+    /// email was queued is its second part.
+    ///
+    /// # Errors
+    /// As [`People::create_user`]; a failure to queue the email is not one
+    /// (it is logged and answered as `false`).
+    pub async fn create_user(
+        &self,
+        actor: &crate::auth::Principal,
+        tenant: &Tenant,
+        new: &crate::people::NewUser,
+    ) -> Result<(crate::people::User, crate::people::Invitation, bool), SoukError> {
+        let (user, invitation) = self.people().create_user(actor, tenant, new).await?;
+        let emailed = self.email_invitation(tenant, &user, &invitation).await;
+        Ok((user, invitation, emailed))
+    }
+
+    /// Issues user `id` of `tenant` a new invitation (see [`People::invite`])
+    /// and emails it; the second part says whether the email was queued.
+    ///
+    /// # Errors
+    /// As [`People::invite`].
+    pub async fn invite_user(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<(crate::people::Invitation, bool), SoukError> {
+        let people = self.people();
+        let invitation = people.invite(tenant, id).await?;
+        let user = people.show_user(tenant, id).await?;
+        let emailed = self.email_invitation(tenant, &user, &invitation).await;
+        Ok((invitation, emailed))
+    }
+
+    /// Queues the invitation email to `user` through the tenant's mail
+    /// outbox (a host notice: never counted against a module's meter).
+    /// Answers whether it was queued; a failure is logged, not raised, since
+    /// the invitation itself stands and its link was already answered.
+    async fn email_invitation(
+        &self,
+        tenant: &Tenant,
+        user: &crate::people::User,
+        invitation: &crate::people::Invitation,
+    ) -> bool {
+        let notice = crate::mail::notices::Notice {
+            // One email per invitation: its token's hash tells two apart
+            // (two made in the same second expire at the same instant).
+            key: format!(
+                "invitation/{}/{}",
+                user.id,
+                crate::secrets::token_hash(&invitation.token)
+            ),
+            subject: format!("You are invited to {} on Souk", tenant.name),
+            text: format!(
+                "Hello {},\n\nYou are invited to join {}. Open this link to choose your \
+                 password:\n\n{}\n\nThe link works once and expires at {}.\n",
+                user.display_name, tenant.name, invitation.link, invitation.expires_at
+            ),
+        };
+        let recipient = crate::capabilities::notify::directory::DirectoryEntry {
+            user_id: user.id.clone(),
+            address: user.email.clone(),
+            name: user.display_name.clone(),
+        };
+        let queued = async {
+            let pool = self.tenancy.database(tenant).await?;
+            crate::mail::notices::queue_to(
+                &pool,
+                &self.work,
+                &tenant.id,
+                &[recipient],
+                &notice,
+                self.clock.now(),
+            )
+            .await
+        };
+        match queued.await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.slug, user = %user.id, error = %e, "invitation email not queued");
+                false
+            }
+        }
+    }
+
     /// The request path, borrowing the parts a module request goes
     /// through (see [`Dispatcher::dispatch`]).
     pub fn dispatcher(&self) -> Dispatcher<'_> {

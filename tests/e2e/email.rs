@@ -538,3 +538,45 @@ fn a_trial_ending_is_emailed_to_the_tenants_admins_once() {
     // Not counted against the module's meter.
     assert_eq!(email_usage(&host, "acme", &token)["used"], 0);
 }
+
+/// `data`'s body with quoted-printable soft breaks and `=3D` undone, so a
+/// link can be looked for in it.
+fn unquoted(data: &str) -> String {
+    data.replace("=\r\n", "").replace("=3D", "=")
+}
+
+#[test]
+fn an_invitation_is_emailed_to_the_user_with_its_link() {
+    let sink = SmtpSink::start();
+    let host = host_with_sink(&sink);
+    let token = host.tenant("acme");
+    let a = host.post(
+        "/v1/tenants/acme/users",
+        &token,
+        json!({"email": "ram@example.org", "display_name": "Ram", "role": "member"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body["emailed"], true, "{a:?}");
+    let first = a.body["invitation"]["link"].as_str().unwrap().to_owned();
+    let id = a.body["user"]["id"].as_str().unwrap().to_owned();
+
+    let messages = sink.wait_for(1, WAIT);
+    assert_eq!(messages[0].rcpt_to, ["<ram@example.org>"]);
+    assert!(unquoted(&messages[0].data).contains(&first), "{messages:?}");
+
+    // A new invitation is emailed too, with its own link.
+    let again = host.post(
+        &format!("/v1/tenants/acme/users/{id}/invitation"),
+        &token,
+        json!({}),
+    );
+    assert_eq!(again.status, 201, "{again:?}");
+    assert_eq!(again.body["emailed"], true, "{again:?}");
+    let second = again.body["link"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    let messages = sink.wait_for(2, WAIT);
+    assert!(
+        unquoted(&messages[1].data).contains(&second),
+        "{messages:?}"
+    );
+}

@@ -35,6 +35,7 @@ use serde_json::json;
 
 use super::{ApiResult, Problem, TenantAccess, TenantPerson, parse_json};
 use crate::auth::Principal;
+use crate::error::SoukError;
 use crate::people::{NewApiKey, NewUser, UserChanges};
 use crate::souk::Souk;
 
@@ -156,11 +157,10 @@ async fn create_user(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let new: NewUser = parse_json(body)?;
-    let (user, invitation) = souk
-        .people()
+    let (user, invitation, emailed) = souk
         .create_user(&access.principal, &access.tenant, &new)
         .await?;
-    let body = json!({"user": user, "invitation": invitation});
+    let body = json!({"user": user, "invitation": invitation, "emailed": emailed});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -216,8 +216,11 @@ async fn invite(
     access: TenantAccess,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let invitation = souk.people().invite(&access.tenant, &id).await?;
-    Ok((StatusCode::CREATED, Json(invitation)).into_response())
+    let (invitation, emailed) = souk.invite_user(&access.tenant, &id).await?;
+    let mut body = serde_json::to_value(&invitation)
+        .map_err(|e| SoukError::Internal(anyhow::anyhow!("invitation: {e}")))?;
+    body["emailed"] = emailed.into();
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 async fn list_sessions(

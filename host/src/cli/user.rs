@@ -259,8 +259,9 @@ pub(super) async fn run(command: UserCommand, global: &GlobalOptions) -> anyhow:
                 role: Some(role),
                 member_number,
             };
-            let (user, invitation) = people.create_user(&operator, &tenant, &new).await?;
-            let value = serde_json::json!({"user": user, "invitation": invitation});
+            let (user, invitation, emailed) = souk.create_user(&operator, &tenant, &new).await?;
+            let value =
+                serde_json::json!({"user": user, "invitation": invitation, "emailed": emailed});
             print(json, &value, |_| {
                 format!(
                     "created user {}\ninvitation (shown once, expires {}): {}",
@@ -329,7 +330,7 @@ pub(super) async fn run(command: UserCommand, global: &GlobalOptions) -> anyhow:
         }
         UserCommand::Invite { tenant, id } => {
             let tenant = souk.tenancy.by_slug(&tenant).await?;
-            let invitation = people.invite(&tenant, &id).await?;
+            let (invitation, _emailed) = souk.invite_user(&tenant, &id).await?;
             print(json, &invitation, |i| {
                 format!(
                     "invitation (shown once, expires {}): {}",
