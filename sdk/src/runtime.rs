@@ -316,24 +316,34 @@ pub(crate) struct Tally {
     pub(crate) replay: Option<bool>,
 }
 
+/// The SDK's [`crate::entitlements::Denial`] from a host denial of any
+/// interface and API version (their `denial` records have one shape). A
+/// reason code the SDK does not know is read as a refusal that payment
+/// would not lift.
 #[cfg(target_arch = "wasm32")]
-mod entitlement_calls {
-    use super::Tally;
-    use super::bindings::souk::module::entitlements as wit;
-    use crate::entitlements::{Denial, DenialReason, EntitlementError, Usage};
-
-    fn denial(denial: wit::Denial) -> Denial {
-        Denial {
-            // A 0.2.0 host sends only the six codes; anything else is read
-            // as a refusal that payment would not lift.
-            reason: DenialReason::from_code(&denial.reason)
-                .unwrap_or(DenialReason::FeatureNotInPlan),
+macro_rules! denial_from_wit {
+    ($denial:expr) => {{
+        let denial = $denial;
+        crate::entitlements::Denial {
+            reason: crate::entitlements::DenialReason::from_code(&denial.reason)
+                .unwrap_or(crate::entitlements::DenialReason::FeatureNotInPlan),
             key: denial.key,
             plan: denial.plan,
             upgrade_plan: denial.upgrade_plan,
             used: denial.used,
             limit: denial.limit,
         }
+    }};
+}
+
+#[cfg(target_arch = "wasm32")]
+mod entitlement_calls {
+    use super::Tally;
+    use super::bindings::souk::module::entitlements as wit;
+    use crate::entitlements::{Denial, EntitlementError, Usage};
+
+    fn denial(denial: wit::Denial) -> Denial {
+        denial_from_wit!(denial)
     }
 
     fn usage(usage: wit::Usage) -> Usage {
@@ -494,28 +504,14 @@ pub(crate) mod jobs {
 #[cfg(souk_api_v0_3)]
 mod file_calls {
     use super::bindings::souk::module::files as wit;
-    use super::bindings::souk::module::types::Denial as WitDenial;
-    use crate::entitlements::{Denial, DenialReason};
     use crate::files::{FileError, FileInfo, FilePage};
-
-    fn denial(denial: WitDenial) -> Denial {
-        Denial {
-            reason: DenialReason::from_code(&denial.reason)
-                .unwrap_or(DenialReason::FeatureNotInPlan),
-            key: denial.key,
-            plan: denial.plan,
-            upgrade_plan: denial.upgrade_plan,
-            used: denial.used,
-            limit: denial.limit,
-        }
-    }
 
     fn error(error: wit::FileError) -> FileError {
         match error {
             wit::FileError::NotFound => FileError::NotFound,
             wit::FileError::TypeNotAllowed(m) => FileError::TypeNotAllowed(m),
             wit::FileError::TooLarge(limit) => FileError::TooLarge(limit),
-            wit::FileError::Denied(d) => FileError::Denied(denial(d)),
+            wit::FileError::Denied(d) => FileError::Denied(denial_from_wit!(d)),
             wit::FileError::Invalid(m) => FileError::Invalid(m),
             wit::FileError::Unavailable(m) => FileError::Unavailable(m),
         }
@@ -619,7 +615,6 @@ pub(crate) fn notify_email(
     text: &str,
     html: Option<&str>,
 ) -> Result<String, crate::notify::NotifyError> {
-    use crate::entitlements::{Denial, DenialReason};
     use crate::notify::{NotifyError, Recipient};
     use bindings::souk::module::notify as wit;
 
@@ -636,14 +631,7 @@ pub(crate) fn notify_email(
         wit::NotifyError::UnknownRecipient(m) => NotifyError::UnknownRecipient(m),
         wit::NotifyError::Invalid(m) => NotifyError::Invalid(m),
         wit::NotifyError::Unavailable(m) => NotifyError::Unavailable(m),
-        wit::NotifyError::Denied(d) => NotifyError::Denied(Denial {
-            reason: DenialReason::from_code(&d.reason).unwrap_or(DenialReason::FeatureNotInPlan),
-            key: d.key,
-            plan: d.plan,
-            upgrade_plan: d.upgrade_plan,
-            used: d.used,
-            limit: d.limit,
-        }),
+        wit::NotifyError::Denied(d) => NotifyError::Denied(denial_from_wit!(d)),
     })
 }
 
