@@ -35,6 +35,31 @@ impl EntitlementsView<'_> {
     }
 }
 
+/// The plan's refusal as a module of each API version receives it: one
+/// conversion for every interface that refuses for the plan (`entitlements`,
+/// and in 0.3.0 `files` and `notify`).
+macro_rules! denial_into_wit {
+    ($($wit:path),*) => {$(
+        impl From<Denial> for $wit {
+            fn from(denial: Denial) -> Self {
+                Self {
+                    reason: denial.reason.code().to_owned(),
+                    key: denial.key,
+                    plan: denial.plan,
+                    upgrade_plan: denial.upgrade_plan,
+                    used: denial.used,
+                    limit: denial.limit,
+                }
+            }
+        }
+    )*};
+}
+
+denial_into_wit!(
+    crate::wit::v0_2_0::souk::module::entitlements::Denial,
+    crate::wit::v0_3_0::souk::module::types::Denial
+);
+
 /// A host failure while counting traps the call (its transaction is rolled
 /// back, nothing is half counted).
 fn trap(error: anyhow::Error) -> wasmtime::Error {
@@ -53,14 +78,7 @@ macro_rules! entitlements_host {
             use $denial as WitDenial;
 
             fn denial_to_wit(denial: Denial) -> WitDenial {
-                WitDenial {
-                    reason: denial.reason.code().to_owned(),
-                    key: denial.key,
-                    plan: denial.plan,
-                    upgrade_plan: denial.upgrade_plan,
-                    used: denial.used,
-                    limit: denial.limit,
-                }
+                WitDenial::from(denial)
             }
 
             fn usage_to_wit(usage: Usage) -> wit::Usage {

@@ -288,27 +288,15 @@ impl FilesView<'_> {
 
 mod v0_3_0 {
     use super::{FileFailure, FileRow, FilesView, Outcome};
-    use crate::entitlements::Denial;
     use crate::wit::v0_3_0::souk::module::files as wit;
     use crate::wit::v0_3_0::souk::module::types::Denial as WitDenial;
-
-    fn denial_to_wit(denial: Denial) -> WitDenial {
-        WitDenial {
-            reason: denial.reason.code().to_owned(),
-            key: denial.key,
-            plan: denial.plan,
-            upgrade_plan: denial.upgrade_plan,
-            used: denial.used,
-            limit: denial.limit,
-        }
-    }
 
     fn error_to_wit(failure: FileFailure) -> wit::FileError {
         match failure {
             FileFailure::NotFound => wit::FileError::NotFound,
             FileFailure::TypeNotAllowed(m) => wit::FileError::TypeNotAllowed(m),
             FileFailure::TooLarge(limit) => wit::FileError::TooLarge(limit),
-            FileFailure::Denied(denial) => wit::FileError::Denied(denial_to_wit(denial)),
+            FileFailure::Denied(denial) => wit::FileError::Denied(WitDenial::from(denial)),
             FileFailure::Invalid(m) => wit::FileError::Invalid(m),
             FileFailure::Unavailable(m) => wit::FileError::Unavailable(m),
         }

@@ -133,14 +133,9 @@ mod v0_3_0 {
                 Err(QueueError::UnknownRecipient(m)) => Err(wit::NotifyError::UnknownRecipient(m)),
                 Err(QueueError::Invalid(m)) => Err(wit::NotifyError::Invalid(m)),
                 Err(QueueError::Unavailable(m)) => Err(wit::NotifyError::Unavailable(m)),
-                Err(QueueError::Denied(denial)) => Err(wit::NotifyError::Denied(WitDenial {
-                    reason: denial.reason.code().to_owned(),
-                    key: denial.key,
-                    plan: denial.plan,
-                    upgrade_plan: denial.upgrade_plan,
-                    used: denial.used,
-                    limit: denial.limit,
-                })),
+                Err(QueueError::Denied(denial)) => {
+                    Err(wit::NotifyError::Denied(WitDenial::from(*denial)))
+                }
                 Err(QueueError::Host(error)) => {
                     return Err(wasmtime::Error::msg(format!(
                         "notify: message not queued: {error:#}"
