@@ -24,6 +24,8 @@
 
 use serde::Serialize;
 
+use crate::http::{IntoResponse, Problem, Response};
+
 /// Why an event was not recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EmitError {
@@ -37,6 +39,37 @@ pub enum EmitError {
     /// The payload could not be encoded as JSON.
     #[error("the event payload is not encodable as JSON: {0}")]
     Encode(String),
+}
+
+/// The problem `type` of an event the module could not record.
+pub const EVENT_NOT_RECORDED_TYPE: &str = "https://souk.dev/problems/event-not-recorded";
+
+/// A refused or unencodable event is the module's own mistake (an
+/// undeclared type, a payload too large): 500; a host that cannot record
+/// it now: 503, which the client may retry. Either way the call rolls
+/// back, so nothing it wrote stays without its event.
+impl From<EmitError> for Problem {
+    fn from(error: EmitError) -> Self {
+        let status = match error {
+            EmitError::Unavailable(_) => 503,
+            EmitError::Invalid(_) | EmitError::Encode(_) => 500,
+        };
+        Problem::new(status, EVENT_NOT_RECORDED_TYPE, "Event not recorded")
+            .with_detail(error.to_string())
+    }
+}
+
+/// See `From<EmitError> for Problem`.
+impl From<EmitError> for Response {
+    fn from(error: EmitError) -> Self {
+        Response::problem(&Problem::from(error))
+    }
+}
+
+impl IntoResponse for EmitError {
+    fn into_response(self) -> Response {
+        self.into()
+    }
 }
 
 /// Emits an event of `event_type` whose payload is `payload` as JSON;

@@ -14,8 +14,7 @@
 //!
 //! // In a route: queue the work; it runs only if this request commits.
 //! fn generate(_request: &Request) -> Result<Response, Problem> {
-//!     let id = jobs::enqueue("generate_cards", &Batch { first: 1, count: 1000 })
-//!         .map_err(|e| Problem::from_status(503).with_detail(e.to_string()))?;
+//!     let id = jobs::enqueue("generate_cards", &Batch { first: 1, count: 1000 })?;
 //!     Ok(Response::json(202, &serde_json::json!({ "job": id })))
 //! }
 //!
@@ -48,6 +47,8 @@ use std::fmt::Display;
 
 use serde::Serialize;
 
+use crate::http::{IntoResponse, Problem, Response};
+
 /// Why a job was not queued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
@@ -60,6 +61,36 @@ pub enum JobError {
     /// The host could not queue it now; the request may be retried.
     #[error("job not queued: {0}")]
     Unavailable(String),
+}
+
+/// The problem `type` of a job the module could not queue.
+pub const JOB_NOT_QUEUED_TYPE: &str = "https://souk.dev/problems/job-not-queued";
+
+/// A refused job is the module's own mistake (a bad name, arguments too
+/// large, too many in one call): 500; a host that cannot queue it now (the
+/// module's backlog is full, or no jobs here): 503, which the client may
+/// retry. Either way the call rolls back.
+impl From<JobError> for Problem {
+    fn from(error: JobError) -> Self {
+        let status = match error {
+            JobError::Unavailable(_) => 503,
+            JobError::Invalid(_) => 500,
+        };
+        Problem::new(status, JOB_NOT_QUEUED_TYPE, "Job not queued").with_detail(error.to_string())
+    }
+}
+
+/// See `From<JobError> for Problem`.
+impl From<JobError> for Response {
+    fn from(error: JobError) -> Self {
+        Response::problem(&Problem::from(error))
+    }
+}
+
+impl IntoResponse for JobError {
+    fn into_response(self) -> Response {
+        self.into()
+    }
 }
 
 /// Queues job `name` with `args` (serialised as JSON) in this call's

@@ -364,20 +364,25 @@ impl From<String> for HookError {
     }
 }
 
-impl From<DbError> for HookError {
-    fn from(error: DbError) -> Self {
-        Self::new(error.to_string())
-    }
+/// Each error of the SDK's host interfaces becomes a hook's refusal with
+/// its message, so `?` works on them in `install`, `upgrade`, `run_job` and
+/// `on_event`.
+macro_rules! hook_error_from {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<$error> for HookError {
+            fn from(error: $error) -> Self {
+                Self::new(error.to_string())
+            }
+        }
+    )+};
 }
 
-impl From<QueryError> for HookError {
-    fn from(error: QueryError) -> Self {
-        Self::new(error.to_string())
-    }
-}
-
-impl From<DecodeError> for HookError {
-    fn from(error: DecodeError) -> Self {
-        Self::new(error.to_string())
-    }
-}
+hook_error_from!(
+    DbError,
+    QueryError,
+    DecodeError,
+    crate::files::FileError,
+    crate::events::EmitError,
+    crate::notify::NotifyError,
+    crate::jobs::JobError,
+);

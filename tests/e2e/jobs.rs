@@ -32,7 +32,7 @@ fn job(host: &Host, tenant: &str, token: &str, id: &str) -> Value {
 }
 
 /// Waits (up to `within`) until the job's status is `status`.
-fn wait_for(
+pub(crate) fn wait_for(
     host: &Host,
     tenant: &str,
     token: &str,
@@ -68,13 +68,13 @@ fn jobs_of(host: &Host, tenant: &str, token: &str, query: &str) -> Vec<Value> {
 
 /// One Server-Sent Event: its `event:` name and its `data:` parsed.
 #[derive(Debug)]
-struct Sse {
-    event: String,
-    data: Value,
+pub(crate) struct Sse {
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 /// Reads the job's event stream to its end (or panics after `within`).
-fn read_events(host: &Host, tenant: &str, token: &str, id: &str) -> Vec<Sse> {
+pub(crate) fn read_events(host: &Host, tenant: &str, token: &str, id: &str) -> Vec<Sse> {
     let res = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

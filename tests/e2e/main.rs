@@ -21,6 +21,7 @@ mod hostile_sql;
 mod jobs;
 mod lifecycle;
 mod metering;
+mod noticeboard;
 mod packages;
 mod people;
 mod registry;

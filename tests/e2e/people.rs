@@ -13,22 +13,22 @@ use serde_json::{Value, json};
 
 use crate::support::Host;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// How a request authenticates.
 #[derive(Clone, Copy)]
-enum Cred<'a> {
+pub(crate) enum Cred<'a> {
     Nobody,
     Bearer(&'a str),
     /// The session cookie, with the CSRF header when given.
     Cookie(&'a str, Option<&'a str>),
 }
 
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
+    pub(crate) text: String,
 }
 
 impl std::fmt::Debug for Reply {
@@ -37,7 +37,13 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-fn call(host: &Host, method: &str, path: &str, cred: Cred<'_>, body: Option<Value>) -> Reply {
+pub(crate) fn call(
+    host: &Host,
+    method: &str,
+    path: &str,
+    cred: Cred<'_>,
+    body: Option<Value>,
+) -> Reply {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut req = host
         .client
@@ -123,7 +129,7 @@ fn sign_in(host: &Host, tenant: &str, email: &str, password: &str) -> Reply {
 }
 
 /// A signed-in user: (user id, session token, CSRF token).
-fn person(
+pub(crate) fn person(
     host: &Host,
     tenant: &str,
     admin: &str,

@@ -11,16 +11,16 @@ use serde_json::{Value, json};
 use crate::oidc_provider::{CLIENT_ID, CLIENT_SECRET, Misbehaviour, Person, Provider};
 use crate::support::{Answer, Host};
 
-const START: &str = "2026-03-01T00:00:00Z";
+pub(crate) const START: &str = "2026-03-01T00:00:00Z";
 const ME: &str = "/t/acme/m/ssoprobe/me";
 
-fn start_unix() -> i64 {
+pub(crate) fn start_unix() -> i64 {
     time::OffsetDateTime::parse(START, &time::format_description::well_known::Rfc3339)
         .expect("instant")
         .unix_timestamp()
 }
 
-fn person(email: &str, verified: bool) -> Person {
+pub(crate) fn person(email: &str, verified: bool) -> Person {
     Person {
         sub: format!("sub-{email}"),
         email: email.to_owned(),
@@ -39,11 +39,11 @@ fn browser() -> Client {
 
 /// One hop's answer.
 #[derive(Debug)]
-struct Hop {
-    status: u16,
-    location: Option<String>,
-    cookies: HashMap<String, String>,
-    body: Value,
+pub(crate) struct Hop {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) cookies: HashMap<String, String>,
+    pub(crate) body: Value,
 }
 
 fn hop(client: &Client, url: &str, cookie: Option<&str>) -> Hop {
@@ -77,12 +77,12 @@ fn hop(client: &Client, url: &str, cookie: Option<&str>) -> Hop {
 
 /// A sign-in up to the provider's redirect back: the callback URL and the
 /// `souk_sso` cookie the host set.
-struct Begun {
+pub(crate) struct Begun {
     callback: String,
     binding: String,
 }
 
-fn begin(host: &Host, tenant: &str, return_to: &str) -> Begun {
+pub(crate) fn begin(host: &Host, tenant: &str, return_to: &str) -> Begun {
     let client = browser();
     let start = format!(
         "{}/v1/tenants/{tenant}/sso/start?return_to={}",
@@ -112,7 +112,7 @@ fn begin(host: &Host, tenant: &str, return_to: &str) -> Begun {
     }
 }
 
-fn finish(begun: &Begun) -> Hop {
+pub(crate) fn finish(begun: &Begun) -> Hop {
     hop(
         &browser(),
         &begun.callback,
@@ -124,7 +124,7 @@ fn round_trip(host: &Host, tenant: &str) -> Hop {
     finish(&begin(host, tenant, ME))
 }
 
-fn configure(host: &Host, tenant: &str, token: &str, body: Value) -> Answer {
+pub(crate) fn configure(host: &Host, tenant: &str, token: &str, body: Value) -> Answer {
     host.request(
         "PUT",
         &format!("/v1/tenants/{tenant}/sso"),
@@ -133,7 +133,7 @@ fn configure(host: &Host, tenant: &str, token: &str, body: Value) -> Answer {
     )
 }
 
-fn settings(provider: &Provider) -> Value {
+pub(crate) fn settings(provider: &Provider) -> Value {
     json!({
         "issuer": provider.issuer,
         "client_id": CLIENT_ID,
@@ -176,7 +176,13 @@ fn tenant_with_sso(host: &Host, provider: &Provider, slug: &str) -> String {
     token
 }
 
-fn with_session(host: &Host, method: &str, path: &str, session: &Hop, csrf: bool) -> Answer {
+pub(crate) fn with_session(
+    host: &Host,
+    method: &str,
+    path: &str,
+    session: &Hop,
+    csrf: bool,
+) -> Answer {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut req = host
         .client
