@@ -133,4 +133,18 @@ mod tests {
         map.insert((1, 2), 3);
         assert!(matches!(emit("x", &map), Err(EmitError::Encode(_))));
     }
+
+    #[test]
+    fn errors_are_problems_the_module_or_the_host_owns() {
+        let answer = |e: EmitError| Response::from(e);
+        assert_eq!(answer(EmitError::Invalid("type".into())).status(), 500);
+        assert_eq!(answer(EmitError::Encode("map".into())).status(), 500);
+        let later = answer(EmitError::Unavailable("busy".into()));
+        assert_eq!(later.status(), 503);
+        let body: serde_json::Value = serde_json::from_slice(later.body()).unwrap();
+        assert_eq!(body["type"], EVENT_NOT_RECORDED_TYPE);
+        assert_eq!(body["detail"], "event not recorded: busy");
+        let hook = crate::HookError::from(EmitError::Invalid("undeclared".into()));
+        assert_eq!(hook.message(), "event refused: undeclared");
+    }
 }

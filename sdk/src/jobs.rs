@@ -115,3 +115,29 @@ pub fn enqueue(name: &str, args: &impl Serialize) -> Result<String, JobError> {
 pub fn progress(done: u64, total: u64, message: impl Display) {
     crate::runtime::jobs::progress(done, total, &message.to_string());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_a_component_nothing_is_queued() {
+        assert!(matches!(
+            enqueue("export", &serde_json::json!({})),
+            Err(JobError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn errors_are_problems_the_module_or_the_host_owns() {
+        let refused = Response::from(JobError::Invalid("bad name".into()));
+        assert_eq!(refused.status(), 500);
+        let later = Response::from(JobError::Unavailable("backlog full".into()));
+        assert_eq!(later.status(), 503);
+        let body: serde_json::Value = serde_json::from_slice(later.body()).unwrap();
+        assert_eq!(body["type"], JOB_NOT_QUEUED_TYPE);
+        assert_eq!(body["detail"], "job not queued: backlog full");
+        let hook = crate::HookError::from(JobError::Invalid("bad name".into()));
+        assert_eq!(hook.message(), "job refused: bad name");
+    }
+}
