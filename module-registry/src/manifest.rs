@@ -15,6 +15,8 @@ use crate::yaml::{self, YamlError, YamlLimits};
 mod files;
 pub use files::{FileType, FilesDecl};
 mod events;
+mod pages;
+pub use pages::{MAX_REDIRECT_ORIGINS, PagesDecl, normalize_origin, origin_of_url};
 
 pub use events::{EventsDecl, MAX_EVENT_TYPE_LEN, Subscription, check_event_type};
 
@@ -558,6 +560,9 @@ pub struct Manifest {
     /// What the module emits and subscribes to (`events:`, API 0.3.0);
     /// empty when the manifest has no such section.
     pub events: EventsDecl,
+    /// What the module's answers may do in a browser beyond its own pages
+    /// (`pages:`, API 0.3.0); default: nothing.
+    pub pages: PagesDecl,
 }
 
 #[derive(Deserialize)]
@@ -588,6 +593,7 @@ struct RawManifest {
     api_keys: Option<ApiKeysDecl>,
     files: Option<files::RawFiles>,
     events: Option<events::RawEvents>,
+    pages: Option<pages::RawPages>,
 }
 
 #[derive(Deserialize)]
@@ -793,6 +799,15 @@ impl Manifest {
 
         let schedules = parse_schedules(raw.schedules, api)?;
         let events = events::parse(raw.events, api, &features, &dependencies)?;
+        let pages = match raw.pages {
+            None => PagesDecl::default(),
+            Some(_) if api < ApiVersion::V0_3_0 => {
+                return Err(ManifestError::field("pages", "needs api 0.3.0 or later"));
+            }
+            Some(pages) => pages
+                .parse()
+                .map_err(|(field, reason)| ManifestError::field(field, reason))?,
+        };
 
         Ok(Manifest {
             slug: raw.slug,
@@ -811,6 +826,7 @@ impl Manifest {
             schedules,
             files,
             events,
+            pages,
         })
     }
 

@@ -161,6 +161,23 @@ struct GlobalOptions {
         default_value_t = crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES
     )]
     event_max_payload_bytes: usize,
+    /// Most headers one module answer may have (more: 502).
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MODULE_MAX_HEADERS",
+        default_value_t = crate::runtime::answer::DEFAULT_MAX_HEADERS
+    )]
+    module_max_headers: usize,
+    /// Most bytes of header names and values one module answer may have
+    /// (more: 502).
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MODULE_MAX_HEADER_BYTES",
+        default_value_t = crate::runtime::answer::DEFAULT_MAX_HEADER_BYTES
+    )]
+    module_max_header_bytes: usize,
     #[command(flatten)]
     events: events::EventArgs,
     /// Single sign-on (docs/sso.md).
@@ -265,6 +282,8 @@ fn config(global: &GlobalOptions) -> SoukConfig {
                 * 1024,
             max_call_timeout: Duration::from_millis(global.max_call_timeout_ms.max(1)),
             max_event_payload_bytes: global.event_max_payload_bytes.max(2),
+            max_response_headers: global.module_max_headers.max(1),
+            max_response_header_bytes: global.module_max_header_bytes.max(64),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),
