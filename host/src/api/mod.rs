@@ -64,6 +64,7 @@ mod billing;
 mod files;
 mod jobs;
 mod mail;
+pub mod pages;
 mod people;
 mod sso;
 mod webhooks;
@@ -286,6 +287,12 @@ impl From<SoukError> for Problem {
                 problem.extra.insert("limit".into(), json!(limit));
                 problem
             }
+            SoukError::Module(CallError::BadAnswer { .. }) => Problem::new(
+                S::BAD_GATEWAY,
+                "module-answer-refused",
+                "Module answer refused",
+                detail,
+            ),
             SoukError::Module(_) => {
                 Problem::new(S::BAD_GATEWAY, "module-failed", "Module failed", detail)
             }

@@ -12,6 +12,7 @@ mod keys;
 mod mail;
 mod maintenance;
 mod module;
+mod module_origin;
 mod plans;
 mod publish;
 mod registry;
@@ -57,6 +58,9 @@ struct GlobalOptions {
     /// holding the `souk` binary (for `target/debug/souk`, `target/souk-modules`).
     #[arg(long, global = true, env = "SOUK_MODULES_DIR")]
     modules_dir: Option<PathBuf>,
+    /// Where module pages are served (`--module-listen`, `--module-origin`).
+    #[command(flatten)]
+    module_pages: module_origin::ModuleOriginArgs,
     /// Wall-clock budget of one module call, in milliseconds.
     #[arg(
         long,
