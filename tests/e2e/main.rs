@@ -22,6 +22,7 @@ mod jobs;
 mod lifecycle;
 mod metering;
 mod packages;
+mod pages;
 mod people;
 mod registry;
 mod removal;
