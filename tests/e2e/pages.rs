@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,7 @@ fn assert_refused(reply: &Reply, what: &str) {
 
 fn assert_host_serves(host: &Host, token: &str) {
     assert_eq!(host.get("/healthz", token).status, 200);
-    let ok = get(&host.module_base, &page("acme", "bad-headers"), &[]);
+    let ok = get(&host.module_base, &page("acme", "untyped"), &[]);
     assert_eq!(ok.status, 200, "the module still answers");
     assert_eq!(host.get("/v1/tenants/acme", token).status, 200);
 }
@@ -432,7 +432,7 @@ fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
     *signin_page.lock().expect("page") = signin;
     let profile = tempfile::tempdir().expect("profile dir");
     let started = Instant::now();
-    let output = Command::new(CHROMIUM)
+    let mut chromium = Command::new(CHROMIUM)
         .args([
             "--headless",
             "--no-sandbox",
@@ -447,8 +447,19 @@ fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("{collector_base}/signin"))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run chromium");
+    // Chromium is stopped after 120 s whatever it is doing.
+    while chromium.try_wait().expect("chromium status").is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = chromium.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = chromium.wait_with_output().expect("chromium output");
     let dom = String::from_utf8_lossy(&output.stdout).into_owned();
     let report = loop {
         let found = seen
@@ -487,6 +498,8 @@ fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
     let found: Value =
         serde_json::from_str(&decode_query_value(&report.0["/report?found=".len()..]))
             .expect("the report is JSON");
+    eprintln!("the hostile page found: {found}");
+    eprintln!("the sign-in page (not sandboxed) saw cookies: {control}");
     assert_eq!(found["ran"], true, "{found}");
     assert_eq!(found["origin"], "null", "the page's origin is opaque: {found}");
     let cookie = found["cookie"].as_str().unwrap_or_default();
