@@ -26,6 +26,7 @@
 //! | GET, POST | `/v1/tenants/{tenant}/lockfile` | operator, the tenant |
 //! | GET, POST | `/v1/tenants/{tenant}/jobs...` (see `jobs.rs`) | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | as the route's `access` says (`people.rs`'s doc) |
+//! | | module pages on their own origin (a second listener) | see [`pages`] |
 //! | | users, sessions, invitations, API keys | see [`people`] |
 //! | | single sign-on (OpenID Connect) | see [`sso`] |
 //!
