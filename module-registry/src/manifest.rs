@@ -1336,6 +1336,34 @@ files:
     }
 
     #[test]
+    fn pages_list_redirect_origins_and_need_api_0_3() {
+        let v3 = GOOD.replace("api: 0.1.0", "api: 0.3.0");
+        let m = Manifest::parse(&format!(
+            "{v3}pages:\n  redirect_origins: [\"HTTPS://Pay.example.com:443\", https://pay.example.com]\n"
+        ))
+        .unwrap();
+        assert_eq!(m.pages.redirect_origins, ["https://pay.example.com"]);
+        assert_eq!(Manifest::parse(&v3).unwrap().pages, PagesDecl::default());
+        let e = error_of(&format!(
+            "{v3}pages:\n  redirect_origins: [https://pay.example.com/checkout]\n"
+        ));
+        assert!(e.contains("pages.redirect_origins[0]"), "{e}");
+        let e = error_of(&format!(
+            "{GOOD}pages:\n  redirect_origins: [https://pay.example.com]\n"
+        ));
+        assert!(e.contains("`pages`"), "{e}");
+        assert!(Manifest::parse(&format!("{v3}pages:\n  cookies: true\n")).is_err());
+        let many: Vec<String> = (0..=MAX_REDIRECT_ORIGINS)
+            .map(|i| format!("https://h{i}.example"))
+            .collect();
+        let e = error_of(&format!(
+            "{v3}pages:\n  redirect_origins: [{}]\n",
+            many.join(", ")
+        ));
+        assert!(e.contains("at most"), "{e}");
+    }
+
+    #[test]
     fn api_keys_name_a_declared_feature_and_need_api_0_3() {
         let v3 = GOOD.replace("api: 0.1.0", "api: 0.3.0");
         let m =
