@@ -416,7 +416,11 @@ impl Dispatcher<'_> {
 
     /// Step 5b: what of the module's answer may leave the host
     /// ([`answer::vet`]); a refused answer fails the call (rolled back).
-    fn vet_answer(&self, target: &Target, response: ModuleResponse) -> Result<ModuleResponse, CallError> {
+    fn vet_answer(
+        &self,
+        target: &Target,
+        response: ModuleResponse,
+    ) -> Result<ModuleResponse, CallError> {
         let manifest = &target.resolved.manifest;
         let mount = format!("/t/{}/m/{}", target.tenant.slug, manifest.slug);
         let rules = answer::PageRules {

@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use crate::support::Host;
 
 const MODULE: &str = "hostile-pages";
-const HOST_CSP: &str = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+const HOST_CSP: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
 struct Reply {
     status: u16,
@@ -160,7 +161,10 @@ fn bad_answers_are_refused_naming_the_module_and_the_host_keeps_serving() {
         let r = get(&base, &page("acme", &format!("status?code={code}")), &[]);
         assert_refused(&r, &format!("status {code}"));
         assert!(
-            r.body["detail"].as_str().unwrap().contains(&code.to_string()),
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&code.to_string()),
             "{:?}",
             r.body
         );
@@ -177,7 +181,10 @@ fn bad_answers_are_refused_naming_the_module_and_the_host_keeps_serving() {
         get(&base, &page("acme", "many-headers?count=50"), &[]).status,
         200
     );
-    assert_refused(&get(&base, &page("acme", "big-header"), &[]), "1 MiB header");
+    assert_refused(
+        &get(&base, &page("acme", "big-header"), &[]),
+        "1 MiB header",
+    );
     assert_refused(
         &get(&base, &page("acme", "big-header?bytes=20000"), &[]),
         "20 KB header",
@@ -207,7 +214,11 @@ fn redirects_stay_in_the_module_unless_the_manifest_allows_the_origin() {
     let (host, token) = hostile_host(&[]);
     let redirect = |to: &str| {
         let query: String = url_encode(to);
-        get(&host.module_base, &page("acme", &format!("redirect?to={query}")), &[])
+        get(
+            &host.module_base,
+            &page("acme", &format!("redirect?to={query}")),
+            &[],
+        )
     };
     for kept in [
         "/t/acme/m/hostile-pages/whoami",
@@ -249,23 +260,37 @@ fn url_encode(text: &str) -> String {
 #[test]
 fn the_module_origin_serves_module_pages_only_and_browsers_are_sent_there() {
     let (host, _token) = hostile_host(&[]);
-    for path in ["/v1/tenants", "/healthz", "/f/anything", "/v1/tenants/acme/sessions"] {
+    for path in [
+        "/v1/tenants",
+        "/healthz",
+        "/f/anything",
+        "/v1/tenants/acme/sessions",
+    ] {
         let r = get(&host.module_base, path, &[]);
         assert_eq!(r.status, 404, "{path} on the module origin");
         assert_eq!(r.all("x-content-type-options"), ["nosniff"]);
-        assert!(r.all("content-security-policy").contains(&HOST_CSP.to_owned()));
+        assert!(
+            r.all("content-security-policy")
+                .contains(&HOST_CSP.to_owned())
+        );
     }
     // A member route without a session: the host's 401, sandboxed too.
     let r = get(&host.module_base, &page("acme", "whoami"), &[]);
     assert_eq!(r.status, 401);
-    assert!(r.all("content-security-policy").contains(&HOST_CSP.to_owned()));
+    assert!(
+        r.all("content-security-policy")
+            .contains(&HOST_CSP.to_owned())
+    );
 
     // A browser visiting a module page on the API origin goes to the
     // module origin; an API client is served where it asked.
     let path = page("acme", "bad-headers?x=1");
     let visit = get(&host.base, &path, &[("sec-fetch-mode", "navigate")]);
     assert_eq!(visit.status, 303);
-    assert_eq!(visit.all("location"), [format!("{}{path}", host.module_base)]);
+    assert_eq!(
+        visit.all("location"),
+        [format!("{}{path}", host.module_base)]
+    );
     let api = get(&host.base, &path, &[]);
     assert_eq!(api.status, 200);
     let fetch = get(&host.base, &path, &[("sec-fetch-mode", "cors")]);
@@ -279,10 +304,21 @@ fn the_module_origin_serves_module_pages_only_and_browsers_are_sent_there() {
 fn with_one_origin_module_answers_are_still_sandboxed() {
     let host = Host::start_with(&[MODULE], &["--module-listen", "off"]);
     host.tenant_with("acme", MODULE);
-    assert!(host.module_base.starts_with("the API origin"), "{}", host.module_base);
-    let r = get(&host.base, &page("acme", "bad-headers"), &[("sec-fetch-mode", "navigate")]);
+    assert!(
+        host.module_base.starts_with("the API origin"),
+        "{}",
+        host.module_base
+    );
+    let r = get(
+        &host.base,
+        &page("acme", "bad-headers"),
+        &[("sec-fetch-mode", "navigate")],
+    );
     assert_eq!(r.status, 200);
-    assert!(r.all("content-security-policy").contains(&HOST_CSP.to_owned()));
+    assert!(
+        r.all("content-security-policy")
+            .contains(&HOST_CSP.to_owned())
+    );
     assert!(r.all("set-cookie").is_empty());
 }
 
@@ -400,7 +436,11 @@ fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
         "POST",
         "/v1/invitations/accept",
         None,
-        Some(json!({"token": invitation, "password": PASSWORD}).to_string().into_bytes()),
+        Some(
+            json!({"token": invitation, "password": PASSWORD})
+                .to_string()
+                .into_bytes(),
+        ),
     );
     assert_eq!(accepted.status, 200, "{:?}", accepted.body);
 
@@ -493,7 +533,10 @@ fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
         control.contains("souk_csrf="),
         "the member was not signed in, or cookies are not shared across ports: {control:?}"
     );
-    assert!(!control.contains("souk_session="), "the session cookie is HttpOnly");
+    assert!(
+        !control.contains("souk_session="),
+        "the session cookie is HttpOnly"
+    );
 
     let found: Value =
         serde_json::from_str(&decode_query_value(&report.0["/report?found=".len()..]))
@@ -501,7 +544,10 @@ fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
     eprintln!("the hostile page found: {found}");
     eprintln!("the sign-in page (not sandboxed) saw cookies: {control}");
     assert_eq!(found["ran"], true, "{found}");
-    assert_eq!(found["origin"], "null", "the page's origin is opaque: {found}");
+    assert_eq!(
+        found["origin"], "null",
+        "the page's origin is opaque: {found}"
+    );
     let cookie = found["cookie"].as_str().unwrap_or_default();
     assert!(
         found["cookie_error"].is_string()
@@ -521,12 +567,18 @@ fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
             !answer.starts_with('2'),
             "{probe} got a 2xx with the member's authority: {found}"
         );
-        assert!(!answer.contains(&user_id), "{probe} learned who the member is: {found}");
+        assert!(
+            !answer.contains(&user_id),
+            "{probe} learned who the member is: {found}"
+        );
     }
     // No request the page made carried the session cookie (the collector
     // shares the loopback address, so it would have got it).
     assert!(
-        report.1.as_deref().is_none_or(|c| !c.contains("souk_session")),
+        report
+            .1
+            .as_deref()
+            .is_none_or(|c| !c.contains("souk_session")),
         "the page's request carried the session: {:?}",
         report.1
     );

@@ -18,12 +18,12 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::Router;
 
 use super::{MAX_BODY_BYTES, Problem, module_root, module_route, problem_for_bare_errors};
 use crate::runtime::answer::HOST_CSP;

@@ -23,7 +23,12 @@ pub(super) struct ModuleOriginArgs {
     /// origin of their own: `auto` (the API's address, next port up; a free
     /// port when `--listen` picks one), an address, or `off` (one origin:
     /// module answers are still sandboxed).
-    #[arg(long, global = true, env = "SOUK_MODULE_LISTEN", default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MODULE_LISTEN",
+        default_value = "auto"
+    )]
     module_listen: ModuleListen,
     /// The module origin as browsers reach it, `scheme://host[:port]`
     /// (e.g. `https://m.example.com` behind a proxy). Default: the module
@@ -98,9 +103,7 @@ impl ModulePages {
         let configured = match &args.module_origin {
             Some(text) => Some(
                 souk_module_registry::manifest::normalize_origin(text).with_context(|| {
-                    format!(
-                        "--module-origin {text:?} is not an origin: write scheme://host[:port]"
-                    )
+                    format!("--module-origin {text:?} is not an origin: write scheme://host[:port]")
                 })?,
             ),
             None => None,

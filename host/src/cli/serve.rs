@@ -98,7 +98,8 @@ async fn serve(
         tokio::spawn(crate::jobs::schedules::run(souk.clone(), jobs_shutdown)),
     ];
     let closing = souk.clone();
-    let app = pages.guard_api(api::router(souk).merge(souk_module_registry::http::router(registry)));
+    let app =
+        pages.guard_api(api::router(souk).merge(souk_module_registry::http::router(registry)));
     let served = axum::serve(
         listener,
         // The peer address reaches handlers (sign-in throttling, public

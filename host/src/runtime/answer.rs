@@ -164,9 +164,7 @@ pub fn vet(
         }
         let allowed = match name.as_str() {
             "location" => location_allowed(&value, rules),
-            n => {
-                !HOST_OWNED.contains(&n) && !HOST_OWNED_PREFIXES.iter().any(|p| n.starts_with(p))
-            }
+            n => !HOST_OWNED.contains(&n) && !HOST_OWNED_PREFIXES.iter().any(|p| n.starts_with(p)),
         };
         if !allowed {
             dropped.push(name);
@@ -193,9 +191,9 @@ pub fn vet(
 /// Whether `name` is an HTTP token (RFC 9110 section 5.6.2).
 fn is_token(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Whether `value` is a field value without controls: visible ASCII,
@@ -270,7 +268,10 @@ mod tests {
     fn statuses_outside_200_to_599_are_refused_naming_the_module() {
         for status in [0, 100, 101, 103, 199, 600, 999] {
             let e = vetted(status, &[]).unwrap_err().to_string();
-            assert!(e.contains("hostile") && e.contains(&status.to_string()), "{e}");
+            assert!(
+                e.contains("hostile") && e.contains(&status.to_string()),
+                "{e}"
+            );
         }
         for status in [200, 302, 404, 599] {
             assert!(vetted(status, &[]).is_ok());

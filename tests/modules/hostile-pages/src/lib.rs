@@ -36,7 +36,10 @@ const HOST_OWNED: &[(&str, &str)] = &[
     ("access-control-allow-origin", "*"),
     ("access-control-allow-credentials", "true"),
     ("access-control-expose-headers", "*"),
-    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
     ("clear-site-data", "\"*\""),
     ("connection", "close"),
     ("keep-alive", "timeout=600"),
@@ -48,12 +51,18 @@ const HOST_OWNED: &[(&str, &str)] = &[
     ("content-length", "99999"),
     ("alt-svc", "h2=\"evil.example:443\""),
     ("nel", "{\"report_to\":\"x\",\"max_age\":31536000}"),
-    ("report-to", "{\"group\":\"x\",\"max_age\":31536000,\"endpoints\":[{\"url\":\"https://evil.example/r\"}]}"),
+    (
+        "report-to",
+        "{\"group\":\"x\",\"max_age\":31536000,\"endpoints\":[{\"url\":\"https://evil.example/r\"}]}",
+    ),
     ("refresh", "0; url=https://evil.example/"),
     ("www-authenticate", "Basic realm=\"Souk sign-in\""),
     ("service-worker-allowed", "/"),
     ("x-content-type-options", "sniff-away"),
-    ("content-security-policy", "sandbox allow-scripts allow-same-origin"),
+    (
+        "content-security-policy",
+        "sandbox allow-scripts allow-same-origin",
+    ),
 ];
 
 fn bad_headers(_: &Request) -> Response {
