@@ -20,9 +20,9 @@ use crate::souk::Souk;
 #[derive(Debug, Args)]
 pub(super) struct ModuleOriginArgs {
     /// Where module pages (`/t/{tenant}/m/{module}/...`) are served on an
-    /// origin of their own: `auto` (the API's address, next port up; a free
-    /// port when `--listen` picks one), an address, or `off` (one origin:
-    /// module answers are still sandboxed).
+    /// origin of their own: `auto` (the API's address, next port up, or a
+    /// free port when that one is taken or `--listen` picks one), an
+    /// address, or `off` (one origin: module answers are still sandboxed).
     #[arg(
         long,
         global = true,
@@ -42,7 +42,7 @@ pub(super) struct ModuleOriginArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ModuleListen {
     /// The API listener's address with the next port (a free port when the
-    /// API's port is 0).
+    /// API's port is 0 or the next one is taken).
     Auto,
     /// No second listener.
     Off,
@@ -119,9 +119,21 @@ impl ModulePages {
                 server: None,
             });
         };
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen for module pages on {listen}"))?;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => listener,
+            // `auto` asked for the next port only as a convenience: taken,
+            // any free port of the same address does.
+            Err(e) if args.module_listen == ModuleListen::Auto && listen.port() != 0 => {
+                tracing::warn!(%listen, error = %e, "the next port is taken; module pages get a free port");
+                tokio::net::TcpListener::bind(SocketAddr::new(listen.ip(), 0))
+                    .await
+                    .with_context(|| format!("cannot listen for module pages on {}", listen.ip()))?
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen for module pages on {listen}"));
+            }
+        };
         let addr = listener.local_addr()?;
         let origin = configured.unwrap_or_else(|| format!("http://{addr}"));
         println!("souk: module pages on {origin}");
