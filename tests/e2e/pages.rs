@@ -95,7 +95,12 @@ fn assert_refused(reply: &Reply, what: &str) {
 
 fn assert_host_serves(host: &Host, token: &str) {
     assert_eq!(host.get("/healthz", token).status, 200);
-    let ok = get(&host.module_base, &page("acme", "untyped"), &[]);
+    let pages = if host.module_base.starts_with("http") {
+        &host.module_base
+    } else {
+        &host.base
+    };
+    let ok = get(pages, &page("acme", "untyped"), &[]);
     assert_eq!(ok.status, 200, "the module still answers");
     assert_eq!(host.get("/v1/tenants/acme", token).status, 200);
 }
@@ -477,15 +482,30 @@ fn decode_query_value(text: &str) -> String {
 
 #[test]
 fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
+    let (host, token) = hostile_host(&[]);
+    members_browser_opens_the_hostile_page(&host, &token);
+}
+
+/// With one origin the page is served beside `/v1` itself: only the
+/// sandbox policy stands between its script and the member's authority.
+#[test]
+fn with_one_origin_the_sandbox_alone_keeps_the_members_authority_from_the_page() {
+    let host = Host::start_with(&[MODULE], &["--module-listen", "off"]);
+    let token = host.tenant_with("acme", MODULE);
+    members_browser_opens_the_hostile_page(&host, &token);
+}
+
+/// A member signs in in headless Chromium and opens the hostile page; its
+/// script must get neither the cookie nor a 2xx with their authority.
+fn members_browser_opens_the_hostile_page(host: &Host, token: &str) {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's `chromium` package (scripts/test does)"
     );
-    let (host, token) = hostile_host(&[]);
     let email = "member@acme.example";
     // The member exists (and a session of theirs outside the browser shows
     // the password works); the browser signs in by itself below.
-    let (user_id, _) = member(&host, &token, email);
+    let (user_id, _) = member(host, token, email);
 
     // The sign-in page (on the collector's origin, another port of the
     // same loopback address) signs the member in through the API — the
@@ -630,5 +650,5 @@ fn a_members_browser_gives_the_hostile_page_no_cookie_and_no_authority() {
         report.1
     );
     // The host still serves the member.
-    assert_host_serves(&host, &token);
+    assert_host_serves(host, token);
 }
