@@ -130,6 +130,8 @@ fn host_owned_headers_never_leave_and_answers_are_typed_nosniff_and_sandboxed() 
             "refresh",
             "www-authenticate",
             "service-worker-allowed",
+            "accept-ch",
+            "set-login",
         ] {
             assert!(r.all(name).is_empty(), "{base}: {name} reached the client");
         }

@@ -66,6 +66,10 @@ pub const HOST_OWNED: &[&str] = &[
     "expect-ct",
     "public-key-pins",
     "public-key-pins-report-only",
+    "accept-ch",
+    "critical-ch",
+    "set-login",
+    "activate-storage-access",
     // Redirects around the `Location` rule, browser credential prompts.
     "refresh",
     "www-authenticate",

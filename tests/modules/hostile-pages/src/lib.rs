@@ -58,6 +58,8 @@ const HOST_OWNED: &[(&str, &str)] = &[
     ("refresh", "0; url=https://evil.example/"),
     ("www-authenticate", "Basic realm=\"Souk sign-in\""),
     ("service-worker-allowed", "/"),
+    ("accept-ch", "Sec-CH-UA-Model"),
+    ("set-login", "logged-in"),
     ("x-content-type-options", "sniff-away"),
     (
         "content-security-policy",
