@@ -202,6 +202,30 @@ fn bad_answers_are_refused_naming_the_module_and_the_host_keeps_serving() {
 }
 
 #[test]
+fn a_refused_answer_takes_the_calls_writes_back() {
+    let (host, _token) = hostile_host(&[]);
+    let post = |query: &str| {
+        let response = client()
+            .post(format!(
+                "{}{}",
+                host.module_base,
+                page("acme", &format!("write-then?{query}"))
+            ))
+            .send()
+            .expect("request sent");
+        response.status().as_u16()
+    };
+    let visits = || get(&host.module_base, &page("acme", "visits"), &[]).body["visits"].clone();
+    assert_eq!(visits(), 0);
+    assert_eq!(post("code=999"), 502);
+    assert_eq!(post("code=101"), 502);
+    assert_eq!(post("code=200&crlf=1"), 502);
+    assert_eq!(visits(), 0, "a refused answer's write was kept");
+    assert_eq!(post("code=201"), 201);
+    assert_eq!(visits(), 1);
+}
+
+#[test]
 fn header_limits_are_operator_knobs() {
     let (host, token) = hostile_host(&["--module-max-headers", "20"]);
     let base = host.module_base.clone();

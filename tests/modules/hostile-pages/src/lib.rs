@@ -8,12 +8,20 @@
 //! and the module with the member's authority, reporting what it got.
 
 use serde_json::json;
-use souk_sdk::{Module, Request, Response, Router, context};
+use souk_sdk::{Migration, Module, Request, Response, Router, context, db};
 
 /// The hostile module.
 struct Hostile;
 
 impl Module for Hostile {
+    fn migrations() -> Vec<Migration> {
+        vec![Migration::new(
+            "0001_visits",
+            "CREATE TABLE visits (id INTEGER PRIMARY KEY)",
+            "DROP TABLE visits",
+        )]
+    }
+
     fn handle(request: Request) -> Response {
         Router::new()
             .get("/bad-headers", bad_headers)
@@ -25,6 +33,8 @@ impl Module for Hostile {
             .get("/redirect", redirect)
             .get("/page", page)
             .get("/whoami", whoami)
+            .post("/write-then", write_then)
+            .get("/visits", visits)
             .handle(request)
     }
 }
@@ -121,6 +131,35 @@ fn big_header(request: &Request) -> Response {
 fn redirect(request: &Request) -> Response {
     let to = request.query("to").unwrap_or_default();
     Response::new(302).with_header("location", to)
+}
+
+/// Writes a visit, then answers `?code=N` (default 200), with CRLF in a
+/// header when `?crlf=1`: a refused answer must take the write back.
+fn write_then(request: &Request) -> Response {
+    if let Err(e) = db::execute("INSERT INTO visits DEFAULT VALUES", &[]) {
+        return Response::text(500, e.to_string());
+    }
+    let code = request
+        .query("code")
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(200);
+    let response = Response::new(code).with_body(b"written".to_vec());
+    if request.query("crlf").is_some() {
+        response.with_header("x-note", "a\r\nb")
+    } else {
+        response
+    }
+}
+
+/// How many visits were written.
+fn visits(_: &Request) -> Response {
+    match db::query("SELECT COUNT(*) AS n FROM visits", &[]) {
+        Ok(rows) => {
+            let n: i64 = rows.first().and_then(|row| row.get("n").ok()).unwrap_or(-1);
+            Response::json(200, &json!({ "visits": n }))
+        }
+        Err(e) => Response::text(500, e.to_string()),
+    }
 }
 
 /// Who the host says is calling.
