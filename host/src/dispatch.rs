@@ -61,7 +61,9 @@ use crate::installer::{Installation, Installer};
 use crate::job_queue::EnqueueLimits;
 use crate::mail::Mail;
 use crate::people::throttle::PublicLimiter;
-use crate::runtime::{Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime};
+use crate::runtime::{
+    Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime, answer,
+};
 use crate::tenancy::{Tenancy, Tenant};
 use crate::usage::Usage;
 use crate::work::{WorkHints, WorkMarks};
@@ -408,7 +410,34 @@ impl Dispatcher<'_> {
                 Ok::<_, CallError>((result, call.into_state()))
             })
             .await??;
-        Ok(ran)
+        let (result, state) = ran;
+        Ok((result.and_then(|r| self.vet_answer(target, r)), state))
+    }
+
+    /// Step 5b: what of the module's answer may leave the host
+    /// ([`answer::vet`]); a refused answer fails the call (rolled back).
+    fn vet_answer(
+        &self,
+        target: &Target,
+        response: ModuleResponse,
+    ) -> Result<ModuleResponse, CallError> {
+        let manifest = &target.resolved.manifest;
+        let mount = format!("/t/{}/m/{}", target.tenant.slug, manifest.slug);
+        let rules = answer::PageRules {
+            module: manifest.slug.as_str(),
+            mount: &mount,
+            pages: &manifest.pages,
+        };
+        let vetted = answer::vet(response, self.runtime.limits(), &rules)?;
+        if !vetted.dropped.is_empty() {
+            tracing::debug!(
+                tenant = %target.tenant.slug,
+                module = %manifest.slug,
+                dropped = %vetted.dropped.join(", "),
+                "headers the host owns were dropped from a module answer"
+            );
+        }
+        Ok(vetted.response)
     }
 }
 

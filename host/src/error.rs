@@ -106,6 +106,16 @@ pub enum CallError {
         /// [`RuntimeLimits::max_response_bytes`](crate::runtime::RuntimeLimits::max_response_bytes).
         limit: usize,
     },
+    /// The module's answer may not leave the host (a status outside
+    /// 200-599, too many headers, a control character in a header value;
+    /// see `runtime::answer`).
+    #[error("module {module}'s answer was refused: {reason}")]
+    BadAnswer {
+        /// The module's slug.
+        module: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
     /// No instance slot (or no place for a request call) was free.
     #[error("the host is at capacity; try again in {}s", retry_secs(*retry_after))]
     Capacity {

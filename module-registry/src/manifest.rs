@@ -15,6 +15,8 @@ use crate::yaml::{self, YamlError, YamlLimits};
 mod files;
 pub use files::{FileType, FilesDecl};
 mod events;
+mod pages;
+pub use pages::{MAX_REDIRECT_ORIGINS, PagesDecl, normalize_origin, origin_of_url};
 
 pub use events::{EventsDecl, MAX_EVENT_TYPE_LEN, Subscription, check_event_type};
 
@@ -558,6 +560,9 @@ pub struct Manifest {
     /// What the module emits and subscribes to (`events:`, API 0.3.0);
     /// empty when the manifest has no such section.
     pub events: EventsDecl,
+    /// What the module's answers may do in a browser beyond its own pages
+    /// (`pages:`, API 0.3.0); default: nothing.
+    pub pages: PagesDecl,
 }
 
 #[derive(Deserialize)]
@@ -588,6 +593,7 @@ struct RawManifest {
     api_keys: Option<ApiKeysDecl>,
     files: Option<files::RawFiles>,
     events: Option<events::RawEvents>,
+    pages: Option<pages::RawPages>,
 }
 
 #[derive(Deserialize)]
@@ -793,6 +799,15 @@ impl Manifest {
 
         let schedules = parse_schedules(raw.schedules, api)?;
         let events = events::parse(raw.events, api, &features, &dependencies)?;
+        let pages = match raw.pages {
+            None => PagesDecl::default(),
+            Some(_) if api < ApiVersion::V0_3_0 => {
+                return Err(ManifestError::field("pages", "needs api 0.3.0 or later"));
+            }
+            Some(pages) => pages
+                .parse()
+                .map_err(|(field, reason)| ManifestError::field(field, reason))?,
+        };
 
         Ok(Manifest {
             slug: raw.slug,
@@ -811,6 +826,7 @@ impl Manifest {
             schedules,
             files,
             events,
+            pages,
         })
     }
 
@@ -1317,6 +1333,34 @@ files:
             "    limit: max_cards\n    access: everyone\n",
         );
         assert!(Manifest::parse(&yaml).is_err());
+    }
+
+    #[test]
+    fn pages_list_redirect_origins_and_need_api_0_3() {
+        let v3 = GOOD.replace("api: 0.1.0", "api: 0.3.0");
+        let m = Manifest::parse(&format!(
+            "{v3}pages:\n  redirect_origins: [\"HTTPS://Pay.example.com:443\", https://pay.example.com]\n"
+        ))
+        .unwrap();
+        assert_eq!(m.pages.redirect_origins, ["https://pay.example.com"]);
+        assert_eq!(Manifest::parse(&v3).unwrap().pages, PagesDecl::default());
+        let e = error_of(&format!(
+            "{v3}pages:\n  redirect_origins: [https://pay.example.com/checkout]\n"
+        ));
+        assert!(e.contains("pages.redirect_origins[0]"), "{e}");
+        let e = error_of(&format!(
+            "{GOOD}pages:\n  redirect_origins: [https://pay.example.com]\n"
+        ));
+        assert!(e.contains("`pages`"), "{e}");
+        assert!(Manifest::parse(&format!("{v3}pages:\n  cookies: true\n")).is_err());
+        let many: Vec<String> = (0..=MAX_REDIRECT_ORIGINS)
+            .map(|i| format!("https://h{i}.example"))
+            .collect();
+        let e = error_of(&format!(
+            "{v3}pages:\n  redirect_origins: [{}]\n",
+            many.join(", ")
+        ));
+        assert!(e.contains("at most"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod lifecycle;
 mod metering;
 mod noticeboard;
 mod packages;
+mod pages;
 mod people;
 mod registry;
 mod removal;

@@ -88,6 +88,9 @@ pub struct Host {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub base: String,
+    /// The module origin (`souk: module pages on ...`), or what that line
+    /// said instead of an origin.
+    pub module_base: String,
     pub client: Client,
     pub operator: String,
     extra_args: Vec<String>,
@@ -140,6 +143,7 @@ impl Host {
             dir,
             child: None,
             base: String::new(),
+            module_base: String::new(),
             client: Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -224,19 +228,24 @@ impl Host {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut module_base = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(origin) = line.strip_prefix("souk: module pages on ") {
+                    module_base = origin.to_owned();
+                }
                 if let Some(addr) = line.strip_prefix("souk: listening on ") {
-                    let _ = tx.send(addr.to_owned());
+                    let _ = tx.send((addr.to_owned(), module_base.clone()));
                 }
             }
         });
-        let base = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(base) => base,
+        let (base, module_base) = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(bases) => bases,
             Err(_) => {
                 let _ = child.kill();
                 panic!("souk serve exited or did not start within 120 s (its stderr is above)");
             }
         };
+        self.module_base = module_base;
         self.child = Some(child);
         self.base = base;
         self.operator = std::fs::read_to_string(self.data_dir().join("operator-token"))

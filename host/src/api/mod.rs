@@ -26,6 +26,7 @@
 //! | GET, POST | `/v1/tenants/{tenant}/lockfile` | operator, the tenant |
 //! | GET, POST | `/v1/tenants/{tenant}/jobs...` (see `jobs.rs`) | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | as the route's `access` says (`people.rs`'s doc) |
+//! | | module pages on their own origin (a second listener) | see [`pages`] |
 //! | | users, sessions, invitations, API keys | see [`people`] |
 //! | | single sign-on (OpenID Connect) | see [`sso`] |
 //!
@@ -64,6 +65,7 @@ mod billing;
 mod files;
 mod jobs;
 mod mail;
+pub mod pages;
 mod people;
 mod sso;
 mod webhooks;
@@ -286,6 +288,12 @@ impl From<SoukError> for Problem {
                 problem.extra.insert("limit".into(), json!(limit));
                 problem
             }
+            SoukError::Module(CallError::BadAnswer { .. }) => Problem::new(
+                S::BAD_GATEWAY,
+                "module-answer-refused",
+                "Module answer refused",
+                detail,
+            ),
             SoukError::Module(_) => {
                 Problem::new(S::BAD_GATEWAY, "module-failed", "Module failed", detail)
             }

@@ -12,6 +12,7 @@ mod keys;
 mod mail;
 mod maintenance;
 mod module;
+mod module_origin;
 mod plans;
 mod publish;
 mod registry;
@@ -57,6 +58,9 @@ struct GlobalOptions {
     /// holding the `souk` binary (for `target/debug/souk`, `target/souk-modules`).
     #[arg(long, global = true, env = "SOUK_MODULES_DIR")]
     modules_dir: Option<PathBuf>,
+    /// Where module pages are served (`--module-listen`, `--module-origin`).
+    #[command(flatten)]
+    module_pages: module_origin::ModuleOriginArgs,
     /// Wall-clock budget of one module call, in milliseconds.
     #[arg(
         long,
@@ -161,6 +165,23 @@ struct GlobalOptions {
         default_value_t = crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES
     )]
     event_max_payload_bytes: usize,
+    /// Most headers one module answer may have (more: 502).
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MODULE_MAX_HEADERS",
+        default_value_t = crate::runtime::answer::DEFAULT_MAX_HEADERS
+    )]
+    module_max_headers: usize,
+    /// Most bytes of header names and values one module answer may have
+    /// (more: 502).
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_MODULE_MAX_HEADER_BYTES",
+        default_value_t = crate::runtime::answer::DEFAULT_MAX_HEADER_BYTES
+    )]
+    module_max_header_bytes: usize,
     #[command(flatten)]
     events: events::EventArgs,
     /// Single sign-on (docs/sso.md).
@@ -265,6 +286,8 @@ fn config(global: &GlobalOptions) -> SoukConfig {
                 * 1024,
             max_call_timeout: Duration::from_millis(global.max_call_timeout_ms.max(1)),
             max_event_payload_bytes: global.event_max_payload_bytes.max(2),
+            max_response_headers: global.module_max_headers.max(1),
+            max_response_header_bytes: global.module_max_header_bytes.max(64),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),

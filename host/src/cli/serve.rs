@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
+use super::module_origin::ModulePages;
 use super::{GlobalOptions, config, init_tracing};
 use crate::api;
 use crate::error::SoukError;
@@ -34,13 +35,14 @@ pub(super) struct ServeArgs {
 pub(super) async fn run(args: ServeArgs, global: &GlobalOptions) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
     let souk = Souk::open(config(global)).await?;
-    serve(souk, args.listen, args.maintenance_interval_secs).await
+    serve(souk, args.listen, args.maintenance_interval_secs, global).await
 }
 
 async fn serve(
     souk: Arc<Souk>,
     listen: SocketAddr,
     maintenance_interval_secs: u64,
+    global: &GlobalOptions,
 ) -> anyhow::Result<()> {
     if souk
         .auth
@@ -56,6 +58,7 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    let pages = ModulePages::start(&global.module_pages, addr, souk.clone()).await?;
     println!("souk: listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %souk.config.data_dir.display(), "serving");
@@ -95,7 +98,8 @@ async fn serve(
         tokio::spawn(crate::jobs::schedules::run(souk.clone(), jobs_shutdown)),
     ];
     let closing = souk.clone();
-    let app = api::router(souk).merge(souk_module_registry::http::router(registry));
+    let app =
+        pages.guard_api(api::router(souk).merge(souk_module_registry::http::router(registry)));
     let served = axum::serve(
         listener,
         // The peer address reaches handlers (sign-in throttling, public
@@ -122,6 +126,7 @@ async fn serve(
     if let Some(mail) = mail {
         let _ = tokio::time::timeout(Duration::from_secs(70), mail).await;
     }
+    pages.stop().await;
     served?;
     Ok(())
 }

@@ -26,6 +26,7 @@
 //! to it through that version's bindings ([`crate::wit`]).
 
 mod admission;
+pub mod answer;
 mod cache;
 #[cfg(test)]
 mod tests;
@@ -101,6 +102,13 @@ pub struct RuntimeLimits {
     /// Default 64 KiB: room for a record's worth of JSON, small enough that
     /// a webhook receiver and the outbox are not flooded.
     pub max_event_payload_bytes: usize,
+    /// The most headers one module answer may have; more is refused
+    /// (502). Default [`answer::DEFAULT_MAX_HEADERS`].
+    pub max_response_headers: usize,
+    /// The most bytes of header names and values one module answer may
+    /// have; more is refused (502). Default
+    /// [`answer::DEFAULT_MAX_HEADER_BYTES`].
+    pub max_response_header_bytes: usize,
 }
 
 impl RuntimeLimits {
@@ -133,6 +141,8 @@ impl Default for RuntimeLimits {
             max_memory_bytes: 64 * 1024 * 1024,
             max_call_timeout: Duration::from_secs(30),
             max_event_payload_bytes: crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_response_headers: answer::DEFAULT_MAX_HEADERS,
+            max_response_header_bytes: answer::DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }
@@ -566,13 +576,12 @@ pub struct ModuleRequest {
 /// A module's HTTP response, as the module returned it.
 #[derive(Debug, Clone)]
 pub struct ModuleResponse {
-    /// Any `u16` the module chose, unchecked here (the API answers 502 for
-    /// one outside 100 to 999); 500 and above roll the call's transaction
-    /// back.
+    /// Any `u16` the module chose, unchecked here ([`answer::vet`] refuses
+    /// one outside 200 to 599 before the call settles); 500 and above roll
+    /// the call's transaction back.
     pub status: u16,
-    /// Name and value pairs in the module's order, unchecked: the API drops
-    /// invalid ones and those the host controls (`content-length`,
-    /// `transfer-encoding`, `connection`, `set-cookie`).
+    /// Name and value pairs in the module's order, unchecked here:
+    /// [`answer::vet`] refuses invalid ones and drops those the host owns.
     pub headers: Vec<(String, String)>,
     /// At most [`RuntimeLimits::max_response_bytes`] ([`Call::handle`]
     /// refuses a longer one).
