@@ -35,8 +35,19 @@ enum Outcome {
 
 /// `GET /v/{token}` (public).
 pub fn verify(request: &Request) -> Result<Response, Problem> {
-    let settings = settings::load()?;
     let token = request.param("token")?;
+    // The scan is written first: a GET runs in a deferred transaction, and
+    // a write as its first statement takes the tenant's write lock (waiting
+    // for it) instead of failing to upgrade a read snapshot that a
+    // concurrent writer (the host's event worker) has made stale.
+    let scan = db::execute(
+        "INSERT INTO scans (card_id, scanned_at, outcome) VALUES (NULL, ?1, 'pending')",
+        params![now_unix()],
+    )?;
+    let scan_id = scan
+        .last_insert_id
+        .ok_or_else(|| Problem::internal("the scan row has no id"))?;
+    let settings = settings::load()?;
     let card: Option<Card> = if token::well_formed(token) {
         db::query_optional(
             &format!("SELECT {CARD_COLUMNS} FROM cards WHERE token = ?1"),
@@ -59,13 +70,10 @@ pub fn verify(request: &Request) -> Result<Response, Problem> {
         Outcome::Expired(card) => (Some(card.id), "expired"),
         Outcome::NotValid => (None, "not_valid"),
     };
-    let scan = db::execute(
-        "INSERT INTO scans (card_id, scanned_at, outcome) VALUES (?1, ?2, ?3)",
-        params![card_id, now_unix(), outcome_name],
+    db::execute(
+        "UPDATE scans SET card_id = ?2, outcome = ?3 WHERE id = ?1",
+        params![scan_id, card_id, outcome_name],
     )?;
-    let scan_id = scan
-        .last_insert_id
-        .ok_or_else(|| Problem::internal("the scan row has no id"))?;
     let key = format!("scan-{scan_id}");
     match entitlements::record_usage(SCAN_METER, 1, &key) {
         Ok(_) => {}
