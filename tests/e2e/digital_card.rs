@@ -492,3 +492,84 @@ fn api_keys_need_api_access_and_free_lacks_the_paid_features() {
         assert_eq!(host.get(&format!("{CARDS}/cards"), &key).status, 401);
     }
 }
+
+#[test]
+fn a_pro_trial_opens_batches_and_a_batch_reports_who_was_skipped() {
+    let host = start(&["membership", "digital-card"]);
+    let token = host.tenant("acme");
+    host.install_ok("acme", &token, "digital-card");
+    // Membership plus, so the tenant may keep 50 members.
+    let a = host.post(
+        "/v1/tenants/acme/subscriptions/membership/grant",
+        &host.operator,
+        json!({"plan": "plus"}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    for n in 1..=50 {
+        let a = host.post(
+            "/t/acme/m/membership/members",
+            &token,
+            json!({"number": format!("B-{n:02}"), "name": format!("Member {n}")}),
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+    // Free has no batch generation: the host's 402 names pro.
+    let a = host.post(&format!("{CARDS}/batches"), &token, json!({}));
+    assert_eq!(a.status, 402, "{a:?}");
+    assert_eq!(
+        (a.body["feature"].as_str(), a.body["upgrade_plan"].as_str()),
+        (Some("batch_generation"), Some("pro"))
+    );
+    // The pro trial opens it at once (pro: 40 cards).
+    let a = host.post(
+        "/v1/tenants/acme/subscriptions",
+        &token,
+        json!({"module": "digital-card", "plan": "pro"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body["state"], "trialing");
+    let a = issue(&host, &token, json!({"member": "B-05"}));
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = host.post(&format!("{CARDS}/batches"), &token, json!({"template": "gold"}));
+    assert_eq!(a.status, 422, "{a:?}");
+    let a = host.post(&format!("{CARDS}/batches"), &token, json!({"template": "minimal"}));
+    assert_eq!(a.status, 202, "{a:?}");
+    assert_eq!((a.body["members"].as_u64(), a.body["fit"].as_u64()), (Some(50), Some(39)));
+    let job_id = a.body["job"].as_str().unwrap().to_owned();
+    let mut job = Value::Null;
+    wait_until("the batch job succeeds", || {
+        job = host.get(&format!("/v1/tenants/acme/jobs/{job_id}"), &token).body;
+        assert_ne!(job["status"], "failed", "{job}");
+        job["status"] == "succeeded"
+    });
+    assert_eq!(job["progress"]["done"], 50, "{job}");
+    assert_eq!(job["progress"]["total"], 50, "{job}");
+    let issued: Vec<&str> = job["result"]["issued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["member"].as_str().unwrap())
+        .collect();
+    let expected_issued: Vec<String> = (1..=40)
+        .filter(|n| *n != 5)
+        .map(|n| format!("B-{n:02}"))
+        .collect();
+    assert_eq!(issued, expected_issued);
+    let skipped: Vec<(String, String)> = job["result"]["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["member"].as_str().unwrap().to_owned(), s["why"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut expected_skipped = vec![("B-05".to_owned(), "has an active card".to_owned())];
+    expected_skipped.extend((41..=50).map(|n| (format!("B-{n:02}"), "no room under max_cards".to_owned())));
+    assert_eq!(skipped, expected_skipped);
+    let a = host.get(&format!("{CARDS}/cards?limit=200"), &token);
+    let cards = a.body["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 40);
+    assert!(cards.iter().skip(1).all(|c| c["template"] == "minimal"));
+    // Full now: a second batch fits nothing and is refused up front.
+    let a = host.post(&format!("{CARDS}/batches"), &token, json!({}));
+    assert_eq!(a.status, 402, "{a:?}");
+    assert_eq!(a.body["feature"], "max_cards");
+}

@@ -45,6 +45,7 @@ pub fn router() -> Router {
         .get("/cards/{number}/share-links", list_share_links)
         .post("/cards/{number}/share-links", create_share_link)
         .delete("/cards/{number}/share-links/{id}", revoke_share_link)
+        .post("/batches", crate::batch::create)
         .get("/v/{token}", verify::verify)
         .get("/s/{token}", verify::shared)
 }
