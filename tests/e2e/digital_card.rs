@@ -573,3 +573,56 @@ fn a_pro_trial_opens_batches_and_a_batch_reports_who_was_skipped() {
     assert_eq!(a.status, 402, "{a:?}");
     assert_eq!(a.body["feature"], "max_cards");
 }
+
+#[test]
+fn card_events_reach_the_tenants_webhooks_signed_on_business_only() {
+    use crate::events::{LOOPBACK, Receiver, verify};
+    let receiver = Receiver::start(&[]);
+    let host = crate::membership::start_with(&["membership", "digital-card"], &LOOPBACK);
+    let token = setup(&host);
+    let endpoints = "/v1/tenants/acme/modules/digital-card/webhooks";
+    // Free has no webhooks.
+    let a = host.post(endpoints, &token, json!({"url": receiver.url}));
+    assert_eq!(a.status, 402, "{a:?}");
+    assert_eq!(a.body["upgrade_plan"], "business", "{a:?}");
+    let a = host.post(
+        "/v1/tenants/acme/subscriptions/digital-card/grant",
+        &host.operator,
+        json!({"plan": "business"}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = host.post(
+        endpoints,
+        &token,
+        json!({"url": receiver.url, "event_types": ["card.issued", "card.revoked"]}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let secret = a.body["secret"].as_str().unwrap().to_owned();
+    let a = issue(&host, &token, json!({"member": "M-1", "expires_on": "2026-12-31"}));
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = host.post(
+        &format!("{CARDS}/cards/C-000001/revoke"),
+        &token,
+        json!({"reason": "stolen"}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let got = receiver.wait_for(2);
+    for g in &got {
+        assert!(verify(&secret, g), "a delivery does not verify");
+        assert!(!verify("whsec_wrong", g));
+    }
+    let (issued, revoked) = (got[0].json(), got[1].json());
+    assert_eq!(issued["type"], "card.issued");
+    assert_eq!(issued["module"], "digital-card");
+    assert_eq!(
+        issued["data"],
+        json!({"number": "C-000001", "member": "M-1", "expires_on": "2026-12-31"})
+    );
+    assert_eq!(revoked["type"], "card.revoked");
+    assert_eq!(revoked["data"]["reason"], "stolen");
+    // card.verified is not among the endpoint's types: nothing more comes.
+    let url = format!("{}{CARDS}/v/{}", host.base, "a".repeat(32));
+    stranger_get(&host, &url, "application/json");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.got().len(), 2);
+}

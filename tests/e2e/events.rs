@@ -19,26 +19,26 @@ use crate::support::Host;
 
 /// One request a [`Receiver`] got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     headers: HashMap<String, String>,
     body: Vec<u8>,
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
 }
 
 /// A tiny HTTP receiver on loopback: answers the statuses of `script` in
 /// turn (then 200) and records every request.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    fn start(script: &[u16]) -> Receiver {
+    pub(crate) fn start(script: &[u16]) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -90,12 +90,12 @@ impl Receiver {
         Receiver { url, got }
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits until at least `n` requests arrived.
-    fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(crate) fn wait_for(&self, n: usize) -> Vec<Received> {
         wait_until(&format!("{n} webhook requests"), || {
             let got = self.got();
             (got.len() >= n).then_some(got)
@@ -116,7 +116,7 @@ fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 }
 
 /// Flags of a host that delivers to the loopback receiver, retrying fast.
-const LOOPBACK: [&str; 5] = [
+pub(crate) const LOOPBACK: [&str; 5] = [
     "--webhook-allow-private",
     "--webhook-allow-http",
     "--webhook-retry-base-ms",
@@ -157,7 +157,7 @@ fn deliveries(host: &Host, tenant: &str, token: &str, endpoint: &str) -> Vec<Val
     a.body["deliveries"].as_array().expect("deliveries").clone()
 }
 
-fn verify(secret: &str, got: &Received) -> bool {
+pub(crate) fn verify(secret: &str, got: &Received) -> bool {
     let timestamp = &got.headers["souk-webhook-timestamp"];
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(timestamp.as_bytes());
