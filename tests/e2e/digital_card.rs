@@ -96,7 +96,10 @@ fn card(host: &Host, token: &str, number: &str) -> Value {
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what}: timed out");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: timed out"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -126,7 +129,11 @@ fn decode_qr(svg: &str) -> String {
     const SCALE: usize = 4;
     let size = extent * SCALE;
     let mut image = rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| {
-        if dark[(y / SCALE) * extent + x / SCALE] { 0 } else { 255 }
+        if dark[(y / SCALE) * extent + x / SCALE] {
+            0
+        } else {
+            255
+        }
     });
     let grids = image.detect_grids();
     assert_eq!(grids.len(), 1, "one QR code in the picture");
@@ -151,14 +158,22 @@ fn a_card_is_issued_verified_by_a_stranger_from_its_qr_code_and_revoked() {
     // Validation: a member that does not exist, a bad date, a bad template.
     let a = issue(&host, &token, json!({"member": "M-9"}));
     assert_eq!(a.status, 422, "{a:?}");
-    let a = issue(&host, &token, json!({"member": "M-1", "expires_on": "2026-02-30"}));
+    let a = issue(
+        &host,
+        &token,
+        json!({"member": "M-1", "expires_on": "2026-02-30"}),
+    );
     assert_eq!(a.status, 422, "{a:?}");
     let a = issue(&host, &token, json!({"member": "M-1", "template": "gold"}));
     assert_eq!(a.status, 422, "{a:?}");
     let a = issue(&host, &token, json!({"member": "M-1", "colour": "red"}));
     assert_eq!(a.status, 422, "{a:?}");
 
-    let a = issue(&host, &token, json!({"member": "M-1", "template": "stripe"}));
+    let a = issue(
+        &host,
+        &token,
+        json!({"member": "M-1", "template": "stripe"}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     let number = a.body["number"].as_str().unwrap().to_owned();
     assert_eq!(number, "C-000001");
@@ -170,13 +185,20 @@ fn a_card_is_issued_verified_by_a_stranger_from_its_qr_code_and_revoked() {
     assert!(url.starts_with(&verify_prefix), "{url}");
     let verify_token = &url[verify_prefix.len()..];
     assert_eq!(verify_token.len(), 32);
-    assert!(!url.contains(&number), "the URL does not carry the card number");
+    assert!(
+        !url.contains(&number),
+        "the URL does not carry the card number"
+    );
 
     // One active card per member.
     let a = issue(&host, &token, json!({"member": "M-1"}));
     assert_eq!(a.status, 409, "{a:?}");
     // A number given by hand must be free.
-    let a = issue(&host, &token, json!({"member": "M-2", "number": "C-000001"}));
+    let a = issue(
+        &host,
+        &token,
+        json!({"member": "M-2", "number": "C-000001"}),
+    );
     assert_eq!(a.status, 409, "{a:?}");
 
     // The QR code decodes to the verification URL.
@@ -206,7 +228,11 @@ fn a_card_is_issued_verified_by_a_stranger_from_its_qr_code_and_revoked() {
     );
     let page = stranger_get(&host, &url, "text/html");
     assert_eq!(page.status, 200);
-    assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+    assert!(
+        page.content_type.starts_with("text/html"),
+        "{}",
+        page.content_type
+    );
     assert!(page.text.contains("Valid card") && page.text.contains("Asha Gurung"));
     assert!(!page.text.contains(&number) && !page.text.contains("M-1"));
     // The admin routes are not the stranger's.
@@ -235,8 +261,15 @@ fn a_card_is_issued_verified_by_a_stranger_from_its_qr_code_and_revoked() {
     assert!(!revoked.text.contains("Asha"));
     let unknown_url = format!("{verify_prefix}{}", "0123456789abcdef0123456789abcdef");
     let unknown = stranger_get(&host, &unknown_url, "application/json");
-    assert_eq!((unknown.status, &unknown.text), (revoked.status, &revoked.text));
-    let junk = stranger_get(&host, &format!("{verify_prefix}C-000001"), "application/json");
+    assert_eq!(
+        (unknown.status, &unknown.text),
+        (revoked.status, &revoked.text)
+    );
+    let junk = stranger_get(
+        &host,
+        &format!("{verify_prefix}C-000001"),
+        "application/json",
+    );
     assert_eq!((junk.status, &junk.text), (revoked.status, &revoked.text));
     let revoked_html = stranger_get(&host, &url, "text/html");
     let unknown_html = stranger_get(&host, &unknown_url, "text/html");
@@ -273,9 +306,19 @@ fn a_card_is_issued_verified_by_a_stranger_from_its_qr_code_and_revoked() {
     assert_eq!(a.status, 201, "{a:?}");
     let a = issue(&host, &token, json!({"member": "M-3"}));
     assert_eq!(a.status, 402, "{a:?}");
-    assert_eq!((a.body["feature"].as_str(), a.body["reason"].as_str()), (Some("max_cards"), Some("limit_reached")));
-    assert_eq!(host.delete(&format!("{CARDS}/cards/{number}"), &token).status, 204);
-    assert_eq!(host.get(&format!("{CARDS}/cards/{number}"), &token).status, 404);
+    assert_eq!(
+        (a.body["feature"].as_str(), a.body["reason"].as_str()),
+        (Some("max_cards"), Some("limit_reached"))
+    );
+    assert_eq!(
+        host.delete(&format!("{CARDS}/cards/{number}"), &token)
+            .status,
+        204
+    );
+    assert_eq!(
+        host.get(&format!("{CARDS}/cards/{number}"), &token).status,
+        404
+    );
     let a = issue(&host, &token, json!({"member": "M-3"}));
     assert_eq!(a.status, 201, "{a:?}");
 }
@@ -286,7 +329,11 @@ fn share_links_show_the_card_until_revoked_or_expired() {
     let token = setup(&host);
     let a = issue(&host, &token, json!({"member": "M-1"}));
     assert_eq!(a.status, 201, "{a:?}");
-    let link = host.post(&format!("{CARDS}/cards/C-000001/share-links"), &token, json!({}));
+    let link = host.post(
+        &format!("{CARDS}/cards/C-000001/share-links"),
+        &token,
+        json!({}),
+    );
     assert_eq!(link.status, 201, "{link:?}");
     let url = link.body["url"].as_str().unwrap().to_owned();
     let page = stranger_get(&host, &url, "application/json");
@@ -308,11 +355,19 @@ fn share_links_show_the_card_until_revoked_or_expired() {
     assert_eq!(link.status, 201, "{link:?}");
     let url = link.body["url"].as_str().unwrap().to_owned();
     assert_eq!(stranger_get(&host, &url, "application/json").status, 200);
-    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-03-02T09:00:01Z"}));
+    let a = host.post(
+        "/v1/clock",
+        &host.operator,
+        json!({"set": "2026-03-02T09:00:01Z"}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(stranger_get(&host, &url, "application/json").status, 404);
     let links = host.get(&format!("{CARDS}/cards/C-000001/share-links"), &token);
-    assert_eq!(links.body["share_links"].as_array().unwrap().len(), 2, "{links:?}");
+    assert_eq!(
+        links.body["share_links"].as_array().unwrap().len(),
+        2,
+        "{links:?}"
+    );
     let a = host.post(
         &format!("{CARDS}/cards/C-000001/share-links"),
         &token,
@@ -325,7 +380,11 @@ fn share_links_show_the_card_until_revoked_or_expired() {
 fn the_daily_schedule_expires_cards_on_the_manual_clock() {
     let host = start(&["membership", "digital-card"]);
     let token = setup(&host);
-    let a = issue(&host, &token, json!({"member": "M-1", "expires_on": "2026-03-02"}));
+    let a = issue(
+        &host,
+        &token,
+        json!({"member": "M-1", "expires_on": "2026-03-02"}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     let url = a.body["verification_url"].as_str().unwrap().to_owned();
     let a = issue(&host, &token, json!({"member": "M-2"}));
@@ -335,7 +394,11 @@ fn the_daily_schedule_expires_cards_on_the_manual_clock() {
         "valid"
     );
     // Two days on: the slot of 2026-03-03 00:00 runs the schedule once.
-    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-03-03T00:00:05Z"}));
+    let a = host.post(
+        "/v1/clock",
+        &host.operator,
+        json!({"set": "2026-03-03T00:00:05Z"}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     wait_until("the first card expires", || {
         card(&host, &token, "C-000001")["status"] == "expired"
@@ -373,7 +436,11 @@ fn the_verification_quota_runs_out_without_showing_card_data() {
     let unknown = format!("{}{CARDS}/v/{}", host.base, "f".repeat(32));
     // Five a month on free: unknown tokens count as verifications too.
     for n in 0..5 {
-        let page = stranger_get(&host, if n == 2 { &unknown } else { &url }, "application/json");
+        let page = stranger_get(
+            &host,
+            if n == 2 { &unknown } else { &url },
+            "application/json",
+        );
         assert_eq!(page.status, 200, "{n}: {}", page.text);
         assert_ne!(page.json()["status"], "unavailable", "{n}: {}", page.text);
     }
@@ -387,7 +454,11 @@ fn the_verification_quota_runs_out_without_showing_card_data() {
     assert!(html.text.contains("Verification unavailable") && !html.text.contains("Asha"));
     // The next period (the subscription's month, from 1 March 09:00)
     // brings a new allowance.
-    let a = host.post("/v1/clock", &host.operator, json!({"set": "2026-04-02T00:00:00Z"}));
+    let a = host.post(
+        "/v1/clock",
+        &host.operator,
+        json!({"set": "2026-04-02T00:00:00Z"}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     let page = stranger_get(&host, &url, "application/json");
     assert_eq!(page.json()["status"], "valid", "{}", page.text);
@@ -412,7 +483,10 @@ fn a_member_who_leaves_has_their_active_cards_revoked() {
     wait_until("M-1's card is revoked", || {
         card(&host, &token, "C-000001")["status"] == "revoked"
     });
-    assert_eq!(card(&host, &token, "C-000001")["status_reason"], "member left");
+    assert_eq!(
+        card(&host, &token, "C-000001")["status_reason"],
+        "member left"
+    );
     assert_eq!(card(&host, &token, "C-000002")["status"], "active");
     assert_eq!(
         stranger_get(&host, &url, "application/json").json()["status"],
@@ -420,7 +494,8 @@ fn a_member_who_leaves_has_their_active_cards_revoked() {
     );
     // A member deleted from Membership leaves too.
     assert_eq!(
-        host.delete("/t/acme/m/membership/members/M-2", &token).status,
+        host.delete("/t/acme/m/membership/members/M-2", &token)
+            .status,
         204
     );
     wait_until("M-2's card is revoked", || {
@@ -478,14 +553,25 @@ fn api_keys_need_api_access_and_free_lacks_the_paid_features() {
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(host.get(&format!("{CARDS}/cards"), &key).status, 402);
     let listed = host.get(&format!("{CARDS}/cards"), &token);
-    assert_eq!(listed.body["cards"].as_array().unwrap().len(), 2, "{listed:?}");
-    let url = listed.body["cards"][1]["verification_url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        listed.body["cards"].as_array().unwrap().len(),
+        2,
+        "{listed:?}"
+    );
+    let url = listed.body["cards"][1]["verification_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         stranger_get(&host, &url, "application/json").json()["status"],
         "valid"
     );
     let face = host.get(&format!("{CARDS}/cards/C-000002/card.svg"), &token);
-    assert!(String::from_utf8(face.bytes).unwrap().contains("Verified with Souk"));
+    assert!(
+        String::from_utf8(face.bytes)
+            .unwrap()
+            .contains("Verified with Souk")
+    );
     if let Some(id) = key_id {
         let a = host.delete(&format!("/v1/tenants/acme/api-keys/{id}"), &token);
         assert_eq!(a.status, 200, "{a:?}");
@@ -530,15 +616,28 @@ fn a_pro_trial_opens_batches_and_a_batch_reports_who_was_skipped() {
     assert_eq!(a.body["state"], "trialing");
     let a = issue(&host, &token, json!({"member": "B-05"}));
     assert_eq!(a.status, 201, "{a:?}");
-    let a = host.post(&format!("{CARDS}/batches"), &token, json!({"template": "gold"}));
+    let a = host.post(
+        &format!("{CARDS}/batches"),
+        &token,
+        json!({"template": "gold"}),
+    );
     assert_eq!(a.status, 422, "{a:?}");
-    let a = host.post(&format!("{CARDS}/batches"), &token, json!({"template": "minimal"}));
+    let a = host.post(
+        &format!("{CARDS}/batches"),
+        &token,
+        json!({"template": "minimal"}),
+    );
     assert_eq!(a.status, 202, "{a:?}");
-    assert_eq!((a.body["members"].as_u64(), a.body["fit"].as_u64()), (Some(50), Some(39)));
+    assert_eq!(
+        (a.body["members"].as_u64(), a.body["fit"].as_u64()),
+        (Some(50), Some(39))
+    );
     let job_id = a.body["job"].as_str().unwrap().to_owned();
     let mut job = Value::Null;
     wait_until("the batch job succeeds", || {
-        job = host.get(&format!("/v1/tenants/acme/jobs/{job_id}"), &token).body;
+        job = host
+            .get(&format!("/v1/tenants/acme/jobs/{job_id}"), &token)
+            .body;
         assert_ne!(job["status"], "failed", "{job}");
         job["status"] == "succeeded"
     });
@@ -559,10 +658,16 @@ fn a_pro_trial_opens_batches_and_a_batch_reports_who_was_skipped() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["member"].as_str().unwrap().to_owned(), s["why"].as_str().unwrap().to_owned()))
+        .map(|s| {
+            (
+                s["member"].as_str().unwrap().to_owned(),
+                s["why"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let mut expected_skipped = vec![("B-05".to_owned(), "has an active card".to_owned())];
-    expected_skipped.extend((41..=50).map(|n| (format!("B-{n:02}"), "no room under max_cards".to_owned())));
+    expected_skipped
+        .extend((41..=50).map(|n| (format!("B-{n:02}"), "no room under max_cards".to_owned())));
     assert_eq!(skipped, expected_skipped);
     let a = host.get(&format!("{CARDS}/cards?limit=200"), &token);
     let cards = a.body["cards"].as_array().unwrap();
@@ -598,7 +703,11 @@ fn card_events_reach_the_tenants_webhooks_signed_on_business_only() {
     );
     assert_eq!(a.status, 201, "{a:?}");
     let secret = a.body["secret"].as_str().unwrap().to_owned();
-    let a = issue(&host, &token, json!({"member": "M-1", "expires_on": "2026-12-31"}));
+    let a = issue(
+        &host,
+        &token,
+        json!({"member": "M-1", "expires_on": "2026-12-31"}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     let a = host.post(
         &format!("{CARDS}/cards/C-000001/revoke"),
@@ -625,4 +734,109 @@ fn card_events_reach_the_tenants_webhooks_signed_on_business_only() {
     stranger_get(&host, &url, "application/json");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(receiver.got().len(), 2);
+}
+
+/// Checks a PDF's structure: header, `startxref` pointing at an xref table
+/// whose every in-use entry points at its `N 0 obj`, and a trailer; returns
+/// the page objects (`/Type /Page`) and the page tree's `/Count`.
+fn parse_pdf(bytes: &[u8]) -> (usize, usize) {
+    assert!(bytes.starts_with(b"%PDF-1."), "no PDF header");
+    // Bytes outside ASCII as `?`, so text offsets are byte offsets.
+    let text: String = bytes
+        .iter()
+        .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
+        .collect();
+    assert!(text.trim_end().ends_with("%%EOF"), "no %%EOF");
+    let startxref: usize = text
+        .rsplit("startxref")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("startxref");
+    let xref = &text[startxref..];
+    assert!(xref.starts_with("xref"), "startxref does not point at xref");
+    let mut lines = xref.lines().skip(1);
+    let header = lines.next().expect("xref subsection");
+    let (first, count) = header.split_once(' ').expect("first count");
+    let (first, count): (usize, usize) = (first.parse().unwrap(), count.trim().parse().unwrap());
+    for (n, entry) in lines.take(count).enumerate() {
+        let parts: Vec<&str> = entry.split_whitespace().collect();
+        if parts.get(2) == Some(&"n") {
+            let offset: usize = parts[0].parse().expect("offset");
+            let expected = format!("{} 0 obj", first + n);
+            assert!(text[offset..].starts_with(&expected), "object {} not at {offset}", first + n);
+        }
+    }
+    assert!(text.contains("trailer"), "no trailer");
+    let pages = text.matches("/Type /Page").count() - text.matches("/Type /Pages").count();
+    let tree_count = text
+        .split("/Count ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("/Count");
+    (pages, tree_count)
+}
+
+#[test]
+fn a_print_export_is_a_pdf_with_a_page_per_eight_cards_on_pro() {
+    let host = start(&["membership", "digital-card"]);
+    let token = setup(&host);
+    let a = host.post(&format!("{CARDS}/exports"), &token, json!({}));
+    assert_eq!(a.status, 402, "{a:?}");
+    assert_eq!(
+        (a.body["feature"].as_str(), a.body["upgrade_plan"].as_str()),
+        (Some("card_export"), Some("pro"))
+    );
+    let grant = |module: &str, plan: &str| {
+        let a = host.post(
+            &format!("/v1/tenants/acme/subscriptions/{module}/grant"),
+            &host.operator,
+            json!({"plan": plan}),
+        );
+        assert_eq!(a.status, 200, "{a:?}");
+    };
+    grant("membership", "plus");
+    grant("digital-card", "pro");
+    for n in 3..=10 {
+        let a = host.post(
+            "/t/acme/m/membership/members",
+            &token,
+            json!({"number": format!("M-{n}"), "name": format!("Member Nº {n}")}),
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+    let a = host.post(&format!("{CARDS}/batches"), &token, json!({}));
+    assert_eq!(a.status, 202, "{a:?}");
+    let batch = a.body["job"].as_str().unwrap().to_owned();
+    wait_until("the batch", || {
+        host.get(&format!("/v1/tenants/acme/jobs/{batch}"), &token).body["status"] == "succeeded"
+    });
+    let a = host.post(&format!("{CARDS}/exports"), &token, json!({"status": "lost"}));
+    assert_eq!(a.status, 422, "{a:?}");
+    let a = host.post(&format!("{CARDS}/exports"), &token, json!({}));
+    assert_eq!(a.status, 202, "{a:?}");
+    assert_eq!((a.body["cards"].as_u64(), a.body["pages"].as_u64()), (Some(10), Some(2)));
+    let job_id = a.body["job"].as_str().unwrap().to_owned();
+    let mut job = Value::Null;
+    wait_until("the export job", || {
+        job = host.get(&format!("/v1/tenants/acme/jobs/{job_id}"), &token).body;
+        assert_ne!(job["status"], "failed", "{job}");
+        job["status"] == "succeeded"
+    });
+    let url = job["result_url"].as_str().expect("a signed result URL").to_owned();
+    let res = host
+        .client
+        .get(format!("{}{url}", host.base))
+        .send()
+        .expect("download");
+    assert_eq!(res.status().as_u16(), 200);
+    let bytes = res.bytes().unwrap().to_vec();
+    assert_eq!(parse_pdf(&bytes), (2, 2));
+    // One card: one page.
+    let a = host.post(&format!("{CARDS}/exports"), &token, json!({"cards": ["C-000003"]}));
+    assert_eq!(a.status, 202, "{a:?}");
+    assert_eq!(a.body["pages"], 1);
+    let a = host.post(&format!("{CARDS}/exports"), &token, json!({"cards": ["C-999"]}));
+    assert_eq!(a.status, 404, "{a:?}");
 }

@@ -59,7 +59,10 @@ fn upgrade(host: &Host, token: &str) {
     );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["installation"]["version"], "1.2.0");
-    assert_eq!(a.body["applied_migrations"], json!(["0003_member_counting"]));
+    assert_eq!(
+        a.body["applied_migrations"],
+        json!(["0003_member_counting"])
+    );
 }
 
 #[test]
@@ -126,7 +129,10 @@ fn an_upgrade_from_1_1_keeps_members_and_notes_and_counts_them() {
     assert_eq!(members_usage(&host, &token)["used"], 3);
     let a = add_member(&host, &token, "M-4");
     assert_eq!(a.status, 402, "{a:?}");
-    assert_eq!(host.get("/t/acme/m/membership/members/M-1", &token).status, 200);
+    assert_eq!(
+        host.get("/t/acme/m/membership/members/M-1", &token).status,
+        200
+    );
 }
 
 #[test]

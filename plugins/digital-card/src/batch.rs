@@ -63,7 +63,10 @@ fn validate(batch: &Batch, today: Day) -> Result<(), Problem> {
         check.fail("status", "cards go to `active` or `suspended` members");
     }
     if render::find(&batch.template)?.is_none() {
-        check.fail("template", format!("no template has slug `{}`", batch.template));
+        check.fail(
+            "template",
+            format!("no template has slug `{}`", batch.template),
+        );
     }
     if let Some(text) = &batch.expires_on {
         match Day::parse(text) {

@@ -387,7 +387,9 @@ mod tests {
     #[test]
     fn a_card_defaults_to_today_and_the_tenants_validity() {
         let today = Day::parse("2026-03-01").unwrap();
-        let card = new_card(r#"{"member":"M-1"}"#).validate(today, 365).unwrap();
+        let card = new_card(r#"{"member":"M-1"}"#)
+            .validate(today, 365)
+            .unwrap();
         assert_eq!(card.issued_on, today);
         assert_eq!(card.expires_on.format(), "2027-03-01");
         assert_eq!(card.template, "classic");
@@ -415,9 +417,21 @@ mod tests {
 
     #[test]
     fn reasons_and_renewals_are_checked() {
-        assert!(Revocation { reason: "  lost ".into() }.reason().is_ok());
+        assert!(
+            Revocation {
+                reason: "  lost ".into()
+            }
+            .reason()
+            .is_ok()
+        );
         assert!(Revocation { reason: " ".into() }.reason().is_err());
-        assert!(Revocation { reason: "a\u{0}b".into() }.reason().is_err());
+        assert!(
+            Revocation {
+                reason: "a\u{0}b".into()
+            }
+            .reason()
+            .is_err()
+        );
         let today = Day::parse("2026-03-01").unwrap();
         assert_eq!(
             Renewal::default().expires_on(today, 30).unwrap().format(),

@@ -45,8 +45,7 @@ impl Day {
             digits.parse().map_err(|_| shape_error())
         };
         let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-        if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month)
-        {
+        if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
             return Err(format!("`{text}` is not a day of the calendar"));
         }
         Ok(Day(days_from_civil(year, month, day)))
@@ -113,12 +112,29 @@ mod tests {
 
     #[test]
     fn dates_round_trip_and_bad_ones_are_refused() {
-        for text in ["1970-01-01", "2000-02-29", "2026-03-01", "9999-12-31", "0001-01-01"] {
+        for text in [
+            "1970-01-01",
+            "2000-02-29",
+            "2026-03-01",
+            "9999-12-31",
+            "0001-01-01",
+        ] {
             assert_eq!(Day::parse(text).unwrap().format(), text);
         }
         assert_eq!(Day::parse("1970-01-02").unwrap(), Day(1));
-        assert_eq!(Day::parse("2026-02-28").unwrap().plus(1).format(), "2026-03-01");
-        for bad in ["2026-02-29", "2026-13-01", "2026-00-10", "0000-01-01", "2026-1-01", "yesterday", "2026-01-3a"] {
+        assert_eq!(
+            Day::parse("2026-02-28").unwrap().plus(1).format(),
+            "2026-03-01"
+        );
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "0000-01-01",
+            "2026-1-01",
+            "yesterday",
+            "2026-01-3a",
+        ] {
             assert!(Day::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(format_instant(0), "1970-01-01T00:00:00Z");

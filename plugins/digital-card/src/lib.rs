@@ -7,6 +7,7 @@
 mod batch;
 mod card;
 mod dates;
+mod export;
 mod lifecycle;
 mod members;
 mod qr;
@@ -17,7 +18,9 @@ mod settings;
 mod token;
 mod verify;
 
-use souk_sdk::{Event, Gates, HookError, Job, JobOutput, LimitKind, Migration, Module, Request, Response};
+use souk_sdk::{
+    Event, Gates, HookError, Job, JobOutput, LimitKind, Migration, Module, Request, Response,
+};
 
 /// The module, exported as the component's `guest` interface.
 struct DigitalCard;
@@ -26,19 +29,49 @@ struct DigitalCard;
 /// them (module.yaml lists the same keys).
 const FEATURES: [(&str, &str); 16] = [
     ("card_creation", "Issue, renew and revoke membership cards."),
-    ("basic_templates", "The three basic card templates, rendered to SVG."),
-    ("qr_code_generation", "A QR code per card that opens its verification page."),
-    ("share_links", "Revocable, optionally expiring links to a card's public page."),
-    ("advanced_templates", "Advanced templates and templates of the tenant's own."),
-    ("custom_branding", "The tenant's logo, colours and font on cards and public pages."),
-    ("batch_generation", "Issue cards to every member matching a filter, as a job."),
+    (
+        "basic_templates",
+        "The three basic card templates, rendered to SVG.",
+    ),
+    (
+        "qr_code_generation",
+        "A QR code per card that opens its verification page.",
+    ),
+    (
+        "share_links",
+        "Revocable, optionally expiring links to a card's public page.",
+    ),
+    (
+        "advanced_templates",
+        "Advanced templates and templates of the tenant's own.",
+    ),
+    (
+        "custom_branding",
+        "The tenant's logo, colours and font on cards and public pages.",
+    ),
+    (
+        "batch_generation",
+        "Issue cards to every member matching a filter, as a job.",
+    ),
     ("card_export", "Export cards as SVG, PNG and PDF."),
-    ("basic_analytics", "Cards issued, verifications and shares per month."),
+    (
+        "basic_analytics",
+        "Cards issued, verifications and shares per month.",
+    ),
     ("premium_templates", "Premium templates."),
     ("white_label", "No Souk mark on cards and public pages."),
-    ("api_access", "Issue, revoke and look up cards with a module API key."),
-    ("advanced_analytics", "Analytics per day, template, status and card."),
-    ("webhooks", "card.* events delivered to the tenant's webhook endpoints."),
+    (
+        "api_access",
+        "Issue, revoke and look up cards with a module API key.",
+    ),
+    (
+        "advanced_analytics",
+        "Analytics per day, template, status and card.",
+    ),
+    (
+        "webhooks",
+        "card.* events delivered to the tenant's webhook endpoints.",
+    ),
     ("bulk_qr", "QR codes for many cards at once."),
     ("custom_fields", "Extra card fields the tenant defines."),
 ];

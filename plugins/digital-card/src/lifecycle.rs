@@ -63,6 +63,7 @@ pub fn on_event(event: &Event) -> Result<(), HookError> {
 pub fn run_job(job: &Job) -> Result<JobOutput, HookError> {
     match job.name.as_str() {
         "expire_cards" => expire_cards(),
+        "export_pdf" => crate::export::run(&job.args::<crate::export::Export>()?),
         "issue_batch" => crate::batch::run(&job.args::<crate::batch::Batch>()?),
         other => Err(HookError::new(format!("unknown job `{other}`"))),
     }

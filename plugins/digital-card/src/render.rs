@@ -169,7 +169,11 @@ pub fn card_svg(template: &Template, face: &Face<'_>) -> Result<String, String> 
             48
         }
     };
-    let header_fill = if template.layout == "classic" { "#ffffff" } else { fg };
+    let header_fill = if template.layout == "classic" {
+        "#ffffff"
+    } else {
+        fg
+    };
     svg.push_str(&format!(
         r#"<text x="{text_x}" y="70" font-size="36" font-weight="bold" fill="{header_fill}">{}</text>"#,
         escape(face.organisation)
@@ -203,13 +207,23 @@ pub fn card_svg(template: &Template, face: &Face<'_>) -> Result<String, String> 
         line(&mut svg, 40, "bold", face.holder.to_owned());
     }
     if template.shows("member_number") {
-        line(&mut svg, 26, "normal", format!("Member {}", face.member_number));
+        line(
+            &mut svg,
+            26,
+            "normal",
+            format!("Member {}", face.member_number),
+        );
     }
     if template.shows("card_number") {
         line(&mut svg, 26, "normal", format!("Card {}", face.card_number));
     }
     if template.shows("expires_on") {
-        line(&mut svg, 26, "normal", format!("Valid until {}", face.expires_on));
+        line(
+            &mut svg,
+            26,
+            "normal",
+            format!("Valid until {}", face.expires_on),
+        );
     }
     if face.status != "active" {
         svg.push_str(&format!(
@@ -221,17 +235,15 @@ pub fn card_svg(template: &Template, face: &Face<'_>) -> Result<String, String> 
             escape(&face.status.to_uppercase())
         ));
     }
-    if template.shows("qr") {
-        if let Some(url) = &face.verification_url {
-            let code = qr::group(url)?;
-            let size = 220;
-            let (qx, qy) = (w - size - 40, h - size - 70);
-            svg.push_str(&format!(
-                r##"<svg x="{qx}" y="{qy}" width="{size}" height="{size}" viewBox="0 0 {n} {n}" shape-rendering="crispEdges"><rect width="{n}" height="{n}" fill="#fff"/>{}</svg>"##,
-                code.path,
-                n = code.extent
-            ));
-        }
+    if let (true, Some(url)) = (template.shows("qr"), &face.verification_url) {
+        let code = qr::group(url)?;
+        let size = 220;
+        let (qx, qy) = (w - size - 40, h - size - 70);
+        svg.push_str(&format!(
+            r##"<svg x="{qx}" y="{qy}" width="{size}" height="{size}" viewBox="0 0 {n} {n}" shape-rendering="crispEdges"><rect width="{n}" height="{n}" fill="#fff"/>{}</svg>"##,
+            code.path,
+            n = code.extent
+        ));
     }
     if face.souk_mark {
         svg.push_str(&format!(
@@ -259,9 +271,16 @@ mod tests {
             background: "#ffffff".into(),
             foreground: "\"><script>".into(),
             accent: "#1d4ed8".into(),
-            fields: ["photo", "name", "member_number", "card_number", "expires_on", "qr"]
-                .map(String::from)
-                .to_vec(),
+            fields: [
+                "photo",
+                "name",
+                "member_number",
+                "card_number",
+                "expires_on",
+                "qr",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 

@@ -46,6 +46,7 @@ pub fn router() -> Router {
         .post("/cards/{number}/share-links", create_share_link)
         .delete("/cards/{number}/share-links/{id}", revoke_share_link)
         .post("/batches", crate::batch::create)
+        .post("/exports", crate::export::create)
         .get("/v/{token}", verify::verify)
         .get("/s/{token}", verify::shared)
 }
@@ -126,7 +127,11 @@ fn list_cards(request: &Request) -> Result<Response, Problem> {
     let settings = settings::load()?;
     let more = cards.len() > limit as usize;
     let page: Vec<_> = cards.iter().take(limit as usize).collect();
-    let next = if more { page.last().map(|c| c.id) } else { None };
+    let next = if more {
+        page.last().map(|c| c.id)
+    } else {
+        None
+    };
     Ok(Response::json(
         200,
         &json!({
@@ -151,7 +156,10 @@ fn issue_card(request: &Request) -> Result<Response, Problem> {
 /// Issues a validated card: checks the member, the template and the
 /// one-active-card rule, takes the `max_cards` unit, writes, emits
 /// `card.issued`.
-pub fn issue(new: &crate::card::CardRequest, settings: &settings::Settings) -> Result<Card, Problem> {
+pub fn issue(
+    new: &crate::card::CardRequest,
+    settings: &settings::Settings,
+) -> Result<Card, Problem> {
     let (_, member_status) = members::find(&new.member)?.ok_or_else(|| {
         crate::card::invalid(vec![crate::card::FieldError {
             field: "member",
@@ -180,12 +188,15 @@ pub fn issue(new: &crate::card::CardRequest, settings: &settings::Settings) -> R
             params![&new.member],
         )?;
         if active > 0 {
-            return Err(Problem::new(409, problems::ACTIVE_CARD, "Member has an active card")
-                .with_detail(format!(
-                    "member `{}` already has an active card; revoke it, or allow several \
+            return Err(
+                Problem::new(409, problems::ACTIVE_CARD, "Member has an active card").with_detail(
+                    format!(
+                        "member `{}` already has an active card; revoke it, or allow several \
                      active cards in the settings",
-                    new.member
-                )));
+                        new.member
+                    ),
+                ),
+            );
         }
     }
     let number = match &new.number {
@@ -260,8 +271,14 @@ fn show_card(request: &Request) -> Result<Response, Problem> {
 /// photo, and gives its `max_cards` unit back.
 fn delete_card(request: &Request) -> Result<Response, Problem> {
     let card = card_or_404(request)?;
-    db::execute("DELETE FROM share_links WHERE card_id = ?1", params![card.id])?;
-    db::execute("UPDATE scans SET card_id = NULL WHERE card_id = ?1", params![card.id])?;
+    db::execute(
+        "DELETE FROM share_links WHERE card_id = ?1",
+        params![card.id],
+    )?;
+    db::execute(
+        "UPDATE scans SET card_id = NULL WHERE card_id = ?1",
+        params![card.id],
+    )?;
     db::execute("DELETE FROM cards WHERE id = ?1", params![card.id])?;
     if let Some(photo) = &card.photo_file_id {
         match files::delete(photo) {
@@ -282,7 +299,10 @@ fn revoke_card(request: &Request) -> Result<Response, Problem> {
         return Err(wrong_status(&card, "revoked already"));
     }
     revoke(&card, &reason)?;
-    card_response(200, &find_card(&card.number)?.ok_or_else(|| card_not_found(&card.number))?)
+    card_response(
+        200,
+        &find_card(&card.number)?.ok_or_else(|| card_not_found(&card.number))?,
+    )
 }
 
 /// Revokes a card with a reason and emits `card.revoked`.
@@ -325,18 +345,21 @@ fn renew_card(request: &Request) -> Result<Response, Problem> {
             params![&card.member_number],
         )?;
         if active > 0 {
-            return Err(Problem::new(409, problems::ACTIVE_CARD, "Member has an active card")
-                .with_detail(format!(
-                    "member `{}` has another active card",
-                    card.member_number
-                )));
+            return Err(
+                Problem::new(409, problems::ACTIVE_CARD, "Member has an active card").with_detail(
+                    format!("member `{}` has another active card", card.member_number),
+                ),
+            );
         }
     }
     db::execute(
         "UPDATE cards SET status = 'active', status_reason = NULL, expires_on = ?2 WHERE id = ?1",
         params![card.id, expires_on.format()],
     )?;
-    card_response(200, &find_card(&card.number)?.ok_or_else(|| card_not_found(&card.number))?)
+    card_response(
+        200,
+        &find_card(&card.number)?.ok_or_else(|| card_not_found(&card.number))?,
+    )
 }
 
 /// `PUT /cards/{number}/photo`: the body is a PNG or JPEG (at most 2 MiB)
@@ -345,16 +368,24 @@ fn put_photo(request: &Request) -> Result<Response, Problem> {
     let card = card_or_404(request)?;
     let bytes = request.body();
     if bytes.is_empty() || bytes.len() > MAX_PHOTO_BYTES {
-        return Err(Problem::new(413, "https://souk.dev/problems/digital-card/photo-size", "Photo size")
-            .with_detail(format!("a photo is 1 to {MAX_PHOTO_BYTES} bytes")));
+        return Err(Problem::new(
+            413,
+            "https://souk.dev/problems/digital-card/photo-size",
+            "Photo size",
+        )
+        .with_detail(format!("a photo is 1 to {MAX_PHOTO_BYTES} bytes")));
     }
     let content_type = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         "image/png"
     } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
         "image/jpeg"
     } else {
-        return Err(Problem::new(415, "https://souk.dev/problems/digital-card/photo-type", "Photo type")
-            .with_detail("a photo is a PNG or JPEG image"));
+        return Err(Problem::new(
+            415,
+            "https://souk.dev/problems/digital-card/photo-type",
+            "Photo type",
+        )
+        .with_detail("a photo is a PNG or JPEG image"));
     };
     let info = files::put(&format!("photo-{}", card.number), content_type, bytes)?;
     db::execute(
@@ -367,7 +398,10 @@ fn put_photo(request: &Request) -> Result<Response, Problem> {
             Err(error) => return Err(error.into()),
         }
     }
-    card_response(200, &find_card(&card.number)?.ok_or_else(|| card_not_found(&card.number))?)
+    card_response(
+        200,
+        &find_card(&card.number)?.ok_or_else(|| card_not_found(&card.number))?,
+    )
 }
 
 /// `GET /cards/{number}/qr.svg`: the QR code of the card's verification
@@ -414,7 +448,14 @@ fn card_svg(request: &Request) -> Result<Response, Problem> {
 }
 
 /// A share link as returned.
-fn link_json(id: i64, token: &str, created_at: i64, expires_at: Option<i64>, revoked_at: Option<i64>, base: Option<&str>) -> serde_json::Value {
+fn link_json(
+    id: i64,
+    token: &str,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    base: Option<&str>,
+) -> serde_json::Value {
     json!({
         "id": id,
         "url": base.map(|base| format!("{base}/s/{token}")),
@@ -440,13 +481,14 @@ fn create_share_link(request: &Request) -> Result<Response, Problem> {
     } else {
         request.json()?
     };
-    if let Some(days) = body.expires_in_days {
-        if !(1..=365).contains(&days) {
-            return Err(crate::card::invalid(vec![crate::card::FieldError {
-                field: "expires_in_days",
-                message: "must be 1 to 365".to_owned(),
-            }]));
-        }
+    if body
+        .expires_in_days
+        .is_some_and(|days| !(1..=365).contains(&days))
+    {
+        return Err(crate::card::invalid(vec![crate::card::FieldError {
+            field: "expires_in_days",
+            message: "must be 1 to 365".to_owned(),
+        }]));
     }
     let card = card_or_404(request)?;
     let (count,): (i64,) = db::query_one(
@@ -471,7 +513,14 @@ fn create_share_link(request: &Request) -> Result<Response, Problem> {
     let settings = settings::load()?;
     Ok(Response::json(
         201,
-        &link_json(id, &token, now, expires_at, None, settings.verify_base_url.as_deref()),
+        &link_json(
+            id,
+            &token,
+            now,
+            expires_at,
+            None,
+            settings.verify_base_url.as_deref(),
+        ),
     ))
 }
 
@@ -493,7 +542,14 @@ fn list_share_links(request: &Request) -> Result<Response, Problem> {
         .iter()
         .zip(revoked.iter())
         .map(|((id, token, created, expires), (_, revoked_at))| {
-            link_json(*id, token, *created, *expires, *revoked_at, settings.verify_base_url.as_deref())
+            link_json(
+                *id,
+                token,
+                *created,
+                *expires,
+                *revoked_at,
+                settings.verify_base_url.as_deref(),
+            )
         })
         .collect();
     Ok(Response::json(200, &json!({ "share_links": links })))

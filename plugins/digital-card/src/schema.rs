@@ -79,7 +79,15 @@ pub fn migrations() -> Vec<Migration> {
 
 /// A template seeded on install: (slug, name, layout, background,
 /// foreground, accent, fields).
-type Seed = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+type Seed = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 /// The three basic templates (credit-card proportions, 856 x 540).
 const BASIC_TEMPLATES: [Seed; 3] = [

@@ -59,9 +59,7 @@ pub fn verify(request: &Request) -> Result<Response, Problem> {
     let today = Day::today().format();
     let outcome = match card {
         Some(card) if card.status == "revoked" => Outcome::NotValid,
-        Some(card) if card.status == "expired" || card.expires_on < today => {
-            Outcome::Expired(card)
-        }
+        Some(card) if card.status == "expired" || card.expires_on < today => Outcome::Expired(card),
         Some(card) => Outcome::Valid(card),
         None => Outcome::NotValid,
     };
@@ -197,10 +195,7 @@ fn answer(request: &Request, status: u16, body: &Value, organisation: &str) -> R
         Some("unavailable") => ("Verification unavailable", "#475569"),
         _ => ("Not a valid card", "#b91c1c"),
     };
-    let mut content = format!(
-        "<h1 style=\"color:{colour}\">{}</h1>",
-        escape(headline)
-    );
+    let mut content = format!("<h1 style=\"color:{colour}\">{}</h1>", escape(headline));
     if let Some(name) = body["holder"]["name"].as_str() {
         if let Some(url) = body["holder"]["photo_url"].as_str() {
             content.push_str(&format!(
@@ -220,7 +215,10 @@ fn html_response(html: String) -> Response {
     Response::text(200, html)
         .with_header("content-type", "text/html; charset=utf-8")
         .with_header("cache-control", "no-store")
-        .with_header("content-security-policy", "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'")
+        .with_header(
+            "content-security-policy",
+            "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'",
+        )
 }
 
 fn page(organisation: &str, content: &str) -> String {

@@ -240,7 +240,11 @@ fn announce(before: Option<&Member>, after: &Member) -> Result<(), Problem> {
         reason: None,
     };
     emit(
-        if before.is_some() { "member_updated" } else { "member_created" },
+        if before.is_some() {
+            "member_updated"
+        } else {
+            "member_created"
+        },
         &event,
     )?;
     let was_left = before.is_some_and(|member| member.status == MemberStatus::Left);

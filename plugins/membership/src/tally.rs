@@ -30,14 +30,19 @@ pub const MEMBER_LIMIT: &str = "max_members";
 ///
 /// When the marker cannot be written; the install rolls back.
 pub fn mark_fresh_install() -> Result<(), HookError> {
-    db::execute("UPDATE member_counting SET counted = 1 WHERE id = 1", params![])?;
+    db::execute(
+        "UPDATE member_counting SET counted = 1 WHERE id = 1",
+        params![],
+    )?;
     Ok(())
 }
 
 /// Whether the existing members have been counted already.
 fn counted() -> Result<bool, Problem> {
-    let row: Option<(i64,)> =
-        db::query_optional("SELECT counted FROM member_counting WHERE id = 1", params![])?;
+    let row: Option<(i64,)> = db::query_optional(
+        "SELECT counted FROM member_counting WHERE id = 1",
+        params![],
+    )?;
     match row {
         Some((counted,)) => Ok(counted == 1),
         None => Err(Problem::internal(
@@ -63,7 +68,10 @@ fn take_existing() -> Result<(), Problem> {
     if existing > 0 {
         entitlements::consume(MEMBER_LIMIT, existing).map_err(Problem::from)?;
     }
-    db::execute("UPDATE member_counting SET counted = 1 WHERE id = 1", params![])?;
+    db::execute(
+        "UPDATE member_counting SET counted = 1 WHERE id = 1",
+        params![],
+    )?;
     Ok(())
 }
 
