@@ -840,3 +840,60 @@ fn a_print_export_is_a_pdf_with_a_page_per_eight_cards_on_pro() {
     let a = host.post(&format!("{CARDS}/exports"), &token, json!({"cards": ["C-999"]}));
     assert_eq!(a.status, 404, "{a:?}");
 }
+
+#[test]
+fn analytics_count_issues_verifications_and_shares_by_plan() {
+    let host = start(&["membership", "digital-card"]);
+    let token = setup(&host);
+    assert_eq!(host.get(&format!("{CARDS}/analytics"), &token).status, 402);
+    let a = issue(&host, &token, json!({"member": "M-1"}));
+    let url = a.body["verification_url"].as_str().unwrap().to_owned();
+    let a = issue(&host, &token, json!({"member": "M-2", "template": "minimal"}));
+    assert_eq!(a.status, 201, "{a:?}");
+    for _ in 0..3 {
+        stranger_get(&host, &url, "application/json");
+    }
+    let unknown = format!("{}{CARDS}/v/{}", host.base, "0".repeat(32));
+    stranger_get(&host, &unknown, "application/json");
+    let a = host.post(&format!("{CARDS}/cards/C-000001/share-links"), &token, json!({}));
+    assert_eq!(a.status, 201, "{a:?}");
+    let grant = |plan: &str| {
+        let a = host.post(
+            "/v1/tenants/acme/subscriptions/digital-card/grant",
+            &host.operator,
+            json!({"plan": plan}),
+        );
+        assert_eq!(a.status, 200, "{a:?}");
+    };
+    grant("pro");
+    let a = host.get(&format!("{CARDS}/analytics"), &token);
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(
+        a.body["months"],
+        json!([{"month": "2026-03", "cards_issued": 2, "verifications": 4, "shares": 1}])
+    );
+    let a = host.get(&format!("{CARDS}/analytics/advanced"), &token);
+    assert_eq!(a.status, 402, "{a:?}");
+    assert_eq!(a.body["upgrade_plan"], "business");
+    grant("business");
+    let a = host.get(
+        &format!("{CARDS}/analytics/advanced?from=2026-02-28&to=2026-03-01"),
+        &token,
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(
+        a.body["days"],
+        json!([
+            {"day": "2026-02-28", "cards_issued": 0, "verifications": 0},
+            {"day": "2026-03-01", "cards_issued": 2, "verifications": 4}
+        ])
+    );
+    assert_eq!(a.body["by_template"], json!({"classic": 1, "minimal": 1}));
+    assert_eq!(a.body["by_status"], json!({"active": 2}));
+    assert_eq!(
+        a.body["verifications_by_card"],
+        json!([{"number": "C-000001", "verifications": 3}])
+    );
+    let a = host.get(&format!("{CARDS}/analytics/advanced?from=2026-03-02&to=2026-03-01"), &token);
+    assert_eq!(a.status, 400, "{a:?}");
+}

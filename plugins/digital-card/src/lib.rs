@@ -4,6 +4,7 @@
 //!
 //! See README.md for the routes, the features by plan and the data kept.
 
+mod analytics;
 mod batch;
 mod card;
 mod dates;

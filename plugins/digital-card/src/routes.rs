@@ -47,6 +47,8 @@ pub fn router() -> Router {
         .delete("/cards/{number}/share-links/{id}", revoke_share_link)
         .post("/batches", crate::batch::create)
         .post("/exports", crate::export::create)
+        .get("/analytics", crate::analytics::monthly)
+        .get("/analytics/advanced", crate::analytics::advanced)
         .get("/v/{token}", verify::verify)
         .get("/s/{token}", verify::shared)
 }
