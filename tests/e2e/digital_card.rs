@@ -764,7 +764,11 @@ fn parse_pdf(bytes: &[u8]) -> (usize, usize) {
         if parts.get(2) == Some(&"n") {
             let offset: usize = parts[0].parse().expect("offset");
             let expected = format!("{} 0 obj", first + n);
-            assert!(text[offset..].starts_with(&expected), "object {} not at {offset}", first + n);
+            assert!(
+                text[offset..].starts_with(&expected),
+                "object {} not at {offset}",
+                first + n
+            );
         }
     }
     assert!(text.contains("trailer"), "no trailer");
@@ -810,21 +814,35 @@ fn a_print_export_is_a_pdf_with_a_page_per_eight_cards_on_pro() {
     assert_eq!(a.status, 202, "{a:?}");
     let batch = a.body["job"].as_str().unwrap().to_owned();
     wait_until("the batch", || {
-        host.get(&format!("/v1/tenants/acme/jobs/{batch}"), &token).body["status"] == "succeeded"
+        host.get(&format!("/v1/tenants/acme/jobs/{batch}"), &token)
+            .body["status"]
+            == "succeeded"
     });
-    let a = host.post(&format!("{CARDS}/exports"), &token, json!({"status": "lost"}));
+    let a = host.post(
+        &format!("{CARDS}/exports"),
+        &token,
+        json!({"status": "lost"}),
+    );
     assert_eq!(a.status, 422, "{a:?}");
     let a = host.post(&format!("{CARDS}/exports"), &token, json!({}));
     assert_eq!(a.status, 202, "{a:?}");
-    assert_eq!((a.body["cards"].as_u64(), a.body["pages"].as_u64()), (Some(10), Some(2)));
+    assert_eq!(
+        (a.body["cards"].as_u64(), a.body["pages"].as_u64()),
+        (Some(10), Some(2))
+    );
     let job_id = a.body["job"].as_str().unwrap().to_owned();
     let mut job = Value::Null;
     wait_until("the export job", || {
-        job = host.get(&format!("/v1/tenants/acme/jobs/{job_id}"), &token).body;
+        job = host
+            .get(&format!("/v1/tenants/acme/jobs/{job_id}"), &token)
+            .body;
         assert_ne!(job["status"], "failed", "{job}");
         job["status"] == "succeeded"
     });
-    let url = job["result_url"].as_str().expect("a signed result URL").to_owned();
+    let url = job["result_url"]
+        .as_str()
+        .expect("a signed result URL")
+        .to_owned();
     let res = host
         .client
         .get(format!("{}{url}", host.base))
@@ -834,10 +852,18 @@ fn a_print_export_is_a_pdf_with_a_page_per_eight_cards_on_pro() {
     let bytes = res.bytes().unwrap().to_vec();
     assert_eq!(parse_pdf(&bytes), (2, 2));
     // One card: one page.
-    let a = host.post(&format!("{CARDS}/exports"), &token, json!({"cards": ["C-000003"]}));
+    let a = host.post(
+        &format!("{CARDS}/exports"),
+        &token,
+        json!({"cards": ["C-000003"]}),
+    );
     assert_eq!(a.status, 202, "{a:?}");
     assert_eq!(a.body["pages"], 1);
-    let a = host.post(&format!("{CARDS}/exports"), &token, json!({"cards": ["C-999"]}));
+    let a = host.post(
+        &format!("{CARDS}/exports"),
+        &token,
+        json!({"cards": ["C-999"]}),
+    );
     assert_eq!(a.status, 404, "{a:?}");
 }
 
@@ -848,14 +874,22 @@ fn analytics_count_issues_verifications_and_shares_by_plan() {
     assert_eq!(host.get(&format!("{CARDS}/analytics"), &token).status, 402);
     let a = issue(&host, &token, json!({"member": "M-1"}));
     let url = a.body["verification_url"].as_str().unwrap().to_owned();
-    let a = issue(&host, &token, json!({"member": "M-2", "template": "minimal"}));
+    let a = issue(
+        &host,
+        &token,
+        json!({"member": "M-2", "template": "minimal"}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     for _ in 0..3 {
         stranger_get(&host, &url, "application/json");
     }
     let unknown = format!("{}{CARDS}/v/{}", host.base, "0".repeat(32));
     stranger_get(&host, &unknown, "application/json");
-    let a = host.post(&format!("{CARDS}/cards/C-000001/share-links"), &token, json!({}));
+    let a = host.post(
+        &format!("{CARDS}/cards/C-000001/share-links"),
+        &token,
+        json!({}),
+    );
     assert_eq!(a.status, 201, "{a:?}");
     let grant = |plan: &str| {
         let a = host.post(
@@ -894,6 +928,9 @@ fn analytics_count_issues_verifications_and_shares_by_plan() {
         a.body["verifications_by_card"],
         json!([{"number": "C-000001", "verifications": 3}])
     );
-    let a = host.get(&format!("{CARDS}/analytics/advanced?from=2026-03-02&to=2026-03-01"), &token);
+    let a = host.get(
+        &format!("{CARDS}/analytics/advanced?from=2026-03-02&to=2026-03-01"),
+        &token,
+    );
     assert_eq!(a.status, 400, "{a:?}");
 }

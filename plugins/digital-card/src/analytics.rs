@@ -42,7 +42,11 @@ pub fn monthly(_request: &Request) -> Result<Response, Problem> {
         "SELECT strftime('%Y-%m', created_at, 'unixepoch') AS m, COUNT(*) FROM share_links \
          WHERE created_at >= ?1 GROUP BY m",
     )?;
-    let mut keys: Vec<&String> = issued.keys().chain(scans.keys()).chain(shares.keys()).collect();
+    let mut keys: Vec<&String> = issued
+        .keys()
+        .chain(scans.keys())
+        .chain(shares.keys())
+        .collect();
     keys.sort();
     keys.dedup();
     let months: Vec<Value> = keys

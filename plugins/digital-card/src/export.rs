@@ -130,8 +130,13 @@ pub fn run(export: &Export) -> Result<JobOutput, HookError> {
         }
     }
     let bytes = pdf(&faces);
-    let info = files::put("cards.pdf", "application/pdf", &bytes).map_err(|e| HookError::new(e.to_string()))?;
-    jobs::progress(cards.len() as u64, cards.len() as u64, format!("{} pages", faces.len().div_ceil(PER_PAGE)));
+    let info = files::put("cards.pdf", "application/pdf", &bytes)
+        .map_err(|e| HookError::new(e.to_string()))?;
+    jobs::progress(
+        cards.len() as u64,
+        cards.len() as u64,
+        format!("{} pages", faces.len().div_ceil(PER_PAGE)),
+    );
     Ok(JobOutput::file(info.id))
 }
 
@@ -170,7 +175,12 @@ fn rgb(text: &str) -> (f32, f32, f32) {
 /// Text as Latin-1 bytes for the standard font (others become `?`).
 fn latin1(text: &str) -> Vec<u8> {
     text.chars()
-        .map(|c| u8::try_from(u32::from(c)).ok().filter(|b| *b >= 0x20).unwrap_or(b'?'))
+        .map(|c| {
+            u8::try_from(u32::from(c))
+                .ok()
+                .filter(|b| *b >= 0x20)
+                .unwrap_or(b'?')
+        })
         .collect()
 }
 
@@ -222,9 +232,15 @@ pub fn pdf(cards: &[PrintCard]) -> Vec<u8> {
 fn draw_card(content: &mut Content, card: &PrintCard, x: f32, y: f32) {
     let (w, h) = CARD;
     let (r, g, b) = card.background;
-    content.set_fill_rgb(r, g, b).rect(x, y, w, h).fill_nonzero();
+    content
+        .set_fill_rgb(r, g, b)
+        .rect(x, y, w, h)
+        .fill_nonzero();
     let (r, g, b) = card.accent;
-    content.set_fill_rgb(r, g, b).rect(x, y + h - 28.0, w, 28.0).fill_nonzero();
+    content
+        .set_fill_rgb(r, g, b)
+        .rect(x, y + h - 28.0, w, 28.0)
+        .fill_nonzero();
     content
         .set_fill_rgb(1.0, 1.0, 1.0)
         .begin_text()
@@ -251,18 +267,30 @@ fn draw_card(content: &mut Content, card: &PrintCard, x: f32, y: f32) {
     // The QR code, 80 pt wide, bottom right, on white.
     let size = 80.0;
     let (qx, qy) = (x + w - size - 8.0, y + 8.0);
-    content.set_fill_rgb(1.0, 1.0, 1.0).rect(qx, qy, size, size).fill_nonzero();
+    content
+        .set_fill_rgb(1.0, 1.0, 1.0)
+        .rect(qx, qy, size, size)
+        .fill_nonzero();
     let unit = size / card.qr.extent as f32;
     content.set_fill_rgb(0.0, 0.0, 0.0);
     for (mx, my) in qr_modules(&card.qr.path) {
-        content.rect(qx + mx as f32 * unit, qy + size - (my + 1) as f32 * unit, unit, unit);
+        content.rect(
+            qx + mx as f32 * unit,
+            qy + size - (my + 1) as f32 * unit,
+            unit,
+            unit,
+        );
     }
     content.fill_nonzero();
 }
 
 /// The dark modules of a [`qr::Qr`] path (`M{x} {y}h1v1h-1z` squares).
 fn qr_modules(path: &str) -> Vec<(usize, usize)> {
-    let d = path.split(" d=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("");
+    let d = path
+        .split(" d=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("");
     d.split('M')
         .filter_map(|square| {
             let (x, y) = square.strip_suffix("h1v1h-1z")?.split_once(' ')?;
@@ -312,7 +340,12 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.starts_with("%PDF-"));
         assert!(text.contains("/Count 3"), "17 cards make 3 pages");
-        assert_eq!(text.matches("/Type /Page\n").count() + text.matches("/Type /Page ").count() + text.matches("/Type /Page>").count(), 3);
+        assert_eq!(
+            text.matches("/Type /Page\n").count()
+                + text.matches("/Type /Page ").count()
+                + text.matches("/Type /Page>").count(),
+            3
+        );
         assert_eq!(rgb("#102030"), (16.0 / 255.0, 32.0 / 255.0, 48.0 / 255.0));
         assert_eq!(latin1("Añ€"), b"A\xf1?".to_vec());
         assert!(!qr_modules(&card("x").qr.path).is_empty());
