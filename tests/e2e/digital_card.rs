@@ -934,3 +934,183 @@ fn analytics_count_issues_verifications_and_shares_by_plan() {
     );
     assert_eq!(a.status, 400, "{a:?}");
 }
+
+#[test]
+fn an_upgrade_from_1_0_keeps_cards_verifiable_and_adds_custom_fields() {
+    let host = start(&["membership", "digital-card-1.0", "digital-card"]);
+    let token = host.tenant("acme");
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &token,
+        json!({"module": "digital-card", "version": "1.0.0"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = host.request(
+        "PUT",
+        &format!("{CARDS}/settings"),
+        Some(&token),
+        Some(
+            json!({"organisation_name": "Club", "verify_base_url": format!("{}{CARDS}", host.base),
+                   "allow_multiple_active": false, "valid_days": 365})
+            .to_string()
+            .into_bytes(),
+        ),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = host.post(
+        "/t/acme/m/membership/members",
+        &token,
+        json!({"number": "M-1", "name": "Asha Gurung"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = issue(&host, &token, json!({"member": "M-1"}));
+    assert_eq!(a.status, 201, "{a:?}");
+    assert!(
+        a.body.get("fields").is_none(),
+        "1.0.0 has no custom fields: {a:?}"
+    );
+    let url = a.body["verification_url"].as_str().unwrap().to_owned();
+    let link = host.post(
+        &format!("{CARDS}/cards/C-000001/share-links"),
+        &token,
+        json!({}),
+    );
+    let link_url = link.body["url"].as_str().unwrap().to_owned();
+    // 1.0.0 does not route /fields.
+    assert_eq!(host.get(&format!("{CARDS}/fields"), &token).status, 404);
+
+    let a = host.post(
+        "/v1/tenants/acme/modules/digital-card/upgrade",
+        &token,
+        json!({}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["installation"]["version"], "1.1.0");
+    assert_eq!(a.body["applied_migrations"], json!(["0002_custom_fields"]));
+    let card = card(&host, &token, "C-000001");
+    assert_eq!(
+        (card["status"].as_str(), card["verification_url"].as_str()),
+        (Some("active"), Some(url.as_str()))
+    );
+    assert_eq!(card["fields"], json!({}));
+    let page = stranger_get(&host, &url, "application/json");
+    assert_eq!(page.json()["status"], "valid", "{}", page.text);
+    assert_eq!(
+        stranger_get(&host, &link_url, "application/json").status,
+        200
+    );
+    // The count carried over: one of free's 3 cards is used.
+    let a = host.get("/v1/tenants/acme/usage?module=digital-card", &token);
+    let line = a.body["modules"][0]["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["key"] == "max_cards")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (line["used"].as_u64(), line["limit"].as_u64()),
+        (Some(1), Some(3)),
+        "{a:?}"
+    );
+    let a = issue(&host, &token, json!({"member": "M-1", "number": "dup"}));
+    assert_eq!(a.status, 409, "one active card per member: {a:?}");
+    // Custom fields are business.
+    let a = host.get(&format!("{CARDS}/fields"), &token);
+    assert_eq!(a.status, 402, "{a:?}");
+    assert_eq!(a.body["upgrade_plan"], "business");
+}
+
+#[test]
+fn custom_fields_are_validated_on_issue_and_shown_on_cards() {
+    let host = start(&["membership", "digital-card"]);
+    let token = setup(&host);
+    // Without the feature, values are refused too.
+    let a = issue(
+        &host,
+        &token,
+        json!({"member": "M-1", "fields": {"level": "gold"}}),
+    );
+    assert_eq!(a.status, 402, "{a:?}");
+    assert_eq!(a.body["feature"], "custom_fields");
+    let a = host.post(
+        "/v1/tenants/acme/subscriptions/digital-card/grant",
+        &host.operator,
+        json!({"plan": "business"}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let fields = format!("{CARDS}/fields");
+    for bad in [
+        json!({"name": "Level", "type": "text"}),
+        json!({"name": "level", "type": "colour"}),
+        json!({"name": "level", "type": "choice"}),
+        json!({"name": "level", "type": "text", "choices": ["a"]}),
+        json!({"name": "level", "type": "choice", "choices": []}),
+    ] {
+        let a = host.post(&fields, &token, bad.clone());
+        assert_eq!(a.status, 422, "{bad}: {a:?}");
+    }
+    for def in [
+        json!({"name": "level", "label": "Level", "type": "choice", "choices": ["gold", "silver"], "required": true}),
+        json!({"name": "bib", "type": "number"}),
+        json!({"name": "since", "label": "Member since", "type": "date"}),
+        json!({"name": "club", "type": "text"}),
+    ] {
+        let a = host.post(&fields, &token, def.clone());
+        assert_eq!(a.status, 201, "{def}: {a:?}");
+    }
+    let a = host.post(&fields, &token, json!({"name": "bib", "type": "text"}));
+    assert_eq!(a.status, 409, "{a:?}");
+    let a = host.get(&fields, &token);
+    assert_eq!(a.body["fields"].as_array().unwrap().len(), 4, "{a:?}");
+
+    for (values, needle) in [
+        (json!({}), "`level` is required"),
+        (json!({"level": "bronze"}), "one of gold, silver"),
+        (
+            json!({"level": "gold", "bib": "7"}),
+            "`bib` must be a number",
+        ),
+        (
+            json!({"level": "gold", "since": "2026-02-30"}),
+            "`since` must be a date",
+        ),
+        (json!({"level": "gold", "club": ""}), "`club` must be text"),
+        (
+            json!({"level": "gold", "shoe": 42}),
+            "`shoe` is not a custom field",
+        ),
+    ] {
+        let a = issue(&host, &token, json!({"member": "M-1", "fields": values}));
+        assert_eq!(a.status, 422, "{values}: {a:?}");
+        assert!(a.detail().contains(needle), "{values}: {}", a.detail());
+    }
+    // Refusals took no card.
+    assert_eq!(
+        host.get(&format!("{CARDS}/cards"), &token).body["cards"],
+        json!([])
+    );
+    let a = issue(
+        &host,
+        &token,
+        json!({"member": "M-1", "fields": {"level": "gold", "bib": 42, "since": "2020-01-15", "club": "Trail <runners>"}}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(
+        a.body["fields"],
+        json!({"level": "gold", "bib": "42", "since": "2020-01-15", "club": "Trail <runners>"})
+    );
+    let face = host.get(&format!("{CARDS}/cards/C-000001/card.svg"), &token);
+    let face = String::from_utf8(face.bytes).unwrap();
+    assert!(face.contains("Level: gold") && face.contains("Member since: 2020-01-15"));
+    assert!(face.contains("club: Trail &lt;runners&gt;"));
+    // A batch cannot fill a required field.
+    let a = host.post(&format!("{CARDS}/batches"), &token, json!({}));
+    assert_eq!(a.status, 422, "{a:?}");
+    assert_eq!(host.delete(&format!("{fields}/level"), &token).status, 204);
+    assert_eq!(host.delete(&format!("{fields}/level"), &token).status, 404);
+    assert_eq!(
+        card(&host, &token, "C-000001")["fields"]["level"],
+        Value::Null
+    );
+}

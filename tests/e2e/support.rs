@@ -20,6 +20,10 @@ pub fn module_files(name: &str) -> (PathBuf, PathBuf) {
             "souk_test_membership_v1_0",
         ),
         "digital-card" => ("plugins/digital-card/module.yaml", "souk_digital_card"),
+        "digital-card-1.0" => (
+            "tests/modules/digital-card-v1_0/module.yaml",
+            "souk_test_digital_card_v1_0",
+        ),
         "membership-1.1" => (
             "tests/modules/membership-v1_1/module.yaml",
             "souk_test_membership_v1_1",

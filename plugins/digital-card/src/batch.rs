@@ -82,6 +82,9 @@ fn validate(batch: &Batch, today: Day) -> Result<(), Problem> {
 pub fn create(request: &Request) -> Result<Response, Problem> {
     let batch: Batch = request.json()?;
     validate(&batch, Day::today())?;
+    // A batch gives no custom field values: refused while some are required.
+    #[cfg(feature = "custom-fields")]
+    crate::fields::validate(None)?;
     let members = members(&batch.status)?;
     let fit = match entitlements::usage("max_cards").and_then(|usage| usage.remaining()) {
         Some(remaining) => remaining.min(members.len() as u64),

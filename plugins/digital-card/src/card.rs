@@ -238,6 +238,10 @@ pub struct NewCard {
     pub issued_on: Option<String>,
     /// `YYYY-MM-DD`; `issued_on` plus the tenant's `valid_days` when absent.
     pub expires_on: Option<String>,
+    /// Custom field values by name (release 1.1.0).
+    #[cfg(feature = "custom-fields")]
+    #[serde(default)]
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A validated new card.

@@ -105,6 +105,8 @@ pub struct Face<'a> {
     pub verification_url: Option<String>,
     /// Whether to show the Souk mark (not on white-label plans).
     pub souk_mark: bool,
+    /// Custom field lines (`label: value`, release 1.1.0).
+    pub extra: Vec<String>,
 }
 
 /// Escapes text for XML content and attribute values.
@@ -225,6 +227,9 @@ pub fn card_svg(template: &Template, face: &Face<'_>) -> Result<String, String> 
             format!("Valid until {}", face.expires_on),
         );
     }
+    for extra in &face.extra {
+        line(&mut svg, 22, "normal", extra.clone());
+    }
     if face.status != "active" {
         svg.push_str(&format!(
             r##"<text x="{}" y="{}" font-size="64" font-weight="bold" fill="#b91c1c" text-anchor="middle" transform="rotate(-18 {} {})" opacity="0.8">{}</text>"##,
@@ -296,6 +301,7 @@ mod tests {
             photo: Some(("image/png".into(), vec![1, 2, 3])),
             verification_url: Some("https://x.example/v/abc".into()),
             souk_mark: true,
+            extra: vec!["Level: <gold>".into()],
         };
         for layout in ["classic", "stripe", "minimal"] {
             let svg = card_svg(&template(layout), &face).unwrap();
@@ -305,6 +311,7 @@ mod tests {
             assert!(svg.contains("REVOKED"));
             assert!(svg.contains("data:image/png;base64,AQID"));
             assert!(svg.contains("Verified with Souk"));
+            assert!(svg.contains("Level: &lt;gold&gt;"));
             assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         }
     }

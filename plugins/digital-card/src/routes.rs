@@ -48,6 +48,9 @@ pub fn router() -> Router {
         .post("/batches", crate::batch::create)
         .post("/exports", crate::export::create)
         .get("/analytics", crate::analytics::monthly)
+        .get("/fields", fields_list)
+        .post("/fields", fields_create)
+        .delete("/fields/{name}", fields_delete)
         .get("/analytics/advanced", crate::analytics::advanced)
         .get("/v/{token}", verify::verify)
         .get("/s/{token}", verify::shared)
@@ -68,10 +71,33 @@ fn card_or_404(request: &Request) -> Result<Card, Problem> {
 
 fn card_response(status: u16, card: &Card) -> Result<Response, Problem> {
     let settings = settings::load()?;
-    Ok(Response::json(
-        status,
-        &card.to_json(settings.verify_base_url.as_deref()),
-    ))
+    #[cfg_attr(not(feature = "custom-fields"), allow(unused_mut))]
+    let mut body = card.to_json(settings.verify_base_url.as_deref());
+    #[cfg(feature = "custom-fields")]
+    {
+        let fields: serde_json::Map<String, serde_json::Value> = crate::fields::of_card(card.id)?
+            .into_iter()
+            .map(|(name, _, value)| (name, json!(value)))
+            .collect();
+        body["fields"] = json!(fields);
+    }
+    Ok(Response::json(status, &body))
+}
+
+/// The custom field lines a card face shows (`label: value`).
+fn field_lines(card: &Card) -> Result<Vec<String>, Problem> {
+    #[cfg(feature = "custom-fields")]
+    {
+        Ok(crate::fields::of_card(card.id)?
+            .into_iter()
+            .map(|(_, label, value)| format!("{label}: {value}"))
+            .collect())
+    }
+    #[cfg(not(feature = "custom-fields"))]
+    {
+        let _ = card;
+        Ok(Vec::new())
+    }
 }
 
 /// Emits a `card.*` event in the call's transaction.
@@ -148,10 +174,13 @@ fn list_cards(request: &Request) -> Result<Response, Problem> {
 fn issue_card(request: &Request) -> Result<Response, Problem> {
     let settings = settings::load()?;
     let today = Day::today();
-    let new = request
-        .json::<NewCard>()?
-        .validate(today, settings.valid_days)?;
+    let body = request.json::<NewCard>()?;
+    #[cfg(feature = "custom-fields")]
+    let values = crate::fields::validate(body.fields.as_ref())?;
+    let new = body.validate(today, settings.valid_days)?;
     let card = issue(&new, &settings)?;
+    #[cfg(feature = "custom-fields")]
+    crate::fields::store(card.id, &values)?;
     card_response(201, &card)
 }
 
@@ -277,6 +306,8 @@ fn delete_card(request: &Request) -> Result<Response, Problem> {
         "DELETE FROM share_links WHERE card_id = ?1",
         params![card.id],
     )?;
+    #[cfg(feature = "custom-fields")]
+    crate::fields::forget_card(card.id)?;
     db::execute(
         "UPDATE scans SET card_id = NULL WHERE card_id = ?1",
         params![card.id],
@@ -444,6 +475,7 @@ fn card_svg(request: &Request) -> Result<Response, Problem> {
             &card.token,
         )),
         souk_mark: !entitlements::has_feature("white_label"),
+        extra: field_lines(&card)?,
     };
     let svg = render::card_svg(&template, &face).map_err(Problem::internal)?;
     Ok(Response::text(200, svg).with_header("content-type", "image/svg+xml"))
@@ -573,6 +605,39 @@ fn revoke_share_link(request: &Request) -> Result<Response, Problem> {
         return Err(Problem::not_found("no such share link"));
     }
     Ok(Response::no_content())
+}
+
+/// `GET /fields` (release 1.1.0; its manifest routes it, 1.0.0's does not).
+fn fields_list(request: &Request) -> Result<Response, Problem> {
+    #[cfg(feature = "custom-fields")]
+    return crate::fields::list(request);
+    #[cfg(not(feature = "custom-fields"))]
+    Err(Problem::not_found(format!(
+        "{} is not served by this release",
+        request.path()
+    )))
+}
+
+/// `POST /fields` (release 1.1.0).
+fn fields_create(request: &Request) -> Result<Response, Problem> {
+    #[cfg(feature = "custom-fields")]
+    return crate::fields::create(request);
+    #[cfg(not(feature = "custom-fields"))]
+    Err(Problem::not_found(format!(
+        "{} is not served by this release",
+        request.path()
+    )))
+}
+
+/// `DELETE /fields/{name}` (release 1.1.0).
+fn fields_delete(request: &Request) -> Result<Response, Problem> {
+    #[cfg(feature = "custom-fields")]
+    return crate::fields::delete(request);
+    #[cfg(not(feature = "custom-fields"))]
+    Err(Problem::not_found(format!(
+        "{} is not served by this release",
+        request.path()
+    )))
 }
 
 #[cfg(test)]

@@ -72,9 +72,36 @@ const BASIC: Migration = Migration::new(
     DROP TABLE settings",
 );
 
+/// Custom card fields (release 1.1.0): the tenant's definitions and each
+/// card's values.
+#[cfg(feature = "custom-fields")]
+const CUSTOM_FIELDS: Migration = Migration::new(
+    "0002_custom_fields",
+    "CREATE TABLE card_fields (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('text', 'number', 'date', 'choice')),
+        choices TEXT,
+        required INTEGER NOT NULL DEFAULT 0 CHECK (required IN (0, 1))
+    );
+    CREATE TABLE card_field_values (
+        card_id INTEGER NOT NULL,
+        field_id INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (card_id, field_id)
+    )",
+    "DROP TABLE card_field_values;
+    DROP TABLE card_fields",
+);
+
 /// The migrations of this release, oldest first.
 pub fn migrations() -> Vec<Migration> {
-    vec![BASIC]
+    #[cfg_attr(not(feature = "custom-fields"), allow(unused_mut))]
+    let mut migrations = vec![BASIC];
+    #[cfg(feature = "custom-fields")]
+    migrations.push(CUSTOM_FIELDS);
+    migrations
 }
 
 /// A template seeded on install: (slug, name, layout, background,

@@ -170,6 +170,7 @@ pub fn shared(request: &Request) -> Result<Response, Problem> {
             .as_deref()
             .map(|base| crate::card::verification_url(base, &card.token)),
         souk_mark: !entitlements::has_feature("white_label"),
+        extra: Vec::new(),
     };
     let svg = render::card_svg(&template, &face).map_err(Problem::internal)?;
     let html = page(
