@@ -104,6 +104,25 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for a job to succeed (90 s: jobs queue behind the machine's load)
+/// and returns it; fails at once when it fails or errs.
+fn wait_for_job(host: &Host, token: &str, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let job = host.get(&format!("/v1/tenants/acme/jobs/{id}"), token).body;
+        assert_ne!(job["status"], "failed", "{job}");
+        assert!(job["error"].is_null(), "{job}");
+        if job["status"] == "succeeded" {
+            return job;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "job timed out: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Decodes the QR code of an SVG the module drew: reads its module grid
 /// (`viewBox="0 0 n n"` and unit squares `M{x} {y}h1v1h-1z`), paints it
 /// 4 px per module, and hands the picture to a QR decoder.
@@ -633,14 +652,7 @@ fn a_pro_trial_opens_batches_and_a_batch_reports_who_was_skipped() {
         (Some(50), Some(39))
     );
     let job_id = a.body["job"].as_str().unwrap().to_owned();
-    let mut job = Value::Null;
-    wait_until("the batch job succeeds", || {
-        job = host
-            .get(&format!("/v1/tenants/acme/jobs/{job_id}"), &token)
-            .body;
-        assert_ne!(job["status"], "failed", "{job}");
-        job["status"] == "succeeded"
-    });
+    let job = wait_for_job(&host, &token, &job_id);
     assert_eq!(job["progress"]["done"], 50, "{job}");
     assert_eq!(job["progress"]["total"], 50, "{job}");
     let issued: Vec<&str> = job["result"]["issued"]
@@ -813,11 +825,7 @@ fn a_print_export_is_a_pdf_with_a_page_per_eight_cards_on_pro() {
     let a = host.post(&format!("{CARDS}/batches"), &token, json!({}));
     assert_eq!(a.status, 202, "{a:?}");
     let batch = a.body["job"].as_str().unwrap().to_owned();
-    wait_until("the batch", || {
-        host.get(&format!("/v1/tenants/acme/jobs/{batch}"), &token)
-            .body["status"]
-            == "succeeded"
-    });
+    wait_for_job(&host, &token, &batch);
     let a = host.post(
         &format!("{CARDS}/exports"),
         &token,
@@ -831,14 +839,7 @@ fn a_print_export_is_a_pdf_with_a_page_per_eight_cards_on_pro() {
         (Some(10), Some(2))
     );
     let job_id = a.body["job"].as_str().unwrap().to_owned();
-    let mut job = Value::Null;
-    wait_until("the export job", || {
-        job = host
-            .get(&format!("/v1/tenants/acme/jobs/{job_id}"), &token)
-            .body;
-        assert_ne!(job["status"], "failed", "{job}");
-        job["status"] == "succeeded"
-    });
+    let job = wait_for_job(&host, &token, &job_id);
     let url = job["result_url"]
         .as_str()
         .expect("a signed result URL")
@@ -1113,4 +1114,59 @@ fn custom_fields_are_validated_on_issue_and_shown_on_cards() {
         card(&host, &token, "C-000001")["fields"]["level"],
         Value::Null
     );
+}
+
+#[test]
+fn bulk_qr_sheets_are_business_and_a_pdf_of_twenty_codes_a_page() {
+    let host = start(&["membership", "digital-card"]);
+    let token = setup(&host);
+    let grant = |module: &str, plan: &str| {
+        let a = host.post(
+            &format!("/v1/tenants/acme/subscriptions/{module}/grant"),
+            &host.operator,
+            json!({"plan": plan}),
+        );
+        assert_eq!(a.status, 200, "{a:?}");
+    };
+    let a = issue(&host, &token, json!({"member": "M-1"}));
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = host.post(&format!("{CARDS}/qr-sheets"), &token, json!({}));
+    assert_eq!(a.status, 402, "{a:?}");
+    grant("digital-card", "pro");
+    let a = host.post(&format!("{CARDS}/qr-sheets"), &token, json!({}));
+    assert_eq!(
+        (a.status, a.body["upgrade_plan"].as_str()),
+        (402, Some("business")),
+        "{a:?}"
+    );
+    grant("digital-card", "business");
+    grant("membership", "plus");
+    for n in 3..=22 {
+        let a = host.post(
+            "/t/acme/m/membership/members",
+            &token,
+            json!({"number": format!("M-{n}"), "name": format!("Member {n}")}),
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = issue(&host, &token, json!({"member": format!("M-{n}")}));
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+    let a = host.post(&format!("{CARDS}/qr-sheets"), &token, json!({}));
+    assert_eq!(a.status, 202, "{a:?}");
+    assert_eq!(
+        (a.body["cards"].as_u64(), a.body["pages"].as_u64()),
+        (Some(21), Some(2))
+    );
+    let job_id = a.body["job"].as_str().unwrap().to_owned();
+    let job = wait_for_job(&host, &token, &job_id);
+    let url = job["result_url"].as_str().expect("result_url").to_owned();
+    let bytes = host
+        .client
+        .get(format!("{}{url}", host.base))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+    assert_eq!(parse_pdf(&bytes), (2, 2));
 }

@@ -62,8 +62,8 @@ fn selected(export: &Export) -> Result<Vec<Card>, Problem> {
     }
 }
 
-/// `POST /exports` → 202 `{"job", "cards", "pages"}`.
-pub fn create(request: &Request) -> Result<Response, Problem> {
+/// Parses and checks an export's body (also used by `POST /qr-sheets`).
+fn parse(request: &Request) -> Result<Export, Problem> {
     let export: Export = if request.body().is_empty() {
         Export::default()
     } else {
@@ -83,10 +83,16 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
         }
     }
     settings::load()?.base_url()?;
-    let count = selected(&export)?.len();
-    if count == 0 {
+    if selected(&export)?.is_empty() {
         return Err(Problem::unprocessable("no card matches; nothing to export"));
     }
+    Ok(export)
+}
+
+/// `POST /exports` → 202 `{"job", "cards", "pages"}`.
+pub fn create(request: &Request) -> Result<Response, Problem> {
+    let export = parse(request)?;
+    let count = selected(&export)?.len();
     let job = jobs::enqueue("export_pdf", &export)
         .map_err(|error| Problem::internal(format!("the export was not queued: {error}")))?;
     Ok(Response::json(
@@ -186,6 +192,60 @@ fn latin1(text: &str) -> Vec<u8> {
 
 /// The PDF of `cards`, 8 per A4 page, with cut marks.
 pub fn pdf(cards: &[PrintCard]) -> Vec<u8> {
+    let x0 = (PAGE.0 - 2.0 * CARD.0) / 2.0;
+    let y0 = (PAGE.1 - 4.0 * CARD.1) / 2.0;
+    let pages = cards
+        .chunks(PER_PAGE)
+        .map(|chunk| {
+            let mut content = Content::new();
+            for (index, card) in chunk.iter().enumerate() {
+                let (col, row) = (index % 2, index / 2);
+                let x = x0 + col as f32 * CARD.0;
+                let y = y0 + (3 - row) as f32 * CARD.1;
+                draw_card(&mut content, card, x, y);
+            }
+            cut_marks(&mut content, x0, y0);
+            content
+        })
+        .collect();
+    assemble(pages)
+}
+
+/// QR codes per A4 page of a QR sheet (4 columns x 5 rows).
+pub const QR_PER_PAGE: usize = 20;
+
+/// A sheet of QR codes (bulk QR): 20 per A4 page, each 110 pt wide with
+/// its label (the card number) under it.
+pub fn qr_sheet(codes: &[(String, qr::Qr)]) -> Vec<u8> {
+    let (cell_w, cell_h, size) = (130.0, 150.0, 110.0);
+    let x0 = (PAGE.0 - 4.0 * cell_w) / 2.0;
+    let y0 = (PAGE.1 - 5.0 * cell_h) / 2.0;
+    let pages = codes
+        .chunks(QR_PER_PAGE)
+        .map(|chunk| {
+            let mut content = Content::new();
+            for (index, (label, code)) in chunk.iter().enumerate() {
+                let (col, row) = (index % 4, index / 4);
+                let x = x0 + col as f32 * cell_w + (cell_w - size) / 2.0;
+                let y = y0 + (4 - row) as f32 * cell_h + 25.0;
+                draw_qr(&mut content, code, x, y, size);
+                content
+                    .set_fill_rgb(0.0, 0.0, 0.0)
+                    .begin_text()
+                    .set_font(Name(b"F1"), 9.0)
+                    .next_line(x, y - 12.0)
+                    .show(Str(&latin1(label)))
+                    .end_text();
+            }
+            content
+        })
+        .collect();
+    assemble(pages)
+}
+
+/// A PDF of A4 pages with these contents, fonts F1 (Helvetica) and F2
+/// (Helvetica-Bold).
+fn assemble(contents: Vec<Content>) -> Vec<u8> {
     let mut next = 1;
     let mut alloc = || {
         let id = Ref::new(next);
@@ -193,8 +253,7 @@ pub fn pdf(cards: &[PrintCard]) -> Vec<u8> {
         id
     };
     let (catalog, tree, font, bold) = (alloc(), alloc(), alloc(), alloc());
-    let chunks: Vec<&[PrintCard]> = cards.chunks(PER_PAGE).collect();
-    let pages: Vec<(Ref, Ref)> = chunks.iter().map(|_| (alloc(), alloc())).collect();
+    let pages: Vec<(Ref, Ref)> = contents.iter().map(|_| (alloc(), alloc())).collect();
     let mut pdf = Pdf::new();
     pdf.catalog(catalog).pages(tree);
     pdf.pages(tree)
@@ -202,7 +261,7 @@ pub fn pdf(cards: &[PrintCard]) -> Vec<u8> {
         .count(i32::try_from(pages.len()).unwrap_or(i32::MAX));
     pdf.type1_font(font).base_font(Name(b"Helvetica"));
     pdf.type1_font(bold).base_font(Name(b"Helvetica-Bold"));
-    for (chunk, (page_id, content_id)) in chunks.iter().zip(&pages) {
+    for (content, (page_id, content_id)) in contents.into_iter().zip(&pages) {
         let mut page = pdf.page(*page_id);
         page.media_box(Rect::new(0.0, 0.0, PAGE.0, PAGE.1));
         page.parent(tree);
@@ -214,19 +273,63 @@ pub fn pdf(cards: &[PrintCard]) -> Vec<u8> {
         fonts.finish();
         resources.finish();
         page.finish();
-        let mut content = Content::new();
-        let x0 = (PAGE.0 - 2.0 * CARD.0) / 2.0;
-        let y0 = (PAGE.1 - 4.0 * CARD.1) / 2.0;
-        for (index, card) in chunk.iter().enumerate() {
-            let (col, row) = (index % 2, index / 2);
-            let x = x0 + col as f32 * CARD.0;
-            let y = y0 + (3 - row) as f32 * CARD.1;
-            draw_card(&mut content, card, x, y);
-        }
-        cut_marks(&mut content, x0, y0);
         pdf.stream(*content_id, &content.finish());
     }
     pdf.finish()
+}
+
+/// A QR code, `size` points wide, on white, its lower left at (x, y).
+fn draw_qr(content: &mut Content, code: &qr::Qr, x: f32, y: f32, size: f32) {
+    content
+        .set_fill_rgb(1.0, 1.0, 1.0)
+        .rect(x, y, size, size)
+        .fill_nonzero();
+    let unit = size / code.extent as f32;
+    content.set_fill_rgb(0.0, 0.0, 0.0);
+    for (mx, my) in qr_modules(&code.path) {
+        content.rect(
+            x + mx as f32 * unit,
+            y + size - (my + 1) as f32 * unit,
+            unit,
+            unit,
+        );
+    }
+    content.fill_nonzero();
+}
+
+/// `POST /qr-sheets` (business, `bulk_qr`): the same selection as
+/// `POST /exports` → 202 `{"job", "cards", "pages"}`; job `qr_sheet`
+/// leaves a PDF of the cards' QR codes, 20 per page.
+pub fn create_qr_sheet(request: &Request) -> Result<Response, Problem> {
+    let export = parse(request)?;
+    let count = selected(&export)?.len();
+    let job = jobs::enqueue("qr_sheet", &export)
+        .map_err(|error| Problem::internal(format!("the QR sheet was not queued: {error}")))?;
+    Ok(Response::json(
+        202,
+        &json!({ "job": job, "cards": count, "pages": count.div_ceil(QR_PER_PAGE) }),
+    ))
+}
+
+/// The `qr_sheet` job.
+///
+/// # Errors
+///
+/// A database or file failure (the host retries).
+pub fn run_qr_sheet(export: &Export) -> Result<JobOutput, HookError> {
+    let problem = |p: Problem| HookError::new(p.to_json());
+    let settings = settings::load().map_err(problem)?;
+    let base = settings.base_url().map_err(problem)?.to_owned();
+    let cards = selected(export).map_err(problem)?;
+    let mut codes = Vec::with_capacity(cards.len());
+    for card in &cards {
+        let code = qr::group(&verification_url(&base, &card.token)).map_err(HookError::new)?;
+        codes.push((card.number.clone(), code));
+    }
+    let bytes = qr_sheet(&codes);
+    let info = files::put("qr-codes.pdf", "application/pdf", &bytes)
+        .map_err(|e| HookError::new(e.to_string()))?;
+    Ok(JobOutput::file(info.id))
 }
 
 fn draw_card(content: &mut Content, card: &PrintCard, x: f32, y: f32) {
@@ -264,24 +367,9 @@ fn draw_card(content: &mut Content, card: &PrintCard, x: f32, y: f32) {
             .show(Str(&latin1(line)))
             .end_text();
     }
-    // The QR code, 80 pt wide, bottom right, on white.
+    // The QR code, 80 pt wide, bottom right.
     let size = 80.0;
-    let (qx, qy) = (x + w - size - 8.0, y + 8.0);
-    content
-        .set_fill_rgb(1.0, 1.0, 1.0)
-        .rect(qx, qy, size, size)
-        .fill_nonzero();
-    let unit = size / card.qr.extent as f32;
-    content.set_fill_rgb(0.0, 0.0, 0.0);
-    for (mx, my) in qr_modules(&card.qr.path) {
-        content.rect(
-            qx + mx as f32 * unit,
-            qy + size - (my + 1) as f32 * unit,
-            unit,
-            unit,
-        );
-    }
-    content.fill_nonzero();
+    draw_qr(content, &card.qr, x + w - size - 8.0, y + 8.0, size);
 }
 
 /// The dark modules of a [`qr::Qr`] path (`M{x} {y}h1v1h-1z` squares).
@@ -349,5 +437,15 @@ mod tests {
         assert_eq!(rgb("#102030"), (16.0 / 255.0, 32.0 / 255.0, 48.0 / 255.0));
         assert_eq!(latin1("Añ€"), b"A\xf1?".to_vec());
         assert!(!qr_modules(&card("x").qr.path).is_empty());
+        let codes: Vec<(String, qr::Qr)> = (0..21)
+            .map(|n| {
+                (
+                    format!("C-{n}"),
+                    qr::group("https://x.example/v/abc").unwrap(),
+                )
+            })
+            .collect();
+        let sheet = String::from_utf8_lossy(&qr_sheet(&codes)).into_owned();
+        assert!(sheet.contains("/Count 2"), "21 codes make 2 pages");
     }
 }

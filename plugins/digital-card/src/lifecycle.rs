@@ -61,9 +61,19 @@ pub fn on_event(event: &Event) -> Result<(), HookError> {
 ///
 /// An unknown job name, or a database failure (the host retries).
 pub fn run_job(job: &Job) -> Result<JobOutput, HookError> {
+    // Every job writes. Its transaction begins deferred; a write as its
+    // first statement takes the tenant's write lock (waiting for it), where
+    // a read first would pin a snapshot that the host's event worker can
+    // make stale before the job's first write (SQLITE_BUSY_SNAPSHOT: the
+    // attempt fails and waits for its backoff).
+    db::execute(
+        "UPDATE settings SET next_number = next_number WHERE id = 1",
+        params![],
+    )?;
     match job.name.as_str() {
         "expire_cards" => expire_cards(),
         "export_pdf" => crate::export::run(&job.args::<crate::export::Export>()?),
+        "qr_sheet" => crate::export::run_qr_sheet(&job.args::<crate::export::Export>()?),
         "issue_batch" => crate::batch::run(&job.args::<crate::batch::Batch>()?),
         other => Err(HookError::new(format!("unknown job `{other}`"))),
     }

@@ -47,6 +47,7 @@ pub fn router() -> Router {
         .delete("/cards/{number}/share-links/{id}", revoke_share_link)
         .post("/batches", crate::batch::create)
         .post("/exports", crate::export::create)
+        .post("/qr-sheets", crate::export::create_qr_sheet)
         .get("/analytics", crate::analytics::monthly)
         .get("/fields", fields_list)
         .post("/fields", fields_create)
