@@ -987,7 +987,10 @@ fn an_upgrade_from_1_0_keeps_cards_verifiable_and_adds_custom_fields() {
     );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["installation"]["version"], "1.1.0");
-    assert_eq!(a.body["applied_migrations"], json!(["0002_custom_fields"]));
+    assert_eq!(
+        a.body["applied_migrations"],
+        json!(["0002_custom_fields", "0003_branding"])
+    );
     let card = card(&host, &token, "C-000001");
     assert_eq!(
         (card["status"].as_str(), card["verification_url"].as_str()),
@@ -1169,4 +1172,88 @@ fn bulk_qr_sheets_are_business_and_a_pdf_of_twenty_codes_a_page() {
         .unwrap()
         .to_vec();
     assert_eq!(parse_pdf(&bytes), (2, 2));
+}
+
+#[test]
+fn branding_on_pro_colours_cards_and_a_downgrade_keeps_it_unapplied() {
+    let host = start(&["membership", "digital-card"]);
+    let token = setup(&host);
+    let a = issue(&host, &token, json!({"member": "M-1"}));
+    assert_eq!(a.status, 201, "{a:?}");
+    let branding = format!("{CARDS}/branding");
+    let body =
+        json!({"background": "#fef3c7", "text": "#111111", "accent": "#7c2d12", "font": "serif"});
+    let put = |body: &Value| {
+        host.request(
+            "PUT",
+            &branding,
+            Some(&token),
+            Some(body.to_string().into_bytes()),
+        )
+    };
+    let a = put(&body);
+    assert_eq!(
+        (a.status, a.body["upgrade_plan"].as_str()),
+        (402, Some("pro")),
+        "{a:?}"
+    );
+    let grant = |plan: &str| {
+        let a = host.post(
+            "/v1/tenants/acme/subscriptions/digital-card/grant",
+            &host.operator,
+            json!({"plan": plan}),
+        );
+        assert_eq!(a.status, 200, "{a:?}");
+    };
+    grant("pro");
+    for bad in [
+        json!({"accent": "red", "font": "serif"}),
+        json!({"font": "comic"}),
+        json!({"accent": "#12345g", "font": "sans"}),
+    ] {
+        assert_eq!(put(&bad).status, 422, "{bad}");
+    }
+    let a = put(&body);
+    assert_eq!(a.status, 200, "{a:?}");
+    let png = b"\x89PNG\r\n\x1a\nlogo-bytes".to_vec();
+    let a = host.request("PUT", &format!("{branding}/logo"), Some(&token), Some(png));
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["has_logo"], true);
+    let a = host.request(
+        "PUT",
+        &format!("{branding}/logo"),
+        Some(&token),
+        Some(b"GIF89a".to_vec()),
+    );
+    assert_eq!(a.status, 415, "{a:?}");
+    let face = |host: &Host| {
+        String::from_utf8(
+            host.get(&format!("{CARDS}/cards/C-000001/card.svg"), &token)
+                .bytes,
+        )
+        .unwrap()
+    };
+    let branded = face(&host);
+    assert!(
+        branded.contains("#fef3c7") && branded.contains("#7c2d12"),
+        "{branded}"
+    );
+    assert!(branded.contains("DejaVu Serif") && branded.contains("data:image/png;base64,"));
+    // The public share page shows the branded card too.
+    let link = host.post(
+        &format!("{CARDS}/cards/C-000001/share-links"),
+        &token,
+        json!({}),
+    );
+    let page = stranger_get(&host, link.body["url"].as_str().unwrap(), "text/html");
+    assert!(page.text.contains("#7c2d12"), "{}", page.text);
+    // Back on free: branding is kept but not applied; reading it is 402.
+    grant("free");
+    let plain = face(&host);
+    assert!(!plain.contains("#7c2d12") && !plain.contains("DejaVu Serif"));
+    assert!(plain.contains("#1d4ed8"), "the classic template's accent");
+    assert_eq!(host.get(&branding, &token).status, 402);
+    grant("pro");
+    assert_eq!(host.get(&branding, &token).body["font"], "serif");
+    assert!(face(&host).contains("#7c2d12"));
 }

@@ -83,7 +83,7 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     let batch: Batch = request.json()?;
     validate(&batch, Day::today())?;
     // A batch gives no custom field values: refused while some are required.
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     crate::fields::validate(None)?;
     let members = members(&batch.status)?;
     let fit = match entitlements::usage("max_cards").and_then(|usage| usage.remaining()) {

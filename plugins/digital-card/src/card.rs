@@ -239,7 +239,7 @@ pub struct NewCard {
     /// `YYYY-MM-DD`; `issued_on` plus the tenant's `valid_days` when absent.
     pub expires_on: Option<String>,
     /// Custom field values by name (release 1.1.0).
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     #[serde(default)]
     pub fields: Option<serde_json::Map<String, serde_json::Value>>,
 }

@@ -5,16 +5,18 @@
 //! See README.md for the routes, the features by plan and the data kept.
 //!
 //! Two releases are built from this source: 1.1.0 (this crate, default
-//! feature `custom-fields`: migration `0002_custom_fields` and the
+//! feature `release-1-1`: migrations `0002_custom_fields` and `0003_branding`, the
 //! `/fields` routes) and 1.0.0 (`tests/modules/digital-card-v1_0`, without
 //! it), so the upgrade is tested with data.
 
 mod analytics;
 mod batch;
+#[cfg(feature = "release-1-1")]
+mod branding;
 mod card;
 mod dates;
 mod export;
-#[cfg(feature = "custom-fields")]
+#[cfg(feature = "release-1-1")]
 mod fields;
 mod lifecycle;
 mod members;

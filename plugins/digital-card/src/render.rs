@@ -107,6 +107,10 @@ pub struct Face<'a> {
     pub souk_mark: bool,
     /// Custom field lines (`label: value`, release 1.1.0).
     pub extra: Vec<String>,
+    /// The font family (branding, release 1.1.0); the default when `None`.
+    pub font_family: Option<&'static str>,
+    /// The organisation's logo (branding): (content type, bytes).
+    pub logo: Option<(String, Vec<u8>)>,
 }
 
 /// Escapes text for XML content and attribute values.
@@ -145,8 +149,9 @@ pub fn card_svg(template: &Template, face: &Face<'_>) -> Result<String, String> 
         colour(&template.foreground),
         colour(&template.accent),
     );
+    let font = face.font_family.unwrap_or("DejaVu Sans, Arial, sans-serif");
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Arial, sans-serif"><rect width="{w}" height="{h}" rx="28" fill="{bg}"/>"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{font}"><rect width="{w}" height="{h}" rx="28" fill="{bg}"/>"#
     );
     // The layout's band and where the text starts.
     let text_x = match template.layout.as_str() {
@@ -170,6 +175,17 @@ pub fn card_svg(template: &Template, face: &Face<'_>) -> Result<String, String> 
             ));
             48
         }
+    };
+    let text_x = match &face.logo {
+        Some((content_type, bytes)) => {
+            let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+            svg.push_str(&format!(
+                r#"<image x="{text_x}" y="22" width="64" height="64" preserveAspectRatio="xMidYMid meet" href="data:{};base64,{data}"/>"#,
+                escape(content_type)
+            ));
+            text_x + 80
+        }
+        None => text_x,
     };
     let header_fill = if template.layout == "classic" {
         "#ffffff"
@@ -302,6 +318,8 @@ mod tests {
             verification_url: Some("https://x.example/v/abc".into()),
             souk_mark: true,
             extra: vec!["Level: <gold>".into()],
+            font_family: Some("DejaVu Serif, Georgia, serif"),
+            logo: Some(("image/png".into(), vec![9, 9, 9])),
         };
         for layout in ["classic", "stripe", "minimal"] {
             let svg = card_svg(&template(layout), &face).unwrap();
@@ -312,6 +330,8 @@ mod tests {
             assert!(svg.contains("data:image/png;base64,AQID"));
             assert!(svg.contains("Verified with Souk"));
             assert!(svg.contains("Level: &lt;gold&gt;"));
+            assert!(svg.contains("font-family=\"DejaVu Serif, Georgia, serif\""));
+            assert!(svg.contains("data:image/png;base64,CQkJ"));
             assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         }
     }

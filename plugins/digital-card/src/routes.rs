@@ -49,6 +49,9 @@ pub fn router() -> Router {
         .post("/exports", crate::export::create)
         .post("/qr-sheets", crate::export::create_qr_sheet)
         .get("/analytics", crate::analytics::monthly)
+        .get("/branding", branding_show)
+        .put("/branding", branding_replace)
+        .put("/branding/logo", branding_logo)
         .get("/fields", fields_list)
         .post("/fields", fields_create)
         .delete("/fields/{name}", fields_delete)
@@ -72,9 +75,9 @@ fn card_or_404(request: &Request) -> Result<Card, Problem> {
 
 fn card_response(status: u16, card: &Card) -> Result<Response, Problem> {
     let settings = settings::load()?;
-    #[cfg_attr(not(feature = "custom-fields"), allow(unused_mut))]
+    #[cfg_attr(not(feature = "release-1-1"), allow(unused_mut))]
     let mut body = card.to_json(settings.verify_base_url.as_deref());
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     {
         let fields: serde_json::Map<String, serde_json::Value> = crate::fields::of_card(card.id)?
             .into_iter()
@@ -87,14 +90,14 @@ fn card_response(status: u16, card: &Card) -> Result<Response, Problem> {
 
 /// The custom field lines a card face shows (`label: value`).
 fn field_lines(card: &Card) -> Result<Vec<String>, Problem> {
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     {
         Ok(crate::fields::of_card(card.id)?
             .into_iter()
             .map(|(_, label, value)| format!("{label}: {value}"))
             .collect())
     }
-    #[cfg(not(feature = "custom-fields"))]
+    #[cfg(not(feature = "release-1-1"))]
     {
         let _ = card;
         Ok(Vec::new())
@@ -176,11 +179,11 @@ fn issue_card(request: &Request) -> Result<Response, Problem> {
     let settings = settings::load()?;
     let today = Day::today();
     let body = request.json::<NewCard>()?;
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     let values = crate::fields::validate(body.fields.as_ref())?;
     let new = body.validate(today, settings.valid_days)?;
     let card = issue(&new, &settings)?;
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     crate::fields::store(card.id, &values)?;
     card_response(201, &card)
 }
@@ -307,7 +310,7 @@ fn delete_card(request: &Request) -> Result<Response, Problem> {
         "DELETE FROM share_links WHERE card_id = ?1",
         params![card.id],
     )?;
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     crate::fields::forget_card(card.id)?;
     db::execute(
         "UPDATE scans SET card_id = NULL WHERE card_id = ?1",
@@ -455,6 +458,7 @@ fn card_svg(request: &Request) -> Result<Response, Problem> {
     let settings = settings::load()?;
     let template = render::find(&card.template)?
         .ok_or_else(|| Problem::internal(format!("template `{}` is missing", card.template)))?;
+    let (template, font_family, logo) = branded(template)?;
     let photo = match &card.photo_file_id {
         Some(id) => {
             let info = files::get(id)?;
@@ -477,6 +481,8 @@ fn card_svg(request: &Request) -> Result<Response, Problem> {
         )),
         souk_mark: !entitlements::has_feature("white_label"),
         extra: field_lines(&card)?,
+        font_family,
+        logo,
     };
     let svg = render::card_svg(&template, &face).map_err(Problem::internal)?;
     Ok(Response::text(200, svg).with_header("content-type", "image/svg+xml"))
@@ -608,11 +614,79 @@ fn revoke_share_link(request: &Request) -> Result<Response, Problem> {
     Ok(Response::no_content())
 }
 
+/// Applies the tenant's branding (release 1.1.0, while the plan has
+/// `custom_branding`) to a template: its colours, and the font family
+/// and logo for the face.
+pub fn branded(
+    template: render::Template,
+) -> Result<
+    (
+        render::Template,
+        Option<&'static str>,
+        Option<(String, Vec<u8>)>,
+    ),
+    Problem,
+> {
+    #[cfg(feature = "release-1-1")]
+    {
+        let mut template = template;
+        if let Some(branding) = crate::branding::active()? {
+            if let Some(colour) = &branding.background {
+                template.background = colour.clone();
+            }
+            if let Some(colour) = &branding.text {
+                template.foreground = colour.clone();
+            }
+            if let Some(colour) = &branding.accent {
+                template.accent = colour.clone();
+            }
+            let logo = crate::branding::logo(&branding)?;
+            return Ok((template, Some(branding.font_family()), logo));
+        }
+        Ok((template, None, None))
+    }
+    #[cfg(not(feature = "release-1-1"))]
+    Ok((template, None, None))
+}
+
+/// `GET /branding` (release 1.1.0).
+fn branding_show(request: &Request) -> Result<Response, Problem> {
+    #[cfg(feature = "release-1-1")]
+    return crate::branding::show(request);
+    #[cfg(not(feature = "release-1-1"))]
+    Err(Problem::not_found(format!(
+        "{} is not served by this release",
+        request.path()
+    )))
+}
+
+/// `PUT /branding` (release 1.1.0).
+fn branding_replace(request: &Request) -> Result<Response, Problem> {
+    #[cfg(feature = "release-1-1")]
+    return crate::branding::replace(request);
+    #[cfg(not(feature = "release-1-1"))]
+    Err(Problem::not_found(format!(
+        "{} is not served by this release",
+        request.path()
+    )))
+}
+
+/// `PUT /branding/logo` (release 1.1.0).
+fn branding_logo(request: &Request) -> Result<Response, Problem> {
+    #[cfg(feature = "release-1-1")]
+    return crate::branding::put_logo(request);
+    #[cfg(not(feature = "release-1-1"))]
+    Err(Problem::not_found(format!(
+        "{} is not served by this release",
+        request.path()
+    )))
+}
+
 /// `GET /fields` (release 1.1.0; its manifest routes it, 1.0.0's does not).
 fn fields_list(request: &Request) -> Result<Response, Problem> {
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     return crate::fields::list(request);
-    #[cfg(not(feature = "custom-fields"))]
+    #[cfg(not(feature = "release-1-1"))]
     Err(Problem::not_found(format!(
         "{} is not served by this release",
         request.path()
@@ -621,9 +695,9 @@ fn fields_list(request: &Request) -> Result<Response, Problem> {
 
 /// `POST /fields` (release 1.1.0).
 fn fields_create(request: &Request) -> Result<Response, Problem> {
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     return crate::fields::create(request);
-    #[cfg(not(feature = "custom-fields"))]
+    #[cfg(not(feature = "release-1-1"))]
     Err(Problem::not_found(format!(
         "{} is not served by this release",
         request.path()
@@ -632,9 +706,9 @@ fn fields_create(request: &Request) -> Result<Response, Problem> {
 
 /// `DELETE /fields/{name}` (release 1.1.0).
 fn fields_delete(request: &Request) -> Result<Response, Problem> {
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     return crate::fields::delete(request);
-    #[cfg(not(feature = "custom-fields"))]
+    #[cfg(not(feature = "release-1-1"))]
     Err(Problem::not_found(format!(
         "{} is not served by this release",
         request.path()

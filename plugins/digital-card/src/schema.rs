@@ -74,7 +74,7 @@ const BASIC: Migration = Migration::new(
 
 /// Custom card fields (release 1.1.0): the tenant's definitions and each
 /// card's values.
-#[cfg(feature = "custom-fields")]
+#[cfg(feature = "release-1-1")]
 const CUSTOM_FIELDS: Migration = Migration::new(
     "0002_custom_fields",
     "CREATE TABLE card_fields (
@@ -95,12 +95,30 @@ const CUSTOM_FIELDS: Migration = Migration::new(
     DROP TABLE card_fields",
 );
 
+/// The tenant's branding (release 1.1.0): one row, nothing set.
+#[cfg(feature = "release-1-1")]
+const BRANDING: Migration = Migration::new(
+    "0003_branding",
+    "CREATE TABLE branding (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        background TEXT,
+        text_colour TEXT,
+        accent TEXT,
+        font TEXT NOT NULL DEFAULT 'sans' CHECK (font IN ('sans', 'serif', 'mono')),
+        logo_file_id TEXT
+    );
+    INSERT INTO branding (id) VALUES (1)",
+    "DROP TABLE branding",
+);
+
 /// The migrations of this release, oldest first.
 pub fn migrations() -> Vec<Migration> {
-    #[cfg_attr(not(feature = "custom-fields"), allow(unused_mut))]
+    #[cfg_attr(not(feature = "release-1-1"), allow(unused_mut))]
     let mut migrations = vec![BASIC];
-    #[cfg(feature = "custom-fields")]
+    #[cfg(feature = "release-1-1")]
     migrations.push(CUSTOM_FIELDS);
+    #[cfg(feature = "release-1-1")]
+    migrations.push(BRANDING);
     migrations
 }
 

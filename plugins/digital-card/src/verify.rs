@@ -157,6 +157,7 @@ pub fn shared(request: &Request) -> Result<Response, Problem> {
     }
     let template = render::find(&card.template)?
         .ok_or_else(|| Problem::internal(format!("template `{}` is missing", card.template)))?;
+    let (template, font_family, logo) = crate::routes::branded(template)?;
     let face = Face {
         organisation: &settings.organisation_name,
         holder: &holder,
@@ -171,6 +172,8 @@ pub fn shared(request: &Request) -> Result<Response, Problem> {
             .map(|base| crate::card::verification_url(base, &card.token)),
         souk_mark: !entitlements::has_feature("white_label"),
         extra: Vec::new(),
+        font_family,
+        logo,
     };
     let svg = render::card_svg(&template, &face).map_err(Problem::internal)?;
     let html = page(
