@@ -614,19 +614,18 @@ fn revoke_share_link(request: &Request) -> Result<Response, Problem> {
     Ok(Response::no_content())
 }
 
+/// A template with the branding applied, the font family and the logo
+/// (content type, bytes) for the face.
+pub type Branded = (
+    render::Template,
+    Option<&'static str>,
+    Option<(String, Vec<u8>)>,
+);
+
 /// Applies the tenant's branding (release 1.1.0, while the plan has
 /// `custom_branding`) to a template: its colours, and the font family
 /// and logo for the face.
-pub fn branded(
-    template: render::Template,
-) -> Result<
-    (
-        render::Template,
-        Option<&'static str>,
-        Option<(String, Vec<u8>)>,
-    ),
-    Problem,
-> {
+pub fn branded(template: render::Template) -> Result<Branded, Problem> {
     #[cfg(feature = "release-1-1")]
     {
         let mut template = template;
