@@ -90,7 +90,7 @@ impl Receiver {
         Receiver { url, got }
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
