@@ -58,7 +58,7 @@ fn install_resolves_dependencies_and_uninstall_refuses_to_break_dependants() {
     let a = host.install("acme", &token, "sql-console");
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.body["also_installed"][0]["module"], "membership");
-    assert_eq!(a.body["also_installed"][0]["version"], "1.1.0");
+    assert_eq!(a.body["also_installed"][0]["version"], "1.2.0");
     let again = host.install("acme", &token, "membership");
     assert_eq!(again.status, 409, "{again:?}");
 
@@ -194,7 +194,7 @@ fn uninstall_archives_then_drops_and_the_archive_restores() {
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(
         a.body["reverted_migrations"],
-        json!(["0002_member_notes", "0001_members"])
+        json!(["0003_member_counting", "0002_member_notes", "0001_members"])
     );
     let archive_id = a.body["archive"]["id"].as_str().unwrap().to_owned();
     // Answers name archives by id; the file is named by it too.
@@ -264,7 +264,7 @@ fn upgrade_runs_only_the_new_migrations_then_the_hook() {
         json!({"number": "M-1", "name": "Nima", "email": "n@example.org"}),
     );
     assert_eq!(a.status, 201, "{a:?}");
-    // The 1.1.0 routes do not exist in 1.0.0.
+    // The notes routes (1.1.0 and later) do not exist in 1.0.0.
     assert_eq!(
         host.get("/t/acme/m/membership/members/M-1/notes", &token)
             .status,
@@ -277,13 +277,16 @@ fn upgrade_runs_only_the_new_migrations_then_the_hook() {
         json!({}),
     );
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(a.body["installation"]["version"], "1.1.0");
-    assert_eq!(a.body["applied_migrations"], json!(["0002_member_notes"]));
+    assert_eq!(a.body["installation"]["version"], "1.2.0");
+    assert_eq!(
+        a.body["applied_migrations"],
+        json!(["0002_member_notes", "0003_member_counting"])
+    );
     assert_eq!(
         host.get("/t/acme/m/membership/members/M-1", &token).body["name"],
         "Nima"
     );
-    assert_eq!(ledger(&host, "acme"), 2);
+    assert_eq!(ledger(&host, "acme"), 3);
 
     let a = host.post(
         "/v1/tenants/acme/modules/membership/upgrade",
@@ -326,7 +329,7 @@ fn upgrade_runs_only_the_new_migrations_then_the_hook() {
         .collect();
     assert_eq!(upgrades.len(), 2);
     assert_eq!(upgrades[0]["from_version"], "1.0.0");
-    assert_eq!(upgrades[0]["to_version"], "1.1.0");
+    assert_eq!(upgrades[0]["to_version"], "1.2.0");
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod hostile_input;
 mod hostile_sql;
 mod jobs;
 mod lifecycle;
+mod membership;
 mod metering;
 mod noticeboard;
 mod packages;

@@ -22,7 +22,7 @@ fn malformed_manifests_are_refused_naming_the_field() {
     refused(
         &host,
         package("membership", |m| {
-            m.replace("version: 1.1.0", "version: eleven")
+            m.replace("version: 1.2.0", "version: eleven")
         }),
         "`version`",
     );
@@ -87,7 +87,7 @@ fn a_manifest_that_disagrees_with_its_component_is_refused() {
     );
     refused(
         &host,
-        package("membership", |m| m.replace("api: 0.2.0", "api: 0.1.0")),
+        package("membership", |m| m.replace("api: 0.3.0", "api: 0.1.0")),
         "api",
     );
 }

@@ -190,7 +190,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
     );
     // A core module is not a component for a supported WIT version.
     let manifest = std::fs::read_to_string(crate::support::module_files("membership").0).unwrap();
-    let core = crate::support::raw_package(&manifest.replace("1.1.0", "1.1.1"), b"\0asm\x01\0\0\0");
+    let core = crate::support::raw_package(&manifest.replace("1.2.0", "1.2.1"), b"\0asm\x01\0\0\0");
     let core_path = dir.path().join("core.souk");
     std::fs::write(&core_path, core).unwrap();
     let (ok, _, stderr) = publish("publisher.key", &core_path);
@@ -213,7 +213,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
     ]);
     assert!(ok, "{stdout}{stderr}");
     assert!(
-        stdout.contains("membership 1.1.0") && stdout.contains("signed by ed25519:"),
+        stdout.contains("membership 1.2.0") && stdout.contains("signed by ed25519:"),
         "{stdout}"
     );
     let token = host.tenant_with("acme", "membership");
@@ -229,7 +229,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
         "registry",
         "deprecate",
         "membership",
-        "1.1.0",
+        "1.2.0",
         "--reason",
         "superseded",
         "--replacement",
@@ -263,7 +263,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
             "registry",
             verb,
             "membership",
-            "1.1.0",
+            "1.2.0",
             "--reason",
             "test",
             "--registry",
@@ -324,7 +324,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
     ]);
     assert!(ok, "{stdout}{stderr}");
     assert!(
-        stdout.contains("REVOKED: membership 1.1.0") && stdout.contains("acme, beta"),
+        stdout.contains("REVOKED: membership 1.2.0") && stdout.contains("acme, beta"),
         "{stdout}"
     );
     let a = host.get("/t/acme/m/membership/members/P-1", &token);
@@ -343,7 +343,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
         root_file.to_str().unwrap(),
     ]);
     assert!(ok, "offline pull from the verified cache: {stdout}{stderr}");
-    assert!(stdout.contains("REVOKED: membership 1.1.0"), "{stdout}");
+    assert!(stdout.contains("REVOKED: membership 1.2.0"), "{stdout}");
     let (ok, _, stderr) = host.cli(&[
         "registry",
         "pull",
@@ -352,7 +352,7 @@ fn an_operator_publishes_to_a_registry_process_and_a_host_installs_after_verifyi
         "--offline",
         "--trust-root",
         root_file.to_str().unwrap(),
-        "membership@1.1.0",
+        "membership@1.2.0",
     ]);
     assert!(!ok && stderr.contains("revoked"), "{stderr}");
 }
@@ -386,7 +386,7 @@ fn first_party_modules_are_signed_by_the_embedded_registry_and_pullable() {
     ]);
     assert!(ok, "{stdout}{stderr}");
     assert!(
-        stdout.contains("membership 1.1.0") && stdout.contains(&signer),
+        stdout.contains("membership 1.2.0") && stdout.contains(&signer),
         "{stdout}"
     );
 
@@ -481,12 +481,12 @@ fn a_host_pinned_to_the_first_root_follows_two_rotations() {
     ]);
     assert!(ok && stdout.contains("version 3"), "{stdout}{stderr}");
 
-    // The second publisher, granted only by root 3, publishes 1.1.1.
-    let next = dir.path().join("membership-1.1.1.souk");
+    // The second publisher, granted only by root 3, publishes 1.2.1.
+    let next = dir.path().join("membership-1.2.1.souk");
     std::fs::write(
         &next,
         crate::support::package("membership", |m| {
-            m.replace("version: 1.1.0", "version: 1.1.1")
+            m.replace("version: 1.2.0", "version: 1.2.1")
         }),
     )
     .unwrap();
@@ -502,7 +502,7 @@ fn a_host_pinned_to_the_first_root_follows_two_rotations() {
     ]);
     assert!(ok, "{stdout}{stderr}");
 
-    // A host that pinned root 1 follows 1 -> 2 -> 3 and accepts 1.1.1.
+    // A host that pinned root 1 follows 1 -> 2 -> 3 and accepts 1.2.1.
     let host = crate::support::Host::start(&[]);
     let (ok, stdout, stderr) = host.cli(&[
         "registry",
@@ -514,7 +514,7 @@ fn a_host_pinned_to_the_first_root_follows_two_rotations() {
         "membership",
     ]);
     assert!(ok, "{stdout}{stderr}");
-    assert!(stdout.contains("membership 1.1.1"), "{stdout}");
+    assert!(stdout.contains("membership 1.2.1"), "{stdout}");
 }
 
 // ----- publishing authenticates before it reads -----
@@ -796,7 +796,7 @@ fn max_uploads_bounds_concurrent_authenticated_publishes_of_the_registry_process
         souk_module_registry::KeyPair::read_private_key(&keys.join("publisher.key")).unwrap();
     let first = crate::support::package("membership", |m| m);
     let second = crate::support::package("membership", |m| {
-        m.replace("version: 1.1.0", "version: 1.1.1")
+        m.replace("version: 1.2.0", "version: 1.2.1")
     });
     let first_entry = entry_header(&publish_entry(&first, None, &publisher));
     let second_entry = entry_header(&publish_entry(&second, None, &publisher));

@@ -19,6 +19,10 @@ pub fn module_files(name: &str) -> (PathBuf, PathBuf) {
             "tests/modules/membership-v1_0/module.yaml",
             "souk_test_membership_v1_0",
         ),
+        "membership-1.1" => (
+            "tests/modules/membership-v1_1/module.yaml",
+            "souk_test_membership_v1_1",
+        ),
         other => {
             let dir = format!("tests/modules/{other}/module.yaml");
             let file = format!("souk_test_{}", other.replace('-', "_"));

@@ -216,7 +216,7 @@ fn the_cli_and_the_api_share_state() {
     let token = token.trim().to_owned();
     let (ok, out, err) = host.cli(&["module", "install", "cli-made", "membership"]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("membership 1.1.0"), "{out}");
+    assert!(out.contains("membership 1.2.0"), "{out}");
     let a = host.get("/v1/tenants/cli-made/modules", &token);
     assert_eq!(a.status, 200);
     assert_eq!(a.body[0]["module"], "membership");

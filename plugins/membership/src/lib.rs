@@ -5,15 +5,22 @@
 //! It exports the `members` table, so modules that depend on `membership`
 //! can read `membership.members`.
 //!
-//! Two releases are built from this source: 1.1.0 (this crate, with the
-//! default feature `member-notes`) and 1.0.0 (the crate in
-//! `tests/modules/membership-v1_0`, without it), so upgrade tests have a
-//! real older version. 1.1.0 adds migration `0002_member_notes` and the
-//! `/members/{number}/notes` routes.
+//! Three releases are built from this source, so upgrade tests have real
+//! older versions:
+//! - 1.2.0 (this crate, module API 0.3.0, default features `member-notes`
+//!   and `member-events`): members counted against `max_members` through
+//!   the entitlements interface, and the events `member_created`,
+//!   `member_updated` and `member_left` (migration `0003_member_counting`);
+//! - 1.1.0 (`tests/modules/membership-v1_1`, API 0.2.0, `member-notes`
+//!   only): migration `0002_member_notes` and the `/members/{number}/notes`
+//!   routes;
+//! - 1.0.0 (`tests/modules/membership-v1_0`, API 0.2.0, no feature).
 
 mod member;
 mod routes;
 mod schema;
+#[cfg(feature = "member-events")]
+mod tally;
 
 use souk_sdk::{Gates, HookError, LimitKind, Migration, Module, Request, Response};
 

@@ -77,6 +77,8 @@ fn create_member(request: &Request) -> Result<Response, Problem> {
         Some(number) => number,
         None => next_free_number()?,
     };
+    #[cfg(feature = "member-events")]
+    crate::tally::take_one()?;
     db::execute(
         "INSERT INTO members (number, name, email, status, joined_on) \
          VALUES (?1, ?2, ?3, ?4, COALESCE(?5, date('now')))",
@@ -91,6 +93,8 @@ fn create_member(request: &Request) -> Result<Response, Problem> {
     .map_err(|error| constraint_as_duplicate(error, number.as_str()))?;
     let member = find_member(number.as_str())?
         .ok_or_else(|| Problem::internal(format!("member `{number}` vanished after insert")))?;
+    #[cfg(feature = "member-events")]
+    announce(None, &member)?;
     Ok(Response::json(201, &member))
 }
 
@@ -121,10 +125,28 @@ fn update_member(request: &Request) -> Result<Response, Problem> {
 /// record, set the status to `left` instead).
 fn delete_member(request: &Request) -> Result<Response, Problem> {
     let number = request.param("number")?;
+    let member = find_member(number)?.ok_or_else(|| member_not_found(number))?;
     let changes = db::execute("DELETE FROM members WHERE number = ?1", params![number])?;
     if changes.rows_affected == 0 {
         return Err(member_not_found(number));
     }
+    #[cfg(feature = "member-events")]
+    {
+        crate::tally::give_back_one()?;
+        if member.status != MemberStatus::Left {
+            crate::tally::emit(
+                "member_left",
+                &crate::tally::MemberEvent {
+                    number,
+                    name: &member.name,
+                    status: MemberStatus::Left.as_str(),
+                    reason: Some("deleted"),
+                },
+            )?;
+        }
+    }
+    #[cfg(not(feature = "member-events"))]
+    let _ = member;
     Ok(Response::no_content())
 }
 
@@ -182,6 +204,7 @@ fn find_member(number: &str) -> Result<Option<Member>, Problem> {
 
 /// Writes validated fields to an existing member and returns it.
 fn write_member(number: &str, fields: &MemberFields) -> Result<Response, Problem> {
+    let before = find_member(number)?.ok_or_else(|| member_not_found(number))?;
     let changes = db::execute(
         "UPDATE members SET name = ?2, email = ?3, status = ?4, \
          joined_on = COALESCE(?5, joined_on) WHERE number = ?1",
@@ -197,7 +220,40 @@ fn write_member(number: &str, fields: &MemberFields) -> Result<Response, Problem
         return Err(member_not_found(number));
     }
     let member = find_member(number)?.ok_or_else(|| member_not_found(number))?;
+    #[cfg(feature = "member-events")]
+    announce(Some(&before), &member)?;
+    #[cfg(not(feature = "member-events"))]
+    let _ = before;
     Ok(Response::json(200, &member))
+}
+
+/// Emits what changed (release 1.2.0): `member_created` for a new member,
+/// `member_updated` for any write to an existing one, and `member_left`
+/// when the status becomes `left`.
+#[cfg(feature = "member-events")]
+fn announce(before: Option<&Member>, after: &Member) -> Result<(), Problem> {
+    use crate::tally::{MemberEvent, emit};
+    let event = MemberEvent {
+        number: &after.number,
+        name: &after.name,
+        status: after.status.as_str(),
+        reason: None,
+    };
+    emit(
+        if before.is_some() { "member_updated" } else { "member_created" },
+        &event,
+    )?;
+    let was_left = before.is_some_and(|member| member.status == MemberStatus::Left);
+    if after.status == MemberStatus::Left && !was_left {
+        emit(
+            "member_left",
+            &MemberEvent {
+                reason: Some("left"),
+                ..event
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Hands out the next generated member number (`M-0001`, ...), skipping

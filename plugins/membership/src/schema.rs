@@ -35,12 +35,28 @@ const MEMBER_NOTES: Migration = Migration::new(
     ALTER TABLE members DROP COLUMN notes",
 );
 
+/// Whether the members that existed before release 1.2.0 have been
+/// counted against `max_members` yet (see `tally`): not yet after an
+/// upgrade; the install hook marks a fresh install counted.
+#[cfg(feature = "member-events")]
+const MEMBER_COUNTING: Migration = Migration::new(
+    "0003_member_counting",
+    "CREATE TABLE member_counting (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        counted INTEGER NOT NULL CHECK (counted IN (0, 1))
+    );
+    INSERT INTO member_counting (id, counted) VALUES (1, 0)",
+    "DROP TABLE member_counting",
+);
+
 /// The migrations of this release, oldest first.
 pub fn migrations() -> Vec<Migration> {
     #[cfg_attr(not(feature = "member-notes"), allow(unused_mut))]
     let mut migrations = vec![MEMBERS];
     #[cfg(feature = "member-notes")]
     migrations.push(MEMBER_NOTES);
+    #[cfg(feature = "member-events")]
+    migrations.push(MEMBER_COUNTING);
     migrations
 }
 
@@ -58,5 +74,7 @@ pub fn seed() -> Result<(), HookError> {
         params![NUMBER_PREFIX],
     )
     .map_err(|error| HookError::new(format!("seeding member numbering failed: {error}")))?;
+    #[cfg(feature = "member-events")]
+    crate::tally::mark_fresh_install()?;
     Ok(())
 }
