@@ -508,3 +508,303 @@ fn forum_admin_routes_and_the_free_plan_limit() {
     assert_eq!(get(&host, "/forums/third", Some(&acme.asha)).status, 404);
     assert_eq!(get(&host, "/forums/third", Some(&acme.admin)).status, 200);
 }
+
+/// Every route of the plus plan, as (method, path, body), for thread
+/// `thread` and post `post`.
+fn plus_routes(thread: i64, post: i64) -> Vec<(&'static str, String, Option<Value>)> {
+    vec![
+        ("POST", "/conversations".into(), Some(json!({"to": ["M-2"], "subject": "s", "body": "b"}))),
+        ("GET", "/conversations".into(), None),
+        ("GET", "/conversations/1".into(), None),
+        ("POST", "/conversations/1/messages".into(), Some(json!({"body": "b"}))),
+        ("PUT", format!("/posts/{post}/attachments?name=a.txt&type=text/plain"), Some(json!("x"))),
+        ("GET", "/attachments/1".into(), None),
+        ("POST", format!("/threads/{thread}/poll"), Some(json!({"question": "q", "options": ["a", "b"]}))),
+        ("GET", format!("/threads/{thread}/poll"), None),
+        ("POST", format!("/threads/{thread}/poll/votes"), Some(json!({"options": [1]}))),
+        ("PUT", format!("/threads/{thread}/subscription"), Some(json!({}))),
+        ("DELETE", format!("/threads/{thread}/subscription"), None),
+        ("GET", "/notifications".into(), None),
+        ("POST", "/notifications/read".into(), Some(json!({"all": true}))),
+        ("PUT", "/me/preferences".into(), Some(json!({"digest": true}))),
+    ]
+}
+
+/// Asserts that every route answers 402 naming `feature`-ish denial.
+fn all_402(host: &Host, who: &str, routes: &[(&'static str, String, Option<Value>)]) {
+    for (method, path, body) in routes {
+        let r = call(host, method, &format!("{FORUM}{path}"), Cred::Bearer(who), body.clone());
+        assert_eq!(r.status, 402, "{method} {path}: {r:?}");
+        assert_eq!(r.body["reason"], "feature_not_in_plan", "{method} {path}: {r:?}");
+    }
+}
+
+#[test]
+fn every_plus_route_is_402_on_free_and_a_downgrade_keeps_posts_readable() {
+    let host = start(&[]);
+    let acme = discussion(&host);
+    let (thread, opening) = new_thread(&host, &acme.asha, "general", "Plans", "text");
+    all_402(&host, &acme.asha, &plus_routes(thread, opening));
+    let r = get(&host, &format!("/threads/{thread}/poll"), None);
+    assert_eq!(r.status, 402, "anonymous too: {r:?}");
+
+    grant(&host, "plus");
+    let r = send(&host, "POST", &format!("/threads/{thread}/poll"), &acme.asha, json!({"question": "Which day?", "options": ["Sat", "Sun"]}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = reply(&host, &acme.bikash, thread, json!({"body": "on plus"}));
+    assert_eq!(r.status, 201, "{r:?}");
+
+    // Back on free: the paid routes close, every post stays readable.
+    grant(&host, "free");
+    all_402(&host, &acme.asha, &plus_routes(thread, opening));
+    let posts = all_pages(&host, &format!("/threads/{thread}/posts"), None, 10);
+    assert_eq!(posts.len(), 2);
+    assert!(posts.iter().all(|p| p["html"].is_string()), "{posts:?}");
+    assert_eq!(reply(&host, &acme.asha, thread, json!({"body": "still talking"})).status, 201);
+}
+
+#[test]
+fn members_message_each_other_with_unread_counts() {
+    let host = start(&[]);
+    let acme = discussion(&host);
+    grant(&host, "plus");
+    member(&host, &acme.admin, "M-3", "Deepa Gurung");
+    let (_, deepa) = user(&host, &acme.admin, "deepa@example.org", Some("M-3"), "member");
+
+    let r = send(&host, "POST", "/conversations", &acme.chandra, json!({"to": ["M-1"], "subject": "hi", "body": "hello"}));
+    assert_eq!(r.status, 403, "no member, no messages: {r:?}");
+    let r = send(&host, "POST", "/conversations", &acme.asha, json!({"to": ["M-404"], "subject": "hi", "body": "hello"}));
+    assert_eq!(r.status, 422, "{r:?}");
+    let r = send(&host, "POST", "/conversations", &acme.asha, json!({"to": ["M-2"], "subject": "Rota", "body": "Can you do <script>x</script>Tuesday?"}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let conversation = r.body["conversation"]["id"].as_i64().unwrap();
+    assert_eq!(r.body["conversation"]["unread"], 0, "{r:?}");
+
+    let r = get(&host, "/conversations", Some(&acme.bikash));
+    assert_eq!(r.body["unread"], 1, "{r:?}");
+    assert_eq!(r.body["items"][0]["subject"], "Rota");
+    let r = get(&host, &format!("/conversations/{conversation}"), Some(&acme.bikash));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["items"][0]["html"], "<p>Can you do Tuesday?</p>\n");
+    assert_eq!(get(&host, "/conversations", Some(&acme.bikash)).body["unread"], 0);
+    let r = send(&host, "POST", &format!("/conversations/{conversation}/messages"), &acme.bikash, json!({"body": "Yes."}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = send(&host, "POST", &format!("/conversations/{conversation}/messages"), &acme.bikash, json!({"body": "And Wednesday."}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = get(&host, "/conversations", Some(&acme.asha));
+    assert_eq!(r.body["unread"], 2, "{r:?}");
+    assert_eq!(r.body["items"][0]["unread"], 2, "{r:?}");
+
+    // Not a participant: the conversation does not exist.
+    assert_eq!(get(&host, &format!("/conversations/{conversation}"), Some(&deepa)).status, 404);
+    let r = send(&host, "POST", &format!("/conversations/{conversation}/messages"), &deepa, json!({"body": "me?"}));
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(get(&host, "/conversations", Some(&deepa)).body["items"], json!([]));
+}
+
+#[test]
+fn one_vote_per_member_under_twenty_parallel_votes() {
+    let host = start(&["--tenant-concurrency", "16"]);
+    let acme = discussion(&host);
+    grant(&host, "plus");
+    let (thread, _) = new_thread(&host, &acme.asha, "general", "Vote", "which?");
+    let r = send(&host, "POST", &format!("/threads/{thread}/poll"), &acme.bikash, json!({"question": "q", "options": ["a", "b"]}));
+    assert_eq!(r.status, 403, "only the thread's author adds a poll: {r:?}");
+    let r = send(&host, "POST", &format!("/threads/{thread}/poll"), &acme.asha, json!({"question": "q", "options": ["only one"]}));
+    assert_eq!(r.status, 422, "{r:?}");
+    let r = send(&host, "POST", &format!("/threads/{thread}/poll"), &acme.asha, json!({"question": "Day?", "options": ["Sat", "Sun"]}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let sat = r.body["poll"]["options"][0]["id"].as_i64().unwrap();
+    let sun = r.body["poll"]["options"][1]["id"].as_i64().unwrap();
+    let r = send(&host, "POST", &format!("/threads/{thread}/poll"), &acme.asha, json!({"question": "again", "options": ["a", "b"]}));
+    assert_eq!(r.status, 409, "{r:?}");
+    let r = send(&host, "POST", &format!("/threads/{thread}/poll/votes"), &acme.bikash, json!({"options": [sat, sun]}));
+    assert_eq!(r.status, 422, "single choice: {r:?}");
+    let r = send(&host, "POST", &format!("/threads/{thread}/poll/votes"), &acme.chandra, json!({"options": [sat]}));
+    assert_eq!(r.status, 403, "{r:?}");
+
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let host = &host;
+                let bikash = acme.bikash.as_str();
+                scope.spawn(move || {
+                    let option = if i % 2 == 0 { sat } else { sun };
+                    // Past the tenant's concurrency cap the host answers
+                    // 429 before the module runs: such a vote is sent again.
+                    loop {
+                        let status = send(host, "POST", &format!("/threads/{thread}/poll/votes"), bikash, json!({"options": [option]})).status;
+                        if status != 429 {
+                            return status;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+    let r = send(&host, "POST", &format!("/threads/{thread}/poll/votes"), &acme.asha, json!({"options": [sun]}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = get(&host, &format!("/threads/{thread}/poll"), None);
+    assert_eq!(r.body["poll"]["voters"], 2, "{r:?}");
+    let votes: i64 = r.body["poll"]["options"].as_array().unwrap().iter().map(|o| o["votes"].as_i64().unwrap()).sum();
+    assert_eq!(votes, 2, "{r:?}");
+    let db = host.tenant_db("acme");
+    let ballots: i64 = db
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND sql IS NULL AND tbl_name LIKE '%ballots'", [], |row| row.get(0))
+        .unwrap();
+    assert!(ballots >= 1, "the UNIQUE constraint is in the schema");
+
+    // Multiple choice, closing in a second.
+    let (second, _) = new_thread(&host, &acme.asha, "general", "Snacks", "bring what?");
+    let r = send(&host, "POST", &format!("/threads/{second}/poll"), &acme.asha, json!({"question": "What?", "options": ["tea", "cake", "fruit"], "multiple": true, "closes_in_seconds": 1}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let options: Vec<i64> = r.body["poll"]["options"].as_array().unwrap().iter().map(|o| o["id"].as_i64().unwrap()).collect();
+    let r = send(&host, "POST", &format!("/threads/{second}/poll/votes"), &acme.bikash, json!({"options": [options[0], options[2]]}));
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["poll"]["my_vote"], json!([options[0], options[2]]));
+    let r = send(&host, "POST", &format!("/threads/{second}/poll/votes"), &acme.asha, json!({"options": [sat]}));
+    assert_eq!(r.status, 422, "another poll's option: {r:?}");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = send(&host, "POST", &format!("/threads/{second}/poll/votes"), &acme.asha, json!({"options": [options[1]]}));
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.body["type"], "https://souk.dev/problems/forum/poll-closed");
+
+    // The plus test plan keeps three polls.
+    let (third, _) = new_thread(&host, &acme.asha, "general", "Third", "t");
+    let (fourth, _) = new_thread(&host, &acme.asha, "general", "Fourth", "t");
+    let poll = json!({"question": "q", "options": ["a", "b"]});
+    assert_eq!(send(&host, "POST", &format!("/threads/{third}/poll"), &acme.asha, poll.clone()).status, 201);
+    let r = send(&host, "POST", &format!("/threads/{fourth}/poll"), &acme.asha, poll);
+    assert_eq!(r.status, 402, "{r:?}");
+}
+
+/// A PNG by its signature, `len` bytes long.
+fn png(len: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(len, b'x');
+    bytes
+}
+
+fn upload(host: &Host, who: &str, post: i64, name: &str, content_type: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let res = host
+        .client
+        .put(format!("{}{FORUM}/posts/{post}/attachments?name={name}&type={content_type}", host.base))
+        .bearer_auth(who)
+        .body(bytes)
+        .send()
+        .expect("upload");
+    let status = res.status().as_u16();
+    (status, serde_json::from_slice(&res.bytes().unwrap()).unwrap_or(Value::Null))
+}
+
+#[test]
+fn attachments_are_checked_for_type_size_and_quota() {
+    let host = start(&[]);
+    let acme = discussion(&host);
+    grant(&host, "plus");
+    let (thread, opening) = new_thread(&host, &acme.asha, "general", "Photos", "look");
+
+    let (status, body) = upload(&host, &acme.asha, opening, "a.png", "image/png", png(2000));
+    assert_eq!(status, 201, "{body}");
+    let attachment = body["attachment"]["id"].as_i64().unwrap();
+    let (status, body) = upload(&host, &acme.bikash, opening, "b.png", "image/png", png(10));
+    assert_eq!(status, 403, "another's post: {body}");
+    let (status, body) = upload(&host, &acme.asha, opening, "x.png", "image/png", b"MZ\x90\x00 not a png".to_vec());
+    assert_eq!(status, 415, "the bytes are not a PNG: {body}");
+    let (status, body) = upload(&host, &acme.asha, opening, "x.zip", "application/zip", b"PK\x03\x04zip".to_vec());
+    assert_eq!(status, 415, "not on the allow-list: {body}");
+    let (status, body) = upload(&host, &acme.asha, opening, "big.png", "image/png", png(2 * 1024 * 1024 + 1));
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = upload(&host, &acme.asha, opening, "c.png", "image/png", png(2000));
+    assert_eq!(status, 402, "3000 bytes on the plus test plan: {body}");
+    assert_eq!(body["reason"], "limit_reached", "{body}");
+
+    // The post lists it; anybody who reads the post gets a signed URL.
+    let r = get(&host, &format!("/threads/{thread}"), None);
+    assert_eq!(r.body["post"]["attachments"][0]["name"], "a.png", "{r:?}");
+    let r = get(&host, &format!("/attachments/{attachment}"), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let url = r.body["url"].as_str().unwrap();
+    let res = host.client.get(format!("{}{url}", host.base)).send().unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().unwrap().to_vec(), png(2000));
+    assert_eq!(get(&host, "/attachments/999", None).status, 404);
+}
+
+fn mails_to(sink: &crate::smtp_sink::SmtpSink, address: &str, subject: &str) -> usize {
+    sink.messages()
+        .iter()
+        .filter(|m| m.rcpt_to.iter().any(|r| r.contains(address)))
+        .filter(|m| m.header("subject").is_some_and(|s| s.contains(subject)))
+        .count()
+}
+
+fn wait_mails(sink: &crate::smtp_sink::SmtpSink, address: &str, subject: &str, n: usize) {
+    crate::events::wait_until(&format!("{n} mails {subject} to {address}"), || {
+        (mails_to(sink, address, subject) >= n).then_some(())
+    });
+    // Nothing more comes after a moment.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(mails_to(sink, address, subject), n, "{address} {subject}");
+}
+
+#[test]
+fn subscribers_get_one_email_per_reply_or_a_daily_digest() {
+    let sink = crate::smtp_sink::SmtpSink::start();
+    let smtp = sink.url();
+    let host = start(&["--smtp-url", smtp.as_str(), "--mail-from", "Forum <forum@souk.test>"]);
+    let acme = discussion(&host);
+    grant(&host, "plus");
+    let (thread, _) = new_thread(&host, &acme.asha, "general", "Picnic", "Saturday?");
+
+    // Asha is subscribed as the author: one email per reply, none for
+    // Bikash's own reply.
+    assert_eq!(reply(&host, &acme.bikash, thread, json!({"body": "Yes!"})).status, 201);
+    wait_mails(&sink, "asha@example.org", "New reply", 1);
+    assert_eq!(mails_to(&sink, "bikash@example.org", "New reply"), 0);
+    assert_eq!(reply(&host, &acme.asha, thread, json!({"body": "Great"})).status, 201);
+    wait_mails(&sink, "bikash@example.org", "New reply", 1);
+    wait_mails(&sink, "asha@example.org", "New reply", 1);
+
+    // The in-app list.
+    let r = get(&host, "/notifications?unread=true", Some(&acme.asha));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["unread"], 1, "{r:?}");
+    assert_eq!(r.body["items"][0]["title"], "Picnic");
+    let r = send(&host, "POST", "/notifications/read", &acme.asha, json!({"all": true}));
+    assert_eq!(r.body["unread"], 0, "{r:?}");
+    let r = send(&host, "PUT", &format!("/threads/{thread}/subscription"), &acme.chandra, json!({}));
+    assert_eq!(r.status, 403, "{r:?}");
+
+    // Unsubscribed: no more email (the reply comes from Bikash, who is
+    // subscribed as a poster but does not mail himself).
+    let r = call(&host, "DELETE", &format!("{FORUM}/threads/{thread}/subscription"), Cred::Bearer(&acme.asha), None);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(reply(&host, &acme.bikash, thread, json!({"body": "three"})).status, 201);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(mails_to(&sink, "asha@example.org", "New reply"), 1);
+
+    // Bikash wants a digest: nothing per reply, one email on the schedule
+    // (the clock moves a day: sessions idle out, so nothing is asked after).
+    let r = send(&host, "PUT", "/me/preferences", &acme.bikash, json!({"digest": true}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(reply(&host, &acme.asha, thread, json!({"body": "one"})).status, 201);
+    assert_eq!(reply(&host, &acme.asha, thread, json!({"body": "two"})).status, 201);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(mails_to(&sink, "bikash@example.org", "New reply"), 1);
+    assert_eq!(mails_to(&sink, "bikash@example.org", "digest"), 0);
+    let a = host.post("/v1/clock", &host.operator, json!({"advance_seconds": 86_400}));
+    assert_eq!(a.status, 200, "{a:?}");
+    wait_mails(&sink, "bikash@example.org", "digest", 1);
+    let digest = sink
+        .messages()
+        .into_iter()
+        .find(|m| m.header("subject").is_some_and(|s| s.contains("digest")))
+        .unwrap();
+    assert!(digest.data.contains("2 new replies"), "{}", digest.data);
+
+}

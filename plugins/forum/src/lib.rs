@@ -6,10 +6,14 @@
 //! no script ever reaches a browser. Routes, permissions and plans are in
 //! the README.
 
+mod attachments;
 mod forums;
 mod markdown;
+mod messages;
 mod moderation;
+mod notifications;
 mod page;
+mod polls;
 mod posts;
 mod profiles;
 mod schema;
@@ -19,10 +23,12 @@ mod who;
 use serde::Deserialize;
 use serde_json::json;
 use souk_sdk::{
-    Event, Gates, HookError, LimitKind, Migration, Module, Problem, Request, Response, Router, db,
-    params,
+    Event, Gates, HookError, Job, JobOutput, LimitKind, Migration, Module, Problem, Request,
+    Response, Router, db, params,
 };
 
+use crate::forums::Forum as ForumRow;
+use crate::threads::Thread;
 use crate::who::Who;
 
 struct Forum;
@@ -37,7 +43,26 @@ impl Module for Forum {
     }
 
     fn gates() -> Gates {
-        Gates::new().limit("max_forums", "Forums a tenant may keep.", LimitKind::Count)
+        Gates::new()
+            .feature("private_messages", "Private messages between members.")
+            .feature("attachments", "Files attached to posts.")
+            .feature("polls", "Polls in threads.")
+            .feature(
+                "subscriptions",
+                "Thread subscriptions, notifications and email digests.",
+            )
+            .limit("max_forums", "Forums a tenant may keep.", LimitKind::Count)
+            .limit("max_polls", "Polls a tenant may keep.", LimitKind::Count)
+            .limit(
+                "attachment_bytes",
+                "Bytes of attachments the tenant may keep.",
+                LimitKind::Storage,
+            )
+            .limit(
+                "emails_per_month",
+                "Notification emails per month.",
+                LimitKind::Email,
+            )
     }
 
     fn handle(request: Request) -> Response {
@@ -60,7 +85,28 @@ impl Module for Forum {
             .get("/me", profiles::me)
             .get("/settings", settings)
             .put("/settings", put_settings)
+            .post("/conversations", messages::create)
+            .get("/conversations", messages::list)
+            .get("/conversations/{id}", messages::show)
+            .post("/conversations/{id}/messages", messages::send)
+            .put("/posts/{id}/attachments", attachments::attach)
+            .get("/attachments/{id}", attachments::url)
+            .post("/threads/{id}/poll", polls::create)
+            .get("/threads/{id}/poll", polls::show)
+            .post("/threads/{id}/poll/votes", polls::vote)
+            .put("/threads/{id}/subscription", notifications::put)
+            .delete("/threads/{id}/subscription", notifications::delete)
+            .get("/notifications", notifications::list)
+            .post("/notifications/read", notifications::mark_read)
+            .put("/me/preferences", notifications::preferences)
             .handle(request)
+    }
+
+    fn run_job(job: Job) -> Result<JobOutput, HookError> {
+        match job.name.as_str() {
+            "digest" => notifications::digest_job(),
+            other => Err(HookError::new(format!("no job named {other}"))),
+        }
     }
 
     /// Membership's `member_left` closes the member's posting rights (and
@@ -101,6 +147,22 @@ impl Module for Forum {
         }
         Ok(())
     }
+}
+
+/// What follows every new post, in its call's transaction: the author's
+/// subscription and the subscribers' notifications.
+///
+/// # Errors
+///
+/// Database errors.
+pub(crate) fn after_post(
+    who: &Who,
+    forum: &ForumRow,
+    thread: &Thread,
+    post: i64,
+    opening: bool,
+) -> Result<(), Problem> {
+    notifications::after_post(who, forum, thread, post, opening)
 }
 
 /// Writes one line of the moderation log: who did what to what, and why.

@@ -69,3 +69,42 @@ mod tests {
         assert_eq!(cursor(&[0, 7]), "0.7");
     }
 }
+
+/// Rows of `sql` as JSON objects keyed by column name; the columns named
+/// in `booleans` (SQLite's 0 and 1) become `false` and `true`.
+///
+/// # Errors
+///
+/// Database errors.
+pub fn objects(
+    sql: &str,
+    params: &[souk_sdk::db::Value],
+    booleans: &[&str],
+) -> Result<Vec<serde_json::Value>, Problem> {
+    use souk_sdk::db::Value;
+    let rows = souk_sdk::db::query(sql, params)?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let object = row
+                .columns()
+                .iter()
+                .zip(row.values())
+                .map(|(column, value)| {
+                    let json = match value {
+                        Value::Integer(n) if booleans.contains(&column.as_str()) => {
+                            serde_json::Value::Bool(*n != 0)
+                        }
+                        Value::Null => serde_json::Value::Null,
+                        Value::Integer(n) => serde_json::Value::from(*n),
+                        Value::Real(x) => serde_json::Value::from(*x),
+                        Value::Text(text) => serde_json::Value::from(text.as_str()),
+                        Value::Blob(_) => serde_json::Value::Null,
+                    };
+                    (column.clone(), json)
+                })
+                .collect();
+            serde_json::Value::Object(object)
+        })
+        .collect())
+}

@@ -146,6 +146,9 @@ pub struct Post {
     /// Why, to moderators and to its author.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hidden_reason: Option<String>,
+    /// Its attachments' `{id, name, content_type, size}`; empty when the
+    /// post is not shown.
+    pub attachments: Vec<serde_json::Value>,
 }
 
 fn shown(who: &Who, moderator: bool, stored: StoredPost) -> Result<Post, Problem> {
@@ -166,7 +169,13 @@ fn shown(who: &Who, moderator: bool, stored: StoredPost) -> Result<Post, Problem
         }
         None => None,
     };
+    let attachments = if html.is_some() {
+        crate::attachments::of_post(stored.id)?
+    } else {
+        Vec::new()
+    };
     Ok(Post {
+        attachments,
         id: stored.id,
         thread: stored.thread_id,
         opening: stored.opening,
@@ -306,6 +315,7 @@ pub fn reply(request: &Request) -> Result<Response, Problem> {
     }
     let id = insert(thread.id, false, &who, &new.body, new.quote)?;
     let post = load(&who, id)?;
+    crate::after_post(&who, &forum, &thread, id, false)?;
     Ok(Response::json(201, &json!({ "post": post })))
 }
 

@@ -125,9 +125,104 @@ const MODERATION: Migration = Migration::new(
     DROP TABLE moderators",
 );
 
+/// Plus: private messages, attachments, polls (one ballot per member by
+/// a UNIQUE constraint), thread subscriptions, notifications and digest
+/// preferences.
+const PLUS: Migration = Migration::new(
+    "0003_plus",
+    "CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        subject TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_message_id INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE conversation_members (
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+        member_number TEXT NOT NULL,
+        last_read_id INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (conversation_id, member_number)
+    );
+    CREATE INDEX conversation_members_by_member ON conversation_members (member_number);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+        author_number TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        html TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+    CREATE TABLE attachments (
+        id INTEGER PRIMARY KEY,
+        post_id INTEGER NOT NULL REFERENCES posts (id),
+        file_id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX attachments_by_post ON attachments (post_id);
+    CREATE TABLE polls (
+        id INTEGER PRIMARY KEY,
+        thread_id INTEGER NOT NULL UNIQUE REFERENCES threads (id),
+        question TEXT NOT NULL,
+        multiple INTEGER NOT NULL,
+        closes_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE poll_options (
+        id INTEGER PRIMARY KEY,
+        poll_id INTEGER NOT NULL REFERENCES polls (id),
+        label TEXT NOT NULL,
+        position INTEGER NOT NULL
+    );
+    CREATE TABLE ballots (
+        id INTEGER PRIMARY KEY,
+        poll_id INTEGER NOT NULL REFERENCES polls (id),
+        member_number TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (poll_id, member_number)
+    );
+    CREATE TABLE ballot_choices (
+        ballot_id INTEGER NOT NULL REFERENCES ballots (id),
+        option_id INTEGER NOT NULL REFERENCES poll_options (id),
+        PRIMARY KEY (ballot_id, option_id)
+    );
+    CREATE TABLE subscriptions (
+        thread_id INTEGER NOT NULL REFERENCES threads (id),
+        member_number TEXT NOT NULL,
+        PRIMARY KEY (thread_id, member_number)
+    );
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        member_number TEXT NOT NULL,
+        thread_id INTEGER NOT NULL,
+        post_id INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        read_at INTEGER,
+        mail TEXT NOT NULL CHECK (mail IN ('digest', 'sent', 'digested', 'none'))
+    );
+    CREATE INDEX notifications_by_member ON notifications (member_number, id);
+    CREATE TABLE preferences (
+        member_number TEXT PRIMARY KEY,
+        digest INTEGER NOT NULL DEFAULT 0
+    )",
+    "DROP TABLE preferences;
+    DROP TABLE notifications;
+    DROP TABLE subscriptions;
+    DROP TABLE ballot_choices;
+    DROP TABLE ballots;
+    DROP TABLE poll_options;
+    DROP TABLE polls;
+    DROP TABLE attachments;
+    DROP TABLE messages;
+    DROP TABLE conversation_members;
+    DROP TABLE conversations",
+);
+
 /// The migrations of this release, oldest first.
 pub fn migrations() -> Vec<Migration> {
-    vec![BASIC, MODERATION]
+    vec![BASIC, MODERATION, PLUS]
 }
 
 /// The default edit window: 15 minutes.

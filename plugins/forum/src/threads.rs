@@ -178,6 +178,7 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     let post_id = posts::insert(thread_id, true, &who, &new.body, None)?;
     let (thread, _) = visible_by_id(&who, thread_id)?;
     let post = posts::load(&who, post_id)?;
+    crate::after_post(&who, &forum, &thread, post_id, true)?;
     Ok(Response::json(201, &json!({ "thread": thread, "post": post })))
 }
 
