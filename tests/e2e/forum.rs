@@ -717,8 +717,9 @@ fn attachments_are_checked_for_type_size_and_quota() {
     assert_eq!(status, 415, "the bytes are not a PNG: {body}");
     let (status, body) = upload(&host, &acme.asha, opening, "x.zip", "application/zip", b"PK\x03\x04zip".to_vec());
     assert_eq!(status, 415, "not on the allow-list: {body}");
-    let (status, body) = upload(&host, &acme.asha, opening, "big.png", "image/png", png(2 * 1024 * 1024 + 1));
+    let (status, body) = upload(&host, &acme.asha, opening, "big.png", "image/png", png(512 * 1024 + 1));
     assert_eq!(status, 413, "{body}");
+    assert_eq!(body["type"], "https://souk.dev/problems/forum/attachment-too-large", "{body}");
     let (status, body) = upload(&host, &acme.asha, opening, "c.png", "image/png", png(2000));
     assert_eq!(status, 402, "3000 bytes on the plus test plan: {body}");
     assert_eq!(body["reason"], "limit_reached", "{body}");
@@ -807,4 +808,268 @@ fn subscribers_get_one_email_per_reply_or_a_daily_digest() {
         .unwrap();
     assert!(digest.data.contains("2 new replies"), "{}", digest.data);
 
+}
+
+/// Every route of the community plan, as (method, path, body).
+fn community_routes(thread: i64, post: i64) -> Vec<(&'static str, String, Option<Value>)> {
+    vec![
+        ("GET", "/forums/general/moderators".into(), None),
+        ("PUT", "/forums/general/moderators/M-2".into(), Some(json!({}))),
+        ("DELETE", "/forums/general/moderators/M-2".into(), None),
+        ("POST", format!("/posts/{post}/hide"), Some(json!({"reason": "r"}))),
+        ("POST", format!("/posts/{post}/restore"), Some(json!({"reason": "r"}))),
+        ("POST", format!("/threads/{thread}/move"), Some(json!({"forum": "committee", "reason": "r"}))),
+        ("POST", "/forums/general/bans".into(), Some(json!({"number": "M-2", "reason": "r"}))),
+        ("GET", "/forums/general/bans".into(), None),
+        ("DELETE", "/forums/general/bans/M-2".into(), None),
+        ("GET", "/forums/general/log".into(), None),
+        ("POST", format!("/posts/{post}/reports"), Some(json!({"reason": "r"}))),
+        ("GET", "/reports".into(), None),
+        ("POST", "/reports/1/resolve".into(), Some(json!({}))),
+        ("GET", "/analytics".into(), None),
+        ("GET", "/theme".into(), None),
+        ("PUT", "/theme".into(), Some(json!({"primary": "#000000", "background": "#ffffff", "text": "#000000"}))),
+    ]
+}
+
+#[test]
+fn every_community_route_is_402_on_free_and_on_plus() {
+    let host = start(&[]);
+    let acme = discussion(&host);
+    let (thread, opening) = new_thread(&host, &acme.asha, "general", "Gates", "text");
+    let routes = community_routes(thread, opening);
+    all_402(&host, &acme.admin, &routes);
+    grant(&host, "plus");
+    all_402(&host, &acme.admin, &routes);
+    let r = call(&host, "GET", &format!("{FORUM}/analytics"), Cred::Bearer(&acme.admin), None);
+    assert_eq!(r.body["upgrade_plan"], "community", "{r:?}");
+    // API keys of the forum need the community plan too.
+    let r = call(&host, "POST", "/v1/tenants/acme/api-keys", Cred::Bearer(&acme.admin), Some(json!({"module": "forum", "name": "crm"})));
+    assert_eq!(r.status, 201, "{r:?}");
+    let key = r.body["key"].as_str().unwrap().to_owned();
+    let r = get(&host, "/forums", Some(&key));
+    assert_eq!(r.status, 402, "{r:?}");
+    assert_eq!(r.body["feature"], "api_access", "{r:?}");
+    grant(&host, "community");
+    let r = get(&host, "/forums", Some(&key));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "an API key sees public forums: {r:?}");
+    let r = send(&host, "POST", &format!("/threads/{thread}/posts"), &key, json!({"body": "from the CRM"}));
+    assert_eq!(r.status, 403, "a key is no member and posts nothing: {r:?}");
+}
+
+#[test]
+fn moderators_hide_ban_move_and_work_the_report_queue_with_a_log() {
+    let host = start(&[]);
+    let acme = discussion(&host);
+    grant(&host, "community");
+    member(&host, &acme.admin, "M-3", "Deepa Gurung");
+    let (_, deepa) = user(&host, &acme.admin, "deepa@example.org", Some("M-3"), "member");
+    new_forum(&host, &acme.admin, "archive", "public", "members");
+    let (thread, _) = new_thread(&host, &acme.asha, "general", "Market day", "Stalls?");
+    let r = reply(&host, &deepa, thread, json!({"body": "Buy my stuff!!!"}));
+    let spam = r.body["post"]["id"].as_i64().unwrap();
+
+    // Only admins appoint moderators; members are not moderators.
+    let r = send(&host, "PUT", "/forums/general/moderators/M-2", &acme.asha, json!({}));
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = send(&host, "POST", &format!("/posts/{spam}/hide"), &acme.asha, json!({"reason": "spam"}));
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = send(&host, "PUT", "/forums/general/moderators/M-2", &acme.admin, json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = get(&host, "/forums/general/moderators", Some(&acme.asha));
+    assert_eq!(r.body["moderators"], json!(["M-2"]), "{r:?}");
+
+    // Reports: once per member and post; the queue is the moderators'.
+    let r = send(&host, "POST", &format!("/posts/{spam}/reports"), &acme.asha, json!({"reason": "advertising"}));
+    assert_eq!(r.status, 201, "{r:?}");
+    let report = r.body["report"].as_i64().unwrap();
+    let r = send(&host, "POST", &format!("/posts/{spam}/reports"), &acme.asha, json!({"reason": "again"}));
+    assert_eq!(r.status, 409, "{r:?}");
+    let r = send(&host, "POST", &format!("/posts/{spam}/reports"), &acme.chandra, json!({"reason": "x"}));
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(get(&host, "/reports", Some(&acme.asha)).body["items"], json!([]));
+    let r = get(&host, "/reports", Some(&acme.bikash));
+    assert_eq!(r.body["items"][0]["post"], spam, "{r:?}");
+    assert_eq!(r.body["items"][0]["reason"], "advertising");
+
+    // The moderator hides the post with a reason: gone for readers, the
+    // reason shown to its author and moderators.
+    let r = send(&host, "POST", &format!("/posts/{spam}/hide"), &acme.bikash, json!({"reason": "advertising is not allowed"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let posts = all_pages(&host, &format!("/threads/{thread}/posts"), None, 10);
+    assert_eq!(posts[1]["hidden"], true);
+    assert!(posts[1]["html"].is_null() && posts[1].get("hidden_reason").is_none(), "{posts:?}");
+    let posts = all_pages(&host, &format!("/threads/{thread}/posts"), Some(&deepa), 10);
+    assert_eq!(posts[1]["hidden_reason"], "advertising is not allowed", "{posts:?}");
+    let posts = all_pages(&host, &format!("/threads/{thread}/posts"), Some(&acme.bikash), 10);
+    assert!(posts[1]["html"].is_string(), "moderators still read it: {posts:?}");
+    let r = send(&host, "PATCH", &format!("/posts/{spam}"), &deepa, json!({"body": "edited away"}));
+    assert_eq!(r.status, 403, "a hidden post is not edited: {r:?}");
+    let r = send(&host, "POST", &format!("/reports/{report}/resolve"), &acme.asha, json!({}));
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = send(&host, "POST", &format!("/reports/{report}/resolve"), &acme.bikash, json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(get(&host, "/reports", Some(&acme.bikash)).body["items"], json!([]));
+
+    // A ban for a while: the banned member's post is refused, then not.
+    let r = send(&host, "POST", "/forums/general/bans", &acme.bikash, json!({"number": "M-3", "reason": "spamming", "seconds": 2}));
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["ban"]["active"], true, "{r:?}");
+    let r = reply(&host, &deepa, thread, json!({"body": "let me in"}));
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.body["type"], "https://souk.dev/problems/forum/banned");
+    let r = send(&host, "POST", "/forums/general/threads", &deepa, json!({"title": "t", "body": "b"}));
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(reply(&host, &acme.asha, thread, json!({"body": "others still post"})).status, 201);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(reply(&host, &deepa, thread, json!({"body": "sorry"})).status, 201);
+    let r = send(&host, "POST", "/forums/general/bans", &acme.bikash, json!({"number": "M-3", "reason": "again"}));
+    assert_eq!(r.status, 201, "{r:?}");
+    assert!(r.body["ban"]["until"].is_null(), "{r:?}");
+    assert_eq!(reply(&host, &deepa, thread, json!({"body": "hello?"})).status, 403);
+    let r = call(&host, "DELETE", &format!("{FORUM}/forums/general/bans/M-3"), Cred::Bearer(&acme.bikash), None);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(reply(&host, &deepa, thread, json!({"body": "thanks"})).status, 201);
+
+    // Lock: members are refused, moderators reply.
+    let r = send(&host, "PATCH", &format!("/threads/{thread}"), &acme.bikash, json!({"locked": true}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(reply(&host, &acme.asha, thread, json!({"body": "one more"})).status, 423);
+    assert_eq!(reply(&host, &acme.bikash, thread, json!({"body": "closing"})).status, 201);
+
+    // Moving needs the moderator of both forums.
+    let r = send(&host, "POST", &format!("/threads/{thread}/move"), &acme.bikash, json!({"forum": "archive", "reason": "done"}));
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = send(&host, "PUT", "/forums/archive/moderators/M-2", &acme.admin, json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = send(&host, "POST", &format!("/threads/{thread}/move"), &acme.bikash, json!({"forum": "archive", "reason": "done"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = get(&host, "/forums/archive/threads", None);
+    assert_eq!(r.body["items"][0]["id"], thread, "{r:?}");
+
+    // The log says who did what, and why; members do not read it.
+    assert_eq!(get(&host, "/forums/general/log", Some(&acme.asha)).status, 403);
+    let r = get(&host, "/forums/general/log?limit=100", Some(&acme.bikash));
+    assert_eq!(r.status, 200, "{r:?}");
+    let hide = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "hide")
+        .cloned()
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(hide["actor_name"], "bikash");
+    assert_eq!(hide["reason"], "advertising is not allowed");
+    assert_eq!(hide["target"], format!("post {spam}"));
+    let actions: Vec<&str> = r.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for action in ["add_moderator", "resolve_report", "ban", "unban", "lock", "move"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+
+    // Restore brings the post back.
+    let r = send(&host, "POST", &format!("/posts/{spam}/restore"), &acme.bikash, json!({"reason": "appeal granted"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let posts = all_pages(&host, &format!("/threads/{thread}/posts"), None, 10);
+    assert!(posts[1]["html"].is_string(), "{posts:?}");
+}
+
+#[test]
+fn analytics_themes_the_html_view_and_webhooks() {
+    let receiver = crate::events::Receiver::start(&[]);
+    let host = start(&crate::events::LOOPBACK);
+    let acme = discussion(&host);
+    grant(&host, "community");
+    let a = host.post(
+        "/v1/tenants/acme/modules/forum/webhooks",
+        &acme.admin,
+        json!({"url": receiver.url, "event_types": ["thread.created", "post.hidden"]}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let secret = a.body["secret"].as_str().unwrap().to_owned();
+
+    let (thread, _) = new_thread(&host, &acme.asha, "general", "<b>Bold</b> title", "<script>alert(1)</script>Hello");
+    let r = reply(&host, &acme.bikash, thread, json!({"body": "hi"}));
+    let post = r.body["post"]["id"].as_i64().unwrap();
+    assert_eq!(reply(&host, &acme.asha, thread, json!({"body": "hello again"})).status, 201);
+    new_thread(&host, &acme.bikash, "general", "Quiet", "nobody answers");
+
+    // Webhooks: thread.created, then post.hidden (post.created was not asked for).
+    let got = receiver.wait_for(2);
+    assert!(crate::events::verify(&secret, &got[0]));
+    assert_eq!(got[0].json()["type"], "thread.created");
+    assert_eq!(got[0].json()["data"]["thread"], thread);
+    assert_eq!(got[0].json()["data"]["author"]["number"], "M-1");
+    let r = send(&host, "POST", &format!("/posts/{post}/hide"), &acme.admin, json!({"reason": "test"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = receiver.wait_for(3);
+    let hidden = got.iter().find(|g| g.json()["type"] == "post.hidden").expect("post.hidden delivered");
+    assert_eq!(hidden.json()["data"]["post"], post);
+    assert_eq!(hidden.json()["data"]["reason"], "test");
+
+    // Analytics.
+    assert_eq!(get(&host, "/analytics", Some(&acme.asha)).status, 403);
+    let r = get(&host, "/analytics?days=7", Some(&acme.admin));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["per_day"][0]["posts"], 4, "{r:?}");
+    assert_eq!(r.body["per_day"][0]["active_members"], 2, "{r:?}");
+    assert_eq!(r.body["busiest_threads"][0]["id"], thread, "{r:?}");
+    assert_eq!(r.body["busiest_threads"][0]["posts"], 3, "{r:?}");
+    assert_eq!(r.body["response_times"]["threads"], 2, "{r:?}");
+    assert_eq!(r.body["response_times"]["answered"], 1, "{r:?}");
+    assert_eq!(r.body["response_times"]["unanswered"], 1, "{r:?}");
+    assert!(r.body["response_times"]["median_first_reply_seconds"].as_i64().unwrap() >= 0);
+    assert_eq!(get(&host, "/analytics?days=0", Some(&acme.admin)).status, 400);
+
+    // Themes: strict colours and logo; the HTML view uses them, with no
+    // script anywhere and a CSP that forbids it.
+    let r = send(&host, "PUT", "/theme", &acme.admin, json!({"primary": "red;}</style><script>", "background": "#ffffff", "text": "#000000"}));
+    assert_eq!(r.status, 422, "{r:?}");
+    let r = send(&host, "PUT", "/theme", &acme.admin, json!({"primary": "#aa0000", "background": "#fffff0", "text": "#111111", "logo_url": "javascript:alert(1)"}));
+    assert_eq!(r.status, 422, "{r:?}");
+    let r = send(&host, "PUT", "/theme", &acme.asha, json!({"primary": "#aa0000", "background": "#fffff0", "text": "#111111"}));
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = send(&host, "PUT", "/theme", &acme.admin, json!({"primary": "#AA0000", "background": "#fffff0", "text": "#111111", "logo_url": "https://example.org/logo.png"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["primary"], "#aa0000");
+    let page = get(&host, &format!("/view/threads/{thread}"), None);
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    assert!(page.text.contains("#aa0000") && page.text.contains("https://example.org/logo.png"), "{}", page.text);
+    assert!(page.text.contains("&lt;b&gt;Bold&lt;/b&gt; title"), "{}", page.text);
+    assert!(!page.text.to_ascii_lowercase().contains("<script"), "{}", page.text);
+    assert!(page.text.contains("<p><em>removed</em></p>"), "the hidden post: {}", page.text);
+
+    // On plus the theme route closes and the page falls back to the default.
+    grant(&host, "plus");
+    assert_eq!(get(&host, "/theme", None).status, 402);
+    let page = get(&host, &format!("/view/threads/{thread}"), None);
+    assert_eq!(page.status, 200);
+    assert!(!page.text.contains("#aa0000"), "{}", page.text);
+}
+
+#[test]
+fn sso_sign_in_only_with_the_community_plan() {
+    let host = start(&["--sso-allow-insecure"]);
+    let admin = acme(&host);
+    let provider = crate::oidc_provider::Provider::start(
+        crate::sso::start_unix(),
+        crate::sso::person("ravi@example.org", true),
+    );
+    for plan in ["free", "plus"] {
+        grant(&host, plan);
+        let a = crate::sso::configure(&host, "acme", &admin, crate::sso::settings(&provider));
+        assert_eq!(a.status, 402, "{plan}: {a:?}");
+        assert_eq!(a.body["feature"], "sso", "{a:?}");
+    }
+    grant(&host, "community");
+    let a = crate::sso::configure(&host, "acme", &admin, crate::sso::settings(&provider));
+    assert_eq!(a.status, 200, "{a:?}");
+    let signed_in = crate::sso::finish(&crate::sso::begin(&host, "acme", &format!("{FORUM}/me")));
+    assert_eq!(signed_in.status, 303, "{signed_in:?}");
+    let me = crate::sso::with_session(&host, "GET", &format!("{FORUM}/me"), &signed_in, false);
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(me.body["name"], "Alice Example", "{me:?}");
+    assert_eq!(me.body["may_post"], false, "not linked to a member yet: {me:?}");
 }

@@ -9,9 +9,9 @@ use souk_sdk::{Problem, Request, Response, db, files, params};
 use crate::posts;
 use crate::who::Who;
 
-/// The largest attachment, in bytes (the host's own per-file cap may be
-/// lower).
-pub const MAX_ATTACHMENT_BYTES: usize = 2 * 1024 * 1024;
+/// The largest attachment, in bytes (below the host's 1 MiB request body
+/// cap, so the module's own answer is what a client meets).
+pub const MAX_ATTACHMENT_BYTES: usize = 512 * 1024;
 /// At most this many attachments per post.
 const MAX_PER_POST: i64 = 5;
 /// How long a download URL is valid, in seconds.
@@ -56,7 +56,7 @@ pub fn attach(request: &Request) -> Result<Response, Problem> {
     let bytes = request.body();
     if bytes.len() > MAX_ATTACHMENT_BYTES {
         return Err(Problem::new(413, "https://souk.dev/problems/forum/attachment-too-large", "Attachment too large")
-            .with_detail("an attachment may be at most 2 MiB")
+            .with_detail("an attachment may be at most 512 KiB")
             .with_extension("limit", json!(MAX_ATTACHMENT_BYTES)));
     }
     let (count,): (i64,) =

@@ -6,6 +6,7 @@
 //! no script ever reaches a browser. Routes, permissions and plans are in
 //! the README.
 
+mod analytics;
 mod attachments;
 mod forums;
 mod markdown;
@@ -17,14 +18,15 @@ mod polls;
 mod posts;
 mod profiles;
 mod schema;
+mod theme;
 mod threads;
 mod who;
 
 use serde::Deserialize;
 use serde_json::json;
 use souk_sdk::{
-    Event, Gates, HookError, Job, JobOutput, LimitKind, Migration, Module, Problem, Request,
-    Response, Router, db, params,
+    Event, FeatureKind, Gates, HookError, Job, JobOutput, LimitKind, Migration, Module, Problem,
+    Request, Response, Router, db, events, params,
 };
 
 use crate::forums::Forum as ForumRow;
@@ -50,6 +52,22 @@ impl Module for Forum {
             .feature(
                 "subscriptions",
                 "Thread subscriptions, notifications and email digests.",
+            )
+            .feature(
+                "moderation",
+                "Moderators per forum, hiding, moving, bans, the moderation log and reports.",
+            )
+            .feature("analytics", "Posting analytics as JSON for charts.")
+            .feature("themes", "The tenant's colours and logo on the forum's pages.")
+            .feature(
+                "api_access",
+                "The tenant's own systems call the forum with an API key.",
+            )
+            .feature("webhooks", "Webhooks of thread and post events.")
+            .feature_of_kind(
+                "sso",
+                "Members sign in with the tenant's OpenID Connect provider.",
+                FeatureKind::Sso,
             )
             .limit("max_forums", "Forums a tenant may keep.", LimitKind::Count)
             .limit("max_polls", "Polls a tenant may keep.", LimitKind::Count)
@@ -99,6 +117,23 @@ impl Module for Forum {
             .get("/notifications", notifications::list)
             .post("/notifications/read", notifications::mark_read)
             .put("/me/preferences", notifications::preferences)
+            .get("/forums/{slug}/moderators", moderation::moderators)
+            .put("/forums/{slug}/moderators/{number}", moderation::add_moderator)
+            .delete("/forums/{slug}/moderators/{number}", moderation::remove_moderator)
+            .post("/posts/{id}/hide", moderation::hide)
+            .post("/posts/{id}/restore", moderation::restore)
+            .post("/threads/{id}/move", moderation::move_thread)
+            .post("/forums/{slug}/bans", moderation::ban)
+            .get("/forums/{slug}/bans", moderation::bans)
+            .delete("/forums/{slug}/bans/{number}", moderation::unban)
+            .get("/forums/{slug}/log", moderation::log)
+            .post("/posts/{id}/reports", moderation::report)
+            .get("/reports", moderation::reports)
+            .post("/reports/{id}/resolve", moderation::resolve)
+            .get("/analytics", analytics::show)
+            .get("/theme", theme::show)
+            .put("/theme", theme::put)
+            .get("/view/threads/{id}", theme::thread_page)
             .handle(request)
     }
 
@@ -150,7 +185,8 @@ impl Module for Forum {
 }
 
 /// What follows every new post, in its call's transaction: the author's
-/// subscription and the subscribers' notifications.
+/// subscription, the subscribers' notifications, and the `thread.created`
+/// or `post.created` event (for the tenant's webhooks).
 ///
 /// # Errors
 ///
@@ -162,7 +198,23 @@ pub(crate) fn after_post(
     post: i64,
     opening: bool,
 ) -> Result<(), Problem> {
-    notifications::after_post(who, forum, thread, post, opening)
+    notifications::after_post(who, forum, thread, post, opening)?;
+    let author = json!({
+        "number": who.member.as_ref().map(|(number, _)| number),
+        "name": who.name,
+    });
+    if opening {
+        events::emit(
+            "thread.created",
+            &json!({ "thread": thread.id, "forum": forum.slug, "title": thread.title, "post": post, "author": author }),
+        )?;
+    } else {
+        events::emit(
+            "post.created",
+            &json!({ "post": post, "thread": thread.id, "forum": forum.slug, "author": author }),
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes one line of the moderation log: who did what to what, and why.

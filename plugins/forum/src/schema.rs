@@ -220,9 +220,22 @@ const PLUS: Migration = Migration::new(
     DROP TABLE conversations",
 );
 
+/// Community: the tenant's theme (one row).
+const COMMUNITY: Migration = Migration::new(
+    "0004_community",
+    "CREATE TABLE theme (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        primary_colour TEXT NOT NULL,
+        background_colour TEXT NOT NULL,
+        text_colour TEXT NOT NULL,
+        logo_url TEXT
+    )",
+    "DROP TABLE theme",
+);
+
 /// The migrations of this release, oldest first.
 pub fn migrations() -> Vec<Migration> {
-    vec![BASIC, MODERATION, PLUS]
+    vec![BASIC, MODERATION, PLUS, COMMUNITY]
 }
 
 /// The default edit window: 15 minutes.
