@@ -15,7 +15,11 @@ pub fn show(request: &Request) -> Result<Response, Problem> {
         None => 30,
         Some(text) => match text.parse() {
             Ok(n) if (1..=365).contains(&n) => n,
-            _ => return Err(Problem::bad_request("`days` must be a number from 1 to 365")),
+            _ => {
+                return Err(Problem::bad_request(
+                    "`days` must be a number from 1 to 365",
+                ));
+            }
         },
     };
     let since = "unixepoch('now', 'start of day') - (?1 - 1) * 86400";

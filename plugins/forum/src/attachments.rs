@@ -18,7 +18,11 @@ const MAX_PER_POST: i64 = 5;
 const URL_TTL: u32 = 300;
 
 fn no_such_attachment() -> Problem {
-    Problem::new(404, "https://souk.dev/problems/forum/no-such-attachment", "No such attachment")
+    Problem::new(
+        404,
+        "https://souk.dev/problems/forum/no-such-attachment",
+        "No such attachment",
+    )
 }
 
 /// The attachments of post `post`: `[{id, name, content_type, size}]`.
@@ -43,24 +47,37 @@ pub fn of_post(post: i64) -> Result<Vec<serde_json::Value>, Problem> {
 /// the file; the post's author only, while it is shown → 201.
 pub fn attach(request: &Request) -> Result<Response, Problem> {
     let who = Who::current()?;
-    let post_id: i64 = request.param("id")?.parse().map_err(|_| posts::no_such_post())?;
+    let post_id: i64 = request
+        .param("id")?
+        .parse()
+        .map_err(|_| posts::no_such_post())?;
     let post = posts::load(&who, post_id)?;
-    let (author,): (String,) =
-        db::query_one("SELECT author_user FROM posts WHERE id = ?1", params![post_id])?;
+    let (author,): (String,) = db::query_one(
+        "SELECT author_user FROM posts WHERE id = ?1",
+        params![post_id],
+    )?;
     if author != who.id {
         return Err(Problem::from_status(403).with_detail("only the post's author attaches files"));
     }
     if post.html.is_none() {
-        return Err(Problem::conflict("a deleted or hidden post takes no attachments"));
+        return Err(Problem::conflict(
+            "a deleted or hidden post takes no attachments",
+        ));
     }
     let bytes = request.body();
     if bytes.len() > MAX_ATTACHMENT_BYTES {
-        return Err(Problem::new(413, "https://souk.dev/problems/forum/attachment-too-large", "Attachment too large")
-            .with_detail("an attachment may be at most 512 KiB")
-            .with_extension("limit", json!(MAX_ATTACHMENT_BYTES)));
+        return Err(Problem::new(
+            413,
+            "https://souk.dev/problems/forum/attachment-too-large",
+            "Attachment too large",
+        )
+        .with_detail("an attachment may be at most 512 KiB")
+        .with_extension("limit", json!(MAX_ATTACHMENT_BYTES)));
     }
-    let (count,): (i64,) =
-        db::query_one("SELECT count(*) FROM attachments WHERE post_id = ?1", params![post_id])?;
+    let (count,): (i64,) = db::query_one(
+        "SELECT count(*) FROM attachments WHERE post_id = ?1",
+        params![post_id],
+    )?;
     if count >= MAX_PER_POST {
         return Err(Problem::conflict("a post holds at most 5 attachments"));
     }
@@ -95,7 +112,10 @@ pub fn attach(request: &Request) -> Result<Response, Problem> {
 /// URL valid 5 minutes, while its post is shown to the caller.
 pub fn url(request: &Request) -> Result<Response, Problem> {
     let who = Who::current()?;
-    let id: i64 = request.param("id")?.parse().map_err(|_| no_such_attachment())?;
+    let id: i64 = request
+        .param("id")?
+        .parse()
+        .map_err(|_| no_such_attachment())?;
     let row: Option<(i64, String)> = db::query_optional(
         "SELECT post_id, file_id FROM attachments WHERE id = ?1",
         params![id],

@@ -32,7 +32,8 @@ pub struct Forum {
 }
 
 /// The columns [`Forum`] decodes.
-pub const FORUM_COLUMNS: &str = "id, slug, name, description, position, view_audience, post_audience";
+pub const FORUM_COLUMNS: &str =
+    "id, slug, name, description, position, view_audience, post_audience";
 
 impl FromRow for Forum {
     fn from_row(row: &Row<'_>) -> Result<Self, DecodeError> {
@@ -158,7 +159,10 @@ pub fn list(request: &Request) -> Result<Response, Problem> {
     } else {
         None
     };
-    Ok(Response::json(200, &json!({ "items": items, "next": next })))
+    Ok(Response::json(
+        200,
+        &json!({ "items": items, "next": next }),
+    ))
 }
 
 /// `GET /forums/{slug}` (public).
@@ -169,7 +173,10 @@ pub fn show(request: &Request) -> Result<Response, Problem> {
         "SELECT count(*) FROM threads WHERE forum_id = ?1 AND deleted_at IS NULL",
         params![forum.id],
     )?;
-    Ok(Response::json(200, &json!({ "forum": forum, "threads": threads })))
+    Ok(Response::json(
+        200,
+        &json!({ "forum": forum, "threads": threads }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -197,7 +204,9 @@ fn members() -> String {
 
 fn valid_slug(slug: &str) -> bool {
     (1..=64).contains(&slug.len())
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
 }
 
@@ -218,7 +227,9 @@ fn check_text(name: &str, description: &str) -> Result<(), Problem> {
         return Err(Problem::unprocessable("`name` must be 1 to 100 characters"));
     }
     if description.len() > 2000 {
-        return Err(Problem::unprocessable("`description` must be at most 2000 characters"));
+        return Err(Problem::unprocessable(
+            "`description` must be at most 2000 characters",
+        ));
     }
     Ok(())
 }
@@ -234,8 +245,10 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     check_text(&new.name, &new.description)?;
     let view = audience(&new.view, "view", true)?;
     let post = audience(&new.post, "post", false)?;
-    let taken: Option<(i64,)> =
-        db::query_optional("SELECT id FROM forums WHERE slug = ?1", params![new.slug.as_str()])?;
+    let taken: Option<(i64,)> = db::query_optional(
+        "SELECT id FROM forums WHERE slug = ?1",
+        params![new.slug.as_str()],
+    )?;
     if taken.is_some() {
         return Err(Problem::conflict("a forum with this slug exists"));
     }

@@ -58,7 +58,10 @@ impl Module for Forum {
                 "Moderators per forum, hiding, moving, bans, the moderation log and reports.",
             )
             .feature("analytics", "Posting analytics as JSON for charts.")
-            .feature("themes", "The tenant's colours and logo on the forum's pages.")
+            .feature(
+                "themes",
+                "The tenant's colours and logo on the forum's pages.",
+            )
             .feature(
                 "api_access",
                 "The tenant's own systems call the forum with an API key.",
@@ -118,8 +121,14 @@ impl Module for Forum {
             .post("/notifications/read", notifications::mark_read)
             .put("/me/preferences", notifications::preferences)
             .get("/forums/{slug}/moderators", moderation::moderators)
-            .put("/forums/{slug}/moderators/{number}", moderation::add_moderator)
-            .delete("/forums/{slug}/moderators/{number}", moderation::remove_moderator)
+            .put(
+                "/forums/{slug}/moderators/{number}",
+                moderation::add_moderator,
+            )
+            .delete(
+                "/forums/{slug}/moderators/{number}",
+                moderation::remove_moderator,
+            )
             .post("/posts/{id}/hide", moderation::hide)
             .post("/posts/{id}/restore", moderation::restore)
             .post("/threads/{id}/move", moderation::move_thread)
@@ -232,16 +241,28 @@ pub(crate) fn log_moderation(
     db::execute(
         "INSERT INTO moderation_log (forum_id, action, target, reason, actor_id, actor_name, at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, unixepoch())",
-        params![forum_id, action, target, reason, who.id.as_str(), who.name.as_str()],
+        params![
+            forum_id,
+            action,
+            target,
+            reason,
+            who.id.as_str(),
+            who.name.as_str()
+        ],
     )?;
     Ok(())
 }
 
 /// `GET /settings` (admin).
 fn settings(_request: &Request) -> Result<Response, Problem> {
-    let (window,): (i64,) =
-        db::query_one("SELECT edit_window_seconds FROM settings WHERE id = 1", params![])?;
-    Ok(Response::json(200, &json!({ "edit_window_seconds": window })))
+    let (window,): (i64,) = db::query_one(
+        "SELECT edit_window_seconds FROM settings WHERE id = 1",
+        params![],
+    )?;
+    Ok(Response::json(
+        200,
+        &json!({ "edit_window_seconds": window }),
+    ))
 }
 
 /// `PUT /settings` (admin): `{"edit_window_seconds"}`, 0 to 604800.

@@ -32,7 +32,10 @@ mod tests {
         let html = render("**bold** and [a link](https://example.org)\n\n> quoted");
         assert!(html.contains("<strong>bold</strong>"), "{html}");
         assert!(html.contains("href=\"https://example.org\""), "{html}");
-        assert!(html.contains("rel=\"nofollow noopener noreferrer\""), "{html}");
+        assert!(
+            html.contains("rel=\"nofollow noopener noreferrer\""),
+            "{html}"
+        );
         assert!(html.contains("<blockquote>"), "{html}");
     }
 
@@ -52,7 +55,15 @@ mod tests {
         ];
         for payload in payloads {
             let html = render(payload).to_ascii_lowercase();
-            for bad in ["<script", "onerror", "onload", "javascript:", "<iframe", "data:", "style="] {
+            for bad in [
+                "<script",
+                "onerror",
+                "onload",
+                "javascript:",
+                "<iframe",
+                "data:",
+                "style=",
+            ] {
                 assert!(!html.contains(bad), "{payload} -> {html}");
             }
         }

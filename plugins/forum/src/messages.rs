@@ -25,7 +25,8 @@ fn no_such_conversation() -> Problem {
 /// The caller's member number, or 403: only active members message.
 fn sender(who: &Who) -> Result<String, Problem> {
     who.active_number().map(str::to_owned).ok_or_else(|| {
-        Problem::from_status(403).with_detail("only a user linked to an active member sends messages")
+        Problem::from_status(403)
+            .with_detail("only a user linked to an active member sends messages")
     })
 }
 
@@ -45,14 +46,18 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     let new: NewConversation = request.json()?;
     let subject = new.subject.trim();
     if subject.is_empty() || subject.chars().count() > 200 {
-        return Err(Problem::unprocessable("`subject` must be 1 to 200 characters"));
+        return Err(Problem::unprocessable(
+            "`subject` must be 1 to 200 characters",
+        ));
     }
     check_body(&new.body)?;
     let mut to: Vec<String> = new.to.into_iter().filter(|n| *n != me).collect();
     to.sort();
     to.dedup();
     if to.is_empty() || to.len() > MAX_RECIPIENTS {
-        return Err(Problem::unprocessable("`to` must name 1 to 20 other members"));
+        return Err(Problem::unprocessable(
+            "`to` must name 1 to 20 other members",
+        ));
     }
     for number in &to {
         let active: Option<(i64,)> = db::query_optional(
@@ -61,7 +66,9 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
             params![number.as_str()],
         )?;
         if active.is_none() {
-            return Err(Problem::unprocessable(format!("`to`: {number} is not an active member")));
+            return Err(Problem::unprocessable(format!(
+                "`to`: {number} is not an active member"
+            )));
         }
     }
     let changes = db::execute(
@@ -76,7 +83,10 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
         )?;
     }
     add_message(id, &who, &me, &new.body)?;
-    Ok(Response::json(201, &json!({ "conversation": summary(id, &me)? })))
+    Ok(Response::json(
+        201,
+        &json!({ "conversation": summary(id, &me)? }),
+    ))
 }
 
 fn add_message(conversation: i64, who: &Who, me: &str, body: &str) -> Result<i64, Problem> {
@@ -133,7 +143,11 @@ pub fn list(request: &Request) -> Result<Response, Problem> {
     )?;
     let more = rows.len() as i64 > limit;
     let rows = &rows[..rows.len().min(limit as usize)];
-    let next = if more { rows.last().map(|r| page::cursor(&[r.1])) } else { None };
+    let next = if more {
+        rows.last().map(|r| page::cursor(&[r.1]))
+    } else {
+        None
+    };
     let items = rows
         .iter()
         .map(|(id, _)| summary(*id, &me))
@@ -144,11 +158,17 @@ pub fn list(request: &Request) -> Result<Response, Problem> {
          WHERE cm.member_number = ?1 AND m.id > cm.last_read_id",
         params![me.as_str()],
     )?;
-    Ok(Response::json(200, &json!({ "items": items, "next": next, "unread": unread })))
+    Ok(Response::json(
+        200,
+        &json!({ "items": items, "next": next, "unread": unread }),
+    ))
 }
 
 fn conversation_of(request: &Request) -> Result<i64, Problem> {
-    request.param("id")?.parse().map_err(|_| no_such_conversation())
+    request
+        .param("id")?
+        .parse()
+        .map_err(|_| no_such_conversation())
 }
 
 /// `GET /conversations/{id}` (member, plus): its messages, oldest first;
@@ -176,7 +196,9 @@ pub fn show(request: &Request) -> Result<Response, Problem> {
     )?;
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|m| page::cursor(&[m["id"].as_i64().unwrap_or_default()]))
+        items
+            .last()
+            .map(|m| page::cursor(&[m["id"].as_i64().unwrap_or_default()]))
     } else {
         None
     };
@@ -201,5 +223,8 @@ pub fn send(request: &Request) -> Result<Response, Problem> {
     let new: NewMessage = request.json()?;
     check_body(&new.body)?;
     let message = add_message(id, &who, &me, &new.body)?;
-    Ok(Response::json(201, &json!({ "id": message, "conversation": summary(id, &me)? })))
+    Ok(Response::json(
+        201,
+        &json!({ "id": message, "conversation": summary(id, &me)? }),
+    ))
 }

@@ -81,7 +81,9 @@ fn require_moderator(who: &Who, forum_id: i64) -> Result<(), Problem> {
 fn reason_of(reason: &str) -> Result<&str, Problem> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(Problem::unprocessable("`reason` must be 1 to 500 characters"));
+        return Err(Problem::unprocessable(
+            "`reason` must be 1 to 500 characters",
+        ));
     }
     Ok(reason)
 }
@@ -118,14 +120,25 @@ pub fn add_moderator(request: &Request) -> Result<Response, Problem> {
         params![number.as_str()],
     )?;
     if active.is_none() {
-        return Err(Problem::unprocessable(format!("{number} is not an active member")));
+        return Err(Problem::unprocessable(format!(
+            "{number} is not an active member"
+        )));
     }
     db::execute(
         "INSERT INTO moderators (forum_id, member_number) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         params![forum.id, number.as_str()],
     )?;
-    crate::log_moderation(&who, forum.id, "add_moderator", &format!("member {number}"), "")?;
-    Ok(Response::json(200, &json!({ "forum": forum.slug, "moderator": number })))
+    crate::log_moderation(
+        &who,
+        forum.id,
+        "add_moderator",
+        &format!("member {number}"),
+        "",
+    )?;
+    Ok(Response::json(
+        200,
+        &json!({ "forum": forum.slug, "moderator": number }),
+    ))
 }
 
 /// `DELETE /forums/{slug}/moderators/{number}` (admin, community) → 204.
@@ -137,7 +150,13 @@ pub fn remove_moderator(request: &Request) -> Result<Response, Problem> {
         "DELETE FROM moderators WHERE forum_id = ?1 AND member_number = ?2",
         params![forum.id, number.as_str()],
     )?;
-    crate::log_moderation(&who, forum.id, "remove_moderator", &format!("member {number}"), "")?;
+    crate::log_moderation(
+        &who,
+        forum.id,
+        "remove_moderator",
+        &format!("member {number}"),
+        "",
+    )?;
     Ok(Response::no_content())
 }
 
@@ -148,7 +167,10 @@ struct Reason {
 }
 
 fn post_and_forum(who: &Who, request: &Request) -> Result<(posts::Post, i64), Problem> {
-    let id: i64 = request.param("id")?.parse().map_err(|_| posts::no_such_post())?;
+    let id: i64 = request
+        .param("id")?
+        .parse()
+        .map_err(|_| posts::no_such_post())?;
     let post = posts::load(who, id)?;
     let (_, forum) = threads::visible_by_id(who, post.thread)?;
     Ok((post, forum.id))
@@ -174,7 +196,10 @@ pub fn hide(request: &Request) -> Result<Response, Problem> {
         "post.hidden",
         &json!({ "post": post.id, "thread": post.thread, "reason": reason, "by": who.name }),
     )?;
-    Ok(Response::json(200, &json!({ "post": posts::load(&who, post.id)? })))
+    Ok(Response::json(
+        200,
+        &json!({ "post": posts::load(&who, post.id)? }),
+    ))
 }
 
 /// `POST /posts/{id}/restore` (member, community): a moderator shows a
@@ -190,7 +215,10 @@ pub fn restore(request: &Request) -> Result<Response, Problem> {
         params![post.id],
     )?;
     crate::log_moderation(&who, forum, "restore", &format!("post {}", post.id), reason)?;
-    Ok(Response::json(200, &json!({ "post": posts::load(&who, post.id)? })))
+    Ok(Response::json(
+        200,
+        &json!({ "post": posts::load(&who, post.id)? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -209,7 +237,10 @@ pub fn move_thread(request: &Request) -> Result<Response, Problem> {
     let body: Move = request.json()?;
     let reason = reason_of(&body.reason)?;
     let to: Option<forums::Forum> = db::query_optional(
-        &format!("SELECT {} FROM forums WHERE slug = ?1", forums::FORUM_COLUMNS),
+        &format!(
+            "SELECT {} FROM forums WHERE slug = ?1",
+            forums::FORUM_COLUMNS
+        ),
         params![body.forum.as_str()],
     )?;
     let to = match to {
@@ -217,11 +248,29 @@ pub fn move_thread(request: &Request) -> Result<Response, Problem> {
         _ => return Err(Problem::unprocessable("`forum` names no forum you can see")),
     };
     require_moderator(&who, to.id)?;
-    db::execute("UPDATE threads SET forum_id = ?1 WHERE id = ?2", params![to.id, thread.id])?;
-    crate::log_moderation(&who, from.id, "move", &format!("thread {} to {}", thread.id, to.slug), reason)?;
-    crate::log_moderation(&who, to.id, "move", &format!("thread {} from {}", thread.id, from.slug), reason)?;
+    db::execute(
+        "UPDATE threads SET forum_id = ?1 WHERE id = ?2",
+        params![to.id, thread.id],
+    )?;
+    crate::log_moderation(
+        &who,
+        from.id,
+        "move",
+        &format!("thread {} to {}", thread.id, to.slug),
+        reason,
+    )?;
+    crate::log_moderation(
+        &who,
+        to.id,
+        "move",
+        &format!("thread {} from {}", thread.id, from.slug),
+        reason,
+    )?;
     let (thread, _) = threads::visible_by_id(&who, thread.id)?;
-    Ok(Response::json(200, &json!({ "thread": thread, "forum": to.slug })))
+    Ok(Response::json(
+        200,
+        &json!({ "thread": thread, "forum": to.slug }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -245,7 +294,9 @@ pub fn ban(request: &Request) -> Result<Response, Problem> {
     if let Some(seconds) = body.seconds
         && !(1..=315_360_000).contains(&seconds)
     {
-        return Err(Problem::unprocessable("`seconds` must be from 1 to 315360000 (ten years)"));
+        return Err(Problem::unprocessable(
+            "`seconds` must be from 1 to 315360000 (ten years)",
+        ));
     }
     if who.member.as_ref().is_some_and(|(n, _)| *n == body.number) {
         return Err(Problem::unprocessable("you cannot ban yourself"));
@@ -255,14 +306,29 @@ pub fn ban(request: &Request) -> Result<Response, Problem> {
         params![body.number.as_str()],
     )?;
     if known.is_none() {
-        return Err(Problem::unprocessable(format!("{} is not a member", body.number)));
+        return Err(Problem::unprocessable(format!(
+            "{} is not a member",
+            body.number
+        )));
     }
     let changes = db::execute(
         "INSERT INTO bans (forum_id, member_number, until, reason, banned_by, created_at) \
          VALUES (?1, ?2, CASE WHEN ?3 IS NULL THEN NULL ELSE unixepoch() + ?3 END, ?4, ?5, unixepoch())",
-        params![forum.id, body.number.as_str(), body.seconds, reason, who.id.as_str()],
+        params![
+            forum.id,
+            body.number.as_str(),
+            body.seconds,
+            reason,
+            who.id.as_str()
+        ],
     )?;
-    crate::log_moderation(&who, forum.id, "ban", &format!("member {}", body.number), reason)?;
+    crate::log_moderation(
+        &who,
+        forum.id,
+        "ban",
+        &format!("member {}", body.number),
+        reason,
+    )?;
     Ok(Response::json(
         201,
         &json!({ "ban": ban_json(changes.last_insert_id.unwrap_or_default())? }),
@@ -293,7 +359,10 @@ pub fn bans(request: &Request) -> Result<Response, Problem> {
         "SELECT id FROM bans WHERE forum_id = ?1 AND (until IS NULL OR until > unixepoch()) ORDER BY id",
         params![forum.id],
     )?;
-    let items = ids.into_iter().map(|(id,)| ban_json(id)).collect::<Result<Vec<_>, _>>()?;
+    let items = ids
+        .into_iter()
+        .map(|(id,)| ban_json(id))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Response::json(200, &json!({ "items": items })))
 }
 
@@ -330,11 +399,16 @@ pub fn log(request: &Request) -> Result<Response, Problem> {
     )?;
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|e| page::cursor(&[e["id"].as_i64().unwrap_or_default()]))
+        items
+            .last()
+            .map(|e| page::cursor(&[e["id"].as_i64().unwrap_or_default()]))
     } else {
         None
     };
-    Ok(Response::json(200, &json!({ "items": items, "next": next })))
+    Ok(Response::json(
+        200,
+        &json!({ "items": items, "next": next }),
+    ))
 }
 
 /// `POST /posts/{id}/reports` (member, community): a member reports a post
@@ -357,7 +431,9 @@ pub fn report(request: &Request) -> Result<Response, Problem> {
             201,
             &json!({ "report": changes.last_insert_id.unwrap_or_default() }),
         )),
-        Err(error) if error.is_constraint() => Err(Problem::conflict("you reported this post already")),
+        Err(error) if error.is_constraint() => {
+            Err(Problem::conflict("you reported this post already"))
+        }
         Err(error) => Err(error.into()),
     }
 }
@@ -381,18 +457,26 @@ pub fn reports(request: &Request) -> Result<Response, Problem> {
     )?;
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|e| page::cursor(&[e["id"].as_i64().unwrap_or_default()]))
+        items
+            .last()
+            .map(|e| page::cursor(&[e["id"].as_i64().unwrap_or_default()]))
     } else {
         None
     };
-    Ok(Response::json(200, &json!({ "items": items, "next": next })))
+    Ok(Response::json(
+        200,
+        &json!({ "items": items, "next": next }),
+    ))
 }
 
 /// `POST /reports/{id}/resolve` (member, community): a moderator of the
 /// report's forum closes it; logged.
 pub fn resolve(request: &Request) -> Result<Response, Problem> {
     let who = Who::current()?;
-    let id: i64 = request.param("id")?.parse().map_err(|_| Problem::not_found("no such report"))?;
+    let id: i64 = request
+        .param("id")?
+        .parse()
+        .map_err(|_| Problem::not_found("no such report"))?;
     let row: Option<(i64, i64)> = db::query_optional(
         "SELECT forum_id, post_id FROM reports WHERE id = ?1",
         params![id],
@@ -405,6 +489,15 @@ pub fn resolve(request: &Request) -> Result<Response, Problem> {
         "UPDATE reports SET resolved_at = unixepoch(), resolved_by = ?1 WHERE id = ?2 AND resolved_at IS NULL",
         params![who.id.as_str(), id],
     )?;
-    crate::log_moderation(&who, forum, "resolve_report", &format!("report {id} on post {post}"), "")?;
-    Ok(Response::json(200, &json!({ "report": id, "resolved": true })))
+    crate::log_moderation(
+        &who,
+        forum,
+        "resolve_report",
+        &format!("report {id} on post {post}"),
+        "",
+    )?;
+    Ok(Response::json(
+        200,
+        &json!({ "report": id, "resolved": true }),
+    ))
 }

@@ -41,7 +41,13 @@ pub fn subscribe(thread: i64, number: &str) -> Result<(), Problem> {
 /// # Errors
 ///
 /// Database errors.
-pub fn after_post(who: &Who, forum: &Forum, thread: &Thread, post: i64, opening: bool) -> Result<(), Problem> {
+pub fn after_post(
+    who: &Who,
+    forum: &Forum,
+    thread: &Thread,
+    post: i64,
+    opening: bool,
+) -> Result<(), Problem> {
     let author = who.member.as_ref().map(|(n, _)| n.clone());
     if let Some(number) = &author {
         subscribe(thread.id, number)?;
@@ -110,7 +116,7 @@ fn status_of(text: &str) -> MemberStatus {
 }
 
 fn skipped(number: &str, error: &NotifyError) {
-    log::info(&format!("no email to member {number}: {error}"));
+    log::info(format!("no email to member {number}: {error}"));
 }
 
 /// Escapes text for HTML.
@@ -133,7 +139,10 @@ pub fn put(request: &Request) -> Result<Response, Problem> {
     let who = Who::current()?;
     let (thread, _) = threads::visible(&who, request, "id")?;
     subscribe(thread.id, &member(&who)?)?;
-    Ok(Response::json(200, &json!({ "thread": thread.id, "subscribed": true })))
+    Ok(Response::json(
+        200,
+        &json!({ "thread": thread.id, "subscribed": true }),
+    ))
 }
 
 /// `DELETE /threads/{id}/subscription` (member, plus) → 204.
@@ -171,7 +180,9 @@ pub fn list(request: &Request) -> Result<Response, Problem> {
     )?;
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|n| page::cursor(&[n["id"].as_i64().unwrap_or_default()]))
+        items
+            .last()
+            .map(|n| page::cursor(&[n["id"].as_i64().unwrap_or_default()]))
     } else {
         None
     };
@@ -179,7 +190,10 @@ pub fn list(request: &Request) -> Result<Response, Problem> {
         "SELECT count(*) FROM notifications WHERE member_number = ?1 AND read_at IS NULL",
         params![me.as_str()],
     )?;
-    Ok(Response::json(200, &json!({ "items": items, "next": next, "unread": unread })))
+    Ok(Response::json(
+        200,
+        &json!({ "items": items, "next": next, "unread": unread }),
+    ))
 }
 
 /// `POST /notifications/read` (member, plus): `{"ids": [..]}` or
@@ -264,7 +278,12 @@ pub fn digest_job() -> Result<JobOutput, HookError> {
         )?;
         let text: String = lines
             .iter()
-            .map(|(title, n)| format!("- \u{201c}{title}\u{201d}: {n} new {}\n", if *n == 1 { "reply" } else { "replies" }))
+            .map(|(title, n)| {
+                format!(
+                    "- \u{201c}{title}\u{201d}: {n} new {}\n",
+                    if *n == 1 { "reply" } else { "replies" }
+                )
+            })
             .collect();
         let outcome = notify::email(
             Recipient::Member(&number),
@@ -299,6 +318,9 @@ mod tests {
 
     #[test]
     fn escaping_leaves_no_markup() {
-        assert_eq!(escape("<b a=\"x\">&'"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<b a=\"x\">&'"),
+            "&lt;b a=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -20,7 +20,9 @@ pub fn limit(request: &Request) -> Result<i64, Problem> {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => match text.parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(Problem::bad_request("`limit` must be a number from 1 to 100")),
+            _ => Err(Problem::bad_request(
+                "`limit` must be a number from 1 to 100",
+            )),
         },
     }
 }
@@ -38,36 +40,15 @@ pub fn after(request: &Request, parts: usize) -> Result<Option<Vec<i64>>, Proble
     let values: Result<Vec<i64>, _> = text.split('.').map(str::parse::<i64>).collect();
     match values {
         Ok(values) if values.len() == parts => Ok(Some(values)),
-        _ => Err(Problem::bad_request("`after` is not a cursor this list gave")),
+        _ => Err(Problem::bad_request(
+            "`after` is not a cursor this list gave",
+        )),
     }
 }
 
 /// The cursor of a sort key.
 pub fn cursor(key: &[i64]) -> String {
     key.iter().map(i64::to_string).collect::<Vec<_>>().join(".")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(query: &str) -> Request {
-        Request::new("GET", "/x", query, vec![], vec![])
-    }
-
-    #[test]
-    fn limits_and_cursors_are_checked() {
-        assert_eq!(limit(&request("")).unwrap(), DEFAULT_LIMIT);
-        assert_eq!(limit(&request("limit=100")).unwrap(), 100);
-        assert!(limit(&request("limit=0")).is_err());
-        assert!(limit(&request("limit=101")).is_err());
-        assert!(limit(&request("limit=x")).is_err());
-        assert_eq!(after(&request("after=1.42"), 2).unwrap(), Some(vec![1, 42]));
-        assert!(after(&request("after=1.42"), 1).is_err());
-        assert!(after(&request("after=a.b"), 2).is_err());
-        assert_eq!(after(&request(""), 2).unwrap(), None);
-        assert_eq!(cursor(&[0, 7]), "0.7");
-    }
 }
 
 /// Rows of `sql` as JSON objects keyed by column name; the columns named
@@ -107,4 +88,27 @@ pub fn objects(
             serde_json::Value::Object(object)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(query: &str) -> Request {
+        Request::new("GET", "/x", query, vec![], vec![])
+    }
+
+    #[test]
+    fn limits_and_cursors_are_checked() {
+        assert_eq!(limit(&request("")).unwrap(), DEFAULT_LIMIT);
+        assert_eq!(limit(&request("limit=100")).unwrap(), 100);
+        assert!(limit(&request("limit=0")).is_err());
+        assert!(limit(&request("limit=101")).is_err());
+        assert!(limit(&request("limit=x")).is_err());
+        assert_eq!(after(&request("after=1.42"), 2).unwrap(), Some(vec![1, 42]));
+        assert!(after(&request("after=1.42"), 1).is_err());
+        assert!(after(&request("after=a.b"), 2).is_err());
+        assert_eq!(after(&request(""), 2).unwrap(), None);
+        assert_eq!(cursor(&[0, 7]), "0.7");
+    }
 }

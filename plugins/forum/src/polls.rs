@@ -14,7 +14,11 @@ use crate::threads;
 use crate::who::Who;
 
 fn no_poll() -> Problem {
-    Problem::new(404, "https://souk.dev/problems/forum/no-such-poll", "No poll in this thread")
+    Problem::new(
+        404,
+        "https://souk.dev/problems/forum/no-such-poll",
+        "No poll in this thread",
+    )
 }
 
 #[derive(Deserialize)]
@@ -35,27 +39,40 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     let new: NewPoll = request.json()?;
     let question = new.question.trim();
     if question.is_empty() || question.chars().count() > 300 {
-        return Err(Problem::unprocessable("`question` must be 1 to 300 characters"));
+        return Err(Problem::unprocessable(
+            "`question` must be 1 to 300 characters",
+        ));
     }
     let options: Vec<&str> = new.options.iter().map(|o| o.trim()).collect();
     if !(2..=20).contains(&options.len())
-        || options.iter().any(|o| o.is_empty() || o.chars().count() > 200)
+        || options
+            .iter()
+            .any(|o| o.is_empty() || o.chars().count() > 200)
     {
-        return Err(Problem::unprocessable("`options` must be 2 to 20 labels of 1 to 200 characters"));
+        return Err(Problem::unprocessable(
+            "`options` must be 2 to 20 labels of 1 to 200 characters",
+        ));
     }
     if let Some(seconds) = new.closes_in_seconds
         && !(1..=31_536_000).contains(&seconds)
     {
-        return Err(Problem::unprocessable("`closes_in_seconds` must be from 1 to 31536000 (a year)"));
+        return Err(Problem::unprocessable(
+            "`closes_in_seconds` must be from 1 to 31536000 (a year)",
+        ));
     }
-    let (author,): (String,) =
-        db::query_one("SELECT author_user FROM threads WHERE id = ?1", params![thread.id])?;
+    let (author,): (String,) = db::query_one(
+        "SELECT author_user FROM threads WHERE id = ?1",
+        params![thread.id],
+    )?;
     if author != who.id && !moderation::is_moderator(&who, forum.id)? {
-        return Err(Problem::from_status(403).with_detail("only the thread's author or a moderator adds a poll"));
+        return Err(Problem::from_status(403)
+            .with_detail("only the thread's author or a moderator adds a poll"));
     }
     forums::check_may_post(&who, &forum)?;
-    let existing: Option<(i64,)> =
-        db::query_optional("SELECT id FROM polls WHERE thread_id = ?1", params![thread.id])?;
+    let existing: Option<(i64,)> = db::query_optional(
+        "SELECT id FROM polls WHERE thread_id = ?1",
+        params![thread.id],
+    )?;
     if existing.is_some() {
         return Err(Problem::conflict("this thread has a poll"));
     }
@@ -72,7 +89,10 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
             params![poll, *label, position as i64],
         )?;
     }
-    Ok(Response::json(201, &json!({ "poll": results(&who, thread.id)? })))
+    Ok(Response::json(
+        201,
+        &json!({ "poll": results(&who, thread.id)? }),
+    ))
 }
 
 /// The poll of thread `thread` with its counts, as `who` sees it.
@@ -93,8 +113,10 @@ fn results(who: &Who, thread: i64) -> Result<serde_json::Value, Problem> {
          FROM poll_options o WHERE o.poll_id = ?1 ORDER BY o.position",
         params![id],
     )?;
-    let (voters,): (i64,) =
-        db::query_one("SELECT count(*) FROM ballots WHERE poll_id = ?1", params![id])?;
+    let (voters,): (i64,) = db::query_one(
+        "SELECT count(*) FROM ballots WHERE poll_id = ?1",
+        params![id],
+    )?;
     let mine: Vec<(i64,)> = match who.active_number() {
         Some(number) => db::query_as(
             "SELECT c.option_id FROM ballots b JOIN ballot_choices c ON c.ballot_id = b.id \
@@ -104,10 +126,12 @@ fn results(who: &Who, thread: i64) -> Result<serde_json::Value, Problem> {
         None => Vec::new(),
     };
     poll["voters"] = json!(voters);
-    poll["options"] = json!(options
-        .iter()
-        .map(|(id, label, votes)| json!({"id": id, "label": label, "votes": votes}))
-        .collect::<Vec<_>>());
+    poll["options"] = json!(
+        options
+            .iter()
+            .map(|(id, label, votes)| json!({"id": id, "label": label, "votes": votes}))
+            .collect::<Vec<_>>()
+    );
     poll["my_vote"] = json!(mine.iter().map(|(id,)| *id).collect::<Vec<_>>());
     Ok(poll)
 }
@@ -116,7 +140,10 @@ fn results(who: &Who, thread: i64) -> Result<serde_json::Value, Problem> {
 pub fn show(request: &Request) -> Result<Response, Problem> {
     let who = Who::current()?;
     let (thread, _) = threads::visible(&who, request, "id")?;
-    Ok(Response::json(200, &json!({ "poll": results(&who, thread.id)? })))
+    Ok(Response::json(
+        200,
+        &json!({ "poll": results(&who, thread.id)? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -143,7 +170,11 @@ pub fn vote(request: &Request) -> Result<Response, Problem> {
     )?;
     let (poll, multiple, closed) = poll.ok_or_else(no_poll)?;
     if closed {
-        return Err(Problem::new(409, "https://souk.dev/problems/forum/poll-closed", "Poll closed"));
+        return Err(Problem::new(
+            409,
+            "https://souk.dev/problems/forum/poll-closed",
+            "Poll closed",
+        ));
     }
     let mut chosen = vote.options.clone();
     chosen.sort_unstable();
@@ -161,7 +192,9 @@ pub fn vote(request: &Request) -> Result<Response, Problem> {
             params![*option, poll],
         )?;
         if found.is_none() {
-            return Err(Problem::unprocessable(format!("option {option} is not in this poll")));
+            return Err(Problem::unprocessable(format!(
+                "option {option} is not in this poll"
+            )));
         }
     }
     let ballot = match db::execute(
@@ -170,8 +203,12 @@ pub fn vote(request: &Request) -> Result<Response, Problem> {
     ) {
         Ok(changes) => changes.last_insert_id.unwrap_or_default(),
         Err(error) if error.is_constraint() => {
-            return Err(Problem::new(409, "https://souk.dev/problems/forum/already-voted", "Already voted")
-                .with_detail("one vote per member"));
+            return Err(Problem::new(
+                409,
+                "https://souk.dev/problems/forum/already-voted",
+                "Already voted",
+            )
+            .with_detail("one vote per member"));
         }
         Err(error) => return Err(error.into()),
     };
@@ -181,5 +218,8 @@ pub fn vote(request: &Request) -> Result<Response, Problem> {
             params![ballot, option],
         )?;
     }
-    Ok(Response::json(201, &json!({ "poll": results(&who, thread.id)? })))
+    Ok(Response::json(
+        201,
+        &json!({ "poll": results(&who, thread.id)? }),
+    ))
 }

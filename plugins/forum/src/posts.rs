@@ -160,10 +160,16 @@ fn shown(who: &Who, moderator: bool, stored: StoredPost) -> Result<Post, Problem
     };
     let quote = match stored.quote_id {
         Some(quoted) => {
-            let row: Option<StoredPost> =
-                db::query_optional(&format!("{} WHERE p.id = ?1", select_posts()), params![quoted])?;
+            let row: Option<StoredPost> = db::query_optional(
+                &format!("{} WHERE p.id = ?1", select_posts()),
+                params![quoted],
+            )?;
             row.map(|q| {
-                let html = if q.deleted || q.hidden { None } else { Some(q.html) };
+                let html = if q.deleted || q.hidden {
+                    None
+                } else {
+                    Some(q.html)
+                };
                 json!({ "id": q.id, "author": q.author, "html": html })
             })
         }
@@ -188,7 +194,11 @@ fn shown(who: &Who, moderator: bool, stored: StoredPost) -> Result<Post, Problem
         edits: stored.edits,
         deleted: stored.deleted,
         hidden: stored.hidden,
-        hidden_reason: if moderator || own { stored.hidden_reason } else { None },
+        hidden_reason: if moderator || own {
+            stored.hidden_reason
+        } else {
+            None
+        },
     })
 }
 
@@ -214,7 +224,9 @@ pub fn load(who: &Who, id: i64) -> Result<Post, Problem> {
 /// 422.
 pub fn check_body(body: &str) -> Result<(), Problem> {
     if body.trim().is_empty() || body.len() > MAX_BODY_BYTES {
-        return Err(Problem::unprocessable("`body` must be 1 to 20,000 bytes of Markdown"));
+        return Err(Problem::unprocessable(
+            "`body` must be 1 to 20,000 bytes of Markdown",
+        ));
     }
     Ok(())
 }
@@ -264,7 +276,10 @@ pub fn list(request: &Request) -> Result<Response, Problem> {
     let limit = page::limit(request)?;
     let after = page::after(request, 1)?.map_or(0, |key| key[0]);
     let mut rows: Vec<StoredPost> = db::query_as(
-        &format!("{} WHERE p.thread_id = ?1 AND p.id > ?2 ORDER BY p.id LIMIT ?3", select_posts()),
+        &format!(
+            "{} WHERE p.thread_id = ?1 AND p.id > ?2 ORDER BY p.id LIMIT ?3",
+            select_posts()
+        ),
         params![thread.id, after, limit + 1],
     )?;
     let next = if rows.len() as i64 > limit {
@@ -277,7 +292,10 @@ pub fn list(request: &Request) -> Result<Response, Problem> {
         .into_iter()
         .map(|stored| shown(&who, moderator, stored))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Response::json(200, &json!({ "items": items, "next": next })))
+    Ok(Response::json(
+        200,
+        &json!({ "items": items, "next": next }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -300,8 +318,12 @@ pub fn reply(request: &Request) -> Result<Response, Problem> {
         return Err(threads::no_such_thread());
     }
     if thread.locked && !crate::moderation::is_moderator(&who, forum.id)? {
-        return Err(Problem::new(423, "https://souk.dev/problems/forum/thread-locked", "Thread locked")
-            .with_detail("this thread is locked: only moderators reply"));
+        return Err(Problem::new(
+            423,
+            "https://souk.dev/problems/forum/thread-locked",
+            "Thread locked",
+        )
+        .with_detail("this thread is locked: only moderators reply"));
     }
     if let Some(quoted) = new.quote {
         let row: Option<(i64,)> = db::query_optional(
@@ -310,7 +332,9 @@ pub fn reply(request: &Request) -> Result<Response, Problem> {
             params![quoted, thread.id],
         )?;
         if row.is_none() {
-            return Err(Problem::unprocessable("`quote` must be a visible post of this thread"));
+            return Err(Problem::unprocessable(
+                "`quote` must be a visible post of this thread",
+            ));
         }
     }
     let id = insert(thread.id, false, &who, &new.body, new.quote)?;
@@ -339,11 +363,17 @@ pub fn check_may_edit(who: &Who, id: i64) -> Result<(), Problem> {
         return Err(Problem::from_status(403).with_detail("only its author may edit a post"));
     }
     if gone {
-        return Err(Problem::from_status(403).with_detail("a deleted or hidden post cannot be edited"));
+        return Err(
+            Problem::from_status(403).with_detail("a deleted or hidden post cannot be edited")
+        );
     }
     if open == 0 {
-        return Err(Problem::new(403, "https://souk.dev/problems/forum/edit-window-closed", "Edit window closed")
-            .with_detail("the time to edit this post has passed"));
+        return Err(Problem::new(
+            403,
+            "https://souk.dev/problems/forum/edit-window-closed",
+            "Edit window closed",
+        )
+        .with_detail("the time to edit this post has passed"));
     }
     Ok(())
 }
@@ -397,7 +427,10 @@ pub fn history(request: &Request) -> Result<Response, Problem> {
         .into_iter()
         .map(|(body, replaced_at)| json!({ "html": markdown::render(&body), "replaced_at": replaced_at }))
         .collect();
-    Ok(Response::json(200, &json!({ "post": post, "history": items })))
+    Ok(Response::json(
+        200,
+        &json!({ "post": post, "history": items }),
+    ))
 }
 
 /// `DELETE /posts/{id}` (member): soft delete by its author or a
@@ -408,13 +441,17 @@ pub fn delete(request: &Request) -> Result<Response, Problem> {
     let id = post_of(request)?;
     let post = load(&who, id)?;
     if post.opening {
-        return Err(Problem::conflict("an opening post goes with its thread: delete the thread"));
+        return Err(Problem::conflict(
+            "an opening post goes with its thread: delete the thread",
+        ));
     }
     let (_, forum) = threads::visible_by_id(&who, post.thread)?;
-    let author: (String,) = db::query_one("SELECT author_user FROM posts WHERE id = ?1", params![id])?;
+    let author: (String,) =
+        db::query_one("SELECT author_user FROM posts WHERE id = ?1", params![id])?;
     let moderator = crate::moderation::is_moderator(&who, forum.id)?;
     if author.0 != who.id && !moderator {
-        return Err(Problem::from_status(403).with_detail("only its author or a moderator may delete a post"));
+        return Err(Problem::from_status(403)
+            .with_detail("only its author or a moderator may delete a post"));
     }
     db::execute(
         "UPDATE posts SET deleted_at = unixepoch() WHERE id = ?1 AND deleted_at IS NULL",

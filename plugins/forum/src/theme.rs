@@ -102,15 +102,23 @@ pub fn put(request: &Request) -> Result<Response, Problem> {
         logo_url: Option<String>,
     }
     let new: NewTheme = request.json()?;
-    for (field, value) in [("primary", &new.primary), ("background", &new.background), ("text", &new.text)] {
+    for (field, value) in [
+        ("primary", &new.primary),
+        ("background", &new.background),
+        ("text", &new.text),
+    ] {
         if colour(value).is_none() {
-            return Err(Problem::unprocessable(format!("`{field}` must be a colour like #1f4e79")));
+            return Err(Problem::unprocessable(format!(
+                "`{field}` must be a colour like #1f4e79"
+            )));
         }
     }
     if let Some(url) = &new.logo_url
         && !logo_url(url)
     {
-        return Err(Problem::unprocessable("`logo_url` must be an https URL of at most 500 characters"));
+        return Err(Problem::unprocessable(
+            "`logo_url` must be an https URL of at most 500 characters",
+        ));
     }
     db::execute(
         "INSERT INTO theme (id, primary_colour, background_colour, text_colour, logo_url) \
@@ -200,6 +208,9 @@ mod tests {
         assert!(!logo_url("javascript:alert(1)"));
         assert!(!logo_url("https://x\" onerror=\"alert(1)"));
         assert!(!logo_url("https://"));
-        assert_eq!(escape("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
+        assert_eq!(
+            escape("<a href=\"x\">'&"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
     }
 }

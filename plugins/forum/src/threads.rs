@@ -91,7 +91,10 @@ impl FromRow for Thread {
 ///
 /// 404 otherwise; database errors.
 pub fn visible(who: &Who, request: &Request, param: &str) -> Result<(Thread, Forum), Problem> {
-    let id: i64 = request.param(param)?.parse().map_err(|_| no_such_thread())?;
+    let id: i64 = request
+        .param(param)?
+        .parse()
+        .map_err(|_| no_such_thread())?;
     visible_by_id(who, id)
 }
 
@@ -101,8 +104,10 @@ pub fn visible(who: &Who, request: &Request, param: &str) -> Result<(Thread, For
 ///
 /// 404 otherwise; database errors.
 pub fn visible_by_id(who: &Who, id: i64) -> Result<(Thread, Forum), Problem> {
-    let thread: Option<Thread> =
-        db::query_optional(&format!("{} WHERE t.id = ?1", select_threads()), params![id])?;
+    let thread: Option<Thread> = db::query_optional(
+        &format!("{} WHERE t.id = ?1", select_threads()),
+        params![id],
+    )?;
     let Some(thread) = thread else {
         return Err(no_such_thread());
     };
@@ -140,7 +145,10 @@ pub fn list(request: &Request) -> Result<Response, Problem> {
     } else {
         None
     };
-    Ok(Response::json(200, &json!({ "items": threads, "next": next })))
+    Ok(Response::json(
+        200,
+        &json!({ "items": threads, "next": next }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -154,7 +162,9 @@ struct NewThread {
 pub fn check_title(title: &str) -> Result<&str, Problem> {
     let title = title.trim();
     if title.is_empty() || title.chars().count() > 200 {
-        return Err(Problem::unprocessable("`title` must be 1 to 200 characters"));
+        return Err(Problem::unprocessable(
+            "`title` must be 1 to 200 characters",
+        ));
     }
     Ok(title)
 }
@@ -172,14 +182,23 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     let changes = db::execute(
         "INSERT INTO threads (forum_id, title, author_number, author_user, author_name, \
          created_at, last_post_at) VALUES (?1, ?2, ?3, ?4, ?5, unixepoch(), unixepoch())",
-        params![forum.id, title, number.as_deref(), user.as_str(), name.as_str()],
+        params![
+            forum.id,
+            title,
+            number.as_deref(),
+            user.as_str(),
+            name.as_str()
+        ],
     )?;
     let thread_id = changes.last_insert_id.unwrap_or_default();
     let post_id = posts::insert(thread_id, true, &who, &new.body, None)?;
     let (thread, _) = visible_by_id(&who, thread_id)?;
     let post = posts::load(&who, post_id)?;
     crate::after_post(&who, &forum, &thread, post_id, true)?;
-    Ok(Response::json(201, &json!({ "thread": thread, "post": post })))
+    Ok(Response::json(
+        201,
+        &json!({ "thread": thread, "post": post }),
+    ))
 }
 
 /// `GET /threads/{id}` (public): the thread and its opening post; counts
@@ -189,12 +208,18 @@ pub fn show(request: &Request) -> Result<Response, Problem> {
     // The write comes first: this GET's transaction is deferred, and a
     // read before it could not be upgraded to a write once another call
     // has committed. A view the caller may not make is taken back.
-    db::execute("UPDATE threads SET views = views + 1 WHERE id = ?1", params![id])?;
+    db::execute(
+        "UPDATE threads SET views = views + 1 WHERE id = ?1",
+        params![id],
+    )?;
     let who = Who::current()?;
     let (thread, _) = match visible_by_id(&who, id) {
         Ok(found) => found,
         Err(problem) => {
-            db::execute("UPDATE threads SET views = views - 1 WHERE id = ?1", params![id])?;
+            db::execute(
+                "UPDATE threads SET views = views - 1 WHERE id = ?1",
+                params![id],
+            )?;
             return Err(problem);
         }
     };
@@ -206,7 +231,10 @@ pub fn show(request: &Request) -> Result<Response, Problem> {
         Some((post_id,)) => Some(posts::load(&who, post_id)?),
         None => None,
     };
-    Ok(Response::json(200, &json!({ "thread": thread, "post": post })))
+    Ok(Response::json(
+        200,
+        &json!({ "thread": thread, "post": post }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -235,15 +263,36 @@ pub fn update(request: &Request) -> Result<Response, Problem> {
             params![thread.id],
         )?;
         posts::check_may_edit(&who, opening.0)?;
-        db::execute("UPDATE threads SET title = ?1 WHERE id = ?2", params![title, thread.id])?;
+        db::execute(
+            "UPDATE threads SET title = ?1 WHERE id = ?2",
+            params![title, thread.id],
+        )?;
     }
     if let Some(pinned) = change.pinned {
-        db::execute("UPDATE threads SET pinned = ?1 WHERE id = ?2", params![pinned, thread.id])?;
-        crate::log_moderation(&who, forum.id, if pinned { "pin" } else { "unpin" }, &format!("thread {}", thread.id), "")?;
+        db::execute(
+            "UPDATE threads SET pinned = ?1 WHERE id = ?2",
+            params![pinned, thread.id],
+        )?;
+        crate::log_moderation(
+            &who,
+            forum.id,
+            if pinned { "pin" } else { "unpin" },
+            &format!("thread {}", thread.id),
+            "",
+        )?;
     }
     if let Some(locked) = change.locked {
-        db::execute("UPDATE threads SET locked = ?1 WHERE id = ?2", params![locked, thread.id])?;
-        crate::log_moderation(&who, forum.id, if locked { "lock" } else { "unlock" }, &format!("thread {}", thread.id), "")?;
+        db::execute(
+            "UPDATE threads SET locked = ?1 WHERE id = ?2",
+            params![locked, thread.id],
+        )?;
+        crate::log_moderation(
+            &who,
+            forum.id,
+            if locked { "lock" } else { "unlock" },
+            &format!("thread {}", thread.id),
+            "",
+        )?;
     }
     let (thread, _) = visible_by_id(&who, thread.id)?;
     Ok(Response::json(200, &json!({ "thread": thread })))
@@ -255,17 +304,26 @@ pub fn delete(request: &Request) -> Result<Response, Problem> {
     let who = Who::current()?;
     let (thread, forum) = visible(&who, request, "id")?;
     let moderator = crate::moderation::is_moderator(&who, forum.id)?;
-    let author: (String,) =
-        db::query_one("SELECT author_user FROM threads WHERE id = ?1", params![thread.id])?;
+    let author: (String,) = db::query_one(
+        "SELECT author_user FROM threads WHERE id = ?1",
+        params![thread.id],
+    )?;
     if author.0 != who.id && !moderator {
-        return Err(Problem::from_status(403).with_detail("only its author or a moderator may delete a thread"));
+        return Err(Problem::from_status(403)
+            .with_detail("only its author or a moderator may delete a thread"));
     }
     db::execute(
         "UPDATE threads SET deleted_at = unixepoch() WHERE id = ?1 AND deleted_at IS NULL",
         params![thread.id],
     )?;
     if author.0 != who.id {
-        crate::log_moderation(&who, forum.id, "delete_thread", &format!("thread {}", thread.id), "")?;
+        crate::log_moderation(
+            &who,
+            forum.id,
+            "delete_thread",
+            &format!("thread {}", thread.id),
+            "",
+        )?;
     }
     Ok(Response::no_content())
 }
