@@ -1971,3 +1971,61 @@ fn sso_sign_in_only_with_the_community_plan() {
         "not linked to a member yet: {me:?}"
     );
 }
+
+#[test]
+fn upgrading_from_the_basic_release_keeps_posts_and_subscribes_their_authors() {
+    let plans = workspace_root().join("tests/e2e/plans-forum");
+    let plans = plans.to_str().expect("utf-8 path").to_owned();
+    let host = Host::start_with(
+        &["membership", "forum-v1_0", "forum"],
+        &[
+            "--plans",
+            plans.as_str(),
+            "--manual-clock",
+            crate::sso::START,
+        ],
+    );
+    let admin = host.tenant_with("acme", "membership");
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &admin,
+        json!({"module": "forum", "version": "1.0.0"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    member(&host, &admin, "M-1", "Asha Rai");
+    member(&host, &admin, "M-2", "Bikash Thapa");
+    let (_, asha) = user(&host, &admin, "asha@example.org", Some("M-1"), "member");
+    let (_, bikash) = user(&host, &admin, "bikash@example.org", Some("M-2"), "member");
+    new_forum(&host, &admin, "general", "public", "members");
+    let (thread, _) = new_thread(&host, &asha, "general", "Before", "posted on 1.0");
+    assert_eq!(
+        reply(&host, &bikash, thread, json!({"body": "me too"})).status,
+        201
+    );
+    // 1.0.0 has no plus routes at all.
+    assert_eq!(get(&host, "/notifications", Some(&asha)).status, 404);
+
+    let a = host.post("/v1/tenants/acme/modules/forum/upgrade", &admin, json!({}));
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["installation"]["version"], "1.1.0");
+    assert_eq!(
+        a.body["applied_migrations"],
+        json!(["0003_plus", "0004_community"])
+    );
+
+    // Everything posted before is there; the plus routes are gated.
+    let posts = all_pages(&host, &format!("/threads/{thread}/posts"), None, 10);
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[0]["html"], "<p>posted on 1.0</p>\n");
+    assert_eq!(get(&host, "/notifications", Some(&asha)).status, 402);
+    grant(&host, "plus");
+    // Asha was subscribed by the upgrade, as the author she was.
+    assert_eq!(
+        reply(&host, &bikash, thread, json!({"body": "after the upgrade"})).status,
+        201
+    );
+    let r = get(&host, "/notifications", Some(&asha));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["unread"], 1, "{r:?}");
+    assert_eq!(r.body["items"][0]["thread"], thread, "{r:?}");
+}

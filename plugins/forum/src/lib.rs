@@ -6,18 +6,28 @@
 //! no script ever reaches a browser. Routes, permissions and plans are in
 //! the README.
 
+#[cfg(feature = "premium")]
 mod analytics;
+#[cfg(feature = "premium")]
 mod attachments;
 mod forums;
 mod markdown;
+#[cfg(feature = "premium")]
 mod messages;
+#[cfg(feature = "premium")]
+mod moderate;
 mod moderation;
+#[cfg(feature = "premium")]
 mod notifications;
 mod page;
+#[cfg(feature = "premium")]
 mod polls;
 mod posts;
+#[cfg(feature = "premium")]
+mod premium;
 mod profiles;
 mod schema;
+#[cfg(feature = "premium")]
 mod theme;
 mod threads;
 mod who;
@@ -25,9 +35,11 @@ mod who;
 use serde::Deserialize;
 use serde_json::json;
 use souk_sdk::{
-    Event, FeatureKind, Gates, HookError, Job, JobOutput, LimitKind, Migration, Module, Problem,
-    Request, Response, Router, db, events, params,
+    Event, Gates, HookError, LimitKind, Migration, Module, Problem, Request, Response, Router, db,
+    params,
 };
+#[cfg(feature = "premium")]
+use souk_sdk::{Job, JobOutput};
 
 use crate::forums::Forum as ForumRow;
 use crate::threads::Thread;
@@ -45,49 +57,19 @@ impl Module for Forum {
     }
 
     fn gates() -> Gates {
-        Gates::new()
-            .feature("private_messages", "Private messages between members.")
-            .feature("attachments", "Files attached to posts.")
-            .feature("polls", "Polls in threads.")
-            .feature(
-                "subscriptions",
-                "Thread subscriptions, notifications and email digests.",
-            )
-            .feature(
-                "moderation",
-                "Moderators per forum, hiding, moving, bans, the moderation log and reports.",
-            )
-            .feature("analytics", "Posting analytics as JSON for charts.")
-            .feature(
-                "themes",
-                "The tenant's colours and logo on the forum's pages.",
-            )
-            .feature(
-                "api_access",
-                "The tenant's own systems call the forum with an API key.",
-            )
-            .feature("webhooks", "Webhooks of thread and post events.")
-            .feature_of_kind(
-                "sso",
-                "Members sign in with the tenant's OpenID Connect provider.",
-                FeatureKind::Sso,
-            )
-            .limit("max_forums", "Forums a tenant may keep.", LimitKind::Count)
-            .limit("max_polls", "Polls a tenant may keep.", LimitKind::Count)
-            .limit(
-                "attachment_bytes",
-                "Bytes of attachments the tenant may keep.",
-                LimitKind::Storage,
-            )
-            .limit(
-                "emails_per_month",
-                "Notification emails per month.",
-                LimitKind::Email,
-            )
+        let gates = Gates::new().limit("max_forums", "Forums a tenant may keep.", LimitKind::Count);
+        #[cfg(feature = "premium")]
+        let gates = premium::gates(gates);
+        gates
+    }
+
+    #[cfg(feature = "premium")]
+    fn upgrade(from: &str) -> Result<(), HookError> {
+        premium::upgrade(from)
     }
 
     fn handle(request: Request) -> Response {
-        Router::new()
+        let router = Router::new()
             .get("/forums", forums::list)
             .post("/forums", forums::create)
             .get("/forums/{slug}", forums::show)
@@ -105,52 +87,15 @@ impl Module for Forum {
             .get("/members/{number}", profiles::show)
             .get("/me", profiles::me)
             .get("/settings", settings)
-            .put("/settings", put_settings)
-            .post("/conversations", messages::create)
-            .get("/conversations", messages::list)
-            .get("/conversations/{id}", messages::show)
-            .post("/conversations/{id}/messages", messages::send)
-            .put("/posts/{id}/attachments", attachments::attach)
-            .get("/attachments/{id}", attachments::url)
-            .post("/threads/{id}/poll", polls::create)
-            .get("/threads/{id}/poll", polls::show)
-            .post("/threads/{id}/poll/votes", polls::vote)
-            .put("/threads/{id}/subscription", notifications::put)
-            .delete("/threads/{id}/subscription", notifications::delete)
-            .get("/notifications", notifications::list)
-            .post("/notifications/read", notifications::mark_read)
-            .put("/me/preferences", notifications::preferences)
-            .get("/forums/{slug}/moderators", moderation::moderators)
-            .put(
-                "/forums/{slug}/moderators/{number}",
-                moderation::add_moderator,
-            )
-            .delete(
-                "/forums/{slug}/moderators/{number}",
-                moderation::remove_moderator,
-            )
-            .post("/posts/{id}/hide", moderation::hide)
-            .post("/posts/{id}/restore", moderation::restore)
-            .post("/threads/{id}/move", moderation::move_thread)
-            .post("/forums/{slug}/bans", moderation::ban)
-            .get("/forums/{slug}/bans", moderation::bans)
-            .delete("/forums/{slug}/bans/{number}", moderation::unban)
-            .get("/forums/{slug}/log", moderation::log)
-            .post("/posts/{id}/reports", moderation::report)
-            .get("/reports", moderation::reports)
-            .post("/reports/{id}/resolve", moderation::resolve)
-            .get("/analytics", analytics::show)
-            .get("/theme", theme::show)
-            .put("/theme", theme::put)
-            .get("/view/threads/{id}", theme::thread_page)
-            .handle(request)
+            .put("/settings", put_settings);
+        #[cfg(feature = "premium")]
+        let router = premium::routes(router);
+        router.handle(request)
     }
 
+    #[cfg(feature = "premium")]
     fn run_job(job: Job) -> Result<JobOutput, HookError> {
-        match job.name.as_str() {
-            "digest" => notifications::digest_job(),
-            other => Err(HookError::new(format!("no job named {other}"))),
-        }
+        premium::run_job(&job)
     }
 
     /// Membership's `member_left` closes the member's posting rights (and
@@ -193,13 +138,13 @@ impl Module for Forum {
     }
 }
 
-/// What follows every new post, in its call's transaction: the author's
-/// subscription, the subscribers' notifications, and the `thread.created`
-/// or `post.created` event (for the tenant's webhooks).
+/// What follows every new post, in its call's transaction (1.1.0: the
+/// author's subscription, notifications and the post's event).
 ///
 /// # Errors
 ///
 /// Database errors.
+#[cfg_attr(not(feature = "premium"), allow(clippy::unnecessary_wraps))]
 pub(crate) fn after_post(
     who: &Who,
     forum: &ForumRow,
@@ -207,22 +152,10 @@ pub(crate) fn after_post(
     post: i64,
     opening: bool,
 ) -> Result<(), Problem> {
-    notifications::after_post(who, forum, thread, post, opening)?;
-    let author = json!({
-        "number": who.member.as_ref().map(|(number, _)| number),
-        "name": who.name,
-    });
-    if opening {
-        events::emit(
-            "thread.created",
-            &json!({ "thread": thread.id, "forum": forum.slug, "title": thread.title, "post": post, "author": author }),
-        )?;
-    } else {
-        events::emit(
-            "post.created",
-            &json!({ "post": post, "thread": thread.id, "forum": forum.slug, "author": author }),
-        )?;
-    }
+    #[cfg(feature = "premium")]
+    premium::after_post(who, forum, thread, post, opening)?;
+    #[cfg(not(feature = "premium"))]
+    let _ = (who, forum, thread, post, opening);
     Ok(())
 }
 

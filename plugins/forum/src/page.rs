@@ -51,6 +51,7 @@ pub fn cursor(key: &[i64]) -> String {
     key.iter().map(i64::to_string).collect::<Vec<_>>().join(".")
 }
 
+#[cfg_attr(not(feature = "premium"), allow(dead_code))]
 /// Rows of `sql` as JSON objects keyed by column name; the columns named
 /// in `booleans` (SQLite's 0 and 1) become `false` and `true`.
 ///

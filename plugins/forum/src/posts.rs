@@ -175,11 +175,14 @@ fn shown(who: &Who, moderator: bool, stored: StoredPost) -> Result<Post, Problem
         }
         None => None,
     };
+    #[cfg(feature = "premium")]
     let attachments = if html.is_some() {
         crate::attachments::of_post(stored.id)?
     } else {
         Vec::new()
     };
+    #[cfg(not(feature = "premium"))]
+    let attachments = Vec::new();
     Ok(Post {
         attachments,
         id: stored.id,

@@ -125,6 +125,7 @@ const MODERATION: Migration = Migration::new(
     DROP TABLE moderators",
 );
 
+#[cfg(feature = "premium")]
 /// Plus: private messages, attachments, polls (one ballot per member by
 /// a UNIQUE constraint), thread subscriptions, notifications and digest
 /// preferences.
@@ -220,6 +221,7 @@ const PLUS: Migration = Migration::new(
     DROP TABLE conversations",
 );
 
+#[cfg(feature = "premium")]
 /// Community: the tenant's theme (one row).
 const COMMUNITY: Migration = Migration::new(
     "0004_community",
@@ -233,9 +235,15 @@ const COMMUNITY: Migration = Migration::new(
     "DROP TABLE theme",
 );
 
-/// The migrations of this release, oldest first.
+/// The migrations of this release, oldest first: 1.0.0 has the Basic and
+/// moderation tables (bans and moderators are checked on every plan),
+/// 1.1.0 adds the plus and community ones.
 pub fn migrations() -> Vec<Migration> {
-    vec![BASIC, MODERATION, PLUS, COMMUNITY]
+    #[cfg_attr(not(feature = "premium"), allow(unused_mut))]
+    let mut migrations = vec![BASIC, MODERATION];
+    #[cfg(feature = "premium")]
+    migrations.extend([PLUS, COMMUNITY]);
+    migrations
 }
 
 /// The default edit window: 15 minutes.
