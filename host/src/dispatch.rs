@@ -375,7 +375,8 @@ impl Dispatcher<'_> {
         );
         let mut state =
             CallState::for_request(context, db, entitlements, self.plan_budget(target).0)
-                .with_files(files);
+                .with_files(files)
+                .with_host_time(self.billing.clock().now());
         state.jobs = JobsState::new(self.enqueue, self.billing.clock().now());
         state.events = EventsState::new(
             &manifest.events.emits,

@@ -476,6 +476,7 @@ impl Lab {
                 return Err(format!("{sql}: {a:?}"));
             }
         }
+        self.await_events_fanned_out();
         self.baseline = self.snapshot();
         Ok(())
     }
@@ -589,6 +590,30 @@ impl Lab {
             })
             .cloned()
             .collect()
+    }
+
+    /// Waits (a bounded while) until the host has fanned out the events
+    /// the fixtures' Membership calls emitted (Membership 1.2.0 emits
+    /// `member_created` / `member_left`): the host's event worker marks
+    /// them in `_souk_events` after the calls, which a baseline taken
+    /// earlier would report as a change the next statement made.
+    fn await_events_fanned_out(&self) {
+        let path = self.tenant_path(&self.attacker);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            let pending = open_read_only(&path).ok().and_then(|db| {
+                db.query_row(
+                    "SELECT count(*) FROM _souk_events WHERE fanned_out = 0",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .ok()
+            });
+            if pending == Some(0) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     fn snapshot(&self) -> Snapshot {

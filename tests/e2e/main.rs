@@ -12,6 +12,7 @@ mod api_v0_3;
 mod archives;
 mod billing;
 mod cli_api;
+mod digital_card;
 mod email;
 mod events;
 mod fairness;

@@ -9,12 +9,16 @@ use crate::support::{Host, workspace_root};
 
 /// A host on the Digital Card test plans (small limits) and a manual clock.
 pub fn start(modules: &[&str]) -> Host {
+    start_with(modules, &[])
+}
+
+/// [`start`] with extra `souk` arguments.
+pub fn start_with(modules: &[&str], args: &[&str]) -> Host {
     let plans = workspace_root().join("tests/e2e/plans-card");
     let plans = plans.to_str().expect("utf-8 path").to_owned();
-    Host::start_with(
-        modules,
-        &["--plans", &plans, "--manual-clock", "2026-03-01T09:00:00Z"],
-    )
+    let mut all = vec!["--plans", &plans, "--manual-clock", "2026-03-01T09:00:00Z"];
+    all.extend_from_slice(args);
+    Host::start_with(modules, &all)
 }
 
 fn add_member(host: &Host, token: &str, number: &str) -> crate::support::Answer {

@@ -20,6 +20,7 @@ pub fn module_files(name: &str) -> (PathBuf, PathBuf) {
             "tests/modules/membership-v1_0/module.yaml",
             "souk_test_membership_v1_0",
         ),
+        "digital-card" => ("plugins/digital-card/module.yaml", "souk_digital_card"),
         "membership-1.1" => (
             "tests/modules/membership-v1_1/module.yaml",
             "souk_test_membership_v1_1",

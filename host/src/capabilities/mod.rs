@@ -36,6 +36,7 @@ pub mod files;
 pub mod jobs;
 pub mod log;
 pub mod notify;
+pub mod wall_clock;
 
 use wasmtime::StoreLimits;
 use wasmtime::StoreLimitsBuilder;
@@ -133,14 +134,23 @@ impl CallState {
         Self::build(context, ModuleDb::detached(), memory_bytes)
     }
 
-    fn build(context: CallContext, db: ModuleDb, memory_bytes: usize) -> Self {
+    /// The WASI context of a call: no network; the wall clock the host's
+    /// clock at `now` when given ([`wall_clock`]), else the machine's.
+    fn wasi(now: Option<time::OffsetDateTime>) -> WasiCtx {
         let mut wasi = WasiCtx::builder();
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
+        if let Some(now) = now {
+            wasi.wall_clock(wall_clock::CallWallClock::new(now));
+        }
+        wasi.build()
+    }
+
+    fn build(context: CallContext, db: ModuleDb, memory_bytes: usize) -> Self {
         CallState {
-            wasi: wasi.build(),
+            wasi: Self::wasi(None),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
@@ -163,6 +173,14 @@ impl CallState {
     #[must_use]
     pub fn with_files(mut self, files: FilesAccess) -> Self {
         self.files = Some(files);
+        self
+    }
+
+    /// The same state with the module's wall clock at the host clock's
+    /// `now` (the call's start), so `--manual-clock` reaches modules.
+    #[must_use]
+    pub fn with_host_time(mut self, now: time::OffsetDateTime) -> Self {
+        self.wasi = Self::wasi(Some(now));
         self
     }
 

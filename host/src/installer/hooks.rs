@@ -141,7 +141,8 @@ impl<'a> Installer<'a> {
             ctx,
             ModuleDb::new(scope, tx, limits.call_timeout),
             limits.memory_bytes,
-        );
+        )
+        .with_host_time(self.clock.now());
         state.events = crate::capabilities::events::EventsState::new(
             loaded.emits(),
             limits.max_event_payload_bytes,

@@ -1,0 +1,134 @@
+//! The module's tables (release 1.0.0: the Basic plan's) and what a fresh
+//! install starts with. Later releases add tables in later migrations;
+//! released migrations never change.
+
+use souk_sdk::{HookError, Migration, db, params};
+
+/// Settings, templates, cards, share links, scans, and the events already
+/// handled.
+const BASIC: Migration = Migration::new(
+    "0001_cards",
+    "CREATE TABLE settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        organisation_name TEXT NOT NULL,
+        verify_base_url TEXT,
+        allow_multiple_active INTEGER NOT NULL DEFAULT 0 CHECK (allow_multiple_active IN (0, 1)),
+        valid_days INTEGER NOT NULL DEFAULT 365 CHECK (valid_days BETWEEN 1 AND 3660),
+        number_prefix TEXT NOT NULL,
+        next_number INTEGER NOT NULL CHECK (next_number > 0)
+    );
+    CREATE TABLE templates (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        tier TEXT NOT NULL CHECK (tier IN ('basic', 'advanced', 'premium', 'custom')),
+        layout TEXT NOT NULL CHECK (layout IN ('classic', 'stripe', 'minimal')),
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        background TEXT NOT NULL,
+        foreground TEXT NOT NULL,
+        accent TEXT NOT NULL,
+        fields TEXT NOT NULL
+    );
+    CREATE TABLE cards (
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL UNIQUE,
+        member_number TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'expired', 'revoked')),
+        status_reason TEXT,
+        issued_on TEXT NOT NULL,
+        expires_on TEXT NOT NULL,
+        template TEXT NOT NULL,
+        photo_file_id TEXT,
+        token TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX cards_by_member ON cards (member_number, status);
+    CREATE INDEX cards_by_status_expiry ON cards (status, expires_on);
+    CREATE TABLE share_links (
+        id INTEGER PRIMARY KEY,
+        card_id INTEGER NOT NULL,
+        token TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE INDEX share_links_by_card ON share_links (card_id);
+    CREATE TABLE scans (
+        id INTEGER PRIMARY KEY,
+        card_id INTEGER,
+        scanned_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX scans_by_card ON scans (card_id);
+    CREATE TABLE handled_events (
+        event_id TEXT PRIMARY KEY
+    )",
+    "DROP TABLE handled_events;
+    DROP TABLE scans;
+    DROP TABLE share_links;
+    DROP TABLE cards;
+    DROP TABLE templates;
+    DROP TABLE settings",
+);
+
+/// The migrations of this release, oldest first.
+pub fn migrations() -> Vec<Migration> {
+    vec![BASIC]
+}
+
+/// A template seeded on install: (slug, name, layout, background,
+/// foreground, accent, fields).
+type Seed = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+
+/// The three basic templates (credit-card proportions, 856 x 540).
+const BASIC_TEMPLATES: [Seed; 3] = [
+    (
+        "classic",
+        "Classic",
+        "classic",
+        "#ffffff",
+        "#1f2933",
+        "#1d4ed8",
+        r#"["photo","name","member_number","card_number","expires_on","qr"]"#,
+    ),
+    (
+        "stripe",
+        "Stripe",
+        "stripe",
+        "#f8fafc",
+        "#0f172a",
+        "#b91c1c",
+        r#"["name","member_number","expires_on","qr"]"#,
+    ),
+    (
+        "minimal",
+        "Minimal",
+        "minimal",
+        "#111827",
+        "#f9fafb",
+        "#10b981",
+        r#"["name","card_number","qr"]"#,
+    ),
+];
+
+/// Seeds a fresh install: settings and the basic templates.
+///
+/// # Errors
+///
+/// When a row cannot be written; the install rolls back.
+pub fn seed() -> Result<(), HookError> {
+    db::execute(
+        "INSERT INTO settings (id, organisation_name, number_prefix, next_number) \
+         VALUES (1, 'Our organisation', 'C-', 1)",
+        params![],
+    )?;
+    for (slug, name, layout, background, foreground, accent, fields) in BASIC_TEMPLATES {
+        db::execute(
+            "INSERT INTO templates (slug, name, tier, layout, width, height, background, \
+             foreground, accent, fields) VALUES (?1, ?2, 'basic', ?3, 856, 540, ?4, ?5, ?6, ?7)",
+            params![slug, name, layout, background, foreground, accent, fields],
+        )?;
+    }
+    Ok(())
+}
