@@ -20,8 +20,8 @@ use crate::support::Host;
 /// One request a [`Receiver`] got.
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Received {
@@ -104,7 +104,7 @@ impl Receiver {
 }
 
 /// Polls `check` for up to 30 s.
-fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(found) = check() {

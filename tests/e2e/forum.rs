@@ -111,6 +111,16 @@ fn send(host: &Host, method: &str, path: &str, who: &str, body: Value) -> Reply 
     )
 }
 
+/// Moves the host's manual clock (which the module's clock follows).
+fn advance(host: &Host, seconds: i64) {
+    let a = host.post(
+        "/v1/clock",
+        &host.operator,
+        json!({"advance_seconds": seconds}),
+    );
+    assert_eq!(a.status, 200, "move clock: {a:?}");
+}
+
 fn new_forum(host: &Host, admin: &str, slug: &str, view: &str, post: &str) {
     let r = send(
         host,
@@ -517,24 +527,10 @@ fn authors_edit_within_the_window_with_history_and_soft_delete() {
     assert_eq!(r.body["history"][0]["html"], "<p>first words</p>\n");
     assert_eq!(r.body["history"].as_array().unwrap().len(), 1);
 
-    // A window of one second: closed after two.
-    let r = call(
-        &host,
-        "PUT",
-        &format!("{FORUM}/settings"),
-        Cred::Bearer(&acme.admin),
-        Some(json!({"edit_window_seconds": 1})),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-    let r = call(
-        &host,
-        "PUT",
-        &format!("{FORUM}/settings"),
-        Cred::Bearer(&acme.asha),
-        Some(json!({"edit_window_seconds": 100000})),
-    );
-    assert_eq!(r.status, 403, "members do not change settings: {r:?}");
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // The default window is 15 minutes of the host's clock, counted from
+    // the post: closed a second after; a longer window set by an admin
+    // opens it again.
+    advance(&host, 901);
     let r = send(
         &host,
         "PATCH",
@@ -547,6 +543,31 @@ fn authors_edit_within_the_window_with_history_and_soft_delete() {
         r.body["type"],
         "https://souk.dev/problems/forum/edit-window-closed"
     );
+    let r = call(
+        &host,
+        "PUT",
+        &format!("{FORUM}/settings"),
+        Cred::Bearer(&acme.asha),
+        Some(json!({"edit_window_seconds": 100000})),
+    );
+    assert_eq!(r.status, 403, "members do not change settings: {r:?}");
+    let r = call(
+        &host,
+        "PUT",
+        &format!("{FORUM}/settings"),
+        Cred::Bearer(&acme.admin),
+        Some(json!({"edit_window_seconds": 3600})),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = send(
+        &host,
+        "PATCH",
+        &format!("/posts/{opening}"),
+        &acme.asha,
+        json!({"body": "within the hour"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    advance(&host, 2700);
     let r = send(
         &host,
         "PATCH",
@@ -1112,14 +1133,14 @@ fn one_vote_per_member_under_twenty_parallel_votes() {
         .unwrap();
     assert!(ballots >= 1, "the UNIQUE constraint is in the schema");
 
-    // Multiple choice, closing in a second.
+    // Multiple choice, closing in a minute of the host's clock.
     let (second, _) = new_thread(&host, &acme.asha, "general", "Snacks", "bring what?");
     let r = send(
         &host,
         "POST",
         &format!("/threads/{second}/poll"),
         &acme.asha,
-        json!({"question": "What?", "options": ["tea", "cake", "fruit"], "multiple": true, "closes_in_seconds": 1}),
+        json!({"question": "What?", "options": ["tea", "cake", "fruit"], "multiple": true, "closes_in_seconds": 60}),
     );
     assert_eq!(r.status, 201, "{r:?}");
     let options: Vec<i64> = r.body["poll"]["options"]
@@ -1145,7 +1166,7 @@ fn one_vote_per_member_under_twenty_parallel_votes() {
         json!({"options": [sat]}),
     );
     assert_eq!(r.status, 422, "another poll's option: {r:?}");
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    advance(&host, 61);
     let r = send(
         &host,
         "POST",
@@ -1644,7 +1665,7 @@ fn moderators_hide_ban_move_and_work_the_report_queue_with_a_log() {
         "POST",
         "/forums/general/bans",
         &acme.bikash,
-        json!({"number": "M-3", "reason": "spamming", "seconds": 2}),
+        json!({"number": "M-3", "reason": "spamming", "seconds": 60}),
     );
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(r.body["ban"]["active"], true, "{r:?}");
@@ -1669,7 +1690,7 @@ fn moderators_hide_ban_move_and_work_the_report_queue_with_a_log() {
         .status,
         201
     );
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    advance(&host, 61);
     assert_eq!(
         reply(&host, &deepa, thread, json!({"body": "sorry"})).status,
         201

@@ -22,14 +22,17 @@ pub fn show(request: &Request) -> Result<Response, Problem> {
             }
         },
     };
-    let since = "unixepoch('now', 'start of day') - (?1 - 1) * 86400";
+    // The first second of the first day counted, by the module's clock.
+    let now = crate::clock::now();
+    let since = "(?2 - (?1 - 1) * 86400)";
+    let today = now - now.rem_euclid(86_400);
     let per_day = page::objects(
         &format!(
             "SELECT date(created_at, 'unixepoch') AS day, count(*) AS posts, \
              count(DISTINCT coalesce(author_number, author_user)) AS active_members \
              FROM posts WHERE created_at >= {since} GROUP BY day ORDER BY day"
         ),
-        params![days],
+        params![days, today],
         &[],
     )?;
     let busiest = page::objects(
@@ -39,7 +42,7 @@ pub fn show(request: &Request) -> Result<Response, Problem> {
              WHERE t.deleted_at IS NULL AND p.created_at >= {since} \
              GROUP BY t.id ORDER BY posts DESC, t.id LIMIT 10"
         ),
-        params![days],
+        params![days, today],
         &[],
     )?;
     let waits = page::objects(
@@ -48,7 +51,7 @@ pub fn show(request: &Request) -> Result<Response, Problem> {
              AND p.opening = 0 AND p.author_user <> t.author_user) - t.created_at AS wait \
              FROM threads t WHERE t.deleted_at IS NULL AND t.created_at >= {since}"
         ),
-        params![days],
+        params![days, today],
         &[],
     )?;
     let mut answered: Vec<i64> = waits.iter().filter_map(|w| w["wait"].as_i64()).collect();

@@ -86,13 +86,14 @@ pub fn attach(request: &Request) -> Result<Response, Problem> {
     let file = files::put(&name, &content_type, bytes)?;
     let changes = db::execute(
         "INSERT INTO attachments (post_id, file_id, name, content_type, size, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, unixepoch())",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             post_id,
             file.id.as_str(),
             file.name.as_str(),
             file.content_type.as_str(),
-            file.size as i64
+            file.size as i64,
+            crate::clock::now()
         ],
     )?;
     Ok(Response::json(

@@ -255,14 +255,15 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     entitlements::consume("max_forums", 1)?;
     let changes = db::execute(
         "INSERT INTO forums (slug, name, description, position, view_audience, post_audience, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, unixepoch())",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             new.slug.as_str(),
             new.name.trim(),
             new.description.as_str(),
             new.position,
             view.as_str(),
-            post.as_str()
+            post.as_str(),
+            crate::clock::now()
         ],
     )?;
     let forum: Forum = db::query_one(

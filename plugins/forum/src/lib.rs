@@ -10,6 +10,7 @@
 mod analytics;
 #[cfg(feature = "premium")]
 mod attachments;
+mod clock;
 mod forums;
 mod markdown;
 #[cfg(feature = "premium")]
@@ -118,11 +119,12 @@ impl Module for Forum {
         match (event.source_module.as_str(), event.event_type.as_str()) {
             ("membership", "member_left") => {
                 db::execute(
-                    "INSERT INTO departed (number, reason, left_at) VALUES (?1, ?2, unixepoch()) \
+                    "INSERT INTO departed (number, reason, left_at) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (number) DO UPDATE SET reason = excluded.reason",
                     params![
                         member.number.as_str(),
-                        member.reason.unwrap_or_else(|| "left".into())
+                        member.reason.unwrap_or_else(|| "left".into()),
+                        crate::clock::now()
                     ],
                 )?;
             }
@@ -173,14 +175,15 @@ pub(crate) fn log_moderation(
 ) -> Result<(), Problem> {
     db::execute(
         "INSERT INTO moderation_log (forum_id, action, target, reason, actor_id, actor_name, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, unixepoch())",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             forum_id,
             action,
             target,
             reason,
             who.id.as_str(),
-            who.name.as_str()
+            who.name.as_str(),
+            crate::clock::now()
         ],
     )?;
     Ok(())

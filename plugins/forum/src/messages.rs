@@ -72,8 +72,8 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
         }
     }
     let changes = db::execute(
-        "INSERT INTO conversations (subject, created_at) VALUES (?1, unixepoch())",
-        params![subject],
+        "INSERT INTO conversations (subject, created_at) VALUES (?1, ?2)",
+        params![subject, crate::clock::now()],
     )?;
     let id = changes.last_insert_id.unwrap_or_default();
     for number in to.iter().chain(std::iter::once(&me)) {
@@ -92,8 +92,14 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
 fn add_message(conversation: i64, who: &Who, me: &str, body: &str) -> Result<i64, Problem> {
     let changes = db::execute(
         "INSERT INTO messages (conversation_id, author_number, author_name, html, created_at) \
-         VALUES (?1, ?2, ?3, ?4, unixepoch())",
-        params![conversation, me, who.name.as_str(), markdown::render(body)],
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            conversation,
+            me,
+            who.name.as_str(),
+            markdown::render(body),
+            crate::clock::now()
+        ],
     )?;
     let id = changes.last_insert_id.unwrap_or_default();
     db::execute(

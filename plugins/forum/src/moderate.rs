@@ -133,8 +133,8 @@ pub fn hide(request: &Request) -> Result<Response, Problem> {
         return Err(Problem::conflict("the post is deleted"));
     }
     db::execute(
-        "UPDATE posts SET hidden_at = unixepoch(), hidden_reason = ?1, hidden_by = ?2 WHERE id = ?3",
-        params![reason, who.id.as_str(), post.id],
+        "UPDATE posts SET hidden_at = ?4, hidden_reason = ?1, hidden_by = ?2 WHERE id = ?3",
+        params![reason, who.id.as_str(), post.id, crate::clock::now()],
     )?;
     crate::log_moderation(&who, forum, "hide", &format!("post {}", post.id), reason)?;
     events::emit(
@@ -258,13 +258,14 @@ pub fn ban(request: &Request) -> Result<Response, Problem> {
     }
     let changes = db::execute(
         "INSERT INTO bans (forum_id, member_number, until, reason, banned_by, created_at) \
-         VALUES (?1, ?2, CASE WHEN ?3 IS NULL THEN NULL ELSE unixepoch() + ?3 END, ?4, ?5, unixepoch())",
+         VALUES (?1, ?2, CASE WHEN ?3 IS NULL THEN NULL ELSE ?6 + ?3 END, ?4, ?5, ?6)",
         params![
             forum.id,
             body.number.as_str(),
             body.seconds,
             reason,
-            who.id.as_str()
+            who.id.as_str(),
+            crate::clock::now()
         ],
     )?;
     crate::log_moderation(
@@ -285,8 +286,8 @@ fn ban_json(id: i64) -> Result<serde_json::Value, Problem> {
         "SELECT id, member_number AS number, reason, \
          CASE WHEN until IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%SZ', until, 'unixepoch') END AS until, \
          strftime('%Y-%m-%dT%H:%M:%SZ', created_at, 'unixepoch') AS created_at, \
-         (until IS NULL OR until > unixepoch()) AS active FROM bans WHERE id = ?1",
-        params![id],
+         (until IS NULL OR until > ?2) AS active FROM bans WHERE id = ?1",
+        params![id, crate::clock::now()],
         &["active"],
     )?
     .into_iter()
@@ -301,8 +302,8 @@ pub fn bans(request: &Request) -> Result<Response, Problem> {
     let forum = forums::visible_by_slug(&who, request)?;
     require_moderator(&who, forum.id)?;
     let ids: Vec<(i64,)> = db::query_as(
-        "SELECT id FROM bans WHERE forum_id = ?1 AND (until IS NULL OR until > unixepoch()) ORDER BY id",
-        params![forum.id],
+        "SELECT id FROM bans WHERE forum_id = ?1 AND (until IS NULL OR until > ?2) ORDER BY id",
+        params![forum.id, crate::clock::now()],
     )?;
     let items = ids
         .into_iter()
@@ -319,9 +320,9 @@ pub fn unban(request: &Request) -> Result<Response, Problem> {
     require_moderator(&who, forum.id)?;
     let number = number_param(request)?;
     db::execute(
-        "UPDATE bans SET until = unixepoch() WHERE forum_id = ?1 AND member_number = ?2 \
-         AND (until IS NULL OR until > unixepoch())",
-        params![forum.id, number.as_str()],
+        "UPDATE bans SET until = ?3 WHERE forum_id = ?1 AND member_number = ?2 \
+         AND (until IS NULL OR until > ?3)",
+        params![forum.id, number.as_str(), crate::clock::now()],
     )?;
     crate::log_moderation(&who, forum.id, "unban", &format!("member {number}"), "")?;
     Ok(Response::no_content())
@@ -369,8 +370,8 @@ pub fn report(request: &Request) -> Result<Response, Problem> {
     let reason = reason_of(&body.reason)?;
     match db::execute(
         "INSERT INTO reports (post_id, forum_id, reporter_number, reason, created_at) \
-         VALUES (?1, ?2, ?3, ?4, unixepoch())",
-        params![post.id, forum, number, reason],
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![post.id, forum, number, reason, crate::clock::now()],
     ) {
         Ok(changes) => Ok(Response::json(
             201,
@@ -431,8 +432,8 @@ pub fn resolve(request: &Request) -> Result<Response, Problem> {
         return Err(Problem::not_found("no such report"));
     }
     db::execute(
-        "UPDATE reports SET resolved_at = unixepoch(), resolved_by = ?1 WHERE id = ?2 AND resolved_at IS NULL",
-        params![who.id.as_str(), id],
+        "UPDATE reports SET resolved_at = ?3, resolved_by = ?1 WHERE id = ?2 AND resolved_at IS NULL",
+        params![who.id.as_str(), id, crate::clock::now()],
     )?;
     crate::log_moderation(
         &who,

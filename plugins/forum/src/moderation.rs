@@ -40,8 +40,8 @@ pub fn check_not_banned(who: &Who, forum_id: i64) -> Result<(), Problem> {
         "SELECT CASE WHEN until IS NULL THEN NULL \
          ELSE strftime('%Y-%m-%dT%H:%M:%SZ', until, 'unixepoch') END, reason \
          FROM bans WHERE forum_id = ?1 AND member_number = ?2 \
-         AND (until IS NULL OR until > unixepoch()) ORDER BY id DESC LIMIT 1",
-        params![forum_id, number.as_str()],
+         AND (until IS NULL OR until > ?3) ORDER BY id DESC LIMIT 1",
+        params![forum_id, number.as_str(), crate::clock::now()],
     )?;
     match ban {
         None => Ok(()),

@@ -100,8 +100,8 @@ pub fn after_post(
         };
         db::execute(
             "INSERT INTO notifications (member_number, thread_id, post_id, created_at, mail) \
-             VALUES (?1, ?2, ?3, unixepoch(), ?4)",
-            params![number.as_str(), thread.id, post, mail],
+             VALUES (?1, ?2, ?3, ?5, ?4)",
+            params![number.as_str(), thread.id, post, mail, crate::clock::now()],
         )?;
     }
     Ok(())
@@ -212,8 +212,8 @@ pub fn mark_read(request: &Request) -> Result<Response, Problem> {
     let read: Read = request.json()?;
     if read.all {
         db::execute(
-            "UPDATE notifications SET read_at = unixepoch() WHERE member_number = ?1 AND read_at IS NULL",
-            params![me.as_str()],
+            "UPDATE notifications SET read_at = ?2 WHERE member_number = ?1 AND read_at IS NULL",
+            params![me.as_str(), crate::clock::now()],
         )?;
     } else {
         if read.ids.len() > 1000 {
@@ -221,9 +221,9 @@ pub fn mark_read(request: &Request) -> Result<Response, Problem> {
         }
         for id in read.ids {
             db::execute(
-                "UPDATE notifications SET read_at = unixepoch() \
+                "UPDATE notifications SET read_at = ?3 \
                  WHERE id = ?1 AND member_number = ?2 AND read_at IS NULL",
-                params![id, me.as_str()],
+                params![id, me.as_str(), crate::clock::now()],
             )?;
         }
     }

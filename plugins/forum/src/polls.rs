@@ -79,8 +79,14 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     entitlements::consume("max_polls", 1)?;
     let changes = db::execute(
         "INSERT INTO polls (thread_id, question, multiple, closes_at, created_at) \
-         VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN NULL ELSE unixepoch() + ?4 END, unixepoch())",
-        params![thread.id, question, new.multiple, new.closes_in_seconds],
+         VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN NULL ELSE ?5 + ?4 END, ?5)",
+        params![
+            thread.id,
+            question,
+            new.multiple,
+            new.closes_in_seconds,
+            crate::clock::now()
+        ],
     )?;
     let poll = changes.last_insert_id.unwrap_or_default();
     for (position, label) in options.iter().enumerate() {
@@ -101,9 +107,9 @@ fn results(who: &Who, thread: i64) -> Result<serde_json::Value, Problem> {
         "SELECT id, question, multiple, \
          CASE WHEN closes_at IS NULL THEN NULL \
          ELSE strftime('%Y-%m-%dT%H:%M:%SZ', closes_at, 'unixepoch') END AS closes_at, \
-         closes_at IS NOT NULL AND closes_at <= unixepoch() AS closed \
+         closes_at IS NOT NULL AND closes_at <= ?2 AS closed \
          FROM polls WHERE thread_id = ?1",
-        params![thread],
+        params![thread, crate::clock::now()],
         &["multiple", "closed"],
     )?;
     let mut poll = poll.into_iter().next().ok_or_else(no_poll)?;
@@ -164,9 +170,9 @@ pub fn vote(request: &Request) -> Result<Response, Problem> {
         return Err(Problem::from_status(403).with_detail("only members vote"));
     };
     let poll: Option<(i64, bool, bool)> = db::query_optional(
-        "SELECT id, multiple, closes_at IS NOT NULL AND closes_at <= unixepoch() \
+        "SELECT id, multiple, closes_at IS NOT NULL AND closes_at <= ?2 \
          FROM polls WHERE thread_id = ?1",
-        params![thread.id],
+        params![thread.id, crate::clock::now()],
     )?;
     let (poll, multiple, closed) = poll.ok_or_else(no_poll)?;
     if closed {
@@ -198,8 +204,8 @@ pub fn vote(request: &Request) -> Result<Response, Problem> {
         }
     }
     let ballot = match db::execute(
-        "INSERT INTO ballots (poll_id, member_number, created_at) VALUES (?1, ?2, unixepoch())",
-        params![poll, number],
+        "INSERT INTO ballots (poll_id, member_number, created_at) VALUES (?1, ?2, ?3)",
+        params![poll, number, crate::clock::now()],
     ) {
         Ok(changes) => changes.last_insert_id.unwrap_or_default(),
         Err(error) if error.is_constraint() => {

@@ -250,7 +250,7 @@ pub fn insert(
     let (number, user, name) = who.author()?;
     let changes = db::execute(
         "INSERT INTO posts (thread_id, opening, author_number, author_user, author_name, body, \
-         html, quote_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, unixepoch())",
+         html, quote_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             thread_id,
             opening,
@@ -259,14 +259,20 @@ pub fn insert(
             name.as_str(),
             body,
             markdown::render(body),
-            quote
+            quote,
+            crate::clock::now()
         ],
     )?;
     let id = changes.last_insert_id.unwrap_or_default();
     db::execute(
-        "UPDATE threads SET last_post_id = ?1, last_post_at = unixepoch(), \
+        "UPDATE threads SET last_post_id = ?1, last_post_at = ?4, \
          replies = replies + ?2 WHERE id = ?3",
-        params![id, if opening { 0 } else { 1 }, thread_id],
+        params![
+            id,
+            if opening { 0 } else { 1 },
+            thread_id,
+            crate::clock::now()
+        ],
     )?;
     Ok(id)
 }
@@ -355,9 +361,9 @@ pub fn reply(request: &Request) -> Result<Response, Problem> {
 pub fn check_may_edit(who: &Who, id: i64) -> Result<(), Problem> {
     let row: Option<(String, bool, i64)> = db::query_optional(
         "SELECT p.author_user, p.deleted_at IS NOT NULL OR p.hidden_at IS NOT NULL, \
-         unixepoch() - p.created_at <= s.edit_window_seconds \
+         ?2 - p.created_at <= s.edit_window_seconds \
          FROM posts p, settings s WHERE p.id = ?1 AND s.id = 1",
-        params![id],
+        params![id, crate::clock::now()],
     )?;
     let Some((author, gone, open)) = row else {
         return Err(no_such_post());
@@ -402,12 +408,17 @@ pub fn edit(request: &Request) -> Result<Response, Problem> {
     check_may_edit(&who, id)?;
     db::execute(
         "INSERT INTO post_edits (post_id, body, replaced_at) \
-         SELECT id, body, unixepoch() FROM posts WHERE id = ?1",
-        params![id],
+         SELECT id, body, ?2 FROM posts WHERE id = ?1",
+        params![id, crate::clock::now()],
     )?;
     db::execute(
-        "UPDATE posts SET body = ?1, html = ?2, edited_at = unixepoch() WHERE id = ?3",
-        params![edit.body.as_str(), markdown::render(&edit.body), id],
+        "UPDATE posts SET body = ?1, html = ?2, edited_at = ?4 WHERE id = ?3",
+        params![
+            edit.body.as_str(),
+            markdown::render(&edit.body),
+            id,
+            crate::clock::now()
+        ],
     )?;
     Ok(Response::json(200, &json!({ "post": load(&who, id)? })))
 }
@@ -457,8 +468,8 @@ pub fn delete(request: &Request) -> Result<Response, Problem> {
             .with_detail("only its author or a moderator may delete a post"));
     }
     db::execute(
-        "UPDATE posts SET deleted_at = unixepoch() WHERE id = ?1 AND deleted_at IS NULL",
-        params![id],
+        "UPDATE posts SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+        params![id, crate::clock::now()],
     )?;
     if author.0 != who.id {
         crate::log_moderation(&who, forum.id, "delete_post", &format!("post {id}"), "")?;

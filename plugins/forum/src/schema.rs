@@ -1,5 +1,5 @@
 //! The module's tables and their migrations. Times are Unix seconds from
-//! SQLite's clock (`unixepoch()`), the only clock a module has.
+//! the module's clock (`crate::clock`, the host's clock through WASI).
 
 use souk_sdk::{HookError, Migration, db, params};
 

@@ -181,13 +181,14 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
     let (number, user, name) = who.author()?;
     let changes = db::execute(
         "INSERT INTO threads (forum_id, title, author_number, author_user, author_name, \
-         created_at, last_post_at) VALUES (?1, ?2, ?3, ?4, ?5, unixepoch(), unixepoch())",
+         created_at, last_post_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         params![
             forum.id,
             title,
             number.as_deref(),
             user.as_str(),
-            name.as_str()
+            name.as_str(),
+            crate::clock::now()
         ],
     )?;
     let thread_id = changes.last_insert_id.unwrap_or_default();
@@ -313,8 +314,8 @@ pub fn delete(request: &Request) -> Result<Response, Problem> {
             .with_detail("only its author or a moderator may delete a thread"));
     }
     db::execute(
-        "UPDATE threads SET deleted_at = unixepoch() WHERE id = ?1 AND deleted_at IS NULL",
-        params![thread.id],
+        "UPDATE threads SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+        params![thread.id, crate::clock::now()],
     )?;
     if author.0 != who.id {
         crate::log_moderation(
