@@ -17,6 +17,7 @@ mod email;
 mod events;
 mod fairness;
 mod files;
+mod forum;
 mod hostile_input;
 mod hostile_sql;
 mod jobs;

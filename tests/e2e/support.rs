@@ -15,6 +15,7 @@ pub fn module_files(name: &str) -> (PathBuf, PathBuf) {
     let root = workspace_root();
     let (manifest, crate_file) = match name {
         "membership" => ("plugins/membership/module.yaml", "souk_membership"),
+        "forum" => ("plugins/forum/module.yaml", "souk_forum"),
         "membership-1.0" => (
             "tests/modules/membership-v1_0/module.yaml",
             "souk_test_membership_v1_0",
