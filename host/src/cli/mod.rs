@@ -265,6 +265,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
                 * 1024,
             max_call_timeout: Duration::from_millis(global.max_call_timeout_ms.max(1)),
             max_event_payload_bytes: global.event_max_payload_bytes.max(2),
+            background_write_budget: global.jobs.background_write_budget(),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),
