@@ -25,6 +25,7 @@ mod packages;
 mod people;
 mod registry;
 mod removal;
+mod retention;
 mod sandbox;
 mod sql_scope;
 mod sso;

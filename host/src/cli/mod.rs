@@ -15,6 +15,7 @@ mod module;
 mod plans;
 mod publish;
 mod registry;
+mod retention;
 mod serve;
 mod sso;
 mod subscription;
@@ -171,6 +172,8 @@ struct GlobalOptions {
     json: bool,
     #[command(flatten)]
     jobs: jobs::JobOptions,
+    #[command(flatten)]
+    retention: retention::RetentionOptions,
 }
 
 fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
@@ -277,6 +280,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         },
         open_tenants: global.open_tenants.max(1),
         jobs: global.jobs.config(),
+        retention: global.retention.config(),
         people: global.people.config(),
         sso: global.sso.config(),
         max_file_bytes: global.max_file_bytes.max(1),
