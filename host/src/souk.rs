@@ -266,6 +266,7 @@ impl Souk {
             data_dir: &self.config.data_dir,
             files: &self.files,
             work: &self.work,
+            enqueue: self.config.jobs.enqueue,
         }
     }
 

@@ -16,6 +16,7 @@ mod email;
 mod events;
 mod fairness;
 mod files;
+mod hooks;
 mod hostile_input;
 mod hostile_sql;
 mod jobs;
