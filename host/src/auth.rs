@@ -506,9 +506,7 @@ impl Auth {
     /// [`crate::control_plane::touches`]). A failure is logged: the times
     /// are kept again at the sessions' and keys' next use.
     async fn write_touches(&self, now: i64) {
-        if let Some(batch) = self
-            .touches
-            .take_due(now, TOUCH_EVERY.as_secs() as i64)
+        if let Some(batch) = self.touches.take_due(now, TOUCH_EVERY.as_secs() as i64)
             && let Err(e) = batch.write(self.control.pool()).await
         {
             tracing::warn!(error = %e, "last-seen times not written; kept again at the next use");

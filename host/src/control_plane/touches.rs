@@ -58,7 +58,12 @@ impl PendingTouches {
     /// least `every` ago.
     pub fn session_used(&self, id: &str, stored: i64, now: i64, every: i64) -> i64 {
         let mut state = self.state();
-        let last = state.sessions.get(id).copied().unwrap_or(stored).max(stored);
+        let last = state
+            .sessions
+            .get(id)
+            .copied()
+            .unwrap_or(stored)
+            .max(stored);
         if now.saturating_sub(last) >= every {
             state.sessions.insert(id.to_owned(), now);
         }
@@ -142,7 +147,11 @@ mod tests {
         let first = touches.take_due(1000, 60).expect("the first batch at once");
         assert_eq!((first.sessions.len(), first.keys.len()), (100, 100));
         touches.session_used("s0", 1000, 1070, 60);
-        assert_eq!(touches.take_due(1030, 60), None, "within a minute of the last");
+        assert_eq!(
+            touches.take_due(1030, 60),
+            None,
+            "within a minute of the last"
+        );
         let second = touches.take_due(1060, 60).expect("a minute later");
         assert_eq!(second.sessions, vec![("s0".to_owned(), 1070)]);
         assert_eq!(touches.take_due(2000, 60), None, "nothing waiting");
@@ -189,9 +198,6 @@ mod tests {
                 .fetch_all(pool)
                 .await
                 .expect("read");
-        assert_eq!(
-            used,
-            vec![("k1".to_owned(), 500), ("k2".to_owned(), 900)]
-        );
+        assert_eq!(used, vec![("k1".to_owned(), 500), ("k2".to_owned(), 900)]);
     }
 }
