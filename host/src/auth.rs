@@ -24,6 +24,7 @@ use souk_module_registry::Access;
 use crate::capabilities::context::{Caller, Role};
 use crate::clock::{Clock, rfc3339};
 use crate::control_plane::ControlPlane;
+use crate::control_plane::touches::PendingTouches;
 use crate::control_plane::{api_keys, sessions, tokens};
 use crate::error::SoukError;
 use crate::secrets::{random_secret, token_hash, write_private_file};
@@ -37,9 +38,11 @@ const TENANT_PREFIX: &str = "souk_tk_";
 pub const SESSION_PREFIX: &str = "souk_ss_";
 /// The prefix of an API key.
 pub const API_KEY_PREFIX: &str = "souk_ak_";
-/// Last-seen and last-used times are written at most this often per
-/// session or key, so a busy client does not write the control plane on
-/// every request.
+/// Last-seen and last-used times change at most this often per session or
+/// key, so a busy client does not write the control plane on every
+/// request; and they are written together, at most this often in all
+/// ([`crate::control_plane::touches`]), so many sessions do not empty the
+/// control-plane caches on every use either.
 pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// How long sessions live.
@@ -371,6 +374,8 @@ pub struct Auth {
     operator_token_path: PathBuf,
     /// How long sessions live.
     sessions: SessionPolicy,
+    /// Last-seen and last-used times waiting to be written together.
+    touches: PendingTouches,
 }
 
 impl Auth {
@@ -382,6 +387,7 @@ impl Auth {
             clock,
             operator_token_path: data_dir.join("operator-token"),
             sessions: SessionPolicy::default(),
+            touches: PendingTouches::default(),
         }
     }
 
@@ -464,21 +470,26 @@ impl Auth {
         let live = sessions::live_by_hash(&mut conn, &token_hash(token))
             .await?
             .ok_or_else(credential_required)?;
+        drop(conn);
         let now = self.clock.now().unix_timestamp();
         let idle = i64::try_from(self.sessions.idle.as_secs()).unwrap_or(i64::MAX);
+        let last_seen = self.touches.session_used(
+            &live.session.id,
+            live.session.last_seen,
+            now,
+            TOUCH_EVERY.as_secs() as i64,
+        );
         if now >= live.session.expires_at
-            || now.saturating_sub(live.session.last_seen) >= idle
+            || now.saturating_sub(last_seen) >= idle
             || live.user.status != "active"
         {
             return Err(credential_required());
         }
+        self.write_touches(now).await;
         let role = match live.user.role.as_str() {
             "admin" => Role::Admin,
             _ => Role::Member,
         };
-        if now.saturating_sub(live.session.last_seen) >= TOUCH_EVERY.as_secs() as i64 {
-            sessions::touch(&mut conn, &live.session.id, now).await?;
-        }
         let principal = Principal::User(SignedIn {
             tenant_id: live.user.tenant_id,
             user_id: live.user.id,
@@ -490,16 +501,29 @@ impl Auth {
         Ok((principal, live.csrf_hash))
     }
 
+    /// Writes the last-seen and last-used times waiting, if the last batch
+    /// was written at least [`TOUCH_EVERY`] ago (see
+    /// [`crate::control_plane::touches`]). A failure is logged: the times
+    /// are kept again at the sessions' and keys' next use.
+    async fn write_touches(&self, now: i64) {
+        if let Some(batch) = self.touches.take_due(now, TOUCH_EVERY.as_secs() as i64)
+            && let Err(e) = batch.write(self.control.pool()).await
+        {
+            tracing::warn!(error = %e, "last-seen times not written; kept again at the next use");
+        }
+    }
+
     /// The unrevoked API key `key`, as a principal.
     async fn api_key(&self, key: &str) -> Result<Principal, SoukError> {
         let mut conn = self.control.pool().acquire().await?;
         let row = api_keys::active_by_hash(&mut conn, &token_hash(key))
             .await?
             .ok_or_else(credential_required)?;
+        drop(conn);
         let now = self.clock.now().unix_timestamp();
-        if now.saturating_sub(row.last_used.unwrap_or(0)) >= TOUCH_EVERY.as_secs() as i64 {
-            api_keys::touch(&mut conn, &row.id, now).await?;
-        }
+        self.touches
+            .key_used(&row.id, row.last_used, now, TOUCH_EVERY.as_secs() as i64);
+        self.write_touches(now).await;
         Ok(Principal::ApiKey(KeyHolder {
             tenant_id: row.tenant_id,
             key_id: row.id,

@@ -461,6 +461,13 @@ impl Dispatcher<'_> {
     /// by a request meanwhile; SQLite then refuses the upgrade and the call
     /// fails like any failed attempt (a job is retried with backoff).
     ///
+    /// From its first write the call has the write-phase budget
+    /// ([`crate::runtime::RuntimeLimits::background_write_budget`], 2 s by
+    /// default) left, not the rest of `deadline`: a call that writes early
+    /// and then computes or sleeps is stopped there
+    /// ([`CallError::WriteBudget`]) and rolled back, so a background call
+    /// cannot hold its tenant's write lock much longer than a request.
+    ///
     /// # Errors
     /// [`SoukError::NotFound`] when the tenant or the installation is gone,
     /// [`SoukError::Revoked`], [`SoukError::Module`] when the tenant is at
@@ -481,12 +488,9 @@ impl Dispatcher<'_> {
         let scope = self.installer.scope_for(&target.tenant, manifest).await?;
         let pool = self.tenancy.database(&target.tenant).await?;
         let tx = CallTransaction::deferred(pool.acquire().await?);
-        let state = self.call_state(
-            &target,
-            Caller::system(),
-            ModuleDb::with(scope, tx, deadline),
-            &pool,
-        );
+        let db = ModuleDb::with(scope, tx, deadline)
+            .with_write_budget(self.runtime.limits().background_write_budget);
+        let state = self.call_state(&target, Caller::system(), db, &pool);
         let settlement = Settlement::new(None, self.work, self.billing.clock().now());
         let ran = self
             .runtime

@@ -95,6 +95,13 @@ pub enum CallError {
     /// The call ran past its deadline.
     #[error("the module ran longer than its {0:?} budget and was stopped")]
     Timeout(Duration),
+    /// A background call held its tenant's write lock (from its first
+    /// write) longer than its write budget and was stopped.
+    #[error(
+        "the module kept its tenant's database locked for writing longer than its {0:?} \
+         write budget and was stopped; write at the end of a job, or split it into several jobs"
+    )]
+    WriteBudget(Duration),
     /// The module trapped (panic, stack overflow, out of memory, ...).
     #[error("the module failed: {0}")]
     Trap(String),

@@ -51,6 +51,7 @@ pub mod jobs;
 pub mod mail;
 pub mod people;
 pub mod registry;
+pub mod retention;
 pub mod runtime;
 pub mod secrets;
 pub mod souk;

@@ -78,6 +78,9 @@ pub struct SoukConfig {
     pub sso: SsoConfig,
     /// How email is delivered (`souk serve`'s mail flags; docs/email.md).
     pub mail: crate::mail::MailConfig,
+    /// How long delivered events, delivery logs and mail are kept
+    /// (docs/retention.md).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 impl SoukConfig {
@@ -99,6 +102,7 @@ impl SoukConfig {
             events: crate::events::EventsConfig::default(),
             sso: SsoConfig::default(),
             mail: crate::mail::MailConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }
@@ -144,6 +148,8 @@ pub struct Souk {
     pub people_state: PeopleState,
     /// Single sign-on's configuration and provider client.
     pub sso_state: SsoState,
+    /// The pruning of old events, delivery logs and mail (maintenance).
+    retention: crate::retention::Retention,
 }
 
 impl Souk {
@@ -211,6 +217,7 @@ impl Souk {
                 .await
                 .with_context(|| format!("cannot open {}", crate::work::HINTS_FILE))?,
         );
+        let retention = crate::retention::Retention::new(config.retention.clone());
         // The usage writers reach the host weakly: they never keep it alive.
         let souk = Arc::new_cyclic(|me: &Weak<Souk>| {
             let host: Weak<dyn GroupHost> = me.clone();
@@ -232,6 +239,7 @@ impl Souk {
                 job_board: Arc::default(),
                 people_state,
                 sso_state,
+                retention,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -258,6 +266,7 @@ impl Souk {
             data_dir: &self.config.data_dir,
             files: &self.files,
             work: &self.work,
+            enqueue: self.config.jobs.enqueue,
         }
     }
 
@@ -481,6 +490,13 @@ impl Souk {
                 )
             })
             .await?;
+        // Old events, delivery logs and mail, a slice of the tenants per
+        // run; a failure is retried by the next run.
+        match self.retention.run(&self.tenancy, self.clock.now()).await {
+            Ok(pruned) if !pruned.is_empty() => tracing::info!(?pruned, "retention"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention not run; retrying next run"),
+        }
         Ok(report)
     }
 

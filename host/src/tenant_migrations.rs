@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "jobs queue",
         apply: |conn| Box::pin(crate::job_queue::store::create_tables(conn)),
     },
+    Migration {
+        version: 6,
+        name: "retention indexes",
+        apply: |conn| Box::pin(crate::event_store::create_event_indexes(conn)),
+    },
 ];
 
 /// Why a tenant database could not be brought to the host's schema.

@@ -182,6 +182,92 @@ fn a_job_that_computes_before_it_writes_leaves_the_tenants_writes_alone() {
 }
 
 #[test]
+fn a_job_that_writes_then_sleeps_is_stopped_at_its_write_budget_and_the_tenants_writes_go_on() {
+    let host = Host::start_with(
+        &[MODULE],
+        &[
+            "--background-write-budget-ms",
+            "1000",
+            "--job-max-attempts",
+            "2",
+            "--job-backoff-ms",
+            "200",
+        ],
+    );
+    let token = host.tenant_with("acme", MODULE);
+    // `slow` writes a row first, then sleeps an hour (on every attempt
+    // here): within its 30 s job deadline it would hold acme's write lock
+    // for all of it.
+    let slow = enqueue(&host, "acme", &token, "slow", json!({"slow_attempts": 9}));
+    wait_for(
+        &host,
+        "acme",
+        &token,
+        &slow,
+        "running",
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    // A writing request of the tenant waits at most for the rest of the
+    // job's write budget: without the budget it would wait out SQLite's
+    // 5 s busy timeout and fail with a 500 (`enqueue` asserts the 201).
+    let started = Instant::now();
+    let quick = enqueue(&host, "acme", &token, "steps", json!({"steps": 1}));
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(3_500),
+        "the write waited {waited:?}"
+    );
+    // Each attempt is stopped at its budget, rolled back and counted.
+    let failed = wait_for(
+        &host,
+        "acme",
+        &token,
+        &slow,
+        "failed",
+        Duration::from_secs(30),
+    );
+    assert_eq!(failed["attempts"], 2, "{failed}");
+    let error = failed["error"].as_str().expect("error");
+    assert!(error.contains("write budget"), "{error}");
+    wait_for(
+        &host,
+        "acme",
+        &token,
+        &quick,
+        "succeeded",
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        rows(&host, "acme", &token),
+        vec![json!({"job": "steps", "note": "1 steps", "attempt": 1})],
+        "the stopped attempts' rows rolled back"
+    );
+}
+
+#[test]
+fn a_job_that_computes_past_its_write_budget_before_it_writes_succeeds() {
+    let host = Host::start_with(&[MODULE], &["--background-write-budget-ms", "300"]);
+    let token = host.tenant_with("acme", MODULE);
+    // 2 s of "work" with no write, then one write: the budget counts from
+    // the write, so the job's 30 s deadline is what bounds the work.
+    let id = enqueue(&host, "acme", &token, "sleep", json!({"ms": 2000}));
+    let done = wait_for(
+        &host,
+        "acme",
+        &token,
+        &id,
+        "succeeded",
+        Duration::from_secs(30),
+    );
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(
+        rows(&host, "acme", &token),
+        vec![json!({"job": "sleep", "note": "slept", "attempt": 1})]
+    );
+}
+
+#[test]
 fn a_job_runs_and_its_result_is_readable() {
     let host = Host::start(&[MODULE]);
     let token = host.tenant_with("acme", MODULE);
@@ -487,7 +573,17 @@ fn another_tenants_job_is_a_404() {
 
 #[test]
 fn a_job_queued_before_a_restart_runs_after_it_and_a_queued_one_can_be_cancelled() {
-    let mut host = Host::start_with(&[MODULE], &["--jobs-global", "1"]);
+    // A write budget longer than the test: `slow` writes first, then holds
+    // the host's only job place until the restart.
+    let mut host = Host::start_with(
+        &[MODULE],
+        &[
+            "--jobs-global",
+            "1",
+            "--background-write-budget-ms",
+            "120000",
+        ],
+    );
     let acme = host.tenant_with("acme", MODULE);
     let beta = host.tenant_with("beta", MODULE);
     // acme's `slow` takes the host's only job place (sleeping an hour,

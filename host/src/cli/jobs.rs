@@ -79,9 +79,25 @@ pub(super) struct JobOptions {
         default_value_t = 10_000
     )]
     jobs_max_backlog: u32,
+    /// How long a job or an `on-event` delivery may go on once it has
+    /// written, in milliseconds: it holds its tenant's write lock from its
+    /// first write, and is stopped and rolled back (a failed attempt) when
+    /// it holds it longer.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_BACKGROUND_WRITE_BUDGET_MS",
+        default_value_t = 2_000
+    )]
+    background_write_budget_ms: u64,
 }
 
 impl JobOptions {
+    /// The write-phase budget of background calls (at least 1 ms).
+    pub(super) fn background_write_budget(&self) -> Duration {
+        Duration::from_millis(self.background_write_budget_ms.max(1))
+    }
+
     /// The configuration these options give (each at least 1).
     pub(super) fn config(&self) -> JobsConfig {
         let job_timeout = Duration::from_secs(self.job_timeout_secs.max(1));

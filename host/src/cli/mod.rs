@@ -16,6 +16,7 @@ mod module_origin;
 mod plans;
 mod publish;
 mod registry;
+mod retention;
 mod serve;
 mod sso;
 mod subscription;
@@ -192,6 +193,8 @@ struct GlobalOptions {
     json: bool,
     #[command(flatten)]
     jobs: jobs::JobOptions,
+    #[command(flatten)]
+    retention: retention::RetentionOptions,
 }
 
 fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
@@ -288,6 +291,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
             max_event_payload_bytes: global.event_max_payload_bytes.max(2),
             max_response_headers: global.module_max_headers.max(1),
             max_response_header_bytes: global.module_max_header_bytes.max(64),
+            background_write_budget: global.jobs.background_write_budget(),
             ..RuntimeLimits::default()
         },
         migration_timeout: Duration::from_millis(global.migration_timeout_ms.max(1)),
@@ -299,6 +303,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         },
         open_tenants: global.open_tenants.max(1),
         jobs: global.jobs.config(),
+        retention: global.retention.config(),
         people: global.people.config(),
         sso: global.sso.config(),
         max_file_bytes: global.max_file_bytes.max(1),

@@ -45,6 +45,7 @@ pub mod sessions;
 pub mod sso;
 pub mod tenants;
 pub mod tokens;
+pub mod touches;
 pub mod users;
 pub mod versions;
 pub mod webhooks;

@@ -15,8 +15,8 @@
 //! Keys are plain rowids (no `AUTOINCREMENT`, which would add SQLite's
 //! `sqlite_sequence` table to every tenant database): SQLite gives a new row
 //! one more than the largest key, so keys only grow as long as the newest
-//! row is never deleted — nothing here deletes rows, and a future pruning
-//! must keep the newest one.
+//! row is never deleted — the retention step (`crate::retention`), the one
+//! place that deletes rows, keeps the newest one.
 
 use sqlx::SqliteConnection;
 
@@ -72,6 +72,25 @@ pub async fn create_tables(conn: &mut SqliteConnection) -> Result<(), sqlx::Erro
             PRIMARY KEY (subscriber, event_seq)
         )",
         "CREATE INDEX IF NOT EXISTS _souk_event_deliveries_pending ON _souk_event_deliveries (subscriber, event_seq) WHERE status = 'pending'",
+    ] {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Indexes that look delivery rows up by event, for the retention step's
+/// pruning of events no delivery names (`crate::retention`; tenant
+/// migration, idempotent): without them each event checked would scan both
+/// logs.
+///
+/// # Errors
+/// Database errors.
+pub async fn create_event_indexes(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    for statement in [
+        "CREATE INDEX IF NOT EXISTS _souk_webhook_deliveries_by_event \
+         ON _souk_webhook_deliveries (event_seq)",
+        "CREATE INDEX IF NOT EXISTS _souk_event_deliveries_by_event \
+         ON _souk_event_deliveries (event_seq)",
     ] {
         sqlx::query(statement).execute(&mut *conn).await?;
     }

@@ -8,9 +8,13 @@ use std::sync::Arc;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::Installer;
+use souk_module_registry::Manifest;
+
 use crate::capabilities::CallState;
 use crate::capabilities::context::CallContext;
 use crate::capabilities::db::{CallTransaction, ModuleDb, SqlScope};
+use crate::capabilities::files::FilesAccess;
+use crate::capabilities::jobs::JobsState;
 use crate::catalog::ResolvedVersion;
 use crate::error::SoukError;
 use crate::runtime::{LoadedModule, Migration};
@@ -89,6 +93,36 @@ pub(super) async fn check_migrations(
     Ok(())
 }
 
+/// What a hook left to settle after its operation's tenant transaction
+/// committed or rolled back: the work hint's guard (dropped then, waking
+/// the workers) and the hook's files access (its blobs collected then).
+/// Dropped without [`HookWork::settle`] (an error on the way), the guard
+/// drops and the files' pins are released; blobs of puts rolled back stay
+/// until the startup sweep removes them.
+#[derive(Default)]
+pub(super) struct HookWork<'a> {
+    marked: Option<Marked<'a>>,
+    files: Option<FilesAccess>,
+}
+
+impl HookWork<'_> {
+    /// Call once the operation's tenant transaction has committed (or
+    /// rolled back).
+    pub(super) async fn settle(self) {
+        drop(self.marked);
+        if let Some(files) = self.files {
+            files.settle().await;
+        }
+    }
+}
+
+/// The module a hook runs for: its manifest (its `files` declaration) and
+/// its tenant database's pool (the files access reads through it).
+pub(super) struct HookModule<'m> {
+    pub(super) manifest: &'m Manifest,
+    pub(super) pool: &'m SqlitePool,
+}
+
 /// Which lifecycle hook to run.
 pub(super) enum Hook<'a> {
     /// After a first install's migrations.
@@ -124,19 +158,28 @@ impl<'a> Installer<'a> {
     }
 
     /// Runs a hook with database access inside `tx`; returns `tx` to
-    /// continue, and — when the hook queued deferred work (events, mail,
-    /// jobs) — the work hint's guard, to drop once `tx` has committed or
-    /// rolled back.
+    /// continue, and what the hook leaves to settle once `tx` has committed
+    /// or rolled back ([`HookWork`]).
+    ///
+    /// The install and upgrade hooks may also use `files` (a seed file,
+    /// counted against the tenant's storage as for any call) and `jobs` (a
+    /// first job, run once the operation commits), written in `tx` like
+    /// their rows. The uninstall hook gets neither: the module's data,
+    /// files included, has already been archived when it runs and is
+    /// removed after it, so a file it stored or deleted would be lost or
+    /// missing from the archive, and a job it queued would be cancelled
+    /// as the job of a module no longer installed.
     pub(super) async fn run_hook(
         &self,
         loaded: &LoadedModule,
         ctx: CallContext,
         scope: Arc<SqlScope>,
         tx: Transaction<'static, Sqlite>,
-        hook: Hook<'_>,
-    ) -> Result<(Transaction<'static, Sqlite>, Option<Marked<'a>>), SoukError> {
+        (module, hook): (HookModule<'_>, Hook<'_>),
+    ) -> Result<(Transaction<'static, Sqlite>, HookWork<'a>), SoukError> {
         let tenant_id = ctx.tenant_id.clone();
         let limits = self.runtime.limits();
+        let now = self.clock.now();
         let mut state = CallState::for_hook(
             ctx,
             ModuleDb::new(scope, tx, limits.call_timeout),
@@ -146,8 +189,19 @@ impl<'a> Installer<'a> {
         state.events = crate::capabilities::events::EventsState::new(
             loaded.emits(),
             limits.max_event_payload_bytes,
-            self.clock.now(),
+            now,
         );
+        if !matches!(hook, Hook::Uninstall) {
+            state = state.with_files(FilesAccess::new(
+                self.files.clone(),
+                module.pool.clone(),
+                &tenant_id,
+                module.manifest.slug.as_str(),
+                module.manifest.files.clone(),
+                now,
+            ));
+            state.jobs = JobsState::new(self.enqueue, now);
+        }
         let (name, outcome, call) = {
             let mut call = loaded
                 .instantiate(state)
@@ -174,6 +228,7 @@ impl<'a> Installer<'a> {
             }
         }
         let mut state = call.into_state();
+        let files = state.files.take();
         let tx = state
             .db
             .take_transaction()
@@ -191,6 +246,6 @@ impl<'a> Installer<'a> {
                 .map_err(|e| SoukError::Internal(anyhow::anyhow!("work hints: {e}")))?;
             Some(marked)
         };
-        Ok((tx, marked))
+        Ok((tx, HookWork { marked, files }))
     }
 }

@@ -5,7 +5,7 @@
 use souk_module_registry::Manifest;
 use sqlx::{Sqlite, Transaction};
 
-use super::hooks::{Hook, begin, check_migrations};
+use super::hooks::{Hook, HookModule, HookWork, begin, check_migrations};
 use super::shared::{AuditEntry, Undo, actor_of, audit, changed_meanwhile, context, record_ledger};
 use super::{InstallReport, InstallRequest, Installer, LifecycleLock};
 use crate::archive;
@@ -270,7 +270,7 @@ impl Installer<'_> {
         // the install has committed or rolled back.
         let mut _restored_blobs = None;
         // Dropped after the commit below, or with an error on the way.
-        let (tx, _marked) = match archive {
+        let (tx, hook_work) = match archive {
             Some(archive) => {
                 let mut tx = tx;
                 if let Some(dir) = archive.blobs_dir() {
@@ -286,10 +286,14 @@ impl Installer<'_> {
                     );
                 }
                 restored_rows = Some(archive::restore(&mut tx, scope.prefix(), archive).await?);
-                (tx, None)
+                (tx, HookWork::default())
             }
             None => {
-                self.run_hook(&loaded, ctx, scope, tx, Hook::Install)
+                let module = HookModule {
+                    manifest,
+                    pool: &pool,
+                };
+                self.run_hook(&loaded, ctx, scope, tx, (module, Hook::Install))
                     .await?
             }
         };
@@ -349,6 +353,7 @@ impl Installer<'_> {
             }
             return Err(e);
         }
+        hook_work.settle().await;
         tracing::info!(tenant = %tenant.slug, module = %manifest.slug, version = %manifest.version, "installed");
         Ok(InstallReport {
             installation,

@@ -92,6 +92,8 @@ pub struct Installer<'a> {
     pub files: &'a crate::capabilities::files::FileService,
     /// Told, before a lifecycle commit, of the deferred work a hook queued.
     pub work: &'a WorkHints,
+    /// What `jobs.enqueue` accepts in an install or upgrade hook.
+    pub enqueue: crate::job_queue::EnqueueLimits,
 }
 
 impl Installer<'_> {

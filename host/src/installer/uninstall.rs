@@ -3,12 +3,11 @@
 //! the module's own code fails; rolling back a module a failed install
 //! added earlier in the same call.
 
-use crate::work::Marked;
 use std::sync::Arc;
 
 use sqlx::{Sqlite, Transaction};
 
-use super::hooks::{Hook, begin};
+use super::hooks::{Hook, HookModule, HookWork, begin};
 use super::install::StartedSubscription;
 use super::shared::{AuditEntry, Undo, audit, changed_meanwhile, context};
 use super::{InstallReport, Installer, LifecycleLock, Removal, UninstallReport, bounded};
@@ -120,7 +119,7 @@ type UninstallDone<'a> = (
     Transaction<'static, Sqlite>,
     ArchiveInfo,
     Vec<String>,
-    Option<Marked<'a>>,
+    HookWork<'a>,
 );
 
 impl<'a> Installer<'a> {
@@ -170,9 +169,9 @@ impl<'a> Installer<'a> {
         let attempt = self
             .normal_uninstall(&caller, tenant, &current, &resolved, &scope, &done_ids)
             .await;
-        // `_marked` (work the uninstall hook queued) drops after the commit
-        // below, or with an error on the way.
-        let (tx, archive, reverted, forced, _marked) = match attempt {
+        // `_hook_work` (work the uninstall hook queued; it has no files)
+        // drops after the commit below, or with an error on the way.
+        let (tx, archive, reverted, forced, _hook_work) = match attempt {
             Ok((tx, archive, reverted, marked)) => (tx, archive, reverted, None, marked),
             Err(e) if force && forceable(&e) => {
                 let reason = bounded(&e.to_string());
@@ -180,7 +179,7 @@ impl<'a> Installer<'a> {
                 let (tx, archive) = self
                     .forced_removal(tenant, &current, scope.prefix(), &done_ids)
                     .await?;
-                (tx, archive, Vec::new(), Some(reason), None)
+                (tx, archive, Vec::new(), Some(reason), HookWork::default())
             }
             Err(e) => return Err(e),
         };
@@ -258,7 +257,19 @@ impl<'a> Installer<'a> {
             .export_archive(&mut tx, tenant, current, scope.prefix(), done)
             .await?;
         let (tx, marked) = match self
-            .run_hook(&loaded, ctx, scope.clone(), tx, Hook::Uninstall)
+            .run_hook(
+                &loaded,
+                ctx,
+                scope.clone(),
+                tx,
+                (
+                    HookModule {
+                        manifest,
+                        pool: &pool,
+                    },
+                    Hook::Uninstall,
+                ),
+            )
             .await
         {
             Ok(ran) => ran,

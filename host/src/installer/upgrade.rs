@@ -1,7 +1,7 @@
 //! Upgrading an installed module to a newer version: only the migrations
 //! the new version adds run, then its `upgrade` hook.
 
-use super::hooks::{Hook, begin, check_migrations};
+use super::hooks::{Hook, HookModule, begin, check_migrations};
 use super::shared::{AuditEntry, Undo, audit, changed_meanwhile, context, record_ledger};
 use super::{InstallReport, Installer, LifecycleLock, migration_checksum};
 use crate::auth::Principal;
@@ -96,9 +96,19 @@ impl Installer<'_> {
                 .await?;
         }
         let from_text = from.to_string();
-        // `_marked` drops after the commit below, or with an error on the way.
-        let (tx, _marked) = self
-            .run_hook(&loaded, ctx, scope, tx, Hook::Upgrade(&from_text))
+        // Settled after the commit below, or dropped with an error on the way.
+        let module_hooked = HookModule {
+            manifest,
+            pool: &pool,
+        };
+        let (tx, hook_work) = self
+            .run_hook(
+                &loaded,
+                ctx,
+                scope,
+                tx,
+                (module_hooked, Hook::Upgrade(&from_text)),
+            )
             .await?;
 
         let applied: Vec<String> = pending.iter().map(|m| m.id.clone()).collect();
@@ -144,6 +154,7 @@ impl Installer<'_> {
             },
         ];
         self.commit_both(tenant, cp, tx, &undo).await?;
+        hook_work.settle().await;
         tracing::info!(tenant = %tenant.slug, module, from = %from, to = %manifest.version, "upgraded");
         Ok(InstallReport {
             installation,

@@ -18,7 +18,8 @@
 //! slow statement), which epochs cannot interrupt. Stopping drops the call's
 //! future; the store, and with it the call's database transaction, is then
 //! dropped or rolled back by the caller, which releases the tenant's write
-//! lock.
+//! lock. A background call's write phase ([`WritePhase`]) ends it earlier,
+//! by the same two means, once it has written for its write budget.
 //!
 //! Every supported module API version ([`ApiVersion::SUPPORTED`]) is linked
 //! into the one [`Linker`]; a component is matched to its version by the
@@ -47,6 +48,7 @@ pub use admission::{CallPermit, reserved_instances};
 pub use cache::ComponentCache;
 
 use crate::capabilities::context::CallContext;
+use crate::capabilities::db::WritePhase;
 use crate::capabilities::log::printable;
 use crate::capabilities::{self, CallState};
 use crate::wit;
@@ -109,6 +111,13 @@ pub struct RuntimeLimits {
     /// have; more is refused (502). Default
     /// [`answer::DEFAULT_MAX_HEADER_BYTES`].
     pub max_response_header_bytes: usize,
+    /// How long a background call (a job, an `on-event` delivery) may run
+    /// once it has written: its tenant's write lock is held from its first
+    /// write to its commit, and the tenant's writing requests wait for it
+    /// meanwhile ([`WritePhase`]). Default 2 s: twice a request's deadline,
+    /// well inside SQLite's 5 s busy wait, so a waiting request gets the
+    /// lock before it gives up.
+    pub background_write_budget: Duration,
 }
 
 impl RuntimeLimits {
@@ -143,6 +152,7 @@ impl Default for RuntimeLimits {
             max_event_payload_bytes: crate::capabilities::events::DEFAULT_MAX_PAYLOAD_BYTES,
             max_response_headers: answer::DEFAULT_MAX_HEADERS,
             max_response_header_bytes: answer::DEFAULT_MAX_HEADER_BYTES,
+            background_write_budget: Duration::from_secs(2),
         }
     }
 }
@@ -598,33 +608,70 @@ pub struct Call {
 
 /// The wall-clock deadline of one [`Call`], fixed when it is instantiated
 /// and shared by everything run in it (instantiation and every export
-/// called), like the epoch deadline it mirrors.
-#[derive(Debug, Clone, Copy)]
+/// called), like the epoch deadline it mirrors; and, for a background call,
+/// its write phase ([`WritePhase`]), which ends it earlier once it has
+/// written.
+#[derive(Debug, Clone)]
 struct CallDeadline {
     budget: Duration,
     at: tokio::time::Instant,
+    write_phase: Option<WritePhase>,
 }
 
 impl CallDeadline {
-    fn starting_now(budget: Duration) -> Self {
+    fn starting_now(budget: Duration, write_phase: Option<WritePhase>) -> Self {
         CallDeadline {
             budget,
             at: tokio::time::Instant::now() + budget,
+            write_phase,
         }
     }
 
     /// Runs one step of the guest under the outer timeout: a guest blocked
     /// in a host or WASI call (which no epoch interrupts) is dropped at the
-    /// deadline plus [`DEADLINE_GRACE`]; a running one has been trapped by
-    /// the epoch callback by then.
+    /// deadline, or at the end of its write phase, plus [`DEADLINE_GRACE`];
+    /// a running one has been trapped by the epoch callback by then.
     async fn bound<T>(
-        self,
+        &self,
         step: impl Future<Output = wasmtime::Result<T>>,
     ) -> Result<T, CallError> {
-        match tokio::time::timeout_at(self.at + DEADLINE_GRACE, step).await {
-            Ok(result) => result.map_err(|e| classify(e, self.budget)),
-            Err(_) => Err(CallError::Timeout(self.budget)),
+        let write_phase_over = async {
+            match &self.write_phase {
+                Some(phase) => phase.over(DEADLINE_GRACE).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = step => result.map_err(|e| self.classify(e)),
+            () = tokio::time::sleep_until(self.at + DEADLINE_GRACE) => {
+                Err(CallError::Timeout(self.budget))
+            }
+            () = write_phase_over => Err(self.write_budget_spent()),
         }
+    }
+
+    /// Maps a wasmtime error ([`classify`]); an interrupt after the write
+    /// phase ended is told as that.
+    fn classify(&self, error: wasmtime::Error) -> CallError {
+        match classify(error, self.budget) {
+            CallError::Timeout(_)
+                if self
+                    .write_phase
+                    .as_ref()
+                    .is_some_and(|phase| phase.is_over(Instant::now())) =>
+            {
+                self.write_budget_spent()
+            }
+            other => other,
+        }
+    }
+
+    fn write_budget_spent(&self) -> CallError {
+        CallError::WriteBudget(
+            self.write_phase
+                .as_ref()
+                .map_or(self.budget, WritePhase::budget),
+        )
     }
 }
 
@@ -664,7 +711,8 @@ impl LoadedModule {
         budget: Duration,
     ) -> Result<Call, CallError> {
         let inner = &self.inner;
-        let deadline = CallDeadline::starting_now(budget);
+        let write_phase = state.db.write_phase();
+        let deadline = CallDeadline::starting_now(budget, write_phase.clone());
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| s.store_limits());
         // Each epoch tick the guest yields its worker, so a busy guest
@@ -674,7 +722,8 @@ impl LoadedModule {
         let trap_at = Instant::now() + deadline.budget;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= trap_at {
+            let now = Instant::now();
+            if now >= trap_at || write_phase.as_ref().is_some_and(|p| p.is_over(now)) {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::YieldCustom(
@@ -850,7 +899,7 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn migrations(&mut self) -> Result<Vec<Migration>, CallError> {
-        let deadline = self.deadline;
+        let deadline = self.deadline.clone();
         let list = with_guest!(self, |guest, api| deadline
             .bound(guest.call_migrations(&mut self.store))
             .await
@@ -870,7 +919,7 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn gates(&mut self) -> Result<(Vec<FeatureDecl>, Vec<LimitDecl>), CallError> {
-        let deadline = self.deadline;
+        let deadline = self.deadline.clone();
         // Before 0.3.0 every feature is plain and every limit a count or a
         // meter; the two older versions share one shape.
         macro_rules! before_v0_3 {
@@ -939,7 +988,7 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn install(&mut self) -> Result<Result<(), String>, CallError> {
-        let deadline = self.deadline;
+        let deadline = self.deadline.clone();
         let outcome = with_guest!(self, |guest, api| deadline
             .bound(guest.call_install(&mut self.store))
             .await)?;
@@ -952,7 +1001,7 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn uninstall(&mut self) -> Result<Result<(), String>, CallError> {
-        let deadline = self.deadline;
+        let deadline = self.deadline.clone();
         let outcome = with_guest!(self, |guest, api| deadline
             .bound(guest.call_uninstall(&mut self.store))
             .await)?;
@@ -965,7 +1014,7 @@ impl Call {
     /// # Errors
     /// Any [`CallError`].
     pub async fn upgrade(&mut self, from: &str) -> Result<Result<(), String>, CallError> {
-        let deadline = self.deadline;
+        let deadline = self.deadline.clone();
         let outcome = with_guest!(self, |guest, api| deadline
             .bound(guest.call_upgrade(&mut self.store, from))
             .await)?;
@@ -977,7 +1026,7 @@ impl Call {
     /// # Errors
     /// Any [`CallError`], including a response over the size limit.
     pub async fn handle(&mut self, request: ModuleRequest) -> Result<ModuleResponse, CallError> {
-        let deadline = self.deadline;
+        let deadline = self.deadline.clone();
         let response = with_guest!(self, |guest, api| {
             let request = api::exports::souk::module::guest::Request {
                 method: request.method,

@@ -34,6 +34,7 @@ mod statement;
 #[cfg(test)]
 mod tests;
 pub mod transaction;
+pub mod write_phase;
 
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use wasmtime::component::{HasData, Linker};
 
 pub use scoped_sql::{RewrittenStatement, SqlRefusal, SqlScope, StatementSource};
 pub use transaction::CallTransaction;
+pub use write_phase::WritePhase;
 
 use rewrite_cache::{Lookup, RewriteCache};
 use statement::Ran;
@@ -166,7 +168,11 @@ pub struct ModuleDb {
     guard: Option<Arc<Guard>>,
     timeout: Duration,
     /// The end of the call this handle serves: no statement runs past it.
+    /// Brought forward to the end of the write phase when one begins.
     deadline: Instant,
+    /// A background call's write-phase budget ([`WritePhase`]): begun at
+    /// the transaction's first write.
+    write_phase: Option<WritePhase>,
 }
 
 impl ModuleDb {
@@ -180,6 +186,7 @@ impl ModuleDb {
             guard: None,
             timeout: Duration::from_secs(1),
             deadline: Instant::now(),
+            write_phase: None,
         }
     }
 
@@ -202,6 +209,32 @@ impl ModuleDb {
             guard: None,
             timeout,
             deadline: Instant::now() + timeout,
+            write_phase: None,
+        }
+    }
+
+    /// This handle with a write-phase budget: from the transaction's first
+    /// write the call has `budget` left (see [`write_phase`]); statements
+    /// are interrupted at the phase's end, and the runtime stops the call
+    /// there ([`ModuleDb::write_phase`]).
+    #[must_use]
+    pub fn with_write_budget(mut self, budget: Duration) -> Self {
+        self.write_phase = Some(WritePhase::new(budget));
+        self
+    }
+
+    /// The call's write phase, if it has a budget: for the runtime to stop
+    /// the call at its end.
+    pub fn write_phase(&self) -> Option<WritePhase> {
+        self.write_phase.clone()
+    }
+
+    /// Notes that the transaction now holds the write lock: begins the
+    /// write phase (once) and brings the statements' deadline forward to
+    /// its end.
+    fn wrote(&mut self) {
+        if let Some(phase) = &self.write_phase {
+            self.deadline = self.deadline.min(phase.begin());
         }
     }
 
@@ -214,10 +247,14 @@ impl ModuleDb {
     pub async fn host_connection(
         &mut self,
     ) -> Option<Result<&mut sqlx::SqliteConnection, sqlx::Error>> {
-        match self.tx.as_mut() {
-            Some(tx) => Some(tx.for_host_write().await),
-            None => None,
+        let tx = self.tx.as_mut()?;
+        let conn = tx.for_host_write().await;
+        if conn.is_ok()
+            && let Some(phase) = &self.write_phase
+        {
+            self.deadline = self.deadline.min(phase.begin());
         }
+        Some(conn)
     }
 
     /// Takes the transaction back (to commit, roll back or continue with it).
@@ -252,6 +289,9 @@ impl ModuleDb {
         let wrote = sandbox::writes_pending(db);
         drop(handle);
         tx.mark(must_begin, wrote);
+        if wrote {
+            self.wrote();
+        }
         let executed = executed?;
         Ok(Executed {
             last_insert: executed.last_insert.filter(|_| statement.is_insert),
