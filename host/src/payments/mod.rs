@@ -6,6 +6,8 @@
 //! - [`store`]: invoices in the control plane, numbered without gaps;
 //! - [`inbox`]: payment attempts and the one inbox every provider event and
 //!   confirmation goes through;
+//! - [`apply`]: a provider event or confirmation recorded in the inbox and
+//!   applied, exactly once, in one transaction;
 //! - [`service`]: [`service::Payments`], which prices a purchase through
 //!   billing, issues its invoice, and applies confirmed payments through
 //!   the subscription state machine.
@@ -14,6 +16,7 @@
 //! ([`crate::billing::money`], [`crate::billing::invoice`]); this module
 //! builds on billing and billing never imports it.
 
+pub mod apply;
 pub mod fiscal;
 pub mod inbox;
 pub mod service;

@@ -13,9 +13,13 @@ use crate::control_plane::ControlPlane;
 use crate::error::SoukError;
 use crate::tenancy::Tenant;
 
-/// How invoices are made: from `souk serve` flags.
-#[derive(Debug, Clone, Default)]
-pub struct InvoiceConfig {
+/// How invoices are made and payments reconciled: from `souk serve` flags.
+#[derive(Debug, Clone)]
+pub struct PaymentsConfig {
+    /// How long an attempt may stay pending, ambiguous or unanswered before
+    /// reconciliation asks its provider again (`--payments-reconcile-after-secs`,
+    /// default 300: eSewa asks merchants to check after 5 minutes).
+    pub reconcile_after: time::Duration,
     /// Tax per currency (`--tax-rates`, default 13 % VAT on NPR).
     pub tax_rates: TaxRates,
     /// When a fiscal year starts (`--invoice-fiscal-year-start`,
@@ -27,10 +31,10 @@ pub struct InvoiceConfig {
 
 /// Payments and invoices over the control plane and billing.
 pub struct Payments<'a> {
-    control: &'a ControlPlane,
-    billing: &'a Billing,
-    clock: Arc<dyn Clock>,
-    config: &'a InvoiceConfig,
+    pub(super) control: &'a ControlPlane,
+    pub(super) billing: &'a Billing,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) config: &'a PaymentsConfig,
 }
 
 impl From<InvoiceStoreError> for SoukError {
@@ -68,13 +72,27 @@ pub fn parse_pan(text: &str) -> Result<String, SoukError> {
     Ok(text.to_owned())
 }
 
+/// The default delay before reconciliation asks a provider again.
+pub const DEFAULT_RECONCILE_AFTER_SECS: u64 = 300;
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            reconcile_after: time::Duration::seconds(DEFAULT_RECONCILE_AFTER_SECS as i64),
+            tax_rates: TaxRates::default(),
+            fiscal_year: FiscalYearStart::default(),
+            seller: Seller::default(),
+        }
+    }
+}
+
 impl<'a> Payments<'a> {
     /// Payments over `control` and `billing`, time from `clock`.
     pub fn new(
         control: &'a ControlPlane,
         billing: &'a Billing,
         clock: Arc<dyn Clock>,
-        config: &'a InvoiceConfig,
+        config: &'a PaymentsConfig,
     ) -> Self {
         Payments {
             control,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::service::{InvoiceConfig, Payments};
+use super::service::{Payments, PaymentsConfig};
 use super::store::{InvoiceStatus, Seller};
 use crate::billing::invoice::{LineKind, PurchaseKind, Totals};
 use crate::billing::plans::{Currency, PlanCatalog};
@@ -36,14 +36,14 @@ pub(super) fn npr() -> Currency {
     Currency::parse("NPR").unwrap()
 }
 
-pub(super) fn config() -> InvoiceConfig {
-    InvoiceConfig {
+pub(super) fn config() -> PaymentsConfig {
+    PaymentsConfig {
         seller: Seller {
             name: "Souk Pvt. Ltd.".into(),
             address: "Kathmandu".into(),
             pan: "601234567".into(),
         },
-        ..InvoiceConfig::default()
+        ..PaymentsConfig::default()
     }
 }
 
@@ -55,7 +55,7 @@ pub(super) struct Host {
     pub control: ControlPlane,
     pub billing: Billing,
     pub clock: Arc<ManualClock>,
-    pub config: InvoiceConfig,
+    pub config: PaymentsConfig,
     pub tenants: Vec<Tenant>,
 }
 
@@ -379,4 +379,383 @@ async fn a_rolled_back_issue_gives_its_number_back() {
         .await
         .unwrap();
     assert_eq!(invoice.number.as_deref(), Some("INV-2025/26-000001"));
+}
+
+mod inbox_rules {
+    use super::*;
+    use crate::billing::store::state_name;
+    use crate::payments::apply::{PaymentStatus, ProviderEvent};
+    use crate::payments::inbox::{self, AttemptStatus, NewAttempt, Outcome, Provider};
+    use crate::payments::store::Invoice;
+
+    /// An issued invoice for `request` and an attempt to pay it with eSewa
+    /// known as `reference`.
+    async fn attempt(
+        host: &Host,
+        tenant: usize,
+        request: PurchaseRequest<'_>,
+        reference: &str,
+    ) -> (Invoice, String) {
+        let invoice = host
+            .payments()
+            .issue_invoice(&host.tenants[tenant], request, None)
+            .await
+            .unwrap();
+        let mut conn = host.control.pool().acquire().await.unwrap();
+        let id = inbox::create_attempt(
+            &mut conn,
+            NewAttempt {
+                invoice_id: &invoice.id,
+                tenant_id: &invoice.tenant_id,
+                provider: Provider::Esewa,
+                provider_ref: reference,
+                amount: invoice.totals.total,
+                currency: invoice.currency,
+                status: AttemptStatus::Pending,
+            },
+            at("2026-01-01T00:00:00Z"),
+        )
+        .await
+        .unwrap();
+        (invoice, id)
+    }
+
+    fn event<'a>(
+        id: &'a str,
+        reference: &'a str,
+        status: PaymentStatus,
+        amount: i64,
+        when: &str,
+    ) -> ProviderEvent<'a> {
+        ProviderEvent {
+            provider: Provider::Esewa,
+            event_id: id,
+            provider_ref: reference,
+            status,
+            raw_status: "COMPLETE",
+            amount: Some(amount),
+            currency: Some(npr()),
+            occurred_at: at(when),
+            payment_reference: "0007ABC",
+        }
+    }
+
+    async fn state(
+        host: &Host,
+        tenant: usize,
+        module: &str,
+    ) -> Option<(String, &'static str, u32, i64)> {
+        host.billing
+            .get(&host.tenants[tenant], module)
+            .await
+            .unwrap()
+            .map(|r| {
+                (
+                    r.subscription.plan.clone(),
+                    state_name(r.subscription.state),
+                    r.prepaid_periods,
+                    r.revision,
+                )
+            })
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_payment_grants_once_and_the_same_event_twice_changes_nothing() {
+        let host = Host::new(1, "2026-01-01T00:00:00Z").await;
+        let (invoice, attempt_id) = attempt(&host, 0, plan("digital-card", "pro"), "uuid-1").await;
+        let total = invoice.totals.total;
+        let payments = host.payments();
+        let first = payments
+            .record_event(event(
+                "t1",
+                "uuid-1",
+                PaymentStatus::Completed,
+                total,
+                "2026-01-01T00:01:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(first.outcome, Outcome::Granted);
+        assert_eq!(first.attempt_id.as_deref(), Some(attempt_id.as_str()));
+        let after = state(&host, 0, "digital-card").await;
+        assert_eq!(after, Some(("pro".into(), "active", 0, 1)));
+        let paid = payments.invoice(None, &invoice.id).await.unwrap();
+        assert_eq!(paid.status, InvoiceStatus::Paid);
+        assert_eq!(paid.provider.as_deref(), Some("esewa"));
+        assert_eq!(paid.provider_reference.as_deref(), Some("0007ABC"));
+        // The same event again: recorded outcome, nothing moves.
+        let again = payments
+            .record_event(event(
+                "t1",
+                "uuid-1",
+                PaymentStatus::Completed,
+                total,
+                "2026-01-01T00:01:00Z",
+            ))
+            .await
+            .unwrap();
+        assert!(again.repeated);
+        assert_eq!(again.outcome, Outcome::Granted);
+        assert_eq!(state(&host, 0, "digital-card").await, after);
+        // Another confirmation of the same payment (webhook after lookup):
+        // ignored, not a second period.
+        let other = payments
+            .record_event(event(
+                "t1-lookup",
+                "uuid-1",
+                PaymentStatus::Completed,
+                total,
+                "2026-01-01T00:02:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(other.outcome, Outcome::Ignored);
+        assert_eq!(state(&host, 0, "digital-card").await, after);
+    }
+
+    #[tokio::test]
+    async fn a_mismatched_amount_or_a_canceled_attempt_is_flagged_never_granted() {
+        let host = Host::new(2, "2026-01-01T00:00:00Z").await;
+        let (invoice, _) = attempt(&host, 0, plan("digital-card", "pro"), "uuid-a").await;
+        let payments = host.payments();
+        let short = payments
+            .record_event(event(
+                "e1",
+                "uuid-a",
+                PaymentStatus::Completed,
+                invoice.totals.total - 1,
+                "2026-01-01T00:01:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(short.outcome, Outcome::Flagged);
+        assert!(short.reason.unwrap().contains("37665"));
+        assert_eq!(state(&host, 0, "digital-card").await, None);
+        let mut usd = event(
+            "e2",
+            "uuid-a",
+            PaymentStatus::Completed,
+            invoice.totals.total,
+            "2026-01-01T00:01:00Z",
+        );
+        usd.currency = Some(Currency::parse("USD").unwrap());
+        assert_eq!(
+            payments.record_event(usd).await.unwrap().outcome,
+            Outcome::Flagged
+        );
+        assert_eq!(state(&host, 0, "digital-card").await, None);
+
+        let (invoice, id) = attempt(&host, 1, plan("digital-card", "pro"), "uuid-b").await;
+        let mut conn = host.control.pool().acquire().await.unwrap();
+        inbox::update_attempt(
+            &mut conn,
+            &id,
+            AttemptStatus::Canceled,
+            None,
+            None,
+            at("2026-01-01T00:00:00Z"),
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        let late = payments
+            .record_event(event(
+                "e3",
+                "uuid-b",
+                PaymentStatus::Completed,
+                invoice.totals.total,
+                "2026-01-01T00:01:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(late.outcome, Outcome::Flagged);
+        assert_eq!(state(&host, 1, "digital-card").await, None);
+        let unknown = payments
+            .record_event(event(
+                "e4",
+                "uuid-nobody",
+                PaymentStatus::Completed,
+                1,
+                "2026-01-01T00:01:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(unknown.outcome, Outcome::Flagged);
+        let mut conn = host.control.pool().acquire().await.unwrap();
+        let flagged = inbox::flagged(&mut conn, 10).await.unwrap();
+        assert_eq!(flagged.len(), 4);
+        assert_eq!(
+            payments.invoice(None, &invoice.id).await.unwrap().status,
+            InvoiceStatus::Open
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_is_held_and_an_older_event_never_moves_an_attempt_back() {
+        let host = Host::new(1, "2026-01-01T00:00:00Z").await;
+        let (invoice, id) = attempt(&host, 0, plan("digital-card", "pro"), "uuid-p").await;
+        let total = invoice.totals.total;
+        let payments = host.payments();
+        let held = payments
+            .record_event(event(
+                "p1",
+                "uuid-p",
+                PaymentStatus::Pending,
+                total,
+                "2026-01-01T00:05:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(held.outcome, Outcome::Held);
+        let mut conn = host.control.pool().acquire().await.unwrap();
+        let a = inbox::attempt_by_id(&mut conn, &id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.status, AttemptStatus::Pending);
+        // Next check 5 minutes (the default delay) from the host's now.
+        assert_eq!(
+            a.next_check_at,
+            Some(at("2026-01-01T00:05:00Z").unix_timestamp())
+        );
+        drop(conn);
+        // A failure older than the pending event: ignored.
+        let old = payments
+            .record_event(event(
+                "f0",
+                "uuid-p",
+                PaymentStatus::Failed,
+                total,
+                "2026-01-01T00:04:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(old.outcome, Outcome::Ignored);
+        let granted = payments
+            .record_event(event(
+                "c1",
+                "uuid-p",
+                PaymentStatus::Completed,
+                total,
+                "2026-01-01T00:06:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(granted.outcome, Outcome::Granted);
+        // A pending event arriving late (older) does not unpay it.
+        let late = payments
+            .record_event(event(
+                "p0",
+                "uuid-p",
+                PaymentStatus::Pending,
+                total,
+                "2026-01-01T00:03:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(late.outcome, Outcome::Ignored);
+        let mut conn = host.control.pool().acquire().await.unwrap();
+        let a = inbox::attempt_by_id(&mut conn, &id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.status, AttemptStatus::Paid);
+        assert_eq!(state(&host, 0, "digital-card").await.unwrap().1, "active");
+        // A refund of the paid attempt is for the operator.
+        let refund = payments
+            .record_event(event(
+                "r1",
+                "uuid-p",
+                PaymentStatus::Refunded,
+                total,
+                "2026-01-02T00:00:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(refund.outcome, Outcome::Flagged);
+    }
+
+    #[tokio::test]
+    async fn a_paid_trial_converts_through_the_state_machine_and_renewals_prepay() {
+        let host = Host::new(1, "2026-01-01T00:00:00Z").await;
+        let tenant = &host.tenants[0];
+        host.billing
+            .subscribe(
+                tenant,
+                "digital-card",
+                "pro",
+                None,
+                crate::billing::service::Actor::Tenant("tenant-0"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(state(&host, 0, "digital-card").await.unwrap().1, "trialing");
+        let (invoice, _) = attempt(&host, 0, plan("digital-card", "pro"), "uuid-t").await;
+        assert_eq!(invoice.purchase.kind, PurchaseKind::Subscribe);
+        let done = host
+            .payments()
+            .record_event(event(
+                "t",
+                "uuid-t",
+                PaymentStatus::Completed,
+                invoice.totals.total,
+                "2026-01-02T00:00:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(done.outcome, Outcome::Granted);
+        let (plan_slug, st, prepaid, _) = state(&host, 0, "digital-card").await.unwrap();
+        assert_eq!((plan_slug.as_str(), st, prepaid), ("pro", "trialing", 1));
+        // The trial ends paid at maintenance.
+        host.clock.set(at("2026-01-31T00:00:01Z"));
+        host.billing.run_maintenance().await.unwrap();
+        let (_, st, prepaid, _) = state(&host, 0, "digital-card").await.unwrap();
+        assert_eq!((st, prepaid), ("active", 0));
+    }
+
+    #[tokio::test]
+    async fn a_bundle_grants_every_module_or_none() {
+        let host = Host::new(2, "2026-01-01T00:00:00Z").await;
+        let bundle = PurchaseRequest::Bundle {
+            bundle: "starter",
+            currency: None,
+        };
+        let (invoice, _) = attempt(&host, 0, bundle, "uuid-s").await;
+        let ok = host
+            .payments()
+            .record_event(event(
+                "s",
+                "uuid-s",
+                PaymentStatus::Completed,
+                invoice.totals.total,
+                "2026-01-01T00:01:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(ok.outcome, Outcome::Granted);
+        assert_eq!(state(&host, 0, "digital-card").await.unwrap().1, "active");
+        assert_eq!(state(&host, 0, "forum").await.unwrap().1, "active");
+        // Tenant 1: forum got paid by the operator meanwhile; the bundle
+        // is flagged and digital-card is not half-granted.
+        let (invoice, _) = attempt(&host, 1, bundle, "uuid-s2").await;
+        host.billing
+            .grant(&host.tenants[1], "forum", "premium", 1, None)
+            .await
+            .unwrap();
+        let forum_before = state(&host, 1, "forum").await;
+        let flagged = host
+            .payments()
+            .record_event(event(
+                "s2",
+                "uuid-s2",
+                PaymentStatus::Completed,
+                invoice.totals.total,
+                "2026-01-01T00:01:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(flagged.outcome, Outcome::Flagged, "{flagged:?}");
+        assert_eq!(state(&host, 1, "digital-card").await, None);
+        assert_eq!(state(&host, 1, "forum").await, forum_before);
+    }
 }
