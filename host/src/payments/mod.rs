@@ -19,6 +19,7 @@
 pub mod apply;
 pub mod fiscal;
 pub mod inbox;
+pub mod providers;
 pub mod service;
 pub mod store;
 
