@@ -78,6 +78,8 @@ pub struct SoukConfig {
     pub sso: SsoConfig,
     /// How email is delivered (`souk serve`'s mail flags; docs/email.md).
     pub mail: crate::mail::MailConfig,
+    /// Invoices, taxes and payment providers (docs/payments.md).
+    pub payments: crate::payments::service::PaymentsConfig,
 }
 
 impl SoukConfig {
@@ -99,6 +101,7 @@ impl SoukConfig {
             events: crate::events::EventsConfig::default(),
             sso: SsoConfig::default(),
             mail: crate::mail::MailConfig::default(),
+            payments: crate::payments::service::PaymentsConfig::default(),
         }
     }
 }
@@ -144,6 +147,8 @@ pub struct Souk {
     pub people_state: PeopleState,
     /// Single sign-on's configuration and provider client.
     pub sso_state: SsoState,
+    /// The payment providers offered, with their HTTP client.
+    payment_providers: crate::payments::providers::Providers,
 }
 
 impl Souk {
@@ -182,6 +187,9 @@ impl Souk {
             Auth::new(control.clone(), data, clock.clone()).with_sessions(config.people.sessions);
         let people_state = PeopleState::new(config.people.clone());
         let sso_state = SsoState::new(config.sso.clone())?;
+        let payment_providers =
+            crate::payments::providers::Providers::new(&config.payments.providers)
+                .context("cannot build the payment providers' HTTP client")?;
         let files = FileService {
             blobs: BlobStore::new(data.join("tenants")),
             signer: Arc::new(
@@ -232,6 +240,7 @@ impl Souk {
                 job_board: Arc::default(),
                 people_state,
                 sso_state,
+                payment_providers,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -274,6 +283,18 @@ impl Souk {
             billing: &self.billing,
             public_limiter: &self.people_state.public_limiter,
         }
+    }
+
+    /// Payments and invoices, borrowing this host's services; build one per
+    /// operation (docs/payments.md).
+    pub fn payments(&self) -> crate::payments::service::Payments<'_> {
+        crate::payments::service::Payments::new(
+            &self.control,
+            &self.billing,
+            self.clock.clone(),
+            &self.config.payments,
+            &self.payment_providers,
+        )
     }
 
     /// The people service (users, invitations, sessions, API keys),
@@ -464,7 +485,23 @@ impl Souk {
     pub async fn run_maintenance(
         &self,
     ) -> Result<crate::billing::service::MaintenanceReport, SoukError> {
+        // Payments first: one confirmed since the last run is granted before
+        // a renewal without it would fail.
+        let payments = self.payments().reconcile().await?;
         let mut report = self.billing.run_maintenance().await?;
+        report.changes.extend(
+            payments
+                .outcomes
+                .into_iter()
+                .map(|o| format!("payment {o}")),
+        );
+        report.failed.extend(payments.errors.into_iter().map(|e| {
+            crate::billing::service::MaintenanceFailure {
+                step: "payment reconciliation".into(),
+                error: e,
+                ..Default::default()
+            }
+        }));
         // The notices the run wrote to the billing outbox, emailed to the
         // tenants' admins; a failure is retried by the next run.
         if let Err(e) = self.billing_notices().run().await {

@@ -64,6 +64,7 @@ mod billing;
 mod files;
 mod jobs;
 mod mail;
+mod payments;
 mod people;
 mod sso;
 mod webhooks;
@@ -258,6 +259,12 @@ impl From<SoukError> for Problem {
                 "Payment required",
                 detail,
             ),
+            SoukError::ProviderUnavailable(_) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "payment-provider-unavailable",
+                "Payment provider unavailable; retry",
+                detail,
+            ),
             SoukError::TooManyRequests { .. } => Problem::new(
                 S::TOO_MANY_REQUESTS,
                 "too-many-requests",
@@ -378,6 +385,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .merge(webhooks::routes())
         .merge(sso::routes())
         .merge(mail::routes())
+        .merge(payments::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .route("/f/{token}", get(files::download))

@@ -12,6 +12,7 @@ mod keys;
 mod mail;
 mod maintenance;
 mod module;
+mod payments;
 mod plans;
 mod publish;
 mod registry;
@@ -171,6 +172,9 @@ struct GlobalOptions {
     json: bool,
     #[command(flatten)]
     jobs: jobs::JobOptions,
+    /// Invoices and payment providers (docs/payments.md).
+    #[command(flatten)]
+    payments: payments::PaymentsOptions,
 }
 
 fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
@@ -281,6 +285,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         max_file_bytes: global.max_file_bytes.max(1),
         events: global.events.config(),
         mail: global.mail.config(),
+        payments: global.payments.config(),
     }
 }
 

@@ -536,3 +536,22 @@ pub async fn flagged(conn: &mut SqliteConnection, limit: u32) -> Result<Vec<Flag
         })
         .collect())
 }
+
+/// Open attempts created before `before` (RFC 3339), oldest first.
+///
+/// # Errors
+/// Database failures; a row that does not parse.
+pub async fn stuck_attempts(
+    conn: &mut SqliteConnection,
+    before: &str,
+) -> Result<Vec<Attempt>, InboxError> {
+    let rows: Vec<AttemptRow> = sqlx::query_as(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
+         WHERE status IN ('initiating', 'pending', 'ambiguous') AND created_at < ? \
+         ORDER BY created_at LIMIT 500"
+    ))
+    .bind(before)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(attempt).collect()
+}

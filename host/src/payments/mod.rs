@@ -17,6 +17,7 @@
 //! builds on billing and billing never imports it.
 
 pub mod apply;
+pub mod checkout;
 pub mod fiscal;
 pub mod inbox;
 pub mod providers;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::fiscal::FiscalYearStart;
+use super::providers::{Providers, ProvidersConfig};
 use super::store::{self, Invoice, InvoiceStoreError, NewInvoice, Seller};
 use crate::billing::invoice::{self, InvoiceError};
 use crate::billing::money::TaxRates;
@@ -27,6 +28,8 @@ pub struct PaymentsConfig {
     pub fiscal_year: FiscalYearStart,
     /// The seller printed on invoices.
     pub seller: Seller,
+    /// The payment providers offered.
+    pub providers: ProvidersConfig,
 }
 
 /// Payments and invoices over the control plane and billing.
@@ -35,6 +38,7 @@ pub struct Payments<'a> {
     pub(super) billing: &'a Billing,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) config: &'a PaymentsConfig,
+    pub(super) providers: &'a Providers,
 }
 
 impl From<InvoiceStoreError> for SoukError {
@@ -82,23 +86,27 @@ impl Default for PaymentsConfig {
             tax_rates: TaxRates::default(),
             fiscal_year: FiscalYearStart::default(),
             seller: Seller::default(),
+            providers: ProvidersConfig::default(),
         }
     }
 }
 
 impl<'a> Payments<'a> {
-    /// Payments over `control` and `billing`, time from `clock`.
+    /// Payments over `control` and `billing`, time from `clock`, paid
+    /// through `providers`.
     pub fn new(
         control: &'a ControlPlane,
         billing: &'a Billing,
         clock: Arc<dyn Clock>,
         config: &'a PaymentsConfig,
+        providers: &'a Providers,
     ) -> Self {
         Payments {
             control,
             billing,
             clock,
             config,
+            providers,
         }
     }
 

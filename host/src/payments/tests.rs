@@ -56,6 +56,7 @@ pub(super) struct Host {
     pub billing: Billing,
     pub clock: Arc<ManualClock>,
     pub config: PaymentsConfig,
+    pub providers: crate::payments::providers::Providers,
     pub tenants: Vec<Tenant>,
 }
 
@@ -94,6 +95,7 @@ impl Host {
             control,
             billing,
             clock,
+            providers: crate::payments::providers::Providers::new(&config().providers).unwrap(),
             config: config(),
             tenants,
         }

@@ -73,7 +73,11 @@ pub fn parse_amount(text: &str) -> Option<i64> {
         return None;
     }
     let whole: i64 = whole.parse().ok()?;
-    let mut cents: i64 = if fraction.is_empty() { 0 } else { fraction.parse().ok()? };
+    let mut cents: i64 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().ok()?
+    };
     if fraction.len() == 1 {
         cents *= 10;
     }
@@ -135,7 +139,9 @@ fn literal(value: &Value) -> Option<String> {
 pub fn verify_return(data: &str, secret: &str) -> Result<ReturnData, ReturnError> {
     // A `+` of the Base64 may arrive as a space (form decoding).
     let data = data.trim().replace(' ', "+");
-    let bytes = STANDARD.decode(data.as_bytes()).map_err(|_| ReturnError::Malformed)?;
+    let bytes = STANDARD
+        .decode(data.as_bytes())
+        .map_err(|_| ReturnError::Malformed)?;
     let json: Value = serde_json::from_slice(&bytes).map_err(|_| ReturnError::Malformed)?;
     let object = json.as_object().ok_or(ReturnError::Malformed)?;
     let text = |name: &str| {
@@ -258,7 +264,8 @@ impl Esewa {
         };
         // The uuid and product must be ours: an answer about another
         // transaction proves nothing.
-        let same = |field: &str, ours: &str| body.get(field).and_then(literal).is_none_or(|v| v == ours);
+        let same =
+            |field: &str, ours: &str| body.get(field).and_then(literal).is_none_or(|v| v == ours);
         if !same("transaction_uuid", &attempt.provider_ref)
             || !same("product_code", &self.config.product_code)
         {
@@ -334,7 +341,10 @@ mod tests {
         // Computed with Python's hmac/hashlib/base64 over the same message
         // and eSewa's published UAT key.
         assert_eq!(
-            sign(KEY, "total_amount=100,transaction_uuid=11-201-13,product_code=EPAYTEST"),
+            sign(
+                KEY,
+                "total_amount=100,transaction_uuid=11-201-13,product_code=EPAYTEST"
+            ),
             "5DZywcrTKD0gia/rsSMcrRHmJl+4Tbol6S+lWgdJ94E="
         );
     }
@@ -348,7 +358,10 @@ mod tests {
         assert_eq!(commas.transaction_uuid, "pay_2");
         // Signed over 1000.0, sent as 1000: refused.
         let altered = signed("1000.0", "pay_1").replace("\"1000.0\"", "\"1000\"");
-        assert_eq!(verify_return(&data(&altered), KEY), Err(ReturnError::BadSignature));
+        assert_eq!(
+            verify_return(&data(&altered), KEY),
+            Err(ReturnError::BadSignature)
+        );
         // A number literal is its own text.
         let number = signed("1000.0", "pay_1").replace("\"1000.0\"", "1000.0");
         assert!(verify_return(&data(&number), KEY).is_ok());
@@ -377,7 +390,10 @@ mod tests {
             r#"{{"status":"COMPLETE","total_amount":"100","transaction_uuid":"x","product_code":"EPAYTEST","signed_field_names":"total_amount,product_code","signature":"{}"}}"#,
             sign(KEY, message)
         );
-        assert!(matches!(verify_return(&data(&json), KEY), Err(ReturnError::Missing(_))));
+        assert!(matches!(
+            verify_return(&data(&json), KEY),
+            Err(ReturnError::Missing(_))
+        ));
     }
 
     #[test]

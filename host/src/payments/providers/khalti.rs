@@ -100,7 +100,10 @@ impl Khalti {
             }),
             _ => Err(ProviderError::Unexpected {
                 provider: NAME,
-                what: format!("initiation answered {} without pidx and payment_url", code.as_u16()),
+                what: format!(
+                    "initiation answered {} without pidx and payment_url",
+                    code.as_u16()
+                ),
             }),
         }
     }

@@ -138,7 +138,8 @@ pub struct Lookup {
 }
 
 /// A boxed future answering a provider call.
-pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
+pub type ProviderFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
 
 /// A payment provider.
 pub trait PaymentProvider: Send + Sync {
@@ -176,5 +177,92 @@ fn transport(provider: &'static str, e: &reqwest::Error) -> ProviderError {
             provider,
             what: "the connection failed".into(),
         }
+    }
+}
+
+/// Which providers this host offers, from `souk serve` flags: a provider
+/// without its secret key is not offered.
+#[derive(Debug, Clone)]
+pub struct ProvidersConfig {
+    /// eSewa, when configured.
+    pub esewa: Option<esewa::EsewaConfig>,
+    /// Khalti, when configured.
+    pub khalti: Option<khalti::KhaltiConfig>,
+    /// How long one request to a provider may take
+    /// (`--payments-http-timeout-secs`, default 10).
+    pub timeout: Duration,
+    /// Souk's public base URL, which return URLs are made from
+    /// (`--payments-public-url`); unset: from each checkout request's
+    /// `Host` header.
+    pub public_url: Option<String>,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig {
+            esewa: None,
+            khalti: None,
+            timeout: Duration::from_secs(10),
+            public_url: None,
+        }
+    }
+}
+
+/// The configured providers, built once at start.
+#[derive(Debug, Clone)]
+pub struct Providers {
+    esewa: Option<esewa::Esewa>,
+    khalti: Option<khalti::Khalti>,
+    /// See [`ProvidersConfig::public_url`].
+    pub public_url: Option<String>,
+}
+
+impl Providers {
+    /// The providers `config` names, sharing one HTTP client.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(config: &ProvidersConfig) -> Result<Self, reqwest::Error> {
+        let client = http_client(config.timeout)?;
+        Ok(Providers {
+            esewa: config
+                .esewa
+                .clone()
+                .map(|c| esewa::Esewa::new(c, client.clone())),
+            khalti: config
+                .khalti
+                .clone()
+                .map(|c| khalti::Khalti::new(c, client.clone())),
+            public_url: config
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+        })
+    }
+
+    /// The adapter of `provider`, when configured.
+    pub fn get(&self, provider: Provider) -> Option<&dyn PaymentProvider> {
+        match provider {
+            Provider::Esewa => self.esewa.as_ref().map(|p| p as &dyn PaymentProvider),
+            Provider::Khalti => self.khalti.as_ref().map(|p| p as &dyn PaymentProvider),
+            Provider::Stripe | Provider::Manual => None,
+        }
+    }
+
+    /// eSewa, when configured (its return needs more than the trait).
+    pub fn esewa(&self) -> Option<&esewa::Esewa> {
+        self.esewa.as_ref()
+    }
+
+    /// The providers offered, by name.
+    pub fn offered(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.esewa.is_some() {
+            out.push(Provider::Esewa.as_str());
+        }
+        if self.khalti.is_some() {
+            out.push(Provider::Khalti.as_str());
+        }
+        out
     }
 }
