@@ -4,6 +4,7 @@
 //! The guest components must be built first (`scripts/build-modules`; the
 //! README's test command does it).
 
+mod fake_providers;
 mod oidc_provider;
 mod smtp_sink;
 mod support;
@@ -22,6 +23,7 @@ mod jobs;
 mod lifecycle;
 mod metering;
 mod packages;
+mod payments;
 mod people;
 mod registry;
 mod removal;

@@ -107,6 +107,7 @@ impl Host {
             &self.billing,
             self.clock.clone(),
             &self.config,
+            &self.providers,
         )
     }
 }
