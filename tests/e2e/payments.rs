@@ -137,7 +137,7 @@ fn subscription(w: &World, tenant: &str, token: &str, module: &str) -> Option<Va
         &format!("/v1/tenants/{tenant}/subscriptions/{module}"),
         token,
     );
-    (a.status == 200).then(|| a.body)
+    (a.status == 200).then_some(a.body)
 }
 
 fn invoices(w: &World, tenant: &str, token: &str) -> Vec<Value> {

@@ -25,26 +25,12 @@
 
 use time::OffsetDateTime;
 
+pub use super::inbox::PaymentStatus;
 use super::inbox::{self, AttemptStatus, InboxEntry, Outcome, Provider};
 use super::service::Payments;
 use super::store::{self, InvoiceStatus};
 use crate::billing::plans::Currency;
 use crate::error::SoukError;
-
-/// What a provider says about a payment, normalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaymentStatus {
-    /// Paid (eSewa `COMPLETE`, Khalti `Completed`, Stripe paid).
-    Completed,
-    /// Not yet (eSewa `PENDING`, Khalti `Pending` / `Initiated`).
-    Pending,
-    /// The provider cannot say (eSewa `AMBIGUOUS`).
-    Ambiguous,
-    /// Will not be paid (canceled, expired, not found, failed).
-    Failed,
-    /// Paid, then refunded (fully or partly).
-    Refunded,
-}
 
 /// One provider event or confirmation, parsed at the boundary.
 #[derive(Debug, Clone, Copy)]

@@ -50,6 +50,21 @@ impl Provider {
     }
 }
 
+/// What a provider says about a payment, normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// Paid (eSewa `COMPLETE`, Khalti `Completed`, Stripe paid).
+    Completed,
+    /// Not yet (eSewa `PENDING`, Khalti `Pending` / `Initiated`).
+    Pending,
+    /// The provider cannot say (eSewa `AMBIGUOUS`).
+    Ambiguous,
+    /// Will not be paid (canceled, expired, not found, failed).
+    Failed,
+    /// Paid, then refunded (fully or partly).
+    Refunded,
+}
+
 /// Where an attempt stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptStatus {
@@ -503,20 +518,22 @@ pub struct Flagged {
     pub received_at: String,
 }
 
+type FlaggedRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<String>,
+    String,
+);
+
 /// Flagged inbox rows, newest first, at most `limit`.
 ///
 /// # Errors
 /// Database failures.
 pub async fn flagged(conn: &mut SqliteConnection, limit: u32) -> Result<Vec<Flagged>, InboxError> {
-    let rows: Vec<(
-        String,
-        String,
-        Option<String>,
-        String,
-        Option<i64>,
-        Option<String>,
-        String,
-    )> = sqlx::query_as(
+    let rows: Vec<FlaggedRow> = sqlx::query_as(
         "SELECT provider, event_id, attempt_id, status, amount, reason, received_at \
              FROM payment_inbox WHERE outcome = 'flagged' ORDER BY received_at DESC LIMIT ?",
     )

@@ -371,6 +371,9 @@ pub async fn list(
     Ok(out)
 }
 
+/// kind, description, module, plan, amount.
+type LineRow = (String, String, Option<String>, Option<String>, i64);
+
 async fn parse(conn: &mut SqliteConnection, row: SqliteRow) -> Result<Invoice, InvoiceStoreError> {
     let id: String = row.try_get("id")?;
     let status: String = row.try_get("status")?;
@@ -388,7 +391,7 @@ async fn parse(conn: &mut SqliteConnection, row: SqliteRow) -> Result<Invoice, I
         serde_json::from_str(&purchase).map_err(|e| corrupt(format!("purchase: {e}")))?;
     let seller: Seller =
         serde_json::from_str(&seller).map_err(|e| corrupt(format!("seller: {e}")))?;
-    let rows: Vec<(String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+    let rows: Vec<LineRow> = sqlx::query_as(
         "SELECT kind, description, module_slug, plan, amount FROM invoice_lines \
          WHERE invoice_id = ? ORDER BY position",
     )

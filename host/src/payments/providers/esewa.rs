@@ -22,8 +22,7 @@ use super::{
     Secret, transport,
 };
 use crate::billing::plans::Currency;
-use crate::payments::apply::PaymentStatus;
-use crate::payments::inbox::{Attempt, Provider};
+use crate::payments::inbox::{Attempt, PaymentStatus, Provider};
 
 const NAME: &str = "eSewa";
 

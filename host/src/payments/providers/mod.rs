@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::apply::PaymentStatus;
-use super::inbox::{Attempt, Provider};
+use super::inbox::{Attempt, PaymentStatus, Provider};
 use crate::billing::plans::Currency;
 
 pub mod esewa;
