@@ -474,3 +474,171 @@ async fn khalti_lookup(
     )
         .into_response()
 }
+
+#[derive(Default)]
+struct StripeInner {
+    sessions: HashMap<String, Value>,
+    by_key: HashMap<String, String>,
+    created: usize,
+    unauthorized: usize,
+}
+
+struct StripeShared {
+    key: String,
+    base: Mutex<String>,
+    inner: Mutex<StripeInner>,
+}
+
+/// A fake Stripe (Checkout Sessions); stops when dropped.
+pub struct FakeStripe {
+    pub base: String,
+    shared: Arc<StripeShared>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeStripe {
+    pub fn start(key: &str) -> FakeStripe {
+        let runtime = runtime();
+        let shared = Arc::new(StripeShared {
+            key: key.to_owned(),
+            base: Mutex::new(String::new()),
+            inner: Mutex::new(StripeInner::default()),
+        });
+        let app = Router::new()
+            .route("/v1/checkout/sessions", post(stripe_create))
+            .route("/v1/checkout/sessions/{id}", get(stripe_retrieve))
+            .route("/pay/{id}", get(stripe_pay))
+            .with_state(shared.clone());
+        let addr = serve(&runtime, app);
+        let base = format!("http://{addr}");
+        *shared.base.lock().unwrap() = base.clone();
+        FakeStripe {
+            base,
+            shared,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn session(&self, id: &str) -> Option<Value> {
+        self.shared.inner.lock().unwrap().sessions.get(id).cloned()
+    }
+
+    /// Sessions created (a repeated Idempotency-Key creates none).
+    pub fn created(&self) -> usize {
+        self.shared.inner.lock().unwrap().created
+    }
+
+    pub fn unauthorized(&self) -> usize {
+        self.shared.inner.lock().unwrap().unauthorized
+    }
+}
+
+fn stripe_authorized(shared: &StripeShared, headers: &HeaderMap) -> bool {
+    let ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(format!("Bearer {}", shared.key).as_str());
+    if !ok {
+        shared.inner.lock().unwrap().unauthorized += 1;
+    }
+    ok
+}
+
+async fn stripe_create(
+    State(shared): State<Arc<StripeShared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !stripe_authorized(&shared, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"type": "invalid_request_error"}})),
+        )
+            .into_response();
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the fake requires an Idempotency-Key",
+        )
+            .into_response();
+    };
+    let mut inner = shared.inner.lock().unwrap();
+    if let Some(id) = inner.by_key.get(&key) {
+        return axum::Json(inner.sessions[id].clone()).into_response();
+    }
+    let amount: i64 = form
+        .get("line_items[0][price_data][unit_amount]")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    if amount <= 0 || form.get("mode").map(String::as_str) != Some("payment") {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"type": "invalid_request_error"}})),
+        )
+            .into_response();
+    }
+    inner.created += 1;
+    let id = format!("cs_test_{:04}", inner.created);
+    let base = shared.base.lock().unwrap().clone();
+    let session = json!({
+        "id": id,
+        "object": "checkout.session",
+        "url": format!("{base}/pay/{id}"),
+        "status": "open",
+        "payment_status": "unpaid",
+        "amount_total": amount,
+        "currency": form.get("line_items[0][price_data][currency]").cloned().unwrap_or_default(),
+        "client_reference_id": form.get("client_reference_id").cloned().unwrap_or_default(),
+        "success_url": form.get("success_url").cloned().unwrap_or_default(),
+        "payment_intent": null,
+    });
+    inner.by_key.insert(key, id.clone());
+    inner.sessions.insert(id, session.clone());
+    axum::Json(session).into_response()
+}
+
+async fn stripe_retrieve(
+    State(shared): State<Arc<StripeShared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !stripe_authorized(&shared, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"type": "invalid_request_error"}})),
+        )
+            .into_response();
+    }
+    match shared.inner.lock().unwrap().sessions.get(&id) {
+        Some(session) => axum::Json(session.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// The payer pays by card; Stripe sends the browser to the success URL.
+async fn stripe_pay(State(shared): State<Arc<StripeShared>>, Path(id): Path<String>) -> Response {
+    let mut inner = shared.inner.lock().unwrap();
+    let Some(session) = inner.sessions.get_mut(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    session["status"] = json!("complete");
+    session["payment_status"] = json!("paid");
+    session["payment_intent"] = json!(format!("pi_{id}"));
+    let location = session["success_url"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("{CHECKOUT_SESSION_ID}", &id);
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}

@@ -11,23 +11,30 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::fake_providers::{FakeEsewa, FakeKhalti, esewa_sign};
+use crate::fake_providers::{FakeEsewa, FakeKhalti, FakeStripe, esewa_sign};
 use crate::support::{Answer, Host, workspace_root};
 
 const START: &str = "2026-01-01T00:00:00Z";
 const ESEWA_KEY: &str = "8gBm/:&EnhH.1/q";
 const KHALTI_KEY: &str = "test_secret_key_0123456789abcdef";
+const STRIPE_KEY: &str = "sk_test_0123456789";
+const WEBHOOK_SECRET: &str = "whsec_current_0123456789";
+const OLD_WEBHOOK_SECRET: &str = "whsec_previous_0123456789";
+/// START as unix seconds.
+const START_UNIX: i64 = 1_767_225_600;
 
 struct World {
     host: Host,
     esewa: FakeEsewa,
     khalti: FakeKhalti,
+    stripe: FakeStripe,
     browser: reqwest::blocking::Client,
 }
 
 fn world() -> World {
     let esewa = FakeEsewa::start(ESEWA_KEY);
     let khalti = FakeKhalti::start(KHALTI_KEY);
+    let stripe = FakeStripe::start(STRIPE_KEY);
     let plans = workspace_root().join("tests/e2e/plans-payments");
     let plans = plans.to_str().expect("utf-8").to_owned();
     let host = Host::start_with(
@@ -45,6 +52,12 @@ fn world() -> World {
             &khalti.base,
             "--khalti-secret-key",
             KHALTI_KEY,
+            "--stripe-base-url",
+            &stripe.base,
+            "--stripe-secret-key",
+            STRIPE_KEY,
+            "--stripe-webhook-secrets",
+            WEBHOOK_SECRET,
             "--payments-http-timeout-secs",
             "2",
             "--seller-name",
@@ -62,6 +75,7 @@ fn world() -> World {
         host,
         esewa,
         khalti,
+        stripe,
         browser,
     }
 }
@@ -602,16 +616,9 @@ fn invoice_numbers_are_gap_free_under_50_concurrent_checkouts() {
 }
 
 #[test]
-fn a_provider_not_configured_is_refused_and_free_plans_need_no_checkout() {
+fn nonsense_checkouts_are_refused_and_free_plans_need_no_checkout() {
     let w = world();
     let token = w.host.tenant("acme");
-    let a = checkout(
-        &w,
-        "acme",
-        &token,
-        json!({"provider": "stripe", "module": "cards", "plan": "pro"}),
-    );
-    assert_eq!(a.status, 422, "{a:?}");
     let a = checkout(
         &w,
         "acme",
@@ -641,4 +648,208 @@ fn a_provider_not_configured_is_refused_and_free_plans_need_no_checkout() {
         json!({"provider": "esewa", "module": "cards", "plan": "pro"}),
     );
     assert_eq!(answer["invoice"]["number"], "INV-2025/26-000001");
+}
+
+/// Posts a Stripe webhook with `body` and a `Stripe-Signature` header.
+fn webhook(w: &World, body: &str, signature: &str) -> Answer {
+    let res = w
+        .browser
+        .post(format!("{}/v1/payments/stripe/webhook", w.host.base))
+        .header("stripe-signature", signature)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.bytes().unwrap().to_vec();
+    Answer {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        content_type: String::new(),
+        bytes,
+    }
+}
+
+fn stripe_sign(secret: &str, t: i64, body: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn session_event(id: &str, kind: &str, created: i64, session: &Value) -> String {
+    json!({
+        "id": id, "object": "event", "type": kind, "created": created,
+        "data": {"object": session},
+    })
+    .to_string()
+}
+
+#[test]
+fn a_tenant_in_usd_pays_with_stripe_and_only_verified_webhooks_count() {
+    let w = world();
+    let token = w.host.tenant("intl-ngo");
+    let answer = checkout_ok(
+        &w,
+        "intl-ngo",
+        &token,
+        json!({"provider": "stripe", "module": "cards", "plan": "pro", "currency": "USD"}),
+    );
+    let invoice = &answer["invoice"];
+    assert_eq!(invoice["currency"], "USD");
+    assert_eq!(invoice["total"], 499);
+    assert_eq!(invoice["tax"], 0);
+    assert_eq!(invoice["lines"].as_array().unwrap().len(), 1);
+    let url = answer["next"]["url"].as_str().unwrap();
+    let session_id = url.rsplit('/').next().unwrap().to_owned();
+    let session = w.stripe.session(&session_id).unwrap();
+    assert_eq!(session["amount_total"], 499);
+    assert_eq!(session["currency"], "usd");
+    assert_eq!(session["client_reference_id"], answer["attempt"]);
+    assert_eq!(w.stripe.created(), 1);
+    assert_eq!(w.stripe.unauthorized(), 0);
+
+    // The card is paid at Stripe; the browser never comes back.
+    let _ = w.browser.get(url).send().unwrap();
+    let paid = w.stripe.session(&session_id).unwrap();
+    let body = session_event("evt_2", "checkout.session.completed", START_UNIX, &paid);
+
+    // Forged, stale, wrong scheme, re-serialised: refused, nothing granted.
+    let forged = format!(
+        "t={START_UNIX},v1={}",
+        stripe_sign("whsec_guessed", START_UNIX, &body)
+    );
+    assert_eq!(webhook(&w, &body, &forged).status, 400);
+    let stale_t = START_UNIX - 301;
+    let stale = format!(
+        "t={stale_t},v1={}",
+        stripe_sign(WEBHOOK_SECRET, stale_t, &body)
+    );
+    assert_eq!(webhook(&w, &body, &stale).status, 400);
+    let v0 = format!(
+        "t={START_UNIX},v0={}",
+        stripe_sign(WEBHOOK_SECRET, START_UNIX, &body)
+    );
+    assert_eq!(webhook(&w, &body, &v0).status, 400);
+    let good = format!(
+        "t={START_UNIX},v1={}",
+        stripe_sign(WEBHOOK_SECRET, START_UNIX, &body)
+    );
+    let reserialised =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
+    assert_eq!(webhook(&w, &reserialised, &good).status, 400);
+    let old_only = format!(
+        "t={START_UNIX},v1={}",
+        stripe_sign(OLD_WEBHOOK_SECRET, START_UNIX, &body)
+    );
+    assert_eq!(webhook(&w, &body, &old_only).status, 400);
+    assert!(subscription(&w, "intl-ngo", &token, "cards").is_none());
+
+    // While Stripe rotates the secret it signs with both: every v1 is tried.
+    let rotating = format!(
+        "t={START_UNIX},v1={},v1={}",
+        stripe_sign(OLD_WEBHOOK_SECRET, START_UNIX, &body),
+        stripe_sign(WEBHOOK_SECRET, START_UNIX, &body)
+    );
+    let a = webhook(&w, &body, &rotating);
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["outcome"], "granted");
+    let sub = subscription(&w, "intl-ngo", &token, "cards").unwrap();
+    assert_eq!(sub["subscription"]["state"], "active");
+    let history = sub["history"].as_array().unwrap().len();
+
+    // Replayed: acknowledged, nothing changes.
+    let a = webhook(&w, &body, &good);
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["repeated"], true);
+    // Out of order: an older event saying the session expired is ignored.
+    let mut expired = paid.clone();
+    expired["status"] = json!("expired");
+    expired["payment_status"] = json!("unpaid");
+    let older = session_event(
+        "evt_1",
+        "checkout.session.expired",
+        START_UNIX - 60,
+        &expired,
+    );
+    let sig = format!(
+        "t={START_UNIX},v1={}",
+        stripe_sign(WEBHOOK_SECRET, START_UNIX, &older)
+    );
+    let a = webhook(&w, &older, &sig);
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["outcome"], "ignored");
+    // The browser's late return changes nothing either.
+    let a = visit(
+        &w,
+        &format!("/v1/payments/stripe/return?session_id={session_id}"),
+    );
+    assert_eq!(a.body["invoice_status"], "paid", "{a:?}");
+    let sub = subscription(&w, "intl-ngo", &token, "cards").unwrap();
+    assert_eq!(sub["subscription"]["state"], "active");
+    assert_eq!(sub["history"].as_array().unwrap().len(), history);
+    let listed = invoices(&w, "intl-ngo", &token);
+    assert_eq!(listed[0]["provider"], "stripe");
+    assert_eq!(listed[0]["provider_reference"], format!("pi_{session_id}"));
+
+    // A subscription event about nothing of ours is recorded and flagged.
+    let stray =
+        json!({"id": "evt_9", "object": "event", "type": "invoice.paid", "created": START_UNIX,
+        "data": {"object": {"id": "in_1", "amount_paid": 499, "currency": "usd"}}})
+        .to_string();
+    let sig = format!(
+        "t={START_UNIX},v1={}",
+        stripe_sign(WEBHOOK_SECRET, START_UNIX, &stray)
+    );
+    assert_eq!(webhook(&w, &stray, &sig).body["outcome"], "flagged");
+    let flagged = w.host.get("/v1/payments/flagged", &w.host.operator);
+    assert_eq!(
+        flagged.body["flagged"].as_array().unwrap().len(),
+        1,
+        "{flagged:?}"
+    );
+    // Another event type: acknowledged, unrecorded.
+    let other = json!({"id": "evt_10", "object": "event", "type": "charge.updated", "created": START_UNIX, "data": {"object": {}}}).to_string();
+    let sig = format!(
+        "t={START_UNIX},v1={}",
+        stripe_sign(WEBHOOK_SECRET, START_UNIX, &other)
+    );
+    assert_eq!(webhook(&w, &other, &sig).body["outcome"], "unhandled");
+}
+
+#[test]
+fn a_retried_stripe_checkout_reuses_the_invoice_and_only_the_live_session_grants() {
+    let w = world();
+    let token = w.host.tenant("intl");
+    let body =
+        json!({"provider": "stripe", "module": "cards", "plan": "business", "currency": "USD"});
+    let answer = checkout_ok(&w, "intl", &token, body.clone());
+    // A retried checkout reuses the invoice, and a new attempt.
+    let again = checkout_ok(&w, "intl", &token, body);
+    assert_eq!(again["invoice"]["number"], answer["invoice"]["number"]);
+    assert_eq!(w.stripe.created(), 2);
+    // Paying the first (superseded, canceled) session is flagged, not granted.
+    let first = answer["next"]["url"].as_str().unwrap();
+    let _ = w.browser.get(first).send().unwrap();
+    let first_id = first.rsplit('/').next().unwrap();
+    let body = session_event(
+        "evt_a",
+        "checkout.session.completed",
+        START_UNIX,
+        &w.stripe.session(first_id).unwrap(),
+    );
+    let sig = format!(
+        "t={START_UNIX},v1={}",
+        stripe_sign(WEBHOOK_SECRET, START_UNIX, &body)
+    );
+    let a = webhook(&w, &body, &sig);
+    assert_eq!(a.body["outcome"], "flagged", "{a:?}");
+    advance_seconds(&w, 301);
+    maintain(&w);
+    assert!(subscription(&w, "intl", &token, "cards").is_none());
+    let back = pay_khalti(&w, &again["next"]);
+    let a = visit(&w, &on_host(&w, &back));
+    assert_eq!(a.body["outcome"], "granted", "{a:?}");
+    let sub = subscription(&w, "intl", &token, "cards").unwrap();
+    assert_eq!(sub["subscription"]["plan"], "business");
 }

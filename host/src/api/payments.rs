@@ -19,6 +19,7 @@ use super::{ApiResult, Operator, Problem, TenantAccess, parse_json};
 use crate::billing::money::{format_minor, minor_digits};
 use crate::billing::service::PurchaseRequest;
 use crate::payments::apply::Recorded;
+use crate::payments::checkout::WebhookOutcome;
 use crate::payments::inbox::{Attempt, Provider};
 use crate::payments::store::Invoice;
 use crate::souk::Souk;
@@ -36,6 +37,8 @@ pub(super) fn routes() -> Router<Arc<Souk>> {
         .route("/v1/payments/esewa/return", get(esewa_return))
         .route("/v1/payments/esewa/failure/{attempt}", get(esewa_failure))
         .route("/v1/payments/khalti/return", get(khalti_return))
+        .route("/v1/payments/stripe/return", get(stripe_return))
+        .route("/v1/payments/stripe/webhook", post(stripe_webhook))
         .route("/v1/payments/flagged", get(flagged))
         .route("/v1/payments/stuck", get(stuck))
 }
@@ -252,6 +255,58 @@ async fn khalti_return(
 ) -> ApiResult<Response> {
     let (recorded, attempt) = souk.payments().khalti_return(&query.pidx).await?;
     returned(&souk, &recorded, &attempt).await
+}
+
+#[derive(Deserialize)]
+struct StripeReturn {
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    attempt: Option<String>,
+}
+
+async fn stripe_return(
+    State(souk): State<Arc<Souk>>,
+    Query(query): Query<StripeReturn>,
+) -> ApiResult<Response> {
+    let payments = souk.payments();
+    let (recorded, attempt) = match (&query.session_id, &query.attempt) {
+        (Some(session), _) => payments.stripe_return(session).await?,
+        // Canceled at Stripe: the attempt's session is asked.
+        (None, Some(attempt)) => payments.stripe_cancel(attempt).await?,
+        (None, None) => return Err(Problem::bad_request("no `session_id`")),
+    };
+    returned(&souk, &recorded, &attempt).await
+}
+
+/// Stripe's webhook endpoint: the raw body, verified before it is parsed.
+/// 200 for anything verified (Stripe stops retrying), 400 otherwise.
+async fn stripe_webhook(
+    State(souk): State<Arc<Souk>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = super::body_bytes(body)?;
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let outcome = souk
+        .payments()
+        .stripe_webhook(signature, &body)
+        .await
+        .map_err(|e| match e {
+            crate::error::SoukError::Invalid(why) => Problem::bad_request(why),
+            other => other.into(),
+        })?;
+    let answer = match outcome {
+        WebhookOutcome::Recorded(r) => json!({
+            "received": true,
+            "outcome": r.outcome.as_str(),
+            "repeated": r.repeated,
+        }),
+        WebhookOutcome::Unhandled => json!({"received": true, "outcome": "unhandled"}),
+    };
+    Ok(Json(answer).into_response())
 }
 
 async fn flagged(State(souk): State<Arc<Souk>>, _: Operator) -> ApiResult<Response> {

@@ -11,6 +11,7 @@ use crate::billing::money::{DEFAULT_TAX_RATES, TaxRates};
 use crate::payments::fiscal::{DEFAULT_OFFSET, DEFAULT_START, FiscalYearStart};
 use crate::payments::providers::esewa::EsewaConfig;
 use crate::payments::providers::khalti::KhaltiConfig;
+use crate::payments::providers::stripe::StripeConfig;
 use crate::payments::providers::{ProvidersConfig, Secret};
 use crate::payments::service::{DEFAULT_RECONCILE_AFTER_SECS, PaymentsConfig};
 use crate::payments::store::Seller;
@@ -98,6 +99,32 @@ pub(super) struct PaymentsOptions {
         hide_env_values = true
     )]
     khalti_secret_key: Option<String>,
+    /// Stripe's API base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_STRIPE_BASE_URL",
+        default_value = "https://api.stripe.com"
+    )]
+    stripe_base_url: String,
+    /// Stripe's secret API key (`sk_...`); unset: Stripe is not offered.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_STRIPE_SECRET_KEY",
+        hide_env_values = true
+    )]
+    stripe_secret_key: Option<String>,
+    /// The webhook endpoint's signing secrets (`whsec_...`), comma
+    /// separated: the current one, and the previous one while it rotates.
+    #[arg(
+        long,
+        global = true,
+        env = "SOUK_STRIPE_WEBHOOK_SECRETS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    stripe_webhook_secrets: Vec<String>,
 }
 
 fn check_start(text: &str) -> Result<String, String> {
@@ -134,6 +161,17 @@ impl PaymentsOptions {
                 khalti: self.khalti_secret_key.as_ref().map(|key| KhaltiConfig {
                     base_url: self.khalti_base_url.clone(),
                     secret_key: Secret::new(key.clone()),
+                }),
+                stripe: self.stripe_secret_key.as_ref().map(|key| StripeConfig {
+                    base_url: self.stripe_base_url.trim_end_matches('/').to_owned(),
+                    secret_key: Secret::new(key.clone()),
+                    webhook_secrets: self
+                        .stripe_webhook_secrets
+                        .iter()
+                        .map(|s| s.trim())
+                        .filter(|s| !s.is_empty())
+                        .map(Secret::new)
+                        .collect(),
                 }),
                 timeout: Duration::from_secs(self.payments_http_timeout_secs.max(1)),
                 public_url: self.payments_public_url.clone(),

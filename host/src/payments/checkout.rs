@@ -370,3 +370,143 @@ impl Payments<'_> {
             .map_err(super::apply::internal)
     }
 }
+
+/// What a Stripe webhook did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// Recorded through the inbox (maybe as a repeat).
+    Recorded(Recorded),
+    /// An event type Souk does not act on; acknowledged, nothing changed.
+    Unhandled,
+}
+
+impl Payments<'_> {
+    /// The browser is back from Stripe Checkout with its session id:
+    /// confirmed by retrieving the session.
+    ///
+    /// # Errors
+    /// As [`Payments::esewa_return`].
+    pub async fn stripe_return(&self, session_id: &str) -> Result<(Recorded, Attempt), SoukError> {
+        self.confirm_by_ref(Provider::Stripe, session_id).await
+    }
+
+    /// A Stripe webhook: `signature` (the `Stripe-Signature` header) is
+    /// verified over the raw `body` before anything is read from it, then
+    /// the event goes through the inbox keyed by its id:
+    ///
+    /// - `checkout.session.completed`, `checkout.session.async_payment_succeeded`,
+    ///   `checkout.session.async_payment_failed`, `checkout.session.expired`:
+    ///   the session's state, applied to its attempt;
+    /// - `invoice.paid`, `invoice.payment_failed`,
+    ///   `customer.subscription.updated`, `customer.subscription.deleted`:
+    ///   about Stripe-side subscriptions, which this host does not create
+    ///   (card renewals are bought as renewal invoices); recorded and
+    ///   flagged for the operator when they name no attempt of ours;
+    /// - anything else: acknowledged, unrecorded.
+    ///
+    /// # Errors
+    /// [`SoukError::Invalid`] for a webhook that does not verify (nothing
+    /// recorded); [`SoukError::NotFound`] when Stripe is not offered.
+    pub async fn stripe_webhook(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<WebhookOutcome, SoukError> {
+        use super::providers::stripe;
+        let adapter = self
+            .providers
+            .stripe()
+            .ok_or_else(|| SoukError::NotFound("Stripe is not offered on this host".into()))?;
+        let refuse = |e: stripe::WebhookError| {
+            tracing::warn!(error = %e, "Stripe webhook refused");
+            SoukError::Invalid(e.to_string())
+        };
+        stripe::verify_signature(
+            signature.unwrap_or(""),
+            body,
+            adapter.webhook_secrets(),
+            self.clock.now(),
+        )
+        .map_err(refuse)?;
+        let event = stripe::parse_event(body).map_err(refuse)?;
+        let occurred_at = time::OffsetDateTime::from_unix_timestamp(event.created)
+            .map_err(|_| SoukError::Invalid("the event's `created` is not an instant".into()))?;
+        let session_events = [
+            "checkout.session.completed",
+            "checkout.session.async_payment_succeeded",
+            "checkout.session.async_payment_failed",
+            "checkout.session.expired",
+        ];
+        let subscription_events = [
+            "invoice.paid",
+            "invoice.payment_failed",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+        ];
+        let (lookup, reference) = if session_events.contains(&event.kind.as_str()) {
+            let mut lookup = stripe::session_lookup(&event.object);
+            if event.kind == "checkout.session.async_payment_failed" {
+                lookup.status = super::inbox::PaymentStatus::Failed;
+            }
+            (lookup, event.object["id"].as_str().unwrap_or("").to_owned())
+        } else if subscription_events.contains(&event.kind.as_str()) {
+            // Ours only if it names one of our sessions' attempts.
+            let reference = event.object["metadata"]["session"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let status = match event.kind.as_str() {
+                "invoice.paid" => super::inbox::PaymentStatus::Completed,
+                "invoice.payment_failed" | "customer.subscription.deleted" => {
+                    super::inbox::PaymentStatus::Failed
+                }
+                _ => super::inbox::PaymentStatus::Pending,
+            };
+            let lookup = super::providers::Lookup {
+                status,
+                raw_status: event.kind.clone(),
+                amount: event.object["amount_paid"].as_i64(),
+                currency: event.object["currency"].as_str().and_then(|c| {
+                    crate::billing::plans::Currency::parse(&c.to_ascii_uppercase()).ok()
+                }),
+                payment_reference: event.object["id"].as_str().unwrap_or("").to_owned(),
+            };
+            (lookup, reference)
+        } else {
+            return Ok(WebhookOutcome::Unhandled);
+        };
+        let recorded = self
+            .record_event(ProviderEvent {
+                provider: Provider::Stripe,
+                event_id: &event.id,
+                provider_ref: &reference,
+                status: lookup.status,
+                raw_status: &event.kind,
+                amount: lookup.amount,
+                currency: lookup.currency,
+                occurred_at,
+                payment_reference: &lookup.payment_reference,
+            })
+            .await?;
+        Ok(WebhookOutcome::Recorded(recorded))
+    }
+}
+
+impl Payments<'_> {
+    /// The browser came back from Stripe's cancel URL for `attempt_id`:
+    /// its session is retrieved (nothing from the browser counts).
+    ///
+    /// # Errors
+    /// As [`Payments::esewa_return`].
+    pub async fn stripe_cancel(&self, attempt_id: &str) -> Result<(Recorded, Attempt), SoukError> {
+        let mut conn = self.control.pool().acquire().await?;
+        let attempt = inbox::attempt_by_id(&mut conn, attempt_id, None)
+            .await
+            .map_err(super::apply::internal)?
+            .filter(|a| a.provider == Provider::Stripe)
+            .ok_or_else(|| SoukError::NotFound("no such payment".into()))?;
+        drop(conn);
+        let recorded = self.confirm(&attempt).await?;
+        Ok((recorded, attempt))
+    }
+}

@@ -5,7 +5,9 @@
 //!
 //! - [`esewa`]: eSewa ePay v2 — a signed form, a signed `data` on return
 //!   (checked, never trusted alone), and the status API;
-//! - [`khalti`]: Khalti ePayment — initiate, then lookup.
+//! - [`khalti`]: Khalti ePayment — initiate, then lookup;
+//! - [`stripe`]: Stripe Checkout Sessions (with an `Idempotency-Key`),
+//!   lookup, and verified webhooks.
 //!
 //! Nothing here writes to the database; [`crate::payments::checkout`]
 //! records what the providers answer through the payment inbox.
@@ -22,6 +24,7 @@ use crate::billing::plans::Currency;
 
 pub mod esewa;
 pub mod khalti;
+pub mod stripe;
 
 /// A secret from configuration: never printed (its `Debug` is redacted).
 #[derive(Clone, PartialEq, Eq)]
@@ -187,6 +190,8 @@ pub struct ProvidersConfig {
     pub esewa: Option<esewa::EsewaConfig>,
     /// Khalti, when configured.
     pub khalti: Option<khalti::KhaltiConfig>,
+    /// Stripe, when configured.
+    pub stripe: Option<stripe::StripeConfig>,
     /// How long one request to a provider may take
     /// (`--payments-http-timeout-secs`, default 10).
     pub timeout: Duration,
@@ -201,6 +206,7 @@ impl Default for ProvidersConfig {
         ProvidersConfig {
             esewa: None,
             khalti: None,
+            stripe: None,
             timeout: Duration::from_secs(10),
             public_url: None,
         }
@@ -212,6 +218,7 @@ impl Default for ProvidersConfig {
 pub struct Providers {
     esewa: Option<esewa::Esewa>,
     khalti: Option<khalti::Khalti>,
+    stripe: Option<stripe::Stripe>,
     /// See [`ProvidersConfig::public_url`].
     pub public_url: Option<String>,
 }
@@ -232,6 +239,10 @@ impl Providers {
                 .khalti
                 .clone()
                 .map(|c| khalti::Khalti::new(c, client.clone())),
+            stripe: config
+                .stripe
+                .clone()
+                .map(|c| stripe::Stripe::new(c, client.clone())),
             public_url: config
                 .public_url
                 .as_ref()
@@ -244,13 +255,19 @@ impl Providers {
         match provider {
             Provider::Esewa => self.esewa.as_ref().map(|p| p as &dyn PaymentProvider),
             Provider::Khalti => self.khalti.as_ref().map(|p| p as &dyn PaymentProvider),
-            Provider::Stripe | Provider::Manual => None,
+            Provider::Stripe => self.stripe.as_ref().map(|p| p as &dyn PaymentProvider),
+            Provider::Manual => None,
         }
     }
 
     /// eSewa, when configured (its return needs more than the trait).
     pub fn esewa(&self) -> Option<&esewa::Esewa> {
         self.esewa.as_ref()
+    }
+
+    /// Stripe, when configured (its webhooks need more than the trait).
+    pub fn stripe(&self) -> Option<&stripe::Stripe> {
+        self.stripe.as_ref()
     }
 
     /// The providers offered, by name.
@@ -261,6 +278,9 @@ impl Providers {
         }
         if self.khalti.is_some() {
             out.push(Provider::Khalti.as_str());
+        }
+        if self.stripe.is_some() {
+            out.push(Provider::Stripe.as_str());
         }
         out
     }
