@@ -37,3 +37,37 @@ CREATE TABLE payment_inbox (
 );
 
 CREATE INDEX payment_inbox_flagged ON payment_inbox (outcome, received_at);
+
+-- The audit log also records the operator's bank transfers
+-- (`payment_manual`). SQLite cannot alter a CHECK, so the table is rebuilt
+-- with its rows and ids (as 0005 and 0011 did). A later migration that
+-- rebuilds it again must keep every action listed here.
+CREATE TABLE audit_events_new (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           TEXT NOT NULL,
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id),
+    module_slug  TEXT,
+    action       TEXT NOT NULL CHECK (action IN (
+                     'install', 'upgrade', 'uninstall', 'restore',
+                     'login', 'login_failed', 'logout',
+                     'user_create', 'user_update', 'user_delete', 'invitation_accept',
+                     'session_revoke', 'api_key_create', 'api_key_revoke',
+                     'sso_configure', 'sso_remove', 'sso_login',
+                     'payment_manual')),
+    from_version TEXT,
+    to_version   TEXT,
+    actor_kind   TEXT NOT NULL,
+    actor_id     TEXT NOT NULL,
+    actor_name   TEXT NOT NULL,
+    detail       TEXT
+);
+
+INSERT INTO audit_events_new (id, at, tenant_id, module_slug, action, from_version,
+                              to_version, actor_kind, actor_id, actor_name, detail)
+    SELECT id, at, tenant_id, module_slug, action, from_version, to_version,
+           actor_kind, actor_id, actor_name, detail
+    FROM audit_events;
+
+DROP TABLE audit_events;
+ALTER TABLE audit_events_new RENAME TO audit_events;
+CREATE INDEX audit_events_by_tenant ON audit_events (tenant_id, id);

@@ -853,3 +853,75 @@ fn a_retried_stripe_checkout_reuses_the_invoice_and_only_the_live_session_grants
     let sub = subscription(&w, "intl", &token, "cards").unwrap();
     assert_eq!(sub["subscription"]["plan"], "business");
 }
+
+#[test]
+fn the_operator_records_bank_transfers_through_the_api_and_the_cli() {
+    let w = world();
+    let token = w.host.tenant("bank-org");
+    let answer = checkout_ok(
+        &w,
+        "bank-org",
+        &token,
+        json!({"provider": "esewa", "module": "cards", "plan": "pro"}),
+    );
+    let id = answer["invoice"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/tenants/bank-org/invoices/{id}/mark-paid");
+    // The tenant cannot mark its own invoice paid.
+    let a = w.host.post(&path, &token, json!({"reference": "NIC-1"}));
+    assert!(a.status == 401 || a.status == 403, "{a:?}");
+    let a = w.host.post(
+        &path,
+        &w.host.operator,
+        json!({"reference": "NIC-ASIA 0001"}),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["outcome"], "granted");
+    assert_eq!(a.body["invoice"]["provider"], "manual");
+    assert_eq!(a.body["invoice"]["provider_reference"], "NIC-ASIA 0001");
+    let sub = subscription(&w, "bank-org", &token, "cards").unwrap();
+    assert_eq!(sub["subscription"]["state"], "active");
+    // The eSewa attempt of the same invoice is canceled: its payment is
+    // flagged, never a second period.
+    let back = pay_esewa(&w, &answer["next"]);
+    let late = visit(&w, &on_host(&w, &back));
+    assert_eq!(late.body["outcome"], "flagged", "{late:?}");
+    let audit = w.host.get("/v1/tenants/bank-org/audit", &w.host.operator);
+    assert!(
+        audit.body.to_string().contains("payment_manual"),
+        "{audit:?}"
+    );
+
+    // The CLI twin, on another tenant's invoice.
+    let token2 = w.host.tenant("cli-org");
+    let answer = checkout_ok(
+        &w,
+        "cli-org",
+        &token2,
+        json!({"provider": "khalti", "module": "cards", "plan": "pro"}),
+    );
+    let id2 = answer["invoice"]["id"].as_str().unwrap().to_owned();
+    let plans = workspace_root().join("tests/e2e/plans-payments");
+    let plans = plans.to_str().unwrap();
+    let common = ["--plans", plans, "--manual-clock", START];
+    let mut args: Vec<&str> = common.to_vec();
+    args.extend([
+        "payment",
+        "mark-paid",
+        "--tenant",
+        "cli-org",
+        "--invoice",
+        &id2,
+        "--reference",
+        "REF-2",
+    ]);
+    let (ok, out, err) = w.host.cli(&args);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("granted"), "{out}");
+    let mut args: Vec<&str> = common.to_vec();
+    args.extend(["payment", "invoices"]);
+    let (ok, out, err) = w.host.cli(&args);
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("\tpaid\t").count(), 2, "{out}");
+    let sub = subscription(&w, "cli-org", &token2, "cards").unwrap();
+    assert_eq!(sub["subscription"]["state"], "active");
+}

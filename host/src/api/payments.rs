@@ -33,6 +33,10 @@ pub(super) fn routes() -> Router<Arc<Souk>> {
             "/v1/tenants/{tenant}/invoices/{invoice}",
             get(tenant_invoice),
         )
+        .route(
+            "/v1/tenants/{tenant}/invoices/{invoice}/mark-paid",
+            post(mark_paid),
+        )
         .route("/v1/invoices", get(all_invoices))
         .route("/v1/payments/esewa/return", get(esewa_return))
         .route("/v1/payments/esewa/failure/{attempt}", get(esewa_failure))
@@ -190,6 +194,35 @@ async fn tenant_invoice(
 ) -> ApiResult<Response> {
     let invoice = souk.payments().invoice(Some(&access.tenant), &id).await?;
     Ok(Json(invoice_view(&invoice)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkPaidRequest {
+    reference: String,
+}
+
+/// Operator: the invoice was paid by bank transfer (audited).
+async fn mark_paid(
+    State(souk): State<Arc<Souk>>,
+    _: Operator,
+    access: TenantAccess,
+    Path((_, id)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: MarkPaidRequest = parse_json(body)?;
+    let payments = souk.payments();
+    let recorded = payments
+        .mark_paid_by_transfer(&access.tenant, &id, &request.reference)
+        .await?;
+    let invoice = payments.invoice(Some(&access.tenant), &id).await?;
+    Ok(Json(json!({
+        "outcome": recorded.outcome.as_str(),
+        "reason": recorded.reason,
+        "repeated": recorded.repeated,
+        "invoice": invoice_view(&invoice),
+    }))
+    .into_response())
 }
 
 async fn all_invoices(

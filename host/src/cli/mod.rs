@@ -12,6 +12,7 @@ mod keys;
 mod mail;
 mod maintenance;
 mod module;
+mod payment;
 mod payments;
 mod plans;
 mod publish;
@@ -222,6 +223,9 @@ enum Command {
     /// A tenant's webhook endpoints and their delivery logs.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Invoices, and bank transfers recorded by the operator.
+    #[command(subcommand)]
+    Payment(payment::PaymentCommand),
 }
 
 /// Runs the CLI; the binary's `main`.
@@ -318,6 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Module(command) => module::run(command, global).await,
         Command::User(command) => user::run(command, global).await,
         Command::Sso(command) => sso::run(command, global).await,
+        Command::Payment(command) => payment::run(command, global).await,
         Command::Keys(command) => keys::run(command, global),
         Command::Registry(command) => registry::run(command, global).await,
         Command::Publish(args) => publish::run(args, global).await,

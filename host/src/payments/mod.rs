@@ -20,9 +20,10 @@ pub mod apply;
 pub mod checkout;
 pub mod fiscal;
 pub mod inbox;
+pub mod manual;
 pub mod providers;
 pub mod service;
 pub mod store;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
