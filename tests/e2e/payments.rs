@@ -925,3 +925,48 @@ fn the_operator_records_bank_transfers_through_the_api_and_the_cli() {
     let sub = subscription(&w, "cli-org", &token2, "cards").unwrap();
     assert_eq!(sub["subscription"]["state"], "active");
 }
+
+#[test]
+fn a_paid_invoice_downloads_as_pdf_and_printable_html() {
+    let w = world();
+    let token = w.host.tenant("print-org");
+    let answer = checkout_ok(
+        &w,
+        "print-org",
+        &token,
+        json!({"provider": "khalti", "bundle": "starter"}),
+    );
+    let back = pay_khalti(&w, &answer["next"]);
+    assert_eq!(visit(&w, &on_host(&w, &back)).body["outcome"], "granted");
+    let id = answer["invoice"]["id"].as_str().unwrap();
+    let pdf = w
+        .host
+        .get(&format!("/v1/tenants/print-org/invoices/{id}/pdf"), &token);
+    assert_eq!(pdf.status, 200);
+    assert_eq!(pdf.content_type, "application/pdf");
+    assert!(pdf.bytes.starts_with(b"%PDF-"));
+    let text = String::from_utf8_lossy(&pdf.bytes);
+    for expected in [
+        "(Tax Invoice INV-2025/26-000001) Tj",
+        "(Starter bundle discount 15%) Tj",
+        "(NPR -134.70) Tj",
+        "(NPR 99.23) Tj",
+        "(NPR 862.53) Tj",
+        "(Souk Nepal Pvt. Ltd.) Tj",
+    ] {
+        assert!(text.contains(expected), "{expected} not in the PDF");
+    }
+    let html = w
+        .host
+        .get(&format!("/v1/tenants/print-org/invoices/{id}/html"), &token);
+    assert_eq!(html.status, 200);
+    assert!(html.content_type.starts_with("text/html"));
+    let page = String::from_utf8_lossy(&html.bytes);
+    assert!(page.contains("NPR 862.53") && page.contains("paid"));
+    // Another tenant: a plain 404.
+    let other = w.host.tenant("nosy-org");
+    let a = w
+        .host
+        .get(&format!("/v1/tenants/nosy-org/invoices/{id}/pdf"), &other);
+    assert_eq!(a.status, 404);
+}

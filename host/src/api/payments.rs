@@ -34,6 +34,14 @@ pub(super) fn routes() -> Router<Arc<Souk>> {
             get(tenant_invoice),
         )
         .route(
+            "/v1/tenants/{tenant}/invoices/{invoice}/html",
+            get(invoice_html),
+        )
+        .route(
+            "/v1/tenants/{tenant}/invoices/{invoice}/pdf",
+            get(invoice_pdf),
+        )
+        .route(
             "/v1/tenants/{tenant}/invoices/{invoice}/mark-paid",
             post(mark_paid),
         )
@@ -194,6 +202,61 @@ async fn tenant_invoice(
 ) -> ApiResult<Response> {
     let invoice = souk.payments().invoice(Some(&access.tenant), &id).await?;
     Ok(Json(invoice_view(&invoice)).into_response())
+}
+
+/// The printable HTML: no scripts, nothing external.
+async fn invoice_html(
+    State(souk): State<Arc<Souk>>,
+    access: TenantAccess,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let invoice = souk.payments().invoice(Some(&access.tenant), &id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        crate::payments::document::html(&invoice),
+    )
+        .into_response())
+}
+
+/// The PDF, as a download named after the invoice's number.
+async fn invoice_pdf(
+    State(souk): State<Arc<Souk>>,
+    access: TenantAccess,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let invoice = souk.payments().invoice(Some(&access.tenant), &id).await?;
+    let name: String = invoice
+        .number
+        .as_deref()
+        .unwrap_or("invoice")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.pdf\""),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        crate::payments::document::pdf(&invoice),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,7 @@
 
 pub mod apply;
 pub mod checkout;
+pub mod document;
 pub mod fiscal;
 pub mod inbox;
 pub mod manual;

@@ -762,3 +762,44 @@ mod inbox_rules {
         assert_eq!(state(&host, 1, "forum").await, forum_before);
     }
 }
+
+#[tokio::test]
+async fn the_pdf_parses_and_shows_the_totals_and_the_html_escapes_names() {
+    let host = Host::new(1, "2026-01-01T00:00:00Z").await;
+    sqlx::query("UPDATE tenants SET name = '<script>alert(1)</script> Sangh' WHERE id = 't0'")
+        .execute(host.control.pool())
+        .await
+        .unwrap();
+    let mut tenant = host.tenants[0].clone();
+    tenant.name = "<script>alert(1)</script> Sangh".into();
+    let invoice = host
+        .payments()
+        .issue_invoice(&tenant, plan("digital-card", "pro"), Some("301234567"))
+        .await
+        .unwrap();
+    let bytes = super::document::pdf(&invoice);
+    let shown = super::document::tests::pdf_text(&bytes).unwrap();
+    for expected in [
+        "Souk Pvt. Ltd.",
+        "PAN/VAT: 601234567",
+        "Tax Invoice INV-2025/26-000001",
+        "Buyer PAN: 301234567",
+        "digital-card - Pro, one monthly period",
+        "NPR 333.33",
+        "VAT 13%",
+        "NPR 43.33",
+        "Total",
+        "NPR 376.66",
+    ] {
+        assert!(
+            shown.iter().any(|s| s == expected),
+            "{expected:?} not in {shown:?}"
+        );
+    }
+    // Truncated or corrupted bytes do not parse.
+    assert!(super::document::tests::pdf_text(&bytes[..bytes.len() / 2]).is_err());
+    let html = super::document::html(&invoice);
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Sangh"));
+    assert!(!html.contains("<script>"));
+    assert!(html.contains("NPR 376.66") && html.contains("VAT 13%"));
+}
