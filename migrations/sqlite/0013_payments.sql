@@ -53,7 +53,7 @@ CREATE TABLE audit_events_new (
                      'user_create', 'user_update', 'user_delete', 'invitation_accept',
                      'session_revoke', 'api_key_create', 'api_key_revoke',
                      'sso_configure', 'sso_remove', 'sso_login',
-                     'payment_manual')),
+                     'payment_manual', 'payment_refund')),
     from_version TEXT,
     to_version   TEXT,
     actor_kind   TEXT NOT NULL,
@@ -71,3 +71,19 @@ INSERT INTO audit_events_new (id, at, tenant_id, module_slug, action, from_versi
 DROP TABLE audit_events;
 ALTER TABLE audit_events_new RENAME TO audit_events;
 CREATE INDEX audit_events_by_tenant ON audit_events (tenant_id, id);
+
+-- Credit notes (issue 14): an operator's refund of a paid invoice voids it
+-- and issues a credit note for its total, numbered without gaps per fiscal
+-- year like invoices (their sequence is `invoice_sequences` row
+-- 'CN <fiscal year>').
+CREATE TABLE credit_notes (
+    id                 TEXT PRIMARY KEY,
+    invoice_id         TEXT NOT NULL UNIQUE REFERENCES invoices(id),
+    tenant_id          TEXT NOT NULL REFERENCES tenants(id),
+    number             TEXT NOT NULL UNIQUE,    -- e.g. 'CN-2026/27-000001'
+    amount             INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount > 0),
+    currency           TEXT NOT NULL,
+    reason             TEXT NOT NULL,
+    refund_reference   TEXT NOT NULL,           -- Stripe's refund id, or the operator's reference
+    created_at         TEXT NOT NULL
+);

@@ -481,6 +481,7 @@ struct StripeInner {
     by_key: HashMap<String, String>,
     created: usize,
     unauthorized: usize,
+    refunds: HashMap<String, String>,
 }
 
 struct StripeShared {
@@ -508,6 +509,7 @@ impl FakeStripe {
             .route("/v1/checkout/sessions", post(stripe_create))
             .route("/v1/checkout/sessions/{id}", get(stripe_retrieve))
             .route("/pay/{id}", get(stripe_pay))
+            .route("/v1/refunds", post(stripe_refund))
             .with_state(shared.clone());
         let addr = serve(&runtime, app);
         let base = format!("http://{addr}");
@@ -531,6 +533,62 @@ impl FakeStripe {
     pub fn unauthorized(&self) -> usize {
         self.shared.inner.lock().unwrap().unauthorized
     }
+
+    /// Refunds made (a repeated Idempotency-Key makes none).
+    pub fn refunds(&self) -> usize {
+        self.shared.inner.lock().unwrap().refunds.len()
+    }
+}
+
+async fn stripe_refund(
+    State(shared): State<Arc<StripeShared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !stripe_authorized(&shared, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"type": "invalid_request_error"}})),
+        )
+            .into_response();
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the fake requires an Idempotency-Key",
+        )
+            .into_response();
+    };
+    let intent = form.get("payment_intent").cloned().unwrap_or_default();
+    let mut inner = shared.inner.lock().unwrap();
+    let paid = inner
+        .sessions
+        .values()
+        .any(|s| s["payment_intent"] == json!(intent));
+    if !paid {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
+            ),
+        )
+            .into_response();
+    }
+    let next = inner.refunds.len() + 1;
+    let id = inner
+        .refunds
+        .entry(key)
+        .or_insert_with(|| format!("re_{next:04}"))
+        .clone();
+    axum::Json(
+        json!({"id": id, "object": "refund", "payment_intent": intent, "status": "succeeded"}),
+    )
+    .into_response()
 }
 
 fn stripe_authorized(shared: &StripeShared, headers: &HeaderMap) -> bool {

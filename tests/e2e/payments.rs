@@ -970,3 +970,70 @@ fn a_paid_invoice_downloads_as_pdf_and_printable_html() {
         .get(&format!("/v1/tenants/nosy-org/invoices/{id}/pdf"), &other);
     assert_eq!(a.status, 404);
 }
+
+#[test]
+fn a_refund_voids_the_paid_invoice_with_a_numbered_credit_note() {
+    let w = world();
+    // Stripe: refunded through its API, once.
+    let token = w.host.tenant("card-org");
+    let answer = checkout_ok(
+        &w,
+        "card-org",
+        &token,
+        json!({"provider": "stripe", "module": "cards", "plan": "pro", "currency": "USD"}),
+    );
+    let back = pay_khalti(&w, &answer["next"]);
+    assert_eq!(visit(&w, &on_host(&w, &back)).body["outcome"], "granted");
+    let id = answer["invoice"]["id"].as_str().unwrap();
+    let path = format!("/v1/tenants/card-org/invoices/{id}/refund");
+    let a = w.host.post(&path, &token, json!({"reason": "asked"}));
+    assert!(a.status == 401 || a.status == 403, "{a:?}");
+    let a = w.host.post(
+        &path,
+        &w.host.operator,
+        json!({"reason": "duplicate purchase"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body["credit_note"]["number"], "CN-2025/26-000001");
+    assert_eq!(a.body["credit_note"]["amount"], 499);
+    assert_eq!(a.body["credit_note"]["refund_reference"], "re_0001");
+    assert_eq!(w.stripe.refunds(), 1);
+    let a = w
+        .host
+        .post(&path, &w.host.operator, json!({"reason": "again"}));
+    assert_eq!(a.status, 409, "{a:?}");
+    assert_eq!(w.stripe.refunds(), 1);
+    let invoice = w
+        .host
+        .get(&format!("/v1/tenants/card-org/invoices/{id}"), &token);
+    assert_eq!(invoice.body["status"], "void");
+    // eSewa: refunded outside Souk, recorded with the operator's reference.
+    let token = w.host.tenant("wallet-org");
+    let answer = checkout_ok(
+        &w,
+        "wallet-org",
+        &token,
+        json!({"provider": "esewa", "module": "cards", "plan": "pro"}),
+    );
+    let back = pay_esewa(&w, &answer["next"]);
+    assert_eq!(visit(&w, &on_host(&w, &back)).body["outcome"], "granted");
+    let id = answer["invoice"]["id"].as_str().unwrap();
+    let path = format!("/v1/tenants/wallet-org/invoices/{id}/refund");
+    let a = w
+        .host
+        .post(&path, &w.host.operator, json!({"reason": "closed"}));
+    assert_eq!(a.status, 422, "a wallet refund needs a reference: {a:?}");
+    let a = w.host.post(
+        &path,
+        &w.host.operator,
+        json!({"reason": "closed", "reference": "eSewa refund 77"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body["credit_note"]["number"], "CN-2025/26-000002");
+    assert_eq!(a.body["credit_note"]["amount"], 56_387);
+    let audit = w.host.get("/v1/tenants/wallet-org/audit", &w.host.operator);
+    assert!(
+        audit.body.to_string().contains("payment_refund"),
+        "{audit:?}"
+    );
+}

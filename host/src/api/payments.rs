@@ -45,6 +45,10 @@ pub(super) fn routes() -> Router<Arc<Souk>> {
             "/v1/tenants/{tenant}/invoices/{invoice}/mark-paid",
             post(mark_paid),
         )
+        .route(
+            "/v1/tenants/{tenant}/invoices/{invoice}/refund",
+            post(refund),
+        )
         .route("/v1/invoices", get(all_invoices))
         .route("/v1/payments/esewa/return", get(esewa_return))
         .route("/v1/payments/esewa/failure/{attempt}", get(esewa_failure))
@@ -286,6 +290,36 @@ async fn mark_paid(
         "invoice": invoice_view(&invoice),
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundRequest {
+    reason: String,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+/// Operator: refunds a paid invoice (Stripe through its API; wallets and
+/// bank transfers as done outside Souk); answers the credit note.
+async fn refund(
+    State(souk): State<Arc<Souk>>,
+    _: Operator,
+    access: TenantAccess,
+    Path((_, id)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: RefundRequest = parse_json(body)?;
+    let note = souk
+        .payments()
+        .refund(
+            &access.tenant,
+            &id,
+            &request.reason,
+            request.reference.as_deref(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "credit_note": note }))).into_response())
 }
 
 async fn all_invoices(

@@ -23,6 +23,7 @@ pub mod fiscal;
 pub mod inbox;
 pub mod manual;
 pub mod providers;
+pub mod refund;
 pub mod service;
 pub mod store;
 
