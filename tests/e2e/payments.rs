@@ -1037,3 +1037,39 @@ fn a_refund_voids_the_paid_invoice_with_a_numbered_credit_note() {
         "{audit:?}"
     );
 }
+
+#[test]
+fn the_operator_sees_attempts_stuck_longer_than_a_day() {
+    let w = world();
+    let token = w.host.tenant("slow-org");
+    let answer = checkout_ok(
+        &w,
+        "slow-org",
+        &token,
+        json!({"provider": "khalti", "module": "cards", "plan": "pro"}),
+    );
+    let pidx = answer["next"]["url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    w.khalti.set_status(&pidx, "Pending");
+    let stuck = w.host.get("/v1/payments/stuck", &w.host.operator);
+    assert_eq!(
+        stuck.body["stuck"].as_array().unwrap().len(),
+        0,
+        "{stuck:?}"
+    );
+    advance_seconds(&w, 86_401);
+    maintain(&w);
+    let stuck = w.host.get("/v1/payments/stuck", &w.host.operator);
+    let list = stuck.body["stuck"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{stuck:?}");
+    assert_eq!(list[0]["attempt"], answer["attempt"]);
+    assert_eq!(list[0]["status"], "pending");
+    // Tenants do not see the operator's lists.
+    assert_eq!(w.host.get("/v1/payments/stuck", &token).status, 403);
+    assert!(subscription(&w, "slow-org", &token, "cards").is_none());
+}
