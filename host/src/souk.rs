@@ -495,6 +495,11 @@ impl Souk {
                 .into_iter()
                 .map(|o| format!("payment {o}")),
         );
+        // Wallet payers get their renewal's invoice before the period ends.
+        let renewals = self.payments().renewal_invoices().await?;
+        report
+            .changes
+            .extend(renewals.into_iter().map(|r| format!("renewal invoice {r}")));
         report.failed.extend(payments.errors.into_iter().map(|e| {
             crate::billing::service::MaintenanceFailure {
                 step: "payment reconciliation".into(),

@@ -1073,3 +1073,66 @@ fn the_operator_sees_attempts_stuck_longer_than_a_day() {
     assert_eq!(w.host.get("/v1/payments/stuck", &token).status, 403);
     assert!(subscription(&w, "slow-org", &token, "cards").is_none());
 }
+
+#[test]
+fn a_wallet_payer_gets_the_renewal_invoice_before_the_period_ends_and_pays_it() {
+    let w = world();
+    let token = w.host.tenant("renew-org");
+    let answer = checkout_ok(
+        &w,
+        "renew-org",
+        &token,
+        json!({"provider": "esewa", "module": "cards", "plan": "pro"}),
+    );
+    let back = pay_esewa(&w, &answer["next"]);
+    assert_eq!(visit(&w, &on_host(&w, &back)).body["outcome"], "granted");
+    // Period: Jan 1 to Feb 1. Nothing before the notice.
+    advance_seconds(&w, 27 * 86_400);
+    let report = maintain(&w);
+    assert!(
+        !report["changes"].to_string().contains("renewal invoice"),
+        "{report}"
+    );
+    advance_seconds(&w, 2 * 86_400);
+    let report = maintain(&w);
+    assert!(
+        report["changes"]
+            .to_string()
+            .contains("renewal invoice renew-org/cards: INV-2025/26-000002"),
+        "{report}"
+    );
+    let notes = w.host.get("/v1/tenants/renew-org/notifications", &token);
+    assert!(
+        notes.body.to_string().contains("renewal_invoice"),
+        "{notes:?}"
+    );
+    assert!(
+        notes.body.to_string().contains("INV-2025/26-000002"),
+        "{notes:?}"
+    );
+    // A second run issues nothing new.
+    let report = maintain(&w);
+    assert!(
+        !report["changes"].to_string().contains("renewal invoice"),
+        "{report}"
+    );
+    assert_eq!(invoices(&w, "renew-org", &token).len(), 2);
+    // Paying the renewal through checkout pays that very invoice.
+    let renewal = checkout_ok(
+        &w,
+        "renew-org",
+        &token,
+        json!({"provider": "khalti", "module": "cards", "plan": "pro"}),
+    );
+    assert_eq!(renewal["invoice"]["number"], "INV-2025/26-000002");
+    let back = pay_khalti(&w, &renewal["next"]);
+    assert_eq!(visit(&w, &on_host(&w, &back)).body["outcome"], "granted");
+    let sub = subscription(&w, "renew-org", &token, "cards").unwrap();
+    assert_eq!(sub["subscription"]["prepaid_periods"], 1);
+    // The period ends: renewed with the prepaid period, not past due.
+    advance_seconds(&w, 3 * 86_400);
+    maintain(&w);
+    let sub = subscription(&w, "renew-org", &token, "cards").unwrap();
+    assert_eq!(sub["subscription"]["state"], "active");
+    assert_eq!(sub["subscription"]["prepaid_periods"], 0);
+}

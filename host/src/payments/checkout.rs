@@ -188,7 +188,7 @@ impl Payments<'_> {
 
     /// The open invoice of `tenant` for exactly this purchase and total, or
     /// a new one.
-    async fn open_invoice(
+    pub(super) async fn open_invoice(
         &self,
         tenant: &Tenant,
         request: PurchaseRequest<'_>,

@@ -24,6 +24,7 @@ pub mod inbox;
 pub mod manual;
 pub mod providers;
 pub mod refund;
+pub mod renewals;
 pub mod service;
 pub mod store;
 
