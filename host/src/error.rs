@@ -68,6 +68,10 @@ pub enum SoukError {
     /// The action needs a payment first (a paid plan, an upgrade).
     #[error("{0}")]
     PaymentRequired(String),
+    /// A payment provider did not answer (in time, or sensibly); nothing
+    /// was granted and nothing lost: retry.
+    #[error("{0}")]
+    ProviderUnavailable(String),
     /// Too many attempts (sign-ins, anonymous calls of public routes) from
     /// this client or for this account; retry after `retry_after`.
     #[error("{detail}")]

@@ -49,6 +49,7 @@ pub mod installer;
 pub mod job_queue;
 pub mod jobs;
 pub mod mail;
+pub mod payments;
 pub mod people;
 pub mod registry;
 pub mod retention;

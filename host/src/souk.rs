@@ -81,6 +81,8 @@ pub struct SoukConfig {
     /// How long delivered events, delivery logs and mail are kept
     /// (docs/retention.md).
     pub retention: crate::retention::RetentionConfig,
+    /// Invoices, taxes and payment providers (docs/payments.md).
+    pub payments: crate::payments::service::PaymentsConfig,
 }
 
 impl SoukConfig {
@@ -103,6 +105,7 @@ impl SoukConfig {
             sso: SsoConfig::default(),
             mail: crate::mail::MailConfig::default(),
             retention: crate::retention::RetentionConfig::default(),
+            payments: crate::payments::service::PaymentsConfig::default(),
         }
     }
 }
@@ -150,6 +153,8 @@ pub struct Souk {
     pub sso_state: SsoState,
     /// The pruning of old events, delivery logs and mail (maintenance).
     retention: crate::retention::Retention,
+    /// The payment providers offered, with their HTTP client.
+    payment_providers: crate::payments::providers::Providers,
 }
 
 impl Souk {
@@ -188,6 +193,9 @@ impl Souk {
             Auth::new(control.clone(), data, clock.clone()).with_sessions(config.people.sessions);
         let people_state = PeopleState::new(config.people.clone());
         let sso_state = SsoState::new(config.sso.clone())?;
+        let payment_providers =
+            crate::payments::providers::Providers::new(&config.payments.providers)
+                .context("cannot build the payment providers' HTTP client")?;
         let files = FileService {
             blobs: BlobStore::new(data.join("tenants")),
             signer: Arc::new(
@@ -240,6 +248,7 @@ impl Souk {
                 people_state,
                 sso_state,
                 retention,
+                payment_providers,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -283,6 +292,18 @@ impl Souk {
             billing: &self.billing,
             public_limiter: &self.people_state.public_limiter,
         }
+    }
+
+    /// Payments and invoices, borrowing this host's services; build one per
+    /// operation (docs/payments.md).
+    pub fn payments(&self) -> crate::payments::service::Payments<'_> {
+        crate::payments::service::Payments::new(
+            &self.control,
+            &self.billing,
+            self.clock.clone(),
+            &self.config.payments,
+            &self.payment_providers,
+        )
     }
 
     /// The people service (users, invitations, sessions, API keys),
@@ -473,7 +494,28 @@ impl Souk {
     pub async fn run_maintenance(
         &self,
     ) -> Result<crate::billing::service::MaintenanceReport, SoukError> {
+        // Payments first: one confirmed since the last run is granted before
+        // a renewal without it would fail.
+        let payments = self.payments().reconcile().await?;
         let mut report = self.billing.run_maintenance().await?;
+        report.changes.extend(
+            payments
+                .outcomes
+                .into_iter()
+                .map(|o| format!("payment {o}")),
+        );
+        // Wallet payers get their renewal's invoice before the period ends.
+        let renewals = self.payments().renewal_invoices().await?;
+        report
+            .changes
+            .extend(renewals.into_iter().map(|r| format!("renewal invoice {r}")));
+        report.failed.extend(payments.errors.into_iter().map(|e| {
+            crate::billing::service::MaintenanceFailure {
+                step: "payment reconciliation".into(),
+                error: e,
+                ..Default::default()
+            }
+        }));
         // The notices the run wrote to the billing outbox, emailed to the
         // tenants' admins; a failure is retried by the next run.
         if let Err(e) = self.billing_notices().run().await {

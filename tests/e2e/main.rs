@@ -4,6 +4,7 @@
 //! The guest components must be built first (`scripts/build-modules`; the
 //! README's test command does it).
 
+mod fake_providers;
 mod oidc_provider;
 mod smtp_sink;
 mod support;
@@ -28,6 +29,7 @@ mod metering;
 mod noticeboard;
 mod packages;
 mod pages;
+mod payments;
 mod people;
 mod registry;
 mod removal;

@@ -66,6 +66,7 @@ mod files;
 mod jobs;
 mod mail;
 pub mod pages;
+mod payments;
 mod people;
 mod sso;
 mod webhooks;
@@ -260,6 +261,12 @@ impl From<SoukError> for Problem {
                 "Payment required",
                 detail,
             ),
+            SoukError::ProviderUnavailable(_) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "payment-provider-unavailable",
+                "Payment provider unavailable; retry",
+                detail,
+            ),
             SoukError::TooManyRequests { .. } => Problem::new(
                 S::TOO_MANY_REQUESTS,
                 "too-many-requests",
@@ -386,6 +393,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .merge(webhooks::routes())
         .merge(sso::routes())
         .merge(mail::routes())
+        .merge(payments::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .route("/f/{token}", get(files::download))

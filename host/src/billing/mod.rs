@@ -7,6 +7,8 @@
 //! - [`subscription`]: one subscription per tenant per module, its state
 //!   machine, billing periods, grace, and the cost of plan changes (pure: no
 //!   I/O; time comes from a [`crate::clock::Clock`]);
+//! - [`money`] and [`invoice`]: amounts in minor units, tax rates, and
+//!   an invoice's lines and totals (pure);
 //! - [`store`]: subscriptions, their history and the notification outbox in
 //!   the control-plane database;
 //! - [`service`]: [`service::Billing`], which ties them together with the
@@ -15,7 +17,9 @@
 pub mod bounds;
 #[cfg(test)]
 mod fixtures;
+pub mod invoice;
 pub mod listing;
+pub mod money;
 pub mod plans;
 pub mod service;
 pub mod store;

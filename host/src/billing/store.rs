@@ -281,6 +281,27 @@ pub async fn due(
     .await?)
 }
 
+/// (tenant id, module) of active subscriptions whose period ends after
+/// `now` and within `notice` of it (renewal invoices are issued for them).
+///
+/// # Errors
+/// Database failures.
+pub async fn ending_soon(
+    conn: &mut SqliteConnection,
+    now: OffsetDateTime,
+    notice: Duration,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT tenant_id, module_slug FROM subscriptions \
+         WHERE state = 'active' AND period_end > ? AND period_end <= ? \
+         ORDER BY tenant_id, module_slug",
+    )
+    .bind(unix(now))
+    .bind(unix(now + notice))
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 /// Who made a change, and why, for the subscription's history.
 #[derive(Debug, Clone)]
 pub struct Change<'a> {

@@ -13,6 +13,8 @@ mod mail;
 mod maintenance;
 mod module;
 mod module_origin;
+mod payment;
+mod payments;
 mod plans;
 mod publish;
 mod registry;
@@ -195,6 +197,9 @@ struct GlobalOptions {
     jobs: jobs::JobOptions,
     #[command(flatten)]
     retention: retention::RetentionOptions,
+    /// Invoices and payment providers (docs/payments.md).
+    #[command(flatten)]
+    payments: payments::PaymentsOptions,
 }
 
 fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
@@ -242,6 +247,9 @@ enum Command {
     /// A tenant's webhook endpoints and their delivery logs.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Invoices, and bank transfers recorded by the operator.
+    #[command(subcommand)]
+    Payment(payment::PaymentCommand),
 }
 
 /// Runs the CLI; the binary's `main`.
@@ -309,6 +317,7 @@ fn config(global: &GlobalOptions) -> SoukConfig {
         max_file_bytes: global.max_file_bytes.max(1),
         events: global.events.config(),
         mail: global.mail.config(),
+        payments: global.payments.config(),
     }
 }
 
@@ -341,6 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Module(command) => module::run(command, global).await,
         Command::User(command) => user::run(command, global).await,
         Command::Sso(command) => sso::run(command, global).await,
+        Command::Payment(command) => payment::run(command, global).await,
         Command::Keys(command) => keys::run(command, global),
         Command::Registry(command) => registry::run(command, global).await,
         Command::Publish(args) => publish::run(args, global).await,

@@ -18,7 +18,8 @@ pub struct AuditEvent {
     /// `install`, `upgrade`, `uninstall` or `restore`; people events:
     /// `login`, `login_failed`, `logout`, `user_create`, `user_update`,
     /// `user_delete`, `invitation_accept`, `session_revoke`,
-    /// `api_key_create`, `api_key_revoke`.
+    /// `api_key_create`, `api_key_revoke`; payments: `payment_manual` (a
+    /// bank transfer the operator recorded), `payment_refund`.
     pub action: String,
     /// The version installed before (none for an install or restore).
     pub from_version: Option<String>,

@@ -15,7 +15,9 @@
 //! - `grants`: what the entitlements engine is told a subscription allows
 //!   ([`Billing::ensure_grant`], [`Billing::grant_for`], unpriced modules);
 //! - `maintenance`: the time-driven step and the closing of meter periods;
-//! - `views`: what the API and the CLI show.
+//! - `views`: what the API and the CLI show;
+//! - `paid`: what a purchase costs as invoice lines, and what a confirmed
+//!   payment does to the subscriptions it names.
 //!
 //! This file holds what they share: the service's state, the plan lookups,
 //! and the one place a subscription is saved.
@@ -44,11 +46,13 @@ pub(super) mod fixtures;
 mod grants;
 mod maintenance;
 mod operator;
+mod paid;
 mod subscribe;
 mod views;
 
 pub use grants::access_state;
 pub use maintenance::{MaintenanceFailure, MaintenanceReport, TRIAL_ENDING_NOTICE};
+pub use paid::{PricedPurchase, PurchaseRequest};
 pub use views::{QuoteView, SubscriptionView};
 
 /// Who asks for a subscription change.

@@ -488,6 +488,7 @@ fn copy(error: &SoukError) -> SoukError {
         SoukError::Revoked(m) => SoukError::Revoked(m.clone()),
         SoukError::MethodNotAllowed(m) => SoukError::MethodNotAllowed(m.clone()),
         SoukError::PaymentRequired(m) => SoukError::PaymentRequired(m.clone()),
+        SoukError::ProviderUnavailable(m) => SoukError::ProviderUnavailable(m.clone()),
         SoukError::TooManyRequests {
             detail,
             retry_after,

@@ -1,0 +1,300 @@
+//! An invoice as a person files it: printable HTML and a PDF (pdf-writer,
+//! the standard Helvetica font, nothing embedded). Both show the same
+//! rows: the seller with PAN, the number and dates, the buyer with PAN, the
+//! lines, subtotal, tax, total, status and the payment's reference.
+//!
+//! Text from outside (the tenant's name, the seller's configuration, plan
+//! names) is escaped for HTML; the PDF's standard font covers ASCII only,
+//! so other characters print as `?` (the HTML shows them as they are).
+
+use pdf_writer::{Content, Name, Pdf, Rect, Ref, Str};
+
+use super::store::Invoice;
+use crate::billing::money::{format_minor, minor_digits};
+
+/// One printed row: a label and, for money, a right-hand amount.
+struct Row {
+    text: String,
+    amount: Option<String>,
+    bold: bool,
+}
+
+fn row(text: impl Into<String>) -> Row {
+    Row {
+        text: text.into(),
+        amount: None,
+        bold: false,
+    }
+}
+
+/// The document's title: "Tax Invoice" when a tax line is present.
+fn title(invoice: &Invoice) -> &'static str {
+    if invoice.totals.tax != 0 {
+        "Tax Invoice"
+    } else {
+        "Invoice"
+    }
+}
+
+fn rows(invoice: &Invoice) -> (Vec<Row>, Vec<Row>, Vec<Row>) {
+    let digits = minor_digits(invoice.currency);
+    let money = |amount: i64| format!("{} {}", invoice.currency, format_minor(amount, digits));
+    let mut head = vec![
+        Row {
+            text: if invoice.seller.name.is_empty() {
+                "(seller not configured)".to_owned()
+            } else {
+                invoice.seller.name.clone()
+            },
+            amount: None,
+            bold: true,
+        },
+        row(invoice.seller.address.clone()),
+        row(format!("PAN/VAT: {}", invoice.seller.pan)),
+        row(""),
+        Row {
+            text: format!(
+                "{} {}",
+                title(invoice),
+                invoice.number.as_deref().unwrap_or("(draft)")
+            ),
+            amount: None,
+            bold: true,
+        },
+        row(format!(
+            "Issued: {}",
+            invoice.issued_at.as_deref().unwrap_or("-")
+        )),
+        row(format!("Status: {}", invoice.status.as_str())),
+        row(""),
+        row(format!("Bill to: {}", invoice.buyer_name)),
+    ];
+    if let Some(pan) = &invoice.buyer_pan {
+        head.push(row(format!("Buyer PAN: {pan}")));
+    }
+    let lines = invoice
+        .lines
+        .iter()
+        .filter(|l| l.kind != crate::billing::invoice::LineKind::Tax)
+        .map(|l| Row {
+            text: l.description.clone(),
+            amount: Some(money(l.amount)),
+            bold: false,
+        })
+        .collect();
+    let tax_label = invoice
+        .lines
+        .iter()
+        .find(|l| l.kind == crate::billing::invoice::LineKind::Tax)
+        .map_or_else(|| "Tax".to_owned(), |l| l.description.clone());
+    let mut foot = vec![
+        Row {
+            text: "Subtotal".into(),
+            amount: Some(money(invoice.totals.subtotal)),
+            bold: false,
+        },
+        Row {
+            text: tax_label,
+            amount: Some(money(invoice.totals.tax)),
+            bold: false,
+        },
+        Row {
+            text: "Total".into(),
+            amount: Some(money(invoice.totals.total)),
+            bold: true,
+        },
+    ];
+    if let Some(paid) = &invoice.paid_at {
+        foot.push(row(""));
+        foot.push(row(format!(
+            "Paid {paid} via {}, reference {}",
+            invoice.provider.as_deref().unwrap_or("-"),
+            invoice.provider_reference.as_deref().unwrap_or("-")
+        )));
+    }
+    (head, lines, foot)
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The invoice as a standalone printable HTML page (no scripts, no
+/// external resources).
+pub fn html(invoice: &Invoice) -> String {
+    let (head, lines, foot) = rows(invoice);
+    let mut out = String::new();
+    out.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    out.push_str(&format!(
+        "<title>{} {}</title>",
+        title(invoice),
+        escape(invoice.number.as_deref().unwrap_or(""))
+    ));
+    out.push_str(
+        "<style>body{font-family:sans-serif;max-width:48em;margin:2em auto}\
+         table{width:100%;border-collapse:collapse}td{padding:.3em;border-bottom:1px solid #ccc}\
+         td.amount{text-align:right;white-space:nowrap}.bold{font-weight:bold}\
+         @media print{body{margin:0}}</style></head><body>\n",
+    );
+    for r in &head {
+        let class = if r.bold { " class=\"bold\"" } else { "" };
+        out.push_str(&format!("<div{class}>{}</div>\n", escape(&r.text)));
+    }
+    out.push_str("<table>\n");
+    for r in lines.iter().chain(foot.iter()) {
+        let class = if r.bold { " class=\"bold\"" } else { "" };
+        out.push_str(&format!(
+            "<tr{class}><td>{}</td><td class=\"amount\">{}</td></tr>\n",
+            escape(&r.text),
+            escape(r.amount.as_deref().unwrap_or(""))
+        ));
+    }
+    out.push_str("</table>\n</body></html>\n");
+    out
+}
+
+/// Text for the standard PDF font: ASCII kept, a few common marks
+/// transliterated, anything else `?`.
+fn ascii(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| match c {
+            ' '..='~' => c as u8,
+            '\u{2014}' | '\u{2013}' => b'-',
+            _ => b'?',
+        })
+        .collect()
+}
+
+const PAGE_WIDTH: f32 = 595.0;
+const PAGE_HEIGHT: f32 = 842.0;
+const MARGIN: f32 = 56.0;
+const LEADING: f32 = 16.0;
+
+/// The invoice as a PDF (A4, one or more pages).
+pub fn pdf(invoice: &Invoice) -> Vec<u8> {
+    let (head, lines, foot) = rows(invoice);
+    let regular = Name(b"F1");
+    let bold = Name(b"F2");
+    let mut pages: Vec<Content> = Vec::new();
+    let mut content = Content::new();
+    let mut y = PAGE_HEIGHT - MARGIN;
+    for r in head.iter().chain(lines.iter()).chain(foot.iter()) {
+        if y < MARGIN {
+            pages.push(std::mem::replace(&mut content, Content::new()));
+            y = PAGE_HEIGHT - MARGIN;
+        }
+        let font = if r.bold { bold } else { regular };
+        content.begin_text();
+        content.set_font(font, 11.0);
+        content.next_line(MARGIN, y);
+        content.show(Str(&ascii(&r.text)));
+        content.end_text();
+        if let Some(amount) = &r.amount {
+            // Right-aligned by Helvetica's digit width (0.556 em).
+            let width = amount.len() as f32 * 11.0 * 0.556;
+            content.begin_text();
+            content.set_font(font, 11.0);
+            content.next_line(PAGE_WIDTH - MARGIN - width, y);
+            content.show(Str(&ascii(amount)));
+            content.end_text();
+        }
+        y -= LEADING;
+    }
+    pages.push(content);
+
+    let mut pdf = Pdf::new();
+    let catalog = Ref::new(1);
+    let tree = Ref::new(2);
+    let regular_ref = Ref::new(3);
+    let bold_ref = Ref::new(4);
+    let first = 5;
+    let page_refs: Vec<Ref> = (0..pages.len())
+        .map(|i| Ref::new(first + 2 * i32::try_from(i).unwrap_or(0)))
+        .collect();
+    pdf.catalog(catalog).pages(tree);
+    pdf.pages(tree)
+        .kids(page_refs.iter().copied())
+        .count(i32::try_from(pages.len()).unwrap_or(1));
+    pdf.type1_font(regular_ref).base_font(Name(b"Helvetica"));
+    pdf.type1_font(bold_ref).base_font(Name(b"Helvetica-Bold"));
+    for (page_ref, content) in page_refs.iter().zip(pages) {
+        let content_ref = Ref::new(page_ref.get() + 1);
+        let mut page = pdf.page(*page_ref);
+        page.media_box(Rect::new(0.0, 0.0, PAGE_WIDTH, PAGE_HEIGHT));
+        page.parent(tree);
+        page.contents(content_ref);
+        let mut resources = page.resources();
+        let mut fonts = resources.fonts();
+        fonts.pair(regular, regular_ref);
+        fonts.pair(bold, bold_ref);
+        drop(fonts);
+        drop(resources);
+        drop(page);
+        pdf.stream(content_ref, &content.finish());
+    }
+    pdf.finish()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// A minimal PDF reader for the tests: checks the header, the trailer,
+    /// that `startxref` points at the cross-reference table and that every
+    /// offset in it points at its object, and answers the text shown with
+    /// `Tj` on every page, in order.
+    pub(crate) fn pdf_text(bytes: &[u8]) -> Result<Vec<String>, String> {
+        // One char per byte, so offsets stay byte offsets.
+        let text: String = bytes
+            .iter()
+            .map(|&b| if b.is_ascii() { b as char } else { '?' })
+            .collect();
+        if !text.starts_with("%PDF-") || !text.trim_end().ends_with("%%EOF") {
+            return Err("no PDF header or trailer".into());
+        }
+        let start = text.rfind("startxref").ok_or("no startxref")?;
+        let offset: usize = text[start + 9..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or("startxref is not a number")?;
+        let xref = text.get(offset..).ok_or("startxref out of range")?;
+        if !xref.starts_with("xref") {
+            return Err("startxref does not point at xref".into());
+        }
+        let mut lines = xref.lines().skip(1);
+        let header = lines.next().ok_or("empty xref")?;
+        let count: usize = header
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or("bad xref header")?;
+        for (id, entry) in lines.take(count).enumerate() {
+            let mut parts = entry.split_whitespace();
+            let at: usize = parts
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or("bad entry")?;
+            if parts.nth(1) == Some("n") && !text[at..].starts_with(&format!("{id} 0 obj")) {
+                return Err(format!("object {id} is not at {at}"));
+            }
+        }
+        let mut shown = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(end) = rest.find(") Tj") {
+            let open = rest[..end].rfind('(').ok_or("unbalanced string")?;
+            shown.push(rest[open + 1..end].replace("\\(", "(").replace("\\)", ")"));
+            rest = &rest[end + 4..];
+        }
+        Ok(shown)
+    }
+}

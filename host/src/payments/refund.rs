@@ -1,0 +1,144 @@
+//! Refunds: the operator refunds a paid invoice. A Stripe payment is
+//! refunded through Stripe's API (`POST /v1/refunds` with an
+//! `Idempotency-Key`, so a retry is one refund); a wallet or bank payment
+//! is refunded outside Souk and recorded with the operator's reference.
+//! Either way one transaction voids the invoice and issues a credit note
+//! for its total, numbered without gaps per fiscal year (`CN-2026/27-…`),
+//! audited. Subscriptions are not changed: the operator cancels one if the
+//! refund ends it (`POST .../cancel`).
+
+use serde::Serialize;
+
+use super::inbox::Provider;
+use super::service::Payments;
+use super::store::{self, InvoiceStatus};
+use crate::clock::rfc3339;
+use crate::control_plane::audit;
+use crate::error::SoukError;
+use crate::tenancy::Tenant;
+
+/// A credit note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreditNote {
+    /// `CN-2026/27-000001`.
+    pub number: String,
+    /// The voided invoice's id.
+    pub invoice: String,
+    /// Its total, minor units.
+    pub amount: i64,
+    /// Its currency.
+    pub currency: String,
+    /// Why.
+    pub reason: String,
+    /// Stripe's refund id, or the operator's reference.
+    pub refund_reference: String,
+}
+
+impl Payments<'_> {
+    /// Operator: refunds paid invoice `invoice_id` of `tenant` (see the
+    /// module docs). `reference` is required for payments refunded outside
+    /// Souk (eSewa, Khalti, bank transfer) and ignored for Stripe.
+    ///
+    /// # Errors
+    /// [`SoukError::NotFound`] for an invoice not the tenant's;
+    /// [`SoukError::Conflict`] unless paid; [`SoukError::Invalid`] without a
+    /// reason or a needed reference; [`SoukError::ProviderUnavailable`]
+    /// when Stripe does not answer (nothing changed; retry).
+    pub async fn refund(
+        &self,
+        tenant: &Tenant,
+        invoice_id: &str,
+        reason: &str,
+        reference: Option<&str>,
+    ) -> Result<CreditNote, SoukError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(SoukError::Invalid(
+                "`reason` must be 1 to 500 characters".into(),
+            ));
+        }
+        let invoice = self.invoice(Some(tenant), invoice_id).await?;
+        if invoice.status != InvoiceStatus::Paid {
+            return Err(SoukError::Conflict(format!(
+                "invoice {} is {}; only a paid invoice is refunded",
+                invoice.number.as_deref().unwrap_or(&invoice.id),
+                invoice.status.as_str()
+            )));
+        }
+        let provider = invoice.provider.as_deref().and_then(Provider::parse);
+        let refund_reference = match (provider, self.providers.stripe()) {
+            (Some(Provider::Stripe), Some(stripe)) => {
+                let intent = invoice.provider_reference.as_deref().unwrap_or("");
+                stripe
+                    .refund(intent, &format!("refund-{}", invoice.id))
+                    .await
+                    .map_err(|e| match e {
+                        super::providers::ProviderError::Refused { .. } => {
+                            SoukError::Conflict(e.to_string())
+                        }
+                        e => SoukError::ProviderUnavailable(e.to_string()),
+                    })?
+            }
+            _ => super::manual::parse_reference(reference.unwrap_or(""))?,
+        };
+        let now = self.clock.now();
+        let mut tx = self.control.pool().begin_with("BEGIN IMMEDIATE").await?;
+        store::void(&mut tx, &invoice.id, now).await?;
+        let year = self.config.fiscal_year.year_of(now).label();
+        let key = format!("CN {year}");
+        let sequence: i64 = sqlx::query_scalar(
+            "INSERT INTO invoice_sequences (fiscal_year, last_number) VALUES (?, 1) \
+             ON CONFLICT (fiscal_year) DO UPDATE SET last_number = last_number + 1 \
+             RETURNING last_number",
+        )
+        .bind(&key)
+        .fetch_one(&mut *tx)
+        .await?;
+        let number = format!("CN-{year}-{sequence:06}");
+        sqlx::query(
+            "INSERT INTO credit_notes (id, invoice_id, tenant_id, number, amount, currency, reason, \
+             refund_reference, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(format!("cn_{}", hex::encode(rand::random::<[u8; 12]>())))
+        .bind(&invoice.id)
+        .bind(&tenant.id)
+        .bind(&number)
+        .bind(invoice.totals.total)
+        .bind(invoice.currency.as_str())
+        .bind(reason)
+        .bind(&refund_reference)
+        .bind(rfc3339(now))
+        .execute(&mut *tx)
+        .await?;
+        let at = rfc3339(now);
+        let detail = format!(
+            "invoice {} refunded, credit note {number}, reference {refund_reference}: {reason}",
+            invoice.number.as_deref().unwrap_or(&invoice.id)
+        );
+        audit::record_host_event(
+            &mut tx,
+            &audit::NewAuditEvent {
+                at: &at,
+                tenant_id: &tenant.id,
+                module: "",
+                action: "payment_refund",
+                from: None,
+                to: None,
+                actor_kind: Some("operator"),
+                actor_id: "operator",
+                actor_name: "operator",
+                detail: Some(&detail),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CreditNote {
+            number,
+            invoice: invoice.id,
+            amount: invoice.totals.total,
+            currency: invoice.currency.as_str().to_owned(),
+            reason: reason.to_owned(),
+            refund_reference,
+        })
+    }
+}
