@@ -771,37 +771,8 @@ mod tests {
 
     const DIGITAL_CARD_CATALOG: &str = include_str!("../../../catalog/digital-card.yaml");
 
-    const DIGITAL_CARD_MANIFEST: &str = r#"
-slug: digital-card
-name: Digital Card
-version: 0.1.0
-description: Membership cards with QR codes.
-category: community
-api: 0.1.0
-dependencies:
-  membership: ">=1.0, <2"
-features:
-  - key: card_creation
-  - key: basic_templates
-  - key: qr_code_generation
-  - key: share_links
-  - key: advanced_templates
-  - key: custom_branding
-  - key: batch_generation
-  - key: basic_analytics
-  - key: premium_templates
-  - key: white_label
-  - key: api_access
-  - key: advanced_analytics
-  - key: webhooks
-limits:
-  - key: max_cards
-    kind: count
-  - key: max_templates
-    kind: count
-  - key: qr_scans_per_month
-    kind: meter
-"#;
+    /// The shipped module's own manifest: the catalog must match it.
+    const DIGITAL_CARD_MANIFEST: &str = include_str!("../../../plugins/digital-card/module.yaml");
 
     fn manifest() -> Manifest {
         Manifest::parse(DIGITAL_CARD_MANIFEST).expect("test manifest parses")
