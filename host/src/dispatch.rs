@@ -582,8 +582,7 @@ pub type BackgroundBody<T> = Box<BackgroundFn<T>>;
 /// The function of a [`BackgroundBody`].
 pub type BackgroundFn<T> = dyn for<'c> Fn(
         &'c mut Call,
-    )
-        -> futures_util::future::BoxFuture<'c, Result<Result<T, String>, CallError>>
+    ) -> futures_util::future::BoxFuture<'c, Result<Result<T, String>, CallError>>
     + Send
     + Sync;
 

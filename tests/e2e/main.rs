@@ -35,4 +35,5 @@ mod retention;
 mod sandbox;
 mod sql_scope;
 mod sso;
+mod stale_snapshot;
 mod tenancy;
