@@ -33,6 +33,16 @@ fn keep_writing(host: &Host, tenant: &str, token: &str, stop: &AtomicBool) -> us
     writes
 }
 
+/// Stops the writer when dropped, a failed assertion's unwinding
+/// included (else the scope would wait for the writer for ever).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn rows(host: &Host, tenant: &str, token: &str) -> Vec<Value> {
     let a = host.get(&format!("/t/{tenant}/m/{MODULE}/rows"), token);
     assert_eq!(a.status, 200, "rows: {a:?}");
@@ -47,6 +57,7 @@ fn a_get_that_reads_then_writes_keeps_its_write_while_others_commit() {
     let stop = AtomicBool::new(false);
     let writes = std::thread::scope(|scope| {
         let writer = scope.spawn(|| keep_writing(&host, "acme", &token, &stop));
+        let stopper = StopOnDrop(&stop);
         for i in 0..TRIES {
             let a = host.get(
                 &format!("/t/acme/m/{MODULE}/read-then-write?ms=200&note=g{i}"),
@@ -56,7 +67,7 @@ fn a_get_that_reads_then_writes_keeps_its_write_while_others_commit() {
             assert_eq!(a.body["wrote"], true, "try {i}: {a:?}");
             assert_eq!(a.body["error"], Value::Null, "try {i}: {a:?}");
         }
-        stop.store(true, Ordering::Relaxed);
+        drop(stopper);
         writer.join().expect("the writer")
     });
     // The writes really overlapped the GETs (some 13 per 200 ms pause).
@@ -87,6 +98,7 @@ fn a_job_that_reads_then_writes_succeeds_at_its_first_attempt_while_others_commi
     let stop = AtomicBool::new(false);
     let job = std::thread::scope(|scope| {
         let writer = scope.spawn(|| keep_writing(&host, "acme", &token, &stop));
+        let stopper = StopOnDrop(&stop);
         // Let the writer get going before the job's first read.
         std::thread::sleep(Duration::from_millis(100));
         let a = host.post(
@@ -113,7 +125,7 @@ fn a_job_that_reads_then_writes_succeeds_at_its_first_attempt_while_others_commi
             );
             std::thread::sleep(Duration::from_millis(100));
         };
-        stop.store(true, Ordering::Relaxed);
+        drop(stopper);
         let writes = writer.join().expect("the writer");
         assert!(writes >= 10, "only {writes} concurrent writes");
         job
