@@ -136,19 +136,40 @@ impl Dispatcher<'_> {
         visitor: &Visitor,
         tenant_slug: &str,
         module: &str,
-        request: ModuleRequest,
+        mut request: ModuleRequest,
     ) -> Result<ModuleResponse, SoukError> {
         let target = self.resolve(visitor, tenant_slug, module).await?;
         let route = match_route(&target.resolved.manifest, &request)
             .map_err(|e| target.standing.hide(tenant_slug, e))?;
         let admission = self.authorize(visitor, &target, route, &request)?;
         let meter = self.admit(&target, route, &admission)?;
-        let (loaded, state) = self
-            .prepare(&target, admission, &request, meter.is_some())
-            .await?;
+        let mut begin = Begin::for_request(&request, meter.is_some());
         let settlement = Settlement::new(meter, self.work, self.billing.clock().now());
-        let (result, state) = self.run(&target, loaded, state, request).await?;
-        settlement.settle(&target, state, result).await
+        loop {
+            let (loaded, state) = self
+                .prepare(&target, admission.caller.clone(), begin)
+                .await?;
+            // Only a deferred call may have to run again.
+            let again = (begin == Begin::Deferred).then(|| request.clone());
+            let (result, state) = self.run(&target, loaded, state, request).await?;
+            match again {
+                Some(again) if state.db.conflicted() => {
+                    // Its snapshot went stale before its first write: its
+                    // answer is void; run it again holding the write lock
+                    // from the start, so it cannot conflict twice.
+                    tracing::info!(
+                        tenant = %target.tenant.slug,
+                        module = %target.resolved.manifest.slug,
+                        "a read request's snapshot went stale before its first write; \
+                         running it again with the write lock"
+                    );
+                    Settlement::discard(&target, state, self.work).await?;
+                    begin = Begin::Immediate;
+                    request = again;
+                }
+                _ => return settlement.settle(&target, state, result).await,
+            }
+        }
     }
 
     /// Step 1: the tenant, the caller's standing there, a place for the
@@ -297,32 +318,22 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// Step 4: the component, the module's scope, the transaction and the
-    /// call's state. Reads take a deferred transaction, begun with their
-    /// first statement and committed only if they wrote
-    /// ([`CallTransaction::deferred`]); writes — and `metered` routes, which
-    /// write their usage event — take the write lock up front, so two
-    /// writers queue instead of failing on lock upgrade.
+    /// Step 4: the component, the module's scope, the transaction (begun
+    /// as `begin` says, see [`Begin::for_request`]) and the call's state.
     async fn prepare(
         &self,
         target: &Target,
-        admission: RouteAdmission,
-        request: &ModuleRequest,
-        metered: bool,
+        caller: Caller,
+        begin: Begin,
     ) -> Result<(LoadedModule, CallState), SoukError> {
         let manifest = &target.resolved.manifest;
         let loaded = self.catalog.load(self.runtime, &target.resolved).await?;
         let scope = self.installer.scope_for(&target.tenant, manifest).await?;
         let pool = self.tenancy.database(&target.tenant).await?;
-        let reads_only = matches!(request.method.as_str(), "GET" | "HEAD") && !metered;
-        let tx = if reads_only {
-            CallTransaction::deferred(pool.acquire().await?)
-        } else {
-            CallTransaction::Open(pool.begin_with("BEGIN IMMEDIATE").await?)
-        };
+        let tx = begin.on(&pool).await?;
         let (_, timeout) = self.plan_budget(target);
         let db = ModuleDb::with(scope, tx, timeout);
-        let state = self.call_state(target, admission.caller, db, &pool);
+        let state = self.call_state(target, caller, db, &pool);
         Ok((loaded, state))
     }
 
@@ -458,8 +469,14 @@ impl Dispatcher<'_> {
     /// tenant wait and fail meanwhile. A call that computes first and writes
     /// at the end (the usual job) holds the lock only for its writes. A
     /// call that read before its first write may find the database changed
-    /// by a request meanwhile; SQLite then refuses the upgrade and the call
-    /// fails like any failed attempt (a job is retried with backoff).
+    /// by another connection meanwhile; SQLite then refuses the upgrade
+    /// (the call's db state is marked conflicted, [`ModuleDb::conflicted`]),
+    /// and the call's outcome is discarded, its transaction rolled back, and
+    /// `body` runs again at once on a fresh instance: up to
+    /// [`BACKGROUND_DEFERRED_RERUNS`] times deferred, then once more with
+    /// `BEGIN IMMEDIATE` — holding the write lock from its start, with its
+    /// write-phase budget running from there, so it cannot conflict again
+    /// and holds the lock no longer than any write phase.
     ///
     /// From its first write the call has the write-phase budget
     /// ([`crate::runtime::RuntimeLimits::background_write_budget`], 2 s by
@@ -483,28 +500,30 @@ impl Dispatcher<'_> {
         let tenant = self.tenancy.by_id(tenant_id).await?;
         // The host acts for the tenant: an administrator's standing.
         let target = self.resolve_for(tenant, Standing::Admin, module).await?;
-        let manifest = &target.resolved.manifest;
-        let loaded = self.catalog.load(self.runtime, &target.resolved).await?;
-        let scope = self.installer.scope_for(&target.tenant, manifest).await?;
-        let pool = self.tenancy.database(&target.tenant).await?;
-        let tx = CallTransaction::deferred(pool.acquire().await?);
-        let db = ModuleDb::with(scope, tx, deadline)
-            .with_write_budget(self.runtime.limits().background_write_budget);
-        let state = self.call_state(&target, Caller::system(), db, &pool);
-        let settlement = Settlement::new(None, self.work, self.billing.clock().now());
-        let ran = self
-            .runtime
-            .run_call(async move {
-                let mut call = loaded.instantiate_for(state, deadline).await?;
-                let outcome = body(&mut call).await;
-                Ok::<_, CallError>((outcome, call.into_state()))
-            })
-            .await?;
-        let (outcome, mut state) = match ran {
-            Ok(ran) => ran,
-            Err(e) => return Err(e.into()),
+        let body: std::sync::Arc<BackgroundFn<T>> = body.into();
+        let mut reruns = 0;
+        let (outcome, mut state) = loop {
+            let begin = if reruns < BACKGROUND_DEFERRED_RERUNS {
+                Begin::Deferred
+            } else {
+                Begin::Immediate
+            };
+            let (outcome, state) = self
+                .run_background_once(&target, deadline, body.clone(), begin)
+                .await?;
+            if !state.db.conflicted() {
+                break (outcome, state);
+            }
+            reruns += 1;
+            tracing::info!(
+                tenant = %target.tenant.slug,
+                module = %target.resolved.manifest.slug,
+                rerun = reruns,
+                "a background call's snapshot went stale before its first write; running it again"
+            );
+            Settlement::discard(&target, state, self.work).await?;
         };
-        let mut settlement = settlement;
+        let mut settlement = Settlement::new(None, self.work, self.billing.clock().now());
         settlement.take_from(&target, &mut state);
         match outcome {
             Ok(Ok(value)) => {
@@ -523,15 +542,87 @@ impl Dispatcher<'_> {
     }
 }
 
+impl Dispatcher<'_> {
+    /// One run of a background call of `target`'s module: `body` on a
+    /// fresh instance, in a transaction begun as `begin` says, with the
+    /// write-phase budget; answers its outcome and the state to settle.
+    async fn run_background_once<T: Send + 'static>(
+        &self,
+        target: &Target,
+        deadline: Duration,
+        body: std::sync::Arc<BackgroundFn<T>>,
+        begin: Begin,
+    ) -> Result<(Result<Result<T, String>, CallError>, CallState), SoukError> {
+        let manifest = &target.resolved.manifest;
+        let loaded = self.catalog.load(self.runtime, &target.resolved).await?;
+        let scope = self.installer.scope_for(&target.tenant, manifest).await?;
+        let pool = self.tenancy.database(&target.tenant).await?;
+        let tx = begin.on(&pool).await?;
+        let db = ModuleDb::with(scope, tx, deadline)
+            .with_write_budget(self.runtime.limits().background_write_budget);
+        let state = self.call_state(target, Caller::system(), db, &pool);
+        let ran = self
+            .runtime
+            .run_call(async move {
+                let mut call = loaded.instantiate_for(state, deadline).await?;
+                let outcome = body(&mut call).await;
+                Ok::<_, CallError>((outcome, call.into_state()))
+            })
+            .await?;
+        ran.map_err(SoukError::from)
+    }
+}
+
 /// What [`Dispatcher::run_background`] runs on the instance: one export
-/// call, e.g. `Box::pin(async move { call.run_job(job).await })`.
-pub type BackgroundBody<T> = Box<
-    dyn for<'c> FnOnce(
-            &'c mut Call,
-        )
-            -> futures_util::future::BoxFuture<'c, Result<Result<T, String>, CallError>>
-        + Send,
->;
+/// call, e.g. `Box::pin(async move { call.run_job(job.clone()).await })`.
+/// It may run more than once (a fresh instance each time, every earlier
+/// run rolled back), when a run's snapshot went stale.
+pub type BackgroundBody<T> = Box<BackgroundFn<T>>;
+
+/// The function of a [`BackgroundBody`].
+pub type BackgroundFn<T> = dyn for<'c> Fn(
+        &'c mut Call,
+    ) -> futures_util::future::BoxFuture<'c, Result<Result<T, String>, CallError>>
+    + Send
+    + Sync;
+
+/// How many times a background call whose snapshot went stale is run
+/// again deferred, before its last run takes the write lock up front.
+pub const BACKGROUND_DEFERRED_RERUNS: u32 = 3;
+
+/// How a call's transaction begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Begin {
+    /// Deferred ([`CallTransaction::deferred`]): begun with the first
+    /// statement, taking the write lock only at the first write.
+    Deferred,
+    /// `BEGIN IMMEDIATE`: the write lock up front.
+    Immediate,
+}
+
+impl Begin {
+    /// A request's: reads (`GET`, `HEAD`) take a deferred transaction,
+    /// committed only if they wrote; writes — and `metered` routes, which
+    /// write their usage event — take the write lock up front, so two
+    /// writers queue instead of failing on lock upgrade. A read whose
+    /// snapshot goes stale before its first write runs again
+    /// [`Begin::Immediate`].
+    fn for_request(request: &ModuleRequest, metered: bool) -> Self {
+        if matches!(request.method.as_str(), "GET" | "HEAD") && !metered {
+            Begin::Deferred
+        } else {
+            Begin::Immediate
+        }
+    }
+
+    /// The transaction, on a connection of `pool`.
+    async fn on(self, pool: &sqlx::SqlitePool) -> Result<CallTransaction, sqlx::Error> {
+        Ok(match self {
+            Begin::Deferred => CallTransaction::deferred(pool.acquire().await?),
+            Begin::Immediate => CallTransaction::Open(pool.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+}
 
 /// Step 2: the route that serves `request`.
 ///
@@ -577,6 +668,18 @@ struct Settlement<'a> {
 }
 
 impl<'a> Settlement<'a> {
+    /// Rolls back everything a call whose answer is void did (its
+    /// transaction, usage and files), before it runs again.
+    async fn discard(
+        target: &Target,
+        mut state: CallState,
+        hints: &'a WorkHints,
+    ) -> Result<(), SoukError> {
+        let mut void = Settlement::new(None, hints, time::OffsetDateTime::UNIX_EPOCH);
+        void.take_from(target, &mut state);
+        void.rollback().await
+    }
+
     /// `now` is the host clock's time when the call started: the time its
     /// queued work is due from.
     fn new(meter: Option<MeterHold<'a>>, hints: &'a WorkHints, now: time::OffsetDateTime) -> Self {

@@ -37,4 +37,5 @@ mod retention;
 mod sandbox;
 mod sql_scope;
 mod sso;
+mod stale_snapshot;
 mod tenancy;

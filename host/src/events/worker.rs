@@ -286,7 +286,10 @@ impl Events<'_> {
                 &tenant.id,
                 subscriber,
                 self.call_timeout,
-                Box::new(move |call| Box::pin(async move { call.on_event(event).await })),
+                Box::new(move |call| {
+                    let event = event.clone();
+                    Box::pin(async move { call.on_event(event).await })
+                }),
             )
             .await
     }

@@ -345,6 +345,10 @@ fn job_body(
         attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
     };
     Box::new(move |call| {
+        // The body may run more than once (a stale snapshot): each run
+        // gets its own copies.
+        let (board_host, clock, last) = (board_host.clone(), clock.clone(), last.clone());
+        let (tenant_id, job_id, to_run) = (tenant_id.clone(), job_id.clone(), to_run.clone());
         Box::pin(async move {
             let sink_last = last.clone();
             let sink_tenant = tenant_id.clone();

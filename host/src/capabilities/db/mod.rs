@@ -173,6 +173,9 @@ pub struct ModuleDb {
     /// A background call's write-phase budget ([`WritePhase`]): begun at
     /// the transaction's first write.
     write_phase: Option<WritePhase>,
+    /// Set (for good) when SQLite refused a deferred transaction's lock
+    /// upgrade because its snapshot went stale ([`ModuleDb::conflicted`]).
+    conflicted: bool,
 }
 
 impl ModuleDb {
@@ -187,6 +190,7 @@ impl ModuleDb {
             timeout: Duration::from_secs(1),
             deadline: Instant::now(),
             write_phase: None,
+            conflicted: false,
         }
     }
 
@@ -210,6 +214,7 @@ impl ModuleDb {
             timeout,
             deadline: Instant::now() + timeout,
             write_phase: None,
+            conflicted: false,
         }
     }
 
@@ -220,7 +225,23 @@ impl ModuleDb {
     #[must_use]
     pub fn with_write_budget(mut self, budget: Duration) -> Self {
         self.write_phase = Some(WritePhase::new(budget));
+        if matches!(self.tx, Some(CallTransaction::Open(_))) {
+            // Begun `BEGIN IMMEDIATE`: the call holds the write lock from
+            // its start, so its write phase starts now.
+            self.wrote();
+        }
         self
+    }
+
+    /// Whether SQLite refused this call's deferred transaction the write
+    /// lock because another connection committed after the call's first
+    /// read (`SQLITE_BUSY_SNAPSHOT`, or `SQLITE_BUSY` on its first write
+    /// while another writer held the lock). Sticky: whatever the module
+    /// did with the error it got, the call's answer is void and the
+    /// dispatcher runs it again (see `dispatch.rs`). Every statement after
+    /// the refusal fails at once.
+    pub fn conflicted(&self) -> bool {
+        self.conflicted
     }
 
     /// The call's write phase, if it has a budget: for the runtime to stop
@@ -247,6 +268,19 @@ impl ModuleDb {
     pub async fn host_connection(
         &mut self,
     ) -> Option<Result<&mut sqlx::SqliteConnection, sqlx::Error>> {
+        if self.conflicted {
+            return Some(Err(sqlx::Error::Protocol(STALE_SNAPSHOT.into())));
+        }
+        let tx = self.tx.as_mut()?;
+        if tx.holds_read_snapshot()
+            && let Err(Some(code)) = take_write_lock(tx.for_statement().0).await
+            && is_upgrade_refusal(code, true)
+        {
+            // The host's own write (an event, a job's outcome, usage) would
+            // be refused the lock as a module's statement would be.
+            self.conflicted = true;
+            return Some(Err(sqlx::Error::Protocol(STALE_SNAPSHOT.into())));
+        }
         let tx = self.tx.as_mut()?;
         let conn = tx.for_host_write().await;
         if conn.is_ok()
@@ -265,9 +299,15 @@ impl ModuleDb {
     /// Rewrites `sql` into the one statement to run and runs it under this
     /// call's policy and deadline.
     async fn run(&mut self, sql: &str, params: &[SqlValue]) -> Result<Executed, DbFailure> {
+        if self.conflicted {
+            return Err(DbFailure::Other(STALE_SNAPSHOT.into()));
+        }
         let (Some(scope), Some(tx)) = (&self.scope, &mut self.tx) else {
             return Err(DbFailure::Unavailable);
         };
+        // A deferred transaction begun by an earlier statement and not
+        // writing yet holds a read snapshot: its first write must upgrade.
+        let upgrading = tx.holds_read_snapshot();
         let statements = rewrite(scope.clone(), sql.to_owned(), StatementSource::Runtime).await?;
         let statement = statements.first().ok_or(DbFailure::Unavailable)?;
         let (conn, must_begin) = tx.for_statement();
@@ -278,19 +318,29 @@ impl ModuleDb {
             // guard idle, as the host's own statement.
             sandbox::exec_host(db, c"BEGIN").map_err(sandbox_failure)?;
         }
+        let mut code = None;
         let executed = run_locked(
             db,
             &mut self.guard,
             self.policy.clone(),
             (self.deadline, self.timeout),
-            &statement.sql,
-            params,
+            (&statement.sql, params),
+            &mut code,
         );
         let wrote = sandbox::writes_pending(db);
         drop(handle);
+        let deferred = tx.is_deferred();
         tx.mark(must_begin, wrote);
         if wrote {
             self.wrote();
+        }
+        if let Err(failure) = &executed
+            && deferred
+            && !matches!(failure, DbFailure::Timeout(_))
+            && code.is_some_and(|code| is_upgrade_refusal(code, upgrading))
+        {
+            self.conflicted = true;
+            return Err(DbFailure::Other(STALE_SNAPSHOT.into()));
         }
         let executed = executed?;
         Ok(Executed {
@@ -319,6 +369,42 @@ impl ModuleDb {
     ) -> Result<(u64, Option<i64>), DbFailure> {
         let executed = self.run(sql, &params).await?;
         Ok((executed.changed, executed.last_insert))
+    }
+}
+
+/// What a module learns of a statement refused for a stale snapshot (and
+/// of every statement after it in the call): the call is run again.
+const STALE_SNAPSHOT: &str =
+    "the database changed since this call's first read; the host runs the call again";
+
+/// Whether SQLite's extended result `code` for a statement of a deferred
+/// transaction is a refused lock upgrade: `SQLITE_BUSY_SNAPSHOT` (another
+/// connection committed after the transaction's first read), or plain
+/// `SQLITE_BUSY` when the transaction held a read snapshot and had not
+/// written (`upgrading`): SQLite then refuses at once, without the busy
+/// handler, because waiting could not help.
+pub fn is_upgrade_refusal(code: std::ffi::c_int, upgrading: bool) -> bool {
+    code == libsqlite3_sys::SQLITE_BUSY_SNAPSHOT
+        || (upgrading && code & 0xff == libsqlite3_sys::SQLITE_BUSY)
+}
+
+/// Takes the write lock for a deferred transaction holding a read snapshot,
+/// with a write that changes nothing, so that a refusal is seen as one
+/// (the host's own writes run through sqlx, which keeps no result code).
+/// `Err(Some(code))` is SQLite's refusal; `Err(None)` another failure, left
+/// for the real write to report.
+async fn take_write_lock(conn: &mut SqliteConnection) -> Result<(), Option<std::ffi::c_int>> {
+    let mut handle = conn.lock_handle().await.map_err(|_| None)?;
+    // The host's migration ledger (`tenant_migrations::LEDGER`) is in
+    // every tenant database; `WHERE 0` deletes nothing, but a DELETE
+    // takes the write lock before looking at any row.
+    match sandbox::exec_host(
+        handle.as_raw_handle(),
+        c"DELETE FROM _souk_schema_migrations WHERE 0",
+    ) {
+        Ok(()) => Ok(()),
+        Err(SandboxError::Sqlite { code, .. }) => Err(Some(code)),
+        Err(_) => Err(None),
     }
 }
 
@@ -376,19 +462,20 @@ async fn run_armed(
         cached,
         policy,
         (deadline, budget),
-        sql,
-        params,
+        (sql, params),
+        &mut None,
     )
 }
 
-/// [`run_armed`] on a connection whose lock the caller holds.
+/// [`run_armed`] on a connection whose lock the caller holds; a failure
+/// SQLite reported leaves its extended result code in `code`.
 fn run_locked(
     db: NonNull<libsqlite3_sys::sqlite3>,
     cached: &mut Option<Arc<Guard>>,
     policy: Arc<Policy>,
     (deadline, budget): (Instant, Duration),
-    sql: &str,
-    params: &[SqlValue],
+    (sql, params): (&str, &[SqlValue]),
+    code: &mut Option<std::ffi::c_int>,
 ) -> Result<Executed, DbFailure> {
     let guard = match cached {
         Some(guard) => guard.clone(),
@@ -417,6 +504,9 @@ fn run_locked(
             Err(failure)
         }
         Err(e) => {
+            if let SandboxError::Sqlite { code: sqlite, .. } = &e {
+                *code = Some(*sqlite);
+            }
             let failure = span_failure(&span, budget).unwrap_or_else(|| sqlite_failure(e));
             span.finish();
             Err(failure)

@@ -599,3 +599,146 @@ fn decode_row(row: &SqliteRow) -> Result<Vec<SqlValue>, DbFailure> {
     }
     Ok(out)
 }
+
+/// Commits one write to the fixture's database on another connection.
+async fn commit_elsewhere(f: &Fixture) {
+    sqlx::query("INSERT INTO cards__cards (label) VALUES ('elsewhere')")
+        .execute(&f.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_write_after_a_read_whose_snapshot_went_stale_marks_the_call_conflicted() {
+    let f = fixture().await;
+    let mut db = deferred(&f).await;
+    db.query("SELECT count(*) FROM cards", vec![])
+        .await
+        .unwrap();
+    commit_elsewhere(&f).await;
+    let refused = db
+        .execute("INSERT INTO cards (label) VALUES ('mine')", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(refused, DbFailure::Other(STALE_SNAPSHOT.into()));
+    assert!(db.conflicted());
+    // Sticky, whatever the module does next: every statement fails, and
+    // the host's own writes are refused too.
+    let later = db.query("SELECT 1", vec![]).await.unwrap_err();
+    assert_eq!(later, DbFailure::Other(STALE_SNAPSHOT.into()));
+    assert!(db.host_connection().await.unwrap().is_err());
+    assert!(db.conflicted());
+    db.take_transaction().unwrap().rollback().await.unwrap();
+    assert!(pool_is_out_of_transactions(&f.pool).await);
+    let mine: i64 = sqlx::query_scalar("SELECT count(*) FROM cards__cards WHERE label = 'mine'")
+        .fetch_one(&f.pool)
+        .await
+        .unwrap();
+    assert_eq!(mine, 0);
+}
+
+#[tokio::test]
+async fn a_write_after_a_read_while_another_writer_holds_the_lock_marks_the_call_conflicted() {
+    let f = fixture().await;
+    let mut db = deferred(&f).await;
+    db.query("SELECT count(*) FROM cards", vec![])
+        .await
+        .unwrap();
+    let mut other = f.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("INSERT INTO cards__cards (label) VALUES ('other')")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let refused = db
+        .execute("INSERT INTO cards (label) VALUES ('mine')", vec![])
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(db.conflicted());
+    other.commit().await.unwrap();
+    drop(db);
+}
+
+#[tokio::test]
+async fn a_host_write_after_a_read_whose_snapshot_went_stale_marks_the_call_conflicted() {
+    let f = fixture().await;
+    sqlx::query(
+        "CREATE TABLE _souk_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+    )
+    .execute(&f.pool)
+    .await
+    .unwrap();
+    let mut db = deferred(&f).await;
+    db.query("SELECT count(*) FROM cards", vec![])
+        .await
+        .unwrap();
+    commit_elsewhere(&f).await;
+    assert!(db.host_connection().await.unwrap().is_err());
+    assert!(db.conflicted());
+
+    // With a fresh snapshot, the host's write goes through.
+    let mut db = deferred(&f).await;
+    db.query("SELECT count(*) FROM cards", vec![])
+        .await
+        .unwrap();
+    let conn = db.host_connection().await.unwrap().unwrap();
+    sqlx::query("INSERT INTO cards__cards (label) VALUES ('host')")
+        .execute(conn)
+        .await
+        .unwrap();
+    assert!(!db.conflicted());
+    db.take_transaction().unwrap().commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_conflict_without_a_stale_read_or_in_an_immediate_transaction() {
+    let f = fixture().await;
+    // A deferred call that writes first takes the lock with its write.
+    let mut db = deferred(&f).await;
+    commit_elsewhere(&f).await;
+    db.execute("INSERT INTO cards (label) VALUES ('first')", vec![])
+        .await
+        .unwrap();
+    commit_elsewhere_later(&f, &mut db).await;
+
+    // Read, nobody commits, write: fine.
+    let mut db = deferred(&f).await;
+    db.query("SELECT count(*) FROM cards", vec![])
+        .await
+        .unwrap();
+    db.execute("INSERT INTO cards (label) VALUES ('second')", vec![])
+        .await
+        .unwrap();
+    assert!(!db.conflicted());
+    db.take_transaction().unwrap().commit().await.unwrap();
+
+    // An immediate transaction holds the lock from its start.
+    let tx = f.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let mut db = ModuleDb::new(Arc::new(f.cards.clone()), tx, Duration::from_millis(500));
+    db.query("SELECT count(*) FROM cards", vec![])
+        .await
+        .unwrap();
+    db.execute("INSERT INTO cards (label) VALUES ('third')", vec![])
+        .await
+        .unwrap();
+    assert!(!db.conflicted());
+    db.take_transaction().unwrap().commit().await.unwrap();
+}
+
+/// Commits `db`'s transaction (not conflicted), then another write.
+async fn commit_elsewhere_later(f: &Fixture, db: &mut ModuleDb) {
+    assert!(!db.conflicted());
+    db.take_transaction().unwrap().commit().await.unwrap();
+    commit_elsewhere(f).await;
+}
+
+#[test]
+fn only_refused_upgrades_count_as_conflicts() {
+    use libsqlite3_sys as ffi;
+    assert!(is_upgrade_refusal(ffi::SQLITE_BUSY_SNAPSHOT, false));
+    assert!(is_upgrade_refusal(ffi::SQLITE_BUSY_SNAPSHOT, true));
+    assert!(is_upgrade_refusal(ffi::SQLITE_BUSY, true));
+    // Plain BUSY without a snapshot held is the busy handler giving up.
+    assert!(!is_upgrade_refusal(ffi::SQLITE_BUSY, false));
+    assert!(!is_upgrade_refusal(ffi::SQLITE_LOCKED, true));
+    assert!(!is_upgrade_refusal(ffi::SQLITE_CONSTRAINT_UNIQUE, true));
+}

@@ -55,6 +55,25 @@ impl CallTransaction {
         }
     }
 
+    /// Whether this is a [`CallTransaction::Deferred`] one.
+    pub fn is_deferred(&self) -> bool {
+        matches!(self, CallTransaction::Deferred { .. })
+    }
+
+    /// Whether this is a [`CallTransaction::Deferred`] one begun and not
+    /// written: it holds a read snapshot, and its first write must upgrade
+    /// its lock (which SQLite refuses if the snapshot went stale).
+    pub(super) fn holds_read_snapshot(&self) -> bool {
+        matches!(
+            self,
+            CallTransaction::Deferred {
+                begun: true,
+                wrote: false,
+                ..
+            }
+        )
+    }
+
     /// Records what a statement of a [`CallTransaction::Deferred`] did: the
     /// transaction is now begun, and `wrote` if the statement left it a
     /// write transaction.

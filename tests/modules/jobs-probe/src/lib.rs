@@ -14,6 +14,10 @@
 //! - `GET /rows` → `200 {"rows": [{"job", "note", "attempt"}]}`: what jobs
 //!   wrote.
 //! - `POST /sleep?ms=M` sleeps M ms in the request → `200 {"slept_ms": M}`.
+//! - `GET /read-then-write?ms=M&note=N` reads the rows, sleeps M ms, then
+//!   writes a row `("get", N)`; a failed write is swallowed (the worst a
+//!   module can do) → `200 {"wrote": true|false, "seen": K, "error": ...}`.
+//! - `POST /write?note=N` writes a row `("post", N)` → `201 {}`.
 //!
 //! Jobs (by name):
 //! - `steps` (`{"steps": N, "ms": M}`): reports progress `i/N` after each
@@ -24,6 +28,8 @@
 //! - `fail`: writes a row (rolled back) and fails with `always fails
 //!   (attempt n)`;
 //! - `sleep` (`{"ms": M}`): sleeps M ms, then writes a row;
+//! - `read_then_write` (`{"ms": M}`): reads the rows, sleeps M ms, then
+//!   writes a row noting how many it saw;
 //! - `chain`: queues a `steps` job of one step and writes a row;
 //! - `report`: stores a small PDF with `files.put` and returns its id as
 //!   the job's result file; `no_such_file` returns an id no file has;
@@ -68,6 +74,8 @@ impl Module for Probe {
             .post("/enqueue-refused", refused)
             .get("/rows", rows)
             .post("/sleep", sleep)
+            .get("/read-then-write", read_then_write)
+            .post("/write", write)
             .handle(request)
     }
 
@@ -101,6 +109,12 @@ impl Module for Probe {
             "sleep" => {
                 sleep_ms(args.ms.unwrap_or(0));
                 write_row("sleep", "slept", job.attempt)?;
+                Ok(JobOutput::none())
+            }
+            "read_then_write" => {
+                let seen = all_rows()?.len();
+                sleep_ms(args.ms.unwrap_or(0));
+                write_row("read_then_write", &format!("saw {seen}"), job.attempt)?;
                 Ok(JobOutput::none())
             }
             "chain" => {
@@ -180,6 +194,35 @@ fn sleep(request: &Request) -> Result<Response, Problem> {
     Ok(Response::json(200, &json!({ "slept_ms": ms })))
 }
 
+/// `GET /read-then-write?ms=M&note=N`: a read, a pause, a write, in a
+/// deferred transaction; a failed write is swallowed into the answer.
+fn read_then_write(request: &Request) -> Result<Response, Problem> {
+    let ms = request.query_parsed::<u64>("ms")?.unwrap_or(0);
+    let note = request.query("note").unwrap_or_default();
+    let seen = all_rows()?.len();
+    sleep_ms(ms);
+    let (wrote, error) = match write_row("get", &note, 0) {
+        Ok(()) => (true, None),
+        Err(e) => (false, Some(e.to_string())),
+    };
+    Ok(Response::json(
+        200,
+        &json!({ "wrote": wrote, "seen": seen, "error": error }),
+    ))
+}
+
+/// `POST /write?note=N`.
+fn write(request: &Request) -> Result<Response, Problem> {
+    let note = request.query("note").unwrap_or_default();
+    write_row("post", &note, 0).map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(Response::json(201, &json!({})))
+}
+
+/// Every row, in order.
+fn all_rows() -> Result<Vec<RowWritten>, db::QueryError> {
+    db::query_as("SELECT job, note, attempt FROM rows ORDER BY id", params![])
+}
+
 /// `POST /enqueue-refused`.
 fn refused(_request: &Request) -> Response {
     let bad_name = jobs::enqueue("Bad Name", &json!({})).err();
@@ -212,8 +255,7 @@ impl FromRow for RowWritten {
 
 /// `GET /rows`.
 fn rows(_request: &Request) -> Result<Response, Problem> {
-    let rows: Vec<RowWritten> =
-        db::query_as("SELECT job, note, attempt FROM rows ORDER BY id", params![])?;
+    let rows = all_rows()?;
     let rows: Vec<_> = rows
         .into_iter()
         .map(|r| json!({ "job": r.job, "note": r.note, "attempt": r.attempt }))
