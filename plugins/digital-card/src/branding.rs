@@ -14,6 +14,7 @@ use souk_sdk::db::{self, DecodeError, FromRow, Row};
 use souk_sdk::{Problem, Request, Response, entitlements, files, params};
 
 use crate::card::FieldCheck;
+use crate::image::{delete_replaced, image_body};
 
 /// Largest logo, in bytes.
 const MAX_LOGO_BYTES: usize = 512 * 1024;
@@ -147,38 +148,13 @@ pub fn replace(request: &Request) -> Result<Response, Problem> {
 
 /// `PUT /branding/logo`.
 pub fn put_logo(request: &Request) -> Result<Response, Problem> {
-    let bytes = request.body();
-    if bytes.is_empty() || bytes.len() > MAX_LOGO_BYTES {
-        return Err(Problem::new(
-            413,
-            "https://souk.dev/problems/digital-card/logo-size",
-            "Logo size",
-        )
-        .with_detail(format!("a logo is 1 to {MAX_LOGO_BYTES} bytes")));
-    }
-    let content_type = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        "image/png"
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        "image/jpeg"
-    } else {
-        return Err(Problem::new(
-            415,
-            "https://souk.dev/problems/digital-card/logo-type",
-            "Logo type",
-        )
-        .with_detail("a logo is a PNG or JPEG image"));
-    };
+    let (bytes, content_type) = image_body(request, "logo", MAX_LOGO_BYTES)?;
     let old = load()?.logo_file_id;
     let info = files::put("logo", content_type, bytes)?;
     db::execute(
         "UPDATE branding SET logo_file_id = ?1 WHERE id = 1",
         params![&info.id],
     )?;
-    if let Some(old) = old {
-        match files::delete(&old) {
-            Ok(()) | Err(files::FileError::NotFound) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
+    delete_replaced(old.as_deref())?;
     show(request)
 }

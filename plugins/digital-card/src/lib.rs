@@ -18,6 +18,7 @@ mod dates;
 mod export;
 #[cfg(feature = "release-1-1")]
 mod fields;
+mod image;
 mod lifecycle;
 mod members;
 mod qr;

@@ -13,6 +13,7 @@ use crate::card::{
     problems,
 };
 use crate::dates::{Day, format_instant, now_unix};
+use crate::image::{delete_replaced, image_body};
 use crate::render::{self, Face};
 use crate::{members, qr, settings, token, verify};
 
@@ -403,38 +404,13 @@ fn renew_card(request: &Request) -> Result<Response, Problem> {
 /// stored as a file; replaces the previous photo.
 fn put_photo(request: &Request) -> Result<Response, Problem> {
     let card = card_or_404(request)?;
-    let bytes = request.body();
-    if bytes.is_empty() || bytes.len() > MAX_PHOTO_BYTES {
-        return Err(Problem::new(
-            413,
-            "https://souk.dev/problems/digital-card/photo-size",
-            "Photo size",
-        )
-        .with_detail(format!("a photo is 1 to {MAX_PHOTO_BYTES} bytes")));
-    }
-    let content_type = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        "image/png"
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        "image/jpeg"
-    } else {
-        return Err(Problem::new(
-            415,
-            "https://souk.dev/problems/digital-card/photo-type",
-            "Photo type",
-        )
-        .with_detail("a photo is a PNG or JPEG image"));
-    };
+    let (bytes, content_type) = image_body(request, "photo", MAX_PHOTO_BYTES)?;
     let info = files::put(&format!("photo-{}", card.number), content_type, bytes)?;
     db::execute(
         "UPDATE cards SET photo_file_id = ?2 WHERE id = ?1",
         params![card.id, &info.id],
     )?;
-    if let Some(old) = &card.photo_file_id {
-        match files::delete(old) {
-            Ok(()) | Err(files::FileError::NotFound) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
+    delete_replaced(card.photo_file_id.as_deref())?;
     card_response(
         200,
         &find_card(&card.number)?.ok_or_else(|| card_not_found(&card.number))?,
