@@ -61,15 +61,10 @@ pub fn on_event(event: &Event) -> Result<(), HookError> {
 ///
 /// An unknown job name, or a database failure (the host retries).
 pub fn run_job(job: &Job) -> Result<JobOutput, HookError> {
-    // Every job writes. Its transaction begins deferred; a write as its
-    // first statement takes the tenant's write lock (waiting for it), where
-    // a read first would pin a snapshot that the host's event worker can
-    // make stale before the job's first write (SQLITE_BUSY_SNAPSHOT: the
-    // attempt fails and waits for its backoff).
-    db::execute(
-        "UPDATE settings SET next_number = next_number WHERE id = 1",
-        params![],
-    )?;
+    // A job reads and renders before it writes: the tenant's write lock is
+    // taken at its first write, so the rendering holds no lock (and a
+    // snapshot made stale meanwhile is the host's to handle: it runs the
+    // job again).
     match job.name.as_str() {
         "expire_cards" => expire_cards(),
         "export_pdf" => crate::export::run(&job.args::<crate::export::Export>()?),

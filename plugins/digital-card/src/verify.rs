@@ -38,8 +38,8 @@ pub fn verify(request: &Request) -> Result<Response, Problem> {
     let token = request.param("token")?;
     // The scan is written first: a GET runs in a deferred transaction, and
     // a write as its first statement takes the tenant's write lock (waiting
-    // for it) instead of failing to upgrade a read snapshot that a
-    // concurrent writer (the host's event worker) has made stale.
+    // for it), where a read first could find its snapshot made stale by a
+    // concurrent writer (the host's event worker) and be run again.
     let scan = db::execute(
         "INSERT INTO scans (card_id, scanned_at, outcome) VALUES (NULL, ?1, 'pending')",
         params![now_unix()],
