@@ -28,6 +28,12 @@ pub struct Tenancy {
     /// Open tenant databases, at most `open_limit`, each with the tick of
     /// its last use.
     pools: Mutex<OpenPools>,
+    /// Held while a tenant database is opened, so that two tasks never open
+    /// the same database at once (a tenant's creation and the maintenance
+    /// step's first visit, say): the second waits here and then finds the
+    /// first one's pool, instead of setting up a second pool's connections
+    /// (WAL mode, the host's migrations) on the same file at the same time.
+    opening: tokio::sync::Mutex<()>,
     /// The SQL scope of each installed version per tenant, by (tenant id,
     /// module slug, version), while the control plane is unchanged (built
     /// by the installer, `Installer::scope_for`).
@@ -55,6 +61,7 @@ impl Tenancy {
                 limit: open_limit.max(1),
                 migrated: HashSet::new(),
             }),
+            opening: tokio::sync::Mutex::new(()),
             scopes: GenerationCache::new(crate::control_plane::cache::DEFAULT_CAPACITY),
         }
     }
@@ -137,6 +144,11 @@ impl Tenancy {
     /// # Errors
     /// When the database file cannot be opened.
     pub async fn database(&self, tenant: &Tenant) -> Result<SqlitePool, SoukError> {
+        if let Some(pool) = self.pools.lock().map_err(|_| poisoned())?.get(&tenant.id) {
+            return Ok(pool);
+        }
+        let _opening = self.opening.lock().await;
+        // Another task may have opened it while this one waited.
         if let Some(pool) = self.pools.lock().map_err(|_| poisoned())?.get(&tenant.id) {
             return Ok(pool);
         }
