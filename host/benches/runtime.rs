@@ -4,7 +4,9 @@
 //!
 //! - `compile/cold`: `Runtime::load` of the Membership package with an
 //!   empty compile cache, so Cranelift compiles the component.
-//! - `compile/cached`: `Runtime::load` of the same package in a new
+//! - `compile/cold_digital_card`, `compile/cold_forum`: the same for the
+//!   Digital Card and Forum packages, the two largest business modules.
+//! - `compile/cached`: `Runtime::load` of the Membership package in a new
 //!   `Runtime` whose cache directory already holds the compiled component,
 //!   as after a host restart.
 //! - `request/membership_get_members` and
@@ -18,8 +20,9 @@
 //! section: creating one reserves the pooling allocator's address space and
 //! starts the epoch thread, which would otherwise dominate the numbers.
 //!
-//! The benchmarks need the Membership component built for wasm32-wasip2
-//! (`scripts/build-modules`); without it they stop with a message saying so.
+//! The benchmarks need the Membership, Digital Card and Forum components
+//! built for wasm32-wasip2 (`scripts/build-modules`); without them they stop
+//! with a message saying so.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -51,11 +54,21 @@ fn main() {
 }
 
 fn run(criterion: &mut Criterion) -> anyhow::Result<()> {
-    let package_bytes = membership_package()?;
+    let package_bytes = business_package("membership")?;
     let package = Package::read(&package_bytes, PackageLimits::default())
         .context("the Membership package does not read back")?;
+    let mut larger = Vec::new();
+    for (name, module) in [
+        ("cold_digital_card", "digital-card"),
+        ("cold_forum", "forum"),
+    ] {
+        let bytes = business_package(module)?;
+        let package = Package::read(&bytes, PackageLimits::default())
+            .with_context(|| format!("the {module} package does not read back"))?;
+        larger.push((name, package));
+    }
     let tokio = tokio::runtime::Runtime::new().context("cannot start a tokio runtime")?;
-    bench_compile(criterion, &tokio, &package)?;
+    bench_compile(criterion, &tokio, &package, &larger)?;
     bench_requests(criterion, &tokio, &package_bytes)?;
     Ok(())
 }
@@ -69,10 +82,14 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// Packs the Membership component with its manifest, as `souk module pack` does.
-fn membership_package() -> anyhow::Result<Vec<u8>> {
+/// Packs the component of `plugins/<module>` with its manifest, as `souk
+/// module pack` does.
+fn business_package(module: &str) -> anyhow::Result<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let component_path = target_dir().join("wasm32-wasip2/release/souk_membership.wasm");
+    let component_path = target_dir().join(format!(
+        "wasm32-wasip2/release/souk_{}.wasm",
+        module.replace('-', "_")
+    ));
     let component = match std::fs::read(&component_path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -82,10 +99,11 @@ fn membership_package() -> anyhow::Result<Vec<u8>> {
         ),
         Err(e) => bail!("{}: {e}", component_path.display()),
     };
-    let manifest_path = root.join("plugins/membership/module.yaml");
+    let manifest_path = root.join(format!("plugins/{module}/module.yaml"));
     let manifest = std::fs::read_to_string(&manifest_path)
         .with_context(|| manifest_path.display().to_string())?;
-    Package::build(&manifest, &component).context("cannot pack the Membership component")
+    Package::build(&manifest, &component)
+        .with_context(|| format!("cannot pack the {module} component"))
 }
 
 /// A new runtime with default limits over the cache in `cache_dir`.
@@ -135,6 +153,7 @@ fn bench_compile(
     criterion: &mut Criterion,
     tokio: &tokio::runtime::Runtime,
     package: &Package,
+    larger: &[(&str, Package)],
 ) -> anyhow::Result<()> {
     // One populated cache shared by every `compile/cached` iteration; check
     // once that a load in a new runtime really is a cache hit (a miss would
@@ -164,7 +183,7 @@ fn bench_compile(
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function("cold", |b| {
+    let cold = |b: &mut criterion::Bencher<'_>, package: &Package| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -174,7 +193,11 @@ fn bench_compile(
             }
             total
         });
-    });
+    };
+    group.bench_function("cold", |b| cold(b, package));
+    for (name, package) in larger {
+        group.bench_function(*name, |b| cold(b, package));
+    }
 
     group.sample_size(20);
     group.warm_up_time(Duration::from_millis(500));
