@@ -685,4 +685,52 @@ mod tests {
         );
         assert_eq!(parse_event(b"{}"), Err(WebhookError::NotAnEvent));
     }
+
+    #[test]
+    fn a_subscription_session_is_paid_by_its_first_invoice_and_names_its_subscription() {
+        let paid = serde_json::json!({"id": "cs_2", "mode": "subscription", "status": "complete",
+            "payment_status": "paid", "amount_total": 499, "currency": "usd",
+            "payment_intent": null, "subscription": "sub_9", "invoice": {"id": "in_9"}});
+        let lookup = session_lookup(&paid);
+        assert_eq!(lookup.status, PaymentStatus::Completed);
+        assert_eq!(lookup.subscription.as_deref(), Some("sub_9"));
+        assert_eq!(lookup.payment_reference, "in_9");
+        // A payment-mode session names no subscription even if one is set.
+        let one_off = serde_json::json!({"id": "cs_3", "mode": "payment", "status": "complete",
+            "payment_status": "paid", "payment_intent": "pi_3", "subscription": "sub_x"});
+        let lookup = session_lookup(&one_off);
+        assert_eq!(lookup.subscription, None);
+        assert_eq!(lookup.payment_reference, "pi_3");
+    }
+
+    #[test]
+    fn invoices_and_subscriptions_read_both_api_shapes() {
+        let old = serde_json::json!({"id": "in_1", "subscription": "sub_1",
+            "billing_reason": "subscription_cycle", "amount_paid": 499, "amount_due": 499,
+            "currency": "usd", "lines": {"data": [{"period": {"start": 10, "end": 20}}]}});
+        let invoice = parse_invoice(&old, true).unwrap();
+        assert_eq!(invoice.subscription.as_deref(), Some("sub_1"));
+        assert_eq!((invoice.period_start, invoice.period_end), (Some(10), Some(20)));
+        assert_eq!(invoice.amount, Some(499));
+        assert_eq!(invoice.currency, Currency::parse("USD").ok());
+        let new = serde_json::json!({"id": "in_2", "amount_paid": 0, "amount_due": 499,
+            "parent": {"subscription_details": {"subscription": "sub_2"}}});
+        let invoice = parse_invoice(&new, false).unwrap();
+        assert_eq!(invoice.subscription.as_deref(), Some("sub_2"));
+        assert_eq!(invoice.amount, Some(499), "a failed invoice is read by its amount due");
+        assert_eq!(invoice.period_end, None);
+        assert!(parse_invoice(&serde_json::json!({"id": ""}), true).is_err());
+
+        let sub = parse_subscription(&serde_json::json!({"id": "sub_1", "status": "active",
+            "customer": {"id": "cus_1"}, "cancel_at_period_end": true,
+            "items": {"data": [{"current_period_end": 99}]}, "metadata": {"plan": "pro"}}))
+        .unwrap();
+        assert_eq!(sub.customer.as_deref(), Some("cus_1"));
+        assert!(sub.cancel_at_period_end);
+        assert_eq!(sub.current_period_end, Some(99));
+        assert_eq!(sub.plan.as_deref(), Some("pro"));
+        assert!(parse_subscription(&serde_json::json!({"id": "sub_1"})).is_err());
+        // An id cannot reach another path of the API.
+        assert_eq!(form_path("sub_1/../refunds"), "sub_1%2F..%2Frefunds");
+    }
 }
