@@ -483,6 +483,9 @@ async fn khalti_lookup(
         .into_response()
 }
 
+/// A call to `/v1/subscriptions/{id}`: (method, id, Idempotency-Key, form).
+pub type SubscriptionCall = (String, String, Option<String>, HashMap<String, String>);
+
 #[derive(Default)]
 struct StripeInner {
     sessions: HashMap<String, Value>,
@@ -493,7 +496,7 @@ struct StripeInner {
     subscriptions: HashMap<String, Value>,
     invoices: HashMap<String, Value>,
     /// Calls to /v1/subscriptions: (method, id, Idempotency-Key, form).
-    subscription_calls: Vec<(String, String, Option<String>, HashMap<String, String>)>,
+    subscription_calls: Vec<SubscriptionCall>,
     /// POST answers by Idempotency-Key (Stripe replays the first answer).
     answered: HashMap<String, Value>,
     outage: bool,
@@ -571,9 +574,7 @@ impl FakeStripe {
 
     /// Calls to `/v1/subscriptions/{id}`: (method, id, Idempotency-Key,
     /// form fields).
-    pub fn subscription_calls(
-        &self,
-    ) -> Vec<(String, String, Option<String>, HashMap<String, String>)> {
+    pub fn subscription_calls(&self) -> Vec<SubscriptionCall> {
         self.shared.inner.lock().unwrap().subscription_calls.clone()
     }
 
@@ -630,7 +631,10 @@ fn stripe_gate(shared: &StripeShared, headers: &HeaderMap) -> Option<Response> {
         return Some(stripe_error(StatusCode::SERVICE_UNAVAILABLE, "api_error"));
     }
     if !stripe_authorized(shared, headers) {
-        return Some(stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error"));
+        return Some(stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+        ));
     }
     None
 }
@@ -668,7 +672,11 @@ async fn stripe_update_subscription(
         .subscription_calls
         .push(("POST".into(), id.clone(), key.clone(), form.clone()));
     let Some(key) = key else {
-        return (StatusCode::BAD_REQUEST, "the fake requires an Idempotency-Key").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "the fake requires an Idempotency-Key",
+        )
+            .into_response();
     };
     if let Some(first) = inner.answered.get(&key) {
         return axum::Json(first.clone()).into_response();

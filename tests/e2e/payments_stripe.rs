@@ -172,7 +172,9 @@ impl World {
     }
 
     fn invoices(&self, tenant: &str, token: &str) -> Vec<Value> {
-        let a = self.host.get(&format!("/v1/tenants/{tenant}/invoices"), token);
+        let a = self
+            .host
+            .get(&format!("/v1/tenants/{tenant}/invoices"), token);
         assert_eq!(a.status, 200, "{a:?}");
         a.body["invoices"].as_array().unwrap().clone()
     }
@@ -248,11 +250,16 @@ fn a_usd_tenant_subscribes_through_checkout_and_each_stripe_renewal_is_invoiced_
     let body = w.event("invoice.paid", w.now.get(), &first_invoice);
     assert_eq!(w.deliver(&body)["outcome"], "ignored");
     let s = w.subscription("intl-ngo", &token);
-    assert_eq!((s["state"].as_str(), s["plan"].as_str()), (Some("active"), Some("pro")));
+    assert_eq!(
+        (s["state"].as_str(), s["plan"].as_str()),
+        (Some("active"), Some("pro"))
+    );
 
     // A month later Stripe renews: our invoice, numbered, paid, once.
     w.advance_to(FEB_1 + 3600);
-    let renewal = w.stripe.renewal_invoice("in_renew_1", &sub_id, 499, FEB_1, MAR_1);
+    let renewal = w
+        .stripe
+        .renewal_invoice("in_renew_1", &sub_id, 499, FEB_1, MAR_1);
     let paid = w.event("invoice.paid", FEB_1 + 3600, &renewal);
     // Forged: refused, nothing recorded.
     let forged = w.webhook_signed(&paid, "whsec_guessed");
@@ -277,31 +284,46 @@ fn a_usd_tenant_subscribes_through_checkout_and_each_stripe_renewal_is_invoiced_
     let other = w.event("invoice.paid", FEB_1 + 3700, &renewal);
     assert_eq!(w.deliver(&other)["outcome"], "ignored");
     assert_eq!(w.invoices("intl-ngo", &token).len(), 2);
-    assert_eq!(w.subscription("intl-ngo", &token)["period_end"], "2026-03-01T00:00:00Z");
+    assert_eq!(
+        w.subscription("intl-ngo", &token)["period_end"],
+        "2026-03-01T00:00:00Z"
+    );
 
     // The next renewal, then a late invoice for the older period: ignored.
     w.advance_to(MAR_1 + 3600);
-    let march = w.stripe.renewal_invoice("in_renew_2", &sub_id, 499, MAR_1, APR_1);
+    let march = w
+        .stripe
+        .renewal_invoice("in_renew_2", &sub_id, 499, MAR_1, APR_1);
     assert_eq!(
         w.deliver(&w.event("invoice.paid", MAR_1 + 3600, &march))["outcome"],
         "granted"
     );
-    let late = w.stripe.renewal_invoice("in_renew_1b", &sub_id, 499, FEB_1, MAR_1);
+    let late = w
+        .stripe
+        .renewal_invoice("in_renew_1b", &sub_id, 499, FEB_1, MAR_1);
     let a = w.deliver(&w.event("invoice.paid", FEB_1 + 60, &late));
     assert_eq!(a["outcome"], "ignored", "{a}");
     assert_eq!(w.invoices("intl-ngo", &token).len(), 3);
-    assert_eq!(w.subscription("intl-ngo", &token)["period_end"], "2026-04-01T00:00:00Z");
+    assert_eq!(
+        w.subscription("intl-ngo", &token)["period_end"],
+        "2026-04-01T00:00:00Z"
+    );
 
     // Another amount than the plan's: recorded, flagged, not granted.
     w.advance_to(APR_1 + 3600);
-    let odd = w.stripe.renewal_invoice("in_renew_3", &sub_id, 999, APR_1, APR_1 + 30 * DAY);
+    let odd = w
+        .stripe
+        .renewal_invoice("in_renew_3", &sub_id, 999, APR_1, APR_1 + 30 * DAY);
     assert_eq!(
         w.deliver(&w.event("invoice.paid", APR_1 + 3600, &odd))["outcome"],
         "flagged"
     );
     assert_eq!(w.invoices("intl-ngo", &token).len(), 3);
     let flagged = w.host.get("/v1/payments/flagged", &w.host.operator);
-    assert!(flagged.body.to_string().contains("the plan costs 499"), "{flagged:?}");
+    assert!(
+        flagged.body.to_string().contains("the plan costs 499"),
+        "{flagged:?}"
+    );
     // An event about a Stripe subscription of nobody's: flagged.
     let stray = json!({"id": "in_stray", "object": "invoice", "subscription": "sub_nobody",
         "billing_reason": "subscription_cycle", "amount_paid": 499, "currency": "usd",
@@ -318,7 +340,9 @@ fn stripe_failures_make_it_past_due_and_an_older_update_never_undoes_a_deletion(
     let (token, sub_id, _) = w.subscribed("fail-org");
     // The renewal fails at Stripe after our period ended: past due, grace.
     w.advance_to(FEB_1 + 3600);
-    let mut failed = w.stripe.renewal_invoice("in_fail_1", &sub_id, 499, FEB_1, MAR_1);
+    let mut failed = w
+        .stripe
+        .renewal_invoice("in_fail_1", &sub_id, 499, FEB_1, MAR_1);
     failed["status"] = json!("open");
     failed["amount_paid"] = json!(0);
     let a = w.deliver(&w.event("invoice.payment_failed", FEB_1 + 3600, &failed));
@@ -337,7 +361,9 @@ fn stripe_failures_make_it_past_due_and_an_older_update_never_undoes_a_deletion(
     assert_eq!(s["state"], "active");
     assert!(s["grace_ends"].is_null());
     // A failure for the period already paid, arriving late: ignored.
-    let late = w.stripe.renewal_invoice("in_fail_1", &sub_id, 499, FEB_1, MAR_1);
+    let late = w
+        .stripe
+        .renewal_invoice("in_fail_1", &sub_id, 499, FEB_1, MAR_1);
     let a = w.deliver(&w.event("invoice.payment_failed", FEB_1 + 3600, &late));
     assert_eq!(a["outcome"], "ignored", "{a}");
     assert_eq!(w.subscription("fail-org", &token)["state"], "active");
@@ -381,7 +407,10 @@ fn a_cancellation_scheduled_at_stripe_is_ours_and_ours_reaches_stripe_first() {
     ));
     assert_eq!(a["outcome"], "applied", "{a}");
     let s = w.subscription("cancel-org", &token);
-    assert_eq!((s["state"].as_str(), s["access"].as_bool()), (Some("canceled"), Some(true)));
+    assert_eq!(
+        (s["state"].as_str(), s["access"].as_bool()),
+        (Some("canceled"), Some(true))
+    );
     // An older update (still renewing) does not undo it.
     let a = w.deliver(&w.event(
         "customer.subscription.updated",
@@ -400,19 +429,25 @@ fn a_cancellation_scheduled_at_stripe_is_ours_and_ours_reaches_stripe_first() {
 
     // Our cancellation while Stripe is down: a clear retryable error,
     // nothing changed here or there.
-    let cancel = format!("/v1/tenants/cancel-org/subscriptions/cards/cancel");
+    let cancel = "/v1/tenants/cancel-org/subscriptions/cards/cancel";
     w.stripe.set_outage(true);
-    let a = w.host.post(&cancel, &token, json!({"at_period_end": true}));
+    let a = w.host.post(cancel, &token, json!({"at_period_end": true}));
     assert_eq!(a.status, 503, "{a:?}");
     assert!(a.body["detail"].to_string().contains("try again"), "{a:?}");
     assert_eq!(w.subscription("cancel-org", &token)["state"], "active");
-    assert_eq!(w.stripe.subscription(&sub_id).unwrap()["cancel_at_period_end"], false);
+    assert_eq!(
+        w.stripe.subscription(&sub_id).unwrap()["cancel_at_period_end"],
+        false
+    );
     w.stripe.set_outage(false);
     // Retried: Stripe is told first, with an Idempotency-Key, form-encoded.
-    let a = w.host.post(&cancel, &token, json!({"at_period_end": true}));
+    let a = w.host.post(cancel, &token, json!({"at_period_end": true}));
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["state"], "canceled");
-    assert_eq!(w.stripe.subscription(&sub_id).unwrap()["cancel_at_period_end"], true);
+    assert_eq!(
+        w.stripe.subscription(&sub_id).unwrap()["cancel_at_period_end"],
+        true
+    );
     let calls = w.stripe.subscription_calls();
     let (method, id, key, form) = calls.last().unwrap();
     assert_eq!((method.as_str(), id.as_str()), ("POST", sub_id.as_str()));
@@ -432,12 +467,18 @@ fn a_cancellation_scheduled_at_stripe_is_ours_and_ours_reaches_stripe_first() {
         json!({}),
     );
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(w.stripe.subscription(&sub_id).unwrap()["cancel_at_period_end"], false);
+    assert_eq!(
+        w.stripe.subscription(&sub_id).unwrap()["cancel_at_period_end"],
+        false
+    );
     // Canceled now: a DELETE at Stripe, access ends.
-    let a = w.host.post(&cancel, &token, json!({"at_period_end": false}));
+    let a = w.host.post(cancel, &token, json!({"at_period_end": false}));
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["access"], false);
-    assert_eq!(w.stripe.subscription(&sub_id).unwrap()["status"], "canceled");
+    assert_eq!(
+        w.stripe.subscription(&sub_id).unwrap()["status"],
+        "canceled"
+    );
     let calls = w.stripe.subscription_calls();
     assert_eq!(calls.last().unwrap().0, "DELETE");
     // Another tenant cannot cancel it.
@@ -464,13 +505,25 @@ fn a_refund_ends_what_it_paid_for_unless_access_is_kept() {
     );
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.body["credit_note"]["refund_reference"], "re_0001");
-    assert_eq!(a.body["credit_note"]["subscriptions"], json!(["cards: canceled"]));
+    assert_eq!(
+        a.body["credit_note"]["subscriptions"],
+        json!(["cards: canceled"])
+    );
     assert_eq!(w.stripe.refunds(), 1);
-    assert_eq!(w.stripe.subscription(&sub_id).unwrap()["status"], "canceled");
+    assert_eq!(
+        w.stripe.subscription(&sub_id).unwrap()["status"],
+        "canceled"
+    );
     let s = w.subscription("card-org", &token);
-    assert_eq!((s["state"].as_str(), s["access"].as_bool()), (Some("canceled"), Some(false)));
+    assert_eq!(
+        (s["state"].as_str(), s["access"].as_bool()),
+        (Some("canceled"), Some(false))
+    );
     let audit = w.host.get("/v1/tenants/card-org/audit", &w.host.operator);
-    assert!(audit.body.to_string().contains("cards: canceled"), "{audit:?}");
+    assert!(
+        audit.body.to_string().contains("cards: canceled"),
+        "{audit:?}"
+    );
 
     // eSewa with keep_access: the subscription stays.
     let token = w.host.tenant("keep-org");
@@ -517,7 +570,10 @@ fn a_refund_ends_what_it_paid_for_unless_access_is_kept() {
         json!(["cards: prepaid_period_refunded"])
     );
     let s = w.subscription("ahead-org", &token);
-    assert_eq!((s["state"].as_str(), s["prepaid_periods"].as_u64()), (Some("active"), Some(0)));
+    assert_eq!(
+        (s["state"].as_str(), s["prepaid_periods"].as_u64()),
+        (Some("active"), Some(0))
+    );
 }
 
 #[test]
@@ -543,11 +599,17 @@ fn a_voided_invoice_takes_no_late_payment_and_a_paid_one_is_not_voided() {
     assert_eq!(a.status, 404, "{a:?}");
     let a = w.host.post(&path, &w.host.operator, json!({"reason": ""}));
     assert_eq!(a.status, 422, "{a:?}");
-    let a = w.host.post(&path, &w.host.operator, json!({"reason": "ordered by mistake"}));
+    let a = w.host.post(
+        &path,
+        &w.host.operator,
+        json!({"reason": "ordered by mistake"}),
+    );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["status"], "void");
     assert_eq!(a.body["number"], answer["invoice"]["number"]);
-    let a = w.host.post(&path, &w.host.operator, json!({"reason": "again"}));
+    let a = w
+        .host
+        .post(&path, &w.host.operator, json!({"reason": "again"}));
     assert_eq!(a.status, 409, "{a:?}");
     // The payer pays anyway: recorded and flagged, never granted.
     let late = w.visit(&w.pay(&answer["next"]));
@@ -558,7 +620,10 @@ fn a_voided_invoice_takes_no_late_payment_and_a_paid_one_is_not_voided() {
         .get("/v1/tenants/void-org/subscriptions/cards", &token);
     assert_eq!(sub.status, 404, "{sub:?}");
     let flagged = w.host.get("/v1/payments/flagged", &w.host.operator);
-    assert!(flagged.body.to_string().contains("canceled attempt"), "{flagged:?}");
+    assert!(
+        flagged.body.to_string().contains("canceled attempt"),
+        "{flagged:?}"
+    );
     let audit = w.host.get("/v1/tenants/void-org/audit", &w.host.operator);
     assert!(audit.body.to_string().contains("payment_void"), "{audit:?}");
 
@@ -573,7 +638,12 @@ fn a_voided_invoice_takes_no_late_payment_and_a_paid_one_is_not_voided() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f[0].as_str().unwrap().to_owned(), f[1].as_str().unwrap().to_owned()))
+        .map(|f| {
+            (
+                f[0].as_str().unwrap().to_owned(),
+                f[1].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let res = w.browser.post(action).form(&fields).send().unwrap();
     let back = res.headers()["location"].to_str().unwrap().to_owned();
@@ -612,7 +682,9 @@ fn a_voided_invoice_takes_no_late_payment_and_a_paid_one_is_not_voided() {
     ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("void"), "{out}");
-    let a = w.host.get(&format!("/v1/tenants/cli-void/invoices/{id}"), &token);
+    let a = w
+        .host
+        .get(&format!("/v1/tenants/cli-void/invoices/{id}"), &token);
     assert_eq!(a.body["status"], "void");
     let _ = &w.esewa;
     let _ = &w.khalti;

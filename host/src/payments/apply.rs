@@ -59,7 +59,7 @@ pub struct ProviderEvent<'a> {
     /// The provider-side subscription a confirmed payment starts (Stripe's
     /// `sub_...` in `subscription` mode): linked to the subscription it
     /// grants, in the same transaction, so the provider's later renewals
-    /// find it ([`super::stripe_subscriptions`]).
+    /// find it ([`super::stripe_links`]).
     pub subscription: Option<&'a str>,
 }
 
@@ -261,10 +261,9 @@ impl Payments<'_> {
             .await
         {
             Ok(()) => {
-                if let (Provider::Stripe, Some(subscription)) =
-                    (event.provider, event.subscription)
+                if let (Provider::Stripe, Some(subscription)) = (event.provider, event.subscription)
                 {
-                    super::stripe_subscriptions::link(
+                    super::stripe_links::link(
                         &mut savepoint,
                         subscription,
                         attempt,

@@ -444,7 +444,12 @@ impl Payments<'_> {
             "checkout.session.expired",
         ];
         if !session_events.contains(&event.kind.as_str()) {
-            return self.stripe_subscription_event(&event, occurred_at).await;
+            return Ok(
+                match self.stripe_subscription_event(&event, occurred_at).await? {
+                    Some(recorded) => WebhookOutcome::Recorded(recorded),
+                    None => WebhookOutcome::Unhandled,
+                },
+            );
         }
         let mut lookup = stripe::session_lookup(&event.object);
         if event.kind == "checkout.session.async_payment_failed" {

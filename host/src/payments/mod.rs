@@ -31,6 +31,7 @@ pub mod refund;
 pub mod renewals;
 pub mod service;
 pub mod store;
+pub mod stripe_links;
 pub mod stripe_subscriptions;
 pub mod void;
 

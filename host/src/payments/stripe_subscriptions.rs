@@ -6,7 +6,8 @@
 //! in `subscription` mode: a recurring price at the plan's interval for
 //! the invoice's total. When that session's payment is granted, the Stripe
 //! subscription it created is **linked** (table `stripe_subscriptions`) to
-//! the tenant's subscription in the grant's own transaction. From then on
+//! the tenant's subscription in the grant's own transaction
+//! ([`super::stripe_links`]). From then on
 //! Stripe's events drive it, each through the payment inbox (keyed by the
 //! event id, so a replay changes nothing) and the subscription state
 //! machine, in one `BEGIN IMMEDIATE` transaction:
@@ -39,14 +40,16 @@
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
-use super::checkout::WebhookOutcome;
-use super::inbox::{self, Attempt, AttemptStatus, InboxEntry, NewAttempt, Outcome, Provider};
+use super::apply::Recorded;
+use super::inbox::{self, AttemptStatus, InboxEntry, NewAttempt, Outcome, Provider};
 use super::providers::stripe::{self, StripeEvent};
 use super::providers::{ProviderError, Recurring};
 use super::service::Payments;
 use super::store::{self, Invoice, NewInvoice};
-use super::apply::Recorded;
-use crate::billing::invoice::{self as lines, Line, LineKind, Purchase, PurchaseItem, PurchaseKind};
+use super::stripe_links::{LinkUpdate, StripeLink, live_link, load_link, update_link};
+use crate::billing::invoice::{
+    self as lines, Line, LineKind, Purchase, PurchaseItem, PurchaseKind,
+};
 use crate::billing::plans::BillingInterval;
 use crate::billing::service::{Actor, ProviderChange, SubscriptionView};
 use crate::billing::subscription::{SubscriptionEvent, SubscriptionState, transition};
@@ -76,182 +79,6 @@ impl RecurringPlan {
             tenant_id,
         }
     }
-}
-
-/// A Stripe subscription linked to one of ours.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StripeLink {
-    /// Stripe's `sub_...`.
-    pub id: String,
-    /// The tenant's internal id.
-    pub tenant_id: String,
-    /// The module's slug.
-    pub module: String,
-    /// Our plan it renews.
-    pub plan: String,
-    /// The checkout attempt that started it.
-    pub attempt_id: String,
-    /// Stripe's status, as last said.
-    pub status: String,
-    /// Whether it ends at its period's end, as last said.
-    pub cancel_at_period_end: bool,
-    /// Unix seconds: the end of the newest period paid.
-    pub paid_through: Option<i64>,
-    /// Unix seconds: `created` of the newest event applied.
-    pub last_event_at: Option<i64>,
-}
-
-type LinkRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    bool,
-    Option<i64>,
-    Option<i64>,
-);
-
-const LINK_COLUMNS: &str = "id, tenant_id, module_slug, plan, attempt_id, status, \
-    cancel_at_period_end, paid_through, last_event_at";
-
-fn link_of(row: LinkRow) -> StripeLink {
-    StripeLink {
-        id: row.0,
-        tenant_id: row.1,
-        module: row.2,
-        plan: row.3,
-        attempt_id: row.4,
-        status: row.5,
-        cancel_at_period_end: row.6,
-        paid_through: row.7,
-        last_event_at: row.8,
-    }
-}
-
-/// Links Stripe subscription `id` to the subscription `purchase` granted
-/// through `attempt` (one plan), inside the grant's transaction. Linking
-/// the same one again changes nothing.
-///
-/// # Errors
-/// Database failures.
-pub async fn link(
-    conn: &mut SqliteConnection,
-    id: &str,
-    attempt: &Attempt,
-    purchase: &Purchase,
-    now: OffsetDateTime,
-) -> Result<(), SoukError> {
-    let Some(item) = purchase.items.first() else {
-        return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO stripe_subscriptions (id, tenant_id, module_slug, plan, attempt_id, status, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(&attempt.tenant_id)
-    .bind(&item.module)
-    .bind(&item.plan)
-    .bind(&attempt.id)
-    .bind(rfc3339(now))
-    .bind(rfc3339(now))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Stripe subscription `id`, when linked.
-///
-/// # Errors
-/// Database failures.
-pub async fn load_link(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> Result<Option<StripeLink>, SoukError> {
-    let row: Option<LinkRow> = sqlx::query_as(&format!(
-        "SELECT {LINK_COLUMNS} FROM stripe_subscriptions WHERE id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(link_of))
-}
-
-/// The Stripe subscription that renews `module` for `tenant_id`: the
-/// newest linked one Stripe has not canceled.
-///
-/// # Errors
-/// Database failures.
-pub async fn live_link(
-    conn: &mut SqliteConnection,
-    tenant_id: &str,
-    module: &str,
-) -> Result<Option<StripeLink>, SoukError> {
-    let row: Option<LinkRow> = sqlx::query_as(&format!(
-        "SELECT {LINK_COLUMNS} FROM stripe_subscriptions WHERE tenant_id = ? AND module_slug = ? \
-         AND status NOT IN ('canceled', 'incomplete_expired') ORDER BY created_at DESC, id LIMIT 1"
-    ))
-    .bind(tenant_id)
-    .bind(module)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(link_of))
-}
-
-/// What changed in a link after an event.
-struct LinkUpdate<'a> {
-    status: Option<&'a str>,
-    cancel_at_period_end: Option<bool>,
-    current_period_end: Option<i64>,
-    paid_through: Option<i64>,
-    plan: Option<&'a str>,
-    customer: Option<&'a str>,
-    event_at: Option<i64>,
-}
-
-impl LinkUpdate<'_> {
-    fn none() -> Self {
-        LinkUpdate {
-            status: None,
-            cancel_at_period_end: None,
-            current_period_end: None,
-            paid_through: None,
-            plan: None,
-            customer: None,
-            event_at: None,
-        }
-    }
-}
-
-async fn update_link(
-    conn: &mut SqliteConnection,
-    id: &str,
-    update: &LinkUpdate<'_>,
-    now: OffsetDateTime,
-) -> Result<(), SoukError> {
-    sqlx::query(
-        "UPDATE stripe_subscriptions SET status = COALESCE(?, status), \
-         cancel_at_period_end = COALESCE(?, cancel_at_period_end), \
-         current_period_end = COALESCE(?, current_period_end), \
-         paid_through = MAX(COALESCE(paid_through, 0), COALESCE(?, 0)), \
-         plan = COALESCE(?, plan), customer = COALESCE(?, customer), \
-         last_event_at = MAX(COALESCE(last_event_at, 0), COALESCE(?, 0)), updated_at = ? \
-         WHERE id = ?",
-    )
-    .bind(update.status)
-    .bind(update.cancel_at_period_end)
-    .bind(update.current_period_end)
-    .bind(update.paid_through)
-    .bind(update.plan)
-    .bind(update.customer)
-    .bind(update.event_at)
-    .bind(rfc3339(now))
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// What applying one Stripe subscription event decided.
@@ -361,7 +188,7 @@ impl Payments<'_> {
     }
 
     /// Applies a verified Stripe event about a subscription (see the module
-    /// docs); other event types are acknowledged unrecorded.
+    /// docs); `None` for other event types (acknowledged, unrecorded).
     ///
     /// # Errors
     /// [`SoukError::Invalid`] for an event whose object cannot be read
@@ -370,7 +197,7 @@ impl Payments<'_> {
         &self,
         event: &StripeEvent,
         occurred_at: OffsetDateTime,
-    ) -> Result<WebhookOutcome, SoukError> {
+    ) -> Result<Option<Recorded>, SoukError> {
         let invalid = |_| SoukError::Invalid("the event's object cannot be read".into());
         let body = match event.kind.as_str() {
             "invoice.paid" => SubscriptionEventBody::InvoicePaid(
@@ -385,7 +212,7 @@ impl Payments<'_> {
             "customer.subscription.deleted" => SubscriptionEventBody::Deleted(
                 stripe::parse_subscription(&event.object).map_err(invalid)?,
             ),
-            _ => return Ok(WebhookOutcome::Unhandled),
+            _ => return Ok(None),
         };
         let (subscription, amount, currency) = match &body {
             SubscriptionEventBody::InvoicePaid(i) | SubscriptionEventBody::InvoiceFailed(i) => {
@@ -402,7 +229,7 @@ impl Payments<'_> {
             .await
             .map_err(super::apply::internal)?
         {
-            return Ok(WebhookOutcome::Recorded(Recorded {
+            return Ok(Some(Recorded {
                 outcome,
                 reason,
                 repeated: true,
@@ -418,7 +245,9 @@ impl Payments<'_> {
         let decision = match link {
             None => Decision {
                 outcome: Outcome::Flagged,
-                reason: Some("no subscription of ours is linked to this Stripe subscription".into()),
+                reason: Some(
+                    "no subscription of ours is linked to this Stripe subscription".into(),
+                ),
                 attempt_id: None,
                 invoice_id: None,
             },
@@ -478,7 +307,7 @@ impl Payments<'_> {
         if let Some((tenant_id, module)) = touched {
             self.billing.forget_grant(&tenant_id, &module);
         }
-        Ok(WebhookOutcome::Recorded(Recorded {
+        Ok(Some(Recorded {
             outcome: decision.outcome,
             reason: decision.reason,
             repeated: false,
@@ -518,10 +347,7 @@ impl Payments<'_> {
                     ));
                 };
                 if link.paid_through.is_some_and(|p| period_end <= p) {
-                    return Ok(Decision::ignored(
-                        link,
-                        "a newer period is already paid",
-                    ));
+                    return Ok(Decision::ignored(link, "a newer period is already paid"));
                 }
                 self.renewal_paid(tx, link, invoice, period_end, created, now)
                     .await
@@ -535,7 +361,12 @@ impl Payments<'_> {
                 }
                 let change = self
                     .billing
-                    .provider_renewal_failed(tx, tenant_id, module, &format!("stripe {}", invoice.id))
+                    .provider_renewal_failed(
+                        tx,
+                        tenant_id,
+                        module,
+                        &format!("stripe {}", invoice.id),
+                    )
                     .await?;
                 update_link(
                     tx,
@@ -559,7 +390,10 @@ impl Payments<'_> {
             SubscriptionEventBody::Updated(_) | SubscriptionEventBody::Deleted(_)
                 if link.status == "canceled" =>
             {
-                Ok(Decision::ignored(link, "the Stripe subscription was deleted"))
+                Ok(Decision::ignored(
+                    link,
+                    "the Stripe subscription was deleted",
+                ))
             }
             SubscriptionEventBody::Updated(_) if older => Ok(Decision::ignored(
                 link,
@@ -760,9 +594,16 @@ impl Payments<'_> {
         )
         .await
         .map_err(super::apply::internal)?;
-        inbox::update_attempt(tx, &attempt_id, AttemptStatus::Paid, Some(created), None, now)
-            .await
-            .map_err(super::apply::internal)?;
+        inbox::update_attempt(
+            tx,
+            &attempt_id,
+            AttemptStatus::Paid,
+            Some(created),
+            None,
+            now,
+        )
+        .await
+        .map_err(super::apply::internal)?;
         update_link(
             tx,
             &link.id,
@@ -879,7 +720,9 @@ impl Payments<'_> {
                 // One key per change of our subscription: a retry is the
                 // same request, a later change a new one.
                 let key = format!("{}-{}-r{}", link.id, cancel, record.revision);
-                stripe.set_cancel_at_period_end(&link.id, cancel, &key).await
+                stripe
+                    .set_cancel_at_period_end(&link.id, cancel, &key)
+                    .await
             }
         }
         .map_err(|e| provider_error(e, what))?;
@@ -935,5 +778,226 @@ impl Payments<'_> {
         )
         .await?;
         Ok(Some(link.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::service::PurchaseRequest;
+    use crate::clock::Clock;
+    use crate::payments::apply::{PaymentStatus, ProviderEvent};
+    use crate::payments::tests::{Host, at};
+
+    /// A USD tenant whose digital-card pro (USD 19.99) Stripe renews as
+    /// `sub_1`, granted at the host's now.
+    async fn subscribed(host: &Host) {
+        let payments = host.payments();
+        let tenant = &host.tenants[0];
+        let invoice = payments
+            .issue_invoice(
+                tenant,
+                PurchaseRequest::Plan {
+                    module: "digital-card",
+                    plan: "pro",
+                    currency: Some("USD"),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let recurring = payments.stripe_recurring(tenant, &invoice).await.unwrap();
+        assert_eq!(
+            recurring.map(|r| (r.module, r.plan, r.interval)),
+            Some((
+                "digital-card".into(),
+                "pro".into(),
+                BillingInterval::Monthly
+            ))
+        );
+        let mut conn = host.control.pool().acquire().await.unwrap();
+        inbox::create_attempt(
+            &mut conn,
+            NewAttempt {
+                invoice_id: &invoice.id,
+                tenant_id: &tenant.id,
+                provider: Provider::Stripe,
+                provider_ref: "cs_1",
+                amount: invoice.totals.total,
+                currency: invoice.currency,
+                status: AttemptStatus::Pending,
+            },
+            host.clock.now(),
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        let done = payments
+            .record_event(ProviderEvent {
+                provider: Provider::Stripe,
+                event_id: "evt_start",
+                provider_ref: "cs_1",
+                status: PaymentStatus::Completed,
+                raw_status: "checkout.session.completed",
+                amount: Some(1999),
+                currency: Some(invoice.currency),
+                occurred_at: host.clock.now(),
+                payment_reference: "in_first",
+                subscription: Some("sub_1"),
+            })
+            .await
+            .unwrap();
+        assert_eq!(done.outcome, Outcome::Granted);
+        // Stripe renews it now: a second checkout would be a one-off.
+        assert_eq!(
+            payments.stripe_recurring(tenant, &invoice).await.unwrap(),
+            None
+        );
+    }
+
+    fn event(id: &str, kind: &str, object: serde_json::Value) -> StripeEvent {
+        StripeEvent {
+            id: id.into(),
+            kind: kind.into(),
+            created: 0,
+            object,
+        }
+    }
+
+    async fn outcome(host: &Host, event: StripeEvent, when: &str) -> Recorded {
+        match host
+            .payments()
+            .stripe_subscription_event(&event, at(when))
+            .await
+            .unwrap()
+        {
+            Some(r) => r,
+            None => panic!("unhandled"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_renewal_paid_before_our_period_end_is_a_prepaid_period_maintenance_uses() {
+        let host = Host::new(1, "2027-01-01T00:00:00Z").await;
+        subscribed(&host).await;
+        let tenant = &host.tenants[0];
+        // Stripe's clock runs a little ahead of ours.
+        host.clock.set(at("2027-01-31T23:59:00Z"));
+        let failed = serde_json::json!({"id": "in_early", "subscription": "sub_1",
+            "billing_reason": "subscription_cycle", "amount_due": 1999, "currency": "usd",
+            "lines": {"data": [{"period": {"start": 1801440000, "end": 1803859200}}]}});
+        let r = outcome(
+            &host,
+            event("evt_f", "invoice.payment_failed", failed),
+            "2027-01-31T23:59:00Z",
+        )
+        .await;
+        assert_eq!(
+            r.outcome,
+            Outcome::Ignored,
+            "not past due before the period ends"
+        );
+        let paid = serde_json::json!({"id": "in_early", "subscription": "sub_1",
+            "billing_reason": "subscription_cycle", "amount_paid": 1999, "currency": "usd",
+            "lines": {"data": [{"period": {"start": 1801440000, "end": 1803859200}}]}});
+        let r = outcome(
+            &host,
+            event("evt_p", "invoice.paid", paid),
+            "2027-01-31T23:59:30Z",
+        )
+        .await;
+        assert_eq!(
+            (r.outcome, r.reason.as_deref()),
+            (Outcome::Granted, Some("paid"))
+        );
+        let record = host
+            .billing
+            .get(tenant, "digital-card")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.prepaid_periods, 1);
+        assert_eq!(record.subscription.state, SubscriptionState::Active);
+        let invoices = host.payments().invoices(Some(tenant), 10).await.unwrap();
+        assert_eq!(invoices.len(), 2);
+        assert_eq!(invoices[0].status, store::InvoiceStatus::Paid);
+        assert_eq!(invoices[0].provider_reference.as_deref(), Some("in_early"));
+        assert_eq!(invoices[0].totals.total, 1999);
+        // At our period end maintenance renews with it: not past due.
+        host.clock.set(at("2027-02-01T00:00:00Z"));
+        host.billing.run_maintenance().await.unwrap();
+        let record = host
+            .billing
+            .get(tenant, "digital-card")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.subscription.state, SubscriptionState::Active);
+        assert_eq!(record.prepaid_periods, 0);
+        assert_eq!(record.subscription.period_end, at("2027-03-01T00:00:00Z"));
+    }
+
+    #[tokio::test]
+    async fn a_plan_changed_at_stripe_changes_ours_and_unknown_objects_are_refused() {
+        let host = Host::new(1, "2027-01-01T00:00:00Z").await;
+        subscribed(&host).await;
+        let tenant = &host.tenants[0];
+        host.clock.set(at("2027-01-10T00:00:00Z"));
+        let upgraded = serde_json::json!({"id": "sub_1", "status": "active",
+            "cancel_at_period_end": false, "metadata": {"plan": "business"}});
+        let r = outcome(
+            &host,
+            event("evt_u", "customer.subscription.updated", upgraded),
+            "2027-01-10T00:00:00Z",
+        )
+        .await;
+        assert_eq!(
+            (r.outcome, r.reason.as_deref()),
+            (Outcome::Applied, Some("plan_changed"))
+        );
+        let record = host
+            .billing
+            .get(tenant, "digital-card")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.subscription.plan, "business");
+        // A plan the catalog does not have: flagged, nothing changed.
+        let odd = serde_json::json!({"id": "sub_1", "status": "active",
+            "cancel_at_period_end": false, "metadata": {"plan": "platinum"}});
+        let r = outcome(
+            &host,
+            event("evt_v", "customer.subscription.updated", odd),
+            "2027-01-11T00:00:00Z",
+        )
+        .await;
+        assert_eq!(r.outcome, Outcome::Flagged);
+        let record = host
+            .billing
+            .get(tenant, "digital-card")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.subscription.plan, "business");
+        // An object that is not one: refused, recorded nowhere.
+        let refused = host
+            .payments()
+            .stripe_subscription_event(
+                &event(
+                    "evt_w",
+                    "customer.subscription.deleted",
+                    serde_json::json!({}),
+                ),
+                at("2027-01-11T00:00:00Z"),
+            )
+            .await;
+        assert!(matches!(refused, Err(SoukError::Invalid(_))));
+        let mut conn = host.control.pool().acquire().await.unwrap();
+        assert!(
+            inbox::recorded(&mut conn, Provider::Stripe, "evt_w")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

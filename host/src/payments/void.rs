@@ -68,9 +68,8 @@ impl Payments<'_> {
         .await?
         .rows_affected();
         let at = rfc3339(now);
-        let detail = format!(
-            "invoice {number} voided ({canceled} payment attempt(s) canceled): {reason}"
-        );
+        let detail =
+            format!("invoice {number} voided ({canceled} payment attempt(s) canceled): {reason}");
         audit::record_host_event(
             &mut tx,
             &audit::NewAuditEvent {

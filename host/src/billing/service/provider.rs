@@ -244,8 +244,7 @@ impl Billing {
     ) -> Result<Option<ProviderChange>, SoukError> {
         let mut record = self.load_for(tx, tenant_id, module).await?;
         let from = record.subscription.state;
-        if from != SubscriptionState::Canceled
-            || self.clock.now() >= record.subscription.period_end
+        if from != SubscriptionState::Canceled || self.clock.now() >= record.subscription.period_end
         {
             return Ok(None);
         }

@@ -242,9 +242,8 @@ pub fn parse_invoice(object: &Value, paid: bool) -> Result<StripeInvoice, Webhoo
         .filter(|id| !id.is_empty())
         .ok_or(WebhookError::NotAnEvent)?
         .to_owned();
-    let subscription = expandable_id(&object["subscription"]).or_else(|| {
-        expandable_id(&object["parent"]["subscription_details"]["subscription"])
-    });
+    let subscription = expandable_id(&object["subscription"])
+        .or_else(|| expandable_id(&object["parent"]["subscription_details"]["subscription"]));
     let line = &object["lines"]["data"][0]["period"];
     let amount = if paid {
         object["amount_paid"].as_i64()
@@ -476,8 +475,14 @@ impl Stripe {
     /// # Errors
     /// [`ProviderError`] as for a session's creation.
     pub async fn cancel_now(&self, id: &str) -> Result<StripeSubscription, ProviderError> {
-        let url = format!("{}/v1/subscriptions/{}", self.config.base_url, form_path(id));
-        let body = self.send(self.client.delete(url), "the cancellation").await?;
+        let url = format!(
+            "{}/v1/subscriptions/{}",
+            self.config.base_url,
+            form_path(id)
+        );
+        let body = self
+            .send(self.client.delete(url), "the cancellation")
+            .await?;
         parse_subscription(&body)
             .map_err(|_| unexpected("the cancellation answered no subscription"))
     }
@@ -495,7 +500,11 @@ impl Stripe {
         cancel: bool,
         key: &str,
     ) -> Result<StripeSubscription, ProviderError> {
-        let url = format!("{}/v1/subscriptions/{}", self.config.base_url, form_path(id));
+        let url = format!(
+            "{}/v1/subscriptions/{}",
+            self.config.base_url,
+            form_path(id)
+        );
         let flag = if cancel { "true" } else { "false" };
         let request = self
             .client
@@ -710,14 +719,21 @@ mod tests {
             "currency": "usd", "lines": {"data": [{"period": {"start": 10, "end": 20}}]}});
         let invoice = parse_invoice(&old, true).unwrap();
         assert_eq!(invoice.subscription.as_deref(), Some("sub_1"));
-        assert_eq!((invoice.period_start, invoice.period_end), (Some(10), Some(20)));
+        assert_eq!(
+            (invoice.period_start, invoice.period_end),
+            (Some(10), Some(20))
+        );
         assert_eq!(invoice.amount, Some(499));
         assert_eq!(invoice.currency, Currency::parse("USD").ok());
         let new = serde_json::json!({"id": "in_2", "amount_paid": 0, "amount_due": 499,
             "parent": {"subscription_details": {"subscription": "sub_2"}}});
         let invoice = parse_invoice(&new, false).unwrap();
         assert_eq!(invoice.subscription.as_deref(), Some("sub_2"));
-        assert_eq!(invoice.amount, Some(499), "a failed invoice is read by its amount due");
+        assert_eq!(
+            invoice.amount,
+            Some(499),
+            "a failed invoice is read by its amount due"
+        );
         assert_eq!(invoice.period_end, None);
         assert!(parse_invoice(&serde_json::json!({"id": ""}), true).is_err());
 
