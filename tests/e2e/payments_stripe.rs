@@ -494,22 +494,50 @@ fn a_cancellation_scheduled_at_stripe_is_ours_and_ours_reaches_stripe_first() {
 #[test]
 fn a_refund_ends_what_it_paid_for_unless_access_is_kept() {
     let w = world();
-    // Stripe: the refund of the current period's invoice cancels now, at
-    // Stripe too.
+    // Stripe: the first period's invoice, refunded after a renewal was
+    // paid, paid a period that is over: nothing changes.
     let (token, sub_id, answer) = w.subscribed("card-org");
+    w.advance_to(FEB_1 + 3600);
+    let renewal = w
+        .stripe
+        .renewal_invoice("in_card_2", &sub_id, 499, FEB_1, MAR_1);
+    assert_eq!(
+        w.deliver(&w.event("invoice.paid", FEB_1 + 3600, &renewal))["outcome"],
+        "granted"
+    );
     let id = answer["invoice"]["id"].as_str().unwrap();
     let a = w.host.post(
         &format!("/v1/tenants/card-org/invoices/{id}/refund"),
         &w.host.operator,
-        json!({"reason": "charged by mistake"}),
+        json!({"reason": "first month on the house"}),
     );
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.body["credit_note"]["refund_reference"], "re_0001");
+    assert_eq!(a.body["credit_note"]["subscriptions"], json!([]));
+    assert_eq!(w.subscription("card-org", &token)["state"], "active");
+    assert_eq!(w.stripe.subscription(&sub_id).unwrap()["status"], "active");
+    // The current period's invoice (Stripe's renewal) refunded: canceled
+    // now, at Stripe first.
+    let current = w
+        .invoices("card-org", &token)
+        .into_iter()
+        .find(|i| i["provider_reference"] == "in_card_2")
+        .unwrap();
+    let a = w.host.post(
+        &format!(
+            "/v1/tenants/card-org/invoices/{}/refund",
+            current["id"].as_str().unwrap()
+        ),
+        &w.host.operator,
+        json!({"reason": "charged by mistake"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body["credit_note"]["refund_reference"], "re_0002");
     assert_eq!(
         a.body["credit_note"]["subscriptions"],
         json!(["cards: canceled"])
     );
-    assert_eq!(w.stripe.refunds(), 1);
+    assert_eq!(w.stripe.refunds(), 2);
     assert_eq!(
         w.stripe.subscription(&sub_id).unwrap()["status"],
         "canceled"

@@ -9,12 +9,13 @@
 //! **A refund ends what it paid for** (unless the operator passes
 //! `keep_access`): for each subscription the invoice's purchase names, on
 //! the plan it bought, a prepaid period not yet begun is taken back if
-//! there is one (the subscription is shortened by a period); otherwise
-//! the refunded invoice paid the current period and the subscription is
-//! canceled now — access ends, and a subscription Stripe renews is
-//! canceled at Stripe first (`DELETE`), so it is not charged again. A
-//! subscription on another plan since, or already canceled or expired, is
-//! left alone. Each change is in the subscription's history (actor
+//! there is one (the subscription is shortened by a period); otherwise,
+//! when no later paid invoice bought the module, the refunded invoice paid
+//! the current period and the subscription is canceled now — access ends,
+//! and a subscription Stripe renews is canceled at Stripe first
+//! (`DELETE`), so it is not charged again; an older invoice's period is
+//! over and changes nothing. A subscription on another plan since, or
+//! already canceled or expired, is left alone. Each change is in the subscription's history (actor
 //! `operator`) and in the refund's audit event, in the same transaction
 //! as the credit note.
 
@@ -101,15 +102,40 @@ impl Payments<'_> {
         let items = if keep_access {
             Vec::new()
         } else {
-            invoice.purchase.items.clone()
+            let mut conn = self.control.pool().acquire().await?;
+            let paid = store::list(&mut conn, Some(&tenant.id), 500).await?;
+            // Whether a later paid invoice bought the same module: then the
+            // refunded one's period is over (or it was prepaid, see
+            // `Billing::refund_ends`).
+            let instant = |text: &Option<String>| {
+                text.as_deref().and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+            };
+            let refunded_at = instant(&invoice.paid_at);
+            let newer = |module: &str| {
+                paid.iter().any(|other| {
+                    other.id != invoice.id
+                        && other.status == InvoiceStatus::Paid
+                        && instant(&other.paid_at) > refunded_at
+                        && other.purchase.items.iter().any(|i| i.module == module)
+                })
+            };
+            invoice
+                .purchase
+                .items
+                .iter()
+                .map(|item| (item.clone(), !newer(&item.module)))
+                .collect::<Vec<_>>()
         };
         // Stripe stops renewing what the refund cancels before anything of
         // ours changes; a retry after a failure here refunds nothing twice
         // (the refund's Idempotency-Key) and asks Stripe again.
-        for item in &items {
+        for (item, newest) in &items {
             if self
                 .billing
-                .refund_would_cancel(&tenant.id, &item.module, &item.plan)
+                .refund_would_cancel(&tenant.id, &item.module, &item.plan, *newest)
                 .await?
             {
                 self.stripe_stop(&tenant.id, &item.module).await?;
@@ -120,7 +146,7 @@ impl Payments<'_> {
         store::void(&mut tx, &invoice.id, now).await?;
         let number_text = invoice.number.as_deref().unwrap_or(&invoice.id).to_owned();
         let mut ended = Vec::new();
-        for item in &items {
+        for (item, newest) in &items {
             let change = self
                 .billing
                 .refund_ends(
@@ -128,6 +154,7 @@ impl Payments<'_> {
                     &tenant.id,
                     &item.module,
                     &item.plan,
+                    *newest,
                     &format!("refund of invoice {number_text}"),
                 )
                 .await?;
@@ -189,7 +216,7 @@ impl Payments<'_> {
         )
         .await?;
         tx.commit().await?;
-        for item in &items {
+        for (item, _) in &items {
             self.billing.forget_grant(&tenant.id, &item.module);
         }
         Ok(CreditNote {

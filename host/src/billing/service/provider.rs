@@ -308,9 +308,11 @@ impl Billing {
 
     /// An operator refunded an invoice that paid for `module` on `plan`:
     /// what it paid for ends. A prepaid period not yet begun is taken back;
-    /// otherwise the paid period is the current one and the subscription is
-    /// canceled now (access ends). A subscription on another plan, or
-    /// already canceled or expired, is left alone.
+    /// otherwise, when the invoice is the newest paid for the module
+    /// (`newest`), it paid the current period and the subscription is
+    /// canceled now (access ends); an older invoice's period is over and
+    /// nothing changes. A subscription on another plan, or already
+    /// canceled or expired, is left alone.
     ///
     /// # Errors
     /// Database failures.
@@ -320,6 +322,7 @@ impl Billing {
         tenant_id: &str,
         module: &str,
         plan: &str,
+        newest: bool,
         detail: &str,
     ) -> Result<Option<ProviderChange>, SoukError> {
         let Some(mut record) = store::load(tx, tenant_id, module).await? else {
@@ -342,6 +345,9 @@ impl Billing {
                 )
                 .await;
         }
+        if !newest {
+            return Ok(None);
+        }
         self.provider_cancel(tx, tenant_id, module, false, "operator", detail)
             .await
     }
@@ -357,20 +363,22 @@ impl Billing {
         tenant_id: &str,
         module: &str,
         plan: &str,
+        newest: bool,
     ) -> Result<bool, SoukError> {
         let mut conn = self.control.pool().acquire().await?;
-        Ok(store::load(&mut conn, tenant_id, module)
-            .await?
-            .is_some_and(|r| {
-                r.subscription.plan == plan
-                    && r.prepaid_periods == 0
-                    && matches!(
-                        r.subscription.state,
-                        SubscriptionState::Trialing
-                            | SubscriptionState::Active
-                            | SubscriptionState::PastDue
-                    )
-            }))
+        Ok(newest
+            && store::load(&mut conn, tenant_id, module)
+                .await?
+                .is_some_and(|r| {
+                    r.subscription.plan == plan
+                        && r.prepaid_periods == 0
+                        && matches!(
+                            r.subscription.state,
+                            SubscriptionState::Trialing
+                                | SubscriptionState::Active
+                                | SubscriptionState::PastDue
+                        )
+                }))
     }
 
     /// After a transaction of the functions above committed: the cached
