@@ -506,6 +506,20 @@ fn a_refund_ends_what_it_paid_for_unless_access_is_kept() {
         "granted"
     );
     let id = answer["invoice"]["id"].as_str().unwrap();
+    // Stripe down: a retryable error, nothing refunded, nothing changed.
+    w.stripe.set_outage(true);
+    let a = w.host.post(
+        &format!("/v1/tenants/card-org/invoices/{id}/refund"),
+        &w.host.operator,
+        json!({"reason": "first month on the house"}),
+    );
+    assert_eq!(a.status, 503, "{a:?}");
+    w.stripe.set_outage(false);
+    assert_eq!(w.stripe.refunds(), 0);
+    let invoice = w
+        .host
+        .get(&format!("/v1/tenants/card-org/invoices/{id}"), &token);
+    assert_eq!(invoice.body["status"], "paid");
     let a = w.host.post(
         &format!("/v1/tenants/card-org/invoices/{id}/refund"),
         &w.host.operator,
