@@ -8,7 +8,15 @@
 //!   scripted);
 //! - [`FakeKhalti`]: initiate and lookup with `Authorization: Key ...`,
 //!   paisa amounts of at least 1000 whose breakdown sums to the amount,
-//!   `Expired` / `User canceled` with HTTP 400.
+//!   `Expired` / `User canceled` with HTTP 400;
+//! - [`FakeStripe`]: form-encoded requests with `Authorization: Bearer
+//!   <secret key>`, an `Idempotency-Key` required on every POST (a repeated
+//!   key answers the first answer), Checkout Sessions in `payment` and
+//!   `subscription` mode (a paid subscription session has a null
+//!   `payment_intent` and names its `subscription`, `customer` and first
+//!   `invoice`), invoices, subscriptions canceled at once (`DELETE`) or at
+//!   the period end (`POST cancel_at_period_end`), refunds, and an outage
+//!   (503) on demand.
 //!
 //! Either can be made slow (a timeout) with `set_delay`.
 
@@ -475,6 +483,9 @@ async fn khalti_lookup(
         .into_response()
 }
 
+/// A call to `/v1/subscriptions/{id}`: (method, id, Idempotency-Key, form).
+pub type SubscriptionCall = (String, String, Option<String>, HashMap<String, String>);
+
 #[derive(Default)]
 struct StripeInner {
     sessions: HashMap<String, Value>,
@@ -482,6 +493,13 @@ struct StripeInner {
     created: usize,
     unauthorized: usize,
     refunds: HashMap<String, String>,
+    subscriptions: HashMap<String, Value>,
+    invoices: HashMap<String, Value>,
+    /// Calls to /v1/subscriptions: (method, id, Idempotency-Key, form).
+    subscription_calls: Vec<SubscriptionCall>,
+    /// POST answers by Idempotency-Key (Stripe replays the first answer).
+    answered: HashMap<String, Value>,
+    outage: bool,
 }
 
 struct StripeShared {
@@ -490,7 +508,7 @@ struct StripeShared {
     inner: Mutex<StripeInner>,
 }
 
-/// A fake Stripe (Checkout Sessions); stops when dropped.
+/// A fake Stripe; stops when dropped.
 pub struct FakeStripe {
     pub base: String,
     shared: Arc<StripeShared>,
@@ -510,6 +528,11 @@ impl FakeStripe {
             .route("/v1/checkout/sessions/{id}", get(stripe_retrieve))
             .route("/pay/{id}", get(stripe_pay))
             .route("/v1/refunds", post(stripe_refund))
+            .route("/v1/invoices/{id}", get(stripe_invoice))
+            .route(
+                "/v1/subscriptions/{id}",
+                post(stripe_update_subscription).delete(stripe_delete_subscription),
+            )
             .with_state(shared.clone());
         let addr = serve(&runtime, app);
         let base = format!("http://{addr}");
@@ -538,6 +561,159 @@ impl FakeStripe {
     pub fn refunds(&self) -> usize {
         self.shared.inner.lock().unwrap().refunds.len()
     }
+
+    pub fn subscription(&self, id: &str) -> Option<Value> {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .subscriptions
+            .get(id)
+            .cloned()
+    }
+
+    /// Calls to `/v1/subscriptions/{id}`: (method, id, Idempotency-Key,
+    /// form fields).
+    pub fn subscription_calls(&self) -> Vec<SubscriptionCall> {
+        self.shared.inner.lock().unwrap().subscription_calls.clone()
+    }
+
+    /// Every API call answers 503 while `down`.
+    pub fn set_outage(&self, down: bool) {
+        self.shared.inner.lock().unwrap().outage = down;
+    }
+
+    /// Stripe renews `subscription`: a paid invoice `id` for the period
+    /// `start..end` (unix seconds) of `amount`, as `invoice.paid` carries
+    /// it (also kept, so a refund of it finds its payment intent).
+    pub fn renewal_invoice(
+        &self,
+        id: &str,
+        subscription: &str,
+        amount: i64,
+        start: i64,
+        end: i64,
+    ) -> Value {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let currency = inner
+            .subscriptions
+            .get(subscription)
+            .and_then(|s| s["currency"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "usd".into());
+        let invoice = json!({
+            "id": id, "object": "invoice", "subscription": subscription,
+            "billing_reason": "subscription_cycle", "status": "paid",
+            "amount_due": amount, "amount_paid": amount, "currency": currency,
+            "payment_intent": format!("pi_{id}"),
+            "lines": {"object": "list", "data": [
+                {"object": "line_item", "amount": amount, "period": {"start": start, "end": end}}
+            ]},
+        });
+        inner.invoices.insert(id.to_owned(), invoice.clone());
+        if let Some(sub) = inner.subscriptions.get_mut(subscription) {
+            sub["current_period_end"] = json!(end);
+        }
+        invoice
+    }
+}
+
+fn stripe_error(code: StatusCode, kind: &str) -> Response {
+    (
+        code,
+        axum::Json(json!({"error": {"type": kind, "code": "resource_missing"}})),
+    )
+        .into_response()
+}
+
+/// The checks every fake Stripe API call makes: the outage, the key.
+fn stripe_gate(shared: &StripeShared, headers: &HeaderMap) -> Option<Response> {
+    if shared.inner.lock().unwrap().outage {
+        return Some(stripe_error(StatusCode::SERVICE_UNAVAILABLE, "api_error"));
+    }
+    if !stripe_authorized(shared, headers) {
+        return Some(stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+        ));
+    }
+    None
+}
+
+async fn stripe_invoice(
+    State(shared): State<Arc<StripeShared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = stripe_gate(&shared, &headers) {
+        return refused;
+    }
+    match shared.inner.lock().unwrap().invoices.get(&id) {
+        Some(invoice) => axum::Json(invoice.clone()).into_response(),
+        None => stripe_error(StatusCode::NOT_FOUND, "invalid_request_error"),
+    }
+}
+
+async fn stripe_update_subscription(
+    State(shared): State<Arc<StripeShared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = stripe_gate(&shared, &headers) {
+        return refused;
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut inner = shared.inner.lock().unwrap();
+    inner
+        .subscription_calls
+        .push(("POST".into(), id.clone(), key.clone(), form.clone()));
+    let Some(key) = key else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the fake requires an Idempotency-Key",
+        )
+            .into_response();
+    };
+    if let Some(first) = inner.answered.get(&key) {
+        return axum::Json(first.clone()).into_response();
+    }
+    let Some(sub) = inner.subscriptions.get_mut(&id) else {
+        return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error");
+    };
+    if sub["status"] == "canceled" {
+        return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error");
+    }
+    match form.get("cancel_at_period_end").map(String::as_str) {
+        Some("true") => sub["cancel_at_period_end"] = json!(true),
+        Some("false") => sub["cancel_at_period_end"] = json!(false),
+        _ => return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error"),
+    }
+    let answer = sub.clone();
+    inner.answered.insert(key, answer.clone());
+    axum::Json(answer).into_response()
+}
+
+async fn stripe_delete_subscription(
+    State(shared): State<Arc<StripeShared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = stripe_gate(&shared, &headers) {
+        return refused;
+    }
+    let mut inner = shared.inner.lock().unwrap();
+    inner
+        .subscription_calls
+        .push(("DELETE".into(), id.clone(), None, HashMap::new()));
+    let Some(sub) = inner.subscriptions.get_mut(&id) else {
+        return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error");
+    };
+    sub["status"] = json!("canceled");
+    axum::Json(sub.clone()).into_response()
 }
 
 async fn stripe_refund(
@@ -566,9 +742,13 @@ async fn stripe_refund(
     };
     let intent = form.get("payment_intent").cloned().unwrap_or_default();
     let mut inner = shared.inner.lock().unwrap();
+    if inner.outage {
+        return stripe_error(StatusCode::SERVICE_UNAVAILABLE, "api_error");
+    }
     let paid = inner
         .sessions
         .values()
+        .chain(inner.invoices.values())
         .any(|s| s["payment_intent"] == json!(intent));
     if !paid {
         return (
@@ -607,12 +787,8 @@ async fn stripe_create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !stripe_authorized(&shared, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"error": {"type": "invalid_request_error"}})),
-        )
-            .into_response();
+    if let Some(refused) = stripe_gate(&shared, &headers) {
+        return refused;
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let Some(key) = headers
@@ -634,13 +810,33 @@ async fn stripe_create(
         .get("line_items[0][price_data][unit_amount]")
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
-    if amount <= 0 || form.get("mode").map(String::as_str) != Some("payment") {
+    let mode = form.get("mode").cloned().unwrap_or_default();
+    let interval = form
+        .get("line_items[0][price_data][recurring][interval]")
+        .cloned();
+    let valid = match mode.as_str() {
+        "payment" => interval.is_none(),
+        // A subscription needs a recurring price.
+        "subscription" => interval
+            .as_deref()
+            .is_some_and(|i| ["day", "week", "month", "year"].contains(&i)),
+        _ => false,
+    };
+    if amount <= 0 || !valid {
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": {"type": "invalid_request_error"}})),
         )
             .into_response();
     }
+    let metadata: serde_json::Map<String, Value> = form
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("subscription_data[metadata][")
+                .and_then(|k| k.strip_suffix(']'))
+                .map(|k| (k.to_owned(), Value::from(v.clone())))
+        })
+        .collect();
     inner.created += 1;
     let id = format!("cs_test_{:04}", inner.created);
     let base = shared.base.lock().unwrap().clone();
@@ -655,6 +851,11 @@ async fn stripe_create(
         "client_reference_id": form.get("client_reference_id").cloned().unwrap_or_default(),
         "success_url": form.get("success_url").cloned().unwrap_or_default(),
         "payment_intent": null,
+        "mode": mode,
+        "subscription": null,
+        "customer": null,
+        "invoice": null,
+        "fake_recurring": {"interval": interval, "metadata": metadata},
     });
     inner.by_key.insert(key, id.clone());
     inner.sessions.insert(id, session.clone());
@@ -693,10 +894,43 @@ async fn stripe_pay(State(shared): State<Arc<StripeShared>>, Path(id): Path<Stri
     };
     session["status"] = json!("complete");
     session["payment_status"] = json!("paid");
-    session["payment_intent"] = json!(format!("pi_{id}"));
+    let mut created = None;
+    if session["mode"] == "subscription" {
+        // Paid through the subscription's first invoice: the session has
+        // no payment intent of its own.
+        let n = id.trim_start_matches("cs_test_").to_owned();
+        let (sub_id, invoice_id) = (format!("sub_{n}"), format!("in_{n}_first"));
+        session["subscription"] = json!(sub_id);
+        session["customer"] = json!(format!("cus_{n}"));
+        session["invoice"] = json!(invoice_id);
+        let amount = session["amount_total"].clone();
+        let currency = session["currency"].clone();
+        let subscription = json!({
+            "id": sub_id, "object": "subscription", "status": "active",
+            "customer": format!("cus_{n}"), "cancel_at_period_end": false,
+            "currency": currency, "latest_invoice": invoice_id,
+            "metadata": session["fake_recurring"]["metadata"].clone(),
+            "items": {"object": "list", "data": [{"price": {
+                "unit_amount": amount, "currency": currency,
+                "recurring": {"interval": session["fake_recurring"]["interval"].clone()}}}]},
+        });
+        let invoice = json!({
+            "id": invoice_id, "object": "invoice", "subscription": sub_id,
+            "billing_reason": "subscription_create", "status": "paid",
+            "amount_paid": amount, "amount_due": amount, "currency": currency,
+            "payment_intent": format!("pi_{invoice_id}"),
+        });
+        created = Some((sub_id, subscription, invoice_id, invoice));
+    } else {
+        session["payment_intent"] = json!(format!("pi_{id}"));
+    }
     let location = session["success_url"]
         .as_str()
         .unwrap_or_default()
         .replace("{CHECKOUT_SESSION_ID}", &id);
+    if let Some((sub_id, subscription, invoice_id, invoice)) = created {
+        inner.subscriptions.insert(sub_id, subscription);
+        inner.invoices.insert(invoice_id, invoice);
+    }
     (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
 }

@@ -790,7 +790,12 @@ fn a_tenant_in_usd_pays_with_stripe_and_only_verified_webhooks_count() {
     assert_eq!(sub["history"].as_array().unwrap().len(), history);
     let listed = invoices(&w, "intl-ngo", &token);
     assert_eq!(listed[0]["provider"], "stripe");
-    assert_eq!(listed[0]["provider_reference"], format!("pi_{session_id}"));
+    // A subscription-mode session is paid by the subscription's first
+    // Stripe invoice (its own payment intent is null).
+    assert_eq!(
+        listed[0]["provider_reference"],
+        w.stripe.session(&session_id).unwrap()["invoice"]
+    );
 
     // A subscription event about nothing of ours is recorded and flagged.
     let stray =

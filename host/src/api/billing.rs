@@ -203,9 +203,10 @@ async fn cancel(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let request: CancelRequest = optional_json(body)?;
+    // Through payments: a subscription Stripe renews is canceled there first.
     let view = souk
-        .billing
-        .cancel(
+        .payments()
+        .cancel_subscription(
             &access.tenant,
             &module,
             request.at_period_end,
@@ -221,8 +222,8 @@ async fn reactivate(
     Path((_, module)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let view = souk
-        .billing
-        .reactivate(&access.tenant, &module, actor(&access))
+        .payments()
+        .reactivate_subscription(&access.tenant, &module, actor(&access))
         .await?;
     Ok(Json(view).into_response())
 }

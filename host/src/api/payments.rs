@@ -49,6 +49,7 @@ pub(super) fn routes() -> Router<Arc<Souk>> {
             "/v1/tenants/{tenant}/invoices/{invoice}/refund",
             post(refund),
         )
+        .route("/v1/tenants/{tenant}/invoices/{invoice}/void", post(void))
         .route("/v1/invoices", get(all_invoices))
         .route("/v1/payments/esewa/return", get(esewa_return))
         .route("/v1/payments/esewa/failure/{attempt}", get(esewa_failure))
@@ -298,6 +299,8 @@ struct RefundRequest {
     reason: String,
     #[serde(default)]
     reference: Option<String>,
+    #[serde(default)]
+    keep_access: bool,
 }
 
 /// Operator: refunds a paid invoice (Stripe through its API; wallets and
@@ -317,9 +320,34 @@ async fn refund(
             &id,
             &request.reason,
             request.reference.as_deref(),
+            request.keep_access,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({ "credit_note": note }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoidRequest {
+    reason: String,
+}
+
+/// Operator: voids an open invoice (its attempts canceled; a late payment
+/// for it is flagged, never granted). A paid invoice is refunded instead
+/// (409).
+async fn void(
+    State(souk): State<Arc<Souk>>,
+    _: Operator,
+    access: TenantAccess,
+    Path((_, id)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: VoidRequest = parse_json(body)?;
+    let invoice = souk
+        .payments()
+        .void_invoice(&access.tenant, &id, &request.reason)
+        .await?;
+    Ok(Json(invoice_view(&invoice)).into_response())
 }
 
 async fn all_invoices(

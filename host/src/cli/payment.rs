@@ -1,6 +1,7 @@
 //! `souk payment`: invoices and bank transfers from the CLI (the twins of
-//! `GET /v1/invoices`, `GET /v1/tenants/{t}/invoices` and
-//! `POST /v1/tenants/{t}/invoices/{id}/mark-paid`).
+//! `GET /v1/invoices`, `GET /v1/tenants/{t}/invoices`,
+//! `POST /v1/tenants/{t}/invoices/{id}/mark-paid` and
+//! `POST /v1/tenants/{t}/invoices/{id}/void`).
 
 use clap::Subcommand;
 use serde_json::json;
@@ -27,6 +28,20 @@ pub(super) enum PaymentCommand {
         /// The bank transfer's reference.
         #[arg(long)]
         reference: String,
+    },
+    /// Void an open invoice (audited): its payment attempts are canceled,
+    /// and a payment arriving for it later is flagged, never granted. A
+    /// paid invoice is refunded instead.
+    Void {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The invoice's id (`inv_...`).
+        #[arg(long)]
+        invoice: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -93,6 +108,30 @@ pub(super) async fn run(command: PaymentCommand, global: &GlobalOptions) -> anyh
                         .as_str()
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
+                )
+            })
+        }
+        PaymentCommand::Void {
+            tenant,
+            invoice,
+            reason,
+        } => {
+            let tenant = souk.tenancy.by_slug(&tenant).await?;
+            let voided = souk
+                .payments()
+                .void_invoice(&tenant, &invoice, &reason)
+                .await?;
+            let answer = json!({
+                "id": voided.id,
+                "number": voided.number,
+                "status": voided.status.as_str(),
+            });
+            print(json, &answer, |a| {
+                format!(
+                    "invoice {} ({}): {}",
+                    a["number"].as_str().unwrap_or(""),
+                    a["id"].as_str().unwrap_or(""),
+                    a["status"].as_str().unwrap_or("")
                 )
             })
         }

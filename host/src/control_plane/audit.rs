@@ -19,7 +19,8 @@ pub struct AuditEvent {
     /// `login`, `login_failed`, `logout`, `user_create`, `user_update`,
     /// `user_delete`, `invitation_accept`, `session_revoke`,
     /// `api_key_create`, `api_key_revoke`; payments: `payment_manual` (a
-    /// bank transfer the operator recorded), `payment_refund`.
+    /// bank transfer the operator recorded), `payment_refund`, `payment_void`
+    /// (an open invoice the operator voided).
     pub action: String,
     /// The version installed before (none for an install or restore).
     pub from_version: Option<String>,

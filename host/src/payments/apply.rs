@@ -56,6 +56,11 @@ pub struct ProviderEvent<'a> {
     /// The payment's reference printed on the invoice (eSewa `ref_id`,
     /// Khalti `transaction_id`, Stripe payment intent, bank reference).
     pub payment_reference: &'a str,
+    /// The provider-side subscription a confirmed payment starts (Stripe's
+    /// `sub_...` in `subscription` mode): linked to the subscription it
+    /// grants, in the same transaction, so the provider's later renewals
+    /// find it ([`super::stripe_links`]).
+    pub subscription: Option<&'a str>,
 }
 
 /// What recording an event did.
@@ -255,7 +260,20 @@ impl Payments<'_> {
             )
             .await
         {
-            Ok(()) => savepoint.commit().await?,
+            Ok(()) => {
+                if let (Provider::Stripe, Some(subscription)) = (event.provider, event.subscription)
+                {
+                    super::stripe_links::link(
+                        &mut savepoint,
+                        subscription,
+                        attempt,
+                        &invoice.purchase,
+                        now,
+                    )
+                    .await?;
+                }
+                savepoint.commit().await?
+            }
             Err(SoukError::Conflict(why) | SoukError::Invalid(why) | SoukError::NotFound(why)) => {
                 savepoint.rollback().await?;
                 return Ok((

@@ -130,6 +130,11 @@ impl Payments<'_> {
             .unwrap_or(public_url)
             .trim_end_matches('/');
         let number = invoice.number.clone().unwrap_or_default();
+        let recurring = if provider == Provider::Stripe {
+            self.stripe_recurring(tenant, &invoice).await?
+        } else {
+            None
+        };
         let initiation = Initiation {
             attempt_id: &attempt_id,
             invoice_number: &number,
@@ -138,6 +143,7 @@ impl Payments<'_> {
             total: invoice.totals.total,
             currency: invoice.currency,
             public_url,
+            recurring: recurring.as_ref().map(|r| r.as_recurring(&tenant.id)),
         };
         let started = adapter.initiate(&initiation).await;
         let mut conn = self.control.pool().acquire().await?;
@@ -244,6 +250,7 @@ impl Payments<'_> {
             currency: lookup.currency,
             occurred_at: self.clock.now(),
             payment_reference: &lookup.payment_reference,
+            subscription: lookup.subscription.as_deref(),
         })
         .await
     }
@@ -399,9 +406,8 @@ impl Payments<'_> {
     ///   the session's state, applied to its attempt;
     /// - `invoice.paid`, `invoice.payment_failed`,
     ///   `customer.subscription.updated`, `customer.subscription.deleted`:
-    ///   about Stripe-side subscriptions, which this host does not create
-    ///   (card renewals are bought as renewal invoices); recorded and
-    ///   flagged for the operator when they name no attempt of ours;
+    ///   a subscription Stripe renews, applied by
+    ///   [`Payments::stripe_subscription_event`];
     /// - anything else: acknowledged, unrecorded.
     ///
     /// # Errors
@@ -437,44 +443,19 @@ impl Payments<'_> {
             "checkout.session.async_payment_failed",
             "checkout.session.expired",
         ];
-        let subscription_events = [
-            "invoice.paid",
-            "invoice.payment_failed",
-            "customer.subscription.updated",
-            "customer.subscription.deleted",
-        ];
-        let (lookup, reference) = if session_events.contains(&event.kind.as_str()) {
-            let mut lookup = stripe::session_lookup(&event.object);
-            if event.kind == "checkout.session.async_payment_failed" {
-                lookup.status = super::inbox::PaymentStatus::Failed;
-            }
-            (lookup, event.object["id"].as_str().unwrap_or("").to_owned())
-        } else if subscription_events.contains(&event.kind.as_str()) {
-            // Ours only if it names one of our sessions' attempts.
-            let reference = event.object["metadata"]["session"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            let status = match event.kind.as_str() {
-                "invoice.paid" => super::inbox::PaymentStatus::Completed,
-                "invoice.payment_failed" | "customer.subscription.deleted" => {
-                    super::inbox::PaymentStatus::Failed
-                }
-                _ => super::inbox::PaymentStatus::Pending,
-            };
-            let lookup = super::providers::Lookup {
-                status,
-                raw_status: event.kind.clone(),
-                amount: event.object["amount_paid"].as_i64(),
-                currency: event.object["currency"].as_str().and_then(|c| {
-                    crate::billing::plans::Currency::parse(&c.to_ascii_uppercase()).ok()
-                }),
-                payment_reference: event.object["id"].as_str().unwrap_or("").to_owned(),
-            };
-            (lookup, reference)
-        } else {
-            return Ok(WebhookOutcome::Unhandled);
-        };
+        if !session_events.contains(&event.kind.as_str()) {
+            return Ok(
+                match self.stripe_subscription_event(&event, occurred_at).await? {
+                    Some(recorded) => WebhookOutcome::Recorded(recorded),
+                    None => WebhookOutcome::Unhandled,
+                },
+            );
+        }
+        let mut lookup = stripe::session_lookup(&event.object);
+        if event.kind == "checkout.session.async_payment_failed" {
+            lookup.status = super::inbox::PaymentStatus::Failed;
+        }
+        let reference = event.object["id"].as_str().unwrap_or("").to_owned();
         let recorded = self
             .record_event(ProviderEvent {
                 provider: Provider::Stripe,
@@ -486,6 +467,7 @@ impl Payments<'_> {
                 currency: lookup.currency,
                 occurred_at,
                 payment_reference: &lookup.payment_reference,
+                subscription: lookup.subscription.as_deref(),
             })
             .await?;
         Ok(WebhookOutcome::Recorded(recorded))

@@ -400,6 +400,10 @@ pub enum Outcome {
     /// Recorded for the operator and never granted (a mismatched amount, a
     /// payment for a canceled attempt, an unknown attempt, a refund).
     Flagged,
+    /// A provider's subscription event changed a subscription without a
+    /// payment (a cancellation scheduled or undone, a plan changed at the
+    /// provider, the provider's subscription deleted).
+    Applied,
 }
 
 impl Outcome {
@@ -411,6 +415,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Ignored => "ignored",
             Outcome::Flagged => "flagged",
+            Outcome::Applied => "applied",
         }
     }
 
@@ -422,6 +427,7 @@ impl Outcome {
             "failed" => Outcome::Failed,
             "ignored" => Outcome::Ignored,
             "flagged" => Outcome::Flagged,
+            "applied" => Outcome::Applied,
             _ => return None,
         })
     }

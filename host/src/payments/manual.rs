@@ -112,6 +112,7 @@ impl Payments<'_> {
             currency: Some(invoice.currency),
             occurred_at: now,
             payment_reference: &reference,
+            subscription: None,
         })
         .await
     }

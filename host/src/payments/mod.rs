@@ -10,7 +10,11 @@
 //!   applied, exactly once, in one transaction;
 //! - [`service`]: [`service::Payments`], which prices a purchase through
 //!   billing, issues its invoice, and applies confirmed payments through
-//!   the subscription state machine.
+//!   the subscription state machine;
+//! - [`stripe_subscriptions`]: subscriptions Stripe renews, driven by its
+//!   events, and canceled at Stripe first;
+//! - [`refund`], [`void`]: the operator ends what a refunded invoice paid
+//!   for, and voids an open invoice.
 //!
 //! Amounts, tax and an invoice's lines are billing's domain
 //! ([`crate::billing::money`], [`crate::billing::invoice`]); this module
@@ -27,6 +31,9 @@ pub mod refund;
 pub mod renewals;
 pub mod service;
 pub mod store;
+pub mod stripe_links;
+pub mod stripe_subscriptions;
+pub mod void;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -4,8 +4,20 @@
 //! is refunded outside Souk and recorded with the operator's reference.
 //! Either way one transaction voids the invoice and issues a credit note
 //! for its total, numbered without gaps per fiscal year (`CN-2026/27-…`),
-//! audited. Subscriptions are not changed: the operator cancels one if the
-//! refund ends it (`POST .../cancel`).
+//! audited.
+//!
+//! **A refund ends what it paid for** (unless the operator passes
+//! `keep_access`): for each subscription the invoice's purchase names, on
+//! the plan it bought, a prepaid period not yet begun is taken back if
+//! there is one (the subscription is shortened by a period); otherwise,
+//! when no later paid invoice bought the module, the refunded invoice paid
+//! the current period and the subscription is canceled now — access ends,
+//! and a subscription Stripe renews is canceled at Stripe first
+//! (`DELETE`), so it is not charged again; an older invoice's period is
+//! over and changes nothing. A subscription on another plan since, or
+//! already canceled or expired, is left alone. Each change is in the subscription's history (actor
+//! `operator`) and in the refund's audit event, in the same transaction
+//! as the credit note.
 
 use serde::Serialize;
 
@@ -32,12 +44,17 @@ pub struct CreditNote {
     pub reason: String,
     /// Stripe's refund id, or the operator's reference.
     pub refund_reference: String,
+    /// What the refund did to the subscriptions it paid for, as
+    /// `module: change` (`canceled`, `prepaid_period_refunded`); empty
+    /// with `keep_access`.
+    pub subscriptions: Vec<String>,
 }
 
 impl Payments<'_> {
     /// Operator: refunds paid invoice `invoice_id` of `tenant` (see the
     /// module docs). `reference` is required for payments refunded outside
-    /// Souk (eSewa, Khalti, bank transfer) and ignored for Stripe.
+    /// Souk (eSewa, Khalti, bank transfer) and ignored for Stripe;
+    /// `keep_access` leaves the subscriptions it paid for as they are.
     ///
     /// # Errors
     /// [`SoukError::NotFound`] for an invoice not the tenant's;
@@ -50,6 +67,7 @@ impl Payments<'_> {
         invoice_id: &str,
         reason: &str,
         reference: Option<&str>,
+        keep_access: bool,
     ) -> Result<CreditNote, SoukError> {
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > 500 {
@@ -81,9 +99,69 @@ impl Payments<'_> {
             }
             _ => super::manual::parse_reference(reference.unwrap_or(""))?,
         };
+        let items = if keep_access {
+            Vec::new()
+        } else {
+            let mut conn = self.control.pool().acquire().await?;
+            let paid = store::list(&mut conn, Some(&tenant.id), 500).await?;
+            // Whether a later paid invoice bought the same module: then the
+            // refunded one's period is over (or it was prepaid, see
+            // `Billing::refund_ends`).
+            let instant = |text: &Option<String>| {
+                text.as_deref().and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+            };
+            let refunded_at = instant(&invoice.paid_at);
+            let newer = |module: &str| {
+                paid.iter().any(|other| {
+                    other.id != invoice.id
+                        && other.status == InvoiceStatus::Paid
+                        && instant(&other.paid_at) > refunded_at
+                        && other.purchase.items.iter().any(|i| i.module == module)
+                })
+            };
+            invoice
+                .purchase
+                .items
+                .iter()
+                .map(|item| (item.clone(), !newer(&item.module)))
+                .collect::<Vec<_>>()
+        };
+        // Stripe stops renewing what the refund cancels before anything of
+        // ours changes; a retry after a failure here refunds nothing twice
+        // (the refund's Idempotency-Key) and asks Stripe again.
+        for (item, newest) in &items {
+            if self
+                .billing
+                .refund_would_cancel(&tenant.id, &item.module, &item.plan, *newest)
+                .await?
+            {
+                self.stripe_stop(&tenant.id, &item.module).await?;
+            }
+        }
         let now = self.clock.now();
         let mut tx = self.control.pool().begin_with("BEGIN IMMEDIATE").await?;
         store::void(&mut tx, &invoice.id, now).await?;
+        let number_text = invoice.number.as_deref().unwrap_or(&invoice.id).to_owned();
+        let mut ended = Vec::new();
+        for (item, newest) in &items {
+            let change = self
+                .billing
+                .refund_ends(
+                    &mut tx,
+                    &tenant.id,
+                    &item.module,
+                    &item.plan,
+                    *newest,
+                    &format!("refund of invoice {number_text}"),
+                )
+                .await?;
+            if let Some(change) = change {
+                ended.push(format!("{}: {}", item.module, change.as_str()));
+            }
+        }
         let year = self.config.fiscal_year.year_of(now).label();
         let key = format!("CN {year}");
         let sequence: i64 = sqlx::query_scalar(
@@ -111,9 +189,15 @@ impl Payments<'_> {
         .execute(&mut *tx)
         .await?;
         let at = rfc3339(now);
+        let effect = if keep_access {
+            "access kept".to_owned()
+        } else if ended.is_empty() {
+            "no subscription changed".to_owned()
+        } else {
+            ended.join(", ")
+        };
         let detail = format!(
-            "invoice {} refunded, credit note {number}, reference {refund_reference}: {reason}",
-            invoice.number.as_deref().unwrap_or(&invoice.id)
+            "invoice {number_text} refunded, credit note {number}, reference {refund_reference} ({effect}): {reason}"
         );
         audit::record_host_event(
             &mut tx,
@@ -132,6 +216,9 @@ impl Payments<'_> {
         )
         .await?;
         tx.commit().await?;
+        for (item, _) in &items {
+            self.billing.forget_grant(&tenant.id, &item.module);
+        }
         Ok(CreditNote {
             number,
             invoice: invoice.id,
@@ -139,6 +226,7 @@ impl Payments<'_> {
             currency: invoice.currency.as_str().to_owned(),
             reason: reason.to_owned(),
             refund_reference,
+            subscriptions: ended,
         })
     }
 }

@@ -440,6 +440,7 @@ mod inbox_rules {
             currency: Some(npr()),
             occurred_at: at(when),
             payment_reference: "0007ABC",
+            subscription: None,
         }
     }
 

@@ -17,7 +17,9 @@
 //! - `maintenance`: the time-driven step and the closing of meter periods;
 //! - `views`: what the API and the CLI show;
 //! - `paid`: what a purchase costs as invoice lines, and what a confirmed
-//!   payment does to the subscriptions it names.
+//!   payment does to the subscriptions it names;
+//! - `provider`: what a provider that renews (Stripe) and an operator's
+//!   refund do to a subscription.
 //!
 //! This file holds what they share: the service's state, the plan lookups,
 //! and the one place a subscription is saved.
@@ -47,12 +49,14 @@ mod grants;
 mod maintenance;
 mod operator;
 mod paid;
+mod provider;
 mod subscribe;
 mod views;
 
 pub use grants::access_state;
 pub use maintenance::{MaintenanceFailure, MaintenanceReport, TRIAL_ENDING_NOTICE};
 pub use paid::{PricedPurchase, PurchaseRequest};
+pub use provider::ProviderChange;
 pub use views::{QuoteView, SubscriptionView};
 
 /// Who asks for a subscription change.

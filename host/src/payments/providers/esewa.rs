@@ -286,6 +286,7 @@ impl Esewa {
                 .get("ref_id")
                 .and_then(literal)
                 .unwrap_or_else(|| attempt.provider_ref.clone()),
+            subscription: None,
         })
     }
 }

@@ -153,6 +153,7 @@ impl Khalti {
                 .filter(|t| !t.is_empty())
                 .unwrap_or(&attempt.provider_ref)
                 .to_owned(),
+            subscription: None,
         })
     }
 }

@@ -94,6 +94,23 @@ pub struct Initiation<'a> {
     pub currency: Currency,
     /// Souk's public base URL (no trailing slash); return URLs hang off it.
     pub public_url: &'a str,
+    /// Set when the payment starts a subscription the provider renews
+    /// (Stripe's `subscription` mode); wallets ignore it.
+    pub recurring: Option<Recurring<'a>>,
+}
+
+/// A subscription the provider renews: what Stripe's recurring price and
+/// the subscription's metadata are made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Recurring<'a> {
+    /// The plan's billing interval.
+    pub interval: crate::billing::plans::BillingInterval,
+    /// The module's slug.
+    pub module: &'a str,
+    /// The plan's slug.
+    pub plan: &'a str,
+    /// The tenant's internal id.
+    pub tenant_id: &'a str,
 }
 
 /// What the tenant's browser does next.
@@ -137,6 +154,9 @@ pub struct Lookup {
     pub currency: Option<Currency>,
     /// The payment's reference (eSewa `ref_id`, Khalti `transaction_id`).
     pub payment_reference: String,
+    /// The provider-side subscription the payment started (Stripe's
+    /// `sub_...` for a session in `subscription` mode); `None` otherwise.
+    pub subscription: Option<String>,
 }
 
 /// A boxed future answering a provider call.

@@ -171,22 +171,133 @@ fn session_status(session: &Value) -> (PaymentStatus, String) {
     (normalised, format!("{status}/{payment}"))
 }
 
-/// What a Checkout Session says, as a lookup.
+/// What a Checkout Session says, as a lookup. A session in `payment` mode
+/// is paid by its payment intent; one in `subscription` mode by the first
+/// invoice of the subscription it created (its `payment_intent` is null),
+/// whose id becomes the payment's reference, and names that subscription.
 pub fn session_lookup(session: &Value) -> Lookup {
     let (status, raw) = session_status(session);
+    let subscription = (session["mode"].as_str() == Some("subscription"))
+        .then(|| expandable_id(&session["subscription"]))
+        .flatten();
     Lookup {
         status,
         raw_status: raw,
         amount: session["amount_total"].as_i64(),
-        currency: session["currency"]
-            .as_str()
-            .and_then(|c| Currency::parse(&c.to_ascii_uppercase()).ok()),
-        payment_reference: session["payment_intent"]
-            .as_str()
-            .or_else(|| session["id"].as_str())
-            .unwrap_or("")
-            .to_owned(),
+        currency: currency(&session["currency"]),
+        payment_reference: expandable_id(&session["payment_intent"])
+            .or_else(|| expandable_id(&session["invoice"]))
+            .or_else(|| session["id"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        subscription,
     }
+}
+
+/// The id of an expandable field: the string itself, or the `id` of the
+/// object it was expanded into.
+fn expandable_id(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .or_else(|| value["id"].as_str())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+fn currency(value: &Value) -> Option<Currency> {
+    value
+        .as_str()
+        .and_then(|c| Currency::parse(&c.to_ascii_uppercase()).ok())
+}
+
+/// A Stripe invoice (the object of `invoice.paid` and
+/// `invoice.payment_failed`), as much of it as Souk reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeInvoice {
+    /// `in_...`.
+    pub id: String,
+    /// The subscription it bills: `subscription` (API versions before
+    /// 2025-03-31) or `parent.subscription_details.subscription`.
+    pub subscription: Option<String>,
+    /// Why Stripe made it: `subscription_create` (the first, paid through
+    /// the Checkout Session), `subscription_cycle` (a renewal), ...
+    pub billing_reason: String,
+    /// `amount_paid` (for `invoice.paid`) or `amount_due`, minor units.
+    pub amount: Option<i64>,
+    /// Its currency.
+    pub currency: Option<Currency>,
+    /// The period its subscription line bills, unix seconds
+    /// (`lines.data[0].period`).
+    pub period_start: Option<i64>,
+    /// The end of that period.
+    pub period_end: Option<i64>,
+}
+
+/// Reads an invoice object.
+///
+/// # Errors
+/// [`WebhookError::NotAnEvent`] without an `id`.
+pub fn parse_invoice(object: &Value, paid: bool) -> Result<StripeInvoice, WebhookError> {
+    let id = object["id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .ok_or(WebhookError::NotAnEvent)?
+        .to_owned();
+    let subscription = expandable_id(&object["subscription"])
+        .or_else(|| expandable_id(&object["parent"]["subscription_details"]["subscription"]));
+    let line = &object["lines"]["data"][0]["period"];
+    let amount = if paid {
+        object["amount_paid"].as_i64()
+    } else {
+        object["amount_due"].as_i64()
+    };
+    Ok(StripeInvoice {
+        id,
+        subscription,
+        billing_reason: object["billing_reason"].as_str().unwrap_or("").to_owned(),
+        amount,
+        currency: currency(&object["currency"]),
+        period_start: line["start"].as_i64(),
+        period_end: line["end"].as_i64(),
+    })
+}
+
+/// A Stripe subscription (the object of `customer.subscription.*`), as
+/// much of it as Souk reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeSubscription {
+    /// `sub_...`.
+    pub id: String,
+    /// `incomplete`, `incomplete_expired`, `trialing`, `active`,
+    /// `past_due`, `canceled`, `unpaid` or `paused`.
+    pub status: String,
+    /// `cus_...`.
+    pub customer: Option<String>,
+    /// Whether it ends at the current period's end.
+    pub cancel_at_period_end: bool,
+    /// `current_period_end` (before API 2025-03-31) or the first item's,
+    /// unix seconds.
+    pub current_period_end: Option<i64>,
+    /// `metadata[plan]`: Souk's plan it is for (set at checkout; an
+    /// operator changing the plan at Stripe sets it to the new plan).
+    pub plan: Option<String>,
+}
+
+/// Reads a subscription object.
+///
+/// # Errors
+/// [`WebhookError::NotAnEvent`] without an `id` or `status`.
+pub fn parse_subscription(object: &Value) -> Result<StripeSubscription, WebhookError> {
+    let text = |v: &Value| v.as_str().filter(|t| !t.is_empty()).map(str::to_owned);
+    Ok(StripeSubscription {
+        id: text(&object["id"]).ok_or(WebhookError::NotAnEvent)?,
+        status: text(&object["status"]).ok_or(WebhookError::NotAnEvent)?,
+        customer: expandable_id(&object["customer"]),
+        cancel_at_period_end: object["cancel_at_period_end"].as_bool().unwrap_or(false),
+        current_period_end: object["current_period_end"]
+            .as_i64()
+            .or_else(|| object["items"]["data"][0]["current_period_end"].as_i64()),
+        plan: text(&object["metadata"]["plan"]),
+    })
 }
 
 impl Stripe {
@@ -211,8 +322,7 @@ impl Stripe {
             "{}/v1/payments/stripe/return?attempt={}",
             request.public_url, request.attempt_id
         );
-        let form = [
-            ("mode", "payment"),
+        let mut form = vec![
             ("success_url", success.as_str()),
             ("cancel_url", cancel.as_str()),
             ("client_reference_id", request.attempt_id),
@@ -220,11 +330,43 @@ impl Stripe {
             ("line_items[0][quantity]", "1"),
             ("line_items[0][price_data][currency]", currency.as_str()),
             ("line_items[0][price_data][unit_amount]", total.as_str()),
-            (
-                "line_items[0][price_data][product_data][name]",
-                request.invoice_number,
-            ),
         ];
+        let product;
+        match &request.recurring {
+            // A subscription Stripe renews: the price recurs at the plan's
+            // interval; the subscription carries our names in its metadata.
+            Some(recurring) => {
+                product = format!("{} — {}", recurring.module, recurring.plan);
+                let (interval, count) = match recurring.interval.months() {
+                    12 => ("year", "1"),
+                    _ => ("month", "1"),
+                };
+                form.extend([
+                    ("mode", "subscription"),
+                    ("line_items[0][price_data][recurring][interval]", interval),
+                    (
+                        "line_items[0][price_data][recurring][interval_count]",
+                        count,
+                    ),
+                    (
+                        "line_items[0][price_data][product_data][name]",
+                        product.as_str(),
+                    ),
+                    ("subscription_data[metadata][attempt]", request.attempt_id),
+                    ("subscription_data[metadata][tenant]", recurring.tenant_id),
+                    ("subscription_data[metadata][module]", recurring.module),
+                    ("subscription_data[metadata][plan]", recurring.plan),
+                    ("subscription_data[description]", request.invoice_number),
+                ]);
+            }
+            None => form.extend([
+                ("mode", "payment"),
+                (
+                    "line_items[0][price_data][product_data][name]",
+                    request.invoice_number,
+                ),
+            ]),
+        }
         let answer = self
             .client
             .post(format!("{}/v1/checkout/sessions", self.config.base_url))
@@ -280,19 +422,108 @@ impl Stripe {
 }
 
 impl Stripe {
-    /// Refunds payment intent `intent` in full; `key` is the
+    /// Refunds the payment `reference` in full: a payment intent
+    /// (`pi_...`), or a Stripe invoice (`in_...`, a subscription's
+    /// payment), whose payment intent is read first. `key` is the
     /// `Idempotency-Key` (one per invoice, so a retry is the same refund).
     /// Answers Stripe's refund id.
     ///
     /// # Errors
     /// [`ProviderError`] as for a session's creation.
-    pub async fn refund(&self, intent: &str, key: &str) -> Result<String, ProviderError> {
-        let answer = self
+    pub async fn refund(&self, reference: &str, key: &str) -> Result<String, ProviderError> {
+        let intent = if reference.starts_with("in_") {
+            self.invoice_payment_intent(reference).await?
+        } else {
+            reference.to_owned()
+        };
+        let body = self
+            .send(
+                self.client
+                    .post(format!("{}/v1/refunds", self.config.base_url))
+                    .header("Idempotency-Key", key)
+                    .form(&[("payment_intent", intent.as_str())]),
+                "the refund",
+            )
+            .await?;
+        body["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| unexpected("the refund answered no id"))
+    }
+
+    /// The payment intent that paid Stripe invoice `invoice`.
+    async fn invoice_payment_intent(&self, invoice: &str) -> Result<String, ProviderError> {
+        let body = self
+            .send(
+                self.client.get(format!(
+                    "{}/v1/invoices/{}",
+                    self.config.base_url,
+                    form_path(invoice)
+                )),
+                "the invoice lookup",
+            )
+            .await?;
+        expandable_id(&body["payment_intent"])
+            .ok_or_else(|| unexpected("the invoice names no payment intent"))
+    }
+
+    /// Cancels Stripe subscription `id` at once (`DELETE
+    /// /v1/subscriptions/{id}`; Stripe ignores an `Idempotency-Key` on a
+    /// `DELETE`, and canceling is idempotent by itself). Answers the
+    /// subscription as Stripe then has it.
+    ///
+    /// # Errors
+    /// [`ProviderError`] as for a session's creation.
+    pub async fn cancel_now(&self, id: &str) -> Result<StripeSubscription, ProviderError> {
+        let url = format!(
+            "{}/v1/subscriptions/{}",
+            self.config.base_url,
+            form_path(id)
+        );
+        let body = self
+            .send(self.client.delete(url), "the cancellation")
+            .await?;
+        parse_subscription(&body)
+            .map_err(|_| unexpected("the cancellation answered no subscription"))
+    }
+
+    /// Sets Stripe subscription `id` to end at its period's end, or to
+    /// renew again (`POST /v1/subscriptions/{id}` with
+    /// `cancel_at_period_end`, `Idempotency-Key: key`). Answers the
+    /// subscription as Stripe then has it.
+    ///
+    /// # Errors
+    /// [`ProviderError`] as for a session's creation.
+    pub async fn set_cancel_at_period_end(
+        &self,
+        id: &str,
+        cancel: bool,
+        key: &str,
+    ) -> Result<StripeSubscription, ProviderError> {
+        let url = format!(
+            "{}/v1/subscriptions/{}",
+            self.config.base_url,
+            form_path(id)
+        );
+        let flag = if cancel { "true" } else { "false" };
+        let request = self
             .client
-            .post(format!("{}/v1/refunds", self.config.base_url))
-            .bearer_auth(self.config.secret_key.expose())
+            .post(url)
             .header("Idempotency-Key", key)
-            .form(&[("payment_intent", intent)])
+            .form(&[("cancel_at_period_end", flag)]);
+        let body = self.send(request, "the subscription update").await?;
+        parse_subscription(&body)
+            .map_err(|_| unexpected("the subscription update answered no subscription"))
+    }
+
+    /// Sends `request` with the secret key and reads its JSON answer.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<Value, ProviderError> {
+        let answer = request
+            .bearer_auth(self.config.secret_key.expose())
             .send()
             .await
             .map_err(|e| transport(NAME, &e))?;
@@ -301,17 +532,27 @@ impl Stripe {
         if code.is_client_error() {
             return Err(ProviderError::Refused {
                 provider: NAME,
-                what: format!("the refund answered {}", code.as_u16()),
+                what: format!("{what} answered {}", code.as_u16()),
             });
         }
-        match body["id"].as_str() {
-            Some(id) if code.is_success() => Ok(id.to_owned()),
-            _ => Err(ProviderError::Unexpected {
-                provider: NAME,
-                what: format!("the refund answered {}", code.as_u16()),
-            }),
+        if !code.is_success() {
+            return Err(unexpected(&format!("{what} answered {}", code.as_u16())));
         }
+        Ok(body)
     }
+}
+
+fn unexpected(what: &str) -> ProviderError {
+    ProviderError::Unexpected {
+        provider: NAME,
+        what: what.to_owned(),
+    }
+}
+
+/// A Stripe id as one path segment: ids are `[A-Za-z0-9_]`; anything else
+/// is percent-encoded so it cannot reach another path.
+fn form_path(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 
 impl PaymentProvider for Stripe {
@@ -452,5 +693,60 @@ mod tests {
             "checkout.session.completed"
         );
         assert_eq!(parse_event(b"{}"), Err(WebhookError::NotAnEvent));
+    }
+
+    #[test]
+    fn a_subscription_session_is_paid_by_its_first_invoice_and_names_its_subscription() {
+        let paid = serde_json::json!({"id": "cs_2", "mode": "subscription", "status": "complete",
+            "payment_status": "paid", "amount_total": 499, "currency": "usd",
+            "payment_intent": null, "subscription": "sub_9", "invoice": {"id": "in_9"}});
+        let lookup = session_lookup(&paid);
+        assert_eq!(lookup.status, PaymentStatus::Completed);
+        assert_eq!(lookup.subscription.as_deref(), Some("sub_9"));
+        assert_eq!(lookup.payment_reference, "in_9");
+        // A payment-mode session names no subscription even if one is set.
+        let one_off = serde_json::json!({"id": "cs_3", "mode": "payment", "status": "complete",
+            "payment_status": "paid", "payment_intent": "pi_3", "subscription": "sub_x"});
+        let lookup = session_lookup(&one_off);
+        assert_eq!(lookup.subscription, None);
+        assert_eq!(lookup.payment_reference, "pi_3");
+    }
+
+    #[test]
+    fn invoices_and_subscriptions_read_both_api_shapes() {
+        let old = serde_json::json!({"id": "in_1", "subscription": "sub_1",
+            "billing_reason": "subscription_cycle", "amount_paid": 499, "amount_due": 499,
+            "currency": "usd", "lines": {"data": [{"period": {"start": 10, "end": 20}}]}});
+        let invoice = parse_invoice(&old, true).unwrap();
+        assert_eq!(invoice.subscription.as_deref(), Some("sub_1"));
+        assert_eq!(
+            (invoice.period_start, invoice.period_end),
+            (Some(10), Some(20))
+        );
+        assert_eq!(invoice.amount, Some(499));
+        assert_eq!(invoice.currency, Currency::parse("USD").ok());
+        let new = serde_json::json!({"id": "in_2", "amount_paid": 0, "amount_due": 499,
+            "parent": {"subscription_details": {"subscription": "sub_2"}}});
+        let invoice = parse_invoice(&new, false).unwrap();
+        assert_eq!(invoice.subscription.as_deref(), Some("sub_2"));
+        assert_eq!(
+            invoice.amount,
+            Some(499),
+            "a failed invoice is read by its amount due"
+        );
+        assert_eq!(invoice.period_end, None);
+        assert!(parse_invoice(&serde_json::json!({"id": ""}), true).is_err());
+
+        let sub = parse_subscription(&serde_json::json!({"id": "sub_1", "status": "active",
+            "customer": {"id": "cus_1"}, "cancel_at_period_end": true,
+            "items": {"data": [{"current_period_end": 99}]}, "metadata": {"plan": "pro"}}))
+        .unwrap();
+        assert_eq!(sub.customer.as_deref(), Some("cus_1"));
+        assert!(sub.cancel_at_period_end);
+        assert_eq!(sub.current_period_end, Some(99));
+        assert_eq!(sub.plan.as_deref(), Some("pro"));
+        assert!(parse_subscription(&serde_json::json!({"id": "sub_1"})).is_err());
+        // An id cannot reach another path of the API.
+        assert_eq!(form_path("sub_1/../refunds"), "sub_1%2F..%2Frefunds");
     }
 }
