@@ -137,8 +137,8 @@ pub fn run(batch: &Batch) -> Result<JobOutput, HookError> {
                 let why = match refusal.status() {
                     402 | 403
                         if refusal
-                        .detail()
-                        .is_some_and(|d| d.starts_with("`max_cards`")) =>
+                            .detail()
+                            .is_some_and(|d| d.starts_with("`max_cards`")) =>
                     {
                         "no room under max_cards".to_owned()
                     }

@@ -80,9 +80,7 @@ fn check(zip: &QrZip) -> Result<(), Problem> {
     }
     if let Some(numbers) = &zip.cards {
         if zip.status.is_some() {
-            return Err(Problem::unprocessable(
-                "give `status` or `cards`, not both",
-            ));
+            return Err(Problem::unprocessable("give `status` or `cards`, not both"));
         }
         if numbers.is_empty() || numbers.len() > MAX_CARDS as usize {
             return Err(Problem::unprocessable(format!(
@@ -185,7 +183,7 @@ pub fn build(
         let svg = qr::svg(&url, QR_SIZE)?;
         let name = file_name(&card.number, &mut taken);
         zip.add(&name, svg.as_bytes()).map_err(|e| e.to_string())?;
-        if zip.len() > MAX_ZIP_BYTES {
+        if zip.written() > MAX_ZIP_BYTES {
             return Err(format!(
                 "the zip passed {} MiB at card {}; select fewer cards",
                 MAX_ZIP_BYTES / (1024 * 1024),

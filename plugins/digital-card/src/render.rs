@@ -37,6 +37,7 @@ pub struct Template {
 /// code go. `portrait` is drawn upright (540 x 856), the others across
 /// (856 x 540). Release 1.0.0 knew the first three; the rest come with
 /// release 1.2.0 (migration `0004_templates`).
+#[cfg_attr(not(feature = "release-1-2"), allow(dead_code))]
 pub const LAYOUTS: [&str; 8] = [
     "classic",
     "stripe",
@@ -49,6 +50,7 @@ pub const LAYOUTS: [&str; 8] = [
 ];
 
 /// The fields a template can show.
+#[cfg_attr(not(feature = "release-1-2"), allow(dead_code))]
 pub const FIELDS: [&str; 6] = [
     "photo",
     "name",
@@ -206,9 +208,15 @@ pub fn design_size(width: i64, height: i64) -> (i64, i64) {
         return (856, DESIGN_SHORT_SIDE);
     }
     if width >= height {
-        ((DESIGN_SHORT_SIDE * width + height / 2) / height, DESIGN_SHORT_SIDE)
+        (
+            (DESIGN_SHORT_SIDE * width + height / 2) / height,
+            DESIGN_SHORT_SIDE,
+        )
     } else {
-        (DESIGN_SHORT_SIDE, (DESIGN_SHORT_SIDE * height + width / 2) / width)
+        (
+            DESIGN_SHORT_SIDE,
+            (DESIGN_SHORT_SIDE * height + width / 2) / width,
+        )
     }
 }
 

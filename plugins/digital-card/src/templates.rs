@@ -404,15 +404,12 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
             if counted.replay {
                 // Counted before, yet no template has the key: the template
                 // it made was deleted since.
-                return Err(Problem::new(
-                    409,
-                    problems::KEY_SPENT,
-                    "Idempotency key used",
-                )
-                .with_detail(
-                    "this Idempotency-Key made a template that has been deleted since; send a \
+                return Err(
+                    Problem::new(409, problems::KEY_SPENT, "Idempotency key used").with_detail(
+                        "this Idempotency-Key made a template that has been deleted since; send a \
                      new key to make another",
-                ));
+                    ),
+                );
             }
             counted.usage
         }
@@ -452,9 +449,7 @@ pub fn create(request: &Request) -> Result<Response, Problem> {
 /// at once. 409 for a template that ships with the module.
 pub fn replace(request: &Request) -> Result<Response, Problem> {
     let current = own_or_refuse(request, "changed")?;
-    let checked = request
-        .json::<TemplateBody>()?
-        .check(Some(&current.slug))?;
+    let checked = request.json::<TemplateBody>()?.check(Some(&current.slug))?;
     db::execute(
         "UPDATE templates SET name = ?2, layout = ?3, width = ?4, height = ?5, background = ?6, \
          foreground = ?7, accent = ?8, fields = ?9, updated_at = ?10 WHERE slug = ?1",

@@ -121,7 +121,11 @@ impl ZipWriter {
             + 30
             + name.len() as u64
             + u64::from(size)
-            + self.entries.iter().map(|e| 46 + e.name.len() as u64).sum::<u64>()
+            + self
+                .entries
+                .iter()
+                .map(|e| 46 + e.name.len() as u64)
+                .sum::<u64>()
             + 46
             + name.len() as u64
             + 22;
@@ -154,13 +158,8 @@ impl ZipWriter {
     }
 
     /// How many bytes the archive holds so far (without its directory).
-    pub fn len(&self) -> usize {
+    pub fn written(&self) -> usize {
         self.out.len()
-    }
-
-    /// Whether no file was added.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// The finished archive: the files, the central directory, its end.
@@ -269,7 +268,7 @@ mod tests {
     #[test]
     fn an_archive_reads_back_file_by_file() {
         let mut zip = ZipWriter::new(dos_date(2026, 3, 1));
-        assert!(zip.is_empty());
+        assert_eq!(zip.written(), 0);
         zip.add("C-000001.svg", b"<svg/>").unwrap();
         zip.add("manifest.csv", b"card_number\nC-000001\n").unwrap();
         zip.add("empty.txt", b"").unwrap();
@@ -298,13 +297,21 @@ mod tests {
     #[test]
     fn names_that_leave_the_folder_are_refused() {
         let mut zip = ZipWriter::new(0);
-        for name in ["", "/etc/passwd", "../x", "a/../../x", "a\\b", "a//b", "nul\0"] {
+        for name in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a\\b",
+            "a//b",
+            "nul\0",
+        ] {
             assert!(
                 matches!(zip.add(name, b"x"), Err(ZipError::BadName(_))),
                 "{name:?}"
             );
         }
-        assert!(zip.is_empty() && zip.len() == 0);
+        assert_eq!(zip.written(), 0);
         assert!(zip.add("cards/C-1.svg", b"x").is_ok());
     }
 }
