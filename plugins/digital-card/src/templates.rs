@@ -236,10 +236,8 @@ impl TemplateBody {
         };
         let width = self.width.unwrap_or(default_width);
         let height = self.height.unwrap_or(default_height);
-        if known_layout {
-            if let Err(message) = check_size(&self.layout, width, height) {
-                fail("size", message);
-            }
+        if known_layout && let Err(message) = check_size(&self.layout, width, height) {
+            fail("size", message);
         }
         let mut colour = |field: &'static str, text: Option<String>, default: &str| {
             check_colour(text, default).unwrap_or_else(|message| {
@@ -327,8 +325,8 @@ fn cards_using(slug: &str) -> Result<serde_json::Map<String, serde_json::Value>,
         .collect())
 }
 
-/// The template as one route answers it: [`Template::to_json`] and the
-/// cards that use it, by status.
+/// The template as a route answers it: [`Template::to_json`] with the
+/// route's `extra` members.
 fn answer(status: u16, template: &Template, extra: &[(&str, serde_json::Value)]) -> Response {
     let mut body = template.to_json();
     for (name, value) in extra {
