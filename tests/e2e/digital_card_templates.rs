@@ -826,3 +826,54 @@ fn an_upgrade_from_1_1_keeps_cards_and_adds_the_templates() {
     );
     assert_eq!(usage(&host, &token, "max_templates").0, Some(1));
 }
+
+#[test]
+fn an_uninstall_runs_every_down_migration_and_a_restore_brings_the_templates_back() {
+    let host = start(&["membership", "digital-card"]);
+    let token = setup(&host);
+    grant(&host, "digital-card", "pro");
+    let a = host.post(
+        TEMPLATES,
+        &token,
+        json!({"slug": "gold", "name": "Gold", "layout": "gradient", "accent": "#ca8a04"}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = issue(&host, &token, json!({"member": "M-1", "template": "gold"}));
+    assert_eq!(a.status, 201, "{a:?}");
+    let url = a.body["verification_url"].as_str().unwrap().to_owned();
+
+    // The uninstall archives the data, then runs 0004's down migration
+    // (and the older ones) on the tenant database.
+    let a = host.delete("/v1/tenants/acme/modules/digital-card", &token);
+    assert_eq!(a.status, 200, "{a:?}");
+    let archive = a.body["archive"]["id"]
+        .as_str()
+        .expect("archive id")
+        .to_owned();
+    // A fresh install has the shipped templates only.
+    host.install_ok("acme", &token, "digital-card");
+    let slugs: Vec<String> = listed(&host, &token).into_iter().map(|(s, ..)| s).collect();
+    assert_eq!(slugs.len(), 8, "{slugs:?}");
+    assert!(!slugs.contains(&"gold".to_owned()));
+    assert_eq!(usage(&host, &token, "max_templates").0, Some(0));
+    let a = host.delete("/v1/tenants/acme/modules/digital-card", &token);
+    assert_eq!(a.status, 200, "{a:?}");
+
+    // Restored: the template, the card on it, and the unit it holds.
+    let a = host.post(
+        "/v1/tenants/acme/modules",
+        &token,
+        json!({"module": "digital-card", "restore_archive": archive}),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    let gold = host.get(&format!("{TEMPLATES}/gold"), &token);
+    assert_eq!(gold.status, 200, "{gold:?}");
+    assert_eq!(gold.body["cards"], json!({"active": 1}), "{gold:?}");
+    assert_eq!(listed(&host, &token).len(), 9);
+    assert_eq!(usage(&host, &token, "max_templates").0, Some(1));
+    assert!(face(&host, &token, "C-000001").contains("#ca8a04"));
+    assert_eq!(
+        stranger_get(&host, &url, "application/json").json()["status"],
+        "valid"
+    );
+}
