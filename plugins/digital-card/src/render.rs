@@ -289,7 +289,7 @@ fn decorate(
                 photo: (w / 2 - 90, 160, 180, 220),
                 lines: (w / 2, 430),
                 centred: true,
-                qr: (w / 2 - 90, h - 240, 180),
+                qr: (w / 2 - 90, h - 230, 180),
             }
         }
         "photo_left" => {
@@ -502,7 +502,14 @@ pub fn card_svg(template: &Template, face: &Face<'_>) -> Result<String, String> 
     }
     if let (true, Some(url)) = (template.shows("qr"), &face.verification_url) {
         let code = qr::group(url)?;
-        let (qx, qy, size) = geometry.qr;
+        let (mut qx, mut qy, mut size) = geometry.qr;
+        // Centred text runs down towards the code: the code moves below the
+        // last line and shrinks to fit above the bottom edge (not below 96).
+        if geometry.centred && y - 10 > qy {
+            qy = y - 10;
+            size = size.min(h - 44 - qy).max(96);
+            qx = w / 2 - size / 2;
+        }
         svg.push_str(&format!(
             r##"<svg x="{qx}" y="{qy}" width="{size}" height="{size}" viewBox="0 0 {n} {n}" shape-rendering="crispEdges"><rect width="{n}" height="{n}" fill="#fff"/>{}</svg>"##,
             code.path,
@@ -640,6 +647,37 @@ mod tests {
         assert!(watermark.contains(r#"opacity="0.09""#) && watermark.contains(">K</text>"));
         let gradient = card_svg(&template("gradient"), &face).unwrap();
         assert!(gradient.contains("<linearGradient"));
+    }
+
+    #[test]
+    fn a_portrait_code_moves_below_the_text_it_would_cover() {
+        let mut template = template("portrait");
+        (template.width, template.height) = (540, 856);
+        let qr_box = |extra: usize| {
+            let mut face = plain_face();
+            face.extra = (0..extra).map(|n| format!("Field {n}: x")).collect();
+            let svg = card_svg(&template, &face).unwrap();
+            let qr = svg.split("<svg x=\"").nth(1).expect("a QR code").to_owned();
+            let numbers: Vec<i64> = qr
+                .split('"')
+                .filter_map(|part| part.parse().ok())
+                .take(3)
+                .collect();
+            let last_line = svg
+                .rsplit("<text x=\"270\" y=\"")
+                .next()
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|y| y.parse::<i64>().ok())
+                .unwrap();
+            (numbers[0], numbers[1], numbers[2], last_line)
+        };
+        assert_eq!(qr_box(0), (180, 626, 180, 588));
+        let (x, y, side, last) = qr_box(1);
+        assert!(
+            y > last && side < 180 && x == 270 - side / 2,
+            "{x} {y} {side} {last}"
+        );
+        assert!(y + side <= 856 - 40);
     }
 
     #[test]
