@@ -824,7 +824,8 @@ mod tests {
         }
         let limit = |p: &Plan, k: &str| p.limits[k];
         assert_eq!(limit(free, "max_cards"), Allowance::Finite(100));
-        assert_eq!(limit(free, "max_templates"), Allowance::Finite(3));
+        // Free makes no templates of its own (no advanced_templates).
+        assert_eq!(limit(free, "max_templates"), Allowance::Finite(0));
         assert_eq!(limit(pro, "max_cards"), Allowance::Finite(1_000));
         assert_eq!(limit(pro, "max_templates"), Allowance::Finite(20));
         assert_eq!(limit(business, "max_cards"), Allowance::Finite(10_000));

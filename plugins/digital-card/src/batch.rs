@@ -62,11 +62,15 @@ fn validate(batch: &Batch, today: Day) -> Result<(), Problem> {
     if !matches!(batch.status.as_str(), "active" | "suspended") {
         check.fail("status", "cards go to `active` or `suspended` members");
     }
-    if render::find(&batch.template)?.is_none() {
-        check.fail(
+    match render::find(&batch.template)? {
+        None => check.fail(
             "template",
             format!("no template has slug `{}`", batch.template),
-        );
+        ),
+        // The plan's 402 when it lacks the template's tier.
+        Some(template) => {
+            entitlements::check_feature(template.feature()).map_err(Problem::from)?;
+        }
     }
     if let Some(text) = &batch.expires_on {
         match Day::parse(text) {
@@ -131,7 +135,14 @@ pub fn run(batch: &Batch) -> Result<JobOutput, HookError> {
             Ok(card) => issued.push(json!({"member": member, "card": card.number})),
             Err(refusal) => {
                 let why = match refusal.status() {
-                    402 => "no room under max_cards".to_owned(),
+                    402 | 403
+                        if refusal
+                            .detail()
+                            .is_some_and(|d| d.starts_with("`max_cards`")) =>
+                    {
+                        "no room under max_cards".to_owned()
+                    }
+                    402 | 403 => refusal.detail().unwrap_or("refused by the plan").to_owned(),
                     409 => "has an active card".to_owned(),
                     422 | 404 => refusal.detail().unwrap_or("invalid").to_owned(),
                     _ => return Err(problem(refusal)),

@@ -345,6 +345,9 @@ impl Revocation {
 pub struct Renewal {
     /// `YYYY-MM-DD`; today plus the tenant's `valid_days` when absent.
     pub expires_on: Option<String>,
+    /// Another template's slug for the card; its own when absent.
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 impl Renewal {
@@ -443,6 +446,7 @@ mod tests {
         );
         let past = Renewal {
             expires_on: Some("2026-03-01".into()),
+            template: None,
         };
         assert!(past.expires_on(today, 30).is_err());
     }

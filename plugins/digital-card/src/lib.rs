@@ -4,10 +4,13 @@
 //!
 //! See README.md for the routes, the features by plan and the data kept.
 //!
-//! Two releases are built from this source: 1.1.0 (this crate, default
-//! feature `release-1-1`: migrations `0002_custom_fields` and `0003_branding`, the
-//! `/fields` routes) and 1.0.0 (`tests/modules/digital-card-v1_0`, without
-//! it), so the upgrade is tested with data.
+//! Three releases are built from this source: 1.2.0 (this crate, default
+//! feature `release-1-2`: migration `0004_templates`, the tenant's own
+//! templates and the bulk QR zip), 1.1.0 (`tests/modules/digital-card-v1_1`,
+//! feature `release-1-1` only: migrations `0002_custom_fields` and
+//! `0003_branding`, the `/fields` and `/branding` routes) and 1.0.0
+//! (`tests/modules/digital-card-v1_0`, neither), so each upgrade is tested
+//! with data.
 
 mod analytics;
 mod batch;
@@ -22,12 +25,18 @@ mod image;
 mod lifecycle;
 mod members;
 mod qr;
+#[cfg(feature = "release-1-2")]
+mod qr_zip;
 mod render;
 mod routes;
 mod schema;
 mod settings;
+#[cfg(feature = "release-1-2")]
+mod templates;
 mod token;
 mod verify;
+#[cfg(feature = "release-1-2")]
+mod zipfile;
 
 use souk_sdk::{
     Event, Gates, HookError, Job, JobOutput, LimitKind, Migration, Module, Request, Response,

@@ -70,6 +70,8 @@ pub fn run_job(job: &Job) -> Result<JobOutput, HookError> {
         "export_pdf" => crate::export::run(&job.args::<crate::export::Export>()?),
         "qr_sheet" => crate::export::run_qr_sheet(&job.args::<crate::export::Export>()?),
         "issue_batch" => crate::batch::run(&job.args::<crate::batch::Batch>()?),
+        #[cfg(feature = "release-1-2")]
+        "qr_zip" => crate::qr_zip::run(&job.args::<crate::qr_zip::QrZip>()?),
         other => Err(HookError::new(format!("unknown job `{other}`"))),
     }
 }

@@ -30,7 +30,7 @@ const QR_SIZE: u32 = 320;
 
 /// The module's routes.
 pub fn router() -> Router {
-    Router::new()
+    let router = Router::new()
         .get("/settings", settings::show)
         .put("/settings", settings::replace)
         .get("/templates", render::list)
@@ -58,7 +58,15 @@ pub fn router() -> Router {
         .delete("/fields/{name}", fields_delete)
         .get("/analytics/advanced", crate::analytics::advanced)
         .get("/v/{token}", verify::verify)
-        .get("/s/{token}", verify::shared)
+        .get("/s/{token}", verify::shared);
+    #[cfg(feature = "release-1-2")]
+    let router = router
+        .get("/templates/{slug}", crate::templates::show)
+        .post("/templates", crate::templates::create)
+        .put("/templates/{slug}", crate::templates::replace)
+        .delete("/templates/{slug}", crate::templates::delete)
+        .post("/qr-zips", crate::qr_zip::create);
+    router
 }
 
 /// The card with this number, if any.
@@ -208,16 +216,7 @@ pub fn issue(
             message: format!("member `{}` has left", new.member),
         }]));
     }
-    let template = render::find(&new.template)?.ok_or_else(|| {
-        crate::card::invalid(vec![crate::card::FieldError {
-            field: "template",
-            message: format!("no template has slug `{}`", new.template),
-        }])
-    })?;
-    if template.tier != "basic" && template.tier != "custom" {
-        let feature = format!("{}_templates", template.tier);
-        entitlements::check_feature(&feature).map_err(Problem::from)?;
-    }
+    let template = usable_template(&new.template)?;
     if !settings.allow_multiple_active {
         let (active,): (i64,) = db::query_one(
             "SELECT COUNT(*) FROM cards WHERE member_number = ?1 AND status = 'active'",
@@ -273,6 +272,20 @@ pub fn issue(
         &json!({"number": card.number, "member": card.member_number, "expires_on": card.expires_on}),
     )?;
     Ok(card)
+}
+
+/// The template with this slug, when the plan has its tier's feature:
+/// 422 when there is none, the plan's 402 problem (naming
+/// `advanced_templates` or `premium_templates`) when the plan lacks it.
+pub fn usable_template(slug: &str) -> Result<render::Template, Problem> {
+    let template = render::find(slug)?.ok_or_else(|| {
+        crate::card::invalid(vec![crate::card::FieldError {
+            field: "template",
+            message: format!("no template has slug `{slug}`"),
+        }])
+    })?;
+    entitlements::check_feature(template.feature()).map_err(Problem::from)?;
+    Ok(template)
 }
 
 fn duplicate(number: &str) -> Problem {
@@ -372,11 +385,20 @@ fn renew_card(request: &Request) -> Result<Response, Problem> {
     };
     let settings = settings::load()?;
     let today = Day::today();
+    let template = renewal.template.clone();
     let expires_on = renewal.expires_on(today, settings.valid_days)?;
     let card = card_or_404(request)?;
     if card.status == "revoked" {
         return Err(wrong_status(&card, "revoked; issue a new card instead"));
     }
+    // Moving the card to another template is using that template: its
+    // tier's feature is needed. Keeping the card's own template needs
+    // nothing (a card made on a premium template stays renewable after a
+    // downgrade).
+    let template = match template {
+        Some(slug) => Some(usable_template(&slug)?.slug),
+        None => None,
+    };
     if card.status == "expired" && !settings.allow_multiple_active {
         let (active,): (i64,) = db::query_one(
             "SELECT COUNT(*) FROM cards WHERE member_number = ?1 AND status = 'active'",
@@ -391,8 +413,9 @@ fn renew_card(request: &Request) -> Result<Response, Problem> {
         }
     }
     db::execute(
-        "UPDATE cards SET status = 'active', status_reason = NULL, expires_on = ?2 WHERE id = ?1",
-        params![card.id, expires_on.format()],
+        "UPDATE cards SET status = 'active', status_reason = NULL, expires_on = ?2, \
+         template = COALESCE(?3, template) WHERE id = ?1",
+        params![card.id, expires_on.format(), &template],
     )?;
     card_response(
         200,

@@ -111,6 +111,74 @@ const BRANDING: Migration = Migration::new(
     "DROP TABLE branding",
 );
 
+/// Templates (release 1.2.0): the table again with the new layouts
+/// allowed and the columns the tenant's own templates need (idempotency
+/// key, times), its rows copied; the advanced and premium templates
+/// seeded (`INSERT OR IGNORE`: a fresh install and an upgrade from 1.0.0
+/// or 1.1.0 end with the same rows); and an index to find the cards that
+/// use a template. The down migration keeps the rows of the three old
+/// layouts.
+#[cfg(feature = "release-1-2")]
+const TEMPLATES: Migration = Migration::new(
+    "0004_templates",
+    "CREATE TABLE templates_v2 (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        tier TEXT NOT NULL CHECK (tier IN ('basic', 'advanced', 'premium', 'custom')),
+        layout TEXT NOT NULL CHECK (layout IN ('classic', 'stripe', 'minimal', 'portrait', \
+            'photo_left', 'gradient', 'watermark', 'diagonal')),
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        background TEXT NOT NULL,
+        foreground TEXT NOT NULL,
+        accent TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        created_at INTEGER,
+        updated_at INTEGER
+    );
+    INSERT INTO templates_v2 (id, slug, name, tier, layout, width, height, background, \
+        foreground, accent, fields) \
+        SELECT id, slug, name, tier, layout, width, height, background, foreground, accent, \
+        fields FROM templates;
+    DROP TABLE templates;
+    ALTER TABLE templates_v2 RENAME TO templates;
+    INSERT OR IGNORE INTO templates (slug, name, tier, layout, width, height, background, \
+        foreground, accent, fields) VALUES
+        ('portrait', 'Portrait', 'advanced', 'portrait', 540, 856, '#ffffff', '#1f2933', \
+            '#7c3aed', '[\"photo\",\"name\",\"member_number\",\"card_number\",\"expires_on\",\"qr\"]'),
+        ('photo-left', 'Photo Left', 'advanced', 'photo_left', 856, 540, '#fffbeb', '#292524', \
+            '#d97706', '[\"photo\",\"name\",\"member_number\",\"card_number\",\"expires_on\",\"qr\"]'),
+        ('gradient-band', 'Gradient Band', 'advanced', 'gradient', 856, 540, '#f0f9ff', \
+            '#0c4a6e', '#0284c7', '[\"photo\",\"name\",\"member_number\",\"expires_on\",\"qr\"]'),
+        ('watermark', 'Watermark', 'premium', 'watermark', 856, 540, '#fdfcf7', '#3f2d1c', \
+            '#b8860b', '[\"photo\",\"name\",\"member_number\",\"card_number\",\"expires_on\",\"qr\"]'),
+        ('executive', 'Executive', 'premium', 'diagonal', 856, 540, '#0f172a', '#f8fafc', \
+            '#c9a227', '[\"photo\",\"name\",\"card_number\",\"expires_on\",\"qr\"]');
+    CREATE INDEX cards_by_template ON cards (template)",
+    "DROP INDEX cards_by_template;
+    CREATE TABLE templates_v1 (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        tier TEXT NOT NULL CHECK (tier IN ('basic', 'advanced', 'premium', 'custom')),
+        layout TEXT NOT NULL CHECK (layout IN ('classic', 'stripe', 'minimal')),
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        background TEXT NOT NULL,
+        foreground TEXT NOT NULL,
+        accent TEXT NOT NULL,
+        fields TEXT NOT NULL
+    );
+    INSERT INTO templates_v1 (id, slug, name, tier, layout, width, height, background, \
+        foreground, accent, fields) \
+        SELECT id, slug, name, tier, layout, width, height, background, foreground, accent, \
+        fields FROM templates WHERE layout IN ('classic', 'stripe', 'minimal');
+    DROP TABLE templates;
+    ALTER TABLE templates_v1 RENAME TO templates",
+);
+
 /// The migrations of this release, oldest first.
 pub fn migrations() -> Vec<Migration> {
     #[cfg_attr(not(feature = "release-1-1"), allow(unused_mut))]
@@ -119,6 +187,8 @@ pub fn migrations() -> Vec<Migration> {
     migrations.push(CUSTOM_FIELDS);
     #[cfg(feature = "release-1-1")]
     migrations.push(BRANDING);
+    #[cfg(feature = "release-1-2")]
+    migrations.push(TEMPLATES);
     migrations
 }
 
