@@ -44,6 +44,10 @@ fn world() -> World {
             &plans,
             "--manual-clock",
             START,
+            // Gregorian fiscal years here; the default (`bs`) is tested in
+            // payments_renewals.rs.
+            "--invoice-fiscal-year-start",
+            "07-17",
             "--esewa-base-url",
             &esewa.base,
             "--esewa-secret-key",

@@ -38,6 +38,9 @@ pub(super) fn npr() -> Currency {
 
 pub(super) fn config() -> PaymentsConfig {
     PaymentsConfig {
+        // These tests number in Gregorian fiscal years (the `MM-DD` rule);
+        // the default `bs` rule is tested in fiscal.rs and renewal_link.rs.
+        fiscal_year: super::fiscal::FiscalYearStart::parse("07-17", "+05:45").unwrap(),
         seller: Seller {
             name: "Souk Pvt. Ltd.".into(),
             address: "Kathmandu".into(),
