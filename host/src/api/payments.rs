@@ -115,7 +115,7 @@ struct CheckoutRequest {
 }
 
 /// The base URL the browser reached this host at (the Host header).
-fn public_url(headers: &HeaderMap) -> String {
+pub(super) fn public_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -130,23 +130,17 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// The invoice as a standalone printable HTML page (no scripts, no
-/// external resources).
-pub fn html(invoice: &Invoice) -> String {
+const PAGE_STYLE: &str = "<style>body{font-family:sans-serif;max-width:48em;margin:2em auto}\
+     table{width:100%;border-collapse:collapse}td{padding:.3em;border-bottom:1px solid #ccc}\
+     td.amount{text-align:right;white-space:nowrap}.bold{font-weight:bold}\
+     form{display:inline-block;margin:1em 1em 0 0}button{font-size:1.1em;padding:.5em 1em}\
+     .notice{padding:.8em;background:#eef;border:1px solid #99c}\
+     @media print{body{margin:0}form{display:none}}</style>";
+
+/// The invoice's rows as HTML (a fragment: the head rows and a table).
+fn invoice_fragment(invoice: &Invoice) -> String {
     let (head, lines, foot) = rows(invoice);
     let mut out = String::new();
-    out.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    out.push_str(&format!(
-        "<title>{} {}</title>",
-        title(invoice),
-        escape(invoice.number.as_deref().unwrap_or(""))
-    ));
-    out.push_str(
-        "<style>body{font-family:sans-serif;max-width:48em;margin:2em auto}\
-         table{width:100%;border-collapse:collapse}td{padding:.3em;border-bottom:1px solid #ccc}\
-         td.amount{text-align:right;white-space:nowrap}.bold{font-weight:bold}\
-         @media print{body{margin:0}}</style></head><body>\n",
-    );
     for r in &head {
         let class = if r.bold { " class=\"bold\"" } else { "" };
         out.push_str(&format!("<div{class}>{}</div>\n", escape(&r.text)));
@@ -160,7 +154,121 @@ pub fn html(invoice: &Invoice) -> String {
             escape(r.amount.as_deref().unwrap_or(""))
         ));
     }
-    out.push_str("</table>\n</body></html>\n");
+    out.push_str("</table>\n");
+    out
+}
+
+fn page_head(title_text: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{}</title>{PAGE_STYLE}</head><body>\n",
+        escape(title_text)
+    )
+}
+
+/// The invoice as a standalone printable HTML page (no scripts, no
+/// external resources).
+pub fn html(invoice: &Invoice) -> String {
+    let mut out = page_head(&format!(
+        "{} {}",
+        title(invoice),
+        invoice.number.as_deref().unwrap_or("")
+    ));
+    out.push_str(&invoice_fragment(invoice));
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// A provider a payment page offers: its name in forms' paths and its
+/// label on the button.
+#[derive(Debug, Clone, Copy)]
+pub struct PayButton<'a> {
+    /// The provider's stable name (`esewa`, `khalti`, `stripe`).
+    pub provider: &'a str,
+    /// What the button says.
+    pub label: &'a str,
+}
+
+/// The payment page of a payment link: the invoice, then one button per
+/// provider (each a form POSTing to `/pay/{token}/{provider}`) while it is
+/// open, or a line saying it is paid or void. No scripts, nothing
+/// external.
+pub fn pay_page(invoice: &Invoice, token: &str, buttons: &[PayButton<'_>]) -> String {
+    let number = invoice.number.as_deref().unwrap_or("");
+    let mut out = page_head(&format!("Pay invoice {number}"));
+    let notice = match invoice.status {
+        super::store::InvoiceStatus::Paid => Some(format!(
+            "This invoice is paid{}. Nothing more is due.",
+            invoice
+                .paid_at
+                .as_deref()
+                .map(|at| format!(" ({at})"))
+                .unwrap_or_default()
+        )),
+        super::store::InvoiceStatus::Void => {
+            Some("This invoice is void. Nothing is due on it.".to_owned())
+        }
+        _ if buttons.is_empty() => {
+            Some("No payment method is available here; ask Souk's operator.".to_owned())
+        }
+        _ => None,
+    };
+    if let Some(notice) = notice {
+        out.push_str(&format!("<p class=\"notice\">{}</p>\n", escape(&notice)));
+    }
+    out.push_str(&invoice_fragment(invoice));
+    if invoice.status == super::store::InvoiceStatus::Open {
+        for button in buttons {
+            out.push_str(&format!(
+                "<form method=\"post\" action=\"/pay/{}/{}\"><button type=\"submit\">{}</button></form>\n",
+                escape(token),
+                escape(button.provider),
+                escape(button.label)
+            ));
+        }
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// The page that hands the browser on to a provider taking a signed form
+/// (eSewa): the form's fields, hidden, and one button that posts them to
+/// `action`. No scripts (the page's CSP allows none): the person presses
+/// the button.
+pub fn provider_form_page(
+    invoice: &Invoice,
+    provider_label: &str,
+    action: &str,
+    fields: &[(String, String)],
+) -> String {
+    let number = invoice.number.as_deref().unwrap_or("");
+    let mut out = page_head(&format!("Pay invoice {number}"));
+    out.push_str(&format!(
+        "<p>Invoice {} for {} {}: continue to {} to pay it.</p>\n",
+        escape(number),
+        invoice.currency,
+        escape(&format_minor(
+            invoice.totals.total,
+            minor_digits(invoice.currency)
+        )),
+        escape(provider_label)
+    ));
+    out.push_str(&format!(
+        "<form method=\"post\" action=\"{}\">\n",
+        escape(action)
+    ));
+    for (name, value) in fields {
+        out.push_str(&format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+            escape(name),
+            escape(value)
+        ));
+    }
+    out.push_str(&format!(
+        "<button type=\"submit\">Continue to {}</button>\n</form>\n</body></html>\n",
+        escape(provider_label)
+    ));
     out
 }
 

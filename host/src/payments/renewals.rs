@@ -1,12 +1,14 @@
 //! Renewal invoices for wallet payers: wallets have no card on file, so
 //! before a paid period ends (three days ahead, as the trial-ending
 //! notice) the maintenance step issues the renewal's invoice and lists it
-//! in the tenant's notifications (`renewal_invoice`; not emailed yet:
-//! `mail/notices.rs` emails `trial_ending` and `payment_due` only), with
-//! what to POST to pay it. A checkout for the same renewal pays that very invoice (an open
-//! invoice for the same purchase and amount is reused). A subscription
-//! with a prepaid period left needs no invoice; unpaid at the period end it
-//! goes `past_due` with its grace, as before.
+//! in the tenant's notifications (`renewal_invoice`), with its payment
+//! link (`pay_url`, [`super::pay_link`]) and what to POST to pay it
+//! through the API. The notice is emailed to the tenant's admins once
+//! (`mail/notices.rs`), with the link. Paying through the link, or a
+//! checkout for the same renewal, pays that very invoice (an open invoice
+//! for the same purchase and amount is reused). A subscription with a
+//! prepaid period left needs no invoice; unpaid at the period end it goes
+//! `past_due` with its grace, as before.
 
 use serde_json::json;
 use time::Duration;
@@ -68,10 +70,15 @@ impl Payments<'_> {
                 }
             };
             let number = invoice.number.clone().unwrap_or_default();
+            let digits = crate::billing::money::minor_digits(invoice.currency);
             let payload = json!({
                 "invoice": invoice.id,
                 "number": number,
+                "plan": s.plan,
                 "total": invoice.totals.total,
+                "total_text": crate::billing::money::format_minor(invoice.totals.total, digits),
+                "pay_url": self.pay_link(&invoice),
+                "pay_url_expires": rfc3339(now + super::pay_link::PAY_LINK_TTL),
                 "currency": invoice.currency.as_str(),
                 "period_end": rfc3339(s.period_end),
                 "pay": {
