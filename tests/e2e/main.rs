@@ -30,6 +30,7 @@ mod noticeboard;
 mod packages;
 mod pages;
 mod payments;
+mod payments_renewals;
 mod people;
 mod registry;
 mod removal;

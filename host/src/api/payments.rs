@@ -258,7 +258,8 @@ async fn invoice_pdf(
             ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
-        crate::payments::document::pdf(&invoice),
+        crate::payments::document::pdf(&invoice)
+            .map_err(|e| crate::error::SoukError::Internal(anyhow::anyhow!(e)))?,
     )
         .into_response())
 }

@@ -1,13 +1,17 @@
 //! An invoice as a person files it: printable HTML and a PDF (pdf-writer,
-//! the standard Helvetica font, nothing embedded). Both show the same
+//! with the Noto fonts embedded: [`super::pdf_text`]). Both show the same
 //! rows: the seller with PAN, the number and dates, the buyer with PAN, the
 //! lines, subtotal, tax, total, status and the payment's reference.
 //!
 //! Text from outside (the tenant's name, the seller's configuration, plan
-//! names) is escaped for HTML; the PDF's standard font covers ASCII only,
-//! so other characters print as `?` (the HTML shows them as they are).
+//! names) is escaped for HTML; in the PDF it is set in Noto Sans (Latin,
+//! Greek, Cyrillic, accents) or Noto Sans Devanagari (Nepali, shaped).
+//! The same module renders the payment-link pages ([`pay_page`],
+//! [`provider_form_page`]).
 
-use pdf_writer::{Content, Name, Pdf, Rect, Ref, Str};
+use pdf_writer::{Content, Pdf, Rect, Ref};
+
+use super::pdf_text::{TextError, Typesetter};
 
 use super::store::Invoice;
 use crate::billing::money::{format_minor, minor_digits};
@@ -272,28 +276,22 @@ pub fn provider_form_page(
     out
 }
 
-/// Text for the standard PDF font: ASCII kept, a few common marks
-/// transliterated, anything else `?`.
-fn ascii(text: &str) -> Vec<u8> {
-    text.chars()
-        .map(|c| match c {
-            ' '..='~' => c as u8,
-            '\u{2014}' | '\u{2013}' => b'-',
-            _ => b'?',
-        })
-        .collect()
-}
-
 const PAGE_WIDTH: f32 = 595.0;
 const PAGE_HEIGHT: f32 = 842.0;
 const MARGIN: f32 = 56.0;
 const LEADING: f32 = 16.0;
+const SIZE: f32 = 11.0;
 
-/// The invoice as a PDF (A4, one or more pages).
-pub fn pdf(invoice: &Invoice) -> Vec<u8> {
+/// The invoice as a PDF (A4, one or more pages), its text in the embedded
+/// Noto fonts (Latin with accents, and Devanagari shaped), subsetted, with
+/// ToUnicode maps so it extracts ([`super::pdf_text`]).
+///
+/// # Errors
+/// [`TextError`] only for a broken build (an embedded font that does not
+/// parse or subset).
+pub fn pdf(invoice: &Invoice) -> Result<Vec<u8>, TextError> {
     let (head, lines, foot) = rows(invoice);
-    let regular = Name(b"F1");
-    let bold = Name(b"F2");
+    let mut set = Typesetter::new()?;
     let mut pages: Vec<Content> = Vec::new();
     let mut content = Content::new();
     let mut y = PAGE_HEIGHT - MARGIN;
@@ -302,107 +300,48 @@ pub fn pdf(invoice: &Invoice) -> Vec<u8> {
             pages.push(std::mem::replace(&mut content, Content::new()));
             y = PAGE_HEIGHT - MARGIN;
         }
-        let font = if r.bold { bold } else { regular };
-        content.begin_text();
-        content.set_font(font, 11.0);
-        content.next_line(MARGIN, y);
-        content.show(Str(&ascii(&r.text)));
-        content.end_text();
+        if !r.text.is_empty() {
+            let shaped = set.shape(&r.text, r.bold);
+            set.show(&mut content, &shaped, MARGIN, y, SIZE);
+        }
         if let Some(amount) = &r.amount {
-            // Right-aligned by Helvetica's digit width (0.556 em).
-            let width = amount.len() as f32 * 11.0 * 0.556;
-            content.begin_text();
-            content.set_font(font, 11.0);
-            content.next_line(PAGE_WIDTH - MARGIN - width, y);
-            content.show(Str(&ascii(amount)));
-            content.end_text();
+            let shaped = set.shape(amount, r.bold);
+            let x = PAGE_WIDTH - MARGIN - shaped.width(SIZE);
+            set.show(&mut content, &shaped, x, y, SIZE);
         }
         y -= LEADING;
     }
     pages.push(content);
 
+    let mut last = 0;
+    let mut alloc = || {
+        last += 1;
+        Ref::new(last)
+    };
     let mut pdf = Pdf::new();
-    let catalog = Ref::new(1);
-    let tree = Ref::new(2);
-    let regular_ref = Ref::new(3);
-    let bold_ref = Ref::new(4);
-    let first = 5;
-    let page_refs: Vec<Ref> = (0..pages.len())
-        .map(|i| Ref::new(first + 2 * i32::try_from(i).unwrap_or(0)))
-        .collect();
+    let catalog = alloc();
+    let tree = alloc();
+    let page_refs: Vec<(Ref, Ref)> = pages.iter().map(|_| (alloc(), alloc())).collect();
+    let fonts = set.font_refs(&mut alloc);
     pdf.catalog(catalog).pages(tree);
     pdf.pages(tree)
-        .kids(page_refs.iter().copied())
+        .kids(page_refs.iter().map(|(page, _)| *page))
         .count(i32::try_from(pages.len()).unwrap_or(1));
-    pdf.type1_font(regular_ref).base_font(Name(b"Helvetica"));
-    pdf.type1_font(bold_ref).base_font(Name(b"Helvetica-Bold"));
-    for (page_ref, content) in page_refs.iter().zip(pages) {
-        let content_ref = Ref::new(page_ref.get() + 1);
+    for ((page_ref, content_ref), content) in page_refs.iter().zip(pages) {
         let mut page = pdf.page(*page_ref);
         page.media_box(Rect::new(0.0, 0.0, PAGE_WIDTH, PAGE_HEIGHT));
         page.parent(tree);
-        page.contents(content_ref);
+        page.contents(*content_ref);
         let mut resources = page.resources();
-        let mut fonts = resources.fonts();
-        fonts.pair(regular, regular_ref);
-        fonts.pair(bold, bold_ref);
-        drop(fonts);
+        let mut names = resources.fonts();
+        for (name, font) in &fonts {
+            names.pair(*name, *font);
+        }
+        drop(names);
         drop(resources);
         drop(page);
-        pdf.stream(content_ref, &content.finish());
+        pdf.stream(*content_ref, &content.finish());
     }
-    pdf.finish()
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    /// A minimal PDF reader for the tests: checks the header, the trailer,
-    /// that `startxref` points at the cross-reference table and that every
-    /// offset in it points at its object, and answers the text shown with
-    /// `Tj` on every page, in order.
-    pub(crate) fn pdf_text(bytes: &[u8]) -> Result<Vec<String>, String> {
-        // One char per byte, so offsets stay byte offsets.
-        let text: String = bytes
-            .iter()
-            .map(|&b| if b.is_ascii() { b as char } else { '?' })
-            .collect();
-        if !text.starts_with("%PDF-") || !text.trim_end().ends_with("%%EOF") {
-            return Err("no PDF header or trailer".into());
-        }
-        let start = text.rfind("startxref").ok_or("no startxref")?;
-        let offset: usize = text[start + 9..]
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .ok_or("startxref is not a number")?;
-        let xref = text.get(offset..).ok_or("startxref out of range")?;
-        if !xref.starts_with("xref") {
-            return Err("startxref does not point at xref".into());
-        }
-        let mut lines = xref.lines().skip(1);
-        let header = lines.next().ok_or("empty xref")?;
-        let count: usize = header
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .ok_or("bad xref header")?;
-        for (id, entry) in lines.take(count).enumerate() {
-            let mut parts = entry.split_whitespace();
-            let at: usize = parts
-                .next()
-                .and_then(|n| n.parse().ok())
-                .ok_or("bad entry")?;
-            if parts.nth(1) == Some("n") && !text[at..].starts_with(&format!("{id} 0 obj")) {
-                return Err(format!("object {id} is not at {at}"));
-            }
-        }
-        let mut shown = Vec::new();
-        let mut rest = text.as_str();
-        while let Some(end) = rest.find(") Tj") {
-            let open = rest[..end].rfind('(').ok_or("unbalanced string")?;
-            shown.push(rest[open + 1..end].replace("\\(", "(").replace("\\)", ")"));
-            rest = &rest[end + 4..];
-        }
-        Ok(shown)
-    }
+    set.write_fonts(&mut pdf, &fonts, &mut alloc)?;
+    Ok(pdf.finish())
 }

@@ -25,6 +25,9 @@ pub mod fiscal;
 pub mod inbox;
 pub mod manual;
 pub mod pay_link;
+#[cfg(test)]
+pub(crate) mod pdf_extract;
+pub mod pdf_text;
 pub mod providers;
 pub mod refund;
 pub mod renewals;

@@ -294,22 +294,13 @@ mod tests {
         let later = OffsetDateTime::from_unix_timestamp(2_001).unwrap();
         assert_eq!(signer.verify(&token, later), None);
         // Another key.
-        assert_eq!(
-            PayLinkSigner::with_key([8; 32]).verify(&token, now),
-            None
-        );
+        assert_eq!(PayLinkSigner::with_key([8; 32]).verify(&token, now), None);
         // A payload naming another invoice, with the old MAC.
         let (_, tag) = token.split_once('.').unwrap();
-        let forged = format!(
-            "{}.{tag}",
-            URL_SAFE_NO_PAD.encode("pay1|inv_9999|t0|2000")
-        );
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode("pay1|inv_9999|t0|2000"));
         assert_eq!(signer.verify(&forged, now), None);
         // A later expiry, with the old MAC.
-        let forged = format!(
-            "{}.{tag}",
-            URL_SAFE_NO_PAD.encode("pay1|inv_0123|t0|9999")
-        );
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode("pay1|inv_0123|t0|9999"));
         assert_eq!(signer.verify(&forged, now), None);
         // Every single character changed.
         for i in 0..token.len() {

@@ -780,14 +780,14 @@ async fn the_pdf_parses_and_shows_the_totals_and_the_html_escapes_names() {
         .issue_invoice(&tenant, plan("digital-card", "pro"), Some("301234567"))
         .await
         .unwrap();
-    let bytes = super::document::pdf(&invoice);
-    let shown = super::document::tests::pdf_text(&bytes).unwrap();
+    let bytes = super::document::pdf(&invoice).unwrap();
+    let shown = super::pdf_extract::pdf_text(&bytes).unwrap();
     for expected in [
         "Souk Pvt. Ltd.",
         "PAN/VAT: 601234567",
         "Tax Invoice INV-2025/26-000001",
         "Buyer PAN: 301234567",
-        "digital-card - Pro, one monthly period",
+        "digital-card — Pro, one monthly period",
         "NPR 333.33",
         "VAT 13%",
         "NPR 43.33",
@@ -800,9 +800,38 @@ async fn the_pdf_parses_and_shows_the_totals_and_the_html_escapes_names() {
         );
     }
     // Truncated or corrupted bytes do not parse.
-    assert!(super::document::tests::pdf_text(&bytes[..bytes.len() / 2]).is_err());
+    assert!(super::pdf_extract::pdf_text(&bytes[..bytes.len() / 2]).is_err());
     let html = super::document::html(&invoice);
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Sangh"));
     assert!(!html.contains("<script>"));
     assert!(html.contains("NPR 376.66") && html.contains("VAT 13%"));
+}
+
+#[tokio::test]
+async fn the_pdf_prints_devanagari_and_accented_names_that_extract_as_text() {
+    let host = Host::new(1, "2026-01-01T00:00:00Z").await;
+    let mut tenant = host.tenants[0].clone();
+    for name in ["नेपाल युवा क्लब", "Café Zürich – Ñandú", "श्री कृष्ण प्रज्ञा समिति"]
+    {
+        tenant.name = name.into();
+        let invoice = host
+            .payments()
+            .issue_invoice(&tenant, plan("digital-card", "pro"), None)
+            .await
+            .unwrap();
+        let bytes = super::document::pdf(&invoice).unwrap();
+        let shown = super::pdf_extract::pdf_text(&bytes).unwrap();
+        let bill_to = format!("Bill to: {name}");
+        for expected in [bill_to.as_str(), "NPR 333.33", "NPR 43.33", "NPR 376.66"] {
+            assert!(
+                shown.iter().any(|s| s == expected),
+                "{expected:?} not in {shown:?}"
+            );
+        }
+        // The fonts are embedded subsets, not the standard Helvetica.
+        let raw = String::from_utf8_lossy(&bytes);
+        assert!(raw.contains("/FontFile2") && raw.contains("/Identity-H"));
+        assert!(!raw.contains("Helvetica"));
+        assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
+    }
 }
