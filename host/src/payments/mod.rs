@@ -25,6 +25,7 @@ pub mod fiscal;
 pub mod inbox;
 pub mod manual;
 pub mod pay_link;
+pub mod pay_token;
 #[cfg(test)]
 pub(crate) mod pdf_extract;
 pub mod pdf_text;

@@ -40,7 +40,7 @@ pub struct Payments<'a> {
     pub(super) config: &'a PaymentsConfig,
     pub(super) providers: &'a Providers,
     /// Signs payment links; `None`: this host makes none.
-    pub(super) pay_links: Option<&'a super::pay_link::PayLinkSigner>,
+    pub(super) pay_links: Option<&'a super::pay_token::PayLinkSigner>,
 }
 
 impl From<InvoiceStoreError> for SoukError {
@@ -114,7 +114,7 @@ impl<'a> Payments<'a> {
     }
 
     /// The same, making and checking payment links with `signer`.
-    pub fn with_pay_links(mut self, signer: &'a super::pay_link::PayLinkSigner) -> Self {
+    pub fn with_pay_links(mut self, signer: &'a super::pay_token::PayLinkSigner) -> Self {
         self.pay_links = Some(signer);
         self
     }
