@@ -83,8 +83,8 @@ fn renewal_invoice(
     let total = format!("{} {}", text_of("currency"), text_of("total_text"));
     let how = match payload.get("pay_url").and_then(|v| v.as_str()) {
         Some(url) => format!(
-            "Pay it with eSewa or Khalti from this page (no sign-in needed; the link \
-             works until {}):\n\n{url}\n",
+            "Pay it online from this page (no sign-in needed; the link works \
+             until {}):\n\n{url}\n",
             text_of("pay_url_expires")
         ),
         None => "Pay it from Souk's checkout for the same plan.\n".to_owned(),
@@ -283,5 +283,58 @@ impl BillingNotices<'_> {
             self.clock.now(),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_invoice_notice_carries_the_total_and_the_payment_link() {
+        let payload = serde_json::json!({
+            "number": "INV-2082/83-000002",
+            "plan": "pro",
+            "currency": "NPR",
+            "total_text": "563.87",
+            "period_end": "2026-02-01T00:00:00Z",
+            "pay_url": "https://souk.example/pay/abc.def",
+            "pay_url_expires": "2026-02-28T00:00:00Z",
+        });
+        let notice =
+            for_billing_event("renewal_invoice", "acme", "cards", &payload, "k".into()).unwrap();
+        assert_eq!(notice.subject, "Invoice INV-2082/83-000002 to renew cards");
+        for expected in [
+            "NPR 563.87",
+            "https://souk.example/pay/abc.def",
+            "2026-02-28T00:00:00Z",
+            "renews at 2026-02-01T00:00:00Z",
+            "past due",
+        ] {
+            assert!(
+                notice.text.contains(expected),
+                "{expected:?} in {}",
+                notice.text
+            );
+        }
+        // The text passes the message rules (a notice that does not is
+        // never queued).
+        assert!(
+            Content::parse(
+                &notice.subject,
+                &notice.text,
+                None,
+                MessageLimits::default()
+            )
+            .is_ok()
+        );
+        // Without a link (a host without a link key): the checkout instead.
+        let mut bare = payload.clone();
+        bare["pay_url"] = serde_json::Value::Null;
+        let notice =
+            for_billing_event("renewal_invoice", "acme", "cards", &bare, "k".into()).unwrap();
+        assert!(!notice.text.contains("/pay/"), "{}", notice.text);
+        assert!(notice.text.contains("checkout"), "{}", notice.text);
+        assert!(for_billing_event("renewed", "acme", "cards", &payload, "k".into()).is_none());
     }
 }

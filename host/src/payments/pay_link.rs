@@ -29,6 +29,15 @@ pub const PAY_LINK_TTL: Duration = Duration::days(30);
 /// (the address `souk serve` listens on by default).
 pub const FALLBACK_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
+/// A payment link and when it stops working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayLink {
+    /// The absolute URL of the payment page.
+    pub url: String,
+    /// When the link stops working.
+    pub expires_at: time::OffsetDateTime,
+}
+
 /// What the payment page shows.
 #[derive(Debug, Clone)]
 pub struct PayPage {
@@ -58,22 +67,29 @@ impl Payments<'_> {
     }
 
     /// The payment link of `invoice` (an absolute URL under
-    /// `--payments-public-url`, or [`FALLBACK_PUBLIC_URL`]), valid for
-    /// [`PAY_LINK_TTL`] from now; `None` on a host without a link key.
-    pub fn pay_link(&self, invoice: &Invoice) -> Option<String> {
+    /// `--payments-public-url`, or [`FALLBACK_PUBLIC_URL`], logged), valid
+    /// for [`PAY_LINK_TTL`] from now; `None` on a host without a link key.
+    pub fn pay_link(&self, invoice: &Invoice) -> Option<PayLink> {
         let signer = self.pay_links?;
+        let expires_at = self.clock.now() + PAY_LINK_TTL;
         let token = signer.sign(&PayLinkGrant {
             invoice_id: invoice.id.clone(),
             tenant_id: invoice.tenant_id.clone(),
-            expires: (self.clock.now() + PAY_LINK_TTL).unix_timestamp(),
+            expires: expires_at.unix_timestamp(),
         });
-        let base = self
-            .providers
-            .public_url
-            .as_deref()
-            .unwrap_or(FALLBACK_PUBLIC_URL)
-            .trim_end_matches('/');
-        Some(format!("{base}/pay/{token}"))
+        let base = match self.providers.public_url.as_deref() {
+            Some(base) => base,
+            None => {
+                tracing::warn!(
+                    "--payments-public-url is not set: payment links in emails use {FALLBACK_PUBLIC_URL}"
+                );
+                FALLBACK_PUBLIC_URL
+            }
+        };
+        Some(PayLink {
+            url: format!("{}/pay/{token}", base.trim_end_matches('/')),
+            expires_at,
+        })
     }
 
     /// The providers an invoice in `currency` can be paid with through a

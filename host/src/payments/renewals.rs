@@ -71,14 +71,15 @@ impl Payments<'_> {
             };
             let number = invoice.number.clone().unwrap_or_default();
             let digits = crate::billing::money::minor_digits(invoice.currency);
+            let link = self.pay_link(&invoice);
             let payload = json!({
                 "invoice": invoice.id,
                 "number": number,
                 "plan": s.plan,
                 "total": invoice.totals.total,
                 "total_text": crate::billing::money::format_minor(invoice.totals.total, digits),
-                "pay_url": self.pay_link(&invoice),
-                "pay_url_expires": rfc3339(now + super::pay_link::PAY_LINK_TTL),
+                "pay_url": link.as_ref().map(|l| l.url.clone()),
+                "pay_url_expires": link.as_ref().map(|l| rfc3339(l.expires_at)),
                 "currency": invoice.currency.as_str(),
                 "period_end": rfc3339(s.period_end),
                 "pay": {

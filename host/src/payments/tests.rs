@@ -835,3 +835,55 @@ async fn the_pdf_prints_devanagari_and_accented_names_that_extract_as_text() {
         assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
     }
 }
+
+#[tokio::test]
+async fn a_payment_link_shows_only_its_own_invoice_and_only_until_it_expires() {
+    use super::inbox::Provider;
+    use super::pay_token::{PayLinkGrant, PayLinkSigner};
+    let host = Host::new(2, "2026-01-01T00:00:00Z").await;
+    let signer = PayLinkSigner::with_key([3; 32]);
+    let payments = host.payments().with_pay_links(&signer);
+    let invoice = payments
+        .issue_invoice(&host.tenants[0], plan("digital-card", "pro"), None)
+        .await
+        .unwrap();
+    let link = payments.pay_link(&invoice).unwrap();
+    assert!(
+        link.url.starts_with("http://127.0.0.1:8080/pay/"),
+        "{link:?}"
+    );
+    assert_eq!(link.expires_at, at("2026-01-31T00:00:00Z"));
+    let token = link.url.rsplit('/').next().unwrap();
+    let page = payments.pay_page(token).await.unwrap();
+    assert_eq!(page.invoice.id, invoice.id);
+    // No provider is configured here: nothing to pay with.
+    assert!(page.providers.is_empty());
+    assert!(matches!(
+        payments
+            .pay_by_link(token, Provider::Esewa, "http://127.0.0.1")
+            .await,
+        Err(SoukError::Invalid(_))
+    ));
+    // The same invoice claimed for another tenant, under the right key:
+    // not found.
+    let other = signer.sign(&PayLinkGrant {
+        invoice_id: invoice.id.clone(),
+        tenant_id: host.tenants[1].id.clone(),
+        expires: at("2027-01-01T00:00:00Z").unix_timestamp(),
+    });
+    assert!(matches!(
+        payments.pay_page(&other).await,
+        Err(SoukError::NotFound(_))
+    ));
+    // A host without the key has no links.
+    assert!(matches!(
+        host.payments().pay_page(token).await,
+        Err(SoukError::NotFound(_))
+    ));
+    // Expired: not found.
+    host.clock.set(at("2026-01-31T00:00:01Z"));
+    assert!(matches!(
+        payments.pay_page(token).await,
+        Err(SoukError::NotFound(_))
+    ));
+}
