@@ -155,6 +155,8 @@ pub struct Souk {
     retention: crate::retention::Retention,
     /// The payment providers offered, with their HTTP client.
     payment_providers: crate::payments::providers::Providers,
+    /// Signs the payment links of renewal invoices (`<data>/pay-link-key`).
+    pay_links: crate::payments::pay_link::PayLinkSigner,
 }
 
 impl Souk {
@@ -196,6 +198,8 @@ impl Souk {
         let payment_providers =
             crate::payments::providers::Providers::new(&config.payments.providers)
                 .context("cannot build the payment providers' HTTP client")?;
+        let pay_links = crate::payments::pay_link::PayLinkSigner::open(data)
+            .context("cannot open the payment-link key")?;
         let files = FileService {
             blobs: BlobStore::new(data.join("tenants")),
             signer: Arc::new(
@@ -249,6 +253,7 @@ impl Souk {
                 sso_state,
                 retention,
                 payment_providers,
+                pay_links,
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -304,6 +309,7 @@ impl Souk {
             &self.config.payments,
             &self.payment_providers,
         )
+        .with_pay_links(&self.pay_links)
     }
 
     /// The people service (users, invitations, sessions, API keys),

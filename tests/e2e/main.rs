@@ -31,6 +31,7 @@ mod noticeboard;
 mod packages;
 mod pages;
 mod payments;
+mod payments_renewals;
 mod payments_stripe;
 mod people;
 mod registry;

@@ -255,6 +255,21 @@ fn a_usd_tenant_subscribes_through_checkout_and_each_stripe_renewal_is_invoiced_
         (Some("active"), Some("pro"))
     );
 
+    // Three days before the period ends, maintenance issues no wallet
+    // renewal invoice: Stripe renews this one.
+    w.advance_to(FEB_1 - 2 * DAY);
+    let a = w
+        .host
+        .post("/v1/maintenance/run", &w.host.operator, json!({}));
+    assert_eq!(a.status, 200, "{a:?}");
+    let notes = w.host.get("/v1/tenants/intl-ngo/notifications", &token);
+    assert_eq!(notes.status, 200, "{notes:?}");
+    assert!(
+        !notes.body.to_string().contains("renewal_invoice"),
+        "{notes:?}"
+    );
+    assert_eq!(w.invoices("intl-ngo", &token).len(), 1);
+
     // A month later Stripe renews: our invoice, numbered, paid, once.
     w.advance_to(FEB_1 + 3600);
     let renewal = w

@@ -36,6 +36,7 @@
 //! cookie; a cookie-signed request that changes state must carry the
 //! session's CSRF token in `X-CSRF-Token` (403 otherwise).
 //! | GET, HEAD | `/f/{token}` (a module file through a signed URL) | whoever holds the URL |
+//! | GET, POST | `/pay/{token}...` (a renewal invoice's payment link; see `pay_page.rs`) | whoever holds the link |
 //! | GET, POST, PATCH, DELETE | `/v1/tenants/{tenant}/modules/{module}/webhooks...`, `.../event-deliveries` (see `webhooks.rs`) | operator, the tenant |
 //! | any | `/t/{tenant}/m/{module}/{*path}` | operator, the tenant |
 
@@ -66,6 +67,7 @@ mod files;
 mod jobs;
 mod mail;
 pub mod pages;
+mod pay_page;
 mod payments;
 mod people;
 mod sso;
@@ -394,6 +396,7 @@ pub fn router(souk: Arc<Souk>) -> Router {
         .merge(sso::routes())
         .merge(mail::routes())
         .merge(payments::routes())
+        .merge(pay_page::routes())
         .route("/t/{tenant}/m/{module}", any(module_root))
         .route("/t/{tenant}/m/{module}/{*path}", any(module_route))
         .route("/f/{token}", get(files::download))

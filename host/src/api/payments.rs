@@ -116,7 +116,7 @@ struct CheckoutRequest {
 }
 
 /// The base URL the browser reached this host at (the Host header).
-fn public_url(headers: &HeaderMap) -> String {
+pub(super) fn public_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -259,7 +259,8 @@ async fn invoice_pdf(
             ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
-        crate::payments::document::pdf(&invoice),
+        crate::payments::document::pdf(&invoice)
+            .map_err(|e| crate::error::SoukError::Internal(anyhow::anyhow!(e)))?,
     )
         .into_response())
 }

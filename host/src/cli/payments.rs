@@ -23,8 +23,9 @@ pub(super) struct PaymentsOptions {
     #[arg(long, global = true, env = "SOUK_TAX_RATES", default_value = DEFAULT_TAX_RATES,
           value_parser = TaxRates::parse)]
     tax_rates: TaxRates,
-    /// First day of the fiscal year invoices are numbered in, `MM-DD`
-    /// (Nepal: Shrawan 1, which falls on 16 or 17 July).
+    /// First day of the fiscal year invoices are numbered in: `bs`
+    /// (Shrawan 1 of the Bikram Sambat calendar, Nepal's; years named
+    /// `2082/83`) or a Gregorian `MM-DD` (years named `2026/27`).
     #[arg(long, global = true, env = "SOUK_INVOICE_FISCAL_YEAR_START", default_value = DEFAULT_START,
           value_parser = check_start)]
     invoice_fiscal_year_start: String,

@@ -1,5 +1,5 @@
 //! The host's own notices to a tenant's admins (trial ending, payment due,
-//! invitations): queued in the tenant's outbox like a module's mail, as
+//! a renewal invoice with its payment link, invitations): queued in the tenant's outbox like a module's mail, as
 //! kind `notice`, never counted against a module's meter, and once per
 //! dedupe key and admin, so a step that runs again queues nothing new.
 
@@ -19,7 +19,7 @@ use crate::tenancy::Tenancy;
 use crate::work::{WorkHints, WorkKind, WorkMarks};
 
 /// The billing outbox kinds the host emails to a tenant's admins.
-pub const EMAILED_KINDS: [&str; 2] = ["trial_ending", "payment_due"];
+pub const EMAILED_KINDS: [&str; 3] = ["trial_ending", "payment_due", "renewal_invoice"];
 
 /// A notice to send to every admin of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +33,9 @@ pub struct Notice {
 }
 
 /// The notice for a billing outbox event of `kind` about `module` (its
-/// JSON `payload`), if the host emails that kind: `trial_ending` and
-/// `payment_due`. `key` is the event's own dedupe key.
+/// JSON `payload`), if the host emails that kind: `trial_ending`,
+/// `payment_due` and `renewal_invoice` (with the invoice's payment link
+/// when the payload has one). `key` is the event's own dedupe key.
 pub fn for_billing_event(
     kind: &str,
     tenant_slug: &str,
@@ -63,9 +64,40 @@ pub fn for_billing_event(
                  is due.\nPay before the grace period ends to keep its features.\n"
             ),
         ),
+        "renewal_invoice" => renewal_invoice(tenant_slug, module, plan, period_end, payload),
         _ => return None,
     };
     Some(Notice { key, subject, text })
+}
+
+/// The subject and text of a renewal invoice's notice.
+fn renewal_invoice(
+    tenant_slug: &str,
+    module: &str,
+    plan: &str,
+    period_end: &str,
+    payload: &serde_json::Value,
+) -> (String, String) {
+    let text_of = |name: &str| payload.get(name).and_then(|v| v.as_str()).unwrap_or("?");
+    let number = text_of("number");
+    let total = format!("{} {}", text_of("currency"), text_of("total_text"));
+    let how = match payload.get("pay_url").and_then(|v| v.as_str()) {
+        Some(url) => format!(
+            "Pay it online from this page (no sign-in needed; the link works \
+             until {}):\n\n{url}\n",
+            text_of("pay_url_expires")
+        ),
+        None => "Pay it from Souk's checkout for the same plan.\n".to_owned(),
+    };
+    (
+        format!("Invoice {number} to renew {module}"),
+        format!(
+            "The {plan} plan of {module} for {tenant_slug} renews at {period_end}.\n\
+             Invoice {number} for {total} is due before then.\n\n{how}\n\
+             Unpaid at the end of the period, the subscription becomes past due and its \
+             grace period starts.\n"
+        ),
+    )
 }
 
 /// Queues `notice` to every active admin of `tenant_id` in the tenant
@@ -251,5 +283,58 @@ impl BillingNotices<'_> {
             self.clock.now(),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_invoice_notice_carries_the_total_and_the_payment_link() {
+        let payload = serde_json::json!({
+            "number": "INV-2082/83-000002",
+            "plan": "pro",
+            "currency": "NPR",
+            "total_text": "563.87",
+            "period_end": "2026-02-01T00:00:00Z",
+            "pay_url": "https://souk.example/pay/abc.def",
+            "pay_url_expires": "2026-02-28T00:00:00Z",
+        });
+        let notice =
+            for_billing_event("renewal_invoice", "acme", "cards", &payload, "k".into()).unwrap();
+        assert_eq!(notice.subject, "Invoice INV-2082/83-000002 to renew cards");
+        for expected in [
+            "NPR 563.87",
+            "https://souk.example/pay/abc.def",
+            "2026-02-28T00:00:00Z",
+            "renews at 2026-02-01T00:00:00Z",
+            "past due",
+        ] {
+            assert!(
+                notice.text.contains(expected),
+                "{expected:?} in {}",
+                notice.text
+            );
+        }
+        // The text passes the message rules (a notice that does not is
+        // never queued).
+        assert!(
+            Content::parse(
+                &notice.subject,
+                &notice.text,
+                None,
+                MessageLimits::default()
+            )
+            .is_ok()
+        );
+        // Without a link (a host without a link key): the checkout instead.
+        let mut bare = payload.clone();
+        bare["pay_url"] = serde_json::Value::Null;
+        let notice =
+            for_billing_event("renewal_invoice", "acme", "cards", &bare, "k".into()).unwrap();
+        assert!(!notice.text.contains("/pay/"), "{}", notice.text);
+        assert!(notice.text.contains("checkout"), "{}", notice.text);
+        assert!(for_billing_event("renewed", "acme", "cards", &payload, "k".into()).is_none());
     }
 }

@@ -88,8 +88,28 @@ impl Payments<'_> {
         buyer_pan: Option<&str>,
         public_url: &str,
     ) -> Result<Checkout, SoukError> {
-        let adapter = self.provider(provider)?;
+        self.provider(provider)?;
         let invoice = self.open_invoice(tenant, request, buyer_pan).await?;
+        self.start_payment(&tenant.id, invoice, provider, public_url)
+            .await
+    }
+
+    /// Starts paying open `invoice` of tenant `tenant_id` through
+    /// `provider`: the attempt is stored (and the invoice's other open
+    /// attempts canceled) *before* the provider is called, then the
+    /// provider's initiation. Shared by [`Payments::checkout`] and the
+    /// payment links ([`super::pay_link`]).
+    ///
+    /// # Errors
+    /// As [`Payments::checkout`].
+    pub(super) async fn start_payment(
+        &self,
+        tenant_id: &str,
+        invoice: Invoice,
+        provider: Provider,
+        public_url: &str,
+    ) -> Result<Checkout, SoukError> {
+        let adapter = self.provider(provider)?;
         let now = self.clock.now();
         let mut tx = self.control.pool().begin_with("BEGIN IMMEDIATE").await?;
         let provisional = format!("pay_{}", hex::encode(rand::random::<[u8; 12]>()));
@@ -97,7 +117,7 @@ impl Payments<'_> {
             &mut tx,
             NewAttempt {
                 invoice_id: &invoice.id,
-                tenant_id: &tenant.id,
+                tenant_id,
                 provider,
                 provider_ref: &provisional,
                 amount: invoice.totals.total,

@@ -1,13 +1,17 @@
 //! An invoice as a person files it: printable HTML and a PDF (pdf-writer,
-//! the standard Helvetica font, nothing embedded). Both show the same
+//! with the Noto fonts embedded: [`super::pdf_text`]). Both show the same
 //! rows: the seller with PAN, the number and dates, the buyer with PAN, the
 //! lines, subtotal, tax, total, status and the payment's reference.
 //!
 //! Text from outside (the tenant's name, the seller's configuration, plan
-//! names) is escaped for HTML; the PDF's standard font covers ASCII only,
-//! so other characters print as `?` (the HTML shows them as they are).
+//! names) is escaped for HTML; in the PDF it is set in Noto Sans (Latin,
+//! Greek, Cyrillic, accents) or Noto Sans Devanagari (Nepali, shaped).
+//! The same module renders the payment-link pages ([`pay_page`],
+//! [`provider_form_page`]).
 
-use pdf_writer::{Content, Name, Pdf, Rect, Ref, Str};
+use pdf_writer::{Content, Pdf, Rect, Ref};
+
+use super::pdf_text::{TextError, Typesetter};
 
 use super::store::Invoice;
 use crate::billing::money::{format_minor, minor_digits};
@@ -130,23 +134,17 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// The invoice as a standalone printable HTML page (no scripts, no
-/// external resources).
-pub fn html(invoice: &Invoice) -> String {
+const PAGE_STYLE: &str = "<style>body{font-family:sans-serif;max-width:48em;margin:2em auto}\
+     table{width:100%;border-collapse:collapse}td{padding:.3em;border-bottom:1px solid #ccc}\
+     td.amount{text-align:right;white-space:nowrap}.bold{font-weight:bold}\
+     form{display:inline-block;margin:1em 1em 0 0}button{font-size:1.1em;padding:.5em 1em}\
+     .notice{padding:.8em;background:#eef;border:1px solid #99c}\
+     @media print{body{margin:0}form{display:none}}</style>";
+
+/// The invoice's rows as HTML (a fragment: the head rows and a table).
+fn invoice_fragment(invoice: &Invoice) -> String {
     let (head, lines, foot) = rows(invoice);
     let mut out = String::new();
-    out.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    out.push_str(&format!(
-        "<title>{} {}</title>",
-        title(invoice),
-        escape(invoice.number.as_deref().unwrap_or(""))
-    ));
-    out.push_str(
-        "<style>body{font-family:sans-serif;max-width:48em;margin:2em auto}\
-         table{width:100%;border-collapse:collapse}td{padding:.3em;border-bottom:1px solid #ccc}\
-         td.amount{text-align:right;white-space:nowrap}.bold{font-weight:bold}\
-         @media print{body{margin:0}}</style></head><body>\n",
-    );
     for r in &head {
         let class = if r.bold { " class=\"bold\"" } else { "" };
         out.push_str(&format!("<div{class}>{}</div>\n", escape(&r.text)));
@@ -160,32 +158,140 @@ pub fn html(invoice: &Invoice) -> String {
             escape(r.amount.as_deref().unwrap_or(""))
         ));
     }
-    out.push_str("</table>\n</body></html>\n");
+    out.push_str("</table>\n");
     out
 }
 
-/// Text for the standard PDF font: ASCII kept, a few common marks
-/// transliterated, anything else `?`.
-fn ascii(text: &str) -> Vec<u8> {
-    text.chars()
-        .map(|c| match c {
-            ' '..='~' => c as u8,
-            '\u{2014}' | '\u{2013}' => b'-',
-            _ => b'?',
-        })
-        .collect()
+fn page_head(title_text: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{}</title>{PAGE_STYLE}</head><body>\n",
+        escape(title_text)
+    )
+}
+
+/// The invoice as a standalone printable HTML page (no scripts, no
+/// external resources).
+pub fn html(invoice: &Invoice) -> String {
+    let mut out = page_head(&format!(
+        "{} {}",
+        title(invoice),
+        invoice.number.as_deref().unwrap_or("")
+    ));
+    out.push_str(&invoice_fragment(invoice));
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// A provider a payment page offers: its name in forms' paths and its
+/// label on the button.
+#[derive(Debug, Clone, Copy)]
+pub struct PayButton<'a> {
+    /// The provider's stable name (`esewa`, `khalti`, `stripe`).
+    pub provider: &'a str,
+    /// What the button says.
+    pub label: &'a str,
+}
+
+/// The payment page of a payment link: the invoice, then one button per
+/// provider (each a form POSTing to `/pay/{token}/{provider}`) while it is
+/// open, or a line saying it is paid or void. No scripts, nothing
+/// external.
+pub fn pay_page(invoice: &Invoice, token: &str, buttons: &[PayButton<'_>]) -> String {
+    let number = invoice.number.as_deref().unwrap_or("");
+    let mut out = page_head(&format!("Pay invoice {number}"));
+    let notice = match invoice.status {
+        super::store::InvoiceStatus::Paid => Some(format!(
+            "This invoice is paid{}. Nothing more is due.",
+            invoice
+                .paid_at
+                .as_deref()
+                .map(|at| format!(" ({at})"))
+                .unwrap_or_default()
+        )),
+        super::store::InvoiceStatus::Void => {
+            Some("This invoice is void. Nothing is due on it.".to_owned())
+        }
+        _ if buttons.is_empty() => {
+            Some("No payment method is available here; ask Souk's operator.".to_owned())
+        }
+        _ => None,
+    };
+    if let Some(notice) = notice {
+        out.push_str(&format!("<p class=\"notice\">{}</p>\n", escape(&notice)));
+    }
+    out.push_str(&invoice_fragment(invoice));
+    if invoice.status == super::store::InvoiceStatus::Open {
+        for button in buttons {
+            out.push_str(&format!(
+                "<form method=\"post\" action=\"/pay/{}/{}\"><button type=\"submit\">{}</button></form>\n",
+                escape(token),
+                escape(button.provider),
+                escape(button.label)
+            ));
+        }
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// The page that hands the browser on to a provider taking a signed form
+/// (eSewa): the form's fields, hidden, and one button that posts them to
+/// `action`. No scripts (the page's CSP allows none): the person presses
+/// the button.
+pub fn provider_form_page(
+    invoice: &Invoice,
+    provider_label: &str,
+    action: &str,
+    fields: &[(String, String)],
+) -> String {
+    let number = invoice.number.as_deref().unwrap_or("");
+    let mut out = page_head(&format!("Pay invoice {number}"));
+    out.push_str(&format!(
+        "<p>Invoice {} for {} {}: continue to {} to pay it.</p>\n",
+        escape(number),
+        invoice.currency,
+        escape(&format_minor(
+            invoice.totals.total,
+            minor_digits(invoice.currency)
+        )),
+        escape(provider_label)
+    ));
+    out.push_str(&format!(
+        "<form method=\"post\" action=\"{}\">\n",
+        escape(action)
+    ));
+    for (name, value) in fields {
+        out.push_str(&format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+            escape(name),
+            escape(value)
+        ));
+    }
+    out.push_str(&format!(
+        "<button type=\"submit\">Continue to {}</button>\n</form>\n</body></html>\n",
+        escape(provider_label)
+    ));
+    out
 }
 
 const PAGE_WIDTH: f32 = 595.0;
 const PAGE_HEIGHT: f32 = 842.0;
 const MARGIN: f32 = 56.0;
 const LEADING: f32 = 16.0;
+const SIZE: f32 = 11.0;
 
-/// The invoice as a PDF (A4, one or more pages).
-pub fn pdf(invoice: &Invoice) -> Vec<u8> {
+/// The invoice as a PDF (A4, one or more pages), its text in the embedded
+/// Noto fonts (Latin with accents, and Devanagari shaped), subsetted, with
+/// ToUnicode maps so it extracts ([`super::pdf_text`]).
+///
+/// # Errors
+/// [`TextError`] only for a broken build (an embedded font that does not
+/// parse or subset).
+pub fn pdf(invoice: &Invoice) -> Result<Vec<u8>, TextError> {
     let (head, lines, foot) = rows(invoice);
-    let regular = Name(b"F1");
-    let bold = Name(b"F2");
+    let mut set = Typesetter::new()?;
     let mut pages: Vec<Content> = Vec::new();
     let mut content = Content::new();
     let mut y = PAGE_HEIGHT - MARGIN;
@@ -194,107 +300,48 @@ pub fn pdf(invoice: &Invoice) -> Vec<u8> {
             pages.push(std::mem::replace(&mut content, Content::new()));
             y = PAGE_HEIGHT - MARGIN;
         }
-        let font = if r.bold { bold } else { regular };
-        content.begin_text();
-        content.set_font(font, 11.0);
-        content.next_line(MARGIN, y);
-        content.show(Str(&ascii(&r.text)));
-        content.end_text();
+        if !r.text.is_empty() {
+            let shaped = set.shape(&r.text, r.bold);
+            set.show(&mut content, &shaped, MARGIN, y, SIZE);
+        }
         if let Some(amount) = &r.amount {
-            // Right-aligned by Helvetica's digit width (0.556 em).
-            let width = amount.len() as f32 * 11.0 * 0.556;
-            content.begin_text();
-            content.set_font(font, 11.0);
-            content.next_line(PAGE_WIDTH - MARGIN - width, y);
-            content.show(Str(&ascii(amount)));
-            content.end_text();
+            let shaped = set.shape(amount, r.bold);
+            let x = PAGE_WIDTH - MARGIN - shaped.width(SIZE);
+            set.show(&mut content, &shaped, x, y, SIZE);
         }
         y -= LEADING;
     }
     pages.push(content);
 
+    let mut last = 0;
+    let mut alloc = || {
+        last += 1;
+        Ref::new(last)
+    };
     let mut pdf = Pdf::new();
-    let catalog = Ref::new(1);
-    let tree = Ref::new(2);
-    let regular_ref = Ref::new(3);
-    let bold_ref = Ref::new(4);
-    let first = 5;
-    let page_refs: Vec<Ref> = (0..pages.len())
-        .map(|i| Ref::new(first + 2 * i32::try_from(i).unwrap_or(0)))
-        .collect();
+    let catalog = alloc();
+    let tree = alloc();
+    let page_refs: Vec<(Ref, Ref)> = pages.iter().map(|_| (alloc(), alloc())).collect();
+    let fonts = set.font_refs(&mut alloc);
     pdf.catalog(catalog).pages(tree);
     pdf.pages(tree)
-        .kids(page_refs.iter().copied())
+        .kids(page_refs.iter().map(|(page, _)| *page))
         .count(i32::try_from(pages.len()).unwrap_or(1));
-    pdf.type1_font(regular_ref).base_font(Name(b"Helvetica"));
-    pdf.type1_font(bold_ref).base_font(Name(b"Helvetica-Bold"));
-    for (page_ref, content) in page_refs.iter().zip(pages) {
-        let content_ref = Ref::new(page_ref.get() + 1);
+    for ((page_ref, content_ref), content) in page_refs.iter().zip(pages) {
         let mut page = pdf.page(*page_ref);
         page.media_box(Rect::new(0.0, 0.0, PAGE_WIDTH, PAGE_HEIGHT));
         page.parent(tree);
-        page.contents(content_ref);
+        page.contents(*content_ref);
         let mut resources = page.resources();
-        let mut fonts = resources.fonts();
-        fonts.pair(regular, regular_ref);
-        fonts.pair(bold, bold_ref);
-        drop(fonts);
+        let mut names = resources.fonts();
+        for (name, font) in &fonts {
+            names.pair(*name, *font);
+        }
+        drop(names);
         drop(resources);
         drop(page);
-        pdf.stream(content_ref, &content.finish());
+        pdf.stream(*content_ref, &content.finish());
     }
-    pdf.finish()
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    /// A minimal PDF reader for the tests: checks the header, the trailer,
-    /// that `startxref` points at the cross-reference table and that every
-    /// offset in it points at its object, and answers the text shown with
-    /// `Tj` on every page, in order.
-    pub(crate) fn pdf_text(bytes: &[u8]) -> Result<Vec<String>, String> {
-        // One char per byte, so offsets stay byte offsets.
-        let text: String = bytes
-            .iter()
-            .map(|&b| if b.is_ascii() { b as char } else { '?' })
-            .collect();
-        if !text.starts_with("%PDF-") || !text.trim_end().ends_with("%%EOF") {
-            return Err("no PDF header or trailer".into());
-        }
-        let start = text.rfind("startxref").ok_or("no startxref")?;
-        let offset: usize = text[start + 9..]
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .ok_or("startxref is not a number")?;
-        let xref = text.get(offset..).ok_or("startxref out of range")?;
-        if !xref.starts_with("xref") {
-            return Err("startxref does not point at xref".into());
-        }
-        let mut lines = xref.lines().skip(1);
-        let header = lines.next().ok_or("empty xref")?;
-        let count: usize = header
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .ok_or("bad xref header")?;
-        for (id, entry) in lines.take(count).enumerate() {
-            let mut parts = entry.split_whitespace();
-            let at: usize = parts
-                .next()
-                .and_then(|n| n.parse().ok())
-                .ok_or("bad entry")?;
-            if parts.nth(1) == Some("n") && !text[at..].starts_with(&format!("{id} 0 obj")) {
-                return Err(format!("object {id} is not at {at}"));
-            }
-        }
-        let mut shown = Vec::new();
-        let mut rest = text.as_str();
-        while let Some(end) = rest.find(") Tj") {
-            let open = rest[..end].rfind('(').ok_or("unbalanced string")?;
-            shown.push(rest[open + 1..end].replace("\\(", "(").replace("\\)", ")"));
-            rest = &rest[end + 4..];
-        }
-        Ok(shown)
-    }
+    set.write_fonts(&mut pdf, &fonts, &mut alloc)?;
+    Ok(pdf.finish())
 }

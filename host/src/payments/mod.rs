@@ -8,6 +8,8 @@
 //!   confirmation goes through;
 //! - [`apply`]: a provider event or confirmation recorded in the inbox and
 //!   applied, exactly once, in one transaction;
+//! - [`renewals`], [`pay_link`]: renewal invoices for wallet payers,
+//!   emailed with a signed link to a page that pays them;
 //! - [`service`]: [`service::Payments`], which prices a purchase through
 //!   billing, issues its invoice, and applies confirmed payments through
 //!   the subscription state machine;
@@ -26,6 +28,11 @@ pub mod document;
 pub mod fiscal;
 pub mod inbox;
 pub mod manual;
+pub mod pay_link;
+pub mod pay_token;
+#[cfg(test)]
+pub(crate) mod pdf_extract;
+pub mod pdf_text;
 pub mod providers;
 pub mod refund;
 pub mod renewals;

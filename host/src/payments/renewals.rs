@@ -1,17 +1,23 @@
 //! Renewal invoices for wallet payers: wallets have no card on file, so
 //! before a paid period ends (three days ahead, as the trial-ending
 //! notice) the maintenance step issues the renewal's invoice and lists it
-//! in the tenant's notifications (`renewal_invoice`; not emailed yet:
-//! `mail/notices.rs` emails `trial_ending` and `payment_due` only), with
-//! what to POST to pay it. A checkout for the same renewal pays that very invoice (an open
-//! invoice for the same purchase and amount is reused). A subscription
-//! with a prepaid period left needs no invoice; unpaid at the period end it
-//! goes `past_due` with its grace, as before.
+//! in the tenant's notifications (`renewal_invoice`), with its payment
+//! link (`pay_url`, [`super::pay_link`]) and what to POST to pay it
+//! through the API. The notice is emailed to the tenant's admins once
+//! (`mail/notices.rs`), with the link. Paying through the link, or a
+//! checkout for the same renewal, pays that very invoice (an open invoice
+//! for the same purchase and amount is reused). A subscription with a
+//! prepaid period left needs no invoice; unpaid at the period end it goes
+//! `past_due` with its grace, as before. A subscription Stripe renews (a
+//! live link in `stripe_subscriptions`, [`super::stripe_links`]) gets no
+//! wallet renewal invoice: Stripe charges the card on file and its
+//! `invoice.paid` issues the invoice.
 
 use serde_json::json;
 use time::Duration;
 
 use super::service::Payments;
+use super::stripe_links::live_link;
 use crate::billing::service::PurchaseRequest;
 use crate::billing::store;
 use crate::billing::subscription::SubscriptionState;
@@ -51,6 +57,9 @@ impl Payments<'_> {
                 continue;
             }
             let mut conn = self.control.pool().acquire().await?;
+            if live_link(&mut conn, &tenant_id, &module).await?.is_some() {
+                continue;
+            }
             let Some(tenant) = tenants::by_id(&mut conn, &s.tenant).await? else {
                 continue;
             };
@@ -68,10 +77,16 @@ impl Payments<'_> {
                 }
             };
             let number = invoice.number.clone().unwrap_or_default();
+            let digits = crate::billing::money::minor_digits(invoice.currency);
+            let link = self.pay_link(&invoice);
             let payload = json!({
                 "invoice": invoice.id,
                 "number": number,
+                "plan": s.plan,
                 "total": invoice.totals.total,
+                "total_text": crate::billing::money::format_minor(invoice.totals.total, digits),
+                "pay_url": link.as_ref().map(|l| l.url.clone()),
+                "pay_url_expires": link.as_ref().map(|l| rfc3339(l.expires_at)),
                 "currency": invoice.currency.as_str(),
                 "period_end": rfc3339(s.period_end),
                 "pay": {

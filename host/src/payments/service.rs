@@ -39,6 +39,8 @@ pub struct Payments<'a> {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) config: &'a PaymentsConfig,
     pub(super) providers: &'a Providers,
+    /// Signs payment links; `None`: this host makes none.
+    pub(super) pay_links: Option<&'a super::pay_token::PayLinkSigner>,
 }
 
 impl From<InvoiceStoreError> for SoukError {
@@ -107,7 +109,14 @@ impl<'a> Payments<'a> {
             clock,
             config,
             providers,
+            pay_links: None,
         }
+    }
+
+    /// The same, making and checking payment links with `signer`.
+    pub fn with_pay_links(mut self, signer: &'a super::pay_token::PayLinkSigner) -> Self {
+        self.pay_links = Some(signer);
+        self
     }
 
     /// Prices `request` for `tenant` and issues its invoice (draft, then

@@ -38,6 +38,9 @@ pub(super) fn npr() -> Currency {
 
 pub(super) fn config() -> PaymentsConfig {
     PaymentsConfig {
+        // These tests number in Gregorian fiscal years (the `MM-DD` rule);
+        // the default `bs` rule is tested in fiscal.rs and renewal_link.rs.
+        fiscal_year: super::fiscal::FiscalYearStart::parse("07-17", "+05:45").unwrap(),
         seller: Seller {
             name: "Souk Pvt. Ltd.".into(),
             address: "Kathmandu".into(),
@@ -778,14 +781,14 @@ async fn the_pdf_parses_and_shows_the_totals_and_the_html_escapes_names() {
         .issue_invoice(&tenant, plan("digital-card", "pro"), Some("301234567"))
         .await
         .unwrap();
-    let bytes = super::document::pdf(&invoice);
-    let shown = super::document::tests::pdf_text(&bytes).unwrap();
+    let bytes = super::document::pdf(&invoice).unwrap();
+    let shown = super::pdf_extract::pdf_text(&bytes).unwrap();
     for expected in [
         "Souk Pvt. Ltd.",
         "PAN/VAT: 601234567",
         "Tax Invoice INV-2025/26-000001",
         "Buyer PAN: 301234567",
-        "digital-card - Pro, one monthly period",
+        "digital-card — Pro, one monthly period",
         "NPR 333.33",
         "VAT 13%",
         "NPR 43.33",
@@ -798,9 +801,90 @@ async fn the_pdf_parses_and_shows_the_totals_and_the_html_escapes_names() {
         );
     }
     // Truncated or corrupted bytes do not parse.
-    assert!(super::document::tests::pdf_text(&bytes[..bytes.len() / 2]).is_err());
+    assert!(super::pdf_extract::pdf_text(&bytes[..bytes.len() / 2]).is_err());
     let html = super::document::html(&invoice);
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Sangh"));
     assert!(!html.contains("<script>"));
     assert!(html.contains("NPR 376.66") && html.contains("VAT 13%"));
+}
+
+#[tokio::test]
+async fn the_pdf_prints_devanagari_and_accented_names_that_extract_as_text() {
+    let host = Host::new(1, "2026-01-01T00:00:00Z").await;
+    let mut tenant = host.tenants[0].clone();
+    for name in ["नेपाल युवा क्लब", "Café Zürich – Ñandú", "श्री कृष्ण प्रज्ञा समिति"]
+    {
+        tenant.name = name.into();
+        let invoice = host
+            .payments()
+            .issue_invoice(&tenant, plan("digital-card", "pro"), None)
+            .await
+            .unwrap();
+        let bytes = super::document::pdf(&invoice).unwrap();
+        let shown = super::pdf_extract::pdf_text(&bytes).unwrap();
+        let bill_to = format!("Bill to: {name}");
+        for expected in [bill_to.as_str(), "NPR 333.33", "NPR 43.33", "NPR 376.66"] {
+            assert!(
+                shown.iter().any(|s| s == expected),
+                "{expected:?} not in {shown:?}"
+            );
+        }
+        // The fonts are embedded subsets, not the standard Helvetica.
+        let raw = String::from_utf8_lossy(&bytes);
+        assert!(raw.contains("/FontFile2") && raw.contains("/Identity-H"));
+        assert!(!raw.contains("Helvetica"));
+        assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
+    }
+}
+
+#[tokio::test]
+async fn a_payment_link_shows_only_its_own_invoice_and_only_until_it_expires() {
+    use super::inbox::Provider;
+    use super::pay_token::{PayLinkGrant, PayLinkSigner};
+    let host = Host::new(2, "2026-01-01T00:00:00Z").await;
+    let signer = PayLinkSigner::with_key([3; 32]);
+    let payments = host.payments().with_pay_links(&signer);
+    let invoice = payments
+        .issue_invoice(&host.tenants[0], plan("digital-card", "pro"), None)
+        .await
+        .unwrap();
+    let link = payments.pay_link(&invoice).unwrap();
+    assert!(
+        link.url.starts_with("http://127.0.0.1:8080/pay/"),
+        "{link:?}"
+    );
+    assert_eq!(link.expires_at, at("2026-01-31T00:00:00Z"));
+    let token = link.url.rsplit('/').next().unwrap();
+    let page = payments.pay_page(token).await.unwrap();
+    assert_eq!(page.invoice.id, invoice.id);
+    // No provider is configured here: nothing to pay with.
+    assert!(page.providers.is_empty());
+    assert!(matches!(
+        payments
+            .pay_by_link(token, Provider::Esewa, "http://127.0.0.1")
+            .await,
+        Err(SoukError::Invalid(_))
+    ));
+    // The same invoice claimed for another tenant, under the right key:
+    // not found.
+    let other = signer.sign(&PayLinkGrant {
+        invoice_id: invoice.id.clone(),
+        tenant_id: host.tenants[1].id.clone(),
+        expires: at("2027-01-01T00:00:00Z").unix_timestamp(),
+    });
+    assert!(matches!(
+        payments.pay_page(&other).await,
+        Err(SoukError::NotFound(_))
+    ));
+    // A host without the key has no links.
+    assert!(matches!(
+        host.payments().pay_page(token).await,
+        Err(SoukError::NotFound(_))
+    ));
+    // Expired: not found.
+    host.clock.set(at("2026-01-31T00:00:01Z"));
+    assert!(matches!(
+        payments.pay_page(token).await,
+        Err(SoukError::NotFound(_))
+    ));
 }
