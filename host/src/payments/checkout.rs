@@ -90,11 +90,11 @@ impl Payments<'_> {
     ) -> Result<Checkout, SoukError> {
         self.provider(provider)?;
         let invoice = self.open_invoice(tenant, request, buyer_pan).await?;
-        self.start_payment(&tenant.id, invoice, provider, public_url)
+        self.start_payment(tenant, invoice, provider, public_url)
             .await
     }
 
-    /// Starts paying open `invoice` of tenant `tenant_id` through
+    /// Starts paying open `invoice` of `tenant` through
     /// `provider`: the attempt is stored (and the invoice's other open
     /// attempts canceled) *before* the provider is called, then the
     /// provider's initiation. Shared by [`Payments::checkout`] and the
@@ -104,7 +104,7 @@ impl Payments<'_> {
     /// As [`Payments::checkout`].
     pub(super) async fn start_payment(
         &self,
-        tenant_id: &str,
+        tenant: &Tenant,
         invoice: Invoice,
         provider: Provider,
         public_url: &str,
@@ -117,7 +117,7 @@ impl Payments<'_> {
             &mut tx,
             NewAttempt {
                 invoice_id: &invoice.id,
-                tenant_id,
+                tenant_id: &tenant.id,
                 provider,
                 provider_ref: &provisional,
                 amount: invoice.totals.total,

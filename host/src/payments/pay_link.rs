@@ -20,6 +20,7 @@ use super::pay_token::PayLinkGrant;
 pub use super::pay_token::PayLinkSigner;
 use super::service::Payments;
 use super::store::{self, Invoice, InvoiceStatus};
+use crate::control_plane::tenants;
 use crate::error::SoukError;
 
 /// How long a payment link works after it is made.
@@ -157,9 +158,13 @@ impl Payments<'_> {
                 provider.as_str()
             )));
         }
-        let tenant_id = page.invoice.tenant_id.clone();
+        let mut conn = self.control.pool().acquire().await?;
+        let tenant = tenants::by_id(&mut conn, &page.invoice.tenant_id)
+            .await?
+            .ok_or_else(|| SoukError::NotFound("no such payment link".into()))?;
+        drop(conn);
         let started = self
-            .start_payment(&tenant_id, page.invoice, provider, public_url)
+            .start_payment(&tenant, page.invoice, provider, public_url)
             .await?;
         Ok(LinkPayment::Started(Box::new(started)))
     }
