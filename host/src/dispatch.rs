@@ -386,10 +386,14 @@ impl Dispatcher<'_> {
             manifest.files.clone(),
             self.billing.clock().now(),
         );
-        let mut state =
-            CallState::for_request(context, db, entitlements, self.plan_budget(target).0)
-                .with_files(files)
-                .with_host_time(self.billing.clock().now());
+        let mut state = CallState::for_request(
+            context,
+            db,
+            entitlements,
+            self.plan_budget(target).0,
+            self.billing.clock().now(),
+        )
+        .with_files(files);
         state.jobs = JobsState::new(self.enqueue, self.billing.clock().now());
         state.events = EventsState::new(
             &manifest.events.emits,
