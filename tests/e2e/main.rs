@@ -19,6 +19,7 @@ mod events;
 mod fairness;
 mod files;
 mod forum;
+mod hook_usage;
 mod hooks;
 mod hostile_input;
 mod hostile_sql;
