@@ -155,6 +155,8 @@ pub struct Souk {
     retention: crate::retention::Retention,
     /// The payment providers offered, with their HTTP client.
     payment_providers: crate::payments::providers::Providers,
+    /// Where module mounts are served to the public (set by `souk serve`).
+    pub public_origin: crate::public_url::PublicOrigin,
 }
 
 impl Souk {
@@ -249,6 +251,7 @@ impl Souk {
                 sso_state,
                 retention,
                 payment_providers,
+                public_origin: crate::public_url::PublicOrigin::default(),
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -420,6 +423,7 @@ impl Souk {
             enqueue: self.config.jobs.enqueue,
             public_limiter: &self.people_state.public_limiter,
             mail: &self.mail,
+            public_origin: &self.public_origin,
         }
     }
 

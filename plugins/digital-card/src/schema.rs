@@ -119,6 +119,8 @@ pub fn migrations() -> Vec<Migration> {
     migrations.push(CUSTOM_FIELDS);
     #[cfg(feature = "release-1-1")]
     migrations.push(BRANDING);
+    #[cfg(feature = "release-1-1")]
+    migrations.push(crate::settings::PUBLIC_URL_MIGRATION);
     migrations
 }
 
