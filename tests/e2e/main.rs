@@ -32,6 +32,7 @@ mod packages;
 mod pages;
 mod payments;
 mod people;
+mod public_url;
 mod registry;
 mod removal;
 mod retention;
