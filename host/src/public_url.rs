@@ -27,9 +27,7 @@ impl PublicOrigin {
     /// dropped). Only the first call counts: the origin does not change
     /// while the host runs.
     pub fn set(&self, origin: &str) {
-        let _ = self
-            .origin
-            .set(origin.trim_end_matches('/').to_owned());
+        let _ = self.origin.set(origin.trim_end_matches('/').to_owned());
     }
 
     /// The absolute URL of `module`'s mount for the tenant `tenant_slug`

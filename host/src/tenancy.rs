@@ -349,7 +349,9 @@ mod tests {
             .expect("t_b opens while t_a does");
         // ... but a second open of t_a does.
         assert!(
-            tokio::time::timeout(wait, openers.turn("t_a")).await.is_err(),
+            tokio::time::timeout(wait, openers.turn("t_a"))
+                .await
+                .is_err(),
             "two opens of t_a at once"
         );
         drop(b);

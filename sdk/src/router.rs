@@ -501,7 +501,13 @@ mod tests {
         );
         assert_eq!(router.handle(blocked).status(), 400);
         // No route: no check runs, the 404 stands.
-        let unrouted = Request::new("GET", "/nowhere", "", vec![("x-block".into(), "1".into())], Vec::new());
+        let unrouted = Request::new(
+            "GET",
+            "/nowhere",
+            "",
+            vec![("x-block".into(), "1".into())],
+            Vec::new(),
+        );
         assert_eq!(router.handle(unrouted).status(), 404);
     }
 

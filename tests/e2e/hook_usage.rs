@@ -12,7 +12,11 @@ use crate::support::{Host, package};
 const MODULE: &str = "hook-usage";
 
 fn start() -> Host {
-    Host::start_on_plans(&[MODULE], "2026-03-01T09:00:00Z", &["--call-timeout-ms", "1500"])
+    Host::start_on_plans(
+        &[MODULE],
+        "2026-03-01T09:00:00Z",
+        &["--call-timeout-ms", "1500"],
+    )
 }
 
 /// The same component published as `version`, whose upgrade hook does
@@ -21,7 +25,10 @@ fn publish(host: &Host, version: &str) {
     let a = host.add_package(package(MODULE, |m| {
         m.replace("version: 1.0.0", &format!("version: {version}"))
     }));
-    assert!(a.status == 201 || a.status == 200, "publish {version}: {a:?}");
+    assert!(
+        a.status == 201 || a.status == 200,
+        "publish {version}: {a:?}"
+    );
 }
 
 /// The usage line `key` of the module.

@@ -12,7 +12,13 @@ const CARDS: &str = "/t/acme/m/digital-card";
 const FORGED: &str = "https://evil.example/t/acme/m/digital-card";
 
 /// `method path` with the tenant's token and a forged `souk-public-url`.
-fn forging(host: &Host, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+fn forging(
+    host: &Host,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut request = host
         .client
@@ -34,7 +40,11 @@ fn forging(host: &Host, method: &str, path: &str, token: &str, body: Option<Valu
 fn a_module_is_told_its_public_url_and_a_client_cannot_forge_it() {
     let host = Host::start(&["people-probe"]);
     let token = host.tenant_with("acme", "people-probe");
-    assert!(host.module_base.starts_with("http://"), "{}", host.module_base);
+    assert!(
+        host.module_base.starts_with("http://"),
+        "{}",
+        host.module_base
+    );
     let (status, body) = forging(&host, "GET", "/t/acme/m/people-probe/admin", &token, None);
     assert_eq!(status, 200, "{body}");
     let told: Vec<&str> = body["headers"]
@@ -82,7 +92,11 @@ fn a_fresh_tenant_issues_a_verifiable_card_without_setting_a_url() {
     let prefix = format!("{}{CARDS}/v/", host.module_base);
     assert!(url.starts_with(&prefix), "{url}");
     let settings = host.get(&format!("{CARDS}/settings"), &token);
-    assert_eq!(settings.body["verify_base_url"], Value::Null, "{settings:?}");
+    assert_eq!(
+        settings.body["verify_base_url"],
+        Value::Null,
+        "{settings:?}"
+    );
     assert_eq!(
         settings.body["public_url"],
         format!("{}{CARDS}", host.module_base),

@@ -30,7 +30,8 @@ pub const PUBLIC_URL_MIGRATION: Migration = Migration::new(
 
 /// The columns of the settings row this build reads.
 #[cfg(feature = "release-1-1")]
-const COLUMNS: &str = "organisation_name, verify_base_url, public_url, allow_multiple_active, valid_days";
+const COLUMNS: &str =
+    "organisation_name, verify_base_url, public_url, allow_multiple_active, valid_days";
 #[cfg(not(feature = "release-1-1"))]
 const COLUMNS: &str = "organisation_name, verify_base_url, allow_multiple_active, valid_days";
 
@@ -119,11 +120,12 @@ impl Settings {
 /// A database problem.
 pub fn note_public_url(request: &Request) -> Result<(), Problem> {
     #[cfg(feature = "release-1-1")]
-    if let Some(url) = request.public_url().and_then(|url| parse_base_url(url).ok()) {
-        let noted: Option<(Option<String>,)> = db::query_optional(
-            "SELECT public_url FROM settings WHERE id = 1",
-            params![],
-        )?;
+    if let Some(url) = request
+        .public_url()
+        .and_then(|url| parse_base_url(url).ok())
+    {
+        let noted: Option<(Option<String>,)> =
+            db::query_optional("SELECT public_url FROM settings WHERE id = 1", params![])?;
         if let Some((noted,)) = noted
             && noted.as_deref() != Some(url.as_str())
         {

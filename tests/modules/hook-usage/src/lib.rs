@@ -82,7 +82,11 @@ impl Module for HookUsage {
 
     fn gates() -> Gates {
         Gates::new()
-            .limit("max_things", "Things the tenant may keep.", LimitKind::Count)
+            .limit(
+                "max_things",
+                "Things the tenant may keep.",
+                LimitKind::Count,
+            )
             .limit(
                 "storage_bytes",
                 "Bytes of files the tenant may keep.",
@@ -123,8 +127,9 @@ impl Module for HookUsage {
             },
             _ => {
                 let (rows,): (i64,) = db::query_one("SELECT COUNT(*) FROM things", params![])?;
-                let seeded = entitlements::seed_usage("max_things", u64::try_from(rows).unwrap_or(0))
-                    .map_err(|e| HookError::new(format!("seed: {e}")))?;
+                let seeded =
+                    entitlements::seed_usage("max_things", u64::try_from(rows).unwrap_or(0))
+                        .map_err(|e| HookError::new(format!("seed: {e}")))?;
                 note("upgrade_seeded", seeded.used)?;
                 Ok(())
             }
