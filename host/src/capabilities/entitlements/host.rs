@@ -6,7 +6,7 @@
 //! `counted` record, which says whether an idempotency key was a replay.
 //!
 //! A call without a subscription context (the view's entitlements are
-//! `None`, as for lifecycle hooks) is refused everything: the checks,
+//! `None`, as for the uninstall hook) is refused everything: the checks,
 //! `consume` and `record-usage` answer a `no_subscription` denial, `usage`
 //! answers none and `release` an unknown key. Keys the host counts itself
 //! (`kind: storage`, `kind: email`) are refused to the module's own
