@@ -989,7 +989,7 @@ fn an_upgrade_from_1_0_keeps_cards_verifiable_and_adds_custom_fields() {
     assert_eq!(a.body["installation"]["version"], "1.1.0");
     assert_eq!(
         a.body["applied_migrations"],
-        json!(["0002_custom_fields", "0003_branding"])
+        json!(["0002_custom_fields", "0003_branding", "0004_public_url"])
     );
     let card = card(&host, &token, "C-000001");
     assert_eq!(
