@@ -86,6 +86,19 @@ fn an_install_hook_counts_against_the_plan_it_installs_under() {
         "{body}"
     );
     assert_eq!(r["install_small_file"], "stored", "{body}");
+    // Seeding is for the module's own count limits only.
+    assert!(
+        r["install_seed_storage"]
+            .as_str()
+            .is_some_and(|m| m.contains("counted by the host")),
+        "{body}"
+    );
+    assert!(
+        r["install_seed_undeclared"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a count limit this module declares")),
+        "{body}"
+    );
     assert_eq!(usage(&host, &token, "max_things")["used"], 5);
     assert_eq!(usage(&host, &token, "storage_bytes")["used"], 100);
     // The next request gets the host's 402 before the module runs.

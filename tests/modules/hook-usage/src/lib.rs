@@ -5,8 +5,8 @@
 //!
 //! - `install`: takes units of `max_things` until the plan refuses (at most
 //!   10,000 tries), stores a 2,000-byte PDF (more than the test plan's
-//!   storage allows) and then a small one, and writes what happened to the
-//!   `report` table;
+//!   storage allows) and then a small one, tries to seed the storage limit
+//!   and an undeclared key, and writes what happened to the `report` table;
 //! - `upgrade` to `x.y.1`: takes every unit left, seeds `max_things` at
 //!   1,000, stores a small file, then refuses (the host must undo all of
 //!   it);
@@ -101,6 +101,15 @@ impl Module for HookUsage {
         note(
             "install_big_file",
             describe(files::put("big.pdf", "application/pdf", &pdf(2000))),
+        )?;
+        // Only declared count limits may be seeded.
+        note(
+            "install_seed_storage",
+            describe(entitlements::seed_usage("storage_bytes", 1)),
+        )?;
+        note(
+            "install_seed_undeclared",
+            describe(entitlements::seed_usage("max_widgets", 1)),
         )?;
         note(
             "install_small_file",
