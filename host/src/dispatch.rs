@@ -24,7 +24,8 @@
 //!    `limit`, and one unit of its `meter` taken atomically against the
 //!    allowance (a 402/403 problem naming the feature, the reason and the
 //!    upgrade otherwise);
-//! 4. `Dispatcher::prepare` — private headers stripped, the component
+//! 4. `Dispatcher::prepare` — private headers stripped (and the host's
+//!    `souk-public-url` set: the mount's public URL), the component
 //!    loaded, the module's SQL scope, one transaction on the tenant
 //!    database, the call's [`CallState`];
 //! 5. `Dispatcher::run` — the module's `handle` on the module call
@@ -61,6 +62,7 @@ use crate::installer::{Installation, Installer};
 use crate::job_queue::EnqueueLimits;
 use crate::mail::Mail;
 use crate::people::throttle::PublicLimiter;
+use crate::public_url::{PUBLIC_URL_HEADER, PublicOrigin};
 use crate::runtime::{
     Call, CallPermit, LoadedModule, ModuleRequest, ModuleResponse, Runtime, answer,
 };
@@ -68,13 +70,15 @@ use crate::tenancy::{Tenancy, Tenant};
 use crate::usage::Usage;
 use crate::work::{WorkHints, WorkMarks};
 
-/// Request headers never forwarded to modules.
-const PRIVATE_HEADERS: [&str; 5] = [
+/// Request headers never forwarded to modules as a client sent them (the
+/// host sets [`PUBLIC_URL_HEADER`] itself).
+const PRIVATE_HEADERS: [&str; 6] = [
     "authorization",
     "cookie",
     "proxy-authorization",
     "x-csrf-token",
     "x-souk-operator",
+    PUBLIC_URL_HEADER,
 ];
 
 /// The request path: borrows the parts a module request goes through
@@ -103,6 +107,9 @@ pub struct Dispatcher<'a> {
     /// What a call's `notify` needs (the user directory, the message
     /// limits).
     pub mail: &'a Mail,
+    /// Where module mounts are public, told to every request
+    /// ([`PUBLIC_URL_HEADER`]).
+    pub public_origin: &'a PublicOrigin,
 }
 
 /// Whom a request is for, found and checked before anything runs.
@@ -386,10 +393,14 @@ impl Dispatcher<'_> {
             manifest.files.clone(),
             self.billing.clock().now(),
         );
-        let mut state =
-            CallState::for_request(context, db, entitlements, self.plan_budget(target).0)
-                .with_files(files)
-                .with_host_time(self.billing.clock().now());
+        let mut state = CallState::for_request(
+            context,
+            db,
+            entitlements,
+            self.plan_budget(target).0,
+            self.billing.clock().now(),
+        )
+        .with_files(files);
         state.jobs = JobsState::new(self.enqueue, self.billing.clock().now());
         state.events = EventsState::new(
             &manifest.events.emits,
@@ -413,6 +424,12 @@ impl Dispatcher<'_> {
         request
             .headers
             .retain(|(name, _)| !PRIVATE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+        if let Some(url) = self
+            .public_origin
+            .mount_url(&target.tenant.slug, target.resolved.manifest.slug.as_str())
+        {
+            request.headers.push((PUBLIC_URL_HEADER.to_owned(), url));
+        }
         let (_, timeout) = self.plan_budget(target);
         let ran = self
             .runtime

@@ -51,6 +51,7 @@ pub mod jobs;
 pub mod mail;
 pub mod payments;
 pub mod people;
+pub mod public_url;
 pub mod registry;
 pub mod retention;
 pub mod runtime;

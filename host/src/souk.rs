@@ -157,6 +157,8 @@ pub struct Souk {
     payment_providers: crate::payments::providers::Providers,
     /// Signs the payment links of renewal invoices (`<data>/pay-link-key`).
     pay_links: crate::payments::pay_link::PayLinkSigner,
+    /// Where module mounts are served to the public (set by `souk serve`).
+    pub public_origin: crate::public_url::PublicOrigin,
 }
 
 impl Souk {
@@ -254,6 +256,7 @@ impl Souk {
                 retention,
                 payment_providers,
                 pay_links,
+                public_origin: crate::public_url::PublicOrigin::default(),
             }
         });
         if let Some(dir) = souk.config.modules_dir.clone() {
@@ -426,6 +429,7 @@ impl Souk {
             enqueue: self.config.jobs.enqueue,
             public_limiter: &self.people_state.public_limiter,
             mail: &self.mail,
+            public_origin: &self.public_origin,
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use souk_module_registry::Slug;
 use sqlx::SqlitePool;
@@ -28,12 +28,13 @@ pub struct Tenancy {
     /// Open tenant databases, at most `open_limit`, each with the tick of
     /// its last use.
     pools: Mutex<OpenPools>,
-    /// Held while a tenant database is opened, so that two tasks never open
-    /// the same database at once (a tenant's creation and the maintenance
-    /// step's first visit, say): the second waits here and then finds the
-    /// first one's pool, instead of setting up a second pool's connections
-    /// (WAL mode, the host's migrations) on the same file at the same time.
-    opening: tokio::sync::Mutex<()>,
+    /// One turn per tenant while its database is opened, so that two tasks
+    /// never open the same database at once (a tenant's creation and the
+    /// maintenance step's first visit, say): the second waits for the
+    /// first and then finds its pool, instead of setting up a second pool's
+    /// connections (WAL mode, the host's migrations) on the same file at
+    /// the same time. Other tenants' opens do not wait for it.
+    opening: Openers,
     /// The SQL scope of each installed version per tenant, by (tenant id,
     /// module slug, version), while the control plane is unchanged (built
     /// by the installer, `Installer::scope_for`).
@@ -61,7 +62,7 @@ impl Tenancy {
                 limit: open_limit.max(1),
                 migrated: HashSet::new(),
             }),
-            opening: tokio::sync::Mutex::new(()),
+            opening: Openers::default(),
             scopes: GenerationCache::new(crate::control_plane::cache::DEFAULT_CAPACITY),
         }
     }
@@ -147,7 +148,7 @@ impl Tenancy {
         if let Some(pool) = self.pools.lock().map_err(|_| poisoned())?.get(&tenant.id) {
             return Ok(pool);
         }
-        let _opening = self.opening.lock().await;
+        let _opening = self.opening.turn(&tenant.id).await;
         // Another task may have opened it while this one waited.
         if let Some(pool) = self.pools.lock().map_err(|_| poisoned())?.get(&tenant.id) {
             return Ok(pool);
@@ -178,6 +179,64 @@ impl Tenancy {
         }
         let mut pools = self.pools.lock().map_err(|_| poisoned())?;
         Ok(pools.insert(&tenant.id, pool))
+    }
+}
+
+/// The opening turns of tenant databases: a lock per tenant whose database
+/// is being opened, made by its first opener and dropped with its last
+/// turn, so the map holds only tenants being opened right now.
+#[derive(Default)]
+struct Openers {
+    gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Openers {
+    /// Waits for `tenant_id`'s turn to open its database: at once unless
+    /// another task is opening the same tenant's.
+    async fn turn(&self, tenant_id: &str) -> OpeningTurn<'_> {
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(tenant_id.to_owned())
+            .or_default()
+            .clone();
+        let held = gate.clone().lock_owned().await;
+        OpeningTurn {
+            openers: self,
+            tenant_id: tenant_id.to_owned(),
+            gate,
+            held: Some(held),
+        }
+    }
+}
+
+/// A tenant's turn to open its database; dropping it lets the next opener
+/// of the tenant in, and forgets the tenant's lock when none waits.
+struct OpeningTurn<'a> {
+    openers: &'a Openers,
+    tenant_id: String,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for OpeningTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        let mut gates = self
+            .openers
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and this turn's: nobody else waits (clones
+        // are made under the map's lock, so none can appear meanwhile).
+        if Arc::strong_count(&self.gate) == 2
+            && gates
+                .get(&self.tenant_id)
+                .is_some_and(|gate| Arc::ptr_eq(gate, &self.gate))
+        {
+            gates.remove(&self.tenant_id);
+        }
     }
 }
 
@@ -277,6 +336,96 @@ mod tests {
         assert!(open.get("b").is_none(), "b was let go");
         assert!(open.get("a").is_some() && open.get("c").is_some());
         assert!(open.migrated("b"), "a database let go stays migrated");
+    }
+
+    #[tokio::test]
+    async fn tenants_take_opening_turns_of_their_own_and_forget_them_after() {
+        let openers = Arc::new(Openers::default());
+        let wait = std::time::Duration::from_millis(200);
+        let a = openers.turn("t_a").await;
+        // Another tenant's open does not wait for t_a's ...
+        let b = tokio::time::timeout(wait, openers.turn("t_b"))
+            .await
+            .expect("t_b opens while t_a does");
+        // ... but a second open of t_a does.
+        assert!(
+            tokio::time::timeout(wait, openers.turn("t_a"))
+                .await
+                .is_err(),
+            "two opens of t_a at once"
+        );
+        drop(b);
+        let waiting = tokio::spawn({
+            let openers = openers.clone();
+            async move {
+                let _turn = openers.turn("t_a").await;
+            }
+        });
+        tokio::time::sleep(wait).await;
+        assert!(!waiting.is_finished(), "t_a's next opener waits");
+        drop(a);
+        waiting.await.expect("t_a's next opener gets its turn");
+        assert!(
+            openers.gates.lock().unwrap().is_empty(),
+            "no lock is kept once every open is done"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_tenants_open_at_once_and_one_tenant_opens_one_pool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let control = ControlPlane::open(&dir.path().join("control.sqlite"))
+            .await
+            .expect("control plane");
+        let tenancy = Arc::new(Tenancy::new(
+            control,
+            dir.path().join("tenants"),
+            Arc::new(crate::clock::SystemClock),
+            16,
+        ));
+        let tenant = |id: &str| Tenant {
+            id: id.into(),
+            slug: id.replace('_', "-"),
+            name: id.into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+        };
+        // While t_slow's open is under way (its turn held), t_fast opens.
+        let slow_turn = tenancy.opening.turn("t_slow").await;
+        let fast = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tenancy.database(&tenant("t_fast")),
+        )
+        .await
+        .expect("t_fast does not wait for t_slow's open")
+        .expect("t_fast opens");
+        let slow = tokio::spawn({
+            let tenancy = tenancy.clone();
+            let slow = tenant("t_slow");
+            async move { tenancy.database(&slow).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!slow.is_finished(), "t_slow's second open waits its turn");
+        drop(slow_turn);
+        slow.await.expect("task").expect("t_slow opens");
+        // Many concurrent opens of one tenant end with one pool.
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let tenancy = tenancy.clone();
+                let same = tenant("t_same");
+                tokio::spawn(async move { tenancy.database(&same).await })
+            })
+            .collect();
+        let mut pools = Vec::new();
+        for open in opens {
+            pools.push(open.await.expect("task").expect("opens"));
+        }
+        pools[0].close().await;
+        assert!(
+            pools.iter().all(SqlitePool::is_closed),
+            "every opener got the same pool"
+        );
+        assert!(!fast.is_closed());
+        assert!(tenancy.opening.gates.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

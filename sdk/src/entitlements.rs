@@ -245,6 +245,33 @@ pub fn record_usage(
     runtime::record_usage(meter, amount, idempotency_key).map(|t| t.usage)
 }
 
+/// Sets the count limit `key` to `used` units: the number of things the
+/// module already holds, in an `install` or `upgrade` hook that starts
+/// counting rows made before it counted them (API 0.3.0). The count is
+/// recorded as it is, even above the plan's limit: nothing the tenant has
+/// is lost, and [`consume`] is refused until usage falls below the limit
+/// again. Rolled back with the hook if the hook fails.
+///
+/// ```no_run
+/// use souk_sdk::{HookError, db, entitlements, params};
+///
+/// fn upgrade(_from: &str) -> Result<(), HookError> {
+///     let (members,): (i64,) = db::query_one("SELECT COUNT(*) FROM members", params![])?;
+///     entitlements::seed_usage("max_members", u64::try_from(members).unwrap_or(0))
+///         .map_err(|e| HookError::new(e.to_string()))?;
+///     Ok(())
+/// }
+/// # let _ = upgrade;
+/// ```
+///
+/// # Errors
+/// [`EntitlementError::UnknownKey`] outside the `install` and `upgrade`
+/// hooks, for a key that is not a `kind: count` limit the module
+/// declares, or in a module built for API 0.2.0.
+pub fn seed_usage(key: &str, used: u64) -> Result<Usage, EntitlementError> {
+    runtime::seed_usage(key, used)
+}
+
 /// What an idempotent count did: the usage after it, and whether its
 /// idempotency key had been counted already (a replay: nothing changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -463,6 +490,10 @@ mod tests {
         ));
         assert!(matches!(
             release_once("max_cards", 1, "k"),
+            Err(EntitlementError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            seed_usage("max_cards", 3),
             Err(EntitlementError::UnknownKey(_))
         ));
     }

@@ -12,6 +12,10 @@ use crate::db::{DbError, QueryError};
 /// The media type of a problem document (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The header the host sets on every request with the public URL of the
+/// module's mount ([`Request::public_url`]).
+pub const PUBLIC_URL_HEADER: &str = "souk-public-url";
+
 /// An HTTP request routed to the module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -114,6 +118,17 @@ impl Request {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+
+    /// The absolute public URL of this module's mount for the calling
+    /// tenant, e.g. `https://m.example.org/t/acme/m/digital-card`, without
+    /// a trailing `/`: append a route's path to link to it (a QR code, a
+    /// share link, a page's own URL). The host sets it on every request it
+    /// serves (the `souk-public-url` header) and drops any copy a client
+    /// sent, so it can be trusted. `None` when the host did not set it (it
+    /// serves nothing, as in a `souk` CLI call).
+    pub fn public_url(&self) -> Option<&str> {
+        self.header(PUBLIC_URL_HEADER)
     }
 
     /// The raw body.
@@ -598,6 +613,26 @@ mod tests {
             problem
                 .detail()
                 .is_some_and(|detail| detail.contains("`limit`"))
+        );
+    }
+
+    #[test]
+    fn the_public_url_is_the_host_s_header() {
+        let bare = Request::new("GET", "/", "", vec![], vec![]);
+        assert_eq!(bare.public_url(), None);
+        let told = Request::new(
+            "GET",
+            "/",
+            "",
+            vec![(
+                "Souk-Public-Url".into(),
+                "https://m.example.org/t/acme/m/cards".into(),
+            )],
+            vec![],
+        );
+        assert_eq!(
+            told.public_url(),
+            Some("https://m.example.org/t/acme/m/cards")
         );
     }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::http::{IntoResponse, Problem, Request, Response, percent_decode};
 
 type Handler = Box<dyn Fn(&Request) -> Response + Send + Sync>;
+type Check = Box<dyn Fn(&Request) -> Result<(), Problem> + Send + Sync>;
 
 /// Maps method and path patterns to handlers.
 ///
@@ -37,6 +38,7 @@ type Handler = Box<dyn Fn(&Request) -> Response + Send + Sync>;
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    before: Vec<Check>,
 }
 
 struct Route {
@@ -104,6 +106,19 @@ impl Router {
         self
     }
 
+    /// Runs `check` before the handler of every matched route, in the
+    /// order added; a check's problem is the answer and the handler does
+    /// not run. For what every route needs first (e.g. noting
+    /// [`Request::public_url`] in the module's settings).
+    #[must_use]
+    pub fn before<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&Request) -> Result<(), Problem> + Send + Sync + 'static,
+    {
+        self.before.push(Box::new(check));
+        self
+    }
+
     /// Adds a `GET` route. See [`Router::route`].
     #[must_use]
     pub fn get<R, F>(self, pattern: &str, handler: F) -> Self
@@ -164,6 +179,9 @@ impl Router {
         });
         if let Some((route, params)) = best {
             request.set_params(params);
+            if let Err(problem) = self.before.iter().try_for_each(|check| check(&request)) {
+                return problem.into_response();
+            }
             return (route.handler)(&request);
         }
         let path_segments = split_path(request.path());
@@ -462,6 +480,35 @@ mod tests {
         });
         let response = router.handle(request("GET", "/members/1"));
         assert_eq!(response.status(), 500);
+    }
+
+    #[test]
+    fn checks_run_before_matched_handlers_and_may_answer_instead() {
+        let router = Router::new()
+            .before(|request: &Request| match request.header("x-block") {
+                Some(_) => Err(Problem::bad_request("blocked")),
+                None => Ok(()),
+            })
+            .get("/members/{number}", echo("show"));
+        let response = router.handle(request("GET", "/members/7"));
+        assert_eq!(body(&response), "show number=7");
+        let blocked = Request::new(
+            "GET",
+            "/members/7",
+            "",
+            vec![("x-block".into(), "1".into())],
+            Vec::new(),
+        );
+        assert_eq!(router.handle(blocked).status(), 400);
+        // No route: no check runs, the 404 stands.
+        let unrouted = Request::new(
+            "GET",
+            "/nowhere",
+            "",
+            vec![("x-block".into(), "1".into())],
+            Vec::new(),
+        );
+        assert_eq!(router.handle(unrouted).status(), 404);
     }
 
     #[test]

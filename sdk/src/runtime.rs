@@ -416,6 +416,19 @@ mod entitlement_calls {
     ) -> Result<Tally, EntitlementError> {
         counted(wit::record_usage(meter, amount, idempotency_key))
     }
+
+    #[cfg(souk_api_v0_3)]
+    pub(crate) fn seed_usage(key: &str, used: u64) -> Result<Usage, EntitlementError> {
+        wit::seed_usage(key, used).map(usage).map_err(usage_error)
+    }
+
+    /// API 0.2.0 has no way to seed a count.
+    #[cfg(souk_api_v0_2)]
+    pub(crate) fn seed_usage(key: &str, _used: u64) -> Result<Usage, EntitlementError> {
+        Err(EntitlementError::UnknownKey(format!(
+            "`{key}`: seeding a count needs module API 0.3.0 (this module is built for 0.2.0)"
+        )))
+    }
 }
 
 /// Outside a component: the answers the host gives a call that runs
@@ -462,10 +475,16 @@ mod entitlement_calls {
     ) -> Result<Tally, EntitlementError> {
         Err(EntitlementError::Denied(Denial::no_subscription(meter)))
     }
+
+    pub(crate) fn seed_usage(key: &str, _used: u64) -> Result<Usage, EntitlementError> {
+        Err(EntitlementError::UnknownKey(format!(
+            "`{key}`: there is no subscription outside a wasm32 component"
+        )))
+    }
 }
 
 pub(crate) use entitlement_calls::{
-    check_feature, check_limit, consume, record_usage, release, usage_of as usage,
+    check_feature, check_limit, consume, record_usage, release, seed_usage, usage_of as usage,
 };
 
 /// The `jobs` interface (API 0.3.0) behind [`crate::jobs`].

@@ -759,7 +759,10 @@ fn an_upgrade_from_1_1_keeps_cards_and_adds_the_templates() {
     );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["installation"]["version"], "1.2.0");
-    assert_eq!(a.body["applied_migrations"], json!(["0004_templates"]));
+    assert_eq!(
+        a.body["applied_migrations"],
+        json!(["0004_templates", "0005_public_url"])
+    );
     let card = card(&host, &token, "C-000001");
     assert_eq!(
         (

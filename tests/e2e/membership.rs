@@ -1,7 +1,7 @@
 //! Membership 1.2.0 through the real binary: members counted against the
 //! plan's `max_members` (tests/e2e/plans-card), and a tenant on 1.1.0 (API
 //! 0.2.0, members never counted) upgrading in place with its data kept and
-//! its existing members counted.
+//! its existing members counted by the upgrade hook, even above the limit.
 
 use serde_json::{Value, json};
 
@@ -123,7 +123,9 @@ fn an_upgrade_from_1_1_keeps_members_and_notes_and_counts_them() {
     assert_eq!(numbers, ["M-1", "M-2"]);
     assert_eq!(a.body["members"][0]["name"], "Member M-1");
 
-    // The first change counts the two existing members, then the new one.
+    // The upgrade hook counted the two existing members: the usage shows
+    // them before any request changed the list.
+    assert_eq!(members_usage(&host, &token)["used"], 2);
     let a = add_member(&host, &token, "M-3");
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(members_usage(&host, &token)["used"], 3);
@@ -133,6 +135,13 @@ fn an_upgrade_from_1_1_keeps_members_and_notes_and_counts_them() {
         host.get("/t/acme/m/membership/members/M-1", &token).status,
         200
     );
+    // Deleting a member counted by the hook gives its unit back.
+    assert_eq!(
+        host.delete("/t/acme/m/membership/members/M-1", &token)
+            .status,
+        204
+    );
+    assert_eq!(members_usage(&host, &token)["used"], 2);
 }
 
 #[test]
@@ -145,20 +154,22 @@ fn a_tenant_over_its_new_limit_keeps_its_members_and_adds_none_until_they_fit() 
         assert_eq!(a.status, 201, "{a:?}");
     }
     upgrade(&host, &token);
-    // Four members on a plan of three: all readable, none added.
+    // Four members on a plan of three: all kept and counted, none added.
+    let usage = members_usage(&host, &token);
+    assert_eq!(usage["used"], 4, "{usage}");
+    assert_eq!(usage["limit"], 3, "{usage}");
     let a = host.get("/t/acme/m/membership/members", &token);
     assert_eq!(a.body["members"].as_array().map(Vec::len), Some(4), "{a:?}");
     let a = add_member(&host, &token, "M-5");
     assert_eq!(a.status, 402, "{a:?}");
     assert_eq!(a.body["reason"], "limit_reached");
-    assert_eq!(members_usage(&host, &token)["used"], 0);
-    // Uncounted members are deleted without giving anything back ...
+    assert_eq!(a.body["used"], 4, "{a:?}");
+    // Deleting gives units back; once they fit, a member can be added.
     for number in ["M-1", "M-2"] {
         let a = host.delete(&format!("/t/acme/m/membership/members/{number}"), &token);
         assert_eq!(a.status, 204, "{a:?}");
     }
-    assert_eq!(members_usage(&host, &token)["used"], 0);
-    // ... and once they fit, the next member counts them and itself.
+    assert_eq!(members_usage(&host, &token)["used"], 2);
     let a = add_member(&host, &token, "M-5");
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(members_usage(&host, &token)["used"], 3);

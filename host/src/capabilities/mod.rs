@@ -107,31 +107,44 @@ pub struct CallState {
 impl CallState {
     /// The state of a request call: the module's database handle and the
     /// tenant's subscription context. `memory_bytes` caps each linear
-    /// memory of the instance.
+    /// memory of the instance; the module's wall clock reads the host
+    /// clock's `now` (the call's start), so `--manual-clock` reaches
+    /// modules.
     pub fn for_request(
         context: CallContext,
         db: ModuleDb,
         entitlements: CallEntitlements,
         memory_bytes: usize,
+        now: time::OffsetDateTime,
     ) -> Self {
-        let mut state = Self::build(context, db, memory_bytes);
+        let mut state = Self::build(context, db, memory_bytes, Some(now));
         state.entitlements = Some(entitlements);
         state
     }
 
     /// The state of a lifecycle hook (install, upgrade, uninstall): the
-    /// module's database handle, no subscription context. `memory_bytes`
-    /// caps each linear memory of the instance.
-    pub fn for_hook(context: CallContext, db: ModuleDb, memory_bytes: usize) -> Self {
-        Self::build(context, db, memory_bytes)
+    /// module's database handle and the subscription context the hook runs
+    /// under (`None` refuses every check and count with `no_subscription`).
+    /// `memory_bytes` caps each linear memory of the instance; the module's
+    /// wall clock reads the host clock's `now`.
+    pub fn for_hook(
+        context: CallContext,
+        db: ModuleDb,
+        entitlements: Option<CallEntitlements>,
+        memory_bytes: usize,
+        now: time::OffsetDateTime,
+    ) -> Self {
+        let mut state = Self::build(context, db, memory_bytes, Some(now));
+        state.entitlements = entitlements;
+        state
     }
 
     /// The state of a system call that touches no tenant (reading a
     /// package's gates or migrations): no database (every statement fails
-    /// as unavailable), no subscription context. `memory_bytes` caps each
-    /// linear memory of the instance.
+    /// as unavailable), no subscription context, the machine's wall clock.
+    /// `memory_bytes` caps each linear memory of the instance.
     pub fn detached(context: CallContext, memory_bytes: usize) -> Self {
-        Self::build(context, ModuleDb::detached(), memory_bytes)
+        Self::build(context, ModuleDb::detached(), memory_bytes, None)
     }
 
     /// The WASI context of a call: no network; the wall clock the host's
@@ -148,9 +161,15 @@ impl CallState {
         wasi.build()
     }
 
-    fn build(context: CallContext, db: ModuleDb, memory_bytes: usize) -> Self {
+    /// The one place a call's state (and its WASI context) is built.
+    fn build(
+        context: CallContext,
+        db: ModuleDb,
+        memory_bytes: usize,
+        now: Option<time::OffsetDateTime>,
+    ) -> Self {
         CallState {
-            wasi: Self::wasi(None),
+            wasi: Self::wasi(now),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
@@ -173,14 +192,6 @@ impl CallState {
     #[must_use]
     pub fn with_files(mut self, files: FilesAccess) -> Self {
         self.files = Some(files);
-        self
-    }
-
-    /// The same state with the module's wall clock at the host clock's
-    /// `now` (the call's start), so `--manual-clock` reaches modules.
-    #[must_use]
-    pub fn with_host_time(mut self, now: time::OffsetDateTime) -> Self {
-        self.wasi = Self::wasi(Some(now));
         self
     }
 

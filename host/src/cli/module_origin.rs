@@ -157,6 +157,15 @@ impl ModulePages {
         })
     }
 
+    /// The origin module mounts are public at: the module origin, or the
+    /// API listener's `http://` address (`api`) when module pages share
+    /// the API's origin (set `--module-origin` behind a proxy).
+    pub(super) fn public_origin(&self, api: SocketAddr) -> String {
+        self.origin
+            .clone()
+            .unwrap_or_else(|| format!("http://{api}"))
+    }
+
     /// The API origin's router, sending browsers' visits of module pages
     /// to the module origin when there is one.
     pub(super) fn guard_api(&self, app: Router) -> Router {

@@ -59,6 +59,7 @@ async fn serve(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let pages = ModulePages::start(&global.module_pages, addr, souk.clone()).await?;
+    souk.public_origin.set(&pages.public_origin(addr));
     println!("souk: listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %souk.config.data_dir.display(), "serving");

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
 use super::decision::{denial, limit_and_counter};
-use super::engine::{MeterState, Slot, lock};
+use super::engine::{MeterState, Slot, lock, read, write};
 use super::period::Period;
 use super::{Denial, DenialReason, EntitlementEngine};
 
@@ -323,6 +323,45 @@ impl EntitlementEngine {
             }
         })
         .unwrap_or_else(|| Err(no_grant(tenant, module)))
+    }
+
+    /// Sets count limit `key` to `used` units (a lifecycle hook seeding a
+    /// count its rows predate), whatever the limit and the access state:
+    /// what exists is counted, even above the limit, and later consumes are
+    /// refused until usage falls below it. Creates the counter when the
+    /// plan has no such limit yet, so a later plan that has one starts
+    /// from the real count. Returns the usage before and after; undo with
+    /// [`EntitlementEngine::undo_counter`] and a delta of `after - before`.
+    ///
+    /// # Errors
+    /// [`UsageError::NoGrant`] without a grant; [`UsageError::AmountOutOfRange`]
+    /// when `used` is above [`MAX_USAGE`].
+    pub fn seed_counter(
+        &self,
+        tenant: &str,
+        module: &str,
+        key: &str,
+        used: u64,
+    ) -> Result<(u64, Usage), UsageError> {
+        if used > MAX_USAGE {
+            return Err(UsageError::AmountOutOfRange {
+                amount: used,
+                max: MAX_USAGE,
+            });
+        }
+        let shard = read(self.shard(tenant));
+        let slot = shard
+            .get(tenant)
+            .and_then(|modules| modules.get(module))
+            .ok_or_else(|| no_grant(tenant, module))?;
+        let mut slot = write(slot);
+        let limit = slot.grant.limits.get(key).copied().flatten();
+        let counter = slot
+            .counters
+            .entry(key.to_owned())
+            .or_insert_with(|| self.fresh_counter());
+        let before = counter.used.swap(used, Ordering::AcqRel);
+        Ok((before, Usage { used, limit }))
     }
 
     /// Records a usage event of `amount` on meter `meter` at `at`, counted

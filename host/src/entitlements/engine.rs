@@ -259,15 +259,22 @@ impl EntitlementEngine {
         }
     }
 
+    /// A count limit's counter at zero, remembering no keys yet.
+    pub(super) fn fresh_counter(&self) -> Counter {
+        Counter {
+            used: AtomicU64::new(0),
+            keys: Mutex::new(CounterKeys {
+                consumed: SeenKeys::new(self.max_seen_keys),
+                released: SeenKeys::new(self.max_seen_keys),
+            }),
+        }
+    }
+
     fn apply_grant(&self, slot: &mut Slot, grant: Grant) {
         for key in grant.limits.keys() {
-            slot.counters.entry(key.clone()).or_insert_with(|| Counter {
-                used: AtomicU64::new(0),
-                keys: Mutex::new(CounterKeys {
-                    consumed: SeenKeys::new(self.max_seen_keys),
-                    released: SeenKeys::new(self.max_seen_keys),
-                }),
-            });
+            slot.counters
+                .entry(key.clone())
+                .or_insert_with(|| self.fresh_counter());
         }
         for (key, allowance) in &grant.meters {
             let fresh = |allowance: &MeterAllowance| MeterState {

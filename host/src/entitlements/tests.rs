@@ -960,3 +960,67 @@ fn the_host_engine_starts_with_no_keys_and_bounds_what_it_remembers() {
         HOST_MAX_SEEN_KEYS
     );
 }
+
+#[test]
+fn a_seeded_count_is_recorded_above_the_limit_and_blocks_consumes_until_it_fits() {
+    let engine = engine();
+    assert!(matches!(
+        engine.seed_counter(TENANT, MODULE, "max_cards", 1),
+        Err(UsageError::NoGrant { .. })
+    ));
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Active));
+    let (before, usage) = engine
+        .seed_counter(TENANT, MODULE, "max_cards", 150)
+        .unwrap();
+    assert_eq!(before, 0);
+    assert_eq!(
+        usage,
+        Usage {
+            used: 150,
+            limit: Some(100)
+        }
+    );
+    let denial = engine
+        .consume(TENANT, MODULE, "max_cards", 1, None)
+        .unwrap_err();
+    assert_eq!(denial.reason, DenialReason::LimitReached);
+    assert_eq!(denial.used, Some(150));
+    engine
+        .release(TENANT, MODULE, "max_cards", 51, None)
+        .unwrap();
+    assert!(engine.consume(TENANT, MODULE, "max_cards", 1, None).is_ok());
+    // Undone as a delta of after - before.
+    engine.undo_counter(TENANT, MODULE, "max_cards", 150 - 100, None);
+    assert_eq!(
+        engine
+            .usage_of(TENANT, MODULE, "max_cards", day(2026, 3, 2))
+            .map(|l| l.used),
+        Some(50)
+    );
+    // Seeding works whatever the access state, and creates a counter the
+    // plan does not limit yet, so a later plan starts from the real count.
+    engine.replace_grant(TENANT, MODULE, free(AccessState::Expired));
+    let (_, usage) = engine
+        .seed_counter(TENANT, MODULE, "max_members", 7)
+        .unwrap();
+    assert_eq!(
+        usage,
+        Usage {
+            used: 7,
+            limit: None
+        }
+    );
+    let mut with_members = free(AccessState::Active);
+    with_members.limits.insert("max_members".into(), Some(5));
+    engine.replace_grant(TENANT, MODULE, with_members);
+    assert_eq!(
+        engine
+            .usage_of(TENANT, MODULE, "max_members", day(2026, 3, 2))
+            .map(|l| (l.used, l.limit)),
+        Some((7, Some(5)))
+    );
+    assert!(matches!(
+        engine.seed_counter(TENANT, MODULE, "max_cards", MAX_USAGE + 1),
+        Err(UsageError::AmountOutOfRange { .. })
+    ));
+}

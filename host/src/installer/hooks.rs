@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::Installer;
+use super::hook_usage::HookUsage;
 use souk_module_registry::Manifest;
 
 use crate::capabilities::CallState;
@@ -95,32 +96,39 @@ pub(super) async fn check_migrations(
 
 /// What a hook left to settle after its operation's tenant transaction
 /// committed or rolled back: the work hint's guard (dropped then, waking
-/// the workers) and the hook's files access (its blobs collected then).
-/// Dropped without [`HookWork::settle`] (an error on the way), the guard
-/// drops and the files' pins are released; blobs of puts rolled back stay
-/// until the startup sweep removes them.
+/// the workers), the hook's files access (its blobs collected then) and
+/// the usage it counted (kept then). Dropped without [`HookWork::settle`]
+/// (an error on the way), the guard drops, the files' pins are released
+/// and the usage is undone; blobs of puts rolled back stay until the
+/// startup sweep removes them.
 #[derive(Default)]
 pub(super) struct HookWork<'a> {
     marked: Option<Marked<'a>>,
     files: Option<FilesAccess>,
+    usage: Option<HookUsage<'a>>,
 }
 
 impl HookWork<'_> {
-    /// Call once the operation's tenant transaction has committed (or
-    /// rolled back).
+    /// Call once the operation's tenant transaction has committed.
     pub(super) async fn settle(self) {
         drop(self.marked);
+        if let Some(usage) = self.usage {
+            usage.keep();
+        }
         if let Some(files) = self.files {
             files.settle().await;
         }
     }
 }
 
-/// The module a hook runs for: its manifest (its `files` declaration) and
-/// its tenant database's pool (the files access reads through it).
-pub(super) struct HookModule<'m> {
+/// The module a hook runs for: its manifest (its `files` declaration), its
+/// tenant database's pool (the files access reads through it) and the
+/// entitlements the hook runs with (`None`: without a subscription, as the
+/// uninstall hook runs).
+pub(super) struct HookModule<'m, 'a> {
     pub(super) manifest: &'m Manifest,
     pub(super) pool: &'m SqlitePool,
+    pub(super) usage: Option<HookUsage<'a>>,
 }
 
 /// Which lifecycle hook to run.
@@ -161,6 +169,13 @@ impl<'a> Installer<'a> {
     /// continue, and what the hook leaves to settle once `tx` has committed
     /// or rolled back ([`HookWork`]).
     ///
+    /// The install and upgrade hooks run with the entitlements of the
+    /// subscription the module is installed or upgraded under
+    /// ([`Installer::hook_usage`]): their consumes, releases, usage records
+    /// and file puts count against the plan as a request's do, and they
+    /// may seed a count (`seed-usage`). A hook that fails has its usage
+    /// undone with its transaction.
+    ///
     /// The install and upgrade hooks may also use `files` (a seed file,
     /// counted against the tenant's storage as for any call) and `jobs` (a
     /// first job, run once the operation commits), written in `tx` like
@@ -175,17 +190,19 @@ impl<'a> Installer<'a> {
         ctx: CallContext,
         scope: Arc<SqlScope>,
         tx: Transaction<'static, Sqlite>,
-        (module, hook): (HookModule<'_>, Hook<'_>),
+        (module, hook): (HookModule<'_, 'a>, Hook<'_>),
     ) -> Result<(Transaction<'static, Sqlite>, HookWork<'a>), SoukError> {
         let tenant_id = ctx.tenant_id.clone();
         let limits = self.runtime.limits();
         let now = self.clock.now();
+        let mut usage = module.usage;
         let mut state = CallState::for_hook(
             ctx,
             ModuleDb::new(scope, tx, limits.call_timeout),
+            usage.as_mut().and_then(HookUsage::take),
             limits.memory_bytes,
-        )
-        .with_host_time(self.clock.now());
+            now,
+        );
         state.events = crate::capabilities::events::EventsState::new(
             loaded.emits(),
             limits.max_event_payload_bytes,
@@ -214,6 +231,12 @@ impl<'a> Installer<'a> {
             };
             (name, outcome, call)
         };
+        let mut state = call.into_state();
+        // Back with its owner before anything can fail, so that a failure
+        // undoes what the hook counted.
+        if let Some(usage) = usage.as_mut() {
+            usage.put_back(state.entitlements.take());
+        }
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
@@ -227,7 +250,6 @@ impl<'a> Installer<'a> {
                 )));
             }
         }
-        let mut state = call.into_state();
         let files = state.files.take();
         let tx = state
             .db
@@ -246,6 +268,13 @@ impl<'a> Installer<'a> {
                 .map_err(|e| SoukError::Internal(anyhow::anyhow!("work hints: {e}")))?;
             Some(marked)
         };
-        Ok((tx, HookWork { marked, files }))
+        Ok((
+            tx,
+            HookWork {
+                marked,
+                files,
+                usage,
+            },
+        ))
     }
 }

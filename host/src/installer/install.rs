@@ -5,6 +5,7 @@
 use souk_module_registry::Manifest;
 use sqlx::{Sqlite, Transaction};
 
+use super::hook_usage::HookSubscription;
 use super::hooks::{Hook, HookModule, HookWork, begin, check_migrations};
 use super::shared::{AuditEntry, Undo, actor_of, audit, changed_meanwhile, context, record_ledger};
 use super::{InstallReport, InstallRequest, Installer, LifecycleLock};
@@ -252,6 +253,19 @@ impl Installer<'_> {
         check_migrations(&scope, manifest.slug.as_str(), &migrations).await?;
 
         let pool = self.tenancy.database(tenant).await?;
+        // A restore runs no hook: its counts come back with its archive.
+        let usage = match archive {
+            Some(_) => None,
+            None => Some(
+                self.hook_usage(
+                    tenant,
+                    manifest,
+                    &pool,
+                    HookSubscription::Install(started.as_ref().map(|s| &s.record)),
+                )
+                .await?,
+            ),
+        };
         let mut tx = begin(&pool).await?;
         let leftovers = archive::module_tables(&mut tx, scope.prefix()).await?;
         if !leftovers.is_empty() {
@@ -292,6 +306,7 @@ impl Installer<'_> {
                 let module = HookModule {
                     manifest,
                     pool: &pool,
+                    usage,
                 };
                 self.run_hook(&loaded, ctx, scope, tx, (module, Hook::Install))
                     .await?

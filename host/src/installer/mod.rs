@@ -31,10 +31,12 @@
 //! `install` (installs, lockfiles, the free-plan subscription an install
 //! starts), `upgrade`, `uninstall` (normal, forced, rolling back a partial
 //! install), `hooks` (running migrations and lifecycle hooks in the tenant
-//! transaction) and `shared` (reading installations, SQL scopes,
+//! transaction), `hook_usage` (the entitlements an install or upgrade hook
+//! runs with) and `shared` (reading installations, SQL scopes,
 //! dependencies and dependants, the audit event, committing both databases
 //! with its undo).
 
+mod hook_usage;
 mod hooks;
 mod install;
 mod shared;

@@ -266,6 +266,7 @@ impl<'a> Installer<'a> {
                     HookModule {
                         manifest,
                         pool: &pool,
+                        usage: None,
                     },
                     Hook::Uninstall,
                 ),

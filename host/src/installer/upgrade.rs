@@ -1,6 +1,7 @@
 //! Upgrading an installed module to a newer version: only the migrations
 //! the new version adds run, then its `upgrade` hook.
 
+use super::hook_usage::HookSubscription;
 use super::hooks::{Hook, HookModule, begin, check_migrations};
 use super::shared::{AuditEntry, Undo, audit, changed_meanwhile, context, record_ledger};
 use super::{InstallReport, Installer, LifecycleLock, migration_checksum};
@@ -90,6 +91,14 @@ impl Installer<'_> {
         check_migrations(&scope, module, &migrations).await?;
 
         let pool = self.tenancy.database(tenant).await?;
+        let usage = self
+            .hook_usage(
+                tenant,
+                manifest,
+                &pool,
+                HookSubscription::Upgrade(current.subscription_revision),
+            )
+            .await?;
         let mut tx = begin(&pool).await?;
         for m in &pending {
             self.run_migration_sql(&scope, &mut tx, &m.id, "up", &m.up)
@@ -100,6 +109,7 @@ impl Installer<'_> {
         let module_hooked = HookModule {
             manifest,
             pool: &pool,
+            usage: Some(usage),
         };
         let (tx, hook_work) = self
             .run_hook(

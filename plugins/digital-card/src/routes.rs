@@ -31,6 +31,7 @@ const QR_SIZE: u32 = 320;
 /// The module's routes.
 pub fn router() -> Router {
     let router = Router::new()
+        .before(settings::note_public_url)
         .get("/settings", settings::show)
         .put("/settings", settings::replace)
         .get("/templates", render::list)
@@ -85,7 +86,7 @@ fn card_or_404(request: &Request) -> Result<Card, Problem> {
 fn card_response(status: u16, card: &Card) -> Result<Response, Problem> {
     let settings = settings::load()?;
     #[cfg_attr(not(feature = "release-1-1"), allow(unused_mut))]
-    let mut body = card.to_json(settings.verify_base_url.as_deref());
+    let mut body = card.to_json(settings.verification_base());
     #[cfg(feature = "release-1-1")]
     {
         let fields: serde_json::Map<String, serde_json::Value> = crate::fields::of_card(card.id)?
@@ -176,7 +177,7 @@ fn list_cards(request: &Request) -> Result<Response, Problem> {
     Ok(Response::json(
         200,
         &json!({
-            "cards": page.iter().map(|c| c.to_json(settings.verify_base_url.as_deref())).collect::<Vec<_>>(),
+            "cards": page.iter().map(|c| c.to_json(settings.verification_base())).collect::<Vec<_>>(),
             "next": next,
         }),
     ))
@@ -559,7 +560,7 @@ fn create_share_link(request: &Request) -> Result<Response, Problem> {
             now,
             expires_at,
             None,
-            settings.verify_base_url.as_deref(),
+            settings.verification_base(),
         ),
     ))
 }
@@ -588,7 +589,7 @@ fn list_share_links(request: &Request) -> Result<Response, Problem> {
                 *created,
                 *expires,
                 *revoked_at,
-                settings.verify_base_url.as_deref(),
+                settings.verification_base(),
             )
         })
         .collect();

@@ -189,6 +189,8 @@ pub fn migrations() -> Vec<Migration> {
     migrations.push(BRANDING);
     #[cfg(feature = "release-1-2")]
     migrations.push(TEMPLATES);
+    #[cfg(feature = "release-1-2")]
+    migrations.push(crate::settings::PUBLIC_URL_MIGRATION);
     migrations
 }
 

@@ -2,11 +2,38 @@
 //! pages), the verification base URL (what QR codes and share links
 //! point at), whether a member may hold several active cards, and the
 //! default validity.
+//!
+//! # The verification base URL
+//!
+//! A tenant may set `verify_base_url` explicitly (it wins). Without it the
+//! module uses the public URL of its mount that the host tells every
+//! request ([`Request::public_url`]); since release 1.1.0 each request
+//! notes it in the settings row when it changed ([`note_public_url`],
+//! migration `0005_public_url`), so jobs and schedules, which have no
+//! request, link to the same place.
 
 use serde::Deserialize;
 use serde_json::json;
+#[cfg(feature = "release-1-2")]
+use souk_sdk::Migration;
 use souk_sdk::db::{self, DecodeError, FromRow, Row};
 use souk_sdk::{Problem, Request, Response, params};
+
+/// Release 1.1.0: the public URL of the module's mount as the host last
+/// told it (`settings.public_url`), used when no `verify_base_url` is set.
+#[cfg(feature = "release-1-2")]
+pub const PUBLIC_URL_MIGRATION: Migration = Migration::new(
+    "0005_public_url",
+    "ALTER TABLE settings ADD COLUMN public_url TEXT",
+    "ALTER TABLE settings DROP COLUMN public_url",
+);
+
+/// The columns of the settings row this build reads.
+#[cfg(feature = "release-1-2")]
+const COLUMNS: &str =
+    "organisation_name, verify_base_url, public_url, allow_multiple_active, valid_days";
+#[cfg(not(feature = "release-1-2"))]
+const COLUMNS: &str = "organisation_name, verify_base_url, allow_multiple_active, valid_days";
 
 use crate::card::{FieldCheck, MAX_VALID_DAYS, problems};
 
@@ -21,8 +48,12 @@ pub struct Settings {
     /// Shown on cards and public pages.
     pub organisation_name: String,
     /// Absolute URL under which this module is served to the public, e.g.
-    /// `https://souk.example.org/t/acme/m/digital-card`.
+    /// `https://souk.example.org/t/acme/m/digital-card`, as the tenant set
+    /// it.
     pub verify_base_url: Option<String>,
+    /// The public URL of the module's mount as the host last told it
+    /// (release 1.1.0; `None` before the first request that told it).
+    pub public_url: Option<String>,
     /// Whether a member may hold more than one active card.
     pub allow_multiple_active: bool,
     /// Default validity of new and renewed cards, in days.
@@ -34,6 +65,10 @@ impl FromRow for Settings {
         Ok(Self {
             organisation_name: row.get("organisation_name")?,
             verify_base_url: row.get("verify_base_url")?,
+            #[cfg(feature = "release-1-2")]
+            public_url: row.get("public_url")?,
+            #[cfg(not(feature = "release-1-2"))]
+            public_url: None,
             allow_multiple_active: row.get::<i64>("allow_multiple_active")? == 1,
             valid_days: row.get("valid_days")?,
         })
@@ -45,24 +80,64 @@ impl Settings {
         json!({
             "organisation_name": self.organisation_name,
             "verify_base_url": self.verify_base_url,
+            "public_url": self.public_url,
             "allow_multiple_active": self.allow_multiple_active,
             "valid_days": self.valid_days,
         })
     }
 
-    /// The base URL, or a 409 problem saying to set it.
+    /// The URL QR codes and share links point under: the tenant's
+    /// `verify_base_url` when set, else the public URL the host told.
+    pub fn verification_base(&self) -> Option<&str> {
+        self.verify_base_url
+            .as_deref()
+            .or(self.public_url.as_deref())
+    }
+
+    /// [`Settings::verification_base`], or a 409 problem saying to set it.
     ///
     /// # Errors
     ///
-    /// 409 when the tenant has not set `verify_base_url`.
+    /// 409 when the tenant has not set `verify_base_url` and no request
+    /// has told the module its public URL yet.
     pub fn base_url(&self) -> Result<&str, Problem> {
-        self.verify_base_url.as_deref().ok_or_else(|| {
+        self.verification_base().ok_or_else(|| {
             Problem::new(409, problems::NOT_CONFIGURED, "Verification URL not set").with_detail(
                 "set `verify_base_url` with PUT /settings (the absolute URL this module is \
                  served under, e.g. https://souk.example.org/t/acme/m/digital-card) first",
             )
         })
     }
+}
+
+/// Notes the public URL the host told this request in the settings row,
+/// when it differs from the one noted (a read first: most requests change
+/// nothing and take no write lock). Run before every route. A URL that is
+/// not a plain base URL is ignored.
+///
+/// # Errors
+///
+/// A database problem.
+pub fn note_public_url(request: &Request) -> Result<(), Problem> {
+    #[cfg(feature = "release-1-2")]
+    if let Some(url) = request
+        .public_url()
+        .and_then(|url| parse_base_url(url).ok())
+    {
+        let noted: Option<(Option<String>,)> =
+            db::query_optional("SELECT public_url FROM settings WHERE id = 1", params![])?;
+        if let Some((noted,)) = noted
+            && noted.as_deref() != Some(url.as_str())
+        {
+            db::execute(
+                "UPDATE settings SET public_url = ?1 WHERE id = 1",
+                params![&url],
+            )?;
+        }
+    }
+    #[cfg(not(feature = "release-1-2"))]
+    let _ = request;
+    Ok(())
 }
 
 /// The settings.
@@ -72,8 +147,7 @@ impl Settings {
 /// A 500 problem when the install seed is missing.
 pub fn load() -> Result<Settings, Problem> {
     db::query_optional(
-        "SELECT organisation_name, verify_base_url, allow_multiple_active, valid_days \
-         FROM settings WHERE id = 1",
+        &format!("SELECT {COLUMNS} FROM settings WHERE id = 1"),
         params![],
     )?
     .ok_or_else(|| Problem::internal("the settings row is missing (the install seed did not run)"))

@@ -167,8 +167,7 @@ pub fn shared(request: &Request) -> Result<Response, Problem> {
         status: &card.status,
         photo: None,
         verification_url: settings
-            .verify_base_url
-            .as_deref()
+            .verification_base()
             .map(|base| crate::card::verification_url(base, &card.token)),
         souk_mark: !entitlements::has_feature("white_label"),
         extra: Vec::new(),

@@ -36,6 +36,14 @@ impl Module for Membership {
         schema::seed()
     }
 
+    /// From 1.0.x or 1.1.x (and any later upgrade): the members already
+    /// kept are counted against `max_members` at once, in the upgrade's
+    /// transaction (see `tally`).
+    #[cfg(feature = "member-events")]
+    fn upgrade(_from: &str) -> Result<(), HookError> {
+        tally::seed_from_rows()
+    }
+
     fn gates() -> Gates {
         // Keys and descriptions match `features` and `limits` in module.yaml.
         let gates = Gates::new()

@@ -36,8 +36,9 @@ const MEMBER_NOTES: Migration = Migration::new(
 );
 
 /// Whether the members that existed before release 1.2.0 have been
-/// counted against `max_members` yet (see `tally`): not yet after an
-/// upgrade; the install hook marks a fresh install counted.
+/// counted against `max_members` (see `tally`): 0 until the upgrade hook
+/// seeds the count from the rows, in the same transaction; the install hook
+/// marks a fresh install counted. A record only: nothing reads it to count.
 #[cfg(feature = "member-events")]
 const MEMBER_COUNTING: Migration = Migration::new(
     "0003_member_counting",

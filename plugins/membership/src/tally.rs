@@ -4,17 +4,16 @@
 //!
 //! # How the count starts
 //!
-//! A fresh install has no members, so its count starts at zero (the install
-//! hook marks it counted). A tenant upgrading from 1.0.0 or 1.1.0 already
-//! has members that no counter knows of; migration `0003_member_counting`
-//! marks its count as not yet taken. Lifecycle hooks run without the
-//! tenant's subscription (the host refuses every count there), so the
-//! existing rows are taken by the first call that changes the member list
-//! ([`take_existing`]): it consumes one unit per existing member and marks
-//! the count taken, in that call's transaction. When the existing members
-//! already exceed the plan (a tenant over its new limit), nothing is taken
-//! and the call is refused with the plan's denial: no member can be added
-//! until the list fits, and deleting members needs no unit back.
+//! Every member row (any status) holds one unit of `max_members`. A fresh
+//! install has no members, so its count starts at zero. A tenant upgrading
+//! from 1.0.0 or 1.1.0 already has members that no counter knows of: the
+//! `upgrade` hook, which runs with the tenant's entitlements, seeds the
+//! count from the rows ([`seed_from_rows`]), so the usage is right as soon
+//! as the upgrade commits. The count is seeded as it is, even above the
+//! plan's limit: a tenant with more members than its plan allows keeps them
+//! all, and `POST /members` is refused with the host's 402 until deletions
+//! make room. Migration `0003_member_counting`'s marker row records that the
+//! rows were counted.
 
 use serde::Serialize;
 use souk_sdk::db;
@@ -30,6 +29,10 @@ pub const MEMBER_LIMIT: &str = "max_members";
 ///
 /// When the marker cannot be written; the install rolls back.
 pub fn mark_fresh_install() -> Result<(), HookError> {
+    mark_counted()
+}
+
+fn mark_counted() -> Result<(), HookError> {
     db::execute(
         "UPDATE member_counting SET counted = 1 WHERE id = 1",
         params![],
@@ -37,67 +40,41 @@ pub fn mark_fresh_install() -> Result<(), HookError> {
     Ok(())
 }
 
-/// Whether the existing members have been counted already.
-fn counted() -> Result<bool, Problem> {
-    let row: Option<(i64,)> = db::query_optional(
-        "SELECT counted FROM member_counting WHERE id = 1",
-        params![],
-    )?;
-    match row {
-        Some((counted,)) => Ok(counted == 1),
-        None => Err(Problem::internal(
-            "member counting has no marker row (migration 0003_member_counting is missing)",
-        )),
-    }
-}
-
-/// Takes one unit of `max_members` per existing member if they were never
-/// counted (a tenant upgraded from 1.1.0 or earlier), and marks the list
-/// counted.
+/// Sets `max_members` to the number of member rows and marks the list
+/// counted: run by the `upgrade` hook, in the upgrade's transaction.
 ///
 /// # Errors
 ///
-/// The plan's denial when the existing members do not fit it; a database
-/// problem otherwise.
-fn take_existing() -> Result<(), Problem> {
-    if counted()? {
-        return Ok(());
-    }
+/// When the rows cannot be read or the host refuses the count (the module
+/// does not declare the limit, or runs without the tenant's
+/// subscription); the upgrade rolls back.
+pub fn seed_from_rows() -> Result<(), HookError> {
     let (existing,): (i64,) = db::query_one("SELECT COUNT(*) FROM members", params![])?;
     let existing = u64::try_from(existing).unwrap_or(0);
-    if existing > 0 {
-        entitlements::consume(MEMBER_LIMIT, existing).map_err(Problem::from)?;
-    }
-    db::execute(
-        "UPDATE member_counting SET counted = 1 WHERE id = 1",
-        params![],
-    )?;
-    Ok(())
+    entitlements::seed_usage(MEMBER_LIMIT, existing).map_err(|error| {
+        HookError::new(format!(
+            "counting the {existing} existing members against {MEMBER_LIMIT} failed: {error}"
+        ))
+    })?;
+    mark_counted()
 }
 
-/// Takes the unit of one new member (counting the existing members first
-/// when they never were).
+/// Takes the unit of one new member.
 ///
 /// # Errors
 ///
 /// The plan's 402 denial when the member does not fit.
 pub fn take_one() -> Result<(), Problem> {
-    take_existing()?;
     entitlements::consume(MEMBER_LIMIT, 1).map_err(Problem::from)?;
     Ok(())
 }
 
-/// Gives the unit of a deleted member back, when the list is counted (an
-/// uncounted list took no unit for it).
+/// Gives the unit of a deleted member back.
 ///
 /// # Errors
 ///
-/// A database problem, or the module's own failure when the limit is not
-/// declared.
+/// The module's own failure when the limit is not declared.
 pub fn give_back_one() -> Result<(), Problem> {
-    if !counted()? {
-        return Ok(());
-    }
     entitlements::release(MEMBER_LIMIT, 1)
         .map(|_| ())
         .map_err(Problem::from)

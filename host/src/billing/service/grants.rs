@@ -181,6 +181,15 @@ impl Billing {
         Ok(())
     }
 
+    /// Marks the engine's grant of a pair as no longer current, keeping
+    /// its usage: the next [`Billing::ensure_grant`] builds it again from
+    /// the subscription (after a lifecycle hook ran under a grant built for
+    /// another version's manifest, or one not yet recorded).
+    pub fn stale(&self, tenant: &Tenant, module: &str) {
+        self.fresh_map()
+            .remove(&(tenant.id.clone(), module.to_owned()));
+    }
+
     /// Forgets the cached grant and usage of a pair (after an uninstall).
     pub fn forget(&self, tenant: &Tenant, module: &str) {
         self.fresh_map()

@@ -61,6 +61,10 @@ pub struct CallEntitlements {
     /// email`): the module's own `consume`, `release` and `record-usage`
     /// are refused for them.
     host_counted: Vec<String>,
+    /// Count limits the module may seed ([`CallEntitlements::seed`]): its
+    /// declared `kind: count` limits in an install or upgrade hook, none
+    /// anywhere else.
+    seedable: Vec<String>,
 }
 
 /// What a counting call did: the usage after it, and whether its
@@ -153,6 +157,7 @@ impl CallEntitlements {
             now,
             undo: Vec::new(),
             host_counted: Vec::new(),
+            seedable: Vec::new(),
         }
     }
 
@@ -166,6 +171,22 @@ impl CallEntitlements {
         self.host_counted = limits
             .into_iter()
             .filter(|l| l.kind.is_host_counted())
+            .map(|l| l.key.clone())
+            .collect();
+        self
+    }
+
+    /// The same view for an install or upgrade hook: the module's declared
+    /// count limits (`kind: count` in `limits`) may be seeded
+    /// ([`CallEntitlements::seed`]).
+    #[must_use]
+    pub fn with_seeding<'a>(
+        mut self,
+        limits: impl IntoIterator<Item = &'a souk_module_registry::LimitDecl>,
+    ) -> Self {
+        self.seedable = limits
+            .into_iter()
+            .filter(|l| l.kind == souk_module_registry::LimitKind::Count)
             .map(|l| l.key.clone())
             .collect();
         self
@@ -302,6 +323,55 @@ impl CallEntitlements {
             usage,
             replay: false,
         })
+    }
+
+    /// Sets count limit `key` to `used` units, in the engine and in the
+    /// call's transaction, even above the plan's limit (what exists is
+    /// counted; later consumes are refused until usage falls below it).
+    /// Only for the calls [`CallEntitlements::with_seeding`] opened it to,
+    /// and only for a count limit the module declares; undone with the rest
+    /// of the call's usage if its transaction rolls back.
+    ///
+    /// # Errors
+    /// [`CallUsageError::UnknownKey`] outside an install or upgrade hook,
+    /// or for a key that is not a declared count limit;
+    /// [`CallUsageError::OutOfRange`] above [`MAX_USAGE`](crate::entitlements::MAX_USAGE);
+    /// [`CallUsageError::Host`] when the tenant database fails.
+    pub async fn seed(
+        &mut self,
+        db: &mut ModuleDb,
+        key: &str,
+        used: u64,
+    ) -> Result<Usage, CallUsageError> {
+        if self.seedable.is_empty() {
+            return Err(CallUsageError::UnknownKey(format!(
+                "`{key}`: a count can be seeded only in the install and upgrade hooks"
+            )));
+        }
+        if !self.seedable.iter().any(|k| k == key) {
+            return Err(CallUsageError::UnknownKey(format!(
+                "`{key}` is not a count limit this module declares"
+            )));
+        }
+        let conn = connection(db).await?;
+        let (before, usage) = self
+            .engine
+            .seed_counter(&self.tenant, &self.module, key, used)
+            .map_err(unknown)?;
+        // Both are at most MAX_USAGE (i64::MAX): each fits an i64, and so
+        // does their difference.
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let delta = signed(used) - signed(before);
+        self.undo.push(Undo::Counter {
+            key: key.to_owned(),
+            delta,
+            idempotency_key: None,
+        });
+        let counters = std::collections::BTreeMap::from([(key.to_owned(), used)]);
+        usage_db::set_counters(conn, &self.module, &counters)
+            .await
+            .map_err(host)?;
+        Ok(usage)
     }
 
     /// Records `amount` of meter `meter`, counted once per

@@ -6,11 +6,13 @@
 //! `counted` record, which says whether an idempotency key was a replay.
 //!
 //! A call without a subscription context (the view's entitlements are
-//! `None`, as for lifecycle hooks) is refused everything: the checks,
+//! `None`, as for the uninstall hook) is refused everything: the checks,
 //! `consume` and `record-usage` answer a `no_subscription` denial, `usage`
 //! answers none and `release` an unknown key. Keys the host counts itself
 //! (`kind: storage`, `kind: email`) are refused to the module's own
-//! counting as unknown keys that say why.
+//! counting as unknown keys that say why. API 0.3.0's `seed-usage` sets a
+//! count limit outright, only in the install and upgrade hooks
+//! ([`CallEntitlements::seed`]).
 
 use super::EntitlementsView;
 use super::call::{CallEntitlements, CallUsageError, Counted};
@@ -67,10 +69,11 @@ fn trap(error: anyhow::Error) -> wasmtime::Error {
 }
 
 /// Implements the `entitlements` interface of one API version. `$denial`
-/// is the path of that version's `denial` record and `$wrap` turns a
-/// [`Counted`] into what its counting functions return.
+/// is the path of that version's `denial` record, `$wrap` turns a
+/// [`Counted`] into what its counting functions return, and `$extra` are
+/// the functions only that version has.
 macro_rules! entitlements_host {
-    ($version:ident, $denial:path, $ok:ty, $wrap:expr) => {
+    ($version:ident, $denial:path, $ok:ty, $wrap:expr $(, { $($extra:tt)* })?) => {
         mod $version {
             use super::{Counted, CallUsageError, Denial, EntitlementsView, trap};
             use crate::entitlements::{Decision, Usage};
@@ -209,6 +212,8 @@ macro_rules! entitlements_host {
                         .await;
                     answer(result, || refused(&meter))
                 }
+
+                $($($extra)*)?
             }
         }
     };
@@ -221,9 +226,40 @@ entitlements_host!(
     wit::Usage,
     |usage, _replay| usage
 );
+// API 0.3.0 adds `seed-usage`, for the install and upgrade hooks.
 entitlements_host!(
     v0_3_0,
     crate::wit::v0_3_0::souk::module::types::Denial,
     wit::Counted,
-    |usage, replay| wit::Counted { usage, replay }
+    |usage, replay| wit::Counted { usage, replay },
+    {
+        async fn seed_usage(
+            &mut self,
+            key: String,
+            used: u64,
+        ) -> wasmtime::Result<Result<wit::Usage, wit::UsageError>> {
+            let Some(entitlements) = self.entitlements.as_mut() else {
+                return Ok(Err(wit::UsageError::UnknownKey(format!(
+                    "`{key}`: this call runs without a subscription, so there is no count to seed"
+                ))));
+            };
+            let seeded = async {
+                entitlements.refuse_host_counted(&key)?;
+                entitlements.seed(self.db, &key, used).await
+            }
+            .await;
+            match seeded {
+                Ok(usage) => Ok(Ok(usage_to_wit(usage))),
+                Err(CallUsageError::Denied(denial)) => {
+                    Ok(Err(wit::UsageError::Denied(denial_to_wit(denial))))
+                }
+                Err(
+                    CallUsageError::UnknownKey(message)
+                    | CallUsageError::OutOfRange(message)
+                    | CallUsageError::InvalidKey(message),
+                ) => Ok(Err(wit::UsageError::UnknownKey(message))),
+                Err(CallUsageError::Host(error)) => Err(trap(error)),
+            }
+        }
+    }
 );

@@ -2,8 +2,9 @@
 //! the tenant's subscription allows, and counts usage against it.
 //!
 //! Per-call state: `Option<CallEntitlements>` ([`call`]), `None` when the
-//! call runs without a subscription context (lifecycle hooks, detached
-//! calls). The interface reaches it, and the call's database handle (usage
+//! call runs without a subscription context (uninstall hooks, detached
+//! calls; install and upgrade hooks get their tenant's, see
+//! `installer/hook_usage.rs`). The interface reaches it, and the call's database handle (usage
 //! is written in the call's own transaction), through an
 //! [`EntitlementsView`] (the WIT implementation is in `host.rs`).
 //!
