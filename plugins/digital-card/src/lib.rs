@@ -16,12 +16,15 @@ mod branding;
 mod card;
 mod dates;
 mod export;
+mod face;
 #[cfg(feature = "release-1-1")]
 mod fields;
+mod fonts;
 mod image;
 mod lifecycle;
 mod members;
 mod qr;
+mod raster;
 mod render;
 mod routes;
 mod schema;

@@ -1,0 +1,460 @@
+//! Card faces (the SVG `render.rs` writes) as PNG and PDF, and the A4
+//! print sheets of the print export — drawn in the module with pure-Rust
+//! crates: usvg reads the SVG and shapes its text with rustybuzz from the
+//! embedded fonts (`fonts.rs`), resvg paints it with tiny-skia, svg2pdf
+//! writes it as PDF vectors with the fonts subset into the file.
+//!
+//! Photos and logos are untrusted bytes. Before they go into a face that
+//! is rasterised or converted they pass [`prepare_image`]: decoded under a
+//! memory bound, scaled down to what a card can show, and encoded again,
+//! so an image that does not decode, or would not fit the module's memory,
+//! is left out (the face shows its empty frame) instead of failing the
+//! render, and a PDF of many cards does not carry every full-size photo.
+//! Only `data:` image URLs of PNG and JPEG are read; nothing is fetched.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use ::image::codecs::jpeg::JpegEncoder;
+use ::image::codecs::png::PngEncoder;
+use ::image::{ImageFormat, ImageReader, Limits};
+use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref};
+use resvg::tiny_skia;
+use usvg::{ImageHrefResolver, ImageKind, fontdb::Database};
+
+use crate::fonts;
+
+/// The ID-1 card's long side (85.6 mm) in PDF points: a card PDF's page
+/// and a print sheet's slot have it.
+const CARD_LONG_PT: f32 = 85.6 / 25.4 * 72.0;
+/// The ID-1 card's short side (54 mm) in points.
+const CARD_SHORT_PT: f32 = 54.0 / 25.4 * 72.0;
+/// A4 in points.
+pub const A4: (f32, f32) = (595.28, 841.89);
+/// Card slots per print sheet: 2 columns, 4 rows.
+pub const PER_SHEET: usize = 8;
+/// Length of a cut mark, and its gap from the card, in points.
+const MARK: (f32, f32) = (10.0, 3.0);
+/// The largest side of a PNG, in pixels (a pixmap of 2048 x 2048 is
+/// 16 MiB of the module's memory).
+const MAX_PNG_SIDE: u32 = 2048;
+/// The most memory decoding one photo or logo may take; larger images are
+/// left out of PNG and PDF faces. 24 MiB is about 8 megapixels of RGB.
+const MAX_DECODE_BYTES: u64 = 24 * 1024 * 1024;
+/// The widest or tallest image decoded at all, in pixels.
+const MAX_DECODE_SIDE: u32 = 8192;
+
+/// Why a face could not be drawn. None of these carries the tenant's
+/// data; they are failures of the module's own SVG or of its memory.
+#[derive(Debug)]
+pub enum RenderError {
+    /// usvg refused the SVG.
+    Svg(String),
+    /// The face is larger than a PNG may be.
+    TooLarge {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+    /// PNG encoding failed.
+    Png(String),
+    /// svg2pdf failed.
+    Pdf(String),
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Svg(why) => write!(f, "the card face is not drawable SVG: {why}"),
+            Self::TooLarge { width, height } => write!(
+                f,
+                "a card face of {width} x {height} pixels is larger than a PNG may be \
+                 ({MAX_PNG_SIDE} pixels a side)"
+            ),
+            Self::Png(why) => write!(f, "the PNG was not written: {why}"),
+            Self::Pdf(why) => write!(f, "the PDF was not written: {why}"),
+        }
+    }
+}
+
+/// What an image on a face is for, which bounds the size it is scaled to:
+/// about twice the pixels the face gives it, so it prints sharp.
+#[derive(Debug, Clone, Copy)]
+pub enum ImageUse {
+    /// A holder's photo.
+    Photo,
+    /// The organisation's logo.
+    Logo,
+}
+
+impl ImageUse {
+    fn max_side(self) -> u32 {
+        match self {
+            Self::Photo => 480,
+            Self::Logo => 256,
+        }
+    }
+}
+
+/// An uploaded image made safe and small for a PNG or PDF face: decoded
+/// within [`MAX_DECODE_BYTES`], scaled down to fit its use, encoded again
+/// (JPEG, or PNG when it has transparency). `None` when it is not a PNG
+/// or JPEG that decodes within the bounds.
+pub fn prepare_image(content_type: &str, bytes: &[u8], use_: ImageUse) -> Option<(String, Vec<u8>)> {
+    let format = match content_type {
+        "image/png" => ImageFormat::Png,
+        "image/jpeg" => ImageFormat::Jpeg,
+        _ => return None,
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_SIDE);
+    limits.max_image_height = Some(MAX_DECODE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let decoded = reader.decode().ok()?;
+    let side = use_.max_side();
+    let image = if decoded.width() > side || decoded.height() > side {
+        decoded.thumbnail(side, side)
+    } else {
+        decoded
+    };
+    let mut out = Vec::new();
+    if image.color().has_alpha() {
+        image
+            .to_rgba8()
+            .write_with_encoder(PngEncoder::new(&mut out))
+            .ok()?;
+        Some(("image/png".to_owned(), out))
+    } else {
+        image
+            .to_rgb8()
+            .write_with_encoder(JpegEncoder::new_with_quality(&mut out, 88))
+            .ok()?;
+        Some(("image/jpeg".to_owned(), out))
+    }
+}
+
+/// Reads an SVG with the embedded fonts; `data:` PNG and JPEG images
+/// only, no file or other URL.
+fn tree(svg: &str, fontdb: &Arc<Database>) -> Result<usvg::Tree, RenderError> {
+    let mut options = usvg::Options {
+        fontdb: Arc::clone(fontdb),
+        font_family: "Noto Sans".to_owned(),
+        image_href_resolver: ImageHrefResolver {
+            resolve_data: Box::new(|mime, data, _| match mime {
+                "image/png" => Some(ImageKind::PNG(data)),
+                "image/jpeg" => Some(ImageKind::JPEG(data)),
+                _ => None,
+            }),
+            resolve_string: Box::new(|_, _| None),
+        },
+        ..usvg::Options::default()
+    };
+    options.font_resolver.select_fallback =
+        Box::new(|c, tried, db| fonts::fallback(c, tried, db));
+    usvg::Tree::from_str(svg, &options).map_err(|error| RenderError::Svg(error.to_string()))
+}
+
+/// A face as a PNG of its own size (the template's width and height).
+///
+/// # Errors
+///
+/// The SVG does not parse, the face is larger than [`MAX_PNG_SIDE`], or
+/// encoding fails.
+pub fn png(svg: &str) -> Result<Vec<u8>, RenderError> {
+    let tree = tree(svg, &fonts::database())?;
+    let size = tree.size().to_int_size();
+    let (width, height) = (size.width(), size.height());
+    if width > MAX_PNG_SIDE || height > MAX_PNG_SIDE {
+        return Err(RenderError::TooLarge { width, height });
+    }
+    let mut pixmap =
+        tiny_skia::Pixmap::new(width, height).ok_or(RenderError::TooLarge { width, height })?;
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    pixmap
+        .encode_png()
+        .map_err(|error| RenderError::Png(error.to_string()))
+}
+
+/// A face as a one-page PDF of the printed card's size (ID-1, 85.6 x 54
+/// mm, upright when the face is taller than wide), text as text in the
+/// embedded fonts.
+///
+/// # Errors
+///
+/// The SVG does not parse or svg2pdf fails.
+pub fn pdf(svg: &str) -> Result<Vec<u8>, RenderError> {
+    let tree = tree(svg, &fonts::database())?;
+    let long_px = tree.size().width().max(tree.size().height());
+    let dpi = long_px / CARD_LONG_PT * 72.0;
+    svg2pdf::to_pdf(
+        &tree,
+        svg2pdf::ConversionOptions::default(),
+        svg2pdf::PageOptions { dpi },
+    )
+    .map_err(|error| RenderError::Pdf(error.to_string()))
+}
+
+/// The PDF of a print export: A4 pages of up to [`PER_SHEET`] card faces
+/// at their printed size, 2 columns by 4 rows, with cut marks at the
+/// grid's lines. Each page is one SVG converted by svg2pdf, so a page's
+/// text embeds its own subset of the fonts.
+pub struct PrintSheets {
+    pdf: Pdf,
+    next: Ref,
+    catalog: Ref,
+    tree: Ref,
+    pages: Vec<Ref>,
+    fontdb: Arc<Database>,
+}
+
+impl Default for PrintSheets {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PrintSheets {
+    /// An empty document.
+    pub fn new() -> Self {
+        let mut next = Ref::new(1);
+        let catalog = next.bump();
+        let tree = next.bump();
+        Self {
+            pdf: Pdf::new(),
+            next,
+            catalog,
+            tree,
+            pages: Vec::new(),
+            fontdb: fonts::database(),
+        }
+    }
+
+    /// Pages so far.
+    pub fn pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Adds a page with these faces (at most [`PER_SHEET`]; more are not
+    /// drawn), in reading order.
+    ///
+    /// # Errors
+    ///
+    /// A face's SVG does not parse, or svg2pdf fails.
+    pub fn add_page(&mut self, faces: &[String]) -> Result<(), RenderError> {
+        let tree = tree(&sheet_svg(faces), &self.fontdb)?;
+        let (chunk, xobject) = svg2pdf::to_chunk(&tree, svg2pdf::ConversionOptions::default())
+            .map_err(|error| RenderError::Pdf(error.to_string()))?;
+        let mut renumbered = HashMap::new();
+        let next = &mut self.next;
+        let chunk = chunk.renumber(|old| *renumbered.entry(old).or_insert_with(|| next.bump()));
+        let xobject = *renumbered
+            .get(&xobject)
+            .ok_or_else(|| RenderError::Pdf("the page's drawing was not written".to_owned()))?;
+        let (page_id, content_id) = (self.next.bump(), self.next.bump());
+        let mut content = Content::new();
+        content
+            .save_state()
+            .transform([A4.0, 0.0, 0.0, A4.1, 0.0, 0.0])
+            .x_object(Name(b"S"))
+            .restore_state();
+        self.pdf.stream(content_id, &content.finish());
+        let mut page = self.pdf.page(page_id);
+        page.media_box(Rect::new(0.0, 0.0, A4.0, A4.1));
+        page.parent(self.tree);
+        page.contents(content_id);
+        page.resources().x_objects().pair(Name(b"S"), xobject);
+        page.finish();
+        self.pdf.extend(&chunk);
+        self.pages.push(page_id);
+        Ok(())
+    }
+
+    /// The finished PDF.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.pdf.catalog(self.catalog).pages(self.tree);
+        self.pdf
+            .pages(self.tree)
+            .kids(self.pages.iter().copied())
+            .count(i32::try_from(self.pages.len()).unwrap_or(i32::MAX));
+        self.pdf.finish()
+    }
+}
+
+/// The width and height a face's root `<svg>` declares (its pixel size).
+fn face_size(svg: &str) -> (f32, f32) {
+    let root = svg.split('>').next().unwrap_or("");
+    let attribute = |name: &str| -> Option<f32> {
+        let rest = root.split(&format!(" {name}=\"")).nth(1)?;
+        rest.split('"').next()?.parse().ok()
+    };
+    match (attribute("width"), attribute("height")) {
+        (Some(w), Some(h)) if w > 0.0 && h > 0.0 => (w, h),
+        _ => (856.0, 540.0),
+    }
+}
+
+/// One A4 page as SVG in points: the faces nested in their slots (a face
+/// taller than wide is turned a quarter so it fills its slot), cut marks
+/// outside the grid.
+fn sheet_svg(faces: &[String]) -> String {
+    let (slot_w, slot_h) = (CARD_LONG_PT, CARD_SHORT_PT);
+    let x0 = (A4.0 - 2.0 * slot_w) / 2.0;
+    let y0 = (A4.1 - 4.0 * slot_h) / 2.0;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}">"#,
+        A4.0, A4.1, A4.0, A4.1
+    );
+    for (index, face) in faces.iter().take(PER_SHEET).enumerate() {
+        let (col, row) = ((index % 2) as f32, (index / 2) as f32);
+        let (x, y) = (x0 + col * slot_w, y0 + row * slot_h);
+        let (w, h) = face_size(face);
+        // The face is nested as it is: its own width and height, its own
+        // viewBox; the group scales (and turns) it into the slot.
+        let transform = if h > w {
+            let scale = slot_w / h;
+            format!("translate({} {y}) rotate(90) scale({scale})", x + slot_w)
+        } else {
+            let scale = slot_w / w;
+            format!("translate({x} {y}) scale({scale})")
+        };
+        svg.push_str(&format!(r#"<g transform="{transform}">{face}</g>"#));
+    }
+    let (mark, gap) = MARK;
+    let (x1, y1) = (x0 + 2.0 * slot_w, y0 + 4.0 * slot_h);
+    svg.push_str(r##"<g stroke="#000000" stroke-width="0.5">"##);
+    let mut line = |ax: f32, ay: f32, bx: f32, by: f32| {
+        svg.push_str(&format!(
+            r#"<line x1="{ax}" y1="{ay}" x2="{bx}" y2="{by}"/>"#
+        ));
+    };
+    for col in 0..=2 {
+        let x = x0 + col as f32 * slot_w;
+        line(x, y0 - gap - mark, x, y0 - gap);
+        line(x, y1 + gap, x, y1 + gap + mark);
+    }
+    for row in 0..=4 {
+        let y = y0 + row as f32 * slot_h;
+        line(x0 - gap - mark, y, x0 - gap, y);
+        line(x1 + gap, y, x1 + gap + mark, y);
+    }
+    svg.push_str("</g></svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A face like `render.rs` writes, with `name` as its one line.
+    fn face(name: &str) -> String {
+        format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="856" height="540" viewBox="0 0 856 540" font-family="{}"><rect width="856" height="540" fill="#ffffff"/><text x="40" y="200" font-size="60" font-weight="bold" fill="#000000">{name}</text></svg>"##,
+            fonts::SANS
+        )
+    }
+
+    fn png_of(svg: &str) -> (u32, u32, Vec<u8>) {
+        let bytes = png(svg).unwrap();
+        let image = ::image::load_from_memory_with_format(&bytes, ImageFormat::Png).unwrap();
+        (image.width(), image.height(), image.to_rgba8().into_raw())
+    }
+
+    #[test]
+    fn a_png_has_the_faces_size_and_draws_nepali_glyphs() {
+        let (w, h, nepali) = png_of(&face("आशा गुरुङ"));
+        assert_eq!((w, h), (856, 540));
+        let (_, _, other) = png_of(&face("बिकास राई"));
+        let (_, _, question) = png_of(&face("????????"));
+        // Two names with no glyph would both be rows of .notdef boxes.
+        assert_ne!(nepali, other);
+        assert_ne!(nepali, question);
+        let ink = |pixels: &[u8]| pixels.chunks(4).filter(|p| p[0] < 128).count();
+        assert!(ink(&nepali) > 1000, "the name is drawn");
+    }
+
+    #[test]
+    fn a_card_pdf_is_id1_sized_and_embeds_the_devanagari_font() {
+        let bytes = pdf(&face("आशा Gurung")).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("%PDF-"));
+        assert!(text.contains("NotoSansDevanagari-Bold"), "Devanagari subset named");
+        assert!(text.contains("NotoSans-Bold"), "Latin subset named");
+        assert!(text.contains("/FontFile2"));
+        let media = text.split("/MediaBox [").nth(1).unwrap();
+        let numbers: Vec<f32> = media
+            .split(']')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!((numbers[2] - CARD_LONG_PT).abs() < 0.1, "{numbers:?}");
+        assert!((numbers[3] - CARD_SHORT_PT).abs() < 0.1, "{numbers:?}");
+    }
+
+    #[test]
+    fn print_sheets_hold_eight_faces_a_page() {
+        let mut sheets = PrintSheets::new();
+        let faces: Vec<String> = (0..17).map(|n| face(&format!("Holder {n}"))).collect();
+        for page in faces.chunks(PER_SHEET) {
+            sheets.add_page(page).unwrap();
+        }
+        assert_eq!(sheets.pages(), 3);
+        let bytes = sheets.finish();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("/Count 3"));
+        assert!(text.contains("/FontFile2"));
+        let sheet = sheet_svg(&faces[..8]);
+        assert_eq!(sheet.matches("<line ").count(), 3 * 2 + 5 * 2);
+        assert_eq!(sheet.matches("<g transform=").count(), 8);
+    }
+
+    #[test]
+    fn a_portrait_face_is_turned_into_its_slot() {
+        let portrait = face("x")
+            .replacen("width=\"856\" height=\"540\"", "width=\"540\" height=\"856\"", 1);
+        assert_eq!(face_size(&portrait), (540.0, 856.0));
+        assert!(sheet_svg(&[portrait]).contains("rotate(90)"));
+    }
+
+    #[test]
+    fn images_that_do_not_decode_or_are_too_big_are_left_out() {
+        assert!(prepare_image("image/png", b"\x89PNG\r\n\x1a\nlogo-bytes", ImageUse::Logo).is_none());
+        assert!(prepare_image("image/gif", b"GIF89a", ImageUse::Logo).is_none());
+        // A valid PNG header claiming 20000 x 20000 pixels.
+        let mut huge = Vec::new();
+        ::image::RgbImage::new(1, 1)
+            .write_with_encoder(PngEncoder::new(&mut huge))
+            .unwrap();
+        huge[16..20].copy_from_slice(&20_000u32.to_be_bytes());
+        huge[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+        assert!(prepare_image("image/png", &huge, ImageUse::Photo).is_none());
+        // A large photo is scaled down and comes back as JPEG.
+        let mut photo = Vec::new();
+        ::image::RgbImage::from_pixel(1200, 900, ::image::Rgb([200, 10, 10]))
+            .write_with_encoder(PngEncoder::new(&mut photo))
+            .unwrap();
+        let (kind, bytes) = prepare_image("image/png", &photo, ImageUse::Photo).unwrap();
+        assert_eq!(kind, "image/jpeg");
+        let small = ::image::load_from_memory(&bytes).unwrap();
+        assert_eq!((small.width(), small.height()), (480, 360));
+    }
+
+    #[test]
+    fn a_face_too_large_for_a_png_is_refused() {
+        let big = face("x").replacen("width=\"856\"", "width=\"5000\"", 1);
+        assert!(matches!(png(&big), Err(RenderError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn external_images_are_not_read() {
+        let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><image href="/etc/passwd" width="10" height="10"/><image href="https://x.example/a.png" width="10" height="10"/></svg>"#;
+        let tree = tree(svg, &fonts::database()).unwrap();
+        assert!(!tree.root().has_children(), "no image node survives");
+    }
+}
