@@ -12,23 +12,23 @@ use serde_json::{Value, json};
 use crate::membership::start;
 use crate::support::Host;
 
-const CARDS: &str = "/t/acme/m/digital-card";
+pub(crate) const CARDS: &str = "/t/acme/m/digital-card";
 
 /// An answer with its raw bytes and content type.
-struct Page {
-    status: u16,
-    content_type: String,
-    text: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) text: String,
 }
 
 impl Page {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
 }
 
 /// GET `url` (absolute) with no credential, as a stranger's phone would.
-fn stranger_get(host: &Host, url: &str, accept: &str) -> Page {
+pub(crate) fn stranger_get(host: &Host, url: &str, accept: &str) -> Page {
     let res = host
         .client
         .get(url)
@@ -51,7 +51,7 @@ fn stranger_get(host: &Host, url: &str, accept: &str) -> Page {
 
 /// A tenant `acme` with Digital Card (and so Membership) installed, the
 /// verification base URL set, and members `M-1` and `M-2`.
-fn setup(host: &Host) -> String {
+pub(crate) fn setup(host: &Host) -> String {
     let token = host.tenant("acme");
     let a = host.install("acme", &token, "digital-card");
     assert_eq!(a.status, 201, "{a:?}");
@@ -83,11 +83,11 @@ fn setup(host: &Host) -> String {
     token
 }
 
-fn issue(host: &Host, token: &str, body: Value) -> crate::support::Answer {
+pub(crate) fn issue(host: &Host, token: &str, body: Value) -> crate::support::Answer {
     host.post(&format!("{CARDS}/cards"), token, body)
 }
 
-fn card(host: &Host, token: &str, number: &str) -> Value {
+pub(crate) fn card(host: &Host, token: &str, number: &str) -> Value {
     let a = host.get(&format!("{CARDS}/cards/{number}"), token);
     assert_eq!(a.status, 200, "{a:?}");
     a.body
@@ -106,7 +106,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Waits for a job to succeed (90 s: jobs queue behind the machine's load)
 /// and returns it; fails at once when it fails or errs.
-fn wait_for_job(host: &Host, token: &str, id: &str) -> Value {
+pub(crate) fn wait_for_job(host: &Host, token: &str, id: &str) -> Value {
     let start = Instant::now();
     loop {
         let job = host.get(&format!("/v1/tenants/acme/jobs/{id}"), token).body;
@@ -1238,7 +1238,7 @@ fn branding_on_pro_colours_cards_and_a_downgrade_keeps_it_unapplied() {
         branded.contains("#fef3c7") && branded.contains("#7c2d12"),
         "{branded}"
     );
-    assert!(branded.contains("DejaVu Serif") && branded.contains("data:image/png;base64,"));
+    assert!(branded.contains("Noto Serif") && branded.contains("data:image/png;base64,"));
     // The public share page shows the branded card too.
     let link = host.post(
         &format!("{CARDS}/cards/C-000001/share-links"),
@@ -1250,7 +1250,7 @@ fn branding_on_pro_colours_cards_and_a_downgrade_keeps_it_unapplied() {
     // Back on free: branding is kept but not applied; reading it is 402.
     grant("free");
     let plain = face(&host);
-    assert!(!plain.contains("#7c2d12") && !plain.contains("DejaVu Serif"));
+    assert!(!plain.contains("#7c2d12") && !plain.contains("Noto Serif"));
     assert!(plain.contains("#1d4ed8"), "the classic template's accent");
     assert_eq!(host.get(&branding, &token).status, 402);
     grant("pro");

@@ -122,7 +122,8 @@ struct BrandingBody {
     font: String,
 }
 
-fn colour_ok(text: &str) -> bool {
+/// Whether `text` is a colour written `#rrggbb`.
+pub fn colour_ok(text: &str) -> bool {
     text.len() == 7 && text.starts_with('#') && text[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 

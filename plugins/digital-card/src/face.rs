@@ -93,9 +93,10 @@ impl Faces {
         };
         let holder = members::name_of(&card.member_number)?;
         let extra = crate::routes::field_lines(card)?;
-        let (template, font_family, logo) = self.looks.get(&card.template).ok_or_else(|| {
-            Problem::internal(format!("template `{}` is missing", card.template))
-        })?;
+        let (template, font_family, logo) = self
+            .looks
+            .get(&card.template)
+            .ok_or_else(|| Problem::internal(format!("template `{}` is missing", card.template)))?;
         let face = Face {
             organisation: &self.organisation,
             holder: &holder,

@@ -101,7 +101,11 @@ mod tests {
         let db = database();
         assert_eq!(db.len(), FILES.len());
         for (family, weight, expected) in [
-            (Family::Name("Noto Sans"), Weight::NORMAL, "NotoSans-Regular"),
+            (
+                Family::Name("Noto Sans"),
+                Weight::NORMAL,
+                "NotoSans-Regular",
+            ),
             (Family::Name("Noto Sans"), Weight::BOLD, "NotoSans-Bold"),
             (Family::Name("Noto Serif"), Weight::BOLD, "NotoSerif-Bold"),
             (

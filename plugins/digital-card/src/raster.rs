@@ -103,7 +103,11 @@ impl ImageUse {
 /// within [`MAX_DECODE_BYTES`], scaled down to fit its use, encoded again
 /// (JPEG, or PNG when it has transparency). `None` when it is not a PNG
 /// or JPEG that decodes within the bounds.
-pub fn prepare_image(content_type: &str, bytes: &[u8], use_: ImageUse) -> Option<(String, Vec<u8>)> {
+pub fn prepare_image(
+    content_type: &str,
+    bytes: &[u8],
+    use_: ImageUse,
+) -> Option<(String, Vec<u8>)> {
     let format = match content_type {
         "image/png" => ImageFormat::Png,
         "image/jpeg" => ImageFormat::Jpeg,
@@ -154,8 +158,7 @@ fn tree(svg: &str, fontdb: &Arc<Database>) -> Result<usvg::Tree, RenderError> {
         },
         ..usvg::Options::default()
     };
-    options.font_resolver.select_fallback =
-        Box::new(|c, tried, db| fonts::fallback(c, tried, db));
+    options.font_resolver.select_fallback = Box::new(|c, tried, db| fonts::fallback(c, tried, db));
     usvg::Tree::from_str(svg, &options).map_err(|error| RenderError::Svg(error.to_string()))
 }
 
@@ -382,7 +385,10 @@ mod tests {
         let bytes = pdf(&face("आशा Gurung")).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.starts_with("%PDF-"));
-        assert!(text.contains("NotoSansDevanagari-Bold"), "Devanagari subset named");
+        assert!(
+            text.contains("NotoSansDevanagari-Bold"),
+            "Devanagari subset named"
+        );
         assert!(text.contains("NotoSans-Bold"), "Latin subset named");
         assert!(text.contains("/FontFile2"));
         let media = text.split("/MediaBox [").nth(1).unwrap();
@@ -416,15 +422,20 @@ mod tests {
 
     #[test]
     fn a_portrait_face_is_turned_into_its_slot() {
-        let portrait = face("x")
-            .replacen("width=\"856\" height=\"540\"", "width=\"540\" height=\"856\"", 1);
+        let portrait = face("x").replacen(
+            "width=\"856\" height=\"540\"",
+            "width=\"540\" height=\"856\"",
+            1,
+        );
         assert_eq!(face_size(&portrait), (540.0, 856.0));
         assert!(sheet_svg(&[portrait]).contains("rotate(90)"));
     }
 
     #[test]
     fn images_that_do_not_decode_or_are_too_big_are_left_out() {
-        assert!(prepare_image("image/png", b"\x89PNG\r\n\x1a\nlogo-bytes", ImageUse::Logo).is_none());
+        assert!(
+            prepare_image("image/png", b"\x89PNG\r\n\x1a\nlogo-bytes", ImageUse::Logo).is_none()
+        );
         assert!(prepare_image("image/gif", b"GIF89a", ImageUse::Logo).is_none());
         // A valid PNG header claiming 20000 x 20000 pixels.
         let mut huge = Vec::new();
