@@ -59,10 +59,14 @@ impl Faces {
         })
     }
 
-    fn image(&self, image: Option<(String, Vec<u8>)>, use_: ImageUse) -> Option<(String, Vec<u8>)> {
+    fn image(
+        &self,
+        image: Option<(String, Vec<u8>)>,
+        purpose: ImageUse,
+    ) -> Option<(String, Vec<u8>)> {
         match (image, self.images) {
             (Some((content_type, bytes)), Images::Prepared) => {
-                prepare_image(&content_type, &bytes, use_)
+                prepare_image(&content_type, &bytes, purpose)
             }
             (image, _) => image,
         }

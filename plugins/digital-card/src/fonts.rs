@@ -17,10 +17,12 @@ use usvg::fontdb::{self, Database, Source, Style, Weight};
 pub const SANS: &str = "Noto Sans, Noto Sans Devanagari, sans-serif";
 /// Branding's `serif`. Noto Serif has no Devanagari; Nepali text falls
 /// back to Noto Sans Devanagari.
+#[cfg_attr(not(feature = "release-1-1"), allow(dead_code))]
 pub const SERIF: &str = "Noto Serif, Noto Sans Devanagari, serif";
 /// Branding's `mono`. No monospaced face is embedded: a browser showing
 /// the SVG uses its own monospace font, PNG and PDF exports draw it with
 /// Noto Sans (the database's monospace family).
+#[cfg_attr(not(feature = "release-1-1"), allow(dead_code))]
 pub const MONO: &str = "Noto Sans Mono, Noto Sans Devanagari, monospace";
 
 /// The embedded font files, in the order fallback tries them.

@@ -106,7 +106,7 @@ impl ImageUse {
 pub fn prepare_image(
     content_type: &str,
     bytes: &[u8],
-    use_: ImageUse,
+    purpose: ImageUse,
 ) -> Option<(String, Vec<u8>)> {
     let format = match content_type {
         "image/png" => ImageFormat::Png,
@@ -120,7 +120,7 @@ pub fn prepare_image(
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     let decoded = reader.decode().ok()?;
-    let side = use_.max_side();
+    let side = purpose.max_side();
     let image = if decoded.width() > side || decoded.height() > side {
         decoded.thumbnail(side, side)
     } else {
