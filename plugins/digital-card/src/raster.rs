@@ -142,9 +142,132 @@ pub fn prepare_image(
     }
 }
 
+/// The Devanagari faces by weight (regular, bold).
+const DEVANAGARI: [&str; 2] = ["NotoSansDevanagari-Regular", "NotoSansDevanagari-Bold"];
+
+/// Works around usvg 0.45's layout of Devanagari: it gives a cluster of
+/// several glyphs (a consonant with a spacing vowel sign, as in `शा`) the
+/// advance of its widest glyph instead of their sum, so the next
+/// syllable overlaps the vowel sign and a word's space disappears
+/// (later usvg releases sum them; svg2pdf 0.13 is tied to 0.45).
+///
+/// For each `<text>` of Devanagari (and spaces, digits or punctuation the
+/// Devanagari face has), this shapes the text as usvg will, with the same
+/// face and rustybuzz, and gives the character after each such cluster a
+/// `dx` of the advance usvg loses. Other text is left as it is. Only the
+/// PNG and PDF paths use it; browsers lay `card.svg` out themselves.
+fn devanagari_advances(svg: &str, db: &Database) -> String {
+    let mut out = String::with_capacity(svg.len() + 256);
+    let mut rest = svg;
+    while let Some(start) = rest.find("<text ") {
+        out.push_str(&rest[..start]);
+        let element = &rest[start..];
+        let (Some(open_end), Some(close)) = (element.find('>'), element.find("</text>")) else {
+            break;
+        };
+        if open_end > close {
+            break;
+        }
+        let (tag, content) = (&element[..open_end], &element[open_end + 1..close]);
+        match spaced_text(tag, content, db) {
+            Some(fixed) => out.push_str(&fixed),
+            None => out.push_str(&element[..close]),
+        }
+        out.push_str("</text>");
+        rest = &element[close + "</text>".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One `<text>` element (its opening tag without `>`, and its content)
+/// with the `dx` list that restores its clusters' advances; `None` when
+/// it needs none.
+fn spaced_text(tag: &str, content: &str, db: &Database) -> Option<String> {
+    if content.contains('<') || tag.contains(" dx=") {
+        return None;
+    }
+    let unescaped = content
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    // usvg collapses white space the same way (xml:space="default").
+    let text = unescaped.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !text.chars().any(|c| ('\u{0900}'..='\u{097f}').contains(&c)) {
+        return None;
+    }
+    let attribute = |name: &str| -> Option<&str> {
+        tag.split(&format!(" {name}=\"")).nth(1)?.split('"').next()
+    };
+    let size: f32 = attribute("font-size")?.parse().ok()?;
+    let bold = matches!(
+        attribute("font-weight"),
+        Some("bold" | "700" | "800" | "900")
+    );
+    let face_name = DEVANAGARI[usize::from(bold)];
+    let face_id = db.faces().find(|f| f.post_script_name == face_name)?.id;
+    let shifts = db.with_face_data(face_id, |data, index| {
+        let face = rustybuzz::Face::from_slice(data, index)?;
+        // usvg shapes the whole text with this face only when it has
+        // every character; mixed text goes another way, left alone.
+        if text.chars().any(|c| face.glyph_index(c).is_none()) {
+            return None;
+        }
+        let mut buffer = rustybuzz::UnicodeBuffer::new();
+        buffer.push_str(&text);
+        buffer.set_direction(rustybuzz::Direction::LeftToRight);
+        let shaped = rustybuzz::shape(&face, &[], buffer);
+        let scale = size / f32::from(face.units_per_em() as u16);
+        // Lost advance, by the byte index where the next cluster starts.
+        let mut lost: Vec<(usize, f32)> = Vec::new();
+        let glyphs: Vec<(u32, i32)> = shaped
+            .glyph_infos()
+            .iter()
+            .zip(shaped.glyph_positions())
+            .map(|(info, pos)| (info.cluster, pos.x_advance))
+            .collect();
+        let mut at = 0;
+        while at < glyphs.len() {
+            let cluster = glyphs[at].0;
+            let end = glyphs[at..]
+                .iter()
+                .position(|g| g.0 != cluster)
+                .map_or(glyphs.len(), |n| at + n);
+            let advances = glyphs[at..end].iter().map(|g| g.1);
+            let (sum, max) = advances.fold((0, i32::MIN), |(s, m), a| (s + a, m.max(a)));
+            if end - at > 1 && sum > max {
+                let next = glyphs.get(end).map_or(text.len(), |g| g.0 as usize);
+                lost.push((next, (sum - max) as f32 * scale));
+            }
+            at = end;
+        }
+        Some(lost)
+    })??;
+    if shifts.is_empty() {
+        return None;
+    }
+    let dx: Vec<String> = text
+        .char_indices()
+        .map(|(byte, _)| {
+            shifts
+                .iter()
+                .find(|(at, _)| *at == byte)
+                .map_or_else(|| "0".to_owned(), |(_, shift)| format!("{shift:.2}"))
+        })
+        .collect();
+    Some(format!(
+        "{tag} dx=\"{}\">{}",
+        dx.join(" "),
+        crate::render::escape(&text)
+    ))
+}
+
 /// Reads an SVG with the embedded fonts; `data:` PNG and JPEG images
 /// only, no file or other URL.
 fn tree(svg: &str, fontdb: &Arc<Database>) -> Result<usvg::Tree, RenderError> {
+    let svg = devanagari_advances(svg, fontdb);
     let mut options = usvg::Options {
         fontdb: Arc::clone(fontdb),
         font_family: "Noto Sans".to_owned(),
@@ -159,7 +282,7 @@ fn tree(svg: &str, fontdb: &Arc<Database>) -> Result<usvg::Tree, RenderError> {
         ..usvg::Options::default()
     };
     options.font_resolver.select_fallback = Box::new(|c, tried, db| fonts::fallback(c, tried, db));
-    usvg::Tree::from_str(svg, &options).map_err(|error| RenderError::Svg(error.to_string()))
+    usvg::Tree::from_str(&svg, &options).map_err(|error| RenderError::Svg(error.to_string()))
 }
 
 /// A face as a PNG of its own size (the template's width and height).
@@ -378,6 +501,40 @@ mod tests {
         assert_ne!(nepali, question);
         let ink = |pixels: &[u8]| pixels.chunks(4).filter(|p| p[0] < 128).count();
         assert!(ink(&nepali) > 1000, "the name is drawn");
+    }
+
+    /// The widest run of blank columns between the first and the last
+    /// inked column of a picture.
+    fn widest_gap(svg: &str) -> usize {
+        let bytes = png(svg).unwrap();
+        let image = ::image::load_from_memory_with_format(&bytes, ImageFormat::Png)
+            .unwrap()
+            .to_rgba8();
+        let inked: Vec<bool> = (0..image.width())
+            .map(|x| (0..image.height()).any(|y| image.get_pixel(x, y)[0] < 128))
+            .collect();
+        let first = inked.iter().position(|i| *i).unwrap();
+        let last = inked.iter().rposition(|i| *i).unwrap();
+        inked[first..=last]
+            .split(|i| *i)
+            .map(<[bool]>::len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn nepali_words_keep_their_space_and_syllables_do_not_overlap() {
+        // `आशा` ends in a spacing vowel sign; usvg 0.45 alone would draw
+        // `गुरुङ` over the word space.
+        let gap = widest_gap(&face("आशा गुरुङ"));
+        // A space of Noto Sans Devanagari Bold at 60 px is 15.6 px.
+        assert!(gap >= 10, "a {gap} px gap between the words");
+        let svg = devanagari_advances(&face("राई &amp; x"), &fonts::database());
+        assert!(!svg.contains(" dx="), "mixed text is left alone: {svg}");
+        let svg = devanagari_advances(&face("राई"), &fonts::database());
+        assert!(svg.contains(" dx=\"0 0 "), "{svg}");
+        let latin = face("Asha & Gurung");
+        assert_eq!(devanagari_advances(&latin, &fonts::database()), latin);
     }
 
     #[test]
