@@ -159,7 +159,18 @@ const DEVANAGARI: [&str; 2] = ["NotoSansDevanagari-Regular", "NotoSansDevanagari
 fn devanagari_advances(svg: &str, db: &Database) -> String {
     let mut out = String::with_capacity(svg.len() + 256);
     let mut rest = svg;
+    // The font family the texts inherit: the nearest `font-family` before
+    // them (each face sets it on its root `<svg>`).
+    let mut family = String::new();
     while let Some(start) = rest.find("<text ") {
+        if let Some(value) = rest[..start]
+            .rsplit(" font-family=\"")
+            .next()
+            .filter(|_| rest[..start].contains(" font-family=\""))
+            .and_then(|after| after.split('"').next())
+        {
+            family = value.to_owned();
+        }
         out.push_str(&rest[..start]);
         let element = &rest[start..];
         let (Some(open_end), Some(close)) = (element.find('>'), element.find("</text>")) else {
@@ -169,7 +180,7 @@ fn devanagari_advances(svg: &str, db: &Database) -> String {
             break;
         }
         let (tag, content) = (&element[..open_end], &element[open_end + 1..close]);
-        match spaced_text(tag, content, db) {
+        match spaced_text(tag, content, &family, db) {
             Some(fixed) => out.push_str(&fixed),
             None => out.push_str(&element[..close]),
         }
@@ -180,10 +191,92 @@ fn devanagari_advances(svg: &str, db: &Database) -> String {
     out
 }
 
-/// One `<text>` element (its opening tag without `>`, and its content)
-/// with the `dx` list that restores its clusters' advances; `None` when
-/// it needs none.
-fn spaced_text(tag: &str, content: &str, db: &Database) -> Option<String> {
+/// Whether a character is Devanagari (or a joiner used inside it).
+fn is_devanagari(c: char) -> bool {
+    ('\u{0900}'..='\u{097f}').contains(&c) || matches!(c, '\u{200c}' | '\u{200d}')
+}
+
+/// `text` cut into runs, each Devanagari (characters and the spaces
+/// between them: `true`) or not (`false`), in order.
+fn script_runs(text: &str) -> Vec<(bool, std::ops::Range<usize>)> {
+    let mut devanagari: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut open: Option<std::ops::Range<usize>> = None;
+    for (at, c) in text.char_indices() {
+        let end = at + c.len_utf8();
+        if is_devanagari(c) {
+            open = Some(open.map_or(at..end, |run| run.start..end));
+        } else if c != ' ' {
+            devanagari.extend(open.take());
+        }
+    }
+    devanagari.extend(open);
+    let mut runs = Vec::new();
+    let mut done = 0;
+    for run in devanagari {
+        if run.start > done {
+            runs.push((false, done..run.start));
+        }
+        done = run.end;
+        runs.push((true, run));
+    }
+    if done < text.len() {
+        runs.push((false, done..text.len()));
+    }
+    runs
+}
+
+/// A run shaped with rustybuzz: its width, and the advance usvg 0.45
+/// loses after each multi-glyph cluster, by the byte index (in `text`)
+/// where the next cluster starts.
+fn shape_run(
+    face: &rustybuzz::Face<'_>,
+    text: &str,
+    run: &std::ops::Range<usize>,
+    scale: f32,
+) -> (f32, Vec<(usize, f32)>) {
+    let mut buffer = rustybuzz::UnicodeBuffer::new();
+    buffer.push_str(&text[run.clone()]);
+    buffer.set_direction(rustybuzz::Direction::LeftToRight);
+    let shaped = rustybuzz::shape(face, &[], buffer);
+    let glyphs: Vec<(usize, i32)> = shaped
+        .glyph_infos()
+        .iter()
+        .zip(shaped.glyph_positions())
+        .map(|(info, pos)| (run.start + info.cluster as usize, pos.x_advance))
+        .collect();
+    let width = glyphs.iter().map(|g| g.1).sum::<i32>() as f32 * scale;
+    let mut lost = Vec::new();
+    let mut at = 0;
+    while at < glyphs.len() {
+        let cluster = glyphs[at].0;
+        let end = glyphs[at..]
+            .iter()
+            .position(|g| g.0 != cluster)
+            .map_or(glyphs.len(), |n| at + n);
+        let (sum, max) = glyphs[at..end]
+            .iter()
+            .fold((0, i32::MIN), |(s, m), g| (s + g.1, m.max(g.1)));
+        if end - at > 1 && sum > max {
+            let next = glyphs.get(end).map_or(run.end, |g| g.0);
+            lost.push((next, (sum - max) as f32 * scale));
+        }
+        at = end;
+    }
+    (width, lost)
+}
+
+/// One `<text>` element (its opening tag without `>`, and its content,
+/// and the font family it inherits) as usvg should lay it out; `None`
+/// when it needs nothing.
+///
+/// Two fixes, both for text with Devanagari. A `dx` list restores the
+/// advance usvg loses after each multi-glyph cluster. And a line that
+/// mixes Devanagari with another script is cut into runs, each placed at
+/// its own `x` (a text chunk of its own), because usvg's font fallback
+/// gives up on a line whose two fonts shape it into different numbers of
+/// glyphs (its Devanagari would be empty boxes). A run's place is its
+/// shaped width, measured here with rustybuzz and the face usvg picks.
+fn spaced_text(tag: &str, content: &str, family: &str, db: &Database) -> Option<String> {
     if content.contains('<') || tag.contains(" dx=") {
         return None;
     }
@@ -195,7 +288,7 @@ fn spaced_text(tag: &str, content: &str, db: &Database) -> Option<String> {
         .replace("&amp;", "&");
     // usvg collapses white space the same way (xml:space="default").
     let text = unescaped.split_whitespace().collect::<Vec<_>>().join(" ");
-    if !text.chars().any(|c| ('\u{0900}'..='\u{097f}').contains(&c)) {
+    if !text.chars().any(is_devanagari) {
         return None;
     }
     let attribute = |name: &str| -> Option<&str> {
@@ -206,62 +299,107 @@ fn spaced_text(tag: &str, content: &str, db: &Database) -> Option<String> {
         attribute("font-weight"),
         Some("bold" | "700" | "800" | "900")
     );
-    let face_name = DEVANAGARI[usize::from(bold)];
-    let face_id = db.faces().find(|f| f.post_script_name == face_name)?.id;
-    let shifts = db.with_face_data(face_id, |data, index| {
+    let face_id = |name: &str| {
+        db.faces()
+            .find(|f| f.post_script_name == name)
+            .map(|f| f.id)
+    };
+    let devanagari_id = face_id(DEVANAGARI[usize::from(bold)])?;
+    let latin_name = match (family.starts_with("Noto Serif"), bold) {
+        (true, true) => "NotoSerif-Bold",
+        (true, false) => "NotoSerif-Regular",
+        (false, true) => "NotoSans-Bold",
+        (false, false) => "NotoSans-Regular",
+    };
+    let latin_id = face_id(latin_name)?;
+    // Each run: (is Devanagari, range, width); and the lost advances.
+    let (mixed, runs, shifts) = db.with_face_data(devanagari_id, |data, index| {
         let face = rustybuzz::Face::from_slice(data, index)?;
-        // usvg shapes the whole text with this face only when it has
-        // every character; mixed text goes another way, left alone.
-        if text.chars().any(|c| face.glyph_index(c).is_none()) {
-            return None;
-        }
-        let mut buffer = rustybuzz::UnicodeBuffer::new();
-        buffer.push_str(&text);
-        buffer.set_direction(rustybuzz::Direction::LeftToRight);
-        let shaped = rustybuzz::shape(&face, &[], buffer);
         let scale = size / f32::from(face.units_per_em() as u16);
-        // Lost advance, by the byte index where the next cluster starts.
-        let mut lost: Vec<(usize, f32)> = Vec::new();
-        let glyphs: Vec<(u32, i32)> = shaped
-            .glyph_infos()
-            .iter()
-            .zip(shaped.glyph_positions())
-            .map(|(info, pos)| (info.cluster, pos.x_advance))
-            .collect();
-        let mut at = 0;
-        while at < glyphs.len() {
-            let cluster = glyphs[at].0;
-            let end = glyphs[at..]
-                .iter()
-                .position(|g| g.0 != cluster)
-                .map_or(glyphs.len(), |n| at + n);
-            let advances = glyphs[at..end].iter().map(|g| g.1);
-            let (sum, max) = advances.fold((0, i32::MIN), |(s, m), a| (s + a, m.max(a)));
-            if end - at > 1 && sum > max {
-                let next = glyphs.get(end).map_or(text.len(), |g| g.0 as usize);
-                lost.push((next, (sum - max) as f32 * scale));
+        // When the face has every character usvg shapes the whole line
+        // with it; otherwise each run goes in its own chunk.
+        let mixed = text.chars().any(|c| face.glyph_index(c).is_none());
+        let runs = if mixed {
+            script_runs(&text)
+        } else {
+            vec![(true, 0..text.len())]
+        };
+        let mut shaped = Vec::new();
+        let mut lost = Vec::new();
+        for (devanagari, run) in runs {
+            if devanagari {
+                let (width, run_lost) = shape_run(&face, &text, &run, scale);
+                lost.extend(run_lost);
+                shaped.push((true, run, width));
+            } else {
+                shaped.push((false, run, 0.0));
             }
-            at = end;
         }
-        Some(lost)
+        Some((mixed, shaped, lost))
     })??;
-    if shifts.is_empty() {
+    let runs: Vec<(bool, std::ops::Range<usize>, f32)> = if mixed {
+        db.with_face_data(latin_id, |data, index| {
+            let face = rustybuzz::Face::from_slice(data, index)?;
+            let scale = size / f32::from(face.units_per_em() as u16);
+            Some(
+                runs.iter()
+                    .map(|(devanagari, run, width)| {
+                        let width = if *devanagari {
+                            *width
+                        } else {
+                            shape_run(&face, &text, run, scale).0
+                        };
+                        (*devanagari, run.clone(), width)
+                    })
+                    .collect(),
+            )
+        })??
+    } else {
+        runs
+    };
+    if !mixed && shifts.is_empty() {
         return None;
     }
+    // A run placed at its own `x` starts where the run before it ends:
+    // no shift on its first character.
+    let starts: Vec<usize> = if mixed {
+        runs.iter().map(|r| r.1.start).collect()
+    } else {
+        Vec::new()
+    };
     let dx: Vec<String> = text
         .char_indices()
         .map(|(byte, _)| {
             shifts
                 .iter()
+                .filter(|(at, _)| !starts.contains(at))
                 .find(|(at, _)| *at == byte)
                 .map_or_else(|| "0".to_owned(), |(_, shift)| format!("{shift:.2}"))
         })
         .collect();
-    Some(format!(
-        "{tag} dx=\"{}\">{}",
-        dx.join(" "),
-        crate::render::escape(&text)
-    ))
+    let escape = crate::render::escape;
+    let body = if mixed {
+        let x: f32 = attribute("x")?.parse().ok()?;
+        // A run's width is its glyphs' advances summed, as drawn.
+        let total: f32 = runs.iter().map(|r| r.2).sum();
+        let mut at = match attribute("text-anchor") {
+            Some("middle") => x - total / 2.0,
+            Some("end") => x - total,
+            _ => x,
+        };
+        let mut body = String::new();
+        for (_, run, width) in &runs {
+            body.push_str(&format!(
+                "<tspan x=\"{at:.2}\" text-anchor=\"start\">{}</tspan>",
+                escape(&text[run.clone()])
+            ));
+            at += width;
+        }
+        body
+    } else {
+        escape(&text)
+    };
+    Some(format!("{tag} dx=\"{}\">{body}", dx.join(" ")))
 }
 
 /// Reads an SVG with the embedded fonts; `data:` PNG and JPEG images
@@ -529,8 +667,26 @@ mod tests {
         let gap = widest_gap(&face("आशा गुरुङ"));
         // A space of Noto Sans Devanagari Bold at 60 px is 15.6 px.
         assert!(gap >= 10, "a {gap} px gap between the words");
-        let svg = devanagari_advances(&face("राई &amp; x"), &fonts::database());
-        assert!(!svg.contains(" dx="), "mixed text is left alone: {svg}");
+        // A line mixing scripts: each run is a chunk of its own, so the
+        // Devanagari is drawn (not empty boxes) and the space is kept.
+        let mixed = face("District: काठमाडौं");
+        let svg = devanagari_advances(&mixed, &fonts::database());
+        assert!(
+            svg.contains("<tspan x=\"40.00\" text-anchor=\"start\">District: </tspan><tspan x=\""),
+            "{svg}"
+        );
+        let boxes = face("District: \u{4e00}\u{4e01}\u{4e02}\u{4e03}");
+        assert_ne!(png(&mixed).unwrap(), png(&boxes).unwrap());
+        assert!(widest_gap(&mixed) >= 10, "the word space is kept");
+        assert_eq!(
+            script_runs("a आशा गुरुङ, b क"),
+            vec![
+                (false, 0..2),
+                (true, 2..27),
+                (false, 27..31),
+                (true, 31..34)
+            ],
+        );
         let svg = devanagari_advances(&face("राई"), &fonts::database());
         assert!(svg.contains(" dx=\"0 0 "), "{svg}");
         let latin = face("Asha & Gurung");
