@@ -171,7 +171,6 @@ fn devanagari_advances(svg: &str, db: &Database) -> String {
         {
             family = value.to_owned();
         }
-        out.push_str(&rest[..start]);
         let element = &rest[start..];
         let (Some(open_end), Some(close)) = (element.find('>'), element.find("</text>")) else {
             break;
@@ -179,6 +178,7 @@ fn devanagari_advances(svg: &str, db: &Database) -> String {
         if open_end > close {
             break;
         }
+        out.push_str(&rest[..start]);
         let (tag, content) = (&element[..open_end], &element[open_end + 1..close]);
         match spaced_text(tag, content, &family, db) {
             Some(fixed) => out.push_str(&fixed),
@@ -691,6 +691,13 @@ mod tests {
         assert!(svg.contains(" dx=\"0 0 "), "{svg}");
         let latin = face("Asha & Gurung");
         assert_eq!(devanagari_advances(&latin, &fonts::database()), latin);
+        // SVG it cannot read as text elements passes through unchanged.
+        for odd in [
+            "<svg><text x=\"1\">राई",
+            "<svg><text a=\"</text>\">राई</text>",
+        ] {
+            assert_eq!(devanagari_advances(odd, &fonts::database()), odd);
+        }
     }
 
     #[test]
