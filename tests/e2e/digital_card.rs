@@ -1240,7 +1240,7 @@ fn branding_on_pro_colours_cards_and_a_downgrade_keeps_it_unapplied() {
         branded.contains("#fef3c7") && branded.contains("#7c2d12"),
         "{branded}"
     );
-    assert!(branded.contains("DejaVu Serif") && branded.contains("data:image/png;base64,"));
+    assert!(branded.contains("Noto Serif") && branded.contains("data:image/png;base64,"));
     // The public share page shows the branded card too.
     let link = host.post(
         &format!("{CARDS}/cards/C-000001/share-links"),
@@ -1252,7 +1252,7 @@ fn branding_on_pro_colours_cards_and_a_downgrade_keeps_it_unapplied() {
     // Back on free: branding is kept but not applied; reading it is 402.
     grant("free");
     let plain = face(&host);
-    assert!(!plain.contains("#7c2d12") && !plain.contains("DejaVu Serif"));
+    assert!(!plain.contains("#7c2d12") && !plain.contains("Noto Serif"));
     assert!(plain.contains("#1d4ed8"), "the classic template's accent");
     assert_eq!(host.get(&branding, &token).status, 402);
     grant("pro");

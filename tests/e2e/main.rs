@@ -14,6 +14,7 @@ mod archives;
 mod billing;
 mod cli_api;
 mod digital_card;
+mod digital_card_export;
 mod digital_card_templates;
 mod email;
 mod events;

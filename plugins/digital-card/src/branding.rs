@@ -47,12 +47,16 @@ impl FromRow for Branding {
 }
 
 impl Branding {
-    /// The CSS/SVG font family of the font choice.
+    /// The CSS/SVG font family of the font choice, naming the fonts the
+    /// module embeds (`fonts.rs`): `sans` Noto Sans, `serif` Noto Serif,
+    /// both with Noto Sans Devanagari for Nepali; `mono` asks a browser
+    /// for its monospace font and is drawn with Noto Sans in PNG and PDF
+    /// exports (no monospaced face is embedded).
     pub fn font_family(&self) -> &'static str {
         match self.font.as_str() {
-            "serif" => "DejaVu Serif, Georgia, serif",
-            "mono" => "DejaVu Sans Mono, Courier New, monospace",
-            _ => "DejaVu Sans, Arial, sans-serif",
+            "serif" => crate::fonts::SERIF,
+            "mono" => crate::fonts::MONO,
+            _ => crate::fonts::SANS,
         }
     }
 }
@@ -118,7 +122,8 @@ struct BrandingBody {
     font: String,
 }
 
-fn colour_ok(text: &str) -> bool {
+/// Whether `text` is a colour written `#rrggbb`.
+pub fn colour_ok(text: &str) -> bool {
     text.len() == 7 && text.starts_with('#') && text[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 

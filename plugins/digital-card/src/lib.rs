@@ -19,14 +19,17 @@ mod branding;
 mod card;
 mod dates;
 mod export;
+mod face;
 #[cfg(feature = "release-1-1")]
 mod fields;
+mod fonts;
 mod image;
 mod lifecycle;
 mod members;
 mod qr;
 #[cfg(feature = "release-1-2")]
 mod qr_zip;
+mod raster;
 mod render;
 mod routes;
 mod schema;

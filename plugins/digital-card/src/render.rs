@@ -399,7 +399,7 @@ pub fn card_svg(template: &Template, face: &Face<'_>) -> Result<String, String> 
         colour(&template.foreground),
         colour(&template.accent),
     );
-    let font = face.font_family.unwrap_or("DejaVu Sans, Arial, sans-serif");
+    let font = face.font_family.unwrap_or(crate::fonts::SANS);
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {dw} {dh}" font-family="{font}"><rect width="{dw}" height="{dh}" rx="28" fill="{bg}"/>"#
     );

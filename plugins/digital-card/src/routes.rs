@@ -14,7 +14,7 @@ use crate::card::{
 };
 use crate::dates::{Day, format_instant, now_unix};
 use crate::image::{delete_replaced, image_body};
-use crate::render::{self, Face};
+use crate::render;
 use crate::{members, qr, settings, token, verify};
 
 /// Cards per page of `GET /cards` when `limit` is not given.
@@ -44,6 +44,8 @@ pub fn router() -> Router {
         .put("/cards/{number}/photo", put_photo)
         .get("/cards/{number}/qr.svg", qr_svg)
         .get("/cards/{number}/card.svg", card_svg)
+        .get("/cards/{number}/card.png", crate::export::card_png)
+        .get("/cards/{number}/card.pdf", crate::export::card_pdf)
         .get("/cards/{number}/share-links", list_share_links)
         .post("/cards/{number}/share-links", create_share_link)
         .delete("/cards/{number}/share-links/{id}", revoke_share_link)
@@ -78,7 +80,8 @@ pub fn find_card(number: &str) -> Result<Option<Card>, Problem> {
     )?)
 }
 
-fn card_or_404(request: &Request) -> Result<Card, Problem> {
+/// The card the path's `{number}` names; a 404 problem when none has it.
+pub fn card_or_404(request: &Request) -> Result<Card, Problem> {
     let number = request.param("number")?;
     find_card(number)?.ok_or_else(|| card_not_found(number))
 }
@@ -99,7 +102,7 @@ fn card_response(status: u16, card: &Card) -> Result<Response, Problem> {
 }
 
 /// The custom field lines a card face shows (`label: value`).
-fn field_lines(card: &Card) -> Result<Vec<String>, Problem> {
+pub fn field_lines(card: &Card) -> Result<Vec<String>, Problem> {
     #[cfg(feature = "release-1-1")]
     {
         Ok(crate::fields::of_card(card.id)?
@@ -455,36 +458,7 @@ fn qr_svg(request: &Request) -> Result<Response, Problem> {
 /// template.
 fn card_svg(request: &Request) -> Result<Response, Problem> {
     let card = card_or_404(request)?;
-    let settings = settings::load()?;
-    let template = render::find(&card.template)?
-        .ok_or_else(|| Problem::internal(format!("template `{}` is missing", card.template)))?;
-    let (template, font_family, logo) = branded(template)?;
-    let photo = match &card.photo_file_id {
-        Some(id) => {
-            let info = files::get(id)?;
-            Some((info.content_type, files::read(id)?))
-        }
-        None => None,
-    };
-    let holder = members::name_of(&card.member_number)?;
-    let face = Face {
-        organisation: &settings.organisation_name,
-        holder: &holder,
-        member_number: &card.member_number,
-        card_number: &card.number,
-        expires_on: &card.expires_on,
-        status: &card.status,
-        photo,
-        verification_url: Some(crate::card::verification_url(
-            settings.base_url()?,
-            &card.token,
-        )),
-        souk_mark: !entitlements::has_feature("white_label"),
-        extra: field_lines(&card)?,
-        font_family,
-        logo,
-    };
-    let svg = render::card_svg(&template, &face).map_err(Problem::internal)?;
+    let svg = crate::face::Faces::load(crate::face::Images::AsUploaded)?.svg(&card)?;
     Ok(Response::text(200, svg).with_header("content-type", "image/svg+xml"))
 }
 

@@ -9,6 +9,11 @@
 //! (known token or not) counts one unit of `qr_scans_per_month`; past the
 //! month's allowance the page says the organisation's verification quota
 //! is used up and shows no card data.
+//!
+//! The HTML pages wear the organisation's look when its plan has
+//! `custom_branding` (its colours, font and logo, the same for every
+//! token, so they tell nothing about a card), and carry a small
+//! "Verified with Souk" mark unless the plan has `white_label`.
 
 use serde_json::{Value, json};
 use souk_sdk::db;
@@ -86,7 +91,7 @@ pub fn verify(request: &Request) -> Result<Response, Problem> {
                 "message": "This organisation's card verifications for this month are used up; \
                             the card cannot be checked here until next month.",
             });
-            return Ok(answer(request, 200, &body, &settings.organisation_name));
+            return answer(request, 200, &body, &settings.organisation_name);
         }
         Err(error @ EntitlementError::UnknownKey(_)) => return Err(error.into()),
     }
@@ -115,7 +120,7 @@ pub fn verify(request: &Request) -> Result<Response, Problem> {
             "message": "This card is not valid.",
         }),
     };
-    Ok(answer(request, 200, &body, &settings.organisation_name))
+    answer(request, 200, &body, &settings.organisation_name)
 }
 
 /// `GET /s/{token}` (public): the card a share link shows, while the link
@@ -176,21 +181,26 @@ pub fn shared(request: &Request) -> Result<Response, Problem> {
     };
     let svg = render::card_svg(&template, &face).map_err(Problem::internal)?;
     let html = page(
-        &settings.organisation_name,
+        &PageLook::load(&settings.organisation_name)?,
         &format!("<div class=\"card\">{svg}</div>"),
     );
     Ok(html_response(html))
 }
 
 /// JSON or HTML by `Accept`.
-fn answer(request: &Request, status: u16, body: &Value, organisation: &str) -> Response {
+fn answer(
+    request: &Request,
+    status: u16,
+    body: &Value,
+    organisation: &str,
+) -> Result<Response, Problem> {
     let wants_json = request
         .header("accept")
         .is_some_and(|accept| accept.contains("application/json"));
     if wants_json {
-        return Response::json(status, body)
+        return Ok(Response::json(status, body)
             .with_header("cache-control", "no-store")
-            .with_header("x-robots-tag", "noindex");
+            .with_header("x-robots-tag", "noindex"));
     }
     let (headline, colour) = match body["status"].as_str() {
         Some("valid") => ("Valid card", "#15803d"),
@@ -211,7 +221,10 @@ fn answer(request: &Request, status: u16, body: &Value, organisation: &str) -> R
     if let Some(message) = body["message"].as_str() {
         content.push_str(&format!("<p>{}</p>", escape(message)));
     }
-    html_response(page(organisation, &content)).with_header("x-robots-tag", "noindex")
+    Ok(
+        html_response(page(&PageLook::load(organisation)?, &content))
+            .with_header("x-robots-tag", "noindex"),
+    )
 }
 
 fn html_response(html: String) -> Response {
@@ -224,13 +237,87 @@ fn html_response(html: String) -> Response {
         )
 }
 
-fn page(organisation: &str, content: &str) -> String {
+/// How a public page looks: the organisation's branding (while the plan
+/// has `custom_branding`) and whether it carries the Souk mark.
+struct PageLook {
+    organisation: String,
+    /// Page background, text and accent colours (`#rrggbb`).
+    background: Option<String>,
+    text: Option<String>,
+    accent: Option<String>,
+    /// CSS font family.
+    font_family: &'static str,
+    /// A short-lived signed URL of the logo.
+    logo_url: Option<String>,
+    souk_mark: bool,
+}
+
+impl PageLook {
+    fn load(organisation: &str) -> Result<Self, Problem> {
+        #[cfg_attr(not(feature = "release-1-1"), allow(unused_mut))]
+        let mut look = Self {
+            organisation: organisation.to_owned(),
+            background: None,
+            text: None,
+            accent: None,
+            font_family: crate::fonts::SANS,
+            logo_url: None,
+            souk_mark: !entitlements::has_feature("white_label"),
+        };
+        #[cfg(feature = "release-1-1")]
+        if let Some(branding) = crate::branding::active()? {
+            let checked =
+                |colour: &Option<String>| colour.clone().filter(|c| crate::branding::colour_ok(c));
+            look.background = checked(&branding.background);
+            look.text = checked(&branding.text);
+            look.accent = checked(&branding.accent);
+            look.font_family = branding.font_family();
+            look.logo_url = branding
+                .logo_file_id
+                .as_deref()
+                .and_then(|id| files::signed_url(id, PHOTO_URL_TTL).ok());
+        }
+        Ok(look)
+    }
+}
+
+fn page(look: &PageLook, content: &str) -> String {
+    let mut style = format!(
+        "body{{font-family:{};max-width:40rem;margin:2rem auto;padding:0 1rem",
+        look.font_family
+    );
+    if let Some(colour) = &look.background {
+        style.push_str(&format!(";background:{colour}"));
+    }
+    if let Some(colour) = &look.text {
+        style.push_str(&format!(";color:{colour}"));
+    }
+    style.push_str(
+        "}.holder{font-size:1.5rem;font-weight:bold}.card svg{max-width:100%;height:auto}\
+         .org{display:flex;align-items:center;gap:.75rem;font-weight:bold}\
+         .mark{margin-top:3rem;font-size:.75rem;opacity:.6}",
+    );
+    if let Some(colour) = &look.accent {
+        style.push_str(&format!(
+            ".org{{color:{colour};border-bottom:4px solid {colour};padding-bottom:.5rem}}"
+        ));
+    }
+    let logo = look.logo_url.as_deref().map_or(String::new(), |url| {
+        format!(
+            "<img src=\"{}\" alt=\"\" height=\"48\" class=\"logo\">",
+            escape(url)
+        )
+    });
+    let mark = if look.souk_mark {
+        "<p class=\"mark\">Verified with Souk</p>"
+    } else {
+        ""
+    };
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{org}</title><style>body{{font-family:sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}}\
-         .holder{{font-size:1.5rem;font-weight:bold}}.card svg{{max-width:100%;height:auto}}</style></head>\
-         <body><p>{org}</p>{content}</body></html>",
-        org = escape(organisation)
+         <title>{org}</title><style>{style}</style></head>\
+         <body><p class=\"org\">{logo}<span>{org}</span></p>{content}{mark}</body></html>",
+        org = escape(&look.organisation)
     )
 }
