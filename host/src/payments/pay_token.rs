@@ -2,16 +2,15 @@
 //! with HMAC-SHA256 under a key of the host, 32 random bytes in
 //! `<data>/pay-link-key` (mode 0600), created on first start. A token is
 //! `base64url(payload) "." base64url(mac)`; the MAC is compared in
-//! constant time ([`Mac::verify_slice`]) before the payload is read. What
+//! constant time ([`TokenKey`], shared with the host's other
+//! signed tokens) before the payload is read. What
 //! the links do: [`super::pay_link`].
 
 use std::path::Path;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use time::OffsetDateTime;
+
+use crate::secrets::TokenKey;
 
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "pay-link-key";
@@ -31,19 +30,9 @@ pub struct PayLinkGrant {
 }
 
 /// Signs and checks payment-link tokens under the host's key.
+#[derive(Debug)]
 pub struct PayLinkSigner {
-    key: [u8; 32],
-}
-
-impl std::fmt::Debug for PayLinkSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PayLinkSigner")
-    }
-}
-
-fn mac(key: &[u8; 32]) -> Hmac<Sha256> {
-    // HMAC takes a key of any length; 32 bytes never fails.
-    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+    key: TokenKey,
 }
 
 impl PayLinkSigner {
@@ -53,60 +42,30 @@ impl PayLinkSigner {
     /// # Errors
     /// I/O errors, or a key file that is not 64 hex digits.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join(KEY_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let fresh = hex::encode(rand::random::<[u8; 32]>());
-                crate::secrets::write_private_file(&path, fresh.as_bytes())?;
-                fresh
-            }
-            Err(e) => return Err(e),
-        };
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{KEY_FILE} in the data directory is not 64 hex digits"),
-            )
-        })?;
-        Ok(PayLinkSigner { key })
+        Ok(PayLinkSigner {
+            key: TokenKey::open(data_dir, KEY_FILE)?,
+        })
     }
 
     /// A signer with `key` (tests).
     pub fn with_key(key: [u8; 32]) -> Self {
-        PayLinkSigner { key }
+        PayLinkSigner {
+            key: TokenKey::from_bytes(key),
+        }
     }
 
     /// The token for `grant`.
     pub fn sign(&self, grant: &PayLinkGrant) -> String {
-        let payload = format!(
+        self.key.sign(&format!(
             "pay1|{}|{}|{}",
             grant.invoice_id, grant.tenant_id, grant.expires
-        );
-        let mut m = mac(&self.key);
-        m.update(payload.as_bytes());
-        let tag = m.finalize().into_bytes();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload.as_bytes()),
-            URL_SAFE_NO_PAD.encode(tag)
-        )
+        ))
     }
 
     /// The grant `token` carries if its MAC is right and it has not expired
     /// at `now`; `None` otherwise (which is all a caller learns).
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Option<PayLinkGrant> {
-        if token.len() > MAX_TOKEN_LEN {
-            return None;
-        }
-        let (payload, tag) = token.split_once('.')?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        let mut m = mac(&self.key);
-        m.update(&payload);
-        m.verify_slice(&tag).ok()?;
-        let payload = String::from_utf8(payload).ok()?;
+        let payload = self.key.verify(token, MAX_TOKEN_LEN)?;
         let mut parts = payload.split('|');
         let (Some("pay1"), Some(invoice), Some(tenant), Some(expires), None) = (
             parts.next(),
@@ -131,6 +90,9 @@ impl PayLinkSigner {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     fn grant(expires: i64) -> PayLinkGrant {
@@ -177,14 +139,7 @@ mod tests {
         // Same shape, another payload tag: refused even under the same key.
         let signer = PayLinkSigner::with_key([7; 32]);
         let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
-        let payload = "v1|t0|cards|inv_0123|2000";
-        let mut m = mac(&[7; 32]);
-        m.update(payload.as_bytes());
-        let token = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
-        );
+        let token = TokenKey::from_bytes([7; 32]).sign("v1|t0|cards|inv_0123|2000");
         assert_eq!(signer.verify(&token, now), None);
     }
 
@@ -193,7 +148,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = PayLinkSigner::open(dir.path()).unwrap();
         let again = PayLinkSigner::open(dir.path()).unwrap();
-        assert_eq!(first.key, again.key);
+        let token = first.sign(&grant(2_000));
+        let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
+        assert_eq!(again.verify(&token, now), Some(grant(2_000)));
         std::fs::write(dir.path().join(KEY_FILE), "not hex").unwrap();
         assert!(PayLinkSigner::open(dir.path()).is_err());
     }

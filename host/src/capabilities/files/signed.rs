@@ -7,19 +7,21 @@
 //! until it expires; nothing else about the caller is checked. A token is
 //! `base64url(payload) "." base64url(mac)`, the payload
 //! `v1|<tenant id>|<module>|<file id>|<expiry, unix seconds>`. The MAC is
-//! compared in constant time ([`Mac::verify_slice`]) before the payload is
+//! compared in constant time ([`TokenKey`], shared with the host's other
+//! signed tokens) before the payload is
 //! read.
 
 use std::path::Path;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use time::OffsetDateTime;
+
+use crate::secrets::TokenKey;
 
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "file-url-key";
+
+/// Longest token accepted.
+const MAX_TOKEN_LEN: usize = 1024;
 
 /// Longest lifetime of a signed URL, in seconds (one day).
 pub const MAX_TTL_SECONDS: u32 = 86_400;
@@ -38,19 +40,9 @@ pub struct Grant {
 }
 
 /// Signs and checks download tokens under the host's key.
+#[derive(Debug)]
 pub struct UrlSigner {
-    key: [u8; 32],
-}
-
-impl std::fmt::Debug for UrlSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UrlSigner")
-    }
-}
-
-fn mac(key: &[u8; 32]) -> Hmac<Sha256> {
-    // HMAC takes a key of any length; 32 bytes never fails.
-    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+    key: TokenKey,
 }
 
 impl UrlSigner {
@@ -60,60 +52,30 @@ impl UrlSigner {
     /// # Errors
     /// I/O errors, or a key file that is not 64 hex digits.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join(KEY_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let fresh = hex::encode(rand::random::<[u8; 32]>());
-                crate::secrets::write_private_file(&path, fresh.as_bytes())?;
-                fresh
-            }
-            Err(e) => return Err(e),
-        };
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{KEY_FILE} in the data directory is not 64 hex digits"),
-            )
-        })?;
-        Ok(UrlSigner { key })
+        Ok(UrlSigner {
+            key: TokenKey::open(data_dir, KEY_FILE)?,
+        })
     }
 
     /// A signer with `key` (tests).
     pub fn with_key(key: [u8; 32]) -> Self {
-        UrlSigner { key }
+        UrlSigner {
+            key: TokenKey::from_bytes(key),
+        }
     }
 
     /// The token for `grant`.
     pub fn sign(&self, grant: &Grant) -> String {
-        let payload = format!(
+        self.key.sign(&format!(
             "v1|{}|{}|{}|{}",
             grant.tenant_id, grant.module, grant.file_id, grant.expires
-        );
-        let mut m = mac(&self.key);
-        m.update(payload.as_bytes());
-        let tag = m.finalize().into_bytes();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload.as_bytes()),
-            URL_SAFE_NO_PAD.encode(tag)
-        )
+        ))
     }
 
     /// The grant `token` carries if its MAC is right and it has not expired
     /// at `now`; `None` otherwise (which is all a caller learns).
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Option<Grant> {
-        if token.len() > 1024 {
-            return None;
-        }
-        let (payload, tag) = token.split_once('.')?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        let mut m = mac(&self.key);
-        m.update(&payload);
-        m.verify_slice(&tag).ok()?;
-        let payload = String::from_utf8(payload).ok()?;
+        let payload = self.key.verify(token, MAX_TOKEN_LEN)?;
         let mut parts = payload.split('|');
         let (Some("v1"), Some(tenant), Some(module), Some(file), Some(expires), None) = (
             parts.next(),
