@@ -622,7 +622,7 @@ mod tests {
             assert!(svg.contains("Asha Gurung") && svg.contains("Kathmandu Runners"));
             assert!(svg.contains("Valid until 2027-01-01"), "{layout}");
             assert!(!svg.contains("Verified with Souk"), "{layout}");
-            // The photo placeholder and the QR code are inside the face.
+            // The empty photo frame (dashed) and the QR code are inside the face.
             assert!(svg.contains("stroke-dasharray"), "{layout}");
             let qr = svg.split("<svg x=\"").nth(1).expect("a QR code");
             let numbers: Vec<i64> = qr
