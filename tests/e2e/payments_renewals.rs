@@ -203,26 +203,15 @@ fn subscription(w: &World, tenant: &str, token: &str) -> Value {
 }
 
 fn invoices(w: &World, tenant: &str, token: &str) -> Vec<Value> {
-    let a = w.host.get(&format!("/v1/tenants/{tenant}/invoices"), token);
-    assert_eq!(a.status, 200, "{a:?}");
-    a.body["invoices"].as_array().unwrap().clone()
+    w.host.invoices(tenant, token)
 }
 
 fn maintain(w: &World) -> Value {
-    let a = w
-        .host
-        .post("/v1/maintenance/run", &w.host.operator, json!({}));
-    assert_eq!(a.status, 200, "{a:?}");
-    a.body
+    w.host.run_maintenance()
 }
 
 fn advance(w: &World, seconds: i64) {
-    let a = w.host.post(
-        "/v1/clock",
-        &w.host.operator,
-        json!({ "advance_seconds": seconds }),
-    );
-    assert_eq!(a.status, 200, "{a:?}");
+    w.host.advance_clock(seconds);
 }
 
 /// `data`'s body with quoted-printable soft breaks and `=3D` undone.

@@ -87,12 +87,7 @@ impl World {
     fn advance_to(&self, unix: i64) {
         let by = unix - self.now.get();
         assert!(by >= 0);
-        let a = self.host.post(
-            "/v1/clock",
-            &self.host.operator,
-            json!({ "advance_seconds": by }),
-        );
-        assert_eq!(a.status, 200, "{a:?}");
+        self.host.advance_clock(by);
         self.now.set(unix);
     }
 
@@ -172,11 +167,7 @@ impl World {
     }
 
     fn invoices(&self, tenant: &str, token: &str) -> Vec<Value> {
-        let a = self
-            .host
-            .get(&format!("/v1/tenants/{tenant}/invoices"), token);
-        assert_eq!(a.status, 200, "{a:?}");
-        a.body["invoices"].as_array().unwrap().clone()
+        self.host.invoices(tenant, token)
     }
 
     /// A USD tenant subscribes to cards pro through Stripe Checkout and the
@@ -258,10 +249,7 @@ fn a_usd_tenant_subscribes_through_checkout_and_each_stripe_renewal_is_invoiced_
     // Three days before the period ends, maintenance issues no wallet
     // renewal invoice: Stripe renews this one.
     w.advance_to(FEB_1 - 2 * DAY);
-    let a = w
-        .host
-        .post("/v1/maintenance/run", &w.host.operator, json!({}));
-    assert_eq!(a.status, 200, "{a:?}");
+    w.host.run_maintenance();
     let notes = w.host.get("/v1/tenants/intl-ngo/notifications", &token);
     assert_eq!(notes.status, 200, "{notes:?}");
     assert!(

@@ -8,7 +8,7 @@ use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use reqwest::blocking::Client;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A module the tests can make available: (manifest path, component file).
 pub fn module_files(name: &str) -> (PathBuf, PathBuf) {
@@ -347,6 +347,30 @@ impl Host {
 
     pub fn delete(&self, path: &str, token: &str) -> Answer {
         self.request("DELETE", path, Some(token), None)
+    }
+
+    /// Runs the maintenance step now (as the operator); its report.
+    pub fn run_maintenance(&self) -> Value {
+        let a = self.post("/v1/maintenance/run", &self.operator, json!({}));
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body
+    }
+
+    /// Moves the manual clock (`--manual-clock`) forward by `seconds`.
+    pub fn advance_clock(&self, seconds: i64) {
+        let a = self.post(
+            "/v1/clock",
+            &self.operator,
+            json!({ "advance_seconds": seconds }),
+        );
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+
+    /// The tenant's invoices, newest first.
+    pub fn invoices(&self, tenant: &str, token: &str) -> Vec<Value> {
+        let a = self.get(&format!("/v1/tenants/{tenant}/invoices"), token);
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body["invoices"].as_array().unwrap().clone()
     }
 
     /// Creates a tenant and a token for it; returns the token.
